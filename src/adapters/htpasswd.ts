@@ -1,0 +1,84 @@
+import apacheCrypt from "apache-crypt";
+import apacheMd5 from "apache-md5";
+import bcrypt from "bcryptjs";
+import type { Credentials } from "../handlers/auth.ts";
+
+/**
+ * Credentials from the text of an nginx/Apache htpasswd file: bcrypt
+ * (`$2y$`/`$2b$`/`$2a$`), Apache MD5 (`$apr1$`), `{SHA}` and DES crypt entries.
+ * Used by the Node adapter (from a file) and the worker (from a secret).
+ */
+export class HtpasswdCredentials implements Credentials {
+  readonly #hashes = new Map<string, string>();
+  /** Lines that were skipped, by line number and reason (never the hash itself). */
+  readonly problems: string[] = [];
+  // bcrypt costs tens of milliseconds by design; a client that sends the same
+  // right password on every request pays it once. Keys are HMACs of the
+  // password under a per-process random key, so the cache holds no secret.
+  readonly #verified = new Map<string, true>();
+  readonly #cacheKey = crypto.subtle.generateKey({ name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  static readonly #CACHE_SIZE = 1024;
+  // Compared against when the user is unknown, so that the answer takes as long.
+  static readonly #DUMMY = "$2b$10$Dn/YbtcO/f/51uzsB2nN5Oyfp/7GB0FKjKPnhznGdf5qwZLiQ1Lfe";
+
+  constructor(text: string) {
+    text.split(/\r?\n/).forEach((line, index) => {
+      const trimmed = line.trim();
+      if (trimmed === "" || trimmed.startsWith("#")) return;
+      const colon = trimmed.indexOf(":");
+      const user = trimmed.slice(0, colon);
+      const hash = trimmed.slice(colon + 1).split(":")[0]!;
+      if (colon <= 0 || hash === "") this.problems.push(`line ${index + 1}: not 'user:hash'`);
+      else if (!HtpasswdCredentials.#supported(hash)) this.problems.push(`line ${index + 1}: unsupported hash type for '${user}'`);
+      else this.#hashes.set(user, hash);
+    });
+  }
+
+  get users(): string[] {
+    return [...this.#hashes.keys()];
+  }
+
+  static #supported(hash: string): boolean {
+    return /^\$2[aby]\$/.test(hash) || hash.startsWith("$apr1$") || hash.startsWith("{SHA}") || /^[./0-9A-Za-z]{13}$/.test(hash);
+  }
+
+  async verify(user: string, password: string): Promise<boolean> {
+    const hash = this.#hashes.get(user);
+    if (hash === undefined) {
+      await bcrypt.compare(password, HtpasswdCredentials.#DUMMY);
+      return false;
+    }
+    const cacheKey = await this.#cacheKeyOf(user, password, hash);
+    if (this.#verified.has(cacheKey)) return true;
+    const ok = await HtpasswdCredentials.#check(password, hash);
+    if (ok) {
+      if (this.#verified.size >= HtpasswdCredentials.#CACHE_SIZE) this.#verified.clear();
+      this.#verified.set(cacheKey, true);
+    }
+    return ok;
+  }
+
+  async #cacheKeyOf(user: string, password: string, hash: string): Promise<string> {
+    const data = new TextEncoder().encode(`${user}\u0000${password}\u0000${hash}`);
+    const mac = await crypto.subtle.sign("HMAC", await this.#cacheKey, data);
+    return btoa(String.fromCharCode(...new Uint8Array(mac)));
+  }
+
+  static async #check(password: string, hash: string): Promise<boolean> {
+    if (hash.startsWith("$2")) return bcrypt.compare(password, hash);
+    if (hash.startsWith("$apr1$")) return constantTimeEqual(apacheMd5(password, hash), hash);
+    if (hash.startsWith("{SHA}")) {
+      const digest = await crypto.subtle.digest("SHA-1", new TextEncoder().encode(password));
+      return constantTimeEqual(`{SHA}${btoa(String.fromCharCode(...new Uint8Array(digest)))}`, hash);
+    }
+    return constantTimeEqual(apacheCrypt(password, hash), hash);
+  }
+}
+
+function constantTimeEqual(a: string, b: string): boolean {
+  let difference = a.length ^ b.length;
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    difference |= (a.charCodeAt(i) || 0) ^ (b.charCodeAt(i) || 0);
+  }
+  return difference === 0;
+}

@@ -1,0 +1,89 @@
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { CONFIG_KEYS, ConfigError, flagName, loadConfig } from "./config.ts";
+import { createLogger } from "./logger.ts";
+import { startNode } from "./node.ts";
+
+const USAGE = `Usage:
+  nanocdn serve [--config FILE] [--KEY VALUE ...]   run a node
+  nanocdn --version
+
+Every configuration key can be given in the TOML file, as an environment
+variable NANOCDN_<KEY> or as a flag --<key> (dashes or underscores); flags win
+over the environment, which wins over the file. Keys:
+  ${CONFIG_KEYS.join(", ")}
+`;
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
+  return pkg.version;
+}
+
+function parseFlags(args: string[]): { config?: string; flags: Record<string, string> } {
+  const options: Record<string, { type: "string" }> = { config: { type: "string" } };
+  for (const key of CONFIG_KEYS) {
+    options[key] = { type: "string" };
+    options[flagName(key).slice(2)] = { type: "string" };
+  }
+  const { values } = parseArgs({ args, options, strict: true, allowPositionals: false });
+  const flags: Record<string, string> = {};
+  for (const [name, value] of Object.entries(values)) {
+    if (name !== "config" && typeof value === "string") flags[name.replaceAll("-", "_")] = value;
+  }
+  return { config: values.config as string | undefined, flags };
+}
+
+async function serve(args: string[]): Promise<void> {
+  const { config: file = process.env.NANOCDN_CONFIG, flags } = parseFlags(args);
+  const config = await loadConfig({ file, flags });
+  const log = createLogger(config.log_level);
+  const node = await startNode(config, log);
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    log.info({ signal }, "shutting down: finishing requests in flight");
+    await node.close();
+    log.info({}, "stopped");
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...args] = argv;
+  switch (command) {
+    case "serve":
+      await serve(args);
+      return 0;
+    case "--version":
+    case "version":
+      console.log(packageVersion());
+      return 0;
+    case undefined:
+    case "--help":
+    case "help":
+      process.stdout.write(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      process.stderr.write(`nanocdn: unknown command '${command}'\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== 0) process.exit(code);
+  },
+  (error: unknown) => {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`nanocdn: ${error.message}\n`);
+      process.exit(2);
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`nanocdn: ${message}\n`);
+    process.exit(1);
+  },
+);
+

@@ -1,0 +1,154 @@
+import { readFile } from "node:fs/promises";
+import { isAbsolute, resolve } from "node:path";
+import { parse as parseToml } from "smol-toml";
+import { z } from "zod";
+import { DEFAULT_CACHE_MAX_AGE, DEFAULT_MAX_UPLOAD_BYTES } from "../../handlers/app.ts";
+import { RESERVED_SEGMENTS } from "../../handlers/paths.ts";
+
+const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
+
+const nodeId = z
+  .string()
+  .regex(NODE_ID, "must be 1-32 letters, digits, '-' or '_', starting with a letter or digit")
+  .refine((id) => !(RESERVED_SEGMENTS as readonly string[]).includes(id), "is a word the API reserves");
+
+/** Env vars and flags arrive as text; TOML values arrive typed. Both are accepted. */
+const int = (min: number) =>
+  z.preprocess(
+    (v) => (typeof v === "string" && /^\s*-?\d+\s*$/.test(v) ? Number(v) : v),
+    z.number({ error: "expected a whole number" }).int("expected a whole number").min(min),
+  );
+const bool = z.preprocess(
+  (v) => (v === "true" || v === "1" ? true : v === "false" || v === "0" ? false : v),
+  z.boolean({ error: "expected true or false" }),
+);
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+const listen = z.string().transform((value, ctx): ListenAddress => {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value.trim());
+  const port = Number(match?.[3]);
+  if (!match || port > 65535) {
+    ctx.addIssue({ code: "custom", message: "expected host:port, e.g. 127.0.0.1:8080 or [::1]:8080" });
+    return z.NEVER;
+  }
+  return { host: match[1] ?? match[2]!, port };
+});
+
+export const configSchema = z
+  .object({
+    node: nodeId.default("1"),
+    listen: listen.default({ host: "127.0.0.1", port: 8080 }),
+    data: z.string().min(1).default("./data"),
+    htpasswd: z.string().min(1).optional(),
+    max_upload_bytes: int(0).default(DEFAULT_MAX_UPLOAD_BYTES),
+    cache_max_age: int(0).default(DEFAULT_CACHE_MAX_AGE),
+    tls_cert: z.string().min(1).optional(),
+    tls_key: z.string().min(1).optional(),
+    fsync: bool.default(true),
+    min_free_bytes: int(0).default(0),
+    access_log: bool.default(true),
+    log_level: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
+    /** Seconds SIGTERM waits for requests in flight before it closes their connections. */
+    shutdown_grace: int(0).default(30),
+  })
+  .strict()
+  .superRefine((config, ctx) => {
+    if ((config.tls_cert === undefined) !== (config.tls_key === undefined)) {
+      ctx.addIssue({ code: "custom", path: ["tls_cert"], message: "tls_cert and tls_key go together" });
+    }
+  });
+
+export type Config = z.output<typeof configSchema> & {
+  /** Where `data` and the other paths point, made absolute. */
+  data: string;
+  htpasswd: string;
+  /** True when htpasswd was not configured: the node may create a first user. */
+  htpasswdIsDefault: boolean;
+};
+
+export const CONFIG_KEYS = Object.keys(configSchema.shape) as (keyof z.input<typeof configSchema>)[];
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join("\n  ")}`);
+    this.name = "ConfigError";
+  }
+}
+
+export const envName = (key: string) => `NANOCDN_${key.toUpperCase()}`;
+export const flagName = (key: string) => `--${key.replaceAll("_", "-")}`;
+
+export interface ConfigSources {
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Values from command-line flags, by config key. */
+  flags?: Record<string, string>;
+  cwd?: string;
+}
+
+/**
+ * Builds the configuration from, in rising precedence: the embedded defaults,
+ * the TOML file, `NANOCDN_<KEY>` environment variables and flags. Every bad
+ * key is reported at once, each with where its value came from.
+ */
+export async function loadConfig({ file, env = process.env, flags = {}, cwd = process.cwd() }: ConfigSources = {}): Promise<Config> {
+  const raw: Record<string, unknown> = {};
+  const origin: Record<string, string> = {};
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = await readFile(resolve(cwd, file), "utf8");
+    } catch (error) {
+      throw new ConfigError([`cannot read config file ${file}: ${(error as Error).message}`]);
+    }
+    try {
+      for (const [key, value] of Object.entries(parseToml(text))) {
+        raw[key] = value;
+        origin[key] = file;
+      }
+    } catch (error) {
+      throw new ConfigError([`${file} is not valid TOML: ${(error as Error).message}`]);
+    }
+  }
+  for (const key of CONFIG_KEYS) {
+    const value = env[envName(key)];
+    if (value !== undefined) {
+      raw[key] = value;
+      origin[key] = envName(key);
+    }
+  }
+  for (const [key, value] of Object.entries(flags)) {
+    raw[key] = value;
+    origin[key] = flagName(key);
+  }
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    throw new ConfigError(
+      result.error.issues.map((issue) => {
+        const keys = issue.code === "unrecognized_keys" ? issue.keys : [String(issue.path[0] ?? "")];
+        return keys
+          .map((key) => {
+            const where = origin[key] ? ` (from ${origin[key]})` : "";
+            const message = issue.code === "unrecognized_keys" ? "unknown key" : issue.message;
+            return `${key}${where}: ${message}`;
+          })
+          .join("\n  ");
+      }),
+    );
+  }
+  const config = result.data;
+  const absolute = (path: string) => (isAbsolute(path) ? path : resolve(cwd, path));
+  const data = absolute(config.data);
+  return {
+    ...config,
+    data,
+    htpasswd: config.htpasswd === undefined ? resolve(data, "htpasswd") : absolute(config.htpasswd),
+    htpasswdIsDefault: config.htpasswd === undefined,
+    tls_cert: config.tls_cert && absolute(config.tls_cert),
+    tls_key: config.tls_key && absolute(config.tls_key),
+  };
+}

@@ -1,0 +1,246 @@
+import { randomUUID } from "node:crypto";
+import type { FileHandle } from "node:fs/promises";
+import { link, mkdir, open, readdir, readFile, rm, rmdir, stat, statfs, unlink, writeFile } from "node:fs/promises";
+import type { BigIntStats } from "node:fs";
+import { dirname, join } from "node:path";
+import { Readable } from "node:stream";
+import type { BlobHandle, BlobMeta, BlobStore, ByteRange, CreateOptions } from "../../storage/blob-store.ts";
+import { limitBody } from "../../storage/body-limit.ts";
+import {
+  ConflictError,
+  InsufficientStorageError,
+  NanoCdnError,
+  StoreUnavailableError,
+} from "../../storage/errors.ts";
+import { checkKey } from "../../storage/key.ts";
+
+export interface DiskStoreOptions {
+  /** The data folder: blobs live in `<root>/files`, uploads in progress in `<root>/tmp`. */
+  root: string;
+  /** fsync each file and its folder before answering; off trades durability for speed. */
+  fsync?: boolean;
+  /** The probe fails (and the node stops taking uploads) below this much free space. */
+  minFreeBytes?: number;
+}
+
+/** Key segments that stay when a delete prunes empty folders: `<node>/<namespace>`. */
+const KEPT_DEPTH = 2;
+const FILE_MODE = 0o444;
+
+const DISK_FULL = new Set(["ENOSPC", "EDQUOT"]);
+const MISSING = new Set(["ENOENT", "ENOTDIR"]);
+
+function errnoOf(error: unknown): string | undefined {
+  return (error as NodeJS.ErrnoException | undefined)?.code;
+}
+
+/** Maps an I/O failure to the store's typed errors, without leaking absolute paths. */
+function unavailable(error: unknown, what: string, bodyUntouched = false): NanoCdnError {
+  if (error instanceof NanoCdnError) return error;
+  const code = errnoOf(error) ?? "EUNKNOWN";
+  const options = { cause: error, bodyUntouched };
+  if (DISK_FULL.has(code)) return new InsufficientStorageError(`disk full while ${what}`, options);
+  return new StoreUnavailableError(`storage failed while ${what} (${code})`, options);
+}
+
+export function etagOf(stats: BigIntStats): string {
+  // Size and nanosecond mtime: rsync copies mtimes exactly, so every replica
+  // of a blob answers with the same tag, and a name re-used after a delete
+  // gets a new one.
+  return `"${stats.size.toString(16)}-${stats.mtimeNs.toString(16)}"`;
+}
+
+function metaOf(stats: BigIntStats): BlobMeta {
+  return { size: Number(stats.size), lastModified: new Date(Number(stats.mtimeMs)), etag: etagOf(stats) };
+}
+
+async function fsyncDir(path: string): Promise<void> {
+  const dir = await open(path, "r");
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}
+
+export class DiskStore implements BlobStore {
+  readonly filesDir: string;
+  readonly tmpDir: string;
+  readonly #fsync: boolean;
+  readonly #minFreeBytes: number;
+
+  constructor({ root, fsync = true, minFreeBytes = 0 }: DiskStoreOptions) {
+    this.filesDir = join(root, "files");
+    this.tmpDir = join(root, "tmp");
+    this.#fsync = fsync;
+    this.#minFreeBytes = minFreeBytes;
+  }
+
+  /** Creates the folders and removes uploads that a crash left half-written. */
+  async init(): Promise<void> {
+    await mkdir(this.filesDir, { recursive: true });
+    await rm(this.tmpDir, { recursive: true, force: true });
+    await mkdir(this.tmpDir, { recursive: true });
+  }
+
+  #path(key: string): string {
+    return join(this.filesDir, ...checkKey(key));
+  }
+
+  async #stat(path: string): Promise<BigIntStats | undefined> {
+    try {
+      const stats = await stat(path, { bigint: true });
+      return stats.isFile() ? stats : undefined;
+    } catch (error) {
+      if (MISSING.has(errnoOf(error) ?? "")) return undefined;
+      throw unavailable(error, "reading metadata");
+    }
+  }
+
+  async head(key: string): Promise<BlobMeta | undefined> {
+    const stats = await this.#stat(this.#path(key));
+    return stats && metaOf(stats);
+  }
+
+  async open(key: string): Promise<BlobHandle | undefined> {
+    const path = this.#path(key);
+    let handle: FileHandle;
+    try {
+      handle = await open(path, "r");
+    } catch (error) {
+      if (MISSING.has(errnoOf(error) ?? "")) return undefined;
+      throw unavailable(error, "opening a file");
+    }
+    let stats: BigIntStats;
+    try {
+      stats = await handle.stat({ bigint: true });
+    } catch (error) {
+      await handle.close();
+      throw unavailable(error, "reading metadata");
+    }
+    if (!stats.isFile()) {
+      await handle.close();
+      return undefined;
+    }
+    return {
+      meta: metaOf(stats),
+      body: async (range?: ByteRange) => {
+        const stream = handle.createReadStream(
+          range ? { start: range.offset, end: range.offset + range.length - 1 } : {},
+        );
+        return Readable.toWeb(stream) as ReadableStream<Uint8Array>;
+      },
+      close: () => handle.close(),
+    };
+  }
+
+  async create(key: string, body: ReadableStream<Uint8Array>, options?: CreateOptions): Promise<BlobMeta> {
+    const target = this.#path(key);
+    const temp = join(this.tmpDir, `${randomUUID()}.part`);
+    let file: FileHandle;
+    try {
+      file = await open(temp, "wx", FILE_MODE);
+    } catch (error) {
+      throw unavailable(error, "creating a temporary file", true);
+    }
+    try {
+      try {
+        for await (const chunk of limitBody(body, options)) {
+          let written = 0;
+          while (written < chunk.byteLength) {
+            written += (await file.write(chunk, written, chunk.byteLength - written)).bytesWritten;
+          }
+        }
+        if (this.#fsync) await file.sync();
+      } finally {
+        await file.close();
+      }
+      await this.#linkIntoPlace(temp, target);
+    } catch (error) {
+      throw unavailable(error, "writing a file");
+    } finally {
+      await unlink(temp).catch(() => {});
+    }
+    const stats = await this.#stat(target);
+    if (!stats) throw new StoreUnavailableError("a stored file vanished right after it was written");
+    return metaOf(stats);
+  }
+
+  /** link(2) never replaces an existing name: that is what makes create-only atomic. */
+  async #linkIntoPlace(temp: string, target: string): Promise<void> {
+    const dir = dirname(target);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await link(temp, target);
+        break;
+      } catch (error) {
+        const code = errnoOf(error);
+        if (code === "EEXIST") throw new ConflictError("a file with this name already exists");
+        // A concurrent delete may prune the folder between mkdir and link.
+        if (code !== "ENOENT" || attempt >= 3) throw error;
+        const created = await mkdir(dir, { recursive: true });
+        if (created && this.#fsync) await this.#fsyncNewFolders(dir, created);
+      }
+    }
+    if (this.#fsync) await fsyncDir(dir);
+  }
+
+  /** Makes new folders durable: each one's entry lives in its parent (`dir` itself is synced after the link). */
+  async #fsyncNewFolders(dir: string, firstCreated: string): Promise<void> {
+    const top = dirname(firstCreated);
+    for (let folder = dir; folder !== top; ) {
+      folder = dirname(folder);
+      await fsyncDir(folder);
+    }
+  }
+
+  async delete(key: string): Promise<boolean> {
+    const segments = checkKey(key);
+    try {
+      await unlink(this.#path(key));
+    } catch (error) {
+      const code = errnoOf(error) ?? "";
+      if (MISSING.has(code) || code === "EISDIR" || code === "EPERM") return false;
+      throw unavailable(error, "deleting a file");
+    }
+    for (let depth = segments.length - 1; depth > KEPT_DEPTH; depth--) {
+      try {
+        await rmdir(join(this.filesDir, ...segments.slice(0, depth)));
+      } catch {
+        break; // not empty (or already gone): the folders above stay too
+      }
+    }
+    return true;
+  }
+
+  async probe(): Promise<void> {
+    const nonce = randomUUID();
+    const temp = join(this.tmpDir, `probe-${nonce}`);
+    const visible = join(this.filesDir, `.probe-${nonce}`);
+    try {
+      await writeFile(temp, nonce, { flag: "wx", flush: this.#fsync });
+      // Linking into files/ proves that folder is writable and on the same disk as tmp/.
+      await link(temp, visible);
+      if ((await readFile(visible, "utf8")) !== nonce) {
+        throw new StoreUnavailableError("probe read back different bytes than it wrote");
+      }
+      if (this.#minFreeBytes > 0) {
+        const fs = await statfs(this.filesDir);
+        const free = fs.bavail * fs.bsize;
+        if (free < this.#minFreeBytes) {
+          throw new InsufficientStorageError(`only ${free} bytes free, below min_free_bytes ${this.#minFreeBytes}`);
+        }
+      }
+    } catch (error) {
+      throw unavailable(error, "probing the disk");
+    } finally {
+      await unlink(visible).catch(() => {});
+      await unlink(temp).catch(() => {});
+    }
+  }
+
+  /** Temporary files present now: an idle store has none. */
+  async strays(): Promise<string[]> {
+    return readdir(this.tmpDir);
+  }
+}

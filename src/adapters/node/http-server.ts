@@ -1,0 +1,140 @@
+import { readFile, stat } from "node:fs/promises";
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
+import { getRequestListener } from "@hono/node-server";
+import type { Hono } from "hono";
+import type { Env } from "../../handlers/app.ts";
+import { jsonResponse } from "../../handlers/json.ts";
+import type { Logger } from "../../handlers/logger.ts";
+import type { ListenAddress } from "./config.ts";
+
+export interface HttpServerOptions {
+  app: Hono<Env>;
+  listen: ListenAddress;
+  tls?: { cert: string; key: string };
+  log: Logger;
+  /** How often the certificate files are checked for renewal. */
+  tlsRecheckMs?: number;
+}
+
+export interface HttpServer {
+  server: Server;
+  url: string;
+  /** Stops accepting, lets requests in flight finish (up to `graceMs`), then closes. */
+  close(graceMs: number): Promise<void>;
+}
+
+/**
+ * Sends "100 Continue" only once the handler starts reading the body, so that
+ * a refusal (401, 409, 413) reaches the client before it sends a byte.
+ */
+function continueWhenRead(request: IncomingMessage, response: ServerResponse): void {
+  const read = request._read;
+  request._read = function (size: number) {
+    request._read = read;
+    if (!response.headersSent) response.writeContinue();
+    return read.call(this, size);
+  };
+}
+
+/**
+ * Requests that Node's HTTP parser refuses never reach the app; they still
+ * get an answer that says what was wrong.
+ */
+function answerMalformed(error: NodeJS.ErrnoException, socket: Duplex): void {
+  if (!socket.writable || !error.code?.startsWith("HPE_")) {
+    socket.destroy();
+    return;
+  }
+  const text = JSON.stringify({ error: "bad_request", message: `malformed HTTP request (${error.code})` });
+  socket.end(
+    `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
+  );
+}
+
+async function readTls(tls: { cert: string; key: string }) {
+  const [cert, key] = await Promise.all([readFile(tls.cert), readFile(tls.key)]);
+  return { cert, key };
+}
+
+/** Serves the app over HTTP, or HTTPS when a certificate is configured. */
+export async function startHttpServer({ app, listen, tls, log, tlsRecheckMs = 5000 }: HttpServerOptions): Promise<HttpServer> {
+  const listener = getRequestListener(
+    (request, env) => app.fetch(request, { rawTarget: (env as { incoming: IncomingMessage }).incoming.url }),
+    {
+      // The adapter refuses some targets (a backslash in the path) before the app runs.
+      errorHandler: (error) =>
+        jsonResponse(
+          { error: "invalid_path", message: `malformed request target: ${(error as Error).message}` },
+          { status: 400 },
+        ),
+    },
+  );
+  const server: Server = tls ? createHttpsServer(await readTls(tls), listener) : createHttpServer(listener);
+  server.on("clientError", (error: NodeJS.ErrnoException, socket) => answerMalformed(error, socket));
+  server.on("checkContinue", (request: IncomingMessage, response: ServerResponse) => {
+    continueWhenRead(request, response);
+    server.emit("request", request, response);
+  });
+  // Clients behind load balancers keep connections open; the default 5 s
+  // keep-alive is shorter than many of their idle timeouts.
+  server.keepAliveTimeout = 65_000;
+
+  let stopWatchingTls = () => {};
+  if (tls) stopWatchingTls = watchCertificate(server as unknown as import("node:tls").Server, tls, log, tlsRecheckMs);
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(listen.port, listen.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  const url = `${tls ? "https" : "http"}://${host}:${address.port}`;
+
+  return {
+    server,
+    url,
+    close: (graceMs) =>
+      new Promise<void>((resolve) => {
+        stopWatchingTls();
+        const force = setTimeout(() => server.closeAllConnections(), graceMs);
+        server.close(() => {
+          clearTimeout(force);
+          resolve();
+        });
+        server.closeIdleConnections();
+      }),
+  };
+}
+
+/** Picks up a renewed certificate (certbot, acme.sh) without a restart. */
+function watchCertificate(
+  server: import("node:tls").Server,
+  tls: { cert: string; key: string },
+  log: Logger,
+  everyMs: number,
+): () => void {
+  const versionOf = async () => {
+    const [cert, key] = await Promise.all([stat(tls.cert), stat(tls.key)]);
+    return `${cert.mtimeMs}:${cert.size}:${key.mtimeMs}:${key.size}`;
+  };
+  let version = versionOf().catch(() => "");
+  const timer = setInterval(async () => {
+    try {
+      const now = await versionOf();
+      if (now === (await version)) return;
+      server.setSecureContext(await readTls(tls));
+      version = Promise.resolve(now);
+      log.info({ cert: tls.cert }, "TLS certificate reloaded");
+    } catch (error) {
+      log.error({ cert: tls.cert, err: error }, "TLS certificate reload failed; keeping the current one");
+    }
+  }, everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}

@@ -1,0 +1,39 @@
+import { createApp } from "../../handlers/app.ts";
+import type { Config } from "./config.ts";
+import { DiskStore } from "./disk-store.ts";
+import { createFirstUser } from "./first-user.ts";
+import { HtpasswdFile } from "./htpasswd-file.ts";
+import { startHttpServer } from "./http-server.ts";
+import type { NodeLogger } from "./logger.ts";
+
+export interface RunningNode {
+  url: string;
+  /** Graceful stop: no new connections, requests in flight finish. */
+  close(): Promise<void>;
+}
+
+/** Wires one node together from its configuration and starts serving. */
+export async function startNode(config: Config, log: NodeLogger): Promise<RunningNode> {
+  const store = new DiskStore({ root: config.data, fsync: config.fsync, minFreeBytes: config.min_free_bytes });
+  await store.init();
+  if (config.htpasswdIsDefault) await createFirstUser(config.htpasswd, config.data);
+  const credentials = new HtpasswdFile(config.htpasswd, log);
+  await credentials.load();
+
+  const app = createApp({
+    nodeId: config.node,
+    store,
+    credentials,
+    maxUploadBytes: config.max_upload_bytes,
+    cacheMaxAge: config.cache_max_age,
+    log,
+    accessLog: config.access_log,
+  });
+  const tls = config.tls_cert && config.tls_key ? { cert: config.tls_cert, key: config.tls_key } : undefined;
+  const http = await startHttpServer({ app, listen: config.listen, tls, log });
+  log.info({ url: http.url, node: config.node, data: config.data }, "nanocdn node listening");
+  return {
+    url: http.url,
+    close: () => http.close(config.shutdown_grace * 1000),
+  };
+}

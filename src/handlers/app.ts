@@ -1,0 +1,161 @@
+import { Hono, type Context } from "hono";
+import type { BlobStore } from "../storage/blob-store.ts";
+import { type Credentials, identify } from "./auth.ts";
+import type { ClusterAuth } from "./cluster-auth.ts";
+import { errorResponse } from "./error-response.ts";
+import { MethodNotAllowedError } from "./http-errors.ts";
+import { consoleLogger, type Logger } from "./logger.ts";
+import { type Target, parseTarget } from "./paths.ts";
+import type { Peers } from "./peers.ts";
+import { checkHandler, statusHandler } from "./check.ts";
+import { deleteHandler, readHandler } from "./files.ts";
+import { uploadHandler } from "./upload.ts";
+
+export const DEFAULT_MAX_UPLOAD_BYTES = 1024 ** 3;
+export const DEFAULT_CACHE_MAX_AGE = 7 * 24 * 3600;
+
+/** What a stored or deleted file of this node means to the outside (replication listens). */
+export interface Change {
+  kind: "created" | "deleted";
+  key: string;
+}
+
+export interface ClusterOptions {
+  peers: Peers;
+  auth: ClusterAuth;
+  /** Durably schedules a legacy delete on every peer; resolves once it is recorded. */
+  mirrorLegacyDelete(key: string): Promise<void>;
+}
+
+export interface AppOptions {
+  nodeId: string;
+  store: BlobStore;
+  credentials: Credentials;
+  maxUploadBytes?: number;
+  /** Seconds clients and caches may keep a file. */
+  cacheMaxAge?: number;
+  log?: Logger;
+  /** Log one line a request. */
+  accessLog?: boolean;
+  cluster?: ClusterOptions;
+  /** False while the local store fails its probe: uploads then go to a peer. */
+  localHealthy?(): boolean;
+  /** The /check/ probe; defaults to the store's own. */
+  check?(): Promise<void>;
+  onChange?(change: Change): void;
+  /** Operator facts for GET /status (replication backlog, peer health, …). */
+  status?(): Promise<Record<string, unknown>>;
+}
+
+export interface Settings {
+  nodeId: string;
+  store: BlobStore;
+  credentials: Credentials;
+  maxUploadBytes: number;
+  cacheControl: { pub: string; priv: string };
+  log: Logger;
+  cluster: ClusterOptions | undefined;
+  localHealthy(): boolean;
+  check(): Promise<void>;
+  onChange(change: Change): void;
+  status(): Promise<Record<string, unknown>>;
+}
+
+/** Bindings a runtime adapter may pass; `rawTarget` is the request target exactly as received. */
+export type Env = { Bindings: { rawTarget?: string } | undefined };
+
+export interface RequestContext {
+  request: Request;
+  /** Path and query exactly as the client sent them. */
+  target: string;
+}
+
+const ALLOWED: Record<Target["kind"], readonly string[]> = {
+  upload: ["PUT"],
+  check: ["GET", "HEAD"],
+  status: ["GET", "HEAD"],
+  file: ["GET", "HEAD", "DELETE"],
+};
+
+function rawTargetOf(c: Context<Env>): string {
+  const raw = c.env?.rawTarget;
+  if (raw !== undefined) return raw;
+  const url = new URL(c.req.url);
+  return url.pathname + url.search;
+}
+
+function settingsOf(options: AppOptions): Settings {
+  const maxAge = options.cacheMaxAge ?? DEFAULT_CACHE_MAX_AGE;
+  return {
+    nodeId: options.nodeId,
+    store: options.store,
+    credentials: options.credentials,
+    maxUploadBytes: options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES,
+    cacheControl: {
+      pub: `public, max-age=${maxAge}, immutable`,
+      priv: `private, max-age=${maxAge}, immutable`,
+    },
+    log: options.log ?? consoleLogger,
+    cluster: options.cluster,
+    localHealthy: options.localHealthy ?? (() => true),
+    check: options.check ?? (() => options.store.probe()),
+    onChange: options.onChange ?? (() => {}),
+    status: options.status ?? (async () => ({})),
+  };
+}
+
+/**
+ * The whole HTTP API as one fetch-API app, the same on every runtime: path
+ * rules, authentication, HTTP semantics and the owner-node fallback, over a
+ * BlobStore and (in a cluster) a Peers view of the other nodes.
+ */
+export function createApp(options: AppOptions): Hono<Env> {
+  const settings = settingsOf(options);
+  const { log, nodeId, cluster } = settings;
+  const isNode = (id: string) => id === nodeId || (cluster?.peers.ids.includes(id) ?? false);
+  const app = new Hono<Env>();
+
+  app.onError((error) => errorResponse(error, log));
+
+  if (options.accessLog ?? true) {
+    app.use(async (c, next) => {
+      const started = performance.now();
+      await next();
+      log.info(
+        {
+          method: c.req.method,
+          path: rawTargetOf(c).split("?")[0],
+          status: c.res.status,
+          bytes: Number(c.res.headers.get("Content-Length") ?? 0),
+          ms: Math.round((performance.now() - started) * 10) / 10,
+          node: nodeId,
+        },
+        "request",
+      );
+    });
+  }
+
+  app.all("*", async (c) => {
+    const target = rawTargetOf(c);
+    const request = c.req.raw;
+    const parsed = parseTarget(target, isNode);
+    const allowed = ALLOWED[parsed.kind];
+    if (request.method === "OPTIONS") return new Response(null, { status: 204, headers: { Allow: allowed.join(", ") } });
+    if (!allowed.includes(request.method)) throw new MethodNotAllowedError(request.method, allowed);
+    if (parsed.kind === "check") return checkHandler(settings);
+    const principal = await identify(request, target, settings.credentials, cluster?.auth);
+    const context: RequestContext = { request, target };
+    switch (parsed.kind) {
+      case "status":
+        return statusHandler(settings, principal);
+      case "upload":
+        return uploadHandler(settings, context, principal, parsed);
+      case "file":
+        return request.method === "DELETE"
+          ? deleteHandler(settings, context, principal, parsed.file)
+          : readHandler(settings, context, principal, parsed.file);
+    }
+  });
+
+  return app;
+}

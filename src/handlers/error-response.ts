@@ -1,0 +1,17 @@
+import { jsonResponse } from "./json.ts";
+import { NanoCdnError, StoreUnavailableError } from "../storage/errors.ts";
+import type { Logger } from "./logger.ts";
+
+/** The one place where an error becomes an HTTP response: a JSON body that says what was wrong. */
+export function errorResponse(error: unknown, log: Logger): Response {
+  if (!(error instanceof NanoCdnError)) {
+    log.error({ err: error }, "unexpected error");
+    return jsonResponse({ error: "internal_error", message: "internal error; see the node's log" }, { status: 500 });
+  }
+  if (error instanceof StoreUnavailableError || error.status >= 500) {
+    log.warn({ err: error }, error.message);
+  }
+  const headers = new Headers(error.headers);
+  if (error.status === 503 && !headers.has("Retry-After")) headers.set("Retry-After", "2");
+  return jsonResponse({ error: error.code, message: error.message }, { status: error.status, headers });
+}

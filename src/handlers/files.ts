@@ -1,0 +1,69 @@
+import { NotFoundError } from "../storage/errors.ts";
+import type { RequestContext, Settings } from "./app.ts";
+import { type Principal, requireAuthenticated } from "./auth.ts";
+import { blobResponse } from "./blob-response.ts";
+import { TryLaterError } from "./http-errors.ts";
+import { askPeer, LOCAL_ONLY_HEADER, readFromPeers, relay } from "./owner-routing.ts";
+import type { FileAddress } from "./paths.ts";
+
+/** A node-to-node request that must be answered from this node alone (the loop guard). */
+function isLocalOnly(request: Request, principal: Principal): boolean {
+  return principal.kind === "node" && request.headers.has(LOCAL_ONLY_HEADER);
+}
+
+/**
+ * GET/HEAD of a file: this node's disk first (its own files and its replicas
+ * of everyone else's: files never change, so any copy is right), then the
+ * owner and the other peers.
+ */
+export async function readHandler(
+  settings: Settings,
+  { request, target }: RequestContext,
+  principal: Principal,
+  file: FileAddress,
+): Promise<Response> {
+  if (file.namespace === "priv") requireAuthenticated(principal, "reading a private file");
+  const local = await blobResponse(request, settings.store, file.key, {
+    cacheControl: settings.cacheControl[file.namespace],
+    servedBy: settings.nodeId,
+  });
+  if (local) return local;
+  if (file.owner === settings.nodeId || !settings.cluster || isLocalOnly(request, principal)) {
+    throw new NotFoundError(`no file at ${target.split("?")[0]}`);
+  }
+  return readFromPeers({ ...settings.cluster, log: settings.log }, request, file, target);
+}
+
+/**
+ * DELETE of a file: only its owner deletes (replication carries the delete to
+ * the replicas), so elsewhere the request is passed to the owner. Legacy files
+ * have no owner: they are deleted here and on every peer, now or when the peer
+ * is back.
+ */
+export async function deleteHandler(
+  settings: Settings,
+  { request, target }: RequestContext,
+  principal: Principal,
+  file: FileAddress,
+): Promise<Response> {
+  requireAuthenticated(principal, "deleting");
+  const { store, cluster, nodeId } = settings;
+  if (file.owner === nodeId || file.owner === undefined) {
+    const deleted = await store.delete(file.key);
+    if (file.owner === undefined && cluster && principal.kind !== "node") await cluster.mirrorLegacyDelete(file.key);
+    if (!deleted) throw new NotFoundError(`no file at ${target.split("?")[0]}`);
+    if (file.owner === nodeId) settings.onChange({ kind: "deleted", key: file.key });
+    return new Response(null, { status: 204 });
+  }
+  if (!cluster || isLocalOnly(request, principal) || !cluster.peers.isUp(file.owner)) {
+    throw new TryLaterError(`only the owner node ${file.owner} deletes its files, and it is unreachable`);
+  }
+  let response: Response;
+  try {
+    response = await askPeer({ ...cluster, log: settings.log }, file.owner, "DELETE", target);
+  } catch (error) {
+    settings.log.warn({ peer: file.owner, err: error }, "delete forwarding failed");
+    throw new TryLaterError(`only the owner node ${file.owner} deletes its files, and it is unreachable`);
+  }
+  return relay(response, ["Content-Type", "Retry-After"]);
+}

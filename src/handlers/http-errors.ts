@@ -1,0 +1,50 @@
+import { NanoCdnError } from "../storage/errors.ts";
+
+export class UnauthorizedError extends NanoCdnError {
+  override readonly status = 401;
+  override readonly code = "unauthorized";
+  override readonly headers = { "WWW-Authenticate": 'Basic realm="nanocdn", charset="UTF-8"' };
+}
+
+export class MethodNotAllowedError extends NanoCdnError {
+  override readonly status = 405;
+  override readonly code = "method_not_allowed";
+  override readonly headers: Record<string, string>;
+
+  constructor(method: string, allowed: readonly string[]) {
+    super(`${method} is not allowed here; use ${allowed.join(", ")}`);
+    this.headers = { Allow: allowed.join(", ") };
+  }
+}
+
+export class BadRequestError extends NanoCdnError {
+  override readonly status = 400;
+  override readonly code = "bad_request";
+}
+
+export class RangeNotSatisfiableError extends NanoCdnError {
+  override readonly status = 416;
+  override readonly code = "range_not_satisfiable";
+  override readonly headers: Record<string, string>;
+
+  constructor(size: number) {
+    super(`the requested range is outside the file's ${size} bytes`);
+    this.headers = { "Content-Range": `bytes */${size}` };
+  }
+}
+
+/**
+ * This node cannot answer now but another try may succeed: the owner is down,
+ * or nobody reachable holds a replica yet. Never a 404, because a non-owner
+ * cannot know whether the file is missing or not yet replicated.
+ */
+export class TryLaterError extends NanoCdnError {
+  override readonly status = 503;
+  override readonly code = "try_later";
+  override readonly headers: Record<string, string>;
+
+  constructor(message: string, retryAfterSeconds = 2) {
+    super(message);
+    this.headers = { "Retry-After": String(retryAfterSeconds) };
+  }
+}

@@ -1,0 +1,94 @@
+import { InvalidPathError } from "../storage/errors.ts";
+import { checkSegment, MAX_KEY_BYTES } from "../storage/key.ts";
+
+export const NAMESPACES = ["pub", "priv"] as const;
+export type Namespace = (typeof NAMESPACES)[number];
+
+/** Folder of `files/` that holds the files that predate node numbers. */
+export const LEGACY = "legacy";
+
+/** First path segments the API uses itself; no node may be named so. */
+export const RESERVED_SEGMENTS = ["upload", "check", "status", LEGACY, ...NAMESPACES] as const;
+
+/** A stored file as the URL names it. `owner` is undefined for legacy files. */
+export interface FileAddress {
+  owner: string | undefined;
+  namespace: Namespace;
+  /** The decoded path below the namespace, e.g. `a/b.pdf`. */
+  path: string;
+  /** The store key: `<owner>/<ns>/<path>` or `legacy/<ns>/<path>`. */
+  key: string;
+}
+
+export type Target =
+  | { kind: "upload"; namespace: Namespace; path: string }
+  | { kind: "check" }
+  | { kind: "status" }
+  | { kind: "file"; file: FileAddress };
+
+const encoder = new TextEncoder();
+
+function isNamespace(segment: string | undefined): segment is Namespace {
+  return (NAMESPACES as readonly string[]).includes(segment ?? "");
+}
+
+/**
+ * Splits the request target exactly as the client sent it (before any URL
+ * normalisation) into decoded segments, refusing anything that could be read
+ * as another path: dot segments, encoded or not, encoded slashes, backslashes,
+ * control characters, empty segments and over-long names.
+ */
+export function decodeSegments(rawTarget: string): string[] {
+  const query = rawTarget.search(/[?#]/);
+  const rawPath = query === -1 ? rawTarget : rawTarget.slice(0, query);
+  if (!rawPath.startsWith("/")) throw new InvalidPathError("the path must start with '/'");
+  if (rawPath === "/") return [];
+  const segments = rawPath.slice(1).split("/").map((raw) => {
+    let segment: string;
+    try {
+      segment = decodeURIComponent(raw);
+    } catch {
+      throw new InvalidPathError("malformed percent-encoding in the path");
+    }
+    checkSegment(segment);
+    return segment;
+  });
+  if (encoder.encode(segments.join("/")).length > MAX_KEY_BYTES) {
+    throw new InvalidPathError(`path longer than ${MAX_KEY_BYTES} bytes`);
+  }
+  return segments;
+}
+
+function fileAddress(owner: string | undefined, namespace: string | undefined, rest: string[]): FileAddress {
+  if (!isNamespace(namespace)) {
+    throw new InvalidPathError(`unknown namespace '${namespace ?? ""}'; use one of ${NAMESPACES.join(", ")}`);
+  }
+  if (rest.length === 0) throw new InvalidPathError("the path names no file");
+  const path = rest.join("/");
+  return { owner, namespace, path, key: `${owner ?? LEGACY}/${namespace}/${path}` };
+}
+
+/** Classifies a request path. `isNode` tells whether a segment is a node of this cluster. */
+export function parseTarget(rawTarget: string, isNode: (id: string) => boolean): Target {
+  const segments = decodeSegments(rawTarget.replace(/^(\/check|\/status)\/(?=$|[?#])/, "$1"));
+  const [first, second, ...rest] = segments;
+  if (first === undefined) throw new InvalidPathError("the path names no file");
+  if (first === "check" && second === undefined) return { kind: "check" };
+  if (first === "status" && second === undefined) return { kind: "status" };
+  if (first === "upload") {
+    const file = fileAddress(undefined, second, rest);
+    return { kind: "upload", namespace: file.namespace, path: file.path };
+  }
+  if (isNamespace(first)) return { kind: "file", file: fileAddress(undefined, first, segments.slice(1)) };
+  if (isNode(first)) return { kind: "file", file: fileAddress(first, second, rest) };
+  throw new InvalidPathError(`'${first}' is neither a node of this cluster nor a namespace (${NAMESPACES.join(", ")})`);
+}
+
+// encodeURIComponent also escapes characters that RFC 3986 allows in a path segment.
+const SEGMENT_SAFE = /%(3A|40|21|24|26|27|28|29|2A|2B|2C|3B|3D)/gi;
+
+/** The URL path of a stored file, percent-encoded: what `Location` carries. */
+export function urlPathOf(file: Pick<FileAddress, "owner" | "namespace" | "path">): string {
+  const segments = [...(file.owner === undefined ? [] : [file.owner]), file.namespace, ...file.path.split("/")];
+  return "/" + segments.map((s) => encodeURIComponent(s).replace(SEGMENT_SAFE, decodeURIComponent)).join("/");
+}

@@ -1,0 +1,29 @@
+/**
+ * What the handlers know of the other nodes. The Node adapter implements it
+ * with undici and a health checker; a lone node (and the worker) has none.
+ */
+export interface Peers {
+  /** Every node id of the cluster but this one. */
+  readonly ids: readonly string[];
+  /** False once the health checker has marked the peer down. */
+  isUp(id: string): boolean;
+  /**
+   * Sends a request to a peer and resolves with its response, body streaming.
+   * Rejects when the peer cannot be reached or does not answer in time.
+   */
+  request(id: string, init: PeerRequest): Promise<Response>;
+}
+
+export interface PeerRequest {
+  method: string;
+  /** Path and query, percent-encoded. */
+  target: string;
+  headers: Record<string, string>;
+  body?: ReadableStream<Uint8Array> | null;
+}
+
+export const noPeers: Peers = {
+  ids: [],
+  isUp: () => false,
+  request: () => Promise.reject(new Error("this node has no peers")),
+};

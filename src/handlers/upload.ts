@@ -1,0 +1,81 @@
+import { jsonResponse } from "./json.ts";
+import { ConflictError, PayloadTooLargeError, StoreUnavailableError } from "../storage/errors.ts";
+import type { RequestContext, Settings } from "./app.ts";
+import { type Principal, requireAuthenticated } from "./auth.ts";
+import { BadRequestError } from "./http-errors.ts";
+import { askPeer, relay } from "./owner-routing.ts";
+import { type Namespace, urlPathOf } from "./paths.ts";
+
+function declaredLength(request: Request): number | undefined {
+  const header = request.headers.get("Content-Length");
+  if (header === null) return undefined;
+  if (!/^\d{1,15}$/.test(header.trim())) throw new BadRequestError("Content-Length is not a number of bytes");
+  return Number(header);
+}
+
+/**
+ * PUT /upload/{pub|priv}/<path>: stores the body under this node's number,
+ * never over an existing name. Everything that can refuse the upload is
+ * checked before the first body byte is read. While the local store is
+ * unhealthy the upload goes to a healthy peer, whose answer (and Location)
+ * the client gets.
+ */
+export async function uploadHandler(
+  settings: Settings,
+  context: RequestContext,
+  principal: Principal,
+  { namespace, path }: { namespace: Namespace; path: string },
+): Promise<Response> {
+  const { request } = context;
+  requireAuthenticated(principal, "uploading");
+  const length = declaredLength(request);
+  if (length !== undefined && length > settings.maxUploadBytes) {
+    throw new PayloadTooLargeError(`body of ${length} bytes exceeds the limit of ${settings.maxUploadBytes} bytes`);
+  }
+  const mayForward = settings.cluster !== undefined && principal.kind !== "node";
+  if (mayForward && !settings.localHealthy()) return forwardUpload(settings, context);
+
+  const file = { owner: settings.nodeId, namespace, path };
+  const key = `${settings.nodeId}/${namespace}/${path}`;
+  const location = urlPathOf(file);
+  if (await settings.store.head(key)) throw new ConflictError(`${location} already exists`);
+  let meta;
+  try {
+    meta = await settings.store.create(key, request.body ?? new ReadableStream({ start: (c) => c.close() }), {
+      length,
+      maxBytes: settings.maxUploadBytes,
+    });
+  } catch (error) {
+    if (error instanceof ConflictError) throw new ConflictError(`${location} already exists`);
+    if (mayForward && error instanceof StoreUnavailableError && error.bodyUntouched) {
+      settings.log.warn({ err: error }, "local store refused an upload; passing it to a peer");
+      return forwardUpload(settings, context);
+    }
+    throw error;
+  }
+  settings.onChange({ kind: "created", key });
+  return jsonResponse(
+    { name: location, size: meta.size, etag: meta.etag },
+    { status: 201, headers: { Location: location, ETag: meta.etag } },
+  );
+}
+
+/** Hands the upload, body still unread, to the first healthy peer. */
+async function forwardUpload(settings: Settings, { request, target }: RequestContext): Promise<Response> {
+  const cluster = settings.cluster!;
+  const peer = cluster.peers.ids.find((id) => cluster.peers.isUp(id));
+  if (peer === undefined) {
+    throw new StoreUnavailableError("the local store is unavailable and no peer is up to take the upload");
+  }
+  const headers: Record<string, string> = {};
+  const length = request.headers.get("Content-Length");
+  if (length !== null) headers["Content-Length"] = length;
+  let response: Response;
+  try {
+    response = await askPeer({ ...cluster, log: settings.log }, peer, "PUT", target, headers, request.body);
+  } catch (error) {
+    settings.log.warn({ peer, err: error }, "upload failover failed");
+    throw new StoreUnavailableError(`the local store is unavailable and peer ${peer} did not take the upload`);
+  }
+  return relay(response, ["Content-Type", "Location", "ETag", "Retry-After"]);
+}

@@ -1,0 +1,51 @@
+/**
+ * The one interface between the HTTP handlers and the bytes. Blobs are
+ * immutable: they are created once (never replaced) and may be deleted.
+ *
+ * Keys are relative '/'-separated paths (`1/pub/a/b.pdf`, `legacy/pub/x.png`);
+ * every implementation validates them with `checkKey` before touching anything.
+ */
+export interface BlobMeta {
+  size: number;
+  lastModified: Date;
+  /** A strong, quoted entity tag, the same for every copy of the blob. */
+  etag: string;
+}
+
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
+/**
+ * An opened blob. Reading its body (once) or closing it releases what the
+ * store holds open; callers that do not read the body must call `close`.
+ */
+export interface BlobHandle {
+  meta: BlobMeta;
+  body(range?: ByteRange): Promise<ReadableStream<Uint8Array>>;
+  close(): Promise<void>;
+}
+
+export interface CreateOptions {
+  /** The body's length when the client declared it; a body that ends short fails. */
+  length?: number;
+  /** Refuse (and store nothing) once more than this many bytes arrive. */
+  maxBytes?: number;
+}
+
+export interface BlobStore {
+  head(key: string): Promise<BlobMeta | undefined>;
+  open(key: string): Promise<BlobHandle | undefined>;
+  /**
+   * Stores the body under `key` only if nothing is there yet, atomically: no
+   * reader sees a partial blob and a failed write leaves nothing behind.
+   * Throws ConflictError, PayloadTooLargeError, IncompleteBodyError or
+   * StoreUnavailableError.
+   */
+  create(key: string, body: ReadableStream<Uint8Array>, options?: CreateOptions): Promise<BlobMeta>;
+  /** Resolves false when there was nothing to delete. */
+  delete(key: string): Promise<boolean>;
+  /** Proves the store can write, read back and delete; throws StoreUnavailableError. */
+  probe(): Promise<void>;
+}

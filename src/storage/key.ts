@@ -1,0 +1,37 @@
+import { InvalidPathError } from "./errors.ts";
+
+/** ext4 refuses longer names; nginx and most clients do too. */
+export const MAX_SEGMENT_BYTES = 255;
+export const MAX_KEY_BYTES = 1024;
+
+const encoder = new TextEncoder();
+// Control characters (C0 and DEL) have no business in a file name and break
+// logs, shells and HTTP headers; backslash is a separator on other systems.
+const FORBIDDEN = /[\u0000-\u001f\u007f\\]/;
+
+/** Throws InvalidPathError saying what is wrong with one decoded path segment. */
+export function checkSegment(segment: string): void {
+  if (segment === "") throw new InvalidPathError("empty path segment (double or trailing slash)");
+  if (segment === "." || segment === "..") throw new InvalidPathError(`path segment '${segment}' is not allowed`);
+  if (segment.includes("/")) throw new InvalidPathError("encoded slash in a path segment is not allowed");
+  if (FORBIDDEN.test(segment)) {
+    throw new InvalidPathError("backslashes and control characters are not allowed in paths");
+  }
+  if (encoder.encode(segment).length > MAX_SEGMENT_BYTES) {
+    throw new InvalidPathError(`path segment longer than ${MAX_SEGMENT_BYTES} bytes`);
+  }
+}
+
+/**
+ * A key is a relative, '/'-separated path such as `1/pub/a/b.pdf`. Stores check
+ * every key they are given, so that even a caller that skipped the handlers'
+ * parsing can never reach outside the store.
+ */
+export function checkKey(key: string): string[] {
+  if (encoder.encode(key).length > MAX_KEY_BYTES) {
+    throw new InvalidPathError(`path longer than ${MAX_KEY_BYTES} bytes`);
+  }
+  const segments = key.split("/");
+  for (const segment of segments) checkSegment(segment);
+  return segments;
+}

@@ -1,0 +1,59 @@
+import type { BlobHandle, BlobMeta, BlobStore, ByteRange, CreateOptions } from "./blob-store.ts";
+import { limitBody } from "./body-limit.ts";
+import { ConflictError } from "./errors.ts";
+import { checkKey } from "./key.ts";
+
+interface Entry {
+  meta: BlobMeta;
+  bytes: Uint8Array<ArrayBuffer>;
+}
+
+/** A store for tests and experiments; everything is lost when the process ends. */
+export class MemoryStore implements BlobStore {
+  readonly #entries = new Map<string, Entry>();
+  #generation = 0;
+
+  async head(key: string): Promise<BlobMeta | undefined> {
+    checkKey(key);
+    return this.#entries.get(key)?.meta;
+  }
+
+  async open(key: string): Promise<BlobHandle | undefined> {
+    checkKey(key);
+    const entry = this.#entries.get(key);
+    if (!entry) return undefined;
+    return {
+      meta: entry.meta,
+      body: async (range?: ByteRange) => {
+        const bytes = range ? entry.bytes.subarray(range.offset, range.offset + range.length) : entry.bytes;
+        return new Blob([bytes]).stream();
+      },
+      close: async () => {},
+    };
+  }
+
+  async create(key: string, body: ReadableStream<Uint8Array>, options?: CreateOptions): Promise<BlobMeta> {
+    checkKey(key);
+    if (this.#entries.has(key)) {
+      await body.cancel().catch(() => {});
+      throw new ConflictError(`${key} already exists`);
+    }
+    const bytes = new Uint8Array(await new Response(limitBody(body, options)).arrayBuffer());
+    // Checked again: another create of the same key may have finished meanwhile.
+    if (this.#entries.has(key)) throw new ConflictError(`${key} already exists`);
+    const meta = {
+      size: bytes.byteLength,
+      lastModified: new Date(Math.floor(Date.now() / 1000) * 1000),
+      etag: `"m${(++this.#generation).toString(16)}-${bytes.byteLength.toString(16)}"`,
+    };
+    this.#entries.set(key, { meta, bytes });
+    return meta;
+  }
+
+  async delete(key: string): Promise<boolean> {
+    checkKey(key);
+    return this.#entries.delete(key);
+  }
+
+  async probe(): Promise<void> {}
+}

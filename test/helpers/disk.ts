@@ -1,0 +1,27 @@
+import { mkdir, readdir, writeFile } from "node:fs/promises";
+import { dirname, join, relative } from "node:path";
+
+/** Every regular file below `root`, as '/'-separated paths relative to it. */
+export async function listFiles(root: string): Promise<string[]> {
+  try {
+    const entries = await readdir(root, { recursive: true, withFileTypes: true });
+    return entries
+      .filter((e) => e.isFile())
+      .map((e) => relative(root, join(e.parentPath, e.name)).split("\\").join("/"))
+      .sort();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw error;
+  }
+}
+
+/** What a node's data folder holds: blob keys under files/, plus `tmp/…` for anything half-written. */
+export async function storedKeys(data: string): Promise<string[]> {
+  const tmp = (await listFiles(join(data, "tmp"))).map((f) => `tmp/${f}`);
+  return [...(await listFiles(join(data, "files"))), ...tmp];
+}
+
+export async function placeFile(path: string, body: string | Uint8Array): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  await writeFile(path, body);
+}

@@ -1,0 +1,92 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { stringify } from "smol-toml";
+import { writeHtpasswd } from "./credentials.ts";
+import { freePort } from "./ports.ts";
+
+export const BIN = resolve(import.meta.dirname, "../../bin/nanocdn.mjs");
+
+export interface NodeProcess {
+  url: string;
+  port: number;
+  data: string;
+  configFile: string;
+  child: ChildProcess;
+  /** Everything the process wrote so far, stdout and stderr. */
+  output(): string;
+  /** Resolves with the exit code (or signal) once the process has ended. */
+  exited: Promise<number | NodeJS.Signals>;
+  stop(signal?: NodeJS.Signals): Promise<number | NodeJS.Signals>;
+}
+
+export interface StartOptions {
+  /** Config keys written to the TOML file; `data`, `listen` and `htpasswd` get test defaults. */
+  config?: Record<string, unknown>;
+  env?: Record<string, string>;
+  args?: string[];
+  cwd?: string;
+  /** Skip writing an htpasswd file (the node then creates its first user). */
+  noHtpasswd?: boolean;
+  /** Wait for GET /check/ to answer 200 (default) or only for the port to answer. */
+  waitFor?: "healthy" | "listening";
+}
+
+/** Starts `nanocdn serve` as its own process, as an operator would, and waits until it answers. */
+export async function startNodeProcess(options: StartOptions = {}): Promise<NodeProcess> {
+  const dir = await mkdtemp(join(tmpdir(), "nanocdn-node-"));
+  const port = await freePort();
+  const data = join(dir, "data");
+  const config: Record<string, unknown> = { listen: `127.0.0.1:${port}`, data, ...options.config };
+  if (!options.noHtpasswd && config.htpasswd === undefined) {
+    config.htpasswd = join(dir, "htpasswd");
+    await writeHtpasswd(config.htpasswd as string);
+  }
+  const configFile = join(dir, "nanocdn.toml");
+  await writeFile(configFile, stringify(config));
+  const child = spawn(process.execPath, [BIN, "serve", "--config", configFile, ...(options.args ?? [])], {
+    cwd: options.cwd ?? dir,
+    env: { ...process.env, NANOCDN_LOG_LEVEL: "info", ...options.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout!.on("data", (chunk) => (output += chunk));
+  child.stderr!.on("data", (chunk) => (output += chunk));
+  const exited = new Promise<number | NodeJS.Signals>((done) => child.on("exit", (code, signal) => done(code ?? signal!)));
+  const url = `http://127.0.0.1:${port}`;
+  const node: NodeProcess = {
+    url,
+    port,
+    data: String(config.data),
+    configFile,
+    child,
+    output: () => output,
+    exited,
+    async stop(signal = "SIGTERM") {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+  await waitUntilUp(node, options.waitFor ?? "healthy");
+  return node;
+}
+
+async function waitUntilUp(node: NodeProcess, waitFor: "healthy" | "listening", timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let ended = false;
+  void node.exited.then(() => (ended = true));
+  while (Date.now() < deadline) {
+    if (ended) throw new Error(`node exited during start-up:\n${node.output()}`);
+    try {
+      const response = await fetch(`${node.url}/check/`);
+      await response.body?.cancel();
+      if (waitFor === "listening" || response.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await node.stop("SIGKILL");
+  throw new Error(`node did not come up within ${timeoutMs} ms:\n${node.output()}`);
+}

@@ -1,0 +1,497 @@
+import { request } from "node:http";
+import { describe, expect, it } from "vitest";
+import { basic } from "../helpers/credentials.ts";
+import { rawRequest } from "../helpers/raw-http.ts";
+
+/** A running nanocdn node, whatever the runtime, as the HTTP suite sees it. */
+export interface ApiTarget {
+  url: string;
+  nodeId: string;
+  maxUploadBytes: number;
+  /** Places a legacy file the way an operator would: straight into the store's medium. */
+  seedLegacy(path: string, body: string): Promise<void>;
+  /** Every key the store holds, and anything half-written (temp files), read from the medium itself. */
+  storedKeys(): Promise<string[]>;
+}
+
+let counter = 0;
+/** A name no other test uses, so tests stay independent on a shared node. */
+export function unique(name: string): string {
+  return `t${Date.now().toString(36)}-${++counter}/${name}`;
+}
+
+const auth = { Authorization: basic() };
+
+export async function put(t: ApiTarget, path: string, body: BodyInit | null, headers: Record<string, string> = {}) {
+  return fetch(`${t.url}/upload/${path}`, { method: "PUT", body, headers: { ...auth, ...headers } });
+}
+
+/**
+ * Sends a PUT with `Expect: 100-continue` and a body of `length` bytes that is
+ * only written if the server asks for it. Resolves with the status and
+ * whether the server asked.
+ */
+export function putExpectingContinue(
+  t: ApiTarget,
+  target: string,
+  length: number,
+  headers: Record<string, string>,
+): Promise<{ status: number; continued: boolean; body: string }> {
+  const { hostname, port } = new URL(t.url);
+  return new Promise((resolve, reject) => {
+    let continued = false;
+    const req = request({
+      host: hostname,
+      port,
+      method: "PUT",
+      path: target,
+      agent: false,
+      headers: { ...headers, "Content-Length": String(length), Expect: "100-continue" },
+    });
+    req.on("continue", () => {
+      continued = true;
+      req.end(Buffer.alloc(length, 1));
+    });
+    req.on("response", (res) => {
+      let body = "";
+      res.on("data", (chunk) => (body += chunk));
+      res.on("end", () => resolve({ status: res.statusCode!, continued, body }));
+    });
+    req.on("error", reject);
+    req.flushHeaders();
+  });
+}
+
+/** Writes `sent` of `declared` bytes, then ends the request the way a client that dies does. */
+function truncatedUpload(t: ApiTarget, target: string, declared: number, sent: number, how: "destroy" | "end") {
+  const { hostname, port } = new URL(t.url);
+  return new Promise<void>((resolve) => {
+    const req = request({
+      host: hostname,
+      port,
+      method: "PUT",
+      path: target,
+      agent: false,
+      headers: { ...auth, "Content-Length": String(declared) },
+    });
+    req.on("error", () => resolve());
+    req.on("response", () => resolve());
+    req.write(Buffer.alloc(sent, 2), () => {
+      setTimeout(() => {
+        if (how === "destroy") req.destroy();
+        else req.socket?.end();
+        setTimeout(resolve, 200);
+      }, 100);
+    });
+  });
+}
+
+async function eventually(check: () => Promise<void>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+/**
+ * The HTTP behaviour of a single node, run unchanged against every runtime
+ * (the Node server with its disk store, workerd with R2).
+ */
+export function describeHttpApi(runtime: string, getTarget: () => ApiTarget): void {
+  describe(`HTTP API on ${runtime}`, () => {
+    const t = () => getTarget();
+
+    describe("upload and read", () => {
+      it("stores a public file and serves it to anyone", async () => {
+        const name = unique("hello.txt");
+        const created = await put(t(), `pub/${name}`, "Hello world");
+        expect(created.status).toBe(201);
+        const location = created.headers.get("Location");
+        expect(location).toBe(`/${t().nodeId}/pub/${name}`);
+        const etag = created.headers.get("ETag");
+        expect(etag).toMatch(/^"[^"]+"$/);
+        expect(await created.json()).toMatchObject({ name: location, size: 11 });
+
+        const read = await fetch(t().url + location);
+        expect(read.status).toBe(200);
+        expect(await read.text()).toBe("Hello world");
+        expect(read.headers.get("Content-Type")).toBe("text/plain");
+        expect(read.headers.get("Content-Length")).toBe("11");
+        expect(read.headers.get("ETag")).toBe(etag);
+        expect(new Date(read.headers.get("Last-Modified")!).getTime()).toBeGreaterThan(Date.now() - 120_000);
+        expect(read.headers.get("Cache-Control")).toBe("public, max-age=604800, immutable");
+        expect(read.headers.get("Accept-Ranges")).toBe("bytes");
+      });
+
+      it("names the type from the extension, with a default for unknown ones", async () => {
+        for (const [name, type] of [
+          ["ticket.pdf", "application/pdf"],
+          ["logo.png", "image/png"],
+          ["export.csv", "text/csv"],
+          ["pass.pkpass", "application/vnd.apple.pkpass"],
+          ["blob.unknownext", "application/octet-stream"],
+          ["noextension", "application/octet-stream"],
+        ]) {
+          const created = await put(t(), `pub/${unique(name!)}`, "x");
+          const read = await fetch(t().url + created.headers.get("Location"));
+          expect(read.headers.get("Content-Type"), name).toBe(type);
+          await read.body?.cancel();
+        }
+      });
+
+      it("creates intermediate folders and keeps unusual but valid names", async () => {
+        const name = unique("a/b/c/Ticket #42 (copy) ü.pdf");
+        const created = await put(t(), `pub/${name.split("/").map(encodeURIComponent).join("/")}`, "%PDF-1.4");
+        expect(created.status).toBe(201);
+        const location = created.headers.get("Location")!;
+        expect(decodeURIComponent(location)).toBe(`/${t().nodeId}/pub/${name}`);
+        const read = await fetch(t().url + location);
+        expect(await read.text()).toBe("%PDF-1.4");
+        expect(await t().storedKeys()).toContain(`${t().nodeId}/pub/${name}`);
+      });
+
+      it("stores an empty body", async () => {
+        const created = await put(t(), `pub/${unique("empty.txt")}`, "");
+        expect(created.status).toBe(201);
+        const read = await fetch(t().url + created.headers.get("Location"));
+        expect(read.headers.get("Content-Length")).toBe("0");
+        expect(await read.text()).toBe("");
+      });
+
+      it("answers 404 for a missing file of this node", async () => {
+        const response = await fetch(`${t().url}/${t().nodeId}/pub/${unique("missing.txt")}`);
+        expect(response.status).toBe(404);
+        expect(await response.json()).toMatchObject({ error: "not_found" });
+      });
+    });
+
+    describe("never overwrites", () => {
+      it("answers 409 for an existing name and leaves the file untouched", async () => {
+        const name = unique("once.txt");
+        const first = await put(t(), `pub/${name}`, "first");
+        expect(first.status).toBe(201);
+        const second = await put(t(), `pub/${name}`, "second, longer body");
+        expect(second.status).toBe(409);
+        expect((await second.json()).message).toContain("already exists");
+        const read = await fetch(t().url + first.headers.get("Location"));
+        expect(await read.text()).toBe("first");
+      });
+
+      it("lets exactly one of twenty concurrent uploads of one name win", async () => {
+        const name = unique("race.bin");
+        const bodies = Array.from({ length: 20 }, (_, i) => `body ${i} `.repeat(2000));
+        const responses = await Promise.all(bodies.map((body) => put(t(), `pub/${name}`, body)));
+        const statuses = responses.map((r) => r.status).sort();
+        expect(statuses.filter((s) => s === 201)).toHaveLength(1);
+        expect(statuses.filter((s) => s === 409)).toHaveLength(19);
+        const read = await fetch(`${t().url}/${t().nodeId}/pub/${name}`);
+        expect(bodies).toContain(await read.text());
+      });
+    });
+
+    describe("authentication", () => {
+      it("refuses anonymous and wrong-password uploads the same way, whether the name exists or not", async () => {
+        const existing = unique("exists.txt");
+        await put(t(), `priv/${existing}`, "secret");
+        const answers = [];
+        for (const name of [existing, unique("new.txt")]) {
+          for (const headers of [{}, { Authorization: basic("tester", "wrong") }, { Authorization: basic("nobody", "x") }] as Record<string, string>[]) {
+            const response = await fetch(`${t().url}/upload/priv/${name}`, { method: "PUT", body: "x", headers });
+            expect(response.status).toBe(401);
+            expect(response.headers.get("WWW-Authenticate")).toMatch(/^Basic realm=/);
+            answers.push(((await response.json()) as { error: string }).error);
+          }
+        }
+        expect(new Set(answers)).toEqual(new Set(["unauthorized"]));
+      });
+
+      it("serves private files only with credentials", async () => {
+        const created = await put(t(), `priv/${unique("invoice.pdf")}`, "%PDF private");
+        const location = created.headers.get("Location")!;
+        expect(location).toMatch(new RegExp(`^/${t().nodeId}/priv/`));
+        const anonymous = await fetch(t().url + location);
+        expect(anonymous.status).toBe(401);
+        expect(await anonymous.text()).not.toContain("%PDF");
+        const missingAnonymous = await fetch(`${t().url}/${t().nodeId}/priv/${unique("nothing.pdf")}`);
+        expect(missingAnonymous.status).toBe(401);
+        const wrong = await fetch(t().url + location, { headers: { Authorization: basic("tester", "nope") } });
+        expect(wrong.status).toBe(401);
+        const authorised = await fetch(t().url + location, { headers: auth });
+        expect(authorised.status).toBe(200);
+        expect(authorised.headers.get("Cache-Control")).toBe("private, max-age=604800, immutable");
+        expect(await authorised.text()).toBe("%PDF private");
+      });
+
+      it("needs credentials to delete, even public files", async () => {
+        const created = await put(t(), `pub/${unique("keep.txt")}`, "keep");
+        const location = created.headers.get("Location")!;
+        const anonymous = await fetch(t().url + location, { method: "DELETE" });
+        expect(anonymous.status).toBe(401);
+        expect((await fetch(t().url + location)).status).toBe(200);
+      });
+
+      it("refuses a request that claims to come from a node without proving it", async () => {
+        const created = await put(t(), `priv/${unique("claimed.txt")}`, "private");
+        const response = await fetch(t().url + created.headers.get("Location"), {
+          headers: { "X-Nanocdn-Node": "2", "X-Nanocdn-Signature": `${Date.now()}.00ff` },
+        });
+        expect(response.status).toBe(401);
+      });
+    });
+
+    describe("HEAD, conditional requests and ranges", () => {
+      async function stored(body = "0123456789") {
+        const created = await put(t(), `pub/${unique("digits.txt")}`, body);
+        return { location: created.headers.get("Location")!, etag: created.headers.get("ETag")! };
+      }
+
+      it("answers HEAD with the headers of GET and no body", async () => {
+        const { location, etag } = await stored();
+        const head = await fetch(t().url + location, { method: "HEAD" });
+        expect(head.status).toBe(200);
+        expect(head.headers.get("Content-Length")).toBe("10");
+        expect(head.headers.get("ETag")).toBe(etag);
+        expect(head.headers.get("Content-Type")).toBe("text/plain");
+        expect(await head.text()).toBe("");
+        const missing = await fetch(`${t().url}/${t().nodeId}/pub/${unique("none")}`, { method: "HEAD" });
+        expect(missing.status).toBe(404);
+      });
+
+      it("answers 304 to If-None-Match and If-Modified-Since", async () => {
+        const { location, etag } = await stored();
+        const byTag = await fetch(t().url + location, { headers: { "If-None-Match": etag } });
+        expect(byTag.status).toBe(304);
+        expect(byTag.headers.get("ETag")).toBe(etag);
+        expect(await byTag.text()).toBe("");
+        const byList = await fetch(t().url + location, { headers: { "If-None-Match": `"other", ${etag}` } });
+        expect(byList.status).toBe(304);
+        const lastModified = (await fetch(t().url + location, { method: "HEAD" })).headers.get("Last-Modified")!;
+        const byDate = await fetch(t().url + location, { headers: { "If-Modified-Since": lastModified } });
+        expect(byDate.status).toBe(304);
+        const changed = await fetch(t().url + location, { headers: { "If-None-Match": '"something-else"' } });
+        expect(changed.status).toBe(200);
+        expect(await changed.text()).toBe("0123456789");
+        const older = await fetch(t().url + location, {
+          headers: { "If-Modified-Since": new Date(Date.now() - 86_400_000).toUTCString() },
+        });
+        expect(older.status).toBe(200);
+        await older.body?.cancel();
+      });
+
+      it("serves single byte ranges with 206 and refuses unsatisfiable ones with 416", async () => {
+        const { location, etag } = await stored();
+        const middle = await fetch(t().url + location, { headers: { Range: "bytes=2-4" } });
+        expect(middle.status).toBe(206);
+        expect(middle.headers.get("Content-Range")).toBe("bytes 2-4/10");
+        expect(middle.headers.get("Content-Length")).toBe("3");
+        expect(await middle.text()).toBe("234");
+        const suffix = await fetch(t().url + location, { headers: { Range: "bytes=-3" } });
+        expect(await suffix.text()).toBe("789");
+        const open = await fetch(t().url + location, { headers: { Range: "bytes=7-" } });
+        expect(await open.text()).toBe("789");
+        const beyond = await fetch(t().url + location, { headers: { Range: "bytes=20-30" } });
+        expect(beyond.status).toBe(416);
+        expect(beyond.headers.get("Content-Range")).toBe("bytes */10");
+        const stale = await fetch(t().url + location, { headers: { Range: "bytes=0-1", "If-Range": '"stale"' } });
+        expect(stale.status).toBe(200);
+        expect(await stale.text()).toBe("0123456789");
+        const current = await fetch(t().url + location, { headers: { Range: "bytes=0-1", "If-Range": etag } });
+        expect(current.status).toBe(206);
+        expect(await current.text()).toBe("01");
+        const garbage = await fetch(t().url + location, { headers: { Range: "lines=1-2" } });
+        expect(garbage.status).toBe(200);
+        await garbage.body?.cancel();
+      });
+    });
+
+    describe("delete", () => {
+      it("deletes a file once: 204, then 404", async () => {
+        const created = await put(t(), `pub/${unique("doomed.txt")}`, "bye");
+        const location = created.headers.get("Location")!;
+        const deleted = await fetch(t().url + location, { method: "DELETE", headers: auth });
+        expect(deleted.status).toBe(204);
+        expect((await fetch(t().url + location)).status).toBe(404);
+        const again = await fetch(t().url + location, { method: "DELETE", headers: auth });
+        expect(again.status).toBe(404);
+        expect(await again.json()).toMatchObject({ error: "not_found" });
+        // The name can be used again.
+        const recreated = await fetch(`${t().url}/upload${location.slice(t().nodeId.length + 1)}`, {
+          method: "PUT",
+          body: "again",
+          headers: auth,
+        });
+        expect(recreated.status).toBe(201);
+      });
+
+      it("removes empty parent folders but keeps non-empty ones", async () => {
+        const folder = unique("x/y");
+        await put(t(), `pub/${folder}/one.txt`, "1");
+        await put(t(), `pub/${folder}/deeper/two.txt`, "2");
+        const base = `${t().url}/${t().nodeId}/pub/${folder}`;
+        expect((await fetch(`${base}/deeper/two.txt`, { method: "DELETE", headers: auth })).status).toBe(204);
+        const keys = await t().storedKeys();
+        expect(keys).toContain(`${t().nodeId}/pub/${folder}/one.txt`);
+        expect(keys.some((k) => k.includes(`${folder}/deeper`))).toBe(false);
+        expect((await fetch(`${base}/one.txt`)).status).toBe(200);
+      });
+    });
+
+    describe("legacy files", () => {
+      it("serves files without a node number and deletes them with credentials", async () => {
+        const name = unique("logo.png");
+        await t().seedLegacy(`pub/${name}`, "PNG legacy");
+        const read = await fetch(`${t().url}/pub/${name}`);
+        expect(read.status).toBe(200);
+        expect(read.headers.get("Content-Type")).toBe("image/png");
+        expect(await read.text()).toBe("PNG legacy");
+        expect((await fetch(`${t().url}/pub/${name}`, { method: "DELETE" })).status).toBe(401);
+        expect((await fetch(`${t().url}/pub/${name}`, { method: "DELETE", headers: auth })).status).toBe(204);
+        expect((await fetch(`${t().url}/pub/${name}`)).status).toBe(404);
+        expect(await t().storedKeys()).not.toContain(`legacy/pub/${name}`);
+      });
+
+      it("keeps private legacy files private", async () => {
+        const name = unique("old-invoice.pdf");
+        await t().seedLegacy(`priv/${name}`, "legacy private");
+        expect((await fetch(`${t().url}/priv/${name}`)).status).toBe(401);
+        const authorised = await fetch(`${t().url}/priv/${name}`, { headers: auth });
+        expect(await authorised.text()).toBe("legacy private");
+      });
+    });
+
+    describe("bad input", () => {
+      const cases: [string, string, RegExp][] = [
+        ["dot-dot segment", "/NODE/pub/a/../../../etc/passwd", /not allowed/],
+        ["encoded dot-dot", "/NODE/pub/%2e%2e/%2E%2E/secret", /not allowed/],
+        ["single dot", "/NODE/pub/./x", /not allowed/],
+        ["encoded slash", "/NODE/pub/a%2Fb", /slash/],
+        ["backslash", "/NODE/pub/a\\..\\b", /backslash/i],
+        ["encoded backslash", "/NODE/pub/a%5Cb", /backslash/],
+        ["NUL", "/NODE/pub/a%00b", /control/],
+        ["control character", "/NODE/pub/a%0Ab", /control/],
+        ["empty segment", "/NODE/pub//x", /empty/],
+        ["trailing slash", "/NODE/pub/x/", /empty/],
+        ["bad percent-encoding", "/NODE/pub/%zz", /percent/],
+        ["long segment", `/NODE/pub/${"a".repeat(256)}`, /longer than 255/],
+        ["long path", `/NODE/pub/${Array.from({ length: 9 }, () => "b".repeat(120)).join("/")}`, /longer than 1024/],
+        ["unknown namespace", "/NODE/secret/x", /unknown namespace/],
+        ["no file", "/NODE/pub", /names no file/],
+        ["unknown node", "/zz9/pub/x", /neither a node/],
+      ];
+      for (const [what, pattern, message] of cases) {
+        it(`answers 400 to a ${what}`, async () => {
+          const target = pattern.replace("NODE", t().nodeId);
+          for (const method of ["GET", "DELETE"]) {
+            const response = await rawRequest(t().url, method, target, auth);
+            expect(response.status, `${method} ${target}`).toBe(400);
+            const body = JSON.parse(response.body) as { error: string; message: string };
+            expect(body.error).toBe("invalid_path");
+            expect(body.message).toMatch(message);
+          }
+          const upload = target.replace(`/${t().nodeId}/`, "/upload/");
+          const response = await rawRequest(t().url, "PUT", upload, auth, "payload");
+          expect(response.status, `PUT ${upload}`).toBe(400);
+        });
+      }
+
+      it("writes nothing for any bad upload path", async () => {
+        const before = await t().storedKeys();
+        for (const target of ["/upload/pub/../../escape.txt", "/upload/pub/%2e%2e/escape.txt", "/upload/other/x", "/upload/pub/"]) {
+          const response = await rawRequest(t().url, "PUT", target, auth, "payload");
+          expect(response.status, target).toBe(400);
+        }
+        expect(await t().storedKeys()).toEqual(before);
+      });
+
+      it("answers 405 with Allow for a method the path does not take", async () => {
+        const created = await put(t(), `pub/${unique("m.txt")}`, "m");
+        const location = created.headers.get("Location")!;
+        const post = await fetch(t().url + location, { method: "POST", body: "x", headers: auth });
+        expect(post.status).toBe(405);
+        expect(post.headers.get("Allow")).toBe("GET, HEAD, DELETE");
+        expect((await post.json()).message).toContain("POST");
+        const putToFile = await fetch(t().url + location, { method: "PUT", body: "x", headers: auth });
+        expect(putToFile.status).toBe(405);
+        const getUpload = await fetch(`${t().url}/upload/pub/x.txt`);
+        expect(getUpload.status).toBe(405);
+        expect(getUpload.headers.get("Allow")).toBe("PUT");
+        const deleteCheck = await fetch(`${t().url}/check/`, { method: "DELETE" });
+        expect(deleteCheck.headers.get("Allow")).toBe("GET, HEAD");
+      });
+    });
+
+    describe("size limits and broken uploads", () => {
+      it("refuses a declared body over the limit with 413 and stores nothing", async () => {
+        const name = unique("huge.bin");
+        const response = await put(t(), `pub/${name}`, new Uint8Array(t().maxUploadBytes + 1));
+        expect(response.status).toBe(413);
+        expect((await response.json()).message).toContain(String(t().maxUploadBytes));
+        expect((await fetch(`${t().url}/${t().nodeId}/pub/${name}`)).status).toBe(404);
+        expect((await t().storedKeys()).some((k) => k.includes(name))).toBe(false);
+      });
+
+      it("refuses a chunked body that grows over the limit with 413 and stores nothing", async () => {
+        const name = unique("chunked.bin");
+        const chunk = new Uint8Array(64 * 1024);
+        let sent = 0;
+        const body = new ReadableStream<Uint8Array>({
+          pull(controller) {
+            if (sent > t().maxUploadBytes + chunk.length) return controller.close();
+            sent += chunk.length;
+            controller.enqueue(chunk);
+          },
+        });
+        const response = await fetch(`${t().url}/upload/pub/${name}`, {
+          method: "PUT",
+          body,
+          headers: auth,
+          duplex: "half",
+        } as RequestInit);
+        expect(response.status).toBe(413);
+        await eventually(async () => expect((await t().storedKeys()).some((k) => k.includes(name))).toBe(false));
+        expect((await fetch(`${t().url}/${t().nodeId}/pub/${name}`)).status).toBe(404);
+      });
+
+      it("answers refusals of a large body before the body is sent (Expect: 100-continue)", async () => {
+        const existing = unique("exists.bin");
+        await put(t(), `pub/${existing}`, "x");
+        const tooLarge = await putExpectingContinue(t(), `/upload/pub/${unique("big.bin")}`, t().maxUploadBytes * 2, auth);
+        expect(tooLarge).toMatchObject({ status: 413, continued: false });
+        const anonymous = await putExpectingContinue(t(), `/upload/pub/${unique("anon.bin")}`, 1024 * 1024, {});
+        expect(anonymous).toMatchObject({ status: 401, continued: false });
+        const conflict = await putExpectingContinue(t(), `/upload/pub/${existing}`, 1024 * 1024, auth);
+        expect(conflict).toMatchObject({ status: 409, continued: false });
+        const accepted = await putExpectingContinue(t(), `/upload/pub/${unique("ok.bin")}`, 1024, auth);
+        expect(accepted).toMatchObject({ status: 201, continued: true });
+      });
+
+      for (const how of ["destroy", "end"] as const) {
+        it(`stores nothing when the client ${how === "destroy" ? "drops the connection" : "sends less than Content-Length"}`, async () => {
+          const name = unique(`cut-${how}.bin`);
+          await truncatedUpload(t(), `/upload/pub/${name}`, 512 * 1024, 100 * 1024, how);
+          await eventually(async () => {
+            const keys = await t().storedKeys();
+            expect(keys.filter((k) => k.includes(name) || k.startsWith("tmp/"))).toEqual([]);
+          });
+          expect((await fetch(`${t().url}/${t().nodeId}/pub/${name}`)).status).toBe(404);
+        });
+      }
+    });
+
+    describe("health check", () => {
+      it("answers 200 on /check/ and /check when the store works", async () => {
+        for (const path of ["/check/", "/check"]) {
+          const response = await fetch(t().url + path);
+          expect(response.status).toBe(200);
+          expect(await response.json()).toEqual({ status: "ok", node: t().nodeId });
+        }
+        expect((await t().storedKeys()).filter((k) => k.includes("probe"))).toEqual([]);
+      });
+    });
+  });
+}

@@ -1,0 +1,26 @@
+import { join } from "node:path";
+import { afterAll, beforeAll } from "vitest";
+import { placeFile, storedKeys } from "../helpers/disk.ts";
+import { type NodeProcess, startNodeProcess } from "../helpers/node-process.ts";
+import { type ApiTarget, describeHttpApi } from "./api-suite.ts";
+
+const MAX = 1024 * 1024;
+let node: NodeProcess;
+let target: ApiTarget;
+
+beforeAll(async () => {
+  node = await startNodeProcess({ config: { node: "1", max_upload_bytes: MAX } });
+  target = {
+    url: node.url,
+    nodeId: "1",
+    maxUploadBytes: MAX,
+    seedLegacy: (path, body) => placeFile(join(node.data, "files", "legacy", path), body),
+    storedKeys: () => storedKeys(node.data),
+  };
+});
+
+afterAll(async () => {
+  await node?.stop();
+});
+
+describeHttpApi("Node (disk store)", () => target);

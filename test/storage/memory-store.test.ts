@@ -1,0 +1,4 @@
+import { describeBlobStore } from "../../src/storage/contract.ts";
+import { MemoryStore } from "../../src/storage/memory-store.ts";
+
+describeBlobStore("MemoryStore", async () => ({ store: new MemoryStore() }));
