@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
+import { connect } from "node:net";
 import { join, resolve } from "node:path";
 import { stringify } from "smol-toml";
 import { writeHtpasswd } from "./credentials.ts";
@@ -72,6 +73,16 @@ export async function startNodeProcess(options: StartOptions = {}): Promise<Node
   return node;
 }
 
+function tcpConnect(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, "127.0.0.1", () => {
+      socket.end();
+      resolve();
+    });
+    socket.on("error", reject);
+  });
+}
+
 async function waitUntilUp(node: NodeProcess, waitFor: "healthy" | "listening", timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let ended = false;
@@ -79,9 +90,13 @@ async function waitUntilUp(node: NodeProcess, waitFor: "healthy" | "listening", 
   while (Date.now() < deadline) {
     if (ended) throw new Error(`node exited during start-up:\n${node.output()}`);
     try {
+      if (waitFor === "listening") {
+        await tcpConnect(node.port);
+        return;
+      }
       const response = await fetch(`${node.url}/check/`);
       await response.body?.cancel();
-      if (waitFor === "listening" || response.ok) return;
+      if (response.ok) return;
     } catch {
       // not listening yet
     }

@@ -14,6 +14,8 @@ over the environment, which wins over the file. Keys:
   ${CONFIG_KEYS.join(", ")}
 `;
 
+class UsageError extends Error {}
+
 function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
   return pkg.version;
@@ -25,7 +27,12 @@ function parseFlags(args: string[]): { config?: string; flags: Record<string, st
     options[key] = { type: "string" };
     options[flagName(key).slice(2)] = { type: "string" };
   }
-  const { values } = parseArgs({ args, options, strict: true, allowPositionals: false });
+  let values: Record<string, unknown>;
+  try {
+    ({ values } = parseArgs({ args, options, strict: true, allowPositionals: false }));
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
   const flags: Record<string, string> = {};
   for (const [name, value] of Object.entries(values)) {
     if (name !== "config" && typeof value === "string") flags[name.replaceAll("-", "_")] = value;
@@ -77,7 +84,7 @@ main(process.argv.slice(2)).then(
     if (code !== 0) process.exit(code);
   },
   (error: unknown) => {
-    if (error instanceof ConfigError) {
+    if (error instanceof ConfigError || error instanceof UsageError) {
       process.stderr.write(`nanocdn: ${error.message}\n`);
       process.exit(2);
     }

@@ -13,14 +13,18 @@ const nodeId = z
   .refine((id) => !(RESERVED_SEGMENTS as readonly string[]).includes(id), "is a word the API reserves");
 
 /** Env vars and flags arrive as text; TOML values arrive typed. Both are accepted. */
+const got = (what: string) => (issue: { input?: unknown }) => `expected ${what}, got ${JSON.stringify(issue.input)}`;
 const int = (min: number) =>
   z.preprocess(
     (v) => (typeof v === "string" && /^\s*-?\d+\s*$/.test(v) ? Number(v) : v),
-    z.number({ error: "expected a whole number" }).int("expected a whole number").min(min),
+    z
+      .number({ error: got("a whole number") })
+      .int({ error: got("a whole number") })
+      .min(min, { error: `must be at least ${min}` }),
   );
 const bool = z.preprocess(
   (v) => (v === "true" || v === "1" ? true : v === "false" || v === "0" ? false : v),
-  z.boolean({ error: "expected true or false" }),
+  z.boolean({ error: got("true or false") }),
 );
 
 export interface ListenAddress {

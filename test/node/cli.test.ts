@@ -1,0 +1,116 @@
+import { spawn } from "node:child_process";
+import { mkdtemp, readFile, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { runCli } from "../helpers/cli.ts";
+import { basic } from "../helpers/credentials.ts";
+import { BIN, startNodeProcess } from "../helpers/node-process.ts";
+
+async function tempDir() {
+  return mkdtemp(join(tmpdir(), "nanocdn-cli-"));
+}
+
+describe("nanocdn command line", () => {
+  it("refuses a bad configuration with one line per bad key, naming where the value came from", async () => {
+    const dir = await tempDir();
+    const file = join(dir, "bad.toml");
+    await writeFile(file, 'listen = "nowhere"\nmax_upload_bytes = "lots"\nbogus = 1\n');
+    const result = await runCli(["serve", "--config", file, "--cache-max-age=-5"], {
+      env: { NANOCDN_NODE: "../evil" },
+      cwd: dir,
+    });
+    expect(result.code).toBe(2);
+    const lines = result.stderr.split("\n");
+    expect(lines.find((l) => l.includes("listen (from"))).toContain("expected host:port");
+    expect(lines.find((l) => l.includes("max_upload_bytes"))).toContain(`(from ${file}): expected a whole number, got "lots"`);
+    expect(lines.find((l) => l.includes("bogus"))).toContain("unknown key");
+    expect(lines.find((l) => l.startsWith("  node"))).toContain("(from NANOCDN_NODE)");
+    expect(lines.find((l) => l.includes("cache_max_age"))).toContain("(from --cache-max-age): must be at least 0");
+  });
+
+  it("refuses half a TLS configuration", async () => {
+    const result = await runCli(["serve", "--tls-cert", "cert.pem"], { cwd: await tempDir() });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("tls_cert and tls_key go together");
+  });
+
+  it("refuses a config file that is not TOML or does not exist", async () => {
+    const dir = await tempDir();
+    await writeFile(join(dir, "broken.toml"), "node = [unclosed\n");
+    const broken = await runCli(["serve", "--config", "broken.toml"], { cwd: dir });
+    expect(broken.code).toBe(2);
+    expect(broken.stderr).toContain("broken.toml is not valid TOML");
+    const missing = await runCli(["serve", "--config", "missing.toml"], { cwd: dir });
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain("cannot read config file missing.toml");
+  });
+
+  it("lets flags win over the environment and the environment over the file", async () => {
+    const node = await startNodeProcess({
+      config: { node: "from-file", max_upload_bytes: 1000 },
+      env: { NANOCDN_NODE: "from-env", NANOCDN_MAX_UPLOAD_BYTES: "10" },
+      args: ["--node", "flag"],
+    });
+    try {
+      const stored = await fetch(`${node.url}/upload/pub/x.txt`, { method: "PUT", body: "0123456789", headers: { Authorization: basic() } });
+      expect(stored.headers.get("Location")).toBe("/flag/pub/x.txt");
+      const tooLarge = await fetch(`${node.url}/upload/pub/y.txt`, { method: "PUT", body: "0123456789A", headers: { Authorization: basic() } });
+      expect(tooLarge.status).toBe(413);
+    } finally {
+      await node.stop();
+    }
+  });
+
+  it("prints usage for an unknown command and its version on request", async () => {
+    const unknown = await runCli(["frobnicate"]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain("unknown command 'frobnicate'");
+    expect(unknown.stderr).toContain("nanocdn serve");
+    const pkg = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8"));
+    const version = await runCli(["--version"]);
+    expect(version.stdout.trim()).toBe(pkg.version);
+  });
+
+  it("runs on embedded defaults: node 1 on 127.0.0.1:8080 with ./data and a first user it prints once", async () => {
+    const cwd = await tempDir();
+    const start = () => {
+      const child = spawn(process.execPath, [BIN, "serve"], { cwd, stdio: ["ignore", "pipe", "pipe"] });
+      let output = "";
+      child.stdout.on("data", (c) => (output += c));
+      child.stderr.on("data", (c) => (output += c));
+      const exited = new Promise((r) => child.on("exit", r));
+      return { child, output: () => output, exited };
+    };
+    const waitUp = async (out: () => string) => {
+      for (let i = 0; i < 300 && !out().includes("nanocdn node listening"); i++) await new Promise((r) => setTimeout(r, 100));
+    };
+    const first = start();
+    try {
+      await waitUp(first.output);
+      expect(first.output()).toContain('"url":"http://127.0.0.1:8080"');
+      const password = /password: (\S+)/.exec(first.output())?.[1];
+      expect(password).toBeDefined();
+      expect((await stat(join(cwd, "data", "htpasswd"))).mode & 0o777).toBe(0o600);
+      expect(await readFile(join(cwd, "data", "initial-credentials"), "utf8")).toBe(`admin:${password}\n`);
+      const created = await fetch("http://127.0.0.1:8080/upload/pub/hello.txt", {
+        method: "PUT",
+        body: "Hello world",
+        headers: { Authorization: basic("admin", password) },
+      });
+      expect(created.status).toBe(201);
+      expect(await readFile(join(cwd, "data", "files", "1", "pub", "hello.txt"), "utf8")).toBe("Hello world");
+    } finally {
+      first.child.kill("SIGTERM");
+      await first.exited;
+    }
+    const second = start();
+    try {
+      await waitUp(second.output);
+      expect(second.output()).not.toContain("password:");
+    } finally {
+      second.child.kill("SIGTERM");
+      await second.exited;
+    }
+  });
+});

@@ -1,0 +1,268 @@
+import { execFileSync } from "node:child_process";
+import { mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { request } from "node:http";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { connect } from "node:tls";
+import { Agent } from "undici";
+import { describe, expect, it } from "vitest";
+import { basic, bcryptLine, PASSWORD, USER, writeHtpasswd } from "../helpers/credentials.ts";
+import { listFiles, storedKeys } from "../helpers/disk.ts";
+import { startNodeProcess } from "../helpers/node-process.ts";
+import { rawRequest } from "../helpers/raw-http.ts";
+
+const auth = { Authorization: basic() };
+
+async function eventually(check: () => Promise<void>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+/** Starts an upload of `declared` bytes and sends only `sent` of them; the request stays open. */
+function startUpload(url: string, path: string, declared: number, sent: number) {
+  const { hostname, port } = new URL(url);
+  const req = request({
+    host: hostname,
+    port,
+    method: "PUT",
+    path,
+    agent: false,
+    headers: { ...auth, "Content-Length": String(declared) },
+  });
+  const response = new Promise<number>((resolve, reject) => {
+    req.on("response", (res) => {
+      res.resume();
+      resolve(res.statusCode!);
+    });
+    req.on("error", reject);
+  });
+  response.catch(() => {});
+  req.write(Buffer.alloc(sent, 3));
+  return { req, response, finish: () => req.end(Buffer.alloc(declared - sent, 3)) };
+}
+
+function highWaterRss(pid: number): Promise<number> {
+  return readFile(`/proc/${pid}/status`, "utf8").then((s) => Number(/VmHWM:\s+(\d+) kB/.exec(s)![1]) * 1024);
+}
+
+describe("Node server", () => {
+  it("writes uploads to <data>/files/<node>/<ns>/<path>, read-only, and nothing outside the store", async () => {
+    const node = await startNodeProcess({ config: { node: "7" } });
+    try {
+      const around = dirname(node.data);
+      await writeFile(join(around, "outside.txt"), "must stay");
+      const before = await listFiles(around);
+      const created = await fetch(`${node.url}/upload/priv/reports/2026/q3.csv`, { method: "PUT", body: "a,b\n1,2\n", headers: auth });
+      expect(created.status).toBe(201);
+      const path = join(node.data, "files", "7", "priv", "reports", "2026", "q3.csv");
+      expect(await readFile(path, "utf8")).toBe("a,b\n1,2\n");
+      expect((await stat(path)).mode & 0o777).toBe(0o444);
+      for (const target of ["/upload/pub/../../outside.txt", "/7/pub/%2e%2e/%2e%2e/%2e%2e/outside.txt", "/upload/pub/..%2F..%2Foutside.txt"]) {
+        for (const method of ["PUT", "DELETE", "GET"]) {
+          const response = await rawRequest(node.url, method, target, auth, method === "PUT" ? "overwrite!" : undefined);
+          expect(response.status, `${method} ${target}`).toBe(400);
+        }
+      }
+      expect(await readFile(join(around, "outside.txt"), "utf8")).toBe("must stay");
+      expect((await listFiles(around)).filter((f) => !before.includes(f))).toEqual(["data/files/7/priv/reports/2026/q3.csv"]);
+    } finally {
+      await node.stop();
+    }
+  });
+
+  it("re-reads the htpasswd file when it changes, without a restart", async () => {
+    const node = await startNodeProcess();
+    try {
+      const htpasswd = join(dirname(node.data), "htpasswd");
+      const asNew = { Authorization: basic("newcomer", "fresh password") };
+      expect((await fetch(`${node.url}/upload/pub/a.txt`, { method: "PUT", body: "a", headers: asNew })).status).toBe(401);
+      await writeHtpasswd(htpasswd, [bcryptLine("newcomer", "fresh password")]);
+      await eventually(async () => {
+        const response = await fetch(`${node.url}/upload/pub/b.txt`, { method: "PUT", body: "b", headers: asNew });
+        expect(response.status).toBe(201);
+      });
+      // The old user is gone with the old file.
+      expect((await fetch(`${node.url}/upload/pub/c.txt`, { method: "PUT", body: "c", headers: auth })).status).toBe(401);
+    } finally {
+      await node.stop();
+    }
+  });
+
+  it("fails /check/ with the reason while the disk cannot be written, and recovers", async () => {
+    const node = await startNodeProcess();
+    try {
+      const tmp = join(node.data, "tmp");
+      await rm(tmp, { recursive: true });
+      await writeFile(tmp, "a file where the temp folder should be");
+      const broken = await fetch(`${node.url}/check/`);
+      expect(broken.status).toBe(503);
+      const body = (await broken.json()) as { status: string; reason: string };
+      expect(body.status).toBe("unavailable");
+      expect(body.reason).toMatch(/storage failed while probing the disk \(ENOTDIR\)/);
+      expect(body.reason).not.toContain(node.data);
+      const upload = await fetch(`${node.url}/upload/pub/x.txt`, { method: "PUT", body: "x", headers: auth });
+      expect(upload.status).toBe(503);
+      expect(upload.headers.get("Retry-After")).not.toBeNull();
+      await rm(tmp);
+      await rename(await mkdtemp(join(node.data, "t")), tmp);
+      expect((await fetch(`${node.url}/check/`)).status).toBe(200);
+    } finally {
+      await node.stop();
+    }
+  });
+
+  it("logs one JSON line a request and never a password", async () => {
+    const node = await startNodeProcess({ config: { node: "3" } });
+    try {
+      await fetch(`${node.url}/upload/priv/log.txt`, { method: "PUT", body: "12345", headers: auth });
+      await fetch(`${node.url}/upload/priv/log2.txt`, { method: "PUT", body: "x", headers: { Authorization: basic(USER, "guess-1-wrong") } });
+      await fetch(`${node.url}/3/priv/log.txt`, { headers: auth });
+      await new Promise((r) => setTimeout(r, 300));
+      const lines = node.output().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+      const requests = lines.filter((l) => l.msg === "request");
+      expect(requests).toContainEqual(
+        expect.objectContaining({ method: "PUT", path: "/upload/priv/log.txt", status: 201, node: "3", level: "info" }),
+      );
+      expect(requests).toContainEqual(expect.objectContaining({ method: "PUT", path: "/upload/priv/log2.txt", status: 401 }));
+      const read = requests.find((l) => l.method === "GET" && l.path === "/3/priv/log.txt");
+      expect(read).toMatchObject({ status: 200, bytes: 5 });
+      expect(typeof read.ms).toBe("number");
+      expect(node.output()).not.toContain(PASSWORD);
+      expect(node.output()).not.toContain("guess-1-wrong");
+      expect(node.output()).not.toContain(Buffer.from(`${USER}:${PASSWORD}`).toString("base64"));
+    } finally {
+      await node.stop();
+    }
+  });
+
+  it("finishes requests in flight on SIGTERM, refuses new ones and exits 0", async () => {
+    const node = await startNodeProcess();
+    const upload = startUpload(node.url, "/upload/pub/inflight.bin", 256 * 1024, 128 * 1024);
+    await new Promise((r) => setTimeout(r, 300));
+    node.child.kill("SIGTERM");
+    await eventually(async () => {
+      await expect(fetch(`${node.url}/check/`)).rejects.toThrow();
+    });
+    upload.finish();
+    expect(await upload.response).toBe(201);
+    expect(await node.exited).toBe(0);
+    expect((await readFile(join(node.data, "files", "1", "pub", "inflight.bin"))).length).toBe(256 * 1024);
+  });
+
+  it("never shows a partial file after a crash, and sweeps temp files at the next start", async () => {
+    const node = await startNodeProcess();
+    const upload = startUpload(node.url, "/upload/pub/crash.bin", 4 * 1024 * 1024, 1024 * 1024);
+    await eventually(async () => expect(await listFiles(join(node.data, "tmp"))).toHaveLength(1));
+    node.child.kill("SIGKILL");
+    await node.exited;
+    await upload.response.catch(() => {});
+    expect(await listFiles(join(node.data, "files"))).toEqual([]);
+    const again = await startNodeProcess({ config: { data: node.data } });
+    try {
+      expect(await storedKeys(node.data)).toEqual([]);
+      expect((await fetch(`${again.url}/1/pub/crash.bin`)).status).toBe(404);
+    } finally {
+      await again.stop();
+    }
+  });
+
+  it("streams a 1 GiB upload to disk without holding it in memory", async () => {
+    const node = await startNodeProcess({ config: { fsync: false } });
+    try {
+      // Warm up the paths the upload takes, then measure the peak from here.
+      await fetch(`${node.url}/upload/pub/warm.bin`, { method: "PUT", body: new Uint8Array(4 * 1024 * 1024), headers: auth });
+      const before = await highWaterRss(node.child.pid!);
+      const chunk = new Uint8Array(1024 * 1024).fill(9);
+      let sent = 0;
+      const body = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (sent === 1024) return controller.close();
+          sent++;
+          controller.enqueue(chunk);
+        },
+      });
+      const response = await fetch(`${node.url}/upload/pub/huge.bin`, {
+        method: "PUT",
+        body,
+        headers: { ...auth, "Content-Length": String(1024 ** 3) },
+        duplex: "half",
+      } as RequestInit);
+      expect(response.status).toBe(201);
+      expect((await stat(join(node.data, "files", "1", "pub", "huge.bin"))).size).toBe(1024 ** 3);
+      const growth = (await highWaterRss(node.child.pid!)) - before;
+      expect(growth).toBeLessThan(64 * 1024 * 1024);
+    } finally {
+      await node.stop();
+      await rm(node.data, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  describe("HTTPS", () => {
+    function makeCertificate(dir: string, name: string) {
+      const cert = join(dir, `${name}.crt`);
+      const key = join(dir, `${name}.key`);
+      execFileSync("openssl", [
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        "-subj", `/CN=${name}`, "-addext", "subjectAltName=IP:127.0.0.1",
+        "-keyout", key, "-out", cert,
+      ], { stdio: "ignore" });
+      return { cert, key };
+    }
+
+    function servedCertificate(port: number): Promise<string> {
+      return new Promise((resolve, reject) => {
+        const socket = connect({ host: "127.0.0.1", port, rejectUnauthorized: false }, () => {
+          resolve(String(socket.getPeerCertificate().subject.CN));
+          socket.end();
+        });
+        socket.on("error", reject);
+      });
+    }
+
+    it("serves HTTPS itself and picks up a renewed certificate without a restart", async () => {
+      const dir = await mkdtemp(join(tmpdir(), "nanocdn-tls-"));
+      const first = makeCertificate(dir, "first");
+      const second = makeCertificate(dir, "second");
+      const live = { cert: join(dir, "live.crt"), key: join(dir, "live.key") };
+      await writeFile(live.cert, await readFile(first.cert));
+      await writeFile(live.key, await readFile(first.key));
+      const node = await startNodeProcess({ config: { tls_cert: live.cert, tls_key: live.key }, waitFor: "listening" });
+      try {
+        const dispatcher = new Agent({ connect: { ca: await readFile(first.cert) } });
+        const https = node.url.replace("http:", "https:");
+        const { fetch: undiciFetch } = await import("undici");
+        const check = await undiciFetch(`${https}/check/`, { dispatcher });
+        expect(check.status).toBe(200);
+        expect(await servedCertificate(node.port)).toBe("first");
+        await writeFile(live.key, await readFile(second.key));
+        await writeFile(live.cert, await readFile(second.cert));
+        await eventually(async () => expect(await servedCertificate(node.port)).toBe("second"), 15_000);
+        await dispatcher.close();
+      } finally {
+        await node.stop();
+      }
+    });
+  });
+
+  it("keeps the temp folder empty after many uploads", async () => {
+    const node = await startNodeProcess();
+    try {
+      await Promise.all(
+        Array.from({ length: 30 }, (_, i) =>
+          fetch(`${node.url}/upload/pub/many/${i}.txt`, { method: "PUT", body: `n${i}`, headers: auth }),
+        ),
+      );
+      expect(await readdir(join(node.data, "tmp"))).toEqual([]);
+      expect(await listFiles(join(node.data, "files", "1", "pub", "many"))).toHaveLength(30);
+    } finally {
+      await node.stop();
+    }
+  });
+});
