@@ -16,7 +16,7 @@ export class HtpasswdCredentials implements Credentials {
   // right password on every request pays it once. Keys are HMACs of the
   // password under a per-process random key, so the cache holds no secret.
   readonly #verified = new Map<string, true>();
-  readonly #cacheKey = crypto.subtle.generateKey({ name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  readonly #cacheKey = crypto.subtle.generateKey({ name: "HMAC", hash: "SHA-256" }, false, ["sign"]) as Promise<CryptoKey>;
   static readonly #CACHE_SIZE = 1024;
   // Compared against when the user is unknown, so that the answer takes as long.
   static readonly #DUMMY = "$2b$10$Dn/YbtcO/f/51uzsB2nN5Oyfp/7GB0FKjKPnhznGdf5qwZLiQ1Lfe";

@@ -37,7 +37,8 @@ export class ClusterAuth {
   }
 
   static #payload(node: string, timestamp: string, method: string, target: string): Uint8Array<ArrayBuffer> {
-    return encoder.encode(`${node}\n${timestamp}\n${method.toUpperCase()}\n${target}`);
+    // TextEncoder never returns shared memory; Web Crypto's types want that said.
+    return encoder.encode(`${node}\n${timestamp}\n${method.toUpperCase()}\n${target}`) as Uint8Array<ArrayBuffer>;
   }
 
   /** Headers that authenticate this node's `method target` request to a peer. */

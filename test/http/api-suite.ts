@@ -12,6 +12,13 @@ export interface ApiTarget {
   seedLegacy(path: string, body: string): Promise<void>;
   /** Every key the store holds, and anything half-written (temp files), read from the medium itself. */
   storedKeys(): Promise<string[]>;
+  /**
+   * False where the runtime normalises the request target (dot segments,
+   * backslashes) before the app sees it, as workerd does.
+   */
+  seesRawTarget: boolean;
+  /** False where the runtime reads the whole body before the app runs, as workerd does. */
+  answersBeforeBody: boolean;
 }
 
 let counter = 0;
@@ -21,6 +28,12 @@ export function unique(name: string): string {
 }
 
 const auth = { Authorization: basic() };
+/**
+ * Asks for the bytes as stored, as curl does by default. Without it, workerd's
+ * front end (like Cloudflare's) gzips text types on the fly, which drops
+ * Content-Length; the app itself never compresses.
+ */
+const asStored = { "Accept-Encoding": "identity" };
 
 export async function put(t: ApiTarget, path: string, body: BodyInit | null, headers: Record<string, string> = {}) {
   return fetch(`${t.url}/upload/${path}`, { method: "PUT", body, headers: { ...auth, ...headers } });
@@ -40,6 +53,7 @@ export function putExpectingContinue(
   const { hostname, port } = new URL(t.url);
   return new Promise((resolve, reject) => {
     let continued = false;
+    let sent = false;
     const req = request({
       host: hostname,
       port,
@@ -48,11 +62,19 @@ export function putExpectingContinue(
       agent: false,
       headers: { ...headers, "Content-Length": String(length), Expect: "100-continue" },
     });
+    const send = () => {
+      if (sent) return;
+      sent = true;
+      req.end(Buffer.alloc(length, 1));
+    };
     req.on("continue", () => {
       continued = true;
-      req.end(Buffer.alloc(length, 1));
+      send();
     });
+    // Like curl: a server that neither continues nor answers within a second gets the body anyway.
+    const patience = setTimeout(send, 1000);
     req.on("response", (res) => {
+      clearTimeout(patience);
       let body = "";
       res.on("data", (chunk) => (body += chunk));
       res.on("end", () => resolve({ status: res.statusCode!, continued, body }));
@@ -117,7 +139,7 @@ export function describeHttpApi(runtime: string, getTarget: () => ApiTarget): vo
         expect(etag).toMatch(/^"[^"]+"$/);
         expect(await created.json()).toMatchObject({ name: location, size: 11 });
 
-        const read = await fetch(t().url + location);
+        const read = await fetch(t().url + location, { headers: asStored });
         expect(read.status).toBe(200);
         expect(await read.text()).toBe("Hello world");
         expect(read.headers.get("Content-Type")).toBe("text/plain");
@@ -158,7 +180,7 @@ export function describeHttpApi(runtime: string, getTarget: () => ApiTarget): vo
       it("stores an empty body", async () => {
         const created = await put(t(), `pub/${unique("empty.txt")}`, "");
         expect(created.status).toBe(201);
-        const read = await fetch(t().url + created.headers.get("Location"));
+        const read = await fetch(t().url + created.headers.get("Location"), { headers: asStored });
         expect(read.headers.get("Content-Length")).toBe("0");
         expect(await read.text()).toBe("");
       });
@@ -386,6 +408,18 @@ export function describeHttpApi(runtime: string, getTarget: () => ApiTarget): vo
       for (const [what, pattern, message] of cases) {
         it(`answers 400 to a ${what}`, async () => {
           const target = pattern.replace("NODE", t().nodeId);
+          const normalised = new URL(target, "http://x").pathname;
+          if (!t().seesRawTarget && normalised !== target) {
+            // The runtime resolved the target before the app saw it: the answer
+            // must be the one for the resolved path, which stays inside the store.
+            for (const method of ["GET", "DELETE"]) {
+              const raw = await rawRequest(t().url, method, target, auth);
+              const resolved = await rawRequest(t().url, method, normalised, auth);
+              expect(raw.status, `${method} ${target}`).toBe(resolved.status);
+              expect(raw.status).toBeGreaterThanOrEqual(400);
+            }
+            return;
+          }
           for (const method of ["GET", "DELETE"]) {
             const response = await rawRequest(t().url, method, target, auth);
             expect(response.status, `${method} ${target}`).toBe(400);
@@ -460,14 +494,15 @@ export function describeHttpApi(runtime: string, getTarget: () => ApiTarget): vo
       it("answers refusals of a large body before the body is sent (Expect: 100-continue)", async () => {
         const existing = unique("exists.bin");
         await put(t(), `pub/${existing}`, "x");
+        const refused = { continued: false };
         const tooLarge = await putExpectingContinue(t(), `/upload/pub/${unique("big.bin")}`, t().maxUploadBytes * 2, auth);
-        expect(tooLarge).toMatchObject({ status: 413, continued: false });
+        expect(tooLarge).toMatchObject({ status: 413, ...(t().answersBeforeBody && refused) });
         const anonymous = await putExpectingContinue(t(), `/upload/pub/${unique("anon.bin")}`, 1024 * 1024, {});
-        expect(anonymous).toMatchObject({ status: 401, continued: false });
+        expect(anonymous).toMatchObject({ status: 401, ...(t().answersBeforeBody && refused) });
         const conflict = await putExpectingContinue(t(), `/upload/pub/${existing}`, 1024 * 1024, auth);
-        expect(conflict).toMatchObject({ status: 409, continued: false });
+        expect(conflict).toMatchObject({ status: 409, ...(t().answersBeforeBody && refused) });
         const accepted = await putExpectingContinue(t(), `/upload/pub/${unique("ok.bin")}`, 1024, auth);
-        expect(accepted).toMatchObject({ status: 201, continued: true });
+        expect(accepted).toMatchObject({ status: 201, ...(t().answersBeforeBody && { continued: true }) });
       });
 
       for (const how of ["destroy", "end"] as const) {

@@ -14,6 +14,8 @@ beforeAll(async () => {
     url: node.url,
     nodeId: "1",
     maxUploadBytes: MAX,
+    seesRawTarget: true,
+    answersBeforeBody: true,
     seedLegacy: (path, body) => placeFile(join(node.data, "files", "legacy", path), body),
     storedKeys: () => storedKeys(node.data),
   };

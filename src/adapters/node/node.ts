@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import { createApp } from "../../handlers/app.ts";
 import type { Config } from "./config.ts";
 import { DiskStore } from "./disk-store.ts";
@@ -16,7 +17,7 @@ export interface RunningNode {
 export async function startNode(config: Config, log: NodeLogger): Promise<RunningNode> {
   const store = new DiskStore({ root: config.data, fsync: config.fsync, minFreeBytes: config.min_free_bytes });
   await store.init();
-  if (config.htpasswdIsDefault) await createFirstUser(config.htpasswd, config.data);
+  if (config.htpasswdIsDefault) await createFirstUser(config.htpasswd, join(config.data, "initial-credentials"));
   const credentials = new HtpasswdFile(config.htpasswd, log);
   await credentials.load();
 

@@ -1,0 +1,35 @@
+import type { Hono } from "hono";
+import { createApp, DEFAULT_CACHE_MAX_AGE, DEFAULT_MAX_UPLOAD_BYTES, type Env } from "../../handlers/app.ts";
+import { consoleLogger } from "../../handlers/logger.ts";
+import { HtpasswdCredentials } from "../htpasswd.ts";
+import { R2Store } from "./r2-store.ts";
+
+export interface WorkerEnv {
+  FILES: R2Bucket;
+  /** The users, in htpasswd format (a secret). */
+  HTPASSWD?: string;
+  NODE_ID?: string;
+  MAX_UPLOAD_BYTES?: string;
+  CACHE_MAX_AGE?: string;
+}
+
+function numberOr(value: string | undefined, fallback: number): number {
+  return value === undefined || value === "" ? fallback : Number(value);
+}
+
+/** The app is built once per isolate, on the first request, from the bindings. */
+let app: Hono<Env> | undefined;
+
+export default {
+  fetch(request: Request, env: WorkerEnv): Response | Promise<Response> {
+    app ??= createApp({
+      nodeId: env.NODE_ID ?? "1",
+      store: new R2Store(env.FILES),
+      credentials: new HtpasswdCredentials(env.HTPASSWD ?? ""),
+      maxUploadBytes: numberOr(env.MAX_UPLOAD_BYTES, DEFAULT_MAX_UPLOAD_BYTES),
+      cacheMaxAge: numberOr(env.CACHE_MAX_AGE, DEFAULT_CACHE_MAX_AGE),
+      log: consoleLogger,
+    });
+    return app.fetch(request, undefined);
+  },
+} satisfies ExportedHandler<WorkerEnv>;

@@ -1,0 +1,68 @@
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
+import { Miniflare } from "miniflare";
+import { parse } from "smol-toml";
+import { freePort } from "./ports.ts";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+export const WRANGLER = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
+
+/** wrangler without telemetry, update checks or Cloudflare look-ups: everything stays local. */
+export const OFFLINE_ENV = {
+  WRANGLER_SEND_METRICS: "false",
+  CLOUDFLARE_CF_FETCH_ENABLED: "false",
+  WRANGLER_HIDE_BANNER: "true",
+};
+
+export interface RunningWorker {
+  url: string;
+  mf: Miniflare;
+  bucket: Awaited<ReturnType<Miniflare["getR2Bucket"]>>;
+  close(): Promise<void>;
+}
+
+/**
+ * Bundles the worker exactly as `wrangler deploy` would (wrangler.toml, its
+ * nodejs_compat handling) and runs it in workerd through Miniflare on a
+ * loopback port, with direct access to its R2 bucket.
+ */
+export async function startWorker(bindings: Record<string, string>): Promise<RunningWorker> {
+  const outdir = await mkdtemp(join(tmpdir(), "nanocdn-worker-"));
+  await promisify(execFile)(process.execPath, [WRANGLER, "deploy", "--dry-run", "--outdir", outdir], {
+    cwd: ROOT,
+    env: { ...process.env, ...OFFLINE_ENV },
+  });
+  const wrangler = parse(await readFile(join(ROOT, "wrangler.toml"), "utf8")) as {
+    compatibility_date: string;
+    compatibility_flags: string[];
+    vars: Record<string, string>;
+  };
+  const mf = new Miniflare({
+    modules: true,
+    scriptPath: join(outdir, "index.js"),
+    modulesRoot: outdir,
+    compatibilityDate: wrangler.compatibility_date,
+    compatibilityFlags: wrangler.compatibility_flags,
+    r2Buckets: ["FILES"],
+    bindings: { ...wrangler.vars, ...bindings },
+    host: "127.0.0.1",
+    port: await freePort(),
+  });
+  const url = (await mf.ready).origin;
+  const bucket = await mf.getR2Bucket("FILES");
+  return { url, mf, bucket, close: () => mf.dispose() };
+}
+
+export async function listBucket(bucket: RunningWorker["bucket"]): Promise<string[]> {
+  const keys: string[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await bucket.list({ cursor });
+    keys.push(...page.objects.map((o) => o.key));
+    cursor = page.truncated ? page.cursor : undefined;
+  } while (cursor);
+  return keys.sort();
+}

@@ -1,0 +1,29 @@
+import { afterAll, beforeAll } from "vitest";
+import { bcryptLine, PASSWORD, USER } from "../helpers/credentials.ts";
+import { listBucket, type RunningWorker, startWorker } from "../helpers/worker.ts";
+import { type ApiTarget, describeHttpApi } from "./api-suite.ts";
+
+const MAX = 1024 * 1024;
+let worker: RunningWorker;
+let target: ApiTarget;
+
+beforeAll(async () => {
+  worker = await startWorker({ NODE_ID: "1", MAX_UPLOAD_BYTES: String(MAX), HTPASSWD: bcryptLine(USER, PASSWORD) });
+  target = {
+    url: worker.url,
+    nodeId: "1",
+    maxUploadBytes: MAX,
+    seesRawTarget: false,
+    answersBeforeBody: false,
+    seedLegacy: async (path, body) => {
+      await worker.bucket.put(`legacy/${path}`, body);
+    },
+    storedKeys: () => listBucket(worker.bucket),
+  };
+}, 60_000);
+
+afterAll(async () => {
+  await worker?.close();
+});
+
+describeHttpApi("workerd (R2 store)", () => target);
