@@ -8,8 +8,9 @@ export function errorResponse(error: unknown, log: Logger): Response {
     log.error({ err: error }, "unexpected error");
     return jsonResponse({ error: "internal_error", message: "internal error; see the node's log" }, { status: 500 });
   }
+  // Expected conditions: one line saying what, without a stack.
   if (error instanceof StoreUnavailableError || error.status >= 500) {
-    log.warn({ err: error }, error.message);
+    log.warn({ status: error.status, error: error.code, reason: error.message }, "request failed");
   }
   const headers = new Headers(error.headers);
   if (error.status === 503 && !headers.has("Retry-After")) headers.set("Retry-After", "2");

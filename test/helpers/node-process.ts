@@ -23,6 +23,9 @@ export interface NodeProcess {
 }
 
 export interface StartOptions {
+  /** Folder for the config file (and data, htpasswd) of this node; a new temp folder by default. */
+  dir?: string;
+  port?: number;
   /** Config keys written to the TOML file; `data`, `listen` and `htpasswd` get test defaults. */
   config?: Record<string, unknown>;
   env?: Record<string, string>;
@@ -36,8 +39,8 @@ export interface StartOptions {
 
 /** Starts `nanocdn serve` as its own process, as an operator would, and waits until it answers. */
 export async function startNodeProcess(options: StartOptions = {}): Promise<NodeProcess> {
-  const dir = await mkdtemp(join(tmpdir(), "nanocdn-node-"));
-  const port = await freePort();
+  const dir = options.dir ?? (await mkdtemp(join(tmpdir(), "nanocdn-node-")));
+  const port = options.port ?? (await freePort());
   const data = join(dir, "data");
   const config: Record<string, unknown> = { listen: `127.0.0.1:${port}`, data, ...options.config };
   if (!options.noHtpasswd && config.htpasswd === undefined) {

@@ -29,6 +29,29 @@ describe("nanocdn command line", () => {
     expect(lines.find((l) => l.includes("cache_max_age"))).toContain("(from --cache-max-age): must be at least 0");
   });
 
+  it("refuses a cluster configuration naming itself, an id twice, a bad URL or no secret", async () => {
+    const dir = await tempDir();
+    const file = join(dir, "cluster.toml");
+    await writeFile(
+      file,
+      [
+        'node = "1"',
+        '[[peers]]\nid = "1"\nurl = "http://10.0.0.1:8080"',
+        '[[peers]]\nid = "2"\nurl = "http://10.0.0.2:8080"',
+        '[[peers]]\nid = "2"\nurl = "http://10.0.0.3:8080"',
+        '[[peers]]\nid = "4"\nurl = "10.0.0.4:8080/files"',
+      ].join("\n"),
+    );
+    const result = await runCli(["serve", "--config", "cluster.toml"], { cwd: dir });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("peers[0] (from cluster.toml): peer '1' is this node itself");
+    expect(result.stderr).toContain("peers[2] (from cluster.toml): node id '2' appears twice");
+    expect(result.stderr).toMatch(/peers\[3\]\.url \(from cluster.toml\): expected the node's base URL/);
+    expect(result.stderr).toContain("cluster_secret_file: required when peers are configured");
+    const fromEnv = await runCli(["serve"], { cwd: dir, env: { NANOCDN_PEERS: "2=http://10.0.0.2:8080 2=http://10.0.0.3:8080" } });
+    expect(fromEnv.stderr).toContain("peers[1] (from NANOCDN_PEERS): node id '2' appears twice");
+  });
+
   it("refuses half a TLS configuration", async () => {
     const result = await runCli(["serve", "--tls-cert", "cert.pem"], { cwd: await tempDir() });
     expect(result.code).toBe(2);

@@ -1,4 +1,3 @@
-import { execFileSync } from "node:child_process";
 import { mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
@@ -10,6 +9,7 @@ import { basic, bcryptLine, PASSWORD, USER, writeHtpasswd } from "../helpers/cre
 import { listFiles, storedKeys } from "../helpers/disk.ts";
 import { startNodeProcess } from "../helpers/node-process.ts";
 import { rawRequest } from "../helpers/raw-http.ts";
+import { makeSelfSigned } from "../helpers/tls.ts";
 
 const auth = { Authorization: basic() };
 
@@ -101,8 +101,12 @@ describe("Node server", () => {
       const tmp = join(node.data, "tmp");
       await rm(tmp, { recursive: true });
       await writeFile(tmp, "a file where the temp folder should be");
-      const broken = await fetch(`${node.url}/check/`);
-      expect(broken.status).toBe(503);
+      // A probe's verdict stands for a moment; the next one sees the damage.
+      let broken!: Response;
+      await eventually(async () => {
+        broken = await fetch(`${node.url}/check/`);
+        expect(broken.status).toBe(503);
+      });
       const body = (await broken.json()) as { status: string; reason: string };
       expect(body.status).toBe("unavailable");
       expect(body.reason).toMatch(/storage failed while probing the disk \(ENOTDIR\)/);
@@ -112,7 +116,7 @@ describe("Node server", () => {
       expect(upload.headers.get("Retry-After")).not.toBeNull();
       await rm(tmp);
       await rename(await mkdtemp(join(node.data, "t")), tmp);
-      expect((await fetch(`${node.url}/check/`)).status).toBe(200);
+      await eventually(async () => expect((await fetch(`${node.url}/check/`)).status).toBe(200));
     } finally {
       await node.stop();
     }
@@ -205,17 +209,6 @@ describe("Node server", () => {
   }, 120_000);
 
   describe("HTTPS", () => {
-    function makeCertificate(dir: string, name: string) {
-      const cert = join(dir, `${name}.crt`);
-      const key = join(dir, `${name}.key`);
-      execFileSync("openssl", [
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        "-subj", `/CN=${name}`, "-addext", "subjectAltName=IP:127.0.0.1",
-        "-keyout", key, "-out", cert,
-      ], { stdio: "ignore" });
-      return { cert, key };
-    }
-
     function servedCertificate(port: number): Promise<string> {
       return new Promise((resolve, reject) => {
         const socket = connect({ host: "127.0.0.1", port, rejectUnauthorized: false }, () => {
@@ -228,8 +221,8 @@ describe("Node server", () => {
 
     it("serves HTTPS itself and picks up a renewed certificate without a restart", async () => {
       const dir = await mkdtemp(join(tmpdir(), "nanocdn-tls-"));
-      const first = makeCertificate(dir, "first");
-      const second = makeCertificate(dir, "second");
+      const first = makeSelfSigned(dir, "first");
+      const second = makeSelfSigned(dir, "second");
       const live = { cert: join(dir, "live.crt"), key: join(dir, "live.key") };
       await writeFile(live.cert, await readFile(first.cert));
       await writeFile(live.key, await readFile(first.key));

@@ -42,6 +42,50 @@ const listen = z.string().transform((value, ctx): ListenAddress => {
   return { host: match[1] ?? match[2]!, port };
 });
 
+/**
+ * A peer in the environment or on the command line: JSON (`[{"id":"2","url":…}]`)
+ * or the short form `2=http://10.0.0.2:8080 3=http://10.0.0.3:8080`.
+ */
+function parsePeers(value: unknown): unknown {
+  if (typeof value !== "string") return value;
+  const text = value.trim();
+  if (text.startsWith("[")) {
+    try {
+      return JSON.parse(text);
+    } catch {
+      return value;
+    }
+  }
+  if (text === "") return [];
+  return text.split(/[\s,]+/).map((entry) => {
+    const equals = entry.indexOf("=");
+    return equals < 0 ? entry : { id: entry.slice(0, equals), url: entry.slice(equals + 1) };
+  });
+}
+
+const peerUrl = z
+  .string()
+  .refine((value) => {
+    try {
+      const url = new URL(value);
+      return (url.protocol === "http:" || url.protocol === "https:") && url.pathname === "/" && !url.search && !url.username;
+    } catch {
+      return false;
+    }
+  }, "expected the node's base URL, http:// or https://, without path, query or credentials")
+  .transform((value) => new URL(value).origin);
+
+const peer = z
+  .object({
+    id: nodeId,
+    url: peerUrl,
+    /** Where rsync pushes this node's files on that peer (replication). */
+    rsync: z.string().min(1).optional(),
+  })
+  .strict();
+
+export type PeerConfig = z.output<typeof peer>;
+
 export const configSchema = z
   .object({
     node: nodeId.default("1"),
@@ -58,11 +102,34 @@ export const configSchema = z
     log_level: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
     /** Seconds SIGTERM waits for requests in flight before it closes their connections. */
     shutdown_grace: int(0).default(30),
+    peers: z.preprocess(parsePeers, z.array(peer, { error: "expected a list of peers, each with id and url" })).default([]),
+    cluster_secret_file: z.string().min(1).optional(),
+    /** PEM file of a private CA that signed the peers' certificates. */
+    ca_file: z.string().min(1).optional(),
+    health_interval_ms: int(50).default(1000),
+    health_fall: int(1).default(5),
+    health_rise: int(1).default(2),
+    /** Connect time-out for every node-to-node request. */
+    peer_connect_timeout_ms: int(1).default(1000),
+    /** How long a peer may take to start answering a request. */
+    peer_timeout_ms: int(1).default(5000),
   })
   .strict()
   .superRefine((config, ctx) => {
     if ((config.tls_cert === undefined) !== (config.tls_key === undefined)) {
       ctx.addIssue({ code: "custom", path: ["tls_cert"], message: "tls_cert and tls_key go together" });
+    }
+    const seen = new Set([config.node]);
+    config.peers.forEach((p, index) => {
+      if (p.id === config.node) {
+        ctx.addIssue({ code: "custom", path: ["peers", index], message: `peer '${p.id}' is this node itself` });
+      } else if (seen.has(p.id)) {
+        ctx.addIssue({ code: "custom", path: ["peers", index], message: `node id '${p.id}' appears twice` });
+      }
+      seen.add(p.id);
+    });
+    if (config.peers.length > 0 && config.cluster_secret_file === undefined) {
+      ctx.addIssue({ code: "custom", path: ["cluster_secret_file"], message: "required when peers are configured" });
     }
   });
 
@@ -134,11 +201,13 @@ export async function loadConfig({ file, env = process.env, flags = {}, cwd = pr
     throw new ConfigError(
       result.error.issues.map((issue) => {
         const keys = issue.code === "unrecognized_keys" ? issue.keys : [String(issue.path[0] ?? "")];
+        // Inside a list (peers), say which entry and field.
+        const detail = issue.path.slice(1).map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("");
         return keys
           .map((key) => {
             const where = origin[key] ? ` (from ${origin[key]})` : "";
             const message = issue.code === "unrecognized_keys" ? "unknown key" : issue.message;
-            return `${key}${where}: ${message}`;
+            return `${key}${issue.code === "unrecognized_keys" ? "" : detail}${where}: ${message}`;
           })
           .join("\n  ");
       }),
@@ -154,5 +223,7 @@ export async function loadConfig({ file, env = process.env, flags = {}, cwd = pr
     htpasswdIsDefault: config.htpasswd === undefined,
     tls_cert: config.tls_cert && absolute(config.tls_cert),
     tls_key: config.tls_key && absolute(config.tls_key),
+    cluster_secret_file: config.cluster_secret_file && absolute(config.cluster_secret_file),
+    ca_file: config.ca_file && absolute(config.ca_file),
   };
 }

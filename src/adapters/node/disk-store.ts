@@ -3,7 +3,6 @@ import type { FileHandle } from "node:fs/promises";
 import { link, mkdir, open, readdir, readFile, rm, rmdir, stat, statfs, unlink, writeFile } from "node:fs/promises";
 import type { BigIntStats } from "node:fs";
 import { dirname, join } from "node:path";
-import { Readable } from "node:stream";
 import type { BlobHandle, BlobMeta, BlobStore, ByteRange, CreateOptions } from "../../storage/blob-store.ts";
 import { limitBody } from "../../storage/body-limit.ts";
 import {
@@ -52,6 +51,44 @@ export function etagOf(stats: BigIntStats): string {
 
 function metaOf(stats: BigIntStats): BlobMeta {
   return { size: Number(stats.size), lastModified: new Date(Number(stats.mtimeMs)), etag: etagOf(stats) };
+}
+
+const READ_CHUNK = 64 * 1024;
+
+/**
+ * Bytes [start, end) of an open file as a web stream that owns the handle:
+ * it closes it at the end or when the reader cancels (a client that went
+ * away). Read straight from the handle rather than through Readable.toWeb,
+ * whose Node 20 version can throw after a cancel.
+ */
+function fileStream(handle: FileHandle, start: number, end: number): ReadableStream<Uint8Array> {
+  let position = start;
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await handle.close();
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const length = Math.min(READ_CHUNK, end - position);
+      if (length <= 0) {
+        await close();
+        controller.close();
+        return;
+      }
+      const buffer = new Uint8Array(length);
+      const { bytesRead } = await handle.read(buffer, 0, length, position);
+      if (bytesRead === 0) {
+        await close();
+        controller.error(new StoreUnavailableError("a file ended before its recorded size"));
+        return;
+      }
+      position += bytesRead;
+      controller.enqueue(bytesRead < length ? buffer.subarray(0, bytesRead) : buffer);
+    },
+    cancel: close,
+  });
 }
 
 async function fsyncDir(path: string): Promise<void> {
@@ -124,12 +161,8 @@ export class DiskStore implements BlobStore {
     }
     return {
       meta: metaOf(stats),
-      body: async (range?: ByteRange) => {
-        const stream = handle.createReadStream(
-          range ? { start: range.offset, end: range.offset + range.length - 1 } : {},
-        );
-        return Readable.toWeb(stream) as ReadableStream<Uint8Array>;
-      },
+      body: async (range?: ByteRange) =>
+        fileStream(handle, range?.offset ?? 0, range ? range.offset + range.length : Number(stats.size)),
       close: () => handle.close(),
     };
   }

@@ -72,11 +72,21 @@ export async function startHttpServer({ app, listen, tls, log, tlsRecheckMs = 50
         ),
     },
   );
-  const server: Server = tls ? createHttpsServer(await readTls(tls), listener) : createHttpServer(listener);
+  // Once closing, every answer says `Connection: close`, so that keep-alive
+  // connections end with the request they carry instead of taking new ones.
+  let closing = false;
+  const inFlight = new Set<ServerResponse>();
+  const handle = (request: IncomingMessage, response: ServerResponse) => {
+    if (closing) response.shouldKeepAlive = false;
+    inFlight.add(response);
+    response.on("close", () => inFlight.delete(response));
+    void listener(request, response);
+  };
+  const server: Server = tls ? createHttpsServer(await readTls(tls), handle) : createHttpServer(handle);
   server.on("clientError", (error: NodeJS.ErrnoException, socket) => answerMalformed(error, socket));
   server.on("checkContinue", (request: IncomingMessage, response: ServerResponse) => {
     continueWhenRead(request, response);
-    server.emit("request", request, response);
+    handle(request, response);
   });
   // Clients behind load balancers keep connections open; the default 5 s
   // keep-alive is shorter than many of their idle timeouts.
@@ -101,6 +111,8 @@ export async function startHttpServer({ app, listen, tls, log, tlsRecheckMs = 50
     url,
     close: (graceMs) =>
       new Promise<void>((resolve) => {
+        closing = true;
+        for (const response of inFlight) if (!response.headersSent) response.shouldKeepAlive = false;
         stopWatchingTls();
         const force = setTimeout(() => server.closeAllConnections(), graceMs);
         server.close(() => {

@@ -1,11 +1,13 @@
 import { join } from "node:path";
 import { createApp } from "../../handlers/app.ts";
+import { type Cluster, startCluster } from "./cluster.ts";
 import type { Config } from "./config.ts";
 import { DiskStore } from "./disk-store.ts";
 import { createFirstUser } from "./first-user.ts";
 import { HtpasswdFile } from "./htpasswd-file.ts";
 import { startHttpServer } from "./http-server.ts";
 import type { NodeLogger } from "./logger.ts";
+import { StoreHealth } from "./store-health.ts";
 
 export interface RunningNode {
   url: string;
@@ -20,6 +22,9 @@ export async function startNode(config: Config, log: NodeLogger): Promise<Runnin
   if (config.htpasswdIsDefault) await createFirstUser(config.htpasswd, join(config.data, "initial-credentials"));
   const credentials = new HtpasswdFile(config.htpasswd, log);
   await credentials.load();
+  const storeHealth = new StoreHealth(store, log);
+  const stopProbing = storeHealth.start(config.health_interval_ms);
+  const cluster: Cluster | undefined = config.peers.length > 0 ? await startCluster(config, log) : undefined;
 
   const app = createApp({
     nodeId: config.node,
@@ -29,12 +34,20 @@ export async function startNode(config: Config, log: NodeLogger): Promise<Runnin
     cacheMaxAge: config.cache_max_age,
     log,
     accessLog: config.access_log,
+    cluster: cluster?.options,
+    localHealthy: () => storeHealth.healthy,
+    check: () => storeHealth.check(),
+    status: async () => ({ storeHealthy: storeHealth.healthy, ...(await cluster?.status()) }),
   });
   const tls = config.tls_cert && config.tls_key ? { cert: config.tls_cert, key: config.tls_key } : undefined;
   const http = await startHttpServer({ app, listen: config.listen, tls, log });
-  log.info({ url: http.url, node: config.node, data: config.data }, "nanocdn node listening");
+  log.info({ url: http.url, node: config.node, data: config.data, peers: config.peers.map((p) => p.id) }, "nanocdn node listening");
   return {
     url: http.url,
-    close: () => http.close(config.shutdown_grace * 1000),
+    async close() {
+      stopProbing();
+      await http.close(config.shutdown_grace * 1000);
+      await cluster?.stop();
+    },
   };
 }

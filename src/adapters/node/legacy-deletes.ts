@@ -1,0 +1,90 @@
+import { createHash, randomUUID } from "node:crypto";
+import { mkdir, readdir, readFile, rename, unlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "../../handlers/logger.ts";
+
+/** Sends one delete to one peer: true when it is done there (deleted, or was not there). */
+export type SendDelete = (peer: string, key: string) => Promise<boolean>;
+
+/**
+ * Legacy files have no owner, so a delete must reach every node, including
+ * one that is down right now. Each pending delete is a small file
+ * `<dir>/<peer>/<hash of key>` (written whole, then renamed into place), so
+ * the queue survives restarts and any process of the node may add to it;
+ * it is retried until the peer confirms.
+ */
+export class LegacyDeleteQueue {
+  readonly #running = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly dir: string,
+    private readonly peers: readonly string[],
+    private readonly send: SendDelete,
+    private readonly log: Logger,
+  ) {}
+
+  /** Records the delete for every peer; resolves once it is on disk. */
+  async add(key: string): Promise<void> {
+    const name = createHash("sha256").update(key).digest("hex");
+    await Promise.all(
+      this.peers.map(async (peer) => {
+        const folder = join(this.dir, peer);
+        await mkdir(folder, { recursive: true });
+        const temp = join(folder, `.${randomUUID()}`);
+        await writeFile(temp, key, { flush: true });
+        await rename(temp, join(folder, name));
+      }),
+    );
+  }
+
+  /** Pending deletes per peer. */
+  async pending(): Promise<Record<string, number>> {
+    const counts: Record<string, number> = {};
+    for (const peer of this.peers) counts[peer] = (await this.#entries(peer)).length;
+    return counts;
+  }
+
+  async #entries(peer: string): Promise<string[]> {
+    try {
+      return (await readdir(join(this.dir, peer))).filter((name) => !name.startsWith("."));
+    } catch {
+      return [];
+    }
+  }
+
+  /** Sends what is pending for one peer; one pass at a time per peer. */
+  flush(peer: string): Promise<void> {
+    const running = this.#running.get(peer);
+    if (running) return running;
+    const pass = this.#flush(peer).finally(() => this.#running.delete(peer));
+    this.#running.set(peer, pass);
+    return pass;
+  }
+
+  async #flush(peer: string): Promise<void> {
+    for (const name of await this.#entries(peer)) {
+      const path = join(this.dir, peer, name);
+      const key = await readFile(path, "utf8").catch(() => undefined);
+      if (key === undefined) continue;
+      let done = false;
+      try {
+        done = await this.send(peer, key);
+      } catch (error) {
+        this.log.warn({ peer, key, err: error }, "legacy delete not delivered yet; will retry");
+        return;
+      }
+      if (!done) return;
+      await unlink(path).catch(() => {});
+      this.log.info({ peer, key }, "legacy delete delivered");
+    }
+  }
+
+  /** Retries on an interval, for the peers `isUp` says can be reached. */
+  start(intervalMs: number, isUp: (peer: string) => boolean): () => void {
+    const timer = setInterval(() => {
+      for (const peer of this.peers) if (isUp(peer)) void this.flush(peer);
+    }, intervalMs);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+}

@@ -1,0 +1,82 @@
+import { EventEmitter } from "node:events";
+import type { Logger } from "../../handlers/logger.ts";
+
+export interface HealthPolicy {
+  /** Failed probes in a row that mark a peer down (a refused connection does at once). */
+  fall: number;
+  /** Good probes in a row that mark it up again. */
+  rise: number;
+}
+
+interface State {
+  up: boolean;
+  streak: number;
+  since: Date;
+  lastError?: string;
+}
+
+export interface PeerHealthSnapshot {
+  id: string;
+  up: boolean;
+  since: string;
+  lastError?: string;
+}
+
+/**
+ * What this node believes about each peer, haproxy-style: down after `fall`
+ * failures in a row, up after `rise` successes. Peers start up, so the first
+ * request is tried rather than refused. Emits `up` and `down` with the id.
+ */
+export class PeerHealth extends EventEmitter<{ up: [string]; down: [string] }> {
+  readonly #states = new Map<string, State>();
+
+  constructor(
+    ids: readonly string[],
+    private readonly policy: HealthPolicy,
+    private readonly log: Logger,
+  ) {
+    super();
+    for (const id of ids) this.#states.set(id, { up: true, streak: 0, since: new Date() });
+  }
+
+  isUp(id: string): boolean {
+    return this.#states.get(id)?.up ?? false;
+  }
+
+  /** Counts one probe or request outcome; `refused` marks the peer down at once. */
+  record(id: string, ok: boolean, failure?: { refused?: boolean; reason?: string }): void {
+    const state = this.#states.get(id);
+    if (!state) return;
+    if (ok === state.up) {
+      state.streak = 0;
+      return;
+    }
+    state.streak++;
+    if (!ok) state.lastError = failure?.reason;
+    const needed = ok ? this.policy.rise : failure?.refused ? 1 : this.policy.fall;
+    if (state.streak < needed) return;
+    state.up = ok;
+    state.streak = 0;
+    state.since = new Date();
+    if (ok) this.log.info({ peer: id }, "peer is up");
+    else this.log.warn({ peer: id, reason: state.lastError }, "peer is down");
+    this.emit(ok ? "up" : "down", id);
+  }
+
+  /** Replaces the view with one learned elsewhere (a worker process told by its primary). */
+  set(id: string, up: boolean): void {
+    const state = this.#states.get(id);
+    if (!state || state.up === up) return;
+    Object.assign(state, { up, streak: 0, since: new Date() });
+    this.emit(up ? "up" : "down", id);
+  }
+
+  snapshot(): PeerHealthSnapshot[] {
+    return [...this.#states].map(([id, s]) => ({
+      id,
+      up: s.up,
+      since: s.since.toISOString(),
+      ...(s.lastError !== undefined && { lastError: s.lastError }),
+    }));
+  }
+}
