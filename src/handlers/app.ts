@@ -40,6 +40,11 @@ export interface AppOptions {
   cluster?: ClusterOptions;
   /** False while the local store fails its probe: uploads then go to a peer. */
   localHealthy?(): boolean;
+  /**
+   * False while this node restores its own files from the replicas: until
+   * then it cannot say 404 for its own names, nor delete them.
+   */
+  ownFilesComplete?(): boolean;
   /** The /check/ probe; defaults to the store's own. */
   check?(): Promise<void>;
   onChange?(change: Change): void;
@@ -56,6 +61,7 @@ export interface Settings {
   log: Logger;
   cluster: ClusterOptions | undefined;
   localHealthy(): boolean;
+  ownFilesComplete(): boolean;
   check(): Promise<void>;
   onChange(change: Change): void;
   status(): Promise<Record<string, unknown>>;
@@ -98,6 +104,7 @@ function settingsOf(options: AppOptions): Settings {
     log: options.log ?? consoleLogger,
     cluster: options.cluster,
     localHealthy: options.localHealthy ?? (() => true),
+    ownFilesComplete: options.ownFilesComplete ?? (() => true),
     check: options.check ?? (() => options.store.probe()),
     onChange: options.onChange ?? (() => {}),
     status: options.status ?? (async () => ({})),

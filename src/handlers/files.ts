@@ -28,7 +28,11 @@ export async function readHandler(
     servedBy: settings.nodeId,
   });
   if (local) return local;
-  if (file.owner === settings.nodeId || !settings.cluster || isLocalOnly(request, principal)) {
+  const own = file.owner === settings.nodeId;
+  if (own && !settings.ownFilesComplete() && isLocalOnly(request, principal)) {
+    throw new TryLaterError(`node ${settings.nodeId} is restoring its files; ask a replica`);
+  }
+  if ((own && settings.ownFilesComplete()) || !settings.cluster || isLocalOnly(request, principal)) {
     throw new NotFoundError(`no file at ${target.split("?")[0]}`);
   }
   return readFromPeers({ ...settings.cluster, log: settings.log }, request, file, target);
@@ -48,6 +52,9 @@ export async function deleteHandler(
 ): Promise<Response> {
   requireAuthenticated(principal, "deleting");
   const { store, cluster, nodeId } = settings;
+  if (file.owner === nodeId && !settings.ownFilesComplete()) {
+    throw new TryLaterError(`node ${nodeId} is restoring its files; deletes of them wait until it is done`);
+  }
   if (file.owner === nodeId || file.owner === undefined) {
     const deleted = await store.delete(file.key);
     if (file.owner === undefined && cluster && principal.kind !== "node") await cluster.mirrorLegacyDelete(file.key);

@@ -100,6 +100,8 @@ export async function readFromPeers(
   throw new TryLaterError(
     file.owner === undefined
       ? `not found here, and not every node could be asked for ${target}`
-      : `owner node ${file.owner} is unreachable and no reachable replica holds ${target} yet`,
+      : file.owner === context.auth.nodeId
+        ? `this node is restoring its files and no reachable replica holds ${target}`
+        : `owner node ${file.owner} is unreachable and no reachable replica holds ${target} yet`,
   );
 }

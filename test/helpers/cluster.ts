@@ -30,7 +30,9 @@ export interface ClusterOptions {
   /** Extra config for every node, or per node id. */
   config?: Record<string, unknown> | ((id: string) => Record<string, unknown>);
   /** Extra peer fields, per (from, to) pair: e.g. rsync destinations. */
-  peer?: (from: string, to: string) => Record<string, unknown>;
+  peer?: (from: string, to: string, data: (id: string) => string) => Record<string, unknown>;
+  /** Replicate with rsync into the peers' folders on this host (the local transport). */
+  replicate?: boolean;
   /** Scheme of the peer URLs. */
   scheme?: "http" | "https";
 }
@@ -48,6 +50,11 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
   await writeHtpasswd(htpasswd);
   const scheme = options.scheme ?? "http";
   const nodes: Record<string, NodeProcess> = {};
+  const data = (id: string) => join(dir, `node${id}`, "data");
+  const peerFields = (from: string, to: string) => ({
+    ...(options.replicate && { rsync: join(data(to), "files", from) }),
+    ...options.peer?.(from, to, data),
+  });
 
   const configOf = (id: string) => ({
     node: id,
@@ -56,7 +63,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
     ...FAST_HEALTH,
     peers: ids
       .filter((other) => other !== id)
-      .map((other) => ({ id: other, url: `${scheme}://127.0.0.1:${ports[other]}`, ...options.peer?.(id, other) })),
+      .map((other) => ({ id: other, url: `${scheme}://127.0.0.1:${ports[other]}`, ...peerFields(id, other) })),
     ...(typeof options.config === "function" ? options.config(id) : options.config),
   });
 
@@ -64,7 +71,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
     dir,
     ids,
     nodes,
-    data: (id) => join(dir, `node${id}`, "data"),
+    data,
     url: (id) => `${scheme}://127.0.0.1:${ports[id]}`,
     async start(id) {
       const nodeDir = join(dir, `node${id}`);

@@ -2,6 +2,7 @@ import { request } from "node:http";
 import { describe, expect, it } from "vitest";
 import { basic } from "../helpers/credentials.ts";
 import { rawRequest } from "../helpers/raw-http.ts";
+import { eventually } from "../helpers/eventually.ts";
 
 /** A running nanocdn node, whatever the runtime, as the HTTP suite sees it. */
 export interface ApiTarget {
@@ -106,18 +107,6 @@ function truncatedUpload(t: ApiTarget, target: string, declared: number, sent: n
       }, 100);
     });
   });
-}
-
-async function eventually(check: () => Promise<void>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
 }
 
 /**

@@ -10,20 +10,9 @@ import { listFiles, storedKeys } from "../helpers/disk.ts";
 import { startNodeProcess } from "../helpers/node-process.ts";
 import { rawRequest } from "../helpers/raw-http.ts";
 import { makeSelfSigned } from "../helpers/tls.ts";
+import { eventually } from "../helpers/eventually.ts";
 
 const auth = { Authorization: basic() };
-
-async function eventually(check: () => Promise<void>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-}
 
 /** Starts an upload of `declared` bytes and sends only `sent` of them; the request stays open. */
 function startUpload(url: string, path: string, declared: number, sent: number) {

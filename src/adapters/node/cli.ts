@@ -55,6 +55,10 @@ async function serve(args: string[]): Promise<void> {
     process.exit(0);
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGHUP", () => {
+    log.info({ signal: "SIGHUP" }, "full replication pass requested");
+    node.fullPass();
+  });
   process.on("SIGINT", () => void stop("SIGINT"));
 }
 

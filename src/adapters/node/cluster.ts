@@ -9,6 +9,7 @@ import type { Config } from "./config.ts";
 import { HttpPeers } from "./http-peers.ts";
 import { LegacyDeleteQueue } from "./legacy-deletes.ts";
 import { PeerHealth } from "./peer-health.ts";
+import { type Replication, startReplication } from "./replication/index.ts";
 
 const MIN_SECRET_LENGTH = 16;
 const LEGACY_RETRY_MS = 5000;
@@ -24,6 +25,7 @@ export async function readClusterSecret(file: string, log: Logger): Promise<stri
 
 export interface Cluster {
   options: ClusterOptions;
+  replication: Replication;
   peers: HttpPeers;
   health: PeerHealth;
   legacyDeletes: LegacyDeleteQueue;
@@ -67,11 +69,13 @@ export async function startCluster(config: Config, log: Logger): Promise<Cluster
   for (const peer of peers.ids) void legacyDeletes.flush(peer);
   const stopRetries = legacyDeletes.start(LEGACY_RETRY_MS, (peer) => health.isUp(peer));
   const stopChecks = peers.startHealthChecks(config.health_interval_ms);
+  const replication = await startReplication(config, secret, health, log);
 
   return {
     peers,
     health,
     legacyDeletes,
+    replication,
     options: {
       peers,
       auth,
@@ -83,8 +87,10 @@ export async function startCluster(config: Config, log: Logger): Promise<Cluster
     status: async () => ({
       peers: health.snapshot().map((s) => ({ ...s, url: config.peers.find((p) => p.id === s.id)!.url })),
       legacyDeletesPending: await legacyDeletes.pending(),
+      ...replication.status(),
     }),
     async stop() {
+      await replication.stop();
       stopChecks();
       stopRetries();
       await peers.close();

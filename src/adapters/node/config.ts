@@ -113,6 +113,18 @@ export const configSchema = z
     peer_connect_timeout_ms: int(1).default(1000),
     /** How long a peer may take to start answering a request. */
     peer_timeout_ms: int(1).default(5000),
+    /** Changes wait this long to be pushed together. */
+    replication_batch_ms: int(0).default(100),
+    /** Seconds between full `rsync -a --delete` passes to each peer. */
+    full_pass_interval: int(1).default(600),
+    replication_max_pending: int(1).default(100_000),
+    /** Caps replication traffic to each peer, in KiB/s (rsync --bwlimit); 0 is no cap. */
+    rsync_bwlimit: int(0).default(0),
+    /** The `-e` command for ssh destinations. */
+    rsync_ssh: z.string().min(1).optional(),
+    /** Run an rsync daemon here that receives the peers' pushes. */
+    rsyncd_listen: listen.optional(),
+    rsyncd_hosts_allow: z.string().min(1).optional(),
   })
   .strict()
   .superRefine((config, ctx) => {

@@ -74,7 +74,9 @@ export class HttpPeers implements Peers {
       if (code === "ECONNREFUSED" || code === "EHOSTUNREACH") {
         this.health.record(id, false, { refused: true, reason: code });
       }
-      throw error;
+      // fetch says only "fetch failed"; the cause (refused, timed out, bad certificate) is what an operator needs.
+      const cause = (error as { cause?: Error }).cause;
+      throw new Error(`peer ${id}: ${cause ? `${code || cause.name}: ${cause.message}` : (error as Error).message}`, { cause: error });
     }
   }
 

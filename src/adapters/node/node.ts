@@ -11,6 +11,8 @@ import { StoreHealth } from "./store-health.ts";
 
 export interface RunningNode {
   url: string;
+  /** Pushes everything to every peer now, e.g. after files were imported by hand. */
+  fullPass(): void;
   /** Graceful stop: no new connections, requests in flight finish. */
   close(): Promise<void>;
 }
@@ -35,7 +37,9 @@ export async function startNode(config: Config, log: NodeLogger): Promise<Runnin
     log,
     accessLog: config.access_log,
     cluster: cluster?.options,
-    localHealthy: () => storeHealth.healthy,
+    localHealthy: () => storeHealth.healthy && (cluster?.replication.ownFilesComplete() ?? true),
+    ownFilesComplete: () => cluster?.replication.ownFilesComplete() ?? true,
+    onChange: (change) => cluster?.replication.changed(change),
     check: () => storeHealth.check(),
     status: async () => ({ storeHealthy: storeHealth.healthy, ...(await cluster?.status()) }),
   });
@@ -44,6 +48,7 @@ export async function startNode(config: Config, log: NodeLogger): Promise<Runnin
   log.info({ url: http.url, node: config.node, data: config.data, peers: config.peers.map((p) => p.id) }, "nanocdn node listening");
   return {
     url: http.url,
+    fullPass: () => cluster?.replication.fullPass(),
     async close() {
       stopProbing();
       await http.close(config.shutdown_grace * 1000);

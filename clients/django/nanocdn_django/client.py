@@ -1,0 +1,818 @@
+"""A small nanocdn HTTP client with node failover, on http.client only.
+
+Failover rules (those of the TypeScript client in src/client/):
+
+- A node that cannot be reached, or answers 502, 503 or 504, hands the request
+  to the next node. Reads (GET/HEAD) and deletes are safe to repeat, so they
+  always move on.
+- An upload moves on only when the node cannot have stored the file: it could
+  not be reached, or it answered 502, 503, 504 or 507. When the whole body
+  was sent and then the connection broke or timed out, the outcome is unknown
+  and :class:`NanoCdnUploadUncertain` is raised instead.
+
+Where this client knows more than fetch lets the TypeScript client know:
+
+- Uploads send ``Expect: 100-continue``, so a node that refuses (409, 401,
+  413, 503) says so before the body is sent, and a node that fails before it
+  asks for the body (or while the body is still being sent: a node never keeps
+  an incomplete body) cannot have stored anything, so the upload moves on.
+- A read whose connection breaks mid-body goes on from the same byte with a
+  Range request, on the same node first, then on the others.
+- A node that failed is asked after the others for ``cooldown`` seconds; reads
+  and deletes go to the file's owner first when its URL is known.
+
+Each request opens its own connection, so a client object may be shared
+between threads.
+"""
+
+import base64
+import http.client
+import io
+import json
+import logging
+import socket
+import ssl
+import tempfile
+import threading
+import time
+from urllib.parse import quote, unquote, urlsplit
+
+from .errors import (
+    Attempt,
+    NanoCdnError,
+    NanoCdnFileExists,
+    NanoCdnFileNotFound,
+    NanoCdnHttpError,
+    NanoCdnReadError,
+    NanoCdnUnavailable,
+    NanoCdnUploadUncertain,
+    error_class_for,
+)
+
+log = logging.getLogger("nanocdn_django")
+
+NAMESPACES = ("pub", "priv")
+#: answers that mean "not me, not now": the request goes to the next node
+RETRY_STATUSES = frozenset((502, 503, 504))
+#: answers after which an upload was certainly not stored
+UPLOAD_RETRY_STATUSES = frozenset((502, 503, 504, 507))
+CHUNK_SIZE = 64 * 1024
+USER_AGENT = "nanocdn-django/0.1"
+# Characters RFC 3986 allows in a path segment besides the unreserved ones (as the nodes write Location).
+_SEGMENT_SAFE = "!$&'()*+,;=:@"
+
+
+def quote_segment(segment):
+    return quote(segment, safe=_SEGMENT_SAFE)
+
+
+def name_to_target(name):
+    """The URL path of a stored name: ``1/pub/a b.txt`` -> ``/1/pub/a%20b.txt``."""
+    return "/" + "/".join(quote_segment(s) for s in name.split("/"))
+
+
+def target_to_name(target):
+    """A Location path back to a stored name: ``/1/pub/a%20b.txt`` -> ``1/pub/a b.txt``."""
+    path = urlsplit(target).path
+    return "/".join(unquote(s) for s in path.lstrip("/").split("/"))
+
+
+def parse_name(name):
+    """Splits a stored name into ``(owner, namespace, path)``; owner is None for legacy names.
+
+    Returns None when ``name`` is not the name of a stored file (no namespace
+    in first or second place, or an empty segment).
+    """
+    if not isinstance(name, str) or not name:
+        return None
+    segments = name.split("/")
+    if any(s == "" for s in segments):
+        return None
+    if segments[0] in NAMESPACES and len(segments) >= 2:
+        return None, segments[0], "/".join(segments[1:])
+    if len(segments) >= 3 and segments[1] in NAMESPACES:
+        return segments[0], segments[1], "/".join(segments[2:])
+    return None
+
+
+def _describe(error):
+    """A short text for a network error: 'connection refused', 'timed out', ..."""
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, ConnectionResetError):
+        return "connection reset"
+    if isinstance(error, BrokenPipeError):
+        return "connection closed by the node (broken pipe)"
+    if isinstance(error, socket.timeout):
+        return "timed out"
+    if isinstance(error, http.client.IncompleteRead):
+        return "connection closed after %d bytes, %s more expected" % (len(error.partial), error.expected)
+    if isinstance(error, http.client.RemoteDisconnected):
+        return "connection closed without an answer"
+    if isinstance(error, socket.gaierror):
+        return "name lookup failed (%s)" % (error.strerror or error)
+    text = str(error) or error.__class__.__name__
+    return "%s: %s" % (error.__class__.__name__, text)
+
+
+def _retry_after(response):
+    value = response.getheader("Retry-After")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _answer_attempt(node, response, body=None):
+    """An Attempt from an answer that is not a success: status, error code and message."""
+    if body is None:
+        try:
+            body = response.read(64 * 1024)
+        except (OSError, http.client.HTTPException):
+            body = b""
+    code = message = None
+    try:
+        data = json.loads(body.decode("utf-8"))
+        if isinstance(data, dict):
+            code, message = data.get("error"), data.get("message")
+    except (ValueError, UnicodeDecodeError):
+        pass
+    outcome = "answered %d %s" % (response.status, response.reason)
+    if code:
+        outcome = "answered %d %s" % (response.status, code)
+    if message:
+        outcome += ": %s" % message
+    retry = _retry_after(response)
+    if retry is not None:
+        outcome += " (Retry-After: %ds)" % retry
+    return Attempt(node.url, outcome, status=response.status, code=code, retry_after=retry)
+
+
+def _create_connection(address, timeout, source_address=None, socket_options=()):
+    """socket.create_connection, with socket options set before connecting (e.g. SO_RCVBUF)."""
+    host, port = address
+    error = None
+    for family, kind, proto, _, addr in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+        sock = None
+        try:
+            sock = socket.socket(family, kind, proto)
+            for level, option, value in socket_options:
+                sock.setsockopt(level, option, value)
+            sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(addr)
+            return sock
+        except OSError as e:
+            error = e
+            if sock is not None:
+                sock.close()
+    if error is not None:
+        raise error
+    raise OSError("getaddrinfo returned nothing for %s" % host)
+
+
+class Node:
+    """One nanocdn node: its base URL, split for http.client."""
+
+    def __init__(self, url):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("a node URL must look like http(s)://host[:port][/prefix], not %r" % url)
+        if parts.query or parts.fragment:
+            raise ValueError("a node URL takes no query or fragment: %r" % url)
+        self.url = url.rstrip("/")
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname
+        self.port = parts.port or (443 if self.https else 80)
+        self.prefix = parts.path.rstrip("/")
+
+    def __repr__(self):
+        return "Node(%r)" % self.url
+
+
+class Stored:
+    """The answer to an upload: the stored name (``<node>/<ns>/<path>``) and what the node said about it."""
+
+    def __init__(self, name, size, etag, node):
+        self.name = name
+        self.size = size
+        self.etag = etag
+        #: base URL of the node that took the upload
+        self.node = node
+
+    def __repr__(self):
+        return "Stored(%r, size=%r, node=%r)" % (self.name, self.size, self.node)
+
+
+class _Retry(Exception):
+    """Internal: this node did not do it, and the next node may."""
+
+    def __init__(self, attempt):
+        super().__init__(str(attempt))
+        self.attempt = attempt
+
+
+class _PreRead:
+    """Stands in for a socket whose first bytes were already read: http.client reads from ``fp``."""
+
+    def __init__(self, fp):
+        self._fp = fp
+
+    def makefile(self, mode, *args, **kwargs):
+        return self._fp
+
+
+class _Replay(io.RawIOBase):
+    """Gives back ``head`` first, then whatever ``reader`` has."""
+
+    def __init__(self, head, reader):
+        super().__init__()
+        self._head = head
+        self._reader = reader
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        return self._reader.readinto1(buffer)
+
+
+class _LocalReadError(Exception):
+    """Reading the content to upload failed: not the node's fault, so never retried."""
+
+
+class _Body:
+    """The content of an upload: knows its size, and rewinds for another node when it can."""
+
+    def __init__(self, content):
+        if isinstance(content, str):
+            content = content.encode("utf-8")
+        if isinstance(content, (bytes, bytearray, memoryview)):
+            content = io.BytesIO(bytes(content))
+        self._spool = None
+        # Text content (ContentFile("...")) counts characters, not bytes: spool it as UTF-8.
+        self.size = None if self._is_text(content) else self._size_of(content)
+        if self.size is None:
+            # Unknown length: a node needs Content-Length, so spool it (to disk past 4 MiB).
+            self._spool = tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024)
+            try:
+                content.seek(0)
+            except (AttributeError, OSError, ValueError):
+                pass
+            while True:
+                chunk = content.read(CHUNK_SIZE)
+                if not chunk:
+                    break
+                self._spool.write(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
+            self.size = self._spool.tell()
+            content = self._spool
+        self._content = content
+        self._touched = False  # whether any byte was read from the content yet
+        self.sent = 0
+
+    @staticmethod
+    def _is_text(content):
+        if isinstance(content, io.TextIOBase) or isinstance(getattr(content, "file", None), io.TextIOBase):
+            return True
+        try:
+            position = content.tell()
+            probe = content.read(0)
+            content.seek(position)
+        except (AttributeError, OSError, ValueError):
+            return False
+        return isinstance(probe, str)
+
+    @staticmethod
+    def _size_of(content):
+        size = getattr(content, "size", None)
+        if isinstance(size, int):
+            return size
+        try:
+            position = content.tell()
+            end = content.seek(0, io.SEEK_END)
+            content.seek(position)
+            return end
+        except (AttributeError, OSError, ValueError):
+            return None
+
+    def close(self):
+        if self._spool is not None:
+            self._spool.close()
+
+    def start(self):
+        """Rewinds to the first byte; False when bytes were read and the content cannot go back."""
+        self.sent = 0
+        try:
+            self._content.seek(0)
+        except (AttributeError, OSError, ValueError):
+            return not self._touched
+        return True
+
+    def send(self, sock):
+        """Sends exactly ``size`` bytes. Local read problems raise _LocalReadError, network ones OSError."""
+        while self.sent < self.size:
+            self._touched = True
+            try:
+                chunk = self._content.read(min(CHUNK_SIZE, self.size - self.sent))
+            except Exception as e:  # anything the content raises is the caller's problem, not the node's
+                raise _LocalReadError("reading the content to upload failed: %s" % _describe(e)) from e
+            if isinstance(chunk, str):
+                chunk = chunk.encode("utf-8")
+            if not chunk:
+                raise _LocalReadError(
+                    "the content to upload ended after %d of its %d bytes" % (self.sent, self.size)
+                )
+            sock.sendall(chunk)
+            self.sent += len(chunk)
+
+
+class NanoCdnClient:
+    """Talks to a set of nanocdn nodes, moving on to the next node as the module docstring says.
+
+    ``nodes``: base URLs, asked in this order (a node that failed in the last
+    ``cooldown`` seconds is asked last), or a dict ``{node id: base URL}``.
+    Reads and deletes of a file go first to its owner (the first segment of
+    its name) when the client knows the owner's URL: from that dict, or
+    learnt from the Location of earlier uploads. ``timeout``: seconds to wait
+    for an answer or for the next bytes of one. ``connect_timeout``: seconds to wait
+    for a connection. ``socket_options``: ``(level, option, value)`` tuples set
+    on each socket before it connects.
+    """
+
+    def __init__(
+        self,
+        nodes,
+        username=None,
+        password=None,
+        timeout=30.0,
+        connect_timeout=3.0,
+        cooldown=30.0,
+        expect_continue=True,
+        ssl_context=None,
+        socket_options=(),
+    ):
+        self._owner_urls = {}
+        if isinstance(nodes, str):
+            nodes = [n for n in (p.strip() for p in nodes.split(",")) if n]
+        if isinstance(nodes, dict):
+            self._owner_urls = {str(k): str(v).rstrip("/") for k, v in nodes.items()}
+            nodes = list(nodes.values())
+        self.nodes = [n if isinstance(n, Node) else Node(n) for n in nodes]
+        if not self.nodes:
+            raise ValueError("nanocdn needs at least one node URL")
+        self.username = username
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.cooldown = cooldown
+        self.expect_continue = expect_continue
+        self.ssl_context = ssl_context
+        self.socket_options = tuple(socket_options or ())
+        self._authorization = None
+        if username is not None:
+            token = ("%s:%s" % (username, password or "")).encode("utf-8")
+            self._authorization = "Basic " + base64.b64encode(token).decode("ascii")
+        self._failed_at = {}
+        self._lock = threading.Lock()
+
+    # -- node order -------------------------------------------------------
+
+    def ordered_nodes(self, owner=None, first=None):
+        """The nodes in the order to ask them.
+
+        ``first`` (a URL) comes first whatever happened to it; else the
+        ``owner``'s node, if its URL is known and it did not fail lately; then
+        the configured order, the nodes that failed in the last ``cooldown``
+        seconds last.
+        """
+        now = time.monotonic()
+        with self._lock:
+            recent = {url for url, at in self._failed_at.items() if now - at < self.cooldown}
+            owner_url = self._owner_urls.get(owner) if owner is not None else None
+        ordered = [n for n in self.nodes if n.url not in recent] + [n for n in self.nodes if n.url in recent]
+        lead = first if first is not None else (owner_url if owner_url not in recent else None)
+        if lead is not None:
+            ordered.sort(key=lambda n: n.url != lead)
+        return ordered
+
+    def _learn_owner(self, name, url):
+        owner = name.split("/", 1)[0]
+        with self._lock:
+            self._owner_urls[owner] = url
+
+    def _failed(self, url):
+        with self._lock:
+            self._failed_at[url] = time.monotonic()
+
+    def _worked(self, url):
+        with self._lock:
+            self._failed_at.pop(url, None)
+
+    # -- connections ------------------------------------------------------
+
+    def _connect(self, node):
+        if node.https:
+            context = self.ssl_context or ssl.create_default_context()
+            conn = http.client.HTTPSConnection(node.host, node.port, timeout=self.connect_timeout, context=context)
+        else:
+            conn = http.client.HTTPConnection(node.host, node.port, timeout=self.connect_timeout)
+        options = self.socket_options
+        conn._create_connection = lambda address, timeout, source=None: _create_connection(
+            address, timeout, source, options
+        )
+        try:
+            conn.connect()
+            conn.sock.settimeout(self.timeout)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _headers(self, namespace, extra=None, auth=False):
+        headers = {"User-Agent": USER_AGENT}
+        # Public reads go without credentials: checking a password costs the node a hash.
+        if self._authorization and (auth or namespace == "priv"):
+            headers["Authorization"] = self._authorization
+        if extra:
+            headers.update(extra)
+        return headers
+
+    def _exchange(self, method, target, what, headers, owner=None, first=None):
+        """Sends a repeatable request (no body) to one node after another until one settles it.
+
+        Returns ``(node, conn, response, attempts)`` for the first answer that
+        is not a network failure or a 502/503/504; the caller reads and closes.
+        """
+        attempts = []
+        nodes = self.ordered_nodes(owner, first)
+        for node in nodes:
+            try:
+                conn = self._connect(node)
+            except OSError as e:
+                self._failed(node.url)
+                attempts.append(Attempt(node.url, "could not connect (%s)" % _describe(e)))
+                continue
+            try:
+                conn.request(method, node.prefix + target, headers=headers)
+                response = conn.getresponse()
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                self._failed(node.url)
+                attempts.append(Attempt(node.url, "gave no answer (%s)" % _describe(e)))
+                continue
+            if response.status in RETRY_STATUSES:
+                attempt = _answer_attempt(node, response)
+                conn.close()
+                self._failed(node.url)
+                attempts.append(attempt)
+                if node is not nodes[-1]:
+                    log.warning("nanocdn: %s: %s; trying the next node", what, attempt)
+                continue
+            self._worked(node.url)
+            if attempts:
+                log.warning("nanocdn: %s: answered by %s after %s", what, node.url, "; ".join(map(str, attempts)))
+            return node, conn, response, attempts
+        raise NanoCdnUnavailable("%s: no node could answer" % what, attempts)
+
+    def _settle(self, what, node, conn, response, attempts):
+        """Turns an answer that is not a success into the matching exception (and closes)."""
+        attempt = _answer_attempt(node, response)
+        conn.close()
+        attempts = attempts + [attempt]
+        if response.status == 404:
+            return NanoCdnFileNotFound("%s: no such file" % what, attempts)
+        return error_class_for(response.status)("%s failed" % what, attempts)
+
+    # -- reads ------------------------------------------------------------
+
+    def head(self, name):
+        """The headers of a stored file (a dict with lower-case keys), or None if there is no such file."""
+        owner, namespace, _ = self._parse(name)
+        what = "HEAD %s" % name
+        node, conn, response, attempts = self._exchange(
+            "HEAD", name_to_target(name), what, self._headers(namespace), owner
+        )
+        if response.status == 404:
+            response.read()
+            conn.close()
+            return None
+        if response.status != 200:
+            raise self._settle(what, node, conn, response, attempts)
+        headers = {k.lower(): v for k, v in response.getheaders()}
+        response.read()
+        conn.close()
+        return headers
+
+    def get(self, name, offset=0, expected_size=None, first=None):
+        """Starts a GET of a stored file from ``offset`` on; returns ``(node, conn, response, size)``.
+
+        The body is not read: the caller streams it from ``response`` and
+        closes ``conn``. ``size`` is the size of the whole file.
+        """
+        owner, namespace, _ = self._parse(name)
+        what = "GET %s" % name if not offset else "GET %s from byte %d" % (name, offset)
+        extra = {"Range": "bytes=%d-" % offset} if offset else None
+        node, conn, response, attempts = self._exchange(
+            "GET", name_to_target(name), what, self._headers(namespace, extra), owner, first
+        )
+        if response.status == (206 if offset else 200):
+            size = self._size_of(response, offset)
+            if size is not None and (expected_size is None or size == expected_size):
+                return node, conn, response, size
+            conn.close()
+            raise NanoCdnReadError(
+                "%s: %s answered a file of %s bytes, not %s" % (what, node.url, size, expected_size), attempts
+            )
+        raise self._settle(what, node, conn, response, attempts)
+
+    @staticmethod
+    def _size_of(response, offset):
+        if offset:
+            value = response.getheader("Content-Range") or ""
+            # bytes <first>-<last>/<size>
+            try:
+                span, total = value.split(" ", 1)[1].split("/")
+                if int(span.split("-")[0]) != offset:
+                    return None
+                return int(total)
+            except (IndexError, ValueError):
+                return None
+        try:
+            return int(response.getheader("Content-Length"))
+        except (TypeError, ValueError):
+            return None
+
+    def open(self, name, offset=0):
+        """A lazily read, seekable binary stream of a stored file (an io.RawIOBase with ``size``)."""
+        node, conn, response, size = self.get(name, offset)
+        return HttpReader(self, name, node, conn, response, size, offset)
+
+    # -- writes -----------------------------------------------------------
+
+    def delete(self, name):
+        """Deletes a stored file; True if it was there, False if there was nothing to delete."""
+        owner, namespace, _ = self._parse(name)
+        what = "DELETE %s" % name
+        node, conn, response, attempts = self._exchange(
+            "DELETE", name_to_target(name), what, self._headers(namespace, auth=True), owner
+        )
+        if response.status in (200, 204):
+            response.read()
+            conn.close()
+            return True
+        if response.status == 404:
+            response.read()
+            conn.close()
+            return False
+        raise self._settle(what, node, conn, response, attempts)
+
+    def upload(self, namespace, path, content):
+        """Uploads ``content`` (bytes or a file object) as ``<namespace>/<path>``.
+
+        Returns a :class:`Stored` whose ``name`` is the stored name
+        ``<node>/<namespace>/<path>``. Raises :class:`NanoCdnFileExists` (409)
+        when the node that took it already has that name.
+        """
+        if namespace not in NAMESPACES:
+            raise ValueError("namespace must be one of %s, not %r" % (", ".join(NAMESPACES), namespace))
+        target = "/upload/%s/%s" % (namespace, "/".join(quote_segment(s) for s in path.split("/")))
+        what = "upload of %s/%s" % (namespace, path)
+        body = _Body(content)
+        attempts = []
+        try:
+            nodes = self.ordered_nodes()
+            for node in nodes:
+                if not body.start():
+                    raise NanoCdnUnavailable(
+                        "%s: the content cannot be rewound to try another node" % what, attempts
+                    )
+                try:
+                    return self._upload_to(node, target, what, body, attempts)
+                except _Retry as retry:
+                    self._failed(node.url)
+                    attempts.append(retry.attempt)
+                    if node is not nodes[-1]:
+                        log.warning("nanocdn: %s: %s; trying the next node", what, retry.attempt)
+            raise NanoCdnUnavailable("%s: no node could take it" % what, attempts)
+        finally:
+            body.close()
+
+    def _upload_to(self, node, target, what, body, attempts):
+        try:
+            conn = self._connect(node)
+        except OSError as e:
+            raise _Retry(Attempt(node.url, "could not connect (%s); nothing was sent" % _describe(e)))
+        try:
+            return self._upload_on(conn, node, target, what, body, attempts)
+        finally:
+            conn.close()
+
+    def _upload_on(self, conn, node, target, what, body, attempts):
+        expect = self.expect_continue and body.size > 0
+        try:
+            conn.putrequest("PUT", node.prefix + target, skip_accept_encoding=True)
+            for key, value in self._headers(None, auth=True).items():
+                conn.putheader(key, value)
+            conn.putheader("Content-Length", str(body.size))
+            if expect:
+                conn.putheader("Expect", "100-continue")
+            conn.endheaders()
+        except OSError as e:
+            raise _Retry(Attempt(node.url, "connection failed before the body was sent (%s)" % _describe(e)))
+        reader = conn.sock.makefile("rb")
+        head = b""
+        if expect:
+            # Wait for "100 Continue" or a refusal, before sending any byte of the body.
+            try:
+                head = reader.readline(65537)
+            except OSError as e:
+                raise _Retry(Attempt(node.url, "did not ask for the body (%s); it was not sent" % _describe(e)))
+            if not head:
+                raise _Retry(Attempt(node.url, "closed the connection before asking for the body; it was not sent"))
+            parts = head.split(None, 2)
+            if len(parts) >= 2 and parts[1] == b"100":
+                try:
+                    while reader.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                except OSError as e:
+                    raise _Retry(Attempt(node.url, "broke off its 100 Continue (%s); no body was sent" % _describe(e)))
+                head = b""
+            else:
+                return self._upload_answer(node, self._response(head, reader), what, body, attempts)
+        try:
+            body.send(conn.sock)
+        except _LocalReadError as e:
+            raise NanoCdnError("%s: %s; the node was left with an incomplete body, which it discards" % (what, e), attempts)
+        except OSError as e:
+            # The node may have answered before it closed (a refusal): read that answer if there is one.
+            try:
+                response = self._response(head, reader)
+            except (OSError, http.client.HTTPException):
+                raise _Retry(
+                    Attempt(
+                        node.url,
+                        "connection lost after %d of %d bytes of the body (%s); a node never keeps an incomplete body"
+                        % (body.sent, body.size, _describe(e)),
+                    )
+                )
+            return self._upload_answer(node, response, what, body, attempts)
+        try:
+            response = self._response(head, reader)
+        except (OSError, http.client.HTTPException) as e:
+            self._failed(node.url)
+            raise NanoCdnUploadUncertain(
+                "%s: all %d bytes were sent to %s, then its answer never came (%s): the file may or may not "
+                "be stored there, so it was not sent to another node" % (what, body.size, node.url, _describe(e)),
+                attempts + [Attempt(node.url, "gave no answer after the whole body (%s)" % _describe(e))],
+            )
+        return self._upload_answer(node, response, what, body, attempts)
+
+    @staticmethod
+    def _response(head, reader):
+        fp = io.BufferedReader(_Replay(head, reader)) if head else reader
+        response = http.client.HTTPResponse(_PreRead(fp), method="PUT")
+        response.begin()
+        return response
+
+    def _upload_answer(self, node, response, what, body, attempts):
+        if response.status == 201:
+            try:
+                data = response.read()
+            except (OSError, http.client.HTTPException) as e:
+                data = b""
+                log.warning("nanocdn: %s: could not read the 201 body from %s (%s)", what, node.url, _describe(e))
+            location = response.getheader("Location")
+            if not location:
+                raise NanoCdnHttpError(
+                    "%s: the node answered 201 without a Location" % what, attempts + [Attempt(node.url, "answered 201", 201)]
+                )
+            try:
+                info = json.loads(data.decode("utf-8")) if data else {}
+            except (ValueError, UnicodeDecodeError):
+                info = {}
+            self._worked(node.url)
+            if attempts:
+                log.warning("nanocdn: %s: taken by %s after %s", what, node.url, "; ".join(map(str, attempts)))
+            name = target_to_name(location)
+            self._learn_owner(name, node.url)
+            return Stored(name, info.get("size", body.size), response.getheader("ETag"), node.url)
+        attempt = _answer_attempt(node, response)
+        if response.status in UPLOAD_RETRY_STATUSES:
+            raise _Retry(attempt)
+        attempts = attempts + [attempt]
+        if response.status == 409:
+            raise NanoCdnFileExists("%s: the name is taken on %s" % (what, node.url), attempts)
+        raise error_class_for(response.status)("%s failed" % what, attempts)
+
+    # -- names ------------------------------------------------------------
+
+    @staticmethod
+    def _parse(name):
+        parsed = parse_name(name)
+        if parsed is None:
+            raise ValueError(
+                "%r is not the name of a stored file: expected <node>/<pub|priv>/<path> (as upload returns it)" % (name,)
+            )
+        return parsed
+
+
+class HttpReader(io.RawIOBase):
+    """The body of a GET, read as it is asked for, and seekable with Range requests.
+
+    If the connection breaks mid-way, the read goes on from the same byte on
+    the next node that answers (any node serves any file in a cluster); if none
+    can, :class:`NanoCdnReadError` says how far it got and what each node said.
+    Never returns a truncated file silently.
+    """
+
+    def __init__(self, client, name, node, conn, response, size, offset=0):
+        super().__init__()
+        self._client = client
+        self.name = name
+        self.node = node.url
+        self._conn = conn
+        self._response = response
+        self.size = size
+        self._position = offset
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def tell(self):
+        return self._position
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        if whence == io.SEEK_SET:
+            position = offset
+        elif whence == io.SEEK_CUR:
+            position = self._position + offset
+        elif whence == io.SEEK_END:
+            position = self.size + offset
+        else:
+            raise ValueError("invalid whence %r" % whence)
+        if position < 0:
+            raise ValueError("negative seek position %d" % position)
+        if position != self._position:
+            self._drop()
+            self._position = position
+        return position
+
+    def _drop(self):
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = self._response = None
+
+    def _reopen(self, failure=None):
+        # After a broken connection, the same node first: it may have been the network, not the node.
+        first = self.node if failure is not None else None
+        try:
+            node, conn, response, _ = self._client.get(self.name, self._position, self.size, first=first)
+        except NanoCdnError as e:
+            if failure is None:
+                raise
+            raise NanoCdnReadError(
+                "reading %s: %s; going on from byte %d failed: %s" % (self.name, failure, self._position, e.summary),
+                e.attempts,
+            ) from e
+        self.node, self._conn, self._response = node.url, conn, response
+
+    def readinto(self, buffer):
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        if self._position >= self.size or len(buffer) == 0:
+            return 0
+        if self._response is None:
+            self._reopen()
+        # One retry per node: each failure moves the read on to the next one.
+        for _ in range(len(self._client.nodes) + 1):
+            try:
+                n = self._response.readinto(buffer)
+                if n == 0:
+                    raise http.client.IncompleteRead(b"", self.size - self._position)
+                self._position += n
+                return n
+            except (OSError, http.client.HTTPException) as e:
+                failure = "the connection to %s broke after %d of %d bytes (%s)" % (
+                    self.node,
+                    self._position,
+                    self.size,
+                    _describe(e),
+                )
+                log.warning("nanocdn: reading %s: %s; going on from byte %d", self.name, failure, self._position)
+                self._drop()
+                self._reopen(failure)
+        raise NanoCdnReadError("reading %s: gave up after %d broken connections" % (self.name, len(self._client.nodes) + 1))
+
+    def close(self):
+        self._drop()
+        super().close()

@@ -1,0 +1,33 @@
+"""Django settings for the test suite: an in-memory sqlite database and nanocdn as the default storage.
+
+The nodes come from the environment that test/clients/django.test.ts sets
+(see tests/live.py).
+"""
+
+import django
+
+from tests import live
+
+SECRET_KEY = "not a secret: tests only"
+DEBUG = False
+USE_TZ = True
+INSTALLED_APPS = ["tests"]
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+
+# Nodes 1 and 2; node 3 is the one the suite kills, so only its own test uses it.
+NANOCDN = {
+    "NODES": [live.node("1").url, live.node("2").url],
+    "USERNAME": live.USER,
+    "PASSWORD": live.PASSWORD,
+    "TIMEOUT": 30,
+    "CONNECT_TIMEOUT": 2,
+}
+
+if django.VERSION >= (4, 2):
+    STORAGES = {
+        "default": {"BACKEND": "nanocdn_django.NanoCdnStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+else:
+    DEFAULT_FILE_STORAGE = "nanocdn_django.NanoCdnStorage"

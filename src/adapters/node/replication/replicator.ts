@@ -1,0 +1,248 @@
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import type { Change } from "../../../handlers/app.ts";
+import type { Logger } from "../../../handlers/logger.ts";
+import { asFolder, baseArgs, RSYNC_TEMP_DIR, type RsyncOptions, type RsyncResult, runRsync, transportOf } from "./rsync.ts";
+
+export interface ReplicationTarget {
+  id: string;
+  /** Where this node's files live on that peer: a folder, rsync://… or user@host:path. */
+  destination: string;
+}
+
+export interface ReplicatorOptions {
+  self: string;
+  /** This node's own files: `<data>/files/<self>`. */
+  source: string;
+  targets: ReplicationTarget[];
+  rsync: RsyncOptions;
+  batchMs: number;
+  fullPassIntervalMs: number;
+  /** Above this many pending paths for one peer, the list is dropped for a full pass. */
+  maxPending: number;
+  isUp(id: string): boolean;
+  log: Logger;
+}
+
+const MAX_BACKOFF_MS = 30_000;
+
+interface Pending {
+  since: number;
+  /** A delete: the (possibly pruned) folders above it go in the list too. */
+  withFolders: boolean;
+}
+
+/** What one peer's replication looks like to an operator. */
+export interface PeerReplicationStatus {
+  peer: string;
+  transport: string;
+  backlog: number;
+  needsFullPass: boolean;
+  lastSuccess?: string;
+  lastError?: string;
+  lastBatchLagMs?: number;
+  lastFullPass?: string;
+}
+
+class PeerReplica {
+  pending = new Map<string, Pending>();
+  needsFullPass = true;
+  busy = false;
+  timer: NodeJS.Timeout | undefined;
+  backoffMs = 0;
+  lastSuccess?: Date;
+  lastError?: string;
+  lastBatchLagMs?: number;
+  lastFullPass?: Date;
+
+  constructor(readonly target: ReplicationTarget) {}
+}
+
+/**
+ * Pushes this node's changes to every peer with rsync. Each upload or delete
+ * is queued per peer and sent in a batch after `batchMs`, listing only the
+ * changed paths (`--files-from`; a path missing here is deleted there with
+ * `--delete-missing-args`). Full passes (`-a --delete` of the whole folder)
+ * run on an interval, when a peer comes back and after any trouble, so a
+ * node that was down or wiped catches up by itself. A peer that is down
+ * costs at most `maxPending` paths of memory; uploads never wait for any of it.
+ *
+ * Nothing is pushed until `enable()`: a node must first know that its own
+ * folder is complete (see owner-guard.ts), or a full pass would delete its
+ * files everywhere.
+ */
+export class Replicator {
+  readonly #peers = new Map<string, PeerReplica>();
+  #enabled = false;
+  #intervalTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly options: ReplicatorOptions) {
+    for (const target of options.targets) this.#peers.set(target.id, new PeerReplica(target));
+  }
+
+  changed(change: Change): void {
+    const prefix = `${this.options.self}/`;
+    // Before enable(), the first full pass carries everything.
+    if (!this.#enabled || !change.key.startsWith(prefix)) return;
+    const path = change.key.slice(prefix.length);
+    const now = Date.now();
+    for (const peer of this.#peers.values()) {
+      const known = peer.pending.get(path);
+      peer.pending.set(path, {
+        since: known?.since ?? now,
+        withFolders: (known?.withFolders ?? false) || change.kind === "deleted",
+      });
+      if (peer.pending.size > this.options.maxPending) {
+        peer.pending.clear();
+        peer.needsFullPass = true;
+        this.options.log.warn({ peer: peer.target.id }, "replication backlog too long; a full pass will catch up");
+      }
+      this.#schedule(peer, this.options.batchMs);
+    }
+  }
+
+  /** Starts pushing: a full pass to every peer now, then on the interval. */
+  enable(): void {
+    if (this.#enabled) return;
+    this.#enabled = true;
+    this.fullPass();
+    this.#intervalTimer = setInterval(() => this.fullPass(), this.options.fullPassIntervalMs);
+    this.#intervalTimer.unref();
+  }
+
+  get enabled(): boolean {
+    return this.#enabled;
+  }
+
+  /** Schedules a full pass to one peer (or all), e.g. when it comes back. */
+  fullPass(id?: string): void {
+    for (const peer of this.#peers.values()) {
+      if (id !== undefined && peer.target.id !== id) continue;
+      peer.needsFullPass = true;
+      peer.backoffMs = 0;
+      this.#schedule(peer, 0, true);
+    }
+  }
+
+  #schedule(peer: PeerReplica, delayMs: number, replace = false): void {
+    if (!this.#enabled || peer.busy) return;
+    if (peer.timer) {
+      if (!replace) return;
+      clearTimeout(peer.timer);
+    }
+    peer.timer = setTimeout(() => {
+      peer.timer = undefined;
+      void this.#run(peer);
+    }, Math.max(delayMs, peer.backoffMs));
+    peer.timer.unref();
+  }
+
+  async #run(peer: PeerReplica): Promise<void> {
+    const { log, isUp } = this.options;
+    const id = peer.target.id;
+    if (!isUp(id)) return; // kept pending; the peer's return triggers a full pass
+    peer.busy = true;
+    try {
+      if (peer.needsFullPass) await this.#runFullPass(peer);
+      else await this.#runBatch(peer);
+    } catch (error) {
+      log.error({ peer: id, err: error }, "replication run failed");
+    } finally {
+      peer.busy = false;
+    }
+    if (peer.pending.size > 0 || peer.needsFullPass) this.#schedule(peer, this.options.batchMs);
+  }
+
+  async #runBatch(peer: PeerReplica): Promise<void> {
+    const batch = peer.pending;
+    peer.pending = new Map();
+    const list = new Set<string>();
+    for (const [path, { withFolders }] of batch) {
+      list.add(path);
+      if (!withFolders) continue;
+      // Folders pruned here go there too; keep `<namespace>` itself.
+      const parts = path.split("/");
+      for (let depth = parts.length - 1; depth > 1; depth--) list.add(parts.slice(0, depth).join("/"));
+    }
+    // Deepest first, so a file is handled before the folder that held it.
+    const ordered = [...list].sort((a, b) => b.split("/").length - a.split("/").length);
+    const result = await this.#rsync(peer, ["--files-from=-", "--from0", "--delete-missing-args", "--force"], ordered.join("\0"));
+    if (result.ok) {
+      const oldest = Math.min(...[...batch.values()].map((p) => p.since));
+      peer.lastBatchLagMs = Date.now() - oldest;
+      this.#succeeded(peer);
+      this.options.log.info({ peer: peer.target.id, files: batch.size, lagMs: peer.lastBatchLagMs }, "replicated");
+      return;
+    }
+    for (const [path, pending] of batch) {
+      const newer = peer.pending.get(path);
+      peer.pending.set(path, { since: pending.since, withFolders: pending.withFolders || (newer?.withFolders ?? false) });
+    }
+    this.#failed(peer, result);
+  }
+
+  async #runFullPass(peer: PeerReplica): Promise<void> {
+    const started = Date.now();
+    peer.needsFullPass = false;
+    const result = await this.#rsync(peer, ["--delete"]);
+    if (!result.ok) {
+      peer.needsFullPass = true;
+      this.#failed(peer, result);
+      return;
+    }
+    // Everything queued before the pass began is there now.
+    for (const [path, pending] of peer.pending) if (pending.since < started) peer.pending.delete(path);
+    peer.lastFullPass = new Date();
+    this.#succeeded(peer);
+    this.options.log.info({ peer: peer.target.id, ms: Date.now() - started }, "full replication pass done");
+  }
+
+  async #rsync(peer: PeerReplica, extra: string[], input?: string): Promise<RsyncResult> {
+    const destination = asFolder(peer.target.destination);
+    if (transportOf(destination) === "local") {
+      // A local receiver may not have started yet to prepare its replica folder.
+      try {
+        await mkdir(join(destination, RSYNC_TEMP_DIR), { recursive: true });
+      } catch (error) {
+        return { ok: false, code: null, message: `cannot prepare ${destination}: ${(error as Error).message}` };
+      }
+    }
+    const args = [...baseArgs(this.options.rsync), ...extra, asFolder(this.options.source), destination];
+    return runRsync(args, this.options.rsync, input);
+  }
+
+  #succeeded(peer: PeerReplica): void {
+    if (peer.lastError !== undefined) this.options.log.info({ peer: peer.target.id }, "replication recovered");
+    peer.lastSuccess = new Date();
+    peer.lastError = undefined;
+    peer.backoffMs = 0;
+  }
+
+  #failed(peer: PeerReplica, result: RsyncResult): void {
+    peer.lastError = result.code === null ? result.message : `rsync exit ${result.code}: ${result.message}`;
+    peer.backoffMs = Math.min(Math.max(peer.backoffMs * 2, 200), MAX_BACKOFF_MS);
+    this.options.log.warn(
+      { peer: peer.target.id, code: result.code, reason: result.message, retryInMs: peer.backoffMs, backlog: peer.pending.size },
+      "replication push failed",
+    );
+  }
+
+  status(): PeerReplicationStatus[] {
+    return [...this.#peers.values()].map((peer) => ({
+      peer: peer.target.id,
+      transport: transportOf(peer.target.destination),
+      backlog: peer.pending.size,
+      needsFullPass: peer.needsFullPass,
+      ...(peer.lastSuccess && { lastSuccess: peer.lastSuccess.toISOString() }),
+      ...(peer.lastError !== undefined && { lastError: peer.lastError }),
+      ...(peer.lastBatchLagMs !== undefined && { lastBatchLagMs: peer.lastBatchLagMs }),
+      ...(peer.lastFullPass && { lastFullPass: peer.lastFullPass.toISOString() }),
+    }));
+  }
+
+  stop(): void {
+    clearInterval(this.#intervalTimer);
+    for (const peer of this.#peers.values()) clearTimeout(peer.timer);
+    this.#enabled = false;
+  }
+}

@@ -1,0 +1,89 @@
+import { spawn } from "node:child_process";
+import { createHmac } from "node:crypto";
+
+/**
+ * Receivers keep rsync's temporary files here, inside each replica folder
+ * (the same disk, so the final rename is atomic), out of the `pub`/`priv`
+ * namespaces (so they are never served), and excluded from every transfer.
+ */
+export const RSYNC_TEMP_DIR = ".nanocdn-rsync-tmp";
+
+/** rsync exit codes that still mean "the listed files are in place". */
+const SUCCESS = new Set([0, 24 /* some source files vanished: deleted meanwhile, the next batch says so */]);
+
+export type Transport = "local" | "daemon" | "ssh";
+
+export function transportOf(destination: string): Transport {
+  if (destination.startsWith("rsync://")) return "daemon";
+  if (/^[^/]*:/.test(destination)) return "ssh";
+  return "local";
+}
+
+/** A destination folder spelt with exactly one trailing slash, as rsync wants for "the contents of". */
+export function asFolder(location: string): string {
+  return location.replace(/\/*$/, "/");
+}
+
+/**
+ * The password node `id` uses towards the rsync daemons of its peers, derived
+ * from the cluster secret so that no second secret has to be distributed.
+ * Each daemon module accepts only its own sender's password.
+ */
+export function rsyncPassword(clusterSecret: string, id: string): string {
+  return createHmac("sha256", clusterSecret).update(`nanocdn-rsync:${id}`).digest("hex").slice(0, 32);
+}
+
+export interface RsyncOptions {
+  /** `-e` for ssh destinations, e.g. "ssh -i /etc/nanocdn/id_ed25519". */
+  ssh?: string;
+  /** RSYNC_PASSWORD for daemon destinations. */
+  password?: string;
+  /** KiB/s; 0 or undefined for no cap. */
+  bwlimit?: number;
+  timeoutSeconds?: number;
+}
+
+export interface RsyncResult {
+  ok: boolean;
+  code: number | null;
+  /** The last lines rsync wrote to stderr, for logs and /status. */
+  message: string;
+}
+
+/** The flags every nanocdn transfer shares. */
+export function baseArgs(options: RsyncOptions): string[] {
+  return [
+    "-a",
+    // Nanosecond mtimes: a name re-used within the same second still differs.
+    "--modify-window=-1",
+    `--temp-dir=${RSYNC_TEMP_DIR}`,
+    `--exclude=/${RSYNC_TEMP_DIR}/`,
+    `--timeout=${options.timeoutSeconds ?? 60}`,
+    ...(options.ssh ? ["-e", options.ssh] : []),
+    ...(options.bwlimit ? [`--bwlimit=${options.bwlimit}`] : []),
+  ];
+}
+
+/** Runs rsync with `args`, feeding `input` on stdin; never throws for rsync's own failures. */
+export function runRsync(args: string[], options: RsyncOptions, input?: string): Promise<RsyncResult> {
+  return new Promise((resolve) => {
+    const child = spawn("rsync", args, {
+      stdio: ["pipe", "ignore", "pipe"],
+      env: { ...process.env, ...(options.password !== undefined && { RSYNC_PASSWORD: options.password }) },
+    });
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr = (stderr + chunk.toString()).slice(-4000);
+    });
+    child.stdin.on("error", () => {});
+    child.stdin.end(input);
+    child.on("error", (error) => resolve({ ok: false, code: null, message: `cannot run rsync: ${error.message}` }));
+    child.on("close", (code) =>
+      resolve({
+        ok: code !== null && SUCCESS.has(code),
+        code,
+        message: stderr.trim().split("\n").slice(-3).join(" | "),
+      }),
+    );
+  });
+}

@@ -1,0 +1,239 @@
+import { execFileSync, spawnSync } from "node:child_process";
+import { readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { rsyncPassword } from "../../src/adapters/node/replication/rsync.ts";
+import { CLUSTER_SECRET, startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { basic } from "../helpers/credentials.ts";
+import { listFiles } from "../helpers/disk.ts";
+import { freePort } from "../helpers/ports.ts";
+import { eventually } from "../helpers/eventually.ts";
+
+const auth = { Authorization: basic() };
+const TEMP = ".nanocdn-rsync-tmp";
+
+/** The files of node `owner` as node `on` holds them, temp folder aside. */
+async function replicaOf(cluster: TestCluster, on: string, owner: string): Promise<string[]> {
+  return (await listFiles(join(cluster.data(on), "files", owner))).filter((f) => !f.startsWith(`${TEMP}/`));
+}
+
+async function upload(cluster: TestCluster, id: string, path: string, body: string | Uint8Array<ArrayBuffer>): Promise<string> {
+  const response = await fetch(`${cluster.url(id)}/upload/${path}`, { method: "PUT", body, headers: auth });
+  expect(response.status).toBe(201);
+  return response.headers.get("Location")!;
+}
+
+async function status(cluster: TestCluster, id: string) {
+  return (await fetch(`${cluster.url(id)}/status`, { headers: auth })).json();
+}
+
+describe("replication with rsync", () => {
+  let cluster: TestCluster | undefined;
+  afterEach(async () => {
+    await cluster?.stopAll();
+    cluster = undefined;
+  });
+
+  it("puts an upload on every peer's disk within a second, and carries deletes", async () => {
+    cluster = await startCluster({ size: 3, replicate: true });
+    const c = cluster;
+    await eventually(async () => expect((await status(c, "1")).ownFilesComplete).toBe(true));
+    const started = Date.now();
+    const location = await upload(c, "1", "pub/tickets/2026/t-1.pdf", "%PDF ticket");
+    const path = location.slice("/1/".length);
+    await eventually(async () => {
+      expect(await replicaOf(c, "2", "1")).toContain(path);
+      expect(await replicaOf(c, "3", "1")).toContain(path);
+    }, 5000, 10);
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(await readFile(join(c.data("3"), "files", location.slice(1)), "utf8")).toBe("%PDF ticket");
+    // Same bytes, same mtime: every copy answers with the owner's ETag.
+    const fromOwner = await fetch(c.url("1") + location);
+    const fromReplica = await fetch(c.url("3") + location);
+    expect(fromReplica.headers.get("X-Nanocdn-Served-By")).toBe("3");
+    expect(fromReplica.headers.get("ETag")).toBe(fromOwner.headers.get("ETag"));
+
+    const deleted = await fetch(c.url("1") + location, { method: "DELETE", headers: auth });
+    expect(deleted.status).toBe(204);
+    await eventually(async () => {
+      for (const id of ["2", "3"]) {
+        const files = await replicaOf(c, id, "1");
+        expect(files).not.toContain(path);
+        // The emptied folders go too.
+        expect(files.some((f) => f.startsWith("pub/tickets"))).toBe(false);
+      }
+    });
+    const replication = (await status(c, "1")).replication;
+    expect(replication.map((r: { peer: string }) => r.peer).sort()).toEqual(["2", "3"]);
+    for (const peer of replication) {
+      expect(peer).toMatchObject({ transport: "local", backlog: 0 });
+      expect(peer.lastSuccess).toBeDefined();
+      expect(typeof peer.lastBatchLagMs).toBe("number");
+    }
+  });
+
+  it("catches a node up after it was down: exactly the owner's set", async () => {
+    cluster = await startCluster({ size: 3, replicate: true });
+    const c = cluster;
+    await eventually(async () => expect((await status(c, "1")).ownFilesComplete).toBe(true));
+    const early = await upload(c, "1", "pub/early.txt", "before the outage");
+    await eventually(async () => expect(await replicaOf(c, "3", "1")).toContain(early.slice(3)));
+    await c.stop("3");
+    const locations: string[] = [];
+    for (let batch = 0; batch < 10; batch++) {
+      locations.push(
+        ...(await Promise.all(
+          Array.from({ length: 50 }, (_, i) => upload(c, "1", `pub/bulk/${batch}/f${i}.txt`, `file ${batch}-${i}`)),
+        )),
+      );
+    }
+    for (const location of [early, ...locations.slice(0, 40)]) {
+      expect((await fetch(c.url("1") + location, { method: "DELETE", headers: auth })).status).toBe(204);
+    }
+    // Node 2 kept up all along.
+    await eventually(async () => expect(await replicaOf(c, "2", "1")).toEqual(await listFiles(join(c.data("1"), "files", "1")).then((f) => f.filter((x) => !x.startsWith(`${TEMP}/`)))));
+    await c.start("3");
+    const owners = (await listFiles(join(c.data("1"), "files", "1"))).filter((f) => !f.startsWith(`${TEMP}/`));
+    expect(owners).toHaveLength(460 + 1); // 460 files and the owner marker
+    await eventually(async () => expect(await replicaOf(c, "3", "1")).toEqual(owners), 30_000);
+  });
+
+  it("retries a failing push, reports it, and recovers", async () => {
+    cluster = await startCluster({ size: 2, replicate: true });
+    const c = cluster;
+    await eventually(async () => expect((await status(c, "1")).ownFilesComplete).toBe(true));
+    const replica = join(c.data("2"), "files", "1");
+    await rm(replica, { recursive: true });
+    await writeFile(replica, "not a folder: every push fails");
+    const location = await upload(c, "1", "pub/retry.txt", "eventually");
+    await eventually(async () => {
+      const [peer] = (await status(c, "1")).replication;
+      expect(peer.backlog).toBe(1);
+      expect(peer.lastError).toMatch(/cannot prepare|rsync exit/);
+    });
+    expect(c.nodes["1"]!.output()).toMatch(/"msg":"replication push failed"/);
+    await rm(replica);
+    await eventually(async () => expect(await replicaOf(c, "2", "1")).toContain(location.slice(3)));
+    // rsync renames the file into place a moment before it exits and the node records success.
+    await eventually(async () => {
+      const [peer] = (await status(c, "1")).replication;
+      expect(peer.lastError).toBeUndefined();
+      expect(peer.backlog).toBe(0);
+    });
+    expect(c.nodes["1"]!.output()).toMatch(/"msg":"replication recovered"/);
+  });
+
+  it("restores a wiped node from the replicas and deletes no replica anywhere", async () => {
+    cluster = await startCluster({ size: 3, replicate: true });
+    const c = cluster;
+    await eventually(async () => expect((await status(c, "1")).ownFilesComplete).toBe(true));
+    const locations = await Promise.all(Array.from({ length: 30 }, (_, i) => upload(c, "1", `priv/keep/${i}.txt`, `keep ${i}`)));
+    const expected = locations.map((l) => l.slice(3)).sort();
+    await eventually(async () => {
+      for (const id of ["2", "3"]) expect((await replicaOf(c, id, "1")).filter((f) => f.startsWith("priv/"))).toEqual(expected);
+    });
+    await c.kill("1");
+    await rm(c.data("1"), { recursive: true });
+    // Watch the replicas for the whole restore: they must never shrink.
+    let shrank = false;
+    let watching = true;
+    const watcher = (async () => {
+      while (watching) {
+        for (const id of ["2", "3"]) {
+          const files = await replicaOf(c, id, "1");
+          if (expected.some((f) => !files.includes(f))) shrank = true;
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    await c.start("1");
+    await eventually(async () => expect((await status(c, "1")).ownFilesComplete).toBe(true));
+    expect((await listFiles(join(c.data("1"), "files", "1"))).filter((f) => f.startsWith("priv/"))).toEqual(expected);
+    // Replication is back on: a new upload reaches the peers, nothing was lost there.
+    const after = await upload(c, "1", "pub/after-restore.txt", "new");
+    await eventually(async () => expect(await replicaOf(c, "2", "1")).toContain(after.slice(3)));
+    await new Promise((r) => setTimeout(r, 500));
+    watching = false;
+    await watcher;
+    expect(shrank).toBe(false);
+    for (const id of ["2", "3"]) expect((await replicaOf(c, id, "1")).filter((f) => f.startsWith("priv/"))).toEqual(expected);
+    const read = await fetch(c.url("1") + locations[0], { headers: auth });
+    expect(await read.text()).toBe("keep 0");
+  });
+});
+
+describe("the rsync daemon transport", () => {
+  let cluster: TestCluster | undefined;
+  afterEach(async () => {
+    await cluster?.stopAll();
+    cluster = undefined;
+  });
+
+  async function daemonCluster(extra: Record<string, unknown> = {}) {
+    const ports: Record<string, number> = { "1": await freePort(), "2": await freePort(), "3": await freePort() };
+    cluster = await startCluster({
+      size: 3,
+      config: (id) => ({ rsyncd_listen: `127.0.0.1:${ports[id]}`, ...extra }),
+      peer: (from, to) => ({ rsync: `rsync://node${from}@127.0.0.1:${ports[to]}/from-${from}/` }),
+    });
+    return { cluster, ports };
+  }
+
+  function rsyncAs(node: string, destination: string, file: string) {
+    return spawnSync("rsync", ["-a", file, destination], {
+      env: { ...process.env, RSYNC_PASSWORD: rsyncPassword(CLUSTER_SECRET, node) },
+      encoding: "utf8",
+    });
+  }
+
+  it("replicates through the daemons, and lets a node write only its own folder", async () => {
+    const { cluster: c, ports } = await daemonCluster();
+    await eventually(async () => expect((await status(c, "2")).ownFilesComplete).toBe(true));
+    const location = await upload(c, "2", "pub/via-daemon.txt", "through rsyncd");
+    await eventually(async () => expect(await replicaOf(c, "1", "2")).toContain("pub/via-daemon.txt"));
+    expect((await status(c, "2")).replication[0].transport).toBe("daemon");
+
+    const intruder = join(c.dir, "intruder.txt");
+    await writeFile(intruder, "node 2 pretending");
+    // Node 2's password does not open node 3's folder on node 1, under either name.
+    expect(rsyncAs("2", `rsync://node2@127.0.0.1:${ports["1"]}/from-3/`, intruder).status).toBe(5);
+    expect(rsyncAs("2", `rsync://node3@127.0.0.1:${ports["1"]}/from-3/`, intruder).status).toBe(5);
+    expect(await replicaOf(c, "1", "3")).not.toContain("intruder.txt");
+    // Nor can it step outside its own module: the daemon keeps `..` inside it.
+    rsyncAs("2", `rsync://node2@127.0.0.1:${ports["1"]}/from-2/../3/`, intruder);
+    expect(await replicaOf(c, "1", "3")).not.toContain("intruder.txt");
+    expect(await listFiles(join(c.data("1"), "files"))).not.toContain("3/intruder.txt");
+    // Its own folder it may write.
+    expect(rsyncAs("2", `rsync://node2@127.0.0.1:${ports["1"]}/from-2/`, intruder).status).toBe(0);
+    expect(await (await fetch(c.url("1") + location)).text()).toBe("through rsyncd");
+  });
+
+  it("leaves no partial file visible when the receiver is killed during a push", async () => {
+    // A bandwidth cap makes the push last a few seconds, so the kill lands in the middle.
+    const { cluster: c } = await daemonCluster({ rsync_bwlimit: 16 * 1024 });
+    await eventually(async () => expect((await status(c, "1")).ownFilesComplete).toBe(true));
+    const size = 48 * 1024 * 1024;
+    const location = await upload(c, "1", "pub/big.bin", new Uint8Array(size).fill(7));
+    const onTwo = join(c.data("2"), "files", location.slice(1));
+    const tempOnTwo = join(c.data("2"), "files", "1", TEMP);
+    // Wait until the push is under way on node 2, then kill node 2 and its rsync processes.
+    await eventually(async () => expect((await readdir(tempOnTwo)).length).toBeGreaterThan(0), 20_000, 5);
+    const receivers = execFileSync("pgrep", ["-f", join(c.data("2"), "state", "rsyncd.conf")], { encoding: "utf8" })
+      .split("\n")
+      .filter(Boolean);
+    await c.kill("2");
+    for (const pid of receivers) spawnSync("kill", ["-9", pid]);
+    const info = await stat(onTwo).catch(() => undefined);
+    expect(info === undefined || info.size === size).toBe(true);
+    // What rsync left behind sits in the temp folder, out of every namespace.
+    expect((await readdir(tempOnTwo)).length).toBeGreaterThan(0);
+    await c.start("2");
+    // Swept at start, then the push completes.
+    await eventually(async () => {
+      const copy = await stat(onTwo);
+      expect(copy.size).toBe(size);
+    }, 60_000);
+    const leftovers = await readdir(tempOnTwo);
+    expect(leftovers).toEqual([]);
+  }, 120_000);
+});
