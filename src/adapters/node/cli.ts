@@ -1,11 +1,14 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { CONFIG_KEYS, ConfigError, flagName, loadConfig } from "./config.ts";
+import { runLocalCluster } from "./local-cluster.ts";
 import { createLogger } from "./logger.ts";
 import { startNode } from "./node.ts";
 
 const USAGE = `Usage:
   nanocdn serve [--config FILE] [--KEY VALUE ...]   run a node
+  nanocdn cluster [--nodes 3] [--dir ./cluster] [--base-port 8081] [--host 127.0.0.1]
+                                                    run a cluster on this machine, to try it out
   nanocdn --version
 
 Every configuration key can be given in the TOML file, as an environment
@@ -62,11 +65,37 @@ async function serve(args: string[]): Promise<void> {
   process.on("SIGINT", () => void stop("SIGINT"));
 }
 
+async function cluster(args: string[]): Promise<void> {
+  let values: Record<string, string | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args,
+      strict: true,
+      options: {
+        nodes: { type: "string", default: "3" },
+        dir: { type: "string", default: "./cluster" },
+        "base-port": { type: "string", default: "8081" },
+        host: { type: "string", default: "127.0.0.1" },
+      },
+    }));
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const nodes = Number(values.nodes);
+  const basePort = Number(values["base-port"]);
+  if (!Number.isInteger(nodes) || nodes < 2 || nodes > 9) throw new UsageError("--nodes takes a number from 2 to 9");
+  if (!Number.isInteger(basePort) || basePort < 1 || basePort + nodes > 65536) throw new UsageError("--base-port takes a port number");
+  await runLocalCluster({ nodes, basePort, dir: values.dir!, host: values.host! });
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
   switch (command) {
     case "serve":
       await serve(args);
+      return 0;
+    case "cluster":
+      await cluster(args);
       return 0;
     case "--version":
     case "version":

@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import { createApp } from "../../handlers/app.ts";
+import { StoreUnavailableError } from "../../storage/errors.ts";
 import { type Cluster, startCluster } from "./cluster.ts";
 import type { Config } from "./config.ts";
 import { DiskStore } from "./disk-store.ts";
@@ -40,7 +41,13 @@ export async function startNode(config: Config, log: NodeLogger): Promise<Runnin
     localHealthy: () => storeHealth.healthy && (cluster?.replication.ownFilesComplete() ?? true),
     ownFilesComplete: () => cluster?.replication.ownFilesComplete() ?? true,
     onChange: (change) => cluster?.replication.changed(change),
-    check: () => storeHealth.check(),
+    check: async () => {
+      await storeHealth.check();
+      // Until then this node cannot take uploads: balancers and peers should send them elsewhere.
+      if (cluster && !cluster.replication.ownFilesComplete()) {
+        throw new StoreUnavailableError("restoring this node's own files from the replicas");
+      }
+    },
     status: async () => ({ storeHealthy: storeHealth.healthy, ...(await cluster?.status()) }),
   });
   const tls = config.tls_cert && config.tls_key ? { cert: config.tls_cert, key: config.tls_key } : undefined;

@@ -1,7 +1,7 @@
-import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../../../handlers/logger.ts";
-import { asFolder, baseArgs, RSYNC_TEMP_DIR, type RsyncOptions, runRsync } from "./rsync.ts";
+import { asFolder, baseArgs, RSYNC_TEMP_DIR, type RsyncOptions, runRsync, transportOf } from "./rsync.ts";
 import type { ReplicationTarget } from "./replicator.ts";
 
 /**
@@ -12,11 +12,15 @@ export const OWNER_MARKER = ".nanocdn-owner";
 
 const RETRY_MS = 2000;
 
-export async function hasOwnerMarker(source: string): Promise<boolean> {
-  return stat(join(source, OWNER_MARKER)).then(
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
     () => true,
     () => false,
   );
+}
+
+export async function hasOwnerMarker(source: string): Promise<boolean> {
+  return exists(join(source, OWNER_MARKER));
 }
 
 async function countFiles(folder: string): Promise<number> {
@@ -50,6 +54,11 @@ export async function ensureOwnFiles({ self, source, targets, rsync, log, keepTr
   while (keepTrying()) {
     let restoredFrom = 0;
     for (const target of targets) {
+      if (transportOf(target.destination) === "local" && !(await exists(target.destination))) {
+        // That peer never received anything from this node: nothing to restore from it.
+        restoredFrom++;
+        continue;
+      }
       const result = await runRsync(
         [...baseArgs(rsync), "--ignore-existing", asFolder(target.destination), asFolder(source)],
         rsync,
@@ -75,8 +84,4 @@ export async function sweepRsyncTemp(folder: string, maxAgeMs: number): Promise<
     const info = await stat(path).catch(() => undefined);
     if (info && Date.now() - info.mtimeMs > maxAgeMs) await rm(path, { recursive: true, force: true });
   }
-}
-
-export async function readMarker(source: string): Promise<string | undefined> {
-  return readFile(join(source, OWNER_MARKER), "utf8").catch(() => undefined);
 }

@@ -1,0 +1,101 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { stringify } from "smol-toml";
+import { createFirstUser } from "./first-user.ts";
+
+export interface LocalClusterOptions {
+  nodes: number;
+  dir: string;
+  basePort: number;
+  host: string;
+}
+
+const BIN = resolve(import.meta.dirname, "../../../bin/nanocdn.mjs");
+
+async function exists(path: string): Promise<boolean> {
+  return readFile(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * Writes what a cluster of `nodes` nodes on this machine needs, once: a
+ * cluster secret, one htpasswd for all, and per node a config whose peers
+ * are the others, replicating with rsync into their data folders. An
+ * existing folder is reused as it is.
+ */
+async function prepare({ nodes, dir, basePort, host }: LocalClusterOptions): Promise<string[]> {
+  await mkdir(dir, { recursive: true });
+  const secretFile = join(dir, "cluster.secret");
+  if (!(await exists(secretFile))) await writeFile(secretFile, randomBytes(32).toString("hex"), { mode: 0o600 });
+  const htpasswd = join(dir, "htpasswd");
+  await createFirstUser(htpasswd, join(dir, "initial-credentials"));
+  const ids = Array.from({ length: nodes }, (_, i) => String(i + 1));
+  const configs: string[] = [];
+  for (const id of ids) {
+    const folder = join(dir, `node${id}`);
+    const configFile = join(folder, "nanocdn.toml");
+    configs.push(configFile);
+    if (await exists(configFile)) continue;
+    await mkdir(folder, { recursive: true });
+    const config = {
+      node: id,
+      listen: `${host}:${basePort + Number(id) - 1}`,
+      data: join(folder, "data"),
+      htpasswd,
+      cluster_secret_file: secretFile,
+      peers: ids
+        .filter((other) => other !== id)
+        .map((other) => ({
+          id: other,
+          url: `http://${host}:${basePort + Number(other) - 1}`,
+          rsync: join(dir, `node${other}`, "data", "files", id),
+        })),
+    };
+    await writeFile(configFile, `# Written by \`nanocdn cluster\`; edit freely.\n${stringify(config)}\n`);
+  }
+  return configs;
+}
+
+/**
+ * `nanocdn cluster`: a whole cluster on one machine, for trying nanocdn out.
+ * Each node is its own `nanocdn serve` process (kill one to see the others
+ * carry on); its pid is in `<dir>/node<N>/pid`. Their log lines go to stdout.
+ */
+export async function runLocalCluster(options: LocalClusterOptions): Promise<void> {
+  const dir = resolve(options.dir);
+  const configs = await prepare({ ...options, dir });
+  const children = new Map<string, ChildProcess>();
+  let stopping = false;
+  configs.forEach((configFile, index) => {
+    const id = String(index + 1);
+    const child = spawn(process.execPath, [BIN, "serve", "--config", configFile], { stdio: ["ignore", "pipe", "inherit"] });
+    children.set(id, child);
+    void writeFile(join(dir, `node${id}`, "pid"), `${child.pid}\n`);
+    createInterface({ input: child.stdout! }).on("line", (line) => process.stdout.write(`${line}\n`));
+    child.on("exit", (code, signal) => {
+      children.delete(id);
+      if (!stopping) {
+        process.stderr.write(
+          `nanocdn cluster: node ${id} exited (${signal ?? code}); the others go on. ` +
+            `Start it again with: nanocdn serve --config ${configFile}\n`,
+        );
+      }
+      if (children.size === 0) process.exit(0);
+    });
+  });
+  process.stderr.write(
+    `nanocdn cluster: ${configs.length} nodes on ${configs.map((_, i) => `http://${options.host}:${options.basePort + i}`).join(", ")}\n` +
+      `  data and configs in ${dir}; Ctrl-C stops them all.\n`,
+  );
+  const stop = (signal: NodeJS.Signals) => {
+    stopping = true;
+    for (const child of children.values()) child.kill(signal);
+  };
+  process.on("SIGINT", () => stop("SIGTERM"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
+}
