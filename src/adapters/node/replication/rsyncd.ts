@@ -94,15 +94,35 @@ export async function superviseRsyncDaemon(options: RsyncDaemonOptions): Promise
   let pauseMs = 500;
   const start = () => {
     const started = Date.now();
+    // Through a small shell that ends the daemon when its stdin closes: that
+    // is, when this node process ends, even by kill -9, which children do not
+    // otherwise notice.
     child = spawn(
-      "rsync",
-      ["--daemon", "--no-detach", `--config=${configFile}`, `--address=${options.listen.host}`, `--port=${options.listen.port}`, "--log-file=/dev/stderr"],
-      { stdio: ["ignore", "ignore", "pipe"] },
+      "sh",
+      [
+        "-c",
+        [
+          "exec 3<&0",
+          'rsync "$@" </dev/null & daemon=$!',
+          "{ read _ <&3; kill $daemon 2>/dev/null; } &",
+          "trap 'kill $daemon 2>/dev/null' TERM",
+          "wait $daemon",
+        ].join("\n"),
+        "nanocdn-rsyncd",
+        "--daemon",
+        "--no-detach",
+        `--config=${configFile}`,
+        `--address=${options.listen.host}`,
+        `--port=${options.listen.port}`,
+        "--log-file=/dev/stderr",
+      ],
+      { stdio: ["pipe", "ignore", "pipe"] },
     );
     child.stderr!.on("data", (chunk: Buffer) => {
       for (const line of chunk.toString().split("\n")) if (line.trim()) options.log.info({ rsyncd: line.trim() }, "rsync daemon");
     });
     child.on("exit", (code, signal) => {
+      child?.stdin?.end();
       if (stopping) return;
       if (Date.now() - started > 10_000) pauseMs = 500;
       options.log.error({ code, signal, restartInMs: pauseMs }, "rsync daemon exited; restarting");
