@@ -1,5 +1,6 @@
 import { Hono, type Context } from "hono";
 import type { BlobStore } from "../storage/blob-store.ts";
+import { logRequest } from "./access-log.ts";
 import { type Credentials, identify } from "./auth.ts";
 import type { ClusterAuth } from "./cluster-auth.ts";
 import { errorResponse } from "./error-response.ts";
@@ -14,7 +15,7 @@ import { uploadHandler } from "./upload.ts";
 export const DEFAULT_MAX_UPLOAD_BYTES = 1024 ** 3;
 export const DEFAULT_CACHE_MAX_AGE = 7 * 24 * 3600;
 
-/** What a stored or deleted file of this node means to the outside (replication listens). */
+/** A file this node stored or deleted (replication and the other processes' caches listen). */
 export interface Change {
   kind: "created" | "deleted";
   key: string;
@@ -90,7 +91,7 @@ function rawTargetOf(c: Context<Env>): string {
   return url.pathname + url.search;
 }
 
-function settingsOf(options: AppOptions): Settings {
+export function settingsOf(options: AppOptions): Settings {
   const maxAge = options.cacheMaxAge ?? DEFAULT_CACHE_MAX_AGE;
   return {
     nodeId: options.nodeId,
@@ -128,17 +129,14 @@ export function createApp(options: AppOptions): Hono<Env> {
     app.use(async (c, next) => {
       const started = performance.now();
       await next();
-      log.info(
-        {
-          method: c.req.method,
-          path: rawTargetOf(c).split("?")[0],
-          status: c.res.status,
-          bytes: Number(c.res.headers.get("Content-Length") ?? 0),
-          ms: Math.round((performance.now() - started) * 10) / 10,
-          node: nodeId,
-        },
-        "request",
-      );
+      logRequest(log, {
+        method: c.req.method,
+        path: rawTargetOf(c),
+        status: c.res.status,
+        bytes: Number(c.res.headers.get("Content-Length") ?? 0),
+        ms: performance.now() - started,
+        node: nodeId,
+      });
     });
   }
 

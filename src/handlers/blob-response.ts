@@ -4,20 +4,42 @@ import parseRange from "range-parser";
 import type { BlobMeta, BlobStore, ByteRange } from "../storage/blob-store.ts";
 import { RangeNotSatisfiableError } from "./http-errors.ts";
 
+const typesByExtension = new Map<string, string>();
+
 export function contentTypeOf(path: string): string {
-  return mime.getType(path) ?? "application/octet-stream";
+  const dot = path.lastIndexOf(".");
+  const extension = dot > path.lastIndexOf("/") ? path.slice(dot + 1).toLowerCase() : "";
+  let type = typesByExtension.get(extension);
+  if (type === undefined) {
+    type = (extension && mime.getType(extension)) || "application/octet-stream";
+    // Extensions come from clients: keep the memo small.
+    if (typesByExtension.size < 1000) typesByExtension.set(extension, type);
+  }
+  return type;
+}
+
+const dates = new WeakMap<Date, string>();
+
+/** Dates of cached metadata repeat on every request for the file: format each once. */
+function httpDate(date: Date): string {
+  let text = dates.get(date);
+  if (text === undefined) {
+    text = date.toUTCString();
+    dates.set(date, text);
+  }
+  return text;
 }
 
 function isNotModified(request: Request, meta: BlobMeta): boolean {
+  const ifNoneMatch = request.headers.get("If-None-Match");
+  const ifModifiedSince = request.headers.get("If-Modified-Since");
+  if (ifNoneMatch === null && ifModifiedSince === null) return false;
   // The request's Cache-Control is left out on purpose: `no-cache` there is
   // addressed to caches (and fetch() adds it to every conditional request),
   // while an origin server answers the conditional as asked, as nginx does.
   return fresh(
-    {
-      "if-none-match": request.headers.get("If-None-Match") ?? undefined,
-      "if-modified-since": request.headers.get("If-Modified-Since") ?? undefined,
-    },
-    { etag: meta.etag, "last-modified": meta.lastModified.toUTCString() },
+    { "if-none-match": ifNoneMatch ?? undefined, "if-modified-since": ifModifiedSince ?? undefined },
+    { etag: meta.etag, "last-modified": httpDate(meta.lastModified) },
   );
 }
 
@@ -45,6 +67,27 @@ function selectRange(request: Request, meta: BlobMeta): ByteRange | undefined {
   return { offset: start, length: end - start + 1 };
 }
 
+/** What a 304 repeats of a 200. A plain object, not Headers: a Node server writes it as it is. */
+function validatorHeaders(meta: BlobMeta, { cacheControl, servedBy }: BlobResponseOptions): Record<string, string> {
+  return {
+    ETag: meta.etag,
+    "Last-Modified": httpDate(meta.lastModified),
+    "Cache-Control": cacheControl,
+    "X-Nanocdn-Served-By": servedBy,
+  };
+}
+
+/** The headers of a 200 (or, with `range`, a 206) for a blob. */
+export function blobHeaders(meta: BlobMeta, key: string, options: BlobResponseOptions, range?: ByteRange): Record<string, string> {
+  const headers = validatorHeaders(meta, options);
+  headers["Content-Type"] = contentTypeOf(key);
+  headers["X-Content-Type-Options"] = "nosniff";
+  headers["Accept-Ranges"] = "bytes";
+  headers["Content-Length"] = String(range?.length ?? meta.size);
+  if (range) headers["Content-Range"] = `bytes ${range.offset}-${range.offset + range.length - 1}/${meta.size}`;
+  return headers;
+}
+
 export interface BlobResponseOptions {
   cacheControl: string;
   /** Names the node whose disk served the bytes (`X-Nanocdn-Served-By`). */
@@ -61,28 +104,18 @@ export async function blobResponse(
   request: Request,
   store: BlobStore,
   key: string,
-  { cacheControl, servedBy }: BlobResponseOptions,
+  options: BlobResponseOptions,
 ): Promise<Response | undefined> {
   const handle = request.method === "HEAD" ? undefined : await store.open(key);
   const meta = handle?.meta ?? (request.method === "HEAD" ? await store.head(key) : undefined);
   if (!meta) return undefined;
-  const headers = new Headers({
-    ETag: meta.etag,
-    "Last-Modified": meta.lastModified.toUTCString(),
-    "Cache-Control": cacheControl,
-    "X-Nanocdn-Served-By": servedBy,
-  });
   try {
     if (isNotModified(request, meta)) {
       await handle?.close();
-      return new Response(null, { status: 304, headers });
+      return new Response(null, { status: 304, headers: validatorHeaders(meta, options) });
     }
     const range = selectRange(request, meta);
-    headers.set("Content-Type", contentTypeOf(key));
-    headers.set("X-Content-Type-Options", "nosniff");
-    headers.set("Accept-Ranges", "bytes");
-    headers.set("Content-Length", String(range?.length ?? meta.size));
-    if (range) headers.set("Content-Range", `bytes ${range.offset}-${range.offset + range.length - 1}/${meta.size}`);
+    const headers = blobHeaders(meta, key, options, range);
     const body = handle ? await handle.body(range) : null;
     return new Response(body, { status: range ? 206 : 200, headers });
   } catch (error) {

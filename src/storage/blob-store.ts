@@ -20,10 +20,13 @@ export interface ByteRange {
 /**
  * An opened blob. Reading its body (once) or closing it releases what the
  * store holds open; callers that do not read the body must call `close`.
+ * A body already in memory comes as bytes, which a server writes in one go.
  */
+export type BlobBody = ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer>;
+
 export interface BlobHandle {
   meta: BlobMeta;
-  body(range?: ByteRange): Promise<ReadableStream<Uint8Array>>;
+  body(range?: ByteRange): Promise<BlobBody>;
   close(): Promise<void>;
 }
 
@@ -34,8 +37,19 @@ export interface CreateOptions {
   maxBytes?: number;
 }
 
+/** A whole blob held in memory. */
+export interface BlobSnapshot {
+  meta: BlobMeta;
+  bytes: Uint8Array<ArrayBuffer>;
+}
+
 export interface BlobStore {
   head(key: string): Promise<BlobMeta | undefined>;
+  /**
+   * The blob at once, from memory, when the store holds it there and knows it
+   * to be current; undefined means "ask `open`" (never "missing").
+   */
+  peek?(key: string): BlobSnapshot | undefined;
   open(key: string): Promise<BlobHandle | undefined>;
   /**
    * Stores the body under `key` only if nothing is there yet, atomically: no

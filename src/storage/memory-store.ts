@@ -24,10 +24,8 @@ export class MemoryStore implements BlobStore {
     if (!entry) return undefined;
     return {
       meta: entry.meta,
-      body: async (range?: ByteRange) => {
-        const bytes = range ? entry.bytes.subarray(range.offset, range.offset + range.length) : entry.bytes;
-        return new Blob([bytes]).stream();
-      },
+      body: async (range?: ByteRange) =>
+        range ? entry.bytes.subarray(range.offset, range.offset + range.length) : entry.bytes,
       close: async () => {},
     };
   }

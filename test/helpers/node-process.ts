@@ -42,7 +42,8 @@ export async function startNodeProcess(options: StartOptions = {}): Promise<Node
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), "nanocdn-node-")));
   const port = options.port ?? (await freePort());
   const data = join(dir, "data");
-  const config: Record<string, unknown> = { listen: `127.0.0.1:${port}`, data, ...options.config };
+  // One serving process unless a test asks for more: a 2-core machine runs many nodes at once.
+  const config: Record<string, unknown> = { listen: `127.0.0.1:${port}`, data, workers: 1, ...options.config };
   if (!options.noHtpasswd && config.htpasswd === undefined) {
     config.htpasswd = join(dir, "htpasswd");
     await writeHtpasswd(config.htpasswd as string);

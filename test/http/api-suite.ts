@@ -174,6 +174,25 @@ export function describeHttpApi(runtime: string, getTarget: () => ApiTarget): vo
         expect(await read.text()).toBe("");
       });
 
+      it("answers every repeated read exactly as the first (whatever serves it: disk, memory, another process)", async () => {
+        const created = await put(t(), `pub/${unique("hot.json")}`, '{"hot":true}');
+        const url = t().url + created.headers.get("Location");
+        const answers = [];
+        for (let i = 0; i < 6; i++) {
+          for (const method of ["GET", "HEAD"]) {
+            const response = await fetch(url, { method, headers: asStored });
+            const headers = Object.fromEntries([...response.headers].filter(([name]) => !["date", "connection", "keep-alive"].includes(name)));
+            answers.push({ method, status: response.status, headers, body: await response.text() });
+          }
+        }
+        for (const answer of answers) {
+          const first = answers.find((a) => a.method === answer.method)!;
+          expect(answer).toEqual(first);
+        }
+        expect(answers[0]).toMatchObject({ status: 200, body: '{"hot":true}' });
+        expect(answers[0]!.headers["content-type"]).toBe("application/json");
+      });
+
       it("answers 404 for a missing file of this node", async () => {
         const response = await fetch(`${t().url}/${t().nodeId}/pub/${unique("missing.txt")}`);
         expect(response.status).toBe(404);
@@ -324,9 +343,13 @@ export function describeHttpApi(runtime: string, getTarget: () => ApiTarget): vo
       it("deletes a file once: 204, then 404", async () => {
         const created = await put(t(), `pub/${unique("doomed.txt")}`, "bye");
         const location = created.headers.get("Location")!;
+        // Concurrent reads open several connections, so that every serving process holds it in memory.
+        const reads = await Promise.all(Array.from({ length: 8 }, () => fetch(t().url + location).then((r) => r.text())));
+        expect(reads).toEqual(Array(8).fill("bye"));
         const deleted = await fetch(t().url + location, { method: "DELETE", headers: auth });
         expect(deleted.status).toBe(204);
-        expect((await fetch(t().url + location)).status).toBe(404);
+        const after = await Promise.all(Array.from({ length: 8 }, () => fetch(t().url + location).then((r) => r.status)));
+        expect(after).toEqual(Array(8).fill(404));
         const again = await fetch(t().url + location, { method: "DELETE", headers: auth });
         expect(again.status).toBe(404);
         expect(await again.json()).toMatchObject({ error: "not_found" });

@@ -9,7 +9,8 @@ let node: NodeProcess;
 let target: ApiTarget;
 
 beforeAll(async () => {
-  node = await startNodeProcess({ config: { node: "1", max_upload_bytes: MAX } });
+  // Two serving processes: every answer must hold whichever process a request reaches.
+  node = await startNodeProcess({ config: { node: "1", max_upload_bytes: MAX, workers: 2 } });
   target = {
     url: node.url,
     nodeId: "1",
@@ -25,4 +26,4 @@ afterAll(async () => {
   await node?.stop();
 });
 
-describeHttpApi("Node (disk store)", () => target);
+describeHttpApi("Node (disk store, two serving processes)", () => target);

@@ -100,6 +100,16 @@ export const configSchema = z
     min_free_bytes: int(0).default(0),
     access_log: bool.default(true),
     log_level: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
+    /** Serving processes: "auto" is one per core. */
+    workers: z.preprocess(
+      (v) => (typeof v === "string" && /^\s*\d+\s*$/.test(v) ? Number(v) : v),
+      z.union([z.literal("auto"), z.number().int().min(1).max(256)], { error: got('"auto" or a number of processes') }),
+    ).default("auto"),
+    /** Memory per serving process for small files and metadata; 0 turns the cache off. */
+    memory_cache_bytes: int(0).default(16 * 1024 * 1024),
+    memory_cache_file_bytes: int(0).default(128 * 1024),
+    /** How long a cached answer stands before the disk is asked again (a replica may be deleted meanwhile). */
+    memory_cache_revalidate_ms: int(0).default(1000),
     /** Seconds SIGTERM waits for requests in flight before it closes their connections. */
     shutdown_grace: int(0).default(30),
     peers: z.preprocess(parsePeers, z.array(peer, { error: "expected a list of peers, each with id and url" })).default([]),

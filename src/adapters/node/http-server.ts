@@ -1,17 +1,20 @@
 import { readFile, stat } from "node:fs/promises";
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { getRequestListener } from "@hono/node-server";
 import type { Hono } from "hono";
 import type { Env } from "../../handlers/app.ts";
+import type { FastReader } from "../../handlers/fast-read.ts";
 import { jsonResponse } from "../../handlers/json.ts";
 import type { Logger } from "../../handlers/logger.ts";
 import type { ListenAddress } from "./config.ts";
 
 export interface HttpServerOptions {
   app: Hono<Env>;
+  /** Answers plain reads of files held in memory without going through the app. */
+  fastRead?: FastReader;
   listen: ListenAddress;
   tls?: { cert: string; key: string };
   log: Logger;
@@ -60,7 +63,13 @@ async function readTls(tls: { cert: string; key: string }) {
 }
 
 /** Serves the app over HTTP, or HTTPS when a certificate is configured. */
-export async function startHttpServer({ app, listen, tls, log, tlsRecheckMs = 5000 }: HttpServerOptions): Promise<HttpServer> {
+/** The request's header names, lower-cased, straight from the raw list (no parsing into an object). */
+function* headerNames(request: IncomingMessage): Generator<string> {
+  const raw = request.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) yield raw[i]!.toLowerCase();
+}
+
+export async function startHttpServer({ app, fastRead, listen, tls, log, tlsRecheckMs = 5000 }: HttpServerOptions): Promise<HttpServer> {
   const listener = getRequestListener(
     (request, env) => app.fetch(request, { rawTarget: (env as { incoming: IncomingMessage }).incoming.url }),
     {
@@ -77,12 +86,28 @@ export async function startHttpServer({ app, listen, tls, log, tlsRecheckMs = 50
   let closing = false;
   const inFlight = new Set<ServerResponse>();
   const handle = (request: IncomingMessage, response: ServerResponse) => {
+    busy.add(request.socket);
+    response.on("finish", () => busy.delete(request.socket));
     if (closing) response.shouldKeepAlive = false;
+    const fast = fastRead?.(request.method ?? "", request.url ?? "", headerNames(request));
+    if (fast) {
+      response.writeHead(fast.status, fast.headers);
+      response.end(fast.body ?? undefined);
+      return;
+    }
     inFlight.add(response);
     response.on("close", () => inFlight.delete(response));
     void listener(request, response);
   };
   const server: Server = tls ? createHttpsServer(await readTls(tls), handle) : createHttpServer(handle);
+  // Connections with no request under way; closeIdleConnections() misses
+  // those that never sent one (fetch opens such spare connections).
+  const sockets = new Set<Socket>();
+  const busy = new WeakSet<Socket>();
+  server.on(tls ? "secureConnection" : "connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
   server.on("clientError", (error: NodeJS.ErrnoException, socket) => answerMalformed(error, socket));
   server.on("checkContinue", (request: IncomingMessage, response: ServerResponse) => {
     continueWhenRead(request, response);
@@ -120,6 +145,7 @@ export async function startHttpServer({ app, listen, tls, log, tlsRecheckMs = 50
           resolve();
         });
         server.closeIdleConnections();
+        for (const socket of sockets) if (!busy.has(socket)) socket.destroy();
       }),
   };
 }

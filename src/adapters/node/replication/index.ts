@@ -25,7 +25,13 @@ export interface Replication {
  * Everything rsync: the receiving side (replica folders with their temp
  * folder, the optional rsync daemon), the owner guard and the pushes.
  */
-export async function startReplication(config: Config, secret: string, health: PeerHealth, log: Logger): Promise<Replication> {
+export async function startReplication(
+  config: Config,
+  secret: string,
+  health: PeerHealth,
+  log: Logger,
+  onOwnFilesComplete: () => void = () => {},
+): Promise<Replication> {
   const filesDir = join(config.data, "files");
   const source = join(filesDir, config.node);
   await mkdir(source, { recursive: true });
@@ -72,6 +78,7 @@ export async function startReplication(config: Config, secret: string, health: P
       if (!ok) return;
       complete = true;
       replicator.enable();
+      onOwnFilesComplete();
     });
   }
 

@@ -1,0 +1,120 @@
+import { readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import type { Change } from "../../handlers/app.ts";
+import { ClusterAuth } from "../../handlers/cluster-auth.ts";
+import type { Logger } from "../../handlers/logger.ts";
+import { askPeer } from "../../handlers/owner-routing.ts";
+import { type Namespace, urlPathOf } from "../../handlers/paths.ts";
+import type { Config } from "./config.ts";
+import { DiskStore } from "./disk-store.ts";
+import { createFirstUser } from "./first-user.ts";
+import { HttpPeers } from "./http-peers.ts";
+import { LegacyDeleteQueue } from "./legacy-deletes.ts";
+import { PeerHealth } from "./peer-health.ts";
+import { type Replication, startReplication } from "./replication/index.ts";
+
+const MIN_SECRET_LENGTH = 16;
+const LEGACY_RETRY_MS = 5000;
+
+export async function readClusterSecret(file: string, log: Logger): Promise<string> {
+  const secret = (await readFile(file, "utf8")).trim();
+  if (secret.length < MIN_SECRET_LENGTH) {
+    throw new Error(`the cluster secret in ${file} is shorter than ${MIN_SECRET_LENGTH} characters`);
+  }
+  if ((await stat(file)).mode & 0o077) log.warn({ file }, "the cluster secret file is readable by other users; chmod 600 it");
+  return secret;
+}
+
+export function legacyDeleteQueue(config: Config, peerIds: readonly string[], send: ConstructorParameters<typeof LegacyDeleteQueue>[2], log: Logger) {
+  return new LegacyDeleteQueue(join(config.data, "state", "legacy-deletes"), peerIds, send, log);
+}
+
+/**
+ * What a node runs once, however many processes serve its HTTP: the data
+ * folder's start-up sweep, the first user, and in a cluster the peer health
+ * checks, the legacy-delete retries and replication.
+ */
+export interface Services {
+  health: PeerHealth;
+  ownFilesComplete(): boolean;
+  changed(change: Change): void;
+  /** A legacy delete was queued (by any process): try to deliver it now. */
+  legacyDeleteQueued(): void;
+  fullPass(): void;
+  status(): Promise<Record<string, unknown>>;
+  stop(): Promise<void>;
+}
+
+export async function startServices(config: Config, log: Logger, onOwnFilesComplete: () => void = () => {}): Promise<Services> {
+  // Removes uploads a crash left half-written: before any process serves.
+  await new DiskStore({ root: config.data }).init();
+  if (config.htpasswdIsDefault) await createFirstUser(config.htpasswd, join(config.data, "initial-credentials"));
+  const health = new PeerHealth(
+    config.peers.map((p) => p.id),
+    { fall: config.health_fall, rise: config.health_rise },
+    log,
+  );
+  if (config.peers.length === 0) {
+    return {
+      health,
+      ownFilesComplete: () => true,
+      changed: () => {},
+      legacyDeleteQueued: () => {},
+      fullPass: () => {},
+      status: async () => ({}),
+      stop: async () => {},
+    };
+  }
+
+  const secret = await readClusterSecret(config.cluster_secret_file!, log);
+  const peers = await httpPeers(config, health, log);
+  const context = { peers, auth: new ClusterAuth(config.node, secret), log };
+  const legacyDeletes = legacyDeleteQueue(
+    config,
+    peers.ids,
+    async (peer, key) => {
+      const [, namespace, ...path] = key.split("/");
+      const target = urlPathOf({ owner: undefined, namespace: namespace as Namespace, path: path.join("/") });
+      const response = await askPeer(context, peer, "DELETE", target);
+      await response.body?.cancel();
+      return response.status === 204 || response.status === 404;
+    },
+    log,
+  );
+  const flushLegacy = () => {
+    for (const peer of peers.ids) if (health.isUp(peer)) void legacyDeletes.flush(peer);
+  };
+  health.on("up", (peer) => void legacyDeletes.flush(peer));
+  // Deletes left pending by an earlier run go out now, not after the first retry interval.
+  flushLegacy();
+  const stopRetries = legacyDeletes.start(LEGACY_RETRY_MS, (peer) => health.isUp(peer));
+  const stopChecks = peers.startHealthChecks(config.health_interval_ms);
+  const replication: Replication = await startReplication(config, secret, health, log, onOwnFilesComplete);
+
+  return {
+    health,
+    ownFilesComplete: () => replication.ownFilesComplete(),
+    changed: (change) => replication.changed(change),
+    legacyDeleteQueued: flushLegacy,
+    fullPass: () => replication.fullPass(),
+    status: async () => ({
+      peers: health.snapshot().map((s) => ({ ...s, url: config.peers.find((p) => p.id === s.id)!.url })),
+      legacyDeletesPending: await legacyDeletes.pending(),
+      ...replication.status(),
+    }),
+    async stop() {
+      await replication.stop();
+      stopChecks();
+      stopRetries();
+      await peers.close();
+    },
+  };
+}
+
+export async function httpPeers(config: Config, health: PeerHealth, log: Logger): Promise<HttpPeers> {
+  return new HttpPeers(config.peers, health, log, {
+    ca: config.ca_file ? await readFile(config.ca_file) : undefined,
+    connectTimeoutMs: config.peer_connect_timeout_ms,
+    headersTimeoutMs: config.peer_timeout_ms,
+  });
+}

@@ -1,0 +1,90 @@
+import { type AppOptions, type ClusterOptions, createApp } from "../../handlers/app.ts";
+import { createFastReader } from "../../handlers/fast-read.ts";
+import { ClusterAuth } from "../../handlers/cluster-auth.ts";
+import { CachingStore } from "../../storage/caching-store.ts";
+import { StoreUnavailableError } from "../../storage/errors.ts";
+import type { Config } from "./config.ts";
+import { DiskStore } from "./disk-store.ts";
+import { HtpasswdFile } from "./htpasswd-file.ts";
+import type { HttpPeers } from "./http-peers.ts";
+import { startHttpServer } from "./http-server.ts";
+import type { NodeLogger } from "./logger.ts";
+import { httpPeers, legacyDeleteQueue, readClusterSecret, type Services } from "./services.ts";
+import { StoreHealth } from "./store-health.ts";
+
+/** What a serving process needs from the node-wide services, in this process or the primary. */
+export type NodeState = Pick<Services, "health" | "ownFilesComplete" | "changed" | "legacyDeleteQueued" | "status">;
+
+export interface Serving {
+  url: string;
+  /** Drops a cached file: another process of this node deleted it. */
+  invalidate(key: string): void;
+  close(): Promise<void>;
+}
+
+/** One process's HTTP side: the store (with its memory cache), users, peers, the app and its server. */
+export async function startServing(config: Config, log: NodeLogger, state: NodeState): Promise<Serving> {
+  const disk = new DiskStore({ root: config.data, fsync: config.fsync, minFreeBytes: config.min_free_bytes });
+  const store = new CachingStore(disk, {
+    maxBytes: config.memory_cache_bytes,
+    maxFileBytes: config.memory_cache_file_bytes,
+    revalidateMs: config.memory_cache_revalidate_ms,
+  });
+  const credentials = new HtpasswdFile(config.htpasswd, log);
+  await credentials.load();
+  const storeHealth = new StoreHealth(disk, log);
+  const stopProbing = storeHealth.start(config.health_interval_ms);
+
+  let cluster: ClusterOptions | undefined;
+  let peers: HttpPeers | undefined;
+  if (config.peers.length > 0) {
+    peers = await httpPeers(config, state.health, log);
+    // Only the primary delivers queued deletes; this process just records them.
+    const queue = legacyDeleteQueue(config, peers.ids, async () => false, log);
+    cluster = {
+      peers,
+      auth: new ClusterAuth(config.node, await readClusterSecret(config.cluster_secret_file!, log)),
+      async mirrorLegacyDelete(key: string) {
+        await queue.add(key);
+        state.legacyDeleteQueued();
+      },
+    };
+  }
+
+  const options: AppOptions = {
+    nodeId: config.node,
+    store,
+    credentials,
+    maxUploadBytes: config.max_upload_bytes,
+    cacheMaxAge: config.cache_max_age,
+    log,
+    accessLog: config.access_log,
+    cluster,
+    localHealthy: () => storeHealth.healthy && state.ownFilesComplete(),
+    ownFilesComplete: () => state.ownFilesComplete(),
+    onChange: (change) => state.changed(change),
+    check: async () => {
+      await storeHealth.check();
+      // Until then this node cannot take uploads: balancers and peers should send them elsewhere.
+      if (!state.ownFilesComplete()) throw new StoreUnavailableError("restoring this node's own files from the replicas");
+    },
+    status: async () => ({ storeHealthy: storeHealth.healthy, ...(await state.status()) }),
+  };
+  const tls = config.tls_cert && config.tls_key ? { cert: config.tls_cert, key: config.tls_key } : undefined;
+  const http = await startHttpServer({
+    app: createApp(options),
+    fastRead: createFastReader(options),
+    listen: config.listen,
+    tls,
+    log,
+  });
+  return {
+    url: http.url,
+    invalidate: (key) => store.invalidate(key),
+    async close() {
+      stopProbing();
+      await http.close(config.shutdown_grace * 1000);
+      await peers?.close();
+    },
+  };
+}

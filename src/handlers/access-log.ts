@@ -1,0 +1,16 @@
+import type { Logger } from "./logger.ts";
+
+export interface AccessLogEntry {
+  method: string;
+  /** The path as received, without the query. */
+  path: string;
+  status: number;
+  bytes: number;
+  ms: number;
+  node: string;
+}
+
+/** One structured line a request, whichever way it was answered. */
+export function logRequest(log: Logger, entry: AccessLogEntry): void {
+  log.info({ ...entry, path: entry.path.split("?")[0], ms: Math.round(entry.ms * 10) / 10 }, "request");
+}

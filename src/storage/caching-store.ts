@@ -1,0 +1,147 @@
+import type { BlobHandle, BlobMeta, BlobSnapshot, BlobStore, ByteRange, CreateOptions } from "./blob-store.ts";
+
+export interface CachingStoreOptions {
+  /** Memory for cached file bytes, in all. */
+  maxBytes: number;
+  /** Larger files are never held in memory: they stream from the inner store. */
+  maxFileBytes: number;
+  /**
+   * How long a cached answer stands before the inner store is asked again
+   * (one metadata read). Files never change, but a replica can be deleted
+   * behind this process's back (by rsync): this bounds how long it is still
+   * served. This process's own deletes take effect at once.
+   */
+  revalidateMs: number;
+  now?: () => number;
+}
+
+interface Entry {
+  meta: BlobMeta;
+  /** Undefined when only the metadata is cached (a large file, or not read yet). */
+  bytes: Uint8Array<ArrayBuffer> | undefined;
+  /** For cached bytes: a handle that holds nothing open, shared by every read. */
+  handle: BlobHandle | undefined;
+  checkedAt: number;
+}
+
+const MISSING = Symbol("missing");
+
+/**
+ * Keeps small, hot files and the metadata of all recently seen files in
+ * memory, in front of another store: a GET of a cached file costs no I/O at
+ * all, and a HEAD or a 304 only an occasional revalidation. Bounded (LRU by
+ * bytes, and by entries for metadata); files are immutable, so an entry is
+ * either current or gone, which is exactly what revalidation checks.
+ */
+export class CachingStore implements BlobStore {
+  readonly #entries = new Map<string, Entry>();
+  #bytes = 0;
+  readonly #maxEntries: number;
+  readonly #now: () => number;
+
+  constructor(
+    private readonly inner: BlobStore,
+    private readonly options: CachingStoreOptions,
+  ) {
+    this.#now = options.now ?? Date.now;
+    // Metadata alone is small; keep it for many more files than bytes fit.
+    this.#maxEntries = Math.max(1024, Math.ceil(options.maxBytes / 1024));
+  }
+
+  /** Forgets a key at once: another process of this node deleted it. */
+  invalidate(key: string): void {
+    const entry = this.#entries.get(key);
+    if (!entry) return;
+    this.#bytes -= entry.bytes?.byteLength ?? 0;
+    this.#entries.delete(key);
+  }
+
+  #remember(key: string, meta: BlobMeta, bytes: Uint8Array<ArrayBuffer> | undefined): void {
+    this.invalidate(key);
+    this.#entries.set(key, { meta, bytes, handle: bytes && memoryHandle(meta, bytes), checkedAt: this.#now() });
+    this.#bytes += bytes?.byteLength ?? 0;
+    // Map order is insertion order: the first entries are the least recently used.
+    for (const [oldest, entry] of this.#entries) {
+      if (this.#bytes <= this.options.maxBytes && this.#entries.size <= this.#maxEntries) break;
+      this.#bytes -= entry.bytes?.byteLength ?? 0;
+      this.#entries.delete(oldest);
+    }
+  }
+
+  peek(key: string): BlobSnapshot | undefined {
+    const entry = this.#entries.get(key);
+    if (!entry?.bytes || this.#now() - entry.checkedAt >= this.options.revalidateMs) return undefined;
+    this.#entries.delete(key);
+    this.#entries.set(key, entry);
+    return { meta: entry.meta, bytes: entry.bytes };
+  }
+
+  /** The entry for `key` if it is still current, revalidating it when it is due. */
+  async #current(key: string): Promise<Entry | typeof MISSING | undefined> {
+    const entry = this.#entries.get(key);
+    if (!entry) return undefined;
+    // Touch: move to the most recently used end.
+    this.#entries.delete(key);
+    this.#entries.set(key, entry);
+    if (this.#now() - entry.checkedAt < this.options.revalidateMs) return entry;
+    const meta = await this.inner.head(key);
+    if (!meta) {
+      this.invalidate(key);
+      return MISSING;
+    }
+    if (meta.etag !== entry.meta.etag) {
+      this.invalidate(key);
+      return undefined;
+    }
+    entry.checkedAt = this.#now();
+    return entry;
+  }
+
+  async head(key: string): Promise<BlobMeta | undefined> {
+    const entry = await this.#current(key);
+    if (entry === MISSING) return undefined;
+    if (entry) return entry.meta;
+    const meta = await this.inner.head(key);
+    if (meta) this.#remember(key, meta, undefined);
+    return meta;
+  }
+
+  async open(key: string): Promise<BlobHandle | undefined> {
+    const entry = await this.#current(key);
+    if (entry === MISSING) return undefined;
+    if (entry?.handle) return entry.handle;
+    const handle = await this.inner.open(key);
+    if (!handle) {
+      this.invalidate(key);
+      return undefined;
+    }
+    if (handle.meta.size > this.options.maxFileBytes || handle.meta.size > this.options.maxBytes) {
+      this.#remember(key, handle.meta, undefined);
+      return handle;
+    }
+    const bytes = new Uint8Array(await new Response(await handle.body()).arrayBuffer());
+    this.#remember(key, handle.meta, bytes);
+    return this.#entries.get(key)!.handle!;
+  }
+
+  create(key: string, body: ReadableStream<Uint8Array>, options?: CreateOptions): Promise<BlobMeta> {
+    return this.inner.create(key, body, options);
+  }
+
+  async delete(key: string): Promise<boolean> {
+    this.invalidate(key);
+    return this.inner.delete(key);
+  }
+
+  probe(): Promise<void> {
+    return this.inner.probe();
+  }
+}
+
+function memoryHandle(meta: BlobMeta, bytes: Uint8Array<ArrayBuffer>): BlobHandle {
+  return {
+    meta,
+    body: async (range?: ByteRange) => (range ? bytes.subarray(range.offset, range.offset + range.length) : bytes),
+    close: async () => {},
+  };
+}

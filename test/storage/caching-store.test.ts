@@ -1,0 +1,96 @@
+import { mkdtemp, rm, unlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { DiskStore } from "../../src/adapters/node/disk-store.ts";
+import { CachingStore } from "../../src/storage/caching-store.ts";
+import { describeBlobStore } from "../../src/storage/contract.ts";
+import { MemoryStore } from "../../src/storage/memory-store.ts";
+
+const text = (s: string) => new Blob([s]).stream();
+const options = { maxBytes: 1024 * 1024, maxFileBytes: 64 * 1024, revalidateMs: 1000 };
+
+async function diskStore() {
+  const root = await mkdtemp(join(tmpdir(), "nanocdn-cache-"));
+  const disk = new DiskStore({ root, fsync: false });
+  await disk.init();
+  return { root, disk };
+}
+
+describeBlobStore("CachingStore over MemoryStore", async () => ({ store: new CachingStore(new MemoryStore(), options) }));
+
+describeBlobStore("CachingStore over DiskStore", async () => {
+  const { root, disk } = await diskStore();
+  return {
+    store: new CachingStore(disk, options),
+    strays: () => disk.strays(),
+    dispose: () => rm(root, { recursive: true, force: true }),
+  };
+});
+
+describe("CachingStore", () => {
+  async function read(store: CachingStore, key: string) {
+    const handle = await store.open(key);
+    return handle && new Response(await handle.body()).text();
+  }
+
+  it("serves a small file from memory, and notices a delete behind its back once it revalidates", async () => {
+    const { root, disk } = await diskStore();
+    let now = 0;
+    const store = new CachingStore(disk, { ...options, now: () => now });
+    await store.create("2/pub/a.txt", text("replica"));
+    expect(await read(store, "2/pub/a.txt")).toBe("replica");
+    // rsync removes the replica; the cache answers from memory until it revalidates.
+    await unlink(join(root, "files", "2", "pub", "a.txt"));
+    now = 999;
+    expect(await read(store, "2/pub/a.txt")).toBe("replica");
+    now = 1000;
+    expect(await store.open("2/pub/a.txt")).toBeUndefined();
+    expect(await store.head("2/pub/a.txt")).toBeUndefined();
+  });
+
+  it("forgets a file at once when it is deleted through it or invalidated", async () => {
+    const store = new CachingStore(new MemoryStore(), options);
+    await store.create("1/pub/a.txt", text("a"));
+    await read(store, "1/pub/a.txt");
+    expect(await store.delete("1/pub/a.txt")).toBe(true);
+    expect(await store.open("1/pub/a.txt")).toBeUndefined();
+    const inner = new MemoryStore();
+    const other = new CachingStore(inner, options);
+    await inner.create("1/pub/b.txt", text("b"));
+    await read(other, "1/pub/b.txt");
+    await inner.delete("1/pub/b.txt");
+    other.invalidate("1/pub/b.txt");
+    expect(await other.open("1/pub/b.txt")).toBeUndefined();
+  });
+
+  it("notices a file replaced under the same name (a new ETag) when it revalidates", async () => {
+    const { root, disk } = await diskStore();
+    let now = 0;
+    const store = new CachingStore(disk, { ...options, now: () => now });
+    await store.create("2/pub/n.txt", text("old"));
+    expect(await read(store, "2/pub/n.txt")).toBe("old");
+    const path = join(root, "files", "2", "pub", "n.txt");
+    await unlink(path);
+    await writeFile(path, "new content");
+    now = 5000;
+    expect(await read(store, "2/pub/n.txt")).toBe("new content");
+  });
+
+  it("keeps at most maxBytes in memory and streams larger files", async () => {
+    const inner = new MemoryStore();
+    const store = new CachingStore(inner, { maxBytes: 100, maxFileBytes: 60, revalidateMs: 60_000 });
+    for (const name of ["a", "b", "c"]) await store.create(`1/pub/${name}`, text(name.repeat(40)));
+    for (const name of ["a", "b", "c"]) expect(await read(store, `1/pub/${name}`)).toBe(name.repeat(40));
+    // Two of 40 bytes fit in 100: the least recently used went; reading it again goes to the inner store.
+    await inner.delete("1/pub/a");
+    expect(await read(store, "1/pub/c")).toBe("c".repeat(40));
+    expect(await store.open("1/pub/a")).toBeUndefined();
+    await store.create("1/pub/big", text("x".repeat(61)));
+    const handle = await store.open("1/pub/big");
+    expect(await new Response(await handle!.body()).text()).toHaveLength(61);
+    await inner.delete("1/pub/big");
+    // Only its metadata was kept, so the next open goes to the inner store and finds it gone.
+    expect(await store.open("1/pub/big")).toBeUndefined();
+  });
+});
