@@ -37,7 +37,11 @@ describe("replication with rsync", () => {
   it("puts an upload on every peer's disk within a second, and carries deletes", async () => {
     cluster = await startCluster({ size: 3, replicate: true });
     const c = cluster;
-    await eventually(async () => expect((await status(c, "1")).ownFilesComplete).toBe(true));
+    await eventually(async () => {
+      const now = await status(c, "1");
+      expect(now.ownFilesComplete).toBe(true);
+      expect(now.peers.every((p: { up: boolean }) => p.up)).toBe(true);
+    });
     const started = Date.now();
     const location = await upload(c, "1", "pub/tickets/2026/t-1.pdf", "%PDF ticket");
     const path = location.slice("/1/".length);

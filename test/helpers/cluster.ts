@@ -35,6 +35,8 @@ export interface ClusterOptions {
   replicate?: boolean;
   /** Scheme of the peer URLs. */
   scheme?: "http" | "https";
+  /** Runs once the data folders are known, before any node starts. */
+  beforeStart?: (data: (id: string) => string) => Promise<void>;
 }
 
 /** N real node processes on loopback ports that know each other as peers. */
@@ -89,6 +91,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
       await Promise.all(Object.values(nodes).map((n) => n.stop("SIGKILL")));
     },
   };
+  await options.beforeStart?.(data);
   await Promise.all(ids.map((id) => cluster.start(id)));
   return cluster;
 }

@@ -60,7 +60,7 @@ export async function ensureOwnFiles({ self, source, targets, rsync, log, keepTr
         continue;
       }
       const result = await runRsync(
-        [...baseArgs(rsync), "--ignore-existing", asFolder(target.destination), asFolder(source)],
+        [...baseArgs(rsync, target.destination), "--ignore-existing", asFolder(target.destination), asFolder(source)],
         rsync,
       );
       if (result.ok) restoredFrom++;

@@ -166,7 +166,8 @@ export class Replicator {
     }
     // Deepest first, so a file is handled before the folder that held it.
     const ordered = [...list].sort((a, b) => b.split("/").length - a.split("/").length);
-    const result = await this.#rsync(peer, ["--files-from=-", "--from0", "--delete-missing-args", "--force"], ordered.join("\0"));
+    // Every listed path changed (-I: never skip one for looking unchanged).
+    const result = await this.#rsync(peer, ["--files-from=-", "--from0", "-I", "--delete-missing-args", "--force"], ordered.join("\0"));
     if (result.ok) {
       const oldest = Math.min(...[...batch.values()].map((p) => p.since));
       peer.lastBatchLagMs = Date.now() - oldest;
@@ -191,7 +192,13 @@ export class Replicator {
       return;
     }
     // Everything queued before the pass began is there now.
-    for (const [path, pending] of peer.pending) if (pending.since < started) peer.pending.delete(path);
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const [path, pending] of peer.pending) {
+      if (pending.since >= started) continue;
+      oldest = Math.min(oldest, pending.since);
+      peer.pending.delete(path);
+    }
+    if (oldest !== Number.POSITIVE_INFINITY) peer.lastBatchLagMs = Date.now() - oldest;
     peer.lastFullPass = new Date();
     this.#succeeded(peer);
     this.options.log.info({ peer: peer.target.id, ms: Date.now() - started }, "full replication pass done");
@@ -207,7 +214,7 @@ export class Replicator {
         return { ok: false, code: null, message: `cannot prepare ${destination}: ${(error as Error).message}` };
       }
     }
-    const args = [...baseArgs(this.options.rsync), ...extra, asFolder(this.options.source), destination];
+    const args = [...baseArgs(this.options.rsync, destination), ...extra, asFolder(this.options.source), destination];
     return runRsync(args, this.options.rsync, input);
   }
 

@@ -50,13 +50,17 @@ export interface RsyncResult {
   message: string;
 }
 
-/** The flags every nanocdn transfer shares. */
-export function baseArgs(options: RsyncOptions): string[] {
+/** The flags every nanocdn transfer with `remote` (the side that is not this node's own folder) shares. */
+export function baseArgs(options: RsyncOptions, remote: string): string[] {
+  // rrsync, the usual forced command for ssh, refuses a negative
+  // --modify-window and cannot use --temp-dir: over ssh, rsync keeps its temp
+  // files beside the final one (as .<name>.XXXXXX, renamed when complete)
+  // and compares mtimes to the second.
+  const ssh = transportOf(remote) === "ssh";
   return [
     "-a",
     // Nanosecond mtimes: a name re-used within the same second still differs.
-    "--modify-window=-1",
-    `--temp-dir=${RSYNC_TEMP_DIR}`,
+    ...(ssh ? [] : ["--modify-window=-1", `--temp-dir=${RSYNC_TEMP_DIR}`]),
     `--exclude=/${RSYNC_TEMP_DIR}/`,
     `--timeout=${options.timeoutSeconds ?? 60}`,
     ...(options.ssh ? ["-e", options.ssh] : []),

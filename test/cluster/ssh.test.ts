@@ -1,0 +1,75 @@
+import { spawnSync } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir, userInfo } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { basic } from "../helpers/credentials.ts";
+import { listFiles } from "../helpers/disk.ts";
+import { eventually } from "../helpers/eventually.ts";
+import { makeKey, startSshd, type TestSshd } from "../helpers/sshd.ts";
+
+const auth = { Authorization: basic() };
+
+async function status(cluster: TestCluster, id: string) {
+  return (await fetch(`${cluster.url(id)}/status`, { headers: auth })).json();
+}
+
+describe("replication over ssh, confined by rrsync", () => {
+  let cluster: TestCluster | undefined;
+  let sshd: TestSshd | undefined;
+  afterEach(async () => {
+    await cluster?.stopAll();
+    await sshd?.stop();
+  });
+
+  it("pushes, deletes and restores through the forced command, and a key reaches nothing else", async () => {
+    const keyDir = await mkdtemp(join(tmpdir(), "nanocdn-keys-"));
+    const keys = { "1": makeKey(keyDir, "node1"), "2": makeKey(keyDir, "node2") };
+    // The folders exist before the nodes do: the cluster helper puts node N's data in <dir>/node<N>/data.
+    let dataOf: (id: string) => string = () => "";
+    cluster = await startCluster({
+      size: 2,
+      config: (id) => ({ rsync_ssh: sshd!.sshCommand(keys[id as "1" | "2"]) }),
+      // The key each node logs in with decides which folder it reaches: no path needed.
+      peer: () => ({ rsync: `${userInfo().username}@127.0.0.1:` }),
+      beforeStart: async (data) => {
+        dataOf = data;
+        sshd = await startSshd([
+          { publicKey: await readFile(`${keys["1"]}.pub`, "utf8"), folder: join(data("2"), "files", "1") },
+          { publicKey: await readFile(`${keys["2"]}.pub`, "utf8"), folder: join(data("1"), "files", "2") },
+        ]);
+      },
+    });
+    const c = cluster;
+    await eventually(async () => expect((await status(c, "1")).ownFilesComplete).toBe(true), 30_000);
+
+    const created = await fetch(`${c.url("1")}/upload/pub/over-ssh.txt`, { method: "PUT", body: "via rrsync", headers: auth });
+    expect(created.status).toBe(201);
+    const onTwo = join(dataOf("2"), "files", "1", "pub", "over-ssh.txt");
+    await eventually(async () => expect(await readFile(onTwo, "utf8")).toBe("via rrsync"));
+    expect((await status(c, "1")).replication[0]).toMatchObject({ transport: "ssh", backlog: 0 });
+
+    // Node 1's key opens node 1's replica on node 2 and nothing else.
+    const intruder = join(keyDir, "intruder.txt");
+    await writeFile(intruder, "node 1 pretending");
+    for (const destination of [`${sshd!.user}@127.0.0.1:../2/`, `${sshd!.user}@127.0.0.1:/etc/`]) {
+      spawnSync("rsync", ["-a", "-e", sshd!.sshCommand(keys["1"]), intruder, destination]);
+    }
+    expect(await listFiles(join(dataOf("2"), "files", "2"))).not.toContain("intruder.txt");
+    expect(await readFile("/etc/intruder.txt").catch(() => "absent")).toBe("absent");
+
+    expect((await fetch(`${c.url("1")}/1/pub/over-ssh.txt`, { method: "DELETE", headers: auth })).status).toBe(204);
+    await eventually(async () => expect(await readFile(onTwo).catch(() => "gone")).toBe("gone"));
+
+    // A wiped node 1 pulls its files back through the same confined key.
+    const kept = await fetch(`${c.url("1")}/upload/priv/kept.txt`, { method: "PUT", body: "kept", headers: auth });
+    expect(kept.status).toBe(201);
+    await eventually(async () => expect(await listFiles(join(dataOf("2"), "files", "1"))).toContain("priv/kept.txt"));
+    await c.kill("1");
+    await rm(dataOf("1"), { recursive: true });
+    await c.start("1");
+    await eventually(async () => expect((await status(c, "1")).ownFilesComplete).toBe(true), 30_000);
+    expect(await readFile(join(dataOf("1"), "files", "1", "priv", "kept.txt"), "utf8")).toBe("kept");
+  });
+});
