@@ -42,7 +42,8 @@ describe("cluster routing", () => {
   };
 
   beforeAll(async () => {
-    cluster = await startCluster({ size: 3 });
+    // Two serving processes a node: routing state (peer health) must reach every one.
+    cluster = await startCluster({ size: 3, config: { workers: 2 } });
   }, 60_000);
   afterAll(async () => {
     await cluster?.stopAll();

@@ -65,6 +65,7 @@ export class PeerHealth extends EventEmitter<{ up: [string]; down: [string] }> {
     state.up = ok;
     state.streak = 0;
     state.since = new Date();
+    if (ok) state.lastError = undefined;
     if (ok) this.log.info({ peer: id }, "peer is up");
     else this.log.warn({ peer: id, reason: state.lastError }, "peer is down");
     this.emit(ok ? "up" : "down", id);

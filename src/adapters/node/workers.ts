@@ -13,7 +13,7 @@ type ToWorker =
   | { t: "complete"; value: boolean }
   | { t: "invalidate"; key: string }
   | { t: "status"; id: number; status: Record<string, unknown> };
-type ToPrimary = { t: "changed"; change: Change } | { t: "legacy" } | { t: "status"; id: number };
+type ToPrimary = { t: "ready" } | { t: "changed"; change: Change } | { t: "legacy" } | { t: "status"; id: number };
 
 /**
  * The primary: runs the node-wide services once (health checks,
@@ -37,12 +37,13 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
   let stopping = false;
   const fork = () => {
     const worker = cluster.fork();
-    worker.on("online", () => {
-      for (const peer of services.health.snapshot()) send(worker, { t: "peer", id: peer.id, up: peer.up });
-      send(worker, { t: "complete", value: services.ownFilesComplete() });
-    });
     worker.on("message", (message: ToPrimary) => {
       switch (message.t) {
+        case "ready":
+          // What it missed while starting (messages to a process that is not listening yet are lost).
+          for (const peer of services.health.snapshot()) send(worker, { t: "peer", id: peer.id, up: peer.up });
+          send(worker, { t: "complete", value: services.ownFilesComplete() });
+          break;
         case "changed":
           services.changed(message.change);
           if (message.change.kind === "deleted") broadcast({ t: "invalidate", key: message.change.key }, worker);
@@ -130,5 +131,6 @@ export async function startWorker(config: Config, log: NodeLogger): Promise<Serv
         break;
     }
   });
+  toPrimary({ t: "ready" });
   return serving;
 }
