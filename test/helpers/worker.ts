@@ -55,14 +55,3 @@ export async function startWorker(bindings: Record<string, string>): Promise<Run
   const bucket = await mf.getR2Bucket("FILES");
   return { url, mf, bucket, close: () => mf.dispose() };
 }
-
-export async function listBucket(bucket: RunningWorker["bucket"]): Promise<string[]> {
-  const keys: string[] = [];
-  let cursor: string | undefined;
-  do {
-    const page = await bucket.list({ cursor });
-    keys.push(...page.objects.map((o) => o.key));
-    cursor = page.truncated ? page.cursor : undefined;
-  } while (cursor);
-  return keys.sort();
-}

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll } from "vitest";
 import { bcryptLine, PASSWORD, USER } from "../helpers/credentials.ts";
-import { listBucket, type RunningWorker, startWorker } from "../helpers/worker.ts";
+import { listKeys } from "../helpers/r2-keys.ts";
+import { type RunningWorker, startWorker } from "../helpers/worker.ts";
 import { type ApiTarget, describeHttpApi } from "./api-suite.ts";
 
 const MAX = 1024 * 1024;
@@ -18,7 +19,7 @@ beforeAll(async () => {
     seedLegacy: async (path, body) => {
       await worker.bucket.put(`legacy/${path}`, body);
     },
-    storedKeys: () => listBucket(worker.bucket),
+    storedKeys: () => listKeys(worker.bucket as Parameters<typeof listKeys>[0]),
   };
 }, 60_000);
 

@@ -6,12 +6,32 @@ import type { Logger } from "../../handlers/logger.ts";
 /** Sends one delete to one peer: true when it is done there (deleted, or was not there). */
 export type SendDelete = (peer: string, key: string) => Promise<boolean>;
 
+/** Where a node keeps the legacy deletes its peers have not confirmed yet. */
+export const legacyDeletesDir = (data: string) => join(data, "state", "legacy-deletes");
+
+/**
+ * Records a legacy delete for every peer; resolves once it is on disk. Each
+ * pending delete is a small file `<dir>/<peer>/<hash of key>`, written whole
+ * and then renamed into place, so any process of the node may record one
+ * and the queue survives restarts.
+ */
+export async function recordLegacyDelete(dir: string, peers: readonly string[], key: string): Promise<void> {
+  const name = createHash("sha256").update(key).digest("hex");
+  await Promise.all(
+    peers.map(async (peer) => {
+      const folder = join(dir, peer);
+      await mkdir(folder, { recursive: true });
+      const temp = join(folder, `.${randomUUID()}`);
+      await writeFile(temp, key, { flush: true });
+      await rename(temp, join(folder, name));
+    }),
+  );
+}
+
 /**
  * Legacy files have no owner, so a delete must reach every node, including
- * one that is down right now. Each pending delete is a small file
- * `<dir>/<peer>/<hash of key>` (written whole, then renamed into place), so
- * the queue survives restarts and any process of the node may add to it;
- * it is retried until the peer confirms.
+ * one that is down right now: the recorded deletes are sent until each peer
+ * confirms.
  */
 export class LegacyDeleteQueue {
   readonly #running = new Map<string, Promise<void>>();
@@ -22,20 +42,6 @@ export class LegacyDeleteQueue {
     private readonly send: SendDelete,
     private readonly log: Logger,
   ) {}
-
-  /** Records the delete for every peer; resolves once it is on disk. */
-  async add(key: string): Promise<void> {
-    const name = createHash("sha256").update(key).digest("hex");
-    await Promise.all(
-      this.peers.map(async (peer) => {
-        const folder = join(this.dir, peer);
-        await mkdir(folder, { recursive: true });
-        const temp = join(folder, `.${randomUUID()}`);
-        await writeFile(temp, key, { flush: true });
-        await rename(temp, join(folder, name));
-      }),
-    );
-  }
 
   /** Pending deletes per peer. */
   async pending(): Promise<Record<string, number>> {

@@ -9,7 +9,7 @@ import type { Config } from "./config.ts";
 import { DiskStore } from "./disk-store.ts";
 import { createFirstUser } from "./first-user.ts";
 import { HttpPeers } from "./http-peers.ts";
-import { LegacyDeleteQueue } from "./legacy-deletes.ts";
+import { LegacyDeleteQueue, legacyDeletesDir } from "./legacy-deletes.ts";
 import { PeerHealth } from "./peer-health.ts";
 import { type Replication, startReplication } from "./replication/index.ts";
 
@@ -23,10 +23,6 @@ export async function readClusterSecret(file: string, log: Logger): Promise<stri
   }
   if ((await stat(file)).mode & 0o077) log.warn({ file }, "the cluster secret file is readable by other users; chmod 600 it");
   return secret;
-}
-
-export function legacyDeleteQueue(config: Config, peerIds: readonly string[], send: ConstructorParameters<typeof LegacyDeleteQueue>[2], log: Logger) {
-  return new LegacyDeleteQueue(join(config.data, "state", "legacy-deletes"), peerIds, send, log);
 }
 
 /**
@@ -69,8 +65,8 @@ export async function startServices(config: Config, log: Logger, onOwnFilesCompl
   const secret = await readClusterSecret(config.cluster_secret_file!, log);
   const peers = await httpPeers(config, health, log);
   const context = { peers, auth: new ClusterAuth(config.node, secret), log };
-  const legacyDeletes = legacyDeleteQueue(
-    config,
+  const legacyDeletes = new LegacyDeleteQueue(
+    legacyDeletesDir(config.data),
     peers.ids,
     async (peer, key) => {
       const [, namespace, ...path] = key.split("/");

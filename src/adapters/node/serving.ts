@@ -9,7 +9,8 @@ import { HtpasswdFile } from "./htpasswd-file.ts";
 import type { HttpPeers } from "./http-peers.ts";
 import { startHttpServer } from "./http-server.ts";
 import type { NodeLogger } from "./logger.ts";
-import { httpPeers, legacyDeleteQueue, readClusterSecret, type Services } from "./services.ts";
+import { legacyDeletesDir, recordLegacyDelete } from "./legacy-deletes.ts";
+import { httpPeers, readClusterSecret, type Services } from "./services.ts";
 import { StoreHealth } from "./store-health.ts";
 
 /** What a serving process needs from the node-wide services, in this process or the primary. */
@@ -39,13 +40,13 @@ export async function startServing(config: Config, log: NodeLogger, state: NodeS
   let peers: HttpPeers | undefined;
   if (config.peers.length > 0) {
     peers = await httpPeers(config, state.health, log);
-    // Only the primary delivers queued deletes; this process just records them.
-    const queue = legacyDeleteQueue(config, peers.ids, async () => false, log);
+    const peerIds = peers.ids;
     cluster = {
       peers,
       auth: new ClusterAuth(config.node, await readClusterSecret(config.cluster_secret_file!, log)),
+      // Recorded on disk here; the node-wide services deliver it.
       async mirrorLegacyDelete(key: string) {
-        await queue.add(key);
+        await recordLegacyDelete(legacyDeletesDir(config.data), peerIds, key);
         state.legacyDeleteQueued();
       },
     };
