@@ -135,8 +135,8 @@ describe("Node server", () => {
     }
   });
 
-  it("finishes requests in flight on SIGTERM, refuses new ones and exits 0", async () => {
-    const node = await startNodeProcess();
+  it("finishes requests in flight on SIGTERM, refuses new ones and exits 0, with several serving processes", async () => {
+    const node = await startNodeProcess({ config: { workers: 2 } });
     const upload = startUpload(node.url, "/upload/pub/inflight.bin", 256 * 1024, 128 * 1024);
     await new Promise((r) => setTimeout(r, 300));
     node.child.kill("SIGTERM");
