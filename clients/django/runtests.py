@@ -4,7 +4,8 @@
 The tests talk to running nanocdn nodes described by environment variables
 (tests/live.py), so run them through the project's test command, which starts
 the nodes:  npx vitest run test/clients/django.test.ts
-Arguments are test labels, e.g. tests.test_failover.
+Arguments are test labels, e.g. tests.test_failover. Without any, the tests/test_*.py
+modules run; tests.cluster_kill (which SIGKILLs node 1) runs only when named.
 """
 
 import os

@@ -3,7 +3,9 @@ import { cp, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PASSWORD, USER } from "../helpers/credentials.ts";
+import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { basic, PASSWORD, USER } from "../helpers/credentials.ts";
+import { eventually } from "../helpers/eventually.ts";
 import { type NodeProcess, startNodeProcess } from "../helpers/node-process.ts";
 
 /** Debian's Python, which sees Debian's python3-django (the first python3 on PATH may not). */
@@ -12,6 +14,7 @@ const CLIENT = resolve(import.meta.dirname, "../../clients/django");
 const SUITE_TIMEOUT_MS = 150_000;
 /** Nodes 1-3 refuse bodies over this (413), so that the suite can see a refusal. */
 const MAX_UPLOAD_BYTES = 10 * 1024 * 1024;
+const STATUS_HEADERS = { Authorization: basic() };
 
 interface RunResult {
   code: number | null;
@@ -19,13 +22,13 @@ interface RunResult {
   output: string;
 }
 
-/** Runs the Python suite to its end, killing it if it hangs, so no process outlives the test. */
-function runPythonSuite(env: Record<string, string>): Promise<RunResult> {
+/** Runs the Python suite (or the tests `labels` name) to its end, killing it if it hangs, so no process outlives the test. */
+function runPythonSuite(env: Record<string, string>, labels: string[] = []): Promise<RunResult> {
   return new Promise((done, fail) => {
     const childEnv: Record<string, string | undefined> = { ...process.env, ...env, PYTHONDONTWRITEBYTECODE: "1" };
     delete childEnv.PYTHONPATH;
     delete childEnv.PYTHONHOME;
-    const child = spawn(PYTHON, ["runtests.py"], { cwd: CLIENT, env: childEnv, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(PYTHON, ["runtests.py", ...labels], { cwd: CLIENT, env: childEnv, stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
     child.stdout.on("data", (chunk) => (output += chunk));
     child.stderr.on("data", (chunk) => (output += chunk));
@@ -59,57 +62,112 @@ function makeCertificate(dir: string): { cert: string; key: string } {
   return { cert, key };
 }
 
+/**
+ * Until both nodes of the cluster take uploads themselves (their stores passed
+ * their last probe), have their own files, see each other up and have pushed
+ * a full pass to each other: from then on only uploads and deletes make a
+ * node push anything (tests/live.py puts files on node 1's disk that must stay
+ * unreplicated).
+ */
+async function clusterReady(cluster: TestCluster): Promise<void> {
+  await eventually(async () => {
+    for (const id of cluster.ids) {
+      const status = await (await fetch(`${cluster.url(id)}/status`, { headers: STATUS_HEADERS })).json();
+      expect(status.storeHealthy, `node ${id} has a working store`).toBe(true);
+      expect(status.ownFilesComplete, `node ${id} has its own files`).toBe(true);
+      expect(status.peers.map((p: { up: boolean }) => p.up), `node ${id} sees its peer up`).toEqual([true]);
+      for (const push of status.replication) {
+        expect(push.needsFullPass, `node ${id} pushed a full pass to ${push.peer}`).toBe(false);
+        expect(push.lastFullPass).toBeDefined();
+      }
+    }
+  }, 30_000);
+}
+
+/** Neither exited nor killed by a signal (a killed process has no exit code either). */
+function running(node: NodeProcess): boolean {
+  return node.child.exitCode === null && node.child.signalCode === null;
+}
+
+function expectPassed(result: RunResult, labels: string[], tests: RegExp): void {
+  const report = `${PYTHON} runtests.py ${labels.join(" ")} in ${CLIENT} exited with ${result.code ?? result.signal}:\n${result.output}`;
+  expect(result.code, report).toBe(0);
+  expect(result.output, report).toMatch(tests);
+  expect(result.output, report).toMatch(/^OK$/m);
+}
+
 describe("Django storage backend (clients/django)", () => {
-  const nodes: NodeProcess[] = [];
+  let cluster: TestCluster | undefined;
+  const others: NodeProcess[] = [];
   let tlsDir = "";
   let tlsCert = "";
+  let env: Record<string, string> = {};
 
   beforeAll(async () => {
     tlsDir = await mkdtemp(join(tmpdir(), "nanocdn-django-tls-"));
     const { cert, key } = makeCertificate(tlsDir);
     tlsCert = cert;
-    // Independent nodes (no cluster): 1 and 2 for most tests, 3 for the suite to SIGKILL mid-run,
-    // 4 serving HTTPS itself.
+    // Nodes 1 and 2: a cluster replicating with rsync, for nearly every test; node 1 is SIGKILLed
+    // by tests/cluster_kill.py. Node 3 on its own, whose store a test breaks (in the cluster, node 1
+    // would pass the upload to node 2 instead of answering 503). Node 4 on its own, serving HTTPS.
     const started = await Promise.allSettled([
-      ...["1", "2", "3"].map((id) => startNodeProcess({ config: { node: id, max_upload_bytes: MAX_UPLOAD_BYTES } })),
+      startCluster({ size: 2, replicate: true, config: { max_upload_bytes: MAX_UPLOAD_BYTES } }),
+      startNodeProcess({ config: { node: "3", max_upload_bytes: MAX_UPLOAD_BYTES } }),
       startNodeProcess({ config: { node: "4", tls_cert: cert, tls_key: key }, waitFor: "listening" }),
     ]);
-    for (const result of started) if (result.status === "fulfilled") nodes.push(result.value);
+    const [clustered, ...alone] = started;
+    if (clustered!.status === "fulfilled") cluster = clustered!.value as TestCluster;
+    for (const result of alone) if (result.status === "fulfilled") others.push(result.value as NodeProcess);
     const failed = started.find((result) => result.status === "rejected");
     if (failed) throw (failed as PromiseRejectedResult).reason;
-  });
+    await clusterReady(cluster!);
+    const entry = (id: string, node: NodeProcess, clustered: boolean) => ({
+      id,
+      url: node.url,
+      pid: node.child.pid,
+      data: node.data,
+      max_upload_bytes: MAX_UPLOAD_BYTES,
+      cluster: clustered,
+    });
+    env = {
+      NANOCDN_TEST_NODES: JSON.stringify([
+        entry("1", cluster!.nodes["1"]!, true),
+        entry("2", cluster!.nodes["2"]!, true),
+        entry("3", others[0]!, false),
+      ]),
+      NANOCDN_TEST_TLS: JSON.stringify({ url: others[1]!.url.replace("http:", "https:"), ca: tlsCert }),
+      NANOCDN_TEST_USER: USER,
+      NANOCDN_TEST_PASSWORD: PASSWORD,
+    };
+  }, 90_000);
 
   afterAll(async () => {
-    await Promise.all(nodes.map((node) => node.stop()));
+    await Promise.all([cluster?.stopAll(), ...others.map((node) => node.stop())]);
     if (tlsDir) await rm(tlsDir, { recursive: true, force: true });
   });
 
   it(
-    "passes its Python suite against real nodes, one of them killed mid-run",
+    "passes its Python suite against a two-node cluster (and two nodes on their own)",
     async () => {
-      const result = await runPythonSuite({
-        NANOCDN_TEST_NODES: JSON.stringify(
-          nodes.slice(0, 3).map((node, i) => ({
-            id: String(i + 1),
-            url: node.url,
-            pid: node.child.pid,
-            data: node.data,
-            max_upload_bytes: MAX_UPLOAD_BYTES,
-          })),
-        ),
-        NANOCDN_TEST_TLS: JSON.stringify({ url: nodes[3]!.url.replace("http:", "https:"), ca: tlsCert }),
-        NANOCDN_TEST_USER: USER,
-        NANOCDN_TEST_PASSWORD: PASSWORD,
-      });
-      const report = `${PYTHON} runtests.py in ${CLIENT} exited with ${result.code ?? result.signal}:\n${result.output}`;
-      expect(result.code, report).toBe(0);
-      expect(result.output, report).toMatch(/^Ran \d+ tests? in /m);
-      expect(result.output, report).toMatch(/^OK$/m);
-      // The suite really killed node 3 (and only node 3).
-      expect(await nodes[2]!.exited).toBe("SIGKILL");
-      expect(nodes[0]!.child.exitCode).toBeNull();
-      expect(nodes[1]!.child.exitCode).toBeNull();
-      expect(nodes[3]!.child.exitCode).toBeNull();
+      const result = await runPythonSuite(env);
+      expectPassed(result, [], /^Ran \d+ tests? in /m);
+      // Every node is still up: killing is the next test's business.
+      for (const node of [...Object.values(cluster!.nodes), ...others]) expect(running(node), node.url).toBe(true);
+    },
+    SUITE_TIMEOUT_MS + 10_000,
+  );
+
+  it(
+    "keeps reading, saving and refusing deletes as it should when node 1 of the cluster is SIGKILLed mid-test",
+    async () => {
+      // The nodes must be as a fresh start would leave them (a test above broke node 1's store a while).
+      await clusterReady(cluster!);
+      const labels = ["tests.cluster_kill"];
+      const result = await runPythonSuite(env, labels);
+      expectPassed(result, labels, /^Ran 1 test in /m);
+      // The suite really killed node 1, and only node 1.
+      expect(await cluster!.nodes["1"]!.exited).toBe("SIGKILL");
+      for (const node of [cluster!.nodes["2"]!, ...others]) expect(running(node), node.url).toBe(true);
     },
     SUITE_TIMEOUT_MS + 10_000,
   );

@@ -1,11 +1,10 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { connect } from "node:net";
 import { join, resolve } from "node:path";
 import { stringify } from "smol-toml";
 import { writeHtpasswd } from "./credentials.ts";
-import { freePort } from "./ports.ts";
+import { freePort, tcpConnect } from "./ports.ts";
 
 export const BIN = resolve(import.meta.dirname, "../../bin/nanocdn.mjs");
 
@@ -75,16 +74,6 @@ export async function startNodeProcess(options: StartOptions = {}): Promise<Node
   };
   await waitUntilUp(node, options.waitFor ?? "healthy");
   return node;
-}
-
-function tcpConnect(port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, "127.0.0.1", () => {
-      socket.end();
-      resolve();
-    });
-    socket.on("error", reject);
-  });
 }
 
 async function waitUntilUp(node: NodeProcess, waitFor: "healthy" | "listening", timeoutMs = 30_000): Promise<void> {

@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
@@ -139,7 +140,10 @@ describe("Node server", () => {
     const node = await startNodeProcess({ config: { workers: 2 } });
     const upload = startUpload(node.url, "/upload/pub/inflight.bin", 256 * 1024, 128 * 1024);
     await new Promise((r) => setTimeout(r, 300));
-    node.child.kill("SIGTERM");
+    // As a service manager stops a service: SIGTERM to every process of it at once.
+    const processes = execFileSync("pgrep", ["-f", node.configFile], { encoding: "utf8" }).trim().split("\n");
+    expect(processes.length).toBe(3);
+    for (const pid of processes) process.kill(Number(pid), "SIGTERM");
     await eventually(async () => {
       await expect(fetch(`${node.url}/check/`)).rejects.toThrow();
     });
@@ -231,6 +235,37 @@ describe("Node server", () => {
         await node.stop();
       }
     });
+  });
+
+  it("answers a refused upload with its status and Connection: close, never a reset, even to a client that sends it all", async () => {
+    const node = await startNodeProcess();
+    try {
+      await fetch(`${node.url}/upload/pub/taken.bin`, { method: "PUT", body: "x", headers: auth });
+      const { hostname, port } = new URL(node.url);
+      // No Expect: 100-continue here: the client writes its whole body before it reads.
+      const sendAll = (path: string, headers: Record<string, string>) =>
+        new Promise<string>((resolve) => {
+          const size = 16 * 1024 * 1024;
+          const req = request({ host: hostname, port, method: "PUT", path, agent: false, headers: { ...headers, "Content-Length": String(size) } });
+          req.on("response", (res) => {
+            res.resume();
+            resolve(`${res.statusCode} ${res.headers.connection}`);
+          });
+          req.on("error", (error) => resolve(`error ${(error as NodeJS.ErrnoException).code}`));
+          req.end(Buffer.alloc(size));
+        });
+      const answers = [];
+      for (let i = 0; i < 4; i++) {
+        answers.push(await sendAll("/upload/pub/taken.bin", auth), await sendAll(`/upload/pub/anonymous-${i}.bin`, {}));
+      }
+      expect(answers).toEqual(Array(4).fill(["409 close", "401 close"]).flat());
+      // An upload whose body was read keeps its connection.
+      const kept = await rawRequest(node.url, "PUT", "/upload/pub/fresh.bin", { ...auth, Connection: "keep-alive" }, "fresh");
+      expect(kept.status).toBe(201);
+      expect(kept.headers.connection).toBe("keep-alive");
+    } finally {
+      await node.stop();
+    }
   });
 
   it("keeps the temp folder empty after many uploads", async () => {

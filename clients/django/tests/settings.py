@@ -15,7 +15,8 @@ INSTALLED_APPS = ["tests"]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 
-# Nodes 1 and 2; node 3 is the one the suite kills, so only its own test uses it.
+# The two nodes of the cluster. (Node 3, on its own, is only for the tests that break its store;
+# tests/cluster_kill.py, run apart, SIGKILLs node 1.)
 NANOCDN = {
     "NODES": [live.node("1").url, live.node("2").url],
     "USERNAME": live.USER,

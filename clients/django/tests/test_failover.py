@@ -1,4 +1,7 @@
-"""Node failover: a dead node, a node whose store fails (503), and a node killed with SIGKILL mid-run."""
+"""Node failover: a dead node, a node whose store fails (503), and fake nodes that misbehave on purpose.
+
+A node of the cluster SIGKILLed mid-test: tests/cluster_kill.py.
+"""
 
 import os
 import socket
@@ -7,14 +10,7 @@ import threading
 from django.core.files.base import ContentFile
 from django.test import SimpleTestCase
 
-from nanocdn_django import (
-    NanoCdnError,
-    NanoCdnFileNotFound,
-    NanoCdnHttpError,
-    NanoCdnReadError,
-    NanoCdnUnavailable,
-    NanoCdnUploadUncertain,
-)
+from nanocdn_django import NanoCdnUnavailable, NanoCdnUploadUncertain
 
 from tests import live
 
@@ -94,25 +90,27 @@ class UploadFailoverTests(SimpleTestCase):
         self.assertFalse(live.storage(live.node("2").url).exists(name))
 
     def test_first_node_answers_503(self):
-        node1, node2 = live.node("1"), live.node("2")
-        s = live.storage(node1.url, node2.url)
-        with live.broken_store(node1):
-            name = s.save("failover/store-down.txt", ContentFile(b"node 1 cannot store"))
+        # Node 3 runs on its own: a node of the cluster whose store fails passes the upload to its
+        # peer itself instead of answering 503 (tests/test_cluster.py).
+        node3, node2 = live.node("3"), live.node("2")
+        s = live.storage(node3.url, node2.url)
+        with live.broken_store(node3):
+            name = s.save("failover/store-down.txt", ContentFile(b"node 3 cannot store"))
             self.assertEqual(name, "2/pub/failover/store-down.txt")
-            self.assertEqual(s.open(name).read(), b"node 1 cannot store")
-            # Alone, node 1 says why: the error names the node, the status, the code and Retry-After.
+            self.assertEqual(s.open(name).read(), b"node 3 cannot store")
+            # Alone, node 3 says why: the error names the node, the status, the code and Retry-After.
             with self.assertRaises(NanoCdnUnavailable) as caught:
-                live.storage(node1.url).save("failover/alone.txt", ContentFile(b"x"))
+                live.storage(node3.url).save("failover/alone.txt", ContentFile(b"x"))
             message = str(caught.exception)
-            self.assertIn(node1.url, message)
+            self.assertIn(node3.url, message)
             self.assertIn("503 store_unavailable", message)
             self.assertIsNotNone(caught.exception.retry_after)
-            self.assertFalse(os.path.exists(live.stored_path(node1, "1/pub/failover/alone.txt")))
+            self.assertFalse(os.path.exists(live.stored_path(node3, "3/pub/failover/alone.txt")))
         s.delete(name)
-        # Repaired, node 1 takes uploads again.
-        fresh = live.storage(node1.url, node2.url)
+        # Repaired, node 3 takes uploads again.
+        fresh = live.storage(node3.url, node2.url)
         name = fresh.save("failover/repaired.txt", ContentFile(b"back"))
-        self.assertEqual(name, "1/pub/failover/repaired.txt")
+        self.assertEqual(name, "3/pub/failover/repaired.txt")
         fresh.delete(name)
 
     def test_a_node_that_failed_is_asked_last_for_a_while(self):
@@ -209,60 +207,3 @@ class UploadFailoverTests(SimpleTestCase):
         self.assertIn(fake.url + " did not ask for the body (timed out); it was not sent", str(caught.exception))
         self.assertTrue(done.wait(10))
         self.assertEqual(received, [0])
-
-
-class NodeKilledTests(SimpleTestCase):
-    """Node 3 is SIGKILLed in the middle of this test; nodes 1 and 2 live on."""
-
-    def test_node_killed_mid_run(self):
-        node2, node3 = live.node("2"), live.node("3")
-        s = live.storage(node3.url, node2.url)
-        on_3 = s.save("kill/before.txt", ContentFile(b"stored on 3"))
-        on_2 = live.storage(node2.url).save("kill/on-2.txt", ContentFile(b"stored on 2"))
-        self.assertEqual(on_3, "3/pub/kill/before.txt")
-        self.assertEqual(on_2, "2/pub/kill/on-2.txt")
-        big = os.urandom(8 * 1024 * 1024)
-        big_name = s.save("kill/big.bin", ContentFile(big))
-        self.assertEqual(big_name, "3/pub/kill/big.bin")
-
-        # A small receive buffer keeps most of the 8 MiB on node 3's side while we read.
-        reading = live.storage(
-            node3.url, node2.url, socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)]
-        ).open(big_name)
-        self.assertEqual(reading.read(64 * 1024), big[: 64 * 1024])
-
-        live.kill(node3)
-
-        # The read cannot finish, and says so: never a silently short file.
-        with self.assertRaises(NanoCdnReadError) as broken:
-            reading.read()
-        reading.close()
-        message = str(broken.exception)
-        self.assertIn("the connection to %s broke after" % node3.url, message)
-        self.assertIn("of 8388608 bytes", message)
-        self.assertIn(node3.url + " could not connect (connection refused)", message)
-
-        # New saves go to the surviving node, with the dead node still first in the list.
-        after = s.save("kill/after.txt", ContentFile(b"stored on 2 after the kill"))
-        self.assertEqual(after, "2/pub/kill/after.txt")
-        dead_first = live.storage(node3.url, node2.url)
-        for name, content in ((on_2, b"stored on 2"), (after, b"stored on 2 after the kill")):
-            self.assertTrue(dead_first.exists(name))
-            self.assertEqual(dead_first.size(name), len(content))
-            with dead_first.open(name) as f:
-                self.assertEqual(f.read(), content)
-        dead_first.delete(after)
-        self.assertFalse(dead_first.exists(after))
-
-        # A file only the dead node has: the error tells which node failed how. (A fresh storage: the
-        # one above now asks node 3 last, having seen it fail.)
-        with self.assertRaises(NanoCdnError) as lost:
-            live.storage(node3.url, node2.url).open(on_3)
-        message = str(lost.exception)
-        self.assertIn(node3.url + " could not connect (connection refused)", message)
-        self.assertIn(node2.url, message)
-        # (Today nodes are independent, so node 2 does not know node 3; in a cluster it would serve
-        # its replica, or answer 503 when it has none yet, and the read would not fail like this.)
-        self.assertTrue(isinstance(lost.exception, (NanoCdnHttpError, NanoCdnUnavailable)), repr(lost.exception))
-        self.assertNotIsInstance(lost.exception, NanoCdnFileNotFound)
-        dead_first.delete(on_2)

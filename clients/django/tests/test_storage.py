@@ -1,4 +1,4 @@
-"""The storage API against two healthy, independent nodes (1 and 2), through default_storage."""
+"""The storage API against the two healthy nodes of the cluster (1 and 2), through default_storage."""
 
 import datetime
 import io
@@ -169,10 +169,12 @@ class RoundTripTests(SimpleTestCase):
         node1, node2 = live.node("1"), live.node("2")
         name = live.storage(node1.url).save("owner/first.txt", ContentFile(b"on 1"))
         self.addCleanup(live.storage(node1.url).delete, name)
-        # Node 2 comes first in the dict, but the name says node 1 owns the file. (Nodes are independent
-        # today, so node 2 could not serve it: only going to the owner first can succeed.)
+        # Node 2 comes first in the dict, but the name says node 1 owns the file. (Node 2 could serve it
+        # too, from its replica or from node 1: the node that answered shows who was asked first.)
         s = NanoCdnStorage(nodes={"2": node2.url, "1": node1.url}, username=live.USER, password=live.PASSWORD)
-        self.assertEqual(s.open(name).read(), b"on 1")
+        with s.open(name) as f:
+            self.assertEqual(f.read(), b"on 1")
+            self.assertEqual(f.node, node1.url)
         self.assertEqual(s.size(name), 4)
         self.assertEqual(s.url(name), node2.url + "/1/pub/owner/first.txt")
 

@@ -50,7 +50,12 @@ async function serve(args: string[]): Promise<void> {
   const node = await startNode(config, log);
   let stopping = false;
   const stop = async (signal: string) => {
-    if (stopping) process.exit(1);
+    if (stopping) {
+      // A second Ctrl-C means "now". A second SIGTERM is routine: service
+      // managers signal every process of a node, and a primary its workers too.
+      if (signal === "SIGINT") process.exit(1);
+      return;
+    }
     stopping = true;
     log.info({ signal }, "shutting down: finishing requests in flight");
     await node.close();

@@ -63,6 +63,43 @@ async function readTls(tls: { cert: string; key: string }) {
 }
 
 /** Serves the app over HTTP, or HTTPS when a certificate is configured. */
+/** How long a refused upload's sender may go on sending before its connection is cut. */
+const LINGER_MS = 5000;
+
+/**
+ * An answer given before the request's body was read whole (a refused
+ * upload) ends the connection, with `Connection: close` so that the client
+ * does not send its next request on it. The close waits until the client has
+ * sent the rest of its body (read and dropped, for up to LINGER_MS), as
+ * nginx's lingering close does: closing a socket with unread data resets it,
+ * and a reset can cost the client the answer it has not read yet.
+ */
+function closeIfBodyUnread(request: IncomingMessage, response: ServerResponse): void {
+  const writeHead = response.writeHead;
+  response.writeHead = function (this: ServerResponse, ...args: Parameters<ServerResponse["writeHead"]>) {
+    if (!request.complete) {
+      this.shouldKeepAlive = false;
+      lingerBeforeClose(request);
+    }
+    return writeHead.apply(this, args);
+  } as ServerResponse["writeHead"];
+}
+
+function lingerBeforeClose(request: IncomingMessage): void {
+  const socket = request.socket;
+  const destroySoon = socket.destroySoon.bind(socket);
+  socket.destroySoon = () => {
+    if (request.complete) return destroySoon();
+    const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+    timer.unref();
+    request.once("end", () => {
+      clearTimeout(timer);
+      destroySoon();
+    });
+    request.resume();
+  };
+}
+
 /** The request's header names, lower-cased, straight from the raw list (no parsing into an object). */
 function* headerNames(request: IncomingMessage): Generator<string> {
   const raw = request.rawHeaders;
@@ -97,6 +134,9 @@ export async function startHttpServer({ app, fastRead, listen, tls, log, tlsRech
     }
     inFlight.add(response);
     response.on("close", () => inFlight.delete(response));
+    if (request.headers["content-length"] !== undefined || request.headers["transfer-encoding"] !== undefined) {
+      closeIfBodyUnread(request, response);
+    }
     void listener(request, response);
   };
   const server: Server = tls ? createHttpsServer(await readTls(tls), handle) : createHttpServer(handle);

@@ -24,8 +24,10 @@ type ToPrimary = { t: "ready" } | { t: "changed"; change: Change } | { t: "legac
  * A worker that dies is replaced.
  */
 export async function startPrimary(config: Config, log: NodeLogger, count: number): Promise<RunningNode> {
+  // A worker may be on its way out: with a callback, a failed send (EPIPE)
+  // is reported there instead of as an 'error' event that would end this process.
   const send = (worker: Worker, message: ToWorker) => {
-    if (worker.isConnected()) worker.send(message);
+    if (worker.isConnected()) worker.send(message, undefined, () => {});
   };
   const broadcast = (message: ToWorker, except?: Worker) => {
     for (const worker of Object.values(cluster.workers ?? {})) if (worker && worker !== except) send(worker, message);
@@ -37,6 +39,7 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
   let stopping = false;
   const fork = () => {
     const worker = cluster.fork();
+    worker.on("error", (error) => log.warn({ worker: worker.process.pid, err: error }, "serving process channel failed"));
     worker.on("message", (message: ToPrimary) => {
       switch (message.t) {
         case "ready":

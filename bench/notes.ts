@@ -1,0 +1,90 @@
+// The notes printed under the table: how each row was measured, what the
+// CPU went to, what disturbed the run and what the nodes logged.
+
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import type { Memory } from "./procs.ts";
+import type { Row } from "./report.ts";
+import type { Side } from "./throughput.ts";
+
+export function memoryText(m: Memory): string {
+  return m.processes > 1
+    ? `${m.rssSumMiB} MiB RSS, sum of ${m.processes} processes (largest ${m.rssMaxMiB}; PSS ${m.pssSumMiB})`
+    : `${m.rssSumMiB} MiB RSS`;
+}
+
+export async function summarizeNginxErrors(file: string): Promise<{ lines: number; sample: string[] }> {
+  if (!existsSync(file)) return { lines: 0, sample: [] };
+  const lines = (await readFile(file, "utf8")).split("\n").filter((l) => l.trim() !== "");
+  return { lines: lines.length, sample: lines.slice(0, 5) };
+}
+
+export function buildNotes(extra: string[], logs: Record<string, unknown>, workersNote: string | undefined): string[] {
+  const notes = [
+    "ratio = nanocdn req/s ÷ nginx req/s from the same run (for memory rows: RSS ÷ RSS). Latencies are wrk's --latency percentiles, in ms, at 64 connections.",
+    "HEAD is driven by ApacheBench (ab -k, one thread) for both servers: Debian's wrk 4.1 waits for a body after a HEAD answer with Content-Length and measures nothing.",
+    "nginx never fsyncs a PUT; nanocdn's fsync = true row fsyncs the file and its folder before the 201, the fsync = false row does not. nginx's WebDAV PUT checks Basic auth (bcrypt, cost 5) on every request, nanocdn caches a verified password: the 'WITHOUT auth_basic' row shows nginx without that cost.",
+    "PUT rows run on node 1 of a 2-node cluster that pushes every upload to node 2 with rsync (batched every 100 ms) on this same machine: that rsync CPU is part of nanocdn's cost here. The 'one node without peers' row leaves replication out.",
+    "nginx has no replication. For reference, the seed setup's lsyncd measured p99 5.06 s with its default 5 s delay, 0.25 s with delay 0. nanocdn's lag is timed from the client receiving 201 to the file existing in the peer's data folder (polled every 2 ms).",
+    "catch-up: node 2 is stopped (SIGTERM), node 1 sees it down, 10,000 files go to node 1, node 2 is started again; timed until node 2's replica folder holds all 10,000, from the moment its /check/ answers 200 (the target) and from the restart. Node 1 notices node 2 is back by its health checks (README defaults: every 1 s, 2 good in a row), then runs a full rsync pass.",
+    "memory: VmRSS from /proc/<pid>/status of the node process and every Node.js process under it (serving workers; rsync runs are left out), summed; the largest single process and the PSS sum (shared pages counted once) are given too. Under load = the largest sample (every 250 ms) over the GET rows (incl. the proxying node of the owner row) or the PUT rows. nginx: master + workers.",
+  ];
+  if (workersNote) notes.push(workersNote);
+  const problems: string[] = [];
+  for (const [phase, value] of Object.entries(logs)) {
+    if (phase === "nginx") {
+      const n = value as { errorLog: { lines: number; sample: string[] } };
+      if (n.errorLog.lines > 0) problems.push(`nginx error.log: ${n.errorLog.lines} lines, e.g. ${n.errorLog.sample[0]}`);
+      continue;
+    }
+    for (const [node, summary] of Object.entries(value as Record<string, { warn: number; error: number; other: number; messages: Record<string, number> }>)) {
+      if (summary.warn + summary.error + summary.other === 0) continue;
+      const top = Object.entries(summary.messages)
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, 4)
+        .map(([m, c]) => `${c}× ${m}`)
+        .join("; ");
+      const expected = phase === "lag" ? " — node 2 was stopped on purpose for the catch-up row" : "";
+      problems.push(`${phase}/${node}: ${summary.error} errors, ${summary.warn} warnings, ${summary.other} other lines (${top})${expected}`);
+    }
+  }
+  notes.push(
+    problems.length > 0
+      ? `Warnings and errors logged after the clusters were up: ${problems.join(" | ")}`
+      : "No warnings or errors in the nanocdn node logs (after start-up) or nginx's error log.",
+  );
+  return [...notes, ...extra];
+}
+
+/** Where each server's CPU went per request, and whether other work on the machine disturbed a row. */
+export function measurementNotes(rows: Row[]): string[] {
+  const notes: string[] = [];
+  // CPU per request says what bounds throughput on a small machine, and where to look.
+  const cpuParts: string[] = [];
+  for (const row of rows) {
+    const data = row.data as { nanocdn?: Side; nginx?: Side } | undefined;
+    const n = data?.nanocdn?.cpuUsPerRequest;
+    const g = data?.nginx?.cpuUsPerRequest;
+    if (typeof n === "number" && typeof g === "number" && !row.id.includes("noauth")) cpuParts.push(`${row.label}: ${n} / ${g}`);
+  }
+  if (cpuParts.length > 0) {
+    notes.push(`Server CPU per request, µs, nanocdn / nginx (all processes of the node, or of both nodes in the owner row, rsync runs included; nginx master + workers): ${cpuParts.join("; ")}.`);
+  }
+
+  // Other processes on the machine (a test suite, a build) take CPU from the servers: say where.
+  const disturbed: string[] = [];
+  for (const row of rows) {
+    const data = row.data as { nanocdn?: unknown; nginx?: unknown } | undefined;
+    const parts = (["nanocdn", "nginx"] as const).flatMap((who) => {
+      const side = data?.[who] as Side | undefined;
+      return side && typeof side === "object" && (side.otherCores ?? 0) > 0.15 ? [`${who} ${side.otherCores}`] : [];
+    });
+    if (parts.length > 0) disturbed.push(`${row.label} (${parts.join(", ")} cores)`);
+  }
+  notes.push(
+    disturbed.length > 0
+      ? `Other work on this machine took CPU during: ${disturbed.join("; ")}. Those numbers are likely low; re-run on a quiet machine.`
+      : "No other work on the machine was noticed during the load runs (busy CPU ≈ server + load generator).",
+  );
+  return notes;
+}
