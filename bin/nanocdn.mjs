@@ -1,7 +1,4 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources directly: no build step between `npm ci` and a
-// working `nanocdn` command.
-import { register } from "tsx/esm/api";
-
-register();
-await import("../src/adapters/node/cli.ts");
+// The compiled sources: `npm ci` builds them (the `prepare` script); after
+// changing src/, run `npm run build`.
+await import("../dist/adapters/node/cli.js");

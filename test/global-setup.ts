@@ -1,12 +1,18 @@
+import { execFile } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
+
+const ROOT = resolve(import.meta.dirname, "..");
 
 /**
- * Every test run gets its own temp folder (test processes inherit TMPDIR),
+ * Builds dist/ from the sources. Every test run gets its own temp folder (test processes inherit TMPDIR),
  * removed at the end: the suite starts many nodes, each with a data folder.
  */
 export default async function setup(): Promise<() => Promise<void>> {
+  // The nodes the tests start run the compiled sources: build them from the current ones.
+  await promisify(execFile)(process.execPath, [join(ROOT, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.build.json"], { cwd: ROOT });
   const root = await mkdtemp(join(tmpdir(), "nanocdn-tests-"));
   process.env.TMPDIR = root;
   return () => rm(root, { recursive: true, force: true });

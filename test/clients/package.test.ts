@@ -11,8 +11,7 @@ const run = promisify(execFile);
 describe("the published client (nanocdn/client)", () => {
   let node: NodeProcess;
   beforeAll(async () => {
-    // What `npm ci` (prepare) builds; built again here so the test sees the current sources.
-    await run(process.execPath, [resolve(ROOT, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.client.json"], { cwd: ROOT });
+    // dist/ is what `npm ci` builds (prepare); the test run's global set-up builds it again.
     node = await startNodeProcess();
   }, 60_000);
   afterAll(async () => {
