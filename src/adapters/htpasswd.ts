@@ -2,6 +2,7 @@ import apacheCrypt from "apache-crypt";
 import apacheMd5 from "apache-md5";
 import bcrypt from "bcryptjs";
 import type { Credentials } from "../handlers/auth.ts";
+import { constantTimeEqual, type Mac, webCryptoMac } from "../handlers/mac.ts";
 
 /**
  * Credentials from the text of an nginx/Apache htpasswd file: bcrypt
@@ -16,12 +17,14 @@ export class HtpasswdCredentials implements Credentials {
   // right password on every request pays it once. Keys are HMACs of the
   // password under a per-process random key, so the cache holds no secret.
   readonly #verified = new Map<string, true>();
-  readonly #cacheKey = crypto.subtle.generateKey({ name: "HMAC", hash: "SHA-256" }, false, ["sign"]) as Promise<CryptoKey>;
+  readonly #cacheMac: Mac;
   static readonly #CACHE_SIZE = 1024;
   // Compared against when the user is unknown, so that the answer takes as long.
   static readonly #DUMMY = "$2b$10$Dn/YbtcO/f/51uzsB2nN5Oyfp/7GB0FKjKPnhznGdf5qwZLiQ1Lfe";
 
-  constructor(text: string) {
+  /** `mac` makes an HMAC function from a key; Node passes its faster, synchronous one. */
+  constructor(text: string, mac: (secret: string) => Mac = webCryptoMac) {
+    this.#cacheMac = mac(crypto.randomUUID() + crypto.randomUUID());
     text.split(/\r?\n/).forEach((line, index) => {
       const trimmed = line.trim();
       if (trimmed === "" || trimmed.startsWith("#")) return;
@@ -48,7 +51,7 @@ export class HtpasswdCredentials implements Credentials {
       await bcrypt.compare(password, HtpasswdCredentials.#DUMMY);
       return false;
     }
-    const cacheKey = await this.#cacheKeyOf(user, password, hash);
+    const cacheKey = await this.#cacheMac(`${user}\u0000${password}\u0000${hash}`);
     if (this.#verified.has(cacheKey)) return true;
     const ok = await HtpasswdCredentials.#check(password, hash);
     if (ok) {
@@ -56,12 +59,6 @@ export class HtpasswdCredentials implements Credentials {
       this.#verified.set(cacheKey, true);
     }
     return ok;
-  }
-
-  async #cacheKeyOf(user: string, password: string, hash: string): Promise<string> {
-    const data = new TextEncoder().encode(`${user}\u0000${password}\u0000${hash}`);
-    const mac = await crypto.subtle.sign("HMAC", await this.#cacheKey, data);
-    return btoa(String.fromCharCode(...new Uint8Array(mac)));
   }
 
   static async #check(password: string, hash: string): Promise<boolean> {
@@ -73,12 +70,4 @@ export class HtpasswdCredentials implements Credentials {
     }
     return constantTimeEqual(apacheCrypt(password, hash), hash);
   }
-}
-
-function constantTimeEqual(a: string, b: string): boolean {
-  let difference = a.length ^ b.length;
-  for (let i = 0; i < Math.max(a.length, b.length); i++) {
-    difference |= (a.charCodeAt(i) || 0) ^ (b.charCodeAt(i) || 0);
-  }
-  return difference === 0;
 }

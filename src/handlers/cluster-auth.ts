@@ -1,18 +1,8 @@
+import { constantTimeEqual, type Mac, webCryptoMac } from "./mac.ts";
 import { UnauthorizedError } from "./http-errors.ts";
 
 export const NODE_HEADER = "X-Nanocdn-Node";
 export const SIGNATURE_HEADER = "X-Nanocdn-Signature";
-
-const encoder = new TextEncoder();
-
-function hex(bytes: ArrayBuffer): string {
-  return Array.from(new Uint8Array(bytes), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function unhex(text: string): Uint8Array<ArrayBuffer> | undefined {
-  if (!/^(?:[0-9a-f]{2})+$/.test(text)) return undefined;
-  return Uint8Array.from(text.match(/../g)!, (pair) => parseInt(pair, 16));
-}
 
 /**
  * Node-to-node authentication: every request a node sends to a peer carries
@@ -21,44 +11,39 @@ function unhex(text: string): Uint8Array<ArrayBuffer> | undefined {
  * and a captured signature is worthless after `maxSkewMs`.
  */
 export class ClusterAuth {
-  readonly #key: Promise<CryptoKey>;
+  readonly #mac: Mac;
   readonly #maxSkewMs: number;
 
   constructor(
     readonly nodeId: string,
     secret: string,
-    { maxSkewMs = 60_000 }: { maxSkewMs?: number } = {},
+    { maxSkewMs = 60_000, mac = webCryptoMac }: { maxSkewMs?: number; mac?: (secret: string) => Mac } = {},
   ) {
-    this.#key = crypto.subtle.importKey("raw", encoder.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, [
-      "sign",
-      "verify",
-    ]);
+    this.#mac = mac(secret);
     this.#maxSkewMs = maxSkewMs;
   }
 
-  static #payload(node: string, timestamp: string, method: string, target: string): Uint8Array<ArrayBuffer> {
-    // TextEncoder never returns shared memory; Web Crypto's types want that said.
-    return encoder.encode(`${node}\n${timestamp}\n${method.toUpperCase()}\n${target}`) as Uint8Array<ArrayBuffer>;
+  static #payload(node: string, timestamp: string, method: string, target: string): string {
+    return `${node}\n${timestamp}\n${method.toUpperCase()}\n${target}`;
   }
 
   /** Headers that authenticate this node's `method target` request to a peer. */
   async sign(method: string, target: string): Promise<Record<string, string>> {
     const timestamp = String(Date.now());
-    const mac = await crypto.subtle.sign("HMAC", await this.#key, ClusterAuth.#payload(this.nodeId, timestamp, method, target));
-    return { [NODE_HEADER]: this.nodeId, [SIGNATURE_HEADER]: `${timestamp}.${hex(mac)}` };
+    const mac = await this.#mac(ClusterAuth.#payload(this.nodeId, timestamp, method, target));
+    return { [NODE_HEADER]: this.nodeId, [SIGNATURE_HEADER]: `${timestamp}.${mac}` };
   }
 
   /** The id of the peer that signed the request; throws when the signature does not prove it. */
   async verify(headers: Headers, method: string, target: string): Promise<string> {
     const node = headers.get(NODE_HEADER) ?? "";
     const [timestamp = "", mac = ""] = (headers.get(SIGNATURE_HEADER) ?? "").split(".");
-    const signature = unhex(mac);
     const age = Math.abs(Date.now() - Number(timestamp));
     const valid =
-      signature !== undefined &&
+      /^[0-9a-f]{64}$/.test(mac) &&
       Number.isFinite(age) &&
       age <= this.#maxSkewMs &&
-      (await crypto.subtle.verify("HMAC", await this.#key, signature, ClusterAuth.#payload(node, timestamp, method, target)));
+      constantTimeEqual(await this.#mac(ClusterAuth.#payload(node, timestamp, method, target)), mac);
     if (!valid) throw new UnauthorizedError("node-to-node request with a missing, stale or wrong signature");
     return node;
   }

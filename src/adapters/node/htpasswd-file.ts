@@ -2,6 +2,7 @@ import { readFile, stat } from "node:fs/promises";
 import type { Credentials } from "../../handlers/auth.ts";
 import type { Logger } from "../../handlers/logger.ts";
 import { HtpasswdCredentials } from "../htpasswd.ts";
+import { nodeMac } from "./node-mac.ts";
 
 /** How often at most the file is checked for changes. */
 const RECHECK_MS = 1000;
@@ -41,7 +42,7 @@ export class HtpasswdFile implements Credentials {
       const stats = await stat(this.path);
       const version = `${stats.ino}:${stats.size}:${stats.mtimeMs}`;
       if (version === this.#version) return;
-      const credentials = new HtpasswdCredentials(await readFile(this.path, "utf8"));
+      const credentials = new HtpasswdCredentials(await readFile(this.path, "utf8"), nodeMac);
       this.#credentials = credentials;
       this.#version = version;
       this.log.info({ file: this.path, users: credentials.users.length }, "htpasswd loaded");

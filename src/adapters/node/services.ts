@@ -9,6 +9,7 @@ import type { Config } from "./config.ts";
 import { DiskStore } from "./disk-store.ts";
 import { createFirstUser } from "./first-user.ts";
 import { HttpPeers } from "./http-peers.ts";
+import { nodeMac } from "./node-mac.ts";
 import { LegacyDeleteQueue, legacyDeletesDir } from "./legacy-deletes.ts";
 import { PeerHealth } from "./peer-health.ts";
 import { type Replication, startReplication } from "./replication/index.ts";
@@ -64,7 +65,7 @@ export async function startServices(config: Config, log: Logger, onOwnFilesCompl
 
   const secret = await readClusterSecret(config.cluster_secret_file!, log);
   const peers = await httpPeers(config, health, log);
-  const context = { peers, auth: new ClusterAuth(config.node, secret), log };
+  const context = { peers, auth: new ClusterAuth(config.node, secret, { mac: nodeMac }), log };
   const legacyDeletes = new LegacyDeleteQueue(
     legacyDeletesDir(config.data),
     peers.ids,

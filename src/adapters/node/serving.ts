@@ -6,6 +6,7 @@ import { StoreUnavailableError } from "../../storage/errors.ts";
 import type { Config } from "./config.ts";
 import { DiskStore } from "./disk-store.ts";
 import { HtpasswdFile } from "./htpasswd-file.ts";
+import { nodeMac } from "./node-mac.ts";
 import type { HttpPeers } from "./http-peers.ts";
 import { startHttpServer } from "./http-server.ts";
 import type { NodeLogger } from "./logger.ts";
@@ -43,7 +44,7 @@ export async function startServing(config: Config, log: NodeLogger, state: NodeS
     const peerIds = peers.ids;
     cluster = {
       peers,
-      auth: new ClusterAuth(config.node, await readClusterSecret(config.cluster_secret_file!, log)),
+      auth: new ClusterAuth(config.node, await readClusterSecret(config.cluster_secret_file!, log), { mac: nodeMac }),
       // Recorded on disk here; the node-wide services deliver it.
       async mirrorLegacyDelete(key: string) {
         await recordLegacyDelete(legacyDeletesDir(config.data), peerIds, key);
