@@ -30,15 +30,14 @@ function httpDate(date: Date): string {
   return text;
 }
 
-function isNotModified(request: Request, meta: BlobMeta): boolean {
-  const ifNoneMatch = request.headers.get("If-None-Match");
-  const ifModifiedSince = request.headers.get("If-Modified-Since");
-  if (ifNoneMatch === null && ifModifiedSince === null) return false;
+/** Whether a conditional GET or HEAD (If-None-Match, If-Modified-Since) gets a 304. */
+export function isNotModified(ifNoneMatch: string | undefined, ifModifiedSince: string | undefined, meta: BlobMeta): boolean {
+  if (ifNoneMatch === undefined && ifModifiedSince === undefined) return false;
   // The request's Cache-Control is left out on purpose: `no-cache` there is
   // addressed to caches (and fetch() adds it to every conditional request),
   // while an origin server answers the conditional as asked, as nginx does.
   return fresh(
-    { "if-none-match": ifNoneMatch ?? undefined, "if-modified-since": ifModifiedSince ?? undefined },
+    { "if-none-match": ifNoneMatch, "if-modified-since": ifModifiedSince },
     { etag: meta.etag, "last-modified": httpDate(meta.lastModified) },
   );
 }
@@ -68,7 +67,7 @@ function selectRange(request: Request, meta: BlobMeta): ByteRange | undefined {
 }
 
 /** What a 304 repeats of a 200. A plain object, not Headers: a Node server writes it as it is. */
-function validatorHeaders(meta: BlobMeta, { cacheControl, servedBy }: BlobResponseOptions): Record<string, string> {
+export function validatorHeaders(meta: BlobMeta, { cacheControl, servedBy }: BlobResponseOptions): Record<string, string> {
   return {
     ETag: meta.etag,
     "Last-Modified": httpDate(meta.lastModified),
@@ -110,7 +109,8 @@ export async function blobResponse(
   const meta = handle?.meta ?? (request.method === "HEAD" ? await store.head(key) : undefined);
   if (!meta) return undefined;
   try {
-    if (isNotModified(request, meta)) {
+    const header = (name: string) => request.headers.get(name) ?? undefined;
+    if (isNotModified(header("If-None-Match"), header("If-Modified-Since"), meta)) {
       await handle?.close();
       return new Response(null, { status: 304, headers: validatorHeaders(meta, options) });
     }

@@ -177,20 +177,33 @@ export function describeHttpApi(runtime: string, getTarget: () => ApiTarget): vo
       it("answers every repeated read exactly as the first (whatever serves it: disk, memory, another process)", async () => {
         const created = await put(t(), `pub/${unique("hot.json")}`, '{"hot":true}');
         const url = t().url + created.headers.get("Location");
-        const answers = [];
+        const etag = created.headers.get("ETag")!;
+        const kinds: Record<string, Record<string, string>> = {
+          plain: {},
+          unchanged: { "If-None-Match": etag },
+          changed: { "If-None-Match": '"other"' },
+          since: { "If-Modified-Since": new Date(Date.now() + 60_000).toUTCString() },
+        };
+        const answers: { method: string; kind: string; status: number; headers: Record<string, string>; body: string }[] = [];
         for (let i = 0; i < 6; i++) {
           for (const method of ["GET", "HEAD"]) {
-            const response = await fetch(url, { method, headers: asStored });
-            const headers = Object.fromEntries([...response.headers].filter(([name]) => !["date", "connection", "keep-alive"].includes(name)));
-            answers.push({ method, status: response.status, headers, body: await response.text() });
+            for (const [kind, conditions] of Object.entries(kinds)) {
+              const response = await fetch(url, { method, headers: { ...asStored, ...conditions } });
+              const headers = Object.fromEntries([...response.headers].filter(([name]) => !["date", "connection", "keep-alive"].includes(name)));
+              answers.push({ method, kind, status: response.status, headers, body: await response.text() });
+            }
           }
         }
         for (const answer of answers) {
-          const first = answers.find((a) => a.method === answer.method)!;
+          const first = answers.find((a) => a.method === answer.method && a.kind === answer.kind)!;
           expect(answer).toEqual(first);
         }
-        expect(answers[0]).toMatchObject({ status: 200, body: '{"hot":true}' });
-        expect(answers[0]!.headers["content-type"]).toBe("application/json");
+        const get = (kind: string) => answers.find((a) => a.method === "GET" && a.kind === kind)!;
+        expect(get("plain")).toMatchObject({ status: 200, body: '{"hot":true}' });
+        expect(get("plain").headers["content-type"]).toBe("application/json");
+        expect(get("changed").status).toBe(200);
+        expect(get("unchanged")).toMatchObject({ status: 304, body: "" });
+        expect(get("since").status).toBe(304);
       });
 
       it("answers 404 for a missing file of this node", async () => {

@@ -60,7 +60,7 @@ async function serve(args: string[]): Promise<void> {
     log.info({ signal }, "shutting down: finishing requests in flight");
     await node.close();
     log.info({}, "stopped");
-    process.exit(0);
+    log.flush(() => process.exit(0));
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGHUP", () => {

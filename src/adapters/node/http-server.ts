@@ -100,12 +100,6 @@ function lingerBeforeClose(request: IncomingMessage): void {
   };
 }
 
-/** The request's header names, lower-cased, straight from the raw list (no parsing into an object). */
-function* headerNames(request: IncomingMessage): Generator<string> {
-  const raw = request.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2) yield raw[i]!.toLowerCase();
-}
-
 export async function startHttpServer({ app, fastRead, listen, tls, log, tlsRecheckMs = 5000 }: HttpServerOptions): Promise<HttpServer> {
   const listener = getRequestListener(
     (request, env) => app.fetch(request, { rawTarget: (env as { incoming: IncomingMessage }).incoming.url }),
@@ -126,7 +120,7 @@ export async function startHttpServer({ app, fastRead, listen, tls, log, tlsRech
     busy.add(request.socket);
     response.on("finish", () => busy.delete(request.socket));
     if (closing) response.shouldKeepAlive = false;
-    const fast = fastRead?.(request.method ?? "", request.url ?? "", headerNames(request));
+    const fast = fastRead?.(request.method ?? "", request.url ?? "", request.rawHeaders);
     if (fast) {
       response.writeHead(fast.status, fast.headers);
       response.end(fast.body ?? undefined);
