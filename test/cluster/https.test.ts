@@ -26,6 +26,8 @@ describe("peers over HTTPS", () => {
         tls_key: certs[id as "1" | "2"].key,
         ...(trustCa && { ca_file: ca.cert }),
       }),
+      // Without the CA, the nodes never trust each other.
+      waitForPeers: trustCa,
     });
     const client = new Agent({ connect: { ca: await readFile(ca.cert) } });
     const request = (url: string, init: Record<string, unknown> = {}) => undiciFetch(url, { ...init, dispatcher: client });

@@ -3,7 +3,7 @@ import { readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ClusterAuth } from "../../src/handlers/cluster-auth.ts";
-import { CLUSTER_SECRET, startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { CLUSTER_SECRET, startCluster, type TestCluster, untilConnected } from "../helpers/cluster.ts";
 import { basic } from "../helpers/credentials.ts";
 import { listFiles, placeFile } from "../helpers/disk.ts";
 import { startNodeProcess } from "../helpers/node-process.ts";
@@ -32,13 +32,7 @@ describe("cluster routing", () => {
       const node = cluster.nodes[id]!;
       if (node.child.exitCode !== null || node.child.signalCode !== null) await cluster.start(id);
     }
-    // Every node must see every peer as up again before the next test.
-    await eventually(async () => {
-      for (const id of cluster.ids) {
-        const status = await (await fetch(`${url(id)}/status`, { headers: auth })).json();
-        expect(status.peers.every((p: { up: boolean }) => p.up), `node ${id}`).toBe(true);
-      }
-    });
+    await untilConnected(cluster);
   };
 
   beforeAll(async () => {

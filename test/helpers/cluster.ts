@@ -1,7 +1,10 @@
 import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { writeHtpasswd } from "./credentials.ts";
+import { Agent, fetch as undiciFetch } from "undici";
+import { expect } from "vitest";
+import { basic, writeHtpasswd } from "./credentials.ts";
+import { eventually } from "./eventually.ts";
 import { type NodeProcess, startNodeProcess } from "./node-process.ts";
 import { freePort } from "./ports.ts";
 
@@ -37,6 +40,11 @@ export interface ClusterOptions {
   scheme?: "http" | "https";
   /** Runs once the data folders are known, before any node starts. */
   beforeStart?: (data: (id: string) => string) => Promise<void>;
+  /**
+   * Wait until every node sees all its peers up and its own files complete
+   * (default); false for clusters whose nodes cannot reach each other.
+   */
+  waitForPeers?: boolean;
 }
 
 /** N real node processes on loopback ports that know each other as peers. */
@@ -93,5 +101,27 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
   };
   await options.beforeStart?.(data);
   await Promise.all(ids.map((id) => cluster.start(id)));
+  if (options.waitForPeers ?? true) await untilConnected(cluster);
   return cluster;
+}
+
+/**
+ * Nodes that start together first find each other refusing connections and
+ * mark each other down; tests begin once every node sees every peer up again.
+ */
+export async function untilConnected(cluster: TestCluster): Promise<void> {
+  // Only a readiness check: the tests that care verify certificates themselves.
+  const dispatcher = new Agent({ connect: { rejectUnauthorized: false } });
+  try {
+    await eventually(async () => {
+      for (const id of cluster.ids) {
+        const response = await undiciFetch(`${cluster.url(id)}/status`, { headers: { Authorization: basic() }, dispatcher });
+        const status = (await response.json()) as { ownFilesComplete?: boolean; peers: { up: boolean }[] };
+        expect(status.peers.every((p) => p.up), `node ${id} sees its peers up`).toBe(true);
+        expect(status.ownFilesComplete ?? true, `node ${id} has its files`).toBe(true);
+      }
+    }, 30_000);
+  } finally {
+    await dispatcher.close();
+  }
 }

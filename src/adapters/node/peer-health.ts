@@ -49,15 +49,13 @@ export class PeerHealth extends EventEmitter<{ up: [string]; down: [string] }> {
     if (!state) return;
     if (ok === state.up) {
       state.streak = 0;
+      if (!ok && failure?.reason !== state.lastError) {
+        // Still down, for another reason (refused at first, now a bad certificate): say so.
+        state.lastError = failure?.reason;
+        this.log.warn({ peer: id, reason: state.lastError }, "peer is still down");
+      }
       return;
     }
-    if (!ok && !state.up && failure?.reason !== state.lastError) {
-      // Still down, for another reason (refused at first, now a bad certificate): say so.
-      state.lastError = failure?.reason;
-      this.log.warn({ peer: id, reason: state.lastError }, "peer is still down");
-      return;
-    }
-    if (!ok && !state.up) return;
     state.streak++;
     if (!ok) state.lastError = failure?.reason;
     const needed = ok ? this.policy.rise : failure?.refused ? 1 : this.policy.fall;
