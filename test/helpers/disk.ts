@@ -15,9 +15,13 @@ export async function listFiles(root: string): Promise<string[]> {
   }
 }
 
-/** What a node's data folder holds: blob keys under files/, plus `tmp/…` for anything half-written. */
+/**
+ * What a node's data folder holds: blob keys under files/, plus `tmp/…` for
+ * anything half-written. The files of the node's own periodic health probe,
+ * which come and go in tmp/ every second, are not uploads and are left out.
+ */
 export async function storedKeys(data: string): Promise<string[]> {
-  const tmp = (await listFiles(join(data, "tmp"))).map((f) => `tmp/${f}`);
+  const tmp = (await listFiles(join(data, "tmp"))).filter((f) => !f.startsWith("probe-")).map((f) => `tmp/${f}`);
   return [...(await listFiles(join(data, "files"))), ...tmp];
 }
 
