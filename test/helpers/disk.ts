@@ -22,7 +22,7 @@ export async function listFiles(root: string): Promise<string[]> {
  */
 export async function storedKeys(data: string): Promise<string[]> {
   const tmp = (await listFiles(join(data, "tmp"))).filter((f) => !f.startsWith("probe-")).map((f) => `tmp/${f}`);
-  return [...(await listFiles(join(data, "files"))), ...tmp];
+  return [...(await listFiles(join(data, "files"))).filter((f) => !f.startsWith(".probe-")), ...tmp];
 }
 
 export async function placeFile(path: string, body: string | Uint8Array): Promise<void> {
