@@ -48,7 +48,8 @@ export interface AppOptions {
   ownFilesComplete?(): boolean;
   /** The /check/ probe; defaults to the store's own. */
   check?(): Promise<void>;
-  onChange?(change: Change): void;
+  /** Resolves once the change is known everywhere in this node (the answer waits for it). */
+  onChange?(change: Change): void | Promise<void>;
   /** Operator facts for GET /status (replication backlog, peer health, …). */
   status?(): Promise<Record<string, unknown>>;
 }
@@ -64,7 +65,7 @@ export interface Settings {
   localHealthy(): boolean;
   ownFilesComplete(): boolean;
   check(): Promise<void>;
-  onChange(change: Change): void;
+  onChange(change: Change): void | Promise<void>;
   status(): Promise<Record<string, unknown>>;
 }
 

@@ -59,7 +59,7 @@ export async function deleteHandler(
     const deleted = await store.delete(file.key);
     if (file.owner === undefined && cluster && principal.kind !== "node") await cluster.mirrorLegacyDelete(file.key);
     if (!deleted) throw new NotFoundError(`no file at ${target.split("?")[0]}`);
-    settings.onChange({ kind: "deleted", key: file.key });
+    await settings.onChange({ kind: "deleted", key: file.key });
     return new Response(null, { status: 204 });
   }
   if (!cluster || isLocalOnly(request, principal) || !cluster.peers.isUp(file.owner)) {

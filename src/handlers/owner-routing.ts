@@ -42,14 +42,15 @@ export async function askPeer(
   return peers.request(id, { method, target, headers: { ...headers, ...signed, [LOCAL_ONLY_HEADER]: "1" }, body });
 }
 
-/** A peer's answer passed on to the client, with only the headers that describe the answer. */
+/**
+ * A peer's answer passed on to the client, with only the headers that
+ * describe the answer. The response itself goes on (its headers trimmed in
+ * place), so a body the peer sent as bytes stays bytes.
+ */
 export function relay(response: Response, names: readonly string[] = FORWARDED_RESPONSE_HEADERS): Response {
-  const headers = new Headers();
-  for (const name of names) {
-    const value = response.headers.get(name);
-    if (value !== null) headers.set(name, value);
-  }
-  return new Response(response.body, { status: response.status, headers });
+  const keep = new Set(names.map((name) => name.toLowerCase()));
+  for (const name of [...response.headers.keys()]) if (!keep.has(name)) response.headers.delete(name);
+  return response;
 }
 
 /**

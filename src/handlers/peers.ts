@@ -8,8 +8,9 @@ export interface Peers {
   /** False once the health checker has marked the peer down. */
   isUp(id: string): boolean;
   /**
-   * Sends a request to a peer and resolves with its response, body streaming.
-   * Rejects when the peer cannot be reached or does not answer in time.
+   * Sends a request to a peer and resolves with its response, which the
+   * caller owns (headers mutable, body streaming or in memory). Rejects when
+   * the peer cannot be reached or does not answer in time.
    */
   request(id: string, init: PeerRequest): Promise<Response>;
 }

@@ -53,7 +53,7 @@ export async function uploadHandler(
     }
     throw error;
   }
-  settings.onChange({ kind: "created", key });
+  await settings.onChange({ kind: "created", key });
   return jsonResponse(
     { name: location, size: meta.size, etag: meta.etag },
     { status: 201, headers: { Location: location, ETag: meta.etag } },

@@ -6,17 +6,19 @@ export interface CachingStoreOptions {
   /** Larger files are never held in memory: they stream from the inner store. */
   maxFileBytes: number;
   /**
-   * How long a cached answer stands before the inner store is asked again
-   * (one metadata read). Files never change, but a replica can be deleted
-   * behind this process's back (by rsync): this bounds how long it is still
-   * served. This process's own deletes take effect at once.
+   * How long a cached answer (a file, or its absence) stands before the
+   * inner store is asked again (one metadata read). Files never change, but
+   * replicas come and go behind this process's back (rsync): this bounds how
+   * long a deleted one is still served, or a new one still fetched from its
+   * owner. Writes through this store take effect at once.
    */
   revalidateMs: number;
   now?: () => number;
 }
 
 interface Entry {
-  meta: BlobMeta;
+  /** Undefined: the key held nothing when last checked (a read this node will pass to its peers). */
+  meta: BlobMeta | undefined;
   /** Undefined when only the metadata is cached (a large file, or not read yet). */
   bytes: Uint8Array<ArrayBuffer> | undefined;
   /** For cached bytes: a handle that holds nothing open, shared by every read. */
@@ -24,14 +26,14 @@ interface Entry {
   checkedAt: number;
 }
 
-const MISSING = Symbol("missing");
-
 /**
- * Keeps small, hot files and the metadata of all recently seen files in
- * memory, in front of another store: a GET of a cached file costs no I/O at
- * all, and a HEAD or a 304 only an occasional revalidation. Bounded (LRU by
- * bytes, and by entries for metadata); files are immutable, so an entry is
- * either current or gone, which is exactly what revalidation checks.
+ * Keeps small, hot files, the metadata of recently seen files and the
+ * absence of recently missed ones in memory, in front of another store: a
+ * GET of a cached file costs no I/O at all, and a HEAD, a 304 or a miss only
+ * an occasional revalidation. Bounded (LRU by bytes, and by entries for
+ * metadata); files are immutable, so an entry is either current or gone,
+ * which is exactly what revalidation checks. Writes through this store drop
+ * what it knew of the key at once.
  */
 export class CachingStore implements BlobStore {
   readonly #entries = new Map<string, Entry>();
@@ -56,9 +58,9 @@ export class CachingStore implements BlobStore {
     this.#entries.delete(key);
   }
 
-  #remember(key: string, meta: BlobMeta, bytes: Uint8Array<ArrayBuffer> | undefined): void {
+  #remember(key: string, meta: BlobMeta | undefined, bytes?: Uint8Array<ArrayBuffer>): void {
     this.invalidate(key);
-    this.#entries.set(key, { meta, bytes, handle: bytes && memoryHandle(meta, bytes), checkedAt: this.#now() });
+    this.#entries.set(key, { meta, bytes, handle: meta && bytes && memoryHandle(meta, bytes), checkedAt: this.#now() });
     this.#bytes += bytes?.byteLength ?? 0;
     // Map order is insertion order: the first entries are the least recently used.
     for (const [oldest, entry] of this.#entries) {
@@ -70,14 +72,14 @@ export class CachingStore implements BlobStore {
 
   peek(key: string): BlobSnapshot | undefined {
     const entry = this.#entries.get(key);
-    if (!entry?.bytes || this.#now() - entry.checkedAt >= this.options.revalidateMs) return undefined;
+    if (!entry?.meta || !entry.bytes || this.#now() - entry.checkedAt >= this.options.revalidateMs) return undefined;
     this.#entries.delete(key);
     this.#entries.set(key, entry);
     return { meta: entry.meta, bytes: entry.bytes };
   }
 
-  /** The entry for `key` if it is still current, revalidating it when it is due. */
-  async #current(key: string): Promise<Entry | typeof MISSING | undefined> {
+  /** The entry for `key` if it is still current (revalidating it when it is due), else undefined. */
+  async #current(key: string): Promise<Entry | undefined> {
     const entry = this.#entries.get(key);
     if (!entry) return undefined;
     // Touch: move to the most recently used end.
@@ -85,13 +87,9 @@ export class CachingStore implements BlobStore {
     this.#entries.set(key, entry);
     if (this.#now() - entry.checkedAt < this.options.revalidateMs) return entry;
     const meta = await this.inner.head(key);
-    if (!meta) {
-      this.invalidate(key);
-      return MISSING;
-    }
-    if (meta.etag !== entry.meta.etag) {
-      this.invalidate(key);
-      return undefined;
+    if (meta?.etag !== entry.meta?.etag) {
+      this.#remember(key, meta);
+      return meta ? undefined : this.#entries.get(key);
     }
     entry.checkedAt = this.#now();
     return entry;
@@ -99,24 +97,18 @@ export class CachingStore implements BlobStore {
 
   async head(key: string): Promise<BlobMeta | undefined> {
     const entry = await this.#current(key);
-    if (entry === MISSING) return undefined;
     if (entry) return entry.meta;
     const meta = await this.inner.head(key);
-    if (meta) this.#remember(key, meta, undefined);
+    this.#remember(key, meta);
     return meta;
   }
 
   async open(key: string): Promise<BlobHandle | undefined> {
     const entry = await this.#current(key);
-    if (entry === MISSING) return undefined;
-    if (entry?.handle) return entry.handle;
+    if (entry && (!entry.meta || entry.handle)) return entry.handle;
     const handle = await this.inner.open(key);
-    if (!handle) {
-      this.invalidate(key);
-      return undefined;
-    }
-    if (handle.meta.size > this.options.maxFileBytes || handle.meta.size > this.options.maxBytes) {
-      this.#remember(key, handle.meta, undefined);
+    if (!handle || handle.meta.size > this.options.maxFileBytes || handle.meta.size > this.options.maxBytes) {
+      this.#remember(key, handle?.meta);
       return handle;
     }
     const bytes = new Uint8Array(await new Response(await handle.body()).arrayBuffer());
@@ -124,8 +116,10 @@ export class CachingStore implements BlobStore {
     return this.#entries.get(key)!.handle!;
   }
 
-  create(key: string, body: ReadableStream<Uint8Array>, options?: CreateOptions): Promise<BlobMeta> {
-    return this.inner.create(key, body, options);
+  async create(key: string, body: ReadableStream<Uint8Array>, options?: CreateOptions): Promise<BlobMeta> {
+    const meta = await this.inner.create(key, body, options);
+    this.invalidate(key);
+    return meta;
   }
 
   async delete(key: string): Promise<boolean> {

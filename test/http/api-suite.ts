@@ -206,6 +206,17 @@ export function describeHttpApi(runtime: string, getTarget: () => ApiTarget): vo
         expect(get("since").status).toBe(304);
       });
 
+      it("serves a file at once after reads found its name missing (on every serving process)", async () => {
+        const name = unique("awaited.txt");
+        const url = `${t().url}/${t().nodeId}/pub/${name}`;
+        // Concurrent reads open several connections, reaching every serving process.
+        const before = await Promise.all(Array.from({ length: 8 }, () => fetch(url).then((r) => r.status)));
+        expect(before).toEqual(Array(8).fill(404));
+        expect((await put(t(), `pub/${name}`, "here now")).status).toBe(201);
+        const after = await Promise.all(Array.from({ length: 8 }, () => fetch(url).then((r) => r.text())));
+        expect(after).toEqual(Array(8).fill("here now"));
+      });
+
       it("answers 404 for a missing file of this node", async () => {
         const response = await fetch(`${t().url}/${t().nodeId}/pub/${unique("missing.txt")}`);
         expect(response.status).toBe(404);

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, unlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -75,6 +75,24 @@ describe("CachingStore", () => {
     await writeFile(path, "new content");
     now = 5000;
     expect(await read(store, "2/pub/n.txt")).toBe("new content");
+  });
+
+  it("remembers a miss until it revalidates, and forgets it when the file is written through it", async () => {
+    const { root, disk } = await diskStore();
+    let now = 0;
+    const store = new CachingStore(disk, { ...options, now: () => now });
+    expect(await store.open("2/pub/late.txt")).toBeUndefined();
+    // rsync brings the replica; the cached miss stands until revalidation.
+    await mkdir(join(root, "files", "2", "pub"), { recursive: true });
+    await writeFile(join(root, "files", "2", "pub", "late.txt"), "arrived");
+    now = 500;
+    expect(await store.head("2/pub/late.txt")).toBeUndefined();
+    now = 1000;
+    expect(await read(store, "2/pub/late.txt")).toBe("arrived");
+    // A file written through the store is there at once, even right after a miss.
+    expect(await store.head("1/pub/mine.txt")).toBeUndefined();
+    await store.create("1/pub/mine.txt", text("mine"));
+    expect(await read(store, "1/pub/mine.txt")).toBe("mine");
   });
 
   it("keeps at most maxBytes in memory and streams larger files", async () => {

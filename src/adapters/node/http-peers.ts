@@ -1,4 +1,5 @@
-import { Pool, fetch as undiciFetch } from "undici";
+import { Readable } from "node:stream";
+import { type Dispatcher, Pool } from "undici";
 import type { Logger } from "../../handlers/logger.ts";
 import type { PeerRequest, Peers } from "../../handlers/peers.ts";
 import type { PeerConfig } from "./config.ts";
@@ -11,6 +12,35 @@ export interface HttpPeersOptions {
   /** Until the first response byte; a streaming body then has `bodyTimeoutMs` between chunks. */
   headersTimeoutMs: number;
   bodyTimeoutMs?: number;
+}
+
+/** Bodies up to this size are read whole: relaying them is then one write, not a stream. */
+const SMALL_BODY_BYTES = 256 * 1024;
+
+/**
+ * A peer's answer body for a web Response: bytes when small and of known
+ * length, else a stream that pulls from undici's and releases the connection
+ * when cancelled (Node 20's Readable.toWeb can throw after a cancel).
+ */
+async function responseBody(method: string, answer: Dispatcher.ResponseData): Promise<BodyInit | null> {
+  const { body, statusCode, headers } = answer;
+  if (method === "HEAD" || statusCode === 204 || statusCode === 304) {
+    await body.dump();
+    return null;
+  }
+  const length = Number(headers["content-length"]);
+  if (Number.isInteger(length) && length <= SMALL_BODY_BYTES) return new Uint8Array(await body.arrayBuffer());
+  const chunks = body[Symbol.asyncIterator]();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const next = await chunks.next();
+      if (next.done) controller.close();
+      else controller.enqueue(new Uint8Array(next.value as Buffer));
+    },
+    async cancel() {
+      body.destroy();
+    },
+  });
 }
 
 function errorCode(error: unknown): string {
@@ -27,7 +57,6 @@ function errorCode(error: unknown): string {
 export class HttpPeers implements Peers {
   readonly ids: readonly string[];
   readonly #pools = new Map<string, Pool>();
-  readonly #origins = new Map<string, string>();
 
   constructor(
     peers: readonly PeerConfig[],
@@ -37,7 +66,6 @@ export class HttpPeers implements Peers {
   ) {
     this.ids = peers.map((p) => p.id);
     for (const peer of peers) {
-      this.#origins.set(peer.id, peer.url);
       this.#pools.set(
         peer.id,
         new Pool(peer.url, {
@@ -58,26 +86,26 @@ export class HttpPeers implements Peers {
   async request(id: string, { method, target, headers, body }: PeerRequest): Promise<Response> {
     const pool = this.#pools.get(id);
     if (!pool) throw new Error(`unknown peer ${id}`);
+    let answer: Dispatcher.ResponseData;
     try {
-      // undici's own fetch: a web Response whose body streams from the pool's
-      // keep-alive connection, and whose cancel releases it.
-      return (await undiciFetch(new URL(target, this.#origins.get(id)), {
-        method,
+      answer = await pool.request({
+        method: method as Dispatcher.HttpMethod,
+        path: target,
         headers,
-        body: body ?? null,
-        dispatcher: pool,
-        redirect: "manual",
-        ...(body && { duplex: "half" }),
-      } as Parameters<typeof undiciFetch>[1])) as unknown as Response;
+        body: body ? Readable.fromWeb(body as import("node:stream/web").ReadableStream<Uint8Array>) : null,
+      });
     } catch (error) {
       const code = errorCode(error);
       if (code === "ECONNREFUSED" || code === "EHOSTUNREACH") {
         this.health.record(id, false, { refused: true, reason: code });
       }
-      // fetch says only "fetch failed"; the cause (refused, timed out, bad certificate) is what an operator needs.
-      const cause = (error as { cause?: Error }).cause;
-      throw new Error(`peer ${id}: ${cause ? `${code || cause.name}: ${cause.message}` : (error as Error).message}`, { cause: error });
+      throw new Error(`peer ${id}: ${code ? `${code}: ` : ""}${(error as Error).message}`, { cause: error });
     }
+    const responseHeaders = new Headers();
+    for (const [name, value] of Object.entries(answer.headers)) {
+      for (const item of Array.isArray(value) ? value : [value ?? ""]) responseHeaders.append(name, item);
+    }
+    return new Response(await responseBody(method, answer), { status: answer.statusCode, headers: responseHeaders });
   }
 
   /** GET /check/ of one peer: true when it answers 200 within the time-out. */

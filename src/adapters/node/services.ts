@@ -34,7 +34,8 @@ export async function readClusterSecret(file: string, log: Logger): Promise<stri
 export interface Services {
   health: PeerHealth;
   ownFilesComplete(): boolean;
-  changed(change: Change): void;
+  /** Resolves once every serving process knows (with several of them). */
+  changed(change: Change): void | Promise<void>;
   /** A legacy delete was queued (by any process): try to deliver it now. */
   legacyDeleteQueued(): void;
   fullPass(): void;

@@ -11,17 +11,51 @@ import { startServices } from "./services.ts";
 type ToWorker =
   | { t: "peer"; id: string; up: boolean }
   | { t: "complete"; value: boolean }
-  | { t: "invalidate"; key: string }
-  | { t: "status"; id: number; status: Record<string, unknown> };
-type ToPrimary = { t: "ready" } | { t: "changed"; change: Change } | { t: "legacy" } | { t: "status"; id: number };
+  | { t: "invalidate"; key: string; ask: number }
+  | { t: "done"; ask: number; value?: unknown };
+type ToPrimary =
+  | { t: "ready" }
+  | { t: "changed"; change: Change; ask: number }
+  | { t: "legacy" }
+  | { t: "status"; ask: number }
+  | { t: "done"; ask: number };
+
+/** How long a question to the other side of the channel waits before it goes on without the answer. */
+const ANSWER_WAIT_MS = 2000;
+
+/** Questions sent over a process channel and their answers, matched by number. */
+class Questions {
+  #next = 0;
+  readonly #waiting = new Map<number, (value: unknown) => void>();
+
+  /** Sends the question `send` builds with its number; resolves with the answer, or undefined after ANSWER_WAIT_MS. */
+  ask<T>(send: (ask: number) => void): Promise<T | undefined> {
+    const ask = this.#next++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.answer(ask, undefined), ANSWER_WAIT_MS);
+      timer.unref();
+      this.#waiting.set(ask, (value) => {
+        clearTimeout(timer);
+        resolve(value as T);
+      });
+      send(ask);
+    });
+  }
+
+  answer(ask: number, value: unknown): void {
+    this.#waiting.get(ask)?.(value);
+    this.#waiting.delete(ask);
+  }
+}
 
 /**
  * The primary: runs the node-wide services once (health checks,
  * replication, legacy-delete retries, the rsync daemon) and `count` worker
  * processes that share the listening socket and serve HTTP. Workers learn
- * peer health and restore progress from it, and tell it what they changed,
- * so it can replicate and drop those files from the other workers' caches.
- * A worker that dies is replaced.
+ * peer health and restore progress from it, and tell it what they stored or
+ * deleted, so that it replicates the change and has every other worker drop
+ * the key from its cache before the change is confirmed. A worker that dies
+ * is replaced.
  */
 export async function startPrimary(config: Config, log: NodeLogger, count: number): Promise<RunningNode> {
   // A worker may be on its way out: with a callback, a failed send (EPIPE)
@@ -29,12 +63,18 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
   const send = (worker: Worker, message: ToWorker) => {
     if (worker.isConnected()) worker.send(message, undefined, () => {});
   };
-  const broadcast = (message: ToWorker, except?: Worker) => {
-    for (const worker of Object.values(cluster.workers ?? {})) if (worker && worker !== except) send(worker, message);
+  const live = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected());
+  const broadcast = (message: ToWorker) => {
+    for (const worker of live()) send(worker, message);
   };
+  const questions = new Questions();
   const services = await startServices(config, log, () => broadcast({ t: "complete", value: true }));
   services.health.on("up", (id) => broadcast({ t: "peer", id, up: true }));
   services.health.on("down", (id) => broadcast({ t: "peer", id, up: false }));
+
+  /** The other workers may hold the file, or its absence, in memory: they forget it before the change is confirmed. */
+  const invalidateElsewhere = (key: string, origin: Worker) =>
+    Promise.all(live().filter((w) => w !== origin).map((w) => questions.ask((ask) => send(w, { t: "invalidate", key, ask }))));
 
   let stopping = false;
   const fork = () => {
@@ -49,13 +89,16 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
           break;
         case "changed":
           services.changed(message.change);
-          if (message.change.kind === "deleted") broadcast({ t: "invalidate", key: message.change.key }, worker);
+          void invalidateElsewhere(message.change.key, worker).then(() => send(worker, { t: "done", ask: message.ask }));
           break;
         case "legacy":
           services.legacyDeleteQueued();
           break;
         case "status":
-          void services.status().then((status) => send(worker, { t: "status", id: message.id, status: { ...status, workers: count } }));
+          void services.status().then((status) => send(worker, { t: "done", ask: message.ask, value: { ...status, workers: count } }));
+          break;
+        case "done":
+          questions.answer(message.ask, undefined);
           break;
       }
     });
@@ -101,20 +144,16 @@ export async function startWorker(config: Config, log: NodeLogger): Promise<Serv
     log,
   );
   let complete = config.peers.length === 0;
-  let nextStatus = 0;
-  const pendingStatus = new Map<number, (status: Record<string, unknown>) => void>();
+  const questions = new Questions();
   const toPrimary = (message: ToPrimary) => process.send?.(message);
   const state: NodeState = {
     health,
     ownFilesComplete: () => complete,
-    changed: (change) => toPrimary({ t: "changed", change }),
+    changed: async (change) => {
+      await questions.ask((ask) => toPrimary({ t: "changed", change, ask }));
+    },
     legacyDeleteQueued: () => toPrimary({ t: "legacy" }),
-    status: () =>
-      new Promise((resolve) => {
-        const id = nextStatus++;
-        pendingStatus.set(id, resolve);
-        toPrimary({ t: "status", id });
-      }),
+    status: async () => (await questions.ask<Record<string, unknown>>((ask) => toPrimary({ t: "status", ask }))) ?? {},
   };
   const serving = await startServing(config, log, state);
   process.on("message", (message: ToWorker) => {
@@ -127,10 +166,10 @@ export async function startWorker(config: Config, log: NodeLogger): Promise<Serv
         break;
       case "invalidate":
         serving.invalidate(message.key);
+        toPrimary({ t: "done", ask: message.ask });
         break;
-      case "status":
-        pendingStatus.get(message.id)?.(message.status);
-        pendingStatus.delete(message.id);
+      case "done":
+        questions.answer(message.ask, message.value);
         break;
     }
   });
