@@ -12,5 +12,7 @@ export interface AccessLogEntry {
 
 /** One structured line a request, whichever way it was answered. */
 export function logRequest(log: Logger, entry: AccessLogEntry): void {
-  log.info({ ...entry, path: entry.path.split("?")[0], ms: Math.round(entry.ms * 10) / 10 }, "request");
+  const line = { ...entry, path: entry.path.split("?")[0]!, ms: Math.round(entry.ms * 10) / 10 };
+  if (log.request) log.request(line);
+  else log.info(line, "request");
 }

@@ -1,8 +1,12 @@
+import type { AccessLogEntry } from "./access-log.ts";
+
 /** The logging surface the handlers need; pino's logger has this shape, and so can a console shim. */
 export interface Logger {
   info(fields: object, message?: string): void;
   warn(fields: object, message?: string): void;
   error(fields: object, message?: string): void;
+  /** The access-log line, when the logger writes it faster than `info` would. */
+  request?(entry: AccessLogEntry): void;
 }
 
 /** One JSON object a line on the console: for runtimes without a logging library (workerd). */
