@@ -117,15 +117,16 @@ export async function startHttpServer({ app, fastRead, listen, tls, log, tlsRech
   let closing = false;
   const inFlight = new Set<ServerResponse>();
   const handle = (request: IncomingMessage, response: ServerResponse) => {
-    busy.add(request.socket);
-    response.on("finish", () => busy.delete(request.socket));
     if (closing) response.shouldKeepAlive = false;
+    // Answered at once, so nothing to track for a graceful stop.
     const fast = fastRead?.(request.method ?? "", request.url ?? "", request.rawHeaders);
     if (fast) {
       response.writeHead(fast.status, fast.headers);
       response.end(fast.body ?? undefined);
       return;
     }
+    busy.add(request.socket);
+    response.on("finish", () => busy.delete(request.socket));
     inFlight.add(response);
     response.on("close", () => inFlight.delete(response));
     if (request.headers["content-length"] !== undefined || request.headers["transfer-encoding"] !== undefined) {
