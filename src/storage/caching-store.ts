@@ -38,6 +38,12 @@ interface Entry {
 export class CachingStore implements BlobStore {
   readonly #entries = new Map<string, Entry>();
   #bytes = 0;
+  /**
+   * Counts writes and invalidations: a read that began before one of them
+   * must not put what it read into the cache (it may have opened a file
+   * that is deleted by now).
+   */
+  #writes = 0;
   readonly #maxEntries: number;
   readonly #now: () => number;
 
@@ -50,8 +56,13 @@ export class CachingStore implements BlobStore {
     this.#maxEntries = Math.max(1024, Math.ceil(options.maxBytes / 1024));
   }
 
-  /** Forgets a key at once: another process of this node deleted it. */
+  /** Forgets a key at once: another process of this node changed it. */
   invalidate(key: string): void {
+    this.#writes++;
+    this.#forget(key);
+  }
+
+  #forget(key: string): void {
     const entry = this.#entries.get(key);
     if (!entry) return;
     this.#bytes -= entry.bytes?.byteLength ?? 0;
@@ -59,7 +70,7 @@ export class CachingStore implements BlobStore {
   }
 
   #remember(key: string, meta: BlobMeta | undefined, bytes?: Uint8Array<ArrayBuffer>): void {
-    this.invalidate(key);
+    this.#forget(key);
     this.#entries.set(key, { meta, bytes, handle: meta && bytes && memoryHandle(meta, bytes), checkedAt: this.#now() });
     this.#bytes += bytes?.byteLength ?? 0;
     // Map order is insertion order: the first entries are the least recently used.
@@ -86,7 +97,9 @@ export class CachingStore implements BlobStore {
     this.#entries.delete(key);
     this.#entries.set(key, entry);
     if (this.#now() - entry.checkedAt < this.options.revalidateMs) return entry;
+    const writes = this.#writes;
     const meta = await this.inner.head(key);
+    if (writes !== this.#writes) return undefined;
     if (meta?.etag !== entry.meta?.etag) {
       this.#remember(key, meta);
       return meta ? undefined : this.#entries.get(key);
@@ -98,33 +111,41 @@ export class CachingStore implements BlobStore {
   async head(key: string): Promise<BlobMeta | undefined> {
     const entry = await this.#current(key);
     if (entry) return entry.meta;
+    const writes = this.#writes;
     const meta = await this.inner.head(key);
-    this.#remember(key, meta);
+    if (writes === this.#writes) this.#remember(key, meta);
     return meta;
   }
 
   async open(key: string): Promise<BlobHandle | undefined> {
     const entry = await this.#current(key);
     if (entry && (!entry.meta || entry.handle)) return entry.handle;
+    const writes = this.#writes;
     const handle = await this.inner.open(key);
     if (!handle || handle.meta.size > this.options.maxFileBytes || handle.meta.size > this.options.maxBytes) {
-      this.#remember(key, handle?.meta);
+      if (writes === this.#writes) this.#remember(key, handle?.meta);
       return handle;
     }
     const bytes = new Uint8Array(await new Response(await handle.body()).arrayBuffer());
+    if (writes !== this.#writes) return memoryHandle(handle.meta, bytes);
     this.#remember(key, handle.meta, bytes);
     return this.#entries.get(key)!.handle!;
   }
 
   async create(key: string, body: ReadableStream<Uint8Array>, options?: CreateOptions): Promise<BlobMeta> {
-    const meta = await this.inner.create(key, body, options);
-    this.invalidate(key);
-    return meta;
+    try {
+      return await this.inner.create(key, body, options);
+    } finally {
+      this.invalidate(key);
+    }
   }
 
   async delete(key: string): Promise<boolean> {
-    this.invalidate(key);
-    return this.inner.delete(key);
+    try {
+      return await this.inner.delete(key);
+    } finally {
+      this.invalidate(key);
+    }
   }
 
   probe(): Promise<void> {

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { DiskStore } from "../../src/adapters/node/disk-store.ts";
+import type { BlobStore } from "../../src/storage/blob-store.ts";
 import { CachingStore } from "../../src/storage/caching-store.ts";
 import { describeBlobStore } from "../../src/storage/contract.ts";
 import { MemoryStore } from "../../src/storage/memory-store.ts";
@@ -93,6 +94,36 @@ describe("CachingStore", () => {
     expect(await store.head("1/pub/mine.txt")).toBeUndefined();
     await store.create("1/pub/mine.txt", text("mine"));
     expect(await read(store, "1/pub/mine.txt")).toBe("mine");
+  });
+
+  it("does not cache what a read found when a delete happened while it was reading", async () => {
+    const inner = new MemoryStore();
+    await inner.create("1/pub/racy.txt", text("old"));
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let opened!: () => void;
+    const hasOpened = new Promise<void>((r) => (opened = r));
+    const slow: BlobStore = {
+      head: (key) => inner.head(key),
+      open: async (key) => {
+        const handle = await inner.open(key);
+        opened();
+        await held;
+        return handle;
+      },
+      create: (key, body, opts) => inner.create(key, body, opts),
+      delete: (key) => inner.delete(key),
+      probe: () => inner.probe(),
+    };
+    const store = new CachingStore(slow, options);
+    const reading = store.open("1/pub/racy.txt");
+    await hasOpened;
+    expect(await store.delete("1/pub/racy.txt")).toBe(true);
+    release();
+    // The read that began before the delete may still see the old bytes; nothing after it may.
+    expect(await new Response(await (await reading)!.body()).text()).toBe("old");
+    expect(await store.head("1/pub/racy.txt")).toBeUndefined();
+    expect(store.peek("1/pub/racy.txt")).toBeUndefined();
   });
 
   it("keeps at most maxBytes in memory and streams larger files", async () => {

@@ -3,7 +3,7 @@ import { type Dispatcher, Pool } from "undici";
 import type { Logger } from "../../handlers/logger.ts";
 import type { PeerRequest, Peers } from "../../handlers/peers.ts";
 import type { PeerConfig } from "./config.ts";
-import type { PeerHealth } from "./peer-health.ts";
+import type { PeerHealth, PeerView } from "./peer-health.ts";
 
 export interface HttpPeersOptions {
   /** PEM of a private CA for peers reached over https. */
@@ -43,6 +43,9 @@ async function responseBody(method: string, answer: Dispatcher.ResponseData): Pr
   });
 }
 
+/** Connection errors that say the peer is not there at all (as opposed to slow or failing). */
+const REFUSED = new Set(["ECONNREFUSED", "EHOSTUNREACH"]);
+
 function errorCode(error: unknown): string {
   const e = error as { code?: string; cause?: { code?: string } };
   return e.code ?? e.cause?.code ?? "";
@@ -60,7 +63,7 @@ export class HttpPeers implements Peers {
 
   constructor(
     peers: readonly PeerConfig[],
-    private readonly health: PeerHealth,
+    private readonly view: PeerView,
     private readonly log: Logger,
     options: HttpPeersOptions,
   ) {
@@ -80,7 +83,7 @@ export class HttpPeers implements Peers {
   }
 
   isUp(id: string): boolean {
-    return this.health.isUp(id);
+    return this.view.isUp(id);
   }
 
   async request(id: string, { method, target, headers, body }: PeerRequest): Promise<Response> {
@@ -96,9 +99,7 @@ export class HttpPeers implements Peers {
       });
     } catch (error) {
       const code = errorCode(error);
-      if (code === "ECONNREFUSED" || code === "EHOSTUNREACH") {
-        this.health.record(id, false, { refused: true, reason: code });
-      }
+      if (REFUSED.has(code)) this.view.refused(id, code);
       throw new Error(`peer ${id}: ${code ? `${code}: ` : ""}${(error as Error).message}`, { cause: error });
     }
     const responseHeaders = new Headers();
@@ -125,18 +126,18 @@ export class HttpPeers implements Peers {
   }
 
   /** Probes every peer on an interval and feeds the outcome to `health`. */
-  startHealthChecks(intervalMs: number): () => void {
+  startHealthChecks(intervalMs: number, health: PeerHealth): () => void {
     let stopped = false;
     const loop = async (id: string) => {
       while (!stopped) {
         const started = Date.now();
         try {
           await this.probe(id, Math.min(intervalMs * 2, 2000));
-          this.health.record(id, true);
+          health.record(id, true);
         } catch (error) {
           const code = errorCode(error);
-          this.health.record(id, false, {
-            refused: code === "ECONNREFUSED",
+          health.record(id, false, {
+            refused: REFUSED.has(code),
             reason: code || (error as Error).message,
           });
         }

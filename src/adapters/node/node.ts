@@ -38,7 +38,7 @@ export async function startNode(config: Config, log: NodeLogger): Promise<Runnin
 
 async function startSingle(config: Config, log: NodeLogger): Promise<RunningNode> {
   const services = await startServices(config, log);
-  const serving = await startServing(config, log, services);
+  const serving = await startServing(config, log, { ...services, peers: services.health });
   return {
     url: serving.url,
     fullPass: () => services.fullPass(),

@@ -15,6 +15,13 @@ interface State {
   lastError?: string;
 }
 
+/** What a process that talks to peers needs of their health: to ask it, and to report a refusal. */
+export interface PeerView {
+  isUp(id: string): boolean;
+  /** The peer refused a connection: it is down now, whatever the last probe said. */
+  refused(id: string, reason: string): void;
+}
+
 export interface PeerHealthSnapshot {
   id: string;
   up: boolean;
@@ -27,7 +34,7 @@ export interface PeerHealthSnapshot {
  * failures in a row, up after `rise` successes. Peers start up, so the first
  * request is tried rather than refused. Emits `up` and `down` with the id.
  */
-export class PeerHealth extends EventEmitter<{ up: [string]; down: [string] }> {
+export class PeerHealth extends EventEmitter<{ up: [string]; down: [string] }> implements PeerView {
   readonly #states = new Map<string, State>();
 
   constructor(
@@ -41,6 +48,10 @@ export class PeerHealth extends EventEmitter<{ up: [string]; down: [string] }> {
 
   isUp(id: string): boolean {
     return this.#states.get(id)?.up ?? false;
+  }
+
+  refused(id: string, reason: string): void {
+    this.record(id, false, { refused: true, reason });
   }
 
   /** Counts one probe or request outcome; `refused` marks the peer down at once. */

@@ -11,7 +11,7 @@ import { createFirstUser } from "./first-user.ts";
 import { HttpPeers } from "./http-peers.ts";
 import { nodeMac } from "./node-mac.ts";
 import { LegacyDeleteQueue, legacyDeletesDir } from "./legacy-deletes.ts";
-import { PeerHealth } from "./peer-health.ts";
+import { PeerHealth, type PeerView } from "./peer-health.ts";
 import { type Replication, startReplication } from "./replication/index.ts";
 
 const MIN_SECRET_LENGTH = 16;
@@ -86,7 +86,7 @@ export async function startServices(config: Config, log: Logger, onOwnFilesCompl
   // Deletes left pending by an earlier run go out now, not after the first retry interval.
   flushLegacy();
   const stopRetries = legacyDeletes.start(LEGACY_RETRY_MS, (peer) => health.isUp(peer));
-  const stopChecks = peers.startHealthChecks(config.health_interval_ms);
+  const stopChecks = peers.startHealthChecks(config.health_interval_ms, health);
   const replication: Replication = await startReplication(config, secret, health, log, onOwnFilesComplete);
 
   return {
@@ -109,8 +109,8 @@ export async function startServices(config: Config, log: Logger, onOwnFilesCompl
   };
 }
 
-export async function httpPeers(config: Config, health: PeerHealth, log: Logger): Promise<HttpPeers> {
-  return new HttpPeers(config.peers, health, log, {
+export async function httpPeers(config: Config, view: PeerView, log: Logger): Promise<HttpPeers> {
+  return new HttpPeers(config.peers, view, log, {
     ca: config.ca_file ? await readFile(config.ca_file) : undefined,
     connectTimeoutMs: config.peer_connect_timeout_ms,
     headersTimeoutMs: config.peer_timeout_ms,

@@ -8,6 +8,7 @@ import { DiskStore } from "./disk-store.ts";
 import { HtpasswdFile } from "./htpasswd-file.ts";
 import { nodeMac } from "./node-mac.ts";
 import type { HttpPeers } from "./http-peers.ts";
+import type { PeerView } from "./peer-health.ts";
 import { startHttpServer } from "./http-server.ts";
 import type { NodeLogger } from "./logger.ts";
 import { legacyDeletesDir, recordLegacyDelete } from "./legacy-deletes.ts";
@@ -15,7 +16,10 @@ import { httpPeers, readClusterSecret, type Services } from "./services.ts";
 import { StoreHealth } from "./store-health.ts";
 
 /** What a serving process needs from the node-wide services, in this process or the primary. */
-export type NodeState = Pick<Services, "health" | "ownFilesComplete" | "changed" | "legacyDeleteQueued" | "status">;
+export type NodeState = Pick<Services, "ownFilesComplete" | "changed" | "legacyDeleteQueued" | "status"> & {
+  /** Peer health as this process sees it; a refusal it meets goes to whoever checks health. */
+  peers: PeerView;
+};
 
 export interface Serving {
   url: string;
@@ -40,7 +44,7 @@ export async function startServing(config: Config, log: NodeLogger, state: NodeS
   let cluster: ClusterOptions | undefined;
   let peers: HttpPeers | undefined;
   if (config.peers.length > 0) {
-    peers = await httpPeers(config, state.health, log);
+    peers = await httpPeers(config, state.peers, log);
     const peerIds = peers.ids;
     cluster = {
       peers,

@@ -17,6 +17,7 @@ type ToPrimary =
   | { t: "ready" }
   | { t: "changed"; change: Change; ask: number }
   | { t: "legacy" }
+  | { t: "refused"; id: string; reason: string }
   | { t: "status"; ask: number }
   | { t: "done"; ask: number };
 
@@ -94,6 +95,9 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
         case "legacy":
           services.legacyDeleteQueued();
           break;
+        case "refused":
+          services.health.refused(message.id, message.reason);
+          break;
         case "status":
           void services.status().then((status) => send(worker, { t: "done", ask: message.ask, value: { ...status, workers: count } }));
           break;
@@ -147,7 +151,9 @@ export async function startWorker(config: Config, log: NodeLogger): Promise<Serv
   const questions = new Questions();
   const toPrimary = (message: ToPrimary) => process.send?.(message);
   const state: NodeState = {
-    health,
+    // Refusals go to the primary, whose health view is the node's: it then
+    // tells every worker, down now and up again when its checks say so.
+    peers: { isUp: (id) => health.isUp(id), refused: (id, reason) => toPrimary({ t: "refused", id, reason }) },
     ownFilesComplete: () => complete,
     changed: async (change) => {
       await questions.ask((ask) => toPrimary({ t: "changed", change, ask }));
