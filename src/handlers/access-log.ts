@@ -1,4 +1,5 @@
 import type { Logger } from "./logger.ts";
+import { pathOf } from "./paths.ts";
 
 export interface AccessLogEntry {
   method: string;
@@ -12,7 +13,7 @@ export interface AccessLogEntry {
 
 /** One structured line a request, whichever way it was answered. */
 export function logRequest(log: Logger, entry: AccessLogEntry): void {
-  const line = { ...entry, path: entry.path.split("?")[0]!, ms: Math.round(entry.ms * 10) / 10 };
+  const line = { ...entry, path: pathOf(entry.path), ms: Math.round(entry.ms * 10) / 10 };
   if (log.request) log.request(line);
   else log.info(line, "request");
 }

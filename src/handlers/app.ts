@@ -56,6 +56,8 @@ export interface AppOptions {
 
 export interface Settings {
   nodeId: string;
+  /** Whether a first path segment names a node of this cluster. */
+  isNode(id: string): boolean;
   store: BlobStore;
   credentials: Credentials;
   maxUploadBytes: number;
@@ -96,6 +98,7 @@ export function settingsOf(options: AppOptions): Settings {
   const maxAge = options.cacheMaxAge ?? DEFAULT_CACHE_MAX_AGE;
   return {
     nodeId: options.nodeId,
+    isNode: (id) => id === options.nodeId || (options.cluster?.peers.ids.includes(id) ?? false),
     store: options.store,
     credentials: options.credentials,
     maxUploadBytes: options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES,
@@ -121,7 +124,6 @@ export function settingsOf(options: AppOptions): Settings {
 export function createApp(options: AppOptions): Hono<Env> {
   const settings = settingsOf(options);
   const { log, nodeId, cluster } = settings;
-  const isNode = (id: string) => id === nodeId || (cluster?.peers.ids.includes(id) ?? false);
   const app = new Hono<Env>();
 
   app.onError((error) => errorResponse(error, log));
@@ -144,7 +146,7 @@ export function createApp(options: AppOptions): Hono<Env> {
   app.all("*", async (c) => {
     const target = rawTargetOf(c);
     const request = c.req.raw;
-    const parsed = parseTarget(target, isNode);
+    const parsed = parseTarget(target, settings.isNode);
     const allowed = ALLOWED[parsed.kind];
     if (request.method === "OPTIONS") return new Response(null, { status: 204, headers: { Allow: allowed.join(", ") } });
     if (!allowed.includes(request.method)) throw new MethodNotAllowedError(request.method, allowed);

@@ -1,5 +1,5 @@
 import { jsonResponse } from "./json.ts";
-import { NanoCdnError, StoreUnavailableError } from "../storage/errors.ts";
+import { NanoCdnError } from "../storage/errors.ts";
 import type { Logger } from "./logger.ts";
 
 /** The one place where an error becomes an HTTP response: a JSON body that says what was wrong. */
@@ -9,7 +9,7 @@ export function errorResponse(error: unknown, log: Logger): Response {
     return jsonResponse({ error: "internal_error", message: "internal error; see the node's log" }, { status: 500 });
   }
   // Expected conditions: one line saying what, without a stack.
-  if (error instanceof StoreUnavailableError || error.status >= 500) {
+  if (error.status >= 500) {
     log.warn({ status: error.status, error: error.code, reason: error.message }, "request failed");
   }
   const headers = new Headers(error.headers);

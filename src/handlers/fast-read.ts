@@ -29,10 +29,9 @@ const MAX_REMEMBERED_TARGETS = 10_000;
  */
 export function createFastReader(options: AppOptions) {
   const settings = settingsOf(options);
-  const { store, nodeId, cluster, log } = settings;
+  const { store, nodeId, isNode, log } = settings;
   const peek = store.peek?.bind(store);
   if (!peek) return () => undefined;
-  const isNode = (id: string) => id === nodeId || (cluster?.peers.ids.includes(id) ?? false);
   const logging = options.accessLog ?? true;
   const keys = new Map<string, string>();
   // Files are immutable, so their headers are too: build them once per cached metadata.

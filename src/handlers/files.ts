@@ -3,8 +3,10 @@ import type { RequestContext, Settings } from "./app.ts";
 import { type Principal, requireAuthenticated } from "./auth.ts";
 import { blobResponse } from "./blob-response.ts";
 import { TryLaterError } from "./http-errors.ts";
-import { askPeer, LOCAL_ONLY_HEADER, readFromPeers, relay } from "./owner-routing.ts";
-import type { FileAddress } from "./paths.ts";
+import { askPeer, headerSet, LOCAL_ONLY_HEADER, readFromPeers, relay } from "./owner-routing.ts";
+import { type FileAddress, pathOf } from "./paths.ts";
+
+const DELETE_ANSWER_HEADERS = headerSet("Content-Type", "Retry-After");
 
 /** A node-to-node request that must be answered from this node alone (the loop guard). */
 function isLocalOnly(request: Request, principal: Principal): boolean {
@@ -33,7 +35,7 @@ export async function readHandler(
     throw new TryLaterError(`node ${settings.nodeId} is restoring its files; ask a replica`);
   }
   if ((own && settings.ownFilesComplete()) || !settings.cluster || isLocalOnly(request, principal)) {
-    throw new NotFoundError(`no file at ${target.split("?")[0]}`);
+    throw new NotFoundError(`no file at ${pathOf(target)}`);
   }
   return readFromPeers({ ...settings.cluster, log: settings.log }, request, file, target);
 }
@@ -58,7 +60,7 @@ export async function deleteHandler(
   if (file.owner === nodeId || file.owner === undefined) {
     const deleted = await store.delete(file.key);
     if (file.owner === undefined && cluster && principal.kind !== "node") await cluster.mirrorLegacyDelete(file.key);
-    if (!deleted) throw new NotFoundError(`no file at ${target.split("?")[0]}`);
+    if (!deleted) throw new NotFoundError(`no file at ${pathOf(target)}`);
     await settings.onChange({ kind: "deleted", key: file.key });
     return new Response(null, { status: 204 });
   }
@@ -72,5 +74,5 @@ export async function deleteHandler(
     settings.log.warn({ peer: file.owner, err: error }, "delete forwarding failed");
     throw new TryLaterError(`only the owner node ${file.owner} deletes its files, and it is unreachable`);
   }
-  return relay(response, ["Content-Type", "Retry-After"]);
+  return relay(response, DELETE_ANSWER_HEADERS);
 }

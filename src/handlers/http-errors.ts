@@ -48,3 +48,13 @@ export class TryLaterError extends NanoCdnError {
     this.headers = { "Retry-After": String(retryAfterSeconds) };
   }
 }
+
+/**
+ * An upload passed to a peer failed after its body was sent: the peer may or
+ * may not have stored it. Not a 5xx that clients read as "nothing stored"
+ * (502/503/504), so that they do not store it a second time elsewhere.
+ */
+export class UploadOutcomeUnknownError extends NanoCdnError {
+  override readonly status = 500;
+  override readonly code = "outcome_unknown";
+}

@@ -9,7 +9,10 @@ import type { Peers } from "./peers.ts";
 export const LOCAL_ONLY_HEADER = "X-Nanocdn-Local-Only";
 
 const FORWARDED_REQUEST_HEADERS = ["Range", "If-Range", "If-None-Match", "If-Modified-Since"];
-const FORWARDED_RESPONSE_HEADERS = [
+/** A set of header names, as Headers spells them (lower case), for relay(). */
+export const headerSet = (...names: string[]): ReadonlySet<string> => new Set(names.map((name) => name.toLowerCase()));
+
+const READ_ANSWER_HEADERS = headerSet(
   "Content-Type",
   "Content-Length",
   "Content-Range",
@@ -19,7 +22,7 @@ const FORWARDED_RESPONSE_HEADERS = [
   "Cache-Control",
   "X-Content-Type-Options",
   "X-Nanocdn-Served-By",
-];
+);
 /** Answers of a peer that settle a read; anything else moves on to the next source. */
 const FINAL_STATUSES = new Set([200, 206, 304, 416]);
 
@@ -47,8 +50,7 @@ export async function askPeer(
  * describe the answer. The response itself goes on (its headers trimmed in
  * place), so a body the peer sent as bytes stays bytes.
  */
-export function relay(response: Response, names: readonly string[] = FORWARDED_RESPONSE_HEADERS): Response {
-  const keep = new Set(names.map((name) => name.toLowerCase()));
+export function relay(response: Response, keep: ReadonlySet<string> = READ_ANSWER_HEADERS): Response {
   for (const name of [...response.headers.keys()]) if (!keep.has(name)) response.headers.delete(name);
   return response;
 }

@@ -32,6 +32,12 @@ function isNamespace(segment: string | undefined): segment is Namespace {
   return (NAMESPACES as readonly string[]).includes(segment ?? "");
 }
 
+/** The path of a request target, without its query. */
+export function pathOf(rawTarget: string): string {
+  const query = rawTarget.search(/[?#]/);
+  return query === -1 ? rawTarget : rawTarget.slice(0, query);
+}
+
 /**
  * Splits the request target exactly as the client sent it (before any URL
  * normalisation) into decoded segments, refusing anything that could be read
@@ -39,8 +45,7 @@ function isNamespace(segment: string | undefined): segment is Namespace {
  * control characters, empty segments and over-long names.
  */
 export function decodeSegments(rawTarget: string): string[] {
-  const query = rawTarget.search(/[?#]/);
-  const rawPath = query === -1 ? rawTarget : rawTarget.slice(0, query);
+  const rawPath = pathOf(rawTarget);
   if (!rawPath.startsWith("/")) throw new InvalidPathError("the path must start with '/'");
   if (rawPath === "/") return [];
   const segments = rawPath.slice(1).split("/").map((raw) => {

@@ -9,10 +9,23 @@ export interface Peers {
   isUp(id: string): boolean;
   /**
    * Sends a request to a peer and resolves with its response, which the
-   * caller owns (headers mutable, body streaming or in memory). Rejects when
-   * the peer cannot be reached or does not answer in time.
+   * caller owns (headers mutable, body streaming or in memory). Rejects with
+   * PeerUnreachableError when the peer cannot be reached or does not answer
+   * in time.
    */
   request(id: string, init: PeerRequest): Promise<Response>;
+}
+
+/** A peer could not be asked, or did not answer; `nothingSent` when it cannot have seen the request. */
+export class PeerUnreachableError extends Error {
+  constructor(
+    message: string,
+    readonly nothingSent: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = "PeerUnreachableError";
+  }
 }
 
 export interface PeerRequest {
@@ -22,9 +35,3 @@ export interface PeerRequest {
   headers: Record<string, string>;
   body?: ReadableStream<Uint8Array> | null;
 }
-
-export const noPeers: Peers = {
-  ids: [],
-  isUp: () => false,
-  request: () => Promise.reject(new Error("this node has no peers")),
-};

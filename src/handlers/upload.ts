@@ -2,9 +2,12 @@ import { jsonResponse } from "./json.ts";
 import { ConflictError, PayloadTooLargeError, StoreUnavailableError } from "../storage/errors.ts";
 import type { RequestContext, Settings } from "./app.ts";
 import { type Principal, requireAuthenticated } from "./auth.ts";
-import { BadRequestError } from "./http-errors.ts";
-import { askPeer, relay } from "./owner-routing.ts";
+import { BadRequestError, UploadOutcomeUnknownError } from "./http-errors.ts";
+import { PeerUnreachableError } from "./peers.ts";
+import { askPeer, headerSet, relay } from "./owner-routing.ts";
 import { type Namespace, urlPathOf } from "./paths.ts";
+
+const UPLOAD_ANSWER_HEADERS = headerSet("Content-Type", "Location", "ETag", "Retry-After");
 
 function declaredLength(request: Request): number | undefined {
   const header = request.headers.get("Content-Length");
@@ -33,7 +36,11 @@ export async function uploadHandler(
     throw new PayloadTooLargeError(`body of ${length} bytes exceeds the limit of ${settings.maxUploadBytes} bytes`);
   }
   const mayForward = settings.cluster !== undefined && principal.kind !== "node";
-  if (mayForward && !settings.localHealthy()) return forwardUpload(settings, context);
+  if (!settings.localHealthy()) {
+    if (mayForward) return forwardUpload(settings, context);
+    // An upload a peer passed on is never passed on again (the loop guard).
+    throw new StoreUnavailableError("this node's store cannot take uploads now");
+  }
 
   const file = { owner: settings.nodeId, namespace, path };
   const key = `${settings.nodeId}/${namespace}/${path}`;
@@ -75,7 +82,10 @@ async function forwardUpload(settings: Settings, { request, target }: RequestCon
     response = await askPeer({ ...cluster, log: settings.log }, peer, "PUT", target, headers, request.body);
   } catch (error) {
     settings.log.warn({ peer, err: error }, "upload failover failed");
-    throw new StoreUnavailableError(`the local store is unavailable and peer ${peer} did not take the upload`);
+    if (error instanceof PeerUnreachableError && error.nothingSent) {
+      throw new StoreUnavailableError(`the local store is unavailable and peer ${peer} could not be reached`);
+    }
+    throw new UploadOutcomeUnknownError(`the upload was passed to peer ${peer}, which did not confirm it: it may or may not be stored there`);
   }
-  return relay(response, ["Content-Type", "Location", "ETag", "Retry-After"]);
+  return relay(response, UPLOAD_ANSWER_HEADERS);
 }

@@ -60,6 +60,6 @@ export interface BlobStore {
   create(key: string, body: ReadableStream<Uint8Array>, options?: CreateOptions): Promise<BlobMeta>;
   /** Resolves false when there was nothing to delete. */
   delete(key: string): Promise<boolean>;
-  /** Proves the store can write, read back and delete; throws StoreUnavailableError. */
+  /** Proves the store can write, read back and delete; throws with the reason when it cannot. */
   probe(): Promise<void>;
 }

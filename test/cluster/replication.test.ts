@@ -1,11 +1,11 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { rsyncPassword } from "../../src/adapters/node/replication/rsync.ts";
 import { CLUSTER_SECRET, startCluster, type TestCluster } from "../helpers/cluster.ts";
 import { basic } from "../helpers/credentials.ts";
-import { listFiles } from "../helpers/disk.ts";
+import { listFiles, placeFile } from "../helpers/disk.ts";
 import { freePort } from "../helpers/ports.ts";
 import { eventually } from "../helpers/eventually.ts";
 
@@ -37,6 +37,10 @@ describe("replication with rsync", () => {
   it("puts an upload on every peer's disk within a second, and carries deletes", async () => {
     cluster = await startCluster({ size: 3, replicate: true });
     const c = cluster;
+    // Time the fast path in steady state, not behind the start-up full passes.
+    await eventually(async () => {
+      for (const peer of (await status(c, "1")).replication) expect(peer.lastFullPass).toBeDefined();
+    });
     const started = Date.now();
     const location = await upload(c, "1", "pub/tickets/2026/t-1.pdf", "%PDF ticket");
     const path = location.slice("/1/".length);
@@ -155,6 +159,34 @@ describe("replication with rsync", () => {
     for (const id of ["2", "3"]) expect((await replicaOf(c, id, "1")).filter((f) => f.startsWith("priv/"))).toEqual(expected);
     const read = await fetch(c.url("1") + locations[0], { headers: auth });
     expect(await read.text()).toBe("keep 0");
+  });
+  it("pulls back from a peer it could not restore from before any pass deletes there", async () => {
+    cluster = await startCluster({ size: 3, replicate: true });
+    const c = cluster;
+    const kept = await upload(c, "1", "pub/everywhere.txt", "everywhere");
+    await eventually(async () => {
+      for (const id of ["2", "3"]) expect(await replicaOf(c, id, "1")).toContain(kept.slice(3));
+    });
+    // A file node 1 lost that only node 3 still holds (say node 2 was restored from an old backup).
+    await placeFile(join(c.data("3"), "files", "1", "pub", "only-on-3.txt"), "last copy");
+    await c.kill("1");
+    await rm(c.data("1"), { recursive: true });
+    // Node 3's replica cannot be read while node 1 restores.
+    const replica3 = join(c.data("3"), "files", "1");
+    await rename(replica3, `${replica3}.away`);
+    await writeFile(replica3, "not a folder");
+    await c.start("1");
+    await eventually(async () => expect((await status(c, "1")).ownFilesComplete).toBe(true), 30_000);
+    expect(await listFiles(join(c.data("1"), "files", "1"))).toContain("pub/everywhere.txt");
+    await rm(replica3);
+    await rename(`${replica3}.away`, replica3);
+    // The full pass to node 3 first copies its last copy back, then deletes nothing there.
+    await eventually(async () => expect(await listFiles(join(c.data("1"), "files", "1"))).toContain("pub/only-on-3.txt"), 60_000);
+    await eventually(async () => {
+      const [, three] = (await status(c, "1")).replication;
+      expect(three.lastFullPass).toBeDefined();
+    }, 60_000);
+    expect(await replicaOf(c, "3", "1")).toContain("pub/only-on-3.txt");
   });
 });
 

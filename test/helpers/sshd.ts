@@ -29,7 +29,7 @@ export async function startSshd(keys: { publicKey: string; folder: string }[]): 
   const authorized = join(dir, "authorized_keys");
   await writeFile(
     authorized,
-    keys.map(({ publicKey, folder }) => `command="rrsync ${folder}",restrict ${publicKey.trim()}\n`).join(""),
+    keys.map(({ publicKey, folder }) => `command="rrsync -munge ${folder}",restrict ${publicKey.trim()}\n`).join(""),
     { mode: 0o600 },
   );
   const port = await freePort();

@@ -1,8 +1,10 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DiskStore } from "../../src/adapters/node/disk-store.ts";
 import { describeBlobStore } from "../../src/storage/contract.ts";
+import { ConflictError } from "../../src/storage/errors.ts";
+import { describe, expect, it } from "vitest";
 
 describeBlobStore("DiskStore", async () => {
   const root = await mkdtemp(join(tmpdir(), "nanocdn-disk-"));
@@ -13,4 +15,36 @@ describeBlobStore("DiskStore", async () => {
     strays: () => store.strays(),
     dispose: () => rm(root, { recursive: true, force: true }),
   };
+});
+
+describe("DiskStore on its own", () => {
+  it("never follows a symlink in place of a file (one a peer's rsync could leave in a replica)", async () => {
+    const root = await mkdtemp(join(tmpdir(), "nanocdn-disk-"));
+    try {
+      const store = new DiskStore({ root });
+      await store.init();
+      const secret = join(root, "outside.txt");
+      await writeFile(secret, "not for the web");
+      await mkdir(join(root, "files", "2", "pub"), { recursive: true });
+      await symlink(secret, join(root, "files", "2", "pub", "leak.txt"));
+      expect(await store.head("2/pub/leak.txt")).toBeUndefined();
+      expect(await store.open("2/pub/leak.txt")).toBeUndefined();
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it("refuses a name below an existing file as a conflict, not a store failure", async () => {
+    const root = await mkdtemp(join(tmpdir(), "nanocdn-disk-"));
+    try {
+      const store = new DiskStore({ root });
+      await store.init();
+      await store.create("1/pub/a", new Blob(["file"]).stream());
+      await expect(store.create("1/pub/a/b", new Blob(["below"]).stream())).rejects.toBeInstanceOf(ConflictError);
+      await expect(store.create("1/pub/a/b/c", new Blob(["deeper"]).stream())).rejects.toBeInstanceOf(ConflictError);
+      expect(await store.strays()).toEqual([]);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
 });

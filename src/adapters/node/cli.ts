@@ -62,12 +62,17 @@ async function serve(args: string[]): Promise<void> {
     log.info({}, "stopped");
     log.flush(() => process.exit(0));
   };
-  process.on("SIGTERM", () => void stop("SIGTERM"));
+  const stopOn = (signal: NodeJS.Signals) => () =>
+    stop(signal).catch((error: unknown) => {
+      log.error({ err: error }, "stopping failed");
+      log.flush(() => process.exit(1));
+    });
+  process.on("SIGTERM", stopOn("SIGTERM"));
   process.on("SIGHUP", () => {
     log.info({ signal: "SIGHUP" }, "full replication pass requested");
     node.fullPass();
   });
-  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGINT", stopOn("SIGINT"));
 }
 
 async function cluster(args: string[]): Promise<void> {

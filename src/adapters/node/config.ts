@@ -105,7 +105,7 @@ export const configSchema = z
       (v) => (typeof v === "string" && /^\s*\d+\s*$/.test(v) ? Number(v) : v),
       z.union([z.literal("auto"), z.number().int().min(1).max(256)], { error: got('"auto" or a number of processes') }),
     ).default("auto"),
-    /** Memory per serving process for small files and metadata; 0 turns the cache off. */
+    /** Memory per serving process for small files; 0 keeps no file bytes (metadata and misses are still kept briefly). */
     memory_cache_bytes: int(0).default(16 * 1024 * 1024),
     memory_cache_file_bytes: int(0).default(128 * 1024),
     /** How long a cached answer stands before the disk is asked again (a replica may be deleted meanwhile). */

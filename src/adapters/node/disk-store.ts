@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
-import { link, mkdir, open, readdir, readFile, rm, rmdir, stat, statfs, unlink, writeFile } from "node:fs/promises";
+import { constants, link, lstat, mkdir, open, readdir, readFile, rm, rmdir, statfs, unlink, writeFile } from "node:fs/promises";
 import type { BigIntStats } from "node:fs";
 import { dirname, join } from "node:path";
 import type { BlobHandle, BlobMeta, BlobStore, ByteRange, CreateOptions } from "../../storage/blob-store.ts";
@@ -42,7 +42,7 @@ function unavailable(error: unknown, what: string, bodyUntouched = false): NanoC
   return new StoreUnavailableError(`storage failed while ${what} (${code})`, options);
 }
 
-export function etagOf(stats: BigIntStats): string {
+function etagOf(stats: BigIntStats): string {
   // Size and nanosecond mtime: rsync copies mtimes exactly, so every replica
   // of a blob answers with the same tag, and a name re-used after a delete
   // gets a new one.
@@ -78,7 +78,13 @@ function fileStream(handle: FileHandle, start: number, end: number): ReadableStr
         return;
       }
       const buffer = new Uint8Array(length);
-      const { bytesRead } = await handle.read(buffer, 0, length, position);
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await handle.read(buffer, 0, length, position));
+      } catch (error) {
+        await close();
+        throw unavailable(error, "reading a file");
+      }
       if (bytesRead === 0) {
         await close();
         controller.error(new StoreUnavailableError("a file ended before its recorded size"));
@@ -126,7 +132,8 @@ export class DiskStore implements BlobStore {
 
   async #stat(path: string): Promise<BigIntStats | undefined> {
     try {
-      const stats = await stat(path, { bigint: true });
+      // lstat and O_NOFOLLOW: a symlink a peer's rsync left in a replica never leads outside the store.
+      const stats = await lstat(path, { bigint: true });
       return stats.isFile() ? stats : undefined;
     } catch (error) {
       if (MISSING.has(errnoOf(error) ?? "")) return undefined;
@@ -143,9 +150,9 @@ export class DiskStore implements BlobStore {
     const path = this.#path(key);
     let handle: FileHandle;
     try {
-      handle = await open(path, "r");
+      handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
     } catch (error) {
-      if (MISSING.has(errnoOf(error) ?? "")) return undefined;
+      if (MISSING.has(errnoOf(error) ?? "") || errnoOf(error) === "ELOOP") return undefined;
       throw unavailable(error, "opening a file");
     }
     let stats: BigIntStats;
@@ -176,6 +183,7 @@ export class DiskStore implements BlobStore {
     } catch (error) {
       throw unavailable(error, "creating a temporary file", true);
     }
+    let stats: BigIntStats;
     try {
       try {
         for await (const chunk of limitBody(body, options)) {
@@ -185,6 +193,8 @@ export class DiskStore implements BlobStore {
           }
         }
         if (this.#fsync) await file.sync();
+        // The inode the link will name: its metadata now, so nothing can fail after the link.
+        stats = await file.stat({ bigint: true });
       } finally {
         await file.close();
       }
@@ -194,12 +204,14 @@ export class DiskStore implements BlobStore {
     } finally {
       await unlink(temp).catch(() => {});
     }
-    const stats = await this.#stat(target);
-    if (!stats) throw new StoreUnavailableError("a stored file vanished right after it was written");
     return metaOf(stats);
   }
 
-  /** link(2) never replaces an existing name: that is what makes create-only atomic. */
+  /**
+   * link(2) never replaces an existing name: that is what makes create-only
+   * atomic. Once linked, the file is stored; if making that durable fails,
+   * the link is taken back, so that a failure always means "nothing stored".
+   */
   async #linkIntoPlace(temp: string, target: string): Promise<void> {
     const dir = dirname(target);
     for (let attempt = 0; ; attempt++) {
@@ -209,13 +221,25 @@ export class DiskStore implements BlobStore {
       } catch (error) {
         const code = errnoOf(error);
         if (code === "EEXIST") throw new ConflictError("a file with this name already exists");
+        if (code === "ENOTDIR") throw new ConflictError("a file is in the way: one of the folders of this name is a file");
         // A concurrent delete may prune the folder between mkdir and link.
         if (code !== "ENOENT" || attempt >= 3) throw error;
-        const created = await mkdir(dir, { recursive: true });
+        const created = await mkdir(dir, { recursive: true }).catch((mkdirError: unknown) => {
+          if (errnoOf(mkdirError) === "EEXIST" || errnoOf(mkdirError) === "ENOTDIR") {
+            throw new ConflictError("a file is in the way: one of the folders of this name is a file");
+          }
+          throw mkdirError;
+        });
         if (created && this.#fsync) await this.#fsyncNewFolders(dir, created);
       }
     }
-    if (this.#fsync) await fsyncDir(dir);
+    if (!this.#fsync) return;
+    try {
+      await fsyncDir(dir);
+    } catch (error) {
+      await unlink(target).catch(() => {});
+      throw error;
+    }
   }
 
   /** Makes new folders durable: each one's entry lives in its parent (`dir` itself is synced after the link). */

@@ -1,7 +1,7 @@
 import { Readable } from "node:stream";
 import { type Dispatcher, Pool } from "undici";
 import type { Logger } from "../../handlers/logger.ts";
-import type { PeerRequest, Peers } from "../../handlers/peers.ts";
+import { type PeerRequest, type Peers, PeerUnreachableError } from "../../handlers/peers.ts";
 import type { PeerConfig } from "./config.ts";
 import type { PeerHealth, PeerView } from "./peer-health.ts";
 
@@ -9,10 +9,12 @@ export interface HttpPeersOptions {
   /** PEM of a private CA for peers reached over https. */
   ca?: string | Buffer;
   connectTimeoutMs: number;
-  /** Until the first response byte; a streaming body then has `bodyTimeoutMs` between chunks. */
+  /** Until the first response byte. */
   headersTimeoutMs: number;
-  bodyTimeoutMs?: number;
 }
+
+/** Longest pause between two chunks of a peer's streaming answer. */
+const BODY_TIMEOUT_MS = 30_000;
 
 /** Bodies up to this size are read whole: relaying them is then one write, not a stream. */
 const SMALL_BODY_BYTES = 256 * 1024;
@@ -75,7 +77,7 @@ export class HttpPeers implements Peers {
           connections: 128,
           connect: { timeout: options.connectTimeoutMs, ...(options.ca !== undefined && { ca: options.ca }) },
           headersTimeout: options.headersTimeoutMs,
-          bodyTimeout: options.bodyTimeoutMs ?? 30_000,
+          bodyTimeout: BODY_TIMEOUT_MS,
           keepAliveTimeout: 30_000,
         }),
       );
@@ -100,7 +102,8 @@ export class HttpPeers implements Peers {
     } catch (error) {
       const code = errorCode(error);
       if (REFUSED.has(code)) this.view.refused(id, code);
-      throw new Error(`peer ${id}: ${code ? `${code}: ` : ""}${(error as Error).message}`, { cause: error });
+      const nothingSent = REFUSED.has(code) || code === "UND_ERR_CONNECT_TIMEOUT";
+      throw new PeerUnreachableError(`peer ${id}: ${code ? `${code}: ` : ""}${(error as Error).message}`, nothingSent, { cause: error });
     }
     const responseHeaders = new Headers();
     for (const [name, value] of Object.entries(answer.headers)) {
@@ -109,7 +112,7 @@ export class HttpPeers implements Peers {
     return new Response(await responseBody(method, answer), { status: answer.statusCode, headers: responseHeaders });
   }
 
-  /** GET /check/ of one peer: true when it answers 200 within the time-out. */
+  /** GET /check/ of one peer: resolves when it answers 200 within the time-out, else throws. */
   async probe(id: string, timeoutMs: number): Promise<void> {
     const answer = await this.#pools.get(id)!.request({
       method: "GET",

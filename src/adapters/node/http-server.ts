@@ -3,10 +3,11 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { getRequestListener } from "@hono/node-server";
+import { getRequestListener, RequestError } from "@hono/node-server";
 import type { Hono } from "hono";
 import type { Env } from "../../handlers/app.ts";
 import type { FastReader } from "../../handlers/fast-read.ts";
+import { errorResponse } from "../../handlers/error-response.ts";
 import { jsonResponse } from "../../handlers/json.ts";
 import type { Logger } from "../../handlers/logger.ts";
 import type { ListenAddress } from "./config.ts";
@@ -18,8 +19,6 @@ export interface HttpServerOptions {
   listen: ListenAddress;
   tls?: { cert: string; key: string };
   log: Logger;
-  /** How often the certificate files are checked for renewal. */
-  tlsRecheckMs?: number;
 }
 
 export interface HttpServer {
@@ -62,7 +61,9 @@ async function readTls(tls: { cert: string; key: string }) {
   return { cert, key };
 }
 
-/** Serves the app over HTTP, or HTTPS when a certificate is configured. */
+/** How often the certificate files are checked for renewal. */
+const TLS_RECHECK_MS = 5000;
+
 /** How long a refused upload's sender may go on sending before its connection is cut. */
 const LINGER_MS = 5000;
 
@@ -100,16 +101,16 @@ function lingerBeforeClose(request: IncomingMessage): void {
   };
 }
 
-export async function startHttpServer({ app, fastRead, listen, tls, log, tlsRecheckMs = 5000 }: HttpServerOptions): Promise<HttpServer> {
+/** Serves the app over HTTP, or HTTPS when a certificate is configured. */
+export async function startHttpServer({ app, fastRead, listen, tls, log }: HttpServerOptions): Promise<HttpServer> {
   const listener = getRequestListener(
     (request, env) => app.fetch(request, { rawTarget: (env as { incoming: IncomingMessage }).incoming.url }),
     {
       // The adapter refuses some targets (a backslash in the path) before the app runs.
       errorHandler: (error) =>
-        jsonResponse(
-          { error: "invalid_path", message: `malformed request target: ${(error as Error).message}` },
-          { status: 400 },
-        ),
+        error instanceof RequestError
+          ? jsonResponse({ error: "invalid_path", message: `malformed request target: ${error.message}` }, { status: 400 })
+          : errorResponse(error, log),
     },
   );
   // Once closing, every answer says `Connection: close`, so that keep-alive
@@ -153,7 +154,7 @@ export async function startHttpServer({ app, fastRead, listen, tls, log, tlsRech
   server.keepAliveTimeout = 65_000;
 
   let stopWatchingTls = () => {};
-  if (tls) stopWatchingTls = watchCertificate(server as unknown as import("node:tls").Server, tls, log, tlsRecheckMs);
+  if (tls) stopWatchingTls = watchCertificate(server as unknown as import("node:tls").Server, tls, log, TLS_RECHECK_MS);
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

@@ -14,7 +14,7 @@ export interface RunningNode {
   close(): Promise<void>;
 }
 
-export function workerCount(config: Config): number {
+function workerCount(config: Config): number {
   return config.workers === "auto" ? availableParallelism() : config.workers;
 }
 

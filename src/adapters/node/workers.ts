@@ -78,7 +78,9 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
     Promise.all(live().filter((w) => w !== origin).map((w) => questions.ask((ask) => send(w, { t: "invalidate", key, ask }))));
 
   let stopping = false;
+  let pauseMs = 0;
   const fork = () => {
+    const startedAt = Date.now();
     const worker = cluster.fork();
     worker.on("error", (error) => log.warn({ worker: worker.process.pid, err: error }, "serving process channel failed"));
     worker.on("message", (message: ToPrimary) => {
@@ -108,16 +110,28 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
     });
     worker.on("exit", (code, signal) => {
       if (stopping) return;
-      log.error({ worker: worker.process.pid, code, signal }, "a serving process died; starting another");
-      fork();
+      // One that dies young (a broken config, a full disk) is not restarted in a tight loop.
+      pauseMs = Date.now() - startedAt < 10_000 ? Math.min(Math.max(pauseMs * 2, 500), 30_000) : 0;
+      log.error({ worker: worker.process.pid, code, signal, restartInMs: pauseMs }, "a serving process died; starting another");
+      setTimeout(fork, pauseMs).unref();
     });
   };
-  for (let i = 0; i < count; i++) fork();
-  await new Promise<void>((resolve) => {
+  await new Promise<void>((resolve, reject) => {
     let listening = 0;
-    cluster.on("listening", () => {
-      if (++listening === count) resolve();
-    });
+    const onListening = () => {
+      if (++listening < count) return;
+      cluster.off("exit", onExit);
+      resolve();
+    };
+    const onExit = (_worker: Worker, code: number) => {
+      cluster.off("listening", onListening);
+      stopping = true;
+      for (const worker of live()) worker.process.kill("SIGTERM");
+      reject(new Error(`a serving process exited while starting (code ${code}); its reason is above`));
+    };
+    cluster.on("listening", onListening);
+    cluster.once("exit", onExit);
+    for (let i = 0; i < count; i++) fork();
   });
   const host = config.listen.host.includes(":") ? `[${config.listen.host}]` : config.listen.host;
   return {

@@ -13,8 +13,11 @@ export interface WorkerEnv {
   CACHE_MAX_AGE?: string;
 }
 
-function numberOr(value: string | undefined, fallback: number): number {
-  return value === undefined || value === "" ? fallback : Number(value);
+/** A whole number from a text binding; anything else is a mistake worth failing on, not NaN (no limit at all). */
+function numberOr(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined || value === "") return fallback;
+  if (!/^\d+$/.test(value.trim())) throw new Error(`${name} must be a whole number, not ${JSON.stringify(value)}`);
+  return Number(value);
 }
 
 /** The app is built once per isolate, on the first request, from the bindings. */
@@ -26,8 +29,8 @@ export default {
       nodeId: env.NODE_ID ?? "1",
       store: new R2Store(env.FILES),
       credentials: new HtpasswdCredentials(env.HTPASSWD ?? ""),
-      maxUploadBytes: numberOr(env.MAX_UPLOAD_BYTES, DEFAULT_MAX_UPLOAD_BYTES),
-      cacheMaxAge: numberOr(env.CACHE_MAX_AGE, DEFAULT_CACHE_MAX_AGE),
+      maxUploadBytes: numberOr("MAX_UPLOAD_BYTES", env.MAX_UPLOAD_BYTES, DEFAULT_MAX_UPLOAD_BYTES),
+      cacheMaxAge: numberOr("CACHE_MAX_AGE", env.CACHE_MAX_AGE, DEFAULT_CACHE_MAX_AGE),
       log: consoleLogger,
     });
     return app.fetch(request, undefined);

@@ -41,7 +41,11 @@ export async function startReplication(
     await sweepRsyncTemp(join(filesDir, peer.id), 0);
   }
   const sweeper = setInterval(() => {
-    for (const peer of config.peers) void sweepRsyncTemp(join(filesDir, peer.id), TEMP_MAX_AGE_MS);
+    for (const peer of config.peers) {
+      sweepRsyncTemp(join(filesDir, peer.id), TEMP_MAX_AGE_MS).catch((error: unknown) =>
+        log.warn({ peer: peer.id, err: error }, "cannot sweep rsync's temp files"),
+      );
+    }
   }, TEMP_MAX_AGE_MS);
   sweeper.unref();
   const daemon = config.rsyncd_listen
@@ -74,12 +78,15 @@ export async function startReplication(
   let complete = targets.length === 0;
   let stopping = false;
   if (!complete) {
-    void ensureOwnFiles({ self: config.node, source, targets, rsync, log, keepTrying: () => !stopping }).then((ok) => {
-      if (!ok) return;
-      complete = true;
-      replicator.enable();
-      onOwnFilesComplete();
-    });
+    ensureOwnFiles({ self: config.node, source, targets, rsync, log, keepTrying: () => !stopping }).then(
+      (unpulled) => {
+        if (!unpulled) return;
+        complete = true;
+        replicator.enable(unpulled);
+        onOwnFilesComplete();
+      },
+      (error: unknown) => log.error({ err: error }, "cannot restore this node's own files; it will not replicate"),
+    );
   }
 
   return {

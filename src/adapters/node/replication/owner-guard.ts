@@ -1,7 +1,7 @@
 import { mkdir, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../../../handlers/logger.ts";
-import { asFolder, baseArgs, RSYNC_TEMP_DIR, type RsyncOptions, runRsync, transportOf } from "./rsync.ts";
+import { asFolder, baseArgs, RSYNC_TEMP_DIR, type RsyncOptions, type RsyncResult, runRsync, transportOf } from "./rsync.ts";
 import type { ReplicationTarget } from "./replicator.ts";
 
 /**
@@ -19,7 +19,7 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-export async function hasOwnerMarker(source: string): Promise<boolean> {
+async function hasOwnerMarker(source: string): Promise<boolean> {
   return exists(join(source, OWNER_MARKER));
 }
 
@@ -39,41 +39,47 @@ export interface OwnerGuardOptions {
 }
 
 /**
+ * Copies what a peer holds of this node's files back into `source`, never
+ * replacing or deleting anything here. A local peer folder that does not
+ * exist holds nothing (that peer never received anything from this node).
+ */
+export async function pullFrom(target: ReplicationTarget, source: string, rsync: RsyncOptions): Promise<RsyncResult> {
+  if (transportOf(target.destination) === "local" && !(await exists(target.destination))) {
+    return { ok: true, code: 0, message: "" };
+  }
+  return runRsync([...baseArgs(rsync, target.destination), "--ignore-existing", asFolder(target.destination), asFolder(source)], rsync);
+}
+
+/**
  * Never lose the owner's files by replicating an empty disk. A node whose own
  * folder lacks the marker (a new disk, a wiped folder, a reinstall with the
  * same id, a disk that did not mount) pulls its files back from every peer's
  * replica that answers, without deleting anything anywhere, and only then
- * writes the marker and lets replication push (and delete). On a new cluster
- * the replicas are empty and the pull is quick. Resolves once the folder is
- * known complete, false if it gave up (shutdown).
+ * writes the marker and lets replication push. On a new cluster the replicas
+ * are empty and the pull is quick. Resolves with the peers it could not pull
+ * from (replication pulls from each of them before its first push with
+ * --delete there), or undefined if it gave up (shutdown).
  */
-export async function ensureOwnFiles({ self, source, targets, rsync, log, keepTrying }: OwnerGuardOptions): Promise<boolean> {
+export async function ensureOwnFiles({ self, source, targets, rsync, log, keepTrying }: OwnerGuardOptions): Promise<string[] | undefined> {
   await mkdir(join(source, RSYNC_TEMP_DIR), { recursive: true });
-  if (await hasOwnerMarker(source)) return true;
+  if (await hasOwnerMarker(source)) return [];
   log.warn({ node: self }, "own folder has no owner marker: restoring it from the replicas before replicating");
   while (keepTrying()) {
-    let restoredFrom = 0;
+    const unpulled: string[] = [];
     for (const target of targets) {
-      if (transportOf(target.destination) === "local" && !(await exists(target.destination))) {
-        // That peer never received anything from this node: nothing to restore from it.
-        restoredFrom++;
-        continue;
-      }
-      const result = await runRsync(
-        [...baseArgs(rsync, target.destination), "--ignore-existing", asFolder(target.destination), asFolder(source)],
-        rsync,
-      );
-      if (result.ok) restoredFrom++;
-      else log.warn({ peer: target.id, code: result.code, reason: result.message }, "cannot restore from this peer yet");
+      const result = await pullFrom(target, source, rsync);
+      if (result.ok) continue;
+      unpulled.push(target.id);
+      log.warn({ peer: target.id, code: result.code, reason: result.message }, "cannot restore from this peer yet");
     }
-    if (restoredFrom > 0 || targets.length === 0) {
+    if (unpulled.length < targets.length || targets.length === 0) {
       await writeFile(join(source, OWNER_MARKER), JSON.stringify({ node: self, since: new Date().toISOString() }) + "\n");
-      log.info({ node: self, peers: restoredFrom, files: await countFiles(join(source)) }, "own folder restored from replicas");
-      return true;
+      log.info({ node: self, peers: targets.length - unpulled.length, files: await countFiles(source) }, "own folder restored from replicas");
+      return unpulled;
     }
     await new Promise((r) => setTimeout(r, RETRY_MS));
   }
-  return false;
+  return undefined;
 }
 
 /** Removes rsync temp files older than `maxAgeMs` that an interrupted transfer left in a replica folder. */

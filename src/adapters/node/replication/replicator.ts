@@ -2,6 +2,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Change } from "../../../handlers/app.ts";
 import type { Logger } from "../../../handlers/logger.ts";
+import { pullFrom } from "./owner-guard.ts";
 import { asFolder, baseArgs, RSYNC_TEMP_DIR, type RsyncOptions, type RsyncResult, runRsync, transportOf } from "./rsync.ts";
 
 export interface ReplicationTarget {
@@ -47,6 +48,8 @@ export interface PeerReplicationStatus {
 class PeerReplica {
   pending = new Map<string, Pending>();
   needsFullPass = true;
+  /** Its replica may hold files this node lost: copy them back before a pass deletes anything there. */
+  pullFirst = false;
   busy = false;
   timer: NodeJS.Timeout | undefined;
   backoffMs = 0;
@@ -101,17 +104,17 @@ export class Replicator {
     }
   }
 
-  /** Starts pushing: a full pass to every peer now, then on the interval. */
-  enable(): void {
+  /** Starts pushing: a full pass to every peer now, then on the interval; `unpulled` peers are pulled from first. */
+  enable(unpulled: readonly string[] = []): void {
     if (this.#enabled) return;
     this.#enabled = true;
+    for (const id of unpulled) {
+      const peer = this.#peers.get(id);
+      if (peer) peer.pullFirst = true;
+    }
     this.fullPass();
     this.#intervalTimer = setInterval(() => this.fullPass(), this.options.fullPassIntervalMs);
     this.#intervalTimer.unref();
-  }
-
-  get enabled(): boolean {
-    return this.#enabled;
   }
 
   /** Schedules a full pass to one peer (or all), e.g. when it comes back. */
@@ -184,6 +187,12 @@ export class Replicator {
 
   async #runFullPass(peer: PeerReplica): Promise<void> {
     const started = Date.now();
+    if (peer.pullFirst) {
+      const pulled = await pullFrom(peer.target, this.options.source, this.options.rsync);
+      if (!pulled.ok) return this.#failed(peer, pulled);
+      peer.pullFirst = false;
+      this.options.log.info({ peer: peer.target.id }, "copied back what this peer held of this node's files");
+    }
     peer.needsFullPass = false;
     const result = await this.#rsync(peer, ["--delete"]);
     if (!result.ok) {

@@ -11,7 +11,7 @@ export const RSYNC_TEMP_DIR = ".nanocdn-rsync-tmp";
 /** rsync exit codes that still mean "the listed files are in place". */
 const SUCCESS = new Set([0, 24 /* some source files vanished: deleted meanwhile, the next batch says so */]);
 
-export type Transport = "local" | "daemon" | "ssh";
+type Transport = "local" | "daemon" | "ssh";
 
 export function transportOf(destination: string): Transport {
   if (destination.startsWith("rsync://")) return "daemon";
@@ -40,7 +40,6 @@ export interface RsyncOptions {
   password?: string;
   /** KiB/s; 0 or undefined for no cap. */
   bwlimit?: number;
-  timeoutSeconds?: number;
 }
 
 export interface RsyncResult {
@@ -62,7 +61,8 @@ export function baseArgs(options: RsyncOptions, remote: string): string[] {
     // Nanosecond mtimes: a name re-used within the same second still differs.
     ...(ssh ? [] : ["--modify-window=-1", `--temp-dir=${RSYNC_TEMP_DIR}`]),
     `--exclude=/${RSYNC_TEMP_DIR}/`,
-    `--timeout=${options.timeoutSeconds ?? 60}`,
+    // A peer that stops answering mid-transfer fails the run (it is retried) instead of hanging it.
+    "--timeout=60",
     ...(options.ssh ? ["-e", options.ssh] : []),
     ...(options.bwlimit ? [`--bwlimit=${options.bwlimit}`] : []),
   ];

@@ -18,15 +18,15 @@ export interface RsyncDaemonOptions {
 }
 
 /** The user name a node authenticates as, and the module it writes to. */
-export const rsyncUser = (id: string) => `node${id}`;
-export const rsyncModule = (id: string) => `from-${id}`;
+const rsyncUser = (id: string) => `node${id}`;
+const rsyncModule = (id: string) => `from-${id}`;
 
 /**
  * One module per sending peer, each writable only with that peer's password
  * and only into `files/<peer>/`: node 2 can write node 2's replica here and
  * nothing else.
  */
-export function rsyncdConfig(options: RsyncDaemonOptions, secretsFile: string, pidFile: string): string {
+function rsyncdConfig(options: RsyncDaemonOptions, secretsFile: string, pidFile: string): string {
   const uid = process.getuid?.() ?? 0;
   const gid = process.getgid?.() ?? 0;
   const global = [
@@ -92,7 +92,9 @@ export async function superviseRsyncDaemon(options: RsyncDaemonOptions): Promise
   let child: ChildProcess | undefined;
   let stopping = false;
   let pauseMs = 500;
+  let restart: NodeJS.Timeout | undefined;
   const start = () => {
+    if (stopping) return;
     const started = Date.now();
     // Through a small shell that ends the daemon when its stdin closes: that
     // is, when this node process ends, even by kill -9, which children do not
@@ -118,6 +120,7 @@ export async function superviseRsyncDaemon(options: RsyncDaemonOptions): Promise
       ],
       { stdio: ["pipe", "ignore", "pipe"] },
     );
+    child.on("error", (error) => options.log.error({ err: error }, "cannot run the rsync daemon"));
     child.stderr!.on("data", (chunk: Buffer) => {
       for (const line of chunk.toString().split("\n")) if (line.trim()) options.log.info({ rsyncd: line.trim() }, "rsync daemon");
     });
@@ -126,7 +129,8 @@ export async function superviseRsyncDaemon(options: RsyncDaemonOptions): Promise
       if (stopping) return;
       if (Date.now() - started > 10_000) pauseMs = 500;
       options.log.error({ code, signal, restartInMs: pauseMs }, "rsync daemon exited; restarting");
-      setTimeout(start, pauseMs).unref();
+      restart = setTimeout(start, pauseMs);
+      restart.unref();
       pauseMs = Math.min(pauseMs * 2, 30_000);
     });
   };
@@ -135,6 +139,7 @@ export async function superviseRsyncDaemon(options: RsyncDaemonOptions): Promise
   return {
     async stop() {
       stopping = true;
+      clearTimeout(restart);
       if (!child || child.exitCode !== null) return;
       const exited = new Promise((r) => child!.once("exit", r));
       child.kill("SIGTERM");
