@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { readdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { rsyncPassword } from "../../src/adapters/node/replication/rsync.ts";
@@ -122,6 +122,22 @@ describe("replication with rsync", () => {
       expect(peer.backlog).toBe(0);
     });
     expect(c.nodes["1"]!.output()).toMatch(/"msg":"replication recovered"/);
+  });
+
+  it("replicates a bulk import on SIGHUP: regular files only, never a symlink", async () => {
+    cluster = await startCluster({ size: 2, replicate: true });
+    const c = cluster;
+    await eventually(async () => expect((await status(c, "1")).replication[0].lastFullPass).toBeDefined());
+    const imported = join(c.data("1"), "files", "1", "pub", "import");
+    await placeFile(join(imported, "2019", "logo.png"), "imported by hand");
+    await symlink("/etc/passwd", join(imported, "passwd"));
+    await symlink("/etc", join(imported, "etc"));
+    c.nodes["1"]!.child.kill("SIGHUP");
+    const replica = join(c.data("2"), "files", "1", "pub", "import");
+    await eventually(async () => expect(await readFile(join(replica, "2019", "logo.png"), "utf8")).toBe("imported by hand"));
+    await eventually(async () => expect((await status(c, "1")).replication[0]).toMatchObject({ backlog: 0, needsFullPass: false }));
+    expect((await readdir(replica)).sort()).toEqual(["2019"]);
+    expect(c.nodes["1"]!.output()).toMatch(/"msg":"full replication pass requested"/);
   });
 
   it("restores a wiped node from the replicas and deletes no replica anywhere", async () => {

@@ -58,6 +58,11 @@ export function baseArgs(options: RsyncOptions, remote: string): string[] {
   const ssh = transportOf(remote) === "ssh";
   return [
     "-a",
+    // Only regular files and folders travel: a symlink or device placed in a
+    // store by hand stays on its node, so no replica can point outside its store.
+    "--no-links",
+    "--no-devices",
+    "--no-specials",
     // Nanosecond mtimes: a name re-used within the same second still differs.
     ...(ssh ? [] : ["--modify-window=-1", `--temp-dir=${RSYNC_TEMP_DIR}`]),
     `--exclude=/${RSYNC_TEMP_DIR}/`,
