@@ -3,7 +3,7 @@ import { ConflictError, PayloadTooLargeError, StoreUnavailableError } from "../s
 import type { RequestContext, Settings } from "./app.ts";
 import { type Principal, requireAuthenticated } from "./auth.ts";
 import { BadRequestError, UploadOutcomeUnknownError } from "./http-errors.ts";
-import { PeerUnreachableError } from "./peers.ts";
+import { PeerUnreachableError, type Peers } from "./peers.ts";
 import { askPeer, headerSet, relay } from "./owner-routing.ts";
 import { type Namespace, urlPathOf } from "./paths.ts";
 
@@ -67,10 +67,24 @@ export async function uploadHandler(
   );
 }
 
-/** Hands the upload, body still unread, to the first healthy peer. */
+/**
+ * The healthy peer that takes an upload for `target`: chosen by the name, so
+ * failover uploads spread over the peers, and a client that retries an
+ * upload whose outcome it did not learn reaches the same peer (and its 409).
+ */
+function failoverPeer(peers: Peers, target: string): string | undefined {
+  const up = peers.ids.filter((id) => peers.isUp(id));
+  if (up.length === 0) return undefined;
+  // FNV-1a: cheap, and stable across processes and restarts.
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < target.length; i++) hash = Math.imul(hash ^ target.charCodeAt(i), 0x01000193);
+  return up[(hash >>> 0) % up.length];
+}
+
+/** Hands the upload, body still unread, to a healthy peer. */
 async function forwardUpload(settings: Settings, { request, target }: RequestContext): Promise<Response> {
   const cluster = settings.cluster!;
-  const peer = cluster.peers.ids.find((id) => cluster.peers.isUp(id));
+  const peer = failoverPeer(cluster.peers, target);
   if (peer === undefined) {
     throw new StoreUnavailableError("the local store is unavailable and no peer is up to take the upload");
   }

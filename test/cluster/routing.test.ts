@@ -1,5 +1,5 @@
-import { createServer, type IncomingHttpHeaders } from "node:http";
-import { readdir, rm, writeFile } from "node:fs/promises";
+import { createServer, type IncomingHttpHeaders, request } from "node:http";
+import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ClusterAuth } from "../../src/handlers/cluster-auth.ts";
@@ -173,12 +173,23 @@ describe("cluster routing", () => {
   });
 
   describe("uploads", () => {
-    it("passes uploads to a healthy peer while the local store is broken", async () => {
+    /** Runs `check` while node 1's store fails its probe (its tmp/ is a file). */
+    const withBrokenStore = async (check: () => Promise<void>) => {
       const tmp = join(cluster.data("1"), "tmp");
       await rm(tmp, { recursive: true });
       await writeFile(tmp, "not a folder");
       try {
         await eventually(async () => expect((await fetch(`${url("1")}/check/`)).status).toBe(503));
+        await check();
+      } finally {
+        await rm(tmp);
+        await mkdir(tmp);
+      }
+      await eventually(async () => expect((await fetch(`${url("1")}/check/`)).status).toBe(200));
+    };
+
+    it("passes uploads to a healthy peer while the local store is broken", async () => {
+      await withBrokenStore(async () => {
         const path = name("failover.txt");
         const response = await fetch(`${url("1")}/upload/pub/${path}`, { method: "PUT", body: "moved", headers: auth });
         expect(response.status).toBe(201);
@@ -187,11 +198,52 @@ describe("cluster routing", () => {
         const owner = location.split("/")[1]!;
         expect(await listFiles(join(cluster.data(owner), "files"))).toContain(location.slice(1));
         expect(await (await fetch(url("1") + location)).text()).toBe("moved");
-      } finally {
-        await rm(tmp);
-        await (await import("node:fs/promises")).mkdir(tmp);
-      }
-      await eventually(async () => expect((await fetch(`${url("1")}/check/`)).status).toBe(200));
+        // A retry of the same name reaches the same peer, which refuses it.
+        const retried = await fetch(`${url("1")}/upload/pub/${path}`, { method: "PUT", body: "again", headers: auth });
+        expect(retried.status).toBe(409);
+        // Different names spread over the healthy peers.
+        const owners = new Set<string>();
+        for (let i = 0; i < 20; i++) {
+          const spread = await fetch(`${url("1")}/upload/pub/${name(`spread-${i}.txt`)}`, { method: "PUT", body: "x", headers: auth });
+          expect(spread.status).toBe(201);
+          owners.add(spread.headers.get("Location")!.split("/")[1]!);
+        }
+        expect([...owners].sort()).toEqual(["2", "3"]);
+      });
+    });
+
+    it("answers outcome_unknown, not 503, when the peer taking an upload dies mid-body", async () => {
+      await withBrokenStore(async () => {
+        const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
+          const put = request(`${url("1")}/upload/pub/${name("cut.bin")}`, {
+            method: "PUT",
+            headers: { ...auth, "Content-Length": String(1 << 20) },
+          });
+          put.on("response", (res) => {
+            let body = "";
+            res.on("data", (chunk) => (body += chunk));
+            res.on("end", () => {
+              resolve({ status: res.statusCode!, body });
+              put.destroy();
+            });
+          });
+          put.on("error", reject);
+          put.write(Buffer.alloc(64 * 1024, 1));
+        });
+        // The peer that took the body has started writing it: now it dies.
+        let taker: string | undefined;
+        await eventually(async () => {
+          for (const id of ["2", "3"]) {
+            if ((await listFiles(join(cluster.data(id), "tmp"))).some((f) => !f.startsWith("probe-"))) taker = id;
+          }
+          expect(taker).toBeDefined();
+        });
+        await cluster.kill(taker!);
+        const { status, body } = await answer;
+        expect(status).toBe(500);
+        expect(JSON.parse(body)).toMatchObject({ error: "outcome_unknown" });
+        expect(body).toContain(`peer ${taker}`);
+      });
     });
 
     it("keeps taking uploads on the other nodes while one is killed, and never says 201 for a lost file", async () => {
