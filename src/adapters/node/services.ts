@@ -17,7 +17,7 @@ import { type Replication, startReplication } from "./replication/index.ts";
 const MIN_SECRET_LENGTH = 16;
 const LEGACY_RETRY_MS = 5000;
 
-export async function readClusterSecret(file: string, log: Logger): Promise<string> {
+async function readClusterSecret(file: string, log: Logger): Promise<string> {
   const secret = (await readFile(file, "utf8")).trim();
   if (secret.length < MIN_SECRET_LENGTH) {
     throw new Error(`the cluster secret in ${file} is shorter than ${MIN_SECRET_LENGTH} characters`);
@@ -41,6 +41,25 @@ export interface Services {
   fullPass(): void;
   status(): Promise<Record<string, unknown>>;
   stop(): Promise<void>;
+  /** In a cluster: the peer clients, for a serving process in this same process to share. */
+  link?: PeerLink;
+}
+
+/** How a process talks to the peers: keep-alive clients, and the signature of node-to-node requests. */
+export interface PeerLink {
+  peers: HttpPeers;
+  auth: ClusterAuth;
+  secret: string;
+}
+
+export async function connectPeers(config: Config, view: PeerView, log: Logger): Promise<PeerLink> {
+  const secret = await readClusterSecret(config.cluster_secret_file!, log);
+  const peers = new HttpPeers(config.peers, view, log, {
+    ca: config.ca_file ? await readFile(config.ca_file) : undefined,
+    connectTimeoutMs: config.peer_connect_timeout_ms,
+    headersTimeoutMs: config.peer_timeout_ms,
+  });
+  return { peers, auth: new ClusterAuth(config.node, secret, { mac: nodeMac }), secret };
 }
 
 export async function startServices(config: Config, log: Logger, onOwnFilesComplete: () => void = () => {}): Promise<Services> {
@@ -64,9 +83,9 @@ export async function startServices(config: Config, log: Logger, onOwnFilesCompl
     };
   }
 
-  const secret = await readClusterSecret(config.cluster_secret_file!, log);
-  const peers = await httpPeers(config, health, log);
-  const context = { peers, auth: new ClusterAuth(config.node, secret, { mac: nodeMac }), log };
+  const link = await connectPeers(config, health, log);
+  const { peers, secret } = link;
+  const context = { ...link, log };
   const legacyDeletes = new LegacyDeleteQueue(
     legacyDeletesDir(config.data),
     peers.ids,
@@ -91,6 +110,7 @@ export async function startServices(config: Config, log: Logger, onOwnFilesCompl
 
   return {
     health,
+    link,
     ownFilesComplete: () => replication.ownFilesComplete(),
     changed: (change) => replication.changed(change),
     legacyDeleteQueued: flushLegacy,
@@ -107,12 +127,4 @@ export async function startServices(config: Config, log: Logger, onOwnFilesCompl
       await peers.close();
     },
   };
-}
-
-export async function httpPeers(config: Config, view: PeerView, log: Logger): Promise<HttpPeers> {
-  return new HttpPeers(config.peers, view, log, {
-    ca: config.ca_file ? await readFile(config.ca_file) : undefined,
-    connectTimeoutMs: config.peer_connect_timeout_ms,
-    headersTimeoutMs: config.peer_timeout_ms,
-  });
 }

@@ -1,22 +1,20 @@
 import { type AppOptions, type ClusterOptions, createApp } from "../../handlers/app.ts";
 import { createFastReader } from "../../handlers/fast-read.ts";
-import { ClusterAuth } from "../../handlers/cluster-auth.ts";
 import { CachingStore } from "../../storage/caching-store.ts";
 import { StoreUnavailableError } from "../../storage/errors.ts";
 import type { Config } from "./config.ts";
 import { DiskStore } from "./disk-store.ts";
 import { HtpasswdFile } from "./htpasswd-file.ts";
-import { nodeMac } from "./node-mac.ts";
 import type { HttpPeers } from "./http-peers.ts";
 import type { PeerView } from "./peer-health.ts";
 import { startHttpServer } from "./http-server.ts";
 import type { NodeLogger } from "./logger.ts";
 import { legacyDeletesDir, recordLegacyDelete } from "./legacy-deletes.ts";
-import { httpPeers, readClusterSecret, type Services } from "./services.ts";
+import { connectPeers, type Services } from "./services.ts";
 import { StoreHealth } from "./store-health.ts";
 
 /** What a serving process needs from the node-wide services, in this process or the primary. */
-export type NodeState = Pick<Services, "ownFilesComplete" | "changed" | "legacyDeleteQueued" | "status"> & {
+export type NodeState = Pick<Services, "ownFilesComplete" | "changed" | "legacyDeleteQueued" | "status" | "link"> & {
   /** Peer health as this process sees it; a refusal it meets goes to whoever checks health. */
   peers: PeerView;
 };
@@ -42,13 +40,18 @@ export async function startServing(config: Config, log: NodeLogger, state: NodeS
   const stopProbing = storeHealth.start(config.health_interval_ms);
 
   let cluster: ClusterOptions | undefined;
-  let peers: HttpPeers | undefined;
+  // Peer clients this process made itself, and so closes.
+  let ownPeers: HttpPeers | undefined;
   if (config.peers.length > 0) {
-    peers = await httpPeers(config, state.peers, log);
-    const peerIds = peers.ids;
+    let link = state.link;
+    if (!link) {
+      link = await connectPeers(config, state.peers, log);
+      ownPeers = link.peers;
+    }
+    const peerIds = link.peers.ids;
     cluster = {
-      peers,
-      auth: new ClusterAuth(config.node, await readClusterSecret(config.cluster_secret_file!, log), { mac: nodeMac }),
+      peers: link.peers,
+      auth: link.auth,
       // Recorded on disk here; the node-wide services deliver it.
       async mirrorLegacyDelete(key: string) {
         await recordLegacyDelete(legacyDeletesDir(config.data), peerIds, key);
@@ -90,7 +93,7 @@ export async function startServing(config: Config, log: NodeLogger, state: NodeS
     async close() {
       stopProbing();
       await http.close(config.shutdown_grace * 1000);
-      await peers?.close();
+      await ownPeers?.close();
     },
   };
 }
