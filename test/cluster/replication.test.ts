@@ -1,4 +1,5 @@
 import { execFileSync, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { readdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -194,6 +195,12 @@ describe("replication with rsync", () => {
     await c.start("1");
     await eventually(async () => expect((await status(c, "1")).ownFilesComplete).toBe(true), 30_000);
     expect(await listFiles(join(c.data("1"), "files", "1"))).toContain("pub/everywhere.txt");
+    const marker = join(c.data("1"), "files", "1", ".nanocdn-owner");
+    expect(JSON.parse(await readFile(marker, "utf8"))).toMatchObject({ node: "1", pullFrom: ["3"] });
+    // What is still owed survives a restart.
+    await c.stop("1");
+    await c.start("1");
+    await eventually(async () => expect((await status(c, "1")).ownFilesComplete).toBe(true), 30_000);
     await rm(replica3);
     await rename(`${replica3}.away`, replica3);
     // The full pass to node 3 first copies its last copy back, then deletes nothing there.
@@ -203,7 +210,34 @@ describe("replication with rsync", () => {
       expect(three.lastFullPass).toBeDefined();
     }, 60_000);
     expect(await replicaOf(c, "3", "1")).toContain("pub/only-on-3.txt");
+    await eventually(async () => expect(JSON.parse(await readFile(marker, "utf8"))).toMatchObject({ pullFrom: [] }));
   });
+
+  it("starts a restore cut short over again, and deletes no replica", async () => {
+    let bwlimit = 0;
+    cluster = await startCluster({ size: 2, replicate: true, config: () => ({ rsync_bwlimit: bwlimit }) });
+    const c = cluster;
+    const small = await upload(c, "1", "pub/small.txt", "small");
+    const big = await upload(c, "1", "pub/zz-big.bin", new Uint8Array(randomBytes(1 << 20)));
+    await eventually(async () => expect(await replicaOf(c, "2", "1")).toEqual(expect.arrayContaining([small.slice(3), big.slice(3)])));
+    await c.kill("1");
+    await rm(c.data("1"), { recursive: true });
+    // Slow enough that the restore is still copying the big file when node 1 dies again.
+    bwlimit = 32;
+    await c.start("1");
+    const own = join(c.data("1"), "files", "1");
+    await eventually(async () => expect((await readdir(join(own, TEMP))).some((f) => f.includes("zz-big"))).toBe(true), 20_000);
+    const pulling = execFileSync("pgrep", ["-f", own], { encoding: "utf8" }).split("\n").filter(Boolean);
+    await c.kill("1");
+    for (const pid of pulling) spawnSync("kill", ["-9", pid]);
+    expect(await listFiles(own)).not.toContain(".nanocdn-owner");
+    bwlimit = 0;
+    await c.start("1");
+    await eventually(async () => expect((await status(c, "1")).ownFilesComplete).toBe(true), 30_000);
+    expect((await stat(join(own, "pub", "zz-big.bin"))).size).toBe(1 << 20);
+    expect(c.nodes["1"]!.output()).toMatch(/own folder has no owner marker/);
+    expect(await replicaOf(c, "2", "1")).toEqual(expect.arrayContaining([small.slice(3), big.slice(3)]));
+  }, 90_000);
 });
 
 describe("the rsync daemon transport", () => {

@@ -79,10 +79,10 @@ export async function startReplication(
   let stopping = false;
   if (!complete) {
     ensureOwnFiles({ self: config.node, source, targets, rsync, log, keepTrying: () => !stopping }).then(
-      (unpulled) => {
-        if (!unpulled) return;
+      (marker) => {
+        if (!marker) return;
         complete = true;
-        replicator.enable(unpulled);
+        replicator.enable(marker);
         onOwnFilesComplete();
       },
       (error: unknown) => log.error({ err: error }, "cannot restore this node's own files; it will not replicate"),

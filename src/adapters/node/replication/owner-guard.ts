@@ -1,12 +1,16 @@
-import { mkdir, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import type { Logger } from "../../../handlers/logger.ts";
 import { asFolder, baseArgs, RSYNC_TEMP_DIR, type RsyncOptions, type RsyncResult, runRsync, transportOf } from "./rsync.ts";
 import type { ReplicationTarget } from "./replicator.ts";
 
 /**
  * Present in `files/<self>/` once this node knows that folder holds all its
- * files. It travels with them to the replicas, so a restore brings it back.
+ * files, except what the peers it lists in `pullFrom` may still hold. Only
+ * this node writes it: a restore never copies it back from a replica, so a
+ * restore cut short leaves no marker and starts again.
  */
 export const OWNER_MARKER = ".nanocdn-owner";
 
@@ -19,13 +23,66 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-async function hasOwnerMarker(source: string): Promise<boolean> {
-  return exists(join(source, OWNER_MARKER));
-}
-
 async function countFiles(folder: string): Promise<number> {
   const entries = await readdir(folder, { recursive: true, withFileTypes: true }).catch(() => []);
   return entries.filter((e) => e.isFile()).length;
+}
+
+/** The owner marker of `source`, and the peers it says are still to be pulled from. */
+export class OwnerMarker {
+  #pullFrom: string[] = [];
+  #writes: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly source: string,
+    private readonly self: string,
+  ) {}
+
+  /** False without a marker; otherwise true, with `pullFrom` as recorded (every peer if it cannot be read). */
+  async load(peers: readonly string[]): Promise<boolean> {
+    let text: string;
+    try {
+      text = await readFile(join(this.source, OWNER_MARKER), "utf8");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return false;
+      throw error;
+    }
+    let recorded: unknown;
+    try {
+      recorded = (JSON.parse(text) as { pullFrom?: unknown }).pullFrom ?? [];
+    } catch {
+      recorded = peers; // pulling again is harmless, skipping one is not
+    }
+    this.#pullFrom = peers.filter((id) => Array.isArray(recorded) && recorded.includes(id));
+    return true;
+  }
+
+  get pullFrom(): readonly string[] {
+    return this.#pullFrom;
+  }
+
+  /**
+   * Records that everything is here but what `pullFrom` may hold. The files
+   * a restore brought reach the disk before the marker that vouches for them.
+   */
+  async write(pullFrom: readonly string[]): Promise<void> {
+    this.#pullFrom = [...pullFrom];
+    const content = JSON.stringify({ node: this.self, written: new Date().toISOString(), pullFrom }) + "\n";
+    const write = async () => {
+      // In rsync's temp folder: on the same disk, and never replicated.
+      const temp = join(this.source, RSYNC_TEMP_DIR, OWNER_MARKER);
+      await writeFile(temp, content);
+      await promisify(execFile)("sync", ["--file-system", temp]);
+      await rename(temp, join(this.source, OWNER_MARKER));
+    };
+    this.#writes = this.#writes.then(write, write);
+    return this.#writes;
+  }
+
+  /** A pull from `peer` has succeeded: it no longer needs one. */
+  pulled(peer: string): Promise<void> {
+    return this.write(this.#pullFrom.filter((id) => id !== peer));
+  }
 }
 
 export interface OwnerGuardOptions {
@@ -47,22 +104,27 @@ export async function pullFrom(target: ReplicationTarget, source: string, rsync:
   if (transportOf(target.destination) === "local" && !(await exists(target.destination))) {
     return { ok: true, code: 0, message: "" };
   }
-  return runRsync([...baseArgs(rsync, target.destination), "--ignore-existing", asFolder(target.destination), asFolder(source)], rsync);
+  return runRsync(
+    [...baseArgs(rsync, target.destination), "--ignore-existing", `--exclude=/${OWNER_MARKER}`, asFolder(target.destination), asFolder(source)],
+    rsync,
+  );
 }
 
 /**
  * Never lose the owner's files by replicating an empty disk. A node whose own
  * folder lacks the marker (a new disk, a wiped folder, a reinstall with the
- * same id, a disk that did not mount) pulls its files back from every peer's
- * replica that answers, without deleting anything anywhere, and only then
- * writes the marker and lets replication push. On a new cluster the replicas
- * are empty and the pull is quick. Resolves with the peers it could not pull
- * from (replication pulls from each of them before its first push with
- * --delete there), or undefined if it gave up (shutdown).
+ * same id, a disk that did not mount, a restore cut short) pulls its files
+ * back from every peer's replica that answers, without deleting anything
+ * anywhere, and only then writes the marker and lets replication push. On a
+ * new cluster the replicas are empty and the pull is quick. The marker lists
+ * the peers it could not pull from, so that replication pulls from each of
+ * them before its first push with --delete there, across restarts. Resolves
+ * with the marker, or undefined if it gave up (shutdown).
  */
-export async function ensureOwnFiles({ self, source, targets, rsync, log, keepTrying }: OwnerGuardOptions): Promise<string[] | undefined> {
+export async function ensureOwnFiles({ self, source, targets, rsync, log, keepTrying }: OwnerGuardOptions): Promise<OwnerMarker | undefined> {
   await mkdir(join(source, RSYNC_TEMP_DIR), { recursive: true });
-  if (await hasOwnerMarker(source)) return [];
+  const marker = new OwnerMarker(source, self);
+  if (await marker.load(targets.map((t) => t.id))) return marker;
   log.warn({ node: self }, "own folder has no owner marker: restoring it from the replicas before replicating");
   while (keepTrying()) {
     const unpulled: string[] = [];
@@ -73,9 +135,9 @@ export async function ensureOwnFiles({ self, source, targets, rsync, log, keepTr
       log.warn({ peer: target.id, code: result.code, reason: result.message }, "cannot restore from this peer yet");
     }
     if (unpulled.length < targets.length || targets.length === 0) {
-      await writeFile(join(source, OWNER_MARKER), JSON.stringify({ node: self, since: new Date().toISOString() }) + "\n");
+      await marker.write(unpulled);
       log.info({ node: self, peers: targets.length - unpulled.length, files: await countFiles(source) }, "own folder restored from replicas");
-      return unpulled;
+      return marker;
     }
     await new Promise((r) => setTimeout(r, RETRY_MS));
   }

@@ -2,7 +2,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Change } from "../../../handlers/app.ts";
 import type { Logger } from "../../../handlers/logger.ts";
-import { pullFrom } from "./owner-guard.ts";
+import { type OwnerMarker, pullFrom } from "./owner-guard.ts";
 import { asFolder, baseArgs, RSYNC_TEMP_DIR, type RsyncOptions, type RsyncResult, runRsync, transportOf } from "./rsync.ts";
 
 export interface ReplicationTarget {
@@ -77,6 +77,7 @@ class PeerReplica {
 export class Replicator {
   readonly #peers = new Map<string, PeerReplica>();
   #enabled = false;
+  #marker: Pick<OwnerMarker, "pullFrom" | "pulled"> | undefined;
   #intervalTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: ReplicatorOptions) {
@@ -104,11 +105,12 @@ export class Replicator {
     }
   }
 
-  /** Starts pushing: a full pass to every peer now, then on the interval; `unpulled` peers are pulled from first. */
-  enable(unpulled: readonly string[] = []): void {
+  /** Starts pushing: a full pass to every peer now, then on the interval; the peers the marker names are pulled from first. */
+  enable(marker: Pick<OwnerMarker, "pullFrom" | "pulled">): void {
     if (this.#enabled) return;
     this.#enabled = true;
-    for (const id of unpulled) {
+    this.#marker = marker;
+    for (const id of marker.pullFrom) {
       const peer = this.#peers.get(id);
       if (peer) peer.pullFirst = true;
     }
@@ -190,6 +192,7 @@ export class Replicator {
     if (peer.pullFirst) {
       const pulled = await pullFrom(peer.target, this.options.source, this.options.rsync);
       if (!pulled.ok) return this.#failed(peer, pulled);
+      await this.#marker!.pulled(peer.target.id);
       peer.pullFirst = false;
       this.options.log.info({ peer: peer.target.id }, "copied back what this peer held of this node's files");
     }
