@@ -101,6 +101,24 @@ describe("replication with rsync", () => {
     await eventually(async () => expect(await replicaOf(c, "3", "1")).toEqual(owners), 30_000);
   });
 
+  it("keeps a bounded backlog for a peer that is down, and catches it up with a full pass", async () => {
+    cluster = await startCluster({ size: 2, replicate: true, config: { replication_max_pending: 5 } });
+    const c = cluster;
+    await c.stop("2");
+    await eventually(async () => expect((await status(c, "1")).peers[0]).toMatchObject({ id: "2", up: false }));
+    const locations: string[] = [];
+    for (let i = 0; i < 12; i++) locations.push(await upload(c, "1", `pub/backlog/${i}.txt`, `backlog ${i}`));
+    const [peer] = (await status(c, "1")).replication;
+    expect(peer.backlog).toBeLessThanOrEqual(5);
+    expect(peer.needsFullPass).toBe(true);
+    expect(c.nodes["1"]!.output()).toMatch(/replication backlog too long/);
+    await c.start("2");
+    await eventually(
+      async () => expect((await replicaOf(c, "2", "1")).filter((f) => f.startsWith("pub/"))).toEqual(locations.map((l) => l.slice(3)).sort()),
+      30_000,
+    );
+  });
+
   it("retries a failing push, reports it, and recovers", async () => {
     cluster = await startCluster({ size: 2, replicate: true });
     const c = cluster;

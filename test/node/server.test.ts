@@ -131,6 +131,26 @@ describe("Node server", () => {
       expect(node.output()).not.toContain(PASSWORD);
       expect(node.output()).not.toContain("guess-1-wrong");
       expect(node.output()).not.toContain(Buffer.from(`${USER}:${PASSWORD}`).toString("base64"));
+      const hash = (await readFile(join(dirname(node.configFile), "htpasswd"), "utf8")).trim().split(":")[1]!;
+      expect(node.output()).not.toContain(hash);
+    } finally {
+      await node.stop();
+    }
+  });
+
+  it("takes cache_max_age from its config, and shows /status only with credentials", async () => {
+    const node = await startNodeProcess({ config: { cache_max_age: 60 } });
+    try {
+      for (const namespace of ["pub", "priv"]) {
+        const created = await fetch(`${node.url}/upload/${namespace}/cached.txt`, { method: "PUT", body: "c", headers: auth });
+        expect(created.status).toBe(201);
+        const read = await fetch(node.url + created.headers.get("Location"), { headers: auth });
+        expect(read.headers.get("Cache-Control")).toBe(`${namespace === "pub" ? "public" : "private"}, max-age=60, immutable`);
+      }
+      expect((await fetch(`${node.url}/status`)).status).toBe(401);
+      const status = await fetch(`${node.url}/status`, { headers: auth });
+      expect(status.status).toBe(200);
+      expect(await status.json()).toMatchObject({ node: "1", storeHealthy: true });
     } finally {
       await node.stop();
     }
