@@ -381,3 +381,27 @@ describe("what a node sends to its peers", () => {
     }
   });
 });
+
+describe("a peer that stops answering", () => {
+  it("costs a read peer_timeout_ms, then the next replica answers", async () => {
+    const cluster = await startCluster({ size: 3, config: { peer_timeout_ms: 1000 } });
+    const owner = cluster.nodes["2"]!.child;
+    try {
+      const created = await fetch(`${cluster.url("2")}/upload/pub/hung.txt`, { method: "PUT", body: "from a replica", headers: auth });
+      const location = created.headers.get("Location")!;
+      await placeFile(join(cluster.data("3"), "files", ...location.slice(1).split("/")), "from a replica");
+      // Frozen, not dead: connections are accepted and never answered.
+      owner.kill("SIGSTOP");
+      const started = Date.now();
+      const read = await fetch(cluster.url("1") + location);
+      expect(read.status).toBe(200);
+      expect(await read.text()).toBe("from a replica");
+      expect(read.headers.get("X-Nanocdn-Served-By")).toBe("3");
+      // The health checker (5 failed probes of 1 s) had not marked node 2 down yet.
+      expect(Date.now() - started).toBeLessThan(4000);
+    } finally {
+      owner.kill("SIGCONT");
+      await cluster.stopAll();
+    }
+  });
+});
