@@ -118,9 +118,16 @@ describe("Node server", () => {
       await fetch(`${node.url}/upload/priv/log.txt`, { method: "PUT", body: "12345", headers: auth });
       await fetch(`${node.url}/upload/priv/log2.txt`, { method: "PUT", body: "x", headers: { Authorization: basic(USER, "guess-1-wrong") } });
       await fetch(`${node.url}/3/priv/log.txt`, { headers: auth });
-      await new Promise((r) => setTimeout(r, 300));
-      const lines = node.output().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
-      const requests = lines.filter((l) => l.msg === "request");
+      // Access-log lines are written in batches, within 200 ms.
+      const requestLines = () =>
+        node
+          .output()
+          .split("\n")
+          .filter((l) => l.startsWith("{"))
+          .map((l) => JSON.parse(l))
+          .filter((l) => l.msg === "request");
+      await eventually(async () => expect(requestLines().map((l) => l.path)).toContain("/3/priv/log.txt"));
+      const requests = requestLines();
       expect(requests).toContainEqual(
         expect.objectContaining({ method: "PUT", path: "/upload/priv/log.txt", status: 201, node: "3", level: "info" }),
       );

@@ -5,12 +5,14 @@ import type { Logger } from "../../handlers/logger.ts";
 export type NodeLogger = Logger & { flush(done: (error?: Error) => void): void };
 
 /**
- * JSON lines on stdout, written asynchronously: under load, the lines of
- * many requests go out in one write instead of one write each. No field
- * holds a secret (the code never logs one), so there is nothing to redact.
+ * JSON lines on stdout, written asynchronously. No field holds a secret (the
+ * code never logs one), so there is nothing to redact.
  */
 export function createLogger(level: string): NodeLogger {
-  const destination = pino.destination({ dest: 1, sync: false });
+  // Access-log lines gather until 2 KiB (or 200 ms) go out in one write: a
+  // write a request cost a tenth of a small read's CPU. A write stays within
+  // PIPE_BUF, so the lines of serving processes sharing a pipe never mix.
+  const destination = pino.destination({ dest: 1, sync: false, minLength: 2048, maxWrite: 4096, periodicFlush: 200 });
   const logger = pino(
     {
       level,
@@ -18,7 +20,16 @@ export function createLogger(level: string): NodeLogger {
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    destination,
+    // Every other line goes out at once, with whatever access lines wait.
+    Object.assign(
+      {
+        write(line: string) {
+          destination.write(line);
+          destination.flush();
+        },
+      },
+      { flush: (done: (error?: Error) => void) => destination.flush(done) },
+    ),
   );
   const pid = process.pid;
   // The access log writes a line a request: formatted here directly, the
