@@ -102,7 +102,8 @@ def broken_store(n):
 
     A node on its own then answers uploads with 503 and Retry-After, having
     stored nothing; a node of the cluster passes them to its peer. The folder
-    comes back afterwards.
+    comes back afterwards, and the context ends once the node's next probe
+    has found its store working again.
     """
     tmp = os.path.join(n.data, "tmp")
     shutil.rmtree(tmp)
@@ -113,6 +114,11 @@ def broken_store(n):
     finally:
         os.remove(tmp)
         os.rename(tempfile.mkdtemp(dir=n.data), tmp)
+
+        def healthy():
+            assert status(n)["storeHealthy"], "%r has not found its store working again yet" % n
+
+        eventually(healthy)
 
 
 def stored_path(n, name):
