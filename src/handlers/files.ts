@@ -32,7 +32,7 @@ export async function readHandler(
   if (local) return local;
   const own = file.owner === settings.nodeId;
   if (own && !settings.ownFilesComplete() && isLocalOnly(request, principal)) {
-    throw new TryLaterError(`node ${settings.nodeId} is restoring its files; ask a replica`);
+    throw new TryLaterError(`node ${settings.nodeId} has not gathered all its files from the replicas yet; ask a replica`);
   }
   if ((own && settings.ownFilesComplete()) || !settings.cluster || isLocalOnly(request, principal)) {
     throw new NotFoundError(`no file at ${pathOf(target)}`);
@@ -55,7 +55,7 @@ export async function deleteHandler(
   requireAuthenticated(principal, "deleting");
   const { store, cluster, nodeId } = settings;
   if (file.owner === nodeId && !settings.ownFilesComplete()) {
-    throw new TryLaterError(`node ${nodeId} is restoring its files; deletes of them wait until it is done`);
+    throw new TryLaterError(`node ${nodeId} has not gathered all its files from the replicas yet; deletes of them wait until it has`);
   }
   if (file.owner === nodeId || file.owner === undefined) {
     const deleted = await store.delete(file.key);

@@ -104,7 +104,7 @@ export async function readFromPeers(
     file.owner === undefined
       ? `not found here, and not every node could be asked for ${target}`
       : file.owner === context.auth.nodeId
-        ? `this node is restoring its files and no reachable replica holds ${target}`
+        ? `this node has not gathered all its files from the replicas yet, and no reachable replica holds ${target}`
         : `owner node ${file.owner} is unreachable and no reachable replica holds ${target} yet`,
   );
 }

@@ -74,7 +74,7 @@ async function clusterReady(cluster: TestCluster): Promise<void> {
     for (const id of cluster.ids) {
       const status = await (await fetch(`${cluster.url(id)}/status`, { headers: STATUS_HEADERS })).json();
       expect(status.storeHealthy, `node ${id} has a working store`).toBe(true);
-      expect(status.ownFilesComplete, `node ${id} has its own files`).toBe(true);
+      expect(status.ownFiles, `node ${id} has its own files`).toBe("complete");
       expect(status.peers.map((p: { up: boolean }) => p.up), `node ${id} sees its peer up`).toEqual([true]);
       for (const push of status.replication) {
         expect(push.needsFullPass, `node ${id} pushed a full pass to ${push.peer}`).toBe(false);

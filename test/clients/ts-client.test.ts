@@ -134,7 +134,7 @@ async function killed(node: NodeProcess): Promise<void> {
 
 async function status(id: string): Promise<{
   storeHealthy: boolean;
-  ownFilesComplete: boolean;
+  ownFiles: string;
   peers: { id: string; up: boolean }[];
   replication: { peer: string; needsFullPass: boolean; lastFullPass?: string }[];
 }> {
@@ -155,7 +155,7 @@ async function clusterReady(): Promise<void> {
     for (const id of cluster.ids) {
       const node = await status(id);
       expect(node.storeHealthy, `node ${id} has a working store`).toBe(true);
-      expect(node.ownFilesComplete, `node ${id} has its own files`).toBe(true);
+      expect(node.ownFiles, `node ${id} has its own files`).toBe("complete");
       expect(node.peers.map((p) => p.up), `node ${id} sees its peers up`).toEqual([true]);
       for (const peer of node.replication) {
         expect(peer.needsFullPass, `node ${id} pushed a full pass to ${peer.peer}`).toBe(false);

@@ -18,6 +18,11 @@ async function replicaOf(cluster: TestCluster, on: string, owner: string): Promi
   return (await listFiles(join(cluster.data(on), "files", owner))).filter((f) => !f.startsWith(`${TEMP}/`));
 }
 
+/** The files node `id` owns, as replicas should hold them: no temp folder, no owner marker. */
+async function ownedBy(cluster: TestCluster, id: string): Promise<string[]> {
+  return (await replicaOf(cluster, id, id)).filter((f) => f !== ".nanocdn-owner");
+}
+
 async function upload(cluster: TestCluster, id: string, path: string, body: string | Uint8Array<ArrayBuffer>): Promise<string> {
   const response = await fetch(`${cluster.url(id)}/upload/${path}`, { method: "PUT", body, headers: auth });
   expect(response.status).toBe(201);
@@ -94,11 +99,13 @@ describe("replication with rsync", () => {
       expect((await fetch(c.url("1") + location, { method: "DELETE", headers: auth })).status).toBe(204);
     }
     // Node 2 kept up all along.
-    await eventually(async () => expect(await replicaOf(c, "2", "1")).toEqual(await listFiles(join(c.data("1"), "files", "1")).then((f) => f.filter((x) => !x.startsWith(`${TEMP}/`)))));
+    await eventually(async () => expect(await replicaOf(c, "2", "1")).toEqual(await ownedBy(c, "1")));
     await c.start("3");
-    const owners = (await listFiles(join(c.data("1"), "files", "1"))).filter((f) => !f.startsWith(`${TEMP}/`));
-    expect(owners).toHaveLength(460 + 1); // 460 files and the owner marker
+    const owners = await ownedBy(c, "1");
+    expect(owners).toHaveLength(460);
     await eventually(async () => expect(await replicaOf(c, "3", "1")).toEqual(owners), 30_000);
+    // The owner marker stays on its node.
+    expect(await listFiles(join(c.data("1"), "files", "1"))).toContain(".nanocdn-owner");
   });
 
   it("keeps a bounded backlog for a peer that is down, and catches it up with a full pass", async () => {
@@ -182,7 +189,7 @@ describe("replication with rsync", () => {
       }
     })();
     await c.start("1");
-    await eventually(async () => expect((await status(c, "1")).ownFilesComplete).toBe(true));
+    await eventually(async () => expect((await status(c, "1")).ownFiles).toBe("complete"));
     expect((await listFiles(join(c.data("1"), "files", "1"))).filter((f) => f.startsWith("priv/"))).toEqual(expected);
     // Replication is back on: a new upload reaches the peers, nothing was lost there.
     const after = await upload(c, "1", "pub/after-restore.txt", "new");
@@ -211,14 +218,22 @@ describe("replication with rsync", () => {
     await rename(replica3, `${replica3}.away`);
     await writeFile(replica3, "not a folder");
     await c.start("1");
-    await eventually(async () => expect((await status(c, "1")).ownFilesComplete).toBe(true), 30_000);
+    const owed = async () => expect(await status(c, "1")).toMatchObject({ ownFiles: "owed", pullsOwed: ["3"] });
+    await eventually(owed, 30_000);
     expect(await listFiles(join(c.data("1"), "files", "1"))).toContain("pub/everywhere.txt");
     const marker = join(c.data("1"), "files", "1", ".nanocdn-owner");
     expect(JSON.parse(await readFile(marker, "utf8"))).toMatchObject({ node: "1", pullFrom: ["3"] });
+    // It takes uploads, but cannot know yet whether a name of its own is gone for good.
+    expect((await fetch(`${c.url("1")}/check/`)).status).toBe(200);
+    const missing = await fetch(`${c.url("1")}/1/pub/only-on-3.txt`);
+    expect(missing.status).toBe(503);
+    const deleting = await fetch(`${c.url("1")}${kept}`, { method: "DELETE", headers: auth });
+    expect(deleting.status).toBe(503);
+    await upload(c, "1", "pub/while-owed.txt", "taken");
     // What is still owed survives a restart.
     await c.stop("1");
     await c.start("1");
-    await eventually(async () => expect((await status(c, "1")).ownFilesComplete).toBe(true), 30_000);
+    await eventually(owed, 30_000);
     await rm(replica3);
     await rename(`${replica3}.away`, replica3);
     // The full pass to node 3 first copies its last copy back, then deletes nothing there.
@@ -229,6 +244,8 @@ describe("replication with rsync", () => {
     }, 60_000);
     expect(await replicaOf(c, "3", "1")).toContain("pub/only-on-3.txt");
     await eventually(async () => expect(JSON.parse(await readFile(marker, "utf8"))).toMatchObject({ pullFrom: [] }));
+    await eventually(async () => expect((await status(c, "1")).ownFiles).toBe("complete"));
+    expect(await (await fetch(`${c.url("1")}/1/pub/only-on-3.txt`)).text()).toBe("last copy");
   });
 
   it("starts a restore cut short over again, and deletes no replica", async () => {
@@ -251,7 +268,7 @@ describe("replication with rsync", () => {
     expect(await listFiles(own)).not.toContain(".nanocdn-owner");
     bwlimit = 0;
     await c.start("1");
-    await eventually(async () => expect((await status(c, "1")).ownFilesComplete).toBe(true), 30_000);
+    await eventually(async () => expect((await status(c, "1")).ownFiles).toBe("complete"), 30_000);
     expect((await stat(join(own, "pub", "zz-big.bin"))).size).toBe(1 << 20);
     expect(c.nodes["1"]!.output()).toMatch(/own folder has no owner marker/);
     expect(await replicaOf(c, "2", "1")).toEqual(expect.arrayContaining([small.slice(3), big.slice(3)]));

@@ -69,7 +69,7 @@ describe("replication over ssh, confined by rrsync", () => {
     await c.kill("1");
     await rm(dataOf("1"), { recursive: true });
     await c.start("1");
-    await eventually(async () => expect((await status(c, "1")).ownFilesComplete).toBe(true), 30_000);
+    await eventually(async () => expect((await status(c, "1")).ownFiles).toBe("complete"), 30_000);
     expect(await readFile(join(dataOf("1"), "files", "1", "priv", "kept.txt"), "utf8")).toBe("kept");
   });
 });

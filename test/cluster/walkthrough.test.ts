@@ -47,7 +47,7 @@ describe("README cluster walk-through", () => {
       const authorization = `Basic ${Buffer.from(credentials).toString("base64")}`;
       for (let i = 0; i < 3; i++) {
         const status = await (await fetch(`http://127.0.0.1:${base + i}/status`, { headers: { Authorization: authorization } })).json();
-        expect(status.ownFilesComplete).toBe(true);
+        expect(status.ownFiles).toBe("complete");
         expect(status.peers.map((p: { up: boolean }) => p.up)).toEqual([true, true]);
       }
     }, 30_000);

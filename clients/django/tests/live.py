@@ -177,7 +177,7 @@ def wait_until_cluster_ready(timeout=30.0):
         for n in CLUSTER:
             state = status(n)
             assert state["storeHealthy"], "%r has not found its store working again yet" % n
-            assert state["ownFilesComplete"], "%r is restoring its files" % n
+            assert state["ownFiles"] == "complete", "%r is gathering its files: %r" % (n, state["ownFiles"])
             assert all(p["up"] for p in state["peers"]), "%r sees a peer down: %r" % (n, state["peers"])
             for push in state["replication"]:
                 assert not push["needsFullPass"] and push.get("lastFullPass"), "%r: %r" % (n, push)

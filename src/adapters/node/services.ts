@@ -12,7 +12,7 @@ import { HttpPeers } from "./http-peers.ts";
 import { nodeMac } from "./node-mac.ts";
 import { LegacyDeleteQueue, legacyDeletesDir } from "./legacy-deletes.ts";
 import { PeerHealth, type PeerView } from "./peer-health.ts";
-import { type Replication, startReplication } from "./replication/index.ts";
+import { type OwnFiles, type Replication, startReplication } from "./replication/index.ts";
 
 const MIN_SECRET_LENGTH = 16;
 const LEGACY_RETRY_MS = 5000;
@@ -33,7 +33,7 @@ async function readClusterSecret(file: string, log: Logger): Promise<string> {
  */
 export interface Services {
   health: PeerHealth;
-  ownFilesComplete(): boolean;
+  ownFiles(): OwnFiles;
   /** Resolves once every serving process knows (with several of them). */
   changed(change: Change): void | Promise<void>;
   /** A legacy delete was queued (by any process): try to deliver it now. */
@@ -62,7 +62,7 @@ export async function connectPeers(config: Config, view: PeerView, log: Logger):
   return { peers, auth: new ClusterAuth(config.node, secret, { mac: nodeMac }), secret };
 }
 
-export async function startServices(config: Config, log: Logger, onOwnFilesComplete: () => void = () => {}): Promise<Services> {
+export async function startServices(config: Config, log: Logger, onOwnFilesChange: (state: OwnFiles) => void = () => {}): Promise<Services> {
   // Removes uploads a crash left half-written: before any process serves.
   await new DiskStore({ root: config.data }).init();
   if (config.htpasswdIsDefault) await createFirstUser(config.htpasswd, join(config.data, "initial-credentials"));
@@ -74,7 +74,7 @@ export async function startServices(config: Config, log: Logger, onOwnFilesCompl
   if (config.peers.length === 0) {
     return {
       health,
-      ownFilesComplete: () => true,
+      ownFiles: () => "complete",
       changed: () => {},
       legacyDeleteQueued: () => {},
       fullPass: () => {},
@@ -106,12 +106,12 @@ export async function startServices(config: Config, log: Logger, onOwnFilesCompl
   flushLegacy();
   const stopRetries = legacyDeletes.start(LEGACY_RETRY_MS, (peer) => health.isUp(peer));
   const stopChecks = peers.startHealthChecks(config.health_interval_ms, health);
-  const replication: Replication = await startReplication(config, secret, health, log, onOwnFilesComplete);
+  const replication: Replication = await startReplication(config, secret, health, log, onOwnFilesChange);
 
   return {
     health,
     link,
-    ownFilesComplete: () => replication.ownFilesComplete(),
+    ownFiles: () => replication.ownFiles(),
     changed: (change) => replication.changed(change),
     legacyDeleteQueued: flushLegacy,
     fullPass: () => replication.fullPass(),

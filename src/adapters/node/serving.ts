@@ -14,7 +14,7 @@ import { connectPeers, type Services } from "./services.ts";
 import { StoreHealth } from "./store-health.ts";
 
 /** What a serving process needs from the node-wide services, in this process or the primary. */
-export type NodeState = Pick<Services, "ownFilesComplete" | "changed" | "legacyDeleteQueued" | "status" | "link"> & {
+export type NodeState = Pick<Services, "ownFiles" | "changed" | "legacyDeleteQueued" | "status" | "link"> & {
   /** Peer health as this process sees it; a refusal it meets goes to whoever checks health. */
   peers: PeerView;
 };
@@ -69,13 +69,14 @@ export async function startServing(config: Config, log: NodeLogger, state: NodeS
     log,
     accessLog: config.access_log,
     cluster,
-    localHealthy: () => storeHealth.healthy && state.ownFilesComplete(),
-    ownFilesComplete: () => state.ownFilesComplete(),
+    // Uploads wait only for the restore; reads and deletes of its own names also for the pulls still owed.
+    localHealthy: () => storeHealth.healthy && state.ownFiles() !== "restoring",
+    ownFilesComplete: () => state.ownFiles() === "complete",
     onChange: (change) => state.changed(change),
     check: async () => {
       await storeHealth.check();
       // Until then this node cannot take uploads: balancers and peers should send them elsewhere.
-      if (!state.ownFilesComplete()) throw new StoreUnavailableError("restoring this node's own files from the replicas");
+      if (state.ownFiles() === "restoring") throw new StoreUnavailableError("restoring this node's own files from the replicas");
     },
     status: async () => ({ storeHealthy: storeHealth.healthy, ...(await state.status()) }),
   };

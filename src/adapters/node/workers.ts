@@ -5,12 +5,13 @@ import type { NodeLogger } from "./logger.ts";
 import { PeerHealth } from "./peer-health.ts";
 import type { RunningNode } from "./node.ts";
 import { type NodeState, type Serving, startServing } from "./serving.ts";
+import type { OwnFiles } from "./replication/index.ts";
 import { startServices } from "./services.ts";
 
 /** Messages between the primary (which owns the node-wide services) and its serving workers. */
 type ToWorker =
   | { t: "peer"; id: string; up: boolean }
-  | { t: "complete"; value: boolean }
+  | { t: "ownFiles"; value: OwnFiles }
   | { t: "invalidate"; key: string; ask: number }
   | { t: "done"; ask: number; value?: unknown };
 type ToPrimary =
@@ -69,7 +70,7 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
     for (const worker of live()) send(worker, message);
   };
   const questions = new Questions();
-  const services = await startServices(config, log, () => broadcast({ t: "complete", value: true }));
+  const services = await startServices(config, log, (value) => broadcast({ t: "ownFiles", value }));
   services.health.on("up", (id) => broadcast({ t: "peer", id, up: true }));
   services.health.on("down", (id) => broadcast({ t: "peer", id, up: false }));
 
@@ -88,7 +89,7 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
         case "ready":
           // What it missed while starting (messages to a process that is not listening yet are lost).
           for (const peer of services.health.snapshot()) send(worker, { t: "peer", id: peer.id, up: peer.up });
-          send(worker, { t: "complete", value: services.ownFilesComplete() });
+          send(worker, { t: "ownFiles", value: services.ownFiles() });
           break;
         case "changed":
           services.changed(message.change);
@@ -161,14 +162,14 @@ export async function startWorker(config: Config, log: NodeLogger): Promise<Serv
     { fall: config.health_fall, rise: config.health_rise },
     log,
   );
-  let complete = config.peers.length === 0;
+  let ownFiles: OwnFiles = config.peers.length === 0 ? "complete" : "restoring";
   const questions = new Questions();
   const toPrimary = (message: ToPrimary) => process.send?.(message);
   const state: NodeState = {
     // Refusals go to the primary, whose health view is the node's: it then
     // tells every worker, down now and up again when its checks say so.
     peers: { isUp: (id) => health.isUp(id), refused: (id, reason) => toPrimary({ t: "refused", id, reason }) },
-    ownFilesComplete: () => complete,
+    ownFiles: () => ownFiles,
     changed: async (change) => {
       await questions.ask((ask) => toPrimary({ t: "changed", change, ask }));
     },
@@ -181,8 +182,8 @@ export async function startWorker(config: Config, log: NodeLogger): Promise<Serv
       case "peer":
         health.set(message.id, message.up);
         break;
-      case "complete":
-        complete = message.value;
+      case "ownFiles":
+        ownFiles = message.value;
         break;
       case "invalidate":
         serving.invalidate(message.key);

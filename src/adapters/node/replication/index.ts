@@ -4,16 +4,22 @@ import type { Change } from "../../../handlers/app.ts";
 import type { Logger } from "../../../handlers/logger.ts";
 import type { Config } from "../config.ts";
 import type { PeerHealth } from "../peer-health.ts";
-import { ensureOwnFiles, sweepRsyncTemp } from "./owner-guard.ts";
+import { ensureOwnFiles, type OwnerMarker, sweepRsyncTemp } from "./owner-guard.ts";
 import { Replicator } from "./replicator.ts";
 import { RSYNC_TEMP_DIR, rsyncPassword } from "./rsync.ts";
 import { superviseRsyncDaemon } from "./rsyncd.ts";
 
 const TEMP_MAX_AGE_MS = 3600_000;
 
+/**
+ * Whether this node's own folder holds all its files: `restoring` while it
+ * copies them back from the replicas (a new or wiped disk), `owed` while a
+ * peer it could not read then may still hold some, `complete` otherwise.
+ */
+export type OwnFiles = "restoring" | "owed" | "complete";
+
 export interface Replication {
-  /** False while the node restores its own folder from the replicas. */
-  ownFilesComplete(): boolean;
+  ownFiles(): OwnFiles;
   changed(change: Change): void;
   /** A full pass to every peer now (SIGHUP: after a bulk import, say). */
   fullPass(): void;
@@ -30,7 +36,7 @@ export async function startReplication(
   secret: string,
   health: PeerHealth,
   log: Logger,
-  onOwnFilesComplete: () => void = () => {},
+  onOwnFilesChange: (state: OwnFiles) => void = () => {},
 ): Promise<Replication> {
   const filesDir = join(config.data, "files");
   const source = join(filesDir, config.node);
@@ -75,25 +81,36 @@ export async function startReplication(
   });
   health.on("up", (id) => replicator.fullPass(id));
 
-  let complete = targets.length === 0;
+  let marker: OwnerMarker | undefined;
+  const ownFiles = (): OwnFiles => {
+    if (targets.length === 0) return "complete";
+    if (!marker) return "restoring";
+    return marker.pullFrom.length > 0 ? "owed" : "complete";
+  };
   let stopping = false;
-  if (!complete) {
+  if (targets.length > 0) {
     ensureOwnFiles({ self: config.node, source, targets, rsync, log, keepTrying: () => !stopping }).then(
-      (marker) => {
-        if (!marker) return;
-        complete = true;
-        replicator.enable(marker);
-        onOwnFilesComplete();
+      (restored) => {
+        if (!restored) return;
+        marker = restored;
+        replicator.enable({
+          pullFrom: restored.pullFrom,
+          pulled: async (peer) => {
+            await restored.pulled(peer);
+            onOwnFilesChange(ownFiles());
+          },
+        });
+        onOwnFilesChange(ownFiles());
       },
       (error: unknown) => log.error({ err: error }, "cannot restore this node's own files; it will not replicate"),
     );
   }
 
   return {
-    ownFilesComplete: () => complete,
+    ownFiles,
     changed: (change) => replicator.changed(change),
     fullPass: () => replicator.fullPass(),
-    status: () => ({ ownFilesComplete: complete, replication: replicator.status() }),
+    status: () => ({ ownFiles: ownFiles(), pullsOwed: marker?.pullFrom ?? [], replication: replicator.status() }),
     async stop() {
       stopping = true;
       clearInterval(sweeper);

@@ -3,16 +3,8 @@ import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/p
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { Logger } from "../../../handlers/logger.ts";
-import { asFolder, baseArgs, RSYNC_TEMP_DIR, type RsyncOptions, type RsyncResult, runRsync, transportOf } from "./rsync.ts";
+import { asFolder, baseArgs, OWNER_MARKER, RSYNC_TEMP_DIR, type RsyncOptions, type RsyncResult, runRsync, transportOf } from "./rsync.ts";
 import type { ReplicationTarget } from "./replicator.ts";
-
-/**
- * Present in `files/<self>/` once this node knows that folder holds all its
- * files, except what the peers it lists in `pullFrom` may still hold. Only
- * this node writes it: a restore never copies it back from a replica, so a
- * restore cut short leaves no marker and starts again.
- */
-export const OWNER_MARKER = ".nanocdn-owner";
 
 const RETRY_MS = 2000;
 
@@ -72,7 +64,7 @@ export class OwnerMarker {
       // In rsync's temp folder: on the same disk, and never replicated.
       const temp = join(this.source, RSYNC_TEMP_DIR, OWNER_MARKER);
       await writeFile(temp, content);
-      await promisify(execFile)("sync", ["--file-system", temp]);
+      await promisify(execFile)("sync", ["-f", temp]);
       await rename(temp, join(this.source, OWNER_MARKER));
     };
     this.#writes = this.#writes.then(write, write);
@@ -104,10 +96,10 @@ export async function pullFrom(target: ReplicationTarget, source: string, rsync:
   if (transportOf(target.destination) === "local" && !(await exists(target.destination))) {
     return { ok: true, code: 0, message: "" };
   }
-  return runRsync(
-    [...baseArgs(rsync, target.destination), "--ignore-existing", `--exclude=/${OWNER_MARKER}`, asFolder(target.destination), asFolder(source)],
-    rsync,
-  );
+  // This side receives: rsync's temp files stay in the temp folder even over
+  // ssh (the option is never sent to the remote sender, so rrsync allows it).
+  const temp = transportOf(target.destination) === "ssh" ? [`--temp-dir=${RSYNC_TEMP_DIR}`] : [];
+  return runRsync([...baseArgs(rsync, target.destination), ...temp, "--ignore-existing", asFolder(target.destination), asFolder(source)], rsync);
 }
 
 /**
@@ -123,6 +115,8 @@ export async function pullFrom(target: ReplicationTarget, source: string, rsync:
  */
 export async function ensureOwnFiles({ self, source, targets, rsync, log, keepTrying }: OwnerGuardOptions): Promise<OwnerMarker | undefined> {
   await mkdir(join(source, RSYNC_TEMP_DIR), { recursive: true });
+  // What a restore cut short left half-copied.
+  await sweepRsyncTemp(source, 0);
   const marker = new OwnerMarker(source, self);
   if (await marker.load(targets.map((t) => t.id))) return marker;
   log.warn({ node: self }, "own folder has no owner marker: restoring it from the replicas before replicating");

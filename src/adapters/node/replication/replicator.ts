@@ -192,7 +192,11 @@ export class Replicator {
     if (peer.pullFirst) {
       const pulled = await pullFrom(peer.target, this.options.source, this.options.rsync);
       if (!pulled.ok) return this.#failed(peer, pulled);
-      await this.#marker!.pulled(peer.target.id);
+      try {
+        await this.#marker!.pulled(peer.target.id);
+      } catch (error) {
+        return this.#failed(peer, { ok: false, code: null, message: `cannot record the pull in the owner marker: ${(error as Error).message}` });
+      }
       peer.pullFirst = false;
       this.options.log.info({ peer: peer.target.id }, "copied back what this peer held of this node's files");
     }

@@ -8,6 +8,14 @@ import { createHmac } from "node:crypto";
  */
 export const RSYNC_TEMP_DIR = ".nanocdn-rsync-tmp";
 
+/**
+ * Present in `files/<self>/` once this node knows that folder holds all its
+ * files, except what the peers it lists in `pullFrom` may still hold. Only
+ * this node writes it, and it never travels: a restore cannot copy it back,
+ * so a restore cut short leaves no marker and starts again.
+ */
+export const OWNER_MARKER = ".nanocdn-owner";
+
 /** rsync exit codes that still mean "the listed files are in place". */
 const SUCCESS = new Set([0, 24 /* some source files vanished: deleted meanwhile, the next batch says so */]);
 
@@ -66,6 +74,8 @@ export function baseArgs(options: RsyncOptions, remote: string): string[] {
     // Nanosecond mtimes: a name re-used within the same second still differs.
     ...(ssh ? [] : ["--modify-window=-1", `--temp-dir=${RSYNC_TEMP_DIR}`]),
     `--exclude=/${RSYNC_TEMP_DIR}/`,
+    // Hidden on the sending side only: a push also deletes a copy an older version left on a replica.
+    `--filter=H /${OWNER_MARKER}`,
     // A peer that stops answering mid-transfer fails the run (it is retried) instead of hanging it.
     "--timeout=60",
     ...(options.ssh ? ["-e", options.ssh] : []),
