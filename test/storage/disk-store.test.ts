@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DiskStore } from "../../src/adapters/node/disk-store.ts";
@@ -31,6 +31,32 @@ describe("DiskStore on its own", () => {
       expect(await store.open("2/pub/leak.txt")).toBeUndefined();
     } finally {
       await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it("never reads, writes or deletes through a symlinked folder, and works behind a symlinked data folder", async () => {
+    const base = await mkdtemp(join(tmpdir(), "nanocdn-disk-"));
+    try {
+      const outside = join(base, "outside");
+      await mkdir(outside);
+      await writeFile(join(outside, "secret.txt"), "not for the web");
+      // The data folder itself behind a symlink, as with a disk mounted elsewhere.
+      await mkdir(join(base, "real-data"));
+      await symlink(join(base, "real-data"), join(base, "data"));
+      const store = new DiskStore({ root: join(base, "data") });
+      await store.init();
+      await store.create("1/pub/ok.txt", new Blob(["inside"]).stream());
+      expect(await store.head("1/pub/ok.txt")).toBeDefined();
+      await symlink(outside, join(base, "data", "files", "1", "pub", "etc"));
+      expect(await store.head("1/pub/etc/secret.txt")).toBeUndefined();
+      expect(await store.open("1/pub/etc/secret.txt")).toBeUndefined();
+      expect(await store.delete("1/pub/etc/secret.txt")).toBe(false);
+      await expect(store.create("1/pub/etc/new.txt", new Blob(["escape"]).stream())).rejects.toBeInstanceOf(ConflictError);
+      expect((await readdir(outside)).sort()).toEqual(["secret.txt"]);
+      expect(await store.delete("1/pub/ok.txt")).toBe(true);
+      expect(await store.strays()).toEqual([]);
+    } finally {
+      await rm(base, { recursive: true, force: true });
     }
   });
 

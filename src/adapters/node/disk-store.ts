@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
-import { constants, link, lstat, mkdir, open, readdir, readFile, rm, rmdir, statfs, unlink, writeFile } from "node:fs/promises";
+import { constants, link, lstat, mkdir, open, readdir, readFile, realpath, rm, rmdir, statfs, unlink, writeFile } from "node:fs/promises";
 import type { BigIntStats } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import type { BlobHandle, BlobMeta, BlobStore, ByteRange, CreateOptions } from "../../storage/blob-store.ts";
 import { limitBody } from "../../storage/body-limit.ts";
 import {
@@ -111,6 +111,7 @@ export class DiskStore implements BlobStore {
   readonly tmpDir: string;
   readonly #fsync: boolean;
   readonly #minFreeBytes: number;
+  #realFilesDir: Promise<string> | undefined;
 
   constructor({ root, fsync = true, minFreeBytes = 0 }: DiskStoreOptions) {
     this.filesDir = join(root, "files");
@@ -130,11 +131,30 @@ export class DiskStore implements BlobStore {
     return join(this.filesDir, ...checkKey(key));
   }
 
+  /**
+   * Whether the folder that holds `path` is the one its key names, and not
+   * reached through a symlinked folder (one copied into the store by hand):
+   * reads, writes and deletes never leave the store. The final name itself
+   * is checked by lstat and O_NOFOLLOW. A folder that does not exist yet is
+   * inside.
+   */
+  async #folderIsInside(path: string): Promise<boolean> {
+    // The data folder itself may well sit behind a symlink.
+    this.#realFilesDir ??= realpath(this.filesDir);
+    const folder = dirname(path);
+    try {
+      return (await realpath(folder)) === join(await this.#realFilesDir, relative(this.filesDir, folder));
+    } catch (error) {
+      if (MISSING.has(errnoOf(error) ?? "")) return true;
+      throw unavailable(error, "resolving a folder");
+    }
+  }
+
   async #stat(path: string): Promise<BigIntStats | undefined> {
     try {
-      // lstat and O_NOFOLLOW: a symlink a peer's rsync left in a replica never leads outside the store.
       const stats = await lstat(path, { bigint: true });
-      return stats.isFile() ? stats : undefined;
+      if (!stats.isFile() || !(await this.#folderIsInside(path))) return undefined;
+      return stats;
     } catch (error) {
       if (MISSING.has(errnoOf(error) ?? "")) return undefined;
       throw unavailable(error, "reading metadata");
@@ -155,14 +175,15 @@ export class DiskStore implements BlobStore {
       if (MISSING.has(errnoOf(error) ?? "") || errnoOf(error) === "ELOOP") return undefined;
       throw unavailable(error, "opening a file");
     }
-    let stats: BigIntStats;
+    let stats: BigIntStats | undefined;
     try {
       stats = await handle.stat({ bigint: true });
+      if (!stats.isFile() || !(await this.#folderIsInside(path))) stats = undefined;
     } catch (error) {
       await handle.close();
       throw unavailable(error, "reading metadata");
     }
-    if (!stats.isFile()) {
+    if (!stats) {
       await handle.close();
       return undefined;
     }
@@ -215,6 +236,7 @@ export class DiskStore implements BlobStore {
   async #linkIntoPlace(temp: string, target: string): Promise<void> {
     const dir = dirname(target);
     for (let attempt = 0; ; attempt++) {
+      if (!(await this.#folderIsInside(target))) throw new ConflictError("a folder of this name is a symlink in the store");
       try {
         await link(temp, target);
         break;
@@ -253,8 +275,10 @@ export class DiskStore implements BlobStore {
 
   async delete(key: string): Promise<boolean> {
     const segments = checkKey(key);
+    const path = this.#path(key);
+    if (!(await this.#folderIsInside(path))) return false;
     try {
-      await unlink(this.#path(key));
+      await unlink(path);
     } catch (error) {
       const code = errnoOf(error) ?? "";
       if (MISSING.has(code) || code === "EISDIR" || code === "EPERM") return false;
