@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
 import { mkdtemp, readFile, stat, writeFile } from "node:fs/promises";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -67,6 +68,22 @@ describe("nanocdn command line", () => {
     const missing = await runCli(["serve", "--config", "missing.toml"], { cwd: dir });
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain("cannot read config file missing.toml");
+  });
+
+  it("fails to start with a clear error, restarting nothing, when its serving processes cannot listen", async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const { port } = taken.address() as AddressInfo;
+    try {
+      const result = await runCli(["serve", "--listen", `127.0.0.1:${port}`, "--workers", "2"], { cwd: await tempDir() });
+      const output = result.stdout + result.stderr;
+      expect(result.code).toBe(1);
+      expect(output).toContain("EADDRINUSE");
+      expect(output).toContain("a serving process exited while starting");
+      expect(output).not.toContain("starting another");
+    } finally {
+      taken.close();
+    }
   });
 
   it("lets flags win over the environment and the environment over the file", async () => {

@@ -79,6 +79,8 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
     Promise.all(live().filter((w) => w !== origin).map((w) => questions.ask((ask) => send(w, { t: "invalidate", key, ask }))));
 
   let stopping = false;
+  // Until every worker listens, a death fails the start instead of being restarted.
+  let started = false;
   let pauseMs = 0;
   const fork = () => {
     const startedAt = Date.now();
@@ -110,7 +112,7 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
       }
     });
     worker.on("exit", (code, signal) => {
-      if (stopping) return;
+      if (stopping || !started) return;
       // One that dies young (a broken config, a full disk) is not restarted in a tight loop.
       pauseMs = Date.now() - startedAt < 10_000 ? Math.min(Math.max(pauseMs * 2, 500), 30_000) : 0;
       log.error({ worker: worker.process.pid, code, signal, restartInMs: pauseMs }, "a serving process died; starting another");
@@ -122,13 +124,19 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
     const onListening = () => {
       if (++listening < count) return;
       cluster.off("exit", onExit);
+      started = true;
       resolve();
     };
     const onExit = (_worker: Worker, code: number) => {
       cluster.off("listening", onListening);
       stopping = true;
       for (const worker of live()) worker.process.kill("SIGTERM");
-      reject(new Error(`a serving process exited while starting (code ${code}); its reason is above`));
+      const failed = new Error(`a serving process exited while starting (code ${code}); its reason is above`);
+      // Replication may have started already (a restore's rsync, the rsync daemon).
+      services.stop().then(
+        () => reject(failed),
+        () => reject(failed),
+      );
     };
     cluster.on("listening", onListening);
     cluster.once("exit", onExit);
