@@ -133,6 +133,9 @@ describe("nanocdn command line", () => {
       expect(password).toBeDefined();
       expect((await stat(join(cwd, "data", "htpasswd"))).mode & 0o777).toBe(0o600);
       expect(await readFile(join(cwd, "data", "initial-credentials"), "utf8")).toBe(`admin:${password}\n`);
+      // It says where the users and the copy of the password are.
+      expect(first.output()).toContain(`The users are in ${join(cwd, "data", "htpasswd")}`);
+      expect(first.output()).toContain(`A copy of the password is in ${join(cwd, "data", "initial-credentials")}`);
       const created = await fetch("http://127.0.0.1:8080/upload/pub/hello.txt", {
         method: "PUT",
         body: "Hello world",

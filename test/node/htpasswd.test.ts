@@ -1,28 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { HtpasswdCredentials } from "../../src/adapters/htpasswd.ts";
-
-// Lines written by Apache's htpasswd tool (apache2-utils), one per hash type nginx accepts.
-const FILE = `
-# comments and blank lines are ignored
-alice:$2y$05$jQoBIanMnoz.VWnLJ9NF/ecQbr3ljQGvcCMwqsXvRfJbAF5fymVy2
-bob:$apr1$zceUqall$ELvAUVjFi3TKx/f5u9xT4.
-carol:{SHA}KvPXpIScDQubdcQXyPXUdUCmoqA=
-dave:euh.2SwPbiYs.
-erin:$2b$04$2RrQH20671G9DdEBr/kMsean7WZzMkMus4jQElytmI..QnRc8FWh6
-mallory:{PLAIN}not-supported
-broken line without a colon
-`;
+import { APACHE_HTPASSWD, APACHE_USERS } from "../helpers/credentials.ts";
 
 describe("htpasswd credentials", () => {
-  const credentials = new HtpasswdCredentials(FILE);
+  const credentials = new HtpasswdCredentials(APACHE_HTPASSWD);
 
-  it.each([
-    ["alice", "open sesame", "bcrypt $2y$"],
-    ["bob", "apr1 pass", "Apache MD5"],
-    ["carol", "sha pass", "{SHA}"],
-    ["dave", "des pw", "DES crypt"],
-    ["erin", "b pass", "bcrypt $2b$"],
-  ])("accepts %s's right password (%s, %s) and refuses a wrong one", async (user, password) => {
+  it.each(APACHE_USERS)("accepts %s's right password (%s, %s) and refuses a wrong one", async (user, password) => {
     expect(await credentials.verify(user, password)).toBe(true);
     // The second check hits the cache of verified passwords.
     expect(await credentials.verify(user, password)).toBe(true);

@@ -6,7 +6,7 @@ import { dirname, join } from "node:path";
 import { connect } from "node:tls";
 import { Agent } from "undici";
 import { describe, expect, it } from "vitest";
-import { basic, bcryptLine, PASSWORD, USER, writeHtpasswd } from "../helpers/credentials.ts";
+import { APACHE_HTPASSWD, APACHE_USERS, basic, bcryptLine, PASSWORD, USER, writeHtpasswd } from "../helpers/credentials.ts";
 import { listFiles, storedKeys } from "../helpers/disk.ts";
 import { startNodeProcess } from "../helpers/node-process.ts";
 import { rawRequest } from "../helpers/raw-http.ts";
@@ -145,6 +145,24 @@ describe("Node server", () => {
     }
   });
 
+  it("lets in every hash type of an htpasswd file written by Apache's tool, and only with the right password", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nanocdn-users-"));
+    await writeFile(join(dir, "htpasswd"), APACHE_HTPASSWD, { mode: 0o600 });
+    const node = await startNodeProcess({ dir, config: { htpasswd: join(dir, "htpasswd") } });
+    try {
+      for (const [user, password] of APACHE_USERS) {
+        const put = (secret: string) =>
+          fetch(`${node.url}/upload/priv/${user}.txt`, { method: "PUT", body: user, headers: { Authorization: basic(user, secret) } });
+        expect((await put(`${password}x`)).status).toBe(401);
+        expect((await put(password)).status).toBe(201);
+      }
+      const plain = await fetch(`${node.url}/upload/priv/mallory.txt`, { method: "PUT", body: "m", headers: { Authorization: basic("mallory", "not-supported") } });
+      expect(plain.status).toBe(401);
+    } finally {
+      await node.stop();
+    }
+  });
+
   it("takes cache_max_age from its config, and shows /status only with credentials", async () => {
     const node = await startNodeProcess({ config: { cache_max_age: 60 } });
     try {
@@ -159,7 +177,8 @@ describe("Node server", () => {
       expect(status.status).toBe(200);
       expect(await status.json()).toMatchObject({ node: "1", storeHealthy: true });
     } finally {
-      await node.stop();
+      // Ctrl-C stops it as gracefully as SIGTERM.
+      expect(await node.stop("SIGINT")).toBe(0);
     }
   });
 

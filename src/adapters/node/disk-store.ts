@@ -106,12 +106,18 @@ async function fsyncDir(path: string): Promise<void> {
   }
 }
 
+/** How long a folder found inside the store is trusted before it is resolved again. */
+const INSIDE_RECHECK_MS = 1000;
+const MAX_INSIDE_FOLDERS = 10_000;
+
 export class DiskStore implements BlobStore {
   readonly filesDir: string;
   readonly tmpDir: string;
   readonly #fsync: boolean;
   readonly #minFreeBytes: number;
   #realFilesDir: Promise<string> | undefined;
+  /** Folders found inside the store lately, and when. */
+  readonly #insideFolders = new Map<string, number>();
 
   constructor({ root, fsync = true, minFreeBytes = 0 }: DiskStoreOptions) {
     this.filesDir = join(root, "files");
@@ -139,11 +145,19 @@ export class DiskStore implements BlobStore {
    * inside.
    */
   async #folderIsInside(path: string): Promise<boolean> {
+    const folder = dirname(path);
+    // Resolving costs a stat per level: a folder found inside is trusted for a moment.
+    const checked = this.#insideFolders.get(folder);
+    if (checked !== undefined && Date.now() - checked < INSIDE_RECHECK_MS) return true;
     // The data folder itself may well sit behind a symlink.
     this.#realFilesDir ??= realpath(this.filesDir);
-    const folder = dirname(path);
     try {
-      return (await realpath(folder)) === join(await this.#realFilesDir, relative(this.filesDir, folder));
+      const inside = (await realpath(folder)) === join(await this.#realFilesDir, relative(this.filesDir, folder));
+      if (inside) {
+        if (this.#insideFolders.size >= MAX_INSIDE_FOLDERS) this.#insideFolders.clear();
+        this.#insideFolders.set(folder, Date.now());
+      }
+      return inside;
     } catch (error) {
       if (MISSING.has(errnoOf(error) ?? "")) return true;
       throw unavailable(error, "resolving a folder");
