@@ -4,6 +4,7 @@ import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { loadConfig } from "../../src/adapters/node/config.ts";
 import { runCli } from "../helpers/cli.ts";
 import { basic } from "../helpers/credentials.ts";
 import { BIN, startNodeProcess } from "../helpers/node-process.ts";
@@ -28,6 +29,13 @@ describe("nanocdn command line", () => {
     expect(lines.find((l) => l.includes("bogus"))).toContain("unknown key");
     expect(lines.find((l) => l.startsWith("  node"))).toContain("(from NANOCDN_NODE)");
     expect(lines.find((l) => l.includes("cache_max_age"))).toContain("(from --cache-max-age): must be at least 0");
+  });
+
+  it("takes IPv6 listen addresses in brackets", async () => {
+    const cwd = await tempDir();
+    const config = await loadConfig({ env: {}, flags: { listen: "[::1]:8081" }, cwd });
+    expect(config.listen).toEqual({ host: "::1", port: 8081 });
+    await expect(loadConfig({ env: {}, flags: { listen: "::1:8081" }, cwd })).rejects.toThrow(/expected host:port/);
   });
 
   it("refuses a cluster configuration naming itself, an id twice, a bad URL or no secret", async () => {
