@@ -118,7 +118,7 @@ describe("replication with rsync", () => {
     const [peer] = (await status(c, "1")).replication;
     expect(peer.backlog).toBeLessThanOrEqual(5);
     expect(peer.needsFullPass).toBe(true);
-    expect(c.nodes["1"]!.output()).toMatch(/replication backlog too long/);
+    await eventually(async () => expect(c.nodes["1"]!.output()).toMatch(/replication backlog too long/));
     await c.start("2");
     await eventually(
       async () => expect((await replicaOf(c, "2", "1")).filter((f) => f.startsWith("pub/"))).toEqual(locations.map((l) => l.slice(3)).sort()),
@@ -203,7 +203,8 @@ describe("replication with rsync", () => {
     expect(await read.text()).toBe("keep 0");
   });
   it("pulls back from a peer it could not restore from before any pass deletes there", async () => {
-    cluster = await startCluster({ size: 3, replicate: true });
+    // Two serving processes on node 1: each must learn when the pulls owed are done.
+    cluster = await startCluster({ size: 3, replicate: true, config: (id) => (id === "1" ? { workers: 2 } : {}) });
     const c = cluster;
     const kept = await upload(c, "1", "pub/everywhere.txt", "everywhere");
     await eventually(async () => {
@@ -223,13 +224,13 @@ describe("replication with rsync", () => {
     expect(await listFiles(join(c.data("1"), "files", "1"))).toContain("pub/everywhere.txt");
     const marker = join(c.data("1"), "files", "1", ".nanocdn-owner");
     expect(JSON.parse(await readFile(marker, "utf8"))).toMatchObject({ node: "1", pullFrom: ["3"] });
-    // It takes uploads, but cannot know yet whether a name of its own is gone for good.
+    // It serves, but cannot know yet whether a name of its own is gone for good, or taken.
     expect((await fetch(`${c.url("1")}/check/`)).status).toBe(200);
     const missing = await fetch(`${c.url("1")}/1/pub/only-on-3.txt`);
     expect(missing.status).toBe(503);
     const deleting = await fetch(`${c.url("1")}${kept}`, { method: "DELETE", headers: auth });
     expect(deleting.status).toBe(503);
-    await upload(c, "1", "pub/while-owed.txt", "taken");
+    expect(await upload(c, "1", "pub/only-on-3.txt", "NEW BYTES")).toBe("/2/pub/only-on-3.txt");
     // What is still owed survives a restart.
     await c.stop("1");
     await c.start("1");
@@ -245,7 +246,13 @@ describe("replication with rsync", () => {
     expect(await replicaOf(c, "3", "1")).toContain("pub/only-on-3.txt");
     await eventually(async () => expect(JSON.parse(await readFile(marker, "utf8"))).toMatchObject({ pullFrom: [] }));
     await eventually(async () => expect((await status(c, "1")).ownFiles).toBe("complete"));
-    expect(await (await fetch(`${c.url("1")}/1/pub/only-on-3.txt`)).text()).toBe("last copy");
+    // Every serving process knows: reads, deletes and misses of its own names are its own again.
+    for (let i = 0; i < 4; i++) {
+      expect(await (await fetch(`${c.url("1")}/1/pub/only-on-3.txt`)).text()).toBe("last copy");
+      expect((await fetch(`${c.url("1")}/1/pub/never-${i}.txt`)).status).toBe(404);
+    }
+    expect((await fetch(`${c.url("1")}${kept}`, { method: "DELETE", headers: auth })).status).toBe(204);
+    expect(await (await fetch(`${c.url("2")}/2/pub/only-on-3.txt`)).text()).toBe("NEW BYTES");
   });
 
   it("starts a restore cut short over again, and deletes no replica", async () => {

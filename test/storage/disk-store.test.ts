@@ -52,6 +52,11 @@ describe("DiskStore on its own", () => {
       expect(await store.open("1/pub/etc/secret.txt")).toBeUndefined();
       expect(await store.delete("1/pub/etc/secret.txt")).toBe(false);
       await expect(store.create("1/pub/etc/new.txt", new Blob(["escape"]).stream())).rejects.toBeInstanceOf(ConflictError);
+      // Nor does it create folders through one, or through a symlink to nowhere.
+      await expect(store.create("1/pub/etc/new/deeper/x.txt", new Blob(["escape"]).stream())).rejects.toBeInstanceOf(ConflictError);
+      expect((await readdir(outside)).sort()).toEqual(["secret.txt"]);
+      await symlink(join(outside, "missing"), join(base, "data", "files", "1", "pub", "gone"));
+      await expect(store.create("1/pub/gone/a/b.txt", new Blob(["escape"]).stream())).rejects.toBeInstanceOf(ConflictError);
       expect((await readdir(outside)).sort()).toEqual(["secret.txt"]);
       expect(await store.delete("1/pub/ok.txt")).toBe(true);
       expect(await store.strays()).toEqual([]);

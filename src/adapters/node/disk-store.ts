@@ -115,7 +115,7 @@ export class DiskStore implements BlobStore {
   readonly tmpDir: string;
   readonly #fsync: boolean;
   readonly #minFreeBytes: number;
-  #realFilesDir: Promise<string> | undefined;
+  #realFilesDir: string | undefined;
   /** Folders found inside the store lately, and when. */
   readonly #insideFolders = new Map<string, number>();
 
@@ -142,25 +142,39 @@ export class DiskStore implements BlobStore {
    * reached through a symlinked folder (one copied into the store by hand):
    * reads, writes and deletes never leave the store. The final name itself
    * is checked by lstat and O_NOFOLLOW. A folder that does not exist yet is
-   * inside.
+   * judged by its nearest existing ancestor, which mkdir would go through.
    */
   async #folderIsInside(path: string): Promise<boolean> {
-    const folder = dirname(path);
+    const wanted = dirname(path);
     // Resolving costs a stat per level: a folder found inside is trusted for a moment.
-    const checked = this.#insideFolders.get(folder);
+    const checked = this.#insideFolders.get(wanted);
     if (checked !== undefined && Date.now() - checked < INSIDE_RECHECK_MS) return true;
-    // The data folder itself may well sit behind a symlink.
-    this.#realFilesDir ??= realpath(this.filesDir);
+    let realFilesDir: string;
     try {
-      const inside = (await realpath(folder)) === join(await this.#realFilesDir, relative(this.filesDir, folder));
-      if (inside) {
+      // The data folder itself may well sit behind a symlink.
+      realFilesDir = this.#realFilesDir ??= await realpath(this.filesDir);
+    } catch (error) {
+      throw unavailable(error, "resolving the store's folder");
+    }
+    for (let folder = wanted; ; folder = dirname(folder)) {
+      let real: string;
+      try {
+        real = await realpath(folder);
+      } catch (error) {
+        const code = errnoOf(error) ?? "";
+        if (code === "ELOOP") return false;
+        if (!MISSING.has(code)) throw unavailable(error, "resolving a folder");
+        // Missing, or a symlink to nowhere (which mkdir would follow).
+        if ((await lstat(folder).catch(() => undefined)) !== undefined) return false;
+        if (folder === this.filesDir) return true;
+        continue;
+      }
+      const inside = real === join(realFilesDir, relative(this.filesDir, folder));
+      if (inside && folder === wanted) {
         if (this.#insideFolders.size >= MAX_INSIDE_FOLDERS) this.#insideFolders.clear();
-        this.#insideFolders.set(folder, Date.now());
+        this.#insideFolders.set(wanted, Date.now());
       }
       return inside;
-    } catch (error) {
-      if (MISSING.has(errnoOf(error) ?? "")) return true;
-      throw unavailable(error, "resolving a folder");
     }
   }
 

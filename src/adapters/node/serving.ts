@@ -69,8 +69,8 @@ export async function startServing(config: Config, log: NodeLogger, state: NodeS
     log,
     accessLog: config.access_log,
     cluster,
-    // Uploads wait only for the restore; reads and deletes of its own names also for the pulls still owed.
-    localHealthy: () => storeHealth.healthy && state.ownFiles() !== "restoring",
+    // Until every peer was pulled from, a name of its own may exist there: uploads go to a peer (under its name).
+    localHealthy: () => storeHealth.healthy && state.ownFiles() === "complete",
     ownFilesComplete: () => state.ownFiles() === "complete",
     onChange: (change) => state.changed(change),
     check: async () => {

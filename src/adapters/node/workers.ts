@@ -132,7 +132,7 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
       stopping = true;
       for (const worker of live()) worker.process.kill("SIGTERM");
       const failed = new Error(`a serving process exited while starting (code ${code}); its reason is above`);
-      // Replication may have started already (a restore's rsync, the rsync daemon).
+      // Replication may have started already (health checks, the rsync daemon).
       services.stop().then(
         () => reject(failed),
         () => reject(failed),

@@ -96,8 +96,11 @@ export async function startReplication(
         replicator.enable({
           pullFrom: restored.pullFrom,
           pulled: async (peer) => {
-            await restored.pulled(peer);
-            onOwnFilesChange(ownFiles());
+            try {
+              await restored.pulled(peer);
+            } finally {
+              onOwnFilesChange(ownFiles());
+            }
           },
         });
         onOwnFilesChange(ownFiles());
