@@ -156,17 +156,22 @@ export class DiskStore implements BlobStore {
     } catch (error) {
       throw unavailable(error, "resolving the store's folder");
     }
-    for (let folder = wanted; ; folder = dirname(folder)) {
+    for (let folder = wanted, looks = 0; ; looks++) {
       let real: string;
       try {
         real = await realpath(folder);
       } catch (error) {
         const code = errnoOf(error) ?? "";
         if (code === "ELOOP") return false;
-        if (!MISSING.has(code)) throw unavailable(error, "resolving a folder");
-        // Missing, or a symlink to nowhere (which mkdir would follow).
-        if ((await lstat(folder).catch(() => undefined)) !== undefined) return false;
-        if (folder === this.filesDir) return true;
+        if (!MISSING.has(code) || looks > 64) throw unavailable(error, "resolving a folder");
+        const entry = await lstat(folder).catch(() => undefined);
+        // A symlink to nowhere, which mkdir would follow.
+        if (entry?.isSymbolicLink()) return false;
+        // Missing: judge the folder above. (Made meanwhile by a concurrent upload: look again.)
+        if (!entry) {
+          if (folder === this.filesDir) return true;
+          folder = dirname(folder);
+        }
         continue;
       }
       const inside = real === join(realFilesDir, relative(this.filesDir, folder));
