@@ -8,6 +8,10 @@ import { type NodeState, type Serving, startServing } from "./serving.ts";
 import type { OwnFiles } from "./replication/index.ts";
 import { startServices } from "./services.ts";
 
+/** The node's own-files state when a worker was forked: it serves before the primary's first message arrives. */
+const OWN_FILES_AT_FORK = "NANOCDN_INTERNAL_OWN_FILES";
+const OWN_FILES_STATES: readonly OwnFiles[] = ["restoring", "owed", "complete"];
+
 /** Messages between the primary (which owns the node-wide services) and its serving workers. */
 type ToWorker =
   | { t: "peer"; id: string; up: boolean }
@@ -84,7 +88,7 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
   let pauseMs = 0;
   const fork = () => {
     const startedAt = Date.now();
-    const worker = cluster.fork();
+    const worker = cluster.fork({ [OWN_FILES_AT_FORK]: services.ownFiles() });
     worker.on("error", (error) => log.warn({ worker: worker.process.pid, err: error }, "serving process channel failed"));
     worker.on("message", (message: ToPrimary) => {
       switch (message.t) {
@@ -170,7 +174,8 @@ export async function startWorker(config: Config, log: NodeLogger): Promise<Serv
     { fall: config.health_fall, rise: config.health_rise },
     log,
   );
-  let ownFiles: OwnFiles = config.peers.length === 0 ? "complete" : "restoring";
+  const atFork = OWN_FILES_STATES.find((state) => state === process.env[OWN_FILES_AT_FORK]);
+  let ownFiles: OwnFiles = atFork ?? (config.peers.length === 0 ? "complete" : "restoring");
   const questions = new Questions();
   const toPrimary = (message: ToPrimary) => process.send?.(message);
   const state: NodeState = {
