@@ -67,7 +67,13 @@ export async function startReplication(
     : undefined;
 
   const targets = config.peers.flatMap((p) => (p.rsync ? [{ id: p.id, destination: p.rsync }] : []));
-  const rsync = { ssh: config.rsync_ssh, password: rsyncPassword(secret, config.node), bwlimit: config.rsync_bwlimit };
+  const stopped = new AbortController();
+  const rsync = {
+    ssh: config.rsync_ssh,
+    password: rsyncPassword(secret, config.node),
+    bwlimit: config.rsync_bwlimit,
+    signal: stopped.signal,
+  };
   const replicator = new Replicator({
     self: config.node,
     source,
@@ -118,6 +124,7 @@ export async function startReplication(
       stopping = true;
       clearInterval(sweeper);
       replicator.stop();
+      stopped.abort();
       await daemon?.stop();
     },
   };

@@ -125,6 +125,7 @@ export async function ensureOwnFiles({ self, source, targets, rsync, log, keepTr
     for (const target of targets) {
       const result = await pullFrom(target, source, rsync);
       if (result.ok) continue;
+      if (!keepTrying()) return undefined;
       unpulled.push(target.id);
       log.warn({ peer: target.id, code: result.code, reason: result.message }, "cannot restore from this peer yet");
     }

@@ -242,6 +242,7 @@ export class Replicator {
   }
 
   #failed(peer: PeerReplica, result: RsyncResult): void {
+    if (!this.#enabled) return; // stopped: the run was ended on purpose
     peer.lastError = result.code === null ? result.message : `rsync exit ${result.code}: ${result.message}`;
     peer.backoffMs = Math.min(Math.max(peer.backoffMs * 2, 200), MAX_BACKOFF_MS);
     this.options.log.warn(

@@ -48,6 +48,8 @@ export interface RsyncOptions {
   password?: string;
   /** KiB/s; 0 or undefined for no cap. */
   bwlimit?: number;
+  /** Ends a run under way (SIGTERM to rsync) when the node stops. */
+  signal?: AbortSignal;
 }
 
 export interface RsyncResult {
@@ -89,6 +91,7 @@ export function runRsync(args: string[], options: RsyncOptions, input?: string):
     const child = spawn("rsync", args, {
       stdio: ["pipe", "ignore", "pipe"],
       env: { ...process.env, ...(options.password !== undefined && { RSYNC_PASSWORD: options.password }) },
+      signal: options.signal,
     });
     let stderr = "";
     child.stderr.on("data", (chunk: Buffer) => {
