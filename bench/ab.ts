@@ -6,7 +6,7 @@
 
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { start } from "./procs.ts";
+import { runLoad } from "./procs.ts";
 import type { WrkResult } from "./wrk.ts";
 
 export interface AbOptions {
@@ -24,14 +24,8 @@ export async function runAb(options: AbOptions): Promise<WrkResult> {
   const csv = join(options.dir, `ab-${process.hrtime.bigint()}.csv`);
   // -t alone caps requests at 50000; -n after it lifts that.
   const args = ["-q", "-k", "-i", "-c", String(options.connections), "-t", String(options.durationS), "-n", "100000000", "-e", csv, options.url];
-  const ab = start("ab", "ab", args, { stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  ab.child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  ab.child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  const sampler = options.sample ? setInterval(options.sample, options.sampleEveryMs ?? 250) : undefined;
-  options.sample?.();
-  const code = await ab.exited;
-  if (sampler) clearInterval(sampler);
+  const { code, stdout, stderr } = await runLoad("ab", args, options);
+  const output = stdout + stderr;
   const number = (label: string) => Number(new RegExp(`^${label}:\\s+([\\d.]+)`, "m").exec(output)?.[1] ?? NaN);
   const requests = number("Complete requests");
   const seconds = number("Time taken for tests");

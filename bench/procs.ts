@@ -88,6 +88,35 @@ export function start(
 }
 
 /** A folder to delete at the end, whatever happens. */
+/** What a load generator printed, and how it ended. */
+export interface LoadRun {
+  code: number | NodeJS.Signals;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a load generator to its end, collecting its output, and calls
+ * `sample` (memory readings of the server) at once and every `sampleEveryMs`
+ * while it runs.
+ */
+export async function runLoad(
+  command: string,
+  args: string[],
+  { env, sample, sampleEveryMs = 250 }: { env?: NodeJS.ProcessEnv; sample?: () => void; sampleEveryMs?: number },
+): Promise<LoadRun> {
+  const load = start(command, command, args, { stdio: ["ignore", "pipe", "pipe"], ...(env && { env }) });
+  let stdout = "";
+  let stderr = "";
+  load.child.stdout!.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+  load.child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  const sampler = sample ? setInterval(sample, sampleEveryMs) : undefined;
+  sample?.();
+  const code = await load.exited;
+  if (sampler) clearInterval(sampler);
+  return { code, stdout, stderr };
+}
+
 export function removeAtExit(dir: string): void {
   tempDirs.add(dir);
 }

@@ -3,7 +3,7 @@
 // printed by lua/report.lua's done(), not by scraping wrk's text output.
 
 import { resolve } from "node:path";
-import { start } from "./procs.ts";
+import { runLoad } from "./procs.ts";
 
 export const LUA_DIR = resolve(import.meta.dirname, "lua");
 
@@ -61,18 +61,10 @@ export async function runWrk(options: WrkOptions): Promise<WrkResult> {
   ];
   for (const [name, value] of Object.entries(options.headers ?? {})) args.push("-H", `${name}: ${value}`);
   args.push(options.url);
-  const wrk = start("wrk", "wrk", args, {
-    stdio: ["ignore", "pipe", "pipe"],
+  const { code, stdout, stderr } = await runLoad("wrk", args, {
+    ...options,
     env: { ...process.env, BENCH_LUA_DIR: LUA_DIR, ...(options.method && { BENCH_METHOD: options.method }), ...options.env },
   });
-  let stdout = "";
-  let stderr = "";
-  wrk.child.stdout!.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-  wrk.child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  const sampler = options.sample ? setInterval(options.sample, options.sampleEveryMs ?? 250) : undefined;
-  options.sample?.();
-  const code = await wrk.exited;
-  if (sampler) clearInterval(sampler);
   const line = stdout.split("\n").find((l) => l.startsWith("BENCH_JSON "));
   if (code !== 0 || line === undefined) {
     throw new Error(`wrk failed (exit ${String(code)}) for ${options.url}:\n${stderr}${stdout}`);

@@ -70,7 +70,8 @@ export async function uploadHandler(
 /**
  * The healthy peer that takes an upload for `target`: chosen by the name, so
  * failover uploads spread over the peers, and a client that retries an
- * upload whose outcome it did not learn reaches the same peer (and its 409).
+ * upload whose outcome it did not learn reaches the same peer while it is up
+ * (and meets its 409).
  */
 function failoverPeer(peers: Peers, target: string): string | undefined {
   const up = peers.ids.filter((id) => peers.isUp(id));

@@ -5,12 +5,11 @@ import type { NodeLogger } from "./logger.ts";
 import { PeerHealth } from "./peer-health.ts";
 import type { RunningNode } from "./node.ts";
 import { type NodeState, type Serving, startServing } from "./serving.ts";
-import type { OwnFiles } from "./replication/index.ts";
+import { OWN_FILES_STATES, type OwnFiles } from "./replication/index.ts";
 import { startServices } from "./services.ts";
 
 /** The node's own-files state when a worker was forked: it serves before the primary's first message arrives. */
 const OWN_FILES_AT_FORK = "NANOCDN_INTERNAL_OWN_FILES";
-const OWN_FILES_STATES: readonly OwnFiles[] = ["restoring", "owed", "complete"];
 
 /** Messages between the primary (which owns the node-wide services) and its serving workers. */
 type ToWorker =

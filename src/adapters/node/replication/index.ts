@@ -16,7 +16,8 @@ const TEMP_MAX_AGE_MS = 3600_000;
  * copies them back from the replicas (a new or wiped disk), `owed` while a
  * peer it could not read then may still hold some, `complete` otherwise.
  */
-export type OwnFiles = "restoring" | "owed" | "complete";
+export const OWN_FILES_STATES = ["restoring", "owed", "complete"] as const;
+export type OwnFiles = (typeof OWN_FILES_STATES)[number];
 
 export interface Replication {
   ownFiles(): OwnFiles;

@@ -96,10 +96,10 @@ export async function pullFrom(target: ReplicationTarget, source: string, rsync:
   if (transportOf(target.destination) === "local" && !(await exists(target.destination))) {
     return { ok: true, code: 0, message: "" };
   }
-  // This side receives: rsync's temp files stay in the temp folder even over
-  // ssh (the option is never sent to the remote sender, so rrsync allows it).
-  const temp = transportOf(target.destination) === "ssh" ? [`--temp-dir=${RSYNC_TEMP_DIR}`] : [];
-  return runRsync([...baseArgs(rsync, target.destination), ...temp, "--ignore-existing", asFolder(target.destination), asFolder(source)], rsync);
+  return runRsync(
+    [...baseArgs(rsync, target.destination, "pull"), "--ignore-existing", asFolder(target.destination), asFolder(source)],
+    rsync,
+  );
 }
 
 /**

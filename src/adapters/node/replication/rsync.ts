@@ -59,13 +59,17 @@ export interface RsyncResult {
   message: string;
 }
 
-/** The flags every nanocdn transfer with `remote` (the side that is not this node's own folder) shares. */
-export function baseArgs(options: RsyncOptions, remote: string): string[] {
+/**
+ * The flags every nanocdn transfer with `remote` (the side that is not this
+ * node's own folder) shares: a push to it, or a pull (a restore) from it.
+ */
+export function baseArgs(options: RsyncOptions, remote: string, direction: "push" | "pull" = "push"): string[] {
   // rrsync, the usual forced command for ssh, refuses a negative
-  // --modify-window and cannot use --temp-dir: over ssh, rsync keeps its temp
-  // files beside the final one (as .<name>.XXXXXX, renamed when complete)
-  // and compares mtimes to the second.
-  const ssh = transportOf(remote) === "ssh";
+  // --modify-window and cannot use --temp-dir when it receives: a push over
+  // ssh keeps its temp files beside the final one (as .<name>.XXXXXX,
+  // renamed when complete) and compares mtimes to the second. A pull
+  // receives here, and rsync never sends these options to the sender.
+  const intoRrsync = direction === "push" && transportOf(remote) === "ssh";
   return [
     "-a",
     // Only regular files and folders travel: a symlink or device placed in a
@@ -74,7 +78,7 @@ export function baseArgs(options: RsyncOptions, remote: string): string[] {
     "--no-devices",
     "--no-specials",
     // Nanosecond mtimes: a name re-used within the same second still differs.
-    ...(ssh ? [] : ["--modify-window=-1", `--temp-dir=${RSYNC_TEMP_DIR}`]),
+    ...(intoRrsync ? [] : ["--modify-window=-1", `--temp-dir=${RSYNC_TEMP_DIR}`]),
     `--exclude=/${RSYNC_TEMP_DIR}/`,
     // Hidden on the sending side only: a push also deletes a copy an older version left on a replica.
     `--filter=H /${OWNER_MARKER}`,
