@@ -1,5 +1,6 @@
 import { env } from "cloudflare:test";
 import { R2Store } from "../../src/adapters/worker/r2-store.ts";
+import { describe, expect, it } from "vitest";
 import { describeBlobStore } from "../../src/storage/contract.ts";
 import { listKeys } from "../helpers/r2-keys.ts";
 
@@ -12,4 +13,38 @@ describeBlobStore("R2Store (inside workerd)", async () => {
     // R2 has no temp files; what could stray is a probe object left behind.
     strays: async () => (await listKeys(bucket)).filter((k) => k.startsWith(".")),
   };
+});
+
+describe("R2Store uploads", () => {
+  it("streams a body of known length into R2 without collecting it first", async () => {
+    const chunks = 64;
+    const chunk = new Uint8Array(64 * 1024).fill(7);
+    let produced = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (produced === chunks) return controller.close();
+        produced++;
+        controller.enqueue(chunk.slice());
+      },
+    });
+    // The real bucket, watched: what reaches put(), and how much of the body existed by then.
+    const seen: { streamed: boolean; producedAtPut: number }[] = [];
+    const watched = new Proxy(bucket, {
+      get(target, name) {
+        if (name !== "put") return Reflect.get(target, name).bind(target);
+        return (key: string, value: unknown, options: R2PutOptions) => {
+          seen.push({ streamed: value instanceof ReadableStream, producedAtPut: produced });
+          return target.put(key, value as ReadableStream, options);
+        };
+      },
+    });
+    const size = chunks * chunk.byteLength;
+    const meta = await new R2Store(watched).create("1/pub/streamed.bin", body, { length: size });
+    expect(meta.size).toBe(size);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]!.streamed).toBe(true);
+    expect(seen[0]!.producedAtPut).toBeLessThan(chunks);
+    expect((await bucket.head("1/pub/streamed.bin"))?.size).toBe(size);
+    await bucket.delete("1/pub/streamed.bin");
+  });
 });
