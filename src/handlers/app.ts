@@ -11,6 +11,7 @@ import type { Peers } from "./peers.ts";
 import { checkHandler, statusHandler } from "./check.ts";
 import { deleteHandler, readHandler } from "./files.ts";
 import { uploadHandler } from "./upload.ts";
+import { type UrlSigner, verifySignedRead } from "./url-signing.ts";
 
 export const DEFAULT_MAX_UPLOAD_BYTES = 1024 ** 3;
 export const DEFAULT_CACHE_MAX_AGE = 7 * 24 * 3600;
@@ -52,6 +53,8 @@ export interface AppOptions {
   onChange?(change: Change): void | Promise<void>;
   /** Operator facts for GET /status (replication backlog, peer health, …). */
   status?(): Promise<Record<string, unknown>>;
+  /** The keys of signed URLs as they stand now (they may be rotated while the node runs); none: signed URLs are refused. */
+  urlSigner?(): Promise<UrlSigner | undefined>;
 }
 
 export interface Settings {
@@ -69,6 +72,7 @@ export interface Settings {
   check(): Promise<void>;
   onChange(change: Change): void | Promise<void>;
   status(): Promise<Record<string, unknown>>;
+  urlSigner(): Promise<UrlSigner | undefined>;
 }
 
 /** Bindings a runtime adapter may pass; `rawTarget` is the request target exactly as received. */
@@ -113,6 +117,7 @@ export function settingsOf(options: AppOptions): Settings {
     check: options.check ?? (() => options.store.probe()),
     onChange: options.onChange ?? (() => {}),
     status: options.status ?? (async () => ({})),
+    urlSigner: options.urlSigner ?? (async () => undefined),
   };
 }
 
@@ -158,10 +163,13 @@ export function createApp(options: AppOptions): Hono<Env> {
         return statusHandler(settings, principal);
       case "upload":
         return uploadHandler(settings, context, principal, parsed);
-      case "file":
-        return request.method === "DELETE"
-          ? deleteHandler(settings, context, principal, parsed.file)
-          : readHandler(settings, context, principal, parsed.file);
+      case "file": {
+        if (request.method === "DELETE") return deleteHandler(settings, context, principal, parsed.file);
+        // A peer passing a read on has checked the link already (and signs the request itself).
+        const signed =
+          parsed.file.namespace === "priv" && principal.kind !== "node" && (await verifySignedRead(target, await settings.urlSigner()));
+        return readHandler(settings, context, principal, parsed.file, signed);
+      }
     }
   });
 

@@ -1,8 +1,12 @@
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll } from "vitest";
 import { placeFile, storedKeys } from "../helpers/disk.ts";
 import { type NodeProcess, startNodeProcess } from "../helpers/node-process.ts";
+import { URL_SIGNING_KEY_FILE } from "../helpers/signed-urls.ts";
 import { type ApiTarget, describeHttpApi } from "./api-suite.ts";
+import { describeLifecycle } from "./lifecycle-suite.ts";
 
 const MAX = 1024 * 1024;
 let node: NodeProcess;
@@ -10,7 +14,9 @@ let target: ApiTarget;
 
 beforeAll(async () => {
   // Two serving processes: every answer must hold whichever process a request reaches.
-  node = await startNodeProcess({ config: { node: "1", max_upload_bytes: MAX, workers: 2 } });
+  const keyFile = join(await mkdtemp(join(tmpdir(), "nanocdn-keys-")), "url-signing.keys");
+  await writeFile(keyFile, URL_SIGNING_KEY_FILE, { mode: 0o600 });
+  node = await startNodeProcess({ config: { node: "1", max_upload_bytes: MAX, workers: 2, url_signing_secret_file: keyFile } });
   target = {
     url: node.url,
     nodeId: "1",
@@ -27,3 +33,4 @@ afterAll(async () => {
 });
 
 describeHttpApi("Node (disk store, two serving processes)", () => target);
+describeLifecycle("Node", () => target);

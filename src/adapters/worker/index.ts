@@ -1,6 +1,7 @@
 import type { Hono } from "hono";
 import { createApp, DEFAULT_CACHE_MAX_AGE, DEFAULT_MAX_UPLOAD_BYTES, type Env } from "../../handlers/app.ts";
 import { consoleLogger } from "../../handlers/logger.ts";
+import { parseUrlSigningKeys, UrlSigner } from "../../handlers/url-signing.ts";
 import { HtpasswdCredentials } from "../htpasswd.ts";
 import { R2Store } from "./r2-store.ts";
 
@@ -8,6 +9,8 @@ export interface WorkerEnv {
   FILES: R2Bucket;
   /** The users, in htpasswd format (a secret). */
   HTPASSWD?: string;
+  /** Keys of signed URLs, one a line, the first signing (a secret). */
+  URL_SIGNING_SECRET?: string;
   NODE_ID?: string;
   MAX_UPLOAD_BYTES?: string;
   CACHE_MAX_AGE?: string;
@@ -18,6 +21,11 @@ function numberOr(name: string, value: string | undefined, fallback: number): nu
   if (value === undefined || value === "") return fallback;
   if (!/^\d+$/.test(value.trim())) throw new Error(`${name} must be a whole number, not ${JSON.stringify(value)}`);
   return Number(value);
+}
+
+function urlSignerOf(keys: string | undefined): () => Promise<UrlSigner | undefined> {
+  const signer = keys ? new UrlSigner(parseUrlSigningKeys(keys)) : undefined;
+  return async () => signer;
 }
 
 /** The app is built once per isolate, on the first request, from the bindings. */
@@ -32,6 +40,7 @@ export default {
       maxUploadBytes: numberOr("MAX_UPLOAD_BYTES", env.MAX_UPLOAD_BYTES, DEFAULT_MAX_UPLOAD_BYTES),
       cacheMaxAge: numberOr("CACHE_MAX_AGE", env.CACHE_MAX_AGE, DEFAULT_CACHE_MAX_AGE),
       log: consoleLogger,
+      urlSigner: urlSignerOf(env.URL_SIGNING_SECRET),
     });
     return app.fetch(request, undefined);
   },

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { CONFIG_KEYS, ConfigError, flagName, loadConfig } from "./config.ts";
 import { runLocalCluster } from "./local-cluster.ts";
+import { signCommand } from "./sign-command.ts";
 import { createLogger } from "../process/logger.ts";
 import { startNode } from "../process/start-node.ts";
 
@@ -9,6 +10,8 @@ const USAGE = `Usage:
   nanocdn serve [--config FILE] [--KEY VALUE ...]   run a node
   nanocdn cluster [--nodes 3] [--dir ./cluster] [--base-port 8081] [--host 127.0.0.1]
                                                     run a cluster on this machine, to try it out
+  nanocdn sign [--config FILE] [--ttl 3600] /<node>/priv/<path>
+                                                    print a signed URL to a private file
   nanocdn --version
 
 Every configuration key can be given in the TOML file, as an environment
@@ -107,6 +110,8 @@ async function main(argv: string[]): Promise<number> {
     case "cluster":
       await cluster(args);
       return 0;
+    case "sign":
+      return signCommand(args);
     case "--version":
     case "version":
       console.log(packageVersion());

@@ -5,6 +5,7 @@ import { StoreUnavailableError } from "../../../storage/errors.ts";
 import type { Config } from "../cli/config.ts";
 import { DiskStore } from "../disk/disk-store.ts";
 import { HtpasswdFile } from "../users/htpasswd-file.ts";
+import { UrlSigningKeyFile } from "../users/url-signing-key-file.ts";
 import type { HttpPeers } from "../peers/http-peers.ts";
 import type { PeerView } from "../peers/peer-health.ts";
 import { startHttpServer } from "./http-server.ts";
@@ -36,6 +37,8 @@ export async function startRequestServing(config: Config, log: NodeLogger, state
   });
   const credentials = new HtpasswdFile(config.htpasswd, log);
   await credentials.load();
+  const urlSigningKeys = config.url_signing_secret_file ? new UrlSigningKeyFile(config.url_signing_secret_file, log) : undefined;
+  await urlSigningKeys?.load();
   const storeHealth = new StoreHealth(disk, log);
   const stopProbing = storeHealth.start(config.health_interval_ms);
 
@@ -79,6 +82,7 @@ export async function startRequestServing(config: Config, log: NodeLogger, state
       if (state.ownFiles() === "restoring") throw new StoreUnavailableError("restoring this node's own files from the replicas");
     },
     status: async () => ({ storeHealthy: storeHealth.healthy, ...(await state.status()) }),
+    urlSigner: async () => urlSigningKeys?.signer(),
   };
   const tls = config.tls_cert && config.tls_key ? { cert: config.tls_cert, key: config.tls_key } : undefined;
   const http = await startHttpServer({
