@@ -1,8 +1,9 @@
 import { NotFoundError } from "../storage/errors.ts";
 import type { ClusterAuth } from "./cluster-auth.ts";
+import { DELETE_AT_HEADER, ExpiredError, expiredAnswer } from "./expiry.ts";
 import { TryLaterError } from "./http-errors.ts";
 import type { Logger } from "./logger.ts";
-import type { FileAddress } from "./paths.ts";
+import { type FileAddress, pathOf } from "./paths.ts";
 import type { Peers } from "./peers.ts";
 
 /** Set on node-to-node requests: answer from your own disk only, never ask further (the loop guard). */
@@ -20,6 +21,8 @@ const READ_ANSWER_HEADERS = headerSet(
   "ETag",
   "Last-Modified",
   "Cache-Control",
+  "Expires",
+  DELETE_AT_HEADER,
   "X-Content-Type-Options",
   "X-Nanocdn-Served-By",
 );
@@ -69,6 +72,8 @@ export async function readFromPeers(
   target: string,
 ): Promise<Response> {
   const { peers, log } = context;
+  // For messages: the query may hold a signed link's signature, which no log line gets.
+  const path = pathOf(target);
   const others = peers.ids.filter((id) => id !== file.owner);
   const sources = file.owner !== undefined && peers.ids.includes(file.owner) ? [file.owner, ...others] : others;
   const headers: Record<string, string> = {};
@@ -93,18 +98,21 @@ export async function readFromPeers(
     if (FINAL_STATUSES.has(response.status)) return relay(response);
     await response.body?.cancel();
     if (response.status === 404) {
-      if (id === file.owner) throw new NotFoundError(`no file at ${target} on its owner node ${id}`);
+      // Any copy knows when its file expires: that 404 settles the read wherever it comes from.
+      const expiredAt = expiredAnswer(response);
+      if (expiredAt !== undefined) throw new ExpiredError(`${path} expired at ${new Date(expiredAt * 1000).toISOString()}`, expiredAt);
+      if (id === file.owner) throw new NotFoundError(`no file at ${path} on its owner node ${id}`);
       continue;
     }
     everyoneAnswered = false;
     log.warn({ peer: id, status: response.status }, "peer read answered an error; trying the next source");
   }
-  if (file.owner === undefined && everyoneAnswered) throw new NotFoundError(`no file at ${target} on any node`);
+  if (file.owner === undefined && everyoneAnswered) throw new NotFoundError(`no file at ${path} on any node`);
   throw new TryLaterError(
     file.owner === undefined
-      ? `not found here, and not every node could be asked for ${target}`
+      ? `not found here, and not every node could be asked for ${path}`
       : file.owner === context.auth.nodeId
-        ? `this node has not gathered all its files from the replicas yet, and no reachable replica holds ${target}`
-        : `owner node ${file.owner} is unreachable and no reachable replica holds ${target} yet`,
+        ? `this node has not gathered all its files from the replicas yet, and no reachable replica holds ${path}`
+        : `owner node ${file.owner} is unreachable and no reachable replica holds ${path} yet`,
   );
 }

@@ -1,4 +1,4 @@
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { access, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -32,6 +32,12 @@ describe("signed URLs and expiry across a cluster", () => {
       const read = await fetch(url("2") + location, { method: "HEAD", headers: auth });
       expect(read.headers.get("X-Nanocdn-Served-By")).toBe("2");
     });
+  /** Whether node `id` has the file on its disk. */
+  const onDisk = (id: string, location: string) =>
+    access(join(cluster.data(id), "files", ...location.slice(1).split("/").map(decodeURIComponent))).then(
+      () => true,
+      () => false,
+    );
 
   beforeAll(async () => {
     keyFile = join(await mkdtemp(join(tmpdir(), "nanocdn-keys-")), "url-signing.keys");
@@ -99,6 +105,53 @@ describe("signed URLs and expiry across a cluster", () => {
         expect((await fetch(url(id) + withNewKey)).status, `node ${id}, new key`).toBe(200);
       }
       await writeFile(keyFile, URL_SIGNING_KEY_FILE);
+    });
+  });
+
+  describe("expiring files", () => {
+    it("answer 404 on every node while the owner is down, and the owner deletes them, replicas too, when it is back", async () => {
+      const deleteAt = inSeconds(6);
+      const location = await upload("1", `pub/${name("export.csv")}`, "a,b", { "X-Delete-At": String(deleteAt) });
+      await eventually(async () => expect(await onDisk("2", location)).toBe(true));
+      await cluster.kill("1");
+      await eventually(async () => {
+        for (const id of ["2", "3"]) {
+          const read = await fetch(url(id) + location);
+          expect(read.status, `node ${id}`).toBe(404);
+          expect(read.headers.get("X-Delete-At"), `node ${id}`).toBe(String(deleteAt));
+        }
+      }, 30_000);
+      // Node 2 knew from its own copy: only the owner deletes.
+      expect(await onDisk("2", location)).toBe(true);
+      await cluster.start("1");
+      await eventually(async () => {
+        expect(await onDisk("1", location), "on the owner").toBe(false);
+        expect(await onDisk("2", location), "on the replica").toBe(false);
+      }, 30_000);
+      expect((await fetch(url("1") + location)).status).toBe(404);
+    });
+
+    it("are deleted by an owner whose disk was replaced, once it has its files back from the replicas", async () => {
+      const location = await upload("1", `pub/${name("old-export.csv")}`, "x", { "X-Delete-After": "8" });
+      await eventually(async () => expect(await onDisk("2", location)).toBe(true));
+      await cluster.kill("1");
+      await rm(cluster.data("1"), { recursive: true });
+      await cluster.start("1");
+      // Only node 1 deletes its files, and it lost its list of expiring ones with the disk.
+      await eventually(async () => {
+        expect(await onDisk("2", location), "on the replica").toBe(false);
+        expect(await onDisk("1", location), "on the owner").toBe(false);
+      }, 30_000);
+      expect(cluster.nodes["1"]!.output()).toMatch(/"recorded":1,.*"msg":"expiry index rebuilt from the files' metadata"/);
+    });
+
+    it("are deleted by the owner within seconds of expiring, and the delete is replicated", async () => {
+      const location = await upload("1", `priv/${name("session.json")}`, "{}", { "X-Delete-After": "5" });
+      await eventually(async () => expect(await onDisk("2", location)).toBe(true));
+      await eventually(async () => {
+        expect(await onDisk("1", location), "on the owner").toBe(false);
+        expect(await onDisk("2", location), "on the replica").toBe(false);
+      }, 30_000);
     });
   });
 });

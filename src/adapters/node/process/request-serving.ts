@@ -4,6 +4,8 @@ import { CachingStore } from "../../../storage/caching-store.ts";
 import { StoreUnavailableError } from "../../../storage/errors.ts";
 import type { Config } from "../cli/config.ts";
 import { DiskStore } from "../disk/disk-store.ts";
+import { ExpiryIndex, expiryIndexDir } from "../expiry/expiry-index.ts";
+import { ExpiryRecordingStore } from "../expiry/expiry-recording-store.ts";
 import { HtpasswdFile } from "../users/htpasswd-file.ts";
 import { UrlSigningKeyFile } from "../users/url-signing-key-file.ts";
 import type { HttpPeers } from "../peers/http-peers.ts";
@@ -30,7 +32,7 @@ export interface RequestServing {
 /** One process's HTTP side: the store (with its memory cache), users, peers, the app and its server. */
 export async function startRequestServing(config: Config, log: NodeLogger, state: NodeState): Promise<RequestServing> {
   const disk = new DiskStore({ root: config.data, fsync: config.fsync, minFreeBytes: config.min_free_bytes });
-  const store = new CachingStore(disk, {
+  const store = new CachingStore(new ExpiryRecordingStore(disk, new ExpiryIndex(expiryIndexDir(config.data))), {
     maxBytes: config.memory_cache_bytes,
     maxFileBytes: config.memory_cache_file_bytes,
     revalidateMs: config.memory_cache_revalidate_ms,
