@@ -19,6 +19,7 @@ const READ_ANSWER_HEADERS = headerSet(
   "Content-Range",
   "Accept-Ranges",
   "ETag",
+  "Repr-Digest",
   "Last-Modified",
   "Cache-Control",
   "Expires",

@@ -2,6 +2,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Change } from "../../../handlers/app.ts";
 import type { Logger } from "../../../handlers/logger.ts";
+import { sidecarPathInNode } from "../disk/sidecar.ts";
 import { type OwnerMarker, pullFrom } from "./owner-guard.ts";
 import { asFolder, baseArgs, RSYNC_TEMP_DIR, type RsyncOptions, type RsyncResult, runRsync, transportOf } from "./rsync.ts";
 
@@ -162,12 +163,15 @@ export class Replicator {
     const batch = peer.pending;
     peer.pending = new Map();
     const list = new Set<string>();
+    // A file's metadata travels with it, in the same batch.
     for (const [path, { withFolders }] of batch) {
-      list.add(path);
-      if (!withFolders) continue;
-      // Folders pruned here go there too; keep `<namespace>` itself.
-      const parts = path.split("/");
-      for (let depth = parts.length - 1; depth > 1; depth--) list.add(parts.slice(0, depth).join("/"));
+      for (const listed of [path, sidecarPathInNode(path)]) {
+        list.add(listed);
+        if (!withFolders) continue;
+        // Folders pruned here go there too; keep `<namespace>` itself.
+        const parts = listed.split("/");
+        for (let depth = parts.length - 1; depth > 1; depth--) list.add(parts.slice(0, depth).join("/"));
+      }
     }
     // Deepest first, so a file is handled before the folder that held it.
     const ordered = [...list].sort((a, b) => b.split("/").length - a.split("/").length);
