@@ -78,7 +78,7 @@ describe("the edge in front of origin nodes", () => {
     await rm(onDisk(ownerOf(location), location));
     const again = await read(location, { Range: "bytes=-3" });
     expect([again.status, again.headers.get("X-Nanocdn-Cache"), await again.text()]).toEqual([206, "HIT", "789"]);
-    for (const headers of [{ "If-None-Match": etag }, { "If-Modified-Since": lastModified }]) {
+    for (const headers of [{ "If-None-Match": etag }, { "If-Modified-Since": lastModified }] as Record<string, string>[]) {
       const notModified = await read(location, headers);
       expect([notModified.status, notModified.headers.get("X-Nanocdn-Cache")]).toEqual([304, "HIT"]);
     }
