@@ -42,7 +42,8 @@ interface Edge {
 function createEdge(env: EdgeEnv): Edge {
   const log = consoleLogger;
   const origins = parseOrigins(env.ORIGINS);
-  const secret = env.CLUSTER_SECRET ?? "";
+  // As a node reads its secret file: a trailing line break is not part of it.
+  const secret = (env.CLUSTER_SECRET ?? "").trim();
   if (secret.length < MIN_SECRET_LENGTH) {
     throw new Error(`CLUSTER_SECRET must hold the origin nodes' cluster secret (${MIN_SECRET_LENGTH}+ characters)`);
   }
