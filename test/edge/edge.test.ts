@@ -1,6 +1,7 @@
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NanoCdnClient, NanoCdnConflictError } from "../../src/client/index.ts";
 import { CLUSTER_SECRET, startCluster, type TestCluster } from "../helpers/cluster.ts";
 import { basic, bcryptLine, PASSWORD, USER } from "../helpers/credentials.ts";
 import { placeFile } from "../helpers/disk.ts";
@@ -34,6 +35,7 @@ describe("the edge in front of origin nodes", () => {
       HTPASSWD: bcryptLine(USER, PASSWORD),
       // Every request tries every origin again: the tests kill nodes and want each kill seen at once.
       ORIGIN_RETRY_MS: "0",
+      ORIGIN_TIMEOUT_MS: "3000",
     });
   }, 120_000);
   afterAll(async () => {
@@ -46,6 +48,17 @@ describe("the edge in front of origin nodes", () => {
     expect(location).toMatch(/^\/[123]\/pub\//);
     expect(await readFile(onDisk(ownerOf(location), location), "utf8")).toBe("hello edge");
     expect((await fetch(`${edge.url}/check/`)).status).toBe(200);
+  });
+
+  it("serves the TypeScript client configured with the edge's one URL", async () => {
+    const cdn = new NanoCdnClient({ nodes: edge.url, credentials: { user: USER, password: PASSWORD } });
+    const path = name("client.txt");
+    const { name: stored } = await cdn.put(path, "via the client", { namespace: "pub" });
+    expect(await (await cdn.get(stored)).text()).toBe("via the client");
+    // The same name goes to the same origin, which has it.
+    await expect(cdn.put(path, "again", { namespace: "pub" })).rejects.toBeInstanceOf(NanoCdnConflictError);
+    expect(await cdn.delete(stored)).toBe(true);
+    expect(await cdn.exists(stored)).toBe(false);
   });
 
   it("reads a public file from its owner once, then from the cache, even after the origin lost it", async () => {
@@ -119,6 +132,21 @@ describe("the edge in front of origin nodes", () => {
     // Files that predate node numbers are deleted at a node, which queues the delete for peers that are down.
     const legacy = await fetch(`${edge.url}/pub/${name("legacy.txt")}`, { method: "DELETE", headers: auth });
     expect([legacy.status, legacy.headers.get("Allow")]).toEqual([405, "GET, HEAD"]);
+  });
+
+  it("moves on from an origin that stops answering once ORIGIN_TIMEOUT_MS is over", async () => {
+    const location = await upload(`pub/${name("hung.txt")}`, "from a replica");
+    const owner = cluster.nodes[ownerOf(location)]!.child;
+    const replica = cluster.ids.find((id) => id !== ownerOf(location))!;
+    await placeFile(onDisk(replica, location), "from a replica");
+    // Frozen, not dead: connections are accepted and never answered.
+    owner.kill("SIGSTOP");
+    try {
+      const fromReplica = await read(location);
+      expect([fromReplica.status, fromReplica.headers.get("X-Nanocdn-Served-By"), await fromReplica.text()]).toEqual([200, replica, "from a replica"]);
+    } finally {
+      owner.kill("SIGCONT");
+    }
   });
 
   it("reads from a replica while the owner is down, and answers 503 for what no reachable origin holds", async () => {
