@@ -4,7 +4,7 @@ import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { loadConfig } from "../../src/adapters/node/config.ts";
+import { loadConfig } from "../../src/adapters/node/cli/config.ts";
 import { runCli } from "../helpers/cli.ts";
 import { basic } from "../helpers/credentials.ts";
 import { BIN, startNodeProcess } from "../helpers/node-process.ts";
