@@ -1,6 +1,6 @@
-import { spawn } from "node:child_process";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
+import { STATE, wranglerDev } from "./wrangler-dev.ts";
 
 /**
  * `npm run dev:edge -- --origins "1=http://127.0.0.1:8081,2=http://127.0.0.1:8082"`:
@@ -17,9 +17,6 @@ import { join, resolve } from "node:path";
  * reach wrangler in an env file of mode 600 under `.wrangler/`;
  * NANOCDN_DEV_DIR moves it and the local state out of the checkout.
  */
-const ROOT = resolve(import.meta.dirname, "..");
-const DEV_DIR = resolve(process.env.NANOCDN_DEV_DIR ?? ROOT);
-const STATE = join(DEV_DIR, ".wrangler");
 const ENV_FILE = join(STATE, "edge.dev.vars");
 const OWN_FLAGS = ["--origins", "--cluster-secret-file", "--htpasswd"];
 
@@ -65,39 +62,4 @@ await writeFile(ENV_FILE, `CLUSTER_SECRET=${envValue("the cluster secret", secre
   mode: 0o600,
 });
 
-function withDefaults(args: string[]): string[] {
-  const defaults: Record<string, string> = {
-    "--ip": "127.0.0.1",
-    "--port": "8788",
-    "--persist-to": join(STATE, "state"),
-  };
-  const given = new Set(args.map((a) => a.split("=")[0]));
-  return [...Object.entries(defaults).filter(([flag]) => !given.has(flag)).flat(), ...args];
-}
-
-const child = spawn(
-  process.execPath,
-  [
-    join(ROOT, "node_modules/wrangler/bin/wrangler.js"),
-    "dev",
-    "--env",
-    "edge",
-    "--env-file",
-    ENV_FILE,
-    "--var",
-    `ORIGINS:${origins}`,
-    ...withDefaults(rest),
-  ],
-  {
-    cwd: ROOT,
-    stdio: "inherit",
-    env: {
-      ...process.env,
-      WRANGLER_SEND_METRICS: "false",
-      CLOUDFLARE_CF_FETCH_ENABLED: "false",
-      WRANGLER_HIDE_BANNER: "true",
-    },
-  },
-);
-for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => child.kill(signal));
-child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+wranglerDev(["--env", "edge", "--env-file", ENV_FILE, "--var", `ORIGINS:${origins}`, ...rest], { "--port": "8788" });
