@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -26,6 +27,13 @@ describe("the edge in front of origin nodes", () => {
   const read = (location: string, headers: Record<string, string> = {}) => fetch(edge.url + location, { headers });
   const onDisk = (id: string, location: string) => join(cluster.data(id), "files", ...location.slice(1).split("/"));
   const ownerOf = (location: string) => location.split("/")[1]!;
+  /** The cache takes its copy while the first reader streams the file: a later read hits once it is stored. */
+  const untilCached = (location: string) =>
+    eventually(async () => {
+      const response = await read(location);
+      await response.body?.cancel();
+      expect(response.headers.get("X-Nanocdn-Cache")).toBe("HIT");
+    });
 
   beforeAll(async () => {
     cluster = await startCluster({ size: 3 });
@@ -50,6 +58,21 @@ describe("the edge in front of origin nodes", () => {
     expect((await fetch(`${edge.url}/check/`)).status).toBe(200);
   });
 
+  it("streams a larger file through, up and down, and caches it whole", async () => {
+    const bytes = randomBytes(3 * 1024 * 1024);
+    const response = await fetch(`${edge.url}/upload/pub/${name("large.bin")}`, { method: "PUT", body: bytes, headers: auth });
+    expect(response.status).toBe(201);
+    const location = response.headers.get("Location")!;
+    expect((await readFile(onDisk(ownerOf(location), location))).equals(bytes)).toBe(true);
+    const miss = await read(location);
+    expect(miss.headers.get("X-Nanocdn-Cache")).toBe("MISS");
+    expect(Buffer.from(await miss.arrayBuffer()).equals(bytes)).toBe(true);
+    await untilCached(location);
+    const hit = await read(location);
+    expect(hit.headers.get("X-Nanocdn-Cache")).toBe("HIT");
+    expect(Buffer.from(await hit.arrayBuffer()).equals(bytes)).toBe(true);
+  });
+
   it("serves the TypeScript client configured with the edge's one URL", async () => {
     const cdn = new NanoCdnClient({ nodes: edge.url, credentials: { user: USER, password: PASSWORD } });
     const path = name("client.txt");
@@ -68,6 +91,7 @@ describe("the edge in front of origin nodes", () => {
     expect(first.headers.get("X-Nanocdn-Cache")).toBe("MISS");
     expect(first.headers.get("X-Nanocdn-Served-By")).toBe(ownerOf(location));
     expect(await first.text()).toBe("cache me");
+    await untilCached(location);
 
     // Removed behind the edge's back: only the cache can still answer.
     await rm(onDisk(ownerOf(location), location));
@@ -123,7 +147,7 @@ describe("the edge in front of origin nodes", () => {
   it("deletes through the owner and purges its cached copy", async () => {
     const location = await upload(`pub/${name("gone.txt")}`, "soon gone");
     expect(await (await read(location)).text()).toBe("soon gone");
-    expect((await read(location)).headers.get("X-Nanocdn-Cache")).toBe("HIT");
+    await untilCached(location);
     expect((await fetch(edge.url + location, { method: "DELETE" })).status).toBe(401);
     expect((await fetch(edge.url + location, { method: "DELETE", headers: auth })).status).toBe(204);
     const after = await read(location);
@@ -179,6 +203,7 @@ describe("the edge in front of origin nodes", () => {
   it("answers 503 when no origin is up, and still serves what it has cached", async () => {
     const cached = await upload(`pub/${name("kept.txt")}`, "kept");
     expect(await (await read(cached)).text()).toBe("kept");
+    await untilCached(cached);
     await cluster.stopAll();
 
     const hit = await read(cached);

@@ -38,6 +38,7 @@ export class EdgeCache {
     }
     const lookup = new Request(key, { headers });
     const hit = await this.cache.match(lookup);
+    if (hit && request.method === "HEAD") await hit.body?.cancel();
     if (hit) return EdgeCache.#marked(hit, "HIT", request.method !== "HEAD");
     if (request.method === "HEAD") return EdgeCache.#marked(await origin(request), "MISS");
 

@@ -44,12 +44,18 @@ export class FetchPeers implements Peers {
     this.#downUntil.set(id, Date.now() + this.options.retryAfterMs);
   }
 
-  /** fetch() with a time limit on the answer's headers (not on its body, which may stream for long). */
+  /**
+   * fetch() with a time limit on the answer's headers (not on its body, which
+   * may stream for long). A request with a body has none: the origin answers
+   * once the whole body is stored, however long the client takes to send it.
+   */
   async #fetch(id: string, target: string, init: RequestInit): Promise<Response> {
     const base = this.#urls.get(id);
     if (base === undefined) throw new Error(`unknown origin ${id}`);
     const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(new Error(`no answer within ${this.options.timeoutMs} ms`)), this.options.timeoutMs);
+    const timer = init.body
+      ? undefined
+      : setTimeout(() => abort.abort(new Error(`no answer within ${this.options.timeoutMs} ms`)), this.options.timeoutMs);
     try {
       return await fetch(base + target, { ...init, redirect: "manual", signal: abort.signal });
     } finally {
@@ -88,7 +94,8 @@ export class FetchPeers implements Peers {
         body: body && length !== undefined ? body.pipeThrough(new FixedLengthStream(Number(length))) : body,
       });
     } catch (error) {
-      this.#failed(id, (error as Error).message);
+      // With a body, the origin has just answered /check/: the client may as well be the one that failed.
+      if (!body) this.#failed(id, (error as Error).message);
       throw new PeerUnreachableError(`origin ${id}: ${(error as Error).message}`, false, { cause: error });
     }
     // fetch()'s headers are immutable; the caller owns and trims them.
