@@ -15,8 +15,9 @@ export interface FetchPeersOptions {
  * does not answer in time, is taken as down for `retryAfterMs`, then tried
  * again by the next request that needs it.
  *
- * workerd reads a request body before it knows whether the connection
- * stands, so a failed request with a body cannot say "nothing was sent".
+ * workerd starts reading a request body before it knows whether the
+ * connection stands, so a failed request with a body cannot say "nothing
+ * was sent".
  * A request with a body is therefore preceded by GET /check/: an origin
  * that is unreachable or unhealthy there has seen nothing, and the body is
  * still whole for the next origin.
