@@ -120,8 +120,13 @@ function createEdge(env: EdgeEnv): Edge {
 let edge: Edge | undefined;
 
 export default {
-  fetch(request: Request, env: EdgeEnv, ctx: ExecutionContext): Promise<Response> {
-    edge ??= createEdge(env);
+  async fetch(request: Request, env: EdgeEnv, ctx: ExecutionContext): Promise<Response> {
+    try {
+      edge ??= createEdge(env);
+    } catch (error) {
+      // A wrong binding: the log says which; the client gets the usual JSON 500.
+      return errorResponse(error, consoleLogger);
+    }
     return edge.fetch(request, ctx);
   },
 } satisfies ExportedHandler<EdgeEnv>;
