@@ -54,9 +54,7 @@ const secretFile =
   own.get("--cluster-secret-file") ?? process.env.NANOCDN_CLUSTER_SECRET_FILE ?? fail("--cluster-secret-file (the origins' cluster secret) is required");
 const htpasswdFile = own.get("--htpasswd") ?? process.env.NANOCDN_HTPASSWD;
 const secret = (await readFile(secretFile, "utf8").catch((error: Error) => fail(`cannot read the cluster secret: ${error.message}`))).trim();
-const htpasswd = htpasswdFile
-  ? await readFile(htpasswdFile, "utf8").catch((error: Error) => fail(`cannot read the htpasswd file: ${error.message}`))
-  : "";
+const htpasswd = htpasswdFile ? await readFile(htpasswdFile, "utf8").catch((error: Error) => fail(`cannot read the htpasswd file: ${error.message}`)) : "";
 await mkdir(STATE, { recursive: true });
 await writeFile(ENV_FILE, `CLUSTER_SECRET=${envValue("the cluster secret", secret)}\nHTPASSWD=${envValue("the htpasswd file", htpasswd)}\n`, {
   mode: 0o600,

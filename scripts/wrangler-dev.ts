@@ -18,20 +18,17 @@ export const STATE = join(DEV_DIR, ".wrangler");
 export function wranglerDev(args: string[], defaults: Record<string, string>): void {
   const all: Record<string, string> = { "--ip": "127.0.0.1", "--persist-to": join(STATE, "state"), ...defaults };
   const given = new Set(args.map((a) => a.split("=")[0]));
-  const child = spawn(
-    process.execPath,
-    [join(ROOT, "node_modules/wrangler/bin/wrangler.js"), "dev", ...Object.entries(all).filter(([flag]) => !given.has(flag)).flat(), ...args],
-    {
-      cwd: ROOT,
-      stdio: "inherit",
-      env: {
-        ...process.env,
-        WRANGLER_SEND_METRICS: "false",
-        CLOUDFLARE_CF_FETCH_ENABLED: "false",
-        WRANGLER_HIDE_BANNER: "true",
-      },
+  const missing = Object.entries(all).filter(([flag]) => !given.has(flag));
+  const child = spawn(process.execPath, [join(ROOT, "node_modules/wrangler/bin/wrangler.js"), "dev", ...missing.flat(), ...args], {
+    cwd: ROOT,
+    stdio: "inherit",
+    env: {
+      ...process.env,
+      WRANGLER_SEND_METRICS: "false",
+      CLOUDFLARE_CF_FETCH_ENABLED: "false",
+      WRANGLER_HIDE_BANNER: "true",
     },
-  );
+  });
   for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => child.kill(signal));
   child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
 }

@@ -25,7 +25,19 @@ describe("npm run dev:edge", () => {
     // Its own process group, so that the whole tree (npm, wrangler, workerd) can be stopped.
     child = spawn(
       "npm",
-      ["run", "dev:edge", "--", "--origins", origins, "--cluster-secret-file", join(cluster.dir, "cluster.secret"), "--htpasswd", join(cluster.dir, "htpasswd"), "--port", String(port)],
+      [
+        "run",
+        "dev:edge",
+        "--",
+        "--origins",
+        origins,
+        "--cluster-secret-file",
+        join(cluster.dir, "cluster.secret"),
+        "--htpasswd",
+        join(cluster.dir, "htpasswd"),
+        "--port",
+        String(port),
+      ],
       { cwd: ROOT, detached: true, env: { ...process.env, NANOCDN_DEV_DIR: dir }, stdio: ["ignore", "pipe", "pipe"] },
     );
     child.stdout!.on("data", (c) => (output += c));

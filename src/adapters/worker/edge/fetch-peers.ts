@@ -54,9 +54,7 @@ export class FetchPeers implements Peers {
     const base = this.#urls.get(id);
     if (base === undefined) throw new Error(`unknown origin ${id}`);
     const abort = new AbortController();
-    const timer = init.body
-      ? undefined
-      : setTimeout(() => abort.abort(new Error(`no answer within ${this.options.timeoutMs} ms`)), this.options.timeoutMs);
+    const timer = init.body ? undefined : setTimeout(() => abort.abort(new Error(`no answer within ${this.options.timeoutMs} ms`)), this.options.timeoutMs);
     try {
       return await fetch(base + target, { ...init, redirect: "manual", signal: abort.signal });
     } finally {

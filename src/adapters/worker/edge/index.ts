@@ -104,7 +104,11 @@ function createEdge(env: EdgeEnv): Edge {
         } catch (error) {
           return errorResponse(error, log);
         }
-        return cache.read(request, (promise) => ctx.waitUntil(promise), (r) => Promise.resolve(app.fetch(r, undefined)));
+        return cache.read(
+          request,
+          (promise) => ctx.waitUntil(promise),
+          (r) => Promise.resolve(app.fetch(r, undefined)),
+        );
       }
       const response = await app.fetch(request, undefined);
       // The owner's 404 also means that any copy here is stale.
