@@ -10,6 +10,7 @@ import { eventually } from "../helpers/eventually.ts";
 import { type RunningEdge, startEdge } from "../helpers/worker.ts";
 
 const auth = { Authorization: basic() };
+const MAX_UPLOAD_BYTES = 1024 * 1024;
 
 let counter = 0;
 const name = (base: string) => `e${++counter}-${Date.now().toString(36)}/${base}`;
@@ -44,6 +45,7 @@ describe("the edge in front of origin nodes", () => {
       // Every request tries every origin again: the tests kill nodes and want each kill seen at once.
       ORIGIN_RETRY_MS: "0",
       ORIGIN_TIMEOUT_MS: "3000",
+      MAX_UPLOAD_BYTES: String(MAX_UPLOAD_BYTES),
     });
   }, 120_000);
   afterAll(async () => {
@@ -58,12 +60,14 @@ describe("the edge in front of origin nodes", () => {
     expect((await fetch(`${edge.url}/check/`)).status).toBe(200);
   });
 
-  it("streams a larger file through, up and down, and caches it whole", async () => {
-    const bytes = randomBytes(3 * 1024 * 1024);
+  it("streams a larger file through, up and down, caches it whole, and refuses one over MAX_UPLOAD_BYTES", async () => {
+    const bytes = randomBytes(MAX_UPLOAD_BYTES);
     const response = await fetch(`${edge.url}/upload/pub/${name("large.bin")}`, { method: "PUT", body: bytes, headers: auth });
     expect(response.status).toBe(201);
     const location = response.headers.get("Location")!;
     expect((await readFile(onDisk(ownerOf(location), location))).equals(bytes)).toBe(true);
+    const tooLarge = await fetch(`${edge.url}/upload/pub/${name("too-large.bin")}`, { method: "PUT", body: randomBytes(MAX_UPLOAD_BYTES + 1), headers: auth });
+    expect([tooLarge.status, ((await tooLarge.json()) as { error: string }).error]).toEqual([413, "too_large"]);
     const miss = await read(location);
     expect(miss.headers.get("X-Nanocdn-Cache")).toBe("MISS");
     expect(Buffer.from(await miss.arrayBuffer()).equals(bytes)).toBe(true);
