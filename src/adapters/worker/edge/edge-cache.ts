@@ -50,8 +50,12 @@ export class EdgeCache {
       return EdgeCache.#marked(whole, "MISS");
     }
     // A part, or a conditional answer: the cache works it out from the whole file once stored.
-    await this.cache.put(key, whole);
-    return EdgeCache.#marked((await this.cache.match(lookup)) ?? (await origin(request)), "MISS");
+    // Should the cache refuse the file (too large for it), the origins answer the request as it is.
+    const stored = await this.cache.put(key, whole).then(
+      () => this.cache.match(lookup),
+      () => undefined,
+    );
+    return EdgeCache.#marked(stored ?? (await origin(request)), "MISS");
   }
 
   /** Removes this location's copy of a file (a delete through the edge). */
