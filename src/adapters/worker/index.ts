@@ -3,6 +3,7 @@ import { createApp, DEFAULT_CACHE_MAX_AGE, DEFAULT_MAX_UPLOAD_BYTES, type Env } 
 import { consoleLogger } from "../../handlers/logger.ts";
 import { parseUrlSigningKeys, UrlSigner } from "../../handlers/url-signing.ts";
 import { HtpasswdCredentials } from "../htpasswd.ts";
+import { numberOr } from "./bindings.ts";
 import { R2Store } from "./r2-store.ts";
 
 export interface WorkerEnv {
@@ -14,13 +15,6 @@ export interface WorkerEnv {
   NODE_ID?: string;
   MAX_UPLOAD_BYTES?: string;
   CACHE_MAX_AGE?: string;
-}
-
-/** A whole number from a text binding; anything else is a mistake worth failing on, not NaN (no limit at all). */
-function numberOr(name: string, value: string | undefined, fallback: number): number {
-  if (value === undefined || value === "") return fallback;
-  if (!/^\d+$/.test(value.trim())) throw new Error(`${name} must be a whole number, not ${JSON.stringify(value)}`);
-  return Number(value);
 }
 
 function urlSignerOf(keys: string | undefined): () => Promise<UrlSigner | undefined> {
