@@ -1,9 +1,8 @@
 import type { Hono } from "hono";
 import { createApp, DEFAULT_CACHE_MAX_AGE, DEFAULT_MAX_UPLOAD_BYTES, type Env } from "../../handlers/app.ts";
 import { consoleLogger } from "../../handlers/logger.ts";
-import { parseUrlSigningKeys, UrlSigner } from "../../handlers/url-signing.ts";
 import { HtpasswdCredentials } from "../htpasswd.ts";
-import { numberOr } from "./bindings.ts";
+import { numberOr, urlSignerOf } from "./bindings.ts";
 import { R2Store } from "./r2-store.ts";
 
 export interface WorkerEnv {
@@ -15,11 +14,6 @@ export interface WorkerEnv {
   NODE_ID?: string;
   MAX_UPLOAD_BYTES?: string;
   CACHE_MAX_AGE?: string;
-}
-
-function urlSignerOf(keys: string | undefined): () => Promise<UrlSigner | undefined> {
-  const signer = keys ? new UrlSigner(parseUrlSigningKeys(keys)) : undefined;
-  return async () => signer;
 }
 
 /** The app is built once per isolate, on the first request, from the bindings. */
