@@ -40,7 +40,11 @@ describe("signed URLs and expiring files through the edge", () => {
   });
 
   it("keeps an expiring public file in its cache no longer than the file lives", async () => {
-    const created = await fetch(`${edge.url}/upload/pub/${name("banner.txt")}`, { method: "PUT", body: "today only", headers: { ...auth, "X-Delete-After": "8" } });
+    const created = await fetch(`${edge.url}/upload/pub/${name("banner.txt")}`, {
+      method: "PUT",
+      body: "today only",
+      headers: { ...auth, "X-Delete-After": "8" },
+    });
     expect(created.status).toBe(201);
     const location = created.headers.get("Location")!;
     await eventually(async () => {

@@ -13,10 +13,16 @@ export class HtpasswdFile implements Credentials {
   readonly #file: ReloadingFile<HtpasswdCredentials>;
 
   constructor(path: string, log: Logger) {
-    this.#file = new ReloadingFile(path, "htpasswd", (text) => new HtpasswdCredentials(text, nodeSignature), log, (credentials) => {
-      log.info({ file: path, users: credentials.users.length }, "htpasswd loaded");
-      for (const problem of credentials.problems) log.warn({ file: path, problem }, "htpasswd line skipped");
-    });
+    this.#file = new ReloadingFile(
+      path,
+      "htpasswd",
+      (text) => new HtpasswdCredentials(text, nodeSignature),
+      log,
+      (credentials) => {
+        log.info({ file: path, users: credentials.users.length }, "htpasswd loaded");
+        for (const problem of credentials.problems) log.warn({ file: path, problem }, "htpasswd line skipped");
+      },
+    );
   }
 
   /** Reads the file for the first time; throws when it cannot be read. */
