@@ -163,7 +163,8 @@ export type Config = z.output<typeof configSchema> & {
   htpasswdIsDefault: boolean;
 };
 
-export const CONFIG_KEYS = Object.keys(configSchema.shape) as (keyof z.input<typeof configSchema>)[];
+export type ConfigKey = keyof z.input<typeof configSchema>;
+export const CONFIG_KEYS = Object.keys(configSchema.shape) as ConfigKey[];
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
