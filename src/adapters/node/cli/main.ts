@@ -3,9 +3,10 @@ import { type Command, UsageError, commandHelp, overview, parseCommandArgs, sugg
 import { ConfigError } from "./config.ts";
 import { clusterCommand } from "./local-cluster.ts";
 import { serveCommand } from "./serve.ts";
+import { userAddCommand, userListCommand, userRemoveCommand } from "./user.ts";
 
 /** Every command: adding one is adding its entry here. */
-const COMMANDS: Command[] = [serveCommand, clusterCommand];
+const COMMANDS: Command[] = [serveCommand, clusterCommand, userAddCommand, userRemoveCommand, userListCommand];
 
 function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../../../package.json", import.meta.url), "utf8")) as { version: string };
