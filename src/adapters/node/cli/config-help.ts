@@ -82,3 +82,34 @@ export function configOptions(): Record<string, OptionSpec> {
     ]),
   );
 }
+
+/**
+ * A TOML configuration with every key, each under a comment saying what it
+ * means: the keys in `set` with those values, the others commented out at
+ * their defaults.
+ */
+export function exampleConfig(set: Partial<Record<ConfigKey, string | number | boolean>>, header: string): string {
+  const lines = header.split("\n").map((line) => `# ${line}`.trimEnd());
+  for (const key of CONFIG_KEYS) {
+    if (key === "peers") continue;
+    const help = CONFIG_HELP[key];
+    const fallback = configDefault(key);
+    lines.push("", `# ${help.meaning}${fallback !== undefined ? ` (default: ${fallback})` : ""}`);
+    if (set[key] !== undefined) lines.push(`${key} = ${JSON.stringify(set[key])}`);
+    else {
+      const result = configSchema.shape[key].safeParse(undefined);
+      lines.push(`# ${key} = ${result.success && result.data !== undefined ? fallback : JSON.stringify(help.value ?? "")}`);
+    }
+  }
+  // Tables come after every plain key in TOML.
+  lines.push(
+    "",
+    `# ${CONFIG_HELP.peers.meaning}`,
+    "# [[peers]]",
+    '# id = "2"',
+    '# url = "http://10.0.0.2:8080"',
+    '# rsync = "rsync://node1@10.0.0.2:8873/from-1/"',
+    "",
+  );
+  return lines.join("\n");
+}

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { checkConfigCommand } from "./check-config.ts";
 import { type Command, UsageError, commandHelp, overview, parseCommandArgs, suggest } from "./command.ts";
 import { ConfigError } from "./config.ts";
 import { clusterCommand } from "./local-cluster.ts";
@@ -6,7 +7,7 @@ import { serveCommand } from "./serve.ts";
 import { userAddCommand, userListCommand, userRemoveCommand } from "./user.ts";
 
 /** Every command: adding one is adding its entry here. */
-const COMMANDS: Command[] = [serveCommand, clusterCommand, userAddCommand, userRemoveCommand, userListCommand];
+const COMMANDS: Command[] = [serveCommand, checkConfigCommand, clusterCommand, userAddCommand, userRemoveCommand, userListCommand];
 
 function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../../../package.json", import.meta.url), "utf8")) as { version: string };

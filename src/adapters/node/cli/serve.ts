@@ -1,7 +1,10 @@
+import cluster from "node:cluster";
 import type { Command } from "./command.ts";
+import { checkConfig } from "./config-check.ts";
 import { loadConfig } from "./config.ts";
 import { createLogger } from "../process/logger.ts";
 import { startNode } from "../process/start-node.ts";
+import { notifySystemd } from "../process/systemd-notify.ts";
 
 export const CONFIG_OPTION = {
   type: "string",
@@ -17,8 +20,11 @@ export const serveCommand: Command = {
   details: "Signals: SIGTERM or SIGINT stop gracefully (shutdown_grace); SIGHUP runs a full replication pass.",
   async run({ options, configFlags }) {
     const config = await loadConfig({ file: (options.config as string | undefined) ?? process.env.NANOCDN_CONFIG, flags: configFlags });
+    // Serving processes run this command too, once the primary has checked.
+    if (cluster.isPrimary) await checkConfig(config);
     const log = createLogger(config.log_level);
     const node = await startNode(config, log);
+    if (cluster.isPrimary) await notifySystemd("ready", log);
     let stopping = false;
     const stop = async (signal: string) => {
       if (stopping) {
@@ -29,6 +35,7 @@ export const serveCommand: Command = {
       }
       stopping = true;
       log.info({ signal }, "shutting down: finishing requests in flight");
+      if (cluster.isPrimary) void notifySystemd("stopping", log);
       await node.close();
       log.info({}, "stopped");
       log.flush(() => process.exit(0));
