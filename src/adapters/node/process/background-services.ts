@@ -34,8 +34,11 @@ async function readClusterSecret(file: string, log: Logger): Promise<string> {
 export interface BackgroundServices {
   health: PeerHealth;
   ownFiles(): OwnFiles;
-  /** Resolves once every serving process knows (with several of them). */
-  changed(change: Change): void | Promise<void>;
+  /**
+   * Resolves once every serving process knows (with several of them), with
+   * how many nodes' disks hold a new file when that is known.
+   */
+  changed(change: Change): Promise<number | undefined>;
   /** A legacy delete was queued (by any process): try to deliver it now. */
   legacyDeleteQueued(): void;
   fullPass(): void;
@@ -75,7 +78,7 @@ export async function startBackgroundServices(config: Config, log: Logger, onOwn
     return {
       health,
       ownFiles: () => "complete",
-      changed: () => {},
+      changed: async () => 1,
       legacyDeleteQueued: () => {},
       fullPass: () => {},
       status: async () => ({}),
