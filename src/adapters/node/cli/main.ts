@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { CONFIG_KEYS, ConfigError, flagName, loadConfig } from "./config.ts";
 import { runLocalCluster } from "./local-cluster.ts";
+import { verify } from "./verify.ts";
 import { createLogger } from "../process/logger.ts";
 import { startNode } from "../process/start-node.ts";
 
@@ -107,6 +108,8 @@ async function main(argv: string[]): Promise<number> {
     case "cluster":
       await cluster(args);
       return 0;
+    case "verify":
+      return verify(args);
     case "--version":
     case "version":
       console.log(packageVersion());
