@@ -34,4 +34,6 @@ export interface PeerRequest {
   target: string;
   headers: Record<string, string>;
   body?: ReadableStream<Uint8Array> | null;
+  /** A read that another copy may answer: the peer gets the shorter time-out of reads. */
+  read?: boolean;
 }

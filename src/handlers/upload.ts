@@ -2,7 +2,7 @@ import { jsonResponse } from "./json.ts";
 import { ConflictError, PayloadTooLargeError, StoreUnavailableError } from "../storage/errors.ts";
 import type { RequestContext, Settings } from "./app.ts";
 import { type Principal, requireAuthenticated } from "./auth.ts";
-import { BadRequestError, UploadOutcomeUnknownError } from "./http-errors.ts";
+import { BadRequestError, OutcomeUnknownError } from "./http-errors.ts";
 import { PeerUnreachableError, type Peers } from "./peers.ts";
 import { askPeer, headerSet, relay } from "./owner-routing.ts";
 import { type Namespace, urlPathOf } from "./paths.ts";
@@ -100,7 +100,7 @@ async function forwardUpload(settings: Settings, { request, target }: RequestCon
     if (error instanceof PeerUnreachableError && error.nothingSent) {
       throw new StoreUnavailableError(`the local store is unavailable and peer ${peer} could not be reached`);
     }
-    throw new UploadOutcomeUnknownError(`the upload was passed to peer ${peer}, which did not confirm it: it may or may not be stored there`);
+    throw new OutcomeUnknownError(`the upload was passed to peer ${peer}, which did not confirm it: it may or may not be stored there`);
   }
   return relay(response, UPLOAD_ANSWER_HEADERS);
 }
