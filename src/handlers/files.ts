@@ -73,7 +73,7 @@ export async function deleteHandler(
     response = await askPeer({ ...cluster, log: settings.log }, file.owner, "DELETE", target);
   } catch (error) {
     settings.log.warn({ peer: file.owner, err: error }, "delete forwarding failed");
-    if (error instanceof PeerUnreachableError && !error.nothingSent) {
+    if (error instanceof PeerUnreachableError && error.mayStillAct) {
       // A hung owner may carry the delete out when it resumes: "not done" could be false.
       throw new OutcomeUnknownError(`the delete was passed to the owner node ${file.owner}, which did not confirm it: it may or may not be done`);
     }

@@ -118,7 +118,10 @@ export class HttpPeers implements Peers {
       const code = reading?.signal.aborted ? READ_TIMEOUT : errorCode(error);
       if (REFUSED.has(code) || TIMED_OUT.has(code)) this.view.failed(id, { refused: REFUSED.has(code), reason: code });
       const nothingSent = REFUSED.has(code) || code === "UND_ERR_CONNECT_TIMEOUT";
-      throw new PeerUnreachableError(`peer ${id}: ${code ? `${code}: ` : ""}${(error as Error).message}`, nothingSent, { cause: error });
+      throw new PeerUnreachableError(`peer ${id}: ${code ? `${code}: ` : ""}${(error as Error).message}`, nothingSent, {
+        cause: error,
+        mayStillAct: code === "UND_ERR_HEADERS_TIMEOUT",
+      });
     } finally {
       clearTimeout(timer);
     }
