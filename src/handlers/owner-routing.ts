@@ -109,9 +109,12 @@ export function readFromPeers(context: PeerContext, request: Request, file: File
     let decided = false;
     let everyoneAnswered = true;
     let hedge: ReturnType<typeof setTimeout> | undefined;
+    const stopHedge = () => {
+      if (hedge !== undefined) clearTimeout(hedge);
+    };
     const decide = (settle: () => void) => {
       decided = true;
-      clearTimeout(hedge);
+      stopHedge();
       settle();
     };
     const giveUp = () => {
@@ -127,7 +130,7 @@ export function readFromPeers(context: PeerContext, request: Request, file: File
       );
     };
     const askNext = () => {
-      clearTimeout(hedge);
+      stopHedge();
       while (next < sources.length && !peers.isUp(sources[next]!)) {
         everyoneAnswered = false;
         next++;

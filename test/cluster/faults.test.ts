@@ -12,7 +12,10 @@ const MiB = 1024 * 1024;
 /** A node process and its serving processes. */
 function processesOf(cluster: TestCluster, id: string): number[] {
   const primary = cluster.nodes[id]!.child.pid!;
-  const children = spawnSync("pgrep", ["-P", String(primary)], { encoding: "utf8" }).stdout.split("\n").filter(Boolean).map(Number);
+  const children = spawnSync("pgrep", ["-P", String(primary)], { encoding: "utf8" })
+    .stdout.split("\n")
+    .filter(Boolean)
+    .map(Number);
   return [primary, ...children];
 }
 
@@ -87,8 +90,7 @@ describe("faults", () => {
     const c = cluster;
     // 20 MiB disk, 4 MiB reserve: leave about 6 MiB free, room for 2 MiB.
     await writeFile(join(c.data("1"), "filler-1"), new Uint8Array(14 * MiB));
-    const put = (path: string, size: number) =>
-      fetch(`${c.url("1")}/upload/pub/${path}`, { method: "PUT", body: new Uint8Array(size).fill(1), headers: auth });
+    const put = (path: string, size: number) => fetch(`${c.url("1")}/upload/pub/${path}`, { method: "PUT", body: new Uint8Array(size).fill(1), headers: auth });
 
     const small = await put("full/small.bin", 256 * 1024);
     expect(small.status).toBe(201);
@@ -96,7 +98,7 @@ describe("faults", () => {
     const large = await put("full/large.bin", 3 * MiB);
     expect(large.status).toBe(201);
     expect(large.headers.get("Location")).toBe("/2/pub/full/large.bin");
-    const copy = await fetch(c.url("2") + "/2/pub/full/large.bin");
+    const copy = await fetch(`${c.url("2")}/2/pub/full/large.bin`);
     expect((await copy.arrayBuffer()).byteLength).toBe(3 * MiB);
     expect((await fetch(`${c.url("1")}/check/`)).status).toBe(200);
 

@@ -80,13 +80,7 @@ describe("a node cut off by the firewall", () => {
         await new Promise((r) => setTimeout(r, 150));
       }
     };
-    const load = Promise.all([
-      ...c.ids.map(uploadLoop),
-      readLoop("1", "3"),
-      readLoop("2", "3"),
-      readLoop("3", "1"),
-      readLoop("3", "2"),
-    ]);
+    const load = Promise.all([...c.ids.map(uploadLoop), readLoop("1", "3"), readLoop("2", "3"), readLoop("3", "1"), readLoop("3", "2")]);
 
     await new Promise((r) => setTimeout(r, 1500));
     const cutAt = Date.now();
@@ -98,10 +92,14 @@ describe("a node cut off by the firewall", () => {
     loading = false;
     await load;
     let catchUpMs = 0;
-    await eventually(async () => {
-      expect(await storesIdentical(c)).toBe(true);
-      catchUpMs = Date.now() - healedAt;
-    }, 15_000, 100);
+    await eventually(
+      async () => {
+        expect(await storesIdentical(c)).toBe(true);
+        catchUpMs = Date.now() - healedAt;
+      },
+      15_000,
+      100,
+    );
 
     const duringCut = reads.filter((r) => r.at >= cutAt && r.at < healedAt);
     const maxReadMs = Math.max(...duringCut.map((r) => r.ms));
@@ -111,7 +109,10 @@ describe("a node cut off by the firewall", () => {
         maxReadMsDuringCut: maxReadMs,
         readsOver1sDuringCut: duringCut.filter((r) => r.ms > 1000).length,
         readsDuringCut: duringCut.length,
-        slowest: [...duringCut].sort((a, b) => b.ms - a.ms).slice(0, 4).map((r) => ({ ...r, at: r.at - cutAt })),
+        slowest: [...duringCut]
+          .sort((a, b) => b.ms - a.ms)
+          .slice(0, 4)
+          .map((r) => ({ ...r, at: r.at - cutAt })),
         uploads: uploads.length,
       }),
     );
@@ -120,7 +121,10 @@ describe("a node cut off by the firewall", () => {
     for (const id of c.ids) {
       const held = new Set<string>();
       for (const owner of c.ids) for (const path of await holdingsOf(c, id, owner)) held.add(`/${owner}/${path}`);
-      expect(uploads.filter((u) => !held.has(u.location!)), `missing on node ${id}`).toEqual([]);
+      expect(
+        uploads.filter((u) => !held.has(u.location!)),
+        `missing on node ${id}`,
+      ).toEqual([]);
     }
     // Reads failed only as "try later", never as a miss or wrong bytes, and none stalled long.
     expect(reads.filter((r) => !r.ok || (r.status !== 200 && r.status !== 503))).toEqual([]);

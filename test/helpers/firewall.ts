@@ -19,9 +19,7 @@ export class Firewall {
   static check(): void {
     const probe = spawnSync("nft", ["list", "tables"], { encoding: "utf8" });
     if (probe.error || probe.status !== 0) {
-      throw new Error(
-        `this test needs nftables as root (apt-get install nftables): ${probe.error?.message ?? probe.stderr.trim()}`,
-      );
+      throw new Error(`this test needs nftables as root (apt-get install nftables): ${probe.error?.message ?? probe.stderr.trim()}`);
     }
   }
 
