@@ -1,17 +1,10 @@
 import { readFile } from "node:fs/promises";
-import { parseArgs } from "node:util";
 import { parseTarget, urlPathOf } from "../../../handlers/paths.ts";
 import { parseUrlSigningKeys, UrlSigner } from "../../../handlers/url-signing.ts";
 import { nodeSignature } from "../peers/node-signature.ts";
+import { type Command, UsageError } from "./command.ts";
 import { type Config, ConfigError, loadConfig } from "./config.ts";
-
-export const SIGN_USAGE = `Usage: nanocdn sign [--config FILE] [--ttl SECONDS] [--base-url URL] /<node>/priv/<path>
-
-Prints a URL that lets anyone read the private file for --ttl seconds (default
-3600), signed with the first key of url_signing_secret_file. The file is named
-as the upload returned it, or by a whole URL (whose origin is kept). Without
---base-url or a whole URL, the link is printed as a path: it works on every node.
-`;
+import { CONFIG_OPTION } from "./serve.ts";
 
 const DEFAULT_TTL = 3600;
 
@@ -39,27 +32,24 @@ export async function signedLink(config: Config, name: string, ttlSeconds: numbe
   return baseUrl.replace(/\/+$/, "") + (await new UrlSigner(keys, nodeSignature).sign(urlPathOf(target.file), expires));
 }
 
-/** `nanocdn sign`: resolves with the exit code. */
-export async function signCommand(args: string[]): Promise<number> {
-  let values: Record<string, string | undefined>;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: true,
-      options: { config: { type: "string" }, ttl: { type: "string" }, "base-url": { type: "string" } },
-    }));
-  } catch (error) {
-    process.stderr.write(`nanocdn sign: ${(error as Error).message}\n\n${SIGN_USAGE}`);
-    return 2;
-  }
-  const ttl = values.ttl === undefined ? DEFAULT_TTL : Number(values.ttl);
-  if (positionals.length !== 1 || !Number.isInteger(ttl) || ttl < 1) {
-    process.stderr.write(`nanocdn sign: ${positionals.length !== 1 ? "name one file" : "--ttl takes a positive number of seconds"}\n\n${SIGN_USAGE}`);
-    return 2;
-  }
-  const config = await loadConfig({ file: values.config ?? process.env.NANOCDN_CONFIG });
-  console.log(await signedLink(config, positionals[0]!, ttl, values["base-url"]));
-  return 0;
-}
+/** `nanocdn sign /<node>/priv/<path>`: prints a signed link to a private file. */
+export const signCommand: Command = {
+  name: "sign",
+  summary: "print a URL that lets anyone read a private file for a while",
+  args: "/<node>/priv/<path>",
+  positionals: [1, 1],
+  options: {
+    config: CONFIG_OPTION,
+    ttl: { type: "string", value: "SECONDS", default: String(DEFAULT_TTL), meaning: "how long the link works" },
+    "base-url": { type: "string", value: "URL", meaning: "print an absolute link on this base, e.g. https://cdn.example.com" },
+  },
+  details: `Signs with the first key of url_signing_secret_file. The file is named as its upload
+returned it, or by a whole URL (whose origin is kept); a link printed as a path works on every node.`,
+  async run({ options, positionals }) {
+    const ttl = Number(options.ttl);
+    if (!Number.isInteger(ttl) || ttl < 1) throw new UsageError("--ttl takes a positive number of seconds", signCommand);
+    const config = await loadConfig({ file: (options.config as string | undefined) ?? process.env.NANOCDN_CONFIG });
+    console.log(await signedLink(config, positionals[0]!, ttl, options["base-url"] as string | undefined));
+    return 0;
+  },
+};
