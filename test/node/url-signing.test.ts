@@ -44,7 +44,7 @@ describe("URL signing keys on the command line", () => {
       [["/1/pub/a.txt"], /not a private file/],
       [["/9/priv/a.txt"], /neither a node of this cluster/],
       [["/1/priv/a.txt", "--ttl", "0"], /--ttl takes a positive number of seconds[\s\S]*Usage: nanocdn sign/],
-      [[], /name one file[\s\S]*Usage: nanocdn sign/],
+      [[], /missing \/<node>\/priv\/<path>[\s\S]*Usage: nanocdn sign/],
     ];
     for (const [args, message] of cases) {
       const result = await runCli(["sign", "--config", config, ...args]);
