@@ -3,8 +3,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { runCli } from "../helpers/cli.ts";
-import { writeHtpasswd } from "../helpers/credentials.ts";
+import { basic, writeHtpasswd } from "../helpers/credentials.ts";
+import { eventually } from "../helpers/eventually.ts";
+import { startNodeProcess } from "../helpers/node-process.ts";
 import { freePort } from "../helpers/ports.ts";
+import { inSeconds, signedPath, URL_SIGNING_KEY_FILE, URL_SIGNING_KEYS } from "../helpers/signed-urls.ts";
 
 describe("URL signing keys on the command line", () => {
   it("refuse to start a node, or to sign, with a key file that holds no usable key, and never print a key", async () => {
@@ -55,5 +58,28 @@ describe("URL signing keys on the command line", () => {
     await writeFile(noKeys, "");
     const unsigned = await runCli(["sign", "--config", noKeys, "/1/priv/a.txt"]);
     expect(unsigned.stderr).toMatch(/url_signing_secret_file: needed to sign URLs/);
+  });
+
+  it("are read again by every serving process on SIGHUP, changed or not", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nanocdn-keys-"));
+    const keyFile = join(dir, "url-signing.keys");
+    await writeFile(keyFile, URL_SIGNING_KEY_FILE, { mode: 0o600 });
+    const node = await startNodeProcess({ dir, config: { workers: 2, url_signing_secret_file: keyFile } });
+    try {
+      const loads = () =>
+        node
+          .output()
+          .split("\n")
+          .filter((line) => line.includes('"msg":"URL signing keys loaded"')).length;
+      await eventually(async () => expect(loads()).toBe(2));
+      node.child.kill("SIGHUP");
+      await eventually(async () => expect(loads()).toBe(4));
+      // Still the same keys: a link signed with the second one works.
+      const created = await fetch(`${node.url}/upload/priv/sighup.txt`, { method: "PUT", body: "hup", headers: { Authorization: basic() } });
+      const read = await fetch(node.url + signedPath(created.headers.get("Location")!, inSeconds(60), URL_SIGNING_KEYS[1]));
+      expect(await read.text()).toBe("hup");
+    } finally {
+      await node.stop();
+    }
   });
 });

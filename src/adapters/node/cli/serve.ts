@@ -17,7 +17,7 @@ export const serveCommand: Command = {
   summary: "run a node",
   options: { config: CONFIG_OPTION },
   configFlags: true,
-  details: "Signals: SIGTERM or SIGINT stop gracefully (shutdown_grace); SIGHUP runs a full replication pass.",
+  details: "Signals: SIGTERM or SIGINT stop gracefully (shutdown_grace); SIGHUP runs a full replication pass and reads the users and the URL signing keys again.",
   async run({ options, configFlags }) {
     const config = await loadConfig({ file: (options.config as string | undefined) ?? process.env.NANOCDN_CONFIG, flags: configFlags });
     // Serving processes run this command too, once the primary has checked.
@@ -49,6 +49,7 @@ export const serveCommand: Command = {
     process.on("SIGHUP", () => {
       log.info({ signal: "SIGHUP" }, "full replication pass requested");
       node.fullPass();
+      node.rereadFiles();
     });
     process.on("SIGINT", stopOn("SIGINT"));
     return 0;

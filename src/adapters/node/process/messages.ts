@@ -10,6 +10,7 @@ export type ToWorker =
   | { t: "peer"; id: string; up: boolean }
   | { t: "ownFiles"; value: OwnFiles }
   | { t: "invalidate"; key: string; ask: number }
+  | { t: "rereadFiles" }
   | { t: "done"; ask: number; value?: unknown };
 export type ToPrimary =
   | { t: "ready" }

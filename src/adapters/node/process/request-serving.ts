@@ -26,6 +26,8 @@ export interface RequestServing {
   url: string;
   /** Drops a cached file: another process of this node deleted it. */
   invalidate(key: string): void;
+  /** Reads the users and the URL signing keys again (SIGHUP). */
+  rereadFiles(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -102,6 +104,9 @@ export async function startRequestServing(config: Config, log: NodeLogger, state
   return {
     url: http.url,
     invalidate: (key) => store.invalidate(key),
+    async rereadFiles() {
+      await Promise.all([credentials.reread(), urlSigningKeys?.reread()]);
+    },
     async close() {
       stopProbing();
       await http.close(config.shutdown_grace * 1000);

@@ -35,6 +35,9 @@ export async function startServingProcess(config: Config, log: NodeLogger): Prom
       case "ownFiles":
         ownFiles = message.value;
         break;
+      case "rereadFiles":
+        void serving.rereadFiles();
+        break;
       case "invalidate":
         serving.invalidate(message.key);
         toPrimary({ t: "done", ask: message.ask });

@@ -30,6 +30,10 @@ export class HtpasswdFile implements Credentials {
     await this.#file.load();
   }
 
+  reread(): Promise<void> {
+    return this.#file.reread();
+  }
+
   async verify(user: string, password: string): Promise<boolean> {
     return (await this.#file.current())?.verify(user, password) ?? false;
   }

@@ -42,6 +42,12 @@ export class ReloadingFile<T> {
     return this.#value;
   }
 
+  /** Reads the file again now, changed or not (SIGHUP): an edit that kept its size and time is not missed. */
+  async reread(): Promise<void> {
+    this.#version = "";
+    await this.#reload(false);
+  }
+
   async #reload(strict: boolean): Promise<void> {
     this.#checkedAt = Date.now();
     try {

@@ -39,6 +39,10 @@ export class UrlSigningKeyFile {
     return signer;
   }
 
+  reread(): Promise<void> {
+    return this.#file.reread();
+  }
+
   signer(): Promise<UrlSigner | undefined> {
     return this.#file.current();
   }
