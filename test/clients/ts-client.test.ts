@@ -11,7 +11,7 @@ import {
   NanoCdnUnauthorizedError,
   NanoCdnUnavailableError,
   NanoCdnUncertainUploadError,
-} from "../../src/client/index.ts";
+} from "../../clients/typescript/src/index.ts";
 import { startCluster, type TestCluster } from "../helpers/cluster.ts";
 import { basic, PASSWORD, USER } from "../helpers/credentials.ts";
 import { placeFile } from "../helpers/disk.ts";
