@@ -13,6 +13,7 @@ import {
   NanoCdnUncertainUploadError,
 } from "../../clients/typescript/src/index.ts";
 import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { startFreezableNode } from "../helpers/hung-node.ts";
 import { basic, PASSWORD, USER } from "../helpers/credentials.ts";
 import { placeFile } from "../helpers/disk.ts";
 import { eventually } from "../helpers/eventually.ts";
@@ -318,7 +319,8 @@ describe("NanoCdnClient", () => {
     const cdn = client([broken.url, two]);
     const stored = await cdn.put(unique("moved.txt"), "moved on", { namespace: "pub" });
     expect(stored.owner).toBe("2");
-    expect(stored.attempts[0]).toEqual({ node: broken.url, status: 503, message: expect.stringMatching(/ENOTDIR/) });
+    // Its health probe answered (503: a node that answers is sent the upload), then the upload was refused.
+    expect(stored.attempts[0]).toEqual({ node: broken.url, status: 503, message: expect.stringMatching(/ENOTDIR|store cannot take uploads/) });
     // Any node of the cluster reads it: node 1 from its replica, or from node 2 before that.
     const reader = client([one]);
     expect(await (await reader.get(stored.name)).text()).toBe("moved on");
@@ -420,6 +422,41 @@ describe("NanoCdnClient", () => {
     const put = client([dead, one]).put(unique("aborted.txt"), "x", { namespace: "pub", signal: controller.signal });
     await expect(put).rejects.toThrow("changed my mind");
     await expect(client([dead, one]).get("/1/pub/x", { signal: controller.signal })).rejects.toThrow("changed my mind");
+  });
+
+  it("sends nothing to a hung node (SIGSTOP, connections still accepted): ten uploads land on the other node, none uncertain", async () => {
+    const hung = await startFreezableNode({ config: { node: "7" } });
+    try {
+      const cdn = client([hung.url, two]);
+      // A client in use: both nodes have answered it.
+      const before = [await cdn.put(unique("before.txt"), "x", { namespace: "pub" }), await cdn.put(unique("before.txt"), "y", { namespace: "pub" })];
+      expect(before.map((s) => s.owner)).toEqual(["7", "2"]);
+      hung.freeze();
+      // Past the moment within which a node that answered goes unprobed (probeAfterMs, 1 s by default).
+      await new Promise((r) => setTimeout(r, 1_100));
+
+      const paths = Array.from({ length: 10 }, (_, i) => unique(`during-${i}.txt`));
+      const stored = [];
+      for (const path of paths) {
+        // Far below the 5-minute upload time-out a hung node would otherwise hold an upload for.
+        stored.push(await cdn.put(path, `during ${path}`, { namespace: "pub", signal: AbortSignal.timeout(20_000) }));
+      }
+      expect(stored.map((s) => s.owner)).toEqual(Array(10).fill("2"));
+      // The first upload found the node hung before sending it anything; the others skipped it (cooldown).
+      expect(stored[0]!.attempts).toEqual([
+        { node: hung.url, message: "no answer within 2000 ms (GET /check/, asked before the upload; nothing was sent)" },
+        { node: two, status: 201, message: `stored as ${stored[0]!.name}` },
+      ]);
+      for (const later of stored.slice(1)) expect(later.attempts.map((a) => a.node)).toEqual([two]);
+      // Reads go to the node that answers first, too.
+      expect(await (await cdn.get(stored[3]!.name)).text()).toBe(`during ${paths[3]}`);
+
+      hung.thaw();
+      const direct = client([hung.url]);
+      for (const path of paths) expect(await direct.exists(`/7/pub/${path}`)).toBe(false);
+    } finally {
+      await hung.kill();
+    }
   });
 
   it("does not send an upload elsewhere after a time-out", async () => {
@@ -560,17 +597,18 @@ describe("NanoCdnClient on a two-node cluster", () => {
     expect(await cdn.exists(priv.name)).toBe(true);
     expect(await (await cdn.get(ofTwo.name)).text()).toBe("stored by 2");
 
-    // A file node 1 had not pushed yet is not "missing" but unavailable, each node's answer listed.
+    // A file node 1 had not pushed yet is not "missing" but unavailable, each node's answer listed
+    // (node 1 last: it failed a moment ago, so it is asked after the others for a while).
     const unavailable = await cdn.get(pending).catch((e: unknown) => e);
     expect(unavailable).toBeInstanceOf(NanoCdnUnavailableError);
     expect((unavailable as NanoCdnError).attempts).toEqual([
-      { node: one, message: expect.stringContaining("ECONNREFUSED") },
       { node: two, status: 503, message: expect.stringMatching(/owner node 1 is unreachable/) },
+      { node: one, message: expect.stringContaining("ECONNREFUSED") },
     ]);
     await expect(cdn.exists(pending)).rejects.toBeInstanceOf(NanoCdnUnavailableError);
 
-    // Uploads go to node 2, under its id.
-    const after = await cdn.put(unique("after.txt"), "stored by 2 after", { namespace: "pub" });
+    // Uploads go to node 2, under its id: a client that has not met the dead node yet tries it first.
+    const after = await client([one, two]).put(unique("after.txt"), "stored by 2 after", { namespace: "pub" });
     expect(after).toMatchObject({ owner: "2", node: two });
     expect(after.name).toMatch(/^\/2\/pub\//);
     expect(after.attempts).toEqual([
@@ -578,16 +616,17 @@ describe("NanoCdnClient on a two-node cluster", () => {
       { node: two, status: 201, message: `stored as ${after.name}` },
     ]);
     expect(await (await cdn.get(after.name)).text()).toBe("stored by 2 after");
-    // The next uploads start one node further each: at node 2, then at node 1 again, which fails over.
+    // A client that saw node 1 fail asks it last for a while: its uploads go straight to node 2,
+    // though each starts one node further.
     const next = [];
     for (let i = 0; i < 2; i++) next.push(await cdn.put(unique("later.txt"), `later ${i}`, { namespace: "pub" }));
     expect(next.map((stored) => [stored.owner, stored.attempts.map((a) => a.node)])).toEqual([
       ["2", [two]],
-      ["2", [one, two]],
+      ["2", [two]],
     ]);
 
     // Only node 1 deletes its files: node 2 answers 503, and the client says to try later.
-    const refused = await cdn.delete(pub.name).catch((e: unknown) => e);
+    const refused = await client([one, two]).delete(pub.name).catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(NanoCdnUnavailableError);
     const { attempts, message } = refused as NanoCdnUnavailableError;
     expect(attempts).toEqual([

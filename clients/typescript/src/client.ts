@@ -10,6 +10,7 @@ import {
   NanoCdnUncertainUploadError,
 } from "./errors.ts";
 import { type AttemptSignal, attemptSignal, describeNetworkError, failedBeforeRequest } from "./network.ts";
+import { NodeHealth } from "./node-health.ts";
 
 export type Namespace = "pub" | "priv";
 
@@ -28,6 +29,19 @@ export interface NanoCdnClientOptions {
   timeoutMs?: number;
   /** Milliseconds one node has to take an upload, body included (default 5 min). */
   uploadTimeoutMs?: number;
+  /**
+   * Milliseconds a node has to answer `GET /check/` before an upload is sent
+   * to it, when it has not answered anything in the last `probeAfterMs`
+   * (default 2 s; 0 sends uploads unprobed). A node that does not answer in
+   * time gets nothing, so the upload moves on to the next node without
+   * doubt; a hung node would otherwise hold the upload for
+   * `uploadTimeoutMs` and leave its outcome unknown.
+   */
+  probeTimeoutMs?: number;
+  /** Uploads go unprobed to a node that answered within this many milliseconds (default 1 s). */
+  probeAfterMs?: number;
+  /** Milliseconds a node that failed is asked after the others (default 30 s). */
+  cooldownMs?: number;
   /**
    * Index of the node the first upload goes to; each later upload starts one
    * node further, so uploads spread over the nodes. Default: a random node.
@@ -100,9 +114,14 @@ const ORIGIN_NOT_REACHED = [521, 522, 523];
 const TRY_ANOTHER_NODE = new Set([502, 503, 504, ...ORIGIN_NOT_REACHED]);
 /** Answers nanocdn gives to an upload only when it stored nothing, so another node may take it. */
 const NOTHING_STORED = new Set([502, 503, 504, 507, ...ORIGIN_NOT_REACHED]);
+/** The code of the 500 a node answers when a peer it passed the upload to failed after the body went out. */
+const OUTCOME_UNKNOWN = "outcome_unknown";
 
 const DEFAULT_TIMEOUT_MS = 10_000;
 const DEFAULT_UPLOAD_TIMEOUT_MS = 5 * 60_000;
+const DEFAULT_PROBE_TIMEOUT_MS = 2_000;
+const DEFAULT_PROBE_AFTER_MS = 1_000;
+const DEFAULT_COOLDOWN_MS = 30_000;
 const MAX_ERROR_TEXT = 300;
 
 function baseUrl(url: string, option: string): string {
@@ -214,6 +233,8 @@ export class NanoCdnClient {
   readonly #timeoutMs: number;
   readonly #uploadTimeoutMs: number;
   readonly #streamReplayBytes: number;
+  readonly #probeTimeoutMs: number;
+  readonly #health: NodeHealth;
   readonly #fetch: typeof fetch;
   #nextUpload: number;
 
@@ -226,6 +247,8 @@ export class NanoCdnClient {
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.#uploadTimeoutMs = options.uploadTimeoutMs ?? DEFAULT_UPLOAD_TIMEOUT_MS;
     this.#streamReplayBytes = options.streamReplayBytes ?? STREAM_REPLAY_BYTES;
+    this.#probeTimeoutMs = options.probeTimeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
+    this.#health = new NodeHealth(options.cooldownMs ?? DEFAULT_COOLDOWN_MS, options.probeAfterMs ?? DEFAULT_PROBE_AFTER_MS);
     // Bound, because a browser's fetch refuses to run with another `this`.
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
     this.#nextUpload = options.startAt ?? Math.floor(Math.random() * this.nodes.length);
@@ -248,7 +271,7 @@ export class NanoCdnClient {
     const operation = `PUT ${target}`;
     const source = uploadSource(body, this.#streamReplayBytes);
     const start = this.#nextUpload++ % this.nodes.length;
-    const order = [...this.nodes.slice(start), ...this.nodes.slice(0, start)];
+    const order = this.#health.order([...this.nodes.slice(start), ...this.nodes.slice(0, start)]);
     const attempts: NanoCdnAttempt[] = [];
     let outcome: unknown;
     try {
@@ -261,6 +284,7 @@ export class NanoCdnClient {
             attempts,
           );
         }
+        if (!(await this.#answersProbe(node, attempts, options.signal))) continue;
         const result = await this.#putOnce(operation, node, target, source, attempts, options.signal);
         if (result) return result;
       }
@@ -270,6 +294,30 @@ export class NanoCdnClient {
       throw error;
     } finally {
       source.release(outcome);
+    }
+  }
+
+  /**
+   * Whether `node` answers at all, asked with `GET /check/` unless it answered
+   * a moment ago. Any answer will do, a 503 included: a node whose store fails
+   * still passes uploads on, and otherwise refuses them before storing anything.
+   */
+  async #answersProbe(node: string, attempts: NanoCdnAttempt[], signal: AbortSignal | undefined): Promise<boolean> {
+    if (this.#probeTimeoutMs <= 0 || this.#health.answeredRecently(node)) return true;
+    const attempt = attemptSignal(this.#probeTimeoutMs, signal);
+    try {
+      const response = await this.#fetch(`${node}/check/`, { signal: attempt.signal });
+      await response.body?.cancel();
+      this.#health.answered(node);
+      return true;
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      this.#health.failed(node);
+      const failure = describeNetworkError(error, this.#probeTimeoutMs);
+      attempts.push({ node, message: `${failure} (GET /check/, asked before the upload; nothing was sent)` });
+      return false;
+    } finally {
+      attempt.disarm();
     }
   }
 
@@ -297,6 +345,7 @@ export class NanoCdnClient {
       } catch (error) {
         if (signal?.aborted) throw signal.reason;
         if (source.sourceFailure) throw this.#sourceFailed(operation, source.sourceFailure.error, attempts);
+        this.#health.failed(node);
         attempts.push({ node, message: describeNetworkError(error, this.#uploadTimeoutMs) });
         if (failedBeforeRequest(error)) return undefined;
         throw new NanoCdnUncertainUploadError(
@@ -306,12 +355,23 @@ export class NanoCdnClient {
           { node, cause: error },
         );
       }
-      if (response.ok) return await this.#stored(node, response, source, attempts);
       if (NOTHING_STORED.has(response.status)) {
+        this.#health.failed(node);
         attempts.push({ node, status: response.status, message: (await errorBody(response)).message });
         return undefined;
       }
-      throw await failure(operation, node, response, attempts);
+      this.#health.answered(node);
+      if (response.ok) return await this.#stored(node, response, source, attempts);
+      const error = await failure(operation, node, response, attempts);
+      if (error.code === OUTCOME_UNKNOWN) {
+        throw new NanoCdnUncertainUploadError(
+          `${operation}: ${node} passed the upload to another node, which failed after the body was sent, so the file may or may not be stored there; ` +
+            "it was not sent to another node, which could store it a second time under another name",
+          attempts,
+          { status: error.status, code: error.code, node },
+        );
+      }
+      throw error;
     } finally {
       attempt.disarm();
       source.endAttempt();
@@ -416,7 +476,7 @@ export class NanoCdnClient {
     // The bytes as stored, with their true length: a CDN in front may otherwise compress text on the fly.
     if (method !== "DELETE") headers["Accept-Encoding"] = "identity";
     const attempts: NanoCdnAttempt[] = [];
-    for (const node of this.nodes) {
+    for (const node of this.#health.order(this.nodes)) {
       const attempt = attemptSignal(this.#timeoutMs, signal);
       let response: Response;
       try {
@@ -424,10 +484,15 @@ export class NanoCdnClient {
       } catch (error) {
         attempt.disarm();
         if (signal?.aborted) throw signal.reason;
+        this.#health.failed(node);
         attempts.push({ node, message: describeNetworkError(error, this.#timeoutMs) });
         continue;
       }
-      if (!TRY_ANOTHER_NODE.has(response.status)) return { response, node, attempts, attempt };
+      if (!TRY_ANOTHER_NODE.has(response.status)) {
+        this.#health.answered(node);
+        return { response, node, attempts, attempt };
+      }
+      this.#health.failed(node);
       attempts.push({ node, status: response.status, message: (await errorBody(response)).message });
       attempt.disarm();
       if (signal?.aborted) throw signal.reason;
