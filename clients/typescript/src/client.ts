@@ -11,6 +11,7 @@ import {
 } from "./errors.ts";
 import { type AttemptSignal, attemptSignal, describeNetworkError, failedBeforeRequest } from "./network.ts";
 import { NodeHealth } from "./node-health.ts";
+import { signPath } from "./signing.ts";
 
 export type Namespace = "pub" | "priv";
 
@@ -68,6 +69,17 @@ export interface PutOptions extends RequestOptions {
    * default would sooner or later publish a private file.
    */
   namespace: Namespace;
+  /** Seconds after which the nodes delete the file (`X-Delete-After`); it answers 404 from then on. */
+  deleteAfter?: number;
+  /** When the nodes delete the file (`X-Delete-At`): a Date, or unix seconds. */
+  deleteAt?: Date | number;
+}
+
+export interface SignUrlOptions {
+  /** Seconds the link works for. */
+  ttlSeconds: number;
+  /** The signing key: `signingKey()` of the nodes' `url_signing_secret_file`. */
+  key: string;
 }
 
 export interface PutResult {
@@ -147,6 +159,21 @@ function checkName(name: string): void {
 function isPublic(name: string): boolean {
   const [, first, second] = name.split("/");
   return first === "pub" || (first !== "priv" && second === "pub");
+}
+
+/** The expiry headers of an upload, checked here so that a mistake fails before anything is sent. */
+function expiryHeaders({ deleteAfter, deleteAt }: PutOptions): Record<string, string> {
+  if (deleteAfter !== undefined && deleteAt !== undefined) throw new TypeError("give deleteAfter or deleteAt, not both");
+  if (deleteAfter !== undefined) {
+    if (!Number.isSafeInteger(deleteAfter) || deleteAfter <= 0) throw new TypeError(`deleteAfter: ${deleteAfter} is not a whole number of seconds above 0`);
+    return { "X-Delete-After": String(deleteAfter) };
+  }
+  if (deleteAt !== undefined) {
+    const seconds = deleteAt instanceof Date ? Math.floor(deleteAt.getTime() / 1000) : deleteAt;
+    if (!Number.isSafeInteger(seconds) || seconds <= 0) throw new TypeError(`deleteAt: ${String(deleteAt)} is not a time (a Date, or unix seconds)`);
+    return { "X-Delete-At": String(seconds) };
+  }
+  return {};
 }
 
 function basicAuth({ user, password }: { user: string; password: string }): string {
@@ -261,6 +288,16 @@ export class NanoCdnClient {
   }
 
   /**
+   * A link to a private file that works without credentials for
+   * `ttlSeconds`, on any node: `publicBaseUrl` + name + `?expires=…&signature=…`.
+   */
+  async signUrl(name: string, options: SignUrlOptions): Promise<string> {
+    if (!(options.ttlSeconds > 0)) throw new TypeError(`ttlSeconds: ${options.ttlSeconds} is not a number of seconds above 0`);
+    const expires = Math.floor(Date.now() / 1000 + options.ttlSeconds);
+    return this.#publicBaseUrl + (await signPath(name, options.key, expires));
+  }
+
+  /**
    * Stores `body` as `<namespace>/<path>` on one node and returns the name it
    * got. Throws NanoCdnConflictError when the name exists on that node, and
    * NanoCdnUncertainUploadError when a node may have stored it but could not
@@ -269,6 +306,7 @@ export class NanoCdnClient {
   async put(path: string, body: UploadBody, options: PutOptions): Promise<PutResult> {
     const target = `/upload/${options.namespace}/${encodePath(path)}`;
     const operation = `PUT ${target}`;
+    const headers = { ...expiryHeaders(options), ...(this.#authorization && { Authorization: this.#authorization }) };
     const source = uploadSource(body, this.#streamReplayBytes);
     const start = this.#nextUpload++ % this.nodes.length;
     const order = this.#health.order([...this.nodes.slice(start), ...this.nodes.slice(0, start)]);
@@ -285,7 +323,7 @@ export class NanoCdnClient {
           );
         }
         if (!(await this.#answersProbe(node, attempts, options.signal))) continue;
-        const result = await this.#putOnce(operation, node, target, source, attempts, options.signal);
+        const result = await this.#putOnce(operation, node, target, headers, source, attempts, options.signal);
         if (result) return result;
       }
       throw new NanoCdnUnavailableError(`${operation}: no node took the upload; nothing was stored`, attempts);
@@ -326,6 +364,7 @@ export class NanoCdnClient {
     operation: string,
     node: string,
     target: string,
+    headers: Record<string, string>,
     source: UploadSource,
     attempts: NanoCdnAttempt[],
     signal: AbortSignal | undefined,
@@ -337,7 +376,7 @@ export class NanoCdnClient {
         const init: FetchInit = {
           method: "PUT",
           body: source.open(),
-          headers: this.#authorization ? { Authorization: this.#authorization } : {},
+          headers,
           signal: attempt.signal,
           duplex: "half",
         };
