@@ -21,7 +21,7 @@ export interface Change {
   key: string;
 }
 
-export interface ClusterOptions {
+export interface PeeringOptions {
   peers: Peers;
   auth: ClusterAuth;
   /** Durably schedules a legacy delete on every peer; resolves once it is recorded. */
@@ -38,7 +38,7 @@ export interface AppOptions {
   log?: Logger;
   /** Log one line a request. */
   accessLog?: boolean;
-  cluster?: ClusterOptions;
+  cluster?: PeeringOptions;
   /** False while the local store fails its probe: uploads then go to a peer. */
   localHealthy?(): boolean;
   /**
@@ -63,7 +63,7 @@ export interface Settings {
   maxUploadBytes: number;
   cacheControl: { pub: string; priv: string };
   log: Logger;
-  cluster: ClusterOptions | undefined;
+  cluster: PeeringOptions | undefined;
   localHealthy(): boolean;
   ownFilesComplete(): boolean;
   check(): Promise<void>;

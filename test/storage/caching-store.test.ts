@@ -2,10 +2,10 @@ import { mkdir, mkdtemp, rm, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { DiskStore } from "../../src/adapters/node/disk-store.ts";
+import { DiskStore } from "../../src/adapters/node/disk/disk-store.ts";
 import type { BlobStore } from "../../src/storage/blob-store.ts";
 import { CachingStore } from "../../src/storage/caching-store.ts";
-import { describeBlobStore } from "../../src/storage/contract.ts";
+import { describeBlobStore } from "./contract.ts";
 import { MemoryStore } from "../../src/storage/memory-store.ts";
 
 const text = (s: string) => new Blob([s]).stream();

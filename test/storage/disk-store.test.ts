@@ -1,8 +1,8 @@
 import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DiskStore } from "../../src/adapters/node/disk-store.ts";
-import { describeBlobStore } from "../../src/storage/contract.ts";
+import { DiskStore } from "../../src/adapters/node/disk/disk-store.ts";
+import { describeBlobStore } from "./contract.ts";
 import { ConflictError } from "../../src/storage/errors.ts";
 import { describe, expect, it } from "vitest";
 

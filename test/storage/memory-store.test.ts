@@ -1,4 +1,4 @@
-import { describeBlobStore } from "../../src/storage/contract.ts";
+import { describeBlobStore } from "./contract.ts";
 import { MemoryStore } from "../../src/storage/memory-store.ts";
 
 describeBlobStore("MemoryStore", async () => ({ store: new MemoryStore() }));

@@ -1,7 +1,7 @@
 import { env } from "cloudflare:test";
 import { R2Store } from "../../src/adapters/worker/r2-store.ts";
 import { describe, expect, it } from "vitest";
-import { describeBlobStore } from "../../src/storage/contract.ts";
+import { describeBlobStore } from "../storage/contract.ts";
 import { listKeys } from "../helpers/r2-keys.ts";
 
 const bucket = (env as unknown as { FILES: R2Bucket }).FILES;

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../../../handlers/logger.ts";
-import type { ListenAddress } from "../config.ts";
+import type { ListenAddress } from "../cli/config.ts";
 import { rsyncPassword } from "./rsync.ts";
 
 export interface RsyncDaemonOptions {

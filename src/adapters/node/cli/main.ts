@@ -2,8 +2,8 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { CONFIG_KEYS, ConfigError, flagName, loadConfig } from "./config.ts";
 import { runLocalCluster } from "./local-cluster.ts";
-import { createLogger } from "./logger.ts";
-import { startNode } from "./node.ts";
+import { createLogger } from "../process/logger.ts";
+import { startNode } from "../process/start-node.ts";
 
 const USAGE = `Usage:
   nanocdn serve [--config FILE] [--KEY VALUE ...]   run a node
@@ -20,7 +20,7 @@ over the environment, which wins over the file. Keys:
 class UsageError extends Error {}
 
 function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
+  const pkg = JSON.parse(readFileSync(new URL("../../../../package.json", import.meta.url), "utf8")) as { version: string };
   return pkg.version;
 }
 
@@ -52,7 +52,7 @@ async function serve(args: string[]): Promise<void> {
   const stop = async (signal: string) => {
     if (stopping) {
       // A second Ctrl-C means "now". A second SIGTERM is routine: service
-      // managers signal every process of a node, and a primary its workers too.
+      // managers signal every process of a node, and a primary its serving processes too.
       if (signal === "SIGINT") process.exit(1);
       return;
     }

@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { announceFirstUser, generateFirstUser } from "./first-user.ts";
+import { announceFirstUser, generateFirstUser } from "../src/adapters/node/users/first-user.ts";
 
 /**
  * `npm run dev:worker`: runs the worker under `wrangler dev` on loopback, with
@@ -13,7 +13,7 @@ import { announceFirstUser, generateFirstUser } from "./first-user.ts";
  * NANOCDN_DEV_DIR moves `.dev.vars` and the local state out of the checkout
  * (the tests use it); by default both stay where wrangler keeps them.
  */
-const ROOT = resolve(import.meta.dirname, "../../..");
+const ROOT = resolve(import.meta.dirname, "..");
 const DEV_DIR = resolve(process.env.NANOCDN_DEV_DIR ?? ROOT);
 const DEV_VARS = join(DEV_DIR, ".dev.vars");
 const STATE = join(DEV_DIR, ".wrangler");

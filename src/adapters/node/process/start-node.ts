@@ -1,10 +1,11 @@
 import cluster from "node:cluster";
 import { availableParallelism } from "node:os";
-import type { Config } from "./config.ts";
+import type { Config } from "../cli/config.ts";
 import type { NodeLogger } from "./logger.ts";
-import { startServing } from "./serving.ts";
-import { startServices } from "./services.ts";
-import { startPrimary, startWorker } from "./workers.ts";
+import { startBackgroundServices } from "./background-services.ts";
+import { startPrimary } from "./primary.ts";
+import { startRequestServing } from "./request-serving.ts";
+import { startServingProcess } from "./serving-process.ts";
 
 export interface RunningNode {
   url: string;
@@ -14,7 +15,7 @@ export interface RunningNode {
   close(): Promise<void>;
 }
 
-function workerCount(config: Config): number {
+function servingProcessCount(config: Config): number {
   return config.workers === "auto" ? availableParallelism() : config.workers;
 }
 
@@ -24,10 +25,10 @@ function workerCount(config: Config): number {
  */
 export async function startNode(config: Config, log: NodeLogger): Promise<RunningNode> {
   if (cluster.isWorker) {
-    const serving = await startWorker(config, log);
+    const serving = await startServingProcess(config, log);
     return { url: serving.url, fullPass: () => {}, close: () => serving.close() };
   }
-  const count = workerCount(config);
+  const count = servingProcessCount(config);
   const node = count > 1 ? await startPrimary(config, log, count) : await startSingle(config, log);
   log.info(
     { url: node.url, node: config.node, data: config.data, peers: config.peers.map((p) => p.id), processes: count },
@@ -37,8 +38,8 @@ export async function startNode(config: Config, log: NodeLogger): Promise<Runnin
 }
 
 async function startSingle(config: Config, log: NodeLogger): Promise<RunningNode> {
-  const services = await startServices(config, log);
-  const serving = await startServing(config, log, { ...services, peers: services.health });
+  const services = await startBackgroundServices(config, log);
+  const serving = await startRequestServing(config, log, { ...services, peers: services.health });
   return {
     url: serving.url,
     fullPass: () => services.fullPass(),

@@ -1,11 +1,11 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { BlobStore } from "./blob-store.ts";
+import type { BlobStore } from "../../src/storage/blob-store.ts";
 import {
   ConflictError,
   IncompleteBodyError,
   InvalidPathError,
   PayloadTooLargeError,
-} from "./errors.ts";
+} from "../../src/storage/errors.ts";
 
 export interface StoreFixture {
   store: BlobStore;

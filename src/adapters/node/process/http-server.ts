@@ -5,12 +5,12 @@ import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { getRequestListener, RequestError } from "@hono/node-server";
 import type { Hono } from "hono";
-import type { Env } from "../../handlers/app.ts";
-import type { FastReader } from "../../handlers/fast-read.ts";
-import { errorResponse } from "../../handlers/error-response.ts";
-import { jsonResponse } from "../../handlers/json.ts";
-import type { Logger } from "../../handlers/logger.ts";
-import type { ListenAddress } from "./config.ts";
+import type { Env } from "../../../handlers/app.ts";
+import type { FastReader } from "../../../handlers/fast-read.ts";
+import { errorResponse } from "../../../handlers/error-response.ts";
+import { jsonResponse } from "../../../handlers/json.ts";
+import type { Logger } from "../../../handlers/logger.ts";
+import type { ListenAddress } from "../cli/config.ts";
 
 export interface HttpServerOptions {
   app: Hono<Env>;

@@ -1,69 +1,21 @@
 import cluster, { type Worker } from "node:cluster";
-import type { Change } from "../../handlers/app.ts";
-import type { Config } from "./config.ts";
+import type { Config } from "../cli/config.ts";
+import { startBackgroundServices } from "./background-services.ts";
 import type { NodeLogger } from "./logger.ts";
-import { PeerHealth } from "./peer-health.ts";
-import type { RunningNode } from "./node.ts";
-import { type NodeState, type Serving, startServing } from "./serving.ts";
-import { OWN_FILES_STATES, type OwnFiles } from "./replication/index.ts";
-import { startServices } from "./services.ts";
-
-/** The node's own-files state when a worker was forked: it serves before the primary's first message arrives. */
-const OWN_FILES_AT_FORK = "NANOCDN_INTERNAL_OWN_FILES";
-
-/** Messages between the primary (which owns the node-wide services) and its serving workers. */
-type ToWorker =
-  | { t: "peer"; id: string; up: boolean }
-  | { t: "ownFiles"; value: OwnFiles }
-  | { t: "invalidate"; key: string; ask: number }
-  | { t: "done"; ask: number; value?: unknown };
-type ToPrimary =
-  | { t: "ready" }
-  | { t: "changed"; change: Change; ask: number }
-  | { t: "legacy" }
-  | { t: "refused"; id: string; reason: string }
-  | { t: "status"; ask: number }
-  | { t: "done"; ask: number };
-
-/** How long a question to the other side of the channel waits before it goes on without the answer. */
-const ANSWER_WAIT_MS = 2000;
-
-/** Questions sent over a process channel and their answers, matched by number. */
-class Questions {
-  #next = 0;
-  readonly #waiting = new Map<number, (value: unknown) => void>();
-
-  /** Sends the question `send` builds with its number; resolves with the answer, or undefined after ANSWER_WAIT_MS. */
-  ask<T>(send: (ask: number) => void): Promise<T | undefined> {
-    const ask = this.#next++;
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => this.answer(ask, undefined), ANSWER_WAIT_MS);
-      timer.unref();
-      this.#waiting.set(ask, (value) => {
-        clearTimeout(timer);
-        resolve(value as T);
-      });
-      send(ask);
-    });
-  }
-
-  answer(ask: number, value: unknown): void {
-    this.#waiting.get(ask)?.(value);
-    this.#waiting.delete(ask);
-  }
-}
+import { OWN_FILES_AT_FORK, Questions, type ToPrimary, type ToWorker } from "./messages.ts";
+import type { RunningNode } from "./start-node.ts";
 
 /**
  * The primary: runs the node-wide services once (health checks,
- * replication, legacy-delete retries, the rsync daemon) and `count` worker
- * processes that share the listening socket and serve HTTP. Workers learn
+ * replication, legacy-delete retries, the rsync daemon) and `count` serving
+ * processes that share the listening socket and serve HTTP. They learn
  * peer health and restore progress from it, and tell it what they stored or
- * deleted, so that it replicates the change and has every other worker drop
- * the key from its cache before the change is confirmed. A worker that dies
+ * deleted, so that it replicates the change and has every other serving process drop
+ * the key from its cache before the change is confirmed. One that dies
  * is replaced.
  */
 export async function startPrimary(config: Config, log: NodeLogger, count: number): Promise<RunningNode> {
-  // A worker may be on its way out: with a callback, a failed send (EPIPE)
+  // A serving process may be on its way out: with a callback, a failed send (EPIPE)
   // is reported there instead of as an 'error' event that would end this process.
   const send = (worker: Worker, message: ToWorker) => {
     if (worker.isConnected()) worker.send(message, undefined, () => {});
@@ -73,16 +25,16 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
     for (const worker of live()) send(worker, message);
   };
   const questions = new Questions();
-  const services = await startServices(config, log, (value) => broadcast({ t: "ownFiles", value }));
+  const services = await startBackgroundServices(config, log, (value) => broadcast({ t: "ownFiles", value }));
   services.health.on("up", (id) => broadcast({ t: "peer", id, up: true }));
   services.health.on("down", (id) => broadcast({ t: "peer", id, up: false }));
 
-  /** The other workers may hold the file, or its absence, in memory: they forget it before the change is confirmed. */
+  /** The other serving processes may hold the file, or its absence, in memory: they forget it before the change is confirmed. */
   const invalidateElsewhere = (key: string, origin: Worker) =>
     Promise.all(live().filter((w) => w !== origin).map((w) => questions.ask((ask) => send(w, { t: "invalidate", key, ask }))));
 
   let stopping = false;
-  // Until every worker listens, a death fails the start instead of being restarted.
+  // Until every serving process listens, a death fails the start instead of being restarted.
   let started = false;
   let pauseMs = 0;
   const fork = () => {
@@ -164,48 +116,4 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
       await services.stop();
     },
   };
-}
-
-/** A serving worker: the node-wide state it sees is what its primary tells it. */
-export async function startWorker(config: Config, log: NodeLogger): Promise<Serving> {
-  const health = new PeerHealth(
-    config.peers.map((p) => p.id),
-    { fall: config.health_fall, rise: config.health_rise },
-    log,
-  );
-  const atFork = OWN_FILES_STATES.find((state) => state === process.env[OWN_FILES_AT_FORK]);
-  let ownFiles: OwnFiles = atFork ?? (config.peers.length === 0 ? "complete" : "restoring");
-  const questions = new Questions();
-  const toPrimary = (message: ToPrimary) => process.send?.(message);
-  const state: NodeState = {
-    // Refusals go to the primary, whose health view is the node's: it then
-    // tells every worker, down now and up again when its checks say so.
-    peers: { isUp: (id) => health.isUp(id), refused: (id, reason) => toPrimary({ t: "refused", id, reason }) },
-    ownFiles: () => ownFiles,
-    changed: async (change) => {
-      await questions.ask((ask) => toPrimary({ t: "changed", change, ask }));
-    },
-    legacyDeleteQueued: () => toPrimary({ t: "legacy" }),
-    status: async () => (await questions.ask<Record<string, unknown>>((ask) => toPrimary({ t: "status", ask }))) ?? {},
-  };
-  const serving = await startServing(config, log, state);
-  process.on("message", (message: ToWorker) => {
-    switch (message.t) {
-      case "peer":
-        health.set(message.id, message.up);
-        break;
-      case "ownFiles":
-        ownFiles = message.value;
-        break;
-      case "invalidate":
-        serving.invalidate(message.key);
-        toPrimary({ t: "done", ask: message.ask });
-        break;
-      case "done":
-        questions.answer(message.ask, message.value);
-        break;
-    }
-  });
-  toPrimary({ t: "ready" });
-  return serving;
 }

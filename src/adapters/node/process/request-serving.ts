@@ -1,25 +1,25 @@
-import { type AppOptions, type ClusterOptions, createApp } from "../../handlers/app.ts";
-import { createFastReader } from "../../handlers/fast-read.ts";
-import { CachingStore } from "../../storage/caching-store.ts";
-import { StoreUnavailableError } from "../../storage/errors.ts";
-import type { Config } from "./config.ts";
-import { DiskStore } from "./disk-store.ts";
-import { HtpasswdFile } from "./htpasswd-file.ts";
-import type { HttpPeers } from "./http-peers.ts";
-import type { PeerView } from "./peer-health.ts";
+import { type AppOptions, type PeeringOptions, createApp } from "../../../handlers/app.ts";
+import { createFastReader } from "../../../handlers/fast-read.ts";
+import { CachingStore } from "../../../storage/caching-store.ts";
+import { StoreUnavailableError } from "../../../storage/errors.ts";
+import type { Config } from "../cli/config.ts";
+import { DiskStore } from "../disk/disk-store.ts";
+import { HtpasswdFile } from "../users/htpasswd-file.ts";
+import type { HttpPeers } from "../peers/http-peers.ts";
+import type { PeerView } from "../peers/peer-health.ts";
 import { startHttpServer } from "./http-server.ts";
 import type { NodeLogger } from "./logger.ts";
-import { legacyDeletesDir, recordLegacyDelete } from "./legacy-deletes.ts";
-import { connectPeers, type Services } from "./services.ts";
-import { StoreHealth } from "./store-health.ts";
+import { legacyDeletesDir, recordLegacyDelete } from "../peers/legacy-deletes.ts";
+import { connectPeers, type BackgroundServices } from "./background-services.ts";
+import { StoreHealth } from "../disk/store-health.ts";
 
 /** What a serving process needs from the node-wide services, in this process or the primary. */
-export type NodeState = Pick<Services, "ownFiles" | "changed" | "legacyDeleteQueued" | "status" | "link"> & {
+export type NodeState = Pick<BackgroundServices, "ownFiles" | "changed" | "legacyDeleteQueued" | "status" | "link"> & {
   /** Peer health as this process sees it; a refusal it meets goes to whoever checks health. */
   peers: PeerView;
 };
 
-export interface Serving {
+export interface RequestServing {
   url: string;
   /** Drops a cached file: another process of this node deleted it. */
   invalidate(key: string): void;
@@ -27,7 +27,7 @@ export interface Serving {
 }
 
 /** One process's HTTP side: the store (with its memory cache), users, peers, the app and its server. */
-export async function startServing(config: Config, log: NodeLogger, state: NodeState): Promise<Serving> {
+export async function startRequestServing(config: Config, log: NodeLogger, state: NodeState): Promise<RequestServing> {
   const disk = new DiskStore({ root: config.data, fsync: config.fsync, minFreeBytes: config.min_free_bytes });
   const store = new CachingStore(disk, {
     maxBytes: config.memory_cache_bytes,
@@ -39,7 +39,7 @@ export async function startServing(config: Config, log: NodeLogger, state: NodeS
   const storeHealth = new StoreHealth(disk, log);
   const stopProbing = storeHealth.start(config.health_interval_ms);
 
-  let cluster: ClusterOptions | undefined;
+  let cluster: PeeringOptions | undefined;
   // Peer clients this process made itself, and so closes.
   let ownPeers: HttpPeers | undefined;
   if (config.peers.length > 0) {

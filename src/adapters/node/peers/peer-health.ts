@@ -1,5 +1,5 @@
 import { EventEmitter } from "node:events";
-import type { Logger } from "../../handlers/logger.ts";
+import type { Logger } from "../../../handlers/logger.ts";
 
 export interface HealthPolicy {
   /** Failed probes in a row that mark a peer down (a refused connection does at once). */
@@ -80,7 +80,7 @@ export class PeerHealth extends EventEmitter<{ up: [string]; down: [string] }> i
     this.emit(ok ? "up" : "down", id);
   }
 
-  /** Replaces the view with one learned elsewhere (a worker process told by its primary). */
+  /** Replaces the view with one learned elsewhere (a serving process told by its primary). */
   set(id: string, up: boolean): void {
     const state = this.#states.get(id);
     if (!state || state.up === up) return;

@@ -2,8 +2,8 @@ import { readFile } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { z } from "zod";
-import { DEFAULT_CACHE_MAX_AGE, DEFAULT_MAX_UPLOAD_BYTES } from "../../handlers/app.ts";
-import { RESERVED_SEGMENTS } from "../../handlers/paths.ts";
+import { DEFAULT_CACHE_MAX_AGE, DEFAULT_MAX_UPLOAD_BYTES } from "../../../handlers/app.ts";
+import { RESERVED_SEGMENTS } from "../../../handlers/paths.ts";
 
 const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
 

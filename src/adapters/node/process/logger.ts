@@ -1,6 +1,6 @@
 import { pino } from "pino";
-import type { AccessLogEntry } from "../../handlers/access-log.ts";
-import type { Logger } from "../../handlers/logger.ts";
+import type { AccessLogEntry } from "../../../handlers/access-log.ts";
+import type { Logger } from "../../../handlers/logger.ts";
 
 export type NodeLogger = Logger & { flush(done: (error?: Error) => void): void };
 

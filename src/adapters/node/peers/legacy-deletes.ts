@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { mkdir, readdir, readFile, rename, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Logger } from "../../handlers/logger.ts";
+import type { Logger } from "../../../handlers/logger.ts";
 
 /** Sends one delete to one peer: true when it is done there (deleted, or was not there). */
 export type SendDelete = (peer: string, key: string) => Promise<boolean>;

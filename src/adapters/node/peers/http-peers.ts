@@ -1,8 +1,8 @@
 import { Readable } from "node:stream";
 import { type Dispatcher, Pool } from "undici";
-import type { Logger } from "../../handlers/logger.ts";
-import { type PeerRequest, type Peers, PeerUnreachableError } from "../../handlers/peers.ts";
-import type { PeerConfig } from "./config.ts";
+import type { Logger } from "../../../handlers/logger.ts";
+import { type PeerRequest, type Peers, PeerUnreachableError } from "../../../handlers/peers.ts";
+import type { PeerConfig } from "../cli/config.ts";
 import type { PeerHealth, PeerView } from "./peer-health.ts";
 
 export interface HttpPeersOptions {

@@ -4,7 +4,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { stringify } from "smol-toml";
-import { createFirstUser } from "./first-user.ts";
+import { createFirstUser } from "../users/first-user.ts";
 
 export interface LocalClusterOptions {
   nodes: number;
@@ -13,7 +13,7 @@ export interface LocalClusterOptions {
   host: string;
 }
 
-const BIN = resolve(import.meta.dirname, "../../../bin/nanocdn.mjs");
+const BIN = resolve(import.meta.dirname, "../../../../bin/nanocdn.mjs");
 
 async function exists(path: string): Promise<boolean> {
   return readFile(path).then(

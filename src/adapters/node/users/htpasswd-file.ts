@@ -1,8 +1,8 @@
 import { readFile, stat } from "node:fs/promises";
-import type { Credentials } from "../../handlers/auth.ts";
-import type { Logger } from "../../handlers/logger.ts";
-import { HtpasswdCredentials } from "../htpasswd.ts";
-import { nodeMac } from "./node-mac.ts";
+import type { Credentials } from "../../../handlers/auth.ts";
+import type { Logger } from "../../../handlers/logger.ts";
+import { HtpasswdCredentials } from "../../htpasswd.ts";
+import { nodeSignature } from "../peers/node-signature.ts";
 
 /** How often at most the file is checked for changes. */
 const RECHECK_MS = 1000;
@@ -42,7 +42,7 @@ export class HtpasswdFile implements Credentials {
       const stats = await stat(this.path);
       const version = `${stats.ino}:${stats.size}:${stats.mtimeMs}`;
       if (version === this.#version) return;
-      const credentials = new HtpasswdCredentials(await readFile(this.path, "utf8"), nodeMac);
+      const credentials = new HtpasswdCredentials(await readFile(this.path, "utf8"), nodeSignature);
       this.#credentials = credentials;
       this.#version = version;
       this.log.info({ file: this.path, users: credentials.users.length }, "htpasswd loaded");

@@ -1,18 +1,18 @@
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import type { Change } from "../../handlers/app.ts";
-import { ClusterAuth } from "../../handlers/cluster-auth.ts";
-import type { Logger } from "../../handlers/logger.ts";
-import { askPeer } from "../../handlers/owner-routing.ts";
-import { type Namespace, urlPathOf } from "../../handlers/paths.ts";
-import type { Config } from "./config.ts";
-import { DiskStore } from "./disk-store.ts";
-import { createFirstUser } from "./first-user.ts";
-import { HttpPeers } from "./http-peers.ts";
-import { nodeMac } from "./node-mac.ts";
-import { LegacyDeleteQueue, legacyDeletesDir } from "./legacy-deletes.ts";
-import { PeerHealth, type PeerView } from "./peer-health.ts";
-import { type OwnFiles, type Replication, startReplication } from "./replication/index.ts";
+import type { Change } from "../../../handlers/app.ts";
+import { ClusterAuth } from "../../../handlers/cluster-auth.ts";
+import type { Logger } from "../../../handlers/logger.ts";
+import { askPeer } from "../../../handlers/owner-routing.ts";
+import { type Namespace, urlPathOf } from "../../../handlers/paths.ts";
+import type { Config } from "../cli/config.ts";
+import { DiskStore } from "../disk/disk-store.ts";
+import { createFirstUser } from "../users/first-user.ts";
+import { HttpPeers } from "../peers/http-peers.ts";
+import { nodeSignature } from "../peers/node-signature.ts";
+import { LegacyDeleteQueue, legacyDeletesDir } from "../peers/legacy-deletes.ts";
+import { PeerHealth, type PeerView } from "../peers/peer-health.ts";
+import { type OwnFiles, type Replication, startReplication } from "../replication/start-replication.ts";
 
 const MIN_SECRET_LENGTH = 16;
 const LEGACY_RETRY_MS = 5000;
@@ -31,7 +31,7 @@ async function readClusterSecret(file: string, log: Logger): Promise<string> {
  * folder's start-up sweep, the first user, and in a cluster the peer health
  * checks, the legacy-delete retries and replication.
  */
-export interface Services {
+export interface BackgroundServices {
   health: PeerHealth;
   ownFiles(): OwnFiles;
   /** Resolves once every serving process knows (with several of them). */
@@ -59,10 +59,10 @@ export async function connectPeers(config: Config, view: PeerView, log: Logger):
     connectTimeoutMs: config.peer_connect_timeout_ms,
     headersTimeoutMs: config.peer_timeout_ms,
   });
-  return { peers, auth: new ClusterAuth(config.node, secret, { mac: nodeMac }), secret };
+  return { peers, auth: new ClusterAuth(config.node, secret, { mac: nodeSignature }), secret };
 }
 
-export async function startServices(config: Config, log: Logger, onOwnFilesChange: (state: OwnFiles) => void = () => {}): Promise<Services> {
+export async function startBackgroundServices(config: Config, log: Logger, onOwnFilesChange: (state: OwnFiles) => void = () => {}): Promise<BackgroundServices> {
   // Removes uploads a crash left half-written: before any process serves.
   await new DiskStore({ root: config.data }).init();
   if (config.htpasswdIsDefault) await createFirstUser(config.htpasswd, join(config.data, "initial-credentials"));

@@ -1,5 +1,5 @@
-import type { Logger } from "../../handlers/logger.ts";
-import type { BlobStore } from "../../storage/blob-store.ts";
+import type { Logger } from "../../../handlers/logger.ts";
+import type { BlobStore } from "../../../storage/blob-store.ts";
 
 /** How long one probe's verdict stands: load balancers and peers poll /check/ often. */
 const FRESH_MS = 250;

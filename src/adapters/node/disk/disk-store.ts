@@ -3,15 +3,15 @@ import type { FileHandle } from "node:fs/promises";
 import { constants, link, lstat, mkdir, open, readdir, readFile, realpath, rm, rmdir, statfs, unlink, writeFile } from "node:fs/promises";
 import type { BigIntStats } from "node:fs";
 import { dirname, join, relative } from "node:path";
-import type { BlobHandle, BlobMeta, BlobStore, ByteRange, CreateOptions } from "../../storage/blob-store.ts";
-import { limitBody } from "../../storage/body-limit.ts";
+import type { BlobHandle, BlobMeta, BlobStore, ByteRange, CreateOptions } from "../../../storage/blob-store.ts";
+import { limitBody } from "../../../storage/body-limit.ts";
 import {
   ConflictError,
   InsufficientStorageError,
   NanoCdnError,
   StoreUnavailableError,
-} from "../../storage/errors.ts";
-import { checkKey } from "../../storage/key.ts";
+} from "../../../storage/errors.ts";
+import { checkKey } from "../../../storage/key.ts";
 
 export interface DiskStoreOptions {
   /** The data folder: blobs live in `<root>/files`, uploads in progress in `<root>/tmp`. */

@@ -1,0 +1,47 @@
+import type { Change } from "../../../handlers/app.ts";
+import type { OwnFiles } from "../replication/start-replication.ts";
+
+/** The node's own-files state when a serving process was forked: it serves before the primary's first message arrives. */
+export const OWN_FILES_AT_FORK = "NANOCDN_INTERNAL_OWN_FILES";
+
+/** Messages between the primary (which owns the node-wide services) and its serving processes. */
+export type ToWorker =
+  | { t: "peer"; id: string; up: boolean }
+  | { t: "ownFiles"; value: OwnFiles }
+  | { t: "invalidate"; key: string; ask: number }
+  | { t: "done"; ask: number; value?: unknown };
+export type ToPrimary =
+  | { t: "ready" }
+  | { t: "changed"; change: Change; ask: number }
+  | { t: "legacy" }
+  | { t: "refused"; id: string; reason: string }
+  | { t: "status"; ask: number }
+  | { t: "done"; ask: number };
+
+/** How long a question to the other side of the channel waits before it goes on without the answer. */
+const ANSWER_WAIT_MS = 2000;
+
+/** Questions sent over a process channel and their answers, matched by number. */
+export class Questions {
+  #next = 0;
+  readonly #waiting = new Map<number, (value: unknown) => void>();
+
+  /** Sends the question `send` builds with its number; resolves with the answer, or undefined after ANSWER_WAIT_MS. */
+  ask<T>(send: (ask: number) => void): Promise<T | undefined> {
+    const ask = this.#next++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.answer(ask, undefined), ANSWER_WAIT_MS);
+      timer.unref();
+      this.#waiting.set(ask, (value) => {
+        clearTimeout(timer);
+        resolve(value as T);
+      });
+      send(ask);
+    });
+  }
+
+  answer(ask: number, value: unknown): void {
+    this.#waiting.get(ask)?.(value);
+    this.#waiting.delete(ask);
+  }
+}

@@ -1,0 +1,50 @@
+import type { Config } from "../cli/config.ts";
+import { PeerHealth } from "../peers/peer-health.ts";
+import { OWN_FILES_STATES, type OwnFiles } from "../replication/start-replication.ts";
+import type { NodeLogger } from "./logger.ts";
+import { OWN_FILES_AT_FORK, Questions, type ToPrimary, type ToWorker } from "./messages.ts";
+import { type NodeState, type RequestServing, startRequestServing } from "./request-serving.ts";
+
+/** A serving process forked by the primary: the node-wide state it sees is what the primary tells it. */
+export async function startServingProcess(config: Config, log: NodeLogger): Promise<RequestServing> {
+  const health = new PeerHealth(
+    config.peers.map((p) => p.id),
+    { fall: config.health_fall, rise: config.health_rise },
+    log,
+  );
+  const atFork = OWN_FILES_STATES.find((state) => state === process.env[OWN_FILES_AT_FORK]);
+  let ownFiles: OwnFiles = atFork ?? (config.peers.length === 0 ? "complete" : "restoring");
+  const questions = new Questions();
+  const toPrimary = (message: ToPrimary) => process.send?.(message);
+  const state: NodeState = {
+    // Refusals go to the primary, whose health view is the node's: it then
+    // tells every serving process, down now and up again when its checks say so.
+    peers: { isUp: (id) => health.isUp(id), refused: (id, reason) => toPrimary({ t: "refused", id, reason }) },
+    ownFiles: () => ownFiles,
+    changed: async (change) => {
+      await questions.ask((ask) => toPrimary({ t: "changed", change, ask }));
+    },
+    legacyDeleteQueued: () => toPrimary({ t: "legacy" }),
+    status: async () => (await questions.ask<Record<string, unknown>>((ask) => toPrimary({ t: "status", ask }))) ?? {},
+  };
+  const serving = await startRequestServing(config, log, state);
+  process.on("message", (message: ToWorker) => {
+    switch (message.t) {
+      case "peer":
+        health.set(message.id, message.up);
+        break;
+      case "ownFiles":
+        ownFiles = message.value;
+        break;
+      case "invalidate":
+        serving.invalidate(message.key);
+        toPrimary({ t: "done", ask: message.ask });
+        break;
+      case "done":
+        questions.answer(message.ask, message.value);
+        break;
+    }
+  });
+  toPrimary({ t: "ready" });
+  return serving;
+}
