@@ -50,18 +50,24 @@ describe("the failover table (clients/failover.json), TypeScript client", () => 
       const { name } = await client(real.url).put(path, "on the real node", { namespace: "pub" });
       const first = await firstNode(c);
       try {
-        const read = await client(first.url).get(name).catch((e: unknown) => e);
+        const read = await client(first.url)
+          .get(name)
+          .catch((e: unknown) => e);
         if (c.read === "next") {
           expect(read).toMatchObject({ node: real.url });
           expect(await (read as clientModule.NanoCdnFile).text()).toBe("on the real node");
         } else expectError(read, c.read, first.url);
 
-        const deleted = await client(first.url).delete(name).catch((e: unknown) => e);
+        const deleted = await client(first.url)
+          .delete(name)
+          .catch((e: unknown) => e);
         if (c.read === "next") expect(deleted).toBe(true);
         else if (c.read === "not_found") expect(deleted).toBe(false);
         else expectError(deleted, c.read, first.url);
 
-        const upload = await client(first.url).put(`${path}.up`, "uploaded", { namespace: "pub" }).catch((e: unknown) => e);
+        const upload = await client(first.url)
+          .put(`${path}.up`, "uploaded", { namespace: "pub" })
+          .catch((e: unknown) => e);
         if (c.upload === "next") {
           expect(upload).toMatchObject({ owner: "6", node: real.url });
           expect((upload as clientModule.PutResult).attempts.map((a) => a.node)).toEqual([first.url, real.url]);

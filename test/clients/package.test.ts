@@ -68,7 +68,10 @@ describe("the published client", () => {
       await emptyProject(app);
       await run("npm", ["install", ...NPM_QUIET, source], { cwd: app });
       // Nothing came along with it.
-      expect((await readdir(join(app, "node_modules"))).filter((n) => !n.startsWith(".")), project).toEqual(["nanocdn-client"]);
+      expect(
+        (await readdir(join(app, "node_modules"))).filter((n) => !n.startsWith(".")),
+        project,
+      ).toEqual(["nanocdn-client"]);
       expect(await roundTrip("nanocdn-client", app, node, `${project}.txt`)).toBe(`/1/pub/${project}.txt from plain node`);
     }
   }, 60_000);

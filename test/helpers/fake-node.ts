@@ -44,9 +44,7 @@ function bodyComplete(head: Head, body: Buffer): boolean {
 }
 
 function answer(socket: Socket, status: number, body: string): void {
-  socket.end(
-    `HTTP/1.1 ${status} Fake\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
+  socket.end(`HTTP/1.1 ${status} Fake\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
 }
 
 /**

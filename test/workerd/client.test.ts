@@ -1,13 +1,7 @@
 import { env, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import vectors from "../../clients/signing-vectors.json";
-import {
-  NanoCdnClient,
-  NanoCdnConflictError,
-  NanoCdnNotFoundError,
-  NanoCdnUnauthorizedError,
-  signPath,
-} from "../../clients/typescript/src/index.ts";
+import { NanoCdnClient, NanoCdnConflictError, NanoCdnNotFoundError, NanoCdnUnauthorizedError, signPath } from "../../clients/typescript/src/index.ts";
 
 // The client inside workerd, talking to the worker (R2 behind it) through its service binding.
 const { TEST_USER, TEST_PASSWORD } = env as unknown as { TEST_USER: string; TEST_PASSWORD: string };
