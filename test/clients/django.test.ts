@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCluster, type TestCluster } from "../helpers/cluster.ts";
 import { basic, PASSWORD, USER } from "../helpers/credentials.ts";
 import { eventually } from "../helpers/eventually.ts";
+import { type FreezableNode, startFreezableNode } from "../helpers/hung-node.ts";
 import { type NodeProcess, startNodeProcess } from "../helpers/node-process.ts";
 
 /**
@@ -103,6 +104,7 @@ function expectPassed(result: RunResult, labels: string[], tests: RegExp): void 
 describe("Django storage backend (clients/django)", () => {
   let cluster: TestCluster | undefined;
   const others: NodeProcess[] = [];
+  let freezable: FreezableNode | undefined;
   let tlsDir = "";
   let tlsCert = "";
   let env: Record<string, string> = {};
@@ -114,14 +116,17 @@ describe("Django storage backend (clients/django)", () => {
     // Nodes 1 and 2: a cluster replicating with rsync, for nearly every test; node 1 is SIGKILLed
     // by tests/cluster_kill.py. Node 3 on its own, whose store a test breaks (in the cluster, node 1
     // would pass the upload to node 2 instead of answering 503). Node 4 on its own, serving HTTPS.
+    // Node 5 on its own, in its own process group, which a test stops (SIGSTOP) as a hung machine.
     const started = await Promise.allSettled([
       startCluster({ size: 2, replicate: true, config: { max_upload_bytes: MAX_UPLOAD_BYTES } }),
       startNodeProcess({ config: { node: "3", max_upload_bytes: MAX_UPLOAD_BYTES } }),
       startNodeProcess({ config: { node: "4", tls_cert: cert, tls_key: key }, waitFor: "listening" }),
+      startFreezableNode({ config: { node: "5", max_upload_bytes: MAX_UPLOAD_BYTES } }),
     ]);
-    const [clustered, ...alone] = started;
+    const [clustered, third, fourth, fifth] = started;
     if (clustered!.status === "fulfilled") cluster = clustered!.value as TestCluster;
-    for (const result of alone) if (result.status === "fulfilled") others.push(result.value as NodeProcess);
+    for (const result of [third, fourth]) if (result!.status === "fulfilled") others.push(result!.value as NodeProcess);
+    if (fifth!.status === "fulfilled") freezable = fifth!.value as FreezableNode;
     const failed = started.find((result) => result.status === "rejected");
     if (failed) throw (failed as PromiseRejectedResult).reason;
     await clusterReady(cluster!);
@@ -138,6 +143,7 @@ describe("Django storage backend (clients/django)", () => {
         entry("1", cluster!.nodes["1"]!, true),
         entry("2", cluster!.nodes["2"]!, true),
         entry("3", others[0]!, false),
+        { ...entry("5", freezable!, false), process_group: true },
       ]),
       NANOCDN_TEST_TLS: JSON.stringify({ url: others[1]!.url.replace("http:", "https:"), ca: tlsCert }),
       NANOCDN_TEST_USER: USER,
@@ -146,7 +152,7 @@ describe("Django storage backend (clients/django)", () => {
   }, 90_000);
 
   afterAll(async () => {
-    await Promise.all([cluster?.stopAll(), ...others.map((node) => node.stop())]);
+    await Promise.all([cluster?.stopAll(), ...others.map((node) => node.stop()), freezable?.kill()]);
     if (tlsDir) await rm(tlsDir, { recursive: true, force: true });
   });
 
@@ -156,7 +162,7 @@ describe("Django storage backend (clients/django)", () => {
       const result = await runPythonSuite(env);
       expectPassed(result, [], /^Ran \d+ tests? in /m);
       // Every node is still up: killing is the next test's business.
-      for (const node of [...Object.values(cluster!.nodes), ...others]) expect(running(node), node.url).toBe(true);
+      for (const node of [...Object.values(cluster!.nodes), ...others, freezable!]) expect(running(node), node.url).toBe(true);
     },
     SUITE_TIMEOUT_MS + 10_000,
   );
