@@ -239,12 +239,14 @@ interface Answer {
 
 /**
  * A client for a nanocdn cluster that fails over between its nodes: an
- * unreachable node or a 502/503/504 moves a request on to the next node.
- * Uploads move on only when the node cannot have stored the file, so a file
- * is never stored twice under two names. Built on fetch and web streams
- * alone, it runs on Node and in workers. (workerd reports every network
- * failure alike, so there a dead node moves reads and deletes on, but only
- * a 5xx that proves nothing was stored moves an upload on.)
+ * unreachable node or a 502/503/504 moves a request on to the next node
+ * (clients/failover.json has every case). Uploads move on only when the node
+ * cannot have stored the file, so a file is never stored twice under two
+ * names; a node not heard from lately is first asked `GET /check/`, so a dead
+ * or hung one gets no upload at all. Built on fetch, web streams and
+ * WebCrypto alone, it runs on Node, workerd, Bun and Deno. (Other runtimes
+ * than Node report network failures without codes, so there a failure after
+ * the probe leaves an upload uncertain where Node could tell it never went out.)
  *
  * @example
  * const cdn = new NanoCdnClient({ nodes: ["https://cdn1.example.com", "https://cdn2.example.com"], credentials: { user: "app", password } });
