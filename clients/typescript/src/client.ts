@@ -244,9 +244,10 @@ interface Answer {
  * cannot have stored the file, so a file is never stored twice under two
  * names; a node not heard from lately is first asked `GET /check/`, so a dead
  * or hung one gets no upload at all. Built on fetch, web streams and
- * WebCrypto alone, it runs on Node, workerd, Bun and Deno. (Other runtimes
- * than Node report network failures without codes, so there a failure after
- * the probe leaves an upload uncertain where Node could tell it never went out.)
+ * WebCrypto alone, it runs on Node, workerd, Bun and Deno. (Where fetch
+ * reports failures without Node's codes, as on workerd and Deno, a failure
+ * after the probe leaves an upload uncertain where Node could tell it never
+ * went out.)
  *
  * @example
  * const cdn = new NanoCdnClient({ nodes: ["https://cdn1.example.com", "https://cdn2.example.com"], credentials: { user: "app", password } });
