@@ -59,8 +59,23 @@ function makeCertificate(dir: string): { cert: string; key: string } {
   execFileSync(
     "openssl",
     [
-      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-      "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert,
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-days",
+      "2",
+      "-subj",
+      "/CN=127.0.0.1",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1",
+      "-keyout",
+      key,
+      "-out",
+      cert,
     ],
     { stdio: "ignore" },
   );
@@ -80,7 +95,10 @@ async function clusterReady(cluster: TestCluster): Promise<void> {
       const status = await (await fetch(`${cluster.url(id)}/status`, { headers: STATUS_HEADERS })).json();
       expect(status.storeHealthy, `node ${id} has a working store`).toBe(true);
       expect(status.ownFiles, `node ${id} has its own files`).toBe("complete");
-      expect(status.peers.map((p: { up: boolean }) => p.up), `node ${id} sees its peer up`).toEqual([true]);
+      expect(
+        status.peers.map((p: { up: boolean }) => p.up),
+        `node ${id} sees its peer up`,
+      ).toEqual([true]);
       for (const push of status.replication) {
         expect(push.needsFullPass, `node ${id} pushed a full pass to ${push.peer}`).toBe(false);
         expect(push.lastFullPass).toBeDefined();
@@ -189,11 +207,9 @@ describe("Django storage backend (clients/django)", () => {
       // A copy: pip builds in the source folder, and must leave nothing behind in the repository.
       const source = join(dir, "src");
       await cp(CLIENT, source, { recursive: true, filter: (path) => !path.includes("__pycache__") });
-      const build = spawnSync(
-        PYTHON,
-        ["-m", "pip", "wheel", "--no-build-isolation", "--no-index", "--no-deps", "-q", "-w", join(dir, "out"), source],
-        { encoding: "utf8" },
-      );
+      const build = spawnSync(PYTHON, ["-m", "pip", "wheel", "--no-build-isolation", "--no-index", "--no-deps", "-q", "-w", join(dir, "out"), source], {
+        encoding: "utf8",
+      });
       expect(build.status, `${build.stdout}${build.stderr}`).toBe(0);
       const wheels = await readdir(join(dir, "out"));
       expect(wheels).toEqual(["nanocdn_django-0.1.0-py3-none-any.whl"]);

@@ -157,7 +157,10 @@ async function clusterReady(): Promise<void> {
       const node = await status(id);
       expect(node.storeHealthy, `node ${id} has a working store`).toBe(true);
       expect(node.ownFiles, `node ${id} has its own files`).toBe("complete");
-      expect(node.peers.map((p) => p.up), `node ${id} sees its peers up`).toEqual([true]);
+      expect(
+        node.peers.map((p) => p.up),
+        `node ${id} sees its peers up`,
+      ).toEqual([true]);
       for (const peer of node.replication) {
         expect(peer.needsFullPass, `node ${id} pushed a full pass to ${peer.peer}`).toBe(false);
         expect(peer.lastFullPass).toBeDefined();
@@ -195,10 +198,7 @@ async function notYetReplicated(path: string, body: string | Uint8Array): Promis
 }
 
 beforeAll(async () => {
-  const started = await Promise.allSettled([
-    startCluster({ size: 2, replicate: true }),
-    ...["5", "9"].map((node) => startNodeProcess({ config: { node } })),
-  ]);
+  const started = await Promise.allSettled([startCluster({ size: 2, replicate: true }), ...["5", "9"].map((node) => startNodeProcess({ config: { node } }))]);
   const failed = started.find((s) => s.status === "rejected");
   if (failed) {
     // Stop the ones that did start: afterAll cannot know them.
@@ -282,7 +282,9 @@ describe("NanoCdnClient", () => {
     const path = unique("twice.txt");
     await cdn.put(path, "first", { namespace: "pub" });
     // A fresh client starts at node 1 again (the first one's next upload would go to node 2).
-    const error = await client([one, two]).put(path, "second", { namespace: "pub" }).catch((e: unknown) => e);
+    const error = await client([one, two])
+      .put(path, "second", { namespace: "pub" })
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(NanoCdnConflictError);
     expect(error).toMatchObject({ status: 409, code: "exists", node: one });
     const { attempts, message } = error as NanoCdnConflictError;
@@ -354,7 +356,9 @@ describe("NanoCdnClient", () => {
   });
 
   it("lists every attempt when no node can do it", async () => {
-    const error = await client([dead, broken.url]).put(unique("nowhere.txt"), "x", { namespace: "pub" }).catch((e: unknown) => e);
+    const error = await client([dead, broken.url])
+      .put(unique("nowhere.txt"), "x", { namespace: "pub" })
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(NanoCdnUnavailableError);
     const { attempts, message } = error as NanoCdnUnavailableError;
     expect(attempts).toEqual([
@@ -365,7 +369,9 @@ describe("NanoCdnClient", () => {
     expect(message).toContain(`${broken.url} answered 503`);
 
     const otherDead = await deadUrl();
-    const read = await client([dead, otherDead]).get("/1/pub/x.txt").catch((e: unknown) => e);
+    const read = await client([dead, otherDead])
+      .get("/1/pub/x.txt")
+      .catch((e: unknown) => e);
     expect(read).toBeInstanceOf(NanoCdnUnavailableError);
     expect((read as NanoCdnError).attempts.map((a) => a.node)).toEqual([dead, otherDead]);
   });
@@ -385,12 +391,18 @@ describe("NanoCdnClient", () => {
       { highWaterMark: 0 },
     );
     const path = unique("cut.bin");
-    const upload = client([doomed.url, two]).put(path, stalled, { namespace: "pub" }).catch((e: unknown) => e);
-    await eventually(async () => {
-      const parts = await readdir(join(doomed.data, "tmp"));
-      const sizes = await Promise.all(parts.map(async (p) => (await stat(join(doomed.data, "tmp", p))).size));
-      expect(sizes.some((size) => size > 0)).toBe(true);
-    }, 10_000, 50);
+    const upload = client([doomed.url, two])
+      .put(path, stalled, { namespace: "pub" })
+      .catch((e: unknown) => e);
+    await eventually(
+      async () => {
+        const parts = await readdir(join(doomed.data, "tmp"));
+        const sizes = await Promise.all(parts.map(async (p) => (await stat(join(doomed.data, "tmp", p))).size));
+        expect(sizes.some((size) => size > 0)).toBe(true);
+      },
+      10_000,
+      50,
+    );
     await killed(doomed);
     const error = await upload;
     expect(error).toBeInstanceOf(NanoCdnUncertainUploadError);
@@ -408,7 +420,9 @@ describe("NanoCdnClient", () => {
       },
     });
     const path = unique("failing.bin");
-    const error = await client([spare.url, two]).put(path, failing, { namespace: "pub" }).catch((e: unknown) => e);
+    const error = await client([spare.url, two])
+      .put(path, failing, { namespace: "pub" })
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(NanoCdnError);
     expect((error as Error).message).toMatch(/reading the body stream failed, so nothing was stored/);
     expect((error as Error).cause).toEqual(new Error("disk read failed"));
@@ -626,7 +640,9 @@ describe("NanoCdnClient on a two-node cluster", () => {
     ]);
 
     // Only node 1 deletes its files: node 2 answers 503, and the client says to try later.
-    const refused = await client([one, two]).delete(pub.name).catch((e: unknown) => e);
+    const refused = await client([one, two])
+      .delete(pub.name)
+      .catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(NanoCdnUnavailableError);
     const { attempts, message } = refused as NanoCdnUnavailableError;
     expect(attempts).toEqual([
