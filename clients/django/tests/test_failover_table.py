@@ -15,7 +15,8 @@ from nanocdn_django import NanoCdnClient, NanoCdnHttpError
 from tests import live
 from tests.test_failover import FakeNode, read_body
 
-FAILOVER = json.load(open(os.path.join(os.path.dirname(__file__), "..", "..", "failover.json"), encoding="utf-8"))
+with open(os.path.join(os.path.dirname(__file__), "..", "..", "failover.json"), encoding="utf-8") as shared:
+    FAILOVER = json.load(shared)
 
 
 def behaving(case, release):

@@ -19,7 +19,8 @@ from nanocdn_django.signing import sign_path, signing_key, url_signature
 from tests import live
 from tests.test_failover import FakeNode, read_body
 
-VECTORS = json.load(open(os.path.join(os.path.dirname(__file__), "..", "..", "signing-vectors.json"), encoding="utf-8"))
+with open(os.path.join(os.path.dirname(__file__), "..", "..", "signing-vectors.json"), encoding="utf-8") as shared:
+    VECTORS = json.load(shared)
 
 
 class SigningTests(SimpleTestCase):
