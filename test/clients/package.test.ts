@@ -48,7 +48,8 @@ describe("the published client", () => {
   });
 
   it("packs as nanocdn-client without dependencies, and installs from its tarball and from its folder alone", async () => {
-    const { stdout } = await run("npm", ["pack", "--json", "--pack-destination", dir, ...NPM_QUIET], { cwd: CLIENT_PACKAGE });
+    // The test run's global set-up built dist/; packing must not rebuild it under other tests that import it.
+    const { stdout } = await run("npm", ["pack", "--json", "--ignore-scripts", "--pack-destination", dir, ...NPM_QUIET], { cwd: CLIENT_PACKAGE });
     const [packed] = JSON.parse(stdout) as { filename: string; files: { path: string }[] }[];
     const tarball = join(dir, packed!.filename);
     expect(packed!.files.map((f) => f.path)).toContain("dist/index.d.ts");
