@@ -26,6 +26,12 @@ export const CONFIG_HELP: Record<ConfigKey, KeyHelp> = {
   cache_max_age: { meaning: "max-age of Cache-Control on reads, in seconds", value: "SECONDS" },
   tls_cert: { meaning: "PEM certificate chain; with tls_key, the node serves HTTPS (renewals are picked up)", unset: "none", value: "FILE" },
   tls_key: { meaning: "PEM private key for tls_cert", unset: "none", value: "FILE" },
+  sync_copies: {
+    meaning: "nodes (this one included) whose disks hold an upload before its 201; 1 answers at once and replicates afterwards",
+    unset: "2 with peers, 1 without",
+    value: "N",
+  },
+  scrub_interval: { meaning: "seconds between background re-hashes of every file, repairing bad copies from the peers; 0 is off", value: "SECONDS" },
   fsync: { meaning: "fsync every file and its folder before answering 201", value: "BOOL" },
   min_free_bytes: { meaning: "/check/ fails below this much free disk space", value: "BYTES" },
   access_log: { meaning: "one JSON line per request", value: "BOOL" },
