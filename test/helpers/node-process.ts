@@ -39,6 +39,8 @@ export interface StartOptions {
    * the group (`process.kill(-pid, …)`) reaches its serving processes too.
    */
   processGroup?: boolean;
+  /** Group id of the node process (and so of its rsync children): firewall rules can match it. */
+  gid?: number;
 }
 
 /** Starts `nanocdn serve` as its own process, as an operator would, and waits until it answers. */
@@ -59,6 +61,7 @@ export async function startNodeProcess(options: StartOptions = {}): Promise<Node
     env: { ...process.env, NANOCDN_LOG_LEVEL: "info", ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
     detached: options.processGroup ?? false,
+    ...(options.gid !== undefined && { gid: options.gid }),
   });
   let output = "";
   child.stdout!.on("data", (chunk) => (output += chunk));
