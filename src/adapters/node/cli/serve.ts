@@ -17,7 +17,8 @@ export const serveCommand: Command = {
   summary: "run a node",
   options: { config: CONFIG_OPTION },
   configFlags: true,
-  details: "Signals: SIGTERM or SIGINT stop gracefully (shutdown_grace); SIGHUP runs a full replication pass and reads the users and the URL signing keys again.",
+  details:
+    "Signals: SIGTERM or SIGINT stop gracefully (shutdown_grace); SIGHUP runs a full replication pass and reads the users and the URL signing keys again.",
   async run({ options, configFlags }) {
     const config = await loadConfig({ file: (options.config as string | undefined) ?? process.env.NANOCDN_CONFIG, flags: configFlags });
     // Serving processes run this command too, once the primary has checked.

@@ -15,7 +15,7 @@ export interface ExpirySweeperOptions {
   /** False while the node may not delete its own files (it is still gathering them from the replicas). */
   mayDelete(): boolean;
   /** Replicates a delete, as for one a client asked for. */
-  deleted(change: Change): void | Promise<unknown>;
+  deleted(change: Change): unknown;
   log: Logger;
   intervalMs?: number;
 }
