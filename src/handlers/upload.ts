@@ -61,6 +61,7 @@ export async function uploadHandler(
     throw error;
   }
   await settings.onChange({ kind: "created", key });
+  settings.metrics.uploaded();
   return jsonResponse(
     { name: location, size: meta.size, etag: meta.etag },
     { status: 201, headers: { Location: location, ETag: meta.etag } },
@@ -92,6 +93,7 @@ async function forwardUpload(settings: Settings, { request, target }: RequestCon
   const headers: Record<string, string> = {};
   const length = request.headers.get("Content-Length");
   if (length !== null) headers["Content-Length"] = length;
+  settings.metrics.uploadFailedOver();
   let response: Response;
   try {
     response = await askPeer({ ...cluster, log: settings.log }, peer, "PUT", target, headers, request.body);

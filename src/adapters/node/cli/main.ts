@@ -1,9 +1,9 @@
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { CONFIG_KEYS, ConfigError, flagName, loadConfig } from "./config.ts";
 import { runLocalCluster } from "./local-cluster.ts";
 import { createLogger } from "../process/logger.ts";
 import { startNode } from "../process/start-node.ts";
+import { packageVersion } from "../process/version.ts";
 
 const USAGE = `Usage:
   nanocdn serve [--config FILE] [--KEY VALUE ...]   run a node
@@ -18,11 +18,6 @@ over the environment, which wins over the file. Keys:
 `;
 
 class UsageError extends Error {}
-
-function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL("../../../../package.json", import.meta.url), "utf8")) as { version: string };
-  return pkg.version;
-}
 
 function parseFlags(args: string[]): { config?: string; flags: Record<string, string> } {
   const options: Record<string, { type: "string" }> = { config: { type: "string" } };

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
-import { constants, link, lstat, mkdir, open, readdir, readFile, realpath, rm, rmdir, statfs, unlink, writeFile } from "node:fs/promises";
+import { constants, link, lstat, mkdir, open, readdir, readFile, realpath, rm, rmdir, unlink, writeFile } from "node:fs/promises";
 import type { BigIntStats } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import type { BlobHandle, BlobMeta, BlobStore, ByteRange, CreateOptions } from "../../../storage/blob-store.ts";
@@ -12,6 +12,7 @@ import {
   StoreUnavailableError,
 } from "../../../storage/errors.ts";
 import { checkKey } from "../../../storage/key.ts";
+import { freeBytes } from "./free-space.ts";
 
 export interface DiskStoreOptions {
   /** The data folder: blobs live in `<root>/files`, uploads in progress in `<root>/tmp`. */
@@ -339,8 +340,7 @@ export class DiskStore implements BlobStore {
         throw new StoreUnavailableError("probe read back different bytes than it wrote");
       }
       if (this.#minFreeBytes > 0) {
-        const fs = await statfs(this.filesDir);
-        const free = fs.bavail * fs.bsize;
+        const free = await freeBytes(this.filesDir);
         if (free < this.#minFreeBytes) {
           throw new InsufficientStorageError(`only ${free} bytes free, below min_free_bytes ${this.#minFreeBytes}`);
         }

@@ -13,6 +13,12 @@ import { nodeSignature } from "../peers/node-signature.ts";
 import { LegacyDeleteQueue, legacyDeletesDir } from "../peers/legacy-deletes.ts";
 import { PeerHealth, type PeerView } from "../peers/peer-health.ts";
 import { type OwnFiles, type Replication, startReplication } from "../replication/start-replication.ts";
+import type { NodeFacts } from "../../../handlers/status.ts";
+import type { Registry } from "prom-client";
+import { freeBytes } from "../disk/free-space.ts";
+import { registerNodeMetrics } from "../metrics/node-metrics.ts";
+import { createRegistry } from "../metrics/registry.ts";
+import { packageVersion } from "./version.ts";
 
 const MIN_SECRET_LENGTH = 16;
 const LEGACY_RETRY_MS = 5000;
@@ -39,7 +45,9 @@ export interface BackgroundServices {
   /** A legacy delete was queued (by any process): try to deliver it now. */
   legacyDeleteQueued(): void;
   fullPass(): void;
-  status(): Promise<Record<string, unknown>>;
+  status(): Promise<NodeFacts>;
+  /** This process's metrics, with the node-wide ones (peer health, replication, disk space). */
+  registry: Registry;
   stop(): Promise<void>;
   /** In a cluster: the peer clients, for a serving process in this same process to share. */
   link?: PeerLink;
@@ -71,14 +79,25 @@ export async function startBackgroundServices(config: Config, log: Logger, onOwn
     { fall: config.health_fall, rise: config.health_rise },
     log,
   );
+  const startedAt = new Date();
+  const filesDir = join(config.data, "files");
+  const nodeFacts = async (): Promise<NodeFacts> => ({
+    version: packageVersion(),
+    startedAt: startedAt.toISOString(),
+    uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
+    diskFreeBytes: await freeBytes(filesDir),
+  });
+  const registry = createRegistry();
   if (config.peers.length === 0) {
+    registerNodeMetrics(registry, { peers: () => [], replication: () => [], ownFilesComplete: () => true, freeBytes: () => freeBytes(filesDir) });
     return {
       health,
       ownFiles: () => "complete",
       changed: () => {},
       legacyDeleteQueued: () => {},
       fullPass: () => {},
-      status: async () => ({}),
+      status: async () => ({ ...(await nodeFacts()), ownFiles: "complete" }),
+      registry,
       stop: async () => {},
     };
   }
@@ -107,6 +126,12 @@ export async function startBackgroundServices(config: Config, log: Logger, onOwn
   const stopRetries = legacyDeletes.start(LEGACY_RETRY_MS, (peer) => health.isUp(peer));
   const stopChecks = peers.startHealthChecks(config.health_interval_ms, health);
   const replication: Replication = await startReplication(config, secret, health, log, onOwnFilesChange);
+  registerNodeMetrics(registry, {
+    peers: () => health.snapshot(),
+    replication: () => replication.status().replication,
+    ownFilesComplete: () => replication.ownFiles() === "complete",
+    freeBytes: () => freeBytes(filesDir),
+  });
 
   return {
     health,
@@ -115,7 +140,9 @@ export async function startBackgroundServices(config: Config, log: Logger, onOwn
     changed: (change) => replication.changed(change),
     legacyDeleteQueued: flushLegacy,
     fullPass: () => replication.fullPass(),
+    registry,
     status: async () => ({
+      ...(await nodeFacts()),
       peers: health.snapshot().map((s) => ({ ...s, url: config.peers.find((p) => p.id === s.id)!.url })),
       legacyDeletesPending: await legacyDeletes.pending(),
       ...replication.status(),

@@ -39,6 +39,8 @@ export interface PeerReplicationStatus {
   transport: string;
   backlog: number;
   needsFullPass: boolean;
+  /** Failed runs since this node started. */
+  failures: number;
   lastSuccess?: string;
   lastError?: string;
   lastBatchLagMs?: number;
@@ -53,6 +55,7 @@ class PeerReplica {
   busy = false;
   timer: NodeJS.Timeout | undefined;
   backoffMs = 0;
+  failures = 0;
   lastSuccess?: Date;
   lastError?: string;
   lastBatchLagMs?: number;
@@ -243,6 +246,7 @@ export class Replicator {
 
   #failed(peer: PeerReplica, result: RsyncResult): void {
     if (!this.#enabled) return; // stopped: the run was ended on purpose
+    peer.failures++;
     peer.lastError = result.code === null ? result.message : `rsync exit ${result.code}: ${result.message}`;
     peer.backoffMs = Math.min(Math.max(peer.backoffMs * 2, 200), MAX_BACKOFF_MS);
     this.options.log.warn(
@@ -257,6 +261,7 @@ export class Replicator {
       transport: transportOf(peer.target.destination),
       backlog: peer.pending.size,
       needsFullPass: peer.needsFullPass,
+      failures: peer.failures,
       ...(peer.lastSuccess && { lastSuccess: peer.lastSuccess.toISOString() }),
       ...(peer.lastError !== undefined && { lastError: peer.lastError }),
       ...(peer.lastBatchLagMs !== undefined && { lastBatchLagMs: peer.lastBatchLagMs }),
