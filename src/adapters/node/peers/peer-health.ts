@@ -10,6 +10,8 @@ export interface HealthPolicy {
 
 interface State {
   up: boolean;
+  /** Seen up by a probe since this node started: until then, failing is what a peer still starting does. */
+  seen: boolean;
   streak: number;
   since: Date;
   lastError?: string;
@@ -43,7 +45,7 @@ export class PeerHealth extends EventEmitter<{ up: [string]; down: [string] }> i
     private readonly log: Logger,
   ) {
     super();
-    for (const id of ids) this.#states.set(id, { up: true, streak: 0, since: new Date() });
+    for (const id of ids) this.#states.set(id, { up: true, seen: false, streak: 0, since: new Date() });
   }
 
   isUp(id: string): boolean {
@@ -58,12 +60,13 @@ export class PeerHealth extends EventEmitter<{ up: [string]; down: [string] }> i
   record(id: string, ok: boolean, failure?: { refused?: boolean; reason?: string }): void {
     const state = this.#states.get(id);
     if (!state) return;
+    if (ok) state.seen = true;
     if (ok === state.up) {
       state.streak = 0;
       if (!ok && failure?.reason !== state.lastError) {
         // Still down, for another reason (refused at first, now a bad certificate): say so.
         state.lastError = failure?.reason;
-        this.log.warn({ peer: id, reason: state.lastError }, "peer is still down");
+        this.log[state.seen ? "warn" : "info"]({ peer: id, reason: state.lastError }, "peer is still down");
       }
       return;
     }
@@ -76,7 +79,8 @@ export class PeerHealth extends EventEmitter<{ up: [string]; down: [string] }> i
     state.since = new Date();
     if (ok) state.lastError = undefined;
     if (ok) this.log.info({ peer: id }, "peer is up");
-    else this.log.warn({ peer: id, reason: state.lastError }, "peer is down");
+    else if (state.seen) this.log.warn({ peer: id, reason: state.lastError }, "peer is down");
+    else this.log.info({ peer: id, reason: state.lastError }, "peer not reachable yet");
     this.emit(ok ? "up" : "down", id);
   }
 

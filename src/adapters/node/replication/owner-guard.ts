@@ -119,7 +119,8 @@ export async function ensureOwnFiles({ self, source, targets, rsync, log, keepTr
   await sweepRsyncTemp(source, 0);
   const marker = new OwnerMarker(source, self);
   if (await marker.load(targets.map((t) => t.id))) return marker;
-  log.warn({ node: self }, "own folder has no owner marker: restoring it from the replicas before replicating");
+  // A new node's first start looks the same; what the restore brings back tells them apart (below).
+  log.info({ node: self }, "own folder has no owner marker: restoring it from the replicas before replicating");
   while (keepTrying()) {
     const unpulled: string[] = [];
     for (const target of targets) {
@@ -130,8 +131,11 @@ export async function ensureOwnFiles({ self, source, targets, rsync, log, keepTr
       log.warn({ peer: target.id, code: result.code, reason: result.message }, "cannot restore from this peer yet");
     }
     if (unpulled.length < targets.length || targets.length === 0) {
+      const files = await countFiles(source);
       await marker.write(unpulled);
-      log.info({ node: self, peers: targets.length - unpulled.length, files: await countFiles(source) }, "own folder restored from replicas");
+      const fields = { node: self, peers: targets.length - unpulled.length, files };
+      if (files > 0) log.warn(fields, "own folder restored from replicas: it had lost files");
+      else log.info(fields, "own folder checked against the replicas: nothing to restore");
       return marker;
     }
     await new Promise((r) => setTimeout(r, RETRY_MS));
