@@ -34,10 +34,13 @@ export function forwardedClient(header: string | undefined, trusted: (address: s
   return hops[0];
 }
 
-/** One structured line a request, whichever way it was answered; the peers' health probes only at debug level. */
+/**
+ * One structured line a request, whichever way it was answered. The peers'
+ * health probes go at debug level: what they find, the prober logs.
+ */
 export function logRequest(log: Logger, entry: AccessLogEntry): void {
   const line = { ...entry, path: pathOf(entry.path), ms: Math.round(entry.ms * 10) / 10 };
-  if (entry.agent?.startsWith(PEER_PROBE_AGENT) && entry.status === 200) log.debug?.(line, "request");
+  if (entry.agent === PEER_PROBE_AGENT) log.debug?.(line, "request");
   else if (log.request) log.request(line);
   else log.info(line, "request");
 }

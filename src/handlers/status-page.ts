@@ -6,7 +6,8 @@ const REFRESH_SECONDS = 5;
 const ESCAPES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
 const escape = (text: string) => text.replace(/[&<>"']/g, (c) => ESCAPES[c]!);
 
-function bytes(value: number | undefined): string {
+/** `12.3 GiB` */
+export function formatBytes(value: number | undefined): string {
   if (value === undefined) return "";
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let unit = 0;
@@ -17,7 +18,8 @@ function bytes(value: number | undefined): string {
   return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
 }
 
-function duration(seconds: number | undefined): string {
+/** `3d 4h`, `5m 12s` */
+export function formatDuration(seconds: number | undefined): string {
   if (seconds === undefined) return "";
   const d = Math.floor(seconds / 86400);
   const h = Math.floor((seconds % 86400) / 3600);
@@ -41,8 +43,8 @@ function row(node: NodeView): string {
     `${escape(node.node)}${node.self ? " (this node)" : ""}`,
     state(node),
     escape(node.version ?? ""),
-    duration(node.uptimeSeconds),
-    bytes(node.diskFreeBytes),
+    formatDuration(node.uptimeSeconds),
+    formatBytes(node.diskFreeBytes),
     escape(node.ownFiles ?? ""),
     node.storeHealthy === undefined ? "" : node.storeHealthy ? "ok" : `<span class="down">failing</span>`,
     replication ? String(replication.backlog) + (replication.needsFullPass ? " + full pass" : "") : "",

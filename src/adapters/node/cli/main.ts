@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util";
 import { CONFIG_KEYS, ConfigError, flagName, loadConfig } from "./config.ts";
 import { runLocalCluster } from "./local-cluster.ts";
+import { STATUS_USAGE, statusCommand } from "./status-command.ts";
 import { createLogger } from "../process/logger.ts";
 import { startNode } from "../process/start-node.ts";
 import { packageVersion } from "../process/version.ts";
@@ -9,6 +10,7 @@ const USAGE = `Usage:
   nanocdn serve [--config FILE] [--KEY VALUE ...]   run a node
   nanocdn cluster [--nodes 3] [--dir ./cluster] [--base-port 8081] [--host 127.0.0.1]
                                                     run a cluster on this machine, to try it out
+  ${STATUS_USAGE}
   nanocdn --version
 
 Every configuration key can be given in the TOML file, as an environment
@@ -102,6 +104,8 @@ async function main(argv: string[]): Promise<number> {
     case "cluster":
       await cluster(args);
       return 0;
+    case "status":
+      return statusCommand(args);
     case "--version":
     case "version":
       console.log(packageVersion());

@@ -23,7 +23,7 @@ import { packageVersion } from "./version.ts";
 const MIN_SECRET_LENGTH = 16;
 const LEGACY_RETRY_MS = 5000;
 
-async function readClusterSecret(file: string, log: Logger): Promise<string> {
+export async function readClusterSecret(file: string, log: Logger): Promise<string> {
   const secret = (await readFile(file, "utf8")).trim();
   if (secret.length < MIN_SECRET_LENGTH) {
     throw new Error(`the cluster secret in ${file} is shorter than ${MIN_SECRET_LENGTH} characters`);
