@@ -29,7 +29,10 @@ export interface AccessLogEntry {
  */
 export function forwardedClient(header: string | undefined, trusted: (address: string) => boolean): string | undefined {
   if (!header) return undefined;
-  const hops = header.split(",").map((hop) => hop.trim()).filter((hop) => hop !== "");
+  const hops = header
+    .split(",")
+    .map((hop) => hop.trim())
+    .filter((hop) => hop !== "");
   for (let i = hops.length - 1; i >= 0; i--) if (!trusted(hops[i]!)) return hops[i];
   return hops[0];
 }

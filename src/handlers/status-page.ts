@@ -4,7 +4,7 @@ import type { ClusterStatus, NodeView } from "./status.ts";
 const REFRESH_SECONDS = 5;
 
 const ESCAPES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
-const escape = (text: string) => text.replace(/[&<>"']/g, (c) => ESCAPES[c]!);
+const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (c) => ESCAPES[c]!);
 
 /** `12.3 GiB` */
 export function formatBytes(value: number | undefined): string {
@@ -32,7 +32,7 @@ export function formatDuration(seconds: number | undefined): string {
 function state(node: NodeView): string {
   const word = node.up ? "up" : "down";
   const since = node.since ? ` since ${node.since.replace("T", " ").replace(/\.\d+Z$/, "Z")}` : "";
-  return `<span class="${word}">${word}</span>${escape(since)}`;
+  return `<span class="${word}">${word}</span>${escapeHtml(since)}`;
 }
 
 function row(node: NodeView): string {
@@ -40,18 +40,18 @@ function row(node: NodeView): string {
   const lag = replication?.lastBatchLagMs;
   const lastError = replication?.lastError ?? node.lastError;
   const cells = [
-    `${escape(node.node)}${node.self ? " (this node)" : ""}`,
+    `${escapeHtml(node.node)}${node.self ? " (this node)" : ""}`,
     state(node),
-    escape(node.version ?? ""),
+    escapeHtml(node.version ?? ""),
     formatDuration(node.uptimeSeconds),
     formatBytes(node.diskFreeBytes),
-    escape(node.ownFiles ?? ""),
+    escapeHtml(node.ownFiles ?? ""),
     node.storeHealthy === undefined ? "" : node.storeHealthy ? "ok" : `<span class="down">failing</span>`,
     replication ? String(replication.backlog) + (replication.needsFullPass ? " + full pass" : "") : "",
     lag === undefined ? "" : `${(lag / 1000).toFixed(2)} s`,
-    escape(lastError ?? ""),
+    escapeHtml(lastError ?? ""),
   ];
-  return `<tr data-node="${escape(node.node)}" data-up="${node.up}">${cells.map((c) => `<td>${c}</td>`).join("")}</tr>`;
+  return `<tr data-node="${escapeHtml(node.node)}" data-up="${node.up}">${cells.map((c) => `<td>${c}</td>`).join("")}</tr>`;
 }
 
 /** GET /status for a browser: one self-contained page (no scripts, no fetches) that reloads itself. */
@@ -62,14 +62,14 @@ export function renderStatusPage(status: ClusterStatus, now: Date): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="refresh" content="${REFRESH_SECONDS}">
-<title>nanocdn node ${escape(status.node)}: ${summary}</title>
+<title>nanocdn node ${escapeHtml(status.node)}: ${summary}</title>
 <style>
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse}th,td{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
 th{background:#f4f4f4}.up{color:#070;font-weight:600}.down{color:#b00;font-weight:600}small{color:#666}
 </style></head><body>
-<h1>nanocdn cluster as node ${escape(status.node)} sees it</h1>
-<p>${summary}. <small>Backlog, lag and errors are of node ${escape(status.node)}'s replication to each peer. Updated ${escape(now.toISOString())}, every ${REFRESH_SECONDS} s.</small></p>
+<h1>nanocdn cluster as node ${escapeHtml(status.node)} sees it</h1>
+<p>${summary}. <small>Backlog, lag and errors are of node ${escapeHtml(status.node)}'s replication to each peer. Updated ${escapeHtml(now.toISOString())}, every ${REFRESH_SECONDS} s.</small></p>
 <table><thead><tr><th>node</th><th>state</th><th>version</th><th>uptime</th><th>disk free</th><th>own files</th><th>store</th><th>backlog</th><th>last lag</th><th>last error</th></tr></thead>
 <tbody>
 ${nodes.map(row).join("\n")}

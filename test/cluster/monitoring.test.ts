@@ -27,9 +27,18 @@ describe("watching a cluster: metrics, status page, status command, logs", () =>
     // Seconds of probes (every 200 ms per peer) have gone by while the cluster came up.
     for (const id of cluster.ids) {
       const lines = cluster.nodes[id]!.output().split("\n");
-      expect(lines.filter((l) => l.includes('"level":"warn"') || l.includes('"level":"error"')), `node ${id}`).toEqual([]);
-      expect(lines.filter((l) => l.includes('"path":"/check/"')), `node ${id}`).toEqual([]);
-      expect(lines.some((l) => l.includes('"msg":"peer is up"')), `node ${id}`).toBe(true);
+      expect(
+        lines.filter((l) => l.includes('"level":"warn"') || l.includes('"level":"error"')),
+        `node ${id}`,
+      ).toEqual([]);
+      expect(
+        lines.filter((l) => l.includes('"path":"/check/"')),
+        `node ${id}`,
+      ).toEqual([]);
+      expect(
+        lines.some((l) => l.includes('"msg":"peer is up"')),
+        `node ${id}`,
+      ).toBe(true);
     }
   });
 
@@ -53,14 +62,24 @@ describe("watching a cluster: metrics, status page, status command, logs", () =>
     const status = (await (await fetch(`${cluster.url("2")}/status`, { headers: auth })).json()) as { nodes: Record<string, unknown>[] };
     expect(status.nodes.map((n) => n.node)).toEqual(["2", "1", "3"]);
     for (const node of status.nodes) {
-      expect(node).toMatchObject({ up: true, version: expect.any(String), ownFiles: "complete", diskFreeBytes: expect.any(Number), uptimeSeconds: expect.any(Number) });
+      expect(node).toMatchObject({
+        up: true,
+        version: expect.any(String),
+        ownFiles: "complete",
+        diskFreeBytes: expect.any(Number),
+        uptimeSeconds: expect.any(Number),
+      });
     }
     expect(status.nodes[1]).toMatchObject({ replication: { peer: "1", backlog: 0 } });
-    await eventually(async () => {
-      const result = await runCli(["status", "--config", cluster.nodes["1"]!.configFile]);
-      expect(result.stdout).toMatch(/all 3 nodes up, replication caught up/);
-      expect(result.code).toBe(0);
-    }, 30_000, 500);
+    await eventually(
+      async () => {
+        const result = await runCli(["status", "--config", cluster.nodes["1"]!.configFile]);
+        expect(result.stdout).toMatch(/all 3 nodes up, replication caught up/);
+        expect(result.code).toBe(0);
+      },
+      30_000,
+      500,
+    );
   });
 
   it("shows a stopped node as down on the status page in a browser, and `nanocdn status` exits 1 naming it", async () => {
@@ -75,12 +94,12 @@ describe("watching a cluster: metrics, status page, status command, logs", () =>
       ["2", "true"],
       ["3", "true"],
     ]);
-    expect(await page.locator('tr[data-node="2"]').innerText()).toMatch(/up.*\d+\.\d+\.\d+.*complete/s);
+    expect(await page.locator('tr[data-node="2"]').textContent()).toMatch(/up.*\d+\.\d+\.\d+.*complete/s);
 
     await cluster.kill("3");
     // The page reloads itself: no reload from here.
     await page.locator('tr[data-node="3"][data-up="false"]').waitFor({ timeout: 30_000 });
-    expect(await page.locator('tr[data-node="3"]').innerText()).toMatch(/down since/);
+    expect(await page.locator('tr[data-node="3"]').textContent()).toMatch(/down since/);
     expect(await page.title()).toMatch(/1 of 3 nodes down/);
 
     const result = await runCli(["status", "--config", cluster.nodes["1"]!.configFile]);

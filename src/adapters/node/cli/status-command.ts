@@ -59,10 +59,25 @@ function table(answers: Answer[]): string {
     }
     const { facts } = answer;
     const backlog = (facts.replication ?? []).reduce((sum, r) => sum + r.backlog, 0);
-    rows.push([answer.node, "up", facts.version ?? "", formatDuration(facts.uptimeSeconds), formatBytes(facts.diskFreeBytes), facts.ownFiles ?? "", String(backlog)]);
+    rows.push([
+      answer.node,
+      "up",
+      facts.version ?? "",
+      formatDuration(facts.uptimeSeconds),
+      formatBytes(facts.diskFreeBytes),
+      facts.ownFiles ?? "",
+      String(backlog),
+    ]);
   }
   const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
-  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join("  ").trimEnd()).join("\n");
+  return rows
+    .map((row) =>
+      row
+        .map((cell, column) => cell.padEnd(widths[column]!))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
 }
 
 /**
