@@ -1,4 +1,5 @@
-import { mkdtemp } from "node:fs/promises";
+import { spawnSync } from "node:child_process";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -104,5 +105,19 @@ describe("monitoring configuration", () => {
     const { code, stderr } = await runCli(["serve", "--trusted-proxies", "10.0.0.0/33,proxy.example", "--monitor-users", "a,b"]);
     expect(code).toBe(2);
     expect(stderr).toMatch(/trusted_proxies.*expected an IP address or a network/);
+  });
+});
+
+describe("the README's monitoring examples", () => {
+  it("gives alert rules that promtool accepts", async () => {
+    const readme = await readFile(new URL("../../README.md", import.meta.url), "utf8");
+    const section = readme.slice(readme.indexOf("## Monitoring"));
+    const rules = [...section.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!).find((block) => block.startsWith("groups:"));
+    expect(rules).toBeDefined();
+    const file = join(await mkdtemp(join(tmpdir(), "nanocdn-rules-")), "nanocdn.rules.yml");
+    await writeFile(file, rules!);
+    const result = spawnSync("promtool", ["check", "rules", file], { encoding: "utf8" });
+    expect(result.stdout + result.stderr).toMatch(/SUCCESS: 5 rules found/);
+    expect(result.status).toBe(0);
   });
 });
