@@ -21,10 +21,13 @@ const stderrLog: Logger = {
   error: (_fields, message) => process.stderr.write(`nanocdn: ${message}\n`),
 };
 
-/** Where this machine reaches the node the config describes. */
-function ownUrl(config: Config): string {
-  const host = { "0.0.0.0": "127.0.0.1", "::": "::1" }[config.listen.host] ?? config.listen.host;
-  return `${config.tls_cert ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${config.listen.port}`;
+const LOOPBACK: Record<string, string> = { "0.0.0.0": "127.0.0.1", "::": "::1" };
+
+/** Where this machine reaches the node the config describes, and whether that is through the loopback interface. */
+function ownAddress(config: Config): { url: string; loopback: boolean } {
+  const host = LOOPBACK[config.listen.host] ?? config.listen.host;
+  const loopback = host === "::1" || host.startsWith("127.") || host === "localhost";
+  return { url: `${config.tls_cert ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${config.listen.port}`, loopback };
 }
 
 type Answer = { node: string; facts: NodeFacts } | { node: string; error: string };
@@ -102,15 +105,21 @@ export async function statusCommand(args: string[]): Promise<number> {
   } else {
     throw new Error("a node without cluster_secret_file is asked as a user: --user NAME, with NANOCDN_PASSWORD set");
   }
-  const dispatcher = new Agent({
-    connect: { timeout: ANSWER_TIMEOUT_MS, ...(config.ca_file && { ca: await readFile(config.ca_file) }) },
-    headersTimeout: ANSWER_TIMEOUT_MS,
-    bodyTimeout: ANSWER_TIMEOUT_MS,
-  });
-  const nodes = [{ id: config.node, url: ownUrl(config) }, ...config.peers];
+  const ca = config.ca_file ? await readFile(config.ca_file) : undefined;
+  const agent = (verify: boolean) =>
+    new Agent({
+      connect: { timeout: ANSWER_TIMEOUT_MS, ...(ca && { ca }), rejectUnauthorized: verify },
+      headersTimeout: ANSWER_TIMEOUT_MS,
+      bodyTimeout: ANSWER_TIMEOUT_MS,
+    });
+  const verified = agent(true);
+  const own = ownAddress(config);
+  // The node's certificate names its public host, not the loopback address this machine reaches it at.
+  const local = own.loopback ? agent(false) : verified;
+  const nodes = [{ id: config.node, url: own.url, dispatcher: local }, ...config.peers.map((p) => ({ ...p, dispatcher: verified }))];
   try {
     const answers = await Promise.all(
-      nodes.map(async ({ id, url }): Promise<Answer> => {
+      nodes.map(async ({ id, url, dispatcher }): Promise<Answer> => {
         try {
           const response = await request(`${url}/status`, { headers: await headersFor(), dispatcher });
           if (response.statusCode !== 200) {
@@ -129,6 +138,6 @@ export async function statusCommand(args: string[]): Promise<number> {
     process.stdout.write(problems.length === 0 ? `all ${nodes.length} nodes up, replication caught up\n` : `${problems.join("\n")}\n`);
     return problems.length === 0 ? 0 : 1;
   } finally {
-    await dispatcher.close();
+    await Promise.all([verified.close(), local.close()]);
   }
 }

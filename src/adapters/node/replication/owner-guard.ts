@@ -7,6 +7,8 @@ import { asFolder, baseArgs, OWNER_MARKER, RSYNC_TEMP_DIR, type RsyncOptions, ty
 import type { ReplicationTarget } from "./replicator.ts";
 
 const RETRY_MS = 2000;
+/** While a cluster starts, peers come up one after another: failing to reach one is news only after this long. */
+const STARTING_MS = 60_000;
 
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(
@@ -121,6 +123,7 @@ export async function ensureOwnFiles({ self, source, targets, rsync, log, keepTr
   if (await marker.load(targets.map((t) => t.id))) return marker;
   // A new node's first start looks the same; what the restore brings back tells them apart (below).
   log.info({ node: self }, "own folder has no owner marker: restoring it from the replicas before replicating");
+  const started = Date.now();
   while (keepTrying()) {
     const unpulled: string[] = [];
     for (const target of targets) {
@@ -128,7 +131,8 @@ export async function ensureOwnFiles({ self, source, targets, rsync, log, keepTr
       if (result.ok) continue;
       if (!keepTrying()) return undefined;
       unpulled.push(target.id);
-      log.warn({ peer: target.id, code: result.code, reason: result.message }, "cannot restore from this peer yet");
+      const level = Date.now() - started < STARTING_MS ? "info" : "warn";
+      log[level]({ peer: target.id, code: result.code, reason: result.message }, "cannot restore from this peer yet");
     }
     if (unpulled.length < targets.length || targets.length === 0) {
       const files = await countFiles(source);
