@@ -23,12 +23,13 @@ export interface AccessLogEntry {
 }
 
 /**
- * The client a chain of proxies reports: the right-most X-Forwarded-For
- * address that is not itself a trusted proxy (those to its left are what the
- * client claimed, and may be forged).
+ * For a request from a trusted proxy, the client its chain of proxies
+ * reports: the right-most X-Forwarded-For address that is not itself a
+ * trusted proxy (those to its left are what the client claimed, and may be
+ * forged). From anyone else, the header means nothing.
  */
-export function forwardedClient(header: string | undefined, trusted: (address: string) => boolean): string | undefined {
-  if (!header) return undefined;
+export function forwardedClient(client: string | undefined, header: string | undefined, trusted: (address: string) => boolean): string | undefined {
+  if (!header || client === undefined || !trusted(client)) return undefined;
   const hops = header
     .split(",")
     .map((hop) => hop.trim())

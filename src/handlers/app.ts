@@ -167,7 +167,7 @@ export function createApp(options: AppOptions): Hono<Env> {
       ms,
       node: nodeId,
       client,
-      forwarded: client !== undefined && settings.trustedProxy(client) ? forwardedClient(c.req.header("X-Forwarded-For"), settings.trustedProxy) : undefined,
+      forwarded: forwardedClient(client, c.req.header("X-Forwarded-For"), settings.trustedProxy),
       user: principal?.kind === "user" || principal?.kind === "monitor" ? principal.user : undefined,
       peer: principal?.kind === "node" ? principal.node : undefined,
       agent: c.req.header("User-Agent"),

@@ -55,7 +55,7 @@ export function createFastReader(options: AppOptions) {
   }
 
   function logLine(method: string, path: string, status: number, bytes: number, client?: string, forwardedFor?: string, agent?: string) {
-    const forwarded = client !== undefined && trustedProxy(client) ? forwardedClient(forwardedFor, trustedProxy) : undefined;
+    const forwarded = forwardedClient(client, forwardedFor, trustedProxy);
     logRequest(log, { method, path, status, bytes, ms: 0, node: nodeId, client, forwarded, agent });
   }
 

@@ -68,8 +68,9 @@ describe("trusted proxies", () => {
     expect(trusted("192.0.2.2")).toBe(false);
     expect(trusted("not an address")).toBe(false);
     expect(trustedProxies([])("10.1.2.3")).toBe(false);
-    expect(forwardedClient("1.1.1.1, 198.51.100.4, 10.0.0.2", trusted)).toBe("198.51.100.4");
-    expect(forwardedClient("10.0.0.3", trusted)).toBe("10.0.0.3");
-    expect(forwardedClient(undefined, trusted)).toBeUndefined();
+    expect(forwardedClient("10.0.0.1", "1.1.1.1, 198.51.100.4, 10.0.0.2", trusted)).toBe("198.51.100.4");
+    expect(forwardedClient("10.0.0.1", "10.0.0.3", trusted)).toBe("10.0.0.3");
+    expect(forwardedClient("10.0.0.1", undefined, trusted)).toBeUndefined();
+    expect(forwardedClient("192.0.2.2", "198.51.100.4", trusted)).toBeUndefined();
   });
 });
