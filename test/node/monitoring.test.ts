@@ -80,6 +80,16 @@ describe("monitoring a node: /metrics, monitor_users, access lines", () => {
     expect((await fetch(`${node.url}/1/pub/nope.txt`, { method: "DELETE", headers: monitor })).status).toBe(403);
   });
 
+  it("answers `nanocdn status --user` for a lone node, and refuses a wrong password", async () => {
+    const ok = await runCli(["status", "--config", node.configFile, "--user", MONITOR], { env: { NANOCDN_PASSWORD: MONITOR_PASSWORD } });
+    expect(ok.stdout).toMatch(/^1\s+up\s+\d+\.\d+\.\d+/m);
+    expect(ok.stdout).toMatch(/all 1 nodes up, replication caught up/);
+    expect(ok.code).toBe(0);
+    const wrong = await runCli(["status", "--config", node.configFile, "--user", MONITOR], { env: { NANOCDN_PASSWORD: "wrong" } });
+    expect(wrong.stdout).toMatch(/node 1 did not answer: GET \/status answered 401/);
+    expect(wrong.code).toBe(1);
+  });
+
   it("logs the client, the forwarded address from a trusted proxy, the user and the user agent", async () => {
     const headers = { "User-Agent": "access-line-test/1", "X-Forwarded-For": "203.0.113.7, 127.0.0.9" };
     await rawRequest(node.url, "GET", "/status", { ...headers, ...monitor });
