@@ -11,8 +11,6 @@ export interface Metrics {
   deleted(): void;
   /** An upload this node's store could not take was passed to a peer. */
   uploadFailedOver(): void;
-  /** An upload was confirmed with fewer copies than wanted. */
-  uploadDegraded(): void;
   /** The Prometheus text exposition of the node's metrics, or undefined where none are kept. */
   exposition(): Promise<string | undefined>;
 }
@@ -22,6 +20,5 @@ export const noMetrics: Metrics = {
   uploaded: () => {},
   deleted: () => {},
   uploadFailedOver: () => {},
-  uploadDegraded: () => {},
   exposition: async () => undefined,
 };

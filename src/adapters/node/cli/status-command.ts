@@ -1,5 +1,4 @@
 import { readFile } from "node:fs/promises";
-import { parseArgs } from "node:util";
 import { Agent, request } from "undici";
 import { ClusterAuth } from "../../../handlers/cluster-auth.ts";
 import type { Logger } from "../../../handlers/logger.ts";
@@ -8,9 +7,9 @@ import { formatBytes, formatDuration } from "../../../handlers/status-page.ts";
 import type { NodeFacts } from "../../../handlers/status.ts";
 import { nodeSignature } from "../peers/node-signature.ts";
 import { readClusterSecret } from "../process/background-services.ts";
+import type { Command } from "./command.ts";
 import { type Config, loadConfig } from "./config.ts";
-
-export const STATUS_USAGE = `nanocdn status [--config FILE] [--user NAME]       the cluster's state, from every node; exit 0 when all are up and caught up`;
+import { CONFIG_OPTION } from "./serve.ts";
 
 /** How long each node may take to answer. */
 const ANSWER_TIMEOUT_MS = 5000;
@@ -90,14 +89,25 @@ function table(answers: Answer[]): string {
  * peer up, holds its own files and has nothing waiting to be replicated:
  * usable from cron or as a monitoring check.
  */
-export async function statusCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, strict: true, options: { config: { type: "string" }, user: { type: "string" } } });
-  const config = await loadConfig({ file: values.config ?? process.env.NANOCDN_CONFIG });
+export const statusCommand: Command = {
+  name: "status",
+  summary: "show every node of the cluster; exit 0 when all are up and replication is caught up, 1 otherwise",
+  options: {
+    config: CONFIG_OPTION,
+    user: { type: "string", value: "NAME", meaning: "ask as this user (password in NANOCDN_PASSWORD) instead of signing with the cluster secret" },
+  },
+  configFlags: true,
+  run: ({ options, configFlags }) =>
+    clusterStatus((options.config as string | undefined) ?? process.env.NANOCDN_CONFIG, configFlags, options.user as string | undefined),
+};
+
+async function clusterStatus(file: string | undefined, flags: Record<string, string>, user: string | undefined): Promise<number> {
+  const config = await loadConfig({ file, flags });
   let headersFor: () => Promise<Record<string, string>>;
-  if (values.user !== undefined) {
+  if (user !== undefined) {
     const password = process.env.NANOCDN_PASSWORD;
     if (password === undefined) throw new Error("--user needs the password in the environment variable NANOCDN_PASSWORD");
-    const authorization = `Basic ${Buffer.from(`${values.user}:${password}`).toString("base64")}`;
+    const authorization = `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
     headersFor = async () => ({ Authorization: authorization });
   } else if (config.cluster_secret_file !== undefined) {
     const auth = new ClusterAuth(config.node, await readClusterSecret(config.cluster_secret_file, stderrLog), { mac: nodeSignature });

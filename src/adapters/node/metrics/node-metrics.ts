@@ -7,6 +7,8 @@ export interface NodeMetricsSource {
   peers(): PeerHealthSnapshot[];
   replication(): PeerReplicationStatus[];
   ownFilesComplete(): boolean;
+  /** Uploads answered with fewer copies than sync_copies. */
+  uploadsShortOfCopies(): number;
   freeBytes(): Promise<number>;
 }
 
@@ -51,6 +53,15 @@ export function registerNodeMetrics(registry: Registry, source: NodeMetricsSourc
     collect() {
       this.reset();
       for (const peer of source.replication()) this.inc({ peer: peer.peer }, peer.failures);
+    },
+  });
+  new Counter({
+    name: "nanocdn_uploads_degraded_total",
+    help: "Uploads answered with fewer copies than sync_copies",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(source.uploadsShortOfCopies());
     },
   });
   new Gauge({

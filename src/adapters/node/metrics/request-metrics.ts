@@ -25,7 +25,6 @@ export class RequestMetrics implements Metrics {
   #uploads = 0;
   #deletes = 0;
   #failedOver = 0;
-  #degraded = 0;
 
   constructor(
     registry: Registry,
@@ -59,7 +58,6 @@ export class RequestMetrics implements Metrics {
     counter("nanocdn_uploads_total", "Files stored by this node", () => this.#uploads);
     counter("nanocdn_deletes_total", "Files this node deleted", () => this.#deletes);
     counter("nanocdn_uploads_failed_over_total", "Uploads passed to a peer because this node's store could not take them", () => this.#failedOver);
-    counter("nanocdn_uploads_degraded_total", "Uploads confirmed with fewer copies than wanted", () => this.#degraded);
     // prom-client's Histogram allocates on every observation; this one reports the numbers kept above.
     registry.registerMetric({
       name: DURATION,
@@ -94,10 +92,6 @@ export class RequestMetrics implements Metrics {
 
   uploadFailedOver(): void {
     this.#failedOver++;
-  }
-
-  uploadDegraded(): void {
-    this.#degraded++;
   }
 
   #durationValues() {

@@ -19,8 +19,9 @@ import { freeBytes } from "../disk/free-space.ts";
 import { registerNodeMetrics } from "../metrics/node-metrics.ts";
 import { createRegistry } from "../metrics/registry.ts";
 import { packageVersion } from "./version.ts";
+import { startBackgroundScrub } from "../integrity/background-scrub.ts";
 
-const MIN_SECRET_LENGTH = 16;
+export const MIN_SECRET_LENGTH = 16;
 const LEGACY_RETRY_MS = 5000;
 
 export async function readClusterSecret(file: string, log: Logger): Promise<string> {
@@ -40,8 +41,11 @@ export async function readClusterSecret(file: string, log: Logger): Promise<stri
 export interface BackgroundServices {
   health: PeerHealth;
   ownFiles(): OwnFiles;
-  /** Resolves once every serving process knows (with several of them). */
-  changed(change: Change): void | Promise<void>;
+  /**
+   * Resolves once every serving process knows (with several of them), with
+   * how many nodes' disks hold a new file when that is known.
+   */
+  changed(change: Change): Promise<number | undefined>;
   /** A legacy delete was queued (by any process): try to deliver it now. */
   legacyDeleteQueued(): void;
   fullPass(): void;
@@ -66,6 +70,7 @@ export async function connectPeers(config: Config, view: PeerView, log: Logger):
     ca: config.ca_file ? await readFile(config.ca_file) : undefined,
     connectTimeoutMs: config.peer_connect_timeout_ms,
     headersTimeoutMs: config.peer_timeout_ms,
+    readTimeoutMs: config.peer_read_timeout_ms,
   });
   return { peers, auth: new ClusterAuth(config.node, secret, { mac: nodeSignature }), secret };
 }
@@ -88,17 +93,25 @@ export async function startBackgroundServices(config: Config, log: Logger, onOwn
     diskFreeBytes: await freeBytes(filesDir),
   });
   const registry = createRegistry();
+  const scrubbing = { filesDir, tmpDir: join(config.data, "tmp"), fsync: config.fsync, log };
   if (config.peers.length === 0) {
-    registerNodeMetrics(registry, { peers: () => [], replication: () => [], ownFilesComplete: () => true, freeBytes: () => freeBytes(filesDir) });
+    registerNodeMetrics(registry, {
+      peers: () => [],
+      replication: () => [],
+      ownFilesComplete: () => true,
+      uploadsShortOfCopies: () => 0,
+      freeBytes: () => freeBytes(filesDir),
+    });
+    const scrub = startBackgroundScrub(config.scrub_interval * 1000, scrubbing, log);
     return {
       health,
       ownFiles: () => "complete",
-      changed: () => {},
+      changed: async () => 1,
       legacyDeleteQueued: () => {},
       fullPass: () => {},
-      status: async () => ({ ...(await nodeFacts()), ownFiles: "complete" }),
+      status: async () => ({ ...(await nodeFacts()), ownFiles: "complete", scrub: scrub.status() }),
       registry,
-      stop: async () => {},
+      stop: async () => scrub.stop(),
     };
   }
 
@@ -130,8 +143,10 @@ export async function startBackgroundServices(config: Config, log: Logger, onOwn
     peers: () => health.snapshot(),
     replication: () => replication.status().replication,
     ownFilesComplete: () => replication.ownFiles() === "complete",
+    uploadsShortOfCopies: () => replication.status().uploadsShortOfCopies,
     freeBytes: () => freeBytes(filesDir),
   });
+  const scrub = startBackgroundScrub(config.scrub_interval * 1000, { ...scrubbing, peers: context }, log);
 
   return {
     health,
@@ -146,8 +161,10 @@ export async function startBackgroundServices(config: Config, log: Logger, onOwn
       peers: health.snapshot().map((s) => ({ ...s, url: config.peers.find((p) => p.id === s.id)!.url })),
       legacyDeletesPending: await legacyDeletes.pending(),
       ...replication.status(),
+      scrub: scrub.status(),
     }),
     async stop() {
+      scrub.stop();
       await replication.stop();
       stopChecks();
       stopRetries();

@@ -6,7 +6,9 @@ import type { Logger } from "../../../handlers/logger.ts";
 import { asFolder, baseArgs, OWNER_MARKER, RSYNC_TEMP_DIR, type RsyncOptions, type RsyncResult, runRsync, transportOf } from "./rsync.ts";
 import type { ReplicationTarget } from "./replicator.ts";
 
-const RETRY_MS = 2000;
+/** Pauses between restore attempts while no peer answers: short at first, for peers that start at the same moment. */
+const FIRST_RETRY_MS = 200;
+const MAX_RETRY_MS = 2000;
 /** While a cluster starts, peers come up one after another: failing to reach one is news only after this long. */
 const STARTING_MS = 60_000;
 
@@ -124,7 +126,7 @@ export async function ensureOwnFiles({ self, source, targets, rsync, log, keepTr
   // A new node's first start looks the same; what the restore brings back tells them apart (below).
   log.info({ node: self }, "own folder has no owner marker: restoring it from the replicas before replicating");
   const started = Date.now();
-  while (keepTrying()) {
+  for (let pauseMs = FIRST_RETRY_MS; keepTrying(); pauseMs = Math.min(pauseMs * 2, MAX_RETRY_MS)) {
     const unpulled: string[] = [];
     for (const target of targets) {
       const result = await pullFrom(target, source, rsync);
@@ -142,7 +144,7 @@ export async function ensureOwnFiles({ self, source, targets, rsync, log, keepTr
       else log.info(fields, "own folder checked against the replicas: nothing to restore");
       return marker;
     }
-    await new Promise((r) => setTimeout(r, RETRY_MS));
+    await new Promise((r) => setTimeout(r, pauseMs));
   }
   return undefined;
 }
