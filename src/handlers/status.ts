@@ -70,7 +70,27 @@ function pick(facts: NodeFacts): Partial<NodeView> {
   return view as Partial<NodeView>;
 }
 
-async function peerFacts(settings: Settings, id: string): Promise<NodeFacts | undefined> {
+/**
+ * How long a peer's answer serves further status requests: a page reloading
+ * itself and a monitor polling share one question a second to each peer.
+ */
+const PEER_FACTS_FRESH_MS = 1000;
+const recentFacts = new WeakMap<Settings, Map<string, { at: number; facts: Promise<NodeFacts | undefined> }>>();
+
+function peerFacts(settings: Settings, id: string): Promise<NodeFacts | undefined> {
+  let recent = recentFacts.get(settings);
+  if (!recent) {
+    recent = new Map();
+    recentFacts.set(settings, recent);
+  }
+  const known = recent.get(id);
+  if (known && Date.now() - known.at < PEER_FACTS_FRESH_MS) return known.facts;
+  const facts = askPeerFacts(settings, id);
+  recent.set(id, { at: Date.now(), facts });
+  return facts;
+}
+
+async function askPeerFacts(settings: Settings, id: string): Promise<NodeFacts | undefined> {
   const cluster = settings.cluster!;
   const asked = (async () => {
     const response = await askPeer({ ...cluster, log: settings.log }, id, "GET", "/status");
