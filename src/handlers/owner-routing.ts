@@ -18,6 +18,7 @@ const READ_ANSWER_HEADERS = headerSet(
   "Content-Range",
   "Accept-Ranges",
   "ETag",
+  "Repr-Digest",
   "Last-Modified",
   "Cache-Control",
   "X-Content-Type-Options",

@@ -7,7 +7,7 @@ import { PeerUnreachableError, type Peers } from "./peers.ts";
 import { askPeer, headerSet, relay } from "./owner-routing.ts";
 import { type Namespace, urlPathOf } from "./paths.ts";
 
-const UPLOAD_ANSWER_HEADERS = headerSet("Content-Type", "Location", "ETag", "Retry-After");
+const UPLOAD_ANSWER_HEADERS = headerSet("Content-Type", "Location", "ETag", "Retry-After", "X-Nanocdn-Copies");
 
 function declaredLength(request: Request): number | undefined {
   const header = request.headers.get("Content-Length");
@@ -60,10 +60,11 @@ export async function uploadHandler(
     }
     throw error;
   }
-  await settings.onChange({ kind: "created", key });
+  const copies = (await settings.onChange({ kind: "created", key })) ?? 1;
   return jsonResponse(
     { name: location, size: meta.size, etag: meta.etag },
-    { status: 201, headers: { Location: location, ETag: meta.etag } },
+    // How many nodes' disks hold the file now (see sync_copies).
+    { status: 201, headers: { Location: location, ETag: meta.etag, "X-Nanocdn-Copies": String(copies) } },
   );
 }
 

@@ -59,6 +59,8 @@ describe("Replicator (rsync runner injected)", () => {
       targets: ["2", "3"].map((id) => ({ id, destination: `rsync://peer-${id}/nanocdn/1` })),
       rsync: { connectTimeoutS: 1, ioTimeoutS: 10 },
       batchMs: 100,
+      syncCopies: 1,
+      syncWaitMs: 5000,
       fullPassIntervalMs: 600_000,
       maxPending: 1000,
       isUp: (id) => up.has(id),
@@ -96,8 +98,12 @@ describe("Replicator (rsync runner injected)", () => {
     const batch = runsOf("2");
     expect(batch).toHaveLength(1);
     expect(batch[0]!.full).toBe(false);
-    // A delete lists the folders above it (deepest first), so pruned folders go too.
-    expect(batch[0]!.paths).toEqual(["priv/x/y/c.txt", "priv/x/y", "pub/a.txt", "pub/b.txt", "priv/x"]);
+    // Each file travels with its metadata sidecar; a delete lists the folders
+    // above it (deepest first), so pruned folders go too.
+    const paths = batch[0]!.paths;
+    expect(paths.filter((p) => !p.startsWith("meta/"))).toEqual(["priv/x/y/c.txt", "priv/x/y", "pub/a.txt", "pub/b.txt", "priv/x"]);
+    expect(paths.filter((p) => p.startsWith("meta/"))).toEqual(expect.arrayContaining(["meta/pub/a.txt", "meta/pub/b.txt", "meta/priv/x/y/c.txt"]));
+    expect(paths.indexOf("meta/priv/x/y/c.txt")).toBeLessThan(paths.indexOf("meta/priv/x/y"));
     expect(replicator.status().find((s) => s.peer === "2")).toMatchObject({ backlog: 0, needsFullPass: false });
   });
 
@@ -122,7 +128,7 @@ describe("Replicator (rsync runner injected)", () => {
     rsync.answer(() => ({ ok: true, code: 0, message: "" }));
     await vi.advanceTimersByTimeAsync(800);
     expect(rsync.runs).toHaveLength(4);
-    expect(rsync.runs.every((r) => r.paths.join() === "pub/a.txt")).toBe(true);
+    expect(rsync.runs.every((r) => r.paths.join() === "meta/pub/a.txt,pub/a.txt")).toBe(true);
     const status = replicator.status()[0]!;
     expect(status.backlog).toBe(0);
     expect(status.lastError).toBeUndefined();
@@ -139,7 +145,7 @@ describe("Replicator (rsync runner injected)", () => {
     replicator.changed({ kind: "created", key: "1/pub/3.txt" });
     await vi.advanceTimersByTimeAsync(200);
     // Peer 2 got every path; peer 3, down, was asked nothing, and past maxPending holds no list.
-    expect(runsOf("2").flatMap((r) => r.paths)).toEqual(["pub/0.txt", "pub/1.txt", "pub/2.txt", "pub/3.txt"]);
+    expect(runsOf("2").flatMap((r) => r.paths.filter((p) => !p.startsWith("meta/")))).toEqual(["pub/0.txt", "pub/1.txt", "pub/2.txt", "pub/3.txt"]);
     expect(runsOf("3")).toHaveLength(0);
     expect(replicator.status().find((s) => s.peer === "3")).toMatchObject({ backlog: 0, needsFullPass: true });
     up.add("3");

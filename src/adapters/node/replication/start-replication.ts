@@ -11,6 +11,11 @@ import { superviseRsyncDaemon } from "./rsyncd.ts";
 
 const TEMP_MAX_AGE_MS = 3600_000;
 
+/** How long an upload waits for its synchronous copies: as long as a peer may take to answer. */
+export function syncWaitMs(config: Config): number {
+  return config.peer_timeout_ms;
+}
+
 /**
  * Whether this node's own folder holds all its files: `restoring` while it
  * copies them back from the replicas (a new or wiped disk), `owed` while a
@@ -21,7 +26,8 @@ export type OwnFiles = (typeof OWN_FILES_STATES)[number];
 
 export interface Replication {
   ownFiles(): OwnFiles;
-  changed(change: Change): void;
+  /** Resolves with how many nodes' disks hold the file (see sync_copies). */
+  changed(change: Change): Promise<number>;
   /** A full pass to every peer now (SIGHUP: after a bulk import, say). */
   fullPass(): void;
   status(): Record<string, unknown>;
@@ -96,6 +102,8 @@ export async function startReplication(
     batchMs: config.replication_batch_ms,
     fullPassIntervalMs: config.full_pass_interval * 1000,
     maxPending: config.replication_max_pending,
+    syncCopies: config.sync_copies,
+    syncWaitMs: syncWaitMs(config),
     isUp: (id) => health.isUp(id),
     log,
   });
@@ -135,7 +143,13 @@ export async function startReplication(
     ownFiles,
     changed: (change) => replicator.changed(change),
     fullPass: () => replicator.fullPass(),
-    status: () => ({ ownFiles: ownFiles(), pullsOwed: marker?.pullFrom ?? [], replication: replicator.status() }),
+    status: () => ({
+      ownFiles: ownFiles(),
+      pullsOwed: marker?.pullFrom ?? [],
+      syncCopies: config.sync_copies,
+      uploadsShortOfCopies: replicator.shortOfCopies,
+      replication: replicator.status(),
+    }),
     async stop() {
       stopping = true;
       clearInterval(sweeper);
