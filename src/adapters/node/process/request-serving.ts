@@ -17,7 +17,7 @@ import { trustedProxies } from "./trusted-proxies.ts";
 
 /** What a serving process needs from the node-wide services, in this process or the primary. */
 export type NodeState = Pick<BackgroundServices, "ownFiles" | "changed" | "legacyDeleteQueued" | "status" | "link" | "registry"> & {
-  /** Peer health as this process sees it; a refusal it meets goes to whoever checks health. */
+  /** Peer health as this process sees it; a refused or timed-out request it meets goes to whoever checks health. */
   peers: PeerView;
   /** The node's metrics, from all its processes, as /metrics answers them. */
   exposition(): Promise<string>;
