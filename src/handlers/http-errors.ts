@@ -6,7 +6,6 @@ export class UnauthorizedError extends NanoCdnError {
   override readonly headers = { "WWW-Authenticate": 'Basic realm="nanocdn", charset="UTF-8"' };
 }
 
-/** A signed URL that is wrong, tampered with or expired. */
 export class ForbiddenError extends NanoCdnError {
   override readonly status = 403;
   override readonly code = "forbidden";

@@ -68,6 +68,7 @@ export async function uploadHandler(
     throw error;
   }
   const copies = (await settings.onChange({ kind: "created", key })) ?? 1;
+  settings.metrics.uploaded();
   return jsonResponse(
     { name: location, size: meta.size, etag: meta.etag },
     // How many nodes' disks hold the file now (see sync_copies).
@@ -106,6 +107,7 @@ async function forwardUpload(settings: Settings, { request, target }: RequestCon
   if (length !== null) headers["Content-Length"] = length;
   // The moment, not a delay: the peer then keeps the time the client asked for.
   if (deleteAt !== undefined) headers[DELETE_AT_HEADER] = String(deleteAt);
+  settings.metrics.uploadFailedOver();
   for (const peer of candidates) {
     let response: Response;
     try {
