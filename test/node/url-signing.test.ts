@@ -72,6 +72,8 @@ describe("URL signing keys on the command line", () => {
           .split("\n")
           .filter((line) => line.includes('"msg":"URL signing keys loaded"')).length;
       await eventually(async () => expect(loads()).toBe(2));
+      // The primary takes signals once it has started.
+      await eventually(async () => expect(node.output()).toContain('"msg":"nanocdn node listening"'));
       node.child.kill("SIGHUP");
       await eventually(async () => expect(loads()).toBe(4));
       // Still the same keys: a link signed with the second one works.
