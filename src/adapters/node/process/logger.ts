@@ -2,7 +2,11 @@ import { pino } from "pino";
 import type { AccessLogEntry } from "../../../handlers/access-log.ts";
 import type { Logger } from "../../../handlers/logger.ts";
 
-export type NodeLogger = Logger & { flush(done: (error?: Error) => void): void };
+export type NodeLogger = Logger & {
+  flush(done: (error?: Error) => void): void;
+  /** The lowest level written; set anew on SIGHUP. */
+  level: string;
+};
 
 /**
  * JSON lines on stdout, written asynchronously. No field holds a secret (the

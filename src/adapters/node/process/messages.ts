@@ -9,6 +9,7 @@ export type ToWorker =
   | { t: "peer"; id: string; up: boolean }
   | { t: "ownFiles"; value: OwnFiles }
   | { t: "invalidate"; key: string; ask: number }
+  | { t: "reload"; logLevel: string }
   | { t: "done"; ask: number; value?: unknown };
 export type ToPrimary =
   | { t: "ready" }

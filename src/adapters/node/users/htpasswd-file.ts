@@ -28,6 +28,11 @@ export class HtpasswdFile implements Credentials {
     await this.#reload(true);
   }
 
+  /** Reads the file again now if it changed (SIGHUP); a file that fails keeps the users loaded before. */
+  async reload(): Promise<void> {
+    await this.#reload(false);
+  }
+
   async verify(user: string, password: string): Promise<boolean> {
     if (Date.now() - this.#checkedAt > RECHECK_MS) {
       this.#checking ??= this.#reload(false).finally(() => (this.#checking = undefined));
