@@ -1,9 +1,12 @@
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { get } from "node:http";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { basic, bcryptLine, PASSWORD, USER } from "../helpers/credentials.ts";
 import { eventually } from "../helpers/eventually.ts";
 import { startNodeProcess } from "../helpers/node-process.ts";
+import { makeSelfSigned } from "../helpers/tls.ts";
 
 describe("SIGHUP", () => {
   it("makes every serving process take the new log level and read the users again, and names keys that wait for a restart", async () => {
@@ -13,7 +16,9 @@ describe("SIGHUP", () => {
       env: { NANOCDN_LOG_LEVEL: undefined as unknown as string },
     });
     try {
-      const read = () => fetch(`${node.url}/1/pub/none.txt`).then((r) => r.body?.cancel());
+      // A connection each, so that requests reach both serving processes.
+      const read = () =>
+        new Promise<void>((resolve, reject) => get(`${node.url}/1/pub/none.txt`, { agent: false }, (r) => r.resume().on("end", resolve)).on("error", reject));
       await read();
       expect(node.output()).not.toContain('"msg":"request"');
 
@@ -31,6 +36,20 @@ describe("SIGHUP", () => {
       });
       const upload = await fetch(`${node.url}/upload/pub/hello.txt`, { method: "PUT", body: "longer than five", headers: { Authorization: basic("newcomer", "pw") } });
       expect(upload.status).toBe(201);
+    } finally {
+      await node.stop();
+    }
+  });
+
+  it("makes every serving process read the TLS files again", async () => {
+    const tls = makeSelfSigned(await mkdtemp(join(tmpdir(), "nanocdn-hup-")), "hup");
+    const node = await startNodeProcess({ config: { tls_cert: tls.cert, tls_key: tls.key, workers: 2 }, waitFor: "listening" });
+    try {
+      // The files are unchanged, so only the signal, not the watch for renewals, reads them.
+      await eventually(async () => expect(node.output()).toContain("nanocdn node listening"));
+      expect(node.output()).not.toContain("TLS certificate reloaded");
+      node.child.kill("SIGHUP");
+      await eventually(async () => expect(node.output().match(/"msg":"TLS certificate reloaded"/g)).toHaveLength(2));
     } finally {
       await node.stop();
     }

@@ -45,8 +45,24 @@ export const serveCommand: Command = {
     // Serving processes run this command too, once the primary has checked.
     if (cluster.isPrimary) await checkConfig(config);
     const log = createLogger(config.log_level);
-    const node = await startNode(config, log);
+    // A reload asked for while the node starts (systemd may ask as soon as it
+    // sees the process) waits for the start instead of ending the process.
+    let node: RunningNode | undefined;
+    let reloadAsked = false;
+    const onHup = () => {
+      if (!node) {
+        reloadAsked = true;
+        return;
+      }
+      log.info({ signal: "SIGHUP" }, "reloading: users, log level, TLS files; full replication pass");
+      node.fullPass();
+      void reload(sources, config, node, log);
+    };
+    process.on("SIGHUP", onHup);
+    node = await startNode(config, log);
     if (cluster.isPrimary) await notifySystemd("ready", log);
+    if (reloadAsked) onHup();
+    const running = node;
     let stopping = false;
     const stop = async (signal: string) => {
       if (stopping) {
@@ -58,7 +74,7 @@ export const serveCommand: Command = {
       stopping = true;
       log.info({ signal }, "shutting down: finishing requests in flight");
       if (cluster.isPrimary) void notifySystemd("stopping", log);
-      await node.close();
+      await running.close();
       log.info({}, "stopped");
       log.flush(() => process.exit(0));
     };
@@ -68,11 +84,6 @@ export const serveCommand: Command = {
         log.flush(() => process.exit(1));
       });
     process.on("SIGTERM", stopOn("SIGTERM"));
-    process.on("SIGHUP", () => {
-      log.info({ signal: "SIGHUP" }, "reloading: users, log level, TLS files; full replication pass");
-      node.fullPass();
-      void reload(sources, config, node, log);
-    });
     process.on("SIGINT", stopOn("SIGINT"));
     return 0;
   },
