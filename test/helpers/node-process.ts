@@ -34,6 +34,8 @@ export interface StartOptions {
   noHtpasswd?: boolean;
   /** Wait for GET /check/ to answer 200 (default) or only for the port to answer. */
   waitFor?: "healthy" | "listening";
+  /** Group id of the node process (and so of its rsync children): firewall rules can match it. */
+  gid?: number;
 }
 
 /** Starts `nanocdn serve` as its own process, as an operator would, and waits until it answers. */
@@ -53,6 +55,7 @@ export async function startNodeProcess(options: StartOptions = {}): Promise<Node
     cwd: options.cwd ?? dir,
     env: { ...process.env, NANOCDN_LOG_LEVEL: "info", ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
+    ...(options.gid !== undefined && { gid: options.gid }),
   });
   let output = "";
   child.stdout!.on("data", (chunk) => (output += chunk));
