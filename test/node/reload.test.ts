@@ -23,7 +23,10 @@ describe("SIGHUP", () => {
       expect(node.output()).not.toContain('"msg":"request"');
 
       const config = await readFile(node.configFile, "utf8");
-      await writeFile(node.configFile, config.replace('log_level = "warn"', 'log_level = "info"').replace(/max_upload_bytes = \d+|$/, "max_upload_bytes = 5\n"));
+      await writeFile(
+        node.configFile,
+        config.replace('log_level = "warn"', 'log_level = "info"').replace(/max_upload_bytes = \d+|$/, "max_upload_bytes = 5\n"),
+      );
       await writeFile(join(node.data, "..", "htpasswd"), `${bcryptLine(USER, PASSWORD)}\n${bcryptLine("newcomer", "pw")}\n`);
       node.child.kill("SIGHUP");
       // Both serving processes read the users file without waiting for a request.
@@ -34,7 +37,11 @@ describe("SIGHUP", () => {
         for (let i = 0; i < 10; i++) await read();
         expect(new Set([...node.output().matchAll(/"pid":(\d+),"method":"GET"/g)].map((m) => m[1])).size).toBe(2);
       });
-      const upload = await fetch(`${node.url}/upload/pub/hello.txt`, { method: "PUT", body: "longer than five", headers: { Authorization: basic("newcomer", "pw") } });
+      const upload = await fetch(`${node.url}/upload/pub/hello.txt`, {
+        method: "PUT",
+        body: "longer than five",
+        headers: { Authorization: basic("newcomer", "pw") },
+      });
       expect(upload.status).toBe(201);
     } finally {
       await node.stop();

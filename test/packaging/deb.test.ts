@@ -62,10 +62,22 @@ describe("the Debian package", () => {
 
   it("holds the compiled code and production dependencies only", async () => {
     const { stdout: contents } = await exec("dpkg-deb", ["--contents", DEB], { maxBuffer: 64 * 1024 * 1024 });
-    for (const path of ["./usr/bin/nanocdn", "./lib/systemd/system/nanocdn.service", "./etc/nanocdn/nanocdn.toml", "./usr/lib/nanocdn/dist/adapters/node/cli/main.js", "./usr/lib/nanocdn/node_modules/hono/"]) {
+    for (const path of [
+      "./usr/bin/nanocdn",
+      "./lib/systemd/system/nanocdn.service",
+      "./etc/nanocdn/nanocdn.toml",
+      "./usr/lib/nanocdn/dist/adapters/node/cli/main.js",
+      "./usr/lib/nanocdn/node_modules/hono/",
+    ]) {
       expect(contents).toContain(` ${path}`);
     }
-    for (const absent of ["/usr/lib/nanocdn/src/", "/node_modules/vitest/", "/node_modules/typescript/", "/node_modules/wrangler/", "/usr/lib/nanocdn/dist/adapters/node/cli/main.d.ts"]) {
+    for (const absent of [
+      "/usr/lib/nanocdn/src/",
+      "/node_modules/vitest/",
+      "/node_modules/typescript/",
+      "/node_modules/wrangler/",
+      "/usr/lib/nanocdn/dist/adapters/node/cli/main.d.ts",
+    ]) {
       expect(contents).not.toContain(absent);
     }
     const { stdout: control } = await exec("dpkg-deb", ["--field", DEB, "Depends", "Version", "Architecture"]);
@@ -77,6 +89,9 @@ describe("the Debian package", () => {
   it("installs a node that runs as its own user, tells systemd it is ready, and removes cleanly", async () => {
     await dpkg("-i", DEB);
     expect((await exec("/usr/bin/nanocdn", ["--version"])).stdout.trim()).toBe(version);
+    // Enabled at boot, as Debian's packages of services are.
+    const wants = "/etc/systemd/system/multi-user.target.wants/nanocdn.service";
+    expect(existsSync(wants)).toBe(true);
 
     // The unit passes systemd's own check, and gives requests in flight their time to finish.
     const verify = await exec("systemd-analyze", ["verify", "/lib/systemd/system/nanocdn.service"]);
@@ -106,11 +121,15 @@ describe("the Debian package", () => {
     const socket = join(dir, "notify");
     const listener = notifyListener(socket);
     await eventually(async () => expect(listener.messages()).toContain("listening"));
-    const node = spawn("setpriv", ["--reuid=nanocdn", "--regid=nanocdn", "--init-groups", "/usr/bin/nanocdn", "serve", "--listen", `127.0.0.1:${port}`, "--workers", "2"], {
-      cwd: "/var/lib/nanocdn",
-      env: { ...process.env, NOTIFY_SOCKET: socket },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const node = spawn(
+      "setpriv",
+      ["--reuid=nanocdn", "--regid=nanocdn", "--init-groups", "/usr/bin/nanocdn", "serve", "--listen", `127.0.0.1:${port}`, "--workers", "2"],
+      {
+        cwd: "/var/lib/nanocdn",
+        env: { ...process.env, NOTIFY_SOCKET: socket },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     let output = "";
     node.stdout!.on("data", (c) => (output += c));
     node.stderr!.on("data", (c) => (output += c));
@@ -118,7 +137,11 @@ describe("the Debian package", () => {
     try {
       await eventually(async () => expect(listener.messages()).toContain("READY=1"), 30_000);
       expect(listener.messages().match(/READY=1/g)).toHaveLength(1);
-      const put = await fetch(`http://127.0.0.1:${port}/upload/pub/installed.txt`, { method: "PUT", body: "from the package", headers: { Authorization: basic("alice", "installed pw") } });
+      const put = await fetch(`http://127.0.0.1:${port}/upload/pub/installed.txt`, {
+        method: "PUT",
+        body: "from the package",
+        headers: { Authorization: basic("alice", "installed pw") },
+      });
       expect(put.status).toBe(201);
       expect((await stat("/var/lib/nanocdn/files/1/pub/installed.txt")).uid).toBe(uid);
       node.kill("SIGTERM");
@@ -137,6 +160,7 @@ describe("the Debian package", () => {
     expect(existsSync("/etc/nanocdn/nanocdn.toml")).toBe(true);
     await dpkg("--purge", "nanocdn");
     expect(existsSync("/etc/nanocdn")).toBe(false);
+    expect(existsSync(wants)).toBe(false);
     // The files are the service's: a purge leaves them.
     expect(existsSync("/var/lib/nanocdn/files/1/pub/installed.txt")).toBe(true);
   }, 180_000);
