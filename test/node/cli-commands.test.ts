@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtemp, readFile, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { CONFIG_KEYS } from "../../src/adapters/node/cli/config.ts";
 import { runCli } from "../helpers/cli.ts";
 import { basic } from "../helpers/credentials.ts";
-import { startNodeProcess } from "../helpers/node-process.ts";
+import { BIN, startNodeProcess } from "../helpers/node-process.ts";
 
 const run = promisify(execFile);
 const tempDir = () => mkdtemp(join(tmpdir(), "nanocdn-cmd-"));
@@ -79,6 +79,28 @@ describe("nanocdn user", () => {
       await node.stop();
     }
   }, 120_000);
+
+  it("asks for the password twice on a terminal, without echoing it", async () => {
+    const file = join(await tempDir(), "htpasswd");
+    // `script` gives the command a terminal; each answer is typed once its prompt shows.
+    const child = spawn("script", ["-qc", `${process.execPath} ${BIN} user add carol --htpasswd ${file}`, "/dev/null"], { stdio: ["pipe", "pipe", "inherit"] });
+    let screen = "";
+    const typed = new Set<string>();
+    child.stdout.on("data", (chunk) => {
+      screen += chunk;
+      for (const prompt of ["Password for carol: ", "Again: "]) {
+        if (screen.includes(prompt) && !typed.has(prompt)) {
+          typed.add(prompt);
+          child.stdin.write("typed secret\r");
+        }
+      }
+    });
+    const code = await new Promise((resolve) => child.on("exit", resolve));
+    expect(code).toBe(0);
+    expect(screen).toContain(`added 'carol' in ${file}`);
+    expect(screen).not.toContain("typed secret");
+    await run("htpasswd", ["-vb", file, "carol", "typed secret"]);
+  }, 60_000);
 
   it("refuses a bad name or an empty password, changing nothing", async () => {
     const dir = await tempDir();
