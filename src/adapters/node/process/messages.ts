@@ -10,8 +10,8 @@ export type ToWorker =
   | { t: "peer"; id: string; up: boolean }
   | { t: "ownFiles"; value: OwnFiles }
   | { t: "invalidate"; key: string; ask: number }
-  | { t: "rereadFiles" }
   | { t: "metrics"; ask: number }
+  | { t: "reload"; logLevel: string }
   | { t: "done"; ask: number; value?: unknown };
 export type ToPrimary =
   | { t: "ready" }

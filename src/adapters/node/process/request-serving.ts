@@ -30,8 +30,8 @@ export interface RequestServing {
   url: string;
   /** Drops a cached file: another process of this node deleted it. */
   invalidate(key: string): void;
-  /** Reads the users and the URL signing keys again (SIGHUP). */
-  rereadFiles(): Promise<void>;
+  /** Takes the new log level and reads the users, the URL signing keys and the TLS files again (SIGHUP). */
+  reload(logLevel: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -111,8 +111,9 @@ export async function startRequestServing(config: Config, log: NodeLogger, state
   return {
     url: http.url,
     invalidate: (key) => store.invalidate(key),
-    async rereadFiles() {
-      await Promise.all([credentials.reread(), urlSigningKeys?.reread()]);
+    async reload(logLevel) {
+      log.level = logLevel;
+      await Promise.all([credentials.reload(), urlSigningKeys?.reload(), http.reloadCertificate()]);
     },
     async close() {
       stopProbing();

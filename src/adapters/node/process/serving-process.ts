@@ -44,9 +44,6 @@ export async function startServingProcess(config: Config, log: NodeLogger): Prom
       case "ownFiles":
         ownFiles = message.value;
         break;
-      case "rereadFiles":
-        void serving.rereadFiles();
-        break;
       case "invalidate":
         serving.invalidate(message.key);
         toPrimary({ t: "done", ask: message.ask });
@@ -56,6 +53,9 @@ export async function startServingProcess(config: Config, log: NodeLogger): Prom
         break;
       case "done":
         questions.answer(message.ask, message.value);
+        break;
+      case "reload":
+        void serving.reload(message.logLevel);
         break;
     }
   });

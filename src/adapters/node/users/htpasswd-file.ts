@@ -21,6 +21,9 @@ export class HtpasswdFile implements Credentials {
       (credentials) => {
         log.info({ file: path, users: credentials.users.length }, "htpasswd loaded");
         for (const problem of credentials.problems) log.warn({ file: path, problem }, "htpasswd line skipped");
+        if (credentials.users.length === 0) {
+          log.warn({ file: path }, "no users: uploads, deletes and private reads are refused; add one with `nanocdn user add NAME`");
+        }
       },
     );
   }
@@ -30,8 +33,9 @@ export class HtpasswdFile implements Credentials {
     await this.#file.load();
   }
 
-  reread(): Promise<void> {
-    return this.#file.reread();
+  /** Reads the file again now (SIGHUP); a file that fails keeps the users loaded before. */
+  reload(): Promise<void> {
+    return this.#file.reload();
   }
 
   async verify(user: string, password: string): Promise<boolean> {

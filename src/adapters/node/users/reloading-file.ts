@@ -43,7 +43,7 @@ export class ReloadingFile<T> {
   }
 
   /** Reads the file again now, changed or not (SIGHUP): an edit that kept its size and time is not missed. */
-  async reread(): Promise<void> {
+  async reload(): Promise<void> {
     this.#version = "";
     await this.#reload(false);
   }

@@ -39,8 +39,9 @@ export class UrlSigningKeyFile {
     return signer;
   }
 
-  reread(): Promise<void> {
-    return this.#file.reread();
+  /** Reads the keys again now (SIGHUP); a file that fails keeps the keys loaded before. */
+  reload(): Promise<void> {
+    return this.#file.reload();
   }
 
   signer(): Promise<UrlSigner | undefined> {
