@@ -63,12 +63,7 @@ export function relay(response: Response, keep: ReadonlySet<string> = READ_ANSWE
  * checker. Only the owner may say 404 for a node's file; when nobody that could
  * know answers, the read fails with 503 and Retry-After.
  */
-export async function readFromPeers(
-  context: PeerContext,
-  request: Request,
-  file: FileAddress,
-  target: string,
-): Promise<Response> {
+export async function readFromPeers(context: PeerContext, request: Request, file: FileAddress, target: string): Promise<Response> {
   const { peers, log } = context;
   const others = peers.ids.filter((id) => id !== file.owner);
   const sources = file.owner !== undefined && peers.ids.includes(file.owner) ? [file.owner, ...others] : others;

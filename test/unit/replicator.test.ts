@@ -95,8 +95,19 @@ describe("Replicator (rsync runner injected)", () => {
     const batch = runsOf("2");
     expect(batch).toHaveLength(1);
     expect(batch[0]!.full).toBe(false);
-    // A delete lists the folders above it (deepest first), so pruned folders go too.
-    expect(batch[0]!.paths).toEqual(["priv/x/y/c.txt", "priv/x/y", "pub/a.txt", "pub/b.txt", "priv/x"]);
+    // A delete lists the folders above it (deepest first), so pruned folders go too; each file's metadata goes with it.
+    expect(batch[0]!.paths).toEqual([
+      "meta/priv/x/y/c.txt",
+      "priv/x/y/c.txt",
+      "meta/priv/x/y",
+      "meta/pub/a.txt",
+      "meta/pub/b.txt",
+      "priv/x/y",
+      "meta/priv/x",
+      "pub/a.txt",
+      "pub/b.txt",
+      "priv/x",
+    ]);
     expect(replicator.status().find((s) => s.peer === "2")).toMatchObject({ backlog: 0, needsFullPass: false });
   });
 
@@ -121,7 +132,7 @@ describe("Replicator (rsync runner injected)", () => {
     rsync.answer(() => ({ ok: true, code: 0, message: "" }));
     await vi.advanceTimersByTimeAsync(800);
     expect(rsync.runs).toHaveLength(4);
-    expect(rsync.runs.every((r) => r.paths.join() === "pub/a.txt")).toBe(true);
+    expect(rsync.runs.every((r) => r.paths.join() === "meta/pub/a.txt,pub/a.txt")).toBe(true);
     const status = replicator.status()[0]!;
     expect(status.backlog).toBe(0);
     expect(status.lastError).toBeUndefined();
@@ -138,7 +149,8 @@ describe("Replicator (rsync runner injected)", () => {
     replicator.changed({ kind: "created", key: "1/pub/3.txt" });
     await vi.advanceTimersByTimeAsync(200);
     // Peer 2 got every path; peer 3, down, was asked nothing, and past maxPending holds no list.
-    expect(runsOf("2").flatMap((r) => r.paths)).toEqual(["pub/0.txt", "pub/1.txt", "pub/2.txt", "pub/3.txt"]);
+    const files = runsOf("2").flatMap((r) => r.paths.filter((p) => !p.startsWith("meta/")));
+    expect(files).toEqual(["pub/0.txt", "pub/1.txt", "pub/2.txt", "pub/3.txt"]);
     expect(runsOf("3")).toHaveLength(0);
     expect(replicator.status().find((s) => s.peer === "3")).toMatchObject({ backlog: 0, needsFullPass: true });
     up.add("3");
@@ -146,5 +158,28 @@ describe("Replicator (rsync runner injected)", () => {
     await vi.advanceTimersByTimeAsync(10);
     expect(runsOf("3")).toEqual([expect.objectContaining({ full: true })]);
     expect(replicator.status().find((s) => s.peer === "3")).toMatchObject({ needsFullPass: false });
+  });
+  it("with syncCopies answers an upload once a peer's push succeeded, without waiting for the batch window", async () => {
+    start({ syncCopies: 2, syncWaitMs: 5000, batchMs: 100 });
+    await vi.advanceTimersByTimeAsync(10);
+    rsync.runs.length = 0;
+    let copies: number | undefined;
+    void replicator.changed({ kind: "created", key: "1/pub/a.txt" }).then((n) => (copies = n));
+    await vi.advanceTimersByTimeAsync(1);
+    expect(rsync.runs.map((r) => r.peer).sort()).toEqual(["2", "3"]);
+    expect(copies).toBe(2);
+  });
+
+  it("with syncCopies answers with the copies there are when the pushes fail or no peer is up", async () => {
+    start({ syncCopies: 3, syncWaitMs: 5000 });
+    await vi.advanceTimersByTimeAsync(10);
+    rsync.answer(() => ({ ok: false, code: 10, message: "connection refused" }));
+    let copies: number | undefined;
+    void replicator.changed({ kind: "created", key: "1/pub/a.txt" }).then((n) => (copies = n));
+    await vi.advanceTimersByTimeAsync(1);
+    expect(copies).toBe(1);
+    up.clear();
+    expect(await replicator.changed({ kind: "created", key: "1/pub/b.txt" })).toBe(1);
+    expect(replicator.shortOfCopies).toBe(2);
   });
 });

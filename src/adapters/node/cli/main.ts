@@ -139,4 +139,3 @@ main(process.argv.slice(2)).then(
     process.exit(1);
   },
 );
-

@@ -66,7 +66,11 @@ export async function connectPeers(config: Config, view: PeerView, log: Logger):
   return { peers, auth: new ClusterAuth(config.node, secret, { mac: nodeSignature }), secret };
 }
 
-export async function startBackgroundServices(config: Config, log: Logger, onOwnFilesChange: (state: OwnFiles) => void = () => {}): Promise<BackgroundServices> {
+export async function startBackgroundServices(
+  config: Config,
+  log: Logger,
+  onOwnFilesChange: (state: OwnFiles) => void = () => {},
+): Promise<BackgroundServices> {
   // Removes uploads a crash left half-written: before any process serves.
   await new DiskStore({ root: config.data }).init();
   if (config.htpasswdIsDefault) await createFirstUser(config.htpasswd, join(config.data, "initial-credentials"));

@@ -31,7 +31,11 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
 
   /** The other serving processes may hold the file, or its absence, in memory: they forget it before the change is confirmed. */
   const invalidateElsewhere = (key: string, origin: Worker) =>
-    Promise.all(live().filter((w) => w !== origin).map((w) => questions.ask((ask) => send(w, { t: "invalidate", key, ask }))));
+    Promise.all(
+      live()
+        .filter((w) => w !== origin)
+        .map((w) => questions.ask((ask) => send(w, { t: "invalidate", key, ask }))),
+    );
 
   let stopping = false;
   // Until every serving process listens, a death fails the start instead of being restarted.
