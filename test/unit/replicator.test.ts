@@ -58,6 +58,8 @@ describe("Replicator (rsync runner injected)", () => {
       targets: ["2", "3"].map((id) => ({ id, destination: `rsync://peer-${id}/nanocdn/1` })),
       rsync: {},
       batchMs: 100,
+      syncCopies: 1,
+      syncWaitMs: 5000,
       fullPassIntervalMs: 600_000,
       maxPending: 1000,
       isUp: (id) => up.has(id),

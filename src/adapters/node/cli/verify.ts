@@ -1,19 +1,27 @@
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { scrub } from "../integrity/scrub.ts";
 import { connectPeers } from "../process/background-services.ts";
 import { createLogger } from "../process/logger.ts";
+import type { Command } from "./command.ts";
 import { loadConfig } from "./config.ts";
+import { CONFIG_OPTION } from "./serve.ts";
 
 /**
  * `nanocdn verify --config FILE`: re-hashes every file this node holds,
- * repairs bad copies from the peers and says what it found. Exit 0 when
- * every file is good or repaired, 1 otherwise. It may run beside the
- * serving node: repairs replace files atomically.
+ * repairs bad copies from the peers and says what it found. It may run
+ * beside the serving node: repairs replace files atomically.
  */
-export async function verify(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { config: { type: "string" } }, strict: true });
-  const config = await loadConfig({ file: values.config ?? process.env.NANOCDN_CONFIG });
+export const verifyCommand: Command = {
+  name: "verify",
+  summary: "re-hash every file this node holds and repair damaged copies from the peers",
+  options: { config: CONFIG_OPTION },
+  configFlags: true,
+  details: "Exits 0 when every file is good or was repaired, 1 when a damaged file could not be repaired.",
+  run: ({ options, configFlags }) => verify((options.config as string | undefined) ?? process.env.NANOCDN_CONFIG, configFlags),
+};
+
+async function verify(file: string | undefined, flags: Record<string, string>): Promise<number> {
+  const config = await loadConfig({ file, flags });
   const log = createLogger(config.log_level === "info" ? "warn" : config.log_level);
   // Every peer is worth asking: one that does not answer is skipped.
   const link = config.peers.length > 0 ? await connectPeers(config, { isUp: () => true, refused: () => {} }, log) : undefined;

@@ -15,7 +15,7 @@ import { PeerHealth, type PeerView } from "../peers/peer-health.ts";
 import { type OwnFiles, type Replication, startReplication } from "../replication/start-replication.ts";
 import { startBackgroundScrub } from "../integrity/background-scrub.ts";
 
-const MIN_SECRET_LENGTH = 16;
+export const MIN_SECRET_LENGTH = 16;
 const LEGACY_RETRY_MS = 5000;
 
 async function readClusterSecret(file: string, log: Logger): Promise<string> {
