@@ -70,6 +70,8 @@ export async function startBackgroundServices(
   config: Config,
   log: Logger,
   onOwnFilesChange: (state: OwnFiles) => void = () => {},
+  /** A damaged file was replaced: serving processes drop what they may hold of it in memory. */
+  onRepaired: (key: string) => void = () => {},
 ): Promise<BackgroundServices> {
   // Removes uploads a crash left half-written: before any process serves.
   await new DiskStore({ root: config.data }).init();
@@ -79,7 +81,7 @@ export async function startBackgroundServices(
     { fall: config.health_fall, rise: config.health_rise },
     log,
   );
-  const scrubbing = { filesDir: join(config.data, "files"), tmpDir: join(config.data, "tmp"), fsync: config.fsync, log };
+  const scrubbing = { filesDir: join(config.data, "files"), tmpDir: join(config.data, "tmp"), fsync: config.fsync, log, onRepaired };
   if (config.peers.length === 0) {
     const scrub = startBackgroundScrub(config.scrub_interval * 1000, scrubbing, log);
     return {

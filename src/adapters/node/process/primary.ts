@@ -25,7 +25,12 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
     for (const worker of live()) send(worker, message);
   };
   const questions = new Questions();
-  const services = await startBackgroundServices(config, log, (value) => broadcast({ t: "ownFiles", value }));
+  const services = await startBackgroundServices(
+    config,
+    log,
+    (value) => broadcast({ t: "ownFiles", value }),
+    (key) => void Promise.all(live().map((w) => questions.ask((ask) => send(w, { t: "invalidate", key, ask })))),
+  );
   services.health.on("up", (id) => broadcast({ t: "peer", id, up: true }));
   services.health.on("down", (id) => broadcast({ t: "peer", id, up: false }));
 
