@@ -90,7 +90,8 @@ describe("replication with rsync", () => {
   });
 
   it("catches a node up after it was down: exactly the owner's set", async () => {
-    cluster = await startCluster({ size: 3, replicate: true });
+    // Hundreds of uploads: answered at once, the catch-up is what is tested here.
+    cluster = await startCluster({ size: 3, replicate: true, config: { sync_copies: 1 } });
     const c = cluster;
     const early = await upload(c, "1", "pub/early.txt", "before the outage");
     await eventually(async () => expect(await replicaOf(c, "3", "1")).toContain(early.slice(3)));
@@ -335,8 +336,9 @@ describe("the rsync daemon transport", () => {
   });
 
   it("leaves no partial file visible when the receiver is killed during a push", async () => {
-    // A bandwidth cap makes the push last a few seconds, so the kill lands in the middle.
-    const { cluster: c } = await daemonCluster({ rsync_bwlimit: 16 * 1024 });
+    // A bandwidth cap makes the push last a few seconds, so the kill lands in the middle
+    // (of an asynchronous push: with synchronous copies the 201 would wait for it).
+    const { cluster: c } = await daemonCluster({ rsync_bwlimit: 16 * 1024, sync_copies: 1 });
     const size = 48 * 1024 * 1024;
     const location = await upload(c, "1", "pub/big.bin", new Uint8Array(size).fill(7));
     const onTwo = join(c.data("2"), "files", location.slice(1));
