@@ -26,6 +26,8 @@ export interface PeeringOptions {
   auth: ClusterAuth;
   /** Durably schedules a legacy delete on every peer; resolves once it is recorded. */
   mirrorLegacyDelete(key: string): Promise<void>;
+  /** Milliseconds a read through the peers waits for one copy before it asks the next one as well. */
+  readHedgeMs?: number;
 }
 
 export interface AppOptions {

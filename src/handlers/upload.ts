@@ -3,7 +3,7 @@ import { jsonResponse } from "./json.ts";
 import { ConflictError, PayloadTooLargeError, StoreUnavailableError } from "../storage/errors.ts";
 import type { RequestContext, Settings } from "./app.ts";
 import { type Principal, requireAuthenticated } from "./auth.ts";
-import { BadRequestError, UploadOutcomeUnknownError } from "./http-errors.ts";
+import { BadRequestError, OutcomeUnknownError } from "./http-errors.ts";
 import { PeerUnreachableError, type Peers } from "./peers.ts";
 import { askPeer, headerSet, relay } from "./owner-routing.ts";
 import { type Namespace, urlPathOf } from "./paths.ts";
@@ -105,7 +105,7 @@ async function forwardUpload(settings: Settings, { request, target }: RequestCon
     } catch (error) {
       settings.log.warn({ peer, err: error }, "upload failover failed");
       if (!(error instanceof PeerUnreachableError && error.nothingSent)) {
-        throw new UploadOutcomeUnknownError(`the upload was passed to peer ${peer}, which did not confirm it: it may or may not be stored there`);
+        throw new OutcomeUnknownError(`the upload was passed to peer ${peer}, which did not confirm it: it may or may not be stored there`);
       }
       if (request.body?.locked) {
         throw new StoreUnavailableError(`the local store is unavailable and peer ${peer} could not be reached`);

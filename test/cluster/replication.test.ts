@@ -336,20 +336,21 @@ describe("the rsync daemon transport", () => {
   });
 
   it("leaves no partial file visible when the receiver is killed during a push", async () => {
-    // A bandwidth cap makes the push last a few seconds, so the kill lands in the middle
-    // (of an asynchronous push: with synchronous copies the 201 would wait for it).
+    // A bandwidth cap makes the push last a few seconds, so the kill lands in
+    // the middle; the upload is answered before its push (one copy) so the test can watch it.
     const { cluster: c } = await daemonCluster({ rsync_bwlimit: 16 * 1024, sync_copies: 1 });
     const size = 48 * 1024 * 1024;
     const location = await upload(c, "1", "pub/big.bin", new Uint8Array(size).fill(7));
     const onTwo = join(c.data("2"), "files", location.slice(1));
     const tempOnTwo = join(c.data("2"), "files", "1", TEMP);
-    // Wait until the push is under way on node 2, then kill node 2 and its rsync processes.
+    // Wait until the push is under way on node 2, then kill its rsync processes and node 2.
     await eventually(async () => expect((await readdir(tempOnTwo)).length).toBeGreaterThan(0), 20_000, 5);
     const receivers = execFileSync("pgrep", ["-f", join(c.data("2"), "state", "rsyncd.conf")], { encoding: "utf8" })
       .split("\n")
       .filter(Boolean);
-    await c.kill("2");
+    // The receivers first: node 1 ends its push as soon as node 2 is gone, and a receiver left alive would clean up.
     for (const pid of receivers) spawnSync("kill", ["-9", pid]);
+    await c.kill("2");
     const info = await stat(onTwo).catch(() => undefined);
     expect(info === undefined || info.size === size).toBe(true);
     // What rsync left behind sits in the temp folder, out of every namespace.

@@ -34,6 +34,13 @@ export interface StartOptions {
   noHtpasswd?: boolean;
   /** Wait for GET /check/ to answer 200 (default) or only for the port to answer. */
   waitFor?: "healthy" | "listening";
+  /**
+   * Start the node as the leader of its own process group, so that a signal to
+   * the group (`process.kill(-pid, …)`) reaches its serving processes too.
+   */
+  processGroup?: boolean;
+  /** Group id of the node process (and so of its rsync children): firewall rules can match it. */
+  gid?: number;
 }
 
 /** Starts `nanocdn serve` as its own process, as an operator would, and waits until it answers. */
@@ -53,6 +60,8 @@ export async function startNodeProcess(options: StartOptions = {}): Promise<Node
     cwd: options.cwd ?? dir,
     env: { ...process.env, NANOCDN_LOG_LEVEL: "info", ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
+    detached: options.processGroup ?? false,
+    ...(options.gid !== undefined && { gid: options.gid }),
   });
   let output = "";
   child.stdout!.on("data", (chunk) => (output += chunk));

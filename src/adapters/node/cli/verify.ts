@@ -24,7 +24,7 @@ async function verify(file: string | undefined, flags: Record<string, string>): 
   const config = await loadConfig({ file, flags });
   const log = createLogger(config.log_level === "info" ? "warn" : config.log_level);
   // Every peer is worth asking: one that does not answer is skipped.
-  const link = config.peers.length > 0 ? await connectPeers(config, { isUp: () => true, refused: () => {} }, log) : undefined;
+  const link = config.peers.length > 0 ? await connectPeers(config, { isUp: () => true, failed: () => {} }, log) : undefined;
   try {
     const report = await scrub({
       filesDir: join(config.data, "files"),

@@ -15,8 +15,14 @@ export interface DiskStoreOptions {
   root: string;
   /** fsync each file and its folder before answering; off trades durability for speed. */
   fsync?: boolean;
-  /** The probe fails (and the node stops taking uploads) below this much free space. */
+  /**
+   * The reserve: the larger of these two. The probe fails (and the node
+   * stops taking uploads) below it, and an upload of known length that would
+   * eat into it is refused before its body is read, so it can go elsewhere.
+   */
   minFreeBytes?: number;
+  /** Percent of the disk's size. */
+  minFreePercent?: number;
 }
 
 /** Key segments that stay when a delete prunes empty folders: `<node>/<namespace>` (`<node>/meta/<namespace>` for sidecars). */
@@ -120,15 +126,25 @@ export class DiskStore implements BlobStore {
   readonly tmpDir: string;
   readonly #fsync: boolean;
   readonly #minFreeBytes: number;
+  readonly #minFreePercent: number;
   #realFilesDir: string | undefined;
   /** Folders found inside the store lately, and when. */
   readonly #insideFolders = new Map<string, number>();
 
-  constructor({ root, fsync = true, minFreeBytes = 0 }: DiskStoreOptions) {
+  constructor({ root, fsync = true, minFreeBytes = 0, minFreePercent = 0 }: DiskStoreOptions) {
     this.filesDir = join(root, "files");
     this.tmpDir = join(root, "tmp");
     this.#fsync = fsync;
     this.#minFreeBytes = minFreeBytes;
+    this.#minFreePercent = minFreePercent;
+  }
+
+  /** Bytes free for uploads: what is available minus the reserve (negative below it). */
+  async #room(): Promise<{ free: number; reserve: number; room: number }> {
+    const fs = await statfs(this.filesDir);
+    const free = fs.bavail * fs.bsize;
+    const reserve = Math.max(this.#minFreeBytes, Math.ceil((fs.blocks * fs.bsize * this.#minFreePercent) / 100));
+    return { free, reserve, room: free - reserve };
   }
 
   /** Creates the folders and removes uploads that a crash left half-written. */
@@ -256,6 +272,14 @@ export class DiskStore implements BlobStore {
     const sidecarTemp = `${temp}.meta`;
     let file: FileHandle;
     try {
+      if (options?.length !== undefined && (this.#minFreeBytes > 0 || this.#minFreePercent > 0)) {
+        const { room } = await this.#room();
+        if (options.length > room) {
+          throw new InsufficientStorageError(`an upload of ${options.length} bytes does not fit: ${Math.max(room, 0)} bytes free above the reserve`, {
+            bodyUntouched: true,
+          });
+        }
+      }
       file = await open(temp, "wx", FILE_MODE);
     } catch (error) {
       throw unavailable(error, "creating a temporary file", true);
@@ -406,12 +430,9 @@ export class DiskStore implements BlobStore {
       if ((await readFile(visible, "utf8")) !== nonce) {
         throw new StoreUnavailableError("probe read back different bytes than it wrote");
       }
-      if (this.#minFreeBytes > 0) {
-        const fs = await statfs(this.filesDir);
-        const free = fs.bavail * fs.bsize;
-        if (free < this.#minFreeBytes) {
-          throw new InsufficientStorageError(`only ${free} bytes free, below min_free_bytes ${this.#minFreeBytes}`);
-        }
+      if (this.#minFreeBytes > 0 || this.#minFreePercent > 0) {
+        const { free, reserve } = await this.#room();
+        if (free < reserve) throw new InsufficientStorageError(`only ${free} bytes free, below the reserve of ${reserve} bytes`);
       }
     } catch (error) {
       throw unavailable(error, "probing the disk");

@@ -62,6 +62,7 @@ export async function connectPeers(config: Config, view: PeerView, log: Logger):
     ca: config.ca_file ? await readFile(config.ca_file) : undefined,
     connectTimeoutMs: config.peer_connect_timeout_ms,
     headersTimeoutMs: config.peer_timeout_ms,
+    readTimeoutMs: config.peer_read_timeout_ms,
   });
   return { peers, auth: new ClusterAuth(config.node, secret, { mac: nodeSignature }), secret };
 }

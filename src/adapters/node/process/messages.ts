@@ -1,4 +1,5 @@
 import type { Change } from "../../../handlers/app.ts";
+import type { RequestFailure } from "../peers/peer-health.ts";
 import type { OwnFiles } from "../replication/start-replication.ts";
 
 /** The node's own-files state when a serving process was forked: it serves before the primary's first message arrives. */
@@ -14,7 +15,7 @@ export type ToPrimary =
   | { t: "ready" }
   | { t: "changed"; change: Change; ask: number }
   | { t: "legacy" }
-  | { t: "refused"; id: string; reason: string }
+  | { t: "failed"; id: string; failure: RequestFailure }
   | { t: "status"; ask: number }
   | { t: "done"; ask: number };
 

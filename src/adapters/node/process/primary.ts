@@ -65,8 +65,8 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
         case "legacy":
           services.legacyDeleteQueued();
           break;
-        case "refused":
-          services.health.refused(message.id, message.reason);
+        case "failed":
+          services.health.failed(message.id, message.failure);
           break;
         case "status":
           void services.status().then((status) => send(worker, { t: "done", ask: message.ask, value: { ...status, workers: count } }));

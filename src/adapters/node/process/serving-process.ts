@@ -17,9 +17,9 @@ export async function startServingProcess(config: Config, log: NodeLogger): Prom
   const questions = new Questions();
   const toPrimary = (message: ToPrimary) => process.send?.(message);
   const state: NodeState = {
-    // Refusals go to the primary, whose health view is the node's: it then
+    // Failures go to the primary, whose health view is the node's: it then
     // tells every serving process, down now and up again when its checks say so.
-    peers: { isUp: (id) => health.isUp(id), refused: (id, reason) => toPrimary({ t: "refused", id, reason }) },
+    peers: { isUp: (id) => health.isUp(id), failed: (id, failure) => toPrimary({ t: "failed", id, failure }) },
     ownFiles: () => ownFiles,
     // The primary answers once the change is replicated as sync_copies asks.
     changed: (change) => questions.ask<number>((ask) => toPrimary({ t: "changed", change, ask }), syncWaitMs(config)),

@@ -92,6 +92,8 @@ class PeerReplica {
   /** Its replica may hold files this node lost: copy them back before a pass deletes anything there. */
   pullFirst = false;
   busy = false;
+  /** Ends the run under way to this peer. */
+  halting: AbortController | undefined;
   timer: NodeJS.Timeout | undefined;
   backoffMs = 0;
   lastSuccess?: Date;
@@ -199,6 +201,11 @@ export class Replicator {
     }
   }
 
+  /** Ends the push or pull under way to a peer (marked down): what it carried stays queued for its return. */
+  halt(id: string): void {
+    this.#peers.get(id)?.halting?.abort();
+  }
+
   #schedule(peer: PeerReplica, delayMs: number, replace = false): void {
     if (!this.#enabled || peer.busy) return;
     if (peer.timer) {
@@ -218,12 +225,15 @@ export class Replicator {
   async #run(peer: PeerReplica): Promise<void> {
     const { log, isUp } = this.options;
     const id = peer.target.id;
-    if (!isUp(id)) {
+    // A pull owed to a peer goes ahead regardless: it needs only rsync, and
+    // until it is done this node passes its uploads on.
+    if (!isUp(id) && !peer.pullFirst) {
       // Kept pending; the peer's return triggers a full pass. Uploads do not wait for it.
       report(peer.pending.values(), false);
       return;
     }
     peer.busy = true;
+    peer.halting = new AbortController();
     try {
       if (peer.needsFullPass) await this.#runFullPass(peer);
       else await this.#runBatch(peer);
@@ -231,6 +241,7 @@ export class Replicator {
       log.error({ peer: id, err: error }, "replication run failed");
     } finally {
       peer.busy = false;
+      peer.halting = undefined;
     }
     // An upload waiting for its copies does not wait for the batch interval too.
     const waited = [...peer.pending.values()].some((p) => p.waits !== undefined);
@@ -277,7 +288,7 @@ export class Replicator {
   async #runFullPass(peer: PeerReplica): Promise<void> {
     const started = Date.now();
     if (peer.pullFirst) {
-      const pulled = await pullFrom(peer.target, this.options.source, this.options.rsync);
+      const pulled = await pullFrom(peer.target, this.options.source, this.#rsyncOptions(peer));
       if (!pulled.ok) return this.#failed(peer, pulled);
       try {
         await this.#marker!.pulled(peer.target.id);
@@ -319,7 +330,14 @@ export class Replicator {
       }
     }
     const args = [...baseArgs(this.options.rsync, destination), ...extra, asFolder(this.options.source), destination];
-    return (this.options.runRsync ?? runRsync)(args, this.options.rsync, input);
+    return (this.options.runRsync ?? runRsync)(args, this.#rsyncOptions(peer), input);
+  }
+
+  #rsyncOptions(peer: PeerReplica): RsyncOptions {
+    const { signal } = this.options.rsync;
+    const halting = peer.halting?.signal;
+    if (!halting) return this.options.rsync;
+    return { ...this.options.rsync, signal: signal ? AbortSignal.any([signal, halting]) : halting };
   }
 
   #succeeded(peer: PeerReplica): void {

@@ -35,6 +35,18 @@ export interface Replication {
 }
 
 /**
+ * rsync's time-outs, from the node-to-node ones: connecting as long as an
+ * HTTP request may, and a transfer silent for twice a request's answer time
+ * is dead (whole seconds, as rsync counts).
+ */
+export function rsyncTimeouts(config: Pick<Config, "peer_connect_timeout_ms" | "peer_timeout_ms">): { connectTimeoutS: number; ioTimeoutS: number } {
+  return {
+    connectTimeoutS: Math.max(1, Math.ceil(config.peer_connect_timeout_ms / 1000)),
+    ioTimeoutS: Math.max(1, Math.ceil((2 * config.peer_timeout_ms) / 1000)),
+  };
+}
+
+/**
  * Everything rsync: the receiving side (replica folders with their temp
  * folder, the optional rsync daemon), the owner guard and the pushes.
  */
@@ -79,6 +91,7 @@ export async function startReplication(
     ssh: config.rsync_ssh,
     password: rsyncPassword(secret, config.node),
     bwlimit: config.rsync_bwlimit,
+    ...rsyncTimeouts(config),
     signal: stopped.signal,
   };
   const replicator = new Replicator({
@@ -95,6 +108,8 @@ export async function startReplication(
     log,
   });
   health.on("up", (id) => replicator.fullPass(id));
+  // A push to a peer that is gone would otherwise wait for TCP to give up, and the catch-up pass behind it.
+  health.on("down", (id) => replicator.halt(id));
 
   let marker: OwnerMarker | undefined;
   const ownFiles = (): OwnFiles => {
