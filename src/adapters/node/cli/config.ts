@@ -23,7 +23,10 @@ const int = (min: number) =>
       .int({ error: got("a whole number") })
       .min(min, { error: `must be at least ${min}` }),
   );
-const bool = z.preprocess((v) => (v === "true" || v === "1" ? true : v === "false" || v === "0" ? false : v), z.boolean({ error: got("true or false") }));
+const bool = z.preprocess(
+  (v) => (v === "true" || v === "1" ? true : v === "false" || v === "0" ? false : v),
+  z.boolean({ error: got("true or false") }),
+);
 
 export interface ListenAddress {
   host: string;
@@ -101,12 +104,10 @@ export const configSchema = z
     access_log: bool.default(true),
     log_level: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
     /** Serving processes: "auto" is one per core. */
-    workers: z
-      .preprocess(
-        (v) => (typeof v === "string" && /^\s*\d+\s*$/.test(v) ? Number(v) : v),
-        z.union([z.literal("auto"), z.number().int().min(1).max(256)], { error: got('"auto" or a number of processes') }),
-      )
-      .default("auto"),
+    workers: z.preprocess(
+      (v) => (typeof v === "string" && /^\s*\d+\s*$/.test(v) ? Number(v) : v),
+      z.union([z.literal("auto"), z.number().int().min(1).max(256)], { error: got('"auto" or a number of processes') }),
+    ).default("auto"),
     /** Memory per serving process for small files; 0 keeps no file bytes (metadata and misses are still kept briefly). */
     memory_cache_bytes: int(0).default(16 * 1024 * 1024),
     memory_cache_file_bytes: int(0).default(128 * 1024),
@@ -253,10 +254,7 @@ export async function loadConfig({ file, env = process.env, flags = {}, cwd = pr
       result.error.issues.map((issue) => {
         const keys = issue.code === "unrecognized_keys" ? issue.keys : [String(issue.path[0] ?? "")];
         // Inside a list (peers), say which entry and field.
-        const detail = issue.path
-          .slice(1)
-          .map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`))
-          .join("");
+        const detail = issue.path.slice(1).map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("");
         return keys
           .map((key) => {
             const where = origin[key] ? ` (from ${origin[key]})` : " (not set)";
