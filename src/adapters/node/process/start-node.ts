@@ -37,7 +37,11 @@ export async function startNode(config: Config, log: NodeLogger): Promise<Runnin
 async function startSingle(config: Config, log: NodeLogger): Promise<RunningNode> {
   let serving: Awaited<ReturnType<typeof startRequestServing>> | undefined;
   const services = await startBackgroundServices(config, log, undefined, (key) => serving?.invalidate(key));
-  serving = await startRequestServing(config, log, { ...services, peers: services.health });
+  serving = await startRequestServing(config, log, {
+    ...services,
+    peers: services.health,
+    exposition: () => services.registry.metrics(),
+  });
   return {
     url: serving.url,
     fullPass: () => services.fullPass(),
