@@ -128,6 +128,7 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
   return {
     url: `${config.tls_cert ? "https" : "http"}://${host}:${config.listen.port}`,
     fullPass: () => services.fullPass(),
+    reload: async (logLevel) => broadcast({ t: "reload", logLevel }),
     async close() {
       stopping = true;
       await Promise.all(
