@@ -32,16 +32,14 @@ export async function startNode(config: Config, log: NodeLogger): Promise<Runnin
   }
   const count = servingProcessCount(config);
   const node = count > 1 ? await startPrimary(config, log, count) : await startSingle(config, log);
-  log.info(
-    { url: node.url, node: config.node, data: config.data, peers: config.peers.map((p) => p.id), processes: count },
-    "nanocdn node listening",
-  );
+  log.info({ url: node.url, node: config.node, data: config.data, peers: config.peers.map((p) => p.id), processes: count }, "nanocdn node listening");
   return node;
 }
 
 async function startSingle(config: Config, log: NodeLogger): Promise<RunningNode> {
-  const services = await startBackgroundServices(config, log);
-  const serving = await startRequestServing(config, log, {
+  let serving: Awaited<ReturnType<typeof startRequestServing>> | undefined;
+  const services = await startBackgroundServices(config, log, undefined, (key) => serving?.invalidate(key));
+  serving = await startRequestServing(config, log, {
     ...services,
     peers: services.health,
     exposition: () => services.registry.metrics(),
