@@ -9,7 +9,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { freePort, GiveUp, tcpConnect, until } from "./net.ts";
-import { start, type Started } from "./procs.ts";
+import { type Memory, nodeMemory, start, type Started, treeCpuSeconds } from "./procs.ts";
 
 /** Requests with this header set to 1 are left out of nginx's access log. */
 export const NO_LOG_HEADER = "X-Bench-No-Log";
@@ -31,6 +31,9 @@ export interface Nginx {
   ownerRoot: string;
   workers: number;
   pid: number;
+  /** Master and workers. */
+  memory(): Memory;
+  cpuSeconds(): number;
   stop(): Promise<void>;
 }
 
@@ -159,6 +162,8 @@ export async function startNginx(options: NginxOptions): Promise<Nginx> {
     ownerRoot,
     workers: options.workers === "auto" ? availableParallelism() : options.workers,
     pid: master.pid,
+    memory: () => nodeMemory(master.pid, "nginx"),
+    cpuSeconds: () => treeCpuSeconds(master.pid),
     async stop() {
       await master.stop(5000);
     },

@@ -19,17 +19,16 @@ export async function summarizeNginxErrors(file: string): Promise<{ lines: numbe
   return { lines: lines.length, sample: lines.slice(0, 5) };
 }
 
-export function buildNotes(extra: string[], logs: Record<string, unknown>, workersNote: string | undefined): string[] {
+export function buildNotes(extra: string[], logs: Record<string, unknown>): string[] {
   const notes = [
     "ratio = nanocdn req/s ÷ nginx req/s from the same run (for memory rows: RSS ÷ RSS). Latencies are wrk's --latency percentiles, in ms, at 64 connections.",
     "HEAD is driven by ApacheBench (ab -k, one thread) for both servers: Debian's wrk 4.1 waits for a body after a HEAD answer with Content-Length and measures nothing.",
-    "nginx never fsyncs a PUT; nanocdn's fsync = true row fsyncs the file and its folder before the 201, the fsync = false row does not. nginx's WebDAV PUT checks Basic auth (bcrypt, cost 5) on every request, nanocdn caches a verified password: the 'WITHOUT auth_basic' row shows nginx without that cost.",
+    "nginx never fsyncs a PUT; nanocdn's fsync = true row fsyncs the file and its folder before the 201, the fsync = false row does not. nginx's WebDAV PUT checks Basic auth on every request against an apr1-MD5 htpasswd (as the seed's stack did; nanocdn reads the same file and caches a verified password): the 'WITHOUT auth_basic' row shows nginx without that cost.",
     "PUT rows run on node 1 of a 2-node cluster that pushes every upload to node 2 with rsync (batched every 100 ms) on this same machine: that rsync CPU is part of nanocdn's cost here. The 'one node without peers' row leaves replication out.",
     "nginx has no replication. For reference, the seed setup's lsyncd measured p99 5.06 s with its default 5 s delay, 0.25 s with delay 0. nanocdn's lag is timed from the client receiving 201 to the file existing in the peer's data folder (polled every 2 ms).",
     "catch-up: node 2 is stopped (SIGTERM), node 1 sees it down, 10,000 files go to node 1, node 2 is started again; timed until node 2's replica folder holds all 10,000, from the moment its /check/ answers 200 (the target) and from the restart. Node 1 notices node 2 is back by its health checks (README defaults: every 1 s, 2 good in a row), then runs a full rsync pass.",
     "memory: VmRSS from /proc/<pid>/status of the node process and every Node.js process under it (serving workers; rsync runs are left out), summed; the largest single process and the PSS sum (shared pages counted once) are given too. Under load = the largest sample (every 250 ms) over the GET rows (incl. the proxying node of the owner row) or the PUT rows. nginx: master + workers.",
   ];
-  if (workersNote) notes.push(workersNote);
   const problems: string[] = [];
   for (const [phase, value] of Object.entries(logs)) {
     if (phase === "nginx") {

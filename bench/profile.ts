@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ensureTools } from "./machine.ts";
-import { startCluster, upload, workersSetting, writeCredentials } from "./nanocdn.ts";
+import { startCluster, upload, writeCredentials } from "./nanocdn.ts";
 import { atCleanup, cleanup, installExitHandlers } from "./procs.ts";
 import { int, msText } from "./report.ts";
 import { measure } from "./throughput.ts";
@@ -63,7 +63,6 @@ async function main(): Promise<void> {
   if (!["get", "put", "owner"].includes(scenario)) throw new Error("scenario: get, put or owner");
   installExitHandlers((error) => process.stderr.write(`profile failed: ${String(error)}\n`));
   ensureTools((l) => process.stderr.write(`${l}\n`));
-  workersSetting.requested = values.workers ?? process.env.BENCH_WORKERS;
   const root = await mkdtemp(join(tmpdir(), "nanobench-profile-"));
   const profiles = join(root, "profiles");
   const credentials = await writeCredentials(root);
@@ -73,6 +72,7 @@ async function main(): Promise<void> {
     size: scenario === "owner" ? 2 : 1,
     replicate: false,
     credentials,
+    workers: values.workers ?? process.env.BENCH_WORKERS,
     config: scenario === "put" ? { fsync: false } : {},
     nodeArgs: (id) => ["--cpu-prof", `--cpu-prof-dir=${join(profiles, `node${id}`)}`],
   });
