@@ -1,4 +1,5 @@
-// `npm run bench`: nanocdn against nginx on this machine, on loopback.
+// `npm run bench`: nanocdn against the stack it replaces (nginx, haproxy,
+// lsyncd; see seed.ts) on this machine, on loopback.
 //
 // One module per phase under phases/, each on fresh nanocdn nodes so that
 // one does not inherit another's files or memory, each returning its rows
@@ -23,8 +24,8 @@ import { loadavg } from "node:os";
 import { join } from "node:path";
 import { diskOf, ensureTools, machineFacts } from "./machine.ts";
 import { writeCredentials } from "./nanocdn.ts";
-import { startNginx } from "./nginx.ts";
 import { buildNotes, measurementNotes, summarizeNginxErrors } from "./notes.ts";
+import { startSeedStack } from "./seed.ts";
 import { options, type Phase } from "./options.ts";
 import { atCleanup, cleanup, installExitHandlers, removeAtExit } from "./procs.ts";
 import { type Report, type Row, renderText, writeReport } from "./report.ts";
@@ -50,7 +51,7 @@ const PHASES: [Phase, (ctx: BenchContext) => Promise<Row[]>][] = [
 ];
 
 // Rows in reading order: throughput, replication, memory.
-const ORDER = ["get-4k", "get-4k-nolog", "get-100k", "head", "get-304", "get-owner", "put-fsync", "put-nofsync", "put-single", "put-nginx-noauth", "replication-lag", "catch-up", "rss-idle", "rss-get", "rss-put", "rss-1gib-upload"];
+const ORDER = ["get-4k", "get-4k-front", "get-4k-nolog", "get-100k", "head", "get-304", "get-owner", "put-fsync", "put-front", "put-nofsync", "put-single", "put-nginx-noauth", "replication-lag", "replication-lag-0", "catch-up", "rss-idle", "rss-get", "rss-put", "rss-1gib-upload"];
 
 async function main(): Promise<number> {
   const opts = options();
@@ -69,15 +70,15 @@ async function main(): Promise<number> {
   say(`nanocdn benchmark: ${machine.cores} cores, data in ${root}`);
 
   const credentials = await writeCredentials(root);
-  const nginx = await startNginx({ dir: join(root, "nginx"), htpasswd: credentials.htpasswd, workers: "auto" });
-  atCleanup(() => nginx.stop());
+  // As the seed ran it: lsyncd waits 5 s to gather changes (the lag phase also measures delay 0).
+  const seed = await startSeedStack({ dir: join(root, "seed"), htpasswd: credentials.htpasswd, lsyncdDelay: 5 });
+  atCleanup(() => seed.stop());
   const small = new Uint8Array(randomBytes(4096));
   const large = new Uint8Array(randomBytes(100 * 1024));
-  await mkdir(join(nginx.www, "bench"), { recursive: true });
-  await mkdir(join(nginx.ownerRoot, "bench"), { recursive: true });
-  await writeFile(join(nginx.www, "bench", "4k.bin"), small);
-  await writeFile(join(nginx.www, "bench", "100k.bin"), large);
-  await writeFile(join(nginx.ownerRoot, "bench", "4k.bin"), small);
+  const seedBench = join(seed.nodes[0]!.files, "1", "pub", "bench");
+  await mkdir(seedBench, { recursive: true });
+  await writeFile(join(seedBench, "4k.bin"), small);
+  await writeFile(join(seedBench, "100k.bin"), large);
 
   const ctx: BenchContext = {
     opts,
@@ -86,7 +87,7 @@ async function main(): Promise<number> {
     credentials,
     small,
     large,
-    nginx,
+    seed,
     say,
     memory: { get: [], put: [], referenceGet: [], referencePut: [] },
     shared: { processesSeen: 0 },
@@ -101,7 +102,7 @@ async function main(): Promise<number> {
       rows.push(...(await run(ctx)));
     } catch (error) {
       say(`  ! phase ${name} failed: ${(error as Error).stack ?? String(error)}`);
-      rows.push({ id: `${name}-failed`, label: `phase "${name}" FAILED`, nanocdn: (error as Error).message.split("\n")[0]!.slice(0, 120), nginx: "", ratio: "", met: false, data: { error: String((error as Error).stack ?? error) } });
+      rows.push({ id: `${name}-failed`, label: `phase "${name}" FAILED`, nanocdn: (error as Error).message.split("\n")[0]!.slice(0, 120), reference: "", ratio: "", met: false, data: { error: String((error as Error).stack ?? error) } });
     }
   }
   if (ctx.shared.lagCluster) {
@@ -110,18 +111,20 @@ async function main(): Promise<number> {
   }
   rows.push(...memoryUnderLoadRows(ctx));
 
-  await nginx.stop();
-  ctx.logs.nginx = { errorLog: await summarizeNginxErrors(join(root, "nginx", "error.log")) };
+  await seed.stop();
+  ctx.logs.seed = Object.fromEntries(
+    await Promise.all(seed.nodes.map(async (n) => [`nginx ${n.id}`, await summarizeNginxErrors(join(root, "seed", `node${n.id}`, "error.log"))])),
+  );
 
   const report: Report = {
-    title: `nanocdn vs nginx — ${new Date(began).toISOString()} — ${machine.cores} cores`,
+    title: `nanocdn vs the seed's stack — ${new Date(began).toISOString()} — ${machine.cores} cores`,
     startedAt: new Date(began).toISOString(),
     durationS: 0,
     machine,
     setup: {
       "nanocdn workers": `${opts.workers ?? "not set (the node's default)"}; each node ran ${ctx.shared.processesSeen || "?"} process(es)`,
       load: `wrk -t${opts.threads} -c${opts.connections} --latency (HEAD: ab -k -c${opts.connections}), ${opts.warmupS} s warm-up + ${opts.durationS} s measured, one server at a time`,
-      nginx: `worker_processes auto (${nginx.workers}), access log on, sendfile on`,
+      "seed stack": `2 nginx nodes (worker_processes auto: ${seed.nginxWorkers} each, access log on, sendfile on, apr1 htpasswd), haproxy front without cache, lsyncd delay 5 into the other node's rsync daemon; CPU per request counts every process of it`,
       "load average at start": loadAtStart,
       nanocdn: "2-node clusters with rsync replication (local transport) unless the row says otherwise; defaults from README.md (fsync = true, access_log = true) unless the row says otherwise",
     },

@@ -1,5 +1,5 @@
 // What every phase of `npm run bench` gets: the load settings, the shared
-// credentials and files, the reference servers, and the helpers that start a
+// credentials and files, the seed's stack (the reference), and the helpers that start a
 // nanocdn cluster for one phase, run a load against both sides and check
 // what the load did. Each phase returns its rows; the run collects them.
 
@@ -7,8 +7,8 @@ import { readdir } from "node:fs/promises";
 import type { options } from "../options.ts";
 import type { BenchCluster, ClusterSpec, Credentials } from "../nanocdn.ts";
 import { startCluster, summarizeLog } from "../nanocdn.ts";
-import type { Nginx } from "../nginx.ts";
 import type { Memory } from "../procs.ts";
+import type { SeedStack } from "../seed.ts";
 import { int, msText } from "../report.ts";
 import { type LoadSettings, measure, type Side, type Target } from "../throughput.ts";
 
@@ -29,10 +29,10 @@ export interface BenchContext {
   root: string;
   settings: LoadSettings;
   credentials: Credentials;
-  /** 4 KiB and 100 KiB of random bytes, served by both sides. */
+  /** 4 KiB and 100 KiB of random bytes, served by both sides (the seed's node 1 holds them as `/1/pub/bench/4k.bin`, `100k.bin`). */
   small: Uint8Array<ArrayBuffer>;
   large: Uint8Array<ArrayBuffer>;
-  nginx: Nginx;
+  seed: SeedStack;
   say(line: string): void;
   memory: MemorySamples;
   /** Results one phase leaves for another (the reference PUT is measured once). */
@@ -117,9 +117,10 @@ export function putLoad(ctx: BenchContext, prefix: string): Pick<Target, "script
 }
 
 /** The measured PUTs must have created files: as many as wrk counted successes, give or take those in flight at the end. */
-export async function checkPut(folder: string, side: Side): Promise<number> {
-  const stored = (await readdir(folder, { recursive: true, withFileTypes: true }).catch(() => [])).filter((e) => e.isFile()).length;
+export async function checkPut(folders: string | string[], side: Side): Promise<number> {
+  let stored = 0;
+  for (const folder of [folders].flat()) stored += (await readdir(folder, { recursive: true, withFileTypes: true }).catch(() => [])).filter((e) => e.isFile()).length;
   const succeeded = side.requests - side.errors.status;
-  if (stored < succeeded * 0.99 || stored === 0) throw new Error(`${folder} holds ${stored} files after ${succeeded} successful PUTs`);
+  if (stored < succeeded * 0.99 || stored === 0) throw new Error(`${[folders].flat().join(" and ")} hold ${stored} files after ${succeeded} successful PUTs`);
   return stored;
 }

@@ -1,8 +1,8 @@
 // GET 4 KiB with the access log off on both sides: what logging costs.
 
-import { NO_LOG_HEADER } from "../nginx.ts";
 import { upload } from "../nanocdn.ts";
 import type { Row } from "../report.ts";
+import { NO_LOG_HEADER } from "../seed.ts";
 import { throughputRow } from "../throughput.ts";
 import { type BenchContext, checkGet, nodeTarget, pair, withCluster } from "./context.ts";
 
@@ -15,8 +15,8 @@ export function getNoLogPhase(ctx: BenchContext): Promise<Row[]> {
       ctx,
       "GET 4 KiB, access logs off",
       { url: n1.url + a.location, ...nodeTarget(n1) },
-      { url: `${ctx.nginx.url}/bench/4k.bin`, headers: { [NO_LOG_HEADER]: "1" }, ...nodeTarget(ctx.nginx) },
+      { url: `${ctx.seed.nodes[0]!.url}/1/pub/bench/4k.bin`, headers: { [NO_LOG_HEADER]: "1" }, ...nodeTarget(ctx.seed) },
     );
-    return [throughputRow("get-4k-nolog", "GET 4 KiB, access log off on both", r.n, r.g)];
+    return [throughputRow("get-4k-nolog", "GET 4 KiB, access log off on both (seed: nginx direct)", r.n, r.g)];
   });
 }

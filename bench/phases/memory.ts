@@ -1,4 +1,4 @@
-// Memory: the largest samples the load phases took, against the reference's,
+// Memory: the largest samples the load phases took, against the seed stack's,
 // and the growth of a node while one 1 GiB body streams in.
 
 import { measureBigUpload } from "../memory.ts";
@@ -21,11 +21,11 @@ export function memoryUnderLoadRows(ctx: BenchContext): Row[] {
         id,
         label,
         nanocdn: memoryText(worst),
-        nginx: ref ? memoryText(ref) : "—",
+        reference: ref ? memoryText(ref) : "—",
         ratio: ref ? ratioText(worst.rssSumMiB / ref.rssSumMiB) : "—",
         target: `<= ${TARGETS.rssUnderLoadMiB} MiB (sum)`,
         met: worst.rssSumMiB <= TARGETS.rssUnderLoadMiB,
-        data: { nanocdn: worst, nginx: ref },
+        data: { nanocdn: worst, reference: ref },
       },
     ];
   };
@@ -45,7 +45,7 @@ export function bigUploadPhase(ctx: BenchContext): Promise<Row[]> {
         id: "rss-1gib-upload",
         label: "RSS growth during one 1 GiB upload",
         nanocdn: `+${result.growthMiB} MiB (${result.before.rssSumMiB} → peak ${result.peak.rssSumMiB} MiB; ${result.mibPerS} MiB/s)`,
-        nginx: "—",
+        reference: "—",
         ratio: "—",
         target: `< ${TARGETS.bigUploadGrowthMiB} MiB`,
         met: result.growthMiB < TARGETS.bigUploadGrowthMiB,
