@@ -7,15 +7,24 @@ const WORKERD_USER = "client";
 const WORKERD_PASSWORD = "workerd-test-password";
 const htpasswd = `${WORKERD_USER}:{SHA}${createHash("sha1").update(WORKERD_PASSWORD).digest("base64")}\n`;
 
+const UNIT = ["test/unit/**/*.test.ts", "test/storage/memory-store.test.ts", "test/storage/caching-store.test.ts", "test/portability.test.ts"];
+
 export default defineConfig({
   test: {
-    globalSetup: ["test/global-setup.ts"],
     projects: [
+      {
+        // In-process tests: no built sources, no processes, seconds in all (`npm run test:fast`).
+        test: {
+          name: "unit",
+          include: UNIT,
+        },
+      },
       {
         test: {
           name: "node",
+          globalSetup: ["test/global-setup.ts"],
           include: ["test/**/*.test.ts"],
-          exclude: ["test/workerd/**"],
+          exclude: ["test/workerd/**", ...UNIT],
           testTimeout: 30_000,
           hookTimeout: 60_000,
         },

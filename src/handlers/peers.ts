@@ -1,6 +1,7 @@
 /**
  * What the handlers know of the other nodes. The Node adapter implements it
- * with undici and a health checker; a lone node (and the worker) has none.
+ * with undici and a health checker, the edge with fetch() over its origin
+ * nodes; a lone node (and the worker over R2) has none.
  */
 export interface Peers {
   /** Every node id of the cluster but this one. */

@@ -23,3 +23,16 @@ export function tcpConnect(port: number): Promise<void> {
     socket.on("error", reject);
   });
 }
+
+/**
+ * Fails with a message saying what to do when 127.0.0.1:`port` is taken: the
+ * test that checks the embedded default listen address cannot pick another.
+ */
+export async function requirePortFree(port: number): Promise<void> {
+  const taken = await new Promise<boolean>((resolve) => {
+    const server = createServer();
+    server.once("error", () => resolve(true));
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(false)));
+  });
+  if (taken) throw new Error(`this test runs a node on the default address 127.0.0.1:${port}, which another program is using: stop it and run the test again`);
+}

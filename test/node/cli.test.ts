@@ -8,6 +8,7 @@ import { loadConfig } from "../../src/adapters/node/cli/config.ts";
 import { runCli } from "../helpers/cli.ts";
 import { basic } from "../helpers/credentials.ts";
 import { BIN, startNodeProcess } from "../helpers/node-process.ts";
+import { requirePortFree } from "../helpers/ports.ts";
 
 async function tempDir() {
   return mkdtemp(join(tmpdir(), "nanocdn-cli-"));
@@ -121,6 +122,7 @@ describe("nanocdn command line", () => {
   });
 
   it("runs on embedded defaults: node 1 on 127.0.0.1:8080 with ./data and a first user it prints once", async () => {
+    await requirePortFree(8080);
     const cwd = await tempDir();
     const start = () => {
       const child = spawn(process.execPath, [BIN, "serve"], { cwd, stdio: ["ignore", "pipe", "pipe"] });

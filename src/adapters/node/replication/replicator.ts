@@ -23,6 +23,8 @@ export interface ReplicatorOptions {
   maxPending: number;
   isUp(id: string): boolean;
   log: Logger;
+  /** Runs one rsync transfer; the unit tests pass their own. */
+  runRsync?: typeof runRsync;
 }
 
 const MAX_BACKOFF_MS = 30_000;
@@ -231,7 +233,7 @@ export class Replicator {
       }
     }
     const args = [...baseArgs(this.options.rsync, destination), ...extra, asFolder(this.options.source), destination];
-    return runRsync(args, this.options.rsync, input);
+    return (this.options.runRsync ?? runRsync)(args, this.options.rsync, input);
   }
 
   #succeeded(peer: PeerReplica): void {

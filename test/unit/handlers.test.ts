@@ -1,0 +1,149 @@
+import { beforeEach, describe, expect, it } from "vitest";
+import { AUTH, InProcessCluster } from "./in-process-cluster.ts";
+
+const put = (body: string, headers: Record<string, string> = { Authorization: AUTH }) => ({ method: "PUT", body, headers });
+
+describe("handlers in-process (memory stores, peers wired app to app)", () => {
+  let cluster: InProcessCluster;
+  beforeEach(() => {
+    cluster = new InProcessCluster(["1", "2", "3"]);
+  });
+
+  describe("routing and auth", () => {
+    it("stores an upload under the node that took it, and 409s the same name", async () => {
+      const created = await cluster.request("2", "/upload/pub/logo.png", put("png"));
+      expect(created.status).toBe(201);
+      expect(created.headers.get("Location")).toBe("/2/pub/logo.png");
+      expect(await cluster.node("2").store.head("2/pub/logo.png")).toBeDefined();
+      expect(cluster.node("2").changes).toEqual([{ kind: "created", key: "2/pub/logo.png" }]);
+      expect((await cluster.request("2", "/upload/pub/logo.png", put("again"))).status).toBe(409);
+      expect(cluster.asked("2")).toEqual([]);
+    });
+
+    it("refuses writes and private reads without credentials, and wrong credentials everywhere", async () => {
+      expect((await cluster.request("1", "/upload/pub/a.txt", put("a", {}))).status).toBe(401);
+      await cluster.place("1", "1/priv/secret.txt", "psst");
+      expect((await cluster.request("1", "/1/priv/secret.txt")).status).toBe(401);
+      const read = await cluster.request("1", "/1/priv/secret.txt", { headers: { Authorization: AUTH } });
+      expect(await read.text()).toBe("psst");
+      const wrong = `Basic ${btoa("alice:wrong")}`;
+      await cluster.place("1", "1/pub/open.txt", "open");
+      expect((await cluster.request("1", "/1/pub/open.txt", { headers: { Authorization: wrong } })).status).toBe(401);
+      expect((await cluster.request("1", "/1/pub/open.txt", { method: "DELETE" })).status).toBe(401);
+    });
+
+    it("refuses a node-to-node request whose signature is wrong", async () => {
+      const forged = await cluster.request("1", "/1/priv/x", { headers: { "X-Nanocdn-Node": "2", "X-Nanocdn-Signature": `${Date.now()}.${"0".repeat(64)}` } });
+      expect(forged.status).toBe(401);
+    });
+
+    it("answers 400 for a bad path and 405 for a method a path does not take", async () => {
+      expect((await cluster.request("1", "/1/pub/%2e%2e/x")).status).toBe(400);
+      expect((await cluster.request("1", "/9/pub/x")).status).toBe(400);
+      const post = await cluster.request("1", "/1/pub/x", { method: "POST" });
+      expect(post.status).toBe(405);
+      expect(post.headers.get("Allow")).toBe("GET, HEAD, DELETE");
+    });
+  });
+
+  describe("the read fallback", () => {
+    it("serves its own copy without asking anyone", async () => {
+      await cluster.place("2", "1/pub/a.txt", "replica");
+      const read = await cluster.request("2", "/1/pub/a.txt");
+      expect(await read.text()).toBe("replica");
+      expect(cluster.asked("2")).toEqual([]);
+    });
+
+    it("asks the owner first, and takes the owner's 404 as final", async () => {
+      await cluster.place("1", "1/pub/a.txt", "from the owner");
+      expect(await (await cluster.request("2", "/1/pub/a.txt")).text()).toBe("from the owner");
+      expect(cluster.asked("2")).toEqual(["1"]);
+      await cluster.place("3", "1/pub/gone.txt", "stale replica");
+      expect((await cluster.request("2", "/1/pub/gone.txt")).status).toBe(404);
+      expect(cluster.asked("2")).toEqual(["1"]);
+    });
+
+    it("skips an owner marked down, and moves on from one that cannot be reached, to the replicas", async () => {
+      await cluster.place("3", "1/pub/a.txt", "replica on 3");
+      cluster.down.add("1");
+      expect(await (await cluster.request("2", "/1/pub/a.txt")).text()).toBe("replica on 3");
+      expect(cluster.asked("2")).toEqual(["3"]);
+      cluster.down.clear();
+      cluster.unreachable.add("1");
+      expect(await (await cluster.request("2", "/1/pub/a.txt")).text()).toBe("replica on 3");
+      expect(cluster.asked("2")).toEqual(["1", "3"]);
+    });
+
+    it("answers 503 with Retry-After, not 404, when the owner cannot be asked and no replica has it", async () => {
+      cluster.down.add("1");
+      const read = await cluster.request("2", "/1/pub/missing.txt");
+      expect(read.status).toBe(503);
+      expect(read.headers.get("Retry-After")).not.toBeNull();
+    });
+
+    it("asks the replicas for its own names while it has not gathered its files, and says 503 when none has one", async () => {
+      const node = cluster.node("1");
+      node.ownFilesComplete = false;
+      await cluster.place("3", "1/pub/a.txt", "kept by 3");
+      expect(await (await cluster.request("1", "/1/pub/a.txt")).text()).toBe("kept by 3");
+      expect((await cluster.request("1", "/1/pub/never.txt")).status).toBe(503);
+      node.ownFilesComplete = true;
+      expect((await cluster.request("1", "/1/pub/never.txt")).status).toBe(404);
+    });
+
+    it("says 404 for a legacy file only when every node answered, and 503 while one cannot be asked", async () => {
+      expect((await cluster.request("1", "/pub/old.txt")).status).toBe(404);
+      expect(cluster.asked("1")).toEqual(["2", "3"]);
+      cluster.down.add("3");
+      expect((await cluster.request("1", "/pub/old.txt")).status).toBe(503);
+    });
+  });
+
+  describe("upload failover and deletes", () => {
+    it("passes an upload to a peer that is up while its own store is unhealthy, and that peer's name comes back", async () => {
+      cluster.node("1").healthy = false;
+      cluster.down.add("3");
+      const created = await cluster.request("1", "/upload/pub/report.pdf", put("pdf"));
+      expect(created.status).toBe(201);
+      expect(created.headers.get("Location")).toBe("/2/pub/report.pdf");
+      expect(await cluster.node("2").store.head("2/pub/report.pdf")).toBeDefined();
+      expect(await cluster.node("1").store.head("1/pub/report.pdf")).toBeUndefined();
+      cluster.down.add("2");
+      expect((await cluster.request("1", "/upload/pub/other.pdf", put("pdf"))).status).toBe(503);
+    });
+
+    it("moves an upload on from a peer that cannot be reached to the next one, while the body is untouched", async () => {
+      cluster.node("1").healthy = false;
+      cluster.unreachable.add("2");
+      cluster.unreachable.add("3");
+      expect((await cluster.request("1", "/upload/pub/nowhere.pdf", put("pdf"))).status).toBe(503);
+      expect(cluster.asked("1").sort()).toEqual(["2", "3"]);
+      for (const peer of ["2", "3"]) {
+        cluster.unreachable.clear();
+        cluster.unreachable.add(peer);
+        const created = await cluster.request("1", `/upload/pub/not-${peer}.pdf`, put("pdf"));
+        const other = peer === "2" ? "3" : "2";
+        expect([created.status, created.headers.get("Location")]).toEqual([201, `/${other}/pub/not-${peer}.pdf`]);
+        expect(await (await cluster.request(other, `/${other}/pub/not-${peer}.pdf`)).text()).toBe("pdf");
+      }
+    });
+
+    it("passes a delete to the owner, and refuses it with 503 while the owner is down, deleting nothing", async () => {
+      await cluster.place("1", "1/pub/a.txt", "a");
+      cluster.down.add("1");
+      expect((await cluster.request("2", "/1/pub/a.txt", { method: "DELETE", headers: { Authorization: AUTH } })).status).toBe(503);
+      expect(await cluster.node("1").store.head("1/pub/a.txt")).toBeDefined();
+      cluster.down.clear();
+      expect((await cluster.request("2", "/1/pub/a.txt", { method: "DELETE", headers: { Authorization: AUTH } })).status).toBe(204);
+      expect(await cluster.node("1").store.head("1/pub/a.txt")).toBeUndefined();
+      expect(cluster.node("1").changes).toEqual([{ kind: "deleted", key: "1/pub/a.txt" }]);
+    });
+
+    it("deletes a legacy file here and records it for every peer", async () => {
+      await cluster.place("2", "legacy/pub/old.txt", "old");
+      expect((await cluster.request("2", "/pub/old.txt", { method: "DELETE", headers: { Authorization: AUTH } })).status).toBe(204);
+      expect(cluster.node("2").legacyDeletes).toEqual(["legacy/pub/old.txt"]);
+      expect(await cluster.node("2").store.head("legacy/pub/old.txt")).toBeUndefined();
+    });
+  });
+});

@@ -1,0 +1,150 @@
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import type { Logger } from "../../src/handlers/logger.ts";
+import { Replicator, type ReplicatorOptions } from "../../src/adapters/node/replication/replicator.ts";
+import type { RsyncResult } from "../../src/adapters/node/replication/rsync.ts";
+
+const quiet: Logger = { info() {}, warn() {}, error() {} };
+
+/** One rsync run the replicator asked for: whether it was a full pass, and the listed paths of a batch. */
+interface Run {
+  at: number;
+  peer: string;
+  full: boolean;
+  paths: string[];
+}
+
+/** A stand-in for rsync that records each run and answers what the test says. */
+function fakeRsync() {
+  const runs: Run[] = [];
+  let answer: () => RsyncResult = () => ({ ok: true, code: 0, message: "" });
+  const run: NonNullable<ReplicatorOptions["runRsync"]> = async (args, _options, input) => {
+    // A daemon destination: a local folder would make the replicator touch the disk, which fake timers cannot wait for.
+    const destination = args.at(-1)!;
+    runs.push({
+      at: Date.now(),
+      peer: /rsync:\/\/peer-(\d+)\//.exec(destination)![1]!,
+      full: args.includes("--delete"),
+      paths: input ? input.split("\0") : [],
+    });
+    return answer();
+  };
+  return { runs, run, answer: (a: () => RsyncResult) => (answer = a) };
+}
+
+describe("Replicator (rsync runner injected)", () => {
+  let folder: string;
+  let rsync: ReturnType<typeof fakeRsync>;
+  let up: Set<string>;
+  let replicator: Replicator;
+
+  beforeEach(async () => {
+    vi.useFakeTimers();
+    folder = await mkdtemp(join(tmpdir(), "nanocdn-replicator-"));
+    rsync = fakeRsync();
+    up = new Set(["2", "3"]);
+  });
+  afterEach(() => {
+    replicator?.stop();
+    vi.useRealTimers();
+  });
+
+  function start(overrides: Partial<ReplicatorOptions> = {}) {
+    replicator = new Replicator({
+      self: "1",
+      source: join(folder, "own"),
+      targets: ["2", "3"].map((id) => ({ id, destination: `rsync://peer-${id}/nanocdn/1` })),
+      rsync: {},
+      batchMs: 100,
+      fullPassIntervalMs: 600_000,
+      maxPending: 1000,
+      isUp: (id) => up.has(id),
+      log: quiet,
+      runRsync: rsync.run,
+      ...overrides,
+    });
+    replicator.enable({ pullFrom: [], pulled: async () => {} });
+    return replicator;
+  }
+  const runsOf = (peer: string) => rsync.runs.filter((r) => r.peer === peer);
+
+  it("starts with a full pass to every peer, and runs one again on the interval", async () => {
+    start({ fullPassIntervalMs: 60_000 });
+    await vi.advanceTimersByTimeAsync(10);
+    expect(rsync.runs.map((r) => [r.peer, r.full])).toEqual([
+      ["2", true],
+      ["3", true],
+    ]);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(runsOf("2").filter((r) => r.full)).toHaveLength(2);
+  });
+
+  it("sends the changes of one batch window in one run, listing only those paths", async () => {
+    start();
+    await vi.advanceTimersByTimeAsync(10);
+    rsync.runs.length = 0;
+    replicator.changed({ kind: "created", key: "1/pub/a.txt" });
+    replicator.changed({ kind: "created", key: "1/pub/b.txt" });
+    replicator.changed({ kind: "deleted", key: "1/priv/x/y/c.txt" });
+    replicator.changed({ kind: "created", key: "2/pub/not-mine.txt" });
+    await vi.advanceTimersByTimeAsync(50);
+    expect(rsync.runs).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(60);
+    const batch = runsOf("2");
+    expect(batch).toHaveLength(1);
+    expect(batch[0]!.full).toBe(false);
+    // A delete lists the folders above it (deepest first), so pruned folders go too.
+    expect(batch[0]!.paths).toEqual(["priv/x/y/c.txt", "priv/x/y", "pub/a.txt", "pub/b.txt", "priv/x"]);
+    expect(replicator.status().find((s) => s.peer === "2")).toMatchObject({ backlog: 0, needsFullPass: false });
+  });
+
+  it("backs off after a failed push, doubling the wait, and keeps the paths until one succeeds", async () => {
+    start({ targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
+    await vi.advanceTimersByTimeAsync(10);
+    rsync.runs.length = 0;
+    rsync.answer(() => ({ ok: false, code: 10, message: "connection refused" }));
+    replicator.changed({ kind: "created", key: "1/pub/a.txt" });
+    await vi.advanceTimersByTimeAsync(100);
+    expect(rsync.runs).toHaveLength(1);
+    expect(replicator.status()[0]).toMatchObject({ backlog: 1, lastError: "rsync exit 10: connection refused" });
+    // 200 ms, then 400 ms, then 800 ms between attempts.
+    await vi.advanceTimersByTimeAsync(199);
+    expect(rsync.runs).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(rsync.runs).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(399);
+    expect(rsync.runs).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(rsync.runs).toHaveLength(3);
+    rsync.answer(() => ({ ok: true, code: 0, message: "" }));
+    await vi.advanceTimersByTimeAsync(800);
+    expect(rsync.runs).toHaveLength(4);
+    expect(rsync.runs.every((r) => r.paths.join() === "pub/a.txt")).toBe(true);
+    const status = replicator.status()[0]!;
+    expect(status.backlog).toBe(0);
+    expect(status.lastError).toBeUndefined();
+  });
+
+  it("keeps at most maxPending paths for a peer that is down, then catches it up with a full pass", async () => {
+    start({ maxPending: 3 });
+    await vi.advanceTimersByTimeAsync(10);
+    rsync.runs.length = 0;
+    up.delete("3");
+    for (let i = 0; i < 3; i++) replicator.changed({ kind: "created", key: `1/pub/${i}.txt` });
+    await vi.advanceTimersByTimeAsync(200);
+    expect(replicator.status().find((s) => s.peer === "3")).toMatchObject({ backlog: 3, needsFullPass: false });
+    replicator.changed({ kind: "created", key: "1/pub/3.txt" });
+    await vi.advanceTimersByTimeAsync(200);
+    // Peer 2 got every path; peer 3, down, was asked nothing, and past maxPending holds no list.
+    expect(runsOf("2").flatMap((r) => r.paths)).toEqual(["pub/0.txt", "pub/1.txt", "pub/2.txt", "pub/3.txt"]);
+    expect(runsOf("3")).toHaveLength(0);
+    expect(replicator.status().find((s) => s.peer === "3")).toMatchObject({ backlog: 0, needsFullPass: true });
+    up.add("3");
+    replicator.fullPass("3");
+    await vi.advanceTimersByTimeAsync(10);
+    expect(runsOf("3")).toEqual([expect.objectContaining({ full: true })]);
+    expect(replicator.status().find((s) => s.peer === "3")).toMatchObject({ needsFullPass: false });
+  });
+});
