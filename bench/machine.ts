@@ -45,7 +45,12 @@ export function ensureTools(log: (line: string) => void): void {
 
 function firstLine(command: string, args: string[]): string {
   const result = spawnSync(command, args, { encoding: "utf8" });
-  return `${result.stdout ?? ""}${result.stderr ?? ""}`.split("\n").find((l) => l.trim() !== "")?.trim() ?? "unknown";
+  return (
+    `${result.stdout ?? ""}${result.stderr ?? ""}`
+      .split("\n")
+      .find((l) => l.trim() !== "")
+      ?.trim() ?? "unknown"
+  );
 }
 
 export interface DiskFacts {
@@ -101,8 +106,12 @@ export function machineFacts(dataDir: string): MachineFacts {
       nginx: firstLine("nginx", ["-v"]).replace(/^nginx version:\s*/, ""),
       haproxy: firstLine("haproxy", ["-v"]).replace(/^HAProxy version\s+(\S+).*$/, "$1"),
       lsyncd: firstLine("lsyncd", ["--version"]).replace(/^Version:\s*/, ""),
-      rsync: firstLine("rsync", ["--version"]).replace(/\s+protocol.*$/, "").replace(/^rsync\s+version\s+/, ""),
-      wrk: firstLine("wrk", ["-v"]).replace(/\s+\[.*$/, "").replace(/^wrk\s+/, ""),
+      rsync: firstLine("rsync", ["--version"])
+        .replace(/\s+protocol.*$/, "")
+        .replace(/^rsync\s+version\s+/, ""),
+      wrk: firstLine("wrk", ["-v"])
+        .replace(/\s+\[.*$/, "")
+        .replace(/^wrk\s+/, ""),
       nanocdn: pkg.version,
       commit,
     },

@@ -8,9 +8,7 @@ import type { Row } from "./report.ts";
 import type { Side } from "./throughput.ts";
 
 export function memoryText(m: Memory): string {
-  return m.processes > 1
-    ? `${m.rssSumMiB} MiB RSS, sum of ${m.processes} processes (largest ${m.rssMaxMiB}; PSS ${m.pssSumMiB})`
-    : `${m.rssSumMiB} MiB RSS`;
+  return m.processes > 1 ? `${m.rssSumMiB} MiB RSS, sum of ${m.processes} processes (largest ${m.rssMaxMiB}; PSS ${m.pssSumMiB})` : `${m.rssSumMiB} MiB RSS`;
 }
 
 export async function summarizeNginxErrors(file: string): Promise<{ lines: number; sample: string[] }> {
@@ -69,7 +67,9 @@ export function measurementNotes(rows: Row[]): string[] {
     if (typeof n === "number" && typeof g === "number" && !row.id.includes("noauth")) cpuParts.push(`${row.label}: ${n} / ${g}`);
   }
   if (cpuParts.length > 0) {
-    notes.push(`Server CPU per request, µs, nanocdn / seed stack (all processes of the node, or of both nodes in the owner row, rsync runs included; every process of the seed stack, its rsync runs included): ${cpuParts.join("; ")}.`);
+    notes.push(
+      `Server CPU per request, µs, nanocdn / seed stack (all processes of the node, or of both nodes in the owner row, rsync runs included; every process of the seed stack, its rsync runs included): ${cpuParts.join("; ")}.`,
+    );
   }
 
   // Other processes on the machine (a test suite, a build) take CPU from the servers: say where.

@@ -44,7 +44,10 @@ export function options() {
   };
   const workers = values.workers ?? env.BENCH_WORKERS;
   if (workers !== undefined && workers !== "" && !/^(auto|\d+)$/.test(workers)) throw new Error(`--workers takes a number or auto, got ${workers}`);
-  const only = (values.only ?? env.BENCH_ONLY)?.split(",").map((s) => s.trim()).filter(Boolean);
+  const only = (values.only ?? env.BENCH_ONLY)
+    ?.split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const phase of only ?? []) if (!(PHASES as readonly string[]).includes(phase)) throw new Error(`unknown phase ${phase}; phases: ${PHASES.join(",")}`);
   const out = resolve(values.out ?? resolve(import.meta.dirname, "results", "latest.json"));
   return {
@@ -56,8 +59,7 @@ export function options() {
     dir: resolve(values.dir ?? env.BENCH_DIR ?? tmpdir()),
     phases: new Set<Phase>((only as Phase[] | undefined) ?? PHASES),
     out,
-    markdown: out.replace(/\.json$/, "") + ".md",
+    markdown: `${out.replace(/\.json$/, "")}.md`,
     keep: values.keep ?? false,
   };
 }
-

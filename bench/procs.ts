@@ -50,12 +50,7 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
 }
 
 /** Spawns a tracked child in its own process group. */
-export function start(
-  name: string,
-  command: string,
-  args: string[],
-  options: SpawnOptions & { stopSignal?: NodeJS.Signals } = {},
-): Started {
+export function start(name: string, command: string, args: string[], options: SpawnOptions & { stopSignal?: NodeJS.Signals } = {}): Started {
   const child = spawn(command, args, { ...options, detached: true });
   if (child.pid === undefined) {
     // spawn failed synchronously (ENOENT and the like arrive as an 'error' event)

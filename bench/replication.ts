@@ -90,7 +90,12 @@ export async function measureLag(
     p99Ms: round(percentile(sorted, 99)),
     maxMs: round(sorted.at(-1) ?? NaN),
     pollMs,
-    uploadP99Ms: round(percentile(uploadTimes.sort((a, b) => a - b), 99)),
+    uploadP99Ms: round(
+      percentile(
+        uploadTimes.sort((a, b) => a - b),
+        99,
+      ),
+    ),
   };
 }
 

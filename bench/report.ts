@@ -56,7 +56,11 @@ function cellsOf(row: Row): string[] {
 export function renderText(report: Report): string {
   const rows = report.rows.map(cellsOf);
   const widths = HEADERS.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join(" │ ").trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join(" │ ")
+      .trimEnd();
   const rule = widths.map((w) => "─".repeat(w)).join("─┼─");
   const out = [
     report.title,
@@ -89,6 +93,6 @@ export function renderMarkdown(report: Report): string {
 
 export async function writeReport(report: Report, jsonFile: string, markdownFile: string): Promise<void> {
   await mkdir(dirname(jsonFile), { recursive: true });
-  await writeFile(jsonFile, JSON.stringify(report, null, 2) + "\n");
-  await writeFile(markdownFile, renderMarkdown(report) + "\n");
+  await writeFile(jsonFile, `${JSON.stringify(report, null, 2)}\n`);
+  await writeFile(markdownFile, `${renderMarkdown(report)}\n`);
 }

@@ -51,12 +51,34 @@ const PHASES: [Phase, (ctx: BenchContext) => Promise<Row[]>][] = [
 ];
 
 // Rows in reading order: throughput, replication, memory.
-const ORDER = ["get-4k", "get-4k-front", "get-4k-nolog", "get-100k", "head", "get-304", "get-owner", "put-fsync", "put-front", "put-nofsync", "put-single", "put-nginx-noauth", "replication-lag", "replication-lag-0", "catch-up", "rss-idle", "rss-get", "rss-put", "rss-1gib-upload"];
+const ORDER = [
+  "get-4k",
+  "get-4k-front",
+  "get-4k-nolog",
+  "get-100k",
+  "head",
+  "get-304",
+  "get-owner",
+  "put-fsync",
+  "put-front",
+  "put-nofsync",
+  "put-single",
+  "put-nginx-noauth",
+  "replication-lag",
+  "replication-lag-0",
+  "catch-up",
+  "rss-idle",
+  "rss-get",
+  "rss-put",
+  "rss-1gib-upload",
+];
 
 async function main(): Promise<number> {
   const opts = options();
   const began = Date.now();
-  const loadAtStart = loadavg().map((l) => l.toFixed(2)).join(" ");
+  const loadAtStart = loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ");
   installExitHandlers((error) => say(`\nbenchmark failed: ${(error as Error)?.stack ?? String(error)}`));
   ensureTools(say);
 
@@ -102,7 +124,15 @@ async function main(): Promise<number> {
       rows.push(...(await run(ctx)));
     } catch (error) {
       say(`  ! phase ${name} failed: ${(error as Error).stack ?? String(error)}`);
-      rows.push({ id: `${name}-failed`, label: `phase "${name}" FAILED`, nanocdn: (error as Error).message.split("\n")[0]!.slice(0, 120), reference: "", ratio: "", met: false, data: { error: String((error as Error).stack ?? error) } });
+      rows.push({
+        id: `${name}-failed`,
+        label: `phase "${name}" FAILED`,
+        nanocdn: (error as Error).message.split("\n")[0]!.slice(0, 120),
+        reference: "",
+        ratio: "",
+        met: false,
+        data: { error: String((error as Error).stack ?? error) },
+      });
     }
   }
   if (ctx.shared.lagCluster) {
@@ -126,7 +156,8 @@ async function main(): Promise<number> {
       load: `wrk -t${opts.threads} -c${opts.connections} --latency (HEAD: ab -k -c${opts.connections}), ${opts.warmupS} s warm-up + ${opts.durationS} s measured, one server at a time`,
       "seed stack": `2 nginx nodes (worker_processes auto: ${seed.nginxWorkers} each, access log on, sendfile on, apr1 htpasswd), haproxy front without cache, lsyncd delay 5 into the other node's rsync daemon; CPU per request counts every process of it`,
       "load average at start": loadAtStart,
-      nanocdn: "2-node clusters with rsync replication (local transport) unless the row says otherwise; defaults from README.md (fsync = true, access_log = true) unless the row says otherwise",
+      nanocdn:
+        "2-node clusters with rsync replication (local transport) unless the row says otherwise; defaults from README.md (fsync = true, access_log = true) unless the row says otherwise",
     },
     rows: rows.sort((a, b) => (ORDER.indexOf(a.id) + 1 || 99) - (ORDER.indexOf(b.id) + 1 || 99)),
     notes: buildNotes(measurementNotes(rows), ctx.logs),

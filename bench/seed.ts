@@ -251,7 +251,10 @@ export async function startSeedStack(options: { dir: string; htpasswd: string; l
       for (const node of nodes) {
         const peer = nodes.find((n) => n.id !== node.id)!;
         const conf = join(node.dir, "lsyncd.conf.lua");
-        await writeFile(conf, lsyncdConfig({ dir: node.dir, id: node.id, files: node.files, target: `rsync://127.0.0.1:${peer.rsyncPort}/files/${node.id}/`, delay }));
+        await writeFile(
+          conf,
+          lsyncdConfig({ dir: node.dir, id: node.id, files: node.files, target: `rsync://127.0.0.1:${peer.rsyncPort}/files/${node.id}/`, delay }),
+        );
         // Its log goes to its logfile; with nodaemon it also writes every file name to stdout, which nobody reads.
         lsyncds.push(start(`lsyncd ${node.id}`, "lsyncd", [conf], { stdio: "ignore" }));
       }

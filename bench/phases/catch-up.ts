@@ -10,7 +10,8 @@ import type { BenchContext } from "./context.ts";
 
 export async function catchUpPhase(ctx: BenchContext): Promise<Row[]> {
   const cluster =
-    ctx.shared.lagCluster ?? (await startCluster({ name: "lag", size: 2, replicate: true, root: ctx.root, credentials: ctx.credentials, workers: ctx.opts.workers }));
+    ctx.shared.lagCluster ??
+    (await startCluster({ name: "lag", size: 2, replicate: true, root: ctx.root, credentials: ctx.credentials, workers: ctx.opts.workers }));
   ctx.shared.lagCluster = cluster;
   const result = await measureCatchUp(cluster, ctx.credentials.header, { files: 10_000, body: new Uint8Array(randomBytes(1024)) });
   ctx.say(`  catch-up: ${result.found}/${result.files} files, ${result.fromHealthyMs} ms after healthy, ${result.fromStartMs} ms after start`);

@@ -91,7 +91,8 @@ export async function keepLogs(ctx: BenchContext, name: string, cluster: BenchCl
 export async function checkGet(url: string, expect: Uint8Array, headers: Record<string, string> = {}): Promise<Response> {
   const response = await fetch(url, { headers });
   const bytes = new Uint8Array(await response.arrayBuffer());
-  if (response.status !== 200 || Buffer.compare(bytes, expect) !== 0) throw new Error(`GET ${url} answered ${response.status} with ${bytes.length} bytes, not the file`);
+  if (response.status !== 200 || Buffer.compare(bytes, expect) !== 0)
+    throw new Error(`GET ${url} answered ${response.status} with ${bytes.length} bytes, not the file`);
   return response;
 }
 
@@ -119,7 +120,8 @@ export function putLoad(ctx: BenchContext, prefix: string): Pick<Target, "script
 /** The measured PUTs must have created files: as many as wrk counted successes, give or take those in flight at the end. */
 export async function checkPut(folders: string | string[], side: Side): Promise<number> {
   let stored = 0;
-  for (const folder of [folders].flat()) stored += (await readdir(folder, { recursive: true, withFileTypes: true }).catch(() => [])).filter((e) => e.isFile()).length;
+  for (const folder of [folders].flat())
+    stored += (await readdir(folder, { recursive: true, withFileTypes: true }).catch(() => [])).filter((e) => e.isFile()).length;
   const succeeded = side.requests - side.errors.status;
   if (stored < succeeded * 0.99 || stored === 0) throw new Error(`${[folders].flat().join(" and ")} hold ${stored} files after ${succeeded} successful PUTs`);
   return stored;

@@ -52,7 +52,12 @@ export function getPhase(ctx: BenchContext): Promise<Row[]> {
     rows.at(-1)!.nanocdn = "the run above";
     const get100k = await pair(ctx, "GET 100 KiB", { url: url100k, ...nodeTarget(n1) }, { url: ref100k, ...reference });
     rows.push(throughputRow("get-100k", "GET 100 KiB pub, held locally (seed: nginx direct)", get100k.n, get100k.g, { minRatio: TARGETS.get100kRatio }));
-    const head = await pair(ctx, "HEAD 4 KiB", { url: url4k, tool: "ab", method: "HEAD", ...nodeTarget(n1) }, { url: ref4k, tool: "ab", method: "HEAD", ...reference });
+    const head = await pair(
+      ctx,
+      "HEAD 4 KiB",
+      { url: url4k, tool: "ab", method: "HEAD", ...nodeTarget(n1) },
+      { url: ref4k, tool: "ab", method: "HEAD", ...reference },
+    );
     rows.push(throughputRow("head", "HEAD 4 KiB (ab, see notes)", head.n, head.g));
     const nEtag = await etagOf(url4k);
     const gEtag = await etagOf(ref4k);
