@@ -161,15 +161,29 @@ export type Config = z.output<typeof configSchema> & {
   htpasswd: string;
   /** True when htpasswd was not configured: the node may create a first user. */
   htpasswdIsDefault: boolean;
+  /** Where each key's value came from (the file, a variable, a flag), for error messages; a default is absent. */
+  origin: Partial<Record<ConfigKey, string>>;
 };
 
-export const CONFIG_KEYS = Object.keys(configSchema.shape) as (keyof z.input<typeof configSchema>)[];
+export type ConfigKey = keyof z.input<typeof configSchema>;
+export const CONFIG_KEYS = Object.keys(configSchema.shape) as ConfigKey[];
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
     super(`invalid configuration:\n  ${problems.join("\n  ")}`);
     this.name = "ConfigError";
   }
+}
+
+/** zod's own words for a value of the wrong type name no key and no fix: these say what to write. */
+function typeError(issue: z.core.$ZodRawIssue): string | undefined {
+  if (issue.code !== "invalid_type") return undefined;
+  const got = JSON.stringify(issue.input);
+  if (issue.path?.[0] === "peers" && issue.expected === "object") {
+    return `expected a peer, got ${got}: write id=url (2=http://10.0.0.2:8080) in a flag or variable, or a [[peers]] table with id and url in the file`;
+  }
+  if (issue.expected === "string") return `expected text in quotes, got ${got}${typeof issue.input === "number" ? `: write "${issue.input}"` : ""}`;
+  return `expected ${issue.expected}, got ${got}`;
 }
 
 export const envName = (key: string) => `NANOCDN_${key.toUpperCase()}`;
@@ -218,7 +232,7 @@ export async function loadConfig({ file, env = process.env, flags = {}, cwd = pr
     raw[key] = value;
     origin[key] = flagName(key);
   }
-  const result = configSchema.safeParse(raw);
+  const result = configSchema.safeParse(raw, { error: typeError, reportInput: true });
   if (!result.success) {
     throw new ConfigError(
       result.error.issues.map((issue) => {
@@ -227,7 +241,7 @@ export async function loadConfig({ file, env = process.env, flags = {}, cwd = pr
         const detail = issue.path.slice(1).map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("");
         return keys
           .map((key) => {
-            const where = origin[key] ? ` (from ${origin[key]})` : "";
+            const where = origin[key] ? ` (from ${origin[key]})` : " (not set)";
             const message = issue.code === "unrecognized_keys" ? "unknown key" : issue.message;
             return `${key}${issue.code === "unrecognized_keys" ? "" : detail}${where}: ${message}`;
           })
@@ -243,6 +257,7 @@ export async function loadConfig({ file, env = process.env, flags = {}, cwd = pr
     data,
     htpasswd: config.htpasswd === undefined ? resolve(data, "htpasswd") : absolute(config.htpasswd),
     htpasswdIsDefault: config.htpasswd === undefined,
+    origin,
     tls_cert: config.tls_cert && absolute(config.tls_cert),
     tls_key: config.tls_key && absolute(config.tls_key),
     cluster_secret_file: config.cluster_secret_file && absolute(config.cluster_secret_file),

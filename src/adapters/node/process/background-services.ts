@@ -14,7 +14,7 @@ import { LegacyDeleteQueue, legacyDeletesDir } from "../peers/legacy-deletes.ts"
 import { PeerHealth, type PeerView } from "../peers/peer-health.ts";
 import { type OwnFiles, type Replication, startReplication } from "../replication/start-replication.ts";
 
-const MIN_SECRET_LENGTH = 16;
+export const MIN_SECRET_LENGTH = 16;
 const LEGACY_RETRY_MS = 5000;
 
 async function readClusterSecret(file: string, log: Logger): Promise<string> {
