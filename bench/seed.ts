@@ -34,6 +34,8 @@ export interface SeedStack {
   lsyncdDelay: number;
   /** Restarts both lsyncd with another `delay` (seconds). */
   setLsyncdDelay(delay: number): Promise<void>;
+  /** Waits until both lsyncd have pushed everything they were told of. */
+  settle(): Promise<void>;
   /** Every process of the stack. */
   memory(): Memory;
   cpuSeconds(): number;
@@ -246,6 +248,19 @@ export async function startSeedStack(options: { dir: string; htpasswd: string; l
       200,
     );
 
+    const settle = () =>
+      until(
+        "lsyncd to have nothing left to push",
+        async () => {
+          for (const node of nodes) {
+            const status = await readFile(join(node.dir, "lsyncd.status"), "utf8").catch(() => "");
+            if (!/There are 0 delays/.test(status)) return false;
+          }
+          return true;
+        },
+        180_000,
+        200,
+      );
     const startLsyncd = async (delay: number) => {
       lsyncds = [];
       for (const node of nodes) {
@@ -259,18 +274,7 @@ export async function startSeedStack(options: { dir: string; htpasswd: string; l
         lsyncds.push(start(`lsyncd ${node.id}`, "lsyncd", [conf], { stdio: "ignore" }));
       }
       // lsyncd starts with a full rsync of each source, then watches.
-      await until(
-        "lsyncd to finish its start-up sync",
-        async () => {
-          for (const node of nodes) {
-            const status = await readFile(join(node.dir, "lsyncd.status"), "utf8").catch(() => "");
-            if (!/There are 0 delays/.test(status)) return false;
-          }
-          return true;
-        },
-        120_000,
-        200,
-      );
+      await settle();
     };
     await startLsyncd(options.lsyncdDelay);
     const stack: SeedStack = {
@@ -283,6 +287,7 @@ export async function startSeedStack(options: { dir: string; htpasswd: string; l
         await startLsyncd(delay);
         stack.lsyncdDelay = delay;
       },
+      settle,
       memory: () => sumMemory(all().map(({ proc, comm }) => nodeMemory(proc.pid, comm))),
       // Whole trees: the rsync runs of lsyncd and of the receiving daemons are the stack's replication work.
       cpuSeconds: () => all().reduce((sum, { proc }) => sum + treeCpuSeconds(proc.pid), 0),

@@ -34,6 +34,8 @@ export async function replicationLagPhase(ctx: BenchContext): Promise<Row[]> {
   const [seed1, seed2] = [ctx.seed.nodes[0]!, ctx.seed.nodes[1]!];
   const seedLag = async (delay: number) => {
     if (ctx.seed.lsyncdDelay !== delay) await ctx.seed.setLsyncdDelay(delay);
+    // The uploads of earlier phases may still be queued: measure from an idle lsyncd, as nanocdn's nodes start idle.
+    await ctx.seed.settle();
     const seedRun = `${run}-lsyncd-${delay}`;
     const result = await measureLag(
       async (i) => {
