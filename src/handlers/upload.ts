@@ -2,12 +2,12 @@ import { jsonResponse } from "./json.ts";
 import { ConflictError, PayloadTooLargeError, StoreUnavailableError } from "../storage/errors.ts";
 import type { RequestContext, Settings } from "./app.ts";
 import { type Principal, requireAuthenticated } from "./auth.ts";
-import { BadRequestError, UploadOutcomeUnknownError } from "./http-errors.ts";
+import { BadRequestError, OutcomeUnknownError } from "./http-errors.ts";
 import { PeerUnreachableError, type Peers } from "./peers.ts";
 import { askPeer, headerSet, relay } from "./owner-routing.ts";
 import { type Namespace, urlPathOf } from "./paths.ts";
 
-const UPLOAD_ANSWER_HEADERS = headerSet("Content-Type", "Location", "ETag", "Retry-After");
+const UPLOAD_ANSWER_HEADERS = headerSet("Content-Type", "Location", "ETag", "Retry-After", "X-Nanocdn-Copies");
 
 function declaredLength(request: Request): number | undefined {
   const header = request.headers.get("Content-Length");
@@ -60,10 +60,11 @@ export async function uploadHandler(
     }
     throw error;
   }
-  await settings.onChange({ kind: "created", key });
+  const copies = (await settings.onChange({ kind: "created", key })) ?? 1;
   return jsonResponse(
     { name: location, size: meta.size, etag: meta.etag },
-    { status: 201, headers: { Location: location, ETag: meta.etag } },
+    // How many nodes' disks hold the file now (see sync_copies).
+    { status: 201, headers: { Location: location, ETag: meta.etag, "X-Nanocdn-Copies": String(copies) } },
   );
 }
 
@@ -103,7 +104,7 @@ async function forwardUpload(settings: Settings, { request, target }: RequestCon
     } catch (error) {
       settings.log.warn({ peer, err: error }, "upload failover failed");
       if (!(error instanceof PeerUnreachableError && error.nothingSent)) {
-        throw new UploadOutcomeUnknownError(`the upload was passed to peer ${peer}, which did not confirm it: it may or may not be stored there`);
+        throw new OutcomeUnknownError(`the upload was passed to peer ${peer}, which did not confirm it: it may or may not be stored there`);
       }
       if (request.body?.locked) {
         throw new StoreUnavailableError(`the local store is unavailable and peer ${peer} could not be reached`);

@@ -46,6 +46,8 @@ export interface ClusterOptions {
    * (default); false for clusters whose nodes cannot reach each other.
    */
   waitForPeers?: boolean;
+  /** Group id of each node's process, for firewall rules that match it. */
+  gid?: (id: string) => number;
 }
 
 /** N real node processes on loopback ports that know each other as peers. */
@@ -87,7 +89,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
     async start(id) {
       const nodeDir = localNodeDir(dir, id);
       await mkdir(nodeDir, { recursive: true });
-      nodes[id] = await startNodeProcess({ dir: nodeDir, port: ports[id], config: configOf(id), waitFor: "listening" });
+      nodes[id] = await startNodeProcess({ dir: nodeDir, port: ports[id], config: configOf(id), waitFor: "listening", gid: options.gid?.(id) });
       return nodes[id];
     },
     async kill(id) {

@@ -52,6 +52,8 @@ export interface StartOptions {
    * outlives it.
    */
   processGroup?: boolean;
+  /** Group id of the node process (and so of its rsync children): firewall rules can match it. */
+  gid?: number;
 }
 
 /** The node's settings come from its config file and the caller's `env`, not from this process's NANOCDN_* variables. */
@@ -82,6 +84,7 @@ export async function startNodeProcess(options: StartOptions = {}): Promise<Node
       env: { ...inheritedEnv(), NANOCDN_LOG_LEVEL: "info", ...options.env },
       stdio: ["ignore", logFd ?? "pipe", logFd ?? "pipe"],
       detached: options.processGroup ?? false,
+      ...(options.gid !== undefined && { gid: options.gid }),
     });
   } finally {
     if (logFd !== undefined) closeSync(logFd);

@@ -3,6 +3,7 @@ import { isAbsolute, resolve } from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { z } from "zod";
 import { DEFAULT_CACHE_MAX_AGE, DEFAULT_MAX_UPLOAD_BYTES } from "../../../handlers/app.ts";
+import { DEFAULT_READ_HEDGE_MS } from "../../../handlers/owner-routing.ts";
 import { RESERVED_SEGMENTS } from "../../../handlers/paths.ts";
 
 const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
@@ -98,6 +99,8 @@ export const configSchema = z
     tls_key: z.string().min(1).optional(),
     fsync: bool.default(true),
     min_free_bytes: int(0).default(0),
+    /** The disk's reserve is the larger of min_free_bytes and this share of its size. */
+    min_free_percent: int(0).pipe(z.number().max(90, { error: "must be at most 90" })).default(1),
     access_log: bool.default(true),
     log_level: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
     /** Serving processes: "auto" is one per core. */
@@ -123,6 +126,14 @@ export const configSchema = z
     peer_connect_timeout_ms: int(1).default(1000),
     /** How long a peer may take to start answering a request. */
     peer_timeout_ms: int(1).default(5000),
+    /** Nodes whose disks hold an upload before its 201; default 2 with peers, 1 without. */
+    sync_copies: int(1).optional(),
+    /** Seconds between background re-hashes of every file this node holds; 0 is off. */
+    scrub_interval: int(0).default(7 * 24 * 3600),
+    /** How long a peer may take to start answering a read, which then falls to the next copy. */
+    peer_read_timeout_ms: int(1).default(1000),
+    /** How long a read through the peers waits for one copy before it asks the next one as well. */
+    peer_read_hedge_ms: int(0).default(DEFAULT_READ_HEDGE_MS),
     /** Changes wait this long to be pushed together. */
     replication_batch_ms: int(0).default(100),
     /** Seconds between full `rsync -a --delete` passes to each peer. */
@@ -150,12 +161,16 @@ export const configSchema = z
       }
       seen.add(p.id);
     });
+    if (config.sync_copies !== undefined && config.sync_copies > config.peers.length + 1) {
+      ctx.addIssue({ code: "custom", path: ["sync_copies"], message: `must be at most the number of nodes (${config.peers.length + 1})` });
+    }
     if (config.peers.length > 0 && config.cluster_secret_file === undefined) {
       ctx.addIssue({ code: "custom", path: ["cluster_secret_file"], message: "required when peers are configured" });
     }
   });
 
-export type Config = z.output<typeof configSchema> & {
+export type Config = Omit<z.output<typeof configSchema>, "sync_copies"> & {
+  sync_copies: number;
   /** Where `data` and the other paths point, made absolute. */
   data: string;
   htpasswd: string;
@@ -258,6 +273,7 @@ export async function loadConfig({ file, env = process.env, flags = {}, cwd = pr
     htpasswd: config.htpasswd === undefined ? resolve(data, "htpasswd") : absolute(config.htpasswd),
     htpasswdIsDefault: config.htpasswd === undefined,
     origin,
+    sync_copies: config.sync_copies ?? (config.peers.length > 0 ? 2 : 1),
     tls_cert: config.tls_cert && absolute(config.tls_cert),
     tls_key: config.tls_key && absolute(config.tls_key),
     cluster_secret_file: config.cluster_secret_file && absolute(config.cluster_secret_file),

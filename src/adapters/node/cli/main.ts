@@ -5,9 +5,10 @@ import { ConfigError } from "./config.ts";
 import { clusterCommand } from "./local-cluster.ts";
 import { serveCommand } from "./serve.ts";
 import { userAddCommand, userListCommand, userRemoveCommand } from "./user.ts";
+import { verifyCommand } from "./verify.ts";
 
 /** Every command: adding one is adding its entry here. */
-const COMMANDS: Command[] = [serveCommand, checkConfigCommand, clusterCommand, userAddCommand, userRemoveCommand, userListCommand];
+const COMMANDS: Command[] = [serveCommand, checkConfigCommand, verifyCommand, clusterCommand, userAddCommand, userRemoveCommand, userListCommand];
 
 function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../../../package.json", import.meta.url), "utf8")) as { version: string };
