@@ -335,8 +335,9 @@ describe("the rsync daemon transport", () => {
   });
 
   it("leaves no partial file visible when the receiver is killed during a push", async () => {
-    // A bandwidth cap makes the push last a few seconds, so the kill lands in the middle.
-    const { cluster: c } = await daemonCluster({ rsync_bwlimit: 16 * 1024 });
+    // A bandwidth cap makes the push last a few seconds, so the kill lands in
+    // the middle; the upload is answered before its push (one copy) so the test can watch it.
+    const { cluster: c } = await daemonCluster({ rsync_bwlimit: 16 * 1024, sync_copies: 1 });
     const size = 48 * 1024 * 1024;
     const location = await upload(c, "1", "pub/big.bin", new Uint8Array(size).fill(7));
     const onTwo = join(c.data("2"), "files", location.slice(1));

@@ -47,9 +47,10 @@ export interface StartOptions {
    */
   logFile?: string;
   /**
-   * Run in a process group of its own; once the node has stopped, the group
-   * is killed, so that nothing it started (an rsync run still finishing)
-   * outlives it.
+   * Start the node as the leader of its own process group, so that a signal to
+   * the group (`process.kill(-pid, …)`) reaches its serving processes too; once
+   * the node has stopped, the group is killed, so that nothing it started (an
+   * rsync run still finishing) outlives it.
    */
   processGroup?: boolean;
   /** Group id of the node process (and so of its rsync children): firewall rules can match it. */
