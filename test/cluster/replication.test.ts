@@ -347,8 +347,9 @@ describe("the rsync daemon transport", () => {
     const receivers = execFileSync("pgrep", ["-f", join(c.data("2"), "state", "rsyncd.conf")], { encoding: "utf8" })
       .split("\n")
       .filter(Boolean);
-    // The receivers first: node 1 ends its push as soon as node 2 is gone, and a receiver left alive would clean up.
-    for (const pid of receivers) spawnSync("kill", ["-9", pid]);
+    // The receivers first, all at once: node 1 ends its push as soon as node 2 is gone,
+    // and a receiver left alive a moment longer than its partner would clean up.
+    spawnSync("kill", ["-9", ...receivers]);
     await c.kill("2");
     const info = await stat(onTwo).catch(() => undefined);
     expect(info === undefined || info.size === size).toBe(true);

@@ -17,7 +17,7 @@ interface State {
   lastError?: string;
 }
 
-/** What a process that talks to peers needs of their health: to ask it, and to report a refusal. */
+/** What a process that talks to peers needs of their health: to ask it, and to report a failed request. */
 export interface PeerView {
   isUp(id: string): boolean;
   /**

@@ -15,7 +15,7 @@ import { StoreHealth } from "../disk/store-health.ts";
 
 /** What a serving process needs from the node-wide services, in this process or the primary. */
 export type NodeState = Pick<BackgroundServices, "ownFiles" | "changed" | "legacyDeleteQueued" | "status" | "link"> & {
-  /** Peer health as this process sees it; a refusal it meets goes to whoever checks health. */
+  /** Peer health as this process sees it; a refused or timed-out request it meets goes to whoever checks health. */
   peers: PeerView;
 };
 
