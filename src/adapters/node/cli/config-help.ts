@@ -34,7 +34,10 @@ export const CONFIG_HELP: Record<ConfigKey, KeyHelp> = {
   scrub_interval: { meaning: "seconds between background re-hashes of every file, repairing bad copies from the peers; 0 is off", value: "SECONDS" },
   fsync: { meaning: "fsync every file and its folder before answering 201", value: "BOOL" },
   min_free_bytes: { meaning: "/check/ fails below this much free disk space", value: "BYTES" },
-  min_free_percent: { meaning: "the disk's reserve is the larger of min_free_bytes and this percentage of its size: /check/ fails and uploads go to peers below it", value: "PERCENT" },
+  min_free_percent: {
+    meaning: "the disk's reserve is the larger of min_free_bytes and this percentage of its size: /check/ fails and uploads go to peers below it",
+    value: "PERCENT",
+  },
   access_log: { meaning: "one JSON line per request", value: "BOOL" },
   log_level: { meaning: "debug, info, warn, error or silent", value: "LEVEL" },
   workers: { meaning: '"auto" (one per core) or a number of serving processes', value: "N" },
@@ -63,6 +66,8 @@ export const CONFIG_HELP: Record<ConfigKey, KeyHelp> = {
   rsync_ssh: { meaning: "the -e command for ssh destinations", unset: "ssh", value: "COMMAND" },
   rsyncd_listen: { meaning: "run an rsync daemon on this host:port for the peers' pushes", unset: "none", value: "HOST:PORT" },
   rsyncd_hosts_allow: { meaning: "the rsync daemon's hosts allow", unset: "any", value: "HOSTS" },
+  monitor_users: { meaning: "users who may read /metrics and /status and nothing else", value: "USERS" },
+  trusted_proxies: { meaning: "addresses or networks of proxies whose X-Forwarded-For the access log believes", value: "NETWORKS" },
 };
 
 /** A default as it would be written in the TOML file. */

@@ -1,5 +1,6 @@
 import { Readable } from "node:stream";
 import { type Dispatcher, Pool } from "undici";
+import { PEER_PROBE_AGENT } from "../../../handlers/access-log.ts";
 import type { Logger } from "../../../handlers/logger.ts";
 import { type PeerRequest, type Peers, PeerUnreachableError } from "../../../handlers/peers.ts";
 import type { PeerConfig } from "../cli/config.ts";
@@ -137,6 +138,7 @@ export class HttpPeers implements Peers {
     const answer = await this.#pools.get(id)!.request({
       method: "GET",
       path: "/check/",
+      headers: { "user-agent": PEER_PROBE_AGENT },
       headersTimeout: timeoutMs,
       bodyTimeout: timeoutMs,
     });

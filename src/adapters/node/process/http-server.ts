@@ -24,6 +24,8 @@ export interface HttpServerOptions {
 export interface HttpServer {
   server: Server;
   url: string;
+  /** Reads the TLS certificate and key again now (SIGHUP), keeping the current ones if they fail. */
+  reloadCertificate(): Promise<void>;
   /** Stops accepting, lets requests in flight finish (up to `graceMs`), then closes. */
   close(graceMs: number): Promise<void>;
 }
@@ -134,7 +136,10 @@ function smallBodyLength(request: IncomingMessage): number | undefined {
 /** Serves the app over HTTP, or HTTPS when a certificate is configured. */
 export async function startHttpServer({ app, fastRead, listen, tls, log }: HttpServerOptions): Promise<HttpServer> {
   const listener = getRequestListener(
-    (request, env) => app.fetch(request, { rawTarget: (env as { incoming: IncomingMessage }).incoming.url }),
+    (request, env) => {
+      const { incoming } = env as { incoming: IncomingMessage };
+      return app.fetch(request, { rawTarget: incoming.url, clientAddress: incoming.socket.remoteAddress });
+    },
     {
       // The adapter refuses some targets (a backslash in the path) before the app runs.
       errorHandler: (error) =>
@@ -150,7 +155,7 @@ export async function startHttpServer({ app, fastRead, listen, tls, log }: HttpS
   const handle = (request: IncomingMessage, response: ServerResponse) => {
     if (closing) response.shouldKeepAlive = false;
     // Answered at once, so nothing to track for a graceful stop.
-    const fast = fastRead?.(request.method ?? "", request.url ?? "", request.rawHeaders);
+    const fast = fastRead?.(request.method ?? "", request.url ?? "", request.rawHeaders, request.socket.remoteAddress);
     if (fast) {
       response.writeHead(fast.status, fast.headers);
       response.end(fast.body ?? undefined);
@@ -191,8 +196,7 @@ export async function startHttpServer({ app, fastRead, listen, tls, log }: HttpS
   // keep-alive is shorter than many of their idle timeouts.
   server.keepAliveTimeout = 65_000;
 
-  let stopWatchingTls = () => {};
-  if (tls) stopWatchingTls = watchCertificate(server as unknown as import("node:tls").Server, tls, log, TLS_RECHECK_MS);
+  const certificate = tls ? watchCertificate(server as unknown as import("node:tls").Server, tls, log, TLS_RECHECK_MS) : undefined;
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -208,11 +212,12 @@ export async function startHttpServer({ app, fastRead, listen, tls, log }: HttpS
   return {
     server,
     url,
+    reloadCertificate: async () => certificate?.reload(),
     close: (graceMs) =>
       new Promise<void>((resolve) => {
         closing = true;
         for (const response of inFlight) if (!response.headersSent) response.shouldKeepAlive = false;
-        stopWatchingTls();
+        certificate?.stop();
         const force = setTimeout(() => server.closeAllConnections(), graceMs);
         server.close(() => {
           clearTimeout(force);
@@ -230,23 +235,24 @@ function watchCertificate(
   tls: { cert: string; key: string },
   log: Logger,
   everyMs: number,
-): () => void {
+): { stop(): void; reload(): Promise<void> } {
   const versionOf = async () => {
     const [cert, key] = await Promise.all([stat(tls.cert), stat(tls.key)]);
     return `${cert.mtimeMs}:${cert.size}:${key.mtimeMs}:${key.size}`;
   };
   let version = versionOf().catch(() => "");
-  const timer = setInterval(async () => {
+  const check = async (always: boolean) => {
     try {
       const now = await versionOf();
-      if (now === (await version)) return;
+      if (!always && now === (await version)) return;
       server.setSecureContext(await readTls(tls));
       version = Promise.resolve(now);
       log.info({ cert: tls.cert }, "TLS certificate reloaded");
     } catch (error) {
       log.error({ cert: tls.cert, err: error }, "TLS certificate reload failed; keeping the current one");
     }
-  }, everyMs);
+  };
+  const timer = setInterval(() => void check(false), everyMs);
   timer.unref();
-  return () => clearInterval(timer);
+  return { stop: () => clearInterval(timer), reload: () => check(true) };
 }

@@ -2,7 +2,13 @@ import { pino } from "pino";
 import type { AccessLogEntry } from "../../../handlers/access-log.ts";
 import type { Logger } from "../../../handlers/logger.ts";
 
-export type NodeLogger = Logger & { flush(done: (error?: Error) => void): void };
+const optional = (name: string, value: string | undefined) => (value === undefined ? "" : `,"${name}":${JSON.stringify(value)}`);
+
+export type NodeLogger = Logger & {
+  flush(done: (error?: Error) => void): void;
+  /** The lowest level written; set anew on SIGHUP. */
+  level: string;
+};
 
 /**
  * JSON lines on stdout, written asynchronously. No field holds a secret (the
@@ -39,7 +45,8 @@ export function createLogger(level: string): NodeLogger {
     destination.write(
       `{"level":"info","time":"${new Date().toISOString()}","pid":${pid},"method":${JSON.stringify(entry.method)},` +
         `"path":${JSON.stringify(entry.path)},"status":${entry.status},"bytes":${entry.bytes},"ms":${entry.ms},` +
-        `"node":${JSON.stringify(entry.node)},"msg":"request"}\n`,
+        `"node":${JSON.stringify(entry.node)}${optional("client", entry.client)}${optional("forwarded", entry.forwarded)}` +
+        `${optional("user", entry.user)}${optional("peer", entry.peer)}${optional("agent", entry.agent)},"msg":"request"}\n`,
     );
   };
   return Object.assign(logger, { request });

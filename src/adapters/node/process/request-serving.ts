@@ -12,17 +12,23 @@ import type { NodeLogger } from "./logger.ts";
 import { legacyDeletesDir, recordLegacyDelete } from "../peers/legacy-deletes.ts";
 import { connectPeers, type BackgroundServices } from "./background-services.ts";
 import { StoreHealth } from "../disk/store-health.ts";
+import { RequestMetrics } from "../metrics/request-metrics.ts";
+import { trustedProxies } from "./trusted-proxies.ts";
 
 /** What a serving process needs from the node-wide services, in this process or the primary. */
-export type NodeState = Pick<BackgroundServices, "ownFiles" | "changed" | "legacyDeleteQueued" | "status" | "link"> & {
+export type NodeState = Pick<BackgroundServices, "ownFiles" | "changed" | "legacyDeleteQueued" | "status" | "link" | "registry"> & {
   /** Peer health as this process sees it; a refused or timed-out request it meets goes to whoever checks health. */
   peers: PeerView;
+  /** The node's metrics, from all its processes, as /metrics answers them. */
+  exposition(): Promise<string>;
 };
 
 export interface RequestServing {
   url: string;
   /** Drops a cached file: another process of this node deleted it. */
   invalidate(key: string): void;
+  /** Takes the new log level and reads the users and TLS files again (SIGHUP). */
+  reload(logLevel: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -84,6 +90,9 @@ export async function startRequestServing(config: Config, log: NodeLogger, state
       }
     },
     status: async () => ({ storeHealthy: storeHealth.healthy, ...(await state.status()) }),
+    metrics: new RequestMetrics(state.registry, state.exposition),
+    monitorUsers: config.monitor_users,
+    trustedProxy: trustedProxies(config.trusted_proxies),
   };
   const tls = config.tls_cert && config.tls_key ? { cert: config.tls_cert, key: config.tls_key } : undefined;
   const http = await startHttpServer({
@@ -96,6 +105,10 @@ export async function startRequestServing(config: Config, log: NodeLogger, state
   return {
     url: http.url,
     invalidate: (key) => store.invalidate(key),
+    async reload(logLevel) {
+      log.level = logLevel;
+      await Promise.all([credentials.reload(), http.reloadCertificate()]);
+    },
     async close() {
       stopProbing();
       await http.close(config.shutdown_grace * 1000);
