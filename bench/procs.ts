@@ -50,12 +50,7 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
 }
 
 /** Spawns a tracked child in its own process group. */
-export function start(
-  name: string,
-  command: string,
-  args: string[],
-  options: SpawnOptions & { stopSignal?: NodeJS.Signals } = {},
-): Started {
+export function start(name: string, command: string, args: string[], options: SpawnOptions & { stopSignal?: NodeJS.Signals } = {}): Started {
   const child = spawn(command, args, { ...options, detached: true });
   if (child.pid === undefined) {
     // spawn failed synchronously (ENOENT and the like arrive as an 'error' event)
@@ -272,8 +267,8 @@ export interface Memory {
 }
 
 /**
- * Memory of a node: its process and every descendant that is a Node.js
- * process (serving workers), leaving out rsync runs and esbuild helpers.
+ * Memory of a server: its process and every descendant named `comm` (a
+ * node's serving processes, nginx's workers), leaving out rsync runs.
  */
 export function nodeMemory(pid: number, comm = "node"): Memory {
   const procs = processTree(pid).filter((p) => p.pid === pid || p.comm === comm);
@@ -285,6 +280,18 @@ export function nodeMemory(pid: number, comm = "node"): Memory {
     rssMaxMiB: mib(Math.max(0, ...rss)),
     hwmSumMiB: mib(procs.reduce((a, p) => a + statusKiB(p.pid, "VmHWM"), 0)),
     pssSumMiB: mib(procs.reduce((a, p) => a + pssKiB(p.pid), 0)),
+  };
+}
+
+/** The memory of several process groups (the parts of a stack), as one. */
+export function sumMemory(parts: Memory[]): Memory {
+  const add = (f: (m: Memory) => number) => Math.round(parts.reduce((a, m) => a + f(m), 0) * 10) / 10;
+  return {
+    processes: parts.reduce((a, m) => a + m.processes, 0),
+    rssSumMiB: add((m) => m.rssSumMiB),
+    rssMaxMiB: Math.max(0, ...parts.map((m) => m.rssMaxMiB)),
+    hwmSumMiB: add((m) => m.hwmSumMiB),
+    pssSumMiB: add((m) => m.pssSumMiB),
   };
 }
 

@@ -57,7 +57,7 @@ export interface AppOptions {
    * Resolves once the change is known everywhere in this node (the answer
    * waits for it); for a new file, with how many nodes' disks hold it.
    */
-  onChange?(change: Change): void | Promise<number | undefined | void>;
+  onChange?(change: Change): Promise<number | undefined> | undefined;
   /** Operator facts for GET /status (replication backlog, peer health, …). */
   status?(): Promise<NodeFacts>;
   metrics?: Metrics;
@@ -82,7 +82,7 @@ export interface Settings {
   localHealthy(): boolean;
   ownFilesComplete(): boolean;
   check(): Promise<void>;
-  onChange(change: Change): void | Promise<number | undefined | void>;
+  onChange(change: Change): Promise<number | undefined> | undefined;
   status(): Promise<NodeFacts>;
   metrics: Metrics;
   monitorUsers: ReadonlySet<string>;
@@ -137,7 +137,7 @@ export function settingsOf(options: AppOptions): Settings {
     localHealthy: options.localHealthy ?? (() => true),
     ownFilesComplete: options.ownFilesComplete ?? (() => true),
     check: options.check ?? (() => options.store.probe()),
-    onChange: options.onChange ?? (() => {}),
+    onChange: options.onChange ?? (() => undefined),
     status: options.status ?? (async () => ({})),
     metrics: options.metrics ?? noMetrics,
     monitorUsers: new Set(options.monitorUsers ?? []),

@@ -1,3 +1,4 @@
+import type { BlobMeta } from "../storage/blob-store.ts";
 import { jsonResponse } from "./json.ts";
 import { ConflictError, PayloadTooLargeError, StoreUnavailableError } from "../storage/errors.ts";
 import type { RequestContext, Settings } from "./app.ts";
@@ -52,7 +53,7 @@ export async function uploadHandler(
   if (existing && !isExpired(existing)) throw new ConflictError(`${location} already exists`);
   // An expired file is gone for readers already: its name is free once it is deleted here (and on the replicas).
   if (existing && (await settings.store.delete(key))) await settings.onChange({ kind: "deleted", key });
-  let meta;
+  let meta: BlobMeta;
   try {
     meta = await settings.store.create(key, request.body ?? new ReadableStream({ start: (c) => c.close() }), {
       length,

@@ -28,7 +28,7 @@ export const CONFIG_HELP: Record<ConfigKey, KeyHelp> = {
   tls_key: { meaning: "PEM private key for tls_cert", unset: "none", value: "FILE" },
   sync_copies: {
     meaning: "nodes (this one included) whose disks hold an upload before its 201; 1 answers at once and replicates afterwards",
-    unset: "2 with peers, 1 without",
+    unset: "2 with peers to replicate to (rsync), 1 without",
     value: "N",
   },
   scrub_interval: { meaning: "seconds between background re-hashes of every file, repairing bad copies from the peers; 0 is off", value: "SECONDS" },

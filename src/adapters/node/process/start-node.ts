@@ -17,8 +17,18 @@ export interface RunningNode {
   close(): Promise<void>;
 }
 
+/**
+ * "auto" forks one serving process per core beside the primary, except on
+ * one or two cores: there a single process serves and runs the node-wide
+ * services, because every Node.js process costs tens of MiB at rest and each
+ * upload pays a hand-off to the primary, while a second serving process has
+ * little CPU left to gain (the primary, rsync and the kernel share the same
+ * two cores).
+ */
 function servingProcessCount(config: Config): number {
-  return config.workers === "auto" ? availableParallelism() : config.workers;
+  if (config.workers !== "auto") return config.workers;
+  const cores = availableParallelism();
+  return cores > 2 ? cores : 1;
 }
 
 /**
@@ -32,16 +42,14 @@ export async function startNode(config: Config, log: NodeLogger): Promise<Runnin
   }
   const count = servingProcessCount(config);
   const node = count > 1 ? await startPrimary(config, log, count) : await startSingle(config, log);
-  log.info(
-    { url: node.url, node: config.node, data: config.data, peers: config.peers.map((p) => p.id), processes: count },
-    "nanocdn node listening",
-  );
+  log.info({ url: node.url, node: config.node, data: config.data, peers: config.peers.map((p) => p.id), processes: count }, "nanocdn node listening");
   return node;
 }
 
 async function startSingle(config: Config, log: NodeLogger): Promise<RunningNode> {
-  const services = await startBackgroundServices(config, log);
-  const serving = await startRequestServing(config, log, {
+  let serving: Awaited<ReturnType<typeof startRequestServing>> | undefined;
+  const services = await startBackgroundServices(config, log, undefined, (key) => serving?.invalidate(key));
+  serving = await startRequestServing(config, log, {
     ...services,
     peers: services.health,
     exposition: () => services.registry.metrics(),
