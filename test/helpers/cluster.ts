@@ -7,6 +7,7 @@ import { basic, writeHtpasswd } from "./credentials.ts";
 import { eventually } from "./eventually.ts";
 import { type NodeProcess, startNodeProcess } from "./node-process.ts";
 import { freePort } from "./ports.ts";
+import type { Runtime } from "./runtimes.ts";
 
 export const CLUSTER_SECRET = "test-cluster-secret-0123456789abcdef";
 
@@ -45,6 +46,8 @@ export interface ClusterOptions {
    * (default); false for clusters whose nodes cannot reach each other.
    */
   waitForPeers?: boolean;
+  /** Node (default), Bun or Deno, for every node. */
+  runtime?: Runtime;
 }
 
 /** N real node processes on loopback ports that know each other as peers. */
@@ -86,7 +89,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
     async start(id) {
       const nodeDir = join(dir, `node${id}`);
       await mkdir(nodeDir, { recursive: true });
-      nodes[id] = await startNodeProcess({ dir: nodeDir, port: ports[id], config: configOf(id), waitFor: "listening" });
+      nodes[id] = await startNodeProcess({ dir: nodeDir, port: ports[id], config: configOf(id), waitFor: "listening", runtime: options.runtime });
       return nodes[id];
     },
     async kill(id) {

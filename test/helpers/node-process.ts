@@ -1,12 +1,13 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { stringify } from "smol-toml";
 import { writeHtpasswd } from "./credentials.ts";
 import { freePort, tcpConnect } from "./ports.ts";
+import { type Runtime, runtimeCommand } from "./runtimes.ts";
 
-export const BIN = resolve(import.meta.dirname, "../../bin/nanocdn.mjs");
+export { BIN } from "./runtimes.ts";
 
 export interface NodeProcess {
   url: string;
@@ -34,6 +35,8 @@ export interface StartOptions {
   noHtpasswd?: boolean;
   /** Wait for GET /check/ to answer 200 (default) or only for the port to answer. */
   waitFor?: "healthy" | "listening";
+  /** Node (default), Bun or Deno. */
+  runtime?: Runtime;
 }
 
 /** Starts `nanocdn serve` as its own process, as an operator would, and waits until it answers. */
@@ -49,7 +52,8 @@ export async function startNodeProcess(options: StartOptions = {}): Promise<Node
   }
   const configFile = join(dir, "nanocdn.toml");
   await writeFile(configFile, stringify(config));
-  const child = spawn(process.execPath, [BIN, "serve", "--config", configFile, ...(options.args ?? [])], {
+  const [command, leading] = runtimeCommand(options.runtime);
+  const child = spawn(command, [...leading, "serve", "--config", configFile, ...(options.args ?? [])], {
     cwd: options.cwd ?? dir,
     env: { ...process.env, NANOCDN_LOG_LEVEL: "info", ...options.env },
     stdio: ["ignore", "pipe", "pipe"],

@@ -1,5 +1,8 @@
 import { Readable } from "node:stream";
-import { type Dispatcher, Pool } from "undici";
+// The package's own entry by path: Bun answers a bare "undici" with a partial
+// built-in whose Pool#request() returns nothing; this loads the real one on
+// Node, Bun and Deno alike.
+import { type Dispatcher, Pool } from "undici/index.js";
 import type { Logger } from "../../../handlers/logger.ts";
 import { type PeerRequest, type Peers, PeerUnreachableError } from "../../../handlers/peers.ts";
 import type { PeerConfig } from "../cli/config.ts";
