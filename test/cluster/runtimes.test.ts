@@ -36,7 +36,13 @@ describe.each<Runtime>(["bun", "deno"])("a cluster on %s", (runtime) => {
       runtime,
       replicate: true,
       scheme: "https",
-      config: (id) => ({ tls_cert: certs[id as "1" | "2"].cert, tls_key: certs[id as "1" | "2"].key, ca_file: ca.cert }),
+      // Node 1 with two serving processes sharing its socket, as `workers = "auto"` runs on two cores.
+      config: (id) => ({
+        tls_cert: certs[id as "1" | "2"].cert,
+        tls_key: certs[id as "1" | "2"].key,
+        ca_file: ca.cert,
+        ...(id === "1" && { workers: 2 }),
+      }),
     });
   }, 60_000);
 
@@ -73,6 +79,19 @@ describe.each<Runtime>(["bun", "deno"])("a cluster on %s", (runtime) => {
     const restored = await request(c.url("2") + ownLocation, { headers: auth });
     expect(restored.headers.get("X-Nanocdn-Served-By")).toBe("2");
     expect(await restored.text()).toBe("node 2's own");
+  });
+
+  it("takes many uploads at once on two serving processes", async () => {
+    const names = Array.from({ length: 64 }, (_, i) => `pub/many/${i}.txt`);
+    const answers = await Promise.all(
+      names.map(async (name) => {
+        const response = await request(`${cluster.url("1")}/upload/${name}`, { method: "PUT", body: name, headers: auth });
+        await response.body?.cancel();
+        return response.status;
+      }),
+    );
+    expect(answers).toEqual(names.map(() => 201));
+    expect((await listFiles(join(cluster.data("1"), "files", "1", "pub", "many"))).sort()).toEqual(names.map((n) => n.slice("pub/many/".length)).sort());
   });
 
   it("stops gracefully on SIGTERM", async () => {
