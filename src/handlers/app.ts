@@ -26,6 +26,8 @@ export interface PeeringOptions {
   auth: ClusterAuth;
   /** Durably schedules a legacy delete on every peer; resolves once it is recorded. */
   mirrorLegacyDelete(key: string): Promise<void>;
+  /** Milliseconds a read through the peers waits for one copy before it asks the next one as well. */
+  readHedgeMs?: number;
 }
 
 export interface AppOptions {
@@ -48,8 +50,11 @@ export interface AppOptions {
   ownFilesComplete?(): boolean;
   /** The /check/ probe; defaults to the store's own. */
   check?(): Promise<void>;
-  /** Resolves once the change is known everywhere in this node (the answer waits for it). */
-  onChange?(change: Change): void | Promise<void>;
+  /**
+   * Resolves once the change is known everywhere in this node (the answer
+   * waits for it); for a new file, with how many nodes' disks hold it.
+   */
+  onChange?(change: Change): void | Promise<number | undefined | void>;
   /** Operator facts for GET /status (replication backlog, peer health, …). */
   status?(): Promise<Record<string, unknown>>;
 }
@@ -67,7 +72,7 @@ export interface Settings {
   localHealthy(): boolean;
   ownFilesComplete(): boolean;
   check(): Promise<void>;
-  onChange(change: Change): void | Promise<void>;
+  onChange(change: Change): void | Promise<number | undefined | void>;
   status(): Promise<Record<string, unknown>>;
 }
 

@@ -2,6 +2,7 @@ import fresh from "fresh";
 import mime from "mime";
 import parseRange from "range-parser";
 import type { BlobMeta, BlobStore, ByteRange } from "../storage/blob-store.ts";
+import { reprDigest } from "../storage/digest.ts";
 import { RangeNotSatisfiableError } from "./http-errors.ts";
 
 const typesByExtension = new Map<string, string>();
@@ -83,6 +84,8 @@ export function blobHeaders(meta: BlobMeta, key: string, options: BlobResponseOp
   headers["X-Content-Type-Options"] = "nosniff";
   headers["Accept-Ranges"] = "bytes";
   headers["Content-Length"] = String(range?.length ?? meta.size);
+  // Of the whole file, also on a 206: a client can check what it assembles.
+  if (meta.digest !== undefined) headers["Repr-Digest"] = reprDigest(meta.digest);
   if (range) headers["Content-Range"] = `bytes ${range.offset}-${range.offset + range.length - 1}/${meta.size}`;
   return headers;
 }

@@ -2,7 +2,8 @@ import { NotFoundError } from "../storage/errors.ts";
 import type { RequestContext, Settings } from "./app.ts";
 import { type Principal, requireAuthenticated } from "./auth.ts";
 import { blobResponse } from "./blob-response.ts";
-import { TryLaterError } from "./http-errors.ts";
+import { OutcomeUnknownError, TryLaterError } from "./http-errors.ts";
+import { PeerUnreachableError } from "./peers.ts";
 import { askPeer, headerSet, LOCAL_ONLY_HEADER, readFromPeers, relay } from "./owner-routing.ts";
 import { type FileAddress, pathOf } from "./paths.ts";
 
@@ -72,6 +73,10 @@ export async function deleteHandler(
     response = await askPeer({ ...cluster, log: settings.log }, file.owner, "DELETE", target);
   } catch (error) {
     settings.log.warn({ peer: file.owner, err: error }, "delete forwarding failed");
+    if (error instanceof PeerUnreachableError && error.mayStillAct) {
+      // A hung owner may carry the delete out when it resumes: "not done" could be false.
+      throw new OutcomeUnknownError(`the delete was passed to the owner node ${file.owner}, which did not confirm it: it may or may not be done`);
+    }
     throw new TryLaterError(`only the owner node ${file.owner} deletes its files, and it is unreachable`);
   }
   return relay(response, DELETE_ANSWER_HEADERS);

@@ -50,11 +50,12 @@ export class TryLaterError extends NanoCdnError {
 }
 
 /**
- * An upload passed to a peer failed after its body was sent: the peer may or
- * may not have stored it. Not a 5xx that clients read as "nothing stored"
- * (502/503/504), so that they do not store it a second time elsewhere.
+ * A request passed to a peer (an upload, a delete) failed after it was sent:
+ * the peer may or may not have carried it out. Not a 5xx that clients read
+ * as "nothing done" (502/503/504), so that they neither store a file a
+ * second time elsewhere nor believe a file that may be gone is still there.
  */
-export class UploadOutcomeUnknownError extends NanoCdnError {
+export class OutcomeUnknownError extends NanoCdnError {
   override readonly status = 500;
   override readonly code = "outcome_unknown";
 }

@@ -18,6 +18,7 @@ const READ_ANSWER_HEADERS = headerSet(
   "Content-Range",
   "Accept-Ranges",
   "ETag",
+  "Repr-Digest",
   "Last-Modified",
   "Cache-Control",
   "X-Content-Type-Options",
@@ -30,6 +31,8 @@ export interface PeerContext {
   peers: Peers;
   auth: ClusterAuth;
   log: Logger;
+  /** Milliseconds a read waits for one copy before it asks the next one as well. */
+  readHedgeMs?: number;
 }
 
 /** Sends a signed, local-only request to one peer. */
@@ -40,9 +43,10 @@ export async function askPeer(
   target: string,
   headers: Record<string, string> = {},
   body?: ReadableStream<Uint8Array> | null,
+  read = false,
 ): Promise<Response> {
   const signed = await auth.sign(method, target);
-  return peers.request(id, { method, target, headers: { ...headers, ...signed, [LOCAL_ONLY_HEADER]: "1" }, body });
+  return peers.request(id, { method, target, headers: { ...headers, ...signed, [LOCAL_ONLY_HEADER]: "1" }, body, read });
 }
 
 /**
@@ -55,20 +59,29 @@ export function relay(response: Response, keep: ReadonlySet<string> = READ_ANSWE
   return response;
 }
 
+/** How long a read waits for one copy before it asks the next one as well, by default. */
+export const DEFAULT_READ_HEDGE_MS = 300;
+
+/** What one peer said to a read. */
+type ReadAttempt =
+  | { kind: "final"; response: Response }
+  | { kind: "missing" }
+  | { kind: "failed" };
+
 /**
  * The read fallback chain for a file this node does not hold: the owner
- * first, then every other peer that is up. A peer that cannot be reached, is
- * slow or fails moves the read on at once, without waiting for the health
- * checker. Only the owner may say 404 for a node's file; when nobody that could
+ * first, then every other peer that is up. A peer that cannot be reached,
+ * fails, or does not start answering within the read time-out (shorter than
+ * other requests') moves the read on at once, without waiting for the health
+ * checker; one that has not answered after `readHedgeMs` is not waited for
+ * either: the next copy is asked too, and the first good answer wins (a
+ * hedged request), so a cut-off or hung peer costs a read a fraction of a
+ * second. Only the owner may say 404 for a node's file; when nobody that could
  * know answers, the read fails with 503 and Retry-After.
  */
-export async function readFromPeers(
-  context: PeerContext,
-  request: Request,
-  file: FileAddress,
-  target: string,
-): Promise<Response> {
+export function readFromPeers(context: PeerContext, request: Request, file: FileAddress, target: string): Promise<Response> {
   const { peers, log } = context;
+  const hedgeMs = context.readHedgeMs ?? DEFAULT_READ_HEDGE_MS;
   const others = peers.ids.filter((id) => id !== file.owner);
   const sources = file.owner !== undefined && peers.ids.includes(file.owner) ? [file.owner, ...others] : others;
   const headers: Record<string, string> = {};
@@ -76,35 +89,75 @@ export async function readFromPeers(
     const value = request.headers.get(name);
     if (value !== null) headers[name] = value;
   }
-  let everyoneAnswered = true;
-  for (const id of sources) {
-    if (!peers.isUp(id)) {
-      everyoneAnswered = false;
-      continue;
-    }
+  const attempt = async (id: string): Promise<ReadAttempt> => {
     let response: Response;
     try {
-      response = await askPeer(context, id, request.method, target, headers);
+      response = await askPeer(context, id, request.method, target, headers, null, true);
     } catch (error) {
-      everyoneAnswered = false;
       log.warn({ peer: id, err: error }, "peer read failed; trying the next source");
-      continue;
+      return { kind: "failed" };
     }
-    if (FINAL_STATUSES.has(response.status)) return relay(response);
+    if (FINAL_STATUSES.has(response.status)) return { kind: "final", response };
     await response.body?.cancel();
-    if (response.status === 404) {
-      if (id === file.owner) throw new NotFoundError(`no file at ${target} on its owner node ${id}`);
-      continue;
-    }
-    everyoneAnswered = false;
+    if (response.status === 404) return { kind: "missing" };
     log.warn({ peer: id, status: response.status }, "peer read answered an error; trying the next source");
-  }
-  if (file.owner === undefined && everyoneAnswered) throw new NotFoundError(`no file at ${target} on any node`);
-  throw new TryLaterError(
-    file.owner === undefined
-      ? `not found here, and not every node could be asked for ${target}`
-      : file.owner === context.auth.nodeId
-        ? `this node has not gathered all its files from the replicas yet, and no reachable replica holds ${target}`
-        : `owner node ${file.owner} is unreachable and no reachable replica holds ${target} yet`,
-  );
+    return { kind: "failed" };
+  };
+
+  return new Promise((resolve, reject) => {
+    let next = 0;
+    let running = 0;
+    let decided = false;
+    let everyoneAnswered = true;
+    let hedge: ReturnType<typeof setTimeout> | undefined;
+    const stopHedge = () => {
+      if (hedge !== undefined) clearTimeout(hedge);
+    };
+    const decide = (settle: () => void) => {
+      decided = true;
+      stopHedge();
+      settle();
+    };
+    const giveUp = () => {
+      if (file.owner === undefined && everyoneAnswered) return reject(new NotFoundError(`no file at ${target} on any node`));
+      reject(
+        new TryLaterError(
+          file.owner === undefined
+            ? `not found here, and not every node could be asked for ${target}`
+            : file.owner === context.auth.nodeId
+              ? `this node has not gathered all its files from the replicas yet, and no reachable replica holds ${target}`
+              : `owner node ${file.owner} is unreachable and no reachable replica holds ${target} yet`,
+        ),
+      );
+    };
+    const askNext = () => {
+      stopHedge();
+      while (next < sources.length && !peers.isUp(sources[next]!)) {
+        everyoneAnswered = false;
+        next++;
+      }
+      if (next >= sources.length) {
+        if (running === 0) decide(giveUp);
+        return;
+      }
+      const id = sources[next++]!;
+      running++;
+      hedge = setTimeout(askNext, hedgeMs);
+      void attempt(id).then((outcome) => {
+        running--;
+        if (decided) {
+          // A slower copy answered after another one won.
+          if (outcome.kind === "final") void outcome.response.body?.cancel();
+          return;
+        }
+        if (outcome.kind === "final") return decide(() => resolve(relay(outcome.response)));
+        if (outcome.kind === "missing" && id === file.owner) {
+          return decide(() => reject(new NotFoundError(`no file at ${target} on its owner node ${id}`)));
+        }
+        if (outcome.kind === "failed") everyoneAnswered = false;
+        askNext();
+      });
+    };
+    askNext();
+  });
 }

@@ -2,12 +2,12 @@ import { jsonResponse } from "./json.ts";
 import { ConflictError, PayloadTooLargeError, StoreUnavailableError } from "../storage/errors.ts";
 import type { RequestContext, Settings } from "./app.ts";
 import { type Principal, requireAuthenticated } from "./auth.ts";
-import { BadRequestError, UploadOutcomeUnknownError } from "./http-errors.ts";
+import { BadRequestError, OutcomeUnknownError } from "./http-errors.ts";
 import { PeerUnreachableError, type Peers } from "./peers.ts";
 import { askPeer, headerSet, relay } from "./owner-routing.ts";
 import { type Namespace, urlPathOf } from "./paths.ts";
 
-const UPLOAD_ANSWER_HEADERS = headerSet("Content-Type", "Location", "ETag", "Retry-After");
+const UPLOAD_ANSWER_HEADERS = headerSet("Content-Type", "Location", "ETag", "Retry-After", "X-Nanocdn-Copies");
 
 function declaredLength(request: Request): number | undefined {
   const header = request.headers.get("Content-Length");
@@ -60,47 +60,58 @@ export async function uploadHandler(
     }
     throw error;
   }
-  await settings.onChange({ kind: "created", key });
+  const copies = (await settings.onChange({ kind: "created", key })) ?? 1;
   return jsonResponse(
     { name: location, size: meta.size, etag: meta.etag },
-    { status: 201, headers: { Location: location, ETag: meta.etag } },
+    // How many nodes' disks hold the file now (see sync_copies).
+    { status: 201, headers: { Location: location, ETag: meta.etag, "X-Nanocdn-Copies": String(copies) } },
   );
 }
 
 /**
- * The healthy peer that takes an upload for `target`: chosen by the name, so
- * failover uploads spread over the peers, and a client that retries an
- * upload whose outcome it did not learn reaches the same peer while it is up
- * (and meets its 409).
+ * The healthy peers that may take an upload for `target`, in the order to try
+ * them: starting at one chosen by the name, so failover uploads spread over
+ * the peers, and a client that retries an upload whose outcome it did not
+ * learn reaches the same peer while it is up (and meets its 409).
  */
-function failoverPeer(peers: Peers, target: string): string | undefined {
+function failoverPeers(peers: Peers, target: string): string[] {
   const up = peers.ids.filter((id) => peers.isUp(id));
-  if (up.length === 0) return undefined;
   // FNV-1a: cheap, and stable across processes and restarts.
   let hash = 0x811c9dc5;
   for (let i = 0; i < target.length; i++) hash = Math.imul(hash ^ target.charCodeAt(i), 0x01000193);
-  return up[(hash >>> 0) % up.length];
+  const first = up.length === 0 ? 0 : (hash >>> 0) % up.length;
+  return [...up.slice(first), ...up.slice(0, first)];
 }
 
-/** Hands the upload, body still unread, to a healthy peer. */
+/**
+ * Hands the upload, body still unread, to a healthy peer; on to the next one
+ * only while the body is untouched (a peer that could not be reached, with a
+ * transport that left the body unread).
+ */
 async function forwardUpload(settings: Settings, { request, target }: RequestContext): Promise<Response> {
   const cluster = settings.cluster!;
-  const peer = failoverPeer(cluster.peers, target);
-  if (peer === undefined) {
+  const candidates = failoverPeers(cluster.peers, target);
+  if (candidates.length === 0) {
     throw new StoreUnavailableError("the local store is unavailable and no peer is up to take the upload");
   }
   const headers: Record<string, string> = {};
   const length = request.headers.get("Content-Length");
   if (length !== null) headers["Content-Length"] = length;
-  let response: Response;
-  try {
-    response = await askPeer({ ...cluster, log: settings.log }, peer, "PUT", target, headers, request.body);
-  } catch (error) {
-    settings.log.warn({ peer, err: error }, "upload failover failed");
-    if (error instanceof PeerUnreachableError && error.nothingSent) {
-      throw new StoreUnavailableError(`the local store is unavailable and peer ${peer} could not be reached`);
+  for (const peer of candidates) {
+    let response: Response;
+    try {
+      response = await askPeer({ ...cluster, log: settings.log }, peer, "PUT", target, headers, request.body);
+    } catch (error) {
+      settings.log.warn({ peer, err: error }, "upload failover failed");
+      if (!(error instanceof PeerUnreachableError && error.nothingSent)) {
+        throw new OutcomeUnknownError(`the upload was passed to peer ${peer}, which did not confirm it: it may or may not be stored there`);
+      }
+      if (request.body?.locked) {
+        throw new StoreUnavailableError(`the local store is unavailable and peer ${peer} could not be reached`);
+      }
+      continue;
     }
-    throw new UploadOutcomeUnknownError(`the upload was passed to peer ${peer}, which did not confirm it: it may or may not be stored there`);
+    return relay(response, UPLOAD_ANSWER_HEADERS);
   }
-  return relay(response, UPLOAD_ANSWER_HEADERS);
+  throw new StoreUnavailableError(`the local store is unavailable and no peer (${candidates.join(", ")}) could be reached`);
 }

@@ -10,6 +10,14 @@ export interface BlobMeta {
   lastModified: Date;
   /** A strong, quoted entity tag, the same for every copy of the blob. */
   etag: string;
+  /**
+   * SHA-256 of the content (base64), recorded while the body streamed in
+   * and kept with every copy; absent for blobs stored without it (imported
+   * by hand, or by an older version).
+   */
+  digest?: string;
+  /** When the blob is due for deletion (unix seconds), if it was stored with an expiry. */
+  deleteAt?: number;
 }
 
 export interface ByteRange {
@@ -35,6 +43,8 @@ export interface CreateOptions {
   length?: number;
   /** Refuse (and store nothing) once more than this many bytes arrive. */
   maxBytes?: number;
+  /** Recorded with the blob: when it is due for deletion (unix seconds). */
+  deleteAt?: number;
 }
 
 /** A whole blob held in memory. */

@@ -100,7 +100,7 @@ export class CachingStore implements BlobStore {
     const writes = this.#writes;
     const meta = await this.inner.head(key);
     if (writes !== this.#writes) return undefined;
-    if (meta?.etag !== entry.meta?.etag) {
+    if (!sameVersion(meta, entry.meta)) {
       this.#remember(key, meta);
       return meta ? undefined : this.#entries.get(key);
     }
@@ -151,6 +151,16 @@ export class CachingStore implements BlobStore {
   probe(): Promise<void> {
     return this.inner.probe();
   }
+}
+
+/**
+ * Whether two looks at a key found the same stored blob. The content tag
+ * alone cannot tell: a name deleted and stored again with the same bytes
+ * keeps its tag but not its date or expiry.
+ */
+function sameVersion(a: BlobMeta | undefined, b: BlobMeta | undefined): boolean {
+  if (!a || !b) return a === b;
+  return a.etag === b.etag && a.lastModified.getTime() === b.lastModified.getTime() && a.deleteAt === b.deleteAt && a.digest === b.digest;
 }
 
 function memoryHandle(meta: BlobMeta, bytes: Uint8Array<ArrayBuffer>): BlobHandle {

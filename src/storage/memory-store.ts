@@ -1,5 +1,6 @@
 import type { BlobHandle, BlobMeta, BlobStore, ByteRange, CreateOptions } from "./blob-store.ts";
 import { limitBody } from "./body-limit.ts";
+import { base64Of, contentEtag } from "./digest.ts";
 import { ConflictError } from "./errors.ts";
 import { checkKey } from "./key.ts";
 
@@ -11,7 +12,6 @@ interface Entry {
 /** A store for tests and experiments; everything is lost when the process ends. */
 export class MemoryStore implements BlobStore {
   readonly #entries = new Map<string, Entry>();
-  #generation = 0;
 
   async head(key: string): Promise<BlobMeta | undefined> {
     checkKey(key);
@@ -37,12 +37,15 @@ export class MemoryStore implements BlobStore {
       throw new ConflictError(`${key} already exists`);
     }
     const bytes = new Uint8Array(await new Response(limitBody(body, options)).arrayBuffer());
+    const digest = base64Of(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)));
     // Checked again: another create of the same key may have finished meanwhile.
     if (this.#entries.has(key)) throw new ConflictError(`${key} already exists`);
-    const meta = {
+    const meta: BlobMeta = {
       size: bytes.byteLength,
       lastModified: new Date(Math.floor(Date.now() / 1000) * 1000),
-      etag: `"m${(++this.#generation).toString(16)}-${bytes.byteLength.toString(16)}"`,
+      etag: contentEtag(digest),
+      digest,
+      ...(options?.deleteAt !== undefined && { deleteAt: options.deleteAt }),
     };
     this.#entries.set(key, { meta, bytes });
     return meta;

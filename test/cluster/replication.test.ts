@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { readdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -61,6 +61,10 @@ describe("replication with rsync", () => {
     const fromReplica = await fetch(c.url("3") + location);
     expect(fromReplica.headers.get("X-Nanocdn-Served-By")).toBe("3");
     expect(fromReplica.headers.get("ETag")).toBe(fromOwner.headers.get("ETag"));
+    // The content digest recorded at upload travels with the file, in its sidecar.
+    expect(await replicaOf(c, "2", "1")).toContain(`meta/${path}`);
+    expect(fromOwner.headers.get("Repr-Digest")).toBe(`sha-256=:${createHash("sha256").update("%PDF ticket").digest("base64")}:`);
+    expect(fromReplica.headers.get("Repr-Digest")).toBe(fromOwner.headers.get("Repr-Digest"));
 
     const deleted = await fetch(c.url("1") + location, { method: "DELETE", headers: auth });
     expect(deleted.status).toBe(204);
@@ -68,8 +72,8 @@ describe("replication with rsync", () => {
       for (const id of ["2", "3"]) {
         const files = await replicaOf(c, id, "1");
         expect(files).not.toContain(path);
-        // The emptied folders go too.
-        expect(files.some((f) => f.startsWith("pub/tickets"))).toBe(false);
+        // The emptied folders go too, and the metadata with the file.
+        expect(files.some((f) => f.startsWith("pub/tickets") || f.startsWith("meta/pub/tickets"))).toBe(false);
       }
     });
     const replication = (await status(c, "1")).replication;
@@ -102,7 +106,9 @@ describe("replication with rsync", () => {
     await eventually(async () => expect(await replicaOf(c, "2", "1")).toEqual(await ownedBy(c, "1")));
     await c.start("3");
     const owners = await ownedBy(c, "1");
-    expect(owners).toHaveLength(460);
+    // Each file with its metadata sidecar.
+    expect(owners.filter((f) => !f.startsWith("meta/"))).toHaveLength(460);
+    expect(owners.filter((f) => f.startsWith("meta/"))).toHaveLength(460);
     await eventually(async () => expect(await replicaOf(c, "3", "1")).toEqual(owners), 30_000);
     // The owner marker stays on its node.
     expect(await listFiles(join(c.data("1"), "files", "1"))).toContain(".nanocdn-owner");
@@ -335,13 +341,14 @@ describe("the rsync daemon transport", () => {
     const location = await upload(c, "1", "pub/big.bin", new Uint8Array(size).fill(7));
     const onTwo = join(c.data("2"), "files", location.slice(1));
     const tempOnTwo = join(c.data("2"), "files", "1", TEMP);
-    // Wait until the push is under way on node 2, then kill node 2 and its rsync processes.
+    // Wait until the push is under way on node 2, then kill its rsync processes and node 2.
     await eventually(async () => expect((await readdir(tempOnTwo)).length).toBeGreaterThan(0), 20_000, 5);
     const receivers = execFileSync("pgrep", ["-f", join(c.data("2"), "state", "rsyncd.conf")], { encoding: "utf8" })
       .split("\n")
       .filter(Boolean);
-    await c.kill("2");
+    // The receivers first: node 1 ends its push as soon as node 2 is gone, and a receiver left alive would clean up.
     for (const pid of receivers) spawnSync("kill", ["-9", pid]);
+    await c.kill("2");
     const info = await stat(onTwo).catch(() => undefined);
     expect(info === undefined || info.size === size).toBe(true);
     // What rsync left behind sits in the temp folder, out of every namespace.

@@ -385,9 +385,9 @@ describe("what a node sends to its peers", () => {
 });
 
 describe("a peer that stops answering", () => {
-  it("costs a read peer_timeout_ms, then the next replica answers", async () => {
-    // The README's health defaults: node 2 stays "up" for about 5 s after it freezes.
-    const cluster = await startCluster({ size: 3, config: { peer_timeout_ms: 1000, health_interval_ms: 1000, health_fall: 5 } });
+  it("does not hold a read up: the next replica is asked too, and answers", async () => {
+    // The README's health defaults: node 2 may stay "up" for seconds after it freezes.
+    const cluster = await startCluster({ size: 3, config: { health_interval_ms: 1000, health_fall: 5 } });
     const owner = cluster.nodes["2"]!.child;
     try {
       const created = await fetch(`${cluster.url("2")}/upload/pub/hung.txt`, { method: "PUT", body: "from a replica", headers: auth });
@@ -400,8 +400,7 @@ describe("a peer that stops answering", () => {
       expect(read.status).toBe(200);
       expect(await read.text()).toBe("from a replica");
       expect(read.headers.get("X-Nanocdn-Served-By")).toBe("3");
-      // It met the frozen node (waited its peer_timeout_ms) and moved on before the health checker marked it down.
-      expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+      // It asked the frozen node, and the replica as well before the health checker marked it down.
       expect(Date.now() - started).toBeLessThan(4000);
     } finally {
       owner.kill("SIGCONT");

@@ -48,6 +48,8 @@ export interface ClusterOptions {
   waitForPeers?: boolean;
   /** Node (default), Bun or Deno, for every node. */
   runtime?: Runtime;
+  /** Group id of each node's process, for firewall rules that match it. */
+  gid?: (id: string) => number;
 }
 
 /** N real node processes on loopback ports that know each other as peers. */
@@ -89,7 +91,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
     async start(id) {
       const nodeDir = join(dir, `node${id}`);
       await mkdir(nodeDir, { recursive: true });
-      nodes[id] = await startNodeProcess({ dir: nodeDir, port: ports[id], config: configOf(id), waitFor: "listening", runtime: options.runtime });
+      nodes[id] = await startNodeProcess({ dir: nodeDir, port: ports[id], config: configOf(id), waitFor: "listening", runtime: options.runtime, gid: options.gid?.(id) });
       return nodes[id];
     },
     async kill(id) {

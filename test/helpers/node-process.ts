@@ -37,6 +37,8 @@ export interface StartOptions {
   waitFor?: "healthy" | "listening";
   /** Node (default), Bun or Deno. */
   runtime?: Runtime;
+  /** Group id of the node process (and so of its rsync children): firewall rules can match it. */
+  gid?: number;
 }
 
 /** Starts `nanocdn serve` as its own process, as an operator would, and waits until it answers. */
@@ -57,6 +59,7 @@ export async function startNodeProcess(options: StartOptions = {}): Promise<Node
     cwd: options.cwd ?? dir,
     env: { ...process.env, NANOCDN_LOG_LEVEL: "info", ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
+    ...(options.gid !== undefined && { gid: options.gid }),
   });
   let output = "";
   child.stdout!.on("data", (chunk) => (output += chunk));

@@ -137,6 +137,8 @@ export function describeHttpApi(runtime: string, getTarget: () => ApiTarget): vo
         expect(new Date(read.headers.get("Last-Modified")!).getTime()).toBeGreaterThan(Date.now() - 120_000);
         expect(read.headers.get("Cache-Control")).toBe("public, max-age=604800, immutable");
         expect(read.headers.get("Accept-Ranges")).toBe("bytes");
+        // sha256("Hello world"): the digest recorded when the file was stored.
+        expect(read.headers.get("Repr-Digest")).toBe("sha-256=:ZOyIygCyaOW6GjVnihtTFtIS9PNmskdyMlNKiuyjfzw=:");
       });
 
       it("names the type from the extension, with a default for unknown ones", async () => {

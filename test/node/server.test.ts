@@ -61,7 +61,10 @@ describe("Node server", () => {
         }
       }
       expect(await readFile(join(around, "outside.txt"), "utf8")).toBe("must stay");
-      expect((await listFiles(around)).filter((f) => !before.includes(f))).toEqual(["data/files/7/priv/reports/2026/q3.csv"]);
+      expect((await listFiles(around)).filter((f) => !before.includes(f))).toEqual([
+        "data/files/7/meta/priv/reports/2026/q3.csv",
+        "data/files/7/priv/reports/2026/q3.csv",
+      ]);
     } finally {
       await node.stop();
     }

@@ -73,6 +73,40 @@ export function describeBlobStore(name: string, setup: () => Promise<StoreFixtur
       expect(await new Response(await handle!.body()).text()).toBe("Hello world");
     });
 
+    it("records the SHA-256 of the content, with or without a declared length, and an ETag that follows it", async () => {
+      // sha256("Hello world"), base64
+      const helloDigest = "ZOyIygCyaOW6GjVnihtTFtIS9PNmskdyMlNKiuyjfzw=";
+      const declared = await store.create("1/pub/a.txt", streamOf("Hello ", "world"), { length: 11 });
+      const chunked = await store.create("1/pub/b.txt", streamOf("Hello", " ", "world"));
+      expect(declared.digest).toBe(helloDigest);
+      expect(chunked.digest).toBe(helloDigest);
+      expect(chunked.etag).toBe(declared.etag);
+      expect((await store.head("1/pub/a.txt"))?.digest).toBe(helloDigest);
+      const handle = await store.open("1/pub/b.txt");
+      expect(handle?.meta.digest).toBe(helloDigest);
+      await handle?.close();
+      const other = await store.create("1/pub/c.txt", streamOf("Hello worle"));
+      expect(other.etag).not.toBe(declared.etag);
+    });
+
+    it("records an expiry only when given one, and forgets it with the blob", async () => {
+      const deleteAt = 1_900_000_000;
+      expect((await store.create("1/pub/dated.txt", streamOf("x"), { deleteAt })).deleteAt).toBe(deleteAt);
+      expect((await store.head("1/pub/dated.txt"))?.deleteAt).toBe(deleteAt);
+      const handle = await store.open("1/pub/dated.txt");
+      expect(handle?.meta.deleteAt).toBe(deleteAt);
+      await handle?.close();
+      expect((await store.head("1/pub/plain.txt"))?.deleteAt).toBeUndefined();
+      await store.create("1/pub/plain.txt", streamOf("y"));
+      expect((await store.head("1/pub/plain.txt"))?.deleteAt).toBeUndefined();
+      // A name stored again after a delete has only its new metadata.
+      expect(await store.delete("1/pub/dated.txt")).toBe(true);
+      const again = await store.create("1/pub/dated.txt", streamOf("z"));
+      expect(again.deleteAt).toBeUndefined();
+      expect(await store.head("1/pub/dated.txt")).toEqual(again);
+      await expectNothingLeft();
+    });
+
     it("stores an empty blob and a body without a declared length", async () => {
       await store.create("1/pub/empty", streamOf());
       expect((await store.head("1/pub/empty"))?.size).toBe(0);

@@ -112,6 +112,22 @@ describe("handlers in-process (memory stores, peers wired app to app)", () => {
       expect((await cluster.request("1", "/upload/pub/other.pdf", put("pdf"))).status).toBe(503);
     });
 
+    it("moves an upload on from a peer that cannot be reached to the next one, while the body is untouched", async () => {
+      cluster.node("1").healthy = false;
+      cluster.unreachable.add("2");
+      cluster.unreachable.add("3");
+      expect((await cluster.request("1", "/upload/pub/nowhere.pdf", put("pdf"))).status).toBe(503);
+      expect(cluster.asked("1").sort()).toEqual(["2", "3"]);
+      for (const peer of ["2", "3"]) {
+        cluster.unreachable.clear();
+        cluster.unreachable.add(peer);
+        const created = await cluster.request("1", `/upload/pub/not-${peer}.pdf`, put("pdf"));
+        const other = peer === "2" ? "3" : "2";
+        expect([created.status, created.headers.get("Location")]).toEqual([201, `/${other}/pub/not-${peer}.pdf`]);
+        expect(await (await cluster.request(other, `/${other}/pub/not-${peer}.pdf`)).text()).toBe("pdf");
+      }
+    });
+
     it("passes a delete to the owner, and refuses it with 503 while the owner is down, deleting nothing", async () => {
       await cluster.place("1", "1/pub/a.txt", "a");
       cluster.down.add("1");

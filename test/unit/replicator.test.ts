@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { Logger } from "../../src/handlers/logger.ts";
 import { Replicator, type ReplicatorOptions } from "../../src/adapters/node/replication/replicator.ts";
-import type { RsyncResult } from "../../src/adapters/node/replication/rsync.ts";
+import type { RsyncOptions, RsyncResult } from "../../src/adapters/node/replication/rsync.ts";
 
 const quiet: Logger = { info() {}, warn() {}, error() {} };
 
@@ -19,8 +19,9 @@ interface Run {
 /** A stand-in for rsync that records each run and answers what the test says. */
 function fakeRsync() {
   const runs: Run[] = [];
-  let answer: () => RsyncResult = () => ({ ok: true, code: 0, message: "" });
-  const run: NonNullable<ReplicatorOptions["runRsync"]> = async (args, _options, input) => {
+  type Answer = (options: RsyncOptions) => RsyncResult | Promise<RsyncResult>;
+  let answer: Answer = () => ({ ok: true, code: 0, message: "" });
+  const run: NonNullable<ReplicatorOptions["runRsync"]> = async (args, options, input) => {
     // A daemon destination: a local folder would make the replicator touch the disk, which fake timers cannot wait for.
     const destination = args.at(-1)!;
     runs.push({
@@ -29,9 +30,9 @@ function fakeRsync() {
       full: args.includes("--delete"),
       paths: input ? input.split("\0") : [],
     });
-    return answer();
+    return answer(options);
   };
-  return { runs, run, answer: (a: () => RsyncResult) => (answer = a) };
+  return { runs, run, answer: (a: Answer) => (answer = a) };
 }
 
 describe("Replicator (rsync runner injected)", () => {
@@ -56,8 +57,10 @@ describe("Replicator (rsync runner injected)", () => {
       self: "1",
       source: join(folder, "own"),
       targets: ["2", "3"].map((id) => ({ id, destination: `rsync://peer-${id}/nanocdn/1` })),
-      rsync: {},
+      rsync: { connectTimeoutS: 1, ioTimeoutS: 10 },
       batchMs: 100,
+      syncCopies: 1,
+      syncWaitMs: 5000,
       fullPassIntervalMs: 600_000,
       maxPending: 1000,
       isUp: (id) => up.has(id),
@@ -95,8 +98,12 @@ describe("Replicator (rsync runner injected)", () => {
     const batch = runsOf("2");
     expect(batch).toHaveLength(1);
     expect(batch[0]!.full).toBe(false);
-    // A delete lists the folders above it (deepest first), so pruned folders go too.
-    expect(batch[0]!.paths).toEqual(["priv/x/y/c.txt", "priv/x/y", "pub/a.txt", "pub/b.txt", "priv/x"]);
+    // Each file travels with its metadata sidecar; a delete lists the folders
+    // above it (deepest first), so pruned folders go too.
+    const paths = batch[0]!.paths;
+    expect(paths.filter((p) => !p.startsWith("meta/"))).toEqual(["priv/x/y/c.txt", "priv/x/y", "pub/a.txt", "pub/b.txt", "priv/x"]);
+    expect(paths.filter((p) => p.startsWith("meta/"))).toEqual(expect.arrayContaining(["meta/pub/a.txt", "meta/pub/b.txt", "meta/priv/x/y/c.txt"]));
+    expect(paths.indexOf("meta/priv/x/y/c.txt")).toBeLessThan(paths.indexOf("meta/priv/x/y"));
     expect(replicator.status().find((s) => s.peer === "2")).toMatchObject({ backlog: 0, needsFullPass: false });
   });
 
@@ -121,7 +128,7 @@ describe("Replicator (rsync runner injected)", () => {
     rsync.answer(() => ({ ok: true, code: 0, message: "" }));
     await vi.advanceTimersByTimeAsync(800);
     expect(rsync.runs).toHaveLength(4);
-    expect(rsync.runs.every((r) => r.paths.join() === "pub/a.txt")).toBe(true);
+    expect(rsync.runs.every((r) => r.paths.join() === "meta/pub/a.txt,pub/a.txt")).toBe(true);
     const status = replicator.status()[0]!;
     expect(status.backlog).toBe(0);
     expect(status.lastError).toBeUndefined();
@@ -138,7 +145,7 @@ describe("Replicator (rsync runner injected)", () => {
     replicator.changed({ kind: "created", key: "1/pub/3.txt" });
     await vi.advanceTimersByTimeAsync(200);
     // Peer 2 got every path; peer 3, down, was asked nothing, and past maxPending holds no list.
-    expect(runsOf("2").flatMap((r) => r.paths)).toEqual(["pub/0.txt", "pub/1.txt", "pub/2.txt", "pub/3.txt"]);
+    expect(runsOf("2").flatMap((r) => r.paths.filter((p) => !p.startsWith("meta/")))).toEqual(["pub/0.txt", "pub/1.txt", "pub/2.txt", "pub/3.txt"]);
     expect(runsOf("3")).toHaveLength(0);
     expect(replicator.status().find((s) => s.peer === "3")).toMatchObject({ backlog: 0, needsFullPass: true });
     up.add("3");
@@ -146,5 +153,30 @@ describe("Replicator (rsync runner injected)", () => {
     await vi.advanceTimersByTimeAsync(10);
     expect(runsOf("3")).toEqual([expect.objectContaining({ full: true })]);
     expect(replicator.status().find((s) => s.peer === "3")).toMatchObject({ needsFullPass: false });
+  });
+
+  it("ends a push to a peer that is marked down, and starts the catch-up pass at once when it is back", async () => {
+    start({ targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
+    await vi.advanceTimersByTimeAsync(10);
+    rsync.runs.length = 0;
+    // A dead connection: the run ends only when it is told to.
+    rsync.answer(
+      ({ signal }) =>
+        new Promise((resolve) => signal!.addEventListener("abort", () => resolve({ ok: false, code: null, message: "ended" }))),
+    );
+    replicator.changed({ kind: "created", key: "1/pub/a.txt" });
+    await vi.advanceTimersByTimeAsync(100);
+    expect(rsync.runs).toHaveLength(1);
+    up.delete("2");
+    replicator.halt("2");
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(rsync.runs).toHaveLength(1);
+    expect(replicator.status()[0]).toMatchObject({ backlog: 1, lastError: "ended" });
+    rsync.answer(() => ({ ok: true, code: 0, message: "" }));
+    up.add("2");
+    replicator.fullPass("2");
+    await vi.advanceTimersByTimeAsync(10);
+    expect(rsync.runs.at(-1)).toMatchObject({ full: true });
+    expect(replicator.status()[0]).toMatchObject({ backlog: 0, needsFullPass: false });
   });
 });

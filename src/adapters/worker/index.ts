@@ -2,6 +2,7 @@ import type { Hono } from "hono";
 import { createApp, DEFAULT_CACHE_MAX_AGE, DEFAULT_MAX_UPLOAD_BYTES, type Env } from "../../handlers/app.ts";
 import { consoleLogger } from "../../handlers/logger.ts";
 import { HtpasswdCredentials } from "../htpasswd.ts";
+import { numberOr } from "./bindings.ts";
 import { R2Store } from "./r2-store.ts";
 
 export interface WorkerEnv {
@@ -11,13 +12,6 @@ export interface WorkerEnv {
   NODE_ID?: string;
   MAX_UPLOAD_BYTES?: string;
   CACHE_MAX_AGE?: string;
-}
-
-/** A whole number from a text binding; anything else is a mistake worth failing on, not NaN (no limit at all). */
-function numberOr(name: string, value: string | undefined, fallback: number): number {
-  if (value === undefined || value === "") return fallback;
-  if (!/^\d+$/.test(value.trim())) throw new Error(`${name} must be a whole number, not ${JSON.stringify(value)}`);
-  return Number(value);
 }
 
 /** The app is built once per isolate, on the first request, from the bindings. */

@@ -1,5 +1,6 @@
 import type { BlobHandle, BlobMeta, BlobStore, ByteRange, CreateOptions } from "../../storage/blob-store.ts";
 import { limitBody } from "../../storage/body-limit.ts";
+import { base64Of, contentEtag, isDigest } from "../../storage/digest.ts";
 import { ConflictError, NanoCdnError, NotFoundError } from "../../storage/errors.ts";
 import { checkKey } from "../../storage/key.ts";
 
@@ -8,12 +9,25 @@ function withLength(body: ReadableStream<Uint8Array>, length: number): ReadableS
   return body.pipeThrough(new FixedLengthStream(length));
 }
 
-function metaOf(object: R2Object): BlobMeta {
-  return { size: object.size, lastModified: object.uploaded, etag: object.httpEtag };
-}
-
 /** Probe objects live outside the key space of files (keys never start with '.'). */
 const PROBE_PREFIX = ".probe/";
+/**
+ * The digest of a body streamed into R2 is known only once the put is done,
+ * too late for the object's custom metadata: it goes into a small object
+ * here, outside the key space of files too.
+ */
+const DIGEST_PREFIX = ".digest/";
+
+function metaOf(object: R2Object, digest: string | undefined): BlobMeta {
+  const meta: BlobMeta = { size: object.size, lastModified: object.uploaded, etag: object.httpEtag };
+  if (digest !== undefined) {
+    meta.digest = digest;
+    meta.etag = contentEtag(digest);
+  }
+  const deleteAt = Number(object.customMetadata?.deleteAt);
+  if (Number.isSafeInteger(deleteAt)) meta.deleteAt = deleteAt;
+  return meta;
+}
 
 /**
  * A BlobStore over an R2 bucket, for the worker. R2 writes are atomic (an
@@ -25,18 +39,34 @@ const PROBE_PREFIX = ".probe/";
 export class R2Store implements BlobStore {
   constructor(private readonly bucket: R2Bucket) {}
 
+  /** The digest recorded with the object, or beside it. */
+  async #digest(key: string, object: R2Object): Promise<string | undefined> {
+    const recorded = object.customMetadata?.digest;
+    if (isDigest(recorded)) return recorded;
+    const beside = await this.bucket.get(DIGEST_PREFIX + key);
+    const text = await beside?.text();
+    return isDigest(text) ? text : undefined;
+  }
+
   async head(key: string): Promise<BlobMeta | undefined> {
     checkKey(key);
     const object = await this.bucket.head(key);
-    return object ? metaOf(object) : undefined;
+    return object ? metaOf(object, await this.#digest(key, object)) : undefined;
   }
 
   async open(key: string): Promise<BlobHandle | undefined> {
     checkKey(key);
     const object = await this.bucket.get(key);
     if (!object) return undefined;
+    let digest: string | undefined;
+    try {
+      digest = await this.#digest(key, object);
+    } catch (error) {
+      await object.body.cancel();
+      throw error;
+    }
     return {
-      meta: metaOf(object),
+      meta: metaOf(object, digest),
       body: async (range?: ByteRange) => {
         if (!range) return withLength(object.body, object.size);
         await object.body.cancel();
@@ -51,19 +81,33 @@ export class R2Store implements BlobStore {
   async create(key: string, body: ReadableStream<Uint8Array>, options: CreateOptions = {}): Promise<BlobMeta> {
     checkKey(key);
     const limited = limitBody(body, options);
+    const customMetadata: Record<string, string> = {};
+    if (options.deleteAt !== undefined) customMetadata.deleteAt = String(options.deleteAt);
     let value: ReadableStream<Uint8Array> | ArrayBuffer;
     let piping: Promise<void> = Promise.resolve();
+    let streamedDigest: Promise<ArrayBuffer> | undefined;
     if (options.length !== undefined) {
       const fixed = new FixedLengthStream(options.length);
-      piping = limited.pipeTo(fixed.writable);
+      const hashing = new crypto.DigestStream("SHA-256");
+      streamedDigest = hashing.digest;
+      const hash = hashing.getWriter();
+      const hashed = new TransformStream<Uint8Array, Uint8Array>({
+        async transform(chunk, controller) {
+          await hash.write(chunk);
+          controller.enqueue(chunk);
+        },
+        flush: () => hash.close(),
+      });
+      piping = limited.pipeThrough(hashed).pipeTo(fixed.writable);
       piping.catch(() => {});
       value = fixed.readable;
     } else {
       value = await new Response(limited).arrayBuffer();
+      customMetadata.digest = base64Of(new Uint8Array(await crypto.subtle.digest("SHA-256", value)));
     }
     let object: R2Object | null;
     try {
-      object = await this.bucket.put(key, value, { onlyIf: new Headers({ "If-None-Match": "*" }) });
+      object = await this.bucket.put(key, value, { onlyIf: new Headers({ "If-None-Match": "*" }), customMetadata });
     } catch (error) {
       // When the body failed (too large, cut short), that failure explains the refusal.
       const cause = await piping.then(
@@ -76,13 +120,18 @@ export class R2Store implements BlobStore {
       if (value instanceof ReadableStream) await value.cancel().catch(() => {});
       throw new ConflictError(`${key} already exists`);
     }
-    return metaOf(object);
+    let digest = customMetadata.digest;
+    if (streamedDigest) {
+      digest = base64Of(new Uint8Array(await streamedDigest));
+      await this.bucket.put(DIGEST_PREFIX + key, digest);
+    }
+    return metaOf(object, digest);
   }
 
   async delete(key: string): Promise<boolean> {
     checkKey(key);
     if (!(await this.bucket.head(key))) return false;
-    await this.bucket.delete(key);
+    await this.bucket.delete([key, DIGEST_PREFIX + key]);
     return true;
   }
 

@@ -3,6 +3,7 @@ import { isAbsolute, resolve } from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { z } from "zod";
 import { DEFAULT_CACHE_MAX_AGE, DEFAULT_MAX_UPLOAD_BYTES } from "../../../handlers/app.ts";
+import { DEFAULT_READ_HEDGE_MS } from "../../../handlers/owner-routing.ts";
 import { RESERVED_SEGMENTS } from "../../../handlers/paths.ts";
 
 const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
@@ -98,6 +99,8 @@ export const configSchema = z
     tls_key: z.string().min(1).optional(),
     fsync: bool.default(true),
     min_free_bytes: int(0).default(0),
+    /** The disk's reserve is the larger of min_free_bytes and this share of its size. */
+    min_free_percent: int(0).pipe(z.number().max(90, { error: "must be at most 90" })).default(1),
     access_log: bool.default(true),
     log_level: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
     /** Serving processes: "auto" is one per core. */
@@ -123,6 +126,14 @@ export const configSchema = z
     peer_connect_timeout_ms: int(1).default(1000),
     /** How long a peer may take to start answering a request. */
     peer_timeout_ms: int(1).default(5000),
+    /** Nodes whose disks hold an upload before its 201; default 2 with peers, 1 without. */
+    sync_copies: int(1).optional(),
+    /** Seconds between background re-hashes of every file this node holds; 0 is off. */
+    scrub_interval: int(0).default(7 * 24 * 3600),
+    /** How long a peer may take to start answering a read, which then falls to the next copy. */
+    peer_read_timeout_ms: int(1).default(1000),
+    /** How long a read through the peers waits for one copy before it asks the next one as well. */
+    peer_read_hedge_ms: int(0).default(DEFAULT_READ_HEDGE_MS),
     /** Changes wait this long to be pushed together. */
     replication_batch_ms: int(0).default(100),
     /** Seconds between full `rsync -a --delete` passes to each peer. */
@@ -150,26 +161,44 @@ export const configSchema = z
       }
       seen.add(p.id);
     });
+    if (config.sync_copies !== undefined && config.sync_copies > config.peers.length + 1) {
+      ctx.addIssue({ code: "custom", path: ["sync_copies"], message: `must be at most the number of nodes (${config.peers.length + 1})` });
+    }
     if (config.peers.length > 0 && config.cluster_secret_file === undefined) {
       ctx.addIssue({ code: "custom", path: ["cluster_secret_file"], message: "required when peers are configured" });
     }
   });
 
-export type Config = z.output<typeof configSchema> & {
+export type Config = Omit<z.output<typeof configSchema>, "sync_copies"> & {
+  sync_copies: number;
   /** Where `data` and the other paths point, made absolute. */
   data: string;
   htpasswd: string;
   /** True when htpasswd was not configured: the node may create a first user. */
   htpasswdIsDefault: boolean;
+  /** Where each key's value came from (the file, a variable, a flag), for error messages; a default is absent. */
+  origin: Partial<Record<ConfigKey, string>>;
 };
 
-export const CONFIG_KEYS = Object.keys(configSchema.shape) as (keyof z.input<typeof configSchema>)[];
+export type ConfigKey = keyof z.input<typeof configSchema>;
+export const CONFIG_KEYS = Object.keys(configSchema.shape) as ConfigKey[];
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
     super(`invalid configuration:\n  ${problems.join("\n  ")}`);
     this.name = "ConfigError";
   }
+}
+
+/** zod's own words for a value of the wrong type name no key and no fix: these say what to write. */
+function typeError(issue: z.core.$ZodRawIssue): string | undefined {
+  if (issue.code !== "invalid_type") return undefined;
+  const got = JSON.stringify(issue.input);
+  if (issue.path?.[0] === "peers" && issue.expected === "object") {
+    return `expected a peer, got ${got}: write id=url (2=http://10.0.0.2:8080) in a flag or variable, or a [[peers]] table with id and url in the file`;
+  }
+  if (issue.expected === "string") return `expected text in quotes, got ${got}${typeof issue.input === "number" ? `: write "${issue.input}"` : ""}`;
+  return `expected ${issue.expected}, got ${got}`;
 }
 
 export const envName = (key: string) => `NANOCDN_${key.toUpperCase()}`;
@@ -218,7 +247,7 @@ export async function loadConfig({ file, env = process.env, flags = {}, cwd = pr
     raw[key] = value;
     origin[key] = flagName(key);
   }
-  const result = configSchema.safeParse(raw);
+  const result = configSchema.safeParse(raw, { error: typeError, reportInput: true });
   if (!result.success) {
     throw new ConfigError(
       result.error.issues.map((issue) => {
@@ -227,7 +256,7 @@ export async function loadConfig({ file, env = process.env, flags = {}, cwd = pr
         const detail = issue.path.slice(1).map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("");
         return keys
           .map((key) => {
-            const where = origin[key] ? ` (from ${origin[key]})` : "";
+            const where = origin[key] ? ` (from ${origin[key]})` : " (not set)";
             const message = issue.code === "unrecognized_keys" ? "unknown key" : issue.message;
             return `${key}${issue.code === "unrecognized_keys" ? "" : detail}${where}: ${message}`;
           })
@@ -243,6 +272,8 @@ export async function loadConfig({ file, env = process.env, flags = {}, cwd = pr
     data,
     htpasswd: config.htpasswd === undefined ? resolve(data, "htpasswd") : absolute(config.htpasswd),
     htpasswdIsDefault: config.htpasswd === undefined,
+    origin,
+    sync_copies: config.sync_copies ?? (config.peers.length > 0 ? 2 : 1),
     tls_cert: config.tls_cert && absolute(config.tls_cert),
     tls_key: config.tls_key && absolute(config.tls_key),
     cluster_secret_file: config.cluster_secret_file && absolute(config.cluster_secret_file),

@@ -5,6 +5,7 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { stringify } from "smol-toml";
 import { createFirstUser } from "../users/first-user.ts";
+import { type Command, UsageError } from "./command.ts";
 
 export interface LocalClusterOptions {
   nodes: number;
@@ -99,3 +100,22 @@ export async function runLocalCluster(options: LocalClusterOptions): Promise<voi
   process.on("SIGINT", () => stop("SIGTERM"));
   process.on("SIGTERM", () => stop("SIGTERM"));
 }
+
+export const clusterCommand: Command = {
+  name: "cluster",
+  summary: "run a cluster on this machine, to try it out",
+  options: {
+    nodes: { type: "string", value: "N", default: "3", meaning: "how many nodes, 2 to 9" },
+    dir: { type: "string", value: "DIR", default: "./cluster", meaning: "where the configs and data go (reused when it exists)" },
+    "base-port": { type: "string", value: "PORT", default: "8081", meaning: "the first node's port; the others count up" },
+    host: { type: "string", value: "HOST", default: "127.0.0.1", meaning: "the address every node listens on" },
+  },
+  async run({ options }) {
+    const nodes = Number(options.nodes);
+    const basePort = Number(options["base-port"]);
+    if (!Number.isInteger(nodes) || nodes < 2 || nodes > 9) throw new UsageError("--nodes takes a number from 2 to 9", clusterCommand);
+    if (!Number.isInteger(basePort) || basePort < 1 || basePort + nodes > 65536) throw new UsageError("--base-port takes a port number", clusterCommand);
+    await runLocalCluster({ nodes, basePort, dir: options.dir as string, host: options.host as string });
+    return 0;
+  },
+};

@@ -1,125 +1,69 @@
 import { readFileSync } from "node:fs";
-import { parseArgs } from "node:util";
-import { CONFIG_KEYS, ConfigError, flagName, loadConfig } from "./config.ts";
-import { runLocalCluster } from "./local-cluster.ts";
-import { createLogger } from "../process/logger.ts";
-import { startNode } from "../process/start-node.ts";
+import { checkConfigCommand } from "./check-config.ts";
+import { type Command, UsageError, commandHelp, overview, parseCommandArgs, suggest } from "./command.ts";
+import { ConfigError } from "./config.ts";
+import { clusterCommand } from "./local-cluster.ts";
+import { serveCommand } from "./serve.ts";
+import { userAddCommand, userListCommand, userRemoveCommand } from "./user.ts";
+import { verifyCommand } from "./verify.ts";
 
-const USAGE = `Usage:
-  nanocdn serve [--config FILE] [--KEY VALUE ...]   run a node
-  nanocdn cluster [--nodes 3] [--dir ./cluster] [--base-port 8081] [--host 127.0.0.1]
-                                                    run a cluster on this machine, to try it out
-  nanocdn --version
-
-Every configuration key can be given in the TOML file, as an environment
-variable NANOCDN_<KEY> or as a flag --<key> (dashes or underscores); flags win
-over the environment, which wins over the file. Keys:
-  ${CONFIG_KEYS.join(", ")}
-`;
-
-class UsageError extends Error {}
+/** Every command: adding one is adding its entry here. */
+const COMMANDS: Command[] = [serveCommand, checkConfigCommand, verifyCommand, clusterCommand, userAddCommand, userRemoveCommand, userListCommand];
 
 function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../../../package.json", import.meta.url), "utf8")) as { version: string };
   return pkg.version;
 }
 
-function parseFlags(args: string[]): { config?: string; flags: Record<string, string> } {
-  const options: Record<string, { type: "string" }> = { config: { type: "string" } };
-  for (const key of CONFIG_KEYS) {
-    options[key] = { type: "string" };
-    options[flagName(key).slice(2)] = { type: "string" };
+/** The command named by the first words of argv ("user add" before "user"), and the rest. */
+function findCommand(argv: string[]): { command?: Command; args: string[] } {
+  for (const words of [2, 1]) {
+    const command = COMMANDS.find((c) => c.name === argv.slice(0, words).join(" "));
+    if (command) return { command, args: argv.slice(words) };
   }
-  let values: Record<string, unknown>;
-  try {
-    ({ values } = parseArgs({ args, options, strict: true, allowPositionals: false }));
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-  const flags: Record<string, string> = {};
-  for (const [name, value] of Object.entries(values)) {
-    if (name !== "config" && typeof value === "string") flags[name.replaceAll("-", "_")] = value;
-  }
-  return { config: values.config as string | undefined, flags };
+  return { args: argv };
 }
 
-async function serve(args: string[]): Promise<void> {
-  const { config: file = process.env.NANOCDN_CONFIG, flags } = parseFlags(args);
-  const config = await loadConfig({ file, flags });
-  const log = createLogger(config.log_level);
-  const node = await startNode(config, log);
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) {
-      // A second Ctrl-C means "now". A second SIGTERM is routine: service
-      // managers signal every process of a node, and a primary its serving processes too.
-      if (signal === "SIGINT") process.exit(1);
-      return;
-    }
-    stopping = true;
-    log.info({ signal }, "shutting down: finishing requests in flight");
-    await node.close();
-    log.info({}, "stopped");
-    log.flush(() => process.exit(0));
-  };
-  const stopOn = (signal: NodeJS.Signals) => () =>
-    stop(signal).catch((error: unknown) => {
-      log.error({ err: error }, "stopping failed");
-      log.flush(() => process.exit(1));
-    });
-  process.on("SIGTERM", stopOn("SIGTERM"));
-  process.on("SIGHUP", () => {
-    log.info({ signal: "SIGHUP" }, "full replication pass requested");
-    node.fullPass();
-  });
-  process.on("SIGINT", stopOn("SIGINT"));
-}
-
-async function cluster(args: string[]): Promise<void> {
-  let values: Record<string, string | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      options: {
-        nodes: { type: "string", default: "3" },
-        dir: { type: "string", default: "./cluster" },
-        "base-port": { type: "string", default: "8081" },
-        host: { type: "string", default: "127.0.0.1" },
-      },
-    }));
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-  const nodes = Number(values.nodes);
-  const basePort = Number(values["base-port"]);
-  if (!Number.isInteger(nodes) || nodes < 2 || nodes > 9) throw new UsageError("--nodes takes a number from 2 to 9");
-  if (!Number.isInteger(basePort) || basePort < 1 || basePort + nodes > 65536) throw new UsageError("--base-port takes a port number");
-  await runLocalCluster({ nodes, basePort, dir: values.dir!, host: values.host! });
-}
+/** For a group's name alone ("user"), the overview of its commands. */
+const group = (name: string) => COMMANDS.filter((c) => c.name.startsWith(`${name} `));
 
 async function main(argv: string[]): Promise<number> {
-  const [command, ...args] = argv;
-  switch (command) {
-    case "serve":
-      await serve(args);
-      return 0;
-    case "cluster":
-      await cluster(args);
-      return 0;
-    case "--version":
-    case "version":
-      console.log(packageVersion());
-      return 0;
-    case undefined:
-    case "--help":
-    case "help":
-      process.stdout.write(USAGE);
-      return command === undefined ? 2 : 0;
-    default:
-      process.stderr.write(`nanocdn: unknown command '${command}'\n\n${USAGE}`);
-      return 2;
+  const [first, second] = argv;
+  if (first === "-v" || first === "--version" || first === "version") {
+    console.log(packageVersion());
+    return 0;
   }
+  if (first === undefined || first === "-h" || first === "--help" || first === "help") {
+    const { command } = findCommand(argv.slice(1));
+    if (second !== undefined && !command && group(second).length === 0) throw new UsageError(`unknown command '${second}'`);
+    process.stdout.write(command ? commandHelp(command) : group(second ?? "").length > 0 ? overview(group(second!)) : overview(COMMANDS));
+    return first === undefined ? 2 : 0;
+  }
+  const { command, args } = findCommand(argv);
+  if (!command) {
+    const members = group(first);
+    if (members.length > 0) {
+      if (second === "-h" || second === "--help") {
+        process.stdout.write(overview(members));
+        return 0;
+      }
+      const close = second === undefined ? undefined : suggest(second, members.map((c) => c.name.split(" ")[1]!));
+      const wrong = second === undefined ? `'${first}' needs a command` : `unknown command '${first} ${second}'${close ? `; did you mean '${first} ${close}'?` : ""}`;
+      process.stderr.write(`nanocdn: ${wrong}\n\n${overview(members)}`);
+      return 2;
+    }
+    const names = [...new Set(COMMANDS.map((c) => c.name.split(" ")[0]!))];
+    const close = first.startsWith("-") ? undefined : suggest(first, names);
+    const what = first.startsWith("-") ? `unknown option '${first}'` : `unknown command '${first}'`;
+    process.stderr.write(`nanocdn: ${what}${close ? `; did you mean '${close}'?` : ""}\n\n${overview(COMMANDS)}`);
+    return 2;
+  }
+  const input = parseCommandArgs(command, args);
+  if (input === "help") {
+    process.stdout.write(commandHelp(command));
+    return 0;
+  }
+  return command.run(input);
 }
 
 main(process.argv.slice(2)).then(
@@ -127,7 +71,11 @@ main(process.argv.slice(2)).then(
     if (code !== 0) process.exit(code);
   },
   (error: unknown) => {
-    if (error instanceof ConfigError || error instanceof UsageError) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`nanocdn: ${error.message}\n\n${error.command ? commandHelp(error.command, true) : overview(COMMANDS)}`);
+      process.exit(2);
+    }
+    if (error instanceof ConfigError) {
       process.stderr.write(`nanocdn: ${error.message}\n`);
       process.exit(2);
     }
@@ -136,4 +84,3 @@ main(process.argv.slice(2)).then(
     process.exit(1);
   },
 );
-

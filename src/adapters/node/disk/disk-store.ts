@@ -1,10 +1,11 @@
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
 import { constants, link, lstat, mkdir, open, readdir, readFile, realpath, rm, rmdir, statfs, unlink, writeFile } from "node:fs/promises";
 import type { BigIntStats } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import type { BlobHandle, BlobMeta, BlobStore, ByteRange, CreateOptions } from "../../../storage/blob-store.ts";
 import { limitBody } from "../../../storage/body-limit.ts";
+import { contentEtag } from "../../../storage/digest.ts";
 import {
   ConflictError,
   InsufficientStorageError,
@@ -12,18 +13,27 @@ import {
   StoreUnavailableError,
 } from "../../../storage/errors.ts";
 import { checkKey } from "../../../storage/key.ts";
+import { encodeSidecar, readSidecar, type Sidecar, sidecarSegments } from "./sidecar.ts";
 
 export interface DiskStoreOptions {
   /** The data folder: blobs live in `<root>/files`, uploads in progress in `<root>/tmp`. */
   root: string;
   /** fsync each file and its folder before answering; off trades durability for speed. */
   fsync?: boolean;
-  /** The probe fails (and the node stops taking uploads) below this much free space. */
+  /**
+   * The reserve: the larger of these two. The probe fails (and the node
+   * stops taking uploads) below it, and an upload of known length that would
+   * eat into it is refused before its body is read, so it can go elsewhere.
+   */
   minFreeBytes?: number;
+  /** Percent of the disk's size. */
+  minFreePercent?: number;
 }
 
-/** Key segments that stay when a delete prunes empty folders: `<node>/<namespace>`. */
+/** Key segments that stay when a delete prunes empty folders: `<node>/<namespace>` (`<node>/meta/<namespace>` for sidecars). */
 const KEPT_DEPTH = 2;
+/** A sidecar without its blob is one a crash left between the two links, unless it is this young (a create in flight). */
+const STALE_SIDECAR_MS = 60_000;
 const FILE_MODE = 0o444;
 
 const DISK_FULL = new Set(["ENOSPC", "EDQUOT"]);
@@ -49,8 +59,14 @@ function etagOf(stats: BigIntStats): string {
   return `"${stats.size.toString(16)}-${stats.mtimeNs.toString(16)}"`;
 }
 
-function metaOf(stats: BigIntStats): BlobMeta {
-  return { size: Number(stats.size), lastModified: new Date(Number(stats.mtimeMs)), etag: etagOf(stats) };
+function metaOf(stats: BigIntStats, sidecar: Sidecar | undefined): BlobMeta {
+  const meta: BlobMeta = { size: Number(stats.size), lastModified: new Date(Number(stats.mtimeMs)), etag: etagOf(stats) };
+  if (sidecar?.digest !== undefined) {
+    meta.digest = sidecar.digest;
+    meta.etag = contentEtag(sidecar.digest);
+  }
+  if (sidecar?.deleteAt !== undefined) meta.deleteAt = sidecar.deleteAt;
+  return meta;
 }
 
 const READ_CHUNK = 64 * 1024;
@@ -115,15 +131,25 @@ export class DiskStore implements BlobStore {
   readonly tmpDir: string;
   readonly #fsync: boolean;
   readonly #minFreeBytes: number;
+  readonly #minFreePercent: number;
   #realFilesDir: string | undefined;
   /** Folders found inside the store lately, and when. */
   readonly #insideFolders = new Map<string, number>();
 
-  constructor({ root, fsync = true, minFreeBytes = 0 }: DiskStoreOptions) {
+  constructor({ root, fsync = true, minFreeBytes = 0, minFreePercent = 0 }: DiskStoreOptions) {
     this.filesDir = join(root, "files");
     this.tmpDir = join(root, "tmp");
     this.#fsync = fsync;
     this.#minFreeBytes = minFreeBytes;
+    this.#minFreePercent = minFreePercent;
+  }
+
+  /** Bytes free for uploads: what is available minus the reserve (negative below it). */
+  async #room(): Promise<{ free: number; reserve: number; room: number }> {
+    const fs = await statfs(this.filesDir);
+    const free = fs.bavail * fs.bsize;
+    const reserve = Math.max(this.#minFreeBytes, Math.ceil((fs.blocks * fs.bsize * this.#minFreePercent) / 100));
+    return { free, reserve, room: free - reserve };
   }
 
   /** Creates the folders and removes uploads that a crash left half-written. */
@@ -135,6 +161,21 @@ export class DiskStore implements BlobStore {
 
   #path(key: string): string {
     return join(this.filesDir, ...checkKey(key));
+  }
+
+  #sidecarPath(key: string): string | undefined {
+    const segments = sidecarSegments(checkKey(key));
+    return segments && join(this.filesDir, ...segments);
+  }
+
+  async #sidecar(key: string): Promise<Sidecar | undefined> {
+    const path = this.#sidecarPath(key);
+    if (!path) return undefined;
+    try {
+      return await readSidecar(path);
+    } catch (error) {
+      throw unavailable(error, "reading metadata");
+    }
   }
 
   /**
@@ -196,7 +237,7 @@ export class DiskStore implements BlobStore {
 
   async head(key: string): Promise<BlobMeta | undefined> {
     const stats = await this.#stat(this.#path(key));
-    return stats && metaOf(stats);
+    return stats && metaOf(stats, await this.#sidecar(key));
   }
 
   async open(key: string): Promise<BlobHandle | undefined> {
@@ -209,9 +250,11 @@ export class DiskStore implements BlobStore {
       throw unavailable(error, "opening a file");
     }
     let stats: BigIntStats | undefined;
+    let sidecar: Sidecar | undefined;
     try {
       stats = await handle.stat({ bigint: true });
       if (!stats.isFile() || !(await this.#folderIsInside(path))) stats = undefined;
+      else sidecar = await this.#sidecar(key);
     } catch (error) {
       await handle.close();
       throw unavailable(error, "reading metadata");
@@ -221,7 +264,7 @@ export class DiskStore implements BlobStore {
       return undefined;
     }
     return {
-      meta: metaOf(stats),
+      meta: metaOf(stats, sidecar),
       body: async (range?: ByteRange) =>
         fileStream(handle, range?.offset ?? 0, range ? range.offset + range.length : Number(stats.size)),
       close: () => handle.close(),
@@ -230,17 +273,31 @@ export class DiskStore implements BlobStore {
 
   async create(key: string, body: ReadableStream<Uint8Array>, options?: CreateOptions): Promise<BlobMeta> {
     const target = this.#path(key);
+    const sidecarTarget = this.#sidecarPath(key);
     const temp = join(this.tmpDir, `${randomUUID()}.part`);
+    const sidecarTemp = `${temp}.meta`;
     let file: FileHandle;
     try {
+      if (options?.length !== undefined && (this.#minFreeBytes > 0 || this.#minFreePercent > 0)) {
+        const { room } = await this.#room();
+        if (options.length > room) {
+          throw new InsufficientStorageError(`an upload of ${options.length} bytes does not fit: ${Math.max(room, 0)} bytes free above the reserve`, {
+            bodyUntouched: true,
+          });
+        }
+      }
       file = await open(temp, "wx", FILE_MODE);
     } catch (error) {
       throw unavailable(error, "creating a temporary file", true);
     }
     let stats: BigIntStats;
+    const sidecar: Sidecar = {};
+    let sidecarLinked = false;
     try {
       try {
+        const hash = createHash("sha256");
         for await (const chunk of limitBody(body, options)) {
+          hash.update(chunk);
           let written = 0;
           while (written < chunk.byteLength) {
             written += (await file.write(chunk, written, chunk.byteLength - written)).bytesWritten;
@@ -249,16 +306,47 @@ export class DiskStore implements BlobStore {
         if (this.#fsync) await file.sync();
         // The inode the link will name: its metadata now, so nothing can fail after the link.
         stats = await file.stat({ bigint: true });
+        sidecar.digest = hash.digest("base64");
+        if (options?.deleteAt !== undefined) sidecar.deleteAt = options.deleteAt;
       } finally {
         await file.close();
       }
+      if (sidecarTarget) {
+        await writeFile(sidecarTemp, encodeSidecar(sidecar), { flag: "wx", mode: FILE_MODE, flush: this.#fsync });
+        // Before the blob: a visible blob always has its metadata.
+        await this.#linkSidecar(sidecarTemp, sidecarTarget, target);
+        sidecarLinked = true;
+      }
       await this.#linkIntoPlace(temp, target);
     } catch (error) {
+      if (sidecarLinked) await this.#unlinkSidecar(sidecarTarget!);
       throw unavailable(error, "writing a file");
     } finally {
       await unlink(temp).catch(() => {});
+      if (sidecarTarget) await unlink(sidecarTemp).catch(() => {});
     }
-    return metaOf(stats);
+    return metaOf(stats, sidecar);
+  }
+
+  /**
+   * A sidecar already in place without its blob was left by a crash between
+   * the two links (or belongs to a create of the same name under way, when
+   * young): an old one is replaced, a young one means the name is taken.
+   */
+  async #linkSidecar(temp: string, target: string, blob: string): Promise<void> {
+    try {
+      await this.#linkIntoPlace(temp, target);
+    } catch (error) {
+      if (!(error instanceof ConflictError) || (await this.#stat(blob))) throw error;
+      const found = await lstat(target).catch(() => undefined);
+      if (!found?.isFile() || Date.now() - found.mtimeMs < STALE_SIDECAR_MS) throw error;
+      await unlink(target).catch(() => {});
+      await this.#linkIntoPlace(temp, target);
+    }
+  }
+
+  async #unlinkSidecar(path: string): Promise<void> {
+    await unlink(path).catch(() => {});
   }
 
   /**
@@ -317,14 +405,24 @@ export class DiskStore implements BlobStore {
       if (MISSING.has(code) || code === "EISDIR" || code === "EPERM") return false;
       throw unavailable(error, "deleting a file");
     }
-    for (let depth = segments.length - 1; depth > KEPT_DEPTH; depth--) {
+    await this.#pruneFolders(segments, KEPT_DEPTH);
+    // After the blob: a visible blob always has its metadata.
+    const sidecar = sidecarSegments(segments);
+    if (sidecar && (await this.#folderIsInside(join(this.filesDir, ...sidecar)))) {
+      await this.#unlinkSidecar(join(this.filesDir, ...sidecar));
+      await this.#pruneFolders(sidecar, KEPT_DEPTH + 1);
+    }
+    return true;
+  }
+
+  async #pruneFolders(segments: readonly string[], keptDepth: number): Promise<void> {
+    for (let depth = segments.length - 1; depth > keptDepth; depth--) {
       try {
         await rmdir(join(this.filesDir, ...segments.slice(0, depth)));
       } catch {
         break; // not empty (or already gone): the folders above stay too
       }
     }
-    return true;
   }
 
   async probe(): Promise<void> {
@@ -338,12 +436,9 @@ export class DiskStore implements BlobStore {
       if ((await readFile(visible, "utf8")) !== nonce) {
         throw new StoreUnavailableError("probe read back different bytes than it wrote");
       }
-      if (this.#minFreeBytes > 0) {
-        const fs = await statfs(this.filesDir);
-        const free = fs.bavail * fs.bsize;
-        if (free < this.#minFreeBytes) {
-          throw new InsufficientStorageError(`only ${free} bytes free, below min_free_bytes ${this.#minFreeBytes}`);
-        }
+      if (this.#minFreeBytes > 0 || this.#minFreePercent > 0) {
+        const { free, reserve } = await this.#room();
+        if (free < reserve) throw new InsufficientStorageError(`only ${free} bytes free, below the reserve of ${reserve} bytes`);
       }
     } catch (error) {
       throw unavailable(error, "probing the disk");

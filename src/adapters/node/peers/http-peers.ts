@@ -14,6 +14,8 @@ export interface HttpPeersOptions {
   connectTimeoutMs: number;
   /** Until the first response byte. */
   headersTimeoutMs: number;
+  /** Until the first response byte of a read that another copy may answer. */
+  readTimeoutMs: number;
 }
 
 /** Longest pause between two chunks of a peer's streaming answer. */
@@ -50,6 +52,9 @@ async function responseBody(method: string, answer: Dispatcher.ResponseData): Pr
 
 /** Connection errors that say the peer is not there at all (as opposed to slow or failing). */
 const REFUSED = new Set(["ECONNREFUSED", "EHOSTUNREACH"]);
+const READ_TIMEOUT = "READ_TIMEOUT";
+/** A peer that did not answer in time: cut off, hung, or overloaded. */
+const TIMED_OUT = new Set(["UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT", READ_TIMEOUT]);
 
 function errorCode(error: unknown): string {
   const e = error as { code?: string; cause?: { code?: string } };
@@ -60,11 +65,15 @@ function errorCode(error: unknown): string {
  * The other nodes, reached over HTTP(S) through one keep-alive undici pool per
  * peer. Certificates are verified (with `ca` for a private CA). A refused
  * connection marks the peer down at once, without waiting for the health
- * checker.
+ * checker, and a request that times out counts like a failed probe: a peer
+ * that is cut off or hung is marked down after a few, not after a dozen
+ * stalled requests.
  */
 export class HttpPeers implements Peers {
   readonly ids: readonly string[];
   readonly #pools = new Map<string, Pool>();
+
+  readonly #readTimeoutMs: number;
 
   constructor(
     peers: readonly PeerConfig[],
@@ -72,6 +81,7 @@ export class HttpPeers implements Peers {
     private readonly log: Logger,
     options: HttpPeersOptions,
   ) {
+    this.#readTimeoutMs = options.readTimeoutMs;
     this.ids = peers.map((p) => p.id);
     for (const peer of peers) {
       this.#pools.set(
@@ -91,22 +101,32 @@ export class HttpPeers implements Peers {
     return this.view.isUp(id);
   }
 
-  async request(id: string, { method, target, headers, body }: PeerRequest): Promise<Response> {
+  async request(id: string, { method, target, headers, body, read }: PeerRequest): Promise<Response> {
     const pool = this.#pools.get(id);
     if (!pool) throw new Error(`unknown peer ${id}`);
     let answer: Dispatcher.ResponseData;
+    // A read's time-out covers connecting and the first byte together, on a
+    // precise timer (undici's own time-outs may fire half a second late).
+    const reading = read ? new AbortController() : undefined;
+    const timer = reading && setTimeout(() => reading.abort(), this.#readTimeoutMs);
     try {
       answer = await pool.request({
         method: method as Dispatcher.HttpMethod,
         path: target,
         headers,
         body: body ? Readable.fromWeb(body as import("node:stream/web").ReadableStream<Uint8Array>) : null,
+        ...(reading && { signal: reading.signal }),
       });
     } catch (error) {
-      const code = errorCode(error);
-      if (REFUSED.has(code)) this.view.refused(id, code);
+      const code = reading?.signal.aborted ? READ_TIMEOUT : errorCode(error);
+      if (REFUSED.has(code) || TIMED_OUT.has(code)) this.view.failed(id, { refused: REFUSED.has(code), reason: code });
       const nothingSent = REFUSED.has(code) || code === "UND_ERR_CONNECT_TIMEOUT";
-      throw new PeerUnreachableError(`peer ${id}: ${code ? `${code}: ` : ""}${(error as Error).message}`, nothingSent, { cause: error });
+      throw new PeerUnreachableError(`peer ${id}: ${code ? `${code}: ` : ""}${(error as Error).message}`, nothingSent, {
+        cause: error,
+        mayStillAct: code === "UND_ERR_HEADERS_TIMEOUT",
+      });
+    } finally {
+      clearTimeout(timer);
     }
     const responseHeaders = new Headers();
     for (const [name, value] of Object.entries(answer.headers)) {

@@ -2,14 +2,16 @@ import { EventEmitter } from "node:events";
 import type { Logger } from "../../../handlers/logger.ts";
 
 export interface HealthPolicy {
-  /** Failed probes in a row that mark a peer down (a refused connection does at once). */
+  /** Failed probes or timed-out requests in a row that mark a peer down (a refused connection does at once). */
   fall: number;
-  /** Good probes in a row that mark it up again. */
+  /** Good probes in a row that mark it up again (one, until it was first seen up). */
   rise: number;
 }
 
 interface State {
   up: boolean;
+  /** Up at least once since this node started. */
+  seenUp: boolean;
   streak: number;
   since: Date;
   lastError?: string;
@@ -18,8 +20,16 @@ interface State {
 /** What a process that talks to peers needs of their health: to ask it, and to report a refusal. */
 export interface PeerView {
   isUp(id: string): boolean;
-  /** The peer refused a connection: it is down now, whatever the last probe said. */
-  refused(id: string, reason: string): void;
+  /**
+   * A request to the peer failed: a refused connection marks it down now,
+   * whatever the last probe said; a time-out counts like a failed probe.
+   */
+  failed(id: string, failure: RequestFailure): void;
+}
+
+export interface RequestFailure {
+  refused: boolean;
+  reason: string;
 }
 
 export interface PeerHealthSnapshot {
@@ -31,8 +41,9 @@ export interface PeerHealthSnapshot {
 
 /**
  * What this node believes about each peer, haproxy-style: down after `fall`
- * failures in a row, up after `rise` successes. Peers start up, so the first
- * request is tried rather than refused. Emits `up` and `down` with the id.
+ * failures in a row, up after `rise` successes. A peer is down until its
+ * first good probe, and up after that one alone: a node that starts knows
+ * at once which peers it can use. Emits `up` and `down` with the id.
  */
 export class PeerHealth extends EventEmitter<{ up: [string]; down: [string] }> implements PeerView {
   readonly #states = new Map<string, State>();
@@ -43,19 +54,19 @@ export class PeerHealth extends EventEmitter<{ up: [string]; down: [string] }> i
     private readonly log: Logger,
   ) {
     super();
-    for (const id of ids) this.#states.set(id, { up: true, streak: 0, since: new Date() });
+    for (const id of ids) this.#states.set(id, { up: false, seenUp: false, streak: 0, since: new Date(), lastError: "not probed yet" });
   }
 
   isUp(id: string): boolean {
     return this.#states.get(id)?.up ?? false;
   }
 
-  refused(id: string, reason: string): void {
-    this.record(id, false, { refused: true, reason });
+  failed(id: string, failure: RequestFailure): void {
+    this.record(id, false, failure);
   }
 
   /** Counts one probe or request outcome; `refused` marks the peer down at once. */
-  record(id: string, ok: boolean, failure?: { refused?: boolean; reason?: string }): void {
+  record(id: string, ok: boolean, failure?: Partial<RequestFailure>): void {
     const state = this.#states.get(id);
     if (!state) return;
     if (ok === state.up) {
@@ -69,9 +80,10 @@ export class PeerHealth extends EventEmitter<{ up: [string]; down: [string] }> i
     }
     state.streak++;
     if (!ok) state.lastError = failure?.reason;
-    const needed = ok ? this.policy.rise : failure?.refused ? 1 : this.policy.fall;
+    const needed = ok ? (state.seenUp ? this.policy.rise : 1) : failure?.refused ? 1 : this.policy.fall;
     if (state.streak < needed) return;
     state.up = ok;
+    if (ok) state.seenUp = true;
     state.streak = 0;
     state.since = new Date();
     if (ok) state.lastError = undefined;

@@ -13,8 +13,9 @@ import { nodeSignature } from "../peers/node-signature.ts";
 import { LegacyDeleteQueue, legacyDeletesDir } from "../peers/legacy-deletes.ts";
 import { PeerHealth, type PeerView } from "../peers/peer-health.ts";
 import { type OwnFiles, type Replication, startReplication } from "../replication/start-replication.ts";
+import { startBackgroundScrub } from "../integrity/background-scrub.ts";
 
-const MIN_SECRET_LENGTH = 16;
+export const MIN_SECRET_LENGTH = 16;
 const LEGACY_RETRY_MS = 5000;
 
 async function readClusterSecret(file: string, log: Logger): Promise<string> {
@@ -34,8 +35,11 @@ async function readClusterSecret(file: string, log: Logger): Promise<string> {
 export interface BackgroundServices {
   health: PeerHealth;
   ownFiles(): OwnFiles;
-  /** Resolves once every serving process knows (with several of them). */
-  changed(change: Change): void | Promise<void>;
+  /**
+   * Resolves once every serving process knows (with several of them), with
+   * how many nodes' disks hold a new file when that is known.
+   */
+  changed(change: Change): Promise<number | undefined>;
   /** A legacy delete was queued (by any process): try to deliver it now. */
   legacyDeleteQueued(): void;
   fullPass(): void;
@@ -58,6 +62,7 @@ export async function connectPeers(config: Config, view: PeerView, log: Logger):
     ca: config.ca_file ? await readFile(config.ca_file) : undefined,
     connectTimeoutMs: config.peer_connect_timeout_ms,
     headersTimeoutMs: config.peer_timeout_ms,
+    readTimeoutMs: config.peer_read_timeout_ms,
   });
   return { peers, auth: new ClusterAuth(config.node, secret, { mac: nodeSignature }), secret };
 }
@@ -71,15 +76,17 @@ export async function startBackgroundServices(config: Config, log: Logger, onOwn
     { fall: config.health_fall, rise: config.health_rise },
     log,
   );
+  const scrubbing = { filesDir: join(config.data, "files"), tmpDir: join(config.data, "tmp"), fsync: config.fsync, log };
   if (config.peers.length === 0) {
+    const scrub = startBackgroundScrub(config.scrub_interval * 1000, scrubbing, log);
     return {
       health,
       ownFiles: () => "complete",
-      changed: () => {},
+      changed: async () => 1,
       legacyDeleteQueued: () => {},
       fullPass: () => {},
-      status: async () => ({}),
-      stop: async () => {},
+      status: async () => ({ scrub: scrub.status() }),
+      stop: async () => scrub.stop(),
     };
   }
 
@@ -107,6 +114,7 @@ export async function startBackgroundServices(config: Config, log: Logger, onOwn
   const stopRetries = legacyDeletes.start(LEGACY_RETRY_MS, (peer) => health.isUp(peer));
   const stopChecks = peers.startHealthChecks(config.health_interval_ms, health);
   const replication: Replication = await startReplication(config, secret, health, log, onOwnFilesChange);
+  const scrub = startBackgroundScrub(config.scrub_interval * 1000, { ...scrubbing, peers: context }, log);
 
   return {
     health,
@@ -119,8 +127,10 @@ export async function startBackgroundServices(config: Config, log: Logger, onOwn
       peers: health.snapshot().map((s) => ({ ...s, url: config.peers.find((p) => p.id === s.id)!.url })),
       legacyDeletesPending: await legacyDeletes.pending(),
       ...replication.status(),
+      scrub: scrub.status(),
     }),
     async stop() {
+      scrub.stop();
       await replication.stop();
       stopChecks();
       stopRetries();

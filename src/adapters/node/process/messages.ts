@@ -1,4 +1,5 @@
 import type { Change } from "../../../handlers/app.ts";
+import type { RequestFailure } from "../peers/peer-health.ts";
 import type { OwnFiles } from "../replication/start-replication.ts";
 
 /** The node's own-files state when a serving process was forked: it serves before the primary's first message arrives. */
@@ -14,7 +15,7 @@ export type ToPrimary =
   | { t: "ready" }
   | { t: "changed"; change: Change; ask: number }
   | { t: "legacy" }
-  | { t: "refused"; id: string; reason: string }
+  | { t: "failed"; id: string; failure: RequestFailure }
   | { t: "status"; ask: number }
   | { t: "done"; ask: number };
 
@@ -26,11 +27,11 @@ export class Questions {
   #next = 0;
   readonly #waiting = new Map<number, (value: unknown) => void>();
 
-  /** Sends the question `send` builds with its number; resolves with the answer, or undefined after ANSWER_WAIT_MS. */
-  ask<T>(send: (ask: number) => void): Promise<T | undefined> {
+  /** Sends the question `send` builds with its number; resolves with the answer, or undefined after ANSWER_WAIT_MS more than `longerMs`. */
+  ask<T>(send: (ask: number) => void, longerMs = 0): Promise<T | undefined> {
     const ask = this.#next++;
     return new Promise((resolve) => {
-      const timer = setTimeout(() => this.answer(ask, undefined), ANSWER_WAIT_MS);
+      const timer = setTimeout(() => this.answer(ask, undefined), ANSWER_WAIT_MS + longerMs);
       timer.unref();
       this.#waiting.set(ask, (value) => {
         clearTimeout(timer);

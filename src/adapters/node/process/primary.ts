@@ -53,14 +53,15 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
           send(worker, { t: "ownFiles", value: services.ownFiles() });
           break;
         case "changed":
-          services.changed(message.change);
-          void invalidateElsewhere(message.change.key, worker).then(() => send(worker, { t: "done", ask: message.ask }));
+          void Promise.all([services.changed(message.change), invalidateElsewhere(message.change.key, worker)]).then(([copies]) =>
+            send(worker, { t: "done", ask: message.ask, value: copies }),
+          );
           break;
         case "legacy":
           services.legacyDeleteQueued();
           break;
-        case "refused":
-          services.health.refused(message.id, message.reason);
+        case "failed":
+          services.health.failed(message.id, message.failure);
           break;
         case "status":
           void services.status().then((status) => send(worker, { t: "done", ask: message.ask, value: { ...status, workers: count } }));

@@ -28,7 +28,7 @@ export interface RequestServing {
 
 /** One process's HTTP side: the store (with its memory cache), users, peers, the app and its server. */
 export async function startRequestServing(config: Config, log: NodeLogger, state: NodeState): Promise<RequestServing> {
-  const disk = new DiskStore({ root: config.data, fsync: config.fsync, minFreeBytes: config.min_free_bytes });
+  const disk = new DiskStore({ root: config.data, fsync: config.fsync, minFreeBytes: config.min_free_bytes, minFreePercent: config.min_free_percent });
   const store = new CachingStore(disk, {
     maxBytes: config.memory_cache_bytes,
     maxFileBytes: config.memory_cache_file_bytes,
@@ -52,6 +52,7 @@ export async function startRequestServing(config: Config, log: NodeLogger, state
     cluster = {
       peers: link.peers,
       auth: link.auth,
+      readHedgeMs: config.peer_read_hedge_ms,
       // Recorded on disk here; the node-wide services deliver it.
       async mirrorLegacyDelete(key: string) {
         await recordLegacyDelete(legacyDeletesDir(config.data), peerIds, key);
@@ -77,6 +78,10 @@ export async function startRequestServing(config: Config, log: NodeLogger, state
       await storeHealth.check();
       // Until then this node cannot take uploads: balancers and peers should send them elsewhere.
       if (state.ownFiles() === "restoring") throw new StoreUnavailableError("restoring this node's own files from the replicas");
+      // Until a pull owed to a peer is done, uploads go to a peer: one must be up to take them.
+      if (state.ownFiles() === "owed" && !config.peers.some((p) => state.peers.isUp(p.id))) {
+        throw new StoreUnavailableError("this node passes its uploads to peers until it has pulled from them, and none is up");
+      }
     },
     status: async () => ({ storeHealthy: storeHealth.healthy, ...(await state.status()) }),
   };

@@ -1,6 +1,6 @@
 import type { Config } from "../cli/config.ts";
 import { PeerHealth } from "../peers/peer-health.ts";
-import { OWN_FILES_STATES, type OwnFiles } from "../replication/start-replication.ts";
+import { OWN_FILES_STATES, type OwnFiles, syncWaitMs } from "../replication/start-replication.ts";
 import type { NodeLogger } from "./logger.ts";
 import { OWN_FILES_AT_FORK, Questions, type ToPrimary, type ToWorker } from "./messages.ts";
 import { type NodeState, type RequestServing, startRequestServing } from "./request-serving.ts";
@@ -17,13 +17,12 @@ export async function startServingProcess(config: Config, log: NodeLogger): Prom
   const questions = new Questions();
   const toPrimary = (message: ToPrimary) => process.send?.(message);
   const state: NodeState = {
-    // Refusals go to the primary, whose health view is the node's: it then
+    // Failures go to the primary, whose health view is the node's: it then
     // tells every serving process, down now and up again when its checks say so.
-    peers: { isUp: (id) => health.isUp(id), refused: (id, reason) => toPrimary({ t: "refused", id, reason }) },
+    peers: { isUp: (id) => health.isUp(id), failed: (id, failure) => toPrimary({ t: "failed", id, failure }) },
     ownFiles: () => ownFiles,
-    changed: async (change) => {
-      await questions.ask((ask) => toPrimary({ t: "changed", change, ask }));
-    },
+    // The primary answers once the change is replicated as sync_copies asks.
+    changed: (change) => questions.ask<number>((ask) => toPrimary({ t: "changed", change, ask }), syncWaitMs(config)),
     legacyDeleteQueued: () => toPrimary({ t: "legacy" }),
     status: async () => (await questions.ask<Record<string, unknown>>((ask) => toPrimary({ t: "status", ask }))) ?? {},
   };

@@ -6,7 +6,9 @@ import type { Logger } from "../../../handlers/logger.ts";
 import { asFolder, baseArgs, OWNER_MARKER, RSYNC_TEMP_DIR, type RsyncOptions, type RsyncResult, runRsync, transportOf } from "./rsync.ts";
 import type { ReplicationTarget } from "./replicator.ts";
 
-const RETRY_MS = 2000;
+/** Pauses between restore attempts while no peer answers: short at first, for peers that start at the same moment. */
+const FIRST_RETRY_MS = 200;
+const MAX_RETRY_MS = 2000;
 
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(
@@ -120,7 +122,7 @@ export async function ensureOwnFiles({ self, source, targets, rsync, log, keepTr
   const marker = new OwnerMarker(source, self);
   if (await marker.load(targets.map((t) => t.id))) return marker;
   log.warn({ node: self }, "own folder has no owner marker: restoring it from the replicas before replicating");
-  while (keepTrying()) {
+  for (let pauseMs = FIRST_RETRY_MS; keepTrying(); pauseMs = Math.min(pauseMs * 2, MAX_RETRY_MS)) {
     const unpulled: string[] = [];
     for (const target of targets) {
       const result = await pullFrom(target, source, rsync);
@@ -134,7 +136,7 @@ export async function ensureOwnFiles({ self, source, targets, rsync, log, keepTr
       log.info({ node: self, peers: targets.length - unpulled.length, files: await countFiles(source) }, "own folder restored from replicas");
       return marker;
     }
-    await new Promise((r) => setTimeout(r, RETRY_MS));
+    await new Promise((r) => setTimeout(r, pauseMs));
   }
   return undefined;
 }

@@ -2,6 +2,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Change } from "../../../handlers/app.ts";
 import type { Logger } from "../../../handlers/logger.ts";
+import { sidecarPathInNode } from "../disk/sidecar.ts";
 import { type OwnerMarker, pullFrom } from "./owner-guard.ts";
 import { asFolder, baseArgs, RSYNC_TEMP_DIR, type RsyncOptions, type RsyncResult, runRsync, transportOf } from "./rsync.ts";
 
@@ -21,6 +22,10 @@ export interface ReplicatorOptions {
   fullPassIntervalMs: number;
   /** Above this many pending paths for one peer, the list is dropped for a full pass. */
   maxPending: number;
+  /** Nodes (this one included) that must hold a new file before its upload is answered; 1 answers at once. */
+  syncCopies: number;
+  /** How long an upload waits for its copies at most. */
+  syncWaitMs: number;
   isUp(id: string): boolean;
   log: Logger;
   /** Runs one rsync transfer; the unit tests pass their own. */
@@ -33,6 +38,40 @@ interface Pending {
   since: number;
   /** A delete: the (possibly pruned) folders above it go in the list too. */
   withFolders: boolean;
+  /** Uploads waiting to hear that this path reached this peer. */
+  waits?: CopyWait[];
+}
+
+/** One upload waiting for copies on its peers: settles once enough have it, or every peer asked has answered. */
+class CopyWait {
+  acked = 0;
+  #open = 0;
+  #resolve!: (acked: number) => void;
+  readonly settled = new Promise<number>((resolve) => (this.#resolve = resolve));
+
+  constructor(readonly needed: number) {}
+
+  expect(): void {
+    this.#open++;
+  }
+
+  report(ok: boolean): void {
+    this.#open--;
+    if (ok) this.acked++;
+    if (this.acked >= this.needed || this.#open <= 0) this.#resolve(this.acked);
+  }
+
+  /** Nothing asked: no peer was up. */
+  settleIfIdle(): void {
+    if (this.#open <= 0) this.#resolve(this.acked);
+  }
+}
+
+function report(pending: Iterable<Pending>, ok: boolean): void {
+  for (const entry of pending) {
+    for (const wait of entry.waits ?? []) wait.report(ok);
+    entry.waits = undefined;
+  }
 }
 
 /** What one peer's replication looks like to an operator. */
@@ -53,6 +92,8 @@ class PeerReplica {
   /** Its replica may hold files this node lost: copy them back before a pass deletes anything there. */
   pullFirst = false;
   busy = false;
+  /** Ends the run under way to this peer. */
+  halting: AbortController | undefined;
   timer: NodeJS.Timeout | undefined;
   backoffMs = 0;
   lastSuccess?: Date;
@@ -79,6 +120,8 @@ class PeerReplica {
 export class Replicator {
   readonly #peers = new Map<string, PeerReplica>();
   #enabled = false;
+  /** Uploads answered with fewer copies than syncCopies. */
+  #shortOfCopies = 0;
   #marker: Pick<OwnerMarker, "pullFrom" | "pulled"> | undefined;
   #intervalTimer: NodeJS.Timeout | undefined;
 
@@ -86,25 +129,55 @@ export class Replicator {
     for (const target of options.targets) this.#peers.set(target.id, new PeerReplica(target));
   }
 
-  changed(change: Change): void {
+  /**
+   * Queues a change for every peer. For a new file with syncCopies above 1,
+   * resolves with how many nodes' disks hold it (this one included) once
+   * enough peers have it, every peer that was up answered, or syncWaitMs
+   * passed; its batch goes out as soon as the peer's previous push is done.
+   */
+  async changed(change: Change): Promise<number> {
     const prefix = `${this.options.self}/`;
     // Before enable(), the first full pass carries everything.
-    if (!this.#enabled || !change.key.startsWith(prefix)) return;
+    if (!this.#enabled || !change.key.startsWith(prefix)) return 1;
     const path = change.key.slice(prefix.length);
     const now = Date.now();
+    const { syncCopies } = this.options;
+    const wait = change.kind === "created" && syncCopies > 1 ? new CopyWait(syncCopies - 1) : undefined;
     for (const peer of this.#peers.values()) {
       const known = peer.pending.get(path);
-      peer.pending.set(path, {
+      const entry: Pending = {
         since: known?.since ?? now,
         withFolders: (known?.withFolders ?? false) || change.kind === "deleted",
-      });
+        waits: known?.waits,
+      };
+      peer.pending.set(path, entry);
       if (peer.pending.size > this.options.maxPending) {
+        report(peer.pending.values(), false);
         peer.pending.clear();
         peer.needsFullPass = true;
         this.options.log.warn({ peer: peer.target.id }, "replication backlog too long; a full pass will catch up");
+      } else if (wait && this.options.isUp(peer.target.id)) {
+        wait.expect();
+        (entry.waits ??= []).push(wait);
+        this.#schedule(peer, 0, true);
+        continue;
       }
       this.#schedule(peer, this.options.batchMs);
     }
+    if (!wait) return 1;
+    wait.settleIfIdle();
+    let timer: NodeJS.Timeout | undefined;
+    const acked = await Promise.race([
+      wait.settled,
+      new Promise<number>((resolve) => (timer = setTimeout(() => resolve(wait.acked), this.options.syncWaitMs))),
+    ]);
+    clearTimeout(timer);
+    const copies = 1 + acked;
+    if (copies < syncCopies) {
+      this.#shortOfCopies++;
+      this.options.log.warn({ key: change.key, copies, wanted: syncCopies }, "upload answered with fewer copies than sync_copies");
+    }
+    return copies;
   }
 
   /** Starts pushing: a full pass to every peer now, then on the interval; the peers the marker names are pulled from first. */
@@ -131,6 +204,11 @@ export class Replicator {
     }
   }
 
+  /** Ends the push or pull under way to a peer (marked down): what it carried stays queued for its return. */
+  halt(id: string): void {
+    this.#peers.get(id)?.halting?.abort();
+  }
+
   #schedule(peer: PeerReplica, delayMs: number, replace = false): void {
     if (!this.#enabled || peer.busy) return;
     if (peer.timer) {
@@ -147,8 +225,15 @@ export class Replicator {
   async #run(peer: PeerReplica): Promise<void> {
     const { log, isUp } = this.options;
     const id = peer.target.id;
-    if (!isUp(id)) return; // kept pending; the peer's return triggers a full pass
+    // A pull owed to a peer goes ahead regardless: it needs only rsync, and
+    // until it is done this node passes its uploads on.
+    if (!isUp(id) && !peer.pullFirst) {
+      // Kept pending; the peer's return triggers a full pass. Uploads do not wait for it.
+      report(peer.pending.values(), false);
+      return;
+    }
     peer.busy = true;
+    peer.halting = new AbortController();
     try {
       if (peer.needsFullPass) await this.#runFullPass(peer);
       else await this.#runBatch(peer);
@@ -156,35 +241,43 @@ export class Replicator {
       log.error({ peer: id, err: error }, "replication run failed");
     } finally {
       peer.busy = false;
+      peer.halting = undefined;
     }
-    if (peer.pending.size > 0 || peer.needsFullPass) this.#schedule(peer, this.options.batchMs);
+    // An upload waiting for its copies does not wait for the batch interval too.
+    const waited = [...peer.pending.values()].some((p) => p.waits !== undefined);
+    if (peer.pending.size > 0 || peer.needsFullPass) this.#schedule(peer, waited ? 0 : this.options.batchMs);
   }
 
   async #runBatch(peer: PeerReplica): Promise<void> {
     const batch = peer.pending;
     peer.pending = new Map();
     const list = new Set<string>();
+    // A file's metadata travels with it, in the same batch.
     for (const [path, { withFolders }] of batch) {
-      list.add(path);
-      if (!withFolders) continue;
-      // Folders pruned here go there too; keep `<namespace>` itself.
-      const parts = path.split("/");
-      for (let depth = parts.length - 1; depth > 1; depth--) list.add(parts.slice(0, depth).join("/"));
+      for (const listed of [path, sidecarPathInNode(path)]) {
+        list.add(listed);
+        if (!withFolders) continue;
+        // Folders pruned here go there too; keep `<namespace>` itself.
+        const parts = listed.split("/");
+        for (let depth = parts.length - 1; depth > 1; depth--) list.add(parts.slice(0, depth).join("/"));
+      }
     }
     // Deepest first, so a file is handled before the folder that held it.
     const ordered = [...list].sort((a, b) => b.split("/").length - a.split("/").length);
     // Every listed path changed (-I: never skip one for looking unchanged).
     const result = await this.#rsync(peer, ["--files-from=-", "--from0", "-I", "--delete-missing-args", "--force"], ordered.join("\0"));
     if (result.ok) {
+      report(batch.values(), true);
       const oldest = Math.min(...[...batch.values()].map((p) => p.since));
       peer.lastBatchLagMs = Date.now() - oldest;
       this.#succeeded(peer);
       this.options.log.info({ peer: peer.target.id, files: batch.size, lagMs: peer.lastBatchLagMs }, "replicated");
       return;
     }
+    report(batch.values(), false);
     for (const [path, pending] of batch) {
       const newer = peer.pending.get(path);
-      peer.pending.set(path, { since: pending.since, withFolders: pending.withFolders || (newer?.withFolders ?? false) });
+      peer.pending.set(path, { since: pending.since, withFolders: pending.withFolders || (newer?.withFolders ?? false), waits: newer?.waits });
     }
     this.#failed(peer, result);
   }
@@ -192,7 +285,7 @@ export class Replicator {
   async #runFullPass(peer: PeerReplica): Promise<void> {
     const started = Date.now();
     if (peer.pullFirst) {
-      const pulled = await pullFrom(peer.target, this.options.source, this.options.rsync);
+      const pulled = await pullFrom(peer.target, this.options.source, this.#rsyncOptions(peer));
       if (!pulled.ok) return this.#failed(peer, pulled);
       try {
         await this.#marker!.pulled(peer.target.id);
@@ -214,6 +307,7 @@ export class Replicator {
     for (const [path, pending] of peer.pending) {
       if (pending.since >= started) continue;
       oldest = Math.min(oldest, pending.since);
+      report([pending], true);
       peer.pending.delete(path);
     }
     if (oldest !== Number.POSITIVE_INFINITY) peer.lastBatchLagMs = Date.now() - oldest;
@@ -233,7 +327,14 @@ export class Replicator {
       }
     }
     const args = [...baseArgs(this.options.rsync, destination), ...extra, asFolder(this.options.source), destination];
-    return (this.options.runRsync ?? runRsync)(args, this.options.rsync, input);
+    return (this.options.runRsync ?? runRsync)(args, this.#rsyncOptions(peer), input);
+  }
+
+  #rsyncOptions(peer: PeerReplica): RsyncOptions {
+    const { signal } = this.options.rsync;
+    const halting = peer.halting?.signal;
+    if (!halting) return this.options.rsync;
+    return { ...this.options.rsync, signal: signal ? AbortSignal.any([signal, halting]) : halting };
   }
 
   #succeeded(peer: PeerReplica): void {
@@ -244,6 +345,8 @@ export class Replicator {
   }
 
   #failed(peer: PeerReplica, result: RsyncResult): void {
+    // Uploads waiting for this peer are answered now, not after the retry.
+    report(peer.pending.values(), false);
     if (!this.#enabled) return; // stopped: the run was ended on purpose
     peer.lastError = result.code === null ? result.message : `rsync exit ${result.code}: ${result.message}`;
     peer.backoffMs = Math.min(Math.max(peer.backoffMs * 2, 200), MAX_BACKOFF_MS);
@@ -251,6 +354,11 @@ export class Replicator {
       { peer: peer.target.id, code: result.code, reason: result.message, retryInMs: peer.backoffMs, backlog: peer.pending.size },
       "replication push failed",
     );
+  }
+
+  /** How many uploads were answered with fewer copies than syncCopies. */
+  get shortOfCopies(): number {
+    return this.#shortOfCopies;
   }
 
   status(): PeerReplicationStatus[] {
@@ -268,7 +376,10 @@ export class Replicator {
 
   stop(): void {
     clearInterval(this.#intervalTimer);
-    for (const peer of this.#peers.values()) clearTimeout(peer.timer);
+    for (const peer of this.#peers.values()) {
+      clearTimeout(peer.timer);
+      report(peer.pending.values(), false);
+    }
     this.#enabled = false;
   }
 }

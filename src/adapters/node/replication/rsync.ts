@@ -44,11 +44,15 @@ export function rsyncPassword(clusterSecret: string, id: string): string {
 export interface RsyncOptions {
   /** `-e` for ssh destinations, e.g. "ssh -i /etc/nanocdn/id_ed25519". */
   ssh?: string;
+  /** Seconds to wait for a connection to the peer (rsync daemon or ssh). */
+  connectTimeoutS: number;
+  /** Seconds without any traffic after which a transfer fails. */
+  ioTimeoutS: number;
   /** RSYNC_PASSWORD for daemon destinations. */
   password?: string;
   /** KiB/s; 0 or undefined for no cap. */
   bwlimit?: number;
-  /** Ends a run under way (SIGTERM to rsync) when the node stops. */
+  /** Ends a run under way (SIGTERM to rsync): the peer is marked down, or the node stops. */
   signal?: AbortSignal;
 }
 
@@ -82,11 +86,23 @@ export function baseArgs(options: RsyncOptions, remote: string, direction: "push
     `--exclude=/${RSYNC_TEMP_DIR}/`,
     // Hidden on the sending side only: a push also deletes a copy an older version left on a replica.
     `--filter=H /${OWNER_MARKER}`,
-    // A peer that stops answering mid-transfer fails the run (it is retried) instead of hanging it.
-    "--timeout=60",
-    ...(options.ssh ? ["-e", options.ssh] : []),
+    // A peer that cannot be reached, or stops answering mid-transfer, fails
+    // the run within seconds (it is retried) instead of hanging it.
+    `--timeout=${options.ioTimeoutS}`,
+    ...(transportOf(remote) === "daemon" ? [`--contimeout=${options.connectTimeoutS}`] : []),
+    ...(transportOf(remote) === "ssh" ? ["-e", sshCommand(options)] : []),
     ...(options.bwlimit ? [`--bwlimit=${options.bwlimit}`] : []),
   ];
+}
+
+/**
+ * The `-e` command for ssh: the configured one, with time-outs appended
+ * (ssh takes the first value it is given for an option, so the operator's
+ * own `-o ConnectTimeout=…` in `rsync_ssh` wins).
+ */
+function sshCommand({ ssh = "ssh", connectTimeoutS, ioTimeoutS }: RsyncOptions): string {
+  const aliveS = Math.max(1, Math.ceil(ioTimeoutS / 3));
+  return `${ssh} -o ConnectTimeout=${connectTimeoutS} -o ServerAliveInterval=${aliveS} -o ServerAliveCountMax=3`;
 }
 
 /** Runs rsync with `args`, feeding `input` on stdin; never throws for rsync's own failures. */
@@ -103,7 +119,9 @@ export function runRsync(args: string[], options: RsyncOptions, input?: string):
     });
     child.stdin.on("error", () => {});
     child.stdin.end(input);
-    child.on("error", (error) => resolve({ ok: false, code: null, message: `cannot run rsync: ${error.message}` }));
+    child.on("error", (error) =>
+      resolve({ ok: false, code: null, message: options.signal?.aborted ? "ended: the peer is down or this node stops" : `cannot run rsync: ${error.message}` }),
+    );
     child.on("close", (code) =>
       resolve({
         ok: code !== null && SUCCESS.has(code),

@@ -11,6 +11,11 @@ import { superviseRsyncDaemon } from "./rsyncd.ts";
 
 const TEMP_MAX_AGE_MS = 3600_000;
 
+/** How long an upload waits for its synchronous copies: as long as a peer may take to answer. */
+export function syncWaitMs(config: Config): number {
+  return config.peer_timeout_ms;
+}
+
 /**
  * Whether this node's own folder holds all its files: `restoring` while it
  * copies them back from the replicas (a new or wiped disk), `owed` while a
@@ -21,11 +26,24 @@ export type OwnFiles = (typeof OWN_FILES_STATES)[number];
 
 export interface Replication {
   ownFiles(): OwnFiles;
-  changed(change: Change): void;
+  /** Resolves with how many nodes' disks hold the file (see sync_copies). */
+  changed(change: Change): Promise<number>;
   /** A full pass to every peer now (SIGHUP: after a bulk import, say). */
   fullPass(): void;
   status(): Record<string, unknown>;
   stop(): Promise<void>;
+}
+
+/**
+ * rsync's time-outs, from the node-to-node ones: connecting as long as an
+ * HTTP request may, and a transfer silent for twice a request's answer time
+ * is dead (whole seconds, as rsync counts).
+ */
+export function rsyncTimeouts(config: Pick<Config, "peer_connect_timeout_ms" | "peer_timeout_ms">): { connectTimeoutS: number; ioTimeoutS: number } {
+  return {
+    connectTimeoutS: Math.max(1, Math.ceil(config.peer_connect_timeout_ms / 1000)),
+    ioTimeoutS: Math.max(1, Math.ceil((2 * config.peer_timeout_ms) / 1000)),
+  };
 }
 
 /**
@@ -73,6 +91,7 @@ export async function startReplication(
     ssh: config.rsync_ssh,
     password: rsyncPassword(secret, config.node),
     bwlimit: config.rsync_bwlimit,
+    ...rsyncTimeouts(config),
     signal: stopped.signal,
   };
   const replicator = new Replicator({
@@ -83,10 +102,14 @@ export async function startReplication(
     batchMs: config.replication_batch_ms,
     fullPassIntervalMs: config.full_pass_interval * 1000,
     maxPending: config.replication_max_pending,
+    syncCopies: config.sync_copies,
+    syncWaitMs: syncWaitMs(config),
     isUp: (id) => health.isUp(id),
     log,
   });
   health.on("up", (id) => replicator.fullPass(id));
+  // A push to a peer that is gone would otherwise wait for TCP to give up, and the catch-up pass behind it.
+  health.on("down", (id) => replicator.halt(id));
 
   let marker: OwnerMarker | undefined;
   const ownFiles = (): OwnFiles => {
@@ -120,7 +143,13 @@ export async function startReplication(
     ownFiles,
     changed: (change) => replicator.changed(change),
     fullPass: () => replicator.fullPass(),
-    status: () => ({ ownFiles: ownFiles(), pullsOwed: marker?.pullFrom ?? [], replication: replicator.status() }),
+    status: () => ({
+      ownFiles: ownFiles(),
+      pullsOwed: marker?.pullFrom ?? [],
+      syncCopies: config.sync_copies,
+      uploadsShortOfCopies: replicator.shortOfCopies,
+      replication: replicator.status(),
+    }),
     async stop() {
       stopping = true;
       clearInterval(sweeper);

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
-import bcrypt from "bcryptjs";
+import { hashPassword } from "./htpasswd-edit.ts";
 
 export const FIRST_USER = "admin";
 
@@ -13,9 +13,7 @@ export interface FirstUser {
 
 export function generateFirstUser(): FirstUser {
   const password = randomBytes(18).toString("base64url");
-  // $2y$ is what Apache's htpasswd writes; the algorithm is the same as $2b$.
-  const hash = bcrypt.hashSync(password, 10).replace(/^\$2b\$/, "$2y$");
-  return { password, htpasswdLine: `${FIRST_USER}:${hash}` };
+  return { password, htpasswdLine: `${FIRST_USER}:${hashPassword(password)}` };
 }
 
 /**
@@ -47,6 +45,6 @@ export async function createFirstUser(htpasswd: string, copy: string): Promise<b
     if ((error as NodeJS.ErrnoException).code === "EEXIST") return false;
     throw error;
   }
-  await announceFirstUser(user, `${htpasswd} (add users with: htpasswd -B ${htpasswd} NAME)`, copy);
+  await announceFirstUser(user, `${htpasswd} (add users with: nanocdn user add NAME --htpasswd ${htpasswd})`, copy);
   return true;
 }

@@ -1,0 +1,60 @@
+// Builds the Debian package out/nanocdn_<version>_all.deb: the compiled
+// code, its production dependencies, the unit, an example configuration.
+import { execFileSync } from "node:child_process";
+import { chmodSync, cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { exampleConfig } from "../src/adapters/node/cli/config-help.ts";
+
+const ROOT = resolve(import.meta.dirname, "..");
+const OUT = join(ROOT, "out");
+const STAGE = join(OUT, "deb-root");
+const LIB = join(STAGE, "usr/lib/nanocdn");
+const { version } = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string };
+
+const run = (command: string, args: string[], cwd = ROOT) => execFileSync(command, args, { cwd, stdio: ["ignore", "inherit", "inherit"] });
+const put = (from: string, to: string, mode = 0o644) => {
+  mkdirSync(join(STAGE, to, ".."), { recursive: true });
+  cpSync(join(ROOT, from), join(STAGE, to));
+  chmodSync(join(STAGE, to), mode);
+};
+
+rmSync(STAGE, { recursive: true, force: true });
+run("npm", ["run", "build"]);
+mkdirSync(LIB, { recursive: true });
+cpSync(join(ROOT, "bin"), join(LIB, "bin"), { recursive: true });
+// What the node runs: no type declarations, no source maps.
+cpSync(join(ROOT, "dist"), join(LIB, "dist"), { recursive: true, filter: (path) => !/\.(d\.ts|map)$/.test(path) });
+for (const file of ["package.json", "package-lock.json"]) cpSync(join(ROOT, file), join(LIB, file));
+run("npm", ["ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline"], LIB);
+rmSync(join(LIB, "package-lock.json"));
+
+put("packaging/nanocdn", "usr/bin/nanocdn", 0o755);
+put("packaging/nanocdn.service", "lib/systemd/system/nanocdn.service");
+put("README.md", "usr/share/doc/nanocdn/README.md");
+mkdirSync(join(STAGE, "etc/nanocdn"), { recursive: true });
+writeFileSync(
+  join(STAGE, "etc/nanocdn/nanocdn.toml"),
+  exampleConfig(
+    { data: "/var/lib/nanocdn", htpasswd: "/etc/nanocdn/htpasswd" },
+    [
+      "nanocdn's configuration, read by nanocdn.service (and by every nanocdn command).",
+      "Every key is listed with its default; `nanocdn serve --help` says the same.",
+      "Check a change with `nanocdn check-config`, then `systemctl reload nanocdn`",
+      "(users, log_level, TLS files) or `systemctl restart nanocdn` (everything else).",
+    ].join("\n"),
+  ),
+);
+
+mkdirSync(join(STAGE, "DEBIAN"));
+const size = Number(execFileSync("du", ["-sk", "--exclude=DEBIAN", STAGE], { encoding: "utf8" }).split("\t")[0]);
+writeFileSync(
+  join(STAGE, "DEBIAN/control"),
+  readFileSync(join(ROOT, "packaging/debian/control"), "utf8").replace("@VERSION@", version).replace("@SIZE@", String(size)),
+);
+writeFileSync(join(STAGE, "DEBIAN/conffiles"), "/etc/nanocdn/nanocdn.toml\n");
+for (const script of ["postinst", "prerm", "postrm"]) put(`packaging/debian/${script}`, `DEBIAN/${script}`, 0o755);
+
+const deb = join(OUT, `nanocdn_${version}_all.deb`);
+run("dpkg-deb", ["--root-owner-group", "-Zxz", "--build", STAGE, deb]);
+rmSync(STAGE, { recursive: true, force: true });
+console.log(deb);

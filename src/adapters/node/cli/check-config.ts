@@ -1,0 +1,24 @@
+import type { Command } from "./command.ts";
+import { checkConfig } from "./config-check.ts";
+import { ConfigError, loadConfig } from "./config.ts";
+import { CONFIG_OPTION } from "./serve.ts";
+
+export const checkConfigCommand: Command = {
+  name: "check-config",
+  summary: "check a configuration as serve would (files it reads, the listen address), starting and writing nothing",
+  options: { config: CONFIG_OPTION },
+  configFlags: true,
+  details: "Exits 0 when serve would start, else 1 with one line per problem.",
+  async run({ options, configFlags }) {
+    try {
+      const config = await loadConfig({ file: (options.config as string | undefined) ?? process.env.NANOCDN_CONFIG, flags: configFlags });
+      await checkConfig(config);
+      process.stdout.write(`nanocdn: the configuration is good: node ${config.node}, data ${config.data}, ${config.peers.length} peers\n`);
+      return 0;
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      process.stderr.write(`nanocdn: ${error.message}\n`);
+      return 1;
+    }
+  },
+};

@@ -1,0 +1,164 @@
+import { constants } from "node:fs";
+import { access, readFile, stat } from "node:fs/promises";
+import { createServer } from "node:net";
+import { dirname, join } from "node:path";
+import { createSecureContext } from "node:tls";
+import { HtpasswdCredentials } from "../../htpasswd.ts";
+import { MIN_SECRET_LENGTH } from "../process/background-services.ts";
+import { ConfigError, type Config, type ConfigKey, type ListenAddress } from "./config.ts";
+
+/** One line about a key: its name, where its value came from, what is wrong and what to do. */
+const about = (config: Config, key: ConfigKey, text: string) => `${key} (${config.origin[key] ? `from ${config.origin[key]}` : "default"}): ${text}`;
+
+const errno = (error: unknown) => (error as NodeJS.ErrnoException).code;
+
+async function kind(path: string): Promise<"file" | "folder" | "missing" | "other"> {
+  try {
+    const stats = await stat(path);
+    return stats.isDirectory() ? "folder" : stats.isFile() ? "file" : "other";
+  } catch (error) {
+    if (errno(error) === "ENOENT") return "missing";
+    throw error;
+  }
+}
+
+async function writable(path: string): Promise<boolean> {
+  return access(path, constants.W_OK).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** The data folder, or the folder it would be made in, takes files. */
+async function checkData(config: Config): Promise<string[]> {
+  const user = `user ${process.getuid?.() ?? "?"}`;
+  let path = config.data;
+  let found = await kind(path);
+  if (found !== "folder" && found !== "missing") return [about(config, "data", `${path} is a ${found}, not a folder; point data at a folder`)];
+  while (found === "missing" && dirname(path) !== path) {
+    path = dirname(path);
+    found = await kind(path);
+  }
+  if (found !== "folder") return [about(config, "data", `${path} is not a folder, so ${config.data} cannot be made; point data elsewhere`)];
+  if (path !== config.data) {
+    return (await writable(path)) ? [] : [about(config, "data", `${config.data} does not exist and ${path} is not writable by ${user}; create it, owned by that user`)];
+  }
+  const problems: string[] = [];
+  for (const inside of ["", "files", join("files", config.node), "tmp"]) {
+    const folder = join(config.data, inside);
+    const found = await kind(folder);
+    if (found === "missing") continue;
+    if (found !== "folder") problems.push(about(config, "data", `${folder} is a ${found}, not a folder; move it away`));
+    // With peers, a node whose disk is read-only passes uploads to them; alone it could store nothing.
+    else if (config.peers.length === 0 && !(await writable(folder))) {
+      problems.push(about(config, "data", `${folder} is not writable by ${user} and there are no peers to take uploads; fix its owner, mode or mount`));
+    }
+  }
+  return problems;
+}
+
+async function checkUsers(config: Config): Promise<string[]> {
+  const file = config.htpasswd;
+  const found = await kind(file);
+  if (found === "missing") {
+    // Unset, it is made with a first user at the first start.
+    return config.htpasswdIsDefault ? [] : [about(config, "htpasswd", `${file} does not exist; create it with \`nanocdn user add NAME --htpasswd ${file}\` or fix the path`)];
+  }
+  if (found !== "file") return [about(config, "htpasswd", `${file} is a ${found}, not a file; point htpasswd at an htpasswd file`)];
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (error) {
+    return [about(config, "htpasswd", `cannot read ${file} (${errno(error)}); make it readable by user ${process.getuid?.() ?? "?"}`)];
+  }
+  const credentials = new HtpasswdCredentials(text);
+  if (credentials.users.length === 0 && credentials.problems.length > 0) {
+    return [about(config, "htpasswd", `${file} holds no usable user (${credentials.problems.join("; ")}); write user:hash lines, e.g. with \`nanocdn user add NAME\``)];
+  }
+  return [];
+}
+
+async function checkSecret(config: Config): Promise<string[]> {
+  const file = config.cluster_secret_file;
+  if (config.peers.length === 0 || file === undefined) return [];
+  let secret: string;
+  try {
+    secret = (await readFile(file, "utf8")).trim();
+  } catch (error) {
+    return [about(config, "cluster_secret_file", `cannot read ${file} (${errno(error)}); put the secret the nodes share there, mode 600`)];
+  }
+  if (secret.length >= MIN_SECRET_LENGTH) return [];
+  return [
+    about(config, "cluster_secret_file", `the secret in ${file} has ${secret.length} characters, fewer than ${MIN_SECRET_LENGTH}; write a longer one (e.g. \`openssl rand -hex 32\`) on every node`),
+  ];
+}
+
+async function checkTls(config: Config): Promise<string[]> {
+  const problems: string[] = [];
+  const read = async (key: "tls_cert" | "tls_key" | "ca_file") => {
+    const file = config[key];
+    if (file === undefined) return undefined;
+    try {
+      return await readFile(file);
+    } catch (error) {
+      problems.push(about(config, key, `cannot read ${file} (${errno(error)}); fix the path or its mode`));
+      return undefined;
+    }
+  };
+  const [cert, key, ca] = [await read("tls_cert"), await read("tls_key"), await read("ca_file")];
+  if (cert && key) {
+    try {
+      createSecureContext({ cert, key });
+    } catch (error) {
+      problems.push(about(config, "tls_cert", `${config.tls_cert} with ${config.tls_key} is not a usable certificate and key (${(error as Error).message}); check both are PEM and belong together`));
+    }
+  }
+  if (ca) {
+    try {
+      createSecureContext({ ca });
+    } catch (error) {
+      problems.push(about(config, "ca_file", `${config.ca_file} holds no usable CA certificate (${(error as Error).message})`));
+    }
+  }
+  return problems;
+}
+
+/** Binds the address a moment and lets it go. */
+function checkListen(config: Config, key: "listen" | "rsyncd_listen", address: ListenAddress | undefined): Promise<string[]> {
+  if (!address) return Promise.resolve([]);
+  const shown = `${address.host.includes(":") ? `[${address.host}]` : address.host}:${address.port}`;
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once("error", (error: NodeJS.ErrnoException) => {
+      const fix =
+        error.code === "EADDRINUSE"
+          ? `${shown} is in use by another process; stop it or choose another port`
+          : error.code === "EACCES"
+            ? `port ${address.port} needs root or CAP_NET_BIND_SERVICE; choose a port above 1023 or grant the capability`
+            : error.code === "EADDRNOTAVAIL" || error.code === "ENOTFOUND" || error.code === "EAI_AGAIN"
+              ? `no interface of this machine has the address ${address.host}; use one it has, or 0.0.0.0`
+              : `cannot listen on ${shown} (${error.code ?? error.message})`;
+      resolve([about(config, key, fix)]);
+    });
+    server.listen({ host: address.host, port: address.port, exclusive: true }, () => server.close(() => resolve([])));
+  });
+}
+
+/**
+ * Everything a node needs from its machine, checked before it creates or
+ * writes anything: a start that would fail later (a port in use, a short
+ * secret, a users file of garbage) fails here, one line per problem.
+ */
+export async function checkConfig(config: Config): Promise<void> {
+  const problems = (
+    await Promise.all([
+      checkData(config),
+      checkUsers(config),
+      checkSecret(config),
+      checkTls(config),
+      checkListen(config, "listen", config.listen),
+      checkListen(config, "rsyncd_listen", config.rsyncd_listen),
+    ])
+  ).flat();
+  if (problems.length > 0) throw new ConfigError(problems);
+}

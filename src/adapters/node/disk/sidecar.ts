@@ -1,0 +1,59 @@
+import { constants, readFile } from "node:fs/promises";
+import { isDigest } from "../../../storage/digest.ts";
+
+/**
+ * A blob's metadata (content digest, expiry) lives in a small JSON file
+ * beside the store's namespaces: `<node>/meta/<ns>/<path>` for
+ * `<node>/<ns>/<path>`. No URL names a `meta` namespace, and the file sits
+ * inside `files/<node>/`, so rsync carries it wherever the blob goes.
+ */
+export const META_DIR = "meta";
+
+export interface Sidecar {
+  digest?: string;
+  deleteAt?: number;
+}
+
+/** The sidecar's key segments for a blob's, or undefined for a key too short to have a namespace. */
+export function sidecarSegments(segments: readonly string[]): string[] | undefined {
+  if (segments.length < 3) return undefined;
+  const [node, ...rest] = segments;
+  return [node!, META_DIR, ...rest];
+}
+
+/** The sidecar of a path inside one node's folder (`pub/a.txt` → `meta/pub/a.txt`), as replication lists it. */
+export function sidecarPathInNode(path: string): string {
+  return `${META_DIR}/${path}`;
+}
+
+export function encodeSidecar(sidecar: Sidecar): string {
+  return JSON.stringify(sidecar);
+}
+
+/**
+ * What a sidecar file records; undefined when there is none. A sidecar that
+ * cannot be read as one (cut short by hand, say) counts as none: the blob
+ * stays valid, only without a recorded digest or expiry.
+ */
+export async function readSidecar(path: string): Promise<Sidecar | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, { encoding: "utf8", flag: constants.O_RDONLY | constants.O_NOFOLLOW });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR" || code === "ELOOP" || code === "EISDIR") return undefined;
+    throw error;
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== "object" || parsed === null) return undefined;
+  const { digest, deleteAt } = parsed as Record<string, unknown>;
+  return {
+    ...(isDigest(digest) && { digest }),
+    ...(Number.isSafeInteger(deleteAt) && { deleteAt: deleteAt as number }),
+  };
+}

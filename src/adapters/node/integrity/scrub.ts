@@ -1,0 +1,204 @@
+import { createHash, randomUUID } from "node:crypto";
+import { createReadStream, type Dirent } from "node:fs";
+import { link, lstat, mkdir, open, readdir, rename, unlink, writeFile } from "node:fs/promises";
+import { dirname, join, relative } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Logger } from "../../../handlers/logger.ts";
+import { askPeer, type PeerContext } from "../../../handlers/owner-routing.ts";
+import { type Namespace, urlPathOf } from "../../../handlers/paths.ts";
+import { encodeSidecar, readSidecar, sidecarSegments } from "../disk/sidecar.ts";
+
+const NAMESPACES = ["pub", "priv"] as const;
+/** rsync's temporary name for a file it is receiving beside the final one (pushes over ssh). */
+const RSYNC_TEMP_NAME = /^\..+\.[A-Za-z0-9]{6}$/;
+/** What a file costs the throttle besides its bytes. */
+const PER_FILE_BYTES = 16 * 1024;
+
+export interface ScrubOptions {
+  /** `<data>/files`: every node's folder in it is checked. */
+  filesDir: string;
+  /** `<data>/tmp`, on the same disk: repaired copies are assembled there. */
+  tmpDir: string;
+  fsync: boolean;
+  /** The peers to repair from; without them, bad copies are only reported. */
+  peers?: PeerContext;
+  log: Logger;
+  /** Caps the reading rate (bytes a second), so that a background scrub leaves the disk to the readers. */
+  bytesPerSecond?: number;
+  signal?: AbortSignal;
+}
+
+export interface ScrubReport {
+  files: number;
+  good: number;
+  /** Files that had no recorded digest: theirs is recorded now. */
+  recorded: number;
+  repaired: string[];
+  /** Bad copies no peer had a good copy of: still bad. */
+  unrepaired: string[];
+}
+
+/** Every file key (`<node>/<ns>/<path>`) in the store, folders never followed through symlinks. */
+async function* storedKeys(filesDir: string): AsyncGenerator<string> {
+  let nodes: Dirent[];
+  try {
+    nodes = await readdir(filesDir, { withFileTypes: true });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw error;
+  }
+  for (const node of nodes) {
+    if (!node.isDirectory() || node.name.startsWith(".")) continue;
+    for (const namespace of NAMESPACES) {
+      const root = join(filesDir, node.name, namespace);
+      const entries = await readdir(root, { recursive: true, withFileTypes: true }).catch(() => [] as Dirent[]);
+      for (const entry of entries) {
+        if (!entry.isFile() || RSYNC_TEMP_NAME.test(entry.name)) continue;
+        yield `${node.name}/${namespace}/${relative(root, join(entry.parentPath, entry.name))}`;
+      }
+    }
+  }
+}
+
+/** SHA-256 (base64) of a file, or undefined when it is gone. */
+async function hashFile(path: string, throttle: (bytes: number) => Promise<void>): Promise<string | undefined> {
+  const hash = createHash("sha256");
+  try {
+    for await (const chunk of createReadStream(path, { highWaterMark: 256 * 1024 })) {
+      hash.update(chunk as Buffer);
+      await throttle((chunk as Buffer).byteLength);
+    }
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
+  }
+  return hash.digest("base64");
+}
+
+function addressOf(key: string): { owner: string | undefined; namespace: Namespace; path: string } {
+  const [node, namespace, ...path] = key.split("/");
+  return { owner: node === "legacy" ? undefined : node, namespace: namespace as Namespace, path: path.join("/") };
+}
+
+async function fsyncFolder(path: string): Promise<void> {
+  const folder = await open(path, "r");
+  try {
+    await folder.sync();
+  } finally {
+    await folder.close();
+  }
+}
+
+/**
+ * Re-hashes every file this node holds (its own and its replicas) against
+ * the digest recorded when it was stored. A bad copy is replaced, atomically,
+ * by a peer's copy fetched over the signed node-to-node read path, and only
+ * if that copy has the recorded digest. Replication never repairs: rsync
+ * compares sizes and times, which a flipped bit leaves alone, so a bad copy
+ * neither travels nor is fixed by a push. A file without a recorded digest
+ * (copied in by hand, or a replica that came without its metadata) gets the
+ * digest of what it holds now.
+ */
+export async function scrub(options: ScrubOptions): Promise<ScrubReport> {
+  const { filesDir, log, signal } = options;
+  const report: ScrubReport = { files: 0, good: 0, recorded: 0, repaired: [], unrepaired: [] };
+  const started = Date.now();
+  let read = 0;
+  const throttle = async (bytes: number) => {
+    read += bytes;
+    if (!options.bytesPerSecond) return;
+    const due = started + (read / options.bytesPerSecond) * 1000 - Date.now();
+    if (due > 0) await sleep(due);
+  };
+  for await (const key of storedKeys(filesDir)) {
+    signal?.throwIfAborted();
+    const path = join(filesDir, key);
+    const sidecarPath = join(filesDir, ...sidecarSegments(key.split("/"))!);
+    const recorded = await readSidecar(sidecarPath);
+    const actual = await hashFile(path, throttle);
+    // Opening and stat-ing cost too: many small files are paced as well.
+    await throttle(PER_FILE_BYTES);
+    if (actual === undefined) continue; // deleted meanwhile
+    report.files++;
+    if (recorded?.digest === undefined) {
+      await recordDigest(options, sidecarPath, { ...recorded, digest: actual });
+      report.recorded++;
+      continue;
+    }
+    if (actual === recorded.digest) {
+      report.good++;
+      continue;
+    }
+    // Deleted and stored again while it was read: not rot.
+    if ((await readSidecar(sidecarPath))?.digest !== recorded.digest) continue;
+    log.warn({ key }, "a file no longer has the digest recorded when it was stored");
+    const from = await repair(options, key, recorded.digest);
+    if (from === undefined) {
+      report.unrepaired.push(key);
+      log.error({ key }, "no peer had a good copy of a damaged file; it stays damaged");
+    } else {
+      report.repaired.push(key);
+      log.warn({ key, from }, "repaired a damaged file from a peer's copy");
+    }
+  }
+  return report;
+}
+
+/** Writes a sidecar where there is none yet (one that arrived meanwhile stays). */
+async function recordDigest(options: ScrubOptions, sidecarPath: string, sidecar: { digest: string; deleteAt?: number }): Promise<void> {
+  const temp = join(options.tmpDir, `${randomUUID()}.meta`);
+  try {
+    await writeFile(temp, encodeSidecar(sidecar), { flag: "wx", mode: 0o444, flush: options.fsync });
+    await mkdir(dirname(sidecarPath), { recursive: true });
+    await link(temp, sidecarPath).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== "EEXIST") throw error;
+    });
+  } finally {
+    await unlink(temp).catch(() => {});
+  }
+}
+
+/** Replaces a bad copy with a peer's good one; resolves with the peer it came from, or undefined. */
+async function repair(options: ScrubOptions, key: string, digest: string): Promise<string | undefined> {
+  const { peers, log } = options;
+  if (!peers) return undefined;
+  const address = addressOf(key);
+  const owner = address.owner;
+  const sources = owner !== undefined && peers.peers.ids.includes(owner) ? [owner, ...peers.peers.ids.filter((id) => id !== owner)] : peers.peers.ids;
+  for (const peer of sources) {
+    const temp = join(options.tmpDir, `${randomUUID()}.repair`);
+    try {
+      const response = await askPeer(peers, peer, "GET", urlPathOf(address));
+      if (response.status !== 200 || !response.body) {
+        await response.body?.cancel();
+        continue;
+      }
+      const file = await open(temp, "wx", 0o444);
+      const hash = createHash("sha256");
+      try {
+        for await (const chunk of response.body) {
+          hash.update(chunk);
+          await file.write(chunk);
+        }
+        if (options.fsync) await file.sync();
+      } finally {
+        await file.close();
+      }
+      if (hash.digest("base64") !== digest) {
+        log.warn({ key, peer }, "a peer's copy of a damaged file is not good either");
+        continue;
+      }
+      const path = join(options.filesDir, key);
+      // Deleted meanwhile (by its owner, or by replication): not brought back.
+      if (!(await lstat(path).catch(() => undefined))?.isFile()) return peer;
+      await rename(temp, path);
+      if (options.fsync) await fsyncFolder(dirname(path));
+      return peer;
+    } catch (error) {
+      log.warn({ key, peer, err: error }, "cannot repair a damaged file from this peer");
+    } finally {
+      await unlink(temp).catch(() => {});
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,87 @@
+import { randomBytes } from "node:crypto";
+import { chown, open, readFile, rename, rm, stat } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import bcrypt from "bcryptjs";
+
+/** A user name htpasswd files can hold and the Basic scheme can send. */
+const USER_NAME = /^[^:\s#][^:\s]{0,254}$/;
+
+export class UserNameError extends Error {}
+
+/** `$2y$` is what Apache's htpasswd writes; the algorithm is bcrypt's `$2b$`. */
+export function hashPassword(password: string): string {
+  return bcrypt.hashSync(password, 10).replace(/^\$2b\$/, "$2y$");
+}
+
+export function checkUserName(name: string): void {
+  if (!USER_NAME.test(name)) throw new UserNameError(`'${name}' cannot be a user name: it may not be empty, start with '#', or hold ':' or spaces`);
+}
+
+const userOf = (line: string) => {
+  const trimmed = line.trim();
+  const colon = trimmed.indexOf(":");
+  return trimmed.startsWith("#") || colon <= 0 ? undefined : trimmed.slice(0, colon);
+};
+
+async function readLines(file: string, missingIsEmpty = true): Promise<string[]> {
+  try {
+    const text = await readFile(file, "utf8");
+    return text === "" ? [] : text.replace(/\r?\n$/, "").split(/\r?\n/);
+  } catch (error) {
+    if (missingIsEmpty && (error as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw error;
+  }
+}
+
+/**
+ * Replaces the file in one step (a temp file beside it, fsynced, renamed
+ * over it), keeping its mode and owner, so a node reading it at any moment
+ * sees the old users or the new ones, never a part.
+ */
+async function rewrite(file: string, lines: string[]): Promise<void> {
+  const before = await stat(file).catch(() => undefined);
+  const temp = join(dirname(file), `.${basename(file)}.${randomBytes(6).toString("hex")}`);
+  const handle = await open(temp, "wx", before ? before.mode & 0o7777 : 0o600);
+  try {
+    await handle.writeFile(lines.map((line) => `${line}\n`).join(""));
+    if (before) {
+      await handle.chmod(before.mode & 0o7777);
+      if (process.getuid?.() === 0) await chown(temp, before.uid, before.gid);
+    }
+    await handle.sync();
+  } catch (error) {
+    await handle.close();
+    await rm(temp, { force: true });
+    throw error;
+  } finally {
+    await handle.close().catch(() => {});
+  }
+  await rename(temp, file);
+  const folder = await open(dirname(file), "r");
+  await folder.sync().finally(() => folder.close());
+}
+
+/** Adds the user, or sets a new password for one that exists; true when it was added. */
+export async function setUser(file: string, name: string, password: string): Promise<boolean> {
+  checkUserName(name);
+  const lines = await readLines(file);
+  const entry = `${name}:${hashPassword(password)}`;
+  const at = lines.findIndex((line) => userOf(line) === name);
+  if (at >= 0) lines[at] = entry;
+  else lines.push(entry);
+  await rewrite(file, lines);
+  return at < 0;
+}
+
+/** Removes the user; false when there was none of that name. */
+export async function removeUser(file: string, name: string): Promise<boolean> {
+  const lines = await readLines(file);
+  const kept = lines.filter((line) => userOf(line) !== name);
+  if (kept.length === lines.length) return false;
+  await rewrite(file, kept);
+  return true;
+}
+
+export async function listUsers(file: string): Promise<string[]> {
+  return (await readLines(file, false)).map(userOf).filter((user): user is string => user !== undefined);
+}

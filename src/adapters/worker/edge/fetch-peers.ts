@@ -1,0 +1,103 @@
+import type { Logger } from "../../../handlers/logger.ts";
+import { type PeerRequest, type Peers, PeerUnreachableError } from "../../../handlers/peers.ts";
+import type { Origin } from "./origins.ts";
+
+export interface FetchPeersOptions {
+  /** Time to the first response byte of a request to an origin. */
+  timeoutMs: number;
+  /** How long an origin that failed is left out before it is tried again. */
+  retryAfterMs: number;
+}
+
+/**
+ * The origin nodes as the edge's peers, over workerd's fetch(). An isolate
+ * runs no background health checks: an origin that cannot be reached, or
+ * does not answer in time, is taken as down for `retryAfterMs`, then tried
+ * again by the next request that needs it.
+ *
+ * workerd starts reading a request body before it knows whether the
+ * connection stands, so a failed request with a body cannot say "nothing
+ * was sent".
+ * A request with a body is therefore preceded by GET /check/: an origin
+ * that is unreachable or unhealthy there has seen nothing, and the body is
+ * still whole for the next origin.
+ */
+export class FetchPeers implements Peers {
+  readonly ids: readonly string[];
+  readonly #urls: ReadonlyMap<string, string>;
+  readonly #downUntil = new Map<string, number>();
+
+  constructor(
+    origins: readonly Origin[],
+    private readonly options: FetchPeersOptions,
+    private readonly log: Logger,
+  ) {
+    this.ids = origins.map((o) => o.id);
+    this.#urls = new Map(origins.map((o) => [o.id, o.url]));
+  }
+
+  isUp(id: string): boolean {
+    return (this.#downUntil.get(id) ?? 0) <= Date.now();
+  }
+
+  #failed(id: string, reason: string): void {
+    if (this.isUp(id)) this.log.warn({ peer: id, reason }, "origin is down; trying it again later");
+    this.#downUntil.set(id, Date.now() + this.options.retryAfterMs);
+  }
+
+  /**
+   * fetch() with a time limit on the answer's headers (not on its body, which
+   * may stream for long). A request with a body has none: the origin answers
+   * once the whole body is stored, however long the client takes to send it.
+   */
+  async #fetch(id: string, target: string, init: RequestInit): Promise<Response> {
+    const base = this.#urls.get(id);
+    if (base === undefined) throw new Error(`unknown origin ${id}`);
+    const abort = new AbortController();
+    const timer = init.body ? undefined : setTimeout(() => abort.abort(new Error(`no answer within ${this.options.timeoutMs} ms`)), this.options.timeoutMs);
+    try {
+      return await fetch(base + target, { ...init, redirect: "manual", signal: abort.signal });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Resolves when the origin answers GET /check/ with 200, else rejects. */
+  async probe(id: string): Promise<void> {
+    let response: Response;
+    try {
+      response = await this.#fetch(id, "/check/", {});
+    } catch (error) {
+      this.#failed(id, (error as Error).message);
+      throw error;
+    }
+    await response.body?.cancel();
+    if (response.status !== 200) throw new Error(`origin ${id}: /check/ answered ${response.status}`);
+  }
+
+  async request(id: string, { method, target, headers, body }: PeerRequest): Promise<Response> {
+    if (body) {
+      try {
+        await this.probe(id);
+      } catch (error) {
+        throw new PeerUnreachableError(`origin ${id}: ${(error as Error).message}`, true, { cause: error });
+      }
+    }
+    const length = headers["Content-Length"];
+    let response: Response;
+    try {
+      response = await this.#fetch(id, target, {
+        method,
+        headers,
+        // Without a declared length workerd would send the body chunked.
+        body: body && length !== undefined ? body.pipeThrough(new FixedLengthStream(Number(length))) : body,
+      });
+    } catch (error) {
+      // With a body, the origin has just answered /check/: the client may as well be the one that failed.
+      if (!body) this.#failed(id, (error as Error).message);
+      throw new PeerUnreachableError(`origin ${id}: ${(error as Error).message}`, false, { cause: error });
+    }
+    // fetch()'s headers are immutable; the caller owns and trims them.
+    return new Response(response.body, response);
+  }
+}

@@ -1,0 +1,132 @@
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { basic } from "../helpers/credentials.ts";
+import { eventually } from "../helpers/eventually.ts";
+
+const auth = { Authorization: basic() };
+const MiB = 1024 * 1024;
+
+/** A node process and its serving processes. */
+function processesOf(cluster: TestCluster, id: string): number[] {
+  const primary = cluster.nodes[id]!.child.pid!;
+  const children = spawnSync("pgrep", ["-P", String(primary)], { encoding: "utf8" })
+    .stdout.split("\n")
+    .filter(Boolean)
+    .map(Number);
+  return [primary, ...children];
+}
+
+async function peerUp(cluster: TestCluster, on: string, peer: string): Promise<boolean> {
+  const status = (await (await fetch(`${cluster.url(on)}/status`, { headers: auth })).json()) as { peers: { id: string; up: boolean }[] };
+  return status.peers.find((p) => p.id === peer)!.up;
+}
+
+describe("faults", () => {
+  let cluster: TestCluster | undefined;
+  const cleanups: (() => void | Promise<void>)[] = [];
+  afterEach(async () => {
+    // SIGKILL ends stopped processes too; a disk is unmounted once nothing uses it.
+    await cluster?.stopAll();
+    cluster = undefined;
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  it("a hung owner: a delete passed to it reports an unknown outcome, and timed-out reads mark it down after a few", async () => {
+    // Probes alone would take health_fall × 2 s (their time-out) to mark the hung node down.
+    const fall = 4;
+    cluster = await startCluster({ size: 3, config: { health_interval_ms: 2000, health_fall: fall, peer_timeout_ms: 1500 } });
+    const c = cluster;
+    const stored = async (path: string) => {
+      const response = await fetch(`${c.url("1")}/upload/pub/${path}`, { method: "PUT", body: path, headers: auth });
+      expect(response.status).toBe(201);
+      return response.headers.get("Location")!;
+    };
+    const doomed = await stored("hung/doomed.txt");
+    const unread = await stored("hung/unread.txt");
+    const pids = processesOf(c, "1");
+    for (const pid of pids) process.kill(pid, "SIGSTOP");
+    cleanups.push(() => {
+      for (const pid of pids) spawnSync("kill", ["-CONT", String(pid)]);
+    });
+
+    const deleted = await fetch(c.url("2") + doomed, { method: "DELETE", headers: auth });
+    expect(deleted.status).toBe(500);
+    expect(await deleted.json()).toMatchObject({ error: "outcome_unknown" });
+
+    // Reads of a file only the hung node holds: each times out, and counts.
+    let stalled = 0;
+    while (await peerUp(c, "2", "1")) {
+      const read = await fetch(c.url("2") + unread);
+      expect(read.status).toBe(503);
+      await read.body?.cancel();
+      stalled++;
+    }
+    expect(stalled).toBeLessThanOrEqual(fall);
+    // Down now (once its serving process has heard): a delete is refused as not done, without asking.
+    await eventually(async () => {
+      const refused = await fetch(c.url("2") + doomed, { method: "DELETE", headers: auth });
+      expect(refused.status).toBe(503);
+      expect(await refused.json()).toMatchObject({ error: "try_later" });
+    });
+  }, 60_000);
+
+  it("a nearly full disk: an upload that does not fit goes to a peer unread, and /check/ fails below the reserve", async () => {
+    let mounted: string | undefined;
+    cluster = await startCluster({
+      size: 2,
+      config: (id) => (id === "1" ? { min_free_bytes: 4 * MiB } : {}),
+      beforeStart: async (data) => {
+        await mkdir(data("1"), { recursive: true });
+        execFileSync("mount", ["-t", "tmpfs", "-o", "size=20m", "tmpfs", data("1")]);
+        mounted = data("1");
+      },
+    });
+    cleanups.push(() => {
+      if (mounted) spawnSync("umount", ["-l", mounted]);
+    });
+    const c = cluster;
+    // 20 MiB disk, 4 MiB reserve: leave about 6 MiB free, room for 2 MiB.
+    await writeFile(join(c.data("1"), "filler-1"), new Uint8Array(14 * MiB));
+    const put = (path: string, size: number) => fetch(`${c.url("1")}/upload/pub/${path}`, { method: "PUT", body: new Uint8Array(size).fill(1), headers: auth });
+
+    const small = await put("full/small.bin", 256 * 1024);
+    expect(small.status).toBe(201);
+    expect(small.headers.get("Location")).toBe("/1/pub/full/small.bin");
+    const large = await put("full/large.bin", 3 * MiB);
+    expect(large.status).toBe(201);
+    expect(large.headers.get("Location")).toBe("/2/pub/full/large.bin");
+    const copy = await fetch(`${c.url("2")}/2/pub/full/large.bin`);
+    expect((await copy.arrayBuffer()).byteLength).toBe(3 * MiB);
+    expect((await fetch(`${c.url("1")}/check/`)).status).toBe(200);
+
+    // Below the reserve: the node reports it, and every upload goes to the peer.
+    await writeFile(join(c.data("1"), "filler-2"), new Uint8Array(3 * MiB));
+    await eventually(async () => {
+      const check = await fetch(`${c.url("1")}/check/`);
+      expect(check.status).toBe(503);
+      expect(await check.text()).toContain("reserve");
+    });
+    const tiny = await put("full/tiny.bin", 10);
+    expect(tiny.status).toBe(201);
+    expect(tiny.headers.get("Location")).toBe("/2/pub/full/tiny.bin");
+  }, 60_000);
+
+  it("a node that starts uses a peer after one good probe, and says ready only when it can take an upload", async () => {
+    // Up after health_rise good probes in a row, but only once the peer was seen up before.
+    cluster = await startCluster({ size: 2, config: { health_interval_ms: 1000, health_rise: 10 }, waitForPeers: false });
+    const c = cluster;
+    // Ten probes a second apart would take ten seconds.
+    await eventually(async () => {
+      expect(await peerUp(c, "1", "2")).toBe(true);
+      expect(await peerUp(c, "2", "1")).toBe(true);
+    }, 8000);
+    for (const id of c.ids) {
+      expect((await fetch(`${c.url(id)}/check/`)).status).toBe(200);
+      const upload = await fetch(`${c.url(id)}/upload/pub/ready-${id}.txt`, { method: "PUT", body: "ready", headers: auth });
+      expect(upload.status).toBe(201);
+    }
+  }, 60_000);
+});

@@ -1,0 +1,92 @@
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { open, readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { runCli } from "../helpers/cli.ts";
+import { basic } from "../helpers/credentials.ts";
+import { placeFile } from "../helpers/disk.ts";
+import { eventually } from "../helpers/eventually.ts";
+
+const auth = { Authorization: basic() };
+
+async function put(cluster: TestCluster, path: string, body: string): Promise<string> {
+  const response = await fetch(`${cluster.url("1")}/upload/${path}`, { method: "PUT", body, headers: auth });
+  expect(response.status).toBe(201);
+  expect(response.headers.get("X-Nanocdn-Copies")).toBe("2");
+  return response.headers.get("Location")!.slice(1);
+}
+
+/**
+ * Bit rot as a disk does it: one byte changed, same size, and the
+ * modification time put back to the nanosecond, so that rsync's quick check
+ * sees nothing.
+ */
+async function flipByte(path: string): Promise<void> {
+  const before = await stat(path, { bigint: true });
+  const file = await open(path, "r+");
+  try {
+    const byte = Buffer.alloc(1);
+    await file.read(byte, 0, 1, 0);
+    byte[0]! ^= 0x20;
+    await file.write(byte, 0, 1, 0);
+  } finally {
+    await file.close();
+  }
+  const seconds = before.mtimeNs / 1_000_000_000n;
+  const nanos = String(before.mtimeNs % 1_000_000_000n).padStart(9, "0");
+  execFileSync("touch", ["-m", "-d", `@${seconds}.${nanos}`, path]);
+  const after = await stat(path, { bigint: true });
+  expect([after.size, after.mtimeNs]).toEqual([before.size, before.mtimeNs]);
+}
+
+const sha256 = (text: string) => createHash("sha256").update(text).digest("base64");
+
+describe("bit rot", () => {
+  let cluster: TestCluster | undefined;
+  afterEach(async () => {
+    await cluster?.stopAll();
+    cluster = undefined;
+  });
+
+  it("is found by verify and by the scrub, and repaired from a peer's copy; what cannot be repaired fails verify", async () => {
+    // Node 2 scrubs every second; node 1 only when verify runs.
+    cluster = await startCluster({ size: 2, replicate: true, config: (id) => ({ scrub_interval: id === "1" ? 0 : 1 }) });
+    const c = cluster;
+    const file = (id: string, key: string) => join(c.data(id), "files", key);
+    const good = await put(c, "pub/good.txt", "stays good");
+    const rotted = await put(c, "pub/rotted.txt", "rotted here");
+    const lost = await put(c, "pub/lost.txt", "rotted everywhere");
+    const scrubbed = await put(c, "pub/scrubbed.txt", "rotted on the replica");
+    // A file copied in by hand has no recorded digest: verify records one.
+    await placeFile(file("1", "1/pub/by-hand.txt"), "imported");
+
+    await flipByte(file("1", rotted));
+    await flipByte(file("1", lost));
+    await flipByte(file("2", lost));
+    const verified = await runCli(["verify", "--config", c.nodes["1"]!.configFile]);
+    expect(verified.code, verified.stdout + verified.stderr).toBe(1);
+    expect(verified.stdout).toContain(`repaired ${rotted}`);
+    expect(verified.stdout).toContain(`damaged ${lost}`);
+    expect(verified.stdout).toContain("5 files: 2 good, 1 digests recorded, 1 repaired, 1 damaged");
+    expect(await readFile(file("1", rotted), "utf8")).toBe("rotted here");
+    expect(await readFile(file("1", good), "utf8")).toBe("stays good");
+    const read = await fetch(`${c.url("1")}/${rotted}`);
+    expect(await read.text()).toBe("rotted here");
+    expect(read.headers.get("Repr-Digest")).toBe(`sha-256=:${sha256("rotted here")}:`);
+    expect(JSON.parse(await readFile(file("1", "1/meta/pub/by-hand.txt"), "utf8"))).toEqual({ digest: sha256("imported") });
+
+    // With every damaged copy gone (the lost file deleted by its owner), verify passes.
+    expect((await fetch(`${c.url("1")}/${lost}`, { method: "DELETE", headers: auth })).status).toBe(204);
+    const again = await runCli(["verify", "--config", c.nodes["1"]!.configFile]);
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+    expect(again.stdout).toContain("4 files: 4 good, 0 digests recorded, 0 repaired, 0 damaged");
+
+    // The background scrub on node 2 finds a flipped byte in its replica and fetches the owner's copy.
+    await flipByte(file("2", scrubbed));
+    await eventually(async () => expect(await readFile(file("2", scrubbed), "utf8")).toBe("rotted on the replica"), 30_000);
+    const status = await (await fetch(`${c.url("2")}/status`, { headers: auth })).json();
+    expect(status.scrub.repairedTotal).toBeGreaterThanOrEqual(1);
+  });
+});

@@ -1,0 +1,222 @@
+import { randomBytes } from "node:crypto";
+import { readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NanoCdnClient, NanoCdnConflictError } from "../../src/client/index.ts";
+import { CLUSTER_SECRET, startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { basic, bcryptLine, PASSWORD, USER } from "../helpers/credentials.ts";
+import { placeFile } from "../helpers/disk.ts";
+import { eventually } from "../helpers/eventually.ts";
+import { type RunningEdge, startEdge } from "../helpers/worker.ts";
+
+const auth = { Authorization: basic() };
+const MAX_UPLOAD_BYTES = 1024 * 1024;
+
+let counter = 0;
+const name = (base: string) => `e${++counter}-${Date.now().toString(36)}/${base}`;
+
+/** The edge in workerd in front of three real nodes; the tests run in order and end with nodes killed. */
+describe("the edge in front of origin nodes", () => {
+  let cluster: TestCluster;
+  let edge: RunningEdge;
+
+  const upload = async (path: string, body: string) => {
+    const response = await fetch(`${edge.url}/upload/${path}`, { method: "PUT", body, headers: auth });
+    expect(response.status, await response.clone().text()).toBe(201);
+    return response.headers.get("Location")!;
+  };
+  const read = (location: string, headers: Record<string, string> = {}) => fetch(edge.url + location, { headers });
+  const onDisk = (id: string, location: string) => join(cluster.data(id), "files", ...location.slice(1).split("/"));
+  const ownerOf = (location: string) => location.split("/")[1]!;
+  /** The cache takes its copy while the first reader streams the file: a later read hits once it is stored. */
+  const untilCached = (location: string) =>
+    eventually(async () => {
+      const response = await read(location);
+      await response.body?.cancel();
+      expect(response.headers.get("X-Nanocdn-Cache")).toBe("HIT");
+    });
+
+  beforeAll(async () => {
+    cluster = await startCluster({ size: 3 });
+    edge = await startEdge({
+      ORIGINS: cluster.ids.map((id) => `${id}=${cluster.url(id)}`).join(","),
+      CLUSTER_SECRET,
+      HTPASSWD: bcryptLine(USER, PASSWORD),
+      // Every request tries every origin again: the tests kill nodes and want each kill seen at once.
+      ORIGIN_RETRY_MS: "0",
+      ORIGIN_TIMEOUT_MS: "3000",
+      MAX_UPLOAD_BYTES: String(MAX_UPLOAD_BYTES),
+    });
+  }, 120_000);
+  afterAll(async () => {
+    await edge?.close();
+    await cluster?.stopAll();
+  });
+
+  it("takes an upload and stores it on an origin, under that origin's name", async () => {
+    const location = await upload(`pub/${name("hello.txt")}`, "hello edge");
+    expect(location).toMatch(/^\/[123]\/pub\//);
+    expect(await readFile(onDisk(ownerOf(location), location), "utf8")).toBe("hello edge");
+    expect((await fetch(`${edge.url}/check/`)).status).toBe(200);
+  });
+
+  it("streams a larger file through, up and down, caches it whole, and refuses one over MAX_UPLOAD_BYTES", async () => {
+    const bytes = randomBytes(MAX_UPLOAD_BYTES);
+    const response = await fetch(`${edge.url}/upload/pub/${name("large.bin")}`, { method: "PUT", body: bytes, headers: auth });
+    expect(response.status).toBe(201);
+    const location = response.headers.get("Location")!;
+    expect((await readFile(onDisk(ownerOf(location), location))).equals(bytes)).toBe(true);
+    const tooLarge = await fetch(`${edge.url}/upload/pub/${name("too-large.bin")}`, { method: "PUT", body: randomBytes(MAX_UPLOAD_BYTES + 1), headers: auth });
+    expect([tooLarge.status, ((await tooLarge.json()) as { error: string }).error]).toEqual([413, "too_large"]);
+    const miss = await read(location);
+    expect(miss.headers.get("X-Nanocdn-Cache")).toBe("MISS");
+    expect(Buffer.from(await miss.arrayBuffer()).equals(bytes)).toBe(true);
+    await untilCached(location);
+    const hit = await read(location);
+    expect(hit.headers.get("X-Nanocdn-Cache")).toBe("HIT");
+    expect(Buffer.from(await hit.arrayBuffer()).equals(bytes)).toBe(true);
+  });
+
+  it("serves the TypeScript client configured with the edge's one URL", async () => {
+    const cdn = new NanoCdnClient({ nodes: edge.url, credentials: { user: USER, password: PASSWORD } });
+    const path = name("client.txt");
+    const { name: stored } = await cdn.put(path, "via the client", { namespace: "pub" });
+    expect(await (await cdn.get(stored)).text()).toBe("via the client");
+    // The same name goes to the same origin, which has it.
+    await expect(cdn.put(path, "again", { namespace: "pub" })).rejects.toBeInstanceOf(NanoCdnConflictError);
+    expect(await cdn.delete(stored)).toBe(true);
+    expect(await cdn.exists(stored)).toBe(false);
+  });
+
+  it("reads a public file from its owner once, then from the cache, even after the origin lost it", async () => {
+    const location = await upload(`pub/${name("cached.txt")}`, "cache me");
+    const first = await read(location);
+    expect(first.status).toBe(200);
+    expect(first.headers.get("X-Nanocdn-Cache")).toBe("MISS");
+    expect(first.headers.get("X-Nanocdn-Served-By")).toBe(ownerOf(location));
+    expect(await first.text()).toBe("cache me");
+    await untilCached(location);
+
+    // Removed behind the edge's back: only the cache can still answer.
+    await rm(onDisk(ownerOf(location), location));
+    await eventually(async () => expect((await fetch(cluster.url(ownerOf(location)) + location)).status).toBe(404));
+    const second = await read(location);
+    expect(second.headers.get("X-Nanocdn-Cache")).toBe("HIT");
+    expect(second.headers.get("Cache-Control")).toBe("public, max-age=604800, immutable");
+    expect(await second.text()).toBe("cache me");
+  });
+
+  it("answers ranges and conditional requests from the cache", async () => {
+    const location = await upload(`pub/${name("ranges.txt")}`, "0123456789");
+    const part = await read(location, { Range: "bytes=2-5" });
+    expect(part.headers.get("X-Nanocdn-Cache")).toBe("MISS");
+    expect([part.status, part.headers.get("Content-Range"), await part.text()]).toEqual([206, "bytes 2-5/10", "2345"]);
+    const whole = await read(location);
+    expect([whole.status, whole.headers.get("X-Nanocdn-Cache")]).toEqual([200, "HIT"]);
+    const etag = whole.headers.get("ETag")!;
+    const lastModified = whole.headers.get("Last-Modified")!;
+    await whole.body?.cancel();
+
+    await rm(onDisk(ownerOf(location), location));
+    const again = await read(location, { Range: "bytes=-3" });
+    expect([again.status, again.headers.get("X-Nanocdn-Cache"), await again.text()]).toEqual([206, "HIT", "789"]);
+    for (const headers of [{ "If-None-Match": etag }, { "If-Modified-Since": lastModified }] as Record<string, string>[]) {
+      const notModified = await read(location, headers);
+      expect([notModified.status, notModified.headers.get("X-Nanocdn-Cache")]).toEqual([304, "HIT"]);
+    }
+    // The query is not part of the cache key: it cannot make the edge fetch a file again.
+    const queried = await read(`${location}?v=2`);
+    expect([queried.status, queried.headers.get("X-Nanocdn-Cache"), await queried.text()]).toEqual([200, "HIT", "0123456789"]);
+    const head = await fetch(edge.url + location, { method: "HEAD" });
+    expect([head.status, head.headers.get("X-Nanocdn-Cache"), head.headers.get("ETag")]).toEqual([200, "HIT", etag]);
+  });
+
+  it("refuses a private file anonymously, serves it with credentials and never caches it", async () => {
+    const location = await upload(`priv/${name("secret.txt")}`, "psst");
+    const anonymous = await read(location);
+    expect(anonymous.status).toBe(401);
+    expect(((await anonymous.json()) as { error: string }).error).toBe("unauthorized");
+    expect((await read(location, { Authorization: basic(USER, "wrong") })).status).toBe(401);
+    for (let i = 0; i < 2; i++) {
+      const allowed = await read(location, auth);
+      expect(allowed.status).toBe(200);
+      expect(allowed.headers.get("X-Nanocdn-Cache")).toBeNull();
+      expect(allowed.headers.get("Cache-Control")).toMatch(/^private/);
+      expect(await allowed.text()).toBe("psst");
+    }
+    await rm(onDisk(ownerOf(location), location));
+    await eventually(async () => expect((await read(location, auth)).status).toBe(404));
+  });
+
+  it("deletes through the owner and purges its cached copy", async () => {
+    const location = await upload(`pub/${name("gone.txt")}`, "soon gone");
+    expect(await (await read(location)).text()).toBe("soon gone");
+    await untilCached(location);
+    expect((await fetch(edge.url + location, { method: "DELETE" })).status).toBe(401);
+    expect((await fetch(edge.url + location, { method: "DELETE", headers: auth })).status).toBe(204);
+    const after = await read(location);
+    expect([after.status, after.headers.get("X-Nanocdn-Cache")]).toEqual([404, "MISS"]);
+    expect((await fetch(edge.url + location, { method: "DELETE", headers: auth })).status).toBe(404);
+    // Files that predate node numbers are deleted at a node, which queues the delete for peers that are down.
+    const legacy = await fetch(`${edge.url}/pub/${name("legacy.txt")}`, { method: "DELETE", headers: auth });
+    expect([legacy.status, legacy.headers.get("Allow")]).toEqual([405, "GET, HEAD"]);
+  });
+
+  it("moves on from an origin that stops answering once ORIGIN_TIMEOUT_MS is over", async () => {
+    const location = await upload(`pub/${name("hung.txt")}`, "from a replica");
+    const owner = cluster.nodes[ownerOf(location)]!.child;
+    const replica = cluster.ids.find((id) => id !== ownerOf(location))!;
+    await placeFile(onDisk(replica, location), "from a replica");
+    // Frozen, not dead: connections are accepted and never answered.
+    owner.kill("SIGSTOP");
+    try {
+      const fromReplica = await read(location);
+      expect([fromReplica.status, fromReplica.headers.get("X-Nanocdn-Served-By"), await fromReplica.text()]).toEqual([200, replica, "from a replica"]);
+    } finally {
+      owner.kill("SIGCONT");
+    }
+  });
+
+  it("reads from a replica while the owner is down, and answers 503 for what no reachable origin holds", async () => {
+    const location = await upload(`pub/${name("replicated.txt")}`, "copied");
+    const owner = ownerOf(location);
+    const replica = cluster.ids.find((id) => id !== owner)!;
+    await placeFile(onDisk(replica, location), "copied");
+    await cluster.kill(owner);
+
+    const fromReplica = await read(location);
+    expect([fromReplica.status, fromReplica.headers.get("X-Nanocdn-Served-By"), await fromReplica.text()]).toEqual([200, replica, "copied"]);
+    const missing = await read(`/${owner}/pub/${name("never.txt")}`);
+    expect(missing.status).toBe(503);
+    expect(missing.headers.get("Retry-After")).not.toBeNull();
+    const deleting = await fetch(edge.url + location, { method: "DELETE", headers: auth });
+    expect(deleting.status).toBe(503);
+  });
+
+  it("passes uploads to the origins that are up", async () => {
+    const alive = cluster.ids.filter((id) => cluster.nodes[id]!.child.exitCode === null && cluster.nodes[id]!.child.signalCode === null);
+    await cluster.kill(alive[0]!);
+    const survivor = alive[1]!;
+    // Names spread over all three origins, two of them down: most uploads meet a dead origin first.
+    for (let i = 0; i < 8; i++) {
+      const location = await upload(`pub/${name(`failover-${i}.txt`)}`, `failover ${i}`);
+      expect(ownerOf(location)).toBe(survivor);
+    }
+  });
+
+  it("answers 503 when no origin is up, and still serves what it has cached", async () => {
+    const cached = await upload(`pub/${name("kept.txt")}`, "kept");
+    expect(await (await read(cached)).text()).toBe("kept");
+    await untilCached(cached);
+    await cluster.stopAll();
+
+    const hit = await read(cached);
+    expect([hit.status, hit.headers.get("X-Nanocdn-Cache"), await hit.text()]).toEqual([200, "HIT", "kept"]);
+    const miss = await read(`/1/pub/${name("uncached.txt")}`);
+    expect([miss.status, miss.headers.get("X-Nanocdn-Cache")]).toEqual([503, "MISS"]);
+    expect(miss.headers.get("Retry-After")).not.toBeNull();
+    const uploading = await fetch(`${edge.url}/upload/pub/${name("nowhere.txt")}`, { method: "PUT", body: "x", headers: auth });
+    expect(uploading.status).toBe(503);
+    expect((await fetch(`${edge.url}/check/`)).status).toBe(503);
+  });
+});

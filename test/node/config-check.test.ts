@@ -1,0 +1,89 @@
+import { execFile } from "node:child_process";
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { type AddressInfo, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { describe, expect, it } from "vitest";
+import { runCli } from "../helpers/cli.ts";
+import { bcryptLine } from "../helpers/credentials.ts";
+import { freePort } from "../helpers/ports.ts";
+
+const run = promisify(execFile);
+const tempDir = () => mkdtemp(join(tmpdir(), "nanocdn-check-"));
+
+/** The lines of a refused start or check, by the key they begin with. */
+const lineAbout = (stderr: string, key: string) => stderr.split("\n").find((line) => line.trimStart().startsWith(`${key} (`));
+
+describe("a configuration checked before anything is written", () => {
+  it("check-config passes a good configuration and writes nothing", async () => {
+    const dir = await tempDir();
+    await writeFile(join(dir, "nanocdn.toml"), `listen = "127.0.0.1:${await freePort()}"\n`);
+    const result = await runCli(["check-config", "--config", "nanocdn.toml"], { cwd: dir });
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain("the configuration is good");
+    expect(await readdir(dir)).toEqual(["nanocdn.toml"]);
+  });
+
+  it("names the key, where its value came from and what to do, for values of the wrong kind", async () => {
+    const dir = await tempDir();
+    await writeFile(join(dir, "nanocdn.toml"), "node = 1\n");
+    const result = await runCli(["serve", "--config", "nanocdn.toml", "--peers", "http://x"], { cwd: dir });
+    expect(result.code).toBe(2);
+    expect(lineAbout(result.stderr, "node")).toBe('  node (from nanocdn.toml): expected text in quotes, got 1: write "1"');
+    expect(lineAbout(result.stderr, "peers[0]")).toMatch(/^ {2}peers\[0\] \(from --peers\): expected a peer, got "http:\/\/x": write id=url/);
+    expect(await readdir(dir)).toEqual(["nanocdn.toml"]);
+  });
+
+  it("refuses a data path that is a file, a missing users file, a port in use and a short secret, creating nothing", async () => {
+    const dir = await tempDir();
+    await writeFile(join(dir, "not-a-folder"), "x");
+    await writeFile(join(dir, "secret"), "short");
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const { port } = taken.address() as AddressInfo;
+    try {
+      const args = ["--data", "not-a-folder", "--htpasswd", "users", "--listen", `127.0.0.1:${port}`, "--peers", "2=http://127.0.0.1:9", "--cluster-secret-file", "secret"];
+      for (const [command, code] of [["serve", 2], ["check-config", 1]] as const) {
+        const result = await runCli([command, ...args], { cwd: dir, env: { NANOCDN_WORKERS: "2" } });
+        expect(result.code).toBe(code);
+        expect(lineAbout(result.stderr, "data")).toContain(`(from --data): ${join(dir, "not-a-folder")} is a file, not a folder; point data at a folder`);
+        expect(lineAbout(result.stderr, "htpasswd")).toContain(`does not exist; create it with \`nanocdn user add NAME --htpasswd ${join(dir, "users")}\``);
+        expect(lineAbout(result.stderr, "listen")).toContain(`(from --listen): 127.0.0.1:${port} is in use by another process; stop it or choose another port`);
+        expect(lineAbout(result.stderr, "cluster_secret_file")).toContain("has 5 characters, fewer than 16");
+        expect(result.stderr).not.toContain("short");
+      }
+      expect((await readdir(dir)).sort()).toEqual(["not-a-folder", "secret"]);
+    } finally {
+      taken.close();
+    }
+  });
+
+  it("refuses an htpasswd file without one usable line", async () => {
+    const dir = await tempDir();
+    await writeFile(join(dir, "users"), "alice\n<html>\n");
+    const result = await runCli(["serve", "--htpasswd", "users", "--listen", `127.0.0.1:${await freePort()}`], { cwd: dir });
+    expect(result.code).toBe(2);
+    expect(lineAbout(result.stderr, "htpasswd")).toContain("holds no usable user (line 1: not 'user:hash'; line 2: not 'user:hash')");
+    expect((await readdir(dir)).sort()).toEqual(["users"]);
+    // One good line is enough; the others are logged as skipped.
+    await writeFile(join(dir, "users"), `alice\n${bcryptLine("bob", "pw")}\n`);
+    expect((await runCli(["check-config", "--htpasswd", "users", "--listen", `127.0.0.1:${await freePort()}`], { cwd: dir })).code).toBe(0);
+  });
+
+  it("refuses a store it cannot write when it has no peers to send uploads to", async () => {
+    const dir = await tempDir();
+    const files = join(dir, "data", "files");
+    await mkdir(files, { recursive: true });
+    // Tests run as root, who may write whatever the mode says: a read-only mount stops even root.
+    await run("mount", ["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", files]);
+    try {
+      const result = await runCli(["check-config", "--data", "data", "--listen", `127.0.0.1:${await freePort()}`], { cwd: dir });
+      expect(result.code).toBe(1);
+      expect(lineAbout(result.stderr, "data")).toContain(`(from --data): ${files} is not writable by user 0 and there are no peers to take uploads`);
+    } finally {
+      await run("umount", [files]);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
