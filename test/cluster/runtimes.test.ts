@@ -1,6 +1,8 @@
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { X509Certificate } from "node:crypto";
+import { copyFile, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { connect } from "node:tls";
 import { Agent, fetch as undiciFetch } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCluster, type TestCluster } from "../helpers/cluster.ts";
@@ -12,11 +14,26 @@ import { makeCa, makeServerCertificate } from "../helpers/tls.ts";
 
 const auth = { Authorization: basic() };
 
+/** The serial number of the certificate a node presents now. */
+async function servedSerial(port: number, caFile: string): Promise<string> {
+  const ca = await readFile(caFile);
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: "127.0.0.1", port, ca }, () => {
+      resolve(socket.getPeerCertificate().serialNumber);
+      socket.end();
+    });
+    socket.on("error", reject);
+  });
+}
+
 /**
  * One representative cluster per runtime: two nodes on Bun or Deno that talk
  * to each other over HTTPS with a private CA and replicate with rsync.
  */
-describe.each<Runtime>(["bun", "deno"])("a cluster on %s", (runtime) => {
+describe.each<{ runtime: Runtime; reloadsCertificate: boolean }>([
+  { runtime: "bun", reloadsCertificate: false },
+  { runtime: "deno", reloadsCertificate: true },
+])("a cluster on $runtime", ({ runtime, reloadsCertificate }) => {
   let cluster: TestCluster;
   let client: Agent;
   const request = (url: string, init: Record<string, unknown> = {}) => undiciFetch(url, { ...init, dispatcher: client });
@@ -26,10 +43,13 @@ describe.each<Runtime>(["bun", "deno"])("a cluster on %s", (runtime) => {
       replication: { lastFullPass?: string }[];
     };
 
+  let pki: { dir: string; ca: ReturnType<typeof makeCa>; certs: Record<"1" | "2", ReturnType<typeof makeServerCertificate>> };
+
   beforeAll(async () => {
     const dir = await mkdtemp(join(tmpdir(), "nanocdn-pki-"));
     const ca = makeCa(dir);
     const certs = { "1": makeServerCertificate(dir, "node1", ca), "2": makeServerCertificate(dir, "node2", ca) };
+    pki = { dir, ca, certs };
     client = new Agent({ connect: { ca: await readFile(ca.cert) } });
     cluster = await startCluster({
       size: 2,
@@ -92,6 +112,19 @@ describe.each<Runtime>(["bun", "deno"])("a cluster on %s", (runtime) => {
     );
     expect(answers).toEqual(names.map(() => 201));
     expect((await listFiles(join(cluster.data("1"), "files", "1", "pub", "many"))).sort()).toEqual(names.map((n) => n.slice("pub/many/".length)).sort());
+  });
+
+  it(reloadsCertificate ? "serves a renewed certificate without a restart" : "says a renewed certificate needs a restart", async () => {
+    const node = cluster.nodes["2"]!;
+    if (!reloadsCertificate) {
+      expect(node.output()).toMatch(/this runtime cannot reload a TLS certificate/);
+      return;
+    }
+    const renewed = makeServerCertificate(pki.dir, "node2-renewed", pki.ca);
+    await copyFile(renewed.key, pki.certs["2"].key);
+    await copyFile(renewed.cert, pki.certs["2"].cert);
+    const serial = new X509Certificate(await readFile(renewed.cert)).serialNumber;
+    await eventually(async () => expect(await servedSerial(node.port, pki.ca.cert)).toBe(serial), 20_000);
   });
 
   it("stops gracefully on SIGTERM", async () => {

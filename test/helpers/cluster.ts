@@ -76,7 +76,9 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
     htpasswd,
     cluster_secret_file: secretFile,
     ...FAST_HEALTH,
-    peers: ids.filter((other) => other !== id).map((other) => ({ id: other, url: `${scheme}://127.0.0.1:${ports[other]}`, ...peerFields(id, other) })),
+    peers: ids
+      .filter((other) => other !== id)
+      .map((other) => ({ id: other, url: `${scheme}://127.0.0.1:${ports[other]}`, ...peerFields(id, other) })),
     ...(typeof options.config === "function" ? options.config(id) : options.config),
   });
 
@@ -89,14 +91,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
     async start(id) {
       const nodeDir = join(dir, `node${id}`);
       await mkdir(nodeDir, { recursive: true });
-      nodes[id] = await startNodeProcess({
-        dir: nodeDir,
-        port: ports[id],
-        config: configOf(id),
-        waitFor: "listening",
-        runtime: options.runtime,
-        gid: options.gid?.(id),
-      });
+      const gid = options.gid?.(id);
+      nodes[id] = await startNodeProcess({ dir: nodeDir, port: ports[id], config: configOf(id), waitFor: "listening", gid, runtime: options.runtime });
       return nodes[id];
     },
     async kill(id) {
@@ -134,10 +130,7 @@ export async function untilConnected(cluster: TestCluster): Promise<void> {
       for (const id of cluster.ids) {
         const response = await undiciFetch(`${cluster.url(id)}/status`, { headers: { Authorization: basic() }, dispatcher });
         const status = (await response.json()) as { ownFiles?: string; peers: { up: boolean }[] };
-        expect(
-          status.peers.every((p) => p.up),
-          `node ${id} sees its peers up`,
-        ).toBe(true);
+        expect(status.peers.every((p) => p.up), `node ${id} sees its peers up`).toBe(true);
         expect(status.ownFiles ?? "complete", `node ${id} has its files`).toBe("complete");
       }
     }, 30_000);
