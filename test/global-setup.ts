@@ -11,8 +11,11 @@ const ROOT = resolve(import.meta.dirname, "..");
  * removed at the end: the suite starts many nodes, each with a data folder.
  */
 export default async function setup(): Promise<() => Promise<void>> {
-  // The nodes the tests start run the compiled sources: build them from the current ones.
-  await promisify(execFile)(process.execPath, [join(ROOT, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.build.json"], { cwd: ROOT });
+  // The nodes the tests start run the compiled sources, and `nanocdn/client` is the built client package:
+  // build both from the current sources.
+  for (const project of ["tsconfig.build.json", "clients/typescript"]) {
+    await promisify(execFile)(process.execPath, [join(ROOT, "node_modules/typescript/bin/tsc"), "-p", project], { cwd: ROOT });
+  }
   const root = await mkdtemp(join(tmpdir(), "nanocdn-tests-"));
   process.env.TMPDIR = root;
   return () => rm(root, { recursive: true, force: true });

@@ -7,14 +7,14 @@ import { build } from "esbuild";
 import { describe, expect, it } from "vitest";
 
 const ROOT = resolve(import.meta.dirname, "..");
-const PORTABLE = ["src/handlers", "src/storage"];
+const PORTABLE = ["src/handlers", "src/storage", "clients/typescript/src"];
 
 async function sources(folder: string): Promise<string[]> {
   const entries = await readdir(join(ROOT, folder), { recursive: true });
   return entries.filter((f) => f.endsWith(".ts")).map((f) => join(folder, f));
 }
 
-describe("portable code (handlers and storage run on workerd too)", () => {
+describe("portable code (handlers, storage and the client run on workerd too)", () => {
   it("bundles for a platform without Node built-ins, dependencies included", async () => {
     const entryPoints = (await Promise.all(PORTABLE.map(sources))).flat().map((f) => join(ROOT, f));
     // A dependency that needs a Node built-in (fs, crypto, stream …) fails to
@@ -39,8 +39,8 @@ const VIOLATIONS: Record<string, string> = {
   "src/storage/probe.ts": 'import { createApp } from "../handlers/app.ts";\nexport { createApp };\n',
   "src/handlers/probe.ts": 'import { DiskStore } from "../adapters/node/disk/disk-store.ts";\nexport { DiskStore };\n',
   "src/handlers/probe-node.ts": 'import { readFile } from "node:fs/promises";\nexport { readFile };\n',
-  "src/client/probe.ts": 'import { Hono } from "hono";\nexport { Hono };\n',
-  "src/client/probe-server.ts": 'import { MemoryStore } from "../storage/memory-store.ts";\nexport { MemoryStore };\n',
+  "clients/typescript/src/probe.ts": 'import { Hono } from "hono";\nexport { Hono };\n',
+  "clients/typescript/src/probe-server.ts": 'import { MemoryStore } from "../../../src/storage/memory-store.ts";\nexport { MemoryStore };\n',
 };
 
 describe("import direction (adapters → handlers → storage; the client apart)", () => {

@@ -1,14 +1,16 @@
 import { Hono, type Context } from "hono";
 import type { BlobStore } from "../storage/blob-store.ts";
-import { logRequest } from "./access-log.ts";
-import { type Credentials, identify } from "./auth.ts";
+import { forwardedClient, logRequest } from "./access-log.ts";
+import { type Credentials, identify, type Principal } from "./auth.ts";
 import type { ClusterAuth } from "./cluster-auth.ts";
 import { errorResponse } from "./error-response.ts";
 import { MethodNotAllowedError } from "./http-errors.ts";
 import { consoleLogger, type Logger } from "./logger.ts";
 import { type Target, parseTarget } from "./paths.ts";
 import type { Peers } from "./peers.ts";
-import { checkHandler, statusHandler } from "./check.ts";
+import { checkHandler } from "./check.ts";
+import { type Metrics, noMetrics } from "./metrics.ts";
+import { metricsHandler, statusHandler, type NodeFacts } from "./status.ts";
 import { deleteHandler, readHandler } from "./files.ts";
 import { uploadHandler } from "./upload.ts";
 
@@ -56,7 +58,12 @@ export interface AppOptions {
    */
   onChange?(change: Change): void | Promise<number | undefined | void>;
   /** Operator facts for GET /status (replication backlog, peer health, …). */
-  status?(): Promise<Record<string, unknown>>;
+  status?(): Promise<NodeFacts>;
+  metrics?: Metrics;
+  /** Users who may read /metrics and /status only. */
+  monitorUsers?: readonly string[];
+  /** Whether a client address is a proxy whose X-Forwarded-For the access log believes. */
+  trustedProxy?(address: string): boolean;
 }
 
 export interface Settings {
@@ -73,11 +80,20 @@ export interface Settings {
   ownFilesComplete(): boolean;
   check(): Promise<void>;
   onChange(change: Change): void | Promise<number | undefined | void>;
-  status(): Promise<Record<string, unknown>>;
+  status(): Promise<NodeFacts>;
+  metrics: Metrics;
+  monitorUsers: ReadonlySet<string>;
+  trustedProxy(address: string): boolean;
 }
 
-/** Bindings a runtime adapter may pass; `rawTarget` is the request target exactly as received. */
-export type Env = { Bindings: { rawTarget?: string } | undefined };
+/**
+ * Bindings a runtime adapter may pass: `rawTarget` is the request target
+ * exactly as received, `clientAddress` the address the connection came from.
+ */
+export type Env = {
+  Bindings: { rawTarget?: string; clientAddress?: string } | undefined;
+  Variables: { principal?: Principal };
+};
 
 export interface RequestContext {
   request: Request;
@@ -89,6 +105,7 @@ const ALLOWED: Record<Target["kind"], readonly string[]> = {
   upload: ["PUT"],
   check: ["GET", "HEAD"],
   status: ["GET", "HEAD"],
+  metrics: ["GET", "HEAD"],
   file: ["GET", "HEAD", "DELETE"],
 };
 
@@ -118,6 +135,9 @@ export function settingsOf(options: AppOptions): Settings {
     check: options.check ?? (() => options.store.probe()),
     onChange: options.onChange ?? (() => {}),
     status: options.status ?? (async () => ({})),
+    metrics: options.metrics ?? noMetrics,
+    monitorUsers: new Set(options.monitorUsers ?? []),
+    trustedProxy: options.trustedProxy ?? (() => false),
   };
 }
 
@@ -128,25 +148,36 @@ export function settingsOf(options: AppOptions): Settings {
  */
 export function createApp(options: AppOptions): Hono<Env> {
   const settings = settingsOf(options);
-  const { log, nodeId, cluster } = settings;
+  const { log, nodeId, cluster, metrics } = settings;
+  const logging = options.accessLog ?? true;
   const app = new Hono<Env>();
 
   app.onError((error) => errorResponse(error, log));
 
-  if (options.accessLog ?? true) {
-    app.use(async (c, next) => {
-      const started = performance.now();
-      await next();
-      logRequest(log, {
-        method: c.req.method,
-        path: rawTargetOf(c),
-        status: c.res.status,
-        bytes: Number(c.res.headers.get("Content-Length") ?? 0),
-        ms: performance.now() - started,
-        node: nodeId,
-      });
+  app.use(async (c, next) => {
+    const started = performance.now();
+    await next();
+    const ms = performance.now() - started;
+    const { method } = c.req;
+    const bytes = Number(c.res.headers.get("Content-Length") ?? 0);
+    metrics.answered(method, c.res.status, ms / 1000, Number(c.req.header("Content-Length") ?? 0) || 0, c.res.body ? bytes : 0);
+    if (!logging) return;
+    const client = c.env?.clientAddress;
+    const principal = c.get("principal");
+    logRequest(log, {
+      method,
+      path: rawTargetOf(c),
+      status: c.res.status,
+      bytes,
+      ms,
+      node: nodeId,
+      client,
+      forwarded: forwardedClient(client, c.req.header("X-Forwarded-For"), settings.trustedProxy),
+      user: principal?.kind === "user" || principal?.kind === "monitor" ? principal.user : undefined,
+      peer: principal?.kind === "node" ? principal.node : undefined,
+      agent: c.req.header("User-Agent"),
     });
-  }
+  });
 
   app.all("*", async (c) => {
     const target = rawTargetOf(c);
@@ -156,11 +187,14 @@ export function createApp(options: AppOptions): Hono<Env> {
     if (request.method === "OPTIONS") return new Response(null, { status: 204, headers: { Allow: allowed.join(", ") } });
     if (!allowed.includes(request.method)) throw new MethodNotAllowedError(request.method, allowed);
     if (parsed.kind === "check") return checkHandler(settings);
-    const principal = await identify(request, target, settings.credentials, cluster?.auth);
+    const principal = await identify(request, target, settings.credentials, cluster?.auth, settings.monitorUsers);
+    c.set("principal", principal);
     const context: RequestContext = { request, target };
     switch (parsed.kind) {
       case "status":
-        return statusHandler(settings, principal);
+        return statusHandler(settings, context, principal);
+      case "metrics":
+        return metricsHandler(settings, principal);
       case "upload":
         return uploadHandler(settings, context, principal, parsed);
       case "file":

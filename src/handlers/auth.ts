@@ -1,13 +1,20 @@
 import { type ClusterAuth, NODE_HEADER } from "./cluster-auth.ts";
-import { UnauthorizedError } from "./http-errors.ts";
+import { ForbiddenError, UnauthorizedError } from "./http-errors.ts";
 
 /** Checks a user's password; the Node and worker adapters read an htpasswd file into one. */
 export interface Credentials {
   verify(user: string, password: string): Promise<boolean>;
 }
 
-/** Who sent a request, as far as this node could prove it. */
-export type Principal = { kind: "anonymous" } | { kind: "user"; user: string } | { kind: "node"; node: string };
+/**
+ * Who sent a request, as far as this node could prove it. A monitor is a
+ * user named in `monitor_users`: it reads /metrics and /status, nothing else.
+ */
+export type Principal =
+  | { kind: "anonymous" }
+  | { kind: "user"; user: string }
+  | { kind: "monitor"; user: string }
+  | { kind: "node"; node: string };
 
 const ANONYMOUS: Principal = { kind: "anonymous" };
 
@@ -35,6 +42,7 @@ export async function identify(
   target: string,
   credentials: Credentials,
   clusterAuth: ClusterAuth | undefined,
+  monitorUsers: ReadonlySet<string> = new Set(),
 ): Promise<Principal> {
   if (request.headers.has(NODE_HEADER)) {
     if (!clusterAuth) throw new UnauthorizedError("this node takes no node-to-node requests (no cluster secret)");
@@ -46,9 +54,16 @@ export async function identify(
   if (!basic || !(await credentials.verify(basic.user, basic.password))) {
     throw new UnauthorizedError("wrong user name or password");
   }
-  return { kind: "user", user: basic.user };
+  return { kind: monitorUsers.has(basic.user) ? "monitor" : "user", user: basic.user };
 }
 
+/** For anything that reads or changes files beyond the public ones. */
 export function requireAuthenticated(principal: Principal, action: string): void {
+  if (principal.kind === "anonymous") throw new UnauthorizedError(`${action} needs credentials`);
+  if (principal.kind === "monitor") throw new ForbiddenError(`${action} is not allowed to monitor_users (they read /metrics and /status only)`);
+}
+
+/** For the operator's views (/metrics, /status): any user, monitors included, and the peer nodes. */
+export function requireObserver(principal: Principal, action: string): void {
   if (principal.kind === "anonymous") throw new UnauthorizedError(`${action} needs credentials`);
 }

@@ -1,8 +1,7 @@
 import { jsonResponse } from "./json.ts";
 import type { Settings } from "./app.ts";
-import { type Principal, requireAuthenticated } from "./auth.ts";
 
-const NO_STORE = { "Cache-Control": "no-store" };
+export const NO_STORE = { "Cache-Control": "no-store" };
 
 /**
  * GET /check/: 200 only when the store really can write and read back right
@@ -16,10 +15,4 @@ export async function checkHandler({ check, nodeId }: Settings): Promise<Respons
     return jsonResponse({ status: "unavailable", node: nodeId, reason }, { status: 503, headers: NO_STORE });
   }
   return jsonResponse({ status: "ok", node: nodeId }, { headers: NO_STORE });
-}
-
-/** GET /status: what an operator or a monitoring system wants to know, for authenticated callers. */
-export async function statusHandler({ status, nodeId }: Settings, principal: Principal): Promise<Response> {
-  requireAuthenticated(principal, "reading the status");
-  return jsonResponse({ node: nodeId, ...(await status()) }, { headers: NO_STORE });
 }

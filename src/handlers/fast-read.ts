@@ -1,4 +1,4 @@
-import { logRequest } from "./access-log.ts";
+import { forwardedClient, logRequest } from "./access-log.ts";
 import { type AppOptions, settingsOf } from "./app.ts";
 import { blobHeaders, isNotModified, validatorHeaders } from "./blob-response.ts";
 import { parseTarget } from "./paths.ts";
@@ -29,7 +29,7 @@ const MAX_REMEMBERED_TARGETS = 10_000;
  */
 export function createFastReader(options: AppOptions) {
   const settings = settingsOf(options);
-  const { store, nodeId, isNode, log } = settings;
+  const { store, nodeId, isNode, log, metrics, trustedProxy } = settings;
   const peek = store.peek?.bind(store);
   if (!peek) return () => undefined;
   const logging = options.accessLog ?? true;
@@ -54,17 +54,27 @@ export function createFastReader(options: AppOptions) {
     return key;
   }
 
+  function logLine(method: string, path: string, status: number, bytes: number, client?: string, forwardedFor?: string, agent?: string) {
+    const forwarded = forwardedClient(client, forwardedFor, trustedProxy);
+    logRequest(log, { method, path, status, bytes, ms: 0, node: nodeId, client, forwarded, agent });
+  }
+
   /** `rawHeaders` as Node gives them: name, value, name, value, … */
-  return (method: string, rawTarget: string, rawHeaders: readonly string[]): FastResponse | undefined => {
+  return (method: string, rawTarget: string, rawHeaders: readonly string[], client?: string): FastResponse | undefined => {
     if (method !== "GET" && method !== "HEAD") return undefined;
     let ifNoneMatch: string | undefined;
     let ifModifiedSince: string | undefined;
+    let agent: string | undefined;
+    let forwardedFor: string | undefined;
     for (let i = 0; i < rawHeaders.length; i += 2) {
       const name = rawHeaders[i]!.toLowerCase();
       if (SLOW_HEADERS.has(name)) return undefined;
       if (name === "if-none-match") ifNoneMatch = rawHeaders[i + 1];
       else if (name === "if-modified-since") ifModifiedSince = rawHeaders[i + 1];
+      else if (name === "user-agent") agent = rawHeaders[i + 1];
+      else if (name === "x-forwarded-for") forwardedFor = rawHeaders[i + 1];
     }
+
     const key = keyOf(rawTarget);
     if (key === undefined) return undefined;
     const snapshot = peek(key);
@@ -73,12 +83,14 @@ export function createFastReader(options: AppOptions) {
     if (isNotModified(ifNoneMatch, ifModifiedSince, meta)) {
       let headers = notModifiedHeadersOf.get(meta);
       if (!headers) notModifiedHeadersOf.set(meta, (headers = validatorHeaders(meta, blobOptions)));
-      if (logging) logRequest(log, { method, path: rawTarget, status: 304, bytes: 0, ms: 0, node: nodeId });
+      metrics.answered(method, 304, 0, 0, 0);
+      if (logging) logLine(method, rawTarget, 304, 0, client, forwardedFor, agent);
       return { status: 304, headers, body: null };
     }
     let headers = headersOf.get(meta);
     if (!headers) headersOf.set(meta, (headers = blobHeaders(meta, key, blobOptions)));
-    if (logging) logRequest(log, { method, path: rawTarget, status: 200, bytes: meta.size, ms: 0, node: nodeId });
+    metrics.answered(method, 200, 0, 0, method === "HEAD" ? 0 : meta.size);
+    if (logging) logLine(method, rawTarget, 200, meta.size, client, forwardedFor, agent);
     return { status: 200, headers, body: method === "HEAD" ? null : snapshot.bytes };
   };
 }

@@ -63,6 +63,7 @@ export async function deleteHandler(
     if (file.owner === undefined && cluster && principal.kind !== "node") await cluster.mirrorLegacyDelete(file.key);
     if (!deleted) throw new NotFoundError(`no file at ${pathOf(target)}`);
     await settings.onChange({ kind: "deleted", key: file.key });
+    settings.metrics.deleted();
     return new Response(null, { status: 204 });
   }
   if (!cluster || isLocalOnly(request, principal) || !cluster.peers.isUp(file.owner)) {

@@ -6,6 +6,11 @@ export class UnauthorizedError extends NanoCdnError {
   override readonly headers = { "WWW-Authenticate": 'Basic realm="nanocdn", charset="UTF-8"' };
 }
 
+export class ForbiddenError extends NanoCdnError {
+  override readonly status = 403;
+  override readonly code = "forbidden";
+}
+
 export class MethodNotAllowedError extends NanoCdnError {
   override readonly status = 405;
   override readonly code = "method_not_allowed";

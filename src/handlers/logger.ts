@@ -2,6 +2,7 @@ import type { AccessLogEntry } from "./access-log.ts";
 
 /** The logging surface the handlers need; pino's logger has this shape, and so can a console shim. */
 export interface Logger {
+  debug?(fields: object, message?: string): void;
   info(fields: object, message?: string): void;
   warn(fields: object, message?: string): void;
   error(fields: object, message?: string): void;

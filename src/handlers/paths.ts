@@ -8,7 +8,7 @@ export type Namespace = (typeof NAMESPACES)[number];
 export const LEGACY = "legacy";
 
 /** First path segments the API uses itself; no node may be named so. */
-export const RESERVED_SEGMENTS = ["upload", "check", "status", LEGACY, ...NAMESPACES] as const;
+export const RESERVED_SEGMENTS = ["upload", "check", "status", "metrics", LEGACY, ...NAMESPACES] as const;
 
 /** A stored file as the URL names it. `owner` is undefined for legacy files. */
 export interface FileAddress {
@@ -24,6 +24,7 @@ export type Target =
   | { kind: "upload"; namespace: Namespace; path: string }
   | { kind: "check" }
   | { kind: "status" }
+  | { kind: "metrics" }
   | { kind: "file"; file: FileAddress };
 
 const encoder = new TextEncoder();
@@ -80,6 +81,7 @@ export function parseTarget(rawTarget: string, isNode: (id: string) => boolean):
   if (first === undefined) throw new InvalidPathError("the path names no file");
   if (first === "check" && second === undefined) return { kind: "check" };
   if (first === "status" && second === undefined) return { kind: "status" };
+  if (first === "metrics" && second === undefined) return { kind: "metrics" };
   if (first === "upload") {
     const file = fileAddress(undefined, second, rest);
     return { kind: "upload", namespace: file.namespace, path: file.path };

@@ -61,6 +61,7 @@ export async function uploadHandler(
     throw error;
   }
   const copies = (await settings.onChange({ kind: "created", key })) ?? 1;
+  settings.metrics.uploaded();
   return jsonResponse(
     { name: location, size: meta.size, etag: meta.etag },
     // How many nodes' disks hold the file now (see sync_copies).
@@ -97,6 +98,7 @@ async function forwardUpload(settings: Settings, { request, target }: RequestCon
   const headers: Record<string, string> = {};
   const length = request.headers.get("Content-Length");
   if (length !== null) headers["Content-Length"] = length;
+  settings.metrics.uploadFailedOver();
   for (const peer of candidates) {
     let response: Response;
     try {

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCluster, type TestCluster } from "../helpers/cluster.ts";
 import { basic, PASSWORD, USER } from "../helpers/credentials.ts";
 import { eventually } from "../helpers/eventually.ts";
+import { type FreezableNode, startFreezableNode } from "../helpers/hung-node.ts";
 import { type NodeProcess, startNodeProcess } from "../helpers/node-process.ts";
 
 /**
@@ -58,8 +59,23 @@ function makeCertificate(dir: string): { cert: string; key: string } {
   execFileSync(
     "openssl",
     [
-      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-      "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert,
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-days",
+      "2",
+      "-subj",
+      "/CN=127.0.0.1",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1",
+      "-keyout",
+      key,
+      "-out",
+      cert,
     ],
     { stdio: "ignore" },
   );
@@ -79,7 +95,10 @@ async function clusterReady(cluster: TestCluster): Promise<void> {
       const status = await (await fetch(`${cluster.url(id)}/status`, { headers: STATUS_HEADERS })).json();
       expect(status.storeHealthy, `node ${id} has a working store`).toBe(true);
       expect(status.ownFiles, `node ${id} has its own files`).toBe("complete");
-      expect(status.peers.map((p: { up: boolean }) => p.up), `node ${id} sees its peer up`).toEqual([true]);
+      expect(
+        status.peers.map((p: { up: boolean }) => p.up),
+        `node ${id} sees its peer up`,
+      ).toEqual([true]);
       for (const push of status.replication) {
         expect(push.needsFullPass, `node ${id} pushed a full pass to ${push.peer}`).toBe(false);
         expect(push.lastFullPass).toBeDefined();
@@ -103,6 +122,7 @@ function expectPassed(result: RunResult, labels: string[], tests: RegExp): void 
 describe("Django storage backend (clients/django)", () => {
   let cluster: TestCluster | undefined;
   const others: NodeProcess[] = [];
+  let freezable: FreezableNode | undefined;
   let tlsDir = "";
   let tlsCert = "";
   let env: Record<string, string> = {};
@@ -114,14 +134,17 @@ describe("Django storage backend (clients/django)", () => {
     // Nodes 1 and 2: a cluster replicating with rsync, for nearly every test; node 1 is SIGKILLed
     // by tests/cluster_kill.py. Node 3 on its own, whose store a test breaks (in the cluster, node 1
     // would pass the upload to node 2 instead of answering 503). Node 4 on its own, serving HTTPS.
+    // Node 5 on its own, in its own process group, which a test stops (SIGSTOP) as a hung machine.
     const started = await Promise.allSettled([
       startCluster({ size: 2, replicate: true, config: { max_upload_bytes: MAX_UPLOAD_BYTES } }),
       startNodeProcess({ config: { node: "3", max_upload_bytes: MAX_UPLOAD_BYTES } }),
       startNodeProcess({ config: { node: "4", tls_cert: cert, tls_key: key }, waitFor: "listening" }),
+      startFreezableNode({ config: { node: "5", max_upload_bytes: MAX_UPLOAD_BYTES } }),
     ]);
-    const [clustered, ...alone] = started;
+    const [clustered, third, fourth, fifth] = started;
     if (clustered!.status === "fulfilled") cluster = clustered!.value as TestCluster;
-    for (const result of alone) if (result.status === "fulfilled") others.push(result.value as NodeProcess);
+    for (const result of [third, fourth]) if (result!.status === "fulfilled") others.push(result!.value as NodeProcess);
+    if (fifth!.status === "fulfilled") freezable = fifth!.value as FreezableNode;
     const failed = started.find((result) => result.status === "rejected");
     if (failed) throw (failed as PromiseRejectedResult).reason;
     await clusterReady(cluster!);
@@ -138,6 +161,7 @@ describe("Django storage backend (clients/django)", () => {
         entry("1", cluster!.nodes["1"]!, true),
         entry("2", cluster!.nodes["2"]!, true),
         entry("3", others[0]!, false),
+        { ...entry("5", freezable!, false), process_group: true },
       ]),
       NANOCDN_TEST_TLS: JSON.stringify({ url: others[1]!.url.replace("http:", "https:"), ca: tlsCert }),
       NANOCDN_TEST_USER: USER,
@@ -146,7 +170,7 @@ describe("Django storage backend (clients/django)", () => {
   }, 90_000);
 
   afterAll(async () => {
-    await Promise.all([cluster?.stopAll(), ...others.map((node) => node.stop())]);
+    await Promise.all([cluster?.stopAll(), ...others.map((node) => node.stop()), freezable?.kill()]);
     if (tlsDir) await rm(tlsDir, { recursive: true, force: true });
   });
 
@@ -156,7 +180,7 @@ describe("Django storage backend (clients/django)", () => {
       const result = await runPythonSuite(env);
       expectPassed(result, [], /^Ran \d+ tests? in /m);
       // Every node is still up: killing is the next test's business.
-      for (const node of [...Object.values(cluster!.nodes), ...others]) expect(running(node), node.url).toBe(true);
+      for (const node of [...Object.values(cluster!.nodes), ...others, freezable!]) expect(running(node), node.url).toBe(true);
     },
     SUITE_TIMEOUT_MS + 10_000,
   );
@@ -183,11 +207,9 @@ describe("Django storage backend (clients/django)", () => {
       // A copy: pip builds in the source folder, and must leave nothing behind in the repository.
       const source = join(dir, "src");
       await cp(CLIENT, source, { recursive: true, filter: (path) => !path.includes("__pycache__") });
-      const build = spawnSync(
-        PYTHON,
-        ["-m", "pip", "wheel", "--no-build-isolation", "--no-index", "--no-deps", "-q", "-w", join(dir, "out"), source],
-        { encoding: "utf8" },
-      );
+      const build = spawnSync(PYTHON, ["-m", "pip", "wheel", "--no-build-isolation", "--no-index", "--no-deps", "-q", "-w", join(dir, "out"), source], {
+        encoding: "utf8",
+      });
       expect(build.status, `${build.stdout}${build.stderr}`).toBe(0);
       const wheels = await readdir(join(dir, "out"));
       expect(wheels).toEqual(["nanocdn_django-0.1.0-py3-none-any.whl"]);

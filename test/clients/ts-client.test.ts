@@ -11,8 +11,9 @@ import {
   NanoCdnUnauthorizedError,
   NanoCdnUnavailableError,
   NanoCdnUncertainUploadError,
-} from "../../src/client/index.ts";
+} from "../../clients/typescript/src/index.ts";
 import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { startFreezableNode } from "../helpers/hung-node.ts";
 import { basic, PASSWORD, USER } from "../helpers/credentials.ts";
 import { placeFile } from "../helpers/disk.ts";
 import { eventually } from "../helpers/eventually.ts";
@@ -156,7 +157,10 @@ async function clusterReady(): Promise<void> {
       const node = await status(id);
       expect(node.storeHealthy, `node ${id} has a working store`).toBe(true);
       expect(node.ownFiles, `node ${id} has its own files`).toBe("complete");
-      expect(node.peers.map((p) => p.up), `node ${id} sees its peers up`).toEqual([true]);
+      expect(
+        node.peers.map((p) => p.up),
+        `node ${id} sees its peers up`,
+      ).toEqual([true]);
       for (const peer of node.replication) {
         expect(peer.needsFullPass, `node ${id} pushed a full pass to ${peer.peer}`).toBe(false);
         expect(peer.lastFullPass).toBeDefined();
@@ -194,10 +198,7 @@ async function notYetReplicated(path: string, body: string | Uint8Array): Promis
 }
 
 beforeAll(async () => {
-  const started = await Promise.allSettled([
-    startCluster({ size: 2, replicate: true }),
-    ...["5", "9"].map((node) => startNodeProcess({ config: { node } })),
-  ]);
+  const started = await Promise.allSettled([startCluster({ size: 2, replicate: true }), ...["5", "9"].map((node) => startNodeProcess({ config: { node } }))]);
   const failed = started.find((s) => s.status === "rejected");
   if (failed) {
     // Stop the ones that did start: afterAll cannot know them.
@@ -281,7 +282,9 @@ describe("NanoCdnClient", () => {
     const path = unique("twice.txt");
     await cdn.put(path, "first", { namespace: "pub" });
     // A fresh client starts at node 1 again (the first one's next upload would go to node 2).
-    const error = await client([one, two]).put(path, "second", { namespace: "pub" }).catch((e: unknown) => e);
+    const error = await client([one, two])
+      .put(path, "second", { namespace: "pub" })
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(NanoCdnConflictError);
     expect(error).toMatchObject({ status: 409, code: "exists", node: one });
     const { attempts, message } = error as NanoCdnConflictError;
@@ -318,7 +321,8 @@ describe("NanoCdnClient", () => {
     const cdn = client([broken.url, two]);
     const stored = await cdn.put(unique("moved.txt"), "moved on", { namespace: "pub" });
     expect(stored.owner).toBe("2");
-    expect(stored.attempts[0]).toEqual({ node: broken.url, status: 503, message: expect.stringMatching(/ENOTDIR/) });
+    // Its health probe answered (503: a node that answers is sent the upload), then the upload was refused.
+    expect(stored.attempts[0]).toEqual({ node: broken.url, status: 503, message: expect.stringMatching(/ENOTDIR|store cannot take uploads/) });
     // Any node of the cluster reads it: node 1 from its replica, or from node 2 before that.
     const reader = client([one]);
     expect(await (await reader.get(stored.name)).text()).toBe("moved on");
@@ -352,7 +356,9 @@ describe("NanoCdnClient", () => {
   });
 
   it("lists every attempt when no node can do it", async () => {
-    const error = await client([dead, broken.url]).put(unique("nowhere.txt"), "x", { namespace: "pub" }).catch((e: unknown) => e);
+    const error = await client([dead, broken.url])
+      .put(unique("nowhere.txt"), "x", { namespace: "pub" })
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(NanoCdnUnavailableError);
     const { attempts, message } = error as NanoCdnUnavailableError;
     expect(attempts).toEqual([
@@ -363,7 +369,9 @@ describe("NanoCdnClient", () => {
     expect(message).toContain(`${broken.url} answered 503`);
 
     const otherDead = await deadUrl();
-    const read = await client([dead, otherDead]).get("/1/pub/x.txt").catch((e: unknown) => e);
+    const read = await client([dead, otherDead])
+      .get("/1/pub/x.txt")
+      .catch((e: unknown) => e);
     expect(read).toBeInstanceOf(NanoCdnUnavailableError);
     expect((read as NanoCdnError).attempts.map((a) => a.node)).toEqual([dead, otherDead]);
   });
@@ -383,12 +391,18 @@ describe("NanoCdnClient", () => {
       { highWaterMark: 0 },
     );
     const path = unique("cut.bin");
-    const upload = client([doomed.url, two]).put(path, stalled, { namespace: "pub" }).catch((e: unknown) => e);
-    await eventually(async () => {
-      const parts = await readdir(join(doomed.data, "tmp"));
-      const sizes = await Promise.all(parts.map(async (p) => (await stat(join(doomed.data, "tmp", p))).size));
-      expect(sizes.some((size) => size > 0)).toBe(true);
-    }, 10_000, 50);
+    const upload = client([doomed.url, two])
+      .put(path, stalled, { namespace: "pub" })
+      .catch((e: unknown) => e);
+    await eventually(
+      async () => {
+        const parts = await readdir(join(doomed.data, "tmp"));
+        const sizes = await Promise.all(parts.map(async (p) => (await stat(join(doomed.data, "tmp", p))).size));
+        expect(sizes.some((size) => size > 0)).toBe(true);
+      },
+      10_000,
+      50,
+    );
     await killed(doomed);
     const error = await upload;
     expect(error).toBeInstanceOf(NanoCdnUncertainUploadError);
@@ -406,7 +420,9 @@ describe("NanoCdnClient", () => {
       },
     });
     const path = unique("failing.bin");
-    const error = await client([spare.url, two]).put(path, failing, { namespace: "pub" }).catch((e: unknown) => e);
+    const error = await client([spare.url, two])
+      .put(path, failing, { namespace: "pub" })
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(NanoCdnError);
     expect((error as Error).message).toMatch(/reading the body stream failed, so nothing was stored/);
     expect((error as Error).cause).toEqual(new Error("disk read failed"));
@@ -420,6 +436,41 @@ describe("NanoCdnClient", () => {
     const put = client([dead, one]).put(unique("aborted.txt"), "x", { namespace: "pub", signal: controller.signal });
     await expect(put).rejects.toThrow("changed my mind");
     await expect(client([dead, one]).get("/1/pub/x", { signal: controller.signal })).rejects.toThrow("changed my mind");
+  });
+
+  it("sends nothing to a hung node (SIGSTOP, connections still accepted): ten uploads land on the other node, none uncertain", async () => {
+    const hung = await startFreezableNode({ config: { node: "7" } });
+    try {
+      const cdn = client([hung.url, two]);
+      // A client in use: both nodes have answered it.
+      const before = [await cdn.put(unique("before.txt"), "x", { namespace: "pub" }), await cdn.put(unique("before.txt"), "y", { namespace: "pub" })];
+      expect(before.map((s) => s.owner)).toEqual(["7", "2"]);
+      hung.freeze();
+      // Past the moment within which a node that answered goes unprobed (probeAfterMs, 1 s by default).
+      await new Promise((r) => setTimeout(r, 1_100));
+
+      const paths = Array.from({ length: 10 }, (_, i) => unique(`during-${i}.txt`));
+      const stored = [];
+      for (const path of paths) {
+        // Far below the 5-minute upload time-out a hung node would otherwise hold an upload for.
+        stored.push(await cdn.put(path, `during ${path}`, { namespace: "pub", signal: AbortSignal.timeout(20_000) }));
+      }
+      expect(stored.map((s) => s.owner)).toEqual(Array(10).fill("2"));
+      // The first upload found the node hung before sending it anything; the others skipped it (cooldown).
+      expect(stored[0]!.attempts).toEqual([
+        { node: hung.url, message: "no answer within 2000 ms (GET /check/, asked before the upload; nothing was sent)" },
+        { node: two, status: 201, message: `stored as ${stored[0]!.name}` },
+      ]);
+      for (const later of stored.slice(1)) expect(later.attempts.map((a) => a.node)).toEqual([two]);
+      // Reads go to the node that answers first, too.
+      expect(await (await cdn.get(stored[3]!.name)).text()).toBe(`during ${paths[3]}`);
+
+      hung.thaw();
+      const direct = client([hung.url]);
+      for (const path of paths) expect(await direct.exists(`/7/pub/${path}`)).toBe(false);
+    } finally {
+      await hung.kill();
+    }
   });
 
   it("does not send an upload elsewhere after a time-out", async () => {
@@ -560,17 +611,18 @@ describe("NanoCdnClient on a two-node cluster", () => {
     expect(await cdn.exists(priv.name)).toBe(true);
     expect(await (await cdn.get(ofTwo.name)).text()).toBe("stored by 2");
 
-    // A file node 1 had not pushed yet is not "missing" but unavailable, each node's answer listed.
+    // A file node 1 had not pushed yet is not "missing" but unavailable, each node's answer listed
+    // (node 1 last: it failed a moment ago, so it is asked after the others for a while).
     const unavailable = await cdn.get(pending).catch((e: unknown) => e);
     expect(unavailable).toBeInstanceOf(NanoCdnUnavailableError);
     expect((unavailable as NanoCdnError).attempts).toEqual([
-      { node: one, message: expect.stringContaining("ECONNREFUSED") },
       { node: two, status: 503, message: expect.stringMatching(/owner node 1 is unreachable/) },
+      { node: one, message: expect.stringContaining("ECONNREFUSED") },
     ]);
     await expect(cdn.exists(pending)).rejects.toBeInstanceOf(NanoCdnUnavailableError);
 
-    // Uploads go to node 2, under its id.
-    const after = await cdn.put(unique("after.txt"), "stored by 2 after", { namespace: "pub" });
+    // Uploads go to node 2, under its id: a client that has not met the dead node yet tries it first.
+    const after = await client([one, two]).put(unique("after.txt"), "stored by 2 after", { namespace: "pub" });
     expect(after).toMatchObject({ owner: "2", node: two });
     expect(after.name).toMatch(/^\/2\/pub\//);
     expect(after.attempts).toEqual([
@@ -578,16 +630,19 @@ describe("NanoCdnClient on a two-node cluster", () => {
       { node: two, status: 201, message: `stored as ${after.name}` },
     ]);
     expect(await (await cdn.get(after.name)).text()).toBe("stored by 2 after");
-    // The next uploads start one node further each: at node 2, then at node 1 again, which fails over.
+    // A client that saw node 1 fail asks it last for a while: its uploads go straight to node 2,
+    // though each starts one node further.
     const next = [];
     for (let i = 0; i < 2; i++) next.push(await cdn.put(unique("later.txt"), `later ${i}`, { namespace: "pub" }));
     expect(next.map((stored) => [stored.owner, stored.attempts.map((a) => a.node)])).toEqual([
       ["2", [two]],
-      ["2", [one, two]],
+      ["2", [two]],
     ]);
 
     // Only node 1 deletes its files: node 2 answers 503, and the client says to try later.
-    const refused = await cdn.delete(pub.name).catch((e: unknown) => e);
+    const refused = await client([one, two])
+      .delete(pub.name)
+      .catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(NanoCdnUnavailableError);
     const { attempts, message } = refused as NanoCdnUnavailableError;
     expect(attempts).toEqual([

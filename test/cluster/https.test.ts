@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { Agent, fetch as undiciFetch } from "undici";
 import { afterEach, describe, expect, it } from "vitest";
 import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { runCli } from "../helpers/cli.ts";
 import { basic } from "../helpers/credentials.ts";
 import { makeCa, makeServerCertificate } from "../helpers/tls.ts";
 import { eventually } from "../helpers/eventually.ts";
@@ -46,6 +47,12 @@ describe("peers over HTTPS", () => {
     expect(read.status).toBe(200);
     expect(read.headers.get("X-Nanocdn-Served-By")).toBe("1");
     expect(await read.text()).toBe("over tls");
+    // `nanocdn status` asks both nodes over https, with the config's CA.
+    await eventually(async () => {
+      const status = await runCli(["status", "--config", cluster.nodes["1"]!.configFile]);
+      expect(status.stdout).toMatch(/all 2 nodes up/);
+      expect(status.code).toBe(0);
+    });
   });
 
   it("refuses a peer whose certificate it cannot verify", async () => {

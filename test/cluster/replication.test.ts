@@ -335,8 +335,9 @@ describe("the rsync daemon transport", () => {
   });
 
   it("leaves no partial file visible when the receiver is killed during a push", async () => {
-    // A bandwidth cap makes the push last a few seconds, so the kill lands in the middle.
-    const { cluster: c } = await daemonCluster({ rsync_bwlimit: 16 * 1024 });
+    // A bandwidth cap makes the push last a few seconds, so the kill lands in
+    // the middle; the upload is answered before its push (one copy) so the test can watch it.
+    const { cluster: c } = await daemonCluster({ rsync_bwlimit: 16 * 1024, sync_copies: 1 });
     const size = 48 * 1024 * 1024;
     const location = await upload(c, "1", "pub/big.bin", new Uint8Array(size).fill(7));
     const onTwo = join(c.data("2"), "files", location.slice(1));
@@ -346,8 +347,9 @@ describe("the rsync daemon transport", () => {
     const receivers = execFileSync("pgrep", ["-f", join(c.data("2"), "state", "rsyncd.conf")], { encoding: "utf8" })
       .split("\n")
       .filter(Boolean);
-    // The receivers first: node 1 ends its push as soon as node 2 is gone, and a receiver left alive would clean up.
-    for (const pid of receivers) spawnSync("kill", ["-9", pid]);
+    // The receivers first, all at once: node 1 ends its push as soon as node 2 is gone,
+    // and a receiver left alive a moment longer than its partner would clean up.
+    spawnSync("kill", ["-9", ...receivers]);
     await c.kill("2");
     const info = await stat(onTwo).catch(() => undefined);
     expect(info === undefined || info.size === size).toBe(true);

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NanoCdnClient, NanoCdnConflictError } from "../../src/client/index.ts";
+import { NanoCdnClient, NanoCdnConflictError } from "../../clients/typescript/src/index.ts";
 import { CLUSTER_SECRET, startCluster, type TestCluster } from "../helpers/cluster.ts";
 import { basic, bcryptLine, PASSWORD, USER } from "../helpers/credentials.ts";
 import { placeFile } from "../helpers/disk.ts";

@@ -37,6 +37,11 @@ export interface StartOptions {
   waitFor?: "healthy" | "listening";
   /** Node (default), Bun or Deno. */
   runtime?: Runtime;
+  /**
+   * Start the node as the leader of its own process group, so that a signal to
+   * the group (`process.kill(-pid, …)`) reaches its serving processes too.
+   */
+  processGroup?: boolean;
   /** Group id of the node process (and so of its rsync children): firewall rules can match it. */
   gid?: number;
 }
@@ -59,6 +64,7 @@ export async function startNodeProcess(options: StartOptions = {}): Promise<Node
     cwd: options.cwd ?? dir,
     env: { ...process.env, NANOCDN_LOG_LEVEL: "info", ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
+    detached: options.processGroup ?? false,
     ...(options.gid !== undefined && { gid: options.gid }),
   });
   let output = "";

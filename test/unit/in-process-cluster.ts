@@ -5,6 +5,8 @@ import { ClusterAuth } from "../../src/handlers/cluster-auth.ts";
 import type { Logger } from "../../src/handlers/logger.ts";
 import { PeerUnreachableError, type PeerRequest, type Peers } from "../../src/handlers/peers.ts";
 import { MemoryStore } from "../../src/storage/memory-store.ts";
+import { Registry } from "prom-client";
+import { RequestMetrics } from "../../src/adapters/node/metrics/request-metrics.ts";
 
 export const USER = "alice";
 export const PASSWORD = "correct horse";
@@ -58,6 +60,7 @@ export interface InProcessNode {
   healthy: boolean;
   /** False while the node has not gathered its own files from the replicas. */
   ownFilesComplete: boolean;
+  metrics: RequestMetrics;
 }
 
 /** Several nodes' apps over memory stores, talking through InProcessPeers. */
@@ -77,7 +80,10 @@ export class InProcessCluster {
         healthy: true,
         ownFilesComplete: true,
         app: undefined as unknown as Hono<Env>,
+        metrics: undefined as unknown as RequestMetrics,
       };
+      const registry = new Registry();
+      node.metrics = new RequestMetrics(registry, () => registry.metrics());
       node.app = createApp({
         nodeId: id,
         store: node.store,
@@ -87,6 +93,7 @@ export class InProcessCluster {
         localHealthy: () => node.healthy,
         ownFilesComplete: () => node.ownFilesComplete,
         onChange: (change) => void node.changes.push(change),
+        metrics: node.metrics,
         cluster: {
           peers: new InProcessPeers(
             id,

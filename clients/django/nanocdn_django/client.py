@@ -20,23 +20,27 @@ Where this client knows more than fetch lets the TypeScript client know:
   Range request, on the same node first, then on the others.
 - A node that failed is asked after the others for ``cooldown`` seconds; reads
   and deletes go to the file's owner first when its URL is known.
+- A node that does not answer ``Expect: 100-continue`` within
+  ``continue_timeout`` seconds (a hung node: its kernel still accepts
+  connections) gets no byte of the body, so the upload moves on at once.
 
-Each request opens its own connection, so a client object may be shared
-between threads.
+Connections are kept alive per node and reused (a few idle ones per node);
+one that fails is closed. A client object may be shared between threads.
 """
 
 import base64
+import datetime
 import http.client
 import io
 import json
 import logging
 import socket
-import ssl
 import tempfile
 import threading
 import time
 from urllib.parse import quote, unquote, urlsplit
 
+from .connections import ConnectionPool
 from .errors import (
     Attempt,
     NanoCdnError,
@@ -52,10 +56,16 @@ from .errors import (
 log = logging.getLogger("nanocdn_django")
 
 NAMESPACES = ("pub", "priv")
+#: a CDN in front (Cloudflare) could not reach the node: it never saw the request
+ORIGIN_NOT_REACHED = (521, 522, 523)
 #: answers that mean "not me, not now": the request goes to the next node
-RETRY_STATUSES = frozenset((502, 503, 504))
+RETRY_STATUSES = frozenset((502, 503, 504) + ORIGIN_NOT_REACHED)
 #: answers after which an upload was certainly not stored
-UPLOAD_RETRY_STATUSES = frozenset((502, 503, 504, 507))
+UPLOAD_RETRY_STATUSES = frozenset((502, 503, 504, 507) + ORIGIN_NOT_REACHED)
+#: the code of the 500 a node answers when a peer it passed the upload to failed after the body went out
+OUTCOME_UNKNOWN = "outcome_unknown"
+#: failures of a kept-alive connection that the node closed while it was idle: the request never arrived
+_STALE_CONNECTION = (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)
 CHUNK_SIZE = 64 * 1024
 USER_AGENT = "nanocdn-django/0.1"
 # Characters RFC 3986 allows in a path segment besides the unreserved ones (as the nodes write Location).
@@ -150,28 +160,26 @@ def _answer_attempt(node, response, body=None):
     return Attempt(node.url, outcome, status=response.status, code=code, retry_after=retry)
 
 
-def _create_connection(address, timeout, source_address=None, socket_options=()):
-    """socket.create_connection, with socket options set before connecting (e.g. SO_RCVBUF)."""
-    host, port = address
-    error = None
-    for family, kind, proto, _, addr in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
-        sock = None
-        try:
-            sock = socket.socket(family, kind, proto)
-            for level, option, value in socket_options:
-                sock.setsockopt(level, option, value)
-            sock.settimeout(timeout)
-            if source_address:
-                sock.bind(source_address)
-            sock.connect(addr)
-            return sock
-        except OSError as e:
-            error = e
-            if sock is not None:
-                sock.close()
-    if error is not None:
-        raise error
-    raise OSError("getaddrinfo returned nothing for %s" % host)
+def expiry_headers(delete_after=None, delete_at=None):
+    """The headers that make the nodes delete an upload later; ValueError for a value they would refuse."""
+    if delete_after is not None and delete_at is not None:
+        raise ValueError("give delete_after or delete_at, not both")
+    if delete_after is not None:
+        if isinstance(delete_after, datetime.timedelta):
+            delete_after = delete_after.total_seconds()
+        valid = isinstance(delete_after, (int, float)) and not isinstance(delete_after, bool)
+        if not valid or not float(delete_after).is_integer() or delete_after <= 0:
+            raise ValueError("delete_after must be a whole number of seconds above 0, not %r" % (delete_after,))
+        return {"X-Delete-After": str(int(delete_after))}
+    if delete_at is not None:
+        if isinstance(delete_at, datetime.datetime):
+            if delete_at.tzinfo is None:
+                raise ValueError("delete_at must be an aware datetime (with a time zone), not %r" % (delete_at,))
+            delete_at = int(delete_at.timestamp())
+        if isinstance(delete_at, bool) or not isinstance(delete_at, int) or delete_at <= 0:
+            raise ValueError("delete_at must be a datetime or unix seconds, not %r" % (delete_at,))
+        return {"X-Delete-At": str(delete_at)}
+    return {}
 
 
 class Node:
@@ -205,6 +213,10 @@ class Stored:
 
     def __repr__(self):
         return "Stored(%r, size=%r, node=%r)" % (self.name, self.size, self.node)
+
+
+class _StaleConnection(Exception):
+    """Internal: a kept-alive connection the node had closed; the request never reached it."""
 
 
 class _Retry(Exception):
@@ -242,7 +254,7 @@ class _Replay(io.RawIOBase):
             buffer[:n] = self._head[:n]
             self._head = self._head[n:]
             return n
-        return self._reader.readinto1(buffer)
+        return self._reader.readinto(buffer)
 
 
 class _LocalReadError(Exception):
@@ -343,8 +355,10 @@ class NanoCdnClient:
     its name) when the client knows the owner's URL: from that dict, or
     learnt from the Location of earlier uploads. ``timeout``: seconds to wait
     for an answer or for the next bytes of one. ``connect_timeout``: seconds to wait
-    for a connection. ``socket_options``: ``(level, option, value)`` tuples set
-    on each socket before it connects.
+    for a connection. ``continue_timeout``: seconds a node has to ask for the
+    body of an upload (``100 Continue``) before the upload moves on, unsent.
+    ``socket_options``: ``(level, option, value)`` tuples set on each socket
+    before it connects.
     """
 
     def __init__(
@@ -358,6 +372,7 @@ class NanoCdnClient:
         expect_continue=True,
         ssl_context=None,
         socket_options=(),
+        continue_timeout=3.0,
     ):
         self._owner_urls = {}
         if isinstance(nodes, str):
@@ -373,8 +388,8 @@ class NanoCdnClient:
         self.connect_timeout = connect_timeout
         self.cooldown = cooldown
         self.expect_continue = expect_continue
-        self.ssl_context = ssl_context
-        self.socket_options = tuple(socket_options or ())
+        self.continue_timeout = continue_timeout
+        self._pool = ConnectionPool(connect_timeout, timeout, ssl_context, tuple(socket_options or ()))
         self._authorization = None
         if username is not None:
             token = ("%s:%s" % (username, password or "")).encode("utf-8")
@@ -417,23 +432,13 @@ class NanoCdnClient:
 
     # -- connections ------------------------------------------------------
 
-    def _connect(self, node):
-        if node.https:
-            context = self.ssl_context or ssl.create_default_context()
-            conn = http.client.HTTPSConnection(node.host, node.port, timeout=self.connect_timeout, context=context)
-        else:
-            conn = http.client.HTTPConnection(node.host, node.port, timeout=self.connect_timeout)
-        options = self.socket_options
-        conn._create_connection = lambda address, timeout, source=None: _create_connection(
-            address, timeout, source, options
-        )
-        try:
-            conn.connect()
-            conn.sock.settimeout(self.timeout)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+    def close(self):
+        """Closes the idle connections kept for reuse."""
+        self._pool.close()
+
+    def _release(self, conn, response):
+        """Done with an answer: its connection goes back for reuse if the answer was read to its end."""
+        self._pool.give_back(conn, response)
 
     def _headers(self, namespace, extra=None, auth=False):
         headers = {"User-Agent": USER_AGENT}
@@ -454,18 +459,10 @@ class NanoCdnClient:
         nodes = self.ordered_nodes(owner, first)
         for node in nodes:
             try:
-                conn = self._connect(node)
-            except OSError as e:
+                conn, response = self._request(node, method, target, headers)
+            except _Retry as retry:
                 self._failed(node.url)
-                attempts.append(Attempt(node.url, "could not connect (%s)" % _describe(e)))
-                continue
-            try:
-                conn.request(method, node.prefix + target, headers=headers)
-                response = conn.getresponse()
-            except (OSError, http.client.HTTPException) as e:
-                conn.close()
-                self._failed(node.url)
-                attempts.append(Attempt(node.url, "gave no answer (%s)" % _describe(e)))
+                attempts.append(retry.attempt)
                 continue
             if response.status in RETRY_STATUSES:
                 attempt = _answer_attempt(node, response)
@@ -480,6 +477,28 @@ class NanoCdnClient:
                 log.warning("nanocdn: %s: answered by %s after %s", what, node.url, "; ".join(map(str, attempts)))
             return node, conn, response, attempts
         raise NanoCdnUnavailable("%s: no node could answer" % what, attempts)
+
+    def _request(self, node, method, target, headers):
+        """Sends a request without a body; ``(conn, response)``, or _Retry saying why this node did not answer.
+
+        A kept-alive connection that the node closed while idle is replaced
+        by a new one at once: the request never reached the node.
+        """
+        reuse = True
+        while True:
+            try:
+                conn, reused = self._pool.take(node, reuse)
+            except OSError as e:
+                raise _Retry(Attempt(node.url, "could not connect (%s)" % _describe(e)))
+            try:
+                conn.request(method, node.prefix + target, headers=headers)
+                return conn, conn.getresponse()
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                if reused and isinstance(e, _STALE_CONNECTION):
+                    reuse = False
+                    continue
+                raise _Retry(Attempt(node.url, "gave no answer (%s)" % _describe(e)))
 
     def _settle(self, what, node, conn, response, attempts):
         """Turns an answer that is not a success into the matching exception (and closes)."""
@@ -501,13 +520,13 @@ class NanoCdnClient:
         )
         if response.status == 404:
             response.read()
-            conn.close()
+            self._release(conn, response)
             return None
         if response.status != 200:
             raise self._settle(what, node, conn, response, attempts)
         headers = {k.lower(): v for k, v in response.getheaders()}
         response.read()
-        conn.close()
+        self._release(conn, response)
         return headers
 
     def get(self, name, offset=0, expected_size=None, first=None):
@@ -565,23 +584,27 @@ class NanoCdnClient:
         )
         if response.status in (200, 204):
             response.read()
-            conn.close()
+            self._release(conn, response)
             return True
         if response.status == 404:
             response.read()
-            conn.close()
+            self._release(conn, response)
             return False
         raise self._settle(what, node, conn, response, attempts)
 
-    def upload(self, namespace, path, content):
+    def upload(self, namespace, path, content, delete_after=None, delete_at=None):
         """Uploads ``content`` (bytes or a file object) as ``<namespace>/<path>``.
 
         Returns a :class:`Stored` whose ``name`` is the stored name
         ``<node>/<namespace>/<path>``. Raises :class:`NanoCdnFileExists` (409)
-        when the node that took it already has that name.
+        when the node that took it already has that name. ``delete_after``
+        (seconds, or a timedelta) or ``delete_at`` (an aware datetime, or unix
+        seconds) make the nodes delete the file then.
         """
         if namespace not in NAMESPACES:
             raise ValueError("namespace must be one of %s, not %r" % (", ".join(NAMESPACES), namespace))
+        headers = self._headers(None, auth=True)
+        headers.update(expiry_headers(delete_after, delete_at))
         target = "/upload/%s/%s" % (namespace, "/".join(quote_segment(s) for s in path.split("/")))
         what = "upload of %s/%s" % (namespace, path)
         body = _Body(content)
@@ -594,7 +617,7 @@ class NanoCdnClient:
                         "%s: the content cannot be rewound to try another node" % what, attempts
                     )
                 try:
-                    return self._upload_to(node, target, what, body, attempts)
+                    return self._upload_to(node, target, what, body, attempts, headers)
                 except _Retry as retry:
                     self._failed(node.url)
                     attempts.append(retry.attempt)
@@ -604,48 +627,75 @@ class NanoCdnClient:
         finally:
             body.close()
 
-    def _upload_to(self, node, target, what, body, attempts):
-        try:
-            conn = self._connect(node)
-        except OSError as e:
-            raise _Retry(Attempt(node.url, "could not connect (%s); nothing was sent" % _describe(e)))
-        try:
-            return self._upload_on(conn, node, target, what, body, attempts)
-        finally:
-            conn.close()
-
-    def _upload_on(self, conn, node, target, what, body, attempts):
+    def _upload_to(self, node, target, what, body, attempts, headers):
+        # A kept-alive connection is reused only when the node must ask for the body first
+        # (100-continue): one that the node closed while idle then fails before any byte of it.
         expect = self.expect_continue and body.size > 0
+        reuse = expect
+        while True:
+            try:
+                conn, reused = self._pool.take(node, reuse)
+            except OSError as e:
+                raise _Retry(Attempt(node.url, "could not connect (%s); nothing was sent" % _describe(e)))
+            try:
+                response, reusable = self._upload_on(conn, reused, node, target, what, body, attempts, expect, headers)
+            except _StaleConnection:
+                conn.close()
+                reuse = False
+                continue
+            except BaseException:
+                conn.close()
+                raise
+            try:
+                return self._upload_answer(node, response, what, body, attempts)
+            finally:
+                if reusable:
+                    self._release(conn, response)
+                else:
+                    conn.close()
+
+    def _upload_on(self, conn, reused, node, target, what, body, attempts, expect, headers):
+        """Sends the upload on ``conn``; ``(response, reusable)``: the node's answer, and whether ``conn`` may serve again."""
         try:
             conn.putrequest("PUT", node.prefix + target, skip_accept_encoding=True)
-            for key, value in self._headers(None, auth=True).items():
+            for key, value in headers.items():
                 conn.putheader(key, value)
             conn.putheader("Content-Length", str(body.size))
             if expect:
                 conn.putheader("Expect", "100-continue")
             conn.endheaders()
         except OSError as e:
+            if reused and isinstance(e, _STALE_CONNECTION):
+                raise _StaleConnection()
             raise _Retry(Attempt(node.url, "connection failed before the body was sent (%s)" % _describe(e)))
-        reader = conn.sock.makefile("rb")
-        head = b""
         if expect:
-            # Wait for "100 Continue" or a refusal, before sending any byte of the body.
+            # Wait for "100 Continue" or a refusal, before sending any byte of the body. Unbuffered, so
+            # that nothing past the interim answer is taken from the socket before http.client reads on.
+            reader = conn.sock.makefile("rb", buffering=0)
+            conn.sock.settimeout(self.continue_timeout)
             try:
                 head = reader.readline(65537)
+                if not head and reused:
+                    raise _StaleConnection()
+                if not head:
+                    raise _Retry(Attempt(node.url, "closed the connection before asking for the body; it was not sent"))
+                parts = head.split(None, 2)
+                if len(parts) < 2 or parts[1] != b"100":
+                    return self._response(head, reader), False
+                while reader.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass
             except OSError as e:
-                raise _Retry(Attempt(node.url, "did not ask for the body (%s); it was not sent" % _describe(e)))
-            if not head:
-                raise _Retry(Attempt(node.url, "closed the connection before asking for the body; it was not sent"))
-            parts = head.split(None, 2)
-            if len(parts) >= 2 and parts[1] == b"100":
-                try:
-                    while reader.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass
-                except OSError as e:
-                    raise _Retry(Attempt(node.url, "broke off its 100 Continue (%s); no body was sent" % _describe(e)))
-                head = b""
-            else:
-                return self._upload_answer(node, self._response(head, reader), what, body, attempts)
+                if reused and isinstance(e, _STALE_CONNECTION):
+                    raise _StaleConnection()
+                raise _Retry(
+                    Attempt(
+                        node.url,
+                        "did not ask for the body within %gs (%s); it was not sent" % (self.continue_timeout, _describe(e)),
+                    )
+                )
+            finally:
+                if conn.sock is not None:
+                    conn.sock.settimeout(self.timeout)
         try:
             body.send(conn.sock)
         except _LocalReadError as e:
@@ -653,7 +703,7 @@ class NanoCdnClient:
         except OSError as e:
             # The node may have answered before it closed (a refusal): read that answer if there is one.
             try:
-                response = self._response(head, reader)
+                return conn.getresponse(), False
             except (OSError, http.client.HTTPException):
                 raise _Retry(
                     Attempt(
@@ -662,9 +712,8 @@ class NanoCdnClient:
                         % (body.sent, body.size, _describe(e)),
                     )
                 )
-            return self._upload_answer(node, response, what, body, attempts)
         try:
-            response = self._response(head, reader)
+            return conn.getresponse(), True
         except (OSError, http.client.HTTPException) as e:
             self._failed(node.url)
             raise NanoCdnUploadUncertain(
@@ -672,11 +721,11 @@ class NanoCdnClient:
                 "be stored there, so it was not sent to another node" % (what, body.size, node.url, _describe(e)),
                 attempts + [Attempt(node.url, "gave no answer after the whole body (%s)" % _describe(e))],
             )
-        return self._upload_answer(node, response, what, body, attempts)
 
     @staticmethod
     def _response(head, reader):
-        fp = io.BufferedReader(_Replay(head, reader)) if head else reader
+        """The answer whose first line, ``head``, was read already; the rest comes from ``reader``."""
+        fp = io.BufferedReader(_Replay(head, reader))
         response = http.client.HTTPResponse(_PreRead(fp), method="PUT")
         response.begin()
         return response
@@ -706,7 +755,14 @@ class NanoCdnClient:
         attempt = _answer_attempt(node, response)
         if response.status in UPLOAD_RETRY_STATUSES:
             raise _Retry(attempt)
+        self._worked(node.url)
         attempts = attempts + [attempt]
+        if response.status == 500 and attempt.code == OUTCOME_UNKNOWN:
+            raise NanoCdnUploadUncertain(
+                "%s: %s passed the upload to another node, which failed after the body was sent: the file may or "
+                "may not be stored there, so it was not sent to another node" % (what, node.url),
+                attempts,
+            )
         if response.status == 409:
             raise NanoCdnFileExists("%s: the name is taken on %s" % (what, node.url), attempts)
         raise error_class_for(response.status)("%s failed" % what, attempts)
@@ -769,7 +825,11 @@ class HttpReader(io.RawIOBase):
 
     def _drop(self):
         if self._conn is not None:
-            self._conn.close()
+            # Read to its end, the answer leaves a connection fit for the next request; else it is closed.
+            if self._response is not None:
+                self._client._release(self._conn, self._response)
+            else:
+                self._conn.close()
         self._conn = self._response = None
 
     def _reopen(self, failure=None):

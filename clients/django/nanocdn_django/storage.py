@@ -4,9 +4,12 @@ import datetime
 import io
 import posixpath
 import ssl
+import threading
+import time
 from email.utils import parsedate_to_datetime
 from pathlib import PurePosixPath
 
+import django
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 from django.core.files.base import File
@@ -14,9 +17,11 @@ from django.core.files.storage import Storage
 from django.core.signals import setting_changed
 from django.utils.deconstruct import deconstructible
 from django.utils.functional import cached_property
+from django.utils.module_loading import import_string
 
-from .client import NAMESPACES, NanoCdnClient, name_to_target, parse_name
+from .client import NAMESPACES, NanoCdnClient, expiry_headers, name_to_target, parse_name
 from .errors import NanoCdnFileExists, NanoCdnFileNotFound
+from .signing import sign_path, signing_key
 
 #: what the option means, and its default (None: required or derived)
 OPTIONS = {
@@ -29,6 +34,10 @@ OPTIONS = {
     "connect_timeout": 3.0,  # seconds to wait for a connection
     "cooldown": 30.0,  # seconds a node that failed is asked after the others
     "expect_continue": True,  # send Expect: 100-continue, so refusals come before the body
+    "continue_timeout": 3.0,  # seconds a node has to ask for the body before the upload moves on, unsent
+    "delete_after": None,  # seconds after which the nodes delete what save() stores (None: never)
+    "url_signing_secret_file": None,  # the nodes' url_signing_secret_file: url() of a priv file is then signed
+    "signed_url_ttl": 3600,  # seconds a signed url() works for
     "node_id_length": 3,  # characters kept free for the node id when a FileField has a max_length
     "ca_file": None,  # PEM bundle to verify HTTPS nodes with, instead of the system's
     "socket_options": (),  # (level, option, value) tuples set on every socket (constructor only)
@@ -70,6 +79,10 @@ class NanoCdnStorage(Storage):
         node_id_length=None,
         ca_file=None,
         socket_options=None,
+        continue_timeout=None,
+        delete_after=None,
+        url_signing_secret_file=None,
+        signed_url_ttl=None,
     ):
         given = dict(
             nodes=nodes,
@@ -84,14 +97,22 @@ class NanoCdnStorage(Storage):
             node_id_length=node_id_length,
             ca_file=ca_file,
             socket_options=socket_options,
+            continue_timeout=continue_timeout,
+            delete_after=delete_after,
+            url_signing_secret_file=url_signing_secret_file,
+            signed_url_ttl=signed_url_ttl,
         )
         self._given = {k: v for k, v in given.items() if v is not None}
+        self._expiry = threading.local()
+        refuse_static_files()
         setting_changed.connect(self._setting_changed)
 
     def _setting_changed(self, setting, **kwargs):
         if setting == "NANOCDN":
             self.__dict__.pop("config", None)
-            self.__dict__.pop("client", None)
+            client = self.__dict__.pop("client", None)
+            if client is not None:
+                client.close()
 
     # -- configuration ----------------------------------------------------
 
@@ -126,9 +147,13 @@ class NanoCdnStorage(Storage):
             raise ImproperlyConfigured(
                 "nanocdn namespace must be one of %s, not %r" % (", ".join(NAMESPACES), config["namespace"])
             )
-        for key in ("timeout", "connect_timeout", "cooldown"):
+        for key in ("timeout", "connect_timeout", "cooldown", "continue_timeout", "signed_url_ttl"):
             if not isinstance(config[key], (int, float)) or config[key] < 0:
                 raise ImproperlyConfigured("nanocdn option %r must be a number of seconds, not %r" % (key, config[key]))
+        try:
+            expiry_headers(config["delete_after"])
+        except ValueError as e:
+            raise ImproperlyConfigured("nanocdn option 'delete_after': %s" % e) from e
         if config["base_url"] is None:
             config["base_url"] = list(config["nodes"].values() if isinstance(nodes, dict) else config["nodes"])[0]
         config["base_url"] = str(config["base_url"]).rstrip("/")
@@ -150,6 +175,7 @@ class NanoCdnStorage(Storage):
                 expect_continue=config["expect_continue"],
                 ssl_context=context,
                 socket_options=config["socket_options"],
+                continue_timeout=config["continue_timeout"],
             )
         except ValueError as e:
             raise ImproperlyConfigured("nanocdn: %s" % e) from e
@@ -219,14 +245,28 @@ class NanoCdnStorage(Storage):
 
     # -- Storage API ------------------------------------------------------
 
+    def save(self, name, content, max_length=None, *, delete_after=None, delete_at=None):
+        """Django's save(); ``delete_after`` (seconds or a timedelta) or ``delete_at`` (an aware datetime or unix
+        seconds) make the nodes delete this file then, instead of after the ``delete_after`` option (if set)."""
+        expiry = {"delete_after": delete_after, "delete_at": delete_at}
+        if delete_after is None and delete_at is None:
+            expiry["delete_after"] = self.config["delete_after"]
+        expiry_headers(**expiry)  # a bad value fails here, before anything is sent
+        self._expiry.value = expiry
+        try:
+            return super().save(name, content, max_length=max_length)
+        finally:
+            del self._expiry.value
+
     def _save(self, name, content):
         name = self._check_path(name)
         dir_name, file_name = posixpath.split(name)
         file_root, file_ext = posixpath.splitext(file_name)
+        expiry = getattr(self._expiry, "value", None) or {"delete_after": self.config["delete_after"]}
         candidate = name
         for _ in range(MAX_NAME_ATTEMPTS):
             try:
-                return self.client.upload(self.namespace, candidate, content).name
+                return self.client.upload(self.namespace, candidate, content, **expiry).name
             except NanoCdnFileExists as taken:
                 last_taken = taken
                 candidate = posixpath.join(dir_name, self.get_alternative_name(file_root, file_ext))
@@ -269,7 +309,20 @@ class NanoCdnStorage(Storage):
         self.client.delete(name)
 
     def url(self, name):
-        return self.config["base_url"] + name_to_target(str(name))
+        """The file's link; for a private file, signed for ``signed_url_ttl`` seconds when the storage has the signing key."""
+        target = name_to_target(str(name))
+        parsed = parse_name(str(name))
+        secret_file = self.config["url_signing_secret_file"]
+        if parsed is None or parsed[1] != "priv" or secret_file is None:
+            return self.config["base_url"] + target
+        # Read at each call, so that a rotated key is used at once.
+        try:
+            with open(secret_file, encoding="utf-8") as f:
+                key = signing_key(f.read())
+        except (OSError, ValueError) as e:
+            raise ImproperlyConfigured("nanocdn option 'url_signing_secret_file': %s" % e) from e
+        expires = int(time.time()) + int(self.config["signed_url_ttl"])
+        return self.config["base_url"] + sign_path(target, key, expires)
 
     def get_modified_time(self, name):
         """The file's Last-Modified (aware in UTC if USE_TZ, else naive local time, as Django's own storage)."""
@@ -281,6 +334,30 @@ class NanoCdnStorage(Storage):
     def get_created_time(self, name):
         """Files never change, so this is the modified time."""
         return self.get_modified_time(name)
+
+
+def refuse_static_files():
+    """Raises ImproperlyConfigured when the settings make a NanoCdnStorage the staticfiles storage."""
+    if not settings.configured:
+        return
+    if django.VERSION >= (4, 2):
+        backend = (getattr(settings, "STORAGES", None) or {}).get("staticfiles", {}).get("BACKEND")
+        setting = "STORAGES['staticfiles']"
+    else:
+        backend = getattr(settings, "STATICFILES_STORAGE", None)
+        setting = "STATICFILES_STORAGE"
+    try:
+        is_nanocdn = backend is not None and issubclass(import_string(backend), NanoCdnStorage)
+    except (ImportError, TypeError):
+        return  # not ours to judge: Django reports a backend it cannot import
+    if is_nanocdn:
+        raise ImproperlyConfigured(
+            "%s is %s, but nanocdn cannot hold static files: a node adds its id and the namespace to every name it "
+            "stores (static/app.css is stored as 1/pub/static/app.css), so {%% static %%} would link names that do "
+            "not exist and collectstatic would upload everything again on every run. Keep static files on Django's "
+            "StaticFilesStorage or ManifestStaticFilesStorage, served by your web server or CDN, and nanocdn for "
+            "uploaded files (the default storage, or a FileField's storage)." % (setting, backend)
+        )
 
 
 class NanoCdnFile(File):

@@ -4,7 +4,8 @@ NANOCDN_TEST_NODES is a JSON list of {"id", "url", "pid", "data",
 "max_upload_bytes", "cluster"}: the node id, its base URL, the process id (to
 SIGKILL it), its data folder (to break its store, or to look for replicas),
 its upload limit, and whether it belongs to the cluster (nodes 1 and 2, which
-replicate into each other's data folders) or runs on its own (node 3).
+replicate into each other's data folders) or runs on its own (node 3; node 5,
+which leads its own process group, so that a test can stop it whole).
 NANOCDN_TEST_TLS describes a node that serves HTTPS: {"url", "ca"}.
 """
 
@@ -32,6 +33,7 @@ class _Node:
         self.data = entry["data"]
         self.max_upload_bytes = int(entry["max_upload_bytes"])
         self.cluster = bool(entry.get("cluster"))
+        self.process_group = bool(entry.get("process_group"))
 
     def __repr__(self):
         return "node %s at %s" % (self.id, self.url)
@@ -94,6 +96,17 @@ def kill(n):
         if time.monotonic() > deadline:
             raise AssertionError("%r still accepts connections 10 s after SIGKILL" % n)
         time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def hung(n):
+    """SIGSTOPs every process of a node (its kernel still accepts connections, nothing answers); SIGCONT after."""
+    assert n.process_group, "%r does not lead its own process group" % n
+    os.killpg(n.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.killpg(n.pid, signal.SIGCONT)
 
 
 @contextlib.contextmanager

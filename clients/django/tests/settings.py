@@ -4,6 +4,9 @@ The nodes come from the environment that test/clients/django.test.ts sets
 (see tests/live.py).
 """
 
+import os
+import tempfile
+
 import django
 
 from tests import live
@@ -11,7 +14,10 @@ from tests import live
 SECRET_KEY = "not a secret: tests only"
 DEBUG = False
 USE_TZ = True
-INSTALLED_APPS = ["tests"]
+INSTALLED_APPS = ["django.contrib.staticfiles", "tests"]
+STATIC_URL = "/static/"
+# Never written: the storage refuses to be the staticfiles storage before anything is collected.
+STATIC_ROOT = os.path.join(tempfile.gettempdir(), "nanocdn-django-static-root")
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 

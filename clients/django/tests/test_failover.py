@@ -203,7 +203,7 @@ class UploadFailoverTests(SimpleTestCase):
         fake = FakeNode(never_continue)
         self.addCleanup(fake.close)
         with self.assertRaises(NanoCdnUnavailable) as caught:  # "try elsewhere", not "uncertain"
-            live.storage(fake.url, timeout=0.5).save("failover/no-continue.txt", ContentFile(b"w" * 100))
-        self.assertIn(fake.url + " did not ask for the body (timed out); it was not sent", str(caught.exception))
+            live.storage(fake.url, continue_timeout=0.5).save("failover/no-continue.txt", ContentFile(b"w" * 100))
+        self.assertIn(fake.url + " did not ask for the body within 0.5s (timed out); it was not sent", str(caught.exception))
         self.assertTrue(done.wait(10))
         self.assertEqual(received, [0])

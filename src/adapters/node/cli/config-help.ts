@@ -63,6 +63,8 @@ export const CONFIG_HELP: Record<ConfigKey, KeyHelp> = {
   rsync_ssh: { meaning: "the -e command for ssh destinations", unset: "ssh", value: "COMMAND" },
   rsyncd_listen: { meaning: "run an rsync daemon on this host:port for the peers' pushes", unset: "none", value: "HOST:PORT" },
   rsyncd_hosts_allow: { meaning: "the rsync daemon's hosts allow", unset: "any", value: "HOSTS" },
+  monitor_users: { meaning: "users who may read /metrics and /status and nothing else", value: "USERS" },
+  trusted_proxies: { meaning: "addresses or networks of proxies whose X-Forwarded-For the access log believes", value: "NETWORKS" },
 };
 
 /** A default as it would be written in the TOML file. */

@@ -5,6 +5,7 @@ import { z } from "zod";
 import { DEFAULT_CACHE_MAX_AGE, DEFAULT_MAX_UPLOAD_BYTES } from "../../../handlers/app.ts";
 import { DEFAULT_READ_HEDGE_MS } from "../../../handlers/owner-routing.ts";
 import { RESERVED_SEGMENTS } from "../../../handlers/paths.ts";
+import { parseNetwork } from "../process/trusted-proxies.ts";
 
 const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
 
@@ -87,6 +88,10 @@ const peer = z
 
 export type PeerConfig = z.output<typeof peer>;
 
+/** A list: a TOML array, or in the environment or a flag, words separated by commas or spaces. */
+const list = <T extends z.ZodType<string>>(item: T) =>
+  z.preprocess((v) => (typeof v === "string" ? v.split(/[\s,]+/).filter((w) => w !== "") : v), z.array(item, { error: "expected a list" }));
+
 export const configSchema = z
   .object({
     node: nodeId.default("1"),
@@ -146,6 +151,10 @@ export const configSchema = z
     /** Run an rsync daemon here that receives the peers' pushes. */
     rsyncd_listen: listen.optional(),
     rsyncd_hosts_allow: z.string().min(1).optional(),
+    /** Users who may read /metrics and /status, and nothing else. */
+    monitor_users: list(z.string().min(1)).default([]),
+    /** Proxies whose X-Forwarded-For the access log believes: addresses or networks. */
+    trusted_proxies: list(z.string().refine((entry) => parseNetwork(entry) !== undefined, "expected an IP address or a network such as 10.0.0.0/8")).default([]),
   })
   .strict()
   .superRefine((config, ctx) => {

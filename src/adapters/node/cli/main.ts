@@ -1,19 +1,24 @@
-import { readFileSync } from "node:fs";
 import { checkConfigCommand } from "./check-config.ts";
 import { type Command, UsageError, commandHelp, overview, parseCommandArgs, suggest } from "./command.ts";
 import { ConfigError } from "./config.ts";
 import { clusterCommand } from "./local-cluster.ts";
 import { serveCommand } from "./serve.ts";
+import { statusCommand } from "./status-command.ts";
 import { userAddCommand, userListCommand, userRemoveCommand } from "./user.ts";
 import { verifyCommand } from "./verify.ts";
+import { packageVersion } from "../process/version.ts";
 
 /** Every command: adding one is adding its entry here. */
-const COMMANDS: Command[] = [serveCommand, checkConfigCommand, verifyCommand, clusterCommand, userAddCommand, userRemoveCommand, userListCommand];
-
-function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL("../../../../package.json", import.meta.url), "utf8")) as { version: string };
-  return pkg.version;
-}
+const COMMANDS: Command[] = [
+  serveCommand,
+  checkConfigCommand,
+  verifyCommand,
+  statusCommand,
+  clusterCommand,
+  userAddCommand,
+  userRemoveCommand,
+  userListCommand,
+];
 
 /** The command named by the first words of argv ("user add" before "user"), and the rest. */
 function findCommand(argv: string[]): { command?: Command; args: string[] } {

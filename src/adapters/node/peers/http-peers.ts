@@ -3,6 +3,7 @@ import { Readable } from "node:stream";
 // built-in whose Pool#request() returns nothing; this loads the real one on
 // Node, Bun and Deno alike.
 import { type Dispatcher, Pool } from "undici/index.js";
+import { PEER_PROBE_AGENT } from "../../../handlers/access-log.ts";
 import type { Logger } from "../../../handlers/logger.ts";
 import { type PeerRequest, type Peers, PeerUnreachableError } from "../../../handlers/peers.ts";
 import type { PeerConfig } from "../cli/config.ts";
@@ -140,6 +141,7 @@ export class HttpPeers implements Peers {
     const answer = await this.#pools.get(id)!.request({
       method: "GET",
       path: "/check/",
+      headers: { "user-agent": PEER_PROBE_AGENT },
       headersTimeout: timeoutMs,
       bodyTimeout: timeoutMs,
     });

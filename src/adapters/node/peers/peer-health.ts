@@ -17,7 +17,7 @@ interface State {
   lastError?: string;
 }
 
-/** What a process that talks to peers needs of their health: to ask it, and to report a refusal. */
+/** What a process that talks to peers needs of their health: to ask it, and to report a failed request. */
 export interface PeerView {
   isUp(id: string): boolean;
   /**
@@ -73,8 +73,10 @@ export class PeerHealth extends EventEmitter<{ up: [string]; down: [string] }> i
       state.streak = 0;
       if (!ok && failure?.reason !== state.lastError) {
         // Still down, for another reason (refused at first, now a bad certificate): say so.
+        // Before it was ever up, that is what a peer still starting does (a new cluster's first start).
         state.lastError = failure?.reason;
-        this.log.warn({ peer: id, reason: state.lastError }, "peer is still down");
+        if (state.seenUp) this.log.warn({ peer: id, reason: state.lastError }, "peer is still down");
+        else this.log.info({ peer: id, reason: state.lastError }, "peer not reachable yet");
       }
       return;
     }

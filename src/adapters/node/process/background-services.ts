@@ -13,12 +13,18 @@ import { nodeSignature } from "../peers/node-signature.ts";
 import { LegacyDeleteQueue, legacyDeletesDir } from "../peers/legacy-deletes.ts";
 import { PeerHealth, type PeerView } from "../peers/peer-health.ts";
 import { type OwnFiles, type Replication, startReplication } from "../replication/start-replication.ts";
+import type { NodeFacts } from "../../../handlers/status.ts";
+import type { Registry } from "prom-client";
+import { freeBytes } from "../disk/free-space.ts";
+import { registerNodeMetrics } from "../metrics/node-metrics.ts";
+import { createRegistry } from "../metrics/registry.ts";
+import { packageVersion } from "./version.ts";
 import { startBackgroundScrub } from "../integrity/background-scrub.ts";
 
 export const MIN_SECRET_LENGTH = 16;
 const LEGACY_RETRY_MS = 5000;
 
-async function readClusterSecret(file: string, log: Logger): Promise<string> {
+export async function readClusterSecret(file: string, log: Logger): Promise<string> {
   const secret = (await readFile(file, "utf8")).trim();
   if (secret.length < MIN_SECRET_LENGTH) {
     throw new Error(`the cluster secret in ${file} is shorter than ${MIN_SECRET_LENGTH} characters`);
@@ -43,7 +49,9 @@ export interface BackgroundServices {
   /** A legacy delete was queued (by any process): try to deliver it now. */
   legacyDeleteQueued(): void;
   fullPass(): void;
-  status(): Promise<Record<string, unknown>>;
+  status(): Promise<NodeFacts>;
+  /** This process's metrics, with the node-wide ones (peer health, replication, disk space). */
+  registry: Registry;
   stop(): Promise<void>;
   /** In a cluster: the peer clients, for a serving process in this same process to share. */
   link?: PeerLink;
@@ -76,8 +84,24 @@ export async function startBackgroundServices(config: Config, log: Logger, onOwn
     { fall: config.health_fall, rise: config.health_rise },
     log,
   );
-  const scrubbing = { filesDir: join(config.data, "files"), tmpDir: join(config.data, "tmp"), fsync: config.fsync, log };
+  const startedAt = new Date();
+  const filesDir = join(config.data, "files");
+  const nodeFacts = async (): Promise<NodeFacts> => ({
+    version: packageVersion(),
+    startedAt: startedAt.toISOString(),
+    uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
+    diskFreeBytes: await freeBytes(filesDir),
+  });
+  const registry = createRegistry();
+  const scrubbing = { filesDir, tmpDir: join(config.data, "tmp"), fsync: config.fsync, log };
   if (config.peers.length === 0) {
+    registerNodeMetrics(registry, {
+      peers: () => [],
+      replication: () => [],
+      ownFilesComplete: () => true,
+      uploadsShortOfCopies: () => 0,
+      freeBytes: () => freeBytes(filesDir),
+    });
     const scrub = startBackgroundScrub(config.scrub_interval * 1000, scrubbing, log);
     return {
       health,
@@ -85,7 +109,8 @@ export async function startBackgroundServices(config: Config, log: Logger, onOwn
       changed: async () => 1,
       legacyDeleteQueued: () => {},
       fullPass: () => {},
-      status: async () => ({ scrub: scrub.status() }),
+      status: async () => ({ ...(await nodeFacts()), ownFiles: "complete", scrub: scrub.status() }),
+      registry,
       stop: async () => scrub.stop(),
     };
   }
@@ -114,6 +139,13 @@ export async function startBackgroundServices(config: Config, log: Logger, onOwn
   const stopRetries = legacyDeletes.start(LEGACY_RETRY_MS, (peer) => health.isUp(peer));
   const stopChecks = peers.startHealthChecks(config.health_interval_ms, health);
   const replication: Replication = await startReplication(config, secret, health, log, onOwnFilesChange);
+  registerNodeMetrics(registry, {
+    peers: () => health.snapshot(),
+    replication: () => replication.status().replication,
+    ownFilesComplete: () => replication.ownFiles() === "complete",
+    uploadsShortOfCopies: () => replication.status().uploadsShortOfCopies,
+    freeBytes: () => freeBytes(filesDir),
+  });
   const scrub = startBackgroundScrub(config.scrub_interval * 1000, { ...scrubbing, peers: context }, log);
 
   return {
@@ -123,7 +155,9 @@ export async function startBackgroundServices(config: Config, log: Logger, onOwn
     changed: (change) => replication.changed(change),
     legacyDeleteQueued: flushLegacy,
     fullPass: () => replication.fullPass(),
+    registry,
     status: async () => ({
+      ...(await nodeFacts()),
       peers: health.snapshot().map((s) => ({ ...s, url: config.peers.find((p) => p.id === s.id)!.url })),
       legacyDeletesPending: await legacyDeletes.pending(),
       ...replication.status(),

@@ -104,7 +104,10 @@ function lingerBeforeClose(request: IncomingMessage): void {
 /** Serves the app over HTTP, or HTTPS when a certificate is configured. */
 export async function startHttpServer({ app, fastRead, listen, tls, log }: HttpServerOptions): Promise<HttpServer> {
   const listener = getRequestListener(
-    (request, env) => app.fetch(request, { rawTarget: (env as { incoming: IncomingMessage }).incoming.url }),
+    (request, env) => {
+      const { incoming } = env as { incoming: IncomingMessage };
+      return app.fetch(request, { rawTarget: incoming.url, clientAddress: incoming.socket.remoteAddress });
+    },
     {
       // The adapter refuses some targets (a backslash in the path) before the app runs.
       errorHandler: (error) =>
@@ -120,7 +123,7 @@ export async function startHttpServer({ app, fastRead, listen, tls, log }: HttpS
   const handle = (request: IncomingMessage, response: ServerResponse) => {
     if (closing) response.shouldKeepAlive = false;
     // Answered at once, so nothing to track for a graceful stop.
-    const fast = fastRead?.(request.method ?? "", request.url ?? "", request.rawHeaders);
+    const fast = fastRead?.(request.method ?? "", request.url ?? "", request.rawHeaders, request.socket.remoteAddress);
     if (fast) {
       response.writeHead(fast.status, fast.headers);
       response.end(fast.body ?? undefined);

@@ -2,6 +2,8 @@ import { pino } from "pino";
 import type { AccessLogEntry } from "../../../handlers/access-log.ts";
 import type { Logger } from "../../../handlers/logger.ts";
 
+const optional = (name: string, value: string | undefined) => (value === undefined ? "" : `,"${name}":${JSON.stringify(value)}`);
+
 export type NodeLogger = Logger & { flush(done: (error?: Error) => void): void };
 
 /**
@@ -39,7 +41,8 @@ export function createLogger(level: string): NodeLogger {
     destination.write(
       `{"level":"info","time":"${new Date().toISOString()}","pid":${pid},"method":${JSON.stringify(entry.method)},` +
         `"path":${JSON.stringify(entry.path)},"status":${entry.status},"bytes":${entry.bytes},"ms":${entry.ms},` +
-        `"node":${JSON.stringify(entry.node)},"msg":"request"}\n`,
+        `"node":${JSON.stringify(entry.node)}${optional("client", entry.client)}${optional("forwarded", entry.forwarded)}` +
+        `${optional("user", entry.user)}${optional("peer", entry.peer)}${optional("agent", entry.agent)},"msg":"request"}\n`,
     );
   };
   return Object.assign(logger, { request });

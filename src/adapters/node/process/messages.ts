@@ -10,6 +10,7 @@ export type ToWorker =
   | { t: "peer"; id: string; up: boolean }
   | { t: "ownFiles"; value: OwnFiles }
   | { t: "invalidate"; key: string; ask: number }
+  | { t: "metrics"; ask: number }
   | { t: "done"; ask: number; value?: unknown };
 export type ToPrimary =
   | { t: "ready" }
@@ -17,7 +18,8 @@ export type ToPrimary =
   | { t: "legacy" }
   | { t: "failed"; id: string; failure: RequestFailure }
   | { t: "status"; ask: number }
-  | { t: "done"; ask: number };
+  | { t: "metrics"; ask: number }
+  | { t: "done"; ask: number; value?: unknown };
 
 /** How long a question to the other side of the channel waits before it goes on without the answer. */
 const ANSWER_WAIT_MS = 2000;

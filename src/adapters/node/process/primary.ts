@@ -4,6 +4,7 @@ import { startBackgroundServices } from "./background-services.ts";
 import type { NodeLogger } from "./logger.ts";
 import { OWN_FILES_AT_FORK, Questions, type ToPrimary, type ToWorker } from "./messages.ts";
 import type { RunningNode } from "./start-node.ts";
+import { aggregatedExposition, type MetricsJson } from "../metrics/registry.ts";
 
 /**
  * The primary: runs the node-wide services once (health checks,
@@ -32,6 +33,13 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
   /** The other serving processes may hold the file, or its absence, in memory: they forget it before the change is confirmed. */
   const invalidateElsewhere = (key: string, origin: Worker) =>
     Promise.all(live().filter((w) => w !== origin).map((w) => questions.ask((ask) => send(w, { t: "invalidate", key, ask }))));
+
+  /** Every serving process's metrics and this process's own, as one node's. */
+  const nodeMetrics = async () => {
+    const reports = await Promise.all(live().map((w) => questions.ask<MetricsJson>((ask) => send(w, { t: "metrics", ask }))));
+    const own = await services.registry.getMetricsAsJSON();
+    return aggregatedExposition([own, ...reports.filter((r): r is MetricsJson => r !== undefined)]);
+  };
 
   // Deno's node:cluster stalls for good under concurrent uploads when the
   // primary hands out each connection (the round-robin default); there the
@@ -66,8 +74,17 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
         case "status":
           void services.status().then((status) => send(worker, { t: "done", ask: message.ask, value: { ...status, workers: count } }));
           break;
+        case "metrics":
+          void nodeMetrics().then(
+            (value) => send(worker, { t: "done", ask: message.ask, value }),
+            (error: unknown) => {
+              log.error({ err: error }, "cannot gather the node's metrics");
+              send(worker, { t: "done", ask: message.ask });
+            },
+          );
+          break;
         case "done":
-          questions.answer(message.ask, undefined);
+          questions.answer(message.ask, message.value);
           break;
       }
     });

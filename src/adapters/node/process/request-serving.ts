@@ -12,11 +12,15 @@ import type { NodeLogger } from "./logger.ts";
 import { legacyDeletesDir, recordLegacyDelete } from "../peers/legacy-deletes.ts";
 import { connectPeers, type BackgroundServices } from "./background-services.ts";
 import { StoreHealth } from "../disk/store-health.ts";
+import { RequestMetrics } from "../metrics/request-metrics.ts";
+import { trustedProxies } from "./trusted-proxies.ts";
 
 /** What a serving process needs from the node-wide services, in this process or the primary. */
-export type NodeState = Pick<BackgroundServices, "ownFiles" | "changed" | "legacyDeleteQueued" | "status" | "link"> & {
-  /** Peer health as this process sees it; a refusal it meets goes to whoever checks health. */
+export type NodeState = Pick<BackgroundServices, "ownFiles" | "changed" | "legacyDeleteQueued" | "status" | "link" | "registry"> & {
+  /** Peer health as this process sees it; a refused or timed-out request it meets goes to whoever checks health. */
   peers: PeerView;
+  /** The node's metrics, from all its processes, as /metrics answers them. */
+  exposition(): Promise<string>;
 };
 
 export interface RequestServing {
@@ -84,6 +88,9 @@ export async function startRequestServing(config: Config, log: NodeLogger, state
       }
     },
     status: async () => ({ storeHealthy: storeHealth.healthy, ...(await state.status()) }),
+    metrics: new RequestMetrics(state.registry, state.exposition),
+    monitorUsers: config.monitor_users,
+    trustedProxy: trustedProxies(config.trusted_proxies),
   };
   const tls = config.tls_cert && config.tls_key ? { cert: config.tls_cert, key: config.tls_key } : undefined;
   const http = await startHttpServer({

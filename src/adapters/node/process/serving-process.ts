@@ -4,6 +4,8 @@ import { OWN_FILES_STATES, type OwnFiles, syncWaitMs } from "../replication/star
 import type { NodeLogger } from "./logger.ts";
 import { OWN_FILES_AT_FORK, Questions, type ToPrimary, type ToWorker } from "./messages.ts";
 import { type NodeState, type RequestServing, startRequestServing } from "./request-serving.ts";
+import type { NodeFacts } from "../../../handlers/status.ts";
+import { createRegistry } from "../metrics/registry.ts";
 
 /** A serving process forked by the primary: the node-wide state it sees is what the primary tells it. */
 export async function startServingProcess(config: Config, log: NodeLogger): Promise<RequestServing> {
@@ -15,6 +17,7 @@ export async function startServingProcess(config: Config, log: NodeLogger): Prom
   const atFork = OWN_FILES_STATES.find((state) => state === process.env[OWN_FILES_AT_FORK]);
   let ownFiles: OwnFiles = atFork ?? (config.peers.length === 0 ? "complete" : "restoring");
   const questions = new Questions();
+  const registry = createRegistry();
   const toPrimary = (message: ToPrimary) => process.send?.(message);
   const state: NodeState = {
     // Failures go to the primary, whose health view is the node's: it then
@@ -24,7 +27,13 @@ export async function startServingProcess(config: Config, log: NodeLogger): Prom
     // The primary answers once the change is replicated as sync_copies asks.
     changed: (change) => questions.ask<number>((ask) => toPrimary({ t: "changed", change, ask }), syncWaitMs(config)),
     legacyDeleteQueued: () => toPrimary({ t: "legacy" }),
-    status: async () => (await questions.ask<Record<string, unknown>>((ask) => toPrimary({ t: "status", ask }))) ?? {},
+    status: async () => (await questions.ask<NodeFacts>((ask) => toPrimary({ t: "status", ask }))) ?? {},
+    registry,
+    exposition: async () => {
+      const text = await questions.ask<string>((ask) => toPrimary({ t: "metrics", ask }));
+      if (text === undefined) throw new Error("the primary process did not send the node's metrics in time");
+      return text;
+    },
   };
   const serving = await startRequestServing(config, log, state);
   process.on("message", (message: ToWorker) => {
@@ -38,6 +47,9 @@ export async function startServingProcess(config: Config, log: NodeLogger): Prom
       case "invalidate":
         serving.invalidate(message.key);
         toPrimary({ t: "done", ask: message.ask });
+        break;
+      case "metrics":
+        void registry.getMetricsAsJSON().then((value) => toPrimary({ t: "done", ask: message.ask, value }));
         break;
       case "done":
         questions.answer(message.ask, message.value);

@@ -39,7 +39,11 @@ export async function startNode(config: Config, log: NodeLogger): Promise<Runnin
 
 async function startSingle(config: Config, log: NodeLogger): Promise<RunningNode> {
   const services = await startBackgroundServices(config, log);
-  const serving = await startRequestServing(config, log, { ...services, peers: services.health });
+  const serving = await startRequestServing(config, log, {
+    ...services,
+    peers: services.health,
+    exposition: () => services.registry.metrics(),
+  });
   return {
     url: serving.url,
     fullPass: () => services.fullPass(),

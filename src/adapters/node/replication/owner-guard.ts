@@ -9,6 +9,8 @@ import type { ReplicationTarget } from "./replicator.ts";
 /** Pauses between restore attempts while no peer answers: short at first, for peers that start at the same moment. */
 const FIRST_RETRY_MS = 200;
 const MAX_RETRY_MS = 2000;
+/** While a cluster starts, peers come up one after another: failing to reach one is news only after this long. */
+const STARTING_MS = 60_000;
 
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(
@@ -121,7 +123,9 @@ export async function ensureOwnFiles({ self, source, targets, rsync, log, keepTr
   await sweepRsyncTemp(source, 0);
   const marker = new OwnerMarker(source, self);
   if (await marker.load(targets.map((t) => t.id))) return marker;
-  log.warn({ node: self }, "own folder has no owner marker: restoring it from the replicas before replicating");
+  // A new node's first start looks the same; what the restore brings back tells them apart (below).
+  log.info({ node: self }, "own folder has no owner marker: restoring it from the replicas before replicating");
+  const started = Date.now();
   for (let pauseMs = FIRST_RETRY_MS; keepTrying(); pauseMs = Math.min(pauseMs * 2, MAX_RETRY_MS)) {
     const unpulled: string[] = [];
     for (const target of targets) {
@@ -129,11 +133,15 @@ export async function ensureOwnFiles({ self, source, targets, rsync, log, keepTr
       if (result.ok) continue;
       if (!keepTrying()) return undefined;
       unpulled.push(target.id);
-      log.warn({ peer: target.id, code: result.code, reason: result.message }, "cannot restore from this peer yet");
+      const level = Date.now() - started < STARTING_MS ? "info" : "warn";
+      log[level]({ peer: target.id, code: result.code, reason: result.message }, "cannot restore from this peer yet");
     }
     if (unpulled.length < targets.length || targets.length === 0) {
+      const files = await countFiles(source);
       await marker.write(unpulled);
-      log.info({ node: self, peers: targets.length - unpulled.length, files: await countFiles(source) }, "own folder restored from replicas");
+      const fields = { node: self, peers: targets.length - unpulled.length, files };
+      if (files > 0) log.warn(fields, "own folder restored from replicas: it had lost files");
+      else log.info(fields, "own folder checked against the replicas: nothing to restore");
       return marker;
     }
     await new Promise((r) => setTimeout(r, pauseMs));

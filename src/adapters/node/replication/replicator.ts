@@ -80,6 +80,8 @@ export interface PeerReplicationStatus {
   transport: string;
   backlog: number;
   needsFullPass: boolean;
+  /** Failed runs since this node started. */
+  failures: number;
   lastSuccess?: string;
   lastError?: string;
   lastBatchLagMs?: number;
@@ -96,6 +98,7 @@ class PeerReplica {
   halting: AbortController | undefined;
   timer: NodeJS.Timeout | undefined;
   backoffMs = 0;
+  failures = 0;
   lastSuccess?: Date;
   lastError?: string;
   lastBatchLagMs?: number;
@@ -348,6 +351,7 @@ export class Replicator {
     // Uploads waiting for this peer are answered now, not after the retry.
     report(peer.pending.values(), false);
     if (!this.#enabled) return; // stopped: the run was ended on purpose
+    peer.failures++;
     peer.lastError = result.code === null ? result.message : `rsync exit ${result.code}: ${result.message}`;
     peer.backoffMs = Math.min(Math.max(peer.backoffMs * 2, 200), MAX_BACKOFF_MS);
     this.options.log.warn(
@@ -367,6 +371,7 @@ export class Replicator {
       transport: transportOf(peer.target.destination),
       backlog: peer.pending.size,
       needsFullPass: peer.needsFullPass,
+      failures: peer.failures,
       ...(peer.lastSuccess && { lastSuccess: peer.lastSuccess.toISOString() }),
       ...(peer.lastError !== undefined && { lastError: peer.lastError }),
       ...(peer.lastBatchLagMs !== undefined && { lastBatchLagMs: peer.lastBatchLagMs }),

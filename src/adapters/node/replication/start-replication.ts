@@ -5,7 +5,7 @@ import type { Logger } from "../../../handlers/logger.ts";
 import type { Config } from "../cli/config.ts";
 import type { PeerHealth } from "../peers/peer-health.ts";
 import { ensureOwnFiles, type OwnerMarker, sweepRsyncTemp } from "./owner-guard.ts";
-import { Replicator } from "./replicator.ts";
+import { type PeerReplicationStatus, Replicator } from "./replicator.ts";
 import { RSYNC_TEMP_DIR, rsyncPassword } from "./rsync.ts";
 import { superviseRsyncDaemon } from "./rsyncd.ts";
 
@@ -30,7 +30,13 @@ export interface Replication {
   changed(change: Change): Promise<number>;
   /** A full pass to every peer now (SIGHUP: after a bulk import, say). */
   fullPass(): void;
-  status(): Record<string, unknown>;
+  status(): {
+    ownFiles: OwnFiles;
+    pullsOwed: readonly string[];
+    syncCopies: number;
+    uploadsShortOfCopies: number;
+    replication: PeerReplicationStatus[];
+  };
   stop(): Promise<void>;
 }
 

@@ -47,10 +47,7 @@ function codedErrors(error: unknown, depth = 0): SystemError[] {
  */
 export function failedBeforeRequest(error: unknown): boolean {
   const coded = codedErrors(error);
-  return (
-    coded.length > 0 &&
-    coded.every((e) => BEFORE_REQUEST_CODES.has(e.code) || BEFORE_REQUEST_SYSCALLS.has(String(e.syscall)))
-  );
+  return coded.length > 0 && coded.every((e) => BEFORE_REQUEST_CODES.has(e.code) || BEFORE_REQUEST_SYSCALLS.has(String(e.syscall)));
 }
 
 function isTimeout(error: unknown): boolean {

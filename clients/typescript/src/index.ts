@@ -11,8 +11,10 @@ export {
   type PutOptions,
   type PutResult,
   type RequestOptions,
+  type SignUrlOptions,
 } from "./client.ts";
 export type { UploadBody } from "./body.ts";
+export { signingKey, signPath, urlSignature } from "./signing.ts";
 export {
   type NanoCdnAttempt,
   NanoCdnConflictError,

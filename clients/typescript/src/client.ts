@@ -10,6 +10,8 @@ import {
   NanoCdnUncertainUploadError,
 } from "./errors.ts";
 import { type AttemptSignal, attemptSignal, describeNetworkError, failedBeforeRequest } from "./network.ts";
+import { NodeHealth } from "./node-health.ts";
+import { signPath } from "./signing.ts";
 
 export type Namespace = "pub" | "priv";
 
@@ -28,6 +30,19 @@ export interface NanoCdnClientOptions {
   timeoutMs?: number;
   /** Milliseconds one node has to take an upload, body included (default 5 min). */
   uploadTimeoutMs?: number;
+  /**
+   * Milliseconds a node has to answer `GET /check/` before an upload is sent
+   * to it, when it has not answered anything in the last `probeAfterMs`
+   * (default 2 s; 0 sends uploads unprobed). A node that does not answer in
+   * time gets nothing, so the upload moves on to the next node without
+   * doubt; a hung node would otherwise hold the upload for
+   * `uploadTimeoutMs` and leave its outcome unknown.
+   */
+  probeTimeoutMs?: number;
+  /** Uploads go unprobed to a node that answered within this many milliseconds (default 1 s). */
+  probeAfterMs?: number;
+  /** Milliseconds a node that failed is asked after the others (default 30 s). */
+  cooldownMs?: number;
   /**
    * Index of the node the first upload goes to; each later upload starts one
    * node further, so uploads spread over the nodes. Default: a random node.
@@ -54,6 +69,17 @@ export interface PutOptions extends RequestOptions {
    * default would sooner or later publish a private file.
    */
   namespace: Namespace;
+  /** Seconds after which the nodes delete the file (`X-Delete-After`); it answers 404 from then on. */
+  deleteAfter?: number;
+  /** When the nodes delete the file (`X-Delete-At`): a Date, or unix seconds. */
+  deleteAt?: Date | number;
+}
+
+export interface SignUrlOptions {
+  /** Seconds the link works for. */
+  ttlSeconds: number;
+  /** The signing key: `signingKey()` of the nodes' `url_signing_secret_file`. */
+  key: string;
 }
 
 export interface PutResult {
@@ -100,9 +126,14 @@ const ORIGIN_NOT_REACHED = [521, 522, 523];
 const TRY_ANOTHER_NODE = new Set([502, 503, 504, ...ORIGIN_NOT_REACHED]);
 /** Answers nanocdn gives to an upload only when it stored nothing, so another node may take it. */
 const NOTHING_STORED = new Set([502, 503, 504, 507, ...ORIGIN_NOT_REACHED]);
+/** The code of the 500 a node answers when a peer it passed the upload to failed after the body went out. */
+const OUTCOME_UNKNOWN = "outcome_unknown";
 
 const DEFAULT_TIMEOUT_MS = 10_000;
 const DEFAULT_UPLOAD_TIMEOUT_MS = 5 * 60_000;
+const DEFAULT_PROBE_TIMEOUT_MS = 2_000;
+const DEFAULT_PROBE_AFTER_MS = 1_000;
+const DEFAULT_COOLDOWN_MS = 30_000;
 const MAX_ERROR_TEXT = 300;
 
 function baseUrl(url: string, option: string): string {
@@ -128,6 +159,21 @@ function checkName(name: string): void {
 function isPublic(name: string): boolean {
   const [, first, second] = name.split("/");
   return first === "pub" || (first !== "priv" && second === "pub");
+}
+
+/** The expiry headers of an upload, checked here so that a mistake fails before anything is sent. */
+function expiryHeaders({ deleteAfter, deleteAt }: PutOptions): Record<string, string> {
+  if (deleteAfter !== undefined && deleteAt !== undefined) throw new TypeError("give deleteAfter or deleteAt, not both");
+  if (deleteAfter !== undefined) {
+    if (!Number.isSafeInteger(deleteAfter) || deleteAfter <= 0) throw new TypeError(`deleteAfter: ${deleteAfter} is not a whole number of seconds above 0`);
+    return { "X-Delete-After": String(deleteAfter) };
+  }
+  if (deleteAt !== undefined) {
+    const seconds = deleteAt instanceof Date ? Math.floor(deleteAt.getTime() / 1000) : deleteAt;
+    if (!Number.isSafeInteger(seconds) || seconds <= 0) throw new TypeError(`deleteAt: ${String(deleteAt)} is not a time (a Date, or unix seconds)`);
+    return { "X-Delete-At": String(seconds) };
+  }
+  return {};
 }
 
 function basicAuth({ user, password }: { user: string; password: string }): string {
@@ -193,12 +239,15 @@ interface Answer {
 
 /**
  * A client for a nanocdn cluster that fails over between its nodes: an
- * unreachable node or a 502/503/504 moves a request on to the next node.
- * Uploads move on only when the node cannot have stored the file, so a file
- * is never stored twice under two names. Built on fetch and web streams
- * alone, it runs on Node and in workers. (workerd reports every network
- * failure alike, so there a dead node moves reads and deletes on, but only
- * a 5xx that proves nothing was stored moves an upload on.)
+ * unreachable node or a 502/503/504 moves a request on to the next node
+ * (clients/failover.json has every case). Uploads move on only when the node
+ * cannot have stored the file, so a file is never stored twice under two
+ * names; a node not heard from lately is first asked `GET /check/`, so a dead
+ * or hung one gets no upload at all. Built on fetch, web streams and
+ * WebCrypto alone, it runs on Node, workerd, Bun and Deno. (Where fetch
+ * reports failures without Node's codes, as on workerd and Deno, a failure
+ * after the probe leaves an upload uncertain where Node could tell it never
+ * went out.)
  *
  * @example
  * const cdn = new NanoCdnClient({ nodes: ["https://cdn1.example.com", "https://cdn2.example.com"], credentials: { user: "app", password } });
@@ -214,6 +263,8 @@ export class NanoCdnClient {
   readonly #timeoutMs: number;
   readonly #uploadTimeoutMs: number;
   readonly #streamReplayBytes: number;
+  readonly #probeTimeoutMs: number;
+  readonly #health: NodeHealth;
   readonly #fetch: typeof fetch;
   #nextUpload: number;
 
@@ -226,6 +277,8 @@ export class NanoCdnClient {
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.#uploadTimeoutMs = options.uploadTimeoutMs ?? DEFAULT_UPLOAD_TIMEOUT_MS;
     this.#streamReplayBytes = options.streamReplayBytes ?? STREAM_REPLAY_BYTES;
+    this.#probeTimeoutMs = options.probeTimeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
+    this.#health = new NodeHealth(options.cooldownMs ?? DEFAULT_COOLDOWN_MS, options.probeAfterMs ?? DEFAULT_PROBE_AFTER_MS);
     // Bound, because a browser's fetch refuses to run with another `this`.
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
     this.#nextUpload = options.startAt ?? Math.floor(Math.random() * this.nodes.length);
@@ -238,6 +291,16 @@ export class NanoCdnClient {
   }
 
   /**
+   * A link to a private file that works without credentials for
+   * `ttlSeconds`, on any node: `publicBaseUrl` + name + `?expires=…&signature=…`.
+   */
+  async signUrl(name: string, options: SignUrlOptions): Promise<string> {
+    if (!(options.ttlSeconds > 0)) throw new TypeError(`ttlSeconds: ${options.ttlSeconds} is not a number of seconds above 0`);
+    const expires = Math.floor(Date.now() / 1000 + options.ttlSeconds);
+    return this.#publicBaseUrl + (await signPath(name, options.key, expires));
+  }
+
+  /**
    * Stores `body` as `<namespace>/<path>` on one node and returns the name it
    * got. Throws NanoCdnConflictError when the name exists on that node, and
    * NanoCdnUncertainUploadError when a node may have stored it but could not
@@ -246,9 +309,10 @@ export class NanoCdnClient {
   async put(path: string, body: UploadBody, options: PutOptions): Promise<PutResult> {
     const target = `/upload/${options.namespace}/${encodePath(path)}`;
     const operation = `PUT ${target}`;
+    const headers = { ...expiryHeaders(options), ...(this.#authorization && { Authorization: this.#authorization }) };
     const source = uploadSource(body, this.#streamReplayBytes);
     const start = this.#nextUpload++ % this.nodes.length;
-    const order = [...this.nodes.slice(start), ...this.nodes.slice(0, start)];
+    const order = this.#health.order([...this.nodes.slice(start), ...this.nodes.slice(0, start)]);
     const attempts: NanoCdnAttempt[] = [];
     let outcome: unknown;
     try {
@@ -261,7 +325,8 @@ export class NanoCdnClient {
             attempts,
           );
         }
-        const result = await this.#putOnce(operation, node, target, source, attempts, options.signal);
+        if (!(await this.#answersProbe(node, attempts, options.signal))) continue;
+        const result = await this.#putOnce(operation, node, target, headers, source, attempts, options.signal);
         if (result) return result;
       }
       throw new NanoCdnUnavailableError(`${operation}: no node took the upload; nothing was stored`, attempts);
@@ -273,11 +338,36 @@ export class NanoCdnClient {
     }
   }
 
+  /**
+   * Whether `node` answers at all, asked with `GET /check/` unless it answered
+   * a moment ago. Any answer will do, a 503 included: a node whose store fails
+   * still passes uploads on, and otherwise refuses them before storing anything.
+   */
+  async #answersProbe(node: string, attempts: NanoCdnAttempt[], signal: AbortSignal | undefined): Promise<boolean> {
+    if (this.#probeTimeoutMs <= 0 || this.#health.answeredRecently(node)) return true;
+    const attempt = attemptSignal(this.#probeTimeoutMs, signal);
+    try {
+      const response = await this.#fetch(`${node}/check/`, { signal: attempt.signal });
+      await response.body?.cancel();
+      this.#health.answered(node);
+      return true;
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      this.#health.failed(node);
+      const failure = describeNetworkError(error, this.#probeTimeoutMs);
+      attempts.push({ node, message: `${failure} (GET /check/, asked before the upload; nothing was sent)` });
+      return false;
+    } finally {
+      attempt.disarm();
+    }
+  }
+
   /** One node's try: the result, undefined to move on, or a thrown error that ends the upload. */
   async #putOnce(
     operation: string,
     node: string,
     target: string,
+    headers: Record<string, string>,
     source: UploadSource,
     attempts: NanoCdnAttempt[],
     signal: AbortSignal | undefined,
@@ -289,7 +379,7 @@ export class NanoCdnClient {
         const init: FetchInit = {
           method: "PUT",
           body: source.open(),
-          headers: this.#authorization ? { Authorization: this.#authorization } : {},
+          headers,
           signal: attempt.signal,
           duplex: "half",
         };
@@ -297,6 +387,7 @@ export class NanoCdnClient {
       } catch (error) {
         if (signal?.aborted) throw signal.reason;
         if (source.sourceFailure) throw this.#sourceFailed(operation, source.sourceFailure.error, attempts);
+        this.#health.failed(node);
         attempts.push({ node, message: describeNetworkError(error, this.#uploadTimeoutMs) });
         if (failedBeforeRequest(error)) return undefined;
         throw new NanoCdnUncertainUploadError(
@@ -306,12 +397,23 @@ export class NanoCdnClient {
           { node, cause: error },
         );
       }
-      if (response.ok) return await this.#stored(node, response, source, attempts);
       if (NOTHING_STORED.has(response.status)) {
+        this.#health.failed(node);
         attempts.push({ node, status: response.status, message: (await errorBody(response)).message });
         return undefined;
       }
-      throw await failure(operation, node, response, attempts);
+      this.#health.answered(node);
+      if (response.ok) return await this.#stored(node, response, source, attempts);
+      const error = await failure(operation, node, response, attempts);
+      if (error.code === OUTCOME_UNKNOWN) {
+        throw new NanoCdnUncertainUploadError(
+          `${operation}: ${node} passed the upload to another node, which failed after the body was sent, so the file may or may not be stored there; ` +
+            "it was not sent to another node, which could store it a second time under another name",
+          attempts,
+          { status: error.status, code: error.code, node },
+        );
+      }
+      throw error;
     } finally {
       attempt.disarm();
       source.endAttempt();
@@ -416,7 +518,7 @@ export class NanoCdnClient {
     // The bytes as stored, with their true length: a CDN in front may otherwise compress text on the fly.
     if (method !== "DELETE") headers["Accept-Encoding"] = "identity";
     const attempts: NanoCdnAttempt[] = [];
-    for (const node of this.nodes) {
+    for (const node of this.#health.order(this.nodes)) {
       const attempt = attemptSignal(this.#timeoutMs, signal);
       let response: Response;
       try {
@@ -424,10 +526,15 @@ export class NanoCdnClient {
       } catch (error) {
         attempt.disarm();
         if (signal?.aborted) throw signal.reason;
+        this.#health.failed(node);
         attempts.push({ node, message: describeNetworkError(error, this.#timeoutMs) });
         continue;
       }
-      if (!TRY_ANOTHER_NODE.has(response.status)) return { response, node, attempts, attempt };
+      if (!TRY_ANOTHER_NODE.has(response.status)) {
+        this.#health.answered(node);
+        return { response, node, attempts, attempt };
+      }
+      this.#health.failed(node);
       attempts.push({ node, status: response.status, message: (await errorBody(response)).message });
       attempt.disarm();
       if (signal?.aborted) throw signal.reason;

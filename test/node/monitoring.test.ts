@@ -1,0 +1,133 @@
+import { spawnSync } from "node:child_process";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli } from "../helpers/cli.ts";
+import { basic, bcryptLine, PASSWORD, USER, writeHtpasswd } from "../helpers/credentials.ts";
+import { eventually } from "../helpers/eventually.ts";
+import { promtoolCheck, sample } from "../helpers/metrics.ts";
+import { type NodeProcess, startNodeProcess } from "../helpers/node-process.ts";
+import { rawRequest } from "../helpers/raw-http.ts";
+
+const MONITOR = "watcher";
+const MONITOR_PASSWORD = "watching only";
+const full = { Authorization: basic() };
+const monitor = { Authorization: basic(MONITOR, MONITOR_PASSWORD) };
+
+describe("monitoring a node: /metrics, monitor_users, access lines", () => {
+  let node: NodeProcess;
+
+  beforeAll(async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nanocdn-monitoring-"));
+    const htpasswd = join(dir, "htpasswd");
+    await writeHtpasswd(htpasswd, [bcryptLine(USER, PASSWORD), bcryptLine(MONITOR, MONITOR_PASSWORD)]);
+    // Two serving processes: /metrics must add up what both counted.
+    node = await startNodeProcess({
+      dir,
+      config: { htpasswd, workers: 2, monitor_users: [MONITOR], trusted_proxies: ["127.0.0.0/8"] },
+    });
+  });
+
+  afterAll(async () => {
+    await node?.stop();
+  });
+
+  const metrics = async () => {
+    const response = await fetch(`${node.url}/metrics`, { headers: monitor });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("Content-Type")).toMatch(/^text\/plain; version=0\.0\.4/);
+    return response.text();
+  };
+
+  it("counts every request of every serving process, in a format promtool accepts", async () => {
+    const created = await fetch(`${node.url}/upload/pub/counted.txt`, { method: "PUT", body: "twelve bytes", headers: full });
+    expect(created.status).toBe(201);
+    const before = await metrics();
+    const gets = (t: string) => sample(t, 'nanocdn_http_requests_total{method="GET",status="2xx"}') ?? 0;
+    // A new connection each, so that both processes serve some (and most are answered from memory).
+    for (let i = 0; i < 20; i++) expect((await rawRequest(node.url, "GET", "/1/pub/counted.txt")).body).toBe("twelve bytes");
+    const after = await metrics();
+    // The 20 reads, and the first /metrics request (counted once answered).
+    expect(gets(after) - gets(before)).toBe(21);
+    expect(sample(after, "nanocdn_uploads_total")).toBe(1);
+    expect(sample(after, 'nanocdn_http_requests_total{method="PUT",status="2xx"}')).toBe(1);
+    expect(sample(after, "nanocdn_http_sent_bytes_total")! - sample(before, "nanocdn_http_sent_bytes_total")!).toBeGreaterThanOrEqual(20 * 12);
+    expect(sample(after, "nanocdn_http_request_duration_seconds_count")).toBeGreaterThanOrEqual(22);
+    expect(sample(after, "nanocdn_store_free_bytes")).toBeGreaterThan(0);
+    expect(sample(after, "nanocdn_uploads_degraded_total")).toBe(0);
+    expect(sample(after, "nanocdn_uploads_failed_over_total")).toBe(0);
+    expect(sample(after, "process_resident_memory_bytes")).toBeGreaterThan(0);
+    const check = await promtoolCheck(after);
+    expect(check.output).toBe("");
+    expect(check.code).toBe(0);
+  });
+
+  it("lets monitor users read /metrics and /status only, full users too, and nobody anonymous", async () => {
+    expect((await fetch(`${node.url}/metrics`)).status).toBe(401);
+    expect((await fetch(`${node.url}/status`)).status).toBe(401);
+    expect((await fetch(`${node.url}/metrics`, { headers: full })).status).toBe(200);
+    expect((await fetch(`${node.url}/status`, { headers: monitor })).status).toBe(200);
+    const upload = await fetch(`${node.url}/upload/priv/nope.txt`, { method: "PUT", body: "x", headers: monitor });
+    expect(upload.status).toBe(403);
+    expect(await upload.json()).toMatchObject({ error: "forbidden" });
+    const secret = await fetch(`${node.url}/upload/priv/secret.txt`, { method: "PUT", body: "s", headers: full });
+    expect(secret.status).toBe(201);
+    const location = secret.headers.get("Location")!;
+    expect((await fetch(node.url + location, { headers: monitor })).status).toBe(403);
+    expect((await fetch(node.url + location, { method: "DELETE", headers: monitor })).status).toBe(403);
+    expect(await (await fetch(node.url + location, { headers: full })).text()).toBe("s");
+    expect((await fetch(`${node.url}/1/pub/nope.txt`, { method: "DELETE", headers: monitor })).status).toBe(403);
+  });
+
+  it("answers `nanocdn status --user` for a lone node, and refuses a wrong password", async () => {
+    const ok = await runCli(["status", "--config", node.configFile, "--user", MONITOR], { env: { NANOCDN_PASSWORD: MONITOR_PASSWORD } });
+    expect(ok.stdout).toMatch(/^1\s+up\s+\d+\.\d+\.\d+/m);
+    expect(ok.stdout).toMatch(/all 1 nodes up, replication caught up/);
+    expect(ok.code).toBe(0);
+    const wrong = await runCli(["status", "--config", node.configFile, "--user", MONITOR], { env: { NANOCDN_PASSWORD: "wrong" } });
+    expect(wrong.stdout).toMatch(/node 1 did not answer: GET \/status answered 401/);
+    expect(wrong.code).toBe(1);
+  });
+
+  it("logs the client, the forwarded address from a trusted proxy, the user and the user agent", async () => {
+    const headers = { "User-Agent": "access-line-test/1", "X-Forwarded-For": "203.0.113.7, 127.0.0.9" };
+    await rawRequest(node.url, "GET", "/status", { ...headers, ...monitor });
+    await rawRequest(node.url, "GET", "/1/pub/counted.txt", headers);
+    await eventually(async () => {
+      const lines = node
+        .output()
+        .split("\n")
+        .filter((l) => l.includes("access-line-test/1"))
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(lines).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({ path: "/status", status: 200, client: "127.0.0.1", forwarded: "203.0.113.7", user: MONITOR }),
+          expect.objectContaining({ path: "/1/pub/counted.txt", status: 200, client: "127.0.0.1", forwarded: "203.0.113.7" }),
+        ]),
+      );
+    });
+  });
+});
+
+describe("monitoring configuration", () => {
+  it("refuses a start with an entry that is no address or network", async () => {
+    const { code, stderr } = await runCli(["serve", "--trusted-proxies", "10.0.0.0/33,proxy.example", "--monitor-users", "a,b"]);
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/trusted_proxies.*expected an IP address or a network/);
+  });
+});
+
+describe("the README's monitoring examples", () => {
+  it("gives alert rules that promtool accepts", async () => {
+    const readme = await readFile(new URL("../../README.md", import.meta.url), "utf8");
+    const section = readme.slice(readme.indexOf("## Monitoring"));
+    const rules = [...section.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!).find((block) => block.startsWith("groups:"));
+    expect(rules).toBeDefined();
+    const file = join(await mkdtemp(join(tmpdir(), "nanocdn-rules-")), "nanocdn.rules.yml");
+    await writeFile(file, rules!);
+    const result = spawnSync("promtool", ["check", "rules", file], { encoding: "utf8" });
+    expect(result.stdout + result.stderr).toMatch(/SUCCESS: 5 rules found/);
+    expect(result.status).toBe(0);
+  });
+});
