@@ -13,6 +13,10 @@ import bcrypt from "bcryptjs";
 import { stringify } from "smol-toml";
 import { basicAuth, freePort, GiveUp, until } from "./net.ts";
 import { type Memory, nodeMemory, start, type Started, treeCpuSeconds } from "./procs.ts";
+import { type Runtime, runtimeCommand } from "../test/helpers/runtimes.ts";
+
+/** How each runtime names a node's serving processes in /proc (Bun's binary is bun.exe). */
+const SERVING_PROCESS_NAME: Record<Runtime, string> = { node: "node", bun: "bun.exe", deno: "deno" };
 
 export const BIN = resolve(import.meta.dirname, "../bin/nanocdn.mjs");
 
@@ -82,6 +86,8 @@ export interface ClusterSpec {
   config?: Record<string, unknown>;
   /** Extra arguments for `node` itself, per node id, e.g. --cpu-prof (see profile.ts). */
   nodeArgs?: (id: string) => string[];
+  /** Node (default), Bun or Deno. */
+  runtime?: Runtime;
 }
 
 /** The environment minus NANOCDN_* variables: only the config file decides. */
@@ -130,7 +136,7 @@ export async function startCluster(spec: ClusterSpec): Promise<BenchCluster> {
     }),
   });
 
-  const nodes = ids.map((id) => makeNode(id, join(dir, `node${id}`), dataOf(id), ports.get(id)!, configOf, spec.nodeArgs?.(id) ?? []));
+  const nodes = ids.map((id) => makeNode(id, join(dir, `node${id}`), dataOf(id), ports.get(id)!, configOf, spec.nodeArgs?.(id) ?? [], spec.runtime));
   const cluster: BenchCluster = {
     name: spec.name,
     dir,
@@ -163,6 +169,7 @@ function makeNode(
   port: number,
   configOf: (id: string, withWorkers: boolean) => Record<string, unknown>,
   nodeArgs: string[],
+  runtime?: Runtime,
 ): BenchNode {
   const url = `http://127.0.0.1:${port}`;
   const logFile = join(dir, "node.log");
@@ -175,7 +182,8 @@ function makeNode(
     const before = existsSync(logFile) ? statSync(logFile).size : 0;
     const fd = openSync(logFile, "a");
     try {
-      proc = start(`nanocdn node ${id}`, process.execPath, [...nodeArgs, BIN, "serve", "--config", configFile], {
+      const [command, leading] = runtimeCommand(runtime);
+      proc = start(`nanocdn node ${id}`, command, [...nodeArgs, ...leading, "serve", "--config", configFile], {
         cwd: dir,
         env: cleanEnv(),
         stdio: ["ignore", fd, fd],
@@ -231,7 +239,7 @@ function makeNode(
     async stop() {
       await proc?.stop(15_000);
     },
-    memory: () => nodeMemory(proc?.pid ?? -1),
+    memory: () => nodeMemory(proc?.pid ?? -1, SERVING_PROCESS_NAME[runtime ?? "node"]),
     cpuSeconds: () => (proc ? treeCpuSeconds(proc.pid) : 0),
   };
 }
