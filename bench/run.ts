@@ -155,7 +155,7 @@ async function main(): Promise<number> {
   };
 
   await phase("read", () =>
-    withCluster({ name: "read", size: 2, replicate: true }, async (cluster) => {
+    withCluster({ name: "read", size: 2, replicate: true, config: { sync_copies: 1 } }, async (cluster) => {
       const n1 = cluster.node("1");
       const a = await upload(n1, "pub/bench/4k.bin", small, auth);
       const b = await upload(n1, "pub/bench/100k.bin", large, auth);
@@ -212,7 +212,7 @@ async function main(): Promise<number> {
       nginxPut = put.g;
       if (put.n.memoryMax) memorySamples.put.push(put.n.memoryMax);
       if (put.g.memoryMax) memorySamples.nginxPut.push(put.g.memoryMax);
-      rows.push(throughputRow("put-fsync", "PUT 4 KiB new names, fsync = true", put.n, put.g, { latency: "p99" }));
+      rows.push(throughputRow("put-fsync", "PUT 4 KiB new names, fsync = true, sync_copies = 1", put.n, put.g, { latency: "p99" }));
     }),
   );
 
@@ -251,7 +251,7 @@ async function main(): Promise<number> {
 
   await phase("put", async () => {
     const prefix = `bench-put-${Date.now()}`;
-    await withCluster({ name: "put-nofsync", size: 2, replicate: true, config: { fsync: false } }, async (cluster) => {
+    await withCluster({ name: "put-nofsync", size: 2, replicate: true, config: { fsync: false, sync_copies: 1 } }, async (cluster) => {
       const n1 = cluster.node("1");
       nanoPutNoFsync = await measure(settings, { url: n1.url, ...putScript(`/upload/pub/${prefix}`), ...nodeTarget(n1) });
       progress("PUT 4 KiB fsync off", "nanocdn", nanoPutNoFsync);
@@ -263,10 +263,23 @@ async function main(): Promise<number> {
         await checkPut(join(nginx.www, "dav", prefix), nginxPut);
       }
       rows.push(
-        throughputRow("put-nofsync", "PUT 4 KiB new names, fsync = false", nanoPutNoFsync, nginxPut, {
+        throughputRow("put-nofsync", "PUT 4 KiB new names, fsync = false, sync_copies = 1", nanoPutNoFsync, nginxPut, {
           latency: "p99",
           minRatio: TARGETS.putNoFsyncRatio,
           nginxText: `same nginx run as the fsync = true row`,
+        }),
+      );
+    });
+    // The default in a cluster: each 201 waits until the peer's disk holds the file too.
+    await withCluster({ name: "put-sync", size: 2, replicate: true, config: { sync_copies: 2 } }, async (cluster) => {
+      const n1 = cluster.node("1");
+      const synced = await measure(settings, { url: n1.url, ...putScript(`/upload/pub/${prefix}-sync`), ...nodeTarget(n1) });
+      progress("PUT 4 KiB fsync on, sync_copies 2", "nanocdn", synced);
+      await checkPut(join(n1.data, "files", "1", "pub", `${prefix}-sync`), synced);
+      rows.push(
+        throughputRow("put-sync2", "PUT 4 KiB new names, fsync = true, sync_copies = 2 (the default with peers)", synced, nginxPut, {
+          latency: "p50+p99",
+          nginxText: "same nginx run as above (one copy)",
         }),
       );
     });

@@ -56,7 +56,7 @@ export interface AppOptions {
    * Resolves once the change is known everywhere in this node (the answer
    * waits for it); for a new file, with how many nodes' disks hold it.
    */
-  onChange?(change: Change): void | Promise<number | undefined | void>;
+  onChange?(change: Change): Promise<number | undefined> | undefined;
   /** Operator facts for GET /status (replication backlog, peer health, …). */
   status?(): Promise<NodeFacts>;
   metrics?: Metrics;
@@ -79,7 +79,7 @@ export interface Settings {
   localHealthy(): boolean;
   ownFilesComplete(): boolean;
   check(): Promise<void>;
-  onChange(change: Change): void | Promise<number | undefined | void>;
+  onChange(change: Change): Promise<number | undefined> | undefined;
   status(): Promise<NodeFacts>;
   metrics: Metrics;
   monitorUsers: ReadonlySet<string>;
@@ -133,7 +133,7 @@ export function settingsOf(options: AppOptions): Settings {
     localHealthy: options.localHealthy ?? (() => true),
     ownFilesComplete: options.ownFilesComplete ?? (() => true),
     check: options.check ?? (() => options.store.probe()),
-    onChange: options.onChange ?? (() => {}),
+    onChange: options.onChange ?? (() => undefined),
     status: options.status ?? (async () => ({})),
     metrics: options.metrics ?? noMetrics,
     monitorUsers: new Set(options.monitorUsers ?? []),
@@ -198,9 +198,7 @@ export function createApp(options: AppOptions): Hono<Env> {
       case "upload":
         return uploadHandler(settings, context, principal, parsed);
       case "file":
-        return request.method === "DELETE"
-          ? deleteHandler(settings, context, principal, parsed.file)
-          : readHandler(settings, context, principal, parsed.file);
+        return request.method === "DELETE" ? deleteHandler(settings, context, principal, parsed.file) : readHandler(settings, context, principal, parsed.file);
     }
   });
 

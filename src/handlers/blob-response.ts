@@ -37,10 +37,7 @@ export function isNotModified(ifNoneMatch: string | undefined, ifModifiedSince: 
   // The request's Cache-Control is left out on purpose: `no-cache` there is
   // addressed to caches (and fetch() adds it to every conditional request),
   // while an origin server answers the conditional as asked, as nginx does.
-  return fresh(
-    { "if-none-match": ifNoneMatch, "if-modified-since": ifModifiedSince },
-    { etag: meta.etag, "last-modified": httpDate(meta.lastModified) },
-  );
+  return fresh({ "if-none-match": ifNoneMatch, "if-modified-since": ifModifiedSince }, { etag: meta.etag, "last-modified": httpDate(meta.lastModified) });
 }
 
 /** If-Range names the representation the client holds a part of; a mismatch means "send it all". */
@@ -102,12 +99,7 @@ export interface BlobResponseOptions {
  * conditional request and 206 for a single range. Undefined when the store
  * does not hold the key. HEAD never opens the file.
  */
-export async function blobResponse(
-  request: Request,
-  store: BlobStore,
-  key: string,
-  options: BlobResponseOptions,
-): Promise<Response | undefined> {
+export async function blobResponse(request: Request, store: BlobStore, key: string, options: BlobResponseOptions): Promise<Response | undefined> {
   const handle = request.method === "HEAD" ? undefined : await store.open(key);
   const meta = handle?.meta ?? (request.method === "HEAD" ? await store.head(key) : undefined);
   if (!meta) return undefined;

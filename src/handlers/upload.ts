@@ -1,3 +1,4 @@
+import type { BlobMeta } from "../storage/blob-store.ts";
 import { jsonResponse } from "./json.ts";
 import { ConflictError, PayloadTooLargeError, StoreUnavailableError } from "../storage/errors.ts";
 import type { RequestContext, Settings } from "./app.ts";
@@ -46,7 +47,7 @@ export async function uploadHandler(
   const key = `${settings.nodeId}/${namespace}/${path}`;
   const location = urlPathOf(file);
   if (await settings.store.head(key)) throw new ConflictError(`${location} already exists`);
-  let meta;
+  let meta: BlobMeta;
   try {
     meta = await settings.store.create(key, request.body ?? new ReadableStream({ start: (c) => c.close() }), {
       length,

@@ -24,8 +24,7 @@ export class MemoryStore implements BlobStore {
     if (!entry) return undefined;
     return {
       meta: entry.meta,
-      body: async (range?: ByteRange) =>
-        range ? entry.bytes.subarray(range.offset, range.offset + range.length) : entry.bytes,
+      body: async (range?: ByteRange) => (range ? entry.bytes.subarray(range.offset, range.offset + range.length) : entry.bytes),
       close: async () => {},
     };
   }

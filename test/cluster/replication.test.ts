@@ -50,10 +50,14 @@ describe("replication with rsync", () => {
     const started = Date.now();
     const location = await upload(c, "1", "pub/tickets/2026/t-1.pdf", "%PDF ticket");
     const path = location.slice("/1/".length);
-    await eventually(async () => {
-      expect(await replicaOf(c, "2", "1")).toContain(path);
-      expect(await replicaOf(c, "3", "1")).toContain(path);
-    }, 5000, 10);
+    await eventually(
+      async () => {
+        expect(await replicaOf(c, "2", "1")).toContain(path);
+        expect(await replicaOf(c, "3", "1")).toContain(path);
+      },
+      5000,
+      10,
+    );
     expect(Date.now() - started).toBeLessThan(1000);
     expect(await readFile(join(c.data("3"), "files", location.slice(1)), "utf8")).toBe("%PDF ticket");
     // Same bytes, same mtime: every copy answers with the owner's ETag.
@@ -86,18 +90,15 @@ describe("replication with rsync", () => {
   });
 
   it("catches a node up after it was down: exactly the owner's set", async () => {
-    cluster = await startCluster({ size: 3, replicate: true });
+    // Hundreds of uploads: answered at once, the catch-up is what is tested here.
+    cluster = await startCluster({ size: 3, replicate: true, config: { sync_copies: 1 } });
     const c = cluster;
     const early = await upload(c, "1", "pub/early.txt", "before the outage");
     await eventually(async () => expect(await replicaOf(c, "3", "1")).toContain(early.slice(3)));
     await c.stop("3");
     const locations: string[] = [];
     for (let batch = 0; batch < 10; batch++) {
-      locations.push(
-        ...(await Promise.all(
-          Array.from({ length: 50 }, (_, i) => upload(c, "1", `pub/bulk/${batch}/f${i}.txt`, `file ${batch}-${i}`)),
-        )),
-      );
+      locations.push(...(await Promise.all(Array.from({ length: 50 }, (_, i) => upload(c, "1", `pub/bulk/${batch}/f${i}.txt`, `file ${batch}-${i}`)))));
     }
     for (const location of [early, ...locations.slice(0, 40)]) {
       expect((await fetch(c.url("1") + location, { method: "DELETE", headers: auth })).status).toBe(204);

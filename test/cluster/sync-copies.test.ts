@@ -57,7 +57,7 @@ describe("synchronous copies", () => {
     await eventually(async () => expect((await status(c, "1")).peers[0].up).toBe(false));
     const alone = await put(c, "1", "pub/alone.txt", "on one disk");
     expect(alone.copies).toBe("1");
-    expect((await fetch(c.url("1") + alone.location).then((r) => r.text()))).toBe("on one disk");
+    expect(await fetch(c.url("1") + alone.location).then((r) => r.text())).toBe("on one disk");
     expect((await status(c, "1")).uploadsShortOfCopies).toBe(1);
   });
 

@@ -126,6 +126,8 @@ export function describeHttpApi(runtime: string, getTarget: () => ApiTarget): vo
         expect(location).toBe(`/${t().nodeId}/pub/${name}`);
         const etag = created.headers.get("ETag");
         expect(etag).toMatch(/^"[^"]+"$/);
+        // One node, one disk.
+        expect(created.headers.get("X-Nanocdn-Copies")).toBe("1");
         expect(await created.json()).toMatchObject({ name: location, size: 11 });
 
         const read = await fetch(t().url + location, { headers: asStored });

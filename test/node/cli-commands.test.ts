@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtemp, readFile, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,14 +7,14 @@ import { describe, expect, it } from "vitest";
 import { CONFIG_KEYS } from "../../src/adapters/node/cli/config.ts";
 import { runCli } from "../helpers/cli.ts";
 import { basic } from "../helpers/credentials.ts";
-import { startNodeProcess } from "../helpers/node-process.ts";
+import { BIN, startNodeProcess } from "../helpers/node-process.ts";
 
 const run = promisify(execFile);
 const tempDir = () => mkdtemp(join(tmpdir(), "nanocdn-cmd-"));
 
 describe("nanocdn help", () => {
   it("lists the commands, and every option of a command with its default and meaning", async () => {
-    for (const flag of ["--help", "-h", "help"]) {
+    for (const flag of ["--help", "-h"]) {
       const help = await runCli([flag]);
       expect(help.code).toBe(0);
       expect(help.stdout).toMatch(/^ {2}serve +run a node$/m);
@@ -28,7 +28,7 @@ describe("nanocdn help", () => {
     const cluster = await runCli(["help", "cluster"]);
     expect(cluster.stdout).toMatch(/--nodes N +how many nodes, 2 to 9 \(default: 3\)/);
     for (const flag of ["-v", "--version"]) expect((await runCli([flag])).stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
-  });
+  }, 90_000);
 
   it("answers an unknown command or option with the usage and the closest name", async () => {
     const command = await runCli(["serv"]);
@@ -78,7 +78,29 @@ describe("nanocdn user", () => {
     } finally {
       await node.stop();
     }
-  });
+  }, 120_000);
+
+  it("asks for the password twice on a terminal, without echoing it", async () => {
+    const file = join(await tempDir(), "htpasswd");
+    // `script` gives the command a terminal; each answer is typed once its prompt shows.
+    const child = spawn("script", ["-qc", `${process.execPath} ${BIN} user add carol --htpasswd ${file}`, "/dev/null"], { stdio: ["pipe", "pipe", "inherit"] });
+    let screen = "";
+    const typed = new Set<string>();
+    child.stdout.on("data", (chunk) => {
+      screen += chunk;
+      for (const prompt of ["Password for carol: ", "Again: "]) {
+        if (screen.includes(prompt) && !typed.has(prompt)) {
+          typed.add(prompt);
+          child.stdin.write("typed secret\r");
+        }
+      }
+    });
+    const code = await new Promise((resolve) => child.on("exit", resolve));
+    expect(code).toBe(0);
+    expect(screen).toContain(`added 'carol' in ${file}`);
+    expect(screen).not.toContain("typed secret");
+    await run("htpasswd", ["-vb", file, "carol", "typed secret"]);
+  }, 60_000);
 
   it("refuses a bad name or an empty password, changing nothing", async () => {
     const dir = await tempDir();

@@ -43,8 +43,22 @@ describe("a configuration checked before anything is written", () => {
     await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
     const { port } = taken.address() as AddressInfo;
     try {
-      const args = ["--data", "not-a-folder", "--htpasswd", "users", "--listen", `127.0.0.1:${port}`, "--peers", "2=http://127.0.0.1:9", "--cluster-secret-file", "secret"];
-      for (const [command, code] of [["serve", 2], ["check-config", 1]] as const) {
+      const args = [
+        "--data",
+        "not-a-folder",
+        "--htpasswd",
+        "users",
+        "--listen",
+        `127.0.0.1:${port}`,
+        "--peers",
+        "2=http://127.0.0.1:9",
+        "--cluster-secret-file",
+        "secret",
+      ];
+      for (const [command, code] of [
+        ["serve", 2],
+        ["check-config", 1],
+      ] as const) {
         const result = await runCli([command, ...args], { cwd: dir, env: { NANOCDN_WORKERS: "2" } });
         expect(result.code).toBe(code);
         expect(lineAbout(result.stderr, "data")).toContain(`(from --data): ${join(dir, "not-a-folder")} is a file, not a folder; point data at a folder`);

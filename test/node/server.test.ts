@@ -131,9 +131,7 @@ describe("Node server", () => {
           .filter((l) => l.msg === "request");
       await eventually(async () => expect(requestLines().map((l) => l.path)).toContain("/3/priv/log.txt"));
       const requests = requestLines();
-      expect(requests).toContainEqual(
-        expect.objectContaining({ method: "PUT", path: "/upload/priv/log.txt", status: 201, node: "3", level: "info" }),
-      );
+      expect(requests).toContainEqual(expect.objectContaining({ method: "PUT", path: "/upload/priv/log.txt", status: 201, node: "3", level: "info" }));
       expect(requests).toContainEqual(expect.objectContaining({ method: "PUT", path: "/upload/priv/log2.txt", status: 401 }));
       const read = requests.find((l) => l.method === "GET" && l.path === "/3/priv/log.txt");
       expect(read).toMatchObject({ status: 200, bytes: 5 });
@@ -159,7 +157,11 @@ describe("Node server", () => {
         expect((await put(`${password}x`)).status).toBe(401);
         expect((await put(password)).status).toBe(201);
       }
-      const plain = await fetch(`${node.url}/upload/priv/mallory.txt`, { method: "PUT", body: "m", headers: { Authorization: basic("mallory", "not-supported") } });
+      const plain = await fetch(`${node.url}/upload/priv/mallory.txt`, {
+        method: "PUT",
+        body: "m",
+        headers: { Authorization: basic("mallory", "not-supported") },
+      });
       expect(plain.status).toBe(401);
     } finally {
       await node.stop();
@@ -322,11 +324,7 @@ describe("Node server", () => {
   it("keeps the temp folder empty after many uploads", async () => {
     const node = await startNodeProcess();
     try {
-      await Promise.all(
-        Array.from({ length: 30 }, (_, i) =>
-          fetch(`${node.url}/upload/pub/many/${i}.txt`, { method: "PUT", body: `n${i}`, headers: auth }),
-        ),
-      );
+      await Promise.all(Array.from({ length: 30 }, (_, i) => fetch(`${node.url}/upload/pub/many/${i}.txt`, { method: "PUT", body: `n${i}`, headers: auth })));
       expect(await readdir(join(node.data, "tmp"))).toEqual([]);
       expect(await listFiles(join(node.data, "files", "1", "pub", "many"))).toHaveLength(30);
     } finally {

@@ -1,11 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { BlobStore } from "../../src/storage/blob-store.ts";
-import {
-  ConflictError,
-  IncompleteBodyError,
-  InvalidPathError,
-  PayloadTooLargeError,
-} from "../../src/storage/errors.ts";
+import { ConflictError, IncompleteBodyError, InvalidPathError, PayloadTooLargeError } from "../../src/storage/errors.ts";
 
 export interface StoreFixture {
   store: BlobStore;
@@ -152,29 +147,21 @@ export function describeBlobStore(name: string, setup: () => Promise<StoreFixtur
     });
 
     it("refuses a body over the size limit and stores nothing", async () => {
-      await expect(
-        store.create("1/pub/large.bin", streamOf("x".repeat(100), "y".repeat(100)), { maxBytes: 150 }),
-      ).rejects.toBeInstanceOf(PayloadTooLargeError);
-      await expect(
-        store.create("1/pub/large2.bin", streamOf("x"), { maxBytes: 10, length: 11 }),
-      ).rejects.toBeInstanceOf(PayloadTooLargeError);
+      await expect(store.create("1/pub/large.bin", streamOf("x".repeat(100), "y".repeat(100)), { maxBytes: 150 })).rejects.toBeInstanceOf(PayloadTooLargeError);
+      await expect(store.create("1/pub/large2.bin", streamOf("x"), { maxBytes: 10, length: 11 })).rejects.toBeInstanceOf(PayloadTooLargeError);
       expect(await store.head("1/pub/large.bin")).toBeUndefined();
       expect(await store.head("1/pub/large2.bin")).toBeUndefined();
       await expectNothingLeft();
     });
 
     it("stores nothing from a body shorter than its declared length", async () => {
-      await expect(store.create("1/pub/short.txt", streamOf("abc"), { length: 10 })).rejects.toBeInstanceOf(
-        IncompleteBodyError,
-      );
+      await expect(store.create("1/pub/short.txt", streamOf("abc"), { length: 10 })).rejects.toBeInstanceOf(IncompleteBodyError);
       expect(await store.head("1/pub/short.txt")).toBeUndefined();
       await expectNothingLeft();
     });
 
     it("stores nothing from an aborted upload", async () => {
-      await expect(store.create("1/pub/aborted.txt", abortedStream("partial"))).rejects.toBeInstanceOf(
-        IncompleteBodyError,
-      );
+      await expect(store.create("1/pub/aborted.txt", abortedStream("partial"))).rejects.toBeInstanceOf(IncompleteBodyError);
       expect(await store.head("1/pub/aborted.txt")).toBeUndefined();
       await expectNothingLeft();
     });

@@ -154,16 +154,36 @@ describe("Replicator (rsync runner injected)", () => {
     expect(runsOf("3")).toEqual([expect.objectContaining({ full: true })]);
     expect(replicator.status().find((s) => s.peer === "3")).toMatchObject({ needsFullPass: false });
   });
+  it("with syncCopies answers an upload once a peer's push succeeded, without waiting for the batch window", async () => {
+    start({ syncCopies: 2, syncWaitMs: 5000, batchMs: 100 });
+    await vi.advanceTimersByTimeAsync(10);
+    rsync.runs.length = 0;
+    let copies: number | undefined;
+    void replicator.changed({ kind: "created", key: "1/pub/a.txt" }).then((n) => (copies = n));
+    await vi.advanceTimersByTimeAsync(1);
+    expect(rsync.runs.map((r) => r.peer).sort()).toEqual(["2", "3"]);
+    expect(copies).toBe(2);
+  });
+
+  it("with syncCopies answers with the copies there are when the pushes fail or no peer is up", async () => {
+    start({ syncCopies: 3, syncWaitMs: 5000 });
+    await vi.advanceTimersByTimeAsync(10);
+    rsync.answer(() => ({ ok: false, code: 10, message: "connection refused" }));
+    let copies: number | undefined;
+    void replicator.changed({ kind: "created", key: "1/pub/a.txt" }).then((n) => (copies = n));
+    await vi.advanceTimersByTimeAsync(1);
+    expect(copies).toBe(1);
+    up.clear();
+    expect(await replicator.changed({ kind: "created", key: "1/pub/b.txt" })).toBe(1);
+    expect(replicator.shortOfCopies).toBe(2);
+  });
 
   it("ends a push to a peer that is marked down, and starts the catch-up pass at once when it is back", async () => {
     start({ targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
     await vi.advanceTimersByTimeAsync(10);
     rsync.runs.length = 0;
     // A dead connection: the run ends only when it is told to.
-    rsync.answer(
-      ({ signal }) =>
-        new Promise((resolve) => signal!.addEventListener("abort", () => resolve({ ok: false, code: null, message: "ended" }))),
-    );
+    rsync.answer(({ signal }) => new Promise((resolve) => signal!.addEventListener("abort", () => resolve({ ok: false, code: null, message: "ended" }))));
     replicator.changed({ kind: "created", key: "1/pub/a.txt" });
     await vi.advanceTimersByTimeAsync(100);
     expect(rsync.runs).toHaveLength(1);

@@ -41,7 +41,9 @@ async function checkData(config: Config): Promise<string[]> {
   }
   if (found !== "folder") return [about(config, "data", `${path} is not a folder, so ${config.data} cannot be made; point data elsewhere`)];
   if (path !== config.data) {
-    return (await writable(path)) ? [] : [about(config, "data", `${config.data} does not exist and ${path} is not writable by ${user}; create it, owned by that user`)];
+    return (await writable(path))
+      ? []
+      : [about(config, "data", `${config.data} does not exist and ${path} is not writable by ${user}; create it, owned by that user`)];
   }
   const problems: string[] = [];
   for (const inside of ["", "files", join("files", config.node), "tmp"]) {
@@ -62,7 +64,9 @@ async function checkUsers(config: Config): Promise<string[]> {
   const found = await kind(file);
   if (found === "missing") {
     // Unset, it is made with a first user at the first start.
-    return config.htpasswdIsDefault ? [] : [about(config, "htpasswd", `${file} does not exist; create it with \`nanocdn user add NAME --htpasswd ${file}\` or fix the path`)];
+    return config.htpasswdIsDefault
+      ? []
+      : [about(config, "htpasswd", `${file} does not exist; create it with \`nanocdn user add NAME --htpasswd ${file}\` or fix the path`)];
   }
   if (found !== "file") return [about(config, "htpasswd", `${file} is a ${found}, not a file; point htpasswd at an htpasswd file`)];
   let text: string;
@@ -73,7 +77,13 @@ async function checkUsers(config: Config): Promise<string[]> {
   }
   const credentials = new HtpasswdCredentials(text);
   if (credentials.users.length === 0 && credentials.problems.length > 0) {
-    return [about(config, "htpasswd", `${file} holds no usable user (${credentials.problems.join("; ")}); write user:hash lines, e.g. with \`nanocdn user add NAME\``)];
+    return [
+      about(
+        config,
+        "htpasswd",
+        `${file} holds no usable user (${credentials.problems.join("; ")}); write user:hash lines, e.g. with \`nanocdn user add NAME\``,
+      ),
+    ];
   }
   return [];
 }
@@ -89,7 +99,11 @@ async function checkSecret(config: Config): Promise<string[]> {
   }
   if (secret.length >= MIN_SECRET_LENGTH) return [];
   return [
-    about(config, "cluster_secret_file", `the secret in ${file} has ${secret.length} characters, fewer than ${MIN_SECRET_LENGTH}; write a longer one (e.g. \`openssl rand -hex 32\`) on every node`),
+    about(
+      config,
+      "cluster_secret_file",
+      `the secret in ${file} has ${secret.length} characters, fewer than ${MIN_SECRET_LENGTH}; write a longer one (e.g. \`openssl rand -hex 32\`) on every node`,
+    ),
   ];
 }
 
@@ -110,7 +124,13 @@ async function checkTls(config: Config): Promise<string[]> {
     try {
       createSecureContext({ cert, key });
     } catch (error) {
-      problems.push(about(config, "tls_cert", `${config.tls_cert} with ${config.tls_key} is not a usable certificate and key (${(error as Error).message}); check both are PEM and belong together`));
+      problems.push(
+        about(
+          config,
+          "tls_cert",
+          `${config.tls_cert} with ${config.tls_key} is not a usable certificate and key (${(error as Error).message}); check both are PEM and belong together`,
+        ),
+      );
     }
   }
   if (ca) {

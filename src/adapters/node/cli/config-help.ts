@@ -28,13 +28,16 @@ export const CONFIG_HELP: Record<ConfigKey, KeyHelp> = {
   tls_key: { meaning: "PEM private key for tls_cert", unset: "none", value: "FILE" },
   sync_copies: {
     meaning: "nodes (this one included) whose disks hold an upload before its 201; 1 answers at once and replicates afterwards",
-    unset: "2 with peers, 1 without",
+    unset: "2 with peers to replicate to (rsync), 1 without",
     value: "N",
   },
   scrub_interval: { meaning: "seconds between background re-hashes of every file, repairing bad copies from the peers; 0 is off", value: "SECONDS" },
   fsync: { meaning: "fsync every file and its folder before answering 201", value: "BOOL" },
   min_free_bytes: { meaning: "/check/ fails below this much free disk space", value: "BYTES" },
-  min_free_percent: { meaning: "the disk's reserve is the larger of min_free_bytes and this percentage of its size: /check/ fails and uploads go to peers below it", value: "PERCENT" },
+  min_free_percent: {
+    meaning: "the disk's reserve is the larger of min_free_bytes and this percentage of its size: /check/ fails and uploads go to peers below it",
+    value: "PERCENT",
+  },
   access_log: { meaning: "one JSON line per request", value: "BOOL" },
   log_level: { meaning: "debug, info, warn, error or silent", value: "LEVEL" },
   workers: { meaning: '"auto" (one per core) or a number of serving processes', value: "N" },

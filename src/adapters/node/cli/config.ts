@@ -131,7 +131,7 @@ export const configSchema = z
     peer_connect_timeout_ms: int(1).default(1000),
     /** How long a peer may take to start answering a request. */
     peer_timeout_ms: int(1).default(5000),
-    /** Nodes whose disks hold an upload before its 201; default 2 with peers, 1 without. */
+    /** Nodes whose disks hold an upload before its 201; default 2 with peers to replicate to, 1 without. */
     sync_copies: int(1).optional(),
     /** Seconds between background re-hashes of every file this node holds; 0 is off. */
     scrub_interval: int(0).default(7 * 24 * 3600),
@@ -170,8 +170,9 @@ export const configSchema = z
       }
       seen.add(p.id);
     });
-    if (config.sync_copies !== undefined && config.sync_copies > config.peers.length + 1) {
-      ctx.addIssue({ code: "custom", path: ["sync_copies"], message: `must be at most the number of nodes (${config.peers.length + 1})` });
+    const replicas = config.peers.filter((p) => p.rsync !== undefined).length;
+    if (config.sync_copies !== undefined && config.sync_copies > replicas + 1) {
+      ctx.addIssue({ code: "custom", path: ["sync_copies"], message: `must be at most 1 + the peers with an rsync destination (${replicas + 1})` });
     }
     if (config.peers.length > 0 && config.cluster_secret_file === undefined) {
       ctx.addIssue({ code: "custom", path: ["cluster_secret_file"], message: "required when peers are configured" });
@@ -282,7 +283,7 @@ export async function loadConfig({ file, env = process.env, flags = {}, cwd = pr
     htpasswd: config.htpasswd === undefined ? resolve(data, "htpasswd") : absolute(config.htpasswd),
     htpasswdIsDefault: config.htpasswd === undefined,
     origin,
-    sync_copies: config.sync_copies ?? (config.peers.length > 0 ? 2 : 1),
+    sync_copies: config.sync_copies ?? (config.peers.some((p) => p.rsync !== undefined) ? 2 : 1),
     tls_cert: config.tls_cert && absolute(config.tls_cert),
     tls_key: config.tls_key && absolute(config.tls_key),
     cluster_secret_file: config.cluster_secret_file && absolute(config.cluster_secret_file),

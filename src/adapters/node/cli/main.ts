@@ -52,8 +52,15 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(overview(members));
         return 0;
       }
-      const close = second === undefined ? undefined : suggest(second, members.map((c) => c.name.split(" ")[1]!));
-      const wrong = second === undefined ? `'${first}' needs a command` : `unknown command '${first} ${second}'${close ? `; did you mean '${first} ${close}'?` : ""}`;
+      const close =
+        second === undefined
+          ? undefined
+          : suggest(
+              second,
+              members.map((c) => c.name.split(" ")[1]!),
+            );
+      const wrong =
+        second === undefined ? `'${first}' needs a command` : `unknown command '${first} ${second}'${close ? `; did you mean '${first} ${close}'?` : ""}`;
       process.stderr.write(`nanocdn: ${wrong}\n\n${overview(members)}`);
       return 2;
     }

@@ -1,9 +1,9 @@
 import cluster from "node:cluster";
 import type { Command } from "./command.ts";
 import { checkConfig } from "./config-check.ts";
-import { loadConfig } from "./config.ts";
-import { createLogger } from "../process/logger.ts";
-import { startNode } from "../process/start-node.ts";
+import { CONFIG_KEYS, type Config, type ConfigSources, loadConfig } from "./config.ts";
+import { type NodeLogger, createLogger } from "../process/logger.ts";
+import { type RunningNode, startNode } from "../process/start-node.ts";
 import { notifySystemd } from "../process/systemd-notify.ts";
 
 export const CONFIG_OPTION = {
@@ -12,19 +12,57 @@ export const CONFIG_OPTION = {
   meaning: "the TOML configuration file; NANOCDN_CONFIG in the environment names one too",
 } as const;
 
+/**
+ * SIGHUP: the configuration is read again for what a running node can take
+ * (log_level; the users and TLS files are read again in any case); other
+ * changed keys wait for a restart, and the log says which.
+ */
+async function reload(sources: ConfigSources, running: Config, node: RunningNode, log: NodeLogger): Promise<void> {
+  let level = running.log_level;
+  try {
+    const config = await loadConfig(sources);
+    level = config.log_level;
+    const waiting = CONFIG_KEYS.filter((key) => key !== "log_level" && JSON.stringify(config[key]) !== JSON.stringify(running[key]));
+    if (waiting.length > 0) log.warn({ keys: waiting }, "these changed keys take effect at the next restart");
+  } catch (error) {
+    log.error({ err: error }, "the configuration has errors; keeping the log level");
+  }
+  log.level = level;
+  await node.reload(level);
+}
+
 export const serveCommand: Command = {
   name: "serve",
   summary: "run a node",
   options: { config: CONFIG_OPTION },
   configFlags: true,
-  details: "Signals: SIGTERM or SIGINT stop gracefully (shutdown_grace); SIGHUP runs a full replication pass.",
+  details:
+    "Signals: SIGTERM or SIGINT stop gracefully (shutdown_grace). SIGHUP reads the htpasswd file, log_level and\n" +
+    "the TLS files again and runs a full replication pass (systemctl reload); other keys need a restart.",
   async run({ options, configFlags }) {
-    const config = await loadConfig({ file: (options.config as string | undefined) ?? process.env.NANOCDN_CONFIG, flags: configFlags });
+    const sources = { file: (options.config as string | undefined) ?? process.env.NANOCDN_CONFIG, flags: configFlags };
+    const config = await loadConfig(sources);
     // Serving processes run this command too, once the primary has checked.
     if (cluster.isPrimary) await checkConfig(config);
     const log = createLogger(config.log_level);
-    const node = await startNode(config, log);
+    // A reload asked for while the node starts (systemd may ask as soon as it
+    // sees the process) waits for the start instead of ending the process.
+    let node: RunningNode | undefined;
+    let reloadAsked = false;
+    const onHup = () => {
+      if (!node) {
+        reloadAsked = true;
+        return;
+      }
+      log.info({ signal: "SIGHUP" }, "reloading: users, log level, TLS files; full replication pass");
+      node.fullPass();
+      void reload(sources, config, node, log);
+    };
+    process.on("SIGHUP", onHup);
+    node = await startNode(config, log);
     if (cluster.isPrimary) await notifySystemd("ready", log);
+    if (reloadAsked) onHup();
+    const running = node;
     let stopping = false;
     const stop = async (signal: string) => {
       if (stopping) {
@@ -36,7 +74,7 @@ export const serveCommand: Command = {
       stopping = true;
       log.info({ signal }, "shutting down: finishing requests in flight");
       if (cluster.isPrimary) void notifySystemd("stopping", log);
-      await node.close();
+      await running.close();
       log.info({}, "stopped");
       log.flush(() => process.exit(0));
     };
@@ -46,10 +84,6 @@ export const serveCommand: Command = {
         log.flush(() => process.exit(1));
       });
     process.on("SIGTERM", stopOn("SIGTERM"));
-    process.on("SIGHUP", () => {
-      log.info({ signal: "SIGHUP" }, "full replication pass requested");
-      node.fullPass();
-    });
     process.on("SIGINT", stopOn("SIGINT"));
     return 0;
   },

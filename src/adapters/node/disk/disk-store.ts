@@ -6,12 +6,7 @@ import { dirname, join, relative } from "node:path";
 import type { BlobHandle, BlobMeta, BlobStore, ByteRange, CreateOptions } from "../../../storage/blob-store.ts";
 import { limitBody } from "../../../storage/body-limit.ts";
 import { contentEtag } from "../../../storage/digest.ts";
-import {
-  ConflictError,
-  InsufficientStorageError,
-  NanoCdnError,
-  StoreUnavailableError,
-} from "../../../storage/errors.ts";
+import { ConflictError, InsufficientStorageError, NanoCdnError, StoreUnavailableError } from "../../../storage/errors.ts";
 import { checkKey } from "../../../storage/key.ts";
 import { encodeSidecar, readSidecar, type Sidecar, sidecarSegments } from "./sidecar.ts";
 
@@ -265,8 +260,7 @@ export class DiskStore implements BlobStore {
     }
     return {
       meta: metaOf(stats, sidecar),
-      body: async (range?: ByteRange) =>
-        fileStream(handle, range?.offset ?? 0, range ? range.offset + range.length : Number(stats.size)),
+      body: async (range?: ByteRange) => fileStream(handle, range?.offset ?? 0, range ? range.offset + range.length : Number(stats.size)),
       close: () => handle.close(),
     };
   }

@@ -1,8 +1,10 @@
+import { execFile } from "node:child_process";
 import { createHash, randomUUID } from "node:crypto";
 import { createReadStream, type Dirent } from "node:fs";
 import { link, lstat, mkdir, open, readdir, rename, unlink, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
 import type { Logger } from "../../../handlers/logger.ts";
 import { askPeer, type PeerContext } from "../../../handlers/owner-routing.ts";
 import { type Namespace, urlPathOf } from "../../../handlers/paths.ts";
@@ -13,6 +15,7 @@ const NAMESPACES = ["pub", "priv"] as const;
 const RSYNC_TEMP_NAME = /^\..+\.[A-Za-z0-9]{6}$/;
 /** What a file costs the throttle besides its bytes. */
 const PER_FILE_BYTES = 16 * 1024;
+const execFileAsync = promisify(execFile);
 
 export interface ScrubOptions {
   /** `<data>/files`: every node's folder in it is checked. */
@@ -26,6 +29,8 @@ export interface ScrubOptions {
   /** Caps the reading rate (bytes a second), so that a background scrub leaves the disk to the readers. */
   bytesPerSecond?: number;
   signal?: AbortSignal;
+  /** A damaged file was replaced (memory caches of it are stale). */
+  onRepaired?(key: string): void;
 }
 
 export interface ScrubReport {
@@ -138,6 +143,7 @@ export async function scrub(options: ScrubOptions): Promise<ScrubReport> {
       log.error({ key }, "no peer had a good copy of a damaged file; it stays damaged");
     } else {
       report.repaired.push(key);
+      options.onRepaired?.(key);
       log.warn({ key, from }, "repaired a damaged file from a peer's copy");
     }
   }
@@ -191,6 +197,10 @@ async function repair(options: ScrubOptions, key: string, digest: string): Promi
       const path = join(options.filesDir, key);
       // Deleted meanwhile (by its owner, or by replication): not brought back.
       if (!(await lstat(path).catch(() => undefined))?.isFile()) return peer;
+      // The damaged copy's time, to the nanosecond: rsync's quick check
+      // compares times, and a new one here would make an owner whose own
+      // copy is damaged push that copy over this repaired one.
+      await execFileAsync("touch", ["-m", "-r", path, temp]);
       await rename(temp, path);
       if (options.fsync) await fsyncFolder(dirname(path));
       return peer;

@@ -75,7 +75,13 @@ export async function connectPeers(config: Config, view: PeerView, log: Logger):
   return { peers, auth: new ClusterAuth(config.node, secret, { mac: nodeSignature }), secret };
 }
 
-export async function startBackgroundServices(config: Config, log: Logger, onOwnFilesChange: (state: OwnFiles) => void = () => {}): Promise<BackgroundServices> {
+export async function startBackgroundServices(
+  config: Config,
+  log: Logger,
+  onOwnFilesChange: (state: OwnFiles) => void = () => {},
+  /** A damaged file was replaced: serving processes drop what they may hold of it in memory. */
+  onRepaired: (key: string) => void = () => {},
+): Promise<BackgroundServices> {
   // Removes uploads a crash left half-written: before any process serves.
   await new DiskStore({ root: config.data }).init();
   if (config.htpasswdIsDefault) await createFirstUser(config.htpasswd, join(config.data, "initial-credentials"));
@@ -93,7 +99,7 @@ export async function startBackgroundServices(config: Config, log: Logger, onOwn
     diskFreeBytes: await freeBytes(filesDir),
   });
   const registry = createRegistry();
-  const scrubbing = { filesDir, tmpDir: join(config.data, "tmp"), fsync: config.fsync, log };
+  const scrubbing = { filesDir, tmpDir: join(config.data, "tmp"), fsync: config.fsync, log, onRepaired };
   if (config.peers.length === 0) {
     registerNodeMetrics(registry, {
       peers: () => [],

@@ -24,6 +24,8 @@ export interface HttpServerOptions {
 export interface HttpServer {
   server: Server;
   url: string;
+  /** Reads the TLS certificate and key again now (SIGHUP), keeping the current ones if they fail. */
+  reloadCertificate(): Promise<void>;
   /** Stops accepting, lets requests in flight finish (up to `graceMs`), then closes. */
   close(graceMs: number): Promise<void>;
 }
@@ -156,8 +158,7 @@ export async function startHttpServer({ app, fastRead, listen, tls, log }: HttpS
   // keep-alive is shorter than many of their idle timeouts.
   server.keepAliveTimeout = 65_000;
 
-  let stopWatchingTls = () => {};
-  if (tls) stopWatchingTls = watchCertificate(server as unknown as import("node:tls").Server, tls, log, TLS_RECHECK_MS);
+  const certificate = tls ? watchCertificate(server as unknown as import("node:tls").Server, tls, log, TLS_RECHECK_MS) : undefined;
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -173,11 +174,12 @@ export async function startHttpServer({ app, fastRead, listen, tls, log }: HttpS
   return {
     server,
     url,
+    reloadCertificate: async () => certificate?.reload(),
     close: (graceMs) =>
       new Promise<void>((resolve) => {
         closing = true;
         for (const response of inFlight) if (!response.headersSent) response.shouldKeepAlive = false;
-        stopWatchingTls();
+        certificate?.stop();
         const force = setTimeout(() => server.closeAllConnections(), graceMs);
         server.close(() => {
           clearTimeout(force);
@@ -195,28 +197,30 @@ function watchCertificate(
   tls: { cert: string; key: string },
   log: Logger,
   everyMs: number,
-): () => void {
+): { stop(): void; reload(): Promise<void> } {
   // Bun 1.4's HTTPS server can neither swap its certificate nor pick one per connection.
   if (typeof server.setSecureContext !== "function") {
-    log.warn({ cert: tls.cert }, "this runtime cannot reload a TLS certificate: restart the node once it is renewed");
-    return () => {};
+    const cannot = async () => log.warn({ cert: tls.cert }, "this runtime cannot reload a TLS certificate: restart the node once it is renewed");
+    void cannot();
+    return { stop: () => {}, reload: cannot };
   }
   const versionOf = async () => {
     const [cert, key] = await Promise.all([stat(tls.cert), stat(tls.key)]);
     return `${cert.mtimeMs}:${cert.size}:${key.mtimeMs}:${key.size}`;
   };
   let version = versionOf().catch(() => "");
-  const timer = setInterval(async () => {
+  const check = async (always: boolean) => {
     try {
       const now = await versionOf();
-      if (now === (await version)) return;
+      if (!always && now === (await version)) return;
       server.setSecureContext(await readTls(tls));
       version = Promise.resolve(now);
       log.info({ cert: tls.cert }, "TLS certificate reloaded");
     } catch (error) {
       log.error({ cert: tls.cert, err: error }, "TLS certificate reload failed; keeping the current one");
     }
-  }, everyMs);
+  };
+  const timer = setInterval(() => void check(false), everyMs);
   timer.unref();
-  return () => clearInterval(timer);
+  return { stop: () => clearInterval(timer), reload: () => check(true) };
 }

@@ -4,7 +4,11 @@ import type { Logger } from "../../../handlers/logger.ts";
 
 const optional = (name: string, value: string | undefined) => (value === undefined ? "" : `,"${name}":${JSON.stringify(value)}`);
 
-export type NodeLogger = Logger & { flush(done: (error?: Error) => void): void };
+export type NodeLogger = Logger & {
+  flush(done: (error?: Error) => void): void;
+  /** The lowest level written; set anew on SIGHUP. */
+  level: string;
+};
 
 /**
  * JSON lines on stdout, written asynchronously. No field holds a secret (the

@@ -11,6 +11,7 @@ export type ToWorker =
   | { t: "ownFiles"; value: OwnFiles }
   | { t: "invalidate"; key: string; ask: number }
   | { t: "metrics"; ask: number }
+  | { t: "reload"; logLevel: string }
   | { t: "done"; ask: number; value?: unknown };
 export type ToPrimary =
   | { t: "ready" }

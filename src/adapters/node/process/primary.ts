@@ -26,13 +26,22 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
     for (const worker of live()) send(worker, message);
   };
   const questions = new Questions();
-  const services = await startBackgroundServices(config, log, (value) => broadcast({ t: "ownFiles", value }));
+  const services = await startBackgroundServices(
+    config,
+    log,
+    (value) => broadcast({ t: "ownFiles", value }),
+    (key) => void Promise.all(live().map((w) => questions.ask((ask) => send(w, { t: "invalidate", key, ask })))),
+  );
   services.health.on("up", (id) => broadcast({ t: "peer", id, up: true }));
   services.health.on("down", (id) => broadcast({ t: "peer", id, up: false }));
 
   /** The other serving processes may hold the file, or its absence, in memory: they forget it before the change is confirmed. */
   const invalidateElsewhere = (key: string, origin: Worker) =>
-    Promise.all(live().filter((w) => w !== origin).map((w) => questions.ask((ask) => send(w, { t: "invalidate", key, ask }))));
+    Promise.all(
+      live()
+        .filter((w) => w !== origin)
+        .map((w) => questions.ask((ask) => send(w, { t: "invalidate", key, ask }))),
+    );
 
   /** Every serving process's metrics and this process's own, as one node's. */
   const nodeMetrics = async () => {
@@ -123,6 +132,7 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
   return {
     url: `${config.tls_cert ? "https" : "http"}://${host}:${config.listen.port}`,
     fullPass: () => services.fullPass(),
+    reload: async (logLevel) => broadcast({ t: "reload", logLevel }),
     async close() {
       stopping = true;
       await Promise.all(

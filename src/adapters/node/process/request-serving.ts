@@ -27,6 +27,8 @@ export interface RequestServing {
   url: string;
   /** Drops a cached file: another process of this node deleted it. */
   invalidate(key: string): void;
+  /** Takes the new log level and reads the users and TLS files again (SIGHUP). */
+  reload(logLevel: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -103,6 +105,10 @@ export async function startRequestServing(config: Config, log: NodeLogger, state
   return {
     url: http.url,
     invalidate: (key) => store.invalidate(key),
+    async reload(logLevel) {
+      log.level = logLevel;
+      await Promise.all([credentials.reload(), http.reloadCertificate()]);
+    },
     async close() {
       stopProbing();
       await http.close(config.shutdown_grace * 1000);

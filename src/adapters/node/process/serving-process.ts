@@ -54,6 +54,9 @@ export async function startServingProcess(config: Config, log: NodeLogger): Prom
       case "done":
         questions.answer(message.ask, message.value);
         break;
+      case "reload":
+        void serving.reload(message.logLevel);
+        break;
     }
   });
   toPrimary({ t: "ready" });

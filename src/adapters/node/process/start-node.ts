@@ -11,6 +11,8 @@ export interface RunningNode {
   url: string;
   /** Pushes everything to every peer now, e.g. after files were imported by hand. */
   fullPass(): void;
+  /** Every serving process takes the log level and reads the users and TLS files again. */
+  reload(logLevel: string): Promise<void>;
   /** Graceful stop: no new connections, requests in flight finish. */
   close(): Promise<void>;
 }
@@ -26,20 +28,18 @@ function servingProcessCount(config: Config): number {
 export async function startNode(config: Config, log: NodeLogger): Promise<RunningNode> {
   if (cluster.isWorker) {
     const serving = await startServingProcess(config, log);
-    return { url: serving.url, fullPass: () => {}, close: () => serving.close() };
+    return { url: serving.url, fullPass: () => {}, reload: (level) => serving.reload(level), close: () => serving.close() };
   }
   const count = servingProcessCount(config);
   const node = count > 1 ? await startPrimary(config, log, count) : await startSingle(config, log);
-  log.info(
-    { url: node.url, node: config.node, data: config.data, peers: config.peers.map((p) => p.id), processes: count },
-    "nanocdn node listening",
-  );
+  log.info({ url: node.url, node: config.node, data: config.data, peers: config.peers.map((p) => p.id), processes: count }, "nanocdn node listening");
   return node;
 }
 
 async function startSingle(config: Config, log: NodeLogger): Promise<RunningNode> {
-  const services = await startBackgroundServices(config, log);
-  const serving = await startRequestServing(config, log, {
+  let serving: Awaited<ReturnType<typeof startRequestServing>> | undefined;
+  const services = await startBackgroundServices(config, log, undefined, (key) => serving?.invalidate(key));
+  serving = await startRequestServing(config, log, {
     ...services,
     peers: services.health,
     exposition: () => services.registry.metrics(),
@@ -47,6 +47,7 @@ async function startSingle(config: Config, log: NodeLogger): Promise<RunningNode
   return {
     url: serving.url,
     fullPass: () => services.fullPass(),
+    reload: (level) => serving.reload(level),
     async close() {
       await serving.close();
       await services.stop();

@@ -22,10 +22,10 @@ export interface ReplicatorOptions {
   fullPassIntervalMs: number;
   /** Above this many pending paths for one peer, the list is dropped for a full pass. */
   maxPending: number;
-  /** Nodes (this one included) that must hold a new file before its upload is answered; 1 answers at once. */
-  syncCopies: number;
+  /** Nodes (this one included) that must hold a new file before its upload is answered; 1 (the default) answers at once. */
+  syncCopies?: number;
   /** How long an upload waits for its copies at most. */
-  syncWaitMs: number;
+  syncWaitMs?: number;
   isUp(id: string): boolean;
   log: Logger;
   /** Runs one rsync transfer; the unit tests pass their own. */
@@ -144,7 +144,7 @@ export class Replicator {
     if (!this.#enabled || !change.key.startsWith(prefix)) return 1;
     const path = change.key.slice(prefix.length);
     const now = Date.now();
-    const { syncCopies } = this.options;
+    const { syncCopies = 1, syncWaitMs = 0 } = this.options;
     const wait = change.kind === "created" && syncCopies > 1 ? new CopyWait(syncCopies - 1) : undefined;
     for (const peer of this.#peers.values()) {
       const known = peer.pending.get(path);
@@ -161,7 +161,7 @@ export class Replicator {
         this.options.log.warn({ peer: peer.target.id }, "replication backlog too long; a full pass will catch up");
       } else if (wait && this.options.isUp(peer.target.id)) {
         wait.expect();
-        (entry.waits ??= []).push(wait);
+        entry.waits = [...(entry.waits ?? []), wait];
         this.#schedule(peer, 0, true);
         continue;
       }
@@ -170,10 +170,7 @@ export class Replicator {
     if (!wait) return 1;
     wait.settleIfIdle();
     let timer: NodeJS.Timeout | undefined;
-    const acked = await Promise.race([
-      wait.settled,
-      new Promise<number>((resolve) => (timer = setTimeout(() => resolve(wait.acked), this.options.syncWaitMs))),
-    ]);
+    const acked = await Promise.race([wait.settled, new Promise<number>((resolve) => (timer = setTimeout(() => resolve(wait.acked), syncWaitMs)))]);
     clearTimeout(timer);
     const copies = 1 + acked;
     if (copies < syncCopies) {
@@ -218,10 +215,13 @@ export class Replicator {
       if (!replace) return;
       clearTimeout(peer.timer);
     }
-    peer.timer = setTimeout(() => {
-      peer.timer = undefined;
-      void this.#run(peer);
-    }, Math.max(delayMs, peer.backoffMs));
+    peer.timer = setTimeout(
+      () => {
+        peer.timer = undefined;
+        void this.#run(peer);
+      },
+      Math.max(delayMs, peer.backoffMs),
+    );
     peer.timer.unref();
   }
 
@@ -257,12 +257,15 @@ export class Replicator {
     const list = new Set<string>();
     // A file's metadata travels with it, in the same batch.
     for (const [path, { withFolders }] of batch) {
-      for (const listed of [path, sidecarPathInNode(path)]) {
+      for (const [listed, kept] of [
+        [path, 1],
+        [sidecarPathInNode(path), 2],
+      ] as const) {
         list.add(listed);
         if (!withFolders) continue;
-        // Folders pruned here go there too; keep `<namespace>` itself.
+        // Folders pruned here go there too; keep `<namespace>` (`meta/<namespace>`) itself.
         const parts = listed.split("/");
-        for (let depth = parts.length - 1; depth > 1; depth--) list.add(parts.slice(0, depth).join("/"));
+        for (let depth = parts.length - 1; depth > kept; depth--) list.add(parts.slice(0, depth).join("/"));
       }
     }
     // Deepest first, so a file is handled before the folder that held it.

@@ -28,6 +28,11 @@ export class HtpasswdFile implements Credentials {
     await this.#reload(true);
   }
 
+  /** Reads the file again now if it changed (SIGHUP); a file that fails keeps the users loaded before. */
+  async reload(): Promise<void> {
+    await this.#reload(false);
+  }
+
   async verify(user: string, password: string): Promise<boolean> {
     if (Date.now() - this.#checkedAt > RECHECK_MS) {
       this.#checking ??= this.#reload(false).finally(() => (this.#checking = undefined));
@@ -47,6 +52,8 @@ export class HtpasswdFile implements Credentials {
       this.#version = version;
       this.log.info({ file: this.path, users: credentials.users.length }, "htpasswd loaded");
       for (const problem of credentials.problems) this.log.warn({ file: this.path, problem }, "htpasswd line skipped");
+      if (credentials.users.length === 0)
+        this.log.warn({ file: this.path }, "no users: uploads, deletes and private reads are refused; add one with `nanocdn user add NAME`");
     } catch (error) {
       if (strict) throw error;
       this.log.error({ file: this.path, err: error }, "htpasswd unreadable; keeping the users loaded before");

@@ -1,0 +1,167 @@
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { chmod, mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { configDefault } from "../../src/adapters/node/cli/config-help.ts";
+import { basic } from "../helpers/credentials.ts";
+import { eventually } from "../helpers/eventually.ts";
+import { freePort } from "../helpers/ports.ts";
+
+const exec = promisify(execFile);
+const ROOT = resolve(import.meta.dirname, "../..");
+const { version } = JSON.parse(await readFile(join(ROOT, "package.json"), "utf8")) as { version: string };
+const DEB = join(ROOT, "out", `nanocdn_${version}_all.deb`);
+
+/** dpkg waits for nobody: another install on the machine holds its lock for a moment. */
+async function dpkg(...args: string[]) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await exec("dpkg", args);
+    } catch (error) {
+      if (attempt > 30 || !/lock/i.test(String((error as { stderr?: string }).stderr))) throw error;
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
+}
+
+/**
+ * A unix datagram socket standing in for systemd's notify socket (Node has
+ * none of its own): Debian's Python prints each message it receives.
+ */
+function notifyListener(path: string): { child: ChildProcess; messages: () => string } {
+  // Open to the node's user, which sends as systemd's socket allows its services to.
+  const script =
+    "import os,socket,sys\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\ns.bind(sys.argv[1])\nos.chmod(sys.argv[1],0o777)\nprint('listening',flush=True)\n" +
+    "while True:\n  print(repr(s.recv(4096).decode()),flush=True)\n";
+  const child = spawn("/usr/bin/python3", ["-c", script, path], { stdio: ["ignore", "pipe", "inherit"] });
+  let text = "";
+  child.stdout!.on("data", (chunk) => (text += chunk));
+  return { child, messages: () => text };
+}
+
+describe("the Debian package", () => {
+  // What the machine had before: the test leaves it so.
+  const hadUser = exec("getent", ["passwd", "nanocdn"]).then(
+    () => true,
+    () => false,
+  );
+  const hadData = existsSync("/var/lib/nanocdn");
+
+  beforeAll(async () => {
+    expect(existsSync("/usr/bin/nanocdn"), "nanocdn is installed on this machine already").toBe(false);
+    await exec("npm", ["run", "package"], { cwd: ROOT });
+  }, 600_000);
+
+  afterAll(async () => {
+    await dpkg("--purge", "nanocdn").catch(() => {});
+    if (!(await hadUser)) await exec("userdel", ["nanocdn"]).catch(() => {});
+    if (!hadData) await rm("/var/lib/nanocdn", { recursive: true, force: true });
+  }, 120_000);
+
+  it("holds the compiled code and production dependencies only", async () => {
+    const { stdout: contents } = await exec("dpkg-deb", ["--contents", DEB], { maxBuffer: 64 * 1024 * 1024 });
+    for (const path of [
+      "./usr/bin/nanocdn",
+      "./lib/systemd/system/nanocdn.service",
+      "./etc/nanocdn/nanocdn.toml",
+      "./usr/lib/nanocdn/dist/adapters/node/cli/main.js",
+      "./usr/lib/nanocdn/node_modules/hono/",
+    ]) {
+      expect(contents).toContain(` ${path}`);
+    }
+    for (const absent of [
+      "/usr/lib/nanocdn/src/",
+      "/node_modules/vitest/",
+      "/node_modules/typescript/",
+      "/node_modules/wrangler/",
+      "/usr/lib/nanocdn/dist/adapters/node/cli/main.d.ts",
+    ]) {
+      expect(contents).not.toContain(absent);
+    }
+    const { stdout: control } = await exec("dpkg-deb", ["--field", DEB, "Depends", "Version", "Architecture"]);
+    expect(control).toContain("Depends: nodejs (>= 20), rsync");
+    expect(control).toContain(`Version: ${version}`);
+    expect(control).toContain("Architecture: all");
+  });
+
+  it("installs a node that runs as its own user, tells systemd it is ready, and removes cleanly", async () => {
+    await dpkg("-i", DEB);
+    expect((await exec("/usr/bin/nanocdn", ["--version"])).stdout.trim()).toBe(version);
+    // Enabled at boot, as Debian's packages of services are.
+    const wants = "/etc/systemd/system/multi-user.target.wants/nanocdn.service";
+    expect(existsSync(wants)).toBe(true);
+
+    // The unit passes systemd's own check, and gives requests in flight their time to finish.
+    const verify = await exec("systemd-analyze", ["verify", "/lib/systemd/system/nanocdn.service"]);
+    expect(`${verify.stdout}${verify.stderr}`).not.toMatch(/nanocdn/);
+    const unit = await readFile("/lib/systemd/system/nanocdn.service", "utf8");
+    expect(Number(/^TimeoutStopSec=(\d+)$/m.exec(unit)?.[1])).toBeGreaterThan(Number(configDefault("shutdown_grace")));
+
+    const { stdout: user } = await exec("getent", ["passwd", "nanocdn"]);
+    expect(user).toMatch(/^nanocdn:x:\d+:\d+:nanocdn node:\/var\/lib\/nanocdn:\/usr\/sbin\/nologin$/m);
+    const uid = Number(user.split(":")[2]);
+    const data = await stat("/var/lib/nanocdn");
+    expect([data.uid, data.mode & 0o777]).toEqual([uid, 0o750]);
+    const users = await stat("/etc/nanocdn/htpasswd");
+    expect([users.uid, users.mode & 0o777]).toEqual([0, 0o640]);
+
+    // The example configuration is good as installed (on a port free here).
+    const port = await freePort();
+    const check = await exec("/usr/bin/nanocdn", ["check-config", "--listen", `127.0.0.1:${port}`]);
+    expect(check.stdout).toContain("data /var/lib/nanocdn");
+    await exec("sh", ["-c", `echo 'installed pw' | /usr/bin/nanocdn user add alice`]);
+    expect((await exec("/usr/bin/nanocdn", ["user", "list"])).stdout).toBe("alice\n");
+
+    // As the unit runs it: as nanocdn, with a notify socket to report to.
+    // Not in the tests' own temp folder, which only root may enter.
+    const dir = await mkdtemp("/tmp/nanocdn-notify-");
+    await chmod(dir, 0o777);
+    const socket = join(dir, "notify");
+    const listener = notifyListener(socket);
+    await eventually(async () => expect(listener.messages()).toContain("listening"));
+    const node = spawn(
+      "setpriv",
+      ["--reuid=nanocdn", "--regid=nanocdn", "--init-groups", "/usr/bin/nanocdn", "serve", "--listen", `127.0.0.1:${port}`, "--workers", "2"],
+      {
+        cwd: "/var/lib/nanocdn",
+        env: { ...process.env, NOTIFY_SOCKET: socket },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    let output = "";
+    node.stdout!.on("data", (c) => (output += c));
+    node.stderr!.on("data", (c) => (output += c));
+    const exited = new Promise((r) => node.on("exit", r));
+    try {
+      await eventually(async () => expect(listener.messages()).toContain("READY=1"), 30_000);
+      expect(listener.messages().match(/READY=1/g)).toHaveLength(1);
+      const put = await fetch(`http://127.0.0.1:${port}/upload/pub/installed.txt`, {
+        method: "PUT",
+        body: "from the package",
+        headers: { Authorization: basic("alice", "installed pw") },
+      });
+      expect(put.status).toBe(201);
+      expect((await stat("/var/lib/nanocdn/files/1/pub/installed.txt")).uid).toBe(uid);
+      node.kill("SIGTERM");
+      expect(await exited).toBe(0);
+      await eventually(async () => expect(listener.messages()).toContain("STOPPING=1"));
+    } catch (error) {
+      throw new Error(`${(error as Error).message}\nnode output:\n${output}`);
+    } finally {
+      node.kill("SIGKILL");
+      listener.child.kill();
+      await rm(dir, { recursive: true, force: true });
+    }
+
+    await dpkg("-r", "nanocdn");
+    expect(existsSync("/usr/bin/nanocdn")).toBe(false);
+    expect(existsSync("/etc/nanocdn/nanocdn.toml")).toBe(true);
+    await dpkg("--purge", "nanocdn");
+    expect(existsSync("/etc/nanocdn")).toBe(false);
+    expect(existsSync(wants)).toBe(false);
+    // The files are the service's: a purge leaves them.
+    expect(existsSync("/var/lib/nanocdn/files/1/pub/installed.txt")).toBe(true);
+  }, 180_000);
+});
