@@ -13,14 +13,16 @@ function has(command: string): boolean {
 }
 
 /**
- * nginx (the reference), wrk (the load generator) and ab (HEAD load, see
- * ab.ts) come from Debian's packages; install them when missing, as CI
+ * nginx, haproxy and lsyncd (the seed's stack, the reference), wrk (the load
+ * generator) and ab (HEAD load, see ab.ts) come from Debian's packages; install them when missing, as CI
  * starts from a bare machine. rsync is a dependency of nanocdn itself and is
  * checked, not installed.
  */
 export function ensureTools(log: (line: string) => void): void {
   const missing = [
-    has("nginx") ? undefined : "nginx-light",
+    has("nginx") ? undefined : "nginx",
+    has("haproxy") ? undefined : "haproxy",
+    has("lsyncd") ? undefined : "lsyncd",
     has("wrk") ? undefined : "wrk",
     has("ab") ? undefined : "apache2-utils",
   ].filter((p) => p !== undefined);
@@ -34,16 +36,21 @@ export function ensureTools(log: (line: string) => void): void {
     run(["apt-get", "update", "-q"]);
     run(["apt-get", "install", "-y", "-q", ...missing]);
   }
-  for (const tool of ["nginx", "wrk", "ab", "rsync"]) {
+  for (const tool of ["nginx", "haproxy", "lsyncd", "wrk", "ab", "rsync"]) {
     if (!has(tool)) throw new Error(`${tool} is required and could not be found`);
   }
-  // Debian starts the packaged nginx on install; the benchmark runs its own
-  // on free ports and does not touch that one.
+  // Debian may start the packaged nginx and haproxy on install; the
+  // benchmark runs its own on free ports and does not touch those.
 }
 
 function firstLine(command: string, args: string[]): string {
   const result = spawnSync(command, args, { encoding: "utf8" });
-  return `${result.stdout ?? ""}${result.stderr ?? ""}`.split("\n").find((l) => l.trim() !== "")?.trim() ?? "unknown";
+  return (
+    `${result.stdout ?? ""}${result.stderr ?? ""}`
+      .split("\n")
+      .find((l) => l.trim() !== "")
+      ?.trim() ?? "unknown"
+  );
 }
 
 export interface DiskFacts {
@@ -81,7 +88,7 @@ export interface MachineFacts {
   memoryGiB: number;
   kernel: string;
   disk: DiskFacts;
-  versions: { node: string; nginx: string; rsync: string; wrk: string; nanocdn: string; commit: string };
+  versions: { node: string; nginx: string; haproxy: string; lsyncd: string; rsync: string; wrk: string; nanocdn: string; commit: string };
 }
 
 export function machineFacts(dataDir: string): MachineFacts {
@@ -97,8 +104,14 @@ export function machineFacts(dataDir: string): MachineFacts {
     versions: {
       node: process.version,
       nginx: firstLine("nginx", ["-v"]).replace(/^nginx version:\s*/, ""),
-      rsync: firstLine("rsync", ["--version"]).replace(/\s+protocol.*$/, "").replace(/^rsync\s+version\s+/, ""),
-      wrk: firstLine("wrk", ["-v"]).replace(/\s+\[.*$/, "").replace(/^wrk\s+/, ""),
+      haproxy: firstLine("haproxy", ["-v"]).replace(/^HAProxy version\s+(\S+).*$/, "$1"),
+      lsyncd: firstLine("lsyncd", ["--version"]).replace(/^Version:\s*/, ""),
+      rsync: firstLine("rsync", ["--version"])
+        .replace(/\s+protocol.*$/, "")
+        .replace(/^rsync\s+version\s+/, ""),
+      wrk: firstLine("wrk", ["-v"])
+        .replace(/\s+\[.*$/, "")
+        .replace(/^wrk\s+/, ""),
       nanocdn: pkg.version,
       commit,
     },

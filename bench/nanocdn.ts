@@ -1,24 +1,19 @@
-// nanocdn nodes as an operator runs them: `node bin/nanocdn.mjs serve
-// --config FILE`, one process (group) per node, a TOML file per node, real
-// rsync replication into the peers' data folders (the local transport).
-// Their logs go to a file, not a pipe to this process: reading a busy access
-// log here would cost the benchmark's own CPU, and a full pipe would stall
-// the node.
+// nanocdn nodes as an operator runs them: `nanocdn serve --config FILE`, one
+// process group per node, the configs `nanocdn cluster` would write (real
+// rsync replication into the peers' data folders), started by the test
+// suite's launcher. Their logs go to a file, not a pipe to this process:
+// reading a busy access log here would cost the benchmark's own CPU.
 
-import { closeSync, createReadStream, existsSync, openSync, readFileSync, statSync } from "node:fs";
+import { createReadStream, existsSync, statSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { mkdir, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
-import bcrypt from "bcryptjs";
-import { stringify } from "smol-toml";
-import { basicAuth, freePort, GiveUp, until } from "./net.ts";
-import { type Memory, nodeMemory, start, type Started, treeCpuSeconds } from "./procs.ts";
-import { type Runtime, runtimeCommand } from "../test/helpers/runtimes.ts";
-
-/** How each runtime names a node's serving processes in /proc (Bun's binary is bun.exe). */
-const SERVING_PROCESS_NAME: Record<Runtime, string> = { node: "node", bun: "bun.exe", deno: "deno" };
-
-export const BIN = resolve(import.meta.dirname, "../bin/nanocdn.mjs");
+import { join } from "node:path";
+import apacheMd5 from "apache-md5";
+import { type LocalClusterPlan, localNodeConfig, localNodeDir } from "../src/adapters/node/cli/local-cluster.ts";
+import { type NodeProcess, startNodeProcess } from "../test/helpers/node-process.ts";
+import type { Runtime } from "../test/helpers/runtimes.ts";
+import { basicAuth, freePort, until } from "./net.ts";
+import { atCleanup, type Memory, nodeMemory, treeCpuSeconds } from "./procs.ts";
 
 export interface Credentials {
   user: string;
@@ -29,25 +24,14 @@ export interface Credentials {
   htpasswd: string;
 }
 
-/** A user in an htpasswd file, bcrypt cost 5 as `htpasswd -B -C 5` writes it ($2y$). */
+/** A user in an htpasswd file, hashed with apr1-MD5 as `htpasswd -b` writes it (and the seed's stack used). */
 export async function writeCredentials(dir: string): Promise<Credentials> {
   const user = "bench";
   const password = `bench-${Math.random().toString(36).slice(2, 12)}`;
   const htpasswd = join(dir, "htpasswd");
-  const hash = bcrypt.hashSync(password, 5).replace(/^\$2b\$/, "$2y$");
-  await writeFile(htpasswd, `${user}:${hash}\n`, { mode: 0o644 });
+  await writeFile(htpasswd, `${user}:${apacheMd5(password)}\n`, { mode: 0o644 });
   return { user, password, header: basicAuth(user, password), htpasswd };
 }
-
-/**
- * `workers` is a config key that may not exist in the nanocdn being measured.
- * When requested and refused (a config error naming it), the benchmark
- * carries on without it and says so.
- */
-export const workersSetting: { requested: string | undefined; accepted: boolean | undefined; note?: string } = {
-  requested: undefined,
-  accepted: undefined,
-};
 
 export interface BenchNode {
   id: string;
@@ -82,6 +66,8 @@ export interface ClusterSpec {
   /** Push each node's files into its peers' folders with rsync. */
   replicate: boolean;
   credentials: Credentials;
+  /** nanocdn `workers`; the node's default when undefined. */
+  workers?: string | undefined;
   /** Extra config keys for every node (fsync, access_log, …). */
   config?: Record<string, unknown>;
   /** Extra arguments for `node` itself, per node id, e.g. --cpu-prof (see profile.ts). */
@@ -90,53 +76,27 @@ export interface ClusterSpec {
   runtime?: Runtime;
 }
 
-/** The environment minus NANOCDN_* variables: only the config file decides. */
-function cleanEnv(): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("NANOCDN_")));
-}
-
-/** What a log file gained since it was `from` bytes long. */
-function logSince(file: string, from: number): string {
-  try {
-    return readFileSync(file).subarray(from).toString("utf8");
-  } catch {
-    return "";
-  }
-}
-
 export async function startCluster(spec: ClusterSpec): Promise<BenchCluster> {
   const dir = join(spec.root, spec.name);
   await mkdir(dir, { recursive: true });
   const ids = Array.from({ length: spec.size }, (_, i) => String(i + 1));
   const ports = new Map<string, number>();
   for (const id of ids) ports.set(id, await freePort());
-  const dataOf = (id: string) => join(dir, `node${id}`, "data");
-  let secretFile: string | undefined;
-  if (spec.size > 1) {
-    secretFile = join(dir, "cluster.secret");
-    await writeFile(secretFile, `bench-secret-${Math.random().toString(36).slice(2)}-${Date.now()}`, { mode: 0o600 });
-  }
-
-  const configOf = (id: string, withWorkers: boolean): Record<string, unknown> => ({
-    node: id,
-    listen: `127.0.0.1:${ports.get(id)}`,
-    data: dataOf(id),
+  const clusterSecretFile = join(dir, "cluster.secret");
+  await writeFile(clusterSecretFile, `bench-secret-${Math.random().toString(36).slice(2)}-${Date.now()}`, { mode: 0o600 });
+  const plan: LocalClusterPlan = {
+    dir,
+    ids,
+    listen: (id) => `127.0.0.1:${ports.get(id)}`,
     htpasswd: spec.credentials.htpasswd,
-    ...(secretFile && { cluster_secret_file: secretFile }),
-    ...(withWorkers && workersSetting.requested !== undefined && { workers: workerValue(workersSetting.requested) }),
-    ...spec.config,
-    ...(spec.size > 1 && {
-      peers: ids
-        .filter((other) => other !== id)
-        .map((other) => ({
-          id: other,
-          url: `http://127.0.0.1:${ports.get(other)}`,
-          ...(spec.replicate && { rsync: join(dataOf(other), "files", id) }),
-        })),
-    }),
-  });
+    clusterSecretFile,
+    replicate: spec.replicate,
+  };
+  // The launcher's own default is one serving process; the bench runs what a user gets unless told otherwise.
+  const workers = spec.workers === undefined ? "auto" : /^\d+$/.test(spec.workers) ? Number(spec.workers) : spec.workers;
+  const configOf = (id: string) => ({ ...localNodeConfig(plan, id), workers, ...spec.config });
 
-  const nodes = ids.map((id) => makeNode(id, join(dir, `node${id}`), dataOf(id), ports.get(id)!, configOf, spec.nodeArgs?.(id) ?? [], spec.runtime));
+  const nodes = ids.map((id) => makeNode(id, localNodeDir(dir, id), ports.get(id)!, configOf(id), spec.nodeArgs?.(id) ?? [], spec.runtime));
   const cluster: BenchCluster = {
     name: spec.name,
     dir,
@@ -146,8 +106,8 @@ export async function startCluster(spec: ClusterSpec): Promise<BenchCluster> {
       await Promise.all(nodes.map((n) => n.stop()));
     },
   };
+  atCleanup(() => cluster.stop());
   try {
-    // One after the other: a refused `workers` key is learned from the first.
     for (const node of nodes) await node.start();
     if (spec.size > 1) await waitPeersUp(cluster, spec.credentials.header);
     for (const node of nodes) node.logFrom = existsSync(node.logFile) ? statSync(node.logFile).size : 0;
@@ -158,88 +118,30 @@ export async function startCluster(spec: ClusterSpec): Promise<BenchCluster> {
   return cluster;
 }
 
-function workerValue(requested: string): string | number {
-  return /^\d+$/.test(requested) ? Number(requested) : requested;
-}
-
-function makeNode(
-  id: string,
-  dir: string,
-  data: string,
-  port: number,
-  configOf: (id: string, withWorkers: boolean) => Record<string, unknown>,
-  nodeArgs: string[],
-  runtime?: Runtime,
-): BenchNode {
-  const url = `http://127.0.0.1:${port}`;
+function makeNode(id: string, dir: string, port: number, config: Record<string, unknown>, nodeArgs: string[], runtime?: Runtime): BenchNode {
   const logFile = join(dir, "node.log");
-  const configFile = join(dir, "nanocdn.toml");
-  let proc: Started | undefined;
-
-  const launch = async (withWorkers: boolean): Promise<"up" | "workers-refused"> => {
-    await mkdir(dir, { recursive: true });
-    await writeFile(configFile, stringify(configOf(id, withWorkers)));
-    const before = existsSync(logFile) ? statSync(logFile).size : 0;
-    const fd = openSync(logFile, "a");
-    try {
-      const [command, leading] = runtimeCommand(runtime);
-      proc = start(`nanocdn node ${id}`, command, [...nodeArgs, ...leading, "serve", "--config", configFile], {
-        cwd: dir,
-        env: cleanEnv(),
-        stdio: ["ignore", fd, fd],
-      });
-    } finally {
-      closeSync(fd);
-    }
-    const current = proc;
-    let exited = false;
-    void current.exited.then(() => (exited = true));
-    try {
-      await until(
-        `nanocdn node ${id} to answer 200 on /check/`,
-        async () => {
-          if (exited) throw new GiveUp(`exited with ${String(await current.exited)}`);
-          const response = await fetch(`${url}/check/`);
-          await response.body?.cancel();
-          return response.ok;
-        },
-        60_000,
-        50,
-      );
-      return "up";
-    } catch (error) {
-      const output = logSince(logFile, before);
-      if (exited && withWorkers && /\bworkers\b/.test(output)) return "workers-refused";
-      await current.stop(1000);
-      throw new Error(`nanocdn node ${id} did not start: ${(error as Error).message}\n${output.split("\n").slice(-30).join("\n")}`);
-    }
-  };
-
+  let proc: NodeProcess | undefined;
   return {
     id,
-    url,
+    url: `http://127.0.0.1:${port}`,
     dir,
-    data,
+    data: String(config.data),
     logFile,
     logFrom: 0,
     pid: () => proc?.pid ?? -1,
     running: () => proc !== undefined && proc.child.exitCode === null && proc.child.signalCode === null,
     async start() {
-      const useWorkers = workersSetting.requested !== undefined && workersSetting.accepted !== false;
-      const outcome = await launch(useWorkers);
-      if (outcome === "workers-refused") {
-        workersSetting.accepted = false;
-        workersSetting.note = `this nanocdn refused the config key workers = ${workersSetting.requested}; ran without it (node default)`;
-        process.stderr.write(`  ! ${workersSetting.note}\n`);
-        if ((await launch(false)) !== "up") throw new Error(`nanocdn node ${id} did not start`);
-      } else if (useWorkers) {
-        workersSetting.accepted = true;
+      await mkdir(dir, { recursive: true });
+      try {
+        proc = await startNodeProcess({ dir, port, config, nodeArgs, runtime, logFile, processGroup: true, timeoutMs: 60_000 });
+      } catch (error) {
+        throw new Error(`nanocdn node ${id} did not start: ${(error as Error).message.split("\n").slice(-30).join("\n")}`);
       }
     },
     async stop() {
-      await proc?.stop(15_000);
+      await proc?.stop("SIGTERM", 15_000);
     },
-    memory: () => nodeMemory(proc?.pid ?? -1, SERVING_PROCESS_NAME[runtime ?? "node"]),
+    memory: () => nodeMemory(proc?.pid ?? -1),
     cpuSeconds: () => (proc ? treeCpuSeconds(proc.pid) : 0),
   };
 }

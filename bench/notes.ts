@@ -8,9 +8,7 @@ import type { Row } from "./report.ts";
 import type { Side } from "./throughput.ts";
 
 export function memoryText(m: Memory): string {
-  return m.processes > 1
-    ? `${m.rssSumMiB} MiB RSS, sum of ${m.processes} processes (largest ${m.rssMaxMiB}; PSS ${m.pssSumMiB})`
-    : `${m.rssSumMiB} MiB RSS`;
+  return m.processes > 1 ? `${m.rssSumMiB} MiB RSS, sum of ${m.processes} processes (largest ${m.rssMaxMiB}; PSS ${m.pssSumMiB})` : `${m.rssSumMiB} MiB RSS`;
 }
 
 export async function summarizeNginxErrors(file: string): Promise<{ lines: number; sample: string[] }> {
@@ -19,22 +17,23 @@ export async function summarizeNginxErrors(file: string): Promise<{ lines: numbe
   return { lines: lines.length, sample: lines.slice(0, 5) };
 }
 
-export function buildNotes(extra: string[], logs: Record<string, unknown>, workersNote: string | undefined): string[] {
+export function buildNotes(extra: string[], logs: Record<string, unknown>): string[] {
   const notes = [
-    "ratio = nanocdn req/s ÷ nginx req/s from the same run (for memory rows: RSS ÷ RSS). Latencies are wrk's --latency percentiles, in ms, at 64 connections.",
+    "ratio = nanocdn req/s ÷ the seed stack's req/s from the same run (for memory rows: RSS ÷ RSS). Latencies are wrk's --latency percentiles, in ms, at 64 connections. Rows marked 'seed: nginx direct' load the seed's nginx node 1 itself; 'through its haproxy front' go through haproxy as the seed's clients did (nanocdn has no front: any node takes any request).",
     "HEAD is driven by ApacheBench (ab -k, one thread) for both servers: Debian's wrk 4.1 waits for a body after a HEAD answer with Content-Length and measures nothing.",
-    "nginx never fsyncs a PUT; nanocdn's fsync = true row fsyncs the file and its folder before the 201, the fsync = false row does not. nginx's WebDAV PUT checks Basic auth (bcrypt, cost 5) on every request, nanocdn caches a verified password: the 'WITHOUT auth_basic' row shows nginx without that cost.",
-    "PUT rows run on node 1 of a 2-node cluster that pushes every upload to node 2 with rsync (batched every 100 ms) on this same machine: that rsync CPU is part of nanocdn's cost here. The 'one node without peers' row leaves replication out.",
-    "nginx has no replication. For reference, the seed setup's lsyncd measured p99 5.06 s with its default 5 s delay, 0.25 s with delay 0. nanocdn's lag is timed from the client receiving 201 to the file existing in the peer's data folder (polled every 2 ms).",
+    "nginx never fsyncs a PUT; nanocdn's fsync = true rows fsync the file and its folder before the 201, the fsync = false row does not. nginx's WebDAV PUT checks Basic auth on every request against an apr1-MD5 htpasswd (as the seed's stack did; nanocdn reads the same file and caches a verified password): the 'WITHOUT auth_basic' row shows nginx without that cost.",
+    "PUT rows run on node 1 of a 2-node nanocdn cluster on this same machine; with the defaults (sync_copies = 2 in a cluster) each 201 waits until rsync has put the file on node 2's disk, and that rsync CPU is part of nanocdn's cost. The seed replicates with lsyncd (delay 5 s: its rsync runs mostly after the measured seconds, so its CPU per PUT leaves most of its replication out). The 'one node without peers' row leaves nanocdn's replication out.",
+    "Replication lag is timed from the client receiving 201 to the file existing in the peer's data folder (polled every 2 ms): nanocdn node 1 → node 2, and the seed's nginx node 1 → (lsyncd, rsync daemon) → node 2, once with lsyncd's delay = 5 as the seed ran it and once with delay = 0.",
     "catch-up: node 2 is stopped (SIGTERM), node 1 sees it down, 10,000 files go to node 1, node 2 is started again; timed until node 2's replica folder holds all 10,000, from the moment its /check/ answers 200 (the target) and from the restart. Node 1 notices node 2 is back by its health checks (README defaults: every 1 s, 2 good in a row), then runs a full rsync pass.",
-    "memory: VmRSS from /proc/<pid>/status of the node process and every Node.js process under it (serving workers; rsync runs are left out), summed; the largest single process and the PSS sum (shared pages counted once) are given too. Under load = the largest sample (every 250 ms) over the GET rows (incl. the proxying node of the owner row) or the PUT rows. nginx: master + workers.",
+    "memory: VmRSS from /proc/<pid>/status, summed. nanocdn: one node, its primary and every Node.js process under it (serving processes). The seed stack: all of it, both nodes and the front (2 × nginx master + workers, haproxy master + worker, 2 lsyncd, 2 rsync daemons). rsync transfer runs are left out on both sides. The largest single process and the PSS sum (shared pages counted once) are given too. Under load = the largest sample (every 250 ms) over the GET rows (incl. the proxying node of the owner row) or the PUT rows.",
+    "haproxy logs nothing here (the seed's logged to syslog); the nginx nodes write their access logs, as nanocdn does.",
   ];
-  if (workersNote) notes.push(workersNote);
   const problems: string[] = [];
   for (const [phase, value] of Object.entries(logs)) {
-    if (phase === "nginx") {
-      const n = value as { errorLog: { lines: number; sample: string[] } };
-      if (n.errorLog.lines > 0) problems.push(`nginx error.log: ${n.errorLog.lines} lines, e.g. ${n.errorLog.sample[0]}`);
+    if (phase === "seed") {
+      for (const [who, log] of Object.entries(value as Record<string, { lines: number; sample: string[] }>)) {
+        if (log.lines > 0) problems.push(`${who} error.log: ${log.lines} lines, e.g. ${log.sample[0]}`);
+      }
       continue;
     }
     for (const [node, summary] of Object.entries(value as Record<string, { warn: number; error: number; other: number; messages: Record<string, number> }>)) {
@@ -51,7 +50,7 @@ export function buildNotes(extra: string[], logs: Record<string, unknown>, worke
   notes.push(
     problems.length > 0
       ? `Warnings and errors logged after the clusters were up: ${problems.join(" | ")}`
-      : "No warnings or errors in the nanocdn node logs (after start-up) or nginx's error log.",
+      : "No warnings or errors in the nanocdn node logs (after start-up) or the seed's nginx error logs.",
   );
   return [...notes, ...extra];
 }
@@ -62,20 +61,22 @@ export function measurementNotes(rows: Row[]): string[] {
   // CPU per request says what bounds throughput on a small machine, and where to look.
   const cpuParts: string[] = [];
   for (const row of rows) {
-    const data = row.data as { nanocdn?: Side; nginx?: Side } | undefined;
+    const data = row.data as { nanocdn?: Side; reference?: Side } | undefined;
     const n = data?.nanocdn?.cpuUsPerRequest;
-    const g = data?.nginx?.cpuUsPerRequest;
+    const g = data?.reference?.cpuUsPerRequest;
     if (typeof n === "number" && typeof g === "number" && !row.id.includes("noauth")) cpuParts.push(`${row.label}: ${n} / ${g}`);
   }
   if (cpuParts.length > 0) {
-    notes.push(`Server CPU per request, µs, nanocdn / nginx (all processes of the node, or of both nodes in the owner row, rsync runs included; nginx master + workers): ${cpuParts.join("; ")}.`);
+    notes.push(
+      `Server CPU per request, µs, nanocdn / seed stack (all processes of the node, or of both nodes in the owner row, rsync runs included; every process of the seed stack, its rsync runs included): ${cpuParts.join("; ")}.`,
+    );
   }
 
   // Other processes on the machine (a test suite, a build) take CPU from the servers: say where.
   const disturbed: string[] = [];
   for (const row of rows) {
-    const data = row.data as { nanocdn?: unknown; nginx?: unknown } | undefined;
-    const parts = (["nanocdn", "nginx"] as const).flatMap((who) => {
+    const data = row.data as { nanocdn?: unknown; reference?: unknown } | undefined;
+    const parts = (["nanocdn", "reference"] as const).flatMap((who) => {
       const side = data?.[who] as Side | undefined;
       return side && typeof side === "object" && (side.otherCores ?? 0) > 0.15 ? [`${who} ${side.otherCores}`] : [];
     });

@@ -5,16 +5,18 @@ import { tmpdir } from "node:os";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 
-export const PHASES = ["read", "nolog", "owner", "put", "lag", "catchup", "memory"] as const;
+export const PHASES = ["read", "nolog", "owner", "put", "lag", "catchup", "memory", "runtimes"] as const;
 export type Phase = (typeof PHASES)[number];
 
 // The targets of the "performance" issue, on a 2-core machine.
 export const TARGETS = {
-  get4kRatio: 0.5,
-  putNoFsyncRatio: 1.0,
+  get4kRatio: 1.0,
+  get100kRatio: 1.0,
+  putRatio: 1.0,
   lagP99Ms: 250,
   catchUpS: 10,
-  rssUnderLoadMiB: 150,
+  rssIdleMiB: 150,
+  rssUnderLoadMiB: 250,
   bigUploadGrowthMiB: 64,
 };
 
@@ -42,7 +44,10 @@ export function options() {
   };
   const workers = values.workers ?? env.BENCH_WORKERS;
   if (workers !== undefined && workers !== "" && !/^(auto|\d+)$/.test(workers)) throw new Error(`--workers takes a number or auto, got ${workers}`);
-  const only = (values.only ?? env.BENCH_ONLY)?.split(",").map((s) => s.trim()).filter(Boolean);
+  const only = (values.only ?? env.BENCH_ONLY)
+    ?.split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const phase of only ?? []) if (!(PHASES as readonly string[]).includes(phase)) throw new Error(`unknown phase ${phase}; phases: ${PHASES.join(",")}`);
   const out = resolve(values.out ?? resolve(import.meta.dirname, "results", "latest.json"));
   return {
@@ -54,8 +59,7 @@ export function options() {
     dir: resolve(values.dir ?? env.BENCH_DIR ?? tmpdir()),
     phases: new Set<Phase>((only as Phase[] | undefined) ?? PHASES),
     out,
-    markdown: out.replace(/\.json$/, "") + ".md",
+    markdown: `${out.replace(/\.json$/, "")}.md`,
     keep: values.keep ?? false,
   };
 }
-

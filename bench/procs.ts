@@ -50,12 +50,7 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
 }
 
 /** Spawns a tracked child in its own process group. */
-export function start(
-  name: string,
-  command: string,
-  args: string[],
-  options: SpawnOptions & { stopSignal?: NodeJS.Signals } = {},
-): Started {
+export function start(name: string, command: string, args: string[], options: SpawnOptions & { stopSignal?: NodeJS.Signals } = {}): Started {
   const child = spawn(command, args, { ...options, detached: true });
   if (child.pid === undefined) {
     // spawn failed synchronously (ENOENT and the like arrive as an 'error' event)
@@ -271,12 +266,15 @@ export interface Memory {
   pssSumMiB: number;
 }
 
+const TRANSFERS = new Set(["rsync", "ssh"]);
+
 /**
- * Memory of a node: its process and every descendant that is a Node.js
- * process (serving workers), leaving out rsync runs and esbuild helpers.
+ * Memory of a server: its process and every descendant named `comm` (nginx's
+ * workers), or by default every descendant but rsync and ssh runs (a node's
+ * serving processes, whatever the runtime names them: node, bun.exe, deno).
  */
-export function nodeMemory(pid: number, comm = "node"): Memory {
-  const procs = processTree(pid).filter((p) => p.pid === pid || p.comm === comm);
+export function nodeMemory(pid: number, comm?: string): Memory {
+  const procs = processTree(pid).filter((p) => p.pid === pid || (comm === undefined ? !TRANSFERS.has(p.comm) : p.comm === comm));
   const rss = procs.map((p) => statusKiB(p.pid, "VmRSS"));
   const mib = (kib: number) => Math.round((kib / 1024) * 10) / 10;
   return {
@@ -285,6 +283,18 @@ export function nodeMemory(pid: number, comm = "node"): Memory {
     rssMaxMiB: mib(Math.max(0, ...rss)),
     hwmSumMiB: mib(procs.reduce((a, p) => a + statusKiB(p.pid, "VmHWM"), 0)),
     pssSumMiB: mib(procs.reduce((a, p) => a + pssKiB(p.pid), 0)),
+  };
+}
+
+/** The memory of several process groups (the parts of a stack), as one. */
+export function sumMemory(parts: Memory[]): Memory {
+  const add = (f: (m: Memory) => number) => Math.round(parts.reduce((a, m) => a + f(m), 0) * 10) / 10;
+  return {
+    processes: parts.reduce((a, m) => a + m.processes, 0),
+    rssSumMiB: add((m) => m.rssSumMiB),
+    rssMaxMiB: Math.max(0, ...parts.map((m) => m.rssMaxMiB)),
+    hwmSumMiB: add((m) => m.hwmSumMiB),
+    pssSumMiB: add((m) => m.pssSumMiB),
   };
 }
 

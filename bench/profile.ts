@@ -12,10 +12,10 @@ import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ensureTools } from "./machine.ts";
-import { startCluster, upload, workersSetting, writeCredentials } from "./nanocdn.ts";
+import { startCluster, upload, writeCredentials } from "./nanocdn.ts";
 import { atCleanup, cleanup, installExitHandlers } from "./procs.ts";
 import { int, msText } from "./report.ts";
-import { measure } from "./throughput.ts";
+import { measure, type Side } from "./throughput.ts";
 
 interface CpuProfile {
   nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
@@ -63,7 +63,6 @@ async function main(): Promise<void> {
   if (!["get", "put", "owner"].includes(scenario)) throw new Error("scenario: get, put or owner");
   installExitHandlers((error) => process.stderr.write(`profile failed: ${String(error)}\n`));
   ensureTools((l) => process.stderr.write(`${l}\n`));
-  workersSetting.requested = values.workers ?? process.env.BENCH_WORKERS;
   const root = await mkdtemp(join(tmpdir(), "nanobench-profile-"));
   const profiles = join(root, "profiles");
   const credentials = await writeCredentials(root);
@@ -73,13 +72,14 @@ async function main(): Promise<void> {
     size: scenario === "owner" ? 2 : 1,
     replicate: false,
     credentials,
+    workers: values.workers ?? process.env.BENCH_WORKERS,
     config: scenario === "put" ? { fsync: false } : {},
     nodeArgs: (id) => ["--cpu-prof", `--cpu-prof-dir=${join(profiles, `node${id}`)}`],
   });
   atCleanup(() => cluster.stop());
   const n1 = cluster.node("1");
   const settings = { threads: 2, connections: 64, warmupS: 1, durationS: Number(values.duration), scratch: root };
-  let result;
+  let result: Side;
   if (scenario === "put") {
     result = await measure(settings, {
       url: n1.url,
@@ -97,7 +97,9 @@ async function main(): Promise<void> {
   await cluster.stop();
   // Keep the profiles, not the nodes' data.
   await rm(cluster.dir, { recursive: true, force: true });
-  console.log(`${scenario}: ${int(result.rps)} req/s, p50 ${msText(result.p50Ms)} ms, p99 ${msText(result.p99Ms)} ms, server CPU ${result.cpuUsPerRequest} µs/request`);
+  console.log(
+    `${scenario}: ${int(result.rps)} req/s, p50 ${msText(result.p50Ms)} ms, p99 ${msText(result.p99Ms)} ms, server CPU ${result.cpuUsPerRequest} µs/request`,
+  );
   // One summary per node: in the owner scenario node 2 proxies and node 1 serves.
   for (const node of cluster.nodes) {
     const dir = join(profiles, `node${node.id}`);
@@ -107,11 +109,19 @@ async function main(): Promise<void> {
     const all = [...totals.values()].reduce((a, b) => a + b, 0);
     const idle = totals.get("(idle)") ?? 0;
     console.log(`\nnode ${node.id}: ${files.length} profile(s) (one per process) in ${dir}; self time, busy (non-idle) total ${int(all - idle)} ms:`);
-    const top = [...totals].filter(([k]) => k !== "(idle)").sort((a, b) => b[1] - a[1]).slice(0, Number(values.top));
-    const line = ([name, ms]: [string, number]) => console.log(`${String(int(ms)).padStart(8)} ms ${((ms / (all - idle)) * 100).toFixed(1).padStart(5)}%  ${name}`);
+    const top = [...totals]
+      .filter(([k]) => k !== "(idle)")
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, Number(values.top));
+    const line = ([name, ms]: [string, number]) =>
+      console.log(`${String(int(ms)).padStart(8)} ms ${((ms / (all - idle)) * 100).toFixed(1).padStart(5)}%  ${name}`);
     top.forEach(line);
     console.log("by area (self time summed per package, file or Node.js module):");
-    [...areas].filter(([k]) => k !== "(idle)").sort((a, b) => b[1] - a[1]).slice(0, 10).forEach(line);
+    [...areas]
+      .filter(([k]) => k !== "(idle)")
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 10)
+      .forEach(line);
   }
   console.log("\n(the profiles cover the whole process life, start-up included: module compiling and tsx's loader hooks are mostly that;");
   console.log(" with the load generator on the same cores, time in a syscall such as writev includes being preempted by the client it woke up)");

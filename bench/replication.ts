@@ -31,17 +31,15 @@ export interface LagResult {
 }
 
 /**
- * Uploads at a steady `rate` (open loop: a slow answer does not delay the
- * next upload) to node 1 and times each file from its 201 to the moment it
- * exists in node 2's replica folder, polling every `pollMs`.
+ * Calls `put(i)` at a steady `rate` (open loop: a slow answer does not delay
+ * the next upload) and times each file from its 201 to the moment it exists
+ * at the path on the peer's disk that `put` returned (undefined: the upload
+ * failed), polling every `pollMs`.
  */
 export async function measureLag(
-  cluster: BenchCluster,
-  auth: string,
-  { rate, seconds, pollMs = 2, body }: { rate: number; seconds: number; pollMs?: number; body: Uint8Array<ArrayBuffer> },
+  put: (i: number) => Promise<string | undefined>,
+  { rate, seconds, pollMs = 2 }: { rate: number; seconds: number; pollMs?: number },
 ): Promise<LagResult> {
-  const owner = cluster.node("1");
-  const peer = cluster.node("2");
   const pending = new Map<string, number>();
   const lags: number[] = [];
   const uploadTimes: number[] = [];
@@ -55,7 +53,6 @@ export async function measureLag(
       }
     }
   }, pollMs);
-  const run = `lag-${Date.now()}`;
   const total = rate * seconds;
   const inFlight: Promise<void>[] = [];
   const startedAt = performance.now();
@@ -66,14 +63,14 @@ export async function measureLag(
     inFlight.push(
       (async () => {
         const sent = performance.now();
-        const result = await upload(owner, `pub/${run}/${i}.bin`, body, auth).catch(() => ({ status: 0, location: "" }));
+        const file = await put(i).catch(() => undefined);
         const answered = performance.now();
         uploadTimes.push(answered - sent);
-        if (result.status !== 201) {
+        if (file === undefined) {
           failed++;
           return;
         }
-        pending.set(join(peer.data, "files", result.location.slice(1)), answered);
+        pending.set(file, answered);
       })(),
     );
   }
@@ -93,7 +90,12 @@ export async function measureLag(
     p99Ms: round(percentile(sorted, 99)),
     maxMs: round(sorted.at(-1) ?? NaN),
     pollMs,
-    uploadP99Ms: round(percentile(uploadTimes.sort((a, b) => a - b), 99)),
+    uploadP99Ms: round(
+      percentile(
+        uploadTimes.sort((a, b) => a - b),
+        99,
+      ),
+    ),
   };
 }
 

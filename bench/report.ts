@@ -10,8 +10,9 @@ export interface Row {
   id: string;
   label: string;
   nanocdn: string;
-  nginx: string;
-  /** nanocdn ÷ nginx, formatted; "—" where nginx has no counterpart. */
+  /** The seed's stack. */
+  reference: string;
+  /** nanocdn ÷ reference, formatted; "—" where the reference has no counterpart. */
   ratio: string;
   /** The goal for this row, in words; undefined when the row has none. */
   target?: string;
@@ -29,7 +30,7 @@ export interface Report {
   setup: Record<string, string>;
   rows: Row[];
   notes: string[];
-  /** Warnings and errors the nanocdn nodes and nginx logged, per phase. */
+  /** Warnings and errors the nanocdn nodes and the seed's stack logged, per phase. */
   logs: Record<string, unknown>;
 }
 
@@ -42,20 +43,24 @@ function machineLines(m: MachineFacts): string[] {
   return [
     `cores: ${m.cores} (os.availableParallelism) · ${m.cpuModel} · memory: ${m.memoryGiB} GiB · kernel ${m.kernel}`,
     `disk: ${m.disk.dir} on ${m.disk.source} (${m.disk.fstype}), ${m.disk.kind}`,
-    `versions: node ${m.versions.node} · nginx ${m.versions.nginx} · rsync ${m.versions.rsync} · wrk ${m.versions.wrk} · nanocdn ${m.versions.nanocdn} (commit ${m.versions.commit}, plus any uncommitted changes)`,
+    `versions: node ${m.versions.node} · nginx ${m.versions.nginx} · haproxy ${m.versions.haproxy} · lsyncd ${m.versions.lsyncd} · rsync ${m.versions.rsync} · wrk ${m.versions.wrk} · nanocdn ${m.versions.nanocdn} (commit ${m.versions.commit}, plus any uncommitted changes)`,
   ];
 }
 
-const HEADERS = ["row", "nanocdn", "nginx", "nanocdn/nginx", "target", "met?"];
+const HEADERS = ["row", "nanocdn", "seed stack", "nanocdn/seed", "target", "met?"];
 
 function cellsOf(row: Row): string[] {
-  return [row.label, row.nanocdn, row.nginx, row.ratio, row.target ?? "", metText(row)];
+  return [row.label, row.nanocdn, row.reference, row.ratio, row.target ?? "", metText(row)];
 }
 
 export function renderText(report: Report): string {
   const rows = report.rows.map(cellsOf);
   const widths = HEADERS.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join(" │ ").trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join(" │ ")
+      .trimEnd();
   const rule = widths.map((w) => "─".repeat(w)).join("─┼─");
   const out = [
     report.title,
@@ -88,6 +93,6 @@ export function renderMarkdown(report: Report): string {
 
 export async function writeReport(report: Report, jsonFile: string, markdownFile: string): Promise<void> {
   await mkdir(dirname(jsonFile), { recursive: true });
-  await writeFile(jsonFile, JSON.stringify(report, null, 2) + "\n");
-  await writeFile(markdownFile, renderMarkdown(report) + "\n");
+  await writeFile(jsonFile, `${JSON.stringify(report, null, 2)}\n`);
+  await writeFile(markdownFile, `${renderMarkdown(report)}\n`);
 }

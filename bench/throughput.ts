@@ -101,22 +101,22 @@ export function throughputRow(
   id: string,
   label: string,
   nanocdn: Side | undefined,
-  nginx: Side | undefined,
-  options: { latency?: "p50+p99" | "p99"; minRatio?: number; nginxText?: string } = {},
+  reference: Side | undefined,
+  options: { latency?: "p50+p99" | "p99"; minRatio?: number; referenceText?: string } = {},
 ): Row {
-  const ratio = nanocdn && nginx ? nanocdn.rps / nginx.rps : NaN;
-  const failed = (nanocdn && errorCount(nanocdn) > 0) || (nginx && errorCount(nginx) > 0);
+  const ratio = nanocdn && reference ? nanocdn.rps / reference.rps : NaN;
+  const failed = (nanocdn && errorCount(nanocdn) > 0) || (reference && errorCount(reference) > 0);
   return {
     id,
     label,
     nanocdn: sideText(nanocdn, options.latency),
-    nginx: options.nginxText ?? sideText(nginx, options.latency),
+    reference: options.referenceText ?? sideText(reference, options.latency),
     ratio: ratioText(ratio),
     ...(options.minRatio !== undefined && {
-      target: `>= ${options.minRatio.toFixed(1)}x nginx req/s`,
+      target: `>= ${options.minRatio.toFixed(1)}x req/s`,
       // A row whose requests failed has not met anything.
       met: Number.isFinite(ratio) && ratio >= options.minRatio && !failed,
     }),
-    data: { nanocdn, nginx, ratio },
+    data: { nanocdn, reference, ratio },
   };
 }

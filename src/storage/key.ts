@@ -7,6 +7,7 @@ export const MAX_KEY_BYTES = 1024;
 const encoder = new TextEncoder();
 // Control characters (C0 and DEL) have no business in a file name and break
 // logs, shells and HTTP headers; backslash is a separator on other systems.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const FORBIDDEN = /[\u0000-\u001f\u007f\\]/;
 
 /** Throws InvalidPathError saying what is wrong with one decoded path segment. */

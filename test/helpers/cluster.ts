@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent, fetch as undiciFetch } from "undici";
 import { expect } from "vitest";
+import { type LocalClusterPlan, localNodeConfig, localNodeData, localNodeDir } from "../../src/adapters/node/cli/local-cluster.ts";
 import { basic, writeHtpasswd } from "./credentials.ts";
 import { eventually } from "./eventually.ts";
 import { type NodeProcess, startNodeProcess } from "./node-process.ts";
@@ -65,20 +66,20 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
   await writeHtpasswd(htpasswd);
   const scheme = options.scheme ?? "http";
   const nodes: Record<string, NodeProcess> = {};
-  const data = (id: string) => join(dir, `node${id}`, "data");
-  const peerFields = (from: string, to: string) => ({
-    ...(options.replicate && { rsync: join(data(to), "files", from) }),
-    ...options.peer?.(from, to, data),
-  });
-
-  const configOf = (id: string) => ({
-    node: id,
+  const data = (id: string) => localNodeData(dir, id);
+  const plan: LocalClusterPlan = {
+    dir,
+    ids,
+    listen: (id) => `127.0.0.1:${ports[id]}`,
+    scheme,
     htpasswd,
-    cluster_secret_file: secretFile,
+    clusterSecretFile: secretFile,
+    replicate: options.replicate ?? false,
+    peer: (from, to) => options.peer?.(from, to, data) ?? {},
+  };
+  const configOf = (id: string) => ({
+    ...localNodeConfig(plan, id),
     ...FAST_HEALTH,
-    peers: ids
-      .filter((other) => other !== id)
-      .map((other) => ({ id: other, url: `${scheme}://127.0.0.1:${ports[other]}`, ...peerFields(id, other) })),
     ...(typeof options.config === "function" ? options.config(id) : options.config),
   });
 
@@ -89,7 +90,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
     data,
     url: (id) => `${scheme}://127.0.0.1:${ports[id]}`,
     async start(id) {
-      const nodeDir = join(dir, `node${id}`);
+      const nodeDir = localNodeDir(dir, id);
       await mkdir(nodeDir, { recursive: true });
       const gid = options.gid?.(id);
       nodes[id] = await startNodeProcess({ dir: nodeDir, port: ports[id], config: configOf(id), waitFor: "listening", gid, runtime: options.runtime });

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, openSync, readFileSync, statSync } from "node:fs";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,11 +16,13 @@ export interface NodeProcess {
   data: string;
   configFile: string;
   child: ChildProcess;
+  pid: number;
   /** Everything the process wrote so far, stdout and stderr. */
   output(): string;
   /** Resolves with the exit code (or signal) once the process has ended. */
   exited: Promise<number | NodeJS.Signals>;
-  stop(signal?: NodeJS.Signals): Promise<number | NodeJS.Signals>;
+  /** Sends `signal`; with `graceMs`, SIGKILL follows if the process has not ended by then. */
+  stop(signal?: NodeJS.Signals, graceMs?: number): Promise<number | NodeJS.Signals>;
 }
 
 export interface StartOptions {
@@ -30,6 +33,8 @@ export interface StartOptions {
   config?: Record<string, unknown>;
   env?: Record<string, string>;
   args?: string[];
+  /** Arguments for `node` itself (e.g. `--cpu-prof`). */
+  nodeArgs?: string[];
   cwd?: string;
   /** Skip writing an htpasswd file (the node then creates its first user). */
   noHtpasswd?: boolean;
@@ -37,13 +42,27 @@ export interface StartOptions {
   waitFor?: "healthy" | "listening";
   /** Node (default), Bun or Deno. */
   runtime?: Runtime;
+  timeoutMs?: number;
+  /**
+   * Append stdout and stderr to this file instead of keeping them in memory:
+   * a node under load writes an access-log line per request, which a pipe
+   * to this process would make it pay for.
+   */
+  logFile?: string;
   /**
    * Start the node as the leader of its own process group, so that a signal to
-   * the group (`process.kill(-pid, …)`) reaches its serving processes too.
+   * the group (`process.kill(-pid, …)`) reaches its serving processes too; once
+   * the node has stopped, the group is killed, so that nothing it started (an
+   * rsync run still finishing) outlives it.
    */
   processGroup?: boolean;
   /** Group id of the node process (and so of its rsync children): firewall rules can match it. */
   gid?: number;
+}
+
+/** The node's settings come from its config file and the caller's `env`, not from this process's NANOCDN_* variables. */
+function inheritedEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("NANOCDN_")));
 }
 
 /** Starts `nanocdn serve` as its own process, as an operator would, and waits until it answers. */
@@ -59,18 +78,38 @@ export async function startNodeProcess(options: StartOptions = {}): Promise<Node
   }
   const configFile = join(dir, "nanocdn.toml");
   await writeFile(configFile, stringify(config));
-  const [command, leading] = runtimeCommand(options.runtime);
-  const child = spawn(command, [...leading, "serve", "--config", configFile, ...(options.args ?? [])], {
-    cwd: options.cwd ?? dir,
-    env: { ...process.env, NANOCDN_LOG_LEVEL: "info", ...options.env },
-    stdio: ["ignore", "pipe", "pipe"],
-    detached: options.processGroup ?? false,
-    ...(options.gid !== undefined && { gid: options.gid }),
-  });
+  const logFile = options.logFile;
+  const logFrom = logFile ? sizeOf(logFile) : 0;
+  const logFd = logFile ? openSync(logFile, "a") : undefined;
+  let child: ChildProcess;
+  try {
+    const [command, leading] = runtimeCommand(options.runtime);
+    child = spawn(command, [...(options.nodeArgs ?? []), ...leading, "serve", "--config", configFile, ...(options.args ?? [])], {
+      cwd: options.cwd ?? dir,
+      env: { ...inheritedEnv(), NANOCDN_LOG_LEVEL: "info", ...options.env },
+      stdio: ["ignore", logFd ?? "pipe", logFd ?? "pipe"],
+      detached: options.processGroup ?? false,
+      ...(options.gid !== undefined && { gid: options.gid }),
+    });
+  } finally {
+    if (logFd !== undefined) closeSync(logFd);
+  }
   let output = "";
-  child.stdout!.on("data", (chunk) => (output += chunk));
-  child.stderr!.on("data", (chunk) => (output += chunk));
-  const exited = new Promise<number | NodeJS.Signals>((done) => child.on("exit", (code, signal) => done(code ?? signal!)));
+  child.stdout?.on("data", (chunk) => (output += chunk));
+  child.stderr?.on("data", (chunk) => (output += chunk));
+  const exited = new Promise<number | NodeJS.Signals>((done) => {
+    child.on("error", () => done(-1));
+    child.on("exit", (code, signal) => done(code ?? signal!));
+  });
+  const running = () => child.exitCode === null && child.signalCode === null;
+  const killGroup = () => {
+    if (!options.processGroup || child.pid === undefined) return;
+    try {
+      process.kill(-child.pid, "SIGKILL");
+    } catch {
+      // the group has ended already
+    }
+  };
   const url = `http://127.0.0.1:${port}`;
   const node: NodeProcess = {
     url,
@@ -78,15 +117,38 @@ export async function startNodeProcess(options: StartOptions = {}): Promise<Node
     data: String(config.data),
     configFile,
     child,
-    output: () => output,
+    pid: child.pid ?? -1,
+    output: () => (logFile ? readSince(logFile, logFrom) : output),
     exited,
-    async stop(signal = "SIGTERM") {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    async stop(signal = "SIGTERM", graceMs) {
+      if (running()) {
+        child.kill(signal);
+        const timer = graceMs === undefined ? undefined : setTimeout(() => (options.processGroup ? killGroup() : child.kill("SIGKILL")), graceMs);
+        await exited;
+        clearTimeout(timer);
+      }
+      killGroup();
       return exited;
     },
   };
-  await waitUntilUp(node, options.waitFor ?? "healthy");
+  await waitUntilUp(node, options.waitFor ?? "healthy", options.timeoutMs);
   return node;
+}
+
+function sizeOf(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+
+function readSince(file: string, from: number): string {
+  try {
+    return readFileSync(file).subarray(from).toString("utf8");
+  } catch {
+    return "";
+  }
 }
 
 async function waitUntilUp(node: NodeProcess, waitFor: "healthy" | "listening", timeoutMs = 30_000): Promise<void> {

@@ -23,6 +23,55 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
+/** Where node `id` of a local cluster in `dir` keeps its config, pid and log. */
+export function localNodeDir(dir: string, id: string): string {
+  return join(dir, `node${id}`);
+}
+
+/** Node `id`'s data folder: the peers' rsync destinations point into it. */
+export function localNodeData(dir: string, id: string): string {
+  return join(localNodeDir(dir, id), "data");
+}
+
+/** A cluster on one machine: every node in `<dir>/node<N>/`, one htpasswd and one secret for all. */
+export interface LocalClusterPlan {
+  dir: string;
+  /** Node ids, "1" to "N". */
+  ids: string[];
+  /** The `host:port` node `id` listens on. */
+  listen(id: string): string;
+  scheme?: "http" | "https";
+  htpasswd: string;
+  clusterSecretFile: string;
+  /** Each node pushes its files with rsync into the peers' data folders (the local transport). */
+  replicate: boolean;
+  /** More fields of the peer entry for `to` in the config of `from`. */
+  peer?(from: string, to: string): Record<string, unknown>;
+}
+
+/**
+ * The config of node `id` of a local cluster: its address, data folder and
+ * users, and the other nodes as its peers. A cluster of one has no peers.
+ */
+export function localNodeConfig(plan: LocalClusterPlan, id: string): Record<string, unknown> {
+  const others = plan.ids.filter((other) => other !== id);
+  return {
+    node: id,
+    listen: plan.listen(id),
+    data: localNodeData(plan.dir, id),
+    htpasswd: plan.htpasswd,
+    ...(others.length > 0 && {
+      cluster_secret_file: plan.clusterSecretFile,
+      peers: others.map((other) => ({
+        id: other,
+        url: `${plan.scheme ?? "http"}://${plan.listen(other)}`,
+        ...(plan.replicate && { rsync: join(localNodeData(plan.dir, other), "files", id) }),
+        ...plan.peer?.(id, other),
+      })),
+    }),
+  };
+}
+
 /**
  * Writes what a cluster of `nodes` nodes on this machine needs, once: a
  * cluster secret, one htpasswd for all, and per node a config whose peers
@@ -35,29 +84,22 @@ async function prepare({ nodes, dir, basePort, host }: LocalClusterOptions): Pro
   if (!(await exists(secretFile))) await writeFile(secretFile, randomBytes(32).toString("hex"), { mode: 0o600 });
   const htpasswd = join(dir, "htpasswd");
   await createFirstUser(htpasswd, join(dir, "initial-credentials"));
-  const ids = Array.from({ length: nodes }, (_, i) => String(i + 1));
+  const plan: LocalClusterPlan = {
+    dir,
+    ids: Array.from({ length: nodes }, (_, i) => String(i + 1)),
+    listen: (id) => `${host}:${basePort + Number(id) - 1}`,
+    htpasswd,
+    clusterSecretFile: secretFile,
+    replicate: true,
+  };
   const configs: string[] = [];
-  for (const id of ids) {
-    const folder = join(dir, `node${id}`);
+  for (const id of plan.ids) {
+    const folder = localNodeDir(dir, id);
     const configFile = join(folder, "nanocdn.toml");
     configs.push(configFile);
     if (await exists(configFile)) continue;
     await mkdir(folder, { recursive: true });
-    const config = {
-      node: id,
-      listen: `${host}:${basePort + Number(id) - 1}`,
-      data: join(folder, "data"),
-      htpasswd,
-      cluster_secret_file: secretFile,
-      peers: ids
-        .filter((other) => other !== id)
-        .map((other) => ({
-          id: other,
-          url: `http://${host}:${basePort + Number(other) - 1}`,
-          rsync: join(dir, `node${other}`, "data", "files", id),
-        })),
-    };
-    await writeFile(configFile, `# Written by \`nanocdn cluster\`; edit freely.\n${stringify(config)}\n`);
+    await writeFile(configFile, `# Written by \`nanocdn cluster\`; edit freely.\n${stringify(localNodeConfig(plan, id))}\n`);
   }
   return configs;
 }
@@ -76,7 +118,7 @@ export async function runLocalCluster(options: LocalClusterOptions): Promise<voi
     const id = String(index + 1);
     const child = spawn(process.execPath, [BIN, "serve", "--config", configFile], { stdio: ["ignore", "pipe", "inherit"] });
     children.set(id, child);
-    void writeFile(join(dir, `node${id}`, "pid"), `${child.pid}\n`);
+    void writeFile(join(localNodeDir(dir, id), "pid"), `${child.pid}\n`);
     createInterface({ input: child.stdout! }).on("line", (line) => process.stdout.write(`${line}\n`));
     child.on("exit", (code, signal) => {
       children.delete(id);

@@ -17,8 +17,18 @@ export interface RunningNode {
   close(): Promise<void>;
 }
 
+/**
+ * "auto" forks one serving process per core beside the primary, except on
+ * one or two cores: there a single process serves and runs the node-wide
+ * services, because every Node.js process costs tens of MiB at rest and each
+ * upload pays a hand-off to the primary, while a second serving process has
+ * little CPU left to gain (the primary, rsync and the kernel share the same
+ * two cores).
+ */
 function servingProcessCount(config: Config): number {
-  return config.workers === "auto" ? availableParallelism() : config.workers;
+  if (config.workers !== "auto") return config.workers;
+  const cores = availableParallelism();
+  return cores > 2 ? cores : 1;
 }
 
 /**
