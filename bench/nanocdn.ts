@@ -11,6 +11,7 @@ import { join } from "node:path";
 import apacheMd5 from "apache-md5";
 import { type LocalClusterPlan, localNodeConfig, localNodeDir } from "../src/adapters/node/cli/local-cluster.ts";
 import { type NodeProcess, startNodeProcess } from "../test/helpers/node-process.ts";
+import type { Runtime } from "../test/helpers/runtimes.ts";
 import { basicAuth, freePort, until } from "./net.ts";
 import { atCleanup, type Memory, nodeMemory, treeCpuSeconds } from "./procs.ts";
 
@@ -71,6 +72,8 @@ export interface ClusterSpec {
   config?: Record<string, unknown>;
   /** Extra arguments for `node` itself, per node id, e.g. --cpu-prof (see profile.ts). */
   nodeArgs?: (id: string) => string[];
+  /** Node (default), Bun or Deno. */
+  runtime?: Runtime;
 }
 
 export async function startCluster(spec: ClusterSpec): Promise<BenchCluster> {
@@ -93,7 +96,7 @@ export async function startCluster(spec: ClusterSpec): Promise<BenchCluster> {
   const workers = spec.workers === undefined ? "auto" : /^\d+$/.test(spec.workers) ? Number(spec.workers) : spec.workers;
   const configOf = (id: string) => ({ ...localNodeConfig(plan, id), workers, ...spec.config });
 
-  const nodes = ids.map((id) => makeNode(id, localNodeDir(dir, id), ports.get(id)!, configOf(id), spec.nodeArgs?.(id) ?? []));
+  const nodes = ids.map((id) => makeNode(id, localNodeDir(dir, id), ports.get(id)!, configOf(id), spec.nodeArgs?.(id) ?? [], spec.runtime));
   const cluster: BenchCluster = {
     name: spec.name,
     dir,
@@ -115,7 +118,7 @@ export async function startCluster(spec: ClusterSpec): Promise<BenchCluster> {
   return cluster;
 }
 
-function makeNode(id: string, dir: string, port: number, config: Record<string, unknown>, nodeArgs: string[]): BenchNode {
+function makeNode(id: string, dir: string, port: number, config: Record<string, unknown>, nodeArgs: string[], runtime?: Runtime): BenchNode {
   const logFile = join(dir, "node.log");
   let proc: NodeProcess | undefined;
   return {
@@ -130,7 +133,7 @@ function makeNode(id: string, dir: string, port: number, config: Record<string, 
     async start() {
       await mkdir(dir, { recursive: true });
       try {
-        proc = await startNodeProcess({ dir, port, config, nodeArgs, logFile, processGroup: true, timeoutMs: 60_000 });
+        proc = await startNodeProcess({ dir, port, config, nodeArgs, runtime, logFile, processGroup: true, timeoutMs: 60_000 });
       } catch (error) {
         throw new Error(`nanocdn node ${id} did not start: ${(error as Error).message.split("\n").slice(-30).join("\n")}`);
       }

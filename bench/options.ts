@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 
-export const PHASES = ["read", "nolog", "owner", "put", "lag", "catchup", "memory"] as const;
+export const PHASES = ["read", "nolog", "owner", "put", "lag", "catchup", "memory", "runtimes"] as const;
 export type Phase = (typeof PHASES)[number];
 
 // The targets of the "performance" issue, on a 2-core machine.

@@ -266,12 +266,15 @@ export interface Memory {
   pssSumMiB: number;
 }
 
+const TRANSFERS = new Set(["rsync", "ssh"]);
+
 /**
- * Memory of a server: its process and every descendant named `comm` (a
- * node's serving processes, nginx's workers), leaving out rsync runs.
+ * Memory of a server: its process and every descendant named `comm` (nginx's
+ * workers), or by default every descendant but rsync and ssh runs (a node's
+ * serving processes, whatever the runtime names them: node, bun.exe, deno).
  */
-export function nodeMemory(pid: number, comm = "node"): Memory {
-  const procs = processTree(pid).filter((p) => p.pid === pid || p.comm === comm);
+export function nodeMemory(pid: number, comm?: string): Memory {
+  const procs = processTree(pid).filter((p) => p.pid === pid || (comm === undefined ? !TRANSFERS.has(p.comm) : p.comm === comm));
   const rss = procs.map((p) => statusKiB(p.pid, "VmRSS"));
   const mib = (kib: number) => Math.round((kib / 1024) * 10) / 10;
   return {

@@ -13,7 +13,7 @@
 //   --warmup S         BENCH_WARMUP    discarded warm-up seconds before each (default 3)
 //   --threads N / --connections N      wrk parameters (default 2 / 64)
 //   --dir PATH         BENCH_DIR       where the temp data goes (default the OS temp dir); it decides what fsync costs
-//   --only a,b         phases to run: read,nolog,owner,put,lag,catchup,memory
+//   --only a,b         phases to run: read,nolog,owner,put,lag,catchup,memory,runtimes
 //   --out FILE                         JSON result (default bench/results/latest.json; Markdown next to it)
 //   --keep                             keep the temp data and logs for inspection
 
@@ -37,6 +37,7 @@ import { bigUploadPhase, memoryUnderLoadRows } from "./phases/memory.ts";
 import { ownerPhase } from "./phases/owner.ts";
 import { putPhase } from "./phases/put.ts";
 import { replicationLagPhase } from "./phases/replication-lag.ts";
+import { runtimesPhase } from "./phases/runtimes.ts";
 
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
@@ -48,6 +49,7 @@ const PHASES: [Phase, (ctx: BenchContext) => Promise<Row[]>][] = [
   ["lag", replicationLagPhase],
   ["catchup", catchUpPhase],
   ["memory", bigUploadPhase],
+  ["runtimes", runtimesPhase],
 ];
 
 // Rows in reading order: throughput, replication, memory.
@@ -64,6 +66,12 @@ const ORDER = [
   "put-nofsync",
   "put-single",
   "put-nginx-noauth",
+  "runtime-get-node",
+  "runtime-put-node",
+  "runtime-get-bun",
+  "runtime-put-bun",
+  "runtime-get-deno",
+  "runtime-put-deno",
   "replication-lag",
   "replication-lag-0",
   "catch-up",

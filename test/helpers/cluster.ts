@@ -8,6 +8,7 @@ import { basic, writeHtpasswd } from "./credentials.ts";
 import { eventually } from "./eventually.ts";
 import { type NodeProcess, startNodeProcess } from "./node-process.ts";
 import { freePort } from "./ports.ts";
+import type { Runtime } from "./runtimes.ts";
 
 export const CLUSTER_SECRET = "test-cluster-secret-0123456789abcdef";
 
@@ -46,6 +47,8 @@ export interface ClusterOptions {
    * (default); false for clusters whose nodes cannot reach each other.
    */
   waitForPeers?: boolean;
+  /** Node (default), Bun or Deno, for every node. */
+  runtime?: Runtime;
   /** Group id of each node's process, for firewall rules that match it. */
   gid?: (id: string) => number;
 }
@@ -89,7 +92,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
     async start(id) {
       const nodeDir = localNodeDir(dir, id);
       await mkdir(nodeDir, { recursive: true });
-      nodes[id] = await startNodeProcess({ dir: nodeDir, port: ports[id], config: configOf(id), waitFor: "listening", gid: options.gid?.(id) });
+      const gid = options.gid?.(id);
+      nodes[id] = await startNodeProcess({ dir: nodeDir, port: ports[id], config: configOf(id), waitFor: "listening", gid, runtime: options.runtime });
       return nodes[id];
     },
     async kill(id) {
@@ -103,8 +107,15 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
     },
   };
   await options.beforeStart?.(data);
-  await Promise.all(ids.map((id) => cluster.start(id)));
-  if (options.waitForPeers ?? true) await untilConnected(cluster);
+  // A cluster that fails to come up is stopped here: the caller gets none to stop.
+  try {
+    const started = await Promise.allSettled(ids.map((id) => cluster.start(id)));
+    for (const result of started) if (result.status === "rejected") throw result.reason;
+    if (options.waitForPeers ?? true) await untilConnected(cluster);
+  } catch (error) {
+    await cluster.stopAll();
+    throw error;
+  }
   return cluster;
 }
 

@@ -2,12 +2,13 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync, statSync } from "node:fs";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { stringify } from "smol-toml";
 import { writeHtpasswd } from "./credentials.ts";
 import { freePort, tcpConnect } from "./ports.ts";
+import { type Runtime, runtimeCommand } from "./runtimes.ts";
 
-export const BIN = resolve(import.meta.dirname, "../../bin/nanocdn.mjs");
+export { BIN } from "./runtimes.ts";
 
 export interface NodeProcess {
   url: string;
@@ -39,6 +40,8 @@ export interface StartOptions {
   noHtpasswd?: boolean;
   /** Wait for GET /check/ to answer 200 (default) or only for the port to answer. */
   waitFor?: "healthy" | "listening";
+  /** Node (default), Bun or Deno. */
+  runtime?: Runtime;
   timeoutMs?: number;
   /**
    * Append stdout and stderr to this file instead of keeping them in memory:
@@ -80,7 +83,8 @@ export async function startNodeProcess(options: StartOptions = {}): Promise<Node
   const logFd = logFile ? openSync(logFile, "a") : undefined;
   let child: ChildProcess;
   try {
-    child = spawn(process.execPath, [...(options.nodeArgs ?? []), BIN, "serve", "--config", configFile, ...(options.args ?? [])], {
+    const [command, leading] = runtimeCommand(options.runtime);
+    child = spawn(command, [...(options.nodeArgs ?? []), ...leading, "serve", "--config", configFile, ...(options.args ?? [])], {
       cwd: options.cwd ?? dir,
       env: { ...inheritedEnv(), NANOCDN_LOG_LEVEL: "info", ...options.env },
       stdio: ["ignore", logFd ?? "pipe", logFd ?? "pipe"],

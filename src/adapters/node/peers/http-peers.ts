@@ -1,5 +1,8 @@
 import { Readable } from "node:stream";
-import { type Dispatcher, Pool } from "undici";
+// The package's own entry by path: Bun answers a bare "undici" with a partial
+// built-in whose Pool#request() returns nothing; this loads the real one on
+// Node, Bun and Deno alike.
+import { type Dispatcher, Pool } from "undici/index.js";
 import { PEER_PROBE_AGENT } from "../../../handlers/access-log.ts";
 import type { Logger } from "../../../handlers/logger.ts";
 import { type PeerRequest, type Peers, PeerUnreachableError } from "../../../handlers/peers.ts";

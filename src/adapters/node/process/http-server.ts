@@ -236,6 +236,12 @@ function watchCertificate(
   log: Logger,
   everyMs: number,
 ): { stop(): void; reload(): Promise<void> } {
+  // Bun 1.4's HTTPS server can neither swap its certificate nor pick one per connection.
+  if (typeof server.setSecureContext !== "function") {
+    const cannot = async () => log.warn({ cert: tls.cert }, "this runtime cannot reload a TLS certificate: restart the node once it is renewed");
+    void cannot();
+    return { stop: () => {}, reload: cannot };
+  }
   const versionOf = async () => {
     const [cert, key] = await Promise.all([stat(tls.cert), stat(tls.key)]);
     return `${cert.mtimeMs}:${cert.size}:${key.mtimeMs}:${key.size}`;

@@ -50,6 +50,10 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
     return aggregatedExposition([own, ...reports.filter((r): r is MetricsJson => r !== undefined)]);
   };
 
+  // Deno's node:cluster stalls for good under concurrent uploads when the
+  // primary hands out each connection (the round-robin default); there the
+  // serving processes accept on the shared socket themselves.
+  if ("Deno" in globalThis) cluster.schedulingPolicy = cluster.SCHED_NONE;
   let stopping = false;
   // Until every serving process listens, a death fails the start instead of being restarted.
   let started = false;

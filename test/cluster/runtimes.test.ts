@@ -1,0 +1,136 @@
+import { X509Certificate } from "node:crypto";
+import { copyFile, mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { connect } from "node:tls";
+import { Agent, fetch as undiciFetch } from "undici";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { basic } from "../helpers/credentials.ts";
+import { listFiles, placeFile } from "../helpers/disk.ts";
+import { eventually } from "../helpers/eventually.ts";
+import type { Runtime } from "../helpers/runtimes.ts";
+import { makeCa, makeServerCertificate } from "../helpers/tls.ts";
+
+const auth = { Authorization: basic() };
+
+/** The serial number of the certificate a node presents now. */
+async function servedSerial(port: number, caFile: string): Promise<string> {
+  const ca = await readFile(caFile);
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: "127.0.0.1", port, ca }, () => {
+      resolve(socket.getPeerCertificate().serialNumber);
+      socket.end();
+    });
+    socket.on("error", reject);
+  });
+}
+
+/**
+ * One representative cluster per runtime: two nodes on Bun or Deno that talk
+ * to each other over HTTPS with a private CA and replicate with rsync.
+ */
+describe.each<{ runtime: Runtime; reloadsCertificate: boolean }>([
+  { runtime: "bun", reloadsCertificate: false },
+  { runtime: "deno", reloadsCertificate: true },
+])("a cluster on $runtime", ({ runtime, reloadsCertificate }) => {
+  let cluster: TestCluster;
+  let client: Agent;
+  const request = (url: string, init: Record<string, unknown> = {}) => undiciFetch(url, { ...init, dispatcher: client });
+  const status = async (id: string) =>
+    (await (await request(`${cluster.url(id)}/status`, { headers: auth })).json()) as {
+      ownFiles: string;
+      replication: { lastFullPass?: string }[];
+    };
+
+  let pki: { dir: string; ca: ReturnType<typeof makeCa>; certs: Record<"1" | "2", ReturnType<typeof makeServerCertificate>> };
+
+  beforeAll(async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nanocdn-pki-"));
+    const ca = makeCa(dir);
+    const certs = { "1": makeServerCertificate(dir, "node1", ca), "2": makeServerCertificate(dir, "node2", ca) };
+    pki = { dir, ca, certs };
+    client = new Agent({ connect: { ca: await readFile(ca.cert) } });
+    cluster = await startCluster({
+      size: 2,
+      runtime,
+      replicate: true,
+      scheme: "https",
+      // Node 1 with two serving processes sharing its socket, as `workers = "auto"` runs on two cores.
+      config: (id) => ({
+        tls_cert: certs[id as "1" | "2"].cert,
+        tls_key: certs[id as "1" | "2"].key,
+        ca_file: ca.cert,
+        ...(id === "1" && { workers: 2 }),
+      }),
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await cluster?.stopAll();
+    await client?.close();
+  });
+
+  it("replicates an upload, reads a peer's file through the other node, and restores a wiped node", async () => {
+    const c = cluster;
+    const created = await request(`${c.url("1")}/upload/pub/runtime.txt`, { method: "PUT", body: `on ${runtime}`, headers: auth });
+    expect(created.status).toBe(201);
+    const location = created.headers.get("Location")!;
+    const replica = join(c.data("2"), "files", location.slice(1));
+    await eventually(async () => expect(await readFile(replica, "utf8")).toBe(`on ${runtime}`));
+
+    // A file node 2 holds no copy of: node 2 fetches it from node 1 over HTTPS.
+    await eventually(async () => expect((await status("1")).replication[0]?.lastFullPass).toBeDefined());
+    await placeFile(join(c.data("1"), "files", "1", "pub", "only-on-1.txt"), "from the owner");
+    const read = await request(`${c.url("2")}/1/pub/only-on-1.txt`);
+    expect(read.status).toBe(200);
+    expect(read.headers.get("X-Nanocdn-Served-By")).toBe("1");
+    expect(await read.text()).toBe("from the owner");
+
+    // Node 2's own files come back from node 1 after its disk is lost.
+    const own = await request(`${c.url("2")}/upload/priv/own.txt`, { method: "PUT", body: "node 2's own", headers: auth });
+    expect(own.status).toBe(201);
+    const ownLocation = own.headers.get("Location")!;
+    await eventually(async () => expect(await listFiles(join(c.data("1"), "files", "2"))).toContain(ownLocation.slice(3)));
+    await c.kill("2");
+    await rm(c.data("2"), { recursive: true });
+    await c.start("2");
+    await eventually(async () => expect((await status("2")).ownFiles).toBe("complete"), 30_000);
+    const restored = await request(c.url("2") + ownLocation, { headers: auth });
+    expect(restored.headers.get("X-Nanocdn-Served-By")).toBe("2");
+    expect(await restored.text()).toBe("node 2's own");
+  });
+
+  it("takes many uploads at once on two serving processes", async () => {
+    const names = Array.from({ length: 64 }, (_, i) => `pub/many/${i}.txt`);
+    const answers = await Promise.all(
+      names.map(async (name) => {
+        const response = await request(`${cluster.url("1")}/upload/${name}`, { method: "PUT", body: name, headers: auth });
+        await response.body?.cancel();
+        return response.status;
+      }),
+    );
+    expect(answers).toEqual(names.map(() => 201));
+    expect((await listFiles(join(cluster.data("1"), "files", "1", "pub", "many"))).sort()).toEqual(names.map((n) => n.slice("pub/many/".length)).sort());
+  });
+
+  it(reloadsCertificate ? "serves a renewed certificate without a restart" : "says a renewed certificate needs a restart", async () => {
+    const node = cluster.nodes["2"]!;
+    if (!reloadsCertificate) {
+      expect(node.output()).toMatch(/this runtime cannot reload a TLS certificate/);
+      return;
+    }
+    const renewed = makeServerCertificate(pki.dir, "node2-renewed", pki.ca);
+    await copyFile(renewed.key, pki.certs["2"].key);
+    await copyFile(renewed.cert, pki.certs["2"].cert);
+    const serial = new X509Certificate(await readFile(renewed.cert)).serialNumber;
+    await eventually(async () => expect(await servedSerial(node.port, pki.ca.cert)).toBe(serial), 20_000);
+  });
+
+  it("stops gracefully on SIGTERM", async () => {
+    const node = cluster.nodes["1"]!;
+    const code = await node.stop("SIGTERM");
+    expect(code, node.output().slice(-3000)).toBe(0);
+    expect(node.output()).toMatch(/"msg":"stopped"/);
+  });
+});
