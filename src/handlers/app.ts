@@ -13,6 +13,7 @@ import { type Metrics, noMetrics } from "./metrics.ts";
 import { metricsHandler, statusHandler, type NodeFacts } from "./status.ts";
 import { deleteHandler, readHandler } from "./files.ts";
 import { uploadHandler } from "./upload.ts";
+import { type UrlSigner, verifySignedRead } from "./url-signing.ts";
 
 export const DEFAULT_MAX_UPLOAD_BYTES = 1024 ** 3;
 export const DEFAULT_CACHE_MAX_AGE = 7 * 24 * 3600;
@@ -64,6 +65,8 @@ export interface AppOptions {
   monitorUsers?: readonly string[];
   /** Whether a client address is a proxy whose X-Forwarded-For the access log believes. */
   trustedProxy?(address: string): boolean;
+  /** The keys of signed URLs as they stand now (they may be rotated while the node runs); none: signed URLs are refused. */
+  urlSigner?(): Promise<UrlSigner | undefined>;
 }
 
 export interface Settings {
@@ -84,6 +87,7 @@ export interface Settings {
   metrics: Metrics;
   monitorUsers: ReadonlySet<string>;
   trustedProxy(address: string): boolean;
+  urlSigner(): Promise<UrlSigner | undefined>;
 }
 
 /**
@@ -138,6 +142,7 @@ export function settingsOf(options: AppOptions): Settings {
     metrics: options.metrics ?? noMetrics,
     monitorUsers: new Set(options.monitorUsers ?? []),
     trustedProxy: options.trustedProxy ?? (() => false),
+    urlSigner: options.urlSigner ?? (async () => undefined),
   };
 }
 
@@ -197,8 +202,12 @@ export function createApp(options: AppOptions): Hono<Env> {
         return metricsHandler(settings, principal);
       case "upload":
         return uploadHandler(settings, context, principal, parsed);
-      case "file":
-        return request.method === "DELETE" ? deleteHandler(settings, context, principal, parsed.file) : readHandler(settings, context, principal, parsed.file);
+      case "file": {
+        if (request.method === "DELETE") return deleteHandler(settings, context, principal, parsed.file);
+        // A peer passing a read on has checked the link already (and signs the request itself).
+        const signed = parsed.file.namespace === "priv" && principal.kind !== "node" && (await verifySignedRead(target, await settings.urlSigner()));
+        return readHandler(settings, context, principal, parsed.file, signed);
+      }
     }
   });
 

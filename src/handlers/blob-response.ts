@@ -3,6 +3,7 @@ import mime from "mime";
 import parseRange from "range-parser";
 import type { BlobMeta, BlobStore, ByteRange } from "../storage/blob-store.ts";
 import { reprDigest } from "../storage/digest.ts";
+import { ExpiredError, expiryHeaders, isExpired } from "./expiry.ts";
 import { RangeNotSatisfiableError } from "./http-errors.ts";
 
 const typesByExtension = new Map<string, string>();
@@ -69,7 +70,7 @@ export function validatorHeaders(meta: BlobMeta, { cacheControl, servedBy }: Blo
   return {
     ETag: meta.etag,
     "Last-Modified": httpDate(meta.lastModified),
-    "Cache-Control": cacheControl,
+    ...expiryHeaders(meta, cacheControl),
     "X-Nanocdn-Served-By": servedBy,
   };
 }
@@ -97,13 +98,15 @@ export interface BlobResponseOptions {
  * Answers GET or HEAD for a blob of the local store with the headers a static
  * file server gives (type, length, validators, caching), 304 for a fresh
  * conditional request and 206 for a single range. Undefined when the store
- * does not hold the key. HEAD never opens the file.
+ * does not hold the key; ExpiredError when its time is over. HEAD never
+ * opens the file.
  */
 export async function blobResponse(request: Request, store: BlobStore, key: string, options: BlobResponseOptions): Promise<Response | undefined> {
   const handle = request.method === "HEAD" ? undefined : await store.open(key);
   const meta = handle?.meta ?? (request.method === "HEAD" ? await store.head(key) : undefined);
   if (!meta) return undefined;
   try {
+    if (isExpired(meta)) throw new ExpiredError(`the file expired at ${new Date(meta.deleteAt! * 1000).toISOString()}`, meta.deleteAt!);
     const header = (name: string) => request.headers.get(name) ?? undefined;
     if (isNotModified(header("If-None-Match"), header("If-Modified-Since"), meta)) {
       await handle?.close();

@@ -80,6 +80,8 @@ export function createFastReader(options: AppOptions) {
     const snapshot = peek(key);
     if (!snapshot) return undefined;
     const { meta } = snapshot;
+    // Its headers depend on the clock (the time left), and it may be gone: the app answers.
+    if (meta.deleteAt !== undefined) return undefined;
     if (isNotModified(ifNoneMatch, ifModifiedSince, meta)) {
       let headers = notModifiedHeadersOf.get(meta);
       if (!headers) notModifiedHeadersOf.set(meta, (headers = validatorHeaders(meta, blobOptions)));

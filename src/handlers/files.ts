@@ -17,15 +17,17 @@ function isLocalOnly(request: Request, principal: Principal): boolean {
 /**
  * GET/HEAD of a file: this node's disk first (its own files and its replicas
  * of everyone else's: files never change, so any copy is right), then the
- * owner and the other peers.
+ * owner and the other peers. `signedUrl`: the request carries a valid signed
+ * link to this file, which stands for credentials.
  */
 export async function readHandler(
   settings: Settings,
   { request, target }: RequestContext,
   principal: Principal,
   file: FileAddress,
+  signedUrl = false,
 ): Promise<Response> {
-  if (file.namespace === "priv") requireAuthenticated(principal, "reading a private file");
+  if (file.namespace === "priv" && !signedUrl) requireAuthenticated(principal, "reading a private file");
   const local = await blobResponse(request, settings.store, file.key, {
     cacheControl: settings.cacheControl[file.namespace],
     servedBy: settings.nodeId,

@@ -1,8 +1,9 @@
 import { NotFoundError } from "../storage/errors.ts";
 import type { ClusterAuth } from "./cluster-auth.ts";
+import { DELETE_AT_HEADER, ExpiredError, expiredAnswer } from "./expiry.ts";
 import { TryLaterError } from "./http-errors.ts";
 import type { Logger } from "./logger.ts";
-import type { FileAddress } from "./paths.ts";
+import { type FileAddress, pathOf } from "./paths.ts";
 import type { Peers } from "./peers.ts";
 
 /** Set on node-to-node requests: answer from your own disk only, never ask further (the loop guard). */
@@ -21,6 +22,8 @@ const READ_ANSWER_HEADERS = headerSet(
   "Repr-Digest",
   "Last-Modified",
   "Cache-Control",
+  "Expires",
+  DELETE_AT_HEADER,
   "X-Content-Type-Options",
   "X-Nanocdn-Served-By",
 );
@@ -66,6 +69,7 @@ export const DEFAULT_READ_HEDGE_MS = 300;
 type ReadAttempt =
   | { kind: "final"; response: Response }
   | { kind: "missing" }
+  | { kind: "expired"; deleteAt: number }
   | { kind: "failed" };
 
 /**
@@ -82,6 +86,8 @@ type ReadAttempt =
 export function readFromPeers(context: PeerContext, request: Request, file: FileAddress, target: string): Promise<Response> {
   const { peers, log } = context;
   const hedgeMs = context.readHedgeMs ?? DEFAULT_READ_HEDGE_MS;
+  // For messages: the query may hold a signed link's signature, which no log line gets.
+  const path = pathOf(target);
   const others = peers.ids.filter((id) => id !== file.owner);
   const sources = file.owner !== undefined && peers.ids.includes(file.owner) ? [file.owner, ...others] : others;
   const headers: Record<string, string> = {};
@@ -99,7 +105,10 @@ export function readFromPeers(context: PeerContext, request: Request, file: File
     }
     if (FINAL_STATUSES.has(response.status)) return { kind: "final", response };
     await response.body?.cancel();
-    if (response.status === 404) return { kind: "missing" };
+    if (response.status === 404) {
+      const deleteAt = expiredAnswer(response);
+      return deleteAt === undefined ? { kind: "missing" } : { kind: "expired", deleteAt };
+    }
     log.warn({ peer: id, status: response.status }, "peer read answered an error; trying the next source");
     return { kind: "failed" };
   };
@@ -119,14 +128,14 @@ export function readFromPeers(context: PeerContext, request: Request, file: File
       settle();
     };
     const giveUp = () => {
-      if (file.owner === undefined && everyoneAnswered) return reject(new NotFoundError(`no file at ${target} on any node`));
+      if (file.owner === undefined && everyoneAnswered) return reject(new NotFoundError(`no file at ${path} on any node`));
       reject(
         new TryLaterError(
           file.owner === undefined
-            ? `not found here, and not every node could be asked for ${target}`
+            ? `not found here, and not every node could be asked for ${path}`
             : file.owner === context.auth.nodeId
-              ? `this node has not gathered all its files from the replicas yet, and no reachable replica holds ${target}`
-              : `owner node ${file.owner} is unreachable and no reachable replica holds ${target} yet`,
+              ? `this node has not gathered all its files from the replicas yet, and no reachable replica holds ${path}`
+              : `owner node ${file.owner} is unreachable and no reachable replica holds ${path} yet`,
         ),
       );
     };
@@ -151,8 +160,13 @@ export function readFromPeers(context: PeerContext, request: Request, file: File
           return;
         }
         if (outcome.kind === "final") return decide(() => resolve(relay(outcome.response)));
+        // Any copy knows when its file expires: that 404 settles the read wherever it comes from.
+        if (outcome.kind === "expired") {
+          const when = new Date(outcome.deleteAt * 1000).toISOString();
+          return decide(() => reject(new ExpiredError(`${path} expired at ${when}`, outcome.deleteAt)));
+        }
         if (outcome.kind === "missing" && id === file.owner) {
-          return decide(() => reject(new NotFoundError(`no file at ${target} on its owner node ${id}`)));
+          return decide(() => reject(new NotFoundError(`no file at ${path} on its owner node ${id}`)));
         }
         if (outcome.kind === "failed") everyoneAnswered = false;
         askNext();

@@ -3,6 +3,7 @@ import { jsonResponse } from "./json.ts";
 import { ConflictError, PayloadTooLargeError, StoreUnavailableError } from "../storage/errors.ts";
 import type { RequestContext, Settings } from "./app.ts";
 import { type Principal, requireAuthenticated } from "./auth.ts";
+import { DELETE_AT_HEADER, isExpired, requestedDeleteAt } from "./expiry.ts";
 import { BadRequestError, OutcomeUnknownError } from "./http-errors.ts";
 import { PeerUnreachableError, type Peers } from "./peers.ts";
 import { askPeer, headerSet, relay } from "./owner-routing.ts";
@@ -22,7 +23,8 @@ function declaredLength(request: Request): number | undefined {
  * never over an existing name. Everything that can refuse the upload is
  * checked before the first body byte is read. While the local store is
  * unhealthy the upload goes to a healthy peer, whose answer (and Location)
- * the client gets.
+ * the client gets. An expiry (`X-Delete-After`/`X-Delete-At`) is stored with
+ * the file.
  */
 export async function uploadHandler(
   settings: Settings,
@@ -36,9 +38,10 @@ export async function uploadHandler(
   if (length !== undefined && length > settings.maxUploadBytes) {
     throw new PayloadTooLargeError(`body of ${length} bytes exceeds the limit of ${settings.maxUploadBytes} bytes`);
   }
+  const deleteAt = requestedDeleteAt(request.headers);
   const mayForward = settings.cluster !== undefined && principal.kind !== "node";
   if (!settings.localHealthy()) {
-    if (mayForward) return forwardUpload(settings, context);
+    if (mayForward) return forwardUpload(settings, context, deleteAt);
     // An upload a peer passed on is never passed on again (the loop guard).
     throw new StoreUnavailableError("this node's store cannot take uploads now");
   }
@@ -46,18 +49,22 @@ export async function uploadHandler(
   const file = { owner: settings.nodeId, namespace, path };
   const key = `${settings.nodeId}/${namespace}/${path}`;
   const location = urlPathOf(file);
-  if (await settings.store.head(key)) throw new ConflictError(`${location} already exists`);
+  const existing = await settings.store.head(key);
+  if (existing && !isExpired(existing)) throw new ConflictError(`${location} already exists`);
+  // An expired file is gone for readers already: its name is free once it is deleted here (and on the replicas).
+  if (existing && (await settings.store.delete(key))) await settings.onChange({ kind: "deleted", key });
   let meta: BlobMeta;
   try {
     meta = await settings.store.create(key, request.body ?? new ReadableStream({ start: (c) => c.close() }), {
       length,
       maxBytes: settings.maxUploadBytes,
+      deleteAt,
     });
   } catch (error) {
     if (error instanceof ConflictError) throw new ConflictError(`${location} already exists`);
     if (mayForward && error instanceof StoreUnavailableError && error.bodyUntouched) {
       settings.log.warn({ err: error }, "local store refused an upload; passing it to a peer");
-      return forwardUpload(settings, context);
+      return forwardUpload(settings, context, deleteAt);
     }
     throw error;
   }
@@ -90,7 +97,7 @@ function failoverPeers(peers: Peers, target: string): string[] {
  * only while the body is untouched (a peer that could not be reached, with a
  * transport that left the body unread).
  */
-async function forwardUpload(settings: Settings, { request, target }: RequestContext): Promise<Response> {
+async function forwardUpload(settings: Settings, { request, target }: RequestContext, deleteAt: number | undefined): Promise<Response> {
   const cluster = settings.cluster!;
   const candidates = failoverPeers(cluster.peers, target);
   if (candidates.length === 0) {
@@ -99,6 +106,8 @@ async function forwardUpload(settings: Settings, { request, target }: RequestCon
   const headers: Record<string, string> = {};
   const length = request.headers.get("Content-Length");
   if (length !== null) headers["Content-Length"] = length;
+  // The moment, not a delay: the peer then keeps the time the client asked for.
+  if (deleteAt !== undefined) headers[DELETE_AT_HEADER] = String(deleteAt);
   settings.metrics.uploadFailedOver();
   for (const peer of candidates) {
     let response: Response;

@@ -2,13 +2,15 @@ import type { Hono } from "hono";
 import { createApp, DEFAULT_CACHE_MAX_AGE, DEFAULT_MAX_UPLOAD_BYTES, type Env } from "../../handlers/app.ts";
 import { consoleLogger } from "../../handlers/logger.ts";
 import { HtpasswdCredentials } from "../htpasswd.ts";
-import { numberOr } from "./bindings.ts";
+import { numberOr, urlSignerOf } from "./bindings.ts";
 import { R2Store } from "./r2-store.ts";
 
 export interface WorkerEnv {
   FILES: R2Bucket;
   /** The users, in htpasswd format (a secret). */
   HTPASSWD?: string;
+  /** Keys of signed URLs, one a line, the first signing (a secret). */
+  URL_SIGNING_SECRET?: string;
   NODE_ID?: string;
   MAX_UPLOAD_BYTES?: string;
   CACHE_MAX_AGE?: string;
@@ -26,6 +28,7 @@ export default {
       maxUploadBytes: numberOr("MAX_UPLOAD_BYTES", env.MAX_UPLOAD_BYTES, DEFAULT_MAX_UPLOAD_BYTES),
       cacheMaxAge: numberOr("CACHE_MAX_AGE", env.CACHE_MAX_AGE, DEFAULT_CACHE_MAX_AGE),
       log: consoleLogger,
+      urlSigner: urlSignerOf(env.URL_SIGNING_SECRET),
     });
     return app.fetch(request, undefined);
   },

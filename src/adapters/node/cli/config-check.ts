@@ -3,6 +3,7 @@ import { access, readFile, stat } from "node:fs/promises";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { createSecureContext } from "node:tls";
+import { parseUrlSigningKeys } from "../../../handlers/url-signing.ts";
 import { HtpasswdCredentials } from "../../htpasswd.ts";
 import { MIN_SECRET_LENGTH } from "../process/background-services.ts";
 import { ConfigError, type Config, type ConfigKey, type ListenAddress } from "./config.ts";
@@ -107,6 +108,24 @@ async function checkSecret(config: Config): Promise<string[]> {
   ];
 }
 
+async function checkUrlSigningKeys(config: Config): Promise<string[]> {
+  const file = config.url_signing_secret_file;
+  if (file === undefined) return [];
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (error) {
+    return [about(config, "url_signing_secret_file", `cannot read ${file} (${errno(error)}); put the keys of signed URLs there, mode 600`)];
+  }
+  try {
+    parseUrlSigningKeys(text);
+    return [];
+  } catch (error) {
+    const fix = "write keys of 16+ characters, one a line (e.g. `openssl rand -hex 32`), the same file on every node";
+    return [about(config, "url_signing_secret_file", `the URL signing key file ${file} ${(error as Error).message}; ${fix}`)];
+  }
+}
+
 async function checkTls(config: Config): Promise<string[]> {
   const problems: string[] = [];
   const read = async (key: "tls_cert" | "tls_key" | "ca_file") => {
@@ -175,6 +194,7 @@ export async function checkConfig(config: Config): Promise<void> {
       checkData(config),
       checkUsers(config),
       checkSecret(config),
+      checkUrlSigningKeys(config),
       checkTls(config),
       checkListen(config, "listen", config.listen),
       checkListen(config, "rsyncd_listen", config.rsyncd_listen),

@@ -51,6 +51,11 @@ export const CONFIG_HELP: Record<ConfigKey, KeyHelp> = {
     value: "PEERS",
   },
   cluster_secret_file: { meaning: "file with the secret the nodes share (16+ characters, mode 600); required with peers", unset: "none", value: "FILE" },
+  url_signing_secret_file: {
+    meaning: "keys of signed URLs, one a line (16+ characters, mode 600): the first signs, all verify; re-read when it changes",
+    unset: "none (signed URLs refused)",
+    value: "FILE",
+  },
   ca_file: { meaning: "PEM file of a private CA for peers reached over https://", unset: "system CAs", value: "FILE" },
   health_interval_ms: { meaning: "how often each peer's /check/ (and the local store) is probed", value: "MS" },
   health_fall: { meaning: "failed probes in a row before a peer is down", value: "N" },

@@ -122,6 +122,8 @@ export const configSchema = z
     shutdown_grace: int(0).default(30),
     peers: z.preprocess(parsePeers, z.array(peer, { error: "expected a list of peers, each with id and url" })).default([]),
     cluster_secret_file: z.string().min(1).optional(),
+    /** Keys of signed URLs, one a line: the first signs, all verify. */
+    url_signing_secret_file: z.string().min(1).optional(),
     /** PEM file of a private CA that signed the peers' certificates. */
     ca_file: z.string().min(1).optional(),
     health_interval_ms: int(50).default(1000),
@@ -288,5 +290,6 @@ export async function loadConfig({ file, env = process.env, flags = {}, cwd = pr
     tls_key: config.tls_key && absolute(config.tls_key),
     cluster_secret_file: config.cluster_secret_file && absolute(config.cluster_secret_file),
     ca_file: config.ca_file && absolute(config.ca_file),
+    url_signing_secret_file: config.url_signing_secret_file && absolute(config.url_signing_secret_file),
   };
 }

@@ -3,6 +3,7 @@ import { type Command, UsageError, commandHelp, overview, parseCommandArgs, sugg
 import { ConfigError } from "./config.ts";
 import { clusterCommand } from "./local-cluster.ts";
 import { serveCommand } from "./serve.ts";
+import { signCommand } from "./sign-command.ts";
 import { statusCommand } from "./status-command.ts";
 import { userAddCommand, userListCommand, userRemoveCommand } from "./user.ts";
 import { verifyCommand } from "./verify.ts";
@@ -13,6 +14,7 @@ const COMMANDS: Command[] = [
   serveCommand,
   checkConfigCommand,
   verifyCommand,
+  signCommand,
   statusCommand,
   clusterCommand,
   userAddCommand,

@@ -37,7 +37,7 @@ export const serveCommand: Command = {
   options: { config: CONFIG_OPTION },
   configFlags: true,
   details:
-    "Signals: SIGTERM or SIGINT stop gracefully (shutdown_grace). SIGHUP reads the htpasswd file, log_level and\n" +
+    "Signals: SIGTERM or SIGINT stop gracefully (shutdown_grace). SIGHUP reads the htpasswd file, the URL signing keys, log_level and\n" +
     "the TLS files again and runs a full replication pass (systemctl reload); other keys need a restart.",
   async run({ options, configFlags }) {
     const sources = { file: (options.config as string | undefined) ?? process.env.NANOCDN_CONFIG, flags: configFlags };
@@ -54,7 +54,7 @@ export const serveCommand: Command = {
         reloadAsked = true;
         return;
       }
-      log.info({ signal: "SIGHUP" }, "reloading: users, log level, TLS files; full replication pass");
+      log.info({ signal: "SIGHUP" }, "reloading: users, URL signing keys, log level, TLS files; full replication pass");
       node.fullPass();
       void reload(sources, config, node, log);
     };

@@ -7,6 +7,8 @@ import { askPeer } from "../../../handlers/owner-routing.ts";
 import { type Namespace, urlPathOf } from "../../../handlers/paths.ts";
 import type { Config } from "../cli/config.ts";
 import { DiskStore } from "../disk/disk-store.ts";
+import { ExpiryIndex, expiryIndexDir } from "../expiry/expiry-index.ts";
+import { startExpirySweeper } from "../expiry/expiry-sweeper.ts";
 import { createFirstUser } from "../users/first-user.ts";
 import { HttpPeers } from "../peers/http-peers.ts";
 import { nodeSignature } from "../peers/node-signature.ts";
@@ -35,8 +37,9 @@ export async function readClusterSecret(file: string, log: Logger): Promise<stri
 
 /**
  * What a node runs once, however many processes serve its HTTP: the data
- * folder's start-up sweep, the first user, and in a cluster the peer health
- * checks, the legacy-delete retries and replication.
+ * folder's start-up sweep, the first user, the deletion of expired files,
+ * and in a cluster the peer health checks, the legacy-delete retries and
+ * replication.
  */
 export interface BackgroundServices {
   health: PeerHealth;
@@ -82,8 +85,10 @@ export async function startBackgroundServices(
   /** A damaged file was replaced: serving processes drop what they may hold of it in memory. */
   onRepaired: (key: string) => void = () => {},
 ): Promise<BackgroundServices> {
+  const store = new DiskStore({ root: config.data, fsync: config.fsync });
   // Removes uploads a crash left half-written: before any process serves.
-  await new DiskStore({ root: config.data }).init();
+  await store.init();
+  const expiryIndex = new ExpiryIndex(expiryIndexDir(config.data));
   if (config.htpasswdIsDefault) await createFirstUser(config.htpasswd, join(config.data, "initial-credentials"));
   const health = new PeerHealth(
     config.peers.map((p) => p.id),
@@ -109,6 +114,7 @@ export async function startBackgroundServices(
       freeBytes: () => freeBytes(filesDir),
     });
     const scrub = startBackgroundScrub(config.scrub_interval * 1000, scrubbing, log);
+    const stopSweeper = startExpirySweeper({ index: expiryIndex, store, node: config.node, mayDelete: () => true, deleted: () => {}, log });
     return {
       health,
       ownFiles: () => "complete",
@@ -117,7 +123,10 @@ export async function startBackgroundServices(
       fullPass: () => {},
       status: async () => ({ ...(await nodeFacts()), ownFiles: "complete", scrub: scrub.status() }),
       registry,
-      stop: async () => scrub.stop(),
+      async stop() {
+        scrub.stop();
+        await stopSweeper();
+      },
     };
   }
 
@@ -145,6 +154,15 @@ export async function startBackgroundServices(
   const stopRetries = legacyDeletes.start(LEGACY_RETRY_MS, (peer) => health.isUp(peer));
   const stopChecks = peers.startHealthChecks(config.health_interval_ms, health);
   const replication: Replication = await startReplication(config, secret, health, log, onOwnFilesChange);
+  const stopSweeper = startExpirySweeper({
+    index: expiryIndex,
+    store,
+    node: config.node,
+    // Files pulled back from the replicas may include due ones: they are deleted once all are here.
+    mayDelete: () => replication.ownFiles() === "complete",
+    deleted: (change) => replication.changed(change),
+    log,
+  });
   registerNodeMetrics(registry, {
     peers: () => health.snapshot(),
     replication: () => replication.status().replication,
@@ -171,6 +189,7 @@ export async function startBackgroundServices(
     }),
     async stop() {
       scrub.stop();
+      await stopSweeper();
       await replication.stop();
       stopChecks();
       stopRetries();

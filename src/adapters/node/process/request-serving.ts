@@ -4,7 +4,10 @@ import { CachingStore } from "../../../storage/caching-store.ts";
 import { StoreUnavailableError } from "../../../storage/errors.ts";
 import type { Config } from "../cli/config.ts";
 import { DiskStore } from "../disk/disk-store.ts";
+import { ExpiryIndex, expiryIndexDir } from "../expiry/expiry-index.ts";
+import { ExpiryRecordingStore } from "../expiry/expiry-recording-store.ts";
 import { HtpasswdFile } from "../users/htpasswd-file.ts";
+import { UrlSigningKeyFile } from "../users/url-signing-key-file.ts";
 import type { HttpPeers } from "../peers/http-peers.ts";
 import type { PeerView } from "../peers/peer-health.ts";
 import { startHttpServer } from "./http-server.ts";
@@ -27,7 +30,7 @@ export interface RequestServing {
   url: string;
   /** Drops a cached file: another process of this node deleted it. */
   invalidate(key: string): void;
-  /** Takes the new log level and reads the users and TLS files again (SIGHUP). */
+  /** Takes the new log level and reads the users, the URL signing keys and the TLS files again (SIGHUP). */
   reload(logLevel: string): Promise<void>;
   close(): Promise<void>;
 }
@@ -35,13 +38,15 @@ export interface RequestServing {
 /** One process's HTTP side: the store (with its memory cache), users, peers, the app and its server. */
 export async function startRequestServing(config: Config, log: NodeLogger, state: NodeState): Promise<RequestServing> {
   const disk = new DiskStore({ root: config.data, fsync: config.fsync, minFreeBytes: config.min_free_bytes, minFreePercent: config.min_free_percent });
-  const store = new CachingStore(disk, {
+  const store = new CachingStore(new ExpiryRecordingStore(disk, new ExpiryIndex(expiryIndexDir(config.data))), {
     maxBytes: config.memory_cache_bytes,
     maxFileBytes: config.memory_cache_file_bytes,
     revalidateMs: config.memory_cache_revalidate_ms,
   });
   const credentials = new HtpasswdFile(config.htpasswd, log);
   await credentials.load();
+  const urlSigningKeys = config.url_signing_secret_file ? new UrlSigningKeyFile(config.url_signing_secret_file, log) : undefined;
+  await urlSigningKeys?.load();
   const storeHealth = new StoreHealth(disk, log);
   const stopProbing = storeHealth.start(config.health_interval_ms);
 
@@ -93,6 +98,7 @@ export async function startRequestServing(config: Config, log: NodeLogger, state
     metrics: new RequestMetrics(state.registry, state.exposition),
     monitorUsers: config.monitor_users,
     trustedProxy: trustedProxies(config.trusted_proxies),
+    urlSigner: async () => urlSigningKeys?.signer(),
   };
   const tls = config.tls_cert && config.tls_key ? { cert: config.tls_cert, key: config.tls_key } : undefined;
   const http = await startHttpServer({
@@ -107,7 +113,7 @@ export async function startRequestServing(config: Config, log: NodeLogger, state
     invalidate: (key) => store.invalidate(key),
     async reload(logLevel) {
       log.level = logLevel;
-      await Promise.all([credentials.reload(), http.reloadCertificate()]);
+      await Promise.all([credentials.reload(), urlSigningKeys?.reload(), http.reloadCertificate()]);
     },
     async close() {
       stopProbing();

@@ -8,7 +8,7 @@ import { consoleLogger } from "../../../handlers/logger.ts";
 import { parseTarget } from "../../../handlers/paths.ts";
 import { MemoryStore } from "../../../storage/memory-store.ts";
 import { HtpasswdCredentials } from "../../htpasswd.ts";
-import { numberOr } from "../bindings.ts";
+import { numberOr, urlSignerOf } from "../bindings.ts";
 import { EdgeCache } from "./edge-cache.ts";
 import { FetchPeers } from "./fetch-peers.ts";
 import { parseOrigins } from "./origins.ts";
@@ -20,6 +20,8 @@ export interface EdgeEnv {
   CLUSTER_SECRET?: string;
   /** The users, in htpasswd format (a secret): the edge checks passwords itself. */
   HTPASSWD?: string;
+  /** The origin nodes' keys of signed URLs (a secret, in the format of their url_signing_secret_file): the edge checks links itself. */
+  URL_SIGNING_SECRET?: string;
   /** The edge's name in the origins' view (never an origin's id). */
   NODE_ID?: string;
   MAX_UPLOAD_BYTES?: string;
@@ -67,6 +69,7 @@ function createEdge(env: EdgeEnv): Edge {
     credentials,
     maxUploadBytes: numberOr("MAX_UPLOAD_BYTES", env.MAX_UPLOAD_BYTES, DEFAULT_MAX_UPLOAD_BYTES),
     log,
+    urlSigner: urlSignerOf(env.URL_SIGNING_SECRET),
     cluster: {
       peers,
       auth,

@@ -1,0 +1,55 @@
+import { readFile } from "node:fs/promises";
+import { parseTarget, urlPathOf } from "../../../handlers/paths.ts";
+import { parseUrlSigningKeys, UrlSigner } from "../../../handlers/url-signing.ts";
+import { nodeSignature } from "../peers/node-signature.ts";
+import { type Command, UsageError } from "./command.ts";
+import { type Config, ConfigError, loadConfig } from "./config.ts";
+import { CONFIG_OPTION } from "./serve.ts";
+
+const DEFAULT_TTL = 3600;
+
+/** The signed link to the private file `name` (a path, or a whole URL), valid for `ttlSeconds` from `nowMs`. */
+export async function signedLink(config: Config, name: string, ttlSeconds: number, baseUrl = "", nowMs = Date.now()): Promise<string> {
+  if (!config.url_signing_secret_file) throw new ConfigError(["url_signing_secret_file: needed to sign URLs"]);
+  let path = name;
+  if (/^https?:\/\//i.test(name)) {
+    const url = new URL(name);
+    baseUrl ||= url.origin;
+    path = url.pathname;
+  }
+  const isNode = (id: string) => id === config.node || config.peers.some((p) => p.id === id);
+  const target = parseTarget(path, isNode);
+  if (target.kind !== "file" || target.file.namespace !== "priv") {
+    throw new Error(`${path} is not a private file (/<node>/priv/<path>); only those need signed URLs`);
+  }
+  let keys: string[];
+  try {
+    keys = parseUrlSigningKeys(await readFile(config.url_signing_secret_file, "utf8"));
+  } catch (error) {
+    throw new Error(`the URL signing key file ${config.url_signing_secret_file}: ${(error as Error).message}`);
+  }
+  const expires = Math.floor(nowMs / 1000) + ttlSeconds;
+  return baseUrl.replace(/\/+$/, "") + (await new UrlSigner(keys, nodeSignature).sign(urlPathOf(target.file), expires));
+}
+
+/** `nanocdn sign /<node>/priv/<path>`: prints a signed link to a private file. */
+export const signCommand: Command = {
+  name: "sign",
+  summary: "print a URL that lets anyone read a private file for a while",
+  args: "/<node>/priv/<path>",
+  positionals: [1, 1],
+  options: {
+    config: CONFIG_OPTION,
+    ttl: { type: "string", value: "SECONDS", default: String(DEFAULT_TTL), meaning: "how long the link works" },
+    "base-url": { type: "string", value: "URL", meaning: "print an absolute link on this base, e.g. https://cdn.example.com" },
+  },
+  details: `Signs with the first key of url_signing_secret_file. The file is named as its upload
+returned it, or by a whole URL (whose origin is kept); a link printed as a path works on every node.`,
+  async run({ options, positionals }) {
+    const ttl = Number(options.ttl);
+    if (!Number.isInteger(ttl) || ttl < 1) throw new UsageError("--ttl takes a positive number of seconds", signCommand);
+    const config = await loadConfig({ file: (options.config as string | undefined) ?? process.env.NANOCDN_CONFIG });
+    console.log(await signedLink(config, positionals[0]!, ttl, options["base-url"] as string | undefined));
+    return 0;
+  },
+};

@@ -1,0 +1,100 @@
+import { createHash, randomUUID } from "node:crypto";
+import { access, mkdir, readdir, readFile, rename, rmdir, unlink, writeFile } from "node:fs/promises";
+import { join, relative, sep } from "node:path";
+import { META_DIR, readSidecar } from "../disk/sidecar.ts";
+
+/** Where a node lists its files that are due for deletion. */
+export const expiryIndexDir = (data: string) => join(data, "state", "expiry");
+
+/** Entries are grouped by the hour they fall due in, so a sweep reads only the groups that are due. */
+const BUCKET_SECONDS = 3600;
+const ENTRY = /^(\d{1,12})-[0-9a-f]{64}$/;
+/** Marks an index that lists every expiring file of the node's folder. */
+const COMPLETE = ".complete";
+
+export interface ExpiryEntry {
+  key: string;
+  deleteAt: number;
+  /** The entry's file, for `remove`. */
+  path: string;
+}
+
+/**
+ * The files of this node that are due for deletion, kept on disk so that
+ * deletes survive restarts and downtime: one small file
+ * `<dir>/<hour>/<deleteAt>-<hash of key>` holding the key, written whole and
+ * renamed into place, so any process of the node may add one. An entry is
+ * only a reminder: the sweeper deletes a file only if its own metadata says
+ * it is due, so an entry for an upload that failed, or a name stored again
+ * since, does no harm.
+ */
+export class ExpiryIndex {
+  constructor(readonly dir: string) {}
+
+  async record(key: string, deleteAt: number): Promise<void> {
+    const folder = join(this.dir, String(Math.floor(deleteAt / BUCKET_SECONDS)));
+    const temp = join(folder, `.${randomUUID()}`);
+    await mkdir(folder, { recursive: true });
+    await writeFile(temp, key, { flush: true });
+    await rename(temp, join(folder, `${deleteAt}-${createHash("sha256").update(key).digest("hex")}`));
+  }
+
+  /** The entries due at `now` (unix seconds), soonest first. */
+  async due(now: number): Promise<ExpiryEntry[]> {
+    const current = Math.floor(now / BUCKET_SECONDS);
+    const buckets = (await readdir(this.dir).catch(() => [] as string[]))
+      .filter((name) => /^\d+$/.test(name) && Number(name) <= current)
+      .sort((a, b) => Number(a) - Number(b));
+    const entries: ExpiryEntry[] = [];
+    for (const bucket of buckets) {
+      const names = await readdir(join(this.dir, bucket)).catch(() => [] as string[]);
+      // An hour that is over gets no new entries (uploads only ask for the future): its emptied folder goes.
+      if (names.length === 0 && Number(bucket) < current) {
+        await rmdir(join(this.dir, bucket)).catch(() => {});
+        continue;
+      }
+      for (const name of names) {
+        const deleteAt = Number(ENTRY.exec(name)?.[1] ?? NaN);
+        if (!(deleteAt <= now)) continue;
+        const path = join(this.dir, bucket, name);
+        const key = await readFile(path, "utf8").catch(() => undefined);
+        if (key !== undefined) entries.push({ key, deleteAt, path });
+      }
+    }
+    return entries.sort((a, b) => a.deleteAt - b.deleteAt);
+  }
+
+  /**
+   * Whether the index is known to list every expiring file. It is not when
+   * the node's state folder is new: a new disk whose files came back from
+   * the replicas, or files stored before this node kept an index.
+   */
+  async isComplete(): Promise<boolean> {
+    return access(join(this.dir, COMPLETE)).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  /** Lists every file of `files/<node>/` whose metadata has an expiry, then marks the index complete. */
+  async rebuild(filesDir: string, node: string): Promise<number> {
+    const metaDir = join(filesDir, node, META_DIR);
+    const found = await readdir(metaDir, { recursive: true, withFileTypes: true }).catch(() => []);
+    let recorded = 0;
+    for (const entry of found) {
+      if (!entry.isFile()) continue;
+      const path = join(entry.parentPath, entry.name);
+      const deleteAt = (await readSidecar(path).catch(() => undefined))?.deleteAt;
+      if (deleteAt === undefined) continue;
+      await this.record(`${node}/${relative(metaDir, path).split(sep).join("/")}`, deleteAt);
+      recorded++;
+    }
+    await mkdir(this.dir, { recursive: true });
+    await writeFile(join(this.dir, COMPLETE), "", { flush: true });
+    return recorded;
+  }
+
+  async remove(entry: ExpiryEntry): Promise<void> {
+    await unlink(entry.path).catch(() => {});
+  }
+}

@@ -1,0 +1,42 @@
+import type { BlobHandle, BlobMeta, BlobStore, CreateOptions } from "../../../storage/blob-store.ts";
+import { StoreUnavailableError } from "../../../storage/errors.ts";
+import type { ExpiryIndex } from "./expiry-index.ts";
+
+/**
+ * A store that lists every blob created with an expiry in the node's expiry
+ * index before the blob exists, so that the owner deletes it on time even
+ * if the node stops right after the upload.
+ */
+export class ExpiryRecordingStore implements BlobStore {
+  constructor(
+    private readonly inner: BlobStore,
+    private readonly index: ExpiryIndex,
+  ) {}
+
+  head(key: string): Promise<BlobMeta | undefined> {
+    return this.inner.head(key);
+  }
+
+  open(key: string): Promise<BlobHandle | undefined> {
+    return this.inner.open(key);
+  }
+
+  async create(key: string, body: ReadableStream<Uint8Array>, options?: CreateOptions): Promise<BlobMeta> {
+    if (options?.deleteAt !== undefined) {
+      try {
+        await this.index.record(key, options.deleteAt);
+      } catch (error) {
+        throw new StoreUnavailableError("recording the file's expiry failed", { cause: error, bodyUntouched: true });
+      }
+    }
+    return this.inner.create(key, body, options);
+  }
+
+  delete(key: string): Promise<boolean> {
+    return this.inner.delete(key);
+  }
+
+  probe(): Promise<void> {
+    return this.inner.probe();
+  }
+}

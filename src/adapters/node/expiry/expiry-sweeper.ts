@@ -1,0 +1,70 @@
+import type { Change } from "../../../handlers/app.ts";
+import { isExpired } from "../../../handlers/expiry.ts";
+import type { Logger } from "../../../handlers/logger.ts";
+import type { DiskStore } from "../disk/disk-store.ts";
+import type { ExpiryIndex } from "./expiry-index.ts";
+
+/** How often the owner looks for files that are due: it deletes them within about this long. */
+export const SWEEP_INTERVAL_MS = 1000;
+
+export interface ExpirySweeperOptions {
+  index: ExpiryIndex;
+  /** The node's own store (on disk). */
+  store: DiskStore;
+  node: string;
+  /** False while the node may not delete its own files (it is still gathering them from the replicas). */
+  mayDelete(): boolean;
+  /** Replicates a delete, as for one a client asked for. */
+  deleted(change: Change): unknown;
+  log: Logger;
+  intervalMs?: number;
+}
+
+/**
+ * Deletes this node's files whose expiry has passed, from its expiry index:
+ * at start (what fell due while the node was down) and then every interval.
+ * An index that may lack files (a new state folder) is first rebuilt from
+ * the files' metadata, once the node holds all its files.
+ * Readers already get 404 from the moment of expiry, on every node; this
+ * frees the disk and sends the delete to the replicas. Resolves the stop
+ * function once a sweep in progress is over.
+ */
+export function startExpirySweeper(options: ExpirySweeperOptions): () => Promise<void> {
+  const { index, store, log } = options;
+  let sweeping: Promise<void> | undefined;
+  let stopped = false;
+
+  async function sweep(): Promise<void> {
+    if (!options.mayDelete()) return;
+    if (!(await index.isComplete())) {
+      const recorded = await index.rebuild(store.filesDir, options.node);
+      log.info({ recorded }, "expiry index rebuilt from the files' metadata");
+    }
+    for (const entry of await index.due(Math.floor(Date.now() / 1000))) {
+      if (stopped) return;
+      const meta = await store.head(entry.key);
+      // The file's own metadata decides: the name may hold another file by now, or none.
+      if (meta && isExpired(meta) && (await store.delete(entry.key))) {
+        await options.deleted({ kind: "deleted", key: entry.key });
+        log.info({ key: entry.key, deleteAt: meta.deleteAt }, "expired file deleted");
+      }
+      await index.remove(entry);
+    }
+  }
+
+  const run = () => {
+    // One sweep at a time: a slow one (a backlog after downtime) delays the next.
+    if (sweeping || stopped) return;
+    sweeping = sweep()
+      .catch((error: unknown) => log.warn({ err: error }, "expiry sweep failed; will retry"))
+      .finally(() => (sweeping = undefined));
+  };
+  run();
+  const timer = setInterval(run, options.intervalMs ?? SWEEP_INTERVAL_MS);
+  timer.unref();
+  return async () => {
+    stopped = true;
+    clearInterval(timer);
+    await sweeping;
+  };
+}

@@ -1,0 +1,73 @@
+import type { BlobMeta } from "../storage/blob-store.ts";
+import { NotFoundError } from "../storage/errors.ts";
+import { BadRequestError } from "./http-errors.ts";
+
+export const DELETE_AFTER_HEADER = "X-Delete-After";
+export const DELETE_AT_HEADER = "X-Delete-At";
+
+/** Up to the year 33658: past any real need, and far below the largest exact number. */
+const SECONDS = /^\d{1,12}$/;
+
+/**
+ * When an upload asks its file to be deleted (unix seconds), from
+ * `X-Delete-After: <seconds>` or `X-Delete-At: <unix seconds>`, or undefined
+ * for a file that stays. A value that is not a whole number, both headers at
+ * once, or a moment that is not in the future are refused with 400.
+ */
+export function requestedDeleteAt(headers: Headers, nowMs = Date.now()): number | undefined {
+  const after = headers.get(DELETE_AFTER_HEADER)?.trim();
+  const at = headers.get(DELETE_AT_HEADER)?.trim();
+  if (after === undefined && at === undefined) return undefined;
+  if (after !== undefined && at !== undefined) throw new BadRequestError(`give ${DELETE_AFTER_HEADER} or ${DELETE_AT_HEADER}, not both`);
+  const now = Math.floor(nowMs / 1000);
+  if (after !== undefined) {
+    if (!SECONDS.test(after) || Number(after) === 0) {
+      throw new BadRequestError(`${DELETE_AFTER_HEADER} takes a positive whole number of seconds`);
+    }
+    return now + Number(after);
+  }
+  if (!SECONDS.test(at!)) throw new BadRequestError(`${DELETE_AT_HEADER} takes a moment in unix seconds`);
+  if (Number(at) <= now) throw new BadRequestError(`${DELETE_AT_HEADER} ${at} is not in the future`);
+  return Number(at);
+}
+
+export function isExpired(meta: BlobMeta, nowMs = Date.now()): boolean {
+  return meta.deleteAt !== undefined && meta.deleteAt * 1000 <= nowMs;
+}
+
+/**
+ * A file whose expiry has passed: gone for every reader from that moment,
+ * on whichever node holds a copy, even before its owner has deleted it.
+ * The 404 says when, so that a node passing a read on can tell this answer
+ * from "not replicated here yet".
+ */
+export class ExpiredError extends NotFoundError {
+  override readonly headers: Record<string, string>;
+
+  constructor(message: string, deleteAt: number) {
+    super(message);
+    this.headers = { [DELETE_AT_HEADER]: String(deleteAt) };
+  }
+}
+
+/** The deletion moment an answer of a peer reports as passed, if it does. */
+export function expiredAnswer(response: Response, nowMs = Date.now()): number | undefined {
+  const value = response.headers.get(DELETE_AT_HEADER);
+  if (response.status !== 404 || value === null || !SECONDS.test(value)) return undefined;
+  return Number(value) * 1000 <= nowMs ? Number(value) : undefined;
+}
+
+/**
+ * What a read of an expiring file shows: the moment (`X-Delete-At`, and
+ * `Expires` for caches), and a `max-age` no longer than the time left, since
+ * `max-age` outranks `Expires`.
+ */
+export function expiryHeaders(meta: BlobMeta, cacheControl: string, nowMs = Date.now()): Record<string, string> {
+  if (meta.deleteAt === undefined) return { "Cache-Control": cacheControl };
+  const left = Math.max(0, meta.deleteAt - Math.floor(nowMs / 1000));
+  return {
+    "Cache-Control": cacheControl.replace(/max-age=(\d+)/, (_, maxAge: string) => `max-age=${Math.min(Number(maxAge), left)}`),
+    Expires: new Date(meta.deleteAt * 1000).toUTCString(),
+    [DELETE_AT_HEADER]: String(meta.deleteAt),
+  };
+}
