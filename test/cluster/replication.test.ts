@@ -170,7 +170,7 @@ describe("replication with rsync", () => {
     await eventually(async () => expect(await readFile(join(replica, "2019", "logo.png"), "utf8")).toBe("imported by hand"));
     await eventually(async () => expect((await status(c, "1")).replication[0]).toMatchObject({ backlog: 0, needsFullPass: false }));
     expect((await readdir(replica)).sort()).toEqual(["2019"]);
-    expect(c.nodes["1"]!.output()).toMatch(/"msg":"full replication pass requested"/);
+    expect(c.nodes["1"]!.output()).toMatch(/"signal":"SIGHUP","msg":"reloading: [^"]*full replication pass"/);
   });
 
   it("restores a wiped node from the replicas and deletes no replica anywhere", async () => {
