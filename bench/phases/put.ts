@@ -41,10 +41,16 @@ export async function putPhase(ctx: BenchContext): Promise<Row[]> {
 
   const defaults = await nanocdnPut("put-fsync", "PUT 4 KiB fsync on", { size: 2, replicate: true });
   rows.push(
-    throughputRow("put-fsync", "PUT 4 KiB new names, defaults (fsync = true, sync_copies = 2: each 201 waits for the peer's copy; seed: nginx direct)", defaults, reference, {
-      latency: "p50+p99",
-      minRatio: TARGETS.putRatio,
-    }),
+    throughputRow(
+      "put-fsync",
+      "PUT 4 KiB new names, defaults (fsync = true, sync_copies = 2: each 201 waits for the peer's copy; seed: nginx direct)",
+      defaults,
+      reference,
+      {
+        latency: "p50+p99",
+        minRatio: TARGETS.putRatio,
+      },
+    ),
   );
   const frontRow = throughputRow("put-front", "PUT 4 KiB (seed: through its haproxy front, both nodes)", defaults, front, { latency: "p99" });
   frontRow.nanocdn = `the run above (p99 ${msText(defaults.p99Ms)} ms)`;

@@ -10,11 +10,7 @@ export interface Credentials {
  * Who sent a request, as far as this node could prove it. A monitor is a
  * user named in `monitor_users`: it reads /metrics and /status, nothing else.
  */
-export type Principal =
-  | { kind: "anonymous" }
-  | { kind: "user"; user: string }
-  | { kind: "monitor"; user: string }
-  | { kind: "node"; node: string };
+export type Principal = { kind: "anonymous" } | { kind: "user"; user: string } | { kind: "monitor"; user: string } | { kind: "node"; node: string };
 
 const ANONYMOUS: Principal = { kind: "anonymous" };
 

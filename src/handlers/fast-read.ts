@@ -84,13 +84,19 @@ export function createFastReader(options: AppOptions) {
     if (meta.deleteAt !== undefined) return undefined;
     if (isNotModified(ifNoneMatch, ifModifiedSince, meta)) {
       let headers = notModifiedHeadersOf.get(meta);
-      if (!headers) notModifiedHeadersOf.set(meta, (headers = validatorHeaders(meta, blobOptions)));
+      if (!headers) {
+        headers = validatorHeaders(meta, blobOptions);
+        notModifiedHeadersOf.set(meta, headers);
+      }
       metrics.answered(method, 304, 0, 0, 0);
       if (logging) logLine(method, rawTarget, 304, 0, client, forwardedFor, agent);
       return { status: 304, headers, body: null };
     }
     let headers = headersOf.get(meta);
-    if (!headers) headersOf.set(meta, (headers = blobHeaders(meta, key, blobOptions)));
+    if (!headers) {
+      headers = blobHeaders(meta, key, blobOptions);
+      headersOf.set(meta, headers);
+    }
     metrics.answered(method, 200, 0, 0, method === "HEAD" ? 0 : meta.size);
     if (logging) logLine(method, rawTarget, 200, meta.size, client, forwardedFor, agent);
     return { status: 200, headers, body: method === "HEAD" ? null : snapshot.bytes };

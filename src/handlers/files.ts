@@ -49,12 +49,7 @@ export async function readHandler(
  * have no owner: they are deleted here and on every peer, now or when the peer
  * is back.
  */
-export async function deleteHandler(
-  settings: Settings,
-  { request, target }: RequestContext,
-  principal: Principal,
-  file: FileAddress,
-): Promise<Response> {
+export async function deleteHandler(settings: Settings, { request, target }: RequestContext, principal: Principal, file: FileAddress): Promise<Response> {
   requireAuthenticated(principal, "deleting");
   const { store, cluster, nodeId } = settings;
   if (file.owner === nodeId && !settings.ownFilesComplete()) {

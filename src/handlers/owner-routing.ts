@@ -66,11 +66,7 @@ export function relay(response: Response, keep: ReadonlySet<string> = READ_ANSWE
 export const DEFAULT_READ_HEDGE_MS = 300;
 
 /** What one peer said to a read. */
-type ReadAttempt =
-  | { kind: "final"; response: Response }
-  | { kind: "missing" }
-  | { kind: "expired"; deleteAt: number }
-  | { kind: "failed" };
+type ReadAttempt = { kind: "final"; response: Response } | { kind: "missing" } | { kind: "expired"; deleteAt: number } | { kind: "failed" };
 
 /**
  * The read fallback chain for a file this node does not hold: the owner

@@ -49,16 +49,19 @@ export function decodeSegments(rawTarget: string): string[] {
   const rawPath = pathOf(rawTarget);
   if (!rawPath.startsWith("/")) throw new InvalidPathError("the path must start with '/'");
   if (rawPath === "/") return [];
-  const segments = rawPath.slice(1).split("/").map((raw) => {
-    let segment: string;
-    try {
-      segment = decodeURIComponent(raw);
-    } catch {
-      throw new InvalidPathError("malformed percent-encoding in the path");
-    }
-    checkSegment(segment);
-    return segment;
-  });
+  const segments = rawPath
+    .slice(1)
+    .split("/")
+    .map((raw) => {
+      let segment: string;
+      try {
+        segment = decodeURIComponent(raw);
+      } catch {
+        throw new InvalidPathError("malformed percent-encoding in the path");
+      }
+      checkSegment(segment);
+      return segment;
+    });
   if (encoder.encode(segments.join("/")).length > MAX_KEY_BYTES) {
     throw new InvalidPathError(`path longer than ${MAX_KEY_BYTES} bytes`);
   }
@@ -97,5 +100,5 @@ const SEGMENT_SAFE = /%(3A|40|21|24|26|27|28|29|2A|2B|2C|3B|3D)/gi;
 /** The URL path of a stored file, percent-encoded: what `Location` carries. */
 export function urlPathOf(file: Pick<FileAddress, "owner" | "namespace" | "path">): string {
   const segments = [...(file.owner === undefined ? [] : [file.owner]), file.namespace, ...file.path.split("/")];
-  return "/" + segments.map((s) => encodeURIComponent(s).replace(SEGMENT_SAFE, decodeURIComponent)).join("/");
+  return `/${segments.map((s) => encodeURIComponent(s).replace(SEGMENT_SAFE, decodeURIComponent)).join("/")}`;
 }

@@ -7,10 +7,7 @@ import type { CreateOptions } from "./blob-store.ts";
  * a body that ends before its declared `length` (or whose source errors, as
  * when the client disconnects) fails with IncompleteBodyError.
  */
-export function limitBody(
-  body: ReadableStream<Uint8Array>,
-  { length, maxBytes = Number.POSITIVE_INFINITY }: CreateOptions = {},
-): ReadableStream<Uint8Array> {
+export function limitBody(body: ReadableStream<Uint8Array>, { length, maxBytes = Number.POSITIVE_INFINITY }: CreateOptions = {}): ReadableStream<Uint8Array> {
   if (length !== undefined && length > maxBytes) {
     throw new PayloadTooLargeError(`body of ${length} bytes exceeds the limit of ${maxBytes} bytes`);
   }
@@ -23,9 +20,7 @@ export function limitBody(
       try {
         chunk = await reader.read();
       } catch (cause) {
-        throw cause instanceof NanoCdnError
-          ? cause
-          : new IncompleteBodyError("the upload was interrupted before it ended", { cause });
+        throw cause instanceof NanoCdnError ? cause : new IncompleteBodyError("the upload was interrupted before it ended", { cause });
       }
       if (chunk.done) {
         if (length !== undefined && received !== length) {

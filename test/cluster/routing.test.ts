@@ -24,8 +24,7 @@ describe("cluster routing", () => {
     return response.headers.get("Location")!;
   };
   /** Puts a copy of `location` on node `on`'s disk, as replication would. */
-  const replicate = (location: string, on: string, body: string) =>
-    placeFile(join(cluster.data(on), "files", ...location.slice(1).split("/")), body);
+  const replicate = (location: string, on: string, body: string) => placeFile(join(cluster.data(on), "files", ...location.slice(1).split("/")), body);
   /** Brings every node back up between tests that kill some. */
   const ensureAllUp = async () => {
     for (const id of cluster.ids) {
@@ -302,9 +301,7 @@ describe("cluster routing", () => {
       expect(await legacyOf("3")).toContain(path);
       await cluster.start("1");
       await eventually(async () => expect(await legacyOf("3")).not.toContain(path));
-      await eventually(async () =>
-        expect(await readdir(join(cluster.data("1"), "state", "legacy-deletes", "3"))).toEqual([]),
-      );
+      await eventually(async () => expect(await readdir(join(cluster.data("1"), "state", "legacy-deletes", "3"))).toEqual([]));
     });
 
     it("reads a legacy file a node lacks from its peers", async () => {

@@ -69,9 +69,7 @@ describe("README cluster walk-through", () => {
   it("gives exactly what the README shows, a read surviving its owner's death included", async () => {
     const steps = await consoleBlock("## A cluster");
     expect(steps.some((s) => s.command.startsWith("kill -9"))).toBe(true);
-    const outputs = runSteps(steps, cwd, (c) =>
-      c.replace(/127\.0\.0\.1:808([1-3])/g, (_, n: string) => `127.0.0.1:${base + Number(n) - 1}`),
-    );
+    const outputs = runSteps(steps, cwd, (c) => c.replace(/127\.0\.0\.1:808([1-3])/g, (_, n: string) => `127.0.0.1:${base + Number(n) - 1}`));
     expect(outputs).toEqual(expectedOutputs(steps));
     await eventually(async () => expect(output).toContain("node 1 exited (SIGKILL); the others go on"));
   });

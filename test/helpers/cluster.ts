@@ -131,7 +131,10 @@ export async function untilConnected(cluster: TestCluster): Promise<void> {
       for (const id of cluster.ids) {
         const response = await undiciFetch(`${cluster.url(id)}/status`, { headers: { Authorization: basic() }, dispatcher });
         const status = (await response.json()) as { ownFiles?: string; peers: { up: boolean }[] };
-        expect(status.peers.every((p) => p.up), `node ${id} sees its peers up`).toBe(true);
+        expect(
+          status.peers.every((p) => p.up),
+          `node ${id} sees its peers up`,
+        ).toBe(true);
         expect(status.ownFiles ?? "complete", `node ${id} has its files`).toBe("complete");
       }
     }, 30_000);

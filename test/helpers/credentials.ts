@@ -14,7 +14,7 @@ export function bcryptLine(user: string, password: string): string {
 }
 
 export async function writeHtpasswd(path: string, lines: string[] = [bcryptLine(USER, PASSWORD)]): Promise<void> {
-  await writeFile(path, lines.join("\n") + "\n", { mode: 0o600 });
+  await writeFile(path, `${lines.join("\n")}\n`, { mode: 0o600 });
 }
 
 /** Lines written by Apache's htpasswd tool (apache2-utils), one per hash type nginx accepts, and two it does not. */

@@ -10,13 +10,7 @@ export interface RawResponse {
  * An HTTP request whose target goes on the wire exactly as written: fetch
  * would normalise `..` and backslashes away before the server saw them.
  */
-export function rawRequest(
-  base: string,
-  method: string,
-  target: string,
-  headers: Record<string, string> = {},
-  body?: string | Buffer,
-): Promise<RawResponse> {
+export function rawRequest(base: string, method: string, target: string, headers: Record<string, string> = {}, body?: string | Buffer): Promise<RawResponse> {
   const { hostname, port } = new URL(base);
   return new Promise((resolve, reject) => {
     const req = request({ host: hostname, port, method, path: target, headers, agent: false }, (res) => {

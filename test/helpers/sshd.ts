@@ -27,16 +27,14 @@ export async function startSshd(keys: { publicKey: string; folder: string }[]): 
   const dir = await mkdtemp(join(tmpdir(), "nanocdn-sshd-"));
   const hostKey = makeKey(dir, "host");
   const authorized = join(dir, "authorized_keys");
-  await writeFile(
-    authorized,
-    keys.map(({ publicKey, folder }) => `command="rrsync -munge ${folder}",restrict ${publicKey.trim()}\n`).join(""),
-    { mode: 0o600 },
-  );
+  await writeFile(authorized, keys.map(({ publicKey, folder }) => `command="rrsync -munge ${folder}",restrict ${publicKey.trim()}\n`).join(""), {
+    mode: 0o600,
+  });
   const port = await freePort();
   const config = join(dir, "sshd_config");
   await writeFile(
     config,
-    [
+    `${[
       `Port ${port}`,
       "ListenAddress 127.0.0.1",
       `HostKey ${hostKey}`,
@@ -47,7 +45,7 @@ export async function startSshd(keys: { publicKey: string; folder: string }[]): 
       "PasswordAuthentication no",
       "KbdInteractiveAuthentication no",
       "UsePAM no",
-    ].join("\n") + "\n",
+    ].join("\n")}\n`,
   );
   if (process.getuid?.() === 0) await mkdir("/run/sshd", { recursive: true });
   const child: ChildProcess = spawn("/usr/sbin/sshd", ["-D", "-e", "-f", config], { stdio: ["ignore", "ignore", "pipe"] });

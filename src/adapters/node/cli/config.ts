@@ -24,10 +24,7 @@ const int = (min: number) =>
       .int({ error: got("a whole number") })
       .min(min, { error: `must be at least ${min}` }),
   );
-const bool = z.preprocess(
-  (v) => (v === "true" || v === "1" ? true : v === "false" || v === "0" ? false : v),
-  z.boolean({ error: got("true or false") }),
-);
+const bool = z.preprocess((v) => (v === "true" || v === "1" ? true : v === "false" || v === "0" ? false : v), z.boolean({ error: got("true or false") }));
 
 export interface ListenAddress {
   host: string;
@@ -105,14 +102,18 @@ export const configSchema = z
     fsync: bool.default(true),
     min_free_bytes: int(0).default(0),
     /** The disk's reserve is the larger of min_free_bytes and this share of its size. */
-    min_free_percent: int(0).pipe(z.number().max(90, { error: "must be at most 90" })).default(1),
+    min_free_percent: int(0)
+      .pipe(z.number().max(90, { error: "must be at most 90" }))
+      .default(1),
     access_log: bool.default(true),
     log_level: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
     /** Serving processes: "auto" is one per core. */
-    workers: z.preprocess(
-      (v) => (typeof v === "string" && /^\s*\d+\s*$/.test(v) ? Number(v) : v),
-      z.union([z.literal("auto"), z.number().int().min(1).max(256)], { error: got('"auto" or a number of processes') }),
-    ).default("auto"),
+    workers: z
+      .preprocess(
+        (v) => (typeof v === "string" && /^\s*\d+\s*$/.test(v) ? Number(v) : v),
+        z.union([z.literal("auto"), z.number().int().min(1).max(256)], { error: got('"auto" or a number of processes') }),
+      )
+      .default("auto"),
     /** Memory per serving process for small files; 0 keeps no file bytes (metadata and misses are still kept briefly). */
     memory_cache_bytes: int(0).default(16 * 1024 * 1024),
     memory_cache_file_bytes: int(0).default(128 * 1024),
@@ -156,7 +157,9 @@ export const configSchema = z
     /** Users who may read /metrics and /status, and nothing else. */
     monitor_users: list(z.string().min(1)).default([]),
     /** Proxies whose X-Forwarded-For the access log believes: addresses or networks. */
-    trusted_proxies: list(z.string().refine((entry) => parseNetwork(entry) !== undefined, "expected an IP address or a network such as 10.0.0.0/8")).default([]),
+    trusted_proxies: list(z.string().refine((entry) => parseNetwork(entry) !== undefined, "expected an IP address or a network such as 10.0.0.0/8")).default(
+      [],
+    ),
   })
   .strict()
   .superRefine((config, ctx) => {
@@ -265,7 +268,10 @@ export async function loadConfig({ file, env = process.env, flags = {}, cwd = pr
       result.error.issues.map((issue) => {
         const keys = issue.code === "unrecognized_keys" ? issue.keys : [String(issue.path[0] ?? "")];
         // Inside a list (peers), say which entry and field.
-        const detail = issue.path.slice(1).map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("");
+        const detail = issue.path
+          .slice(1)
+          .map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`))
+          .join("");
         return keys
           .map((key) => {
             const where = origin[key] ? ` (from ${origin[key]})` : " (not set)";

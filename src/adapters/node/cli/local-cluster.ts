@@ -124,8 +124,7 @@ export async function runLocalCluster(options: LocalClusterOptions): Promise<voi
       children.delete(id);
       if (!stopping) {
         process.stderr.write(
-          `nanocdn cluster: node ${id} exited (${signal ?? code}); the others go on. ` +
-            `Start it again with: nanocdn serve --config ${configFile}\n`,
+          `nanocdn cluster: node ${id} exited (${signal ?? code}); the others go on. ` + `Start it again with: nanocdn serve --config ${configFile}\n`,
         );
       }
       if (children.size === 0) process.exit(0);

@@ -53,9 +53,7 @@ function answerMalformed(error: NodeJS.ErrnoException, socket: Duplex): void {
     return;
   }
   const text = JSON.stringify({ error: "bad_request", message: `malformed HTTP request (${error.code})` });
-  socket.end(
-    `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
-  );
+  socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`);
 }
 
 async function readTls(tls: { cert: string; key: string }) {

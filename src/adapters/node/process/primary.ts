@@ -21,7 +21,7 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
   const send = (worker: Worker, message: ToWorker) => {
     if (worker.isConnected()) worker.send(message, undefined, () => {});
   };
-  const live = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected());
+  const live = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w?.isConnected() === true);
   const broadcast = (message: ToWorker) => {
     for (const worker of live()) send(worker, message);
   };

@@ -63,7 +63,7 @@ export class OwnerMarker {
    */
   async write(pullFrom: readonly string[]): Promise<void> {
     this.#pullFrom = [...pullFrom];
-    const content = JSON.stringify({ node: this.self, written: new Date().toISOString(), pullFrom }) + "\n";
+    const content = `${JSON.stringify({ node: this.self, written: new Date().toISOString(), pullFrom })}\n`;
     const write = async () => {
       // In rsync's temp folder: on the same disk, and never replicated.
       const temp = join(this.source, RSYNC_TEMP_DIR, OWNER_MARKER);
@@ -100,10 +100,7 @@ export async function pullFrom(target: ReplicationTarget, source: string, rsync:
   if (transportOf(target.destination) === "local" && !(await exists(target.destination))) {
     return { ok: true, code: 0, message: "" };
   }
-  return runRsync(
-    [...baseArgs(rsync, target.destination, "pull"), "--ignore-existing", asFolder(target.destination), asFolder(source)],
-    rsync,
-  );
+  return runRsync([...baseArgs(rsync, target.destination, "pull"), "--ignore-existing", asFolder(target.destination), asFolder(source)], rsync);
 }
 
 /**

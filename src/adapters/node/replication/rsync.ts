@@ -120,7 +120,11 @@ export function runRsync(args: string[], options: RsyncOptions, input?: string):
     child.stdin.on("error", () => {});
     child.stdin.end(input);
     child.on("error", (error) =>
-      resolve({ ok: false, code: null, message: options.signal?.aborted ? "ended: the peer is down or this node stops" : `cannot run rsync: ${error.message}` }),
+      resolve({
+        ok: false,
+        code: null,
+        message: options.signal?.aborted ? "ended: the peer is down or this node stops" : `cannot run rsync: ${error.message}`,
+      }),
     );
     child.on("close", (code) =>
       resolve({

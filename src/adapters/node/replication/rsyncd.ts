@@ -79,11 +79,7 @@ export async function superviseRsyncDaemon(options: RsyncDaemonOptions): Promise
   await mkdir(options.stateDir, { recursive: true });
   for (const id of options.peers) await mkdir(join(options.filesDir, id), { recursive: true });
   const secretsFile = join(options.stateDir, "rsyncd.secrets");
-  await writeFile(
-    secretsFile,
-    options.peers.map((id) => `${rsyncUser(id)}:${rsyncPassword(options.clusterSecret, id)}\n`).join(""),
-    { mode: 0o600 },
-  );
+  await writeFile(secretsFile, options.peers.map((id) => `${rsyncUser(id)}:${rsyncPassword(options.clusterSecret, id)}\n`).join(""), { mode: 0o600 });
   const configFile = join(options.stateDir, "rsyncd.conf");
   const pidFile = join(options.stateDir, "rsyncd.pid");
   await stopOrphan(pidFile, configFile, options.log);
