@@ -1,4 +1,4 @@
-import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { cp, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -8,6 +8,7 @@ import { basic, PASSWORD, USER } from "../helpers/credentials.ts";
 import { eventually } from "../helpers/eventually.ts";
 import { type FreezableNode, startFreezableNode } from "../helpers/hung-node.ts";
 import { type NodeProcess, startNodeProcess } from "../helpers/node-process.ts";
+import { makeSelfSigned } from "../helpers/tls.ts";
 
 /**
  * Debian's Python, which sees Debian's python3-django (the first python3 on
@@ -50,36 +51,6 @@ function runPythonSuite(env: Record<string, string>, labels: string[] = []): Pro
       done({ code, signal, output });
     });
   });
-}
-
-/** A self-signed certificate for 127.0.0.1 (EC: quick to make on a slow machine). */
-function makeCertificate(dir: string): { cert: string; key: string } {
-  const cert = join(dir, "node.crt");
-  const key = join(dir, "node.key");
-  execFileSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-days",
-      "2",
-      "-subj",
-      "/CN=127.0.0.1",
-      "-addext",
-      "subjectAltName=IP:127.0.0.1",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-    ],
-    { stdio: "ignore" },
-  );
-  return { cert, key };
 }
 
 /**
@@ -129,7 +100,7 @@ describe("Django storage backend (clients/django)", () => {
 
   beforeAll(async () => {
     tlsDir = await mkdtemp(join(tmpdir(), "nanocdn-django-tls-"));
-    const { cert, key } = makeCertificate(tlsDir);
+    const { cert, key } = makeSelfSigned(tlsDir, "127.0.0.1");
     tlsCert = cert;
     // Nodes 1 and 2: a cluster replicating with rsync, for nearly every test; node 1 is SIGKILLed
     // by tests/cluster_kill.py. Node 3 on its own, whose store a test breaks (in the cluster, node 1
