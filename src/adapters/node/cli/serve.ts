@@ -40,29 +40,22 @@ export const serveCommand: Command = {
     "Signals: SIGTERM or SIGINT stop gracefully (shutdown_grace). SIGHUP reads the htpasswd file, the URL signing keys, log_level and\n" +
     "the TLS files again and runs a full replication pass (systemctl reload); other keys need a restart.",
   async run({ options, configFlags }) {
+    // Signals are caught before the first await: until a listener is in
+    // place, SIGTERM ends the process at once, and a node can be asked to
+    // stop while it starts (a primary answers once one serving process
+    // listens, before the others do). What arrives during the start is acted
+    // on once the node runs.
+    let act: ((signal: NodeJS.Signals) => void) | undefined;
+    const asked: NodeJS.Signals[] = [];
+    for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(signal, () => (act ? act(signal) : asked.push(signal)));
+
     const sources = { file: (options.config as string | undefined) ?? process.env.NANOCDN_CONFIG, flags: configFlags };
     const config = await loadConfig(sources);
     // Serving processes run this command too, once the primary has checked.
     if (cluster.isPrimary) await checkConfig(config);
     const log = createLogger(config.log_level);
-    // A reload asked for while the node starts (systemd may ask as soon as it
-    // sees the process) waits for the start instead of ending the process.
-    let node: RunningNode | undefined;
-    let reloadAsked = false;
-    const onHup = () => {
-      if (!node) {
-        reloadAsked = true;
-        return;
-      }
-      log.info({ signal: "SIGHUP" }, "reloading: users, URL signing keys, log level, TLS files; full replication pass");
-      node.fullPass();
-      void reload(sources, config, node, log);
-    };
-    process.on("SIGHUP", onHup);
-    node = await startNode(config, log);
+    const node = await startNode(config, log);
     if (cluster.isPrimary) await notifySystemd("ready", log);
-    if (reloadAsked) onHup();
-    const running = node;
     let stopping = false;
     const stop = async (signal: string) => {
       if (stopping) {
@@ -74,17 +67,26 @@ export const serveCommand: Command = {
       stopping = true;
       log.info({ signal }, "shutting down: finishing requests in flight");
       if (cluster.isPrimary) void notifySystemd("stopping", log);
-      await running.close();
+      await node.close();
       log.info({}, "stopped");
       log.flush(() => process.exit(0));
     };
-    const stopOn = (signal: NodeJS.Signals) => () =>
+    act = (signal) => {
+      if (signal === "SIGHUP") {
+        if (stopping) return;
+        log.info({ signal }, "reloading: users, URL signing keys, log level, TLS files; full replication pass");
+        node.fullPass();
+        void reload(sources, config, node, log);
+        return;
+      }
       stop(signal).catch((error: unknown) => {
         log.error({ err: error }, "stopping failed");
         log.flush(() => process.exit(1));
       });
-    process.on("SIGTERM", stopOn("SIGTERM"));
-    process.on("SIGINT", stopOn("SIGINT"));
+    };
+    // A stop asked for during the start wins over a reload; several reloads are one.
+    const first = asked.find((s) => s !== "SIGHUP") ?? asked[0];
+    if (first) act(first);
     return 0;
   },
 };
