@@ -47,7 +47,14 @@ export const serveCommand: Command = {
     // on once the node runs.
     let act: ((signal: NodeJS.Signals) => void) | undefined;
     const asked: NodeJS.Signals[] = [];
-    for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(signal, () => (act ? act(signal) : asked.push(signal)));
+    for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
+      process.on(signal, () => {
+        if (act) return act(signal);
+        // A second Ctrl-C during the start means "now", as it does later.
+        if (signal === "SIGINT" && asked.includes("SIGINT")) process.exit(1);
+        asked.push(signal);
+      });
+    }
 
     const sources = { file: (options.config as string | undefined) ?? process.env.NANOCDN_CONFIG, flags: configFlags };
     const config = await loadConfig(sources);
