@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { copyFile, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -9,18 +10,18 @@ import { startCluster, type TestCluster } from "../helpers/cluster.ts";
 import { basic } from "../helpers/credentials.ts";
 import { listFiles, placeFile } from "../helpers/disk.ts";
 import { eventually } from "../helpers/eventually.ts";
-import { tcpConnect } from "../helpers/ports.ts";
+import { sample } from "../helpers/metrics.ts";
 import type { Runtime } from "../helpers/runtimes.ts";
 import { makeCa, makeServerCertificate } from "../helpers/tls.ts";
 
 const auth = { Authorization: basic() };
 
-/** The serial number of the certificate a node presents now. */
-async function servedSerial(port: number, caFile: string): Promise<string> {
+/** The fingerprint of the certificate a node presents to a new connection. */
+async function servedFingerprint(port: number, caFile: string): Promise<string> {
   const ca = await readFile(caFile);
   return new Promise((resolve, reject) => {
     const socket = connect({ host: "127.0.0.1", port, ca }, () => {
-      resolve(socket.getPeerCertificate().serialNumber);
+      resolve(socket.getPeerCertificate().fingerprint256);
       socket.end();
     });
     socket.on("error", reject);
@@ -31,10 +32,16 @@ async function servedSerial(port: number, caFile: string): Promise<string> {
  * One representative cluster per runtime: two nodes on Bun or Deno that talk
  * to each other over HTTPS with a private CA and replicate with rsync.
  */
-describe.each<{ runtime: Runtime; reloadsCertificate: boolean }>([
-  { runtime: "bun", reloadsCertificate: false },
-  { runtime: "deno", reloadsCertificate: true },
-])("a cluster on $runtime", ({ runtime, reloadsCertificate }) => {
+/** A node's primary and the processes it started: its serving processes, rsync. */
+function processesOf(pid: number): number[] {
+  const children = spawnSync("pgrep", ["-P", String(pid)], { encoding: "utf8" })
+    .stdout.split("\n")
+    .filter(Boolean)
+    .map(Number);
+  return [pid, ...children];
+}
+
+describe.each<{ runtime: Runtime }>([{ runtime: "bun" }, { runtime: "deno" }])("a cluster on $runtime", ({ runtime }) => {
   let cluster: TestCluster;
   let client: Agent;
   const request = (url: string, init: Record<string, unknown> = {}) => undiciFetch(url, { ...init, dispatcher: client });
@@ -42,7 +49,13 @@ describe.each<{ runtime: Runtime; reloadsCertificate: boolean }>([
     (await (await request(`${cluster.url(id)}/status`, { headers: auth })).json()) as {
       ownFiles: string;
       replication: { lastFullPass?: string }[];
+      peers: { id: string; up: boolean }[];
     };
+  const metric = async (id: string, series: string) => {
+    const response = await request(`${cluster.url(id)}/metrics`, { headers: auth });
+    expect(response.status).toBe(200);
+    return sample(await response.text(), series) ?? 0;
+  };
 
   let pki: { dir: string; ca: ReturnType<typeof makeCa>; certs: Record<"1" | "2", ReturnType<typeof makeServerCertificate>> };
 
@@ -102,7 +115,9 @@ describe.each<{ runtime: Runtime; reloadsCertificate: boolean }>([
     expect(await restored.text()).toBe("node 2's own");
   });
 
-  it("takes many uploads at once on two serving processes", async () => {
+  it("takes many uploads at once on two serving processes, and counts them all in /metrics", async () => {
+    const counted = () => metric("1", "nanocdn_uploads_total");
+    const before = await counted();
     const names = Array.from({ length: 64 }, (_, i) => `pub/many/${i}.txt`);
     const answers = await Promise.all(
       names.map(async (name) => {
@@ -113,31 +128,59 @@ describe.each<{ runtime: Runtime; reloadsCertificate: boolean }>([
     );
     expect(answers).toEqual(names.map(() => 201));
     expect((await listFiles(join(cluster.data("1"), "files", "1", "pub", "many"))).sort()).toEqual(names.map((n) => n.slice("pub/many/".length)).sort());
+    // The primary adds up what each serving process counted.
+    expect((await counted()) - before).toBe(64);
   });
 
-  it(reloadsCertificate ? "serves a renewed certificate without a restart" : "says a renewed certificate needs a restart", async () => {
-    const node = cluster.nodes["2"]!;
-    if (!reloadsCertificate) {
-      expect(node.output()).toMatch(/this runtime cannot reload a TLS certificate/);
-      return;
+  it("serves a renewed certificate after SIGHUP, with one serving process and with two", async () => {
+    const fresh = new Agent({ connect: { ca: await readFile(pki.ca.cert) } });
+    try {
+      for (const id of ["1", "2"] as const) {
+        const node = cluster.nodes[id]!;
+        const renewed = makeServerCertificate(pki.dir, `node${id}-renewed`, pki.ca);
+        await copyFile(renewed.key, pki.certs[id].key);
+        await copyFile(renewed.cert, pki.certs[id].cert);
+        const fingerprint = new X509Certificate(await readFile(renewed.cert)).fingerprint256;
+        node.child.kill("SIGHUP");
+        // Several new connections, so that each serving process answers some.
+        await eventually(async () => {
+          for (let i = 0; i < 6; i++) expect(await servedFingerprint(node.port, pki.ca.cert)).toBe(fingerprint);
+        }, 20_000);
+        const upload = await undiciFetch(`${cluster.url(id)}/upload/pub/after-renewal.txt`, {
+          method: "PUT",
+          body: "renewed",
+          headers: auth,
+          dispatcher: fresh,
+        });
+        expect(upload.status, node.output().slice(-3000)).toBe(201);
+        expect(await (await undiciFetch(cluster.url(id) + upload.headers.get("Location")!, { dispatcher: fresh })).text()).toBe("renewed");
+      }
+    } finally {
+      await fresh.close();
     }
-    const renewed = makeServerCertificate(pki.dir, "node2-renewed", pki.ca);
-    await copyFile(renewed.key, pki.certs["2"].key);
-    await copyFile(renewed.cert, pki.certs["2"].cert);
-    const serial = new X509Certificate(await readFile(renewed.cert)).serialNumber;
-    await eventually(async () => expect(await servedSerial(node.port, pki.ca.cert)).toBe(serial), 20_000);
   });
 
-  it("stops on SIGTERM: gracefully, or on Deno now and then by the signal itself", async () => {
+  it("answers for a hung peer without hanging: its file is unavailable, it is marked down, then up once it runs again", async () => {
+    const c = cluster;
+    const frozen = processesOf(c.nodes["1"]!.pid);
+    for (const pid of frozen) process.kill(pid, "SIGSTOP");
+    try {
+      // Placed while the owner is stopped, so that no replication pass copies it.
+      await placeFile(join(c.data("1"), "files", "1", "pub", "hung-only.txt"), "unreachable");
+      const read = await request(`${c.url("2")}/1/pub/hung-only.txt`);
+      expect(read.status).toBe(503);
+      await read.body?.cancel();
+      await eventually(async () => expect((await status("2")).peers.find((p) => p.id === "1")?.up).toBe(false), 20_000);
+    } finally {
+      for (const pid of frozen) spawnSync("kill", ["-CONT", String(pid)]);
+    }
+    await eventually(async () => expect((await status("2")).peers.find((p) => p.id === "1")?.up).toBe(true), 20_000);
+  });
+
+  it("stops gracefully on SIGTERM", async () => {
     const node = cluster.nodes["1"]!;
-    const code = await node.stop("SIGTERM");
-    // A Deno primary with serving processes is sometimes ended by the signal
-    // before its listener runs (seen under load, not reproduced alone; the
-    // README says so). It must still be gone, and serve nothing more.
-    if (runtime === "deno" && code === "SIGTERM") {
-      await expect(tcpConnect(node.port)).rejects.toThrow();
-      return;
-    }
+    // SIGKILL after a while, so that a node that does not stop shows its output.
+    const code = await node.stop("SIGTERM", 20_000);
     expect(code, node.output().slice(-3000)).toBe(0);
     expect(node.output()).toMatch(/"msg":"stopped"/);
   });

@@ -2,6 +2,7 @@ import { readFile, stat } from "node:fs/promises";
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
+import type { Server as TlsServer } from "node:tls";
 import type { Duplex } from "node:stream";
 import { getRequestListener, RequestError } from "@hono/node-server";
 import type { Hono } from "hono";
@@ -22,7 +23,6 @@ export interface HttpServerOptions {
 }
 
 export interface HttpServer {
-  server: Server;
   url: string;
   /** Reads the TLS certificate and key again now (SIGHUP), keeping the current ones if they fail. */
   reloadCertificate(): Promise<void>;
@@ -56,7 +56,9 @@ function answerMalformed(error: NodeJS.ErrnoException, socket: Duplex): void {
   socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`);
 }
 
-async function readTls(tls: { cert: string; key: string }) {
+type TlsFiles = { cert: Buffer; key: Buffer };
+
+async function readTls(tls: { cert: string; key: string }): Promise<TlsFiles> {
   const [cert, key] = await Promise.all([readFile(tls.cert), readFile(tls.key)]);
   return { cert, key };
 }
@@ -176,70 +178,110 @@ export async function startHttpServer({ app, fastRead, listen, tls, log }: HttpS
       else request.socket.destroy();
     });
   };
-  const server: Server = tls ? createHttpsServer(await readTls(tls), handle) : createHttpServer(handle);
   // Connections with no request under way; closeIdleConnections() misses
   // those that never sent one (fetch opens such spare connections).
   const sockets = new Set<Socket>();
   const busy = new WeakSet<Socket>();
-  server.on(tls ? "secureConnection" : "connection", (socket: Socket) => {
-    sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
-  });
-  server.on("clientError", (error: NodeJS.ErrnoException, socket) => answerMalformed(error, socket));
-  server.on("checkContinue", (request: IncomingMessage, response: ServerResponse) => {
-    continueWhenRead(request, response);
-    handle(request, response);
-  });
-  // Clients behind load balancers keep connections open; the default 5 s
-  // keep-alive is shorter than many of their idle timeouts.
-  server.keepAliveTimeout = 65_000;
-
-  const certificate = tls ? watchCertificate(server as unknown as import("node:tls").Server, tls, log, TLS_RECHECK_MS) : undefined;
-
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(listen.port, listen.host, () => {
-      server.off("error", reject);
-      resolve();
+  /** Each server until every connection it accepted has ended: the listening one, and one replaced by a certificate swap. */
+  const servers = new Map<Server, Promise<void>>();
+  const open = (context?: TlsFiles): Server => {
+    const server: Server = context ? createHttpsServer(context, handle) : createHttpServer(handle);
+    server.on(context ? "secureConnection" : "connection", (socket: Socket) => {
+      sockets.add(socket);
+      socket.once("close", () => sockets.delete(socket));
     });
-  });
+    server.on("clientError", (error: NodeJS.ErrnoException, socket) => answerMalformed(error, socket));
+    server.on("checkContinue", (request: IncomingMessage, response: ServerResponse) => {
+      continueWhenRead(request, response);
+      handle(request, response);
+    });
+    // Clients behind load balancers keep connections open; the default 5 s
+    // keep-alive is shorter than many of their idle timeouts.
+    server.keepAliveTimeout = 65_000;
+    servers.set(
+      server,
+      new Promise<void>((resolve) =>
+        server.once("close", () => {
+          servers.delete(server);
+          resolve();
+        }),
+      ),
+    );
+    return server;
+  };
+  const listenOn = (server: Server) =>
+    new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(listen.port, listen.host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+
+  let server = open(tls && (await readTls(tls)));
+  await listenOn(server);
   const address = server.address() as AddressInfo;
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
   const url = `${tls ? "https" : "http"}://${host}:${address.port}`;
 
+  /**
+   * Serves a renewed certificate to new connections. Where the server cannot
+   * take a new one (Bun's HTTPS server), a new server with it takes the
+   * port over, as nginx's new workers do; the old one stops accepting and
+   * finishes the connections it has. It listens beside the old one where
+   * the port is shared (serving processes on Bun), else right after the old
+   * one closed: connection attempts in that gap, under a millisecond, are refused.
+   */
+  const renew = async (context: TlsFiles) => {
+    const current = server as unknown as Partial<TlsServer>;
+    if (typeof current.setSecureContext === "function") return current.setSecureContext(context);
+    const old = server;
+    let next = open(context);
+    const beside = await listenOn(next).then(
+      () => true,
+      () => false,
+    );
+    old.close();
+    if (!beside) {
+      servers.delete(next);
+      next = open(context);
+      await listenOn(next).catch((error: unknown) => {
+        log.error({ err: error, port: listen.port }, "the port was taken while the certificate was swapped: nothing listens; exiting");
+        process.exit(1);
+      });
+    }
+    server = next;
+  };
+  const certificate = tls ? watchCertificate(renew, tls, log, TLS_RECHECK_MS) : undefined;
+
   return {
-    server,
     url,
     reloadCertificate: async () => certificate?.reload(),
-    close: (graceMs) =>
-      new Promise<void>((resolve) => {
-        closing = true;
-        for (const response of inFlight) if (!response.headersSent) response.shouldKeepAlive = false;
-        certificate?.stop();
-        const force = setTimeout(() => server.closeAllConnections(), graceMs);
-        server.close(() => {
-          clearTimeout(force);
-          resolve();
-        });
-        server.closeIdleConnections();
-        for (const socket of sockets) if (!busy.has(socket)) socket.destroy();
-      }),
+    close: async (graceMs) => {
+      closing = true;
+      for (const response of inFlight) if (!response.headersSent) response.shouldKeepAlive = false;
+      certificate?.stop();
+      const all = [...servers.keys()];
+      const ended = [...servers.values()];
+      const force = setTimeout(() => {
+        for (const each of all) each.closeAllConnections();
+      }, graceMs);
+      server.close();
+      for (const each of all) each.closeIdleConnections();
+      for (const socket of sockets) if (!busy.has(socket)) socket.destroy();
+      await Promise.all(ended);
+      clearTimeout(force);
+    },
   };
 }
 
 /** Picks up a renewed certificate (certbot, acme.sh) without a restart. */
 function watchCertificate(
-  server: import("node:tls").Server,
+  renew: (context: TlsFiles) => Promise<void>,
   tls: { cert: string; key: string },
   log: Logger,
   everyMs: number,
 ): { stop(): void; reload(): Promise<void> } {
-  // Bun 1.4's HTTPS server can neither swap its certificate nor pick one per connection.
-  if (typeof server.setSecureContext !== "function") {
-    const cannot = async () => log.warn({ cert: tls.cert }, "this runtime cannot reload a TLS certificate: restart the node once it is renewed");
-    void cannot();
-    return { stop: () => {}, reload: cannot };
-  }
   const versionOf = async () => {
     const [cert, key] = await Promise.all([stat(tls.cert), stat(tls.key)]);
     return `${cert.mtimeMs}:${cert.size}:${key.mtimeMs}:${key.size}`;
@@ -249,14 +291,17 @@ function watchCertificate(
     try {
       const now = await versionOf();
       if (!always && now === (await version)) return;
-      server.setSecureContext(await readTls(tls));
+      await renew(await readTls(tls));
       version = Promise.resolve(now);
       log.info({ cert: tls.cert }, "TLS certificate reloaded");
     } catch (error) {
       log.error({ cert: tls.cert, err: error }, "TLS certificate reload failed; keeping the current one");
     }
   };
-  const timer = setInterval(() => void check(false), everyMs);
+  // One at a time: a SIGHUP during a check of the files waits for it.
+  let last = Promise.resolve();
+  const queued = (always: boolean) => (last = last.then(() => check(always)));
+  const timer = setInterval(() => void queued(false), everyMs);
   timer.unref();
-  return { stop: () => clearInterval(timer), reload: () => check(true) };
+  return { stop: () => clearInterval(timer), reload: () => queued(true) };
 }
