@@ -5,10 +5,10 @@
 // said 200 must succeed: a load balancer trusting /check/ sends it there.
 
 import { freePort, sleep, tcpConnect } from "../net.ts";
-import { configureCluster } from "../nanocdn.ts";
+import { configureCluster, type LogSummary, summarizeLog } from "../nanocdn.ts";
 import { TARGETS } from "../options.ts";
 import type { Row } from "../report.ts";
-import { type BenchContext, keepLogs } from "./context.ts";
+import type { BenchContext } from "./context.ts";
 
 const ROUNDS = 5;
 const SIZE = 3;
@@ -83,7 +83,17 @@ async function watchNode(node: string, url: string, path: string, auth: string, 
   return { node, listeningMs, checkOkMs, uploadedMs, failedUploads, copies };
 }
 
-async function oneRound(ctx: BenchContext, transport: Transport, round: number): Promise<ReadyRound> {
+/** One summary of what every node of every round logged (start-up included: it is what is measured). */
+function addLog(total: LogSummary, one: LogSummary): void {
+  total.lines += one.lines;
+  total.warn += one.warn;
+  total.error += one.error;
+  total.other += one.other;
+  for (const [message, count] of Object.entries(one.messages)) total.messages[message] = (total.messages[message] ?? 0) + count;
+  total.firstLines.push(...one.firstLines.slice(0, 60 - total.firstLines.length));
+}
+
+async function oneRound(ctx: BenchContext, transport: Transport, round: number, log: LogSummary): Promise<ReadyRound> {
   const rsyncd: Record<string, number> = {};
   if (transport === "rsyncd") for (let id = 1; id <= SIZE; id++) rsyncd[id] = await freePort();
   const name = `ready-${transport}-${round}`;
@@ -110,7 +120,7 @@ async function oneRound(ctx: BenchContext, transport: Transport, round: number):
     return { nodes, slowestAfterListeningMs: worst((n) => n.uploadedMs - n.listeningMs), slowestFromLaunchMs: worst((n) => n.uploadedMs) };
   } finally {
     await cluster.stop();
-    await keepLogs(ctx, name, cluster);
+    for (const node of cluster.nodes) addLog(log, await summarizeLog(node.logFile));
   }
 }
 
@@ -123,8 +133,10 @@ const seconds = (ms: number) => (Number.isFinite(ms) ? `${(ms / 1000).toFixed(2)
 
 async function transportRow(ctx: BenchContext, transport: Transport): Promise<Row> {
   const rounds: ReadyRound[] = [];
+  const log: LogSummary = { lines: 0, warn: 0, error: 0, other: 0, messages: {}, firstLines: [] };
+  ctx.logs[`ready-${transport}`] = { [`all nodes of ${ROUNDS} rounds`]: log };
   for (let round = 1; round <= ROUNDS; round++) {
-    const result = await oneRound(ctx, transport, round);
+    const result = await oneRound(ctx, transport, round, log);
     rounds.push(result);
     const nodes = result.nodes
       .map(
