@@ -15,7 +15,7 @@ const SIZE = 3;
 /** Short pauses between probes: the target is a second, the resolution should be a small part of it. */
 const CONNECT_EVERY_MS = 5;
 const CHECK_EVERY_MS = 10;
-/** A node not ready after this long is reported as such, and the round goes on without it. */
+/** Polling a node stops after this long ("never"); a node that never answers /check/ with 200 fails the phase in its launcher. */
 const GIVE_UP_MS = 30_000;
 
 type Transport = "local" | "rsyncd";
