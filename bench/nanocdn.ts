@@ -70,6 +70,10 @@ export interface ClusterSpec {
   workers?: string | undefined;
   /** Extra config keys for every node (fsync, access_log, …). */
   config?: Record<string, unknown>;
+  /** Extra config keys of one node (its own rsync daemon's address). */
+  nodeConfig?: (id: string) => Record<string, unknown>;
+  /** More fields of the peer entry for `to` in the config of `from` (an rsync daemon destination). */
+  peer?: (from: string, to: string) => Record<string, unknown>;
   /** Extra arguments for `node` itself, per node id, e.g. --cpu-prof (see profile.ts). */
   nodeArgs?: (id: string) => string[];
   /** Node (default), Bun or Deno. */
@@ -77,6 +81,20 @@ export interface ClusterSpec {
 }
 
 export async function startCluster(spec: ClusterSpec): Promise<BenchCluster> {
+  const cluster = await configureCluster(spec);
+  try {
+    for (const node of cluster.nodes) await node.start();
+    if (spec.size > 1) await waitPeersUp(cluster, spec.credentials.header);
+    for (const node of cluster.nodes) node.logFrom = existsSync(node.logFile) ? statSync(node.logFile).size : 0;
+  } catch (error) {
+    await cluster.stop();
+    throw error;
+  }
+  return cluster;
+}
+
+/** A cluster's nodes, configured and not started yet (the ready phase starts them all at once). */
+export async function configureCluster(spec: ClusterSpec): Promise<BenchCluster> {
   const dir = join(spec.root, spec.name);
   await mkdir(dir, { recursive: true });
   const ids = Array.from({ length: spec.size }, (_, i) => String(i + 1));
@@ -91,10 +109,11 @@ export async function startCluster(spec: ClusterSpec): Promise<BenchCluster> {
     htpasswd: spec.credentials.htpasswd,
     clusterSecretFile,
     replicate: spec.replicate,
+    ...(spec.peer && { peer: spec.peer }),
   };
   // The launcher's own default is one serving process; the bench runs what a user gets unless told otherwise.
   const workers = spec.workers === undefined ? "auto" : /^\d+$/.test(spec.workers) ? Number(spec.workers) : spec.workers;
-  const configOf = (id: string) => ({ ...localNodeConfig(plan, id), workers, ...spec.config });
+  const configOf = (id: string) => ({ ...localNodeConfig(plan, id), workers, ...spec.config, ...spec.nodeConfig?.(id) });
 
   const nodes = ids.map((id) => makeNode(id, localNodeDir(dir, id), ports.get(id)!, configOf(id), spec.nodeArgs?.(id) ?? [], spec.runtime));
   const cluster: BenchCluster = {
@@ -107,14 +126,6 @@ export async function startCluster(spec: ClusterSpec): Promise<BenchCluster> {
     },
   };
   atCleanup(() => cluster.stop());
-  try {
-    for (const node of nodes) await node.start();
-    if (spec.size > 1) await waitPeersUp(cluster, spec.credentials.header);
-    for (const node of nodes) node.logFrom = existsSync(node.logFile) ? statSync(node.logFile).size : 0;
-  } catch (error) {
-    await cluster.stop();
-    throw error;
-  }
   return cluster;
 }
 

@@ -25,6 +25,7 @@ export function buildNotes(extra: string[], logs: Record<string, unknown>): stri
     "PUT rows run on node 1 of a 2-node nanocdn cluster on this same machine; with the defaults (sync_copies = 2 in a cluster) each 201 waits until rsync has put the file on node 2's disk, and that rsync CPU is part of nanocdn's cost. The seed replicates with lsyncd (delay 5 s: its rsync runs mostly after the measured seconds, so its CPU per PUT leaves most of its replication out). The 'one node without peers' row leaves nanocdn's replication out.",
     "Replication lag is timed from the client receiving 201 to the file existing in the peer's data folder (polled every 2 ms): nanocdn node 1 → node 2, and the seed's nginx node 1 → (lsyncd, rsync daemon) → node 2, once with lsyncd's delay = 5 as the seed ran it and once with delay = 0.",
     "catch-up: node 2 is stopped (SIGTERM), node 1 sees it down, 10,000 files go to node 1, node 2 is started again; timed until node 2's replica folder holds all 10,000, from the moment its /check/ answers 200 (the target) and from the restart. Node 1 notices node 2 is back by its health checks (README defaults: every 1 s, 2 good in a row), then runs a full rsync pass.",
+    "ready: the three nodes of a brand-new cluster (README defaults, configs as `nanocdn cluster` writes them, empty data folders) are launched at the same moment, five times per transport (replicas in local folders; rsync daemons on each node). Each node is polled: a TCP connect every 5 ms until its port accepts, then GET /check/ every 10 ms until 200 (the node is ready: the row gives per round the slowest node's time from its port listening to that answer; 'from launch' counts from the spawn of the processes), then at once an authenticated upload, which must answer 201 (any other answer counts as a failure). That upload's answer time includes its synchronous copy (sync_copies = 2) when the node already saw a peer up; a 201 with 1 copy came before, and replication delivers the file afterwards. The seed's stack has no readiness check to compare with.",
     "memory: VmRSS from /proc/<pid>/status, summed. nanocdn: one node, its primary and every Node.js process under it (serving processes). The seed stack: all of it, both nodes and the front (2 × nginx master + workers, haproxy master + worker, 2 lsyncd, 2 rsync daemons). rsync transfer runs are left out on both sides. The largest single process and the PSS sum (shared pages counted once) are given too. Under load = the largest sample (every 250 ms) over the GET rows (incl. the proxying node of the owner row) or the PUT rows.",
     "haproxy logs nothing here (the seed's logged to syslog); the nginx nodes write their access logs, as nanocdn does.",
   ];
@@ -43,7 +44,12 @@ export function buildNotes(extra: string[], logs: Record<string, unknown>): stri
         .slice(0, 4)
         .map(([m, c]) => `${c}× ${m}`)
         .join("; ");
-      const expected = phase === "lag" ? " — node 2 was stopped on purpose for the catch-up row" : "";
+      const expected =
+        phase === "lag"
+          ? " — node 2 was stopped on purpose for the catch-up row"
+          : phase.startsWith("ready-")
+            ? " — start-up included: it is what the row measures"
+            : "";
       problems.push(`${phase}/${node}: ${summary.error} errors, ${summary.warn} warnings, ${summary.other} other lines (${top})${expected}`);
     }
   }

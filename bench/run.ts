@@ -13,7 +13,7 @@
 //   --warmup S         BENCH_WARMUP    discarded warm-up seconds before each (default 3)
 //   --threads N / --connections N      wrk parameters (default 2 / 64)
 //   --dir PATH         BENCH_DIR       where the temp data goes (default the OS temp dir); it decides what fsync costs
-//   --only a,b         phases to run: read,nolog,owner,put,lag,catchup,memory,runtimes
+//   --only a,b         phases to run: read,nolog,owner,put,lag,catchup,memory,runtimes,ready
 //   --out FILE                         JSON result (default bench/results/latest.json; Markdown next to it)
 //   --keep                             keep the temp data and logs for inspection
 
@@ -36,6 +36,7 @@ import { getNoLogPhase } from "./phases/get-nolog.ts";
 import { bigUploadPhase, memoryUnderLoadRows } from "./phases/memory.ts";
 import { ownerPhase } from "./phases/owner.ts";
 import { putPhase } from "./phases/put.ts";
+import { readyPhase } from "./phases/ready.ts";
 import { replicationLagPhase } from "./phases/replication-lag.ts";
 import { runtimesPhase } from "./phases/runtimes.ts";
 
@@ -50,6 +51,7 @@ const PHASES: [Phase, (ctx: BenchContext) => Promise<Row[]>][] = [
   ["catchup", catchUpPhase],
   ["memory", bigUploadPhase],
   ["runtimes", runtimesPhase],
+  ["ready", readyPhase],
 ];
 
 // Rows in reading order: throughput, replication, memory.
@@ -75,6 +77,8 @@ const ORDER = [
   "replication-lag",
   "replication-lag-0",
   "catch-up",
+  "ready-local",
+  "ready-rsyncd",
   "rss-idle",
   "rss-get",
   "rss-put",

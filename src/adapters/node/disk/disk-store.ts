@@ -1,13 +1,14 @@
 import { createHash, randomUUID } from "node:crypto";
-import type { FileHandle } from "node:fs/promises";
-import { constants, link, lstat, mkdir, open, readdir, readFile, realpath, rm, rmdir, statfs, unlink, writeFile } from "node:fs/promises";
-import type { BigIntStats } from "node:fs";
+import { link, lstat, mkdir, readdir, readFile, realpath, rm, rmdir, statfs, unlink, writeFile } from "node:fs/promises";
+import { type BigIntStats, closeSync, constants, fstatSync, fsync, lstatSync, open, openSync, read, write } from "node:fs";
 import { dirname, join, relative } from "node:path";
+import { promisify } from "node:util";
 import type { BlobHandle, BlobMeta, BlobStore, ByteRange, CreateOptions } from "../../../storage/blob-store.ts";
 import { limitBody } from "../../../storage/body-limit.ts";
 import { contentEtag } from "../../../storage/digest.ts";
 import { ConflictError, InsufficientStorageError, NanoCdnError, StoreUnavailableError } from "../../../storage/errors.ts";
 import { checkKey } from "../../../storage/key.ts";
+import { FolderSyncs } from "./folder-sync.ts";
 import { encodeSidecar, readSidecar, type Sidecar, sidecarSegments } from "./sidecar.ts";
 
 export interface DiskStoreOptions {
@@ -30,6 +31,20 @@ const KEPT_DEPTH = 2;
 /** A sidecar without its blob is one a crash left between the two links, unless it is this young (a create in flight). */
 const STALE_SIDECAR_MS = 60_000;
 const FILE_MODE = 0o444;
+const NEW_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+/*
+ * Calls that only look (stat, open to read, close) run straight on the event
+ * loop: each takes microseconds, while a trip through the thread pool costs
+ * tens of microseconds of CPU. Calls that change the disk (create, write,
+ * link, unlink, fsync) go through the thread pool: ext4 makes them wait
+ * while it commits its journal, which a busy node's fsyncs do all the time.
+ * File descriptors rather than FileHandles: those cost more to make than a
+ * small upload's writing.
+ */
+const openFd = promisify(open);
+const writeFd = promisify(write);
+/** How long a free-space sample decides which uploads fit, less what those uploads took. */
+const ROOM_SAMPLE_MS = 250;
 
 const DISK_FULL = new Set(["ENOSPC", "EDQUOT"]);
 const MISSING = new Set(["ENOENT", "ENOTDIR"]);
@@ -66,38 +81,54 @@ function metaOf(stats: BigIntStats, sidecar: Sidecar | undefined): BlobMeta {
 
 const READ_CHUNK = 64 * 1024;
 
+/** A file descriptor closed once, whoever gets there first: the blob handle or the stream of its body. */
+class OpenFile {
+  #fd: number | undefined;
+
+  constructor(fd: number) {
+    this.#fd = fd;
+  }
+
+  read(buffer: Uint8Array, position: number): Promise<number> {
+    const fd = this.#fd;
+    if (fd === undefined) return Promise.reject(new StoreUnavailableError("reading a file that was closed"));
+    return new Promise((resolve, reject) => read(fd, buffer, 0, buffer.byteLength, position, (error, n) => (error ? reject(error) : resolve(n))));
+  }
+
+  close(): void {
+    if (this.#fd === undefined) return;
+    closeSync(this.#fd);
+    this.#fd = undefined;
+  }
+}
+
 /**
- * Bytes [start, end) of an open file as a web stream that owns the handle:
- * it closes it at the end or when the reader cancels (a client that went
- * away). Read straight from the handle rather than through Readable.toWeb,
+ * Bytes [start, end) of an open file as a web stream that owns it: it
+ * closes it at the end or when the reader cancels (a client that went
+ * away). Read straight from the file rather than through Readable.toWeb,
  * whose Node 20 version can throw after a cancel.
  */
-function fileStream(handle: FileHandle, start: number, end: number): ReadableStream<Uint8Array> {
+function fileStream(file: OpenFile, start: number, end: number): ReadableStream<Uint8Array> {
   let position = start;
-  let closed = false;
-  const close = async () => {
-    if (closed) return;
-    closed = true;
-    await handle.close();
-  };
+  const close = () => file.close();
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       const length = Math.min(READ_CHUNK, end - position);
       if (length <= 0) {
-        await close();
+        close();
         controller.close();
         return;
       }
       const buffer = new Uint8Array(length);
       let bytesRead: number;
       try {
-        ({ bytesRead } = await handle.read(buffer, 0, length, position));
+        bytesRead = await file.read(buffer, position);
       } catch (error) {
-        await close();
+        close();
         throw unavailable(error, "reading a file");
       }
       if (bytesRead === 0) {
-        await close();
+        close();
         controller.error(new StoreUnavailableError("a file ended before its recorded size"));
         return;
       }
@@ -108,12 +139,13 @@ function fileStream(handle: FileHandle, start: number, end: number): ReadableStr
   });
 }
 
-async function fsyncDir(path: string): Promise<void> {
-  const dir = await open(path, "r");
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
+const fsyncFd = promisify(fsync);
+
+const unlinkQuietly = (path: string) => unlink(path).catch(() => {});
+
+async function writeAll(fd: number, chunk: Uint8Array, position: number): Promise<void> {
+  for (let written = 0; written < chunk.byteLength; ) {
+    written += (await writeFd(fd, chunk, written, chunk.byteLength - written, position + written)).bytesWritten;
   }
 }
 
@@ -130,6 +162,9 @@ export class DiskStore implements BlobStore {
   #realFilesDir: string | undefined;
   /** Folders found inside the store lately, and when. */
   readonly #insideFolders = new Map<string, number>();
+  readonly #folderSyncs = new FolderSyncs();
+  #roomSample: { at: number; room: number } | undefined;
+  #bytesSinceRoomSample = 0;
 
   constructor({ root, fsync = true, minFreeBytes = 0, minFreePercent = 0 }: DiskStoreOptions) {
     this.filesDir = join(root, "files");
@@ -145,6 +180,16 @@ export class DiskStore implements BlobStore {
     const free = fs.bavail * fs.bsize;
     const reserve = Math.max(this.#minFreeBytes, Math.ceil((fs.blocks * fs.bsize * this.#minFreePercent) / 100));
     return { free, reserve, room: free - reserve };
+  }
+
+  /** Room for an upload from a recent sample: one statfs per upload would cost as much as writing a small one. */
+  async #roomForUpload(): Promise<number> {
+    const now = Date.now();
+    if (!this.#roomSample || now - this.#roomSample.at >= ROOM_SAMPLE_MS) {
+      this.#roomSample = { at: now, room: (await this.#room()).room };
+      this.#bytesSinceRoomSample = 0;
+    }
+    return this.#roomSample.room - this.#bytesSinceRoomSample;
   }
 
   /** Creates the folders and removes uploads that a crash left half-written. */
@@ -221,8 +266,9 @@ export class DiskStore implements BlobStore {
 
   async #stat(path: string): Promise<BigIntStats | undefined> {
     try {
-      const stats = await lstat(path, { bigint: true });
-      if (!stats.isFile() || !(await this.#folderIsInside(path))) return undefined;
+      // Without an exception for a missing file: building one costs more than the call.
+      const stats = lstatSync(path, { bigint: true, throwIfNoEntry: false });
+      if (!stats?.isFile() || !(await this.#folderIsInside(path))) return undefined;
       return stats;
     } catch (error) {
       if (MISSING.has(errnoOf(error) ?? "")) return undefined;
@@ -237,31 +283,32 @@ export class DiskStore implements BlobStore {
 
   async open(key: string): Promise<BlobHandle | undefined> {
     const path = this.#path(key);
-    let handle: FileHandle;
+    let fd: number;
     try {
-      handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+      fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
     } catch (error) {
       if (MISSING.has(errnoOf(error) ?? "") || errnoOf(error) === "ELOOP") return undefined;
       throw unavailable(error, "opening a file");
     }
+    const file = new OpenFile(fd);
     let stats: BigIntStats | undefined;
     let sidecar: Sidecar | undefined;
     try {
-      stats = await handle.stat({ bigint: true });
+      stats = fstatSync(fd, { bigint: true });
       if (!stats.isFile() || !(await this.#folderIsInside(path))) stats = undefined;
       else sidecar = await this.#sidecar(key);
     } catch (error) {
-      await handle.close();
+      file.close();
       throw unavailable(error, "reading metadata");
     }
     if (!stats) {
-      await handle.close();
+      file.close();
       return undefined;
     }
     return {
       meta: metaOf(stats, sidecar),
-      body: async (range?: ByteRange) => fileStream(handle, range?.offset ?? 0, range ? range.offset + range.length : Number(stats.size)),
-      close: () => handle.close(),
+      body: async (range?: ByteRange) => fileStream(file, range?.offset ?? 0, range ? range.offset + range.length : Number(stats.size)),
+      close: async () => file.close(),
     };
   }
 
@@ -270,56 +317,73 @@ export class DiskStore implements BlobStore {
     const sidecarTarget = this.#sidecarPath(key);
     const temp = join(this.tmpDir, `${randomUUID()}.part`);
     const sidecarTemp = `${temp}.meta`;
-    let file: FileHandle;
+    let fd: number;
     try {
       if (options?.length !== undefined && (this.#minFreeBytes > 0 || this.#minFreePercent > 0)) {
-        const { room } = await this.#room();
+        const room = await this.#roomForUpload();
         if (options.length > room) {
           throw new InsufficientStorageError(`an upload of ${options.length} bytes does not fit: ${Math.max(room, 0)} bytes free above the reserve`, {
             bodyUntouched: true,
           });
         }
+        this.#bytesSinceRoomSample += options.length;
       }
-      file = await open(temp, "wx", FILE_MODE);
+      fd = await openFd(temp, NEW_FILE, FILE_MODE);
     } catch (error) {
       throw unavailable(error, "creating a temporary file", true);
     }
     let stats: BigIntStats;
     const sidecar: Sidecar = {};
     let sidecarLinked = false;
+    let sidecarFd: number | undefined;
     try {
       try {
         const hash = createHash("sha256");
+        let size = 0;
         for await (const chunk of limitBody(body, options)) {
           hash.update(chunk);
-          let written = 0;
-          while (written < chunk.byteLength) {
-            written += (await file.write(chunk, written, chunk.byteLength - written)).bytesWritten;
-          }
+          await writeAll(fd, chunk, size);
+          size += chunk.byteLength;
         }
-        if (this.#fsync) await file.sync();
-        // The inode the link will name: its metadata now, so nothing can fail after the link.
-        stats = await file.stat({ bigint: true });
         sidecar.digest = hash.digest("base64");
         if (options?.deleteAt !== undefined) sidecar.deleteAt = options.deleteAt;
+        if (sidecarTarget) {
+          sidecarFd = await openFd(sidecarTemp, NEW_FILE, FILE_MODE);
+          await writeAll(sidecarFd, Buffer.from(encodeSidecar(sidecar)), 0);
+        }
+        if (this.#fsync) await Promise.all([fsyncFd(fd), sidecarFd !== undefined && fsyncFd(sidecarFd)]);
+        // The inode the link will name: its metadata now, so nothing can fail after the link.
+        stats = fstatSync(fd, { bigint: true });
       } finally {
-        await file.close();
+        closeSync(fd);
+        if (sidecarFd !== undefined) closeSync(sidecarFd);
       }
       if (sidecarTarget) {
-        await writeFile(sidecarTemp, encodeSidecar(sidecar), { flag: "wx", mode: FILE_MODE, flush: this.#fsync });
-        // Before the blob: a visible blob always has its metadata.
+        // Before the blob: a visible blob always has its metadata. Both
+        // folders are synced together after the second link; ext4 journals
+        // the two links in order, so a crash cannot keep the blob's alone.
         await this.#linkSidecar(sidecarTemp, sidecarTarget, target);
         sidecarLinked = true;
       }
       await this.#linkIntoPlace(temp, target);
+      if (this.#fsync) await this.#syncFolders(target, sidecarTarget);
     } catch (error) {
-      if (sidecarLinked) await this.#unlinkSidecar(sidecarTarget!);
+      if (sidecarLinked) await unlinkQuietly(sidecarTarget!);
       throw unavailable(error, "writing a file");
     } finally {
-      await unlink(temp).catch(() => {});
-      if (sidecarTarget) await unlink(sidecarTemp).catch(() => {});
+      await Promise.all([unlinkQuietly(temp), sidecarTarget && unlinkQuietly(sidecarTemp)]);
     }
     return metaOf(stats, sidecar);
+  }
+
+  /** Makes the new links durable; on failure the blob's is taken back, so that a failure always means "nothing stored". */
+  async #syncFolders(target: string, sidecarTarget: string | undefined): Promise<void> {
+    try {
+      await Promise.all([this.#folderSyncs.sync(dirname(target)), sidecarTarget && this.#folderSyncs.sync(dirname(sidecarTarget))]);
+    } catch (error) {
+      await unlinkQuietly(target);
+      throw error;
+    }
   }
 
   /**
@@ -334,20 +398,12 @@ export class DiskStore implements BlobStore {
       if (!(error instanceof ConflictError) || (await this.#stat(blob))) throw error;
       const found = await lstat(target).catch(() => undefined);
       if (!found?.isFile() || Date.now() - found.mtimeMs < STALE_SIDECAR_MS) throw error;
-      await unlink(target).catch(() => {});
+      await unlinkQuietly(target);
       await this.#linkIntoPlace(temp, target);
     }
   }
 
-  async #unlinkSidecar(path: string): Promise<void> {
-    await unlink(path).catch(() => {});
-  }
-
-  /**
-   * link(2) never replaces an existing name: that is what makes create-only
-   * atomic. Once linked, the file is stored; if making that durable fails,
-   * the link is taken back, so that a failure always means "nothing stored".
-   */
+  /** link(2) never replaces an existing name: that is what makes create-only atomic. */
   async #linkIntoPlace(temp: string, target: string): Promise<void> {
     const dir = dirname(target);
     for (let attempt = 0; ; attempt++) {
@@ -367,24 +423,17 @@ export class DiskStore implements BlobStore {
           }
           throw mkdirError;
         });
-        if (created && this.#fsync) await this.#fsyncNewFolders(dir, created);
+        if (created && this.#fsync) await this.#syncNewFolders(dir, created);
       }
-    }
-    if (!this.#fsync) return;
-    try {
-      await fsyncDir(dir);
-    } catch (error) {
-      await unlink(target).catch(() => {});
-      throw error;
     }
   }
 
   /** Makes new folders durable: each one's entry lives in its parent (`dir` itself is synced after the link). */
-  async #fsyncNewFolders(dir: string, firstCreated: string): Promise<void> {
+  async #syncNewFolders(dir: string, firstCreated: string): Promise<void> {
     const top = dirname(firstCreated);
     for (let folder = dir; folder !== top; ) {
       folder = dirname(folder);
-      await fsyncDir(folder);
+      await this.#folderSyncs.sync(folder);
     }
   }
 
@@ -403,7 +452,7 @@ export class DiskStore implements BlobStore {
     // After the blob: a visible blob always has its metadata.
     const sidecar = sidecarSegments(segments);
     if (sidecar && (await this.#folderIsInside(join(this.filesDir, ...sidecar)))) {
-      await this.#unlinkSidecar(join(this.filesDir, ...sidecar));
+      await unlinkQuietly(join(this.filesDir, ...sidecar));
       await this.#pruneFolders(sidecar, KEPT_DEPTH + 1);
     }
     return true;

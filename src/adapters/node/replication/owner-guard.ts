@@ -6,8 +6,16 @@ import type { Logger } from "../../../handlers/logger.ts";
 import { asFolder, baseArgs, OWNER_MARKER, RSYNC_TEMP_DIR, type RsyncOptions, type RsyncResult, runRsync, transportOf } from "./rsync.ts";
 import type { ReplicationTarget } from "./replicator.ts";
 
-/** Pauses between restore attempts while no peer answers: short at first, for peers that start at the same moment. */
-const FIRST_RETRY_MS = 200;
+/**
+ * A new cluster's nodes start within moments of each other, and each
+ * restores from all the others. For this long a restore waits for every
+ * peer, trying again every START_RETRY_MS, rather than settle for some:
+ * a node that still owes a pull passes its uploads on, and needs a peer up
+ * (one that has finished its own restore) to take any.
+ */
+const ALL_PEERS_WAIT_MS = 5000;
+const START_RETRY_MS = 100;
+/** Pauses between restore attempts after that, while no peer answers. */
 const MAX_RETRY_MS = 2000;
 /** While a cluster starts, peers come up one after another: failing to reach one is news only after this long. */
 const STARTING_MS = 60_000;
@@ -123,25 +131,35 @@ export async function ensureOwnFiles({ self, source, targets, rsync, log, keepTr
   // A new node's first start looks the same; what the restore brings back tells them apart (below).
   log.info({ node: self }, "own folder has no owner marker: restoring it from the replicas before replicating");
   const started = Date.now();
-  for (let pauseMs = FIRST_RETRY_MS; keepTrying(); pauseMs = Math.min(pauseMs * 2, MAX_RETRY_MS)) {
-    const unpulled: string[] = [];
-    for (const target of targets) {
+  // Nothing arrives in a replica of this node's files while it does not replicate: a peer pulled from once is done.
+  let unpulled = [...targets];
+  const lastReason = new Map<string, string>();
+  for (let pauseMs = START_RETRY_MS; keepTrying(); ) {
+    for (const target of unpulled) {
       const result = await pullFrom(target, source, rsync);
-      if (result.ok) continue;
+      if (result.ok) {
+        unpulled = unpulled.filter((t) => t !== target);
+        continue;
+      }
       if (!keepTrying()) return undefined;
-      unpulled.push(target.id);
-      const level = Date.now() - started < STARTING_MS ? "info" : "warn";
-      log[level]({ peer: target.id, code: result.code, reason: result.message }, "cannot restore from this peer yet");
+      const starting = Date.now() - started < STARTING_MS;
+      // While peers start, the same refusal every START_RETRY_MS is one line.
+      if (!starting || lastReason.get(target.id) !== result.message) {
+        log[starting ? "info" : "warn"]({ peer: target.id, code: result.code, reason: result.message }, "cannot restore from this peer yet");
+      }
+      lastReason.set(target.id, result.message);
     }
-    if (unpulled.length < targets.length || targets.length === 0) {
+    const waitingForAll = Date.now() - started < ALL_PEERS_WAIT_MS;
+    if (unpulled.length === 0 || (unpulled.length < targets.length && !waitingForAll)) {
       const files = await countFiles(source);
-      await marker.write(unpulled);
+      await marker.write(unpulled.map((t) => t.id));
       const fields = { node: self, peers: targets.length - unpulled.length, files };
       if (files > 0) log.warn(fields, "own folder restored from replicas: it had lost files");
       else log.info(fields, "own folder checked against the replicas: nothing to restore");
       return marker;
     }
     await new Promise((r) => setTimeout(r, pauseMs));
+    if (!waitingForAll) pauseMs = Math.min(pauseMs * 2, MAX_RETRY_MS);
   }
   return undefined;
 }
