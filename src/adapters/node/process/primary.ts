@@ -55,6 +55,11 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
   // serving processes accept on the shared socket themselves.
   if ("Deno" in globalThis) cluster.schedulingPolicy = cluster.SCHED_NONE;
   let stopping = false;
+  /** Serving processes that said they listen and take messages. */
+  const ready = new WeakSet<Worker>();
+  /** Those asked to reload while starting, and the log level of the last reload. */
+  const reloadPending = new WeakSet<Worker>();
+  let reloadLevel: string = config.log_level;
   // Until every serving process listens, a death fails the start instead of being restarted.
   let started = false;
   let pauseMs = 0;
@@ -66,8 +71,10 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
       switch (message.t) {
         case "ready":
           // What it missed while starting (messages to a process that is not listening yet are lost).
+          ready.add(worker);
           for (const peer of services.health.snapshot()) send(worker, { t: "peer", id: peer.id, up: peer.up });
           send(worker, { t: "ownFiles", value: services.ownFiles() });
+          if (reloadPending.delete(worker)) send(worker, { t: "reload", logLevel: reloadLevel });
           break;
         case "changed":
           void Promise.all([services.changed(message.change), invalidateElsewhere(message.change.key, worker)]).then(([copies]) =>
@@ -132,7 +139,14 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
   return {
     url: `${config.tls_cert ? "https" : "http"}://${host}:${config.listen.port}`,
     fullPass: () => services.fullPass(),
-    reload: async (logLevel) => broadcast({ t: "reload", logLevel }),
+    // One still starting gets it once ready.
+    reload: async (logLevel) => {
+      reloadLevel = logLevel;
+      for (const worker of live()) {
+        if (ready.has(worker)) send(worker, { t: "reload", logLevel });
+        else reloadPending.add(worker);
+      }
+    },
     async close() {
       stopping = true;
       await Promise.all(
