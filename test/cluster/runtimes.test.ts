@@ -12,6 +12,7 @@ import { listFiles, placeFile } from "../helpers/disk.ts";
 import { eventually } from "../helpers/eventually.ts";
 import { sample } from "../helpers/metrics.ts";
 import type { Runtime } from "../helpers/runtimes.ts";
+import { startNodeProcess } from "../helpers/node-process.ts";
 import { makeCa, makeServerCertificate } from "../helpers/tls.ts";
 
 const auth = { Authorization: basic() };
@@ -185,3 +186,17 @@ describe.each<{ runtime: Runtime }>([{ runtime: "bun" }, { runtime: "deno" }])("
     expect(node.output()).toMatch(/"msg":"stopped"/);
   });
 });
+
+describe.each<{ runtime: Runtime }>([{ runtime: "node" }, { runtime: "bun" }, { runtime: "deno" }])(
+  "a node on $runtime asked to stop as it starts",
+  ({ runtime }) => {
+    it("stops gracefully on a SIGTERM sent as soon as it accepts connections", async () => {
+      // The first serving process accepts while the primary may still wait for the second one;
+      // a signal then must not end the primary before its handler is in place.
+      const node = await startNodeProcess({ runtime, config: { workers: 2 }, waitFor: "listening" });
+      const code = await node.stop("SIGTERM", 20_000);
+      expect(code, node.output().slice(-3000)).toBe(0);
+      expect(node.output()).toMatch(/"msg":"stopped"/);
+    });
+  },
+);
