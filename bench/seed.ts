@@ -32,10 +32,8 @@ export interface SeedStack {
   /** nginx processes per node: master + workers. */
   nginxWorkers: number;
   lsyncdDelay: number;
-  /** Restarts both lsyncd with another `delay` (seconds). */
+  /** Restarts both lsyncd with `delay` (seconds), and waits until their start-up sync has pushed everything. */
   setLsyncdDelay(delay: number): Promise<void>;
-  /** Waits until both lsyncd have pushed everything they were told of. */
-  settle(): Promise<void>;
   /** Every process of the stack. */
   memory(): Memory;
   cpuSeconds(): number;
@@ -287,7 +285,6 @@ export async function startSeedStack(options: { dir: string; htpasswd: string; l
         await startLsyncd(delay);
         stack.lsyncdDelay = delay;
       },
-      settle,
       memory: () => sumMemory(all().map(({ proc, comm }) => nodeMemory(proc.pid, comm))),
       // Whole trees: the rsync runs of lsyncd and of the receiving daemons are the stack's replication work.
       cpuSeconds: () => all().reduce((sum, { proc }) => sum + treeCpuSeconds(proc.pid), 0),

@@ -33,9 +33,10 @@ export async function replicationLagPhase(ctx: BenchContext): Promise<Row[]> {
 
   const [seed1, seed2] = [ctx.seed.nodes[0]!, ctx.seed.nodes[1]!];
   const seedLag = async (delay: number) => {
-    if (ctx.seed.lsyncdDelay !== delay) await ctx.seed.setLsyncdDelay(delay);
-    // The uploads of earlier phases may still be queued: measure from an idle lsyncd, as nanocdn's nodes start idle.
-    await ctx.seed.settle();
+    // Measured from an idle lsyncd, as nanocdn's nodes start idle. The tens
+    // of thousands of uploads of the PUT rows may still be queued, one event
+    // each: a restarted lsyncd carries them in its start-up sync instead.
+    await ctx.seed.setLsyncdDelay(delay);
     const seedRun = `${run}-lsyncd-${delay}`;
     const result = await measureLag(
       async (i) => {

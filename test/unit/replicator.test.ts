@@ -165,6 +165,35 @@ describe("Replicator (rsync runner injected)", () => {
     expect(copies).toBe(2);
   });
 
+  it("with syncCopies sends waiting uploads in batches beside the one under way, a few at most, never with a path one of them carries", async () => {
+    start({ syncCopies: 2, syncWaitMs: 60_000, targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
+    await vi.advanceTimersByTimeAsync(10);
+    rsync.runs.length = 0;
+    const held: ((result: RsyncResult) => void)[] = [];
+    rsync.answer(() => new Promise((resolve) => held.push(resolve)));
+    const done = { ok: true, code: 0, message: "" };
+    const blobs = (run: Run | undefined) => run?.paths.filter((p) => !p.startsWith("meta/"));
+    const answered: string[] = [];
+    // One upload after another, each while the batches before it still run.
+    for (const name of ["a", "b", "c", "d", "e"]) {
+      void replicator.changed({ kind: "created", key: `1/pub/${name}.txt` }).then(() => answered.push(name));
+      await vi.advanceTimersByTimeAsync(1);
+    }
+    expect(rsync.runs.map(blobs)).toEqual([["pub/a.txt"], ["pub/b.txt"], ["pub/c.txt"], ["pub/d.txt"]]);
+    replicator.changed({ kind: "deleted", key: "1/pub/a.txt" });
+    held[1]!(done);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(answered).toEqual(["b"]);
+    // The delete of a waits for the batch that carries a's upload.
+    expect(blobs(rsync.runs[4])).toEqual(["pub/e.txt"]);
+    // Nobody waits for a delete: it goes in the next batch once none runs.
+    for (const release of [held[0]!, ...held.slice(2)]) release(done);
+    await vi.advanceTimersByTimeAsync(200);
+    expect(answered.sort()).toEqual(["a", "b", "c", "d", "e"]);
+    expect(rsync.runs.slice(5).map(blobs)).toEqual([["pub/a.txt"]]);
+    held[5]!(done);
+  });
+
   it("with syncCopies answers with the copies there are when the pushes fail or no peer is up", async () => {
     start({ syncCopies: 3, syncWaitMs: 5000 });
     await vi.advanceTimersByTimeAsync(10);

@@ -33,6 +33,13 @@ export interface ReplicatorOptions {
 }
 
 const MAX_BACKOFF_MS = 30_000;
+/**
+ * Batches to one peer that may run at once while uploads wait for their
+ * copies: rsync spends some 40 ms of each run waiting on itself, so a
+ * batch started beside the one under way answers an upload in about one
+ * run instead of two. Without waiting uploads one batch runs at a time.
+ */
+const MAX_CONCURRENT_BATCHES = 4;
 
 interface Pending {
   since: number;
@@ -93,9 +100,12 @@ class PeerReplica {
   needsFullPass = true;
   /** Its replica may hold files this node lost: copy them back before a pass deletes anything there. */
   pullFirst = false;
-  busy = false;
-  /** Ends the run under way to this peer. */
-  halting: AbortController | undefined;
+  /** Batches under way, and the paths they carry: a path is never in two at once, so a delete cannot overtake its upload. */
+  batches = 0;
+  readonly inFlight = new Set<string>();
+  fullPassRunning = false;
+  /** Each ends one run under way to this peer. */
+  readonly haltings = new Set<AbortController>();
   timer: NodeJS.Timeout | undefined;
   backoffMs = 0;
   failures = 0;
@@ -206,11 +216,13 @@ export class Replicator {
 
   /** Ends the push or pull under way to a peer (marked down): what it carried stays queued for its return. */
   halt(id: string): void {
-    this.#peers.get(id)?.halting?.abort();
+    for (const halting of this.#peers.get(id)?.haltings ?? []) halting.abort();
   }
 
   #schedule(peer: PeerReplica, delayMs: number, replace = false): void {
-    if (!this.#enabled || peer.busy) return;
+    if (!this.#enabled || peer.fullPassRunning) return;
+    // Another batch beside the ones under way only for uploads waiting for their copies (replace).
+    if (peer.batches > 0 && !(replace && peer.batches < MAX_CONCURRENT_BATCHES)) return;
     if (peer.timer) {
       if (!replace) return;
       clearTimeout(peer.timer);
@@ -235,25 +247,53 @@ export class Replicator {
       report(peer.pending.values(), false);
       return;
     }
-    peer.busy = true;
-    peer.halting = new AbortController();
+    // A full pass waits for the batches under way; the last one to end starts it.
+    if (peer.needsFullPass && peer.batches > 0) return;
+    const halting = new AbortController();
+    peer.haltings.add(halting);
     try {
-      if (peer.needsFullPass) await this.#runFullPass(peer);
-      else await this.#runBatch(peer);
+      if (peer.needsFullPass) {
+        peer.fullPassRunning = true;
+        await this.#runFullPass(peer, halting.signal);
+      } else {
+        await this.#runBatch(peer, halting.signal);
+      }
     } catch (error) {
       log.error({ peer: id, err: error }, "replication run failed");
     } finally {
-      peer.busy = false;
-      peer.halting = undefined;
+      peer.fullPassRunning = false;
+      peer.haltings.delete(halting);
     }
     // An upload waiting for its copies does not wait for the batch interval too.
     const waited = [...peer.pending.values()].some((p) => p.waits !== undefined);
-    if (peer.pending.size > 0 || peer.needsFullPass) this.#schedule(peer, waited ? 0 : this.options.batchMs);
+    if (peer.pending.size > 0 || peer.needsFullPass) this.#schedule(peer, waited ? 0 : this.options.batchMs, waited);
   }
 
-  async #runBatch(peer: PeerReplica): Promise<void> {
-    const batch = peer.pending;
-    peer.pending = new Map();
+  /** The pending paths no batch under way carries: they go in the next one. */
+  #takeBatch(peer: PeerReplica): Map<string, Pending> {
+    const batch = new Map<string, Pending>();
+    for (const [path, pending] of peer.pending) {
+      if (peer.inFlight.has(path)) continue;
+      batch.set(path, pending);
+      peer.pending.delete(path);
+      peer.inFlight.add(path);
+    }
+    return batch;
+  }
+
+  async #runBatch(peer: PeerReplica, halting: AbortSignal): Promise<void> {
+    const batch = this.#takeBatch(peer);
+    if (batch.size === 0) return;
+    peer.batches++;
+    try {
+      await this.#sendBatch(peer, batch, halting);
+    } finally {
+      peer.batches--;
+      for (const path of batch.keys()) peer.inFlight.delete(path);
+    }
+  }
+
+  async #sendBatch(peer: PeerReplica, batch: Map<string, Pending>, halting: AbortSignal): Promise<void> {
     const list = new Set<string>();
     // A file's metadata travels with it, in the same batch.
     for (const [path, { withFolders }] of batch) {
@@ -271,7 +311,7 @@ export class Replicator {
     // Deepest first, so a file is handled before the folder that held it.
     const ordered = [...list].sort((a, b) => b.split("/").length - a.split("/").length);
     // Every listed path changed (-I: never skip one for looking unchanged).
-    const result = await this.#rsync(peer, ["--files-from=-", "--from0", "-I", "--delete-missing-args", "--force"], ordered.join("\0"));
+    const result = await this.#rsync(peer, halting, ["--files-from=-", "--from0", "-I", "--delete-missing-args", "--force"], ordered.join("\0"));
     if (result.ok) {
       report(batch.values(), true);
       const oldest = Math.min(...[...batch.values()].map((p) => p.since));
@@ -288,10 +328,10 @@ export class Replicator {
     this.#failed(peer, result);
   }
 
-  async #runFullPass(peer: PeerReplica): Promise<void> {
+  async #runFullPass(peer: PeerReplica, halting: AbortSignal): Promise<void> {
     const started = Date.now();
     if (peer.pullFirst) {
-      const pulled = await pullFrom(peer.target, this.options.source, this.#rsyncOptions(peer));
+      const pulled = await pullFrom(peer.target, this.options.source, this.#rsyncOptions(halting));
       if (!pulled.ok) return this.#failed(peer, pulled);
       try {
         await this.#marker!.pulled(peer.target.id);
@@ -302,7 +342,7 @@ export class Replicator {
       this.options.log.info({ peer: peer.target.id }, "copied back what this peer held of this node's files");
     }
     peer.needsFullPass = false;
-    const result = await this.#rsync(peer, ["--delete"]);
+    const result = await this.#rsync(peer, halting, ["--delete"]);
     if (!result.ok) {
       peer.needsFullPass = true;
       this.#failed(peer, result);
@@ -322,7 +362,7 @@ export class Replicator {
     this.options.log.info({ peer: peer.target.id, ms: Date.now() - started }, "full replication pass done");
   }
 
-  async #rsync(peer: PeerReplica, extra: string[], input?: string): Promise<RsyncResult> {
+  async #rsync(peer: PeerReplica, halting: AbortSignal, extra: string[], input?: string): Promise<RsyncResult> {
     const destination = asFolder(peer.target.destination);
     if (transportOf(destination) === "local") {
       // A local receiver may not have started yet to prepare its replica folder.
@@ -333,13 +373,11 @@ export class Replicator {
       }
     }
     const args = [...baseArgs(this.options.rsync, destination), ...extra, asFolder(this.options.source), destination];
-    return (this.options.runRsync ?? runRsync)(args, this.#rsyncOptions(peer), input);
+    return (this.options.runRsync ?? runRsync)(args, this.#rsyncOptions(halting), input);
   }
 
-  #rsyncOptions(peer: PeerReplica): RsyncOptions {
+  #rsyncOptions(halting: AbortSignal): RsyncOptions {
     const { signal } = this.options.rsync;
-    const halting = peer.halting?.signal;
-    if (!halting) return this.options.rsync;
     return { ...this.options.rsync, signal: signal ? AbortSignal.any([signal, halting]) : halting };
   }
 
