@@ -1,8 +1,23 @@
+import { fstatSync } from "node:fs";
 import { pino } from "pino";
 import type { AccessLogEntry } from "../../../handlers/access-log.ts";
 import type { Logger } from "../../../handlers/logger.ts";
 
 const optional = (name: string, value: string | undefined) => (value === undefined ? "" : `,"${name}":${JSON.stringify(value)}`);
+
+const PIPE_BUF = 4096;
+const FILE_WRITE_BYTES = 64 * 1024;
+const MAX_WAITING_BYTES = 16 * 1024 * 1024;
+const DROP_REPORT_MS = 5000;
+
+function writesIntoPipe(): boolean {
+  try {
+    const output = fstatSync(1);
+    return output.isFIFO() || output.isSocket();
+  } catch {
+    return true;
+  }
+}
 
 export type NodeLogger = Logger & {
   flush(done: (error?: Error) => void): void;
@@ -16,9 +31,24 @@ export type NodeLogger = Logger & {
  */
 export function createLogger(level: string): NodeLogger {
   // Access-log lines gather until 2 KiB (or 200 ms) go out in one write: a
-  // write a request cost a tenth of a small read's CPU. A write stays within
-  // PIPE_BUF, so the lines of serving processes sharing a pipe never mix.
-  const destination = pino.destination({ dest: 1, sync: false, minLength: 2048, maxWrite: 4096, periodicFlush: 200 });
+  // write a request cost a tenth of a small read's CPU. Into a pipe (journald)
+  // a write stays within PIPE_BUF, so the lines of serving processes sharing
+  // it never mix; into a file it may be larger, and then keeps up with tens
+  // of thousands of lines a second. What the output cannot take (a reader
+  // that stalls) waits in memory up to MAX_WAITING_BYTES, then is dropped
+  // and counted, rather than growing without end.
+  const destination = pino.destination({
+    dest: 1,
+    sync: false,
+    minLength: 2048,
+    maxWrite: writesIntoPipe() ? PIPE_BUF : FILE_WRITE_BYTES,
+    maxLength: MAX_WAITING_BYTES,
+    periodicFlush: 200,
+  });
+  let dropped = 0;
+  destination.on("drop", () => {
+    if (dropped++ === 0) setTimeout(() => reportDropped(), DROP_REPORT_MS).unref();
+  });
   const logger = pino(
     {
       level,
@@ -48,6 +78,10 @@ export function createLogger(level: string): NodeLogger {
         `"node":${JSON.stringify(entry.node)}${optional("client", entry.client)}${optional("forwarded", entry.forwarded)}` +
         `${optional("user", entry.user)}${optional("peer", entry.peer)}${optional("agent", entry.agent)},"msg":"request"}\n`,
     );
+  };
+  const reportDropped = () => {
+    logger.warn({ lines: dropped }, "log output could not keep up: lines dropped");
+    dropped = 0;
   };
   return Object.assign(logger, { request });
 }
