@@ -1,6 +1,5 @@
 """Kept-alive connections: reused per node, replaced when the node closed them while idle, closed after a failure."""
 
-import socket
 import threading
 
 from django.core.exceptions import ImproperlyConfigured
@@ -11,9 +10,10 @@ import django
 from nanocdn_django import NanoCdnClient, NanoCdnStorage
 
 from tests import live
+from tests.loopback_server import LoopbackServer
 
 
-class KeepAliveNode:
+class KeepAliveNode(LoopbackServer):
     """A node that keeps connections open and answers every request; counts connections and requests.
 
     With ``close_after`` set, it closes each connection after that many
@@ -24,23 +24,11 @@ class KeepAliveNode:
         self.close_after = close_after
         self.connections = 0
         self.requests = []
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.server.settimeout(0.05)
-        self.url = "http://127.0.0.1:%d" % self.server.getsockname()[1]
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def _serve(self):
-        while not self.stopped.is_set():
-            try:
-                conn, _ = self.server.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+    def accepted(self, conn):
+        self.connections += 1
+        threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
 
     def _talk(self, conn):
         with conn:
@@ -75,11 +63,6 @@ class KeepAliveNode:
                     answered += 1
             except OSError:
                 pass
-
-    def close(self):
-        self.stopped.set()
-        self.thread.join(5)
-        self.server.close()
 
 
 class KeepAliveTests(SimpleTestCase):

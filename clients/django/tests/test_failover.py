@@ -13,10 +13,11 @@ from django.test import SimpleTestCase
 from nanocdn_django import NanoCdnUnavailable, NanoCdnUploadUncertain
 
 from tests import live
+from tests.loopback_server import LoopbackServer
 
 
-class FakeNode:
-    """A socket server for what a real node cannot be made to do on purpose.
+class FakeNode(LoopbackServer):
+    """A node for what a real one cannot be made to do on purpose, one connection at a time.
 
     ``behaviour`` gets the connection and the request head (bytes up to the
     blank line) and does whatever it likes with them.
@@ -25,39 +26,22 @@ class FakeNode:
     def __init__(self, behaviour):
         self.behaviour = behaviour
         self.requests = []
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.server.settimeout(0.05)
-        self.stopped = threading.Event()
-        self.url = "http://127.0.0.1:%d" % self.server.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def _serve(self):
-        while not self.stopped.is_set():
+    def accepted(self, conn):
+        with conn:
+            conn.settimeout(5)
+            head = b""
             try:
-                conn, _ = self.server.accept()
-            except socket.timeout:
-                continue
+                while b"\r\n\r\n" not in head:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    head += chunk
+                self.requests.append(head)
+                self.behaviour(conn, head)
             except OSError:
-                return
-            with conn:
-                conn.settimeout(5)
-                head = b""
-                try:
-                    while b"\r\n\r\n" not in head:
-                        chunk = conn.recv(65536)
-                        if not chunk:
-                            break
-                        head += chunk
-                    self.requests.append(head)
-                    self.behaviour(conn, head)
-                except OSError:
-                    pass
-
-    def close(self):
-        self.stopped.set()
-        self.thread.join(5)
-        self.server.close()
+                pass
 
 
 def read_body(conn, head):
