@@ -1,16 +1,12 @@
 import { readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { startCluster, type TestCluster, nodeStatus } from "../helpers/cluster.ts";
 import { basic } from "../helpers/credentials.ts";
 import { eventually } from "../helpers/eventually.ts";
 import { freePort } from "../helpers/ports.ts";
 
 const auth = { Authorization: basic() };
-
-async function status(cluster: TestCluster, id: string) {
-  return (await fetch(`${cluster.url(id)}/status`, { headers: auth })).json();
-}
 
 /** How many peers node `id` restored its own folder from, as its log says (undefined before it has). */
 function restoredFrom(cluster: TestCluster, id: string): number | undefined {
@@ -58,7 +54,7 @@ describe("a node without its owner marker", () => {
     expect(uploads).toEqual([201, 201, 201]);
     for (const id of c.ids) {
       expect(restoredFrom(c, id), `node ${id} restored from both peers`).toBe(2);
-      expect(await status(c, id)).toMatchObject({ ownFiles: "complete", pullsOwed: [] });
+      expect(await nodeStatus(c, id)).toMatchObject({ ownFiles: "complete", pullsOwed: [] });
     }
   }, 60_000);
 
@@ -74,11 +70,11 @@ describe("a node without its owner marker", () => {
     await c.start("1");
     await eventually(async () => expect(c.nodes["1"]!.output()).toMatch(/"peer":"3".*cannot restore from this peer yet/));
     expect(restoredFrom(c, "1")).toBeUndefined();
-    expect(await status(c, "1")).toMatchObject({ ownFiles: "restoring" });
+    expect(await nodeStatus(c, "1")).toMatchObject({ ownFiles: "restoring" });
     await rm(replica3);
     await rename(`${replica3}.away`, replica3);
     await eventually(async () => expect(restoredFrom(c, "1")).toBe(2));
-    expect(await status(c, "1")).toMatchObject({ ownFiles: "complete", pullsOwed: [] });
+    expect(await nodeStatus(c, "1")).toMatchObject({ ownFiles: "complete", pullsOwed: [] });
     const marker = JSON.parse(await readFile(join(c.data("1"), "files", "1", ".nanocdn-owner"), "utf8"));
     expect(marker).toMatchObject({ node: "1", pullFrom: [] });
   });

@@ -4,7 +4,7 @@ import { readdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { rsyncPassword } from "../../src/adapters/node/replication/rsync.ts";
-import { CLUSTER_SECRET, startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { CLUSTER_SECRET, startCluster, type TestCluster, nodeStatus } from "../helpers/cluster.ts";
 import { basic } from "../helpers/credentials.ts";
 import { listFiles, placeFile } from "../helpers/disk.ts";
 import { freePort } from "../helpers/ports.ts";
@@ -29,10 +29,6 @@ async function upload(cluster: TestCluster, id: string, path: string, body: stri
   return response.headers.get("Location")!;
 }
 
-async function status(cluster: TestCluster, id: string) {
-  return (await fetch(`${cluster.url(id)}/status`, { headers: auth })).json();
-}
-
 describe("replication with rsync", () => {
   let cluster: TestCluster | undefined;
   afterEach(async () => {
@@ -45,7 +41,7 @@ describe("replication with rsync", () => {
     const c = cluster;
     // Time the fast path in steady state, not behind the start-up full passes.
     await eventually(async () => {
-      for (const peer of (await status(c, "1")).replication) expect(peer.lastFullPass).toBeDefined();
+      for (const peer of (await nodeStatus(c, "1")).replication) expect(peer.lastFullPass).toBeDefined();
     });
     const started = Date.now();
     const location = await upload(c, "1", "pub/tickets/2026/t-1.pdf", "%PDF ticket");
@@ -80,7 +76,7 @@ describe("replication with rsync", () => {
         expect(files.some((f) => f.startsWith("pub/tickets") || f.startsWith("meta/pub/tickets"))).toBe(false);
       }
     });
-    const replication = (await status(c, "1")).replication;
+    const replication = (await nodeStatus(c, "1")).replication;
     expect(replication.map((r: { peer: string }) => r.peer).sort()).toEqual(["2", "3"]);
     for (const peer of replication) {
       expect(peer).toMatchObject({ transport: "local", backlog: 0 });
@@ -119,10 +115,10 @@ describe("replication with rsync", () => {
     cluster = await startCluster({ size: 2, replicate: true, config: { replication_max_pending: 5 } });
     const c = cluster;
     await c.stop("2");
-    await eventually(async () => expect((await status(c, "1")).peers[0]).toMatchObject({ id: "2", up: false }));
+    await eventually(async () => expect((await nodeStatus(c, "1")).peers[0]).toMatchObject({ id: "2", up: false }));
     const locations: string[] = [];
     for (let i = 0; i < 12; i++) locations.push(await upload(c, "1", `pub/backlog/${i}.txt`, `backlog ${i}`));
-    const [peer] = (await status(c, "1")).replication;
+    const [peer] = (await nodeStatus(c, "1")).replication;
     expect(peer.backlog).toBeLessThanOrEqual(5);
     expect(peer.needsFullPass).toBe(true);
     await eventually(async () => expect(c.nodes["1"]!.output()).toMatch(/replication backlog too long/));
@@ -141,7 +137,7 @@ describe("replication with rsync", () => {
     await writeFile(replica, "not a folder: every push fails");
     const location = await upload(c, "1", "pub/retry.txt", "eventually");
     await eventually(async () => {
-      const [peer] = (await status(c, "1")).replication;
+      const [peer] = (await nodeStatus(c, "1")).replication;
       expect(peer.backlog).toBe(1);
       expect(peer.lastError).toMatch(/cannot prepare|rsync exit/);
     });
@@ -150,7 +146,7 @@ describe("replication with rsync", () => {
     await eventually(async () => expect(await replicaOf(c, "2", "1")).toContain(location.slice(3)));
     // rsync renames the file into place a moment before it exits and the node records success.
     await eventually(async () => {
-      const [peer] = (await status(c, "1")).replication;
+      const [peer] = (await nodeStatus(c, "1")).replication;
       expect(peer.lastError).toBeUndefined();
       expect(peer.backlog).toBe(0);
     });
@@ -160,7 +156,7 @@ describe("replication with rsync", () => {
   it("replicates a bulk import on SIGHUP: regular files only, never a symlink", async () => {
     cluster = await startCluster({ size: 2, replicate: true });
     const c = cluster;
-    await eventually(async () => expect((await status(c, "1")).replication[0].lastFullPass).toBeDefined());
+    await eventually(async () => expect((await nodeStatus(c, "1")).replication[0].lastFullPass).toBeDefined());
     const imported = join(c.data("1"), "files", "1", "pub", "import");
     await placeFile(join(imported, "2019", "logo.png"), "imported by hand");
     await symlink("/etc/passwd", join(imported, "passwd"));
@@ -168,7 +164,7 @@ describe("replication with rsync", () => {
     c.nodes["1"]!.child.kill("SIGHUP");
     const replica = join(c.data("2"), "files", "1", "pub", "import");
     await eventually(async () => expect(await readFile(join(replica, "2019", "logo.png"), "utf8")).toBe("imported by hand"));
-    await eventually(async () => expect((await status(c, "1")).replication[0]).toMatchObject({ backlog: 0, needsFullPass: false }));
+    await eventually(async () => expect((await nodeStatus(c, "1")).replication[0]).toMatchObject({ backlog: 0, needsFullPass: false }));
     expect((await readdir(replica)).sort()).toEqual(["2019"]);
     expect(c.nodes["1"]!.output()).toMatch(/"signal":"SIGHUP","msg":"reloading: [^"]*full replication pass"/);
   });
@@ -196,7 +192,7 @@ describe("replication with rsync", () => {
       }
     })();
     await c.start("1");
-    await eventually(async () => expect((await status(c, "1")).ownFiles).toBe("complete"));
+    await eventually(async () => expect((await nodeStatus(c, "1")).ownFiles).toBe("complete"));
     expect((await listFiles(join(c.data("1"), "files", "1"))).filter((f) => f.startsWith("priv/"))).toEqual(expected);
     // Replication is back on: a new upload reaches the peers, nothing was lost there.
     const after = await upload(c, "1", "pub/after-restore.txt", "new");
@@ -226,7 +222,7 @@ describe("replication with rsync", () => {
     await rename(replica3, `${replica3}.away`);
     await writeFile(replica3, "not a folder");
     await c.start("1");
-    const owed = async () => expect(await status(c, "1")).toMatchObject({ ownFiles: "owed", pullsOwed: ["3"] });
+    const owed = async () => expect(await nodeStatus(c, "1")).toMatchObject({ ownFiles: "owed", pullsOwed: ["3"] });
     await eventually(owed, 30_000);
     expect(await listFiles(join(c.data("1"), "files", "1"))).toContain("pub/everywhere.txt");
     const marker = join(c.data("1"), "files", "1", ".nanocdn-owner");
@@ -247,12 +243,12 @@ describe("replication with rsync", () => {
     // The full pass to node 3 first copies its last copy back, then deletes nothing there.
     await eventually(async () => expect(await listFiles(join(c.data("1"), "files", "1"))).toContain("pub/only-on-3.txt"), 60_000);
     await eventually(async () => {
-      const [, three] = (await status(c, "1")).replication;
+      const [, three] = (await nodeStatus(c, "1")).replication;
       expect(three.lastFullPass).toBeDefined();
     }, 60_000);
     expect(await replicaOf(c, "3", "1")).toContain("pub/only-on-3.txt");
     await eventually(async () => expect(JSON.parse(await readFile(marker, "utf8"))).toMatchObject({ pullFrom: [] }));
-    await eventually(async () => expect((await status(c, "1")).ownFiles).toBe("complete"));
+    await eventually(async () => expect((await nodeStatus(c, "1")).ownFiles).toBe("complete"));
     // Every serving process knows: reads, deletes and misses of its own names are its own again.
     for (let i = 0; i < 4; i++) {
       expect(await (await fetch(`${c.url("1")}/1/pub/only-on-3.txt`)).text()).toBe("last copy");
@@ -283,7 +279,7 @@ describe("replication with rsync", () => {
     expect(await listFiles(own)).not.toContain(".nanocdn-owner");
     bwlimit = 0;
     await c.start("1");
-    await eventually(async () => expect((await status(c, "1")).ownFiles).toBe("complete"), 30_000);
+    await eventually(async () => expect((await nodeStatus(c, "1")).ownFiles).toBe("complete"), 30_000);
     expect((await stat(join(own, "pub", "zz-big.bin"))).size).toBe(1 << 20);
     expect(c.nodes["1"]!.output()).toMatch(/own folder has no owner marker/);
     expect(await replicaOf(c, "2", "1")).toEqual(expect.arrayContaining([small.slice(3), big.slice(3)]));
@@ -318,7 +314,7 @@ describe("the rsync daemon transport", () => {
     const { cluster: c, ports } = await daemonCluster();
     const location = await upload(c, "2", "pub/via-daemon.txt", "through rsyncd");
     await eventually(async () => expect(await replicaOf(c, "1", "2")).toContain("pub/via-daemon.txt"));
-    expect((await status(c, "2")).replication[0].transport).toBe("daemon");
+    expect((await nodeStatus(c, "2")).replication[0].transport).toBe("daemon");
 
     const intruder = join(c.dir, "intruder.txt");
     await writeFile(intruder, "node 2 pretending");

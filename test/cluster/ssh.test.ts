@@ -3,17 +3,13 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { startCluster, type TestCluster, nodeStatus } from "../helpers/cluster.ts";
 import { basic } from "../helpers/credentials.ts";
 import { listFiles } from "../helpers/disk.ts";
 import { eventually } from "../helpers/eventually.ts";
 import { makeKey, startSshd, type TestSshd } from "../helpers/sshd.ts";
 
 const auth = { Authorization: basic() };
-
-async function status(cluster: TestCluster, id: string) {
-  return (await fetch(`${cluster.url(id)}/status`, { headers: auth })).json();
-}
 
 describe("replication over ssh, confined by rrsync", () => {
   let cluster: TestCluster | undefined;
@@ -48,7 +44,7 @@ describe("replication over ssh, confined by rrsync", () => {
     const onTwo = join(dataOf("2"), "files", "1", "pub", "over-ssh.txt");
     await eventually(async () => expect(await readFile(onTwo, "utf8")).toBe("via rrsync"));
     // rsync renames the file into place a moment before it exits and the node records success.
-    await eventually(async () => expect((await status(c, "1")).replication[0]).toMatchObject({ transport: "ssh", backlog: 0 }));
+    await eventually(async () => expect((await nodeStatus(c, "1")).replication[0]).toMatchObject({ transport: "ssh", backlog: 0 }));
 
     // Node 1's key opens node 1's replica on node 2 and nothing else.
     const intruder = join(keyDir, "intruder.txt");
@@ -69,7 +65,7 @@ describe("replication over ssh, confined by rrsync", () => {
     await c.kill("1");
     await rm(dataOf("1"), { recursive: true });
     await c.start("1");
-    await eventually(async () => expect((await status(c, "1")).ownFiles).toBe("complete"), 30_000);
+    await eventually(async () => expect((await nodeStatus(c, "1")).ownFiles).toBe("complete"), 30_000);
     expect(await readFile(join(dataOf("1"), "files", "1", "priv", "kept.txt"), "utf8")).toBe("kept");
   });
 });

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { startCluster, type TestCluster, nodeStatus } from "../helpers/cluster.ts";
 import { basic } from "../helpers/credentials.ts";
 import { eventually } from "../helpers/eventually.ts";
 
@@ -11,14 +11,10 @@ async function put(cluster: TestCluster, id: string, path: string, body: string)
   return { location: response.headers.get("Location")!, copies: response.headers.get("X-Nanocdn-Copies") };
 }
 
-async function status(cluster: TestCluster, id: string) {
-  return (await fetch(`${cluster.url(id)}/status`, { headers: auth })).json();
-}
-
 /** Until the owner has made its first full pass to every peer: uploads are then pushed in batches. */
 async function untilReplicating(cluster: TestCluster, id: string) {
   await eventually(async () => {
-    for (const peer of (await status(cluster, id)).replication) expect(peer.lastFullPass).toBeDefined();
+    for (const peer of (await nodeStatus(cluster, id)).replication) expect(peer.lastFullPass).toBeDefined();
   });
 }
 
@@ -32,7 +28,7 @@ describe("synchronous copies", () => {
   it("answers 201 only once a peer's disk holds the file too: it survives a kill -9 of its owner right after", async () => {
     cluster = await startCluster({ size: 3, replicate: true });
     const c = cluster;
-    expect((await status(c, "1")).syncCopies).toBe(2);
+    expect((await nodeStatus(c, "1")).syncCopies).toBe(2);
     await untilReplicating(c, "1");
     const uploads = await Promise.all(Array.from({ length: 6 }, (_, i) => put(c, "1", `pub/sync/${i}.txt`, `copy ${i}`)));
     await c.kill("1");
@@ -54,11 +50,11 @@ describe("synchronous copies", () => {
     await untilReplicating(c, "1");
     expect((await put(c, "1", "pub/both.txt", "on two disks")).copies).toBe("2");
     await c.kill("2");
-    await eventually(async () => expect((await status(c, "1")).peers[0].up).toBe(false));
+    await eventually(async () => expect((await nodeStatus(c, "1")).peers[0].up).toBe(false));
     const alone = await put(c, "1", "pub/alone.txt", "on one disk");
     expect(alone.copies).toBe("1");
     expect(await fetch(c.url("1") + alone.location).then((r) => r.text())).toBe("on one disk");
-    expect((await status(c, "1")).uploadsShortOfCopies).toBe(1);
+    expect((await nodeStatus(c, "1")).uploadsShortOfCopies).toBe(1);
   });
 
   it("with sync_copies = 1 answers at once and replicates afterwards", async () => {
@@ -71,6 +67,6 @@ describe("synchronous copies", () => {
       const read = await fetch(c.url("2") + location);
       expect(read.headers.get("X-Nanocdn-Served-By")).toBe("2");
     });
-    expect((await status(c, "1")).uploadsShortOfCopies).toBe(0);
+    expect((await nodeStatus(c, "1")).uploadsShortOfCopies).toBe(0);
   });
 });

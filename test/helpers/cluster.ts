@@ -119,6 +119,12 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
   return cluster;
 }
 
+/** A node's `/status` as JSON (over plain HTTP). */
+// biome-ignore lint/suspicious/noExplicitAny: tests read whichever fields they check
+export async function nodeStatus(cluster: TestCluster, id: string): Promise<any> {
+  return (await fetch(`${cluster.url(id)}/status`, { headers: { Authorization: basic() } })).json();
+}
+
 /**
  * Nodes that start together first find each other refusing connections and
  * mark each other down; tests begin once every node sees every peer up again.
