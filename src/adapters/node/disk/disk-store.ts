@@ -43,6 +43,8 @@ const NEW_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | con
  */
 const openFd = promisify(open);
 const writeFd = promisify(write);
+const readFd = promisify(read);
+const fsyncFd = promisify(fsync);
 /** How long a free-space sample decides which uploads fit, less what those uploads took. */
 const ROOM_SAMPLE_MS = 250;
 
@@ -92,7 +94,7 @@ class OpenFile {
   read(buffer: Uint8Array, position: number): Promise<number> {
     const fd = this.#fd;
     if (fd === undefined) return Promise.reject(new StoreUnavailableError("reading a file that was closed"));
-    return new Promise((resolve, reject) => read(fd, buffer, 0, buffer.byteLength, position, (error, n) => (error ? reject(error) : resolve(n))));
+    return readFd(fd, buffer, 0, buffer.byteLength, position).then(({ bytesRead }) => bytesRead);
   }
 
   close(): void {
@@ -138,8 +140,6 @@ function fileStream(file: OpenFile, start: number, end: number): ReadableStream<
     cancel: close,
   });
 }
-
-const fsyncFd = promisify(fsync);
 
 const unlinkQuietly = (path: string) => unlink(path).catch(() => {});
 
