@@ -205,7 +205,7 @@ export function createApp(options: AppOptions): Hono<Env> {
       case "file": {
         if (request.method === "DELETE") return deleteHandler(settings, context, principal, parsed.file);
         // A peer passing a read on has checked the link already (and signs the request itself).
-        const signed = parsed.file.namespace === "priv" && principal.kind !== "node" && (await verifySignedRead(target, await settings.urlSigner()));
+        const signed = parsed.file.namespace === "priv" && principal.kind !== "node" && (await verifySignedRead(target, settings.urlSigner));
         return readHandler(settings, context, principal, parsed.file, signed);
       }
     }

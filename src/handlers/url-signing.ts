@@ -68,11 +68,13 @@ export class UrlSigner {
  * a signed one. A wrong, tampered or expired signature is a 403, never a 404,
  * and is refused before the file is looked up.
  */
-export async function verifySignedRead(rawTarget: string, signer: UrlSigner | undefined, nowMs = Date.now()): Promise<boolean> {
+export async function verifySignedRead(rawTarget: string, signerOf: () => Promise<UrlSigner | undefined>, nowMs = Date.now()): Promise<boolean> {
   const questionMark = rawTarget.indexOf("?");
   if (questionMark < 0) return false;
   const query = new URLSearchParams(rawTarget.slice(questionMark + 1));
   if (!query.has("signature") && !query.has("expires")) return false;
+  // Only now: the keys may be re-read from their file, which a plain read need not wait for.
+  const signer = await signerOf();
   if (!signer) throw new ForbiddenError("this node has no key for signed URLs (url_signing_secret_file)");
   const [expires, ...moreExpires] = query.getAll("expires");
   const [signature, ...moreSignatures] = query.getAll("signature");

@@ -26,22 +26,21 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
     for (const worker of live()) send(worker, message);
   };
   const questions = new Questions();
-  const services = await startBackgroundServices(
-    config,
-    log,
-    (value) => broadcast({ t: "ownFiles", value }),
-    (key) => void Promise.all(live().map((w) => questions.ask((ask) => send(w, { t: "invalidate", key, ask })))),
-  );
-  services.health.on("up", (id) => broadcast({ t: "peer", id, up: true }));
-  services.health.on("down", (id) => broadcast({ t: "peer", id, up: false }));
-
-  /** The other serving processes may hold the file, or its absence, in memory: they forget it before the change is confirmed. */
-  const invalidateElsewhere = (key: string, origin: Worker) =>
+  /** The serving processes (but the one the change came from) may hold the file, or its absence, in memory: they forget it before the change is confirmed. */
+  const invalidateElsewhere = (key: string, origin?: Worker) =>
     Promise.all(
       live()
         .filter((w) => w !== origin)
         .map((w) => questions.ask((ask) => send(w, { t: "invalidate", key, ask }))),
     );
+  const services = await startBackgroundServices(
+    config,
+    log,
+    (value) => broadcast({ t: "ownFiles", value }),
+    (key) => void invalidateElsewhere(key),
+  );
+  services.health.on("up", (id) => broadcast({ t: "peer", id, up: true }));
+  services.health.on("down", (id) => broadcast({ t: "peer", id, up: false }));
 
   /** Every serving process's metrics and this process's own, as one node's. */
   const nodeMetrics = async () => {
