@@ -1,6 +1,9 @@
 import { constantTimeEqual, type Mac, webCryptoMac } from "./mac.ts";
 import { UnauthorizedError } from "./http-errors.ts";
 
+/** The shortest cluster secret a node or the edge accepts. */
+export const MIN_SECRET_LENGTH = 16;
+
 export const NODE_HEADER = "X-Nanocdn-Node";
 export const SIGNATURE_HEADER = "X-Nanocdn-Signature";
 

@@ -94,6 +94,12 @@ export function parseTarget(rawTarget: string, isNode: (id: string) => boolean):
   throw new InvalidPathError(`'${first}' is neither a node of this cluster nor a namespace (${NAMESPACES.join(", ")})`);
 }
 
+/** The file a store key names: `<owner>/<ns>/<path>`, or `legacy/<ns>/<path>` without an owner. */
+export function fileOfKey(key: string): Pick<FileAddress, "owner" | "namespace" | "path"> {
+  const [first, namespace, ...path] = key.split("/");
+  return { owner: first === LEGACY ? undefined : first, namespace: namespace as Namespace, path: path.join("/") };
+}
+
 // encodeURIComponent also escapes characters that RFC 3986 allows in a path segment.
 const SEGMENT_SAFE = /%(3A|40|21|24|26|27|28|29|2A|2B|2C|3B|3D)/gi;
 

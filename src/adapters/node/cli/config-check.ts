@@ -3,9 +3,9 @@ import { access, readFile, stat } from "node:fs/promises";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { createSecureContext } from "node:tls";
-import { parseUrlSigningKeys } from "../../../handlers/url-signing.ts";
+import { MIN_URL_SIGNING_KEY_LENGTH, parseUrlSigningKeys } from "../../../handlers/url-signing.ts";
 import { HtpasswdCredentials } from "../../htpasswd.ts";
-import { MIN_SECRET_LENGTH } from "../process/background-services.ts";
+import { MIN_SECRET_LENGTH } from "../../../handlers/cluster-auth.ts";
 import { ConfigError, type Config, type ConfigKey, type ListenAddress } from "./config.ts";
 
 /** One line about a key: its name, where its value came from, what is wrong and what to do. */
@@ -121,7 +121,7 @@ async function checkUrlSigningKeys(config: Config): Promise<string[]> {
     parseUrlSigningKeys(text);
     return [];
   } catch (error) {
-    const fix = "write keys of 16+ characters, one a line (e.g. `openssl rand -hex 32`), the same file on every node";
+    const fix = `write keys of ${MIN_URL_SIGNING_KEY_LENGTH}+ characters, one a line (e.g. \`openssl rand -hex 32\`), the same file on every node`;
     return [about(config, "url_signing_secret_file", `the URL signing key file ${file} ${(error as Error).message}; ${fix}`)];
   }
 }

@@ -4,7 +4,8 @@ import { promisify } from "node:util";
 const fsyncFd = promisify(fsync);
 const ignore = () => {};
 
-async function fsyncFolder(path: string): Promise<void> {
+/** Makes a folder's entries durable (a file linked, renamed or created in it). */
+export async function fsyncFolder(path: string): Promise<void> {
   const fd = openSync(path, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
     await fsyncFd(fd);

@@ -33,13 +33,16 @@ export function startExpirySweeper(options: ExpirySweeperOptions): () => Promise
   const { index, store, log } = options;
   let sweeping: Promise<void> | undefined;
   let stopped = false;
+  let complete = false;
 
   async function sweep(): Promise<void> {
     if (!options.mayDelete()) return;
-    if (!(await index.isComplete())) {
+    // Checked until it is: only a rebuild makes an incomplete index complete.
+    if (!complete && !(await index.isComplete())) {
       const recorded = await index.rebuild(store.filesDir, options.node);
       log.info({ recorded }, "expiry index rebuilt from the files' metadata");
     }
+    complete = true;
     for (const entry of await index.due(Math.floor(Date.now() / 1000))) {
       if (stopped) return;
       const meta = await store.head(entry.key);

@@ -7,7 +7,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import type { Logger } from "../../../handlers/logger.ts";
 import { askPeer, type PeerContext } from "../../../handlers/owner-routing.ts";
-import { type Namespace, urlPathOf } from "../../../handlers/paths.ts";
+import { fileOfKey, urlPathOf } from "../../../handlers/paths.ts";
+import { fsyncFolder } from "../disk/folder-sync.ts";
 import { encodeSidecar, readSidecar, sidecarSegments } from "../disk/sidecar.ts";
 
 const NAMESPACES = ["pub", "priv"] as const;
@@ -78,20 +79,6 @@ async function hashFile(path: string, throttle: (bytes: number) => Promise<void>
     throw error;
   }
   return hash.digest("base64");
-}
-
-function addressOf(key: string): { owner: string | undefined; namespace: Namespace; path: string } {
-  const [node, namespace, ...path] = key.split("/");
-  return { owner: node === "legacy" ? undefined : node, namespace: namespace as Namespace, path: path.join("/") };
-}
-
-async function fsyncFolder(path: string): Promise<void> {
-  const folder = await open(path, "r");
-  try {
-    await folder.sync();
-  } finally {
-    await folder.close();
-  }
 }
 
 /**
@@ -168,7 +155,7 @@ async function recordDigest(options: ScrubOptions, sidecarPath: string, sidecar:
 async function repair(options: ScrubOptions, key: string, digest: string): Promise<string | undefined> {
   const { peers, log } = options;
   if (!peers) return undefined;
-  const address = addressOf(key);
+  const address = fileOfKey(key);
   const owner = address.owner;
   const sources = owner !== undefined && peers.peers.ids.includes(owner) ? [owner, ...peers.peers.ids.filter((id) => id !== owner)] : peers.peers.ids;
   for (const peer of sources) {

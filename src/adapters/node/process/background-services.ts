@@ -1,10 +1,10 @@
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Change } from "../../../handlers/app.ts";
-import { ClusterAuth } from "../../../handlers/cluster-auth.ts";
+import { ClusterAuth, MIN_SECRET_LENGTH } from "../../../handlers/cluster-auth.ts";
 import type { Logger } from "../../../handlers/logger.ts";
 import { askPeer } from "../../../handlers/owner-routing.ts";
-import { type Namespace, urlPathOf } from "../../../handlers/paths.ts";
+import { fileOfKey, urlPathOf } from "../../../handlers/paths.ts";
 import type { Config } from "../cli/config.ts";
 import { DiskStore } from "../disk/disk-store.ts";
 import { ExpiryIndex, expiryIndexDir } from "../expiry/expiry-index.ts";
@@ -23,7 +23,6 @@ import { createRegistry } from "../metrics/registry.ts";
 import { packageVersion } from "./version.ts";
 import { startBackgroundScrub } from "../integrity/background-scrub.ts";
 
-export const MIN_SECRET_LENGTH = 16;
 const LEGACY_RETRY_MS = 5000;
 
 export async function readClusterSecret(file: string, log: Logger): Promise<string> {
@@ -137,8 +136,7 @@ export async function startBackgroundServices(
     legacyDeletesDir(config.data),
     peers.ids,
     async (peer, key) => {
-      const [, namespace, ...path] = key.split("/");
-      const target = urlPathOf({ owner: undefined, namespace: namespace as Namespace, path: path.join("/") });
+      const target = urlPathOf(fileOfKey(key));
       const response = await askPeer(context, peer, "DELETE", target);
       await response.body?.cancel();
       return response.status === 204 || response.status === 404;

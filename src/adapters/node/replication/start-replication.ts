@@ -45,7 +45,7 @@ export interface Replication {
  * HTTP request may, and a transfer silent for twice a request's answer time
  * is dead (whole seconds, as rsync counts).
  */
-export function rsyncTimeouts(config: Pick<Config, "peer_connect_timeout_ms" | "peer_timeout_ms">): { connectTimeoutS: number; ioTimeoutS: number } {
+function rsyncTimeouts(config: Pick<Config, "peer_connect_timeout_ms" | "peer_timeout_ms">): { connectTimeoutS: number; ioTimeoutS: number } {
   return {
     connectTimeoutS: Math.max(1, Math.ceil(config.peer_connect_timeout_ms / 1000)),
     ioTimeoutS: Math.max(1, Math.ceil((2 * config.peer_timeout_ms) / 1000)),

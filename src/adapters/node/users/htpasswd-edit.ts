@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { chown, open, readFile, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import bcrypt from "bcryptjs";
+import { fsyncFolder } from "../disk/folder-sync.ts";
 
 /** A user name htpasswd files can hold and the Basic scheme can send. */
 const USER_NAME = /^[^:\s#][^:\s]{0,254}$/;
@@ -57,8 +58,7 @@ async function rewrite(file: string, lines: string[]): Promise<void> {
     await handle.close().catch(() => {});
   }
   await rename(temp, file);
-  const folder = await open(dirname(file), "r");
-  await folder.sync().finally(() => folder.close());
+  await fsyncFolder(dirname(file));
 }
 
 /** Adds the user, or sets a new password for one that exists; true when it was added. */

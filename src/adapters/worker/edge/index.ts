@@ -1,7 +1,7 @@
 import type { Hono } from "hono";
 import { createApp, DEFAULT_MAX_UPLOAD_BYTES, type Env } from "../../../handlers/app.ts";
 import { identify } from "../../../handlers/auth.ts";
-import { ClusterAuth } from "../../../handlers/cluster-auth.ts";
+import { ClusterAuth, MIN_SECRET_LENGTH } from "../../../handlers/cluster-auth.ts";
 import { errorResponse } from "../../../handlers/error-response.ts";
 import { MethodNotAllowedError } from "../../../handlers/http-errors.ts";
 import { consoleLogger } from "../../../handlers/logger.ts";
@@ -28,8 +28,6 @@ export interface EdgeEnv {
   ORIGIN_TIMEOUT_MS?: string;
   ORIGIN_RETRY_MS?: string;
 }
-
-const MIN_SECRET_LENGTH = 16;
 
 interface Edge {
   fetch(request: Request, ctx: ExecutionContext): Promise<Response>;
