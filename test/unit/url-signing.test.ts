@@ -21,7 +21,10 @@ describe("URL signing on the nodes (clients/signing-vectors.json)", () => {
         expect(await new UrlSigner([v.key], mac).sign(v.path, v.expires), v.path).toBe(v.signed);
         // A key below the first still verifies (rotation); the request is checked while unexpired.
         expect(await verifySignedRead(v.signed, async () => signer, (v.expires - 1) * 1000), v.path).toBe(true);
-        await expect(verifySignedRead(v.signed, async () => signer, v.expires * 1000), v.path).rejects.toMatchObject({ status: 403 });
+        await expect(
+          verifySignedRead(v.signed, async () => signer, v.expires * 1000),
+          v.path,
+        ).rejects.toMatchObject({ status: 403 });
       }
     });
   }
