@@ -36,15 +36,20 @@ export function createLogger(level: string): NodeLogger {
   // it never mix; into a file it may be larger, and then keeps up with tens
   // of thousands of lines a second. What the output cannot take (a reader
   // that stalls) waits in memory up to MAX_WAITING_BYTES, then is dropped
-  // and counted, rather than growing without end.
+  // and counted, rather than growing without end. Lines go in as Buffers:
+  // with strings, sonic-boom measures the whole waiting batch again at every
+  // line, which cost more than formatting the line.
   const destination = pino.destination({
     dest: 1,
     sync: false,
+    contentMode: "buffer",
     minLength: 2048,
     maxWrite: writesIntoPipe() ? PIPE_BUF : FILE_WRITE_BYTES,
     maxLength: MAX_WAITING_BYTES,
     periodicFlush: 200,
   });
+  // sonic-boom's types know only its string mode.
+  const put = (line: string) => destination.write(Buffer.from(line) as unknown as string);
   let dropped = 0;
   destination.on("drop", () => {
     if (dropped++ === 0) setTimeout(() => reportDropped(), DROP_REPORT_MS).unref();
@@ -60,7 +65,7 @@ export function createLogger(level: string): NodeLogger {
     Object.assign(
       {
         write(line: string) {
-          destination.write(line);
+          put(line);
           destination.flush();
         },
       },
@@ -72,7 +77,7 @@ export function createLogger(level: string): NodeLogger {
   // same fields in the same shape as pino's, at a fraction of its cost.
   const request = (entry: AccessLogEntry) => {
     if (!logger.isLevelEnabled("info")) return;
-    destination.write(
+    put(
       `{"level":"info","time":"${new Date().toISOString()}","pid":${pid},"method":${JSON.stringify(entry.method)},` +
         `"path":${JSON.stringify(entry.path)},"status":${entry.status},"bytes":${entry.bytes},"ms":${entry.ms},` +
         `"node":${JSON.stringify(entry.node)}${optional("client", entry.client)}${optional("forwarded", entry.forwarded)}` +
