@@ -315,6 +315,8 @@ describe("the rsync daemon transport", () => {
     const location = await upload(c, "2", "pub/via-daemon.txt", "through rsyncd");
     await eventually(async () => expect(await replicaOf(c, "1", "2")).toContain("pub/via-daemon.txt"));
     expect((await nodeStatus(c, "2")).replication[0].transport).toBe("daemon");
+    // Without it each push waits on delayed ACKs (the pushing side sets it too).
+    expect(await readFile(join(c.data("1"), "state", "rsyncd.conf"), "utf8")).toMatch(/^socket options = TCP_NODELAY$/m);
 
     const intruder = join(c.dir, "intruder.txt");
     await writeFile(intruder, "node 2 pretending");

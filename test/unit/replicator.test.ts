@@ -14,6 +14,7 @@ interface Run {
   peer: string;
   full: boolean;
   paths: string[];
+  args: string[];
 }
 
 /** A stand-in for rsync that records each run and answers what the test says. */
@@ -29,6 +30,7 @@ function fakeRsync() {
       peer: /rsync:\/\/peer-(\d+)\//.exec(destination)![1]!,
       full: args.includes("--delete"),
       paths: input ? input.split("\0") : [],
+      args,
     });
     return answer(options);
   };
@@ -105,6 +107,16 @@ describe("Replicator (rsync runner injected)", () => {
     expect(paths.filter((p) => p.startsWith("meta/"))).toEqual(expect.arrayContaining(["meta/pub/a.txt", "meta/pub/b.txt", "meta/priv/x/y/c.txt"]));
     expect(paths.indexOf("meta/priv/x/y/c.txt")).toBeLessThan(paths.indexOf("meta/priv/x/y"));
     expect(replicator.status().find((s) => s.peer === "2")).toMatchObject({ backlog: 0, needsFullPass: false });
+  });
+
+  it("turns off Nagle's algorithm on its connections to a peer's rsync daemon", async () => {
+    // Else each run waits on delayed ACKs (some 40 ms each) where the protocol turns around; the daemon sets it on its side too.
+    start();
+    await vi.advanceTimersByTimeAsync(10);
+    replicator.changed({ kind: "created", key: "1/pub/a.txt" });
+    await vi.advanceTimersByTimeAsync(200);
+    expect(rsync.runs.length).toBeGreaterThan(2);
+    for (const run of rsync.runs) expect(run.args).toContain("--sockopts=TCP_NODELAY");
   });
 
   it("backs off after a failed push, doubling the wait, and keeps the paths until one succeeds", async () => {

@@ -89,7 +89,8 @@ export function baseArgs(options: RsyncOptions, remote: string, direction: "push
     // A peer that cannot be reached, or stops answering mid-transfer, fails
     // the run within seconds (it is retried) instead of hanging it.
     `--timeout=${options.ioTimeoutS}`,
-    ...(transportOf(remote) === "daemon" ? [`--contimeout=${options.connectTimeoutS}`] : []),
+    // As the daemon does (see rsyncd.ts): no waiting on delayed ACKs.
+    ...(transportOf(remote) === "daemon" ? [`--contimeout=${options.connectTimeoutS}`, "--sockopts=TCP_NODELAY"] : []),
     ...(transportOf(remote) === "ssh" ? ["-e", sshCommand(options)] : []),
     ...(options.bwlimit ? [`--bwlimit=${options.bwlimit}`] : []),
   ];
