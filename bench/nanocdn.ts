@@ -63,27 +63,31 @@ export interface ClusterSpec {
   root: string;
   name: string;
   size: number;
-  /** Push each node's files into its peers' folders with rsync. */
+  /** Push each node's files to its peers with rsync. */
   replicate: boolean;
+  /**
+   * How: through each peer's rsync daemon (the default, as the README's
+   * cluster runs), or straight into the peers' folders on this machine.
+   */
+  transport?: Transport;
   credentials: Credentials;
   /** nanocdn `workers`; the node's default when undefined. */
   workers?: string | undefined;
   /** Extra config keys for every node (fsync, access_log, …). */
   config?: Record<string, unknown>;
-  /** Extra config keys of one node (its own rsync daemon's address). */
-  nodeConfig?: (id: string) => Record<string, unknown>;
-  /** More fields of the peer entry for `to` in the config of `from` (an rsync daemon destination). */
-  peer?: (from: string, to: string) => Record<string, unknown>;
   /** Extra arguments for `node` itself, per node id, e.g. --cpu-prof (see profile.ts). */
   nodeArgs?: (id: string) => string[];
   /** Node (default), Bun or Deno. */
   runtime?: Runtime;
 }
 
+export type Transport = "local" | "rsyncd";
+
 export async function startCluster(spec: ClusterSpec): Promise<BenchCluster> {
   const cluster = await configureCluster(spec);
   try {
-    for (const node of cluster.nodes) await node.start();
+    // Together: a node restoring from its peers' daemons waits for them.
+    await Promise.all(cluster.nodes.map((node) => node.start()));
     if (spec.size > 1) await waitPeersUp(cluster, spec.credentials.header);
     for (const node of cluster.nodes) node.logFrom = existsSync(node.logFile) ? statSync(node.logFile).size : 0;
   } catch (error) {
@@ -100,6 +104,8 @@ export async function configureCluster(spec: ClusterSpec): Promise<BenchCluster>
   const ids = Array.from({ length: spec.size }, (_, i) => String(i + 1));
   const ports = new Map<string, number>();
   for (const id of ids) ports.set(id, await freePort());
+  const rsyncd = new Map<string, number>();
+  if (spec.replicate && (spec.transport ?? "rsyncd") === "rsyncd") for (const id of ids) rsyncd.set(id, await freePort());
   const clusterSecretFile = join(dir, "cluster.secret");
   await writeFile(clusterSecretFile, `bench-secret-${Math.random().toString(36).slice(2)}-${Date.now()}`, { mode: 0o600 });
   const plan: LocalClusterPlan = {
@@ -109,11 +115,16 @@ export async function configureCluster(spec: ClusterSpec): Promise<BenchCluster>
     htpasswd: spec.credentials.htpasswd,
     clusterSecretFile,
     replicate: spec.replicate,
-    ...(spec.peer && { peer: spec.peer }),
+    ...(rsyncd.size > 0 && { peer: (from: string, to: string) => ({ rsync: `rsync://node${from}@127.0.0.1:${rsyncd.get(to)}/from-${from}/` }) }),
   };
   // The launcher's own default is one serving process; the bench runs what a user gets unless told otherwise.
   const workers = spec.workers === undefined ? "auto" : /^\d+$/.test(spec.workers) ? Number(spec.workers) : spec.workers;
-  const configOf = (id: string) => ({ ...localNodeConfig(plan, id), workers, ...spec.config, ...spec.nodeConfig?.(id) });
+  const configOf = (id: string) => ({
+    ...localNodeConfig(plan, id),
+    workers,
+    ...spec.config,
+    ...(rsyncd.has(id) && { rsyncd_listen: `127.0.0.1:${rsyncd.get(id)}` }),
+  });
 
   const nodes = ids.map((id) => makeNode(id, localNodeDir(dir, id), ports.get(id)!, configOf(id), spec.nodeArgs?.(id) ?? [], spec.runtime));
   const cluster: BenchCluster = {

@@ -65,6 +65,8 @@ const ORDER = [
   "get-owner",
   "put-fsync",
   "put-front",
+  "put-sync1",
+  "put-local",
   "put-nofsync",
   "put-single",
   "put-nginx-noauth",
@@ -169,7 +171,7 @@ async function main(): Promise<number> {
       "seed stack": `2 nginx nodes (worker_processes auto: ${seed.nginxWorkers} each, access log on, sendfile on, apr1 htpasswd), haproxy front without cache, lsyncd delay 5 into the other node's rsync daemon; CPU per request counts every process of it`,
       "load average at start": loadAtStart,
       nanocdn:
-        "2-node clusters with rsync replication (local transport) unless the row says otherwise; defaults from README.md (fsync = true, access_log = true) unless the row says otherwise",
+        "2-node clusters replicating through each other's rsync daemon (as the README's cluster does) unless the row says otherwise; defaults from README.md (fsync = true, access_log = true) unless the row says otherwise",
     },
     rows: rows.sort((a, b) => (ORDER.indexOf(a.id) + 1 || 99) - (ORDER.indexOf(b.id) + 1 || 99)),
     notes: buildNotes(measurementNotes(rows), ctx.logs),

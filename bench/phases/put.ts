@@ -5,6 +5,7 @@
 
 import { join } from "node:path";
 import { TARGETS } from "../options.ts";
+import type { Transport } from "../nanocdn.ts";
 import { msText, type Row } from "../report.ts";
 import { type Side, throughputRow } from "../throughput.ts";
 import { type BenchContext, checkPut, measureOne, nodeTarget, putLoad, withCluster } from "./context.ts";
@@ -30,7 +31,7 @@ export async function putPhase(ctx: BenchContext): Promise<Row[]> {
   await checkPut([join(seed1.files, "1", "pub", `${prefix}-front`), join(seed2.files, "2", "pub", `${prefix}-front`)], front);
   if (front.memoryMax) ctx.memory.referencePut.push(front.memoryMax);
 
-  const nanocdnPut = (name: string, label: string, spec: { size: number; replicate: boolean; config?: Record<string, unknown> }) =>
+  const nanocdnPut = (name: string, label: string, spec: { size: number; replicate: boolean; transport?: Transport; config?: Record<string, unknown> }) =>
     withCluster(ctx, { name, ...spec }, async (cluster): Promise<Side> => {
       const n1 = cluster.node("1");
       const side = await measureOne(ctx, label, "nanocdn", { url: n1.url, ...putLoad(ctx, `/upload/pub/${prefix}-${name}`), ...nodeTarget(n1) });
@@ -57,6 +58,15 @@ export async function putPhase(ctx: BenchContext): Promise<Row[]> {
   frontRow.target = "p99 <= the front's";
   frontRow.met = defaults.p99Ms <= front.p99Ms;
   rows.push(frontRow);
+  // Through a folder on this machine rsync runs without a daemon, and each
+  // run then waits some 40 ms on its own processes: every copy waits too.
+  const localFolder = await nanocdnPut("put-local", "PUT 4 KiB fsync on, local folder", { size: 2, replicate: true, transport: "local" });
+  rows.push(
+    throughputRow("put-local", "PUT 4 KiB new names, defaults, the peer's replica folder on this machine (rsync without a daemon)", localFolder, reference, {
+      latency: "p50+p99",
+      referenceText: "nginx direct, same run as above",
+    }),
+  );
   const asynchronous = await nanocdnPut("put-sync1", "PUT 4 KiB fsync on, sync_copies 1", { size: 2, replicate: true, config: { sync_copies: 1 } });
   rows.push(
     throughputRow("put-sync1", "PUT 4 KiB new names, fsync = true, sync_copies = 1 (answered before the peer's copy)", asynchronous, reference, {

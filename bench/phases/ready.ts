@@ -4,8 +4,8 @@
 // (it is ready), and whether the upload sent right then answers 201: a load
 // balancer trusting /check/ sends one there.
 
-import { freePort, sleep, tcpConnect } from "../net.ts";
-import { configureCluster, type LogSummary, summarizeLog } from "../nanocdn.ts";
+import { sleep, tcpConnect } from "../net.ts";
+import { configureCluster, type LogSummary, summarizeLog, type Transport } from "../nanocdn.ts";
 import { TARGETS } from "../options.ts";
 import type { Row } from "../report.ts";
 import type { BenchContext } from "./context.ts";
@@ -17,8 +17,6 @@ const CONNECT_EVERY_MS = 5;
 const CHECK_EVERY_MS = 10;
 /** Polling a node stops after this long ("never"); a node that never answers /check/ with 200 fails the phase in its launcher. */
 const GIVE_UP_MS = 30_000;
-
-type Transport = "local" | "rsyncd";
 
 export interface NodeReadiness {
   node: string;
@@ -94,20 +92,15 @@ function addLog(total: LogSummary, one: LogSummary): void {
 }
 
 async function oneRound(ctx: BenchContext, transport: Transport, round: number, log: LogSummary): Promise<ReadyRound> {
-  const rsyncd: Record<string, number> = {};
-  if (transport === "rsyncd") for (let id = 1; id <= SIZE; id++) rsyncd[id] = await freePort();
   const name = `ready-${transport}-${round}`;
   const cluster = await configureCluster({
     name,
     size: SIZE,
     replicate: true,
+    transport,
     root: ctx.root,
     credentials: ctx.credentials,
     workers: ctx.opts.workers,
-    ...(transport === "rsyncd" && {
-      nodeConfig: (id: string) => ({ rsyncd_listen: `127.0.0.1:${rsyncd[id]}` }),
-      peer: (from: string, to: string) => ({ rsync: `rsync://node${from}@127.0.0.1:${rsyncd[to]}/from-${from}/` }),
-    }),
   });
   try {
     const launchedAt = performance.now();
