@@ -11,6 +11,28 @@ import { type Namespace, urlPathOf } from "./paths.ts";
 
 const UPLOAD_ANSWER_HEADERS = headerSet("Content-Type", "Location", "ETag", "Retry-After", "X-Nanocdn-Copies");
 
+/** Bodies declared this small are read whole: a stream costs more than the bytes (on Node, the full Request it makes). */
+const SMALL_BODY_BYTES = 64 * 1024;
+
+/**
+ * The body to store, read only when the store pulls it: nothing is read
+ * before everything that can refuse the upload has been checked.
+ */
+function uploadBody(request: Request, length: number | undefined): ReadableStream<Uint8Array> {
+  if (length === undefined || length > SMALL_BODY_BYTES) return request.body ?? new ReadableStream({ start: (c) => c.close() });
+  return new ReadableStream(
+    {
+      async pull(controller) {
+        const bytes = new Uint8Array(await request.arrayBuffer());
+        if (bytes.byteLength > 0) controller.enqueue(bytes);
+        controller.close();
+      },
+    },
+    // No pull before the first read: a store that refuses first leaves the body to pass on.
+    { highWaterMark: 0 },
+  );
+}
+
 function declaredLength(request: Request): number | undefined {
   const header = request.headers.get("Content-Length");
   if (header === null) return undefined;
@@ -55,7 +77,7 @@ export async function uploadHandler(
   if (existing && (await settings.store.delete(key))) await settings.onChange({ kind: "deleted", key });
   let meta: BlobMeta;
   try {
-    meta = await settings.store.create(key, request.body ?? new ReadableStream({ start: (c) => c.close() }), {
+    meta = await settings.store.create(key, uploadBody(request, length), {
       length,
       maxBytes: settings.maxUploadBytes,
       deleteAt,

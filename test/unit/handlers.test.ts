@@ -1,4 +1,5 @@
 import { beforeEach, describe, expect, it } from "vitest";
+import { StoreUnavailableError } from "../../src/storage/errors.ts";
 import { AUTH, InProcessCluster } from "./in-process-cluster.ts";
 
 const put = (body: string, headers: Record<string, string> = { Authorization: AUTH }) => ({ method: "PUT", body, headers });
@@ -126,6 +127,18 @@ describe("handlers in-process (memory stores, peers wired app to app)", () => {
         expect([created.status, created.headers.get("Location")]).toEqual([201, `/${other}/pub/not-${peer}.pdf`]);
         expect(await (await cluster.request(other, `/${other}/pub/not-${peer}.pdf`)).text()).toBe("pdf");
       }
+    });
+
+    it("passes a small upload on unread when its own store refuses it before reading (no room)", async () => {
+      const store = cluster.node("1").store;
+      store.create = async () => {
+        throw new StoreUnavailableError("no room", { bodyUntouched: true });
+      };
+      cluster.down.add("3");
+      const body = "x".repeat(1000);
+      const created = await cluster.request("1", "/upload/pub/small.txt", put(body, { Authorization: AUTH, "Content-Length": String(body.length) }));
+      expect([created.status, created.headers.get("Location")]).toEqual([201, "/2/pub/small.txt"]);
+      expect(await (await cluster.request("2", "/2/pub/small.txt")).text()).toBe(body);
     });
 
     it("passes a delete to the owner, and refuses it with 503 while the owner is down, deleting nothing", async () => {
