@@ -165,7 +165,9 @@ export function createApp(options: AppOptions): Hono<Env> {
     const ms = performance.now() - started;
     const { method } = c.req;
     const bytes = Number(c.res.headers.get("Content-Length") ?? 0);
-    metrics.answered(method, c.res.status, ms / 1000, Number(c.req.header("Content-Length") ?? 0) || 0, c.res.body ? bytes : 0);
+    // A HEAD answer carries the file's length and no body. (Asking the
+    // Response for its body would make the adapter build a full one.)
+    metrics.answered(method, c.res.status, ms / 1000, Number(c.req.header("Content-Length") ?? 0) || 0, method === "HEAD" ? 0 : bytes);
     if (!logging) return;
     const client = c.env?.clientAddress;
     const principal = c.get("principal");

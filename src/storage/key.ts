@@ -5,6 +5,8 @@ export const MAX_SEGMENT_BYTES = 255;
 export const MAX_KEY_BYTES = 1024;
 
 const encoder = new TextEncoder();
+/** Whether `text` is longer than `max` bytes in UTF-8; a UTF-16 code unit takes at most 3, so most names need no encoding. */
+const longerThan = (text: string, max: number) => text.length * 3 > max && encoder.encode(text).length > max;
 // Control characters (C0 and DEL) have no business in a file name and break
 // logs, shells and HTTP headers; backslash is a separator on other systems.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
@@ -18,7 +20,7 @@ export function checkSegment(segment: string): void {
   if (FORBIDDEN.test(segment)) {
     throw new InvalidPathError("backslashes and control characters are not allowed in paths");
   }
-  if (encoder.encode(segment).length > MAX_SEGMENT_BYTES) {
+  if (longerThan(segment, MAX_SEGMENT_BYTES)) {
     throw new InvalidPathError(`path segment longer than ${MAX_SEGMENT_BYTES} bytes`);
   }
 }
@@ -29,7 +31,7 @@ export function checkSegment(segment: string): void {
  * parsing can never reach outside the store.
  */
 export function checkKey(key: string): string[] {
-  if (encoder.encode(key).length > MAX_KEY_BYTES) {
+  if (longerThan(key, MAX_KEY_BYTES)) {
     throw new InvalidPathError(`path longer than ${MAX_KEY_BYTES} bytes`);
   }
   const segments = key.split("/");

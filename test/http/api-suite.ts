@@ -440,6 +440,8 @@ export function describeHttpApi(runtime: string, getTarget: () => ApiTarget): vo
         ["trailing slash", "/NODE/pub/x/", /empty/],
         ["bad percent-encoding", "/NODE/pub/%zz", /percent/],
         ["long segment", `/NODE/pub/${"a".repeat(256)}`, /longer than 255/],
+        // 128 characters, 256 bytes in UTF-8.
+        ["long segment in UTF-8", `/NODE/pub/${"%C3%A9".repeat(128)}`, /longer than 255/],
         ["long path", `/NODE/pub/${Array.from({ length: 9 }, () => "b".repeat(120)).join("/")}`, /longer than 1024/],
         ["unknown namespace", "/NODE/secret/x", /unknown namespace/],
         ["no file", "/NODE/pub", /names no file/],
