@@ -166,7 +166,7 @@ async function main(): Promise<number> {
     durationS: 0,
     machine,
     setup: {
-      "nanocdn workers": `${opts.workers ?? "not set (the node's default)"}; each node ran ${ctx.shared.processesSeen || "?"} process(es)`,
+      "nanocdn workers": `${opts.workers ?? "not set (the node's default)"}; each node ran ${ctx.shared.processesSeen || "?"} process(es), its rsync daemon included`,
       load: `wrk -t${opts.threads} -c${opts.connections} --latency (HEAD: ab -k -c${opts.connections}), ${opts.warmupS} s warm-up + ${opts.durationS} s measured, one server at a time`,
       "seed stack": `2 nginx nodes (worker_processes auto: ${seed.nginxWorkers} each, access log on, sendfile on, apr1 htpasswd), haproxy front without cache, lsyncd delay 5 into the other node's rsync daemon; CPU per request counts every process of it`,
       "load average at start": loadAtStart,

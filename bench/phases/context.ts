@@ -42,6 +42,11 @@ export interface BenchContext {
 }
 
 export const nodeTarget = (node: { memory(): Memory; cpuSeconds(): number }) => ({ memory: () => node.memory(), cpuSeconds: () => node.cpuSeconds() });
+/** Uploads to node 1: its memory, and the CPU of every node, since the peers receive the copies (the seed's side counts both its nodes too). */
+export const uploadTarget = (cluster: BenchCluster) => ({
+  memory: () => cluster.node("1").memory(),
+  cpuSeconds: () => cluster.nodes.reduce((sum, node) => sum + node.cpuSeconds(), 0),
+});
 
 function progress(ctx: BenchContext, label: string, side: string, result: Side): void {
   const errors = result.errors.status + result.errors.read + result.errors.connect + result.errors.timeout;

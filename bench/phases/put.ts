@@ -8,7 +8,7 @@ import { TARGETS } from "../options.ts";
 import type { Transport } from "../nanocdn.ts";
 import { msText, type Row } from "../report.ts";
 import { type Side, throughputRow } from "../throughput.ts";
-import { type BenchContext, checkPut, measureOne, nodeTarget, putLoad, withCluster } from "./context.ts";
+import { type BenchContext, checkPut, measureOne, nodeTarget, putLoad, uploadTarget, withCluster } from "./context.ts";
 
 export async function putPhase(ctx: BenchContext): Promise<Row[]> {
   const rows: Row[] = [];
@@ -34,7 +34,7 @@ export async function putPhase(ctx: BenchContext): Promise<Row[]> {
   const nanocdnPut = (name: string, label: string, spec: { size: number; replicate: boolean; transport?: Transport; config?: Record<string, unknown> }) =>
     withCluster(ctx, { name, ...spec }, async (cluster): Promise<Side> => {
       const n1 = cluster.node("1");
-      const side = await measureOne(ctx, label, "nanocdn", { url: n1.url, ...putLoad(ctx, `/upload/pub/${prefix}-${name}`), ...nodeTarget(n1) });
+      const side = await measureOne(ctx, label, "nanocdn", { url: n1.url, ...putLoad(ctx, `/upload/pub/${prefix}-${name}`), ...uploadTarget(cluster) });
       await checkPut(join(n1.data, "files", "1", "pub", `${prefix}-${name}`), side);
       if (side.memoryMax) ctx.memory.put.push(side.memoryMax);
       return side;

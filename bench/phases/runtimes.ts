@@ -8,7 +8,7 @@ import type { Runtime } from "../../test/helpers/runtimes.ts";
 import { upload } from "../nanocdn.ts";
 import { int, type Row } from "../report.ts";
 import { type Side, throughputRow } from "../throughput.ts";
-import { type BenchContext, checkGet, checkPut, measureOne, nodeTarget, putLoad, withCluster } from "./context.ts";
+import { type BenchContext, checkGet, checkPut, measureOne, nodeTarget, putLoad, uploadTarget, withCluster } from "./context.ts";
 
 const RUNTIMES: [Runtime, string][] = [
   ["node", "Node"],
@@ -44,7 +44,7 @@ export async function runtimesPhase(ctx: BenchContext): Promise<Row[]> {
       const get = await measureOne(ctx, `GET 4 KiB on ${name}`, "nanocdn", { url: n1.url + a.location, ...nodeTarget(n1) });
       rows.push(withCost(throughputRow(`runtime-get-${runtime}`, `GET 4 KiB on ${name} (seed: nginx direct, same phase)`, get, refGet), get, refGet));
       const folder = `${prefix}-${runtime}`;
-      const put = await measureOne(ctx, `PUT 4 KiB on ${name}`, "nanocdn", { url: n1.url, ...putLoad(ctx, `/upload/pub/${folder}`), ...nodeTarget(n1) });
+      const put = await measureOne(ctx, `PUT 4 KiB on ${name}`, "nanocdn", { url: n1.url, ...putLoad(ctx, `/upload/pub/${folder}`), ...uploadTarget(cluster) });
       await checkPut(join(n1.data, "files", "1", "pub", folder), put);
       rows.push(
         withCost(
