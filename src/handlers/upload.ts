@@ -11,8 +11,12 @@ import { type Namespace, urlPathOf } from "./paths.ts";
 
 const UPLOAD_ANSWER_HEADERS = headerSet("Content-Type", "Location", "ETag", "Retry-After", "X-Nanocdn-Copies");
 
-/** Bodies declared this small are read whole: a stream costs more than the bytes (on Node, the full Request it makes). */
-const SMALL_BODY_BYTES = 64 * 1024;
+/**
+ * Bodies declared this small are read whole: a stream costs more than the
+ * bytes (on Node, the full Request it makes). Runtime adapters may read
+ * them before the app runs.
+ */
+export const SMALL_BODY_BYTES = 64 * 1024;
 
 /**
  * The body to store, read only when the store pulls it: nothing is read

@@ -10,6 +10,7 @@ import type { Env } from "../../../handlers/app.ts";
 import type { FastReader } from "../../../handlers/fast-read.ts";
 import { errorResponse } from "../../../handlers/error-response.ts";
 import { jsonResponse } from "../../../handlers/json.ts";
+import { SMALL_BODY_BYTES } from "../../../handlers/upload.ts";
 import type { Logger } from "../../../handlers/logger.ts";
 import type { ListenAddress } from "../cli/config.ts";
 
@@ -102,9 +103,6 @@ function lingerBeforeClose(request: IncomingMessage): void {
     request.resume();
   };
 }
-
-/** Bodies up to this size, declared by Content-Length, are read before the app runs. */
-const SMALL_BODY_BYTES = 64 * 1024;
 
 /**
  * Reads a small body whole, as Node reads it, and hands it to the adapter as
