@@ -1,7 +1,7 @@
 import type { Command } from "./command.ts";
 import { checkConfig } from "./config-check.ts";
 import { ConfigError, loadConfig } from "./config.ts";
-import { CONFIG_OPTION } from "./serve.ts";
+import { CONFIG_OPTION, configFileOf } from "./serve.ts";
 
 export const checkConfigCommand: Command = {
   name: "check-config",
@@ -11,7 +11,7 @@ export const checkConfigCommand: Command = {
   details: "Exits 0 when serve would start, else 1 with one line per problem.",
   async run({ options, configFlags }) {
     try {
-      const config = await loadConfig({ file: (options.config as string | undefined) ?? process.env.NANOCDN_CONFIG, flags: configFlags });
+      const config = await loadConfig({ file: configFileOf(options), flags: configFlags });
       await checkConfig(config);
       process.stdout.write(`nanocdn: the configuration is good: node ${config.node}, data ${config.data}, ${config.peers.length} peers\n`);
       return 0;

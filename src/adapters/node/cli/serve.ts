@@ -1,5 +1,5 @@
 import cluster from "node:cluster";
-import type { Command } from "./command.ts";
+import type { Command, CommandInput } from "./command.ts";
 import { checkConfig } from "./config-check.ts";
 import { CONFIG_KEYS, type Config, type ConfigSources, loadConfig } from "./config.ts";
 import { type NodeLogger, createLogger } from "../process/logger.ts";
@@ -11,6 +11,9 @@ export const CONFIG_OPTION = {
   value: "FILE",
   meaning: "the TOML configuration file; NANOCDN_CONFIG in the environment names one too",
 } as const;
+
+/** The configuration file a command names: `--config`, else NANOCDN_CONFIG. */
+export const configFileOf = (options: CommandInput["options"]) => (options.config as string | undefined) ?? process.env.NANOCDN_CONFIG;
 
 /**
  * SIGHUP: the configuration is read again for what a running node can take
@@ -56,7 +59,7 @@ export const serveCommand: Command = {
       });
     }
 
-    const sources = { file: (options.config as string | undefined) ?? process.env.NANOCDN_CONFIG, flags: configFlags };
+    const sources = { file: configFileOf(options), flags: configFlags };
     const config = await loadConfig(sources);
     // Serving processes run this command too, once the primary has checked.
     if (cluster.isPrimary) await checkConfig(config);

@@ -4,7 +4,7 @@ import { parseUrlSigningKeys, UrlSigner } from "../../../handlers/url-signing.ts
 import { nodeSignature } from "../peers/node-signature.ts";
 import { type Command, UsageError } from "./command.ts";
 import { type Config, ConfigError, loadConfig } from "./config.ts";
-import { CONFIG_OPTION } from "./serve.ts";
+import { CONFIG_OPTION, configFileOf } from "./serve.ts";
 
 const DEFAULT_TTL = 3600;
 
@@ -48,7 +48,7 @@ returned it, or by a whole URL (whose origin is kept); a link printed as a path 
   async run({ options, positionals }) {
     const ttl = Number(options.ttl);
     if (!Number.isInteger(ttl) || ttl < 1) throw new UsageError("--ttl takes a positive number of seconds", signCommand);
-    const config = await loadConfig({ file: (options.config as string | undefined) ?? process.env.NANOCDN_CONFIG });
+    const config = await loadConfig({ file: configFileOf(options) });
     console.log(await signedLink(config, positionals[0]!, ttl, options["base-url"] as string | undefined));
     return 0;
   },

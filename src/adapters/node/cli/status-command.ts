@@ -9,7 +9,7 @@ import { nodeSignature } from "../peers/node-signature.ts";
 import { readClusterSecret } from "../process/background-services.ts";
 import type { Command } from "./command.ts";
 import { type Config, loadConfig } from "./config.ts";
-import { CONFIG_OPTION } from "./serve.ts";
+import { CONFIG_OPTION, configFileOf } from "./serve.ts";
 
 /** How long each node may take to answer. */
 const ANSWER_TIMEOUT_MS = 5000;
@@ -97,8 +97,7 @@ export const statusCommand: Command = {
     user: { type: "string", value: "NAME", meaning: "ask as this user (password in NANOCDN_PASSWORD) instead of signing with the cluster secret" },
   },
   configFlags: true,
-  run: ({ options, configFlags }) =>
-    clusterStatus((options.config as string | undefined) ?? process.env.NANOCDN_CONFIG, configFlags, options.user as string | undefined),
+  run: ({ options, configFlags }) => clusterStatus(configFileOf(options), configFlags, options.user as string | undefined),
 };
 
 async function clusterStatus(file: string | undefined, flags: Record<string, string>, user: string | undefined): Promise<number> {

@@ -2,7 +2,7 @@ import { text } from "node:stream/consumers";
 import { read } from "read";
 import { type Command, UsageError } from "./command.ts";
 import { loadConfig } from "./config.ts";
-import { CONFIG_OPTION } from "./serve.ts";
+import { CONFIG_OPTION, configFileOf } from "./serve.ts";
 import { checkUserName, listUsers, removeUser, setUser } from "../users/htpasswd-edit.ts";
 
 const options = {
@@ -12,7 +12,7 @@ const options = {
 
 /** The file named by --htpasswd, else the one the node would use with this configuration. */
 async function usersFile(input: { htpasswd?: string; config?: string }): Promise<string> {
-  const config = await loadConfig({ file: input.config ?? process.env.NANOCDN_CONFIG, flags: input.htpasswd ? { htpasswd: input.htpasswd } : {} });
+  const config = await loadConfig({ file: input.config, flags: input.htpasswd ? { htpasswd: input.htpasswd } : {} });
   return config.htpasswd;
 }
 
@@ -30,7 +30,7 @@ async function newPassword(name: string): Promise<string> {
   return password;
 }
 
-const asFiles = (o: Record<string, string | boolean | undefined>) => ({ htpasswd: o.htpasswd as string | undefined, config: o.config as string | undefined });
+const asFiles = (o: Record<string, string | boolean | undefined>) => ({ htpasswd: o.htpasswd as string | undefined, config: configFileOf(o) });
 
 export const userAddCommand: Command = {
   name: "user add",

@@ -4,7 +4,7 @@ import { connectPeers } from "../process/background-services.ts";
 import { createLogger } from "../process/logger.ts";
 import type { Command } from "./command.ts";
 import { loadConfig } from "./config.ts";
-import { CONFIG_OPTION } from "./serve.ts";
+import { CONFIG_OPTION, configFileOf } from "./serve.ts";
 
 /**
  * `nanocdn verify --config FILE`: re-hashes every file this node holds,
@@ -17,7 +17,7 @@ export const verifyCommand: Command = {
   options: { config: CONFIG_OPTION },
   configFlags: true,
   details: "Exits 0 when every file is good or was repaired, 1 when a damaged file could not be repaired.",
-  run: ({ options, configFlags }) => verify((options.config as string | undefined) ?? process.env.NANOCDN_CONFIG, configFlags),
+  run: ({ options, configFlags }) => verify(configFileOf(options), configFlags),
 };
 
 async function verify(file: string | undefined, flags: Record<string, string>): Promise<number> {
