@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { access, mkdir, readdir, readFile, rename, rmdir, unlink, writeFile } from "node:fs/promises";
-import { join, relative, sep } from "node:path";
+import { dirname, join, relative, sep } from "node:path";
+import { FolderSyncs } from "../disk/folder-sync.ts";
 import { META_DIR, readSidecar } from "../disk/sidecar.ts";
 
 /** Where a node lists its files that are due for deletion. */
@@ -29,14 +30,45 @@ export interface ExpiryEntry {
  * since, does no harm.
  */
 export class ExpiryIndex {
-  constructor(readonly dir: string) {}
+  /**
+   * `fsync`: the node's setting. With it, an entry is on disk, its name
+   * included, before the upload it is for goes ahead, as that upload will
+   * be; a power cut then cannot keep the file and lose its expiry.
+   */
+  readonly #fsync: boolean;
+  readonly #folderSyncs: FolderSyncs;
+
+  constructor(
+    readonly dir: string,
+    options: { fsync: boolean; folderSyncs?: FolderSyncs },
+  ) {
+    this.#fsync = options.fsync;
+    this.#folderSyncs = options.folderSyncs ?? new FolderSyncs();
+  }
 
   async record(key: string, deleteAt: number): Promise<void> {
     const folder = join(this.dir, String(Math.floor(deleteAt / BUCKET_SECONDS)));
     const temp = join(folder, `.${randomUUID()}`);
-    await mkdir(folder, { recursive: true });
-    await writeFile(temp, key, { flush: true });
+    const created = await mkdir(folder, { recursive: true });
+    await writeFile(temp, key, { flush: this.#fsync });
     await rename(temp, join(folder, `${deleteAt}-${createHash("sha256").update(key).digest("hex")}`));
+    await this.#sync(folder, created);
+  }
+
+  /**
+   * Makes what was just named in `folder` durable, and the names of the
+   * folders `mkdir` created down to it (from `created`, the first of them).
+   */
+  async #sync(folder: string, created?: string): Promise<void> {
+    if (!this.#fsync) return;
+    const folders = [folder];
+    if (created !== undefined) {
+      for (let parent = dirname(folder); ; parent = dirname(parent)) {
+        folders.push(parent);
+        if (parent === dirname(created) || parent === dirname(parent)) break;
+      }
+    }
+    await Promise.all(folders.map((path) => this.#folderSyncs.sync(path)));
   }
 
   /** The entries due at `now` (unix seconds), soonest first. */
@@ -89,8 +121,9 @@ export class ExpiryIndex {
       await this.record(`${node}/${relative(metaDir, path).split(sep).join("/")}`, deleteAt);
       recorded++;
     }
-    await mkdir(this.dir, { recursive: true });
-    await writeFile(join(this.dir, COMPLETE), "", { flush: true });
+    const created = await mkdir(this.dir, { recursive: true });
+    await writeFile(join(this.dir, COMPLETE), "", { flush: this.#fsync });
+    await this.#sync(this.dir, created);
     return recorded;
   }
 

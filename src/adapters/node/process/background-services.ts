@@ -87,7 +87,7 @@ export async function startBackgroundServices(
   const store = new DiskStore({ root: config.data, fsync: config.fsync });
   // Removes uploads a crash left half-written: before any process serves.
   await store.init();
-  const expiryIndex = new ExpiryIndex(expiryIndexDir(config.data));
+  const expiryIndex = new ExpiryIndex(expiryIndexDir(config.data), { fsync: config.fsync });
   if (config.htpasswdIsDefault) await createFirstUser(config.htpasswd, join(config.data, "initial-credentials"));
   const health = new PeerHealth(
     config.peers.map((p) => p.id),
