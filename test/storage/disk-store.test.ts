@@ -2,6 +2,7 @@ import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/promise
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DiskStore } from "../../src/adapters/node/disk/disk-store.ts";
+import { encodeSidecar } from "../../src/adapters/node/disk/sidecar.ts";
 import { describeBlobStore } from "./contract.ts";
 import { ConflictError } from "../../src/storage/errors.ts";
 import { describe, expect, it } from "vitest";
@@ -60,6 +61,30 @@ describe("DiskStore on its own", () => {
       expect((await readdir(outside)).sort()).toEqual(["secret.txt"]);
       expect(await store.delete("1/pub/ok.txt")).toBe(true);
       expect(await store.strays()).toEqual([]);
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+
+  it("never takes a file's metadata from behind a symlinked folder", async () => {
+    const base = await mkdtemp(join(tmpdir(), "nanocdn-disk-"));
+    try {
+      const store = new DiskStore({ root: join(base, "data") });
+      await store.init();
+      await store.create("1/pub/docs/a.txt", new Blob(["inside"]).stream());
+      // Metadata planted outside the store, saying the file expired long ago.
+      const outside = join(base, "outside");
+      await mkdir(outside);
+      await writeFile(join(outside, "a.txt"), encodeSidecar({ deleteAt: 1000 }));
+      const metaFolder = join(base, "data", "files", "1", "meta", "pub", "docs");
+      await rm(metaFolder, { recursive: true });
+      await symlink(outside, metaFolder);
+      // Another process of the node (this one trusts the folders it checked for a moment).
+      const reader = new DiskStore({ root: join(base, "data") });
+      expect((await reader.head("1/pub/docs/a.txt"))?.deleteAt).toBeUndefined();
+      const handle = await reader.open("1/pub/docs/a.txt");
+      expect(handle?.meta.deleteAt).toBeUndefined();
+      await handle?.close();
     } finally {
       await rm(base, { recursive: true, force: true });
     }

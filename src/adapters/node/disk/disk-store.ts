@@ -210,7 +210,8 @@ export class DiskStore implements BlobStore {
 
   async #sidecar(key: string): Promise<Sidecar | undefined> {
     const path = this.#sidecarPath(key);
-    if (!path) return undefined;
+    // Metadata from behind a symlinked folder could say anything (an expiry, a digest): none is better.
+    if (!path || !(await this.#folderIsInside(path))) return undefined;
     try {
       return await readSidecar(path);
     } catch (error) {
