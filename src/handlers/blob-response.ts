@@ -106,7 +106,7 @@ export async function blobResponse(request: Request, store: BlobStore, key: stri
   const meta = handle?.meta ?? (request.method === "HEAD" ? await store.head(key) : undefined);
   if (!meta) return undefined;
   try {
-    if (isExpired(meta)) throw new ExpiredError(`the file expired at ${new Date(meta.deleteAt! * 1000).toISOString()}`, meta.deleteAt!);
+    if (isExpired(meta)) throw new ExpiredError(meta.deleteAt!);
     const header = (name: string) => request.headers.get(name) ?? undefined;
     if (isNotModified(header("If-None-Match"), header("If-Modified-Since"), meta)) {
       await handle?.close();

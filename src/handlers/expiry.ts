@@ -44,8 +44,9 @@ export function isExpired(meta: BlobMeta, nowMs = Date.now()): boolean {
 export class ExpiredError extends NotFoundError {
   override readonly headers: Record<string, string>;
 
-  constructor(message: string, deleteAt: number) {
-    super(message);
+  /** `what`: the file, as the answer names it. */
+  constructor(deleteAt: number, what = "the file") {
+    super(`${what} expired at ${new Date(deleteAt * 1000).toISOString()}`);
     this.headers = { [DELETE_AT_HEADER]: String(deleteAt) };
   }
 }

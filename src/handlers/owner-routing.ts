@@ -157,10 +157,7 @@ export function readFromPeers(context: PeerContext, request: Request, file: File
         }
         if (outcome.kind === "final") return decide(() => resolve(relay(outcome.response)));
         // Any copy knows when its file expires: that 404 settles the read wherever it comes from.
-        if (outcome.kind === "expired") {
-          const when = new Date(outcome.deleteAt * 1000).toISOString();
-          return decide(() => reject(new ExpiredError(`${path} expired at ${when}`, outcome.deleteAt)));
-        }
+        if (outcome.kind === "expired") return decide(() => reject(new ExpiredError(outcome.deleteAt, path)));
         if (outcome.kind === "missing" && id === file.owner) {
           return decide(() => reject(new NotFoundError(`no file at ${path} on its owner node ${id}`)));
         }
