@@ -1,7 +1,8 @@
 import { readFile } from "node:fs/promises";
 import { parseTarget, urlPathOf } from "../../../handlers/paths.ts";
-import { parseUrlSigningKeys, UrlSigner } from "../../../handlers/url-signing.ts";
+import { UrlSigner } from "../../../handlers/url-signing.ts";
 import { nodeSignature } from "../peers/node-signature.ts";
+import { keysOfFile } from "../users/url-signing-key-file.ts";
 import { type Command, UsageError } from "./command.ts";
 import { type Config, ConfigError, loadConfig } from "./config.ts";
 import { CONFIG_OPTION, configFileOf } from "./serve.ts";
@@ -22,12 +23,11 @@ export async function signedLink(config: Config, name: string, ttlSeconds: numbe
   if (target.kind !== "file" || target.file.namespace !== "priv") {
     throw new Error(`${path} is not a private file (/<node>/priv/<path>); only those need signed URLs`);
   }
-  let keys: string[];
-  try {
-    keys = parseUrlSigningKeys(await readFile(config.url_signing_secret_file, "utf8"));
-  } catch (error) {
-    throw new Error(`the URL signing key file ${config.url_signing_secret_file}: ${(error as Error).message}`);
-  }
+  const file = config.url_signing_secret_file;
+  const text = await readFile(file, "utf8").catch((error: Error) => {
+    throw new Error(`the URL signing key file ${file} cannot be read: ${error.message}`);
+  });
+  const keys = keysOfFile(file, text);
   const expires = Math.floor(nowMs / 1000) + ttlSeconds;
   return baseUrl.replace(/\/+$/, "") + (await new UrlSigner(keys, nodeSignature).sign(urlPathOf(target.file), expires));
 }

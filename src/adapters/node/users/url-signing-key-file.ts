@@ -8,8 +8,17 @@ import { ReloadingFile } from "./reloading-file.ts";
  * The file of signed-URL keys (`url_signing_secret_file`), read again when
  * it changes, so that a key is rotated without a restart.
  */
+/** The keys in the file's text; an unusable file's reason names the file (the parser's reasons name no key). */
+export function keysOfFile(path: string, text: string): string[] {
+  try {
+    return parseUrlSigningKeys(text);
+  } catch (error) {
+    throw new Error(`the URL signing key file ${path} ${(error as Error).message}`);
+  }
+}
+
 export class UrlSigningKeyFile {
-  readonly #file: ReloadingFile<UrlSigner>;
+  readonly #file: ReloadingFile<{ signer: UrlSigner; keys: number }>;
 
   constructor(
     readonly path: string,
@@ -19,22 +28,17 @@ export class UrlSigningKeyFile {
       path,
       "URL signing key file",
       (text) => {
-        try {
-          const keys = parseUrlSigningKeys(text);
-          log.info({ file: path, keys: keys.length }, "URL signing keys loaded");
-          return new UrlSigner(keys, nodeSignature);
-        } catch (error) {
-          // The parser's reasons name no key; say which file.
-          throw new Error(`the URL signing key file ${path} ${(error as Error).message}`);
-        }
+        const keys = keysOfFile(path, text);
+        return { signer: new UrlSigner(keys, nodeSignature), keys: keys.length };
       },
       log,
+      ({ keys }) => log.info({ file: path, keys }, "URL signing keys loaded"),
     );
   }
 
   /** Reads the keys for the first time; throws when the file cannot be read or holds no usable key. */
   async load(): Promise<UrlSigner> {
-    const signer = await this.#file.load();
+    const { signer } = await this.#file.load();
     if ((await stat(this.path)).mode & 0o077) this.log.warn({ file: this.path }, "the URL signing key file is readable by other users; chmod 600 it");
     return signer;
   }
@@ -44,7 +48,7 @@ export class UrlSigningKeyFile {
     return this.#file.reload();
   }
 
-  signer(): Promise<UrlSigner | undefined> {
-    return this.#file.current();
+  async signer(): Promise<UrlSigner | undefined> {
+    return (await this.#file.current())?.signer;
   }
 }
