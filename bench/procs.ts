@@ -269,12 +269,29 @@ export interface Memory {
 const TRANSFERS = new Set(["rsync", "ssh"]);
 
 /**
+ * An rsync or ssh run moving files. The rsync daemon a node runs for its
+ * peers is not one (it stays, as the seed's daemons do); the children it
+ * forks for each connection are.
+ */
+function isTransfer(p: ProcStat, tree: ProcStat[]): boolean {
+  if (!TRANSFERS.has(p.comm)) return false;
+  if (p.comm !== "rsync" || tree.some((parent) => parent.pid === p.ppid && parent.comm === "rsync")) return true;
+  try {
+    return !readFileSync(`/proc/${p.pid}/cmdline`, "utf8").split("\0").includes("--daemon");
+  } catch {
+    return true;
+  }
+}
+
+/**
  * Memory of a server: its process and every descendant named `comm` (nginx's
- * workers), or by default every descendant but rsync and ssh runs (a node's
- * serving processes, whatever the runtime names them: node, bun.exe, deno).
+ * workers), or by default every descendant but transfer runs (a node's
+ * serving processes, whatever the runtime names them: node, bun.exe, deno,
+ * and its rsync daemon).
  */
 export function nodeMemory(pid: number, comm?: string): Memory {
-  const procs = processTree(pid).filter((p) => p.pid === pid || (comm === undefined ? !TRANSFERS.has(p.comm) : p.comm === comm));
+  const tree = processTree(pid);
+  const procs = tree.filter((p) => p.pid === pid || (comm === undefined ? !isTransfer(p, tree) : p.comm === comm));
   const rss = procs.map((p) => statusKiB(p.pid, "VmRSS"));
   const mib = (kib: number) => Math.round((kib / 1024) * 10) / 10;
   return {

@@ -20,7 +20,9 @@ export const SMALL_BODY_BYTES = 64 * 1024;
 
 /**
  * The body to store, read only when the store pulls it: nothing is read
- * before everything that can refuse the upload has been checked.
+ * before everything that can refuse the upload has been checked. Whole,
+ * it is bounded by its Content-Length, which the runtime's HTTP framing
+ * holds it to.
  */
 function uploadBody(request: Request, length: number | undefined): ReadableStream<Uint8Array> {
   if (length === undefined || length > SMALL_BODY_BYTES) return request.body ?? new ReadableStream({ start: (c) => c.close() });

@@ -427,6 +427,14 @@ export function describeHttpApi(runtime: string, getTarget: () => ApiTarget): vo
     });
 
     describe("bad input", () => {
+      it("takes a name of exactly 255 bytes in UTF-8, in three-byte characters", async () => {
+        // 85 characters of 3 bytes: the limit exactly (86 are refused below).
+        const name = "€".repeat(85);
+        const created = await put(t(), `pub/${encodeURIComponent(name)}`, "euro");
+        expect(created.status).toBe(201);
+        expect(await (await fetch(`${t().url}${created.headers.get("Location")}`)).text()).toBe("euro");
+      });
+
       const cases: [string, string, RegExp][] = [
         ["dot-dot segment", "/NODE/pub/a/../../../etc/passwd", /not allowed/],
         ["encoded dot-dot", "/NODE/pub/%2e%2e/%2E%2E/secret", /not allowed/],
@@ -440,8 +448,9 @@ export function describeHttpApi(runtime: string, getTarget: () => ApiTarget): vo
         ["trailing slash", "/NODE/pub/x/", /empty/],
         ["bad percent-encoding", "/NODE/pub/%zz", /percent/],
         ["long segment", `/NODE/pub/${"a".repeat(256)}`, /longer than 255/],
-        // 128 characters, 256 bytes in UTF-8.
+        // 128 characters, 256 bytes in UTF-8; 86 characters, 258 bytes.
         ["long segment in UTF-8", `/NODE/pub/${"%C3%A9".repeat(128)}`, /longer than 255/],
+        ["long segment in 3-byte UTF-8", `/NODE/pub/${"%E2%82%AC".repeat(86)}`, /longer than 255/],
         ["long path", `/NODE/pub/${Array.from({ length: 9 }, () => "b".repeat(120)).join("/")}`, /longer than 1024/],
         ["unknown namespace", "/NODE/secret/x", /unknown namespace/],
         ["no file", "/NODE/pub", /names no file/],

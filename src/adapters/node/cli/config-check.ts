@@ -3,10 +3,11 @@ import { access, readFile, stat } from "node:fs/promises";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { createSecureContext } from "node:tls";
-import { MIN_URL_SIGNING_KEY_LENGTH, parseUrlSigningKeys } from "../../../handlers/url-signing.ts";
+import { MIN_URL_SIGNING_KEY_LENGTH } from "../../../handlers/url-signing.ts";
 import { HtpasswdCredentials } from "../../htpasswd.ts";
 import { MIN_SECRET_LENGTH } from "../../../handlers/cluster-auth.ts";
 import { ConfigError, type Config, type ConfigKey, type ListenAddress } from "./config.ts";
+import { keysOfFile } from "../users/url-signing-key-file.ts";
 
 /** One line about a key: its name, where its value came from, what is wrong and what to do. */
 const about = (config: Config, key: ConfigKey, text: string) => `${key} (${config.origin[key] ? `from ${config.origin[key]}` : "default"}): ${text}`;
@@ -118,11 +119,11 @@ async function checkUrlSigningKeys(config: Config): Promise<string[]> {
     return [about(config, "url_signing_secret_file", `cannot read ${file} (${errno(error)}); put the keys of signed URLs there, mode 600`)];
   }
   try {
-    parseUrlSigningKeys(text);
+    keysOfFile(file, text);
     return [];
   } catch (error) {
     const fix = `write keys of ${MIN_URL_SIGNING_KEY_LENGTH}+ characters, one a line (e.g. \`openssl rand -hex 32\`), the same file on every node`;
-    return [about(config, "url_signing_secret_file", `the URL signing key file ${file} ${(error as Error).message}; ${fix}`)];
+    return [about(config, "url_signing_secret_file", `${(error as Error).message}; ${fix}`)];
   }
 }
 

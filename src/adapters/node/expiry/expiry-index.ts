@@ -12,6 +12,8 @@ const BUCKET_SECONDS = 3600;
 const ENTRY = /^(\d{1,12})-[0-9a-f]{64}$/;
 /** Marks an index that lists every expiring file of the node's folder. */
 const COMPLETE = ".complete";
+/** Entries a rebuild writes at once. */
+const REBUILD_BATCH = 32;
 
 export interface ExpiryEntry {
   key: string;
@@ -56,17 +58,18 @@ export class ExpiryIndex {
   }
 
   /**
-   * Makes what was just named in `folder` durable, and the names of the
-   * folders `mkdir` created down to it (from `created`, the first of them).
+   * Makes what was just named in `folder` durable, and the folder's own
+   * name: another record may have created it a moment ago and not synced
+   * it yet. When `mkdir` created folders (from `created`, the first of
+   * them), their names too.
    */
   async #sync(folder: string, created?: string): Promise<void> {
     if (!this.#fsync) return;
+    const top = dirname(created ?? folder);
     const folders = [folder];
-    if (created !== undefined) {
-      for (let parent = dirname(folder); ; parent = dirname(parent)) {
-        folders.push(parent);
-        if (parent === dirname(created) || parent === dirname(parent)) break;
-      }
+    for (let parent = dirname(folder); ; parent = dirname(parent)) {
+      folders.push(parent);
+      if (parent === top || parent === dirname(parent)) break;
     }
     await Promise.all(folders.map((path) => this.#folderSyncs.sync(path)));
   }
@@ -113,13 +116,18 @@ export class ExpiryIndex {
     const metaDir = join(filesDir, node, META_DIR);
     const found = await readdir(metaDir, { recursive: true, withFileTypes: true }).catch(() => []);
     let recorded = 0;
-    for (const entry of found) {
-      if (!entry.isFile()) continue;
-      const path = join(entry.parentPath, entry.name);
-      const deleteAt = (await readSidecar(path).catch(() => undefined))?.deleteAt;
-      if (deleteAt === undefined) continue;
-      await this.record(`${node}/${relative(metaDir, path).split(sep).join("/")}`, deleteAt);
-      recorded++;
+    const files = found.filter((entry) => entry.isFile());
+    // Several at once: with fsync, their syncs share the disk's journal commits.
+    for (let start = 0; start < files.length; start += REBUILD_BATCH) {
+      await Promise.all(
+        files.slice(start, start + REBUILD_BATCH).map(async (entry) => {
+          const path = join(entry.parentPath, entry.name);
+          const deleteAt = (await readSidecar(path).catch(() => undefined))?.deleteAt;
+          if (deleteAt === undefined) return;
+          await this.record(`${node}/${relative(metaDir, path).split(sep).join("/")}`, deleteAt);
+          recorded++;
+        }),
+      );
     }
     const created = await mkdir(this.dir, { recursive: true });
     await writeFile(join(this.dir, COMPLETE), "", { flush: this.#fsync });

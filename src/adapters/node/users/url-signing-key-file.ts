@@ -4,10 +4,6 @@ import { parseUrlSigningKeys, UrlSigner } from "../../../handlers/url-signing.ts
 import { nodeSignature } from "../peers/node-signature.ts";
 import { ReloadingFile } from "./reloading-file.ts";
 
-/**
- * The file of signed-URL keys (`url_signing_secret_file`), read again when
- * it changes, so that a key is rotated without a restart.
- */
 /** The keys in the file's text; an unusable file's reason names the file (the parser's reasons name no key). */
 export function keysOfFile(path: string, text: string): string[] {
   try {
@@ -17,6 +13,10 @@ export function keysOfFile(path: string, text: string): string[] {
   }
 }
 
+/**
+ * The file of signed-URL keys (`url_signing_secret_file`), read again when
+ * it changes, so that a key is rotated without a restart.
+ */
 export class UrlSigningKeyFile {
   readonly #file: ReloadingFile<{ signer: UrlSigner; keys: number }>;
 
