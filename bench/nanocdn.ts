@@ -115,16 +115,11 @@ export async function configureCluster(spec: ClusterSpec): Promise<BenchCluster>
     htpasswd: spec.credentials.htpasswd,
     clusterSecretFile,
     replicate: spec.replicate,
-    ...(rsyncd.size > 0 && { peer: (from: string, to: string) => ({ rsync: `rsync://node${from}@127.0.0.1:${rsyncd.get(to)}/from-${from}/` }) }),
+    ...(rsyncd.size > 0 && { rsyncd: (id: string) => `127.0.0.1:${rsyncd.get(id)}` }),
   };
   // The launcher's own default is one serving process; the bench runs what a user gets unless told otherwise.
   const workers = spec.workers === undefined ? "auto" : /^\d+$/.test(spec.workers) ? Number(spec.workers) : spec.workers;
-  const configOf = (id: string) => ({
-    ...localNodeConfig(plan, id),
-    workers,
-    ...spec.config,
-    ...(rsyncd.has(id) && { rsyncd_listen: `127.0.0.1:${rsyncd.get(id)}` }),
-  });
+  const configOf = (id: string) => ({ ...localNodeConfig(plan, id), workers, ...spec.config });
 
   const nodes = ids.map((id) => makeNode(id, localNodeDir(dir, id), ports.get(id)!, configOf(id), spec.nodeArgs?.(id) ?? [], spec.runtime));
   const cluster: BenchCluster = {

@@ -4,7 +4,6 @@ import { afterEach, describe, expect, it } from "vitest";
 import { startCluster, type TestCluster, nodeStatus } from "../helpers/cluster.ts";
 import { basic } from "../helpers/credentials.ts";
 import { eventually } from "../helpers/eventually.ts";
-import { freePort } from "../helpers/ports.ts";
 
 const auth = { Authorization: basic() };
 
@@ -24,15 +23,8 @@ describe("a node without its owner marker", () => {
   });
 
   it("in a brand-new cluster on the rsync daemon transport restores from every peer, and takes an upload once /check/ says 200", async () => {
-    const rsyncd: Record<string, number> = {};
-    for (const id of ["1", "2", "3"]) rsyncd[id] = await freePort();
     // All three start at once, each finding the others' rsync daemons not yet there.
-    cluster = await startCluster({
-      size: 3,
-      config: (id) => ({ rsyncd_listen: `127.0.0.1:${rsyncd[id]}` }),
-      peer: (from, to) => ({ rsync: `rsync://node${from}@127.0.0.1:${rsyncd[to]}/from-${from}/` }),
-      waitForPeers: false,
-    });
+    cluster = await startCluster({ size: 3, rsyncd: true, waitForPeers: false });
     const c = cluster;
     const uploads = await Promise.all(
       c.ids.map(async (id) => {

@@ -5,7 +5,6 @@ import { basic } from "../helpers/credentials.ts";
 import { listFiles } from "../helpers/disk.ts";
 import { eventually } from "../helpers/eventually.ts";
 import { Firewall } from "../helpers/firewall.ts";
-import { freePort } from "../helpers/ports.ts";
 
 const auth = { Authorization: basic() };
 const CUT_MS = 10_000;
@@ -28,18 +27,16 @@ async function storesIdentical(cluster: TestCluster): Promise<boolean> {
 
 describe("a node cut off by the firewall", () => {
   let cluster: TestCluster | undefined;
-  const rsyncd: Record<string, number> = {};
   const firewall = new Firewall("nanocdn_cut");
 
   beforeAll(async () => {
     Firewall.check();
-    for (const id of ["1", "2", "3"]) rsyncd[id] = await freePort();
     cluster = await startCluster({
       size: 3,
       gid: gidOf,
+      rsyncd: true,
       // Production's health settings: the cut is noticed as it would be there.
-      config: (id) => ({ rsyncd_listen: `127.0.0.1:${rsyncd[id]}`, health_interval_ms: 1000, health_fall: 5, health_rise: 2 }),
-      peer: (from, to) => ({ rsync: `rsync://node${from}@127.0.0.1:${rsyncd[to]}/from-${from}/` }),
+      config: { health_interval_ms: 1000, health_fall: 5, health_rise: 2 },
     });
   }, 90_000);
 
@@ -84,8 +81,8 @@ describe("a node cut off by the firewall", () => {
 
     await new Promise((r) => setTimeout(r, 1500));
     const cutAt = Date.now();
-    firewall.cut(gidOf("3"), [port("1"), port("2"), rsyncd["1"]!, rsyncd["2"]!]);
-    for (const id of ["1", "2"]) firewall.cut(gidOf(id), [port("3"), rsyncd["3"]!]);
+    firewall.cut(gidOf("3"), [port("1"), port("2"), c.rsyncdPort("1"), c.rsyncdPort("2")]);
+    for (const id of ["1", "2"]) firewall.cut(gidOf(id), [port("3"), c.rsyncdPort("3")]);
     await new Promise((r) => setTimeout(r, CUT_MS));
     firewall.heal();
     const healedAt = Date.now();

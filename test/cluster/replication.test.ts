@@ -7,7 +7,6 @@ import { rsyncPassword } from "../../src/adapters/node/replication/rsync.ts";
 import { CLUSTER_SECRET, startCluster, type TestCluster, nodeStatus } from "../helpers/cluster.ts";
 import { basic } from "../helpers/credentials.ts";
 import { listFiles, placeFile } from "../helpers/disk.ts";
-import { freePort } from "../helpers/ports.ts";
 import { eventually } from "../helpers/eventually.ts";
 
 const auth = { Authorization: basic() };
@@ -293,16 +292,6 @@ describe("the rsync daemon transport", () => {
     cluster = undefined;
   });
 
-  async function daemonCluster(extra: Record<string, unknown> = {}) {
-    const ports: Record<string, number> = { "1": await freePort(), "2": await freePort(), "3": await freePort() };
-    cluster = await startCluster({
-      size: 3,
-      config: (id) => ({ rsyncd_listen: `127.0.0.1:${ports[id]}`, ...extra }),
-      peer: (from, to) => ({ rsync: `rsync://node${from}@127.0.0.1:${ports[to]}/from-${from}/` }),
-    });
-    return { cluster, ports };
-  }
-
   function rsyncAs(node: string, destination: string, file: string) {
     return spawnSync("rsync", ["-a", file, destination], {
       env: { ...process.env, RSYNC_PASSWORD: rsyncPassword(CLUSTER_SECRET, node) },
@@ -311,7 +300,8 @@ describe("the rsync daemon transport", () => {
   }
 
   it("replicates through the daemons, and lets a node write only its own folder", async () => {
-    const { cluster: c, ports } = await daemonCluster();
+    cluster = await startCluster({ size: 3, rsyncd: true });
+    const c = cluster;
     const location = await upload(c, "2", "pub/via-daemon.txt", "through rsyncd");
     await eventually(async () => expect(await replicaOf(c, "1", "2")).toContain("pub/via-daemon.txt"));
     expect((await nodeStatus(c, "2")).replication[0].transport).toBe("daemon");
@@ -321,22 +311,23 @@ describe("the rsync daemon transport", () => {
     const intruder = join(c.dir, "intruder.txt");
     await writeFile(intruder, "node 2 pretending");
     // Node 2's password does not open node 3's folder on node 1, under either name.
-    expect(rsyncAs("2", `rsync://node2@127.0.0.1:${ports["1"]}/from-3/`, intruder).status).toBe(5);
-    expect(rsyncAs("2", `rsync://node3@127.0.0.1:${ports["1"]}/from-3/`, intruder).status).toBe(5);
+    expect(rsyncAs("2", `rsync://node2@127.0.0.1:${c.rsyncdPort("1")}/from-3/`, intruder).status).toBe(5);
+    expect(rsyncAs("2", `rsync://node3@127.0.0.1:${c.rsyncdPort("1")}/from-3/`, intruder).status).toBe(5);
     expect(await replicaOf(c, "1", "3")).not.toContain("intruder.txt");
     // Nor can it step outside its own module: the daemon keeps `..` inside it.
-    rsyncAs("2", `rsync://node2@127.0.0.1:${ports["1"]}/from-2/../3/`, intruder);
+    rsyncAs("2", `rsync://node2@127.0.0.1:${c.rsyncdPort("1")}/from-2/../3/`, intruder);
     expect(await replicaOf(c, "1", "3")).not.toContain("intruder.txt");
     expect(await listFiles(join(c.data("1"), "files"))).not.toContain("3/intruder.txt");
     // Its own folder it may write.
-    expect(rsyncAs("2", `rsync://node2@127.0.0.1:${ports["1"]}/from-2/`, intruder).status).toBe(0);
+    expect(rsyncAs("2", `rsync://node2@127.0.0.1:${c.rsyncdPort("1")}/from-2/`, intruder).status).toBe(0);
     expect(await (await fetch(c.url("1") + location)).text()).toBe("through rsyncd");
   });
 
   it("leaves no partial file visible when the receiver is killed during a push", async () => {
     // A bandwidth cap makes the push last a few seconds, so the kill lands in
     // the middle; the upload is answered before its push (one copy) so the test can watch it.
-    const { cluster: c } = await daemonCluster({ rsync_bwlimit: 16 * 1024, sync_copies: 1 });
+    cluster = await startCluster({ size: 3, rsyncd: true, config: { rsync_bwlimit: 16 * 1024, sync_copies: 1 } });
+    const c = cluster;
     const size = 48 * 1024 * 1024;
     const location = await upload(c, "1", "pub/big.bin", new Uint8Array(size).fill(7));
     const onTwo = join(c.data("2"), "files", location.slice(1));

@@ -22,6 +22,8 @@ export interface TestCluster {
   /** Where node `id` keeps its data (stable across restarts). */
   data(id: string): string;
   url(id: string): string;
+  /** The port of node `id`'s rsync daemon (a cluster started with `rsyncd`). */
+  rsyncdPort(id: string): number;
   /** Starts (again) node `id` with the same config, data and port. */
   start(id: string): Promise<NodeProcess>;
   /** SIGKILL: no goodbye. */
@@ -38,6 +40,8 @@ export interface ClusterOptions {
   peer?: (from: string, to: string, data: (id: string) => string) => Record<string, unknown>;
   /** Replicate with rsync into the peers' folders on this host (the local transport). */
   replicate?: boolean;
+  /** Replicate through an rsync daemon on each node, as production does. */
+  rsyncd?: boolean;
   /** Scheme of the peer URLs. */
   scheme?: "http" | "https";
   /** Runs once the data folders are known, before any node starts. */
@@ -60,6 +64,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
   const ids = Array.from({ length: size }, (_, i) => String(i + 1));
   const ports: Record<string, number> = {};
   for (const id of ids) ports[id] = await freePort();
+  const rsyncdPorts: Record<string, number> = {};
+  if (options.rsyncd) for (const id of ids) rsyncdPorts[id] = await freePort();
   const secretFile = join(dir, "cluster.secret");
   await writeFile(secretFile, CLUSTER_SECRET, { mode: 0o600 });
   const htpasswd = join(dir, "htpasswd");
@@ -74,7 +80,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
     scheme,
     htpasswd,
     clusterSecretFile: secretFile,
-    replicate: options.replicate ?? false,
+    replicate: (options.replicate ?? false) || (options.rsyncd ?? false),
+    ...(options.rsyncd && { rsyncd: (id: string) => `127.0.0.1:${rsyncdPorts[id]}` }),
     peer: (from, to) => options.peer?.(from, to, data) ?? {},
   };
   const configOf = (id: string) => ({
@@ -89,6 +96,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
     nodes,
     data,
     url: (id) => `${scheme}://127.0.0.1:${ports[id]}`,
+    rsyncdPort: (id) => rsyncdPorts[id]!,
     async start(id) {
       const nodeDir = localNodeDir(dir, id);
       await mkdir(nodeDir, { recursive: true });

@@ -4,6 +4,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { stringify } from "smol-toml";
+import { daemonDestination } from "../replication/rsyncd.ts";
 import { createFirstUser } from "../users/first-user.ts";
 import { type Command, UsageError } from "./command.ts";
 
@@ -43,8 +44,10 @@ export interface LocalClusterPlan {
   scheme?: "http" | "https";
   htpasswd: string;
   clusterSecretFile: string;
-  /** Each node pushes its files with rsync into the peers' data folders (the local transport). */
+  /** Each node pushes its files with rsync into the peers' data folders (the local transport), or through their daemons (`rsyncd`). */
   replicate: boolean;
+  /** The `host:port` node `id` runs its rsync daemon on, for the peers to push through. */
+  rsyncd?(id: string): string;
   /** More fields of the peer entry for `to` in the config of `from`. */
   peer?(from: string, to: string): Record<string, unknown>;
 }
@@ -62,10 +65,11 @@ export function localNodeConfig(plan: LocalClusterPlan, id: string): Record<stri
     htpasswd: plan.htpasswd,
     ...(others.length > 0 && {
       cluster_secret_file: plan.clusterSecretFile,
+      ...(plan.replicate && plan.rsyncd && { rsyncd_listen: plan.rsyncd(id) }),
       peers: others.map((other) => ({
         id: other,
         url: `${plan.scheme ?? "http"}://${plan.listen(other)}`,
-        ...(plan.replicate && { rsync: join(localNodeData(plan.dir, other), "files", id) }),
+        ...(plan.replicate && { rsync: plan.rsyncd ? daemonDestination(id, plan.rsyncd(other)) : join(localNodeData(plan.dir, other), "files", id) }),
         ...plan.peer?.(id, other),
       })),
     }),

@@ -21,6 +21,9 @@ export interface RsyncDaemonOptions {
 const rsyncUser = (id: string) => `node${id}`;
 const rsyncModule = (id: string) => `from-${id}`;
 
+/** The `rsync` destination through which node `self` pushes into the daemon at `address` (`host:port`). */
+export const daemonDestination = (self: string, address: string) => `rsync://${rsyncUser(self)}@${address}/${rsyncModule(self)}/`;
+
 /**
  * One module per sending peer, each writable only with that peer's password
  * and only into `files/<peer>/`: node 2 can write node 2's replica here and
