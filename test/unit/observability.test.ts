@@ -28,6 +28,17 @@ describe("what the handlers count", () => {
     expect(sample(first, 'nanocdn_http_requests_total{method="PUT",status="2xx"}')).toBe(1);
   });
 
+  it("counts the body bytes a GET sends, and none for a HEAD, which declares the length only", async () => {
+    await cluster.place("1", "1/pub/twelve.txt", "twelve bytes");
+    const sent = async () => sample((await cluster.node("1").metrics.exposition())!, "nanocdn_http_sent_bytes_total")!;
+    const before = await sent();
+    expect(await (await cluster.request("1", "/1/pub/twelve.txt")).text()).toBe("twelve bytes");
+    expect(await sent()).toBe(before + 12);
+    const head = await cluster.request("1", "/1/pub/twelve.txt", { method: "HEAD" });
+    expect(head.headers.get("Content-Length")).toBe("12");
+    expect(await sent()).toBe(before + 12);
+  });
+
   it("counts deletes and answers by status class", async () => {
     await cluster.place("1", "1/pub/gone.txt", "x");
     expect((await cluster.request("1", "/1/pub/gone.txt", { method: "DELETE", headers: { Authorization: AUTH } })).status).toBe(204);
