@@ -22,14 +22,24 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
     if (worker.isConnected()) worker.send(message, undefined, () => {});
   };
   const live = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w?.isConnected() === true);
+  /**
+   * Serving processes that said they listen and take messages. Only these
+   * are sent anything: what one missed while starting comes with its
+   * "ready". Besides, Deno's IPC may part the listening socket it hands a
+   * starting process from its message when another message travels beside
+   * it; the process then never acknowledges the socket, and every later
+   * message to it waits behind that acknowledgement for good.
+   */
+  const ready = new WeakSet<Worker>();
+  const listening = () => live().filter((w) => ready.has(w));
   const broadcast = (message: ToWorker) => {
-    for (const worker of live()) send(worker, message);
+    for (const worker of listening()) send(worker, message);
   };
   const questions = new Questions();
   /** The serving processes (but the one the change came from) may hold the file, or its absence, in memory: they forget it before the change is confirmed. */
   const invalidateElsewhere = (key: string, origin?: Worker) =>
     Promise.all(
-      live()
+      listening()
         .filter((w) => w !== origin)
         .map((w) => questions.ask((ask) => send(w, { t: "invalidate", key, ask }))),
     );
@@ -44,7 +54,7 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
 
   /** Every serving process's metrics and this process's own, as one node's. */
   const nodeMetrics = async () => {
-    const reports = await Promise.all(live().map((w) => questions.ask<MetricsJson>((ask) => send(w, { t: "metrics", ask }))));
+    const reports = await Promise.all(listening().map((w) => questions.ask<MetricsJson>((ask) => send(w, { t: "metrics", ask }))));
     const own = await services.registry.getMetricsAsJSON();
     return aggregatedExposition([own, ...reports.filter((r): r is MetricsJson => r !== undefined)]);
   };
@@ -54,8 +64,6 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
   // serving processes accept on the shared socket themselves.
   if ("Deno" in globalThis) cluster.schedulingPolicy = cluster.SCHED_NONE;
   let stopping = false;
-  /** Serving processes that said they listen and take messages. */
-  const ready = new WeakSet<Worker>();
   /** Those asked to reload while starting, and the log level of the last reload. */
   const reloadPending = new WeakSet<Worker>();
   let reloadLevel: string = config.log_level;
@@ -69,7 +77,7 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
     worker.on("message", (message: ToPrimary) => {
       switch (message.t) {
         case "ready":
-          // What it missed while starting (messages to a process that is not listening yet are lost).
+          // What it was not sent while starting.
           ready.add(worker);
           for (const peer of services.health.snapshot()) send(worker, { t: "peer", id: peer.id, up: peer.up });
           send(worker, { t: "ownFiles", value: services.ownFiles() });
