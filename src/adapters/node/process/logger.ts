@@ -38,21 +38,18 @@ export function createLogger(level: string): NodeLogger {
   // that stalls) waits in memory up to MAX_WAITING_BYTES, then is dropped
   // and counted, rather than growing without end. Lines go in as Buffers:
   // with strings, sonic-boom measures the whole waiting batch again at every
-  // line, which cost more than formatting the line. Not on Deno: there a
-  // process writing Buffers this way stalled now and then for seconds (its
-  // IPC unanswered, SIGTERM unheeded) where strings never did.
-  const buffers = !("Deno" in globalThis);
+  // line, which cost more than formatting the line.
   const destination = pino.destination({
     dest: 1,
     sync: false,
-    contentMode: buffers ? "buffer" : "utf8",
+    contentMode: "buffer",
     minLength: 2048,
     maxWrite: writesIntoPipe() ? PIPE_BUF : FILE_WRITE_BYTES,
     maxLength: MAX_WAITING_BYTES,
     periodicFlush: 200,
   });
   // sonic-boom's types know only its string mode.
-  const put = buffers ? (line: string) => destination.write(Buffer.from(line) as unknown as string) : (line: string) => destination.write(line);
+  const put = (line: string) => destination.write(Buffer.from(line) as unknown as string);
   let dropped = 0;
   destination.on("drop", () => {
     if (dropped++ === 0) setTimeout(() => reportDropped(), DROP_REPORT_MS).unref();
