@@ -67,6 +67,10 @@ async function readTls(tls: { cert: string; key: string }): Promise<TlsFiles> {
 /** How often the certificate files are checked for renewal. */
 const TLS_RECHECK_MS = 5000;
 
+/** A certificate swap that must listen again after closing: how often it tries, and how long between tries. */
+const RELISTEN_TRIES = 20;
+const RELISTEN_PAUSE_MS = 25;
+
 /** How long a refused upload's sender may go on sending before its connection is cut. */
 const LINGER_MS = 5000;
 
@@ -242,13 +246,25 @@ export async function startHttpServer({ app, fastRead, listen, tls, log }: HttpS
     old.close();
     if (!beside) {
       servers.delete(next);
-      next = open(context);
-      await listenOn(next).catch((error: unknown) => {
-        log.error({ err: error, port: listen.port }, "the port was taken while the certificate was swapped: nothing listens; exiting");
-        process.exit(1);
-      });
+      next = await listenAfterClose(context);
     }
     server = next;
+  };
+  /** The port a closed server held may be free a moment later than close() returns. */
+  const listenAfterClose = async (context: TlsFiles, triesLeft = RELISTEN_TRIES): Promise<Server> => {
+    const next = open(context);
+    try {
+      await listenOn(next);
+      return next;
+    } catch (error) {
+      servers.delete(next);
+      if (triesLeft <= 1) {
+        log.error({ err: error, port: listen.port }, "the port was taken while the certificate was swapped: nothing listens; exiting");
+        process.exit(1);
+      }
+      await new Promise((resolve) => setTimeout(resolve, RELISTEN_PAUSE_MS));
+      return listenAfterClose(context, triesLeft - 1);
+    }
   };
   const certificate = tls ? watchCertificate(renew, tls, log, TLS_RECHECK_MS) : undefined;
 
