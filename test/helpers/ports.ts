@@ -1,16 +1,34 @@
 import { connect, createServer } from "node:net";
 
-/** A TCP port that was free a moment ago on 127.0.0.1. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * Ports come from below Linux's ephemeral range (32768–60999): one that
+ * listen(0) hands out there may be given to another test's outgoing
+ * connection before the node it was picked for binds it. Each vitest worker
+ * takes its own slice, so files running side by side never pick the same;
+ * within a slice, a port still held by an earlier file's process is passed over.
+ */
+const FIRST_PORT = 20_000;
+const SLICE = 1_500;
+const SLICES = 8;
+const slice = (Number(process.env.VITEST_POOL_ID ?? 1) - 1) % SLICES;
+let next = Math.floor(Math.random() * SLICE);
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
     server.unref();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
+    server.once("error", () => resolve(false));
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
   });
+}
+
+/** A TCP port that was free a moment ago on 127.0.0.1, and that no other test picks. */
+export async function freePort(): Promise<number> {
+  for (let tries = 0; tries < SLICE; tries++) {
+    const port = FIRST_PORT + slice * SLICE + (next++ % SLICE);
+    if (await bindable(port)) return port;
+  }
+  throw new Error(`no free port in ${FIRST_PORT + slice * SLICE}–${FIRST_PORT + (slice + 1) * SLICE - 1}`);
 }
 
 /** Resolves once something accepts a TCP connection on 127.0.0.1:`port`. */
@@ -29,10 +47,6 @@ export function tcpConnect(port: number): Promise<void> {
  * test that checks the embedded default listen address cannot pick another.
  */
 export async function requirePortFree(port: number): Promise<void> {
-  const taken = await new Promise<boolean>((resolve) => {
-    const server = createServer();
-    server.once("error", () => resolve(true));
-    server.listen(port, "127.0.0.1", () => server.close(() => resolve(false)));
-  });
-  if (taken) throw new Error(`this test runs a node on the default address 127.0.0.1:${port}, which another program is using: stop it and run the test again`);
+  if (await bindable(port)) return;
+  throw new Error(`this test runs a node on the default address 127.0.0.1:${port}, which another program is using: stop it and run the test again`);
 }
