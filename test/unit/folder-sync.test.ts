@@ -45,4 +45,14 @@ describe("folder fsyncs (group commit)", () => {
     runs[1]!.finish();
     await expect(b).resolves.toBeUndefined();
   });
+
+  it("makes a folder's name durable, and those of the folders mkdir created above it", async () => {
+    const synced: string[] = [];
+    const syncs = new FolderSyncs(async (path) => void synced.push(path));
+    await syncs.syncNames("/data/a/b/c", "/data/a");
+    expect(synced.sort()).toEqual(["/data", "/data/a", "/data/a/b"]);
+    synced.length = 0;
+    await syncs.syncNames("/data/a/b/c");
+    expect(synced).toEqual(["/data/a/b"]);
+  });
 });

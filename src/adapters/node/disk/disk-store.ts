@@ -424,17 +424,9 @@ export class DiskStore implements BlobStore {
           }
           throw mkdirError;
         });
-        if (created && this.#fsync) await this.#syncNewFolders(dir, created);
+        // `dir` itself is synced after the link.
+        if (created && this.#fsync) await this.#folderSyncs.syncNames(dir, created);
       }
-    }
-  }
-
-  /** Makes new folders durable: each one's entry lives in its parent (`dir` itself is synced after the link). */
-  async #syncNewFolders(dir: string, firstCreated: string): Promise<void> {
-    const top = dirname(firstCreated);
-    for (let folder = dir; folder !== top; ) {
-      folder = dirname(folder);
-      await this.#folderSyncs.sync(folder);
     }
   }
 

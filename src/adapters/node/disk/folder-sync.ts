@@ -1,4 +1,5 @@
 import { closeSync, constants, fsync, openSync } from "node:fs";
+import { dirname } from "node:path";
 import { promisify } from "node:util";
 
 const fsyncFd = promisify(fsync);
@@ -37,6 +38,22 @@ export class FolderSyncs {
     if (!folder) return this.#start(path);
     folder.queued ??= folder.running.then(ignore, ignore).then(() => this.#start(path));
     return folder.queued;
+  }
+
+  /**
+   * Makes the name of `folder` durable, which lives in its parent, and the
+   * names of the folders above it up to `firstCreated`: the first folder
+   * `mkdir -p` created, or `folder` itself when it existed (another writer
+   * may have created it a moment ago and not synced its parent yet).
+   */
+  async syncNames(folder: string, firstCreated = folder): Promise<void> {
+    const top = dirname(firstCreated);
+    const parents: string[] = [];
+    for (let parent = dirname(folder); ; parent = dirname(parent)) {
+      parents.push(parent);
+      if (parent === top || parent === dirname(parent)) break;
+    }
+    await Promise.all(parents.map((parent) => this.sync(parent)));
   }
 
   #start(path: string): Promise<void> {

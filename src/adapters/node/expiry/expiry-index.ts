@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
 import { access, mkdir, readdir, readFile, rename, rmdir, unlink, writeFile } from "node:fs/promises";
-import { dirname, join, relative, sep } from "node:path";
+import { join, relative, sep } from "node:path";
 import { FolderSyncs } from "../disk/folder-sync.ts";
 import { META_DIR, readSidecar } from "../disk/sidecar.ts";
 
@@ -57,21 +57,10 @@ export class ExpiryIndex {
     await this.#sync(folder, created);
   }
 
-  /**
-   * Makes what was just named in `folder` durable, and the folder's own
-   * name: another record may have created it a moment ago and not synced
-   * it yet. When `mkdir` created folders (from `created`, the first of
-   * them), their names too.
-   */
+  /** Makes what was just named in `folder` durable, and the folder's own name (`created`: the first folder `mkdir` made). */
   async #sync(folder: string, created?: string): Promise<void> {
     if (!this.#fsync) return;
-    const top = dirname(created ?? folder);
-    const folders = [folder];
-    for (let parent = dirname(folder); ; parent = dirname(parent)) {
-      folders.push(parent);
-      if (parent === top || parent === dirname(parent)) break;
-    }
-    await Promise.all(folders.map((path) => this.#folderSyncs.sync(path)));
+    await Promise.all([this.#folderSyncs.sync(folder), this.#folderSyncs.syncNames(folder, created)]);
   }
 
   /** The entries due at `now` (unix seconds), soonest first. */
