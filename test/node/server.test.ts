@@ -118,6 +118,7 @@ describe("Node server", () => {
   it("logs one JSON line a request and never a password", async () => {
     const node = await startNodeProcess({ config: { node: "3" } });
     try {
+      const started = Date.now();
       await fetch(`${node.url}/upload/priv/log.txt`, { method: "PUT", body: "12345", headers: auth });
       await fetch(`${node.url}/upload/priv/log2.txt`, { method: "PUT", body: "x", headers: { Authorization: basic(USER, "guess-1-wrong") } });
       await fetch(`${node.url}/3/priv/log.txt`, { headers: auth });
@@ -136,6 +137,12 @@ describe("Node server", () => {
       const read = requests.find((l) => l.method === "GET" && l.path === "/3/priv/log.txt");
       expect(read).toMatchObject({ status: 200, bytes: 5 });
       expect(typeof read.ms).toBe("number");
+      // Each line carries the time it was written, as pino's own lines do.
+      for (const { time } of requests.filter((l) => l.path.includes("/log"))) {
+        expect(time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+        expect(Date.parse(time)).toBeGreaterThanOrEqual(started);
+        expect(Date.parse(time)).toBeLessThanOrEqual(Date.now());
+      }
       expect(node.output()).not.toContain(PASSWORD);
       expect(node.output()).not.toContain("guess-1-wrong");
       expect(node.output()).not.toContain(Buffer.from(`${USER}:${PASSWORD}`).toString("base64"));

