@@ -47,8 +47,9 @@ const MAX_CONCURRENT_BATCHES = 4;
  * for more, or for a run to end. A run costs some 8 ms of CPU on the two
  * nodes before it carries a file; starting one for each upload as it came
  * made half the runs carry one or two files. Under a steady load of small
- * uploads (two nodes on one machine), waiting for more answered 15-50 %
- * more uploads a second, at a fifth to a third less CPU each.
+ * uploads (two nodes on one machine), waiting for more answered more
+ * uploads a second in each of eight side-by-side pairs (most by 15-50 %),
+ * at less CPU each.
  */
 const SIDE_BATCH_MIN_PATHS = 16;
 const SIDE_BATCH_WAIT_MS = 10;
