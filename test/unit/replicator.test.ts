@@ -177,7 +177,54 @@ describe("Replicator (rsync runner injected)", () => {
     expect(copies).toBe(2);
   });
 
-  it("with syncCopies sends waiting uploads in batches beside the one under way: at once when many wait, else after a short wait; a few at most, never with a path one of them carries", async () => {
+  it("with syncCopies sends an upload's batch beside the ones under way at once while uploads come seldom, and gathers them while they come fast", async () => {
+    start({ syncCopies: 2, syncWaitMs: 60_000, targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
+    await vi.advanceTimersByTimeAsync(10);
+    rsync.runs.length = 0;
+    const held: ((result: RsyncResult) => void)[] = [];
+    const hold = () => rsync.answer(() => new Promise((resolve) => held.push(resolve)));
+    const releaseAll = () => {
+      for (const release of held.splice(0)) release({ ok: true, code: 0, message: "" });
+    };
+    const blobs = (run: Run | undefined) => run?.paths.filter((p) => !p.startsWith("meta/"));
+    const upload = (name: string) => void replicator.changed({ kind: "created", key: `1/pub/${name}.txt` });
+    hold();
+    // One every 20 ms: each goes at once, beside the runs still under way.
+    for (const [i, name] of ["a", "b", "c"].entries()) {
+      upload(name);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(rsync.runs).toHaveLength(i + 1);
+      await vi.advanceTimersByTimeAsync(19);
+    }
+    expect(rsync.runs.map(blobs)).toEqual([["pub/a.txt"], ["pub/b.txt"], ["pub/c.txt"]]);
+    releaseAll();
+    // Then one every millisecond, for a while.
+    rsync.answer(() => ({ ok: true, code: 0, message: "" }));
+    for (let i = 0; i < 20; i++) {
+      upload(`fast${i}`);
+      await vi.advanceTimersByTimeAsync(1);
+    }
+    hold();
+    rsync.runs.length = 0;
+    upload("v0");
+    await vi.advanceTimersByTimeAsync(1);
+    // Beside it, the next ones wait 10 ms for more to share one rsync run.
+    for (const name of ["v1", "v2", "v3"]) {
+      upload(name);
+      await vi.advanceTimersByTimeAsync(1);
+    }
+    expect(rsync.runs.map(blobs)).toEqual([["pub/v0.txt"]]);
+    await vi.advanceTimersByTimeAsync(8);
+    expect(blobs(rsync.runs[1])).toEqual(["pub/v1.txt", "pub/v2.txt", "pub/v3.txt"]);
+    // Sixteen waiting go at once.
+    const sixteen = Array.from({ length: 16 }, (_, i) => `w${i}`);
+    for (const name of sixteen) upload(name);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(blobs(rsync.runs[2])).toEqual(sixteen.map((name) => `pub/${name}.txt`));
+    releaseAll();
+  });
+
+  it("with syncCopies runs a few batches at most beside each other, never two with the same path", async () => {
     start({ syncCopies: 2, syncWaitMs: 60_000, targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
     await vi.advanceTimersByTimeAsync(10);
     rsync.runs.length = 0;
@@ -186,42 +233,22 @@ describe("Replicator (rsync runner injected)", () => {
     const done = { ok: true, code: 0, message: "" };
     const blobs = (run: Run | undefined) => run?.paths.filter((p) => !p.startsWith("meta/"));
     const answered: string[] = [];
-    const upload = (name: string) => void replicator.changed({ kind: "created", key: `1/pub/${name}.txt` }).then(() => answered.push(name));
-    // With nothing under way, an upload's batch starts at once.
-    upload("a");
-    await vi.advanceTimersByTimeAsync(1);
-    expect(rsync.runs.map(blobs)).toEqual([["pub/a.txt"]]);
-    // A few beside it wait a little, for more to share one rsync run.
-    for (const name of ["b", "c", "d"]) {
-      upload(name);
-      await vi.advanceTimersByTimeAsync(1);
+    // Uploads seldom enough to go at once, each while the batches before it still run.
+    for (const name of ["a", "b", "c", "d", "e"]) {
+      void replicator.changed({ kind: "created", key: `1/pub/${name}.txt` }).then(() => answered.push(name));
+      await vi.advanceTimersByTimeAsync(20);
     }
-    expect(rsync.runs).toHaveLength(1);
-    await vi.advanceTimersByTimeAsync(10);
-    expect(blobs(rsync.runs[1])).toEqual(["pub/b.txt", "pub/c.txt", "pub/d.txt"]);
-    // Sixteen waiting go at once.
-    const sixteen = (prefix: string) => Array.from({ length: 16 }, (_, i) => `${prefix}${i}`);
-    for (const name of sixteen("u")) upload(name);
-    await vi.advanceTimersByTimeAsync(1);
-    expect(blobs(rsync.runs[2])).toEqual(sixteen("u").map((name) => `pub/${name}.txt`));
-    for (const name of sixteen("v")) upload(name);
-    await vi.advanceTimersByTimeAsync(1);
-    expect(rsync.runs).toHaveLength(4);
-    // Four under way: the next waits for one of them to end.
-    upload("e");
-    await vi.advanceTimersByTimeAsync(100);
-    expect(rsync.runs).toHaveLength(4);
+    expect(rsync.runs.map(blobs)).toEqual([["pub/a.txt"], ["pub/b.txt"], ["pub/c.txt"], ["pub/d.txt"]]);
     replicator.changed({ kind: "deleted", key: "1/pub/a.txt" });
     held[1]!(done);
     await vi.advanceTimersByTimeAsync(1);
-    expect(answered).toEqual(["b", "c", "d"]);
-    await vi.advanceTimersByTimeAsync(10);
+    expect(answered).toEqual(["b"]);
     // The delete of a waits for the batch that carries a's upload.
     expect(blobs(rsync.runs[4])).toEqual(["pub/e.txt"]);
     // Nobody waits for a delete: it goes in the next batch once none runs.
     for (const release of [held[0]!, ...held.slice(2)]) release(done);
     await vi.advanceTimersByTimeAsync(200);
-    expect(answered).toHaveLength(4 + 32 + 1);
+    expect(answered.sort()).toEqual(["a", "b", "c", "d", "e"]);
     expect(rsync.runs.slice(5).map(blobs)).toEqual([["pub/a.txt"]]);
     held[5]!(done);
   });
