@@ -17,11 +17,17 @@ interface Run {
   args: string[];
 }
 
+/** What rsync answers for a run that went well. */
+const SUCCEEDED: RsyncResult = { ok: true, code: 0, message: "" };
+
+/** The paths of a run without the metadata files that travel with them. */
+const blobsOf = (run: Run | undefined) => run?.paths.filter((p) => !p.startsWith("meta/"));
+
 /** A stand-in for rsync that records each run and answers what the test says. */
 function fakeRsync() {
   const runs: Run[] = [];
   type Answer = (options: RsyncOptions) => RsyncResult | Promise<RsyncResult>;
-  let answer: Answer = () => ({ ok: true, code: 0, message: "" });
+  let answer: Answer = () => SUCCEEDED;
   const run: NonNullable<ReplicatorOptions["runRsync"]> = async (args, options, input) => {
     // A daemon destination: a local folder would make the replicator touch the disk, which fake timers cannot wait for.
     const destination = args.at(-1)!;
@@ -74,6 +80,12 @@ describe("Replicator (rsync runner injected)", () => {
     return replicator;
   }
   const runsOf = (peer: string) => rsync.runs.filter((r) => r.peer === peer);
+  /** From now on every run waits until the test ends it: each run's ending, in the order they started. */
+  function holdRuns(): ((result: RsyncResult) => void)[] {
+    const held: ((result: RsyncResult) => void)[] = [];
+    rsync.answer(() => new Promise((resolve) => held.push(resolve)));
+    return held;
+  }
 
   it("starts with a full pass to every peer, and runs one again on the interval", async () => {
     start({ fullPassIntervalMs: 60_000 });
@@ -137,7 +149,7 @@ describe("Replicator (rsync runner injected)", () => {
     expect(rsync.runs).toHaveLength(2);
     await vi.advanceTimersByTimeAsync(1);
     expect(rsync.runs).toHaveLength(3);
-    rsync.answer(() => ({ ok: true, code: 0, message: "" }));
+    rsync.answer(() => SUCCEEDED);
     await vi.advanceTimersByTimeAsync(800);
     expect(rsync.runs).toHaveLength(4);
     expect(rsync.runs.every((r) => r.paths.join() === "meta/pub/a.txt,pub/a.txt")).toBe(true);
@@ -157,7 +169,7 @@ describe("Replicator (rsync runner injected)", () => {
     replicator.changed({ kind: "created", key: "1/pub/3.txt" });
     await vi.advanceTimersByTimeAsync(200);
     // Peer 2 got every path; peer 3, down, was asked nothing, and past maxPending holds no list.
-    expect(runsOf("2").flatMap((r) => r.paths.filter((p) => !p.startsWith("meta/")))).toEqual(["pub/0.txt", "pub/1.txt", "pub/2.txt", "pub/3.txt"]);
+    expect(runsOf("2").flatMap((r) => blobsOf(r)!)).toEqual(["pub/0.txt", "pub/1.txt", "pub/2.txt", "pub/3.txt"]);
     expect(runsOf("3")).toHaveLength(0);
     expect(replicator.status().find((s) => s.peer === "3")).toMatchObject({ backlog: 0, needsFullPass: true });
     up.add("3");
@@ -181,14 +193,11 @@ describe("Replicator (rsync runner injected)", () => {
     start({ syncCopies: 2, syncWaitMs: 60_000, targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
     await vi.advanceTimersByTimeAsync(10);
     rsync.runs.length = 0;
-    const held: ((result: RsyncResult) => void)[] = [];
-    const hold = () => rsync.answer(() => new Promise((resolve) => held.push(resolve)));
+    let held = holdRuns();
     const releaseAll = () => {
-      for (const release of held.splice(0)) release({ ok: true, code: 0, message: "" });
+      for (const release of held.splice(0)) release(SUCCEEDED);
     };
-    const blobs = (run: Run | undefined) => run?.paths.filter((p) => !p.startsWith("meta/"));
     const upload = (name: string) => void replicator.changed({ kind: "created", key: `1/pub/${name}.txt` });
-    hold();
     // One every 20 ms: each goes at once, beside the runs still under way.
     for (const [i, name] of ["a", "b", "c"].entries()) {
       upload(name);
@@ -196,15 +205,15 @@ describe("Replicator (rsync runner injected)", () => {
       expect(rsync.runs).toHaveLength(i + 1);
       await vi.advanceTimersByTimeAsync(19);
     }
-    expect(rsync.runs.map(blobs)).toEqual([["pub/a.txt"], ["pub/b.txt"], ["pub/c.txt"]]);
+    expect(rsync.runs.map(blobsOf)).toEqual([["pub/a.txt"], ["pub/b.txt"], ["pub/c.txt"]]);
     releaseAll();
     // Then one every millisecond, for a while.
-    rsync.answer(() => ({ ok: true, code: 0, message: "" }));
+    rsync.answer(() => SUCCEEDED);
     for (let i = 0; i < 20; i++) {
       upload(`fast${i}`);
       await vi.advanceTimersByTimeAsync(1);
     }
-    hold();
+    held = holdRuns();
     rsync.runs.length = 0;
     upload("v0");
     await vi.advanceTimersByTimeAsync(1);
@@ -213,14 +222,14 @@ describe("Replicator (rsync runner injected)", () => {
       upload(name);
       await vi.advanceTimersByTimeAsync(1);
     }
-    expect(rsync.runs.map(blobs)).toEqual([["pub/v0.txt"]]);
+    expect(rsync.runs.map(blobsOf)).toEqual([["pub/v0.txt"]]);
     await vi.advanceTimersByTimeAsync(8);
-    expect(blobs(rsync.runs[1])).toEqual(["pub/v1.txt", "pub/v2.txt", "pub/v3.txt"]);
+    expect(blobsOf(rsync.runs[1])).toEqual(["pub/v1.txt", "pub/v2.txt", "pub/v3.txt"]);
     // Sixteen waiting go at once.
     const sixteen = Array.from({ length: 16 }, (_, i) => `w${i}`);
     for (const name of sixteen) upload(name);
     await vi.advanceTimersByTimeAsync(1);
-    expect(blobs(rsync.runs[2])).toEqual(sixteen.map((name) => `pub/${name}.txt`));
+    expect(blobsOf(rsync.runs[2])).toEqual(sixteen.map((name) => `pub/${name}.txt`));
     releaseAll();
   });
 
@@ -228,29 +237,26 @@ describe("Replicator (rsync runner injected)", () => {
     start({ syncCopies: 2, syncWaitMs: 60_000, targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
     await vi.advanceTimersByTimeAsync(10);
     rsync.runs.length = 0;
-    const held: ((result: RsyncResult) => void)[] = [];
-    rsync.answer(() => new Promise((resolve) => held.push(resolve)));
-    const done = { ok: true, code: 0, message: "" };
-    const blobs = (run: Run | undefined) => run?.paths.filter((p) => !p.startsWith("meta/"));
+    const held = holdRuns();
     const answered: string[] = [];
     // Uploads seldom enough to go at once, each while the batches before it still run.
     for (const name of ["a", "b", "c", "d", "e"]) {
       void replicator.changed({ kind: "created", key: `1/pub/${name}.txt` }).then(() => answered.push(name));
       await vi.advanceTimersByTimeAsync(20);
     }
-    expect(rsync.runs.map(blobs)).toEqual([["pub/a.txt"], ["pub/b.txt"], ["pub/c.txt"], ["pub/d.txt"]]);
+    expect(rsync.runs.map(blobsOf)).toEqual([["pub/a.txt"], ["pub/b.txt"], ["pub/c.txt"], ["pub/d.txt"]]);
     replicator.changed({ kind: "deleted", key: "1/pub/a.txt" });
-    held[1]!(done);
+    held[1]!(SUCCEEDED);
     await vi.advanceTimersByTimeAsync(1);
     expect(answered).toEqual(["b"]);
     // The delete of a waits for the batch that carries a's upload.
-    expect(blobs(rsync.runs[4])).toEqual(["pub/e.txt"]);
+    expect(blobsOf(rsync.runs[4])).toEqual(["pub/e.txt"]);
     // Nobody waits for a delete: it goes in the next batch once none runs.
-    for (const release of [held[0]!, ...held.slice(2)]) release(done);
+    for (const release of [held[0]!, ...held.slice(2)]) release(SUCCEEDED);
     await vi.advanceTimersByTimeAsync(200);
     expect(answered.sort()).toEqual(["a", "b", "c", "d", "e"]);
-    expect(rsync.runs.slice(5).map(blobs)).toEqual([["pub/a.txt"]]);
-    held[5]!(done);
+    expect(rsync.runs.slice(5).map(blobsOf)).toEqual([["pub/a.txt"]]);
+    held[5]!(SUCCEEDED);
   });
 
   it("with syncCopies answers with the copies there are when the pushes fail or no peer is up", async () => {
@@ -280,7 +286,7 @@ describe("Replicator (rsync runner injected)", () => {
     await vi.advanceTimersByTimeAsync(5000);
     expect(rsync.runs).toHaveLength(1);
     expect(replicator.status()[0]).toMatchObject({ backlog: 1, lastError: "ended" });
-    rsync.answer(() => ({ ok: true, code: 0, message: "" }));
+    rsync.answer(() => SUCCEEDED);
     up.add("2");
     replicator.fullPass("2");
     await vi.advanceTimersByTimeAsync(10);

@@ -4,6 +4,7 @@ import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import type { Server as TlsServer } from "node:tls";
 import type { Duplex } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
 import { getRequestListener, RequestError } from "@hono/node-server";
 import type { Hono } from "hono";
 import type { Env } from "../../../handlers/app.ts";
@@ -238,32 +239,33 @@ export async function startHttpServer({ app, fastRead, listen, tls, log }: HttpS
     const current = server as unknown as Partial<TlsServer>;
     if (typeof current.setSecureContext === "function") return current.setSecureContext(context);
     const old = server;
-    let next = open(context);
-    const beside = await listenOn(next).then(
-      () => true,
-      () => false,
-    );
+    const beside = await openListening(context).catch(() => undefined);
     old.close();
-    if (!beside) {
-      servers.delete(next);
-      next = await listenAfterClose(context);
-    }
-    server = next;
+    server = beside ?? (await listenAfterClose(context));
   };
-  /** The port a closed server held may be free a moment later than close() returns. */
-  const listenAfterClose = async (context: TlsFiles, triesLeft = RELISTEN_TRIES): Promise<Server> => {
+  /** A new server listening on the port, or the reason it could not (and then it is forgotten). */
+  const openListening = async (context: TlsFiles): Promise<Server> => {
     const next = open(context);
     try {
       await listenOn(next);
       return next;
     } catch (error) {
       servers.delete(next);
-      if (triesLeft <= 1) {
-        log.error({ err: error, port: listen.port }, "the port was taken while the certificate was swapped: nothing listens; exiting");
-        process.exit(1);
+      throw error;
+    }
+  };
+  /** The port a closed server held may be free a moment later than close() returns. */
+  const listenAfterClose = async (context: TlsFiles): Promise<Server> => {
+    for (let tries = 1; ; tries++) {
+      try {
+        return await openListening(context);
+      } catch (error) {
+        if (tries === RELISTEN_TRIES) {
+          log.error({ err: error, port: listen.port }, "the port was taken while the certificate was swapped: nothing listens; exiting");
+          process.exit(1);
+        }
       }
-      await new Promise((resolve) => setTimeout(resolve, RELISTEN_PAUSE_MS));
-      return listenAfterClose(context, triesLeft - 1);
+      await sleep(RELISTEN_PAUSE_MS);
     }
   };
   const certificate = tls ? watchCertificate(renew, tls, log, TLS_RECHECK_MS) : undefined;
