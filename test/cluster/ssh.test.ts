@@ -11,10 +11,18 @@ import { makeKey, startSshd, type TestSshd } from "../helpers/sshd.ts";
 
 const auth = { Authorization: basic() };
 
+/** The processes whose command line names `folder`: a shared ssh connection's shows its socket there. */
+function processesUsing(folder: string): string[] {
+  const found = spawnSync("pgrep", ["-a", "-f", folder], { encoding: "utf8" });
+  return found.stdout.split("\n").filter((line) => line !== "");
+}
+
 describe("replication over ssh, confined by rrsync", () => {
   let cluster: TestCluster | undefined;
   let sshd: TestSshd | undefined;
   afterEach(async () => {
+    // Stopped, a node ends its shared ssh connections; killed, it would leave them open for a minute.
+    await Promise.all(["1", "2"].map((id) => cluster?.stop(id)));
     await cluster?.stopAll();
     await sshd?.stop();
   });
@@ -62,7 +70,15 @@ describe("replication over ssh, confined by rrsync", () => {
     const kept = await fetch(`${c.url("1")}/upload/priv/kept.txt`, { method: "PUT", body: "kept", headers: auth });
     expect(kept.status).toBe(201);
     await eventually(async () => expect(await listFiles(join(dataOf("2"), "files", "1"))).toContain("priv/kept.txt"));
-    await c.kill("1");
+
+    // Node 1 ran at least five transfers (its start-up pull and full pass,
+    // two uploads, a delete) over one shared connection (the intruder's two
+    // attempts logged in with its key too); stopping ends that connection.
+    expect(sshd!.logins(keys["1"])).toBe(1 + 2);
+    const sockets = join(dataOf("1"), "state", "ssh");
+    expect(processesUsing(sockets)).toHaveLength(1);
+    await c.stop("1");
+    expect(processesUsing(sockets)).toEqual([]);
     await rm(dataOf("1"), { recursive: true });
     await c.start("1");
     await eventually(async () => expect((await nodeStatus(c, "1")).ownFiles).toBe("complete"), 30_000);

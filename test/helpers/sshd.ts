@@ -9,6 +9,8 @@ export interface TestSshd {
   user: string;
   /** An `-e` command for rsync that logs in with `key`. */
   sshCommand(key: string): string;
+  /** How many connections logged in with `key` so far. */
+  logins(key: string): number;
   stop(): Promise<void>;
 }
 
@@ -57,6 +59,11 @@ export async function startSshd(keys: { publicKey: string; folder: string }[]): 
     port,
     user: userInfo().username,
     sshCommand: (key) => `ssh -p ${port} -i ${key} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR`,
+    logins: (key) => {
+      // sshd logs each login with the key's fingerprint.
+      const fingerprint = execFileSync("ssh-keygen", ["-l", "-f", `${key}.pub`], { encoding: "utf8" }).split(" ")[1]!;
+      return log.split("\n").filter((line) => line.startsWith("Accepted publickey") && line.includes(fingerprint)).length;
+    },
     async stop() {
       const exited = new Promise((r) => child.once("exit", r));
       child.kill("SIGTERM");

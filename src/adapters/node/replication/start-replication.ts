@@ -6,7 +6,7 @@ import type { Config } from "../cli/config.ts";
 import type { PeerHealth } from "../peers/peer-health.ts";
 import { ensureOwnFiles, type OwnerMarker, sweepRsyncTemp } from "./owner-guard.ts";
 import { type PeerReplicationStatus, Replicator } from "./replicator.ts";
-import { RSYNC_TEMP_DIR, rsyncPassword } from "./rsync.ts";
+import { closeSshConnections, RSYNC_TEMP_DIR, rsyncPassword, transportOf } from "./rsync.ts";
 import { superviseRsyncDaemon } from "./rsyncd.ts";
 
 const TEMP_MAX_AGE_MS = 3600_000;
@@ -92,9 +92,13 @@ export async function startReplication(
     : undefined;
 
   const targets = config.peers.flatMap((p) => (p.rsync ? [{ id: p.id, destination: p.rsync }] : []));
+  // Only this node's user may reach its peers through these sockets.
+  const sshControlDir = join(config.data, "state", "ssh");
+  if (targets.some((t) => transportOf(t.destination) === "ssh")) await mkdir(sshControlDir, { recursive: true, mode: 0o700 });
   const stopped = new AbortController();
   const rsync = {
     ssh: config.rsync_ssh,
+    sshControlDir,
     password: rsyncPassword(secret, config.node),
     bwlimit: config.rsync_bwlimit,
     ...rsyncTimeouts(config),
@@ -161,7 +165,7 @@ export async function startReplication(
       clearInterval(sweeper);
       replicator.stop();
       stopped.abort();
-      await daemon?.stop();
+      await Promise.all([daemon?.stop(), closeSshConnections(sshControlDir)]);
     },
   };
 }
