@@ -300,10 +300,11 @@ describe("the rsync daemon transport", () => {
   }
 
   it("replicates through the daemons, and lets a node write only its own folder", async () => {
-    cluster = await startCluster({ size: 3, rsyncd: true });
+    // Node 3's daemon admits peers by name: it must look each client up.
+    cluster = await startCluster({ size: 3, rsyncd: true, config: (id) => (id === "3" ? { rsyncd_hosts_allow: "localhost" } : {}) });
     const c = cluster;
     const location = await upload(c, "2", "pub/via-daemon.txt", "through rsyncd");
-    await eventually(async () => expect(await replicaOf(c, "1", "2")).toContain("pub/via-daemon.txt"));
+    for (const replica of ["1", "3"]) await eventually(async () => expect(await replicaOf(c, replica, "2")).toContain("pub/via-daemon.txt"));
     expect((await nodeStatus(c, "2")).replication[0].transport).toBe("daemon");
     // Without it each push waits on delayed ACKs (the pushing side sets it too).
     expect(await readFile(join(c.data("1"), "state", "rsyncd.conf"), "utf8")).toMatch(/^socket options = TCP_NODELAY$/m);
@@ -321,6 +322,27 @@ describe("the rsync daemon transport", () => {
     // Its own folder it may write.
     expect(rsyncAs("2", `rsync://node2@127.0.0.1:${c.rsyncdPort("1")}/from-2/`, intruder).status).toBe(0);
     expect(await (await fetch(c.url("1") + location)).text()).toBe("through rsyncd");
+    // The daemons' refusals are in their nodes' logs as warnings. Node 1's
+    // asked DNS for no client's name; node 3's had to (`hosts allow` names one).
+    rsyncAs("2", `rsync://node2@127.0.0.1:${c.rsyncdPort("3")}/from-1/`, intruder);
+    const daemonLines = (id: string) =>
+      c.nodes[id]!.output()
+        .split("\n")
+        .filter((line) => line.includes('"msg":"rsync daemon"'))
+        .map((line) => JSON.parse(line) as { level: string; rsyncd: string });
+    await eventually(async () =>
+      expect(daemonLines("1")).toEqual(
+        [
+          { level: "warn", rsyncd: "auth failed on module from-3 from UNDETERMINED (127.0.0.1) for node2: no matching rule" },
+          { level: "warn", rsyncd: "auth failed on module from-3 from UNDETERMINED (127.0.0.1) for node3: password mismatch" },
+        ].map((expected) => expect.objectContaining(expected)),
+      ),
+    );
+    await eventually(async () =>
+      expect(daemonLines("3")).toEqual([
+        expect.objectContaining({ level: "warn", rsyncd: "auth failed on module from-1 from localhost (127.0.0.1) for node2: no matching rule" }),
+      ]),
+    );
   });
 
   it("leaves no partial file visible when the receiver is killed during a push", async () => {

@@ -1,8 +1,10 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import type { Logger } from "../../../handlers/logger.ts";
 import type { ListenAddress } from "../cli/config.ts";
+import { parseNetwork } from "../process/trusted-proxies.ts";
 import { rsyncPassword } from "./rsync.ts";
 
 export interface RsyncDaemonOptions {
@@ -24,6 +26,11 @@ const rsyncModule = (id: string) => `from-${id}`;
 /** The `rsync` destination through which node `self` pushes into the daemon at `address` (`host:port`). */
 export const daemonDestination = (self: string, address: string) => `rsync://${rsyncUser(self)}@${address}/${rsyncModule(self)}/`;
 
+/** Whether rsyncd's `hosts allow` names a host (`cdn2.internal`, `*.internal`) rather than only addresses and networks. */
+function hostsAllowNames(hostsAllow: string | undefined): boolean {
+  return (hostsAllow ?? "").split(/[\s,]+/).some((entry) => entry !== "" && parseNetwork(entry) === undefined);
+}
+
 /**
  * One module per sending peer, each writable only with that peer's password
  * and only into `files/<peer>/`: node 2 can write node 2's replica here and
@@ -44,6 +51,10 @@ function rsyncdConfig(options: RsyncDaemonOptions, secretsFile: string, pidFile:
     // each on Linux) at the protocol's turn-arounds: an upload waiting for
     // its copy waits for that too.
     "socket options = TCP_NODELAY",
+    // The daemon looks up each client's name in DNS only for names in
+    // `hosts allow`: otherwise a push would wait on DNS for nothing, and
+    // for the resolver's time-out, some 10 s, while DNS is unreachable.
+    ...(hostsAllowNames(options.hostsAllow) ? [] : ["reverse lookup = no"]),
     `pid file = ${pidFile}`,
     ...(options.hostsAllow ? [`hosts allow = ${options.hostsAllow}`] : []),
   ];
@@ -77,6 +88,18 @@ async function stopOrphan(pidFile: string, configFile: string, log: Logger): Pro
   await rm(pidFile, { force: true });
 }
 
+/** The lines the daemon writes for every push that goes well; anything else is worth a look. */
+const ROUTINE =
+  /^(connect from |rsync allowed access on module |rsync (on|to) .* from |building file list$|sent \d+ bytes +received \d+ bytes +total size \d+$|rsyncd version )/;
+
+function logDaemonLine(log: Logger, line: string): void {
+  // `2026/12/01 00:42:37 [13902] auth failed on module from-3 …`: the time and pid say nothing more than the node's own.
+  const message = line.replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d \[\d+\] /, "").trim();
+  if (message === "") return;
+  if (ROUTINE.test(message)) log.debug?.({ rsyncd: message }, "rsync daemon");
+  else log.warn({ rsyncd: message }, "rsync daemon");
+}
+
 /**
  * Generates the configuration of the rsync daemon that receives the peers'
  * pushes and keeps it running (restarting it with a growing pause if it
@@ -101,13 +124,15 @@ export async function superviseRsyncDaemon(options: RsyncDaemonOptions): Promise
     const started = Date.now();
     // Through a small shell that ends the daemon when its stdin closes: that
     // is, when this node process ends, even by kill -9, which children do not
-    // otherwise notice.
+    // otherwise notice. Its stderr becomes a pipe: the daemon opens
+    // /dev/stderr for its log, which fails on the socket Node gives a child
+    // (and rsync then logs to syslog instead).
     child = spawn(
-      "sh",
+      "bash",
       [
         "-c",
         [
-          "exec 3<&0",
+          "exec 3<&0 2> >(exec cat >&2)",
           'rsync "$@" </dev/null & daemon=$!',
           "{ read _ <&3; kill $daemon 2>/dev/null; } &",
           "trap 'kill $daemon 2>/dev/null' TERM",
@@ -124,9 +149,7 @@ export async function superviseRsyncDaemon(options: RsyncDaemonOptions): Promise
       { stdio: ["pipe", "ignore", "pipe"] },
     );
     child.on("error", (error) => options.log.error({ err: error }, "cannot run the rsync daemon"));
-    child.stderr!.on("data", (chunk: Buffer) => {
-      for (const line of chunk.toString().split("\n")) if (line.trim()) options.log.info({ rsyncd: line.trim() }, "rsync daemon");
-    });
+    createInterface({ input: child.stderr! }).on("line", (line) => logDaemonLine(options.log, line));
     child.on("exit", (code, signal) => {
       child?.stdin?.end();
       if (stopping) return;
