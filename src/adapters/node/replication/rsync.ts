@@ -117,7 +117,7 @@ function sshCommand({ ssh = "ssh", connectTimeoutS, ioTimeoutS, sshControlDir }:
 }
 
 /**
- * A new ssh connection (key exchange, login) was most of a push over ssh:
+ * A new ssh connection (key exchange, login) was half of a push over ssh:
  * 0.4 s against 0.2 s through a shared one on the test machine, and an
  * upload waiting for its copy waits for a push.
  */

@@ -122,7 +122,7 @@ export async function superviseRsyncDaemon(options: RsyncDaemonOptions): Promise
   const start = () => {
     if (stopping) return;
     const started = Date.now();
-    // Through a small shell that ends the daemon when its stdin closes: that
+    // Through a small bash that ends the daemon when its stdin closes: that
     // is, when this node process ends, even by kill -9, which children do not
     // otherwise notice. Its stderr becomes a pipe: the daemon opens
     // /dev/stderr for its log, which fails on the socket Node gives a child
