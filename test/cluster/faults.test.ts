@@ -5,18 +5,14 @@ import { afterEach, describe, expect, it } from "vitest";
 import { startCluster, type TestCluster } from "../helpers/cluster.ts";
 import { basic } from "../helpers/credentials.ts";
 import { eventually } from "../helpers/eventually.ts";
+import { withChildren } from "../helpers/processes.ts";
 
 const auth = { Authorization: basic() };
 const MiB = 1024 * 1024;
 
 /** A node process and its serving processes. */
 function processesOf(cluster: TestCluster, id: string): number[] {
-  const primary = cluster.nodes[id]!.child.pid!;
-  const children = spawnSync("pgrep", ["-P", String(primary)], { encoding: "utf8" })
-    .stdout.split("\n")
-    .filter(Boolean)
-    .map(Number);
-  return [primary, ...children];
+  return withChildren(cluster.nodes[id]!.child.pid!);
 }
 
 async function peerUp(cluster: TestCluster, on: string, peer: string): Promise<boolean> {

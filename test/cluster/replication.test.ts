@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { readdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -8,6 +8,7 @@ import { CLUSTER_SECRET, startCluster, type TestCluster, nodeStatus } from "../h
 import { basic } from "../helpers/credentials.ts";
 import { listFiles, placeFile } from "../helpers/disk.ts";
 import { eventually } from "../helpers/eventually.ts";
+import { processesNaming } from "../helpers/processes.ts";
 
 const auth = { Authorization: basic() };
 const TEMP = ".nanocdn-rsync-tmp";
@@ -271,10 +272,10 @@ describe("replication with rsync", () => {
     await c.start("1");
     const own = join(c.data("1"), "files", "1");
     await eventually(async () => expect((await readdir(join(own, TEMP))).some((f) => f.includes("zz-big"))).toBe(true), 20_000);
-    expect(execFileSync("pgrep", ["-f", own], { encoding: "utf8" }).trim()).not.toBe("");
+    expect(processesNaming(own)).not.toEqual([]);
     // Stopped mid-restore: the restore's rsync ends with it, and no marker vouches for half the files.
     await c.stop("1");
-    await eventually(async () => expect(spawnSync("pgrep", ["-f", own]).status).toBe(1));
+    await eventually(async () => expect(processesNaming(own)).toEqual([]));
     expect(await listFiles(own)).not.toContain(".nanocdn-owner");
     bwlimit = 0;
     await c.start("1");
@@ -356,9 +357,7 @@ describe("the rsync daemon transport", () => {
     const tempOnTwo = join(c.data("2"), "files", "1", TEMP);
     // Wait until the push is under way on node 2, then kill its rsync processes and node 2.
     await eventually(async () => expect((await readdir(tempOnTwo)).length).toBeGreaterThan(0), 20_000, 5);
-    const receivers = execFileSync("pgrep", ["-f", join(c.data("2"), "state", "rsyncd.conf")], { encoding: "utf8" })
-      .split("\n")
-      .filter(Boolean);
+    const receivers = processesNaming(join(c.data("2"), "state", "rsyncd.conf")).map(({ pid }) => String(pid));
     // The receivers first, all at once: node 1 ends its push as soon as node 2 is gone,
     // and a receiver left alive a moment longer than its partner would clean up.
     spawnSync("kill", ["-9", ...receivers]);

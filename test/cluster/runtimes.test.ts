@@ -14,6 +14,7 @@ import { sample } from "../helpers/metrics.ts";
 import type { Runtime } from "../helpers/runtimes.ts";
 import { startNodeProcess } from "../helpers/node-process.ts";
 import { makeCa, makeServerCertificate } from "../helpers/tls.ts";
+import { withChildren } from "../helpers/processes.ts";
 
 const auth = { Authorization: basic() };
 
@@ -33,15 +34,6 @@ async function servedFingerprint(port: number, caFile: string): Promise<string> 
  * One representative cluster per runtime: two nodes on Bun or Deno that talk
  * to each other over HTTPS with a private CA and replicate with rsync.
  */
-/** A node's primary and the processes it started: its serving processes, rsync. */
-function processesOf(pid: number): number[] {
-  const children = spawnSync("pgrep", ["-P", String(pid)], { encoding: "utf8" })
-    .stdout.split("\n")
-    .filter(Boolean)
-    .map(Number);
-  return [pid, ...children];
-}
-
 describe.each<{ runtime: Runtime }>([{ runtime: "bun" }, { runtime: "deno" }])("a cluster on $runtime", ({ runtime }) => {
   let cluster: TestCluster;
   let client: Agent;
@@ -163,7 +155,7 @@ describe.each<{ runtime: Runtime }>([{ runtime: "bun" }, { runtime: "deno" }])("
 
   it("answers for a hung peer without hanging: its file is unavailable, it is marked down, then up once it runs again", async () => {
     const c = cluster;
-    const frozen = processesOf(c.nodes["1"]!.pid);
+    const frozen = withChildren(c.nodes["1"]!.pid);
     for (const pid of frozen) process.kill(pid, "SIGSTOP");
     try {
       // Placed while the owner is stopped, so that no replication pass copies it.

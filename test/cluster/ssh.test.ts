@@ -8,14 +8,9 @@ import { basic } from "../helpers/credentials.ts";
 import { listFiles } from "../helpers/disk.ts";
 import { eventually } from "../helpers/eventually.ts";
 import { makeKey, startSshd, type TestSshd } from "../helpers/sshd.ts";
+import { processesNaming } from "../helpers/processes.ts";
 
 const auth = { Authorization: basic() };
-
-/** The processes whose command line names `folder`: a shared ssh connection's shows its socket there. */
-function processesUsing(folder: string): string[] {
-  const found = spawnSync("pgrep", ["-a", "-f", folder], { encoding: "utf8" });
-  return found.stdout.split("\n").filter((line) => line !== "");
-}
 
 describe("replication over ssh, confined by rrsync", () => {
   let cluster: TestCluster | undefined;
@@ -77,9 +72,9 @@ describe("replication over ssh, confined by rrsync", () => {
     expect(sshd!.logins(keys["1"])).toBe(1 + 2);
     const sockets = join(dataOf("1"), "state", "ssh");
     // The shared connection names itself after its socket (a push's own ssh may still be exiting beside it).
-    expect(processesUsing(sockets).filter((line) => line.includes(`ssh: ${sockets}/`) && line.endsWith("[mux]"))).toHaveLength(1);
+    expect(processesNaming(sockets).filter(({ command }) => command.startsWith(`ssh: ${sockets}/`) && command.endsWith("[mux]"))).toHaveLength(1);
     await c.stop("1");
-    await eventually(async () => expect(processesUsing(sockets)).toEqual([]));
+    await eventually(async () => expect(processesNaming(sockets)).toEqual([]));
     await rm(dataOf("1"), { recursive: true });
     await c.start("1");
     await eventually(async () => expect((await nodeStatus(c, "1")).ownFiles).toBe("complete"), 30_000);

@@ -1,4 +1,3 @@
-import { execFileSync } from "node:child_process";
 import { mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
@@ -12,6 +11,7 @@ import { startNodeProcess } from "../helpers/node-process.ts";
 import { rawRequest } from "../helpers/raw-http.ts";
 import { makeSelfSigned } from "../helpers/tls.ts";
 import { eventually } from "../helpers/eventually.ts";
+import { processesNaming } from "../helpers/processes.ts";
 
 const auth = { Authorization: basic() };
 
@@ -200,9 +200,9 @@ describe("Node server", () => {
     const upload = startUpload(node.url, "/upload/pub/inflight.bin", 256 * 1024, 128 * 1024);
     await new Promise((r) => setTimeout(r, 300));
     // As a service manager stops a service: SIGTERM to every process of it at once.
-    const processes = execFileSync("pgrep", ["-f", node.configFile], { encoding: "utf8" }).trim().split("\n");
+    const processes = processesNaming(node.configFile);
     expect(processes.length).toBe(3);
-    for (const pid of processes) process.kill(Number(pid), "SIGTERM");
+    for (const { pid } of processes) process.kill(pid, "SIGTERM");
     await eventually(async () => {
       // Refused, reset, or left unanswered: in every case not served.
       await expect(fetch(`${node.url}/check/`, { signal: AbortSignal.timeout(2000) })).rejects.toThrow();
