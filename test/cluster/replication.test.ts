@@ -129,6 +129,26 @@ describe("replication with rsync", () => {
     );
   });
 
+  it("pushes what is still queued when it stops gracefully: a delete, and a copy no upload waited for", async () => {
+    // Batches an hour apart: without the push at the stop, nothing queued would reach node 2.
+    cluster = await startCluster({ size: 2, replicate: true, config: { sync_copies: 1, replication_batch_ms: 3_600_000 } });
+    const c = cluster;
+    const old = (await upload(c, "1", "pub/drain/old.txt", "to be deleted")).slice(3);
+    // A full pass (SIGHUP) carries it to node 2 now.
+    process.kill(c.nodes["1"]!.pid, "SIGHUP");
+    await eventually(async () => expect(await replicaOf(c, "2", "1")).toContain(old));
+    const added = (await upload(c, "1", "pub/drain/new.txt", "answered with one copy")).slice(3);
+    expect((await fetch(`${c.url("1")}/1/${old}`, { method: "DELETE", headers: auth })).status).toBe(204);
+    await eventually(async () => expect((await nodeStatus(c, "1")).replication[0].backlog).toBe(2));
+
+    expect(await c.nodes["1"]!.stop("SIGTERM")).toBe(0);
+    const files = await replicaOf(c, "2", "1");
+    expect(files).toContain(added);
+    expect(files).not.toContain(old);
+    expect(c.nodes["1"]!.output()).toMatch(/"backlog":\{"2":2\},"msg":"stopping: pushing the queued changes to the peers"/);
+    expect(c.nodes["1"]!.output()).not.toMatch(/stopping before every queued change/);
+  });
+
   it("retries a failing push, reports it, and recovers", async () => {
     cluster = await startCluster({ size: 2, replicate: true });
     const c = cluster;

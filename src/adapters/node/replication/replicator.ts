@@ -59,9 +59,14 @@ const SIDE_BATCH_WAIT_MS = 10;
 /** How much the latest gap between waiting uploads weighs in their mean gap; a quiet spell counts as at most QUIET_GAP_MS. */
 const GAP_WEIGHT = 0.2;
 const QUIET_GAP_MS = 100;
+/** How often a graceful stop looks whether the last pushes are done. */
+const DRAIN_POLL_MS = 10;
 
 interface Pending {
+  /** When the path was first queued: the lag of its push counts from there. */
   since: number;
+  /** When it last changed: a full pass that began before then may have missed that change. */
+  changedAt: number;
   /** A delete: the (possibly pruned) folders above it go in the list too. */
   withFolders: boolean;
   /** Uploads waiting to hear that this path reached this peer. */
@@ -122,6 +127,8 @@ class PeerReplica {
   /** Batches under way, and the paths they carry: a path is never in two at once, so a delete cannot overtake its upload. */
   batches = 0;
   readonly inFlight = new Set<string>();
+  /** The batch under way carries deletes (and so runs alone). */
+  deleting = false;
   fullPassRunning = false;
   /** Each ends one run under way to this peer. */
   readonly haltings = new Set<AbortController>();
@@ -187,6 +194,7 @@ export class Replicator {
       const known = peer.pending.get(path);
       const entry: Pending = {
         since: known?.since ?? now,
+        changedAt: now,
         withFolders: (known?.withFolders ?? false) || change.kind === "deleted",
         waits: known?.waits,
       };
@@ -302,9 +310,15 @@ export class Replicator {
     if (peer.pending.size > 0 || peer.needsFullPass) this.#schedule(peer, waited ? 0 : this.options.batchMs, waited);
   }
 
-  /** The pending paths no batch under way carries: they go in the next one. */
+  /**
+   * The pending paths no batch under way carries: they go in the next one.
+   * A delete prunes folders on the peer (`--force`), where a batch beside it
+   * may be putting a new file in one of them: a batch with deletes runs
+   * alone, and once one waits no other starts beside those under way.
+   */
   #takeBatch(peer: PeerReplica): Map<string, Pending> {
     const batch = new Map<string, Pending>();
+    if (peer.deleting || (peer.batches > 0 && [...peer.pending.values()].some((p) => p.withFolders))) return batch;
     for (const [path, pending] of peer.pending) {
       if (peer.inFlight.has(path)) continue;
       batch.set(path, pending);
@@ -318,10 +332,12 @@ export class Replicator {
     const batch = this.#takeBatch(peer);
     if (batch.size === 0) return;
     peer.batches++;
+    peer.deleting = [...batch.values()].some((p) => p.withFolders);
     try {
       await this.#sendBatch(peer, batch, halting);
     } finally {
       peer.batches--;
+      peer.deleting = false;
       for (const path of batch.keys()) peer.inFlight.delete(path);
     }
   }
@@ -356,7 +372,12 @@ export class Replicator {
     report(batch.values(), false);
     for (const [path, pending] of batch) {
       const newer = peer.pending.get(path);
-      peer.pending.set(path, { since: pending.since, withFolders: pending.withFolders || (newer?.withFolders ?? false), waits: newer?.waits });
+      peer.pending.set(path, {
+        since: pending.since,
+        changedAt: newer?.changedAt ?? pending.changedAt,
+        withFolders: pending.withFolders || (newer?.withFolders ?? false),
+        waits: newer?.waits,
+      });
     }
     this.#failed(peer, result);
   }
@@ -381,10 +402,10 @@ export class Replicator {
       this.#failed(peer, result);
       return;
     }
-    // Everything queued before the pass began is there now.
+    // Every change made before the pass began is there now.
     let oldest = Number.POSITIVE_INFINITY;
     for (const [path, pending] of peer.pending) {
-      if (pending.since >= started) continue;
+      if (pending.changedAt >= started) continue;
       oldest = Math.min(oldest, pending.since);
       report([pending], true);
       peer.pending.delete(path);
@@ -451,6 +472,38 @@ export class Replicator {
       ...(peer.lastBatchLagMs !== undefined && { lastBatchLagMs: peer.lastBatchLagMs }),
       ...(peer.lastFullPass && { lastFullPass: peer.lastFullPass.toISOString() }),
     }));
+  }
+
+  /**
+   * For a graceful stop, once no request can queue more: pushes at once what
+   * is still queued for each peer that is up and working, and resolves when
+   * it is there or after `timeoutMs`. A delete, or a copy no upload waited
+   * for (`sync_copies = 1`, a third node), answered just before the stop
+   * then reaches the peers now, not at this node's next start: else the
+   * peers would go on serving a deleted file while this node is down. A
+   * peer due a full pass gets it at this node's next start instead.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const unfinished = () =>
+      [...this.#peers.values()].filter(
+        (peer) =>
+          this.#enabled &&
+          this.options.isUp(peer.target.id) &&
+          !peer.needsFullPass &&
+          peer.lastError === undefined &&
+          (peer.pending.size > 0 || peer.batches > 0),
+      );
+    const backlog = (peers: PeerReplica[]) => Object.fromEntries(peers.map((peer) => [peer.target.id, peer.pending.size + peer.inFlight.size]));
+    let peers = unfinished();
+    if (peers.length === 0) return;
+    this.options.log.info({ backlog: backlog(peers) }, "stopping: pushing the queued changes to the peers");
+    for (; peers.length > 0 && Date.now() < deadline; peers = unfinished()) {
+      for (const peer of peers) if (peer.pending.size > 0) this.#schedule(peer, 0, true);
+      await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
+    }
+    if (peers.length > 0)
+      this.options.log.warn({ backlog: backlog(peers) }, "stopping before every queued change reached the peers; the next start's full pass carries them");
   }
 
   stop(): void {

@@ -10,6 +10,12 @@ import { closeSshConnections, RSYNC_TEMP_DIR, rsyncPassword, transportOf } from 
 import { superviseRsyncDaemon } from "./rsyncd.ts";
 
 const TEMP_MAX_AGE_MS = 3600_000;
+/**
+ * How long a graceful stop waits for queued changes to reach the peers,
+ * after the requests in flight (`shutdown_grace`, 30 s by default): within
+ * the packaged unit's 45 s stop time-out.
+ */
+const DRAIN_MS = 10_000;
 
 /** How long an upload waits for its synchronous copies: as long as a peer may take to answer. */
 export function syncWaitMs(config: Config): number {
@@ -163,6 +169,7 @@ export async function startReplication(
     async stop() {
       stopping = true;
       clearInterval(sweeper);
+      await replicator.drain(DRAIN_MS);
       replicator.stop();
       stopped.abort();
       await Promise.all([daemon?.stop(), closeSshConnections(sshControlDir)]);
