@@ -6,7 +6,7 @@ import type { ClusterAuth } from "./cluster-auth.ts";
 import { errorResponse } from "./error-response.ts";
 import { MethodNotAllowedError } from "./http-errors.ts";
 import { consoleLogger, type Logger } from "./logger.ts";
-import { type Target, parseTarget } from "./paths.ts";
+import { isNodeId, type Target, parseTarget } from "./paths.ts";
 import type { Peers } from "./peers.ts";
 import { checkHandler } from "./check.ts";
 import { type Metrics, noMetrics } from "./metrics.ts";
@@ -71,7 +71,7 @@ export interface AppOptions {
 
 export interface Settings {
   nodeId: string;
-  /** Whether a first path segment names a node of this cluster. */
+  /** Whether a first path segment names a node (of this cluster or a former one). */
   isNode(id: string): boolean;
   store: BlobStore;
   credentials: Credentials;
@@ -124,7 +124,7 @@ export function settingsOf(options: AppOptions): Settings {
   const maxAge = options.cacheMaxAge ?? DEFAULT_CACHE_MAX_AGE;
   return {
     nodeId: options.nodeId,
-    isNode: (id) => id === options.nodeId || (options.cluster?.peers.ids.includes(id) ?? false),
+    isNode: isNodeId,
     store: options.store,
     credentials: options.credentials,
     maxUploadBytes: options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES,

@@ -4,7 +4,7 @@ import parseRange from "range-parser";
 import type { BlobMeta, BlobStore, ByteRange } from "../storage/blob-store.ts";
 import { reprDigest } from "../storage/digest.ts";
 import { ExpiredError, expiryHeaders, isExpired } from "./expiry.ts";
-import { RangeNotSatisfiableError } from "./http-errors.ts";
+import { PreconditionFailedError, RangeNotSatisfiableError } from "./http-errors.ts";
 
 const typesByExtension = new Map<string, string>();
 
@@ -41,11 +41,33 @@ export function isNotModified(ifNoneMatch: string | undefined, ifModifiedSince: 
   return fresh({ "if-none-match": ifNoneMatch, "if-modified-since": ifModifiedSince }, { etag: meta.etag, "last-modified": httpDate(meta.lastModified) });
 }
 
+/** A file's modification time as HTTP dates carry it: whole seconds. */
+const httpSeconds = (date: Date) => Math.floor(date.getTime() / 1000) * 1000;
+
+/**
+ * If-Match (strong comparison; `*` matches any file) or, without it,
+ * If-Unmodified-Since: evaluated before any other condition, and a false one
+ * refuses the request (RFC 9110, 13.2.2), so that a client deletes or reads
+ * only the file it knows, not a newer one under the same name.
+ */
+export function checkPreconditions(headers: Headers, meta: BlobMeta): void {
+  const ifMatch = headers.get("If-Match");
+  if (ifMatch !== null) {
+    const tags = ifMatch.split(",").map((tag) => tag.trim());
+    if (!tags.includes("*") && !tags.includes(meta.etag)) throw new PreconditionFailedError(`If-Match: the file's ETag is ${meta.etag}`);
+    return;
+  }
+  const since = Date.parse(headers.get("If-Unmodified-Since") ?? "");
+  if (httpSeconds(meta.lastModified) > since) {
+    throw new PreconditionFailedError(`If-Unmodified-Since: the file was modified at ${httpDate(meta.lastModified)}`);
+  }
+}
+
 /** If-Range names the representation the client holds a part of; a mismatch means "send it all". */
 function ifRangeMatches(value: string | null, meta: BlobMeta): boolean {
   if (value === null) return true;
   if (value.startsWith('"') || value.startsWith("W/")) return value === meta.etag;
-  return Date.parse(value) === Math.floor(meta.lastModified.getTime() / 1000) * 1000;
+  return Date.parse(value) === httpSeconds(meta.lastModified);
 }
 
 /**
@@ -58,6 +80,8 @@ function selectRange(request: Request, meta: BlobMeta): ByteRange | undefined {
   if (request.method !== "GET" || header === null || !ifRangeMatches(request.headers.get("If-Range"), meta)) {
     return undefined;
   }
+  // A unit other than bytes is ignored, as RFC 9110 asks, never refused.
+  if (header.slice(0, header.indexOf("=")).trim().toLowerCase() !== "bytes") return undefined;
   const ranges = parseRange(meta.size, header, { combine: true });
   if (ranges === -1) throw new RangeNotSatisfiableError(meta.size);
   if (ranges === -2 || ranges.type !== "bytes" || ranges.length !== 1) return undefined;
@@ -107,6 +131,7 @@ export async function blobResponse(request: Request, store: BlobStore, key: stri
   if (!meta) return undefined;
   try {
     if (isExpired(meta)) throw new ExpiredError(meta.deleteAt!);
+    checkPreconditions(request.headers, meta);
     const header = (name: string) => request.headers.get(name) ?? undefined;
     if (isNotModified(header("If-None-Match"), header("If-Modified-Since"), meta)) {
       await handle?.close();

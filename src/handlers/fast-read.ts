@@ -12,13 +12,46 @@ export interface FastResponse {
 
 /**
  * Headers that make a read more than "the public file, or 304": credentials
- * (even wrong ones must be refused), a node's signature, ranges. Such reads
+ * (even wrong ones must be refused), a node's signature, ranges, preconditions that may refuse. Such reads
  * take the app's full path.
  */
-const SLOW_HEADERS = new Set(["authorization", "range", "if-range", "x-nanocdn-node"]);
+const SLOW_HEADERS = new Set(["authorization", "range", "if-range", "if-match", "if-unmodified-since", "x-nanocdn-node"]);
 
-/** Request targets seen recently that name public files, and their keys: parsing is the costliest step here. */
-const MAX_REMEMBERED_TARGETS = 10_000;
+/**
+ * Request targets seen recently that name public files, and their keys:
+ * parsing is the costliest step here. Bounded by entries and by characters
+ * (a target may carry a query of kilobytes, each one new), and emptied when
+ * full: the hot targets come back at once.
+ */
+export class TargetMemo {
+  readonly #keys = new Map<string, string>();
+  #chars = 0;
+
+  constructor(
+    private readonly maxEntries = 10_000,
+    private readonly maxChars = 1 << 20,
+  ) {}
+
+  get(target: string): string | undefined {
+    return this.#keys.get(target);
+  }
+
+  set(target: string, key: string): void {
+    const chars = target.length + key.length;
+    if (chars > this.maxChars || this.#keys.has(target)) return;
+    if (this.#keys.size >= this.maxEntries || this.#chars + chars > this.maxChars) {
+      this.#keys.clear();
+      this.#chars = 0;
+    }
+    this.#keys.set(target, key);
+    this.#chars += chars;
+  }
+
+  /** What the memo holds, in characters of targets and keys. */
+  get chars(): number {
+    return this.#chars;
+  }
+}
 
 /**
  * The app's answer to the commonest requests, a plain or conditional GET or
@@ -33,7 +66,7 @@ export function createFastReader(options: AppOptions) {
   const peek = store.peek?.bind(store);
   if (!peek) return () => undefined;
   const logging = options.accessLog ?? true;
-  const keys = new Map<string, string>();
+  const keys = new TargetMemo();
   // Files are immutable, so their headers are too: build them once per cached metadata.
   const headersOf = new WeakMap<BlobMeta, Record<string, string>>();
   const notModifiedHeadersOf = new WeakMap<BlobMeta, Record<string, string>>();
@@ -49,7 +82,6 @@ export function createFastReader(options: AppOptions) {
     } catch {
       return undefined; // the app explains what is wrong with the path
     }
-    if (keys.size >= MAX_REMEMBERED_TARGETS) keys.clear();
     keys.set(rawTarget, key);
     return key;
   }

@@ -1,13 +1,15 @@
 import { NotFoundError } from "../storage/errors.ts";
 import type { RequestContext, Settings } from "./app.ts";
 import { type Principal, requireAuthenticated } from "./auth.ts";
-import { blobResponse } from "./blob-response.ts";
+import { blobResponse, checkPreconditions } from "./blob-response.ts";
 import { OutcomeUnknownError, TryLaterError } from "./http-errors.ts";
 import { PeerUnreachableError } from "./peers.ts";
 import { askPeer, headerSet, LOCAL_ONLY_HEADER, readFromPeers, relay } from "./owner-routing.ts";
 import { type FileAddress, pathOf } from "./paths.ts";
 
 const DELETE_ANSWER_HEADERS = headerSet("Content-Type", "Retry-After");
+/** What a DELETE may be conditional on: the owner that carries it out evaluates them. */
+const DELETE_PRECONDITIONS = ["If-Match", "If-Unmodified-Since"];
 
 /** A node-to-node request that must be answered from this node alone (the loop guard). */
 function isLocalOnly(request: Request, principal: Principal): boolean {
@@ -55,9 +57,21 @@ export async function deleteHandler(settings: Settings, { request, target }: Req
   if (file.owner === nodeId && !settings.ownFilesComplete()) {
     throw new TryLaterError(`node ${nodeId} has not gathered all its files from the replicas yet; deletes of them wait until it has`);
   }
+  const preconditions: Record<string, string> = {};
+  for (const name of DELETE_PRECONDITIONS) {
+    const value = request.headers.get(name);
+    if (value !== null) preconditions[name] = value;
+  }
   if (file.owner === nodeId || file.owner === undefined) {
-    const deleted = await store.delete(file.key);
+    if (Object.keys(preconditions).length > 0) {
+      const meta = await store.head(file.key);
+      if (!meta) throw new NotFoundError(`no file at ${pathOf(target)}`);
+      checkPreconditions(request.headers, meta);
+    }
+    // Recorded for the peers first: deleted here but not recorded, a legacy
+    // file would stay on the peers for good, while kept here a retry finds it.
     if (file.owner === undefined && cluster && principal.kind !== "node") await cluster.mirrorLegacyDelete(file.key);
+    const deleted = await store.delete(file.key);
     if (!deleted) throw new NotFoundError(`no file at ${pathOf(target)}`);
     await settings.onChange({ kind: "deleted", key: file.key });
     settings.metrics.deleted();
@@ -68,7 +82,7 @@ export async function deleteHandler(settings: Settings, { request, target }: Req
   }
   let response: Response;
   try {
-    response = await askPeer({ ...cluster, log: settings.log }, file.owner, "DELETE", target);
+    response = await askPeer({ ...cluster, log: settings.log }, file.owner, "DELETE", target, preconditions);
   } catch (error) {
     settings.log.warn({ peer: file.owner, err: error }, "delete forwarding failed");
     if (error instanceof PeerUnreachableError && error.mayStillAct) {

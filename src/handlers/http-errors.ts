@@ -38,6 +38,12 @@ export class RangeNotSatisfiableError extends NanoCdnError {
   }
 }
 
+/** If-Match or If-Unmodified-Since does not hold for the file: nothing was done. */
+export class PreconditionFailedError extends NanoCdnError {
+  override readonly status = 412;
+  override readonly code = "precondition_failed";
+}
+
 /**
  * This node cannot answer now but another try may succeed: the owner is down,
  * or nobody reachable holds a replica yet. Never a 404, because a non-owner

@@ -9,7 +9,7 @@ import type { Peers } from "./peers.ts";
 /** Set on node-to-node requests: answer from your own disk only, never ask further (the loop guard). */
 export const LOCAL_ONLY_HEADER = "X-Nanocdn-Local-Only";
 
-const FORWARDED_REQUEST_HEADERS = ["Range", "If-Range", "If-None-Match", "If-Modified-Since"];
+const FORWARDED_REQUEST_HEADERS = ["Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since"];
 /** A set of header names, as Headers spells them (lower case), for relay(). */
 export const headerSet = (...names: string[]): ReadonlySet<string> => new Set(names.map((name) => name.toLowerCase()));
 
@@ -28,7 +28,7 @@ const READ_ANSWER_HEADERS = headerSet(
   "X-Nanocdn-Served-By",
 );
 /** Answers of a peer that settle a read; anything else moves on to the next source. */
-const FINAL_STATUSES = new Set([200, 206, 304, 416]);
+const FINAL_STATUSES = new Set([200, 206, 304, 412, 416]);
 
 export interface PeerContext {
   peers: Peers;
@@ -76,8 +76,10 @@ type ReadAttempt = { kind: "final"; response: Response } | { kind: "missing" } |
  * checker; one that has not answered after `readHedgeMs` is not waited for
  * either: the next copy is asked too, and the first good answer wins (a
  * hedged request), so a cut-off or hung peer costs a read a fraction of a
- * second. Only the owner may say 404 for a node's file; when nobody that could
- * know answers, the read fails with 503 and Retry-After.
+ * second. Only the owner may say 404 for a file of a node of the cluster; for
+ * a legacy file, or one of a node taken out of the cluster, every node must
+ * have said so. When nobody that could know answers, the read fails with 503
+ * and Retry-After.
  */
 export function readFromPeers(context: PeerContext, request: Request, file: FileAddress, target: string): Promise<Response> {
   const { peers, log } = context;
@@ -85,7 +87,10 @@ export function readFromPeers(context: PeerContext, request: Request, file: File
   // For messages: the query may hold a signed link's signature, which no log line gets.
   const path = pathOf(target);
   const others = peers.ids.filter((id) => id !== file.owner);
-  const sources = file.owner !== undefined && peers.ids.includes(file.owner) ? [file.owner, ...others] : others;
+  const ownerIsPeer = file.owner !== undefined && peers.ids.includes(file.owner);
+  const sources = ownerIsPeer ? [file.owner!, ...others] : others;
+  // A legacy file, or one of a node taken out of the cluster: only the replicas can tell.
+  const ownerless = !ownerIsPeer && file.owner !== context.auth.nodeId;
   const headers: Record<string, string> = {};
   for (const name of FORWARDED_REQUEST_HEADERS) {
     const value = request.headers.get(name);
@@ -124,10 +129,10 @@ export function readFromPeers(context: PeerContext, request: Request, file: File
       settle();
     };
     const giveUp = () => {
-      if (file.owner === undefined && everyoneAnswered) return reject(new NotFoundError(`no file at ${path} on any node`));
+      if (ownerless && everyoneAnswered) return reject(new NotFoundError(`no file at ${path} on any node`));
       reject(
         new TryLaterError(
-          file.owner === undefined
+          ownerless
             ? `not found here, and not every node could be asked for ${path}`
             : file.owner === context.auth.nodeId
               ? `this node has not gathered all its files from the replicas yet, and no reachable replica holds ${path}`

@@ -10,6 +10,17 @@ export const LEGACY = "legacy";
 /** First path segments the API uses itself; no node may be named so. */
 export const RESERVED_SEGMENTS = ["upload", "check", "status", "metrics", LEGACY, ...NAMESPACES] as const;
 
+/** How a node's id is spelled. */
+export const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
+
+/**
+ * Whether a first path segment could name a node: one of this cluster, or
+ * one taken out of it, whose files the peers' replicas still hold.
+ */
+export function isNodeId(segment: string): boolean {
+  return NODE_ID.test(segment) && !(RESERVED_SEGMENTS as readonly string[]).includes(segment);
+}
+
 /** A stored file as the URL names it. `owner` is undefined for legacy files. */
 export interface FileAddress {
   owner: string | undefined;
@@ -77,7 +88,7 @@ function fileAddress(owner: string | undefined, namespace: string | undefined, r
   return { owner, namespace, path, key: `${owner ?? LEGACY}/${namespace}/${path}` };
 }
 
-/** Classifies a request path. `isNode` tells whether a segment is a node of this cluster. */
+/** Classifies a request path. `isNode` tells whether a first segment names a node. */
 export function parseTarget(rawTarget: string, isNode: (id: string) => boolean): Target {
   const segments = decodeSegments(rawTarget.replace(/^(\/check|\/status)\/(?=$|[?#])/, "$1"));
   const [first, second, ...rest] = segments;

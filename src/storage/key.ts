@@ -7,10 +7,11 @@ export const MAX_KEY_BYTES = 1024;
 const encoder = new TextEncoder();
 /** Whether `text` is longer than `max` bytes in UTF-8; a UTF-16 code unit takes at most 3, so most names need no encoding. */
 const longerThan = (text: string, max: number) => text.length * 3 > max && encoder.encode(text).length > max;
-// Control characters (C0 and DEL) have no business in a file name and break
-// logs, shells and HTTP headers; backslash is a separator on other systems.
+// Control characters (C0, DEL and C1, such as NEL) have no business in a
+// file name and break logs, shells and HTTP headers, or hide in listings;
+// backslash is a separator on other systems.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
-const FORBIDDEN = /[\u0000-\u001f\u007f\\]/;
+const FORBIDDEN = /[\u0000-\u001f\u007f-\u009f\\]/;
 
 /** Throws InvalidPathError saying what is wrong with one decoded path segment. */
 export function checkSegment(segment: string): void {

@@ -40,7 +40,7 @@ describe("handlers in-process (memory stores, peers wired app to app)", () => {
 
     it("answers 400 for a bad path and 405 for a method a path does not take", async () => {
       expect((await cluster.request("1", "/1/pub/%2e%2e/x")).status).toBe(400);
-      expect((await cluster.request("1", "/9/pub/x")).status).toBe(400);
+      expect((await cluster.request("1", "/-9/pub/x")).status).toBe(400);
       const post = await cluster.request("1", "/1/pub/x", { method: "POST" });
       expect(post.status).toBe(405);
       expect(post.headers.get("Allow")).toBe("GET, HEAD, DELETE");
@@ -152,11 +152,49 @@ describe("handlers in-process (memory stores, peers wired app to app)", () => {
       expect(cluster.node("1").changes).toEqual([{ kind: "deleted", key: "1/pub/a.txt" }]);
     });
 
+    it("serves a file of a node taken out of the cluster from the replicas, and says 404 only when every node did", async () => {
+      await cluster.place("3", "9/pub/kept.txt", "from a former node 9");
+      expect(await (await cluster.request("1", "/9/pub/kept.txt")).text()).toBe("from a former node 9");
+      expect((await cluster.request("1", "/9/pub/never.txt")).status).toBe(404);
+      cluster.down.add("3");
+      expect((await cluster.request("1", "/9/pub/never.txt")).status).toBe(503);
+      // Only its owner deletes a file, and that node is gone.
+      expect((await cluster.request("1", "/9/pub/kept.txt", { method: "DELETE", headers: { Authorization: AUTH } })).status).toBe(503);
+    });
+
+    it("passes a delete's preconditions to the owner, which evaluates them", async () => {
+      await cluster.place("1", "1/pub/kept.txt", "v1");
+      const etag = (await cluster.request("1", "/1/pub/kept.txt", { method: "HEAD" })).headers.get("ETag")!;
+      const conditional = (ifMatch: string) => ({ method: "DELETE", headers: { Authorization: AUTH, "If-Match": ifMatch } });
+      expect((await cluster.request("2", "/1/pub/kept.txt", conditional('"not-this-one"'))).status).toBe(412);
+      expect(await cluster.node("1").store.head("1/pub/kept.txt")).toBeDefined();
+      expect((await cluster.request("2", "/1/pub/kept.txt", conditional(etag))).status).toBe(204);
+      expect(await cluster.node("1").store.head("1/pub/kept.txt")).toBeUndefined();
+    });
+
+    it("passes a read's If-Match to the copy it asks, whose 412 settles the read", async () => {
+      await cluster.place("1", "1/pub/read.txt", "v1");
+      const read = await cluster.request("2", "/1/pub/read.txt", { headers: { "If-Match": '"not-this-one"' } });
+      expect(read.status).toBe(412);
+      expect(cluster.asked("2")).toEqual(["1"]);
+    });
+
     it("deletes a legacy file here and records it for every peer", async () => {
       await cluster.place("2", "legacy/pub/old.txt", "old");
       expect((await cluster.request("2", "/pub/old.txt", { method: "DELETE", headers: { Authorization: AUTH } })).status).toBe(204);
       expect(cluster.node("2").legacyDeletes).toEqual(["legacy/pub/old.txt"]);
       expect(await cluster.node("2").store.head("legacy/pub/old.txt")).toBeUndefined();
+    });
+
+    it("keeps a legacy file when its delete cannot be recorded for the peers", async () => {
+      await cluster.place("2", "legacy/pub/kept.txt", "kept");
+      cluster.node("2").legacyQueueBroken = true;
+      expect((await cluster.request("2", "/pub/kept.txt", { method: "DELETE", headers: { Authorization: AUTH } })).status).toBe(500);
+      // Deleted here but never sent, the peers would serve it for good; kept, the client's retry deletes it everywhere.
+      expect(await cluster.node("2").store.head("legacy/pub/kept.txt")).toBeDefined();
+      cluster.node("2").legacyQueueBroken = false;
+      expect((await cluster.request("2", "/pub/kept.txt", { method: "DELETE", headers: { Authorization: AUTH } })).status).toBe(204);
+      expect(cluster.node("2").legacyDeletes).toEqual(["legacy/pub/kept.txt"]);
     });
   });
 });

@@ -56,6 +56,8 @@ export interface InProcessNode {
   store: MemoryStore;
   changes: Change[];
   legacyDeletes: string[];
+  /** The queue of legacy deletes cannot be written (a full or failing disk). */
+  legacyQueueBroken: boolean;
   /** What the node's store probe says; false sends uploads to a peer. */
   healthy: boolean;
   /** False while the node has not gathered its own files from the replicas. */
@@ -77,6 +79,7 @@ export class InProcessCluster {
         store: new MemoryStore(),
         changes: [],
         legacyDeletes: [],
+        legacyQueueBroken: false,
         healthy: true,
         ownFilesComplete: true,
         app: undefined as unknown as Hono<Env>,
@@ -101,7 +104,10 @@ export class InProcessCluster {
             this,
           ),
           auth: new ClusterAuth(id, SECRET),
-          mirrorLegacyDelete: async (key) => void node.legacyDeletes.push(key),
+          mirrorLegacyDelete: async (key) => {
+            if (node.legacyQueueBroken) throw new Error("ENOSPC: no space left on device");
+            node.legacyDeletes.push(key);
+          },
         },
       });
       this.#nodes.set(id, node);

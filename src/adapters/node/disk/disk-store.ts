@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from "node:crypto";
-import { link, lstat, mkdir, readdir, readFile, realpath, rm, rmdir, statfs, unlink, writeFile } from "node:fs/promises";
+import { link, lstat, lutimes, mkdir, readdir, readFile, realpath, rm, rmdir, statfs, unlink, writeFile } from "node:fs/promises";
 import { type BigIntStats, closeSync, constants, fstatSync, fsync, lstatSync, open, openSync, read, write } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { promisify } from "node:util";
@@ -434,6 +434,13 @@ export class DiskStore implements BlobStore {
     const segments = checkKey(key);
     const path = this.#path(key);
     if (!(await this.#folderIsInside(path))) return false;
+    const sidecarParts = sidecarSegments(segments);
+    const sidecar = sidecarParts && (await this.#folderIsInside(join(this.filesDir, ...sidecarParts))) ? join(this.filesDir, ...sidecarParts) : undefined;
+    // Young again, the metadata tells a create of this name that comes while
+    // the blob is gone and the metadata not yet that the name is still taken
+    // (see #linkSidecar): else it could replace the metadata with its own,
+    // which this delete would then remove from under its new blob.
+    if (sidecar) await lutimes(sidecar, new Date(), new Date()).catch(() => {});
     try {
       await unlink(path);
     } catch (error) {
@@ -443,10 +450,9 @@ export class DiskStore implements BlobStore {
     }
     await this.#pruneFolders(segments, KEPT_DEPTH);
     // After the blob: a visible blob always has its metadata.
-    const sidecar = sidecarSegments(segments);
-    if (sidecar && (await this.#folderIsInside(join(this.filesDir, ...sidecar)))) {
-      await unlinkQuietly(join(this.filesDir, ...sidecar));
-      await this.#pruneFolders(sidecar, KEPT_DEPTH + 1);
+    if (sidecar) {
+      await unlinkQuietly(sidecar);
+      await this.#pruneFolders(sidecarParts!, KEPT_DEPTH + 1);
     }
     return true;
   }
