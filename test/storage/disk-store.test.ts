@@ -104,6 +104,21 @@ describe("DiskStore on its own", () => {
     }
   });
 
+  it("removes at start what a crash during a disk probe left in files/", async () => {
+    const root = await mkdtemp(join(tmpdir(), "nanocdn-disk-"));
+    try {
+      await mkdir(join(root, "files"), { recursive: true });
+      await writeFile(join(root, "files", ".probe-4f1c"), "left by a crash");
+      const store = new DiskStore({ root });
+      await store.init();
+      expect(await readdir(join(root, "files"))).toEqual([]);
+      await store.probe();
+      expect(await readdir(join(root, "files"))).toEqual([]);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it("never leaves a file without its metadata when a create of its name races its delete", async () => {
     const root = await mkdtemp(join(tmpdir(), "nanocdn-disk-"));
     try {

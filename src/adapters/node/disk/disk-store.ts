@@ -45,6 +45,8 @@ const openFd = promisify(open);
 const writeFd = promisify(write);
 const readFd = promisify(read);
 const fsyncFd = promisify(fsync);
+/** The probe's file in files/, where it proves the folder writable. */
+const PROBE_PREFIX = ".probe-";
 /** How long a free-space sample decides which uploads fit, less what those uploads took. */
 const ROOM_SAMPLE_MS = 250;
 
@@ -197,6 +199,10 @@ export class DiskStore implements BlobStore {
     await mkdir(this.filesDir, { recursive: true });
     await rm(this.tmpDir, { recursive: true, force: true });
     await mkdir(this.tmpDir, { recursive: true });
+    // A probe's link that a crash left in files/ (never a stored file: those are in folders below it).
+    for (const name of await readdir(this.filesDir)) {
+      if (name.startsWith(PROBE_PREFIX)) await unlink(join(this.filesDir, name)).catch(() => {});
+    }
   }
 
   #path(key: string): string {
@@ -470,7 +476,7 @@ export class DiskStore implements BlobStore {
   async probe(): Promise<void> {
     const nonce = randomUUID();
     const temp = join(this.tmpDir, `probe-${nonce}`);
-    const visible = join(this.filesDir, `.probe-${nonce}`);
+    const visible = join(this.filesDir, `${PROBE_PREFIX}${nonce}`);
     try {
       await writeFile(temp, nonce, { flag: "wx", flush: this.#fsync });
       // Linking into files/ proves that folder is writable and on the same disk as tmp/.
