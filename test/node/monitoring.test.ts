@@ -1,4 +1,5 @@
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,6 +9,7 @@ import { basic, bcryptLine, PASSWORD, USER, writeHtpasswd } from "../helpers/cre
 import { eventually } from "../helpers/eventually.ts";
 import { promtoolCheck, sample } from "../helpers/metrics.ts";
 import { type NodeProcess, startNodeProcess } from "../helpers/node-process.ts";
+import { withChildren } from "../helpers/processes.ts";
 import { rawRequest } from "../helpers/raw-http.ts";
 
 const MONITOR = "watcher";
@@ -107,6 +109,115 @@ describe("monitoring a node: /metrics, monitor_users, access lines", () => {
         ]),
       );
     });
+  });
+});
+
+/** The samples of the counters and histograms in an exposition, by series. */
+function cumulativeSamples(text: string): Map<string, number> {
+  const names = [...text.matchAll(/^# TYPE (\S+) (counter|histogram)$/gm)].map((m) => m[1]!);
+  const samples = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const series = line.slice(0, line.lastIndexOf(" "));
+    const name = series.split("{")[0]!;
+    if (names.some((n) => [n, `${n}_bucket`, `${n}_sum`, `${n}_count`].includes(name))) samples.set(series, Number(line.slice(series.length + 1)));
+  }
+  return samples;
+}
+
+/** The counter and histogram series lower in `after` than in `before` (or gone), with both values. */
+function decreases(before: string, after: string): string[] {
+  const later = cumulativeSamples(after);
+  return [...cumulativeSamples(before)]
+    .filter(([series, value]) => !((later.get(series) ?? -1) >= value))
+    .map(([series, value]) => `${series}: ${value} → ${later.get(series)}`);
+}
+
+/** A process's soft limit of open files. */
+function openFilesLimit(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/limits`, "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("Max open files"))!;
+  return Number(line.split(/ {2,}/)[1]);
+}
+
+describe("a node's metrics while its serving processes stall, die and are replaced", () => {
+  const UPLOADS = 10;
+  let node: NodeProcess;
+  let startedAt: number;
+
+  beforeAll(async () => {
+    startedAt = Date.now() / 1000;
+    node = await startNodeProcess({ config: { workers: 2 } });
+    // A new connection each, so that both processes store some.
+    for (let i = 0; i < UPLOADS; i++) expect((await rawRequest(node.url, "PUT", `/upload/pub/${i}.txt`, full, "x")).status).toBe(201);
+  });
+
+  afterAll(async () => {
+    await node?.stop();
+  });
+
+  /** A scrape on a connection of its own; undefined when none answers in time (the connection went to a stopped process). */
+  const scrape = async () => {
+    const request = rawRequest(node.url, "GET", "/metrics", full);
+    // One left waiting fails when the node stops, after the test.
+    request.catch(() => {});
+    const timeout = new Promise<undefined>((resolve) => setTimeout(resolve, 4000));
+    const response = await Promise.race([request, timeout]);
+    if (response) expect(response.status, response.body).toBe(200);
+    return response?.body;
+  };
+  const servingProcesses = () => withChildren(node.pid).slice(1);
+
+  it("reports the node's start time, and the open-files limit of a process instead of the sum of all", async () => {
+    const text = (await scrape())!;
+    expect(sample(text, "process_max_fds")).toBe(openFilesLimit(node.pid));
+    expect(sample(text, "process_start_time_seconds")).toBeGreaterThanOrEqual(Math.floor(startedAt) - 1);
+    expect(sample(text, "process_start_time_seconds")).toBeLessThanOrEqual(Date.now() / 1000);
+    const check = await promtoolCheck(text);
+    expect(check.output).toBe("");
+  });
+
+  it("answers with a stalled serving process's last counts, and no counter goes down", async () => {
+    const before = (await scrape())!;
+    expect(sample(before, "nanocdn_uploads_total")).toBe(UPLOADS);
+    const [stalled] = servingProcesses();
+    process.kill(stalled!, "SIGSTOP");
+    try {
+      const answered: string[] = [];
+      // One scrape may go to the stopped process, and wait.
+      for (let i = 0; i < 3; i++) {
+        const text = await scrape();
+        if (text !== undefined) answered.push(text);
+      }
+      expect(answered.length).toBeGreaterThanOrEqual(2);
+      for (const after of answered) {
+        expect(decreases(before, after)).toEqual([]);
+        expect(sample(after, "nanocdn_uploads_total")).toBe(UPLOADS);
+        expect(sample(after, "process_start_time_seconds")).toBe(sample(before, "process_start_time_seconds"));
+      }
+    } finally {
+      process.kill(stalled!, "SIGCONT");
+    }
+  });
+
+  it("keeps counting what a serving process counted once it was killed and replaced", async () => {
+    const before = (await scrape())!;
+    expect(sample(before, "nanocdn_uploads_total")).toBe(UPLOADS);
+    const [victim] = servingProcesses();
+    process.kill(victim!, "SIGKILL");
+    await eventually(async () => {
+      expect(servingProcesses()).toHaveLength(2);
+      expect(servingProcesses()).not.toContain(victim);
+    });
+    const after = (await scrape())!;
+    expect(decreases(before, after)).toEqual([]);
+    expect(sample(after, "nanocdn_uploads_total")).toBe(UPLOADS);
+    expect(sample(after, "process_start_time_seconds")).toBe(sample(before, "process_start_time_seconds"));
+    expect(sample(after, "process_max_fds")).toBe(openFilesLimit(node.pid));
+    const check = await promtoolCheck(after);
+    expect(check.output).toBe("");
+    expect(check.code).toBe(0);
   });
 });
 

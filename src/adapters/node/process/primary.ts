@@ -4,6 +4,7 @@ import { startBackgroundServices } from "./background-services.ts";
 import type { NodeLogger } from "./logger.ts";
 import { OWN_FILES_AT_FORK, Questions, type ToPrimary, type ToWorker } from "./messages.ts";
 import type { RunningNode } from "./start-node.ts";
+import { ProcessReports } from "../metrics/process-reports.ts";
 import { aggregatedExposition, type MetricsJson } from "../metrics/registry.ts";
 
 /**
@@ -52,11 +53,16 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
   services.health.on("up", (id) => broadcast({ t: "peer", id, up: true }));
   services.health.on("down", (id) => broadcast({ t: "peer", id, up: false }));
 
-  /** Every serving process's metrics and this process's own, as one node's. */
+  const reports = new ProcessReports();
+  /** Every serving process's metrics (the last it sent, and those of processes gone) and this process's own, as one node's. */
   const nodeMetrics = async () => {
-    const reports = await Promise.all(listening().map((w) => questions.ask<MetricsJson>((ask) => send(w, { t: "metrics", ask }))));
-    const own = await services.registry.getMetricsAsJSON();
-    return aggregatedExposition([own, ...reports.filter((r): r is MetricsJson => r !== undefined)]);
+    await Promise.all(
+      listening().map((w) => {
+        const keep = reports.asking(w.id);
+        return questions.ask<MetricsJson>((ask) => send(w, { t: "metrics", ask })).then(keep);
+      }),
+    );
+    return aggregatedExposition(await services.registry.getMetricsAsJSON(), reports.reports());
   };
 
   // Deno's node:cluster stalls for good under concurrent uploads when the
@@ -73,6 +79,7 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
   const fork = () => {
     const startedAt = Date.now();
     const worker = cluster.fork({ [OWN_FILES_AT_FORK]: services.ownFiles() });
+    reports.started(worker.id);
     worker.on("error", (error) => log.warn({ worker: worker.process.pid, err: error }, "serving process channel failed"));
     worker.on("message", (message: ToPrimary) => {
       switch (message.t) {
@@ -112,6 +119,7 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
       }
     });
     worker.on("exit", (code, signal) => {
+      reports.exited(worker.id);
       if (stopping || !started) return;
       // One that dies young (a broken config, a full disk) is not restarted in a tight loop.
       pauseMs = Date.now() - startedAt < 10_000 ? Math.min(Math.max(pauseMs * 2, 500), 30_000) : 0;

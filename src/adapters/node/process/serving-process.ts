@@ -7,6 +7,13 @@ import { type NodeState, type RequestServing, startRequestServing } from "./requ
 import type { NodeFacts } from "../../../handlers/status.ts";
 import { createRegistry } from "../metrics/registry.ts";
 
+/**
+ * How much longer than other questions one for the node's metrics waits: the
+ * primary first waits as long for every serving process's report, and
+ * answers without those that do not come.
+ */
+const METRICS_GATHERING_MS = 1000;
+
 /** A serving process forked by the primary: the node-wide state it sees is what the primary tells it. */
 export async function startServingProcess(config: Config, log: NodeLogger): Promise<RequestServing> {
   const health = new PeerHealth(
@@ -30,7 +37,7 @@ export async function startServingProcess(config: Config, log: NodeLogger): Prom
     status: async () => (await questions.ask<NodeFacts>((ask) => toPrimary({ t: "status", ask }))) ?? {},
     registry,
     exposition: async () => {
-      const text = await questions.ask<string>((ask) => toPrimary({ t: "metrics", ask }));
+      const text = await questions.ask<string>((ask) => toPrimary({ t: "metrics", ask }), METRICS_GATHERING_MS);
       if (text === undefined) throw new Error("the primary process did not send the node's metrics in time");
       return text;
     },
