@@ -39,8 +39,9 @@ writeFileSync(
     [
       "nanocdn's configuration, read by nanocdn.service (and by every nanocdn command).",
       "Every key is listed with its default; `nanocdn serve --help` says the same.",
-      "Check a change with `nanocdn check-config`, then `systemctl reload nanocdn`",
-      "(users, log_level, TLS files) or `systemctl restart nanocdn` (everything else).",
+      "Check a change with `sudo -u nanocdn nanocdn check-config` (as the node's user: it reads",
+      "what the node may), then `systemctl reload nanocdn` (users, log_level, TLS files) or",
+      "`systemctl restart nanocdn` (everything else).",
     ].join("\n"),
   ),
 );

@@ -1,13 +1,16 @@
-import { execFile, spawn } from "node:child_process";
-import { mkdtemp, readFile, stat, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { execFile, execFileSync, spawn } from "node:child_process";
+import { chown, mkdir, mkdtemp, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { stringify } from "smol-toml";
 import { describe, expect, it } from "vitest";
 import { CONFIG_KEYS } from "../../src/adapters/node/cli/config.ts";
 import { runCli } from "../helpers/cli.ts";
-import { basic } from "../helpers/credentials.ts";
+import { basic, PASSWORD, USER, writeHtpasswd } from "../helpers/credentials.ts";
+import { eventually } from "../helpers/eventually.ts";
 import { BIN, startNodeProcess } from "../helpers/node-process.ts";
+import { freePort } from "../helpers/ports.ts";
 
 const run = promisify(execFile);
 const tempDir = () => mkdtemp(join(tmpdir(), "nanocdn-cmd-"));
@@ -112,5 +115,139 @@ describe("nanocdn user", () => {
     expect(empty.code).toBe(2);
     expect(empty.stderr).toContain("no password on stdin");
     await expect(stat(file)).rejects.toThrow(/ENOENT/);
+  });
+});
+
+/** A self-signed certificate (EC: quick to make) for the DNS name `host`, as a node's public name is; not for any address. */
+function certificateFor(dir: string, name: string, host: string) {
+  const cert = join(dir, `${name}.crt`);
+  const key = join(dir, `${name}.key`);
+  const subject = ["-subj", `/CN=${host}`, "-addext", `subjectAltName=DNS:${host}`];
+  const args = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", ...subject, "-keyout", key, "-out", cert];
+  execFileSync("openssl", args, { stdio: "ignore" });
+  return { cert, key };
+}
+
+/** An address of this machine other than loopback, if it has one. */
+const ownAddress = Object.values(networkInterfaces())
+  .flat()
+  .find((address) => address?.family === "IPv4" && !address.internal)?.address;
+
+describe("nanocdn status", () => {
+  it("says the node refused the credentials or the signature, not that it is down", async () => {
+    const dir = await tempDir();
+    await writeFile(join(dir, "secret"), "the secret the nodes share\n");
+    await writeFile(join(dir, "other-secret"), "a secret of another cluster\n");
+    const node = await startNodeProcess({
+      dir,
+      config: { peers: [{ id: "2", url: "http://127.0.0.1:9" }], cluster_secret_file: join(dir, "secret") },
+    });
+    try {
+      const wrong = await runCli(["status", "--config", node.configFile, "--user", USER], { env: { NANOCDN_PASSWORD: "not the password" } });
+      expect(wrong.code).toBe(1);
+      expect(wrong.stdout).toMatch(/^1 +refused$/m);
+      expect(wrong.stdout).toContain(`node 1 refused the credentials of user '${USER}' (wrong user name or password): check --user and NANOCDN_PASSWORD`);
+      expect(wrong.stdout).not.toContain("node 1 did not answer");
+      // Node 2 does not exist: it is down, and said so.
+      expect(wrong.stdout).toMatch(/^2 +DOWN$/m);
+
+      const signed = await runCli(["status", "--config", node.configFile, "--cluster-secret-file", join(dir, "other-secret")]);
+      expect(signed.code).toBe(1);
+      expect(signed.stdout).toMatch(/^node 1 refused this node's signed request \(.*\): every node's cluster_secret_file must hold the same secret/m);
+      expect(signed.stdout).not.toContain("the secret");
+
+      const right = await runCli(["status", "--config", node.configFile, "--user", USER], { env: { NANOCDN_PASSWORD: PASSWORD } });
+      expect(right.stdout).toMatch(/^1 +up +\d+\.\d+\.\d+/m);
+    } finally {
+      await node.stop();
+    }
+  });
+
+  it.skipIf(ownAddress === undefined)(
+    "reaches its own node on an address of this machine over TLS, checking the chain but not the name",
+    async () => {
+      const dir = await tempDir();
+      // The certificate names the node's public host, not the address it listens on.
+      const tls = certificateFor(dir, "node", "cdn.example.test");
+      const stranger = certificateFor(dir, "stranger", "cdn.example.test");
+      const port = await freePort();
+      const file = join(dir, "nanocdn.toml");
+      await writeHtpasswd(join(dir, "htpasswd"));
+      const config = {
+        listen: `${ownAddress}:${port}`,
+        data: join(dir, "data"),
+        htpasswd: join(dir, "htpasswd"),
+        workers: 1,
+        tls_cert: tls.cert,
+        tls_key: tls.key,
+      };
+      await writeFile(file, stringify(config));
+      const child = spawn(process.execPath, [BIN, "serve", "--config", file], { stdio: ["ignore", "pipe", "pipe"] });
+      let output = "";
+      child.stdout.on("data", (c) => (output += c));
+      child.stderr.on("data", (c) => (output += c));
+      const exited = new Promise((resolve) => child.on("exit", resolve));
+      const status = (...args: string[]) => runCli(["status", "--config", file, "--user", USER, ...args], { env: { NANOCDN_PASSWORD: PASSWORD } });
+      try {
+        await eventually(async () => expect(output).toContain("nanocdn node listening"), 30_000);
+        // Its own certificate is the anchor of a self-signed one; a CA file naming it is one too.
+        for (const args of [[], ["--ca-file", tls.cert]]) {
+          const result = await status(...args);
+          expect(result.stdout).toContain("all 1 nodes up");
+          expect(result.code).toBe(0);
+        }
+        // The chain is still checked: a certificate this configuration does not trust is refused.
+        const untrusted = await status("--tls-cert", stranger.cert, "--tls-key", stranger.key);
+        expect(untrusted.code).toBe(1);
+        expect(untrusted.stdout).toContain("node 1 did not answer: DEPTH_ZERO_SELF_SIGNED_CERT");
+        // check-config beside it finds it over https on that address.
+        const check = await runCli(["check-config", "--config", file]);
+        expect(check.stdout).toContain(`listen (from ${file}): ${ownAddress}:${port} is held by this node, which is running`);
+      } catch (error) {
+        throw new Error(`${(error as Error).message}\nnode output:\n${output}`);
+      } finally {
+        child.kill("SIGTERM");
+        await exited;
+      }
+    },
+    60_000,
+  );
+});
+
+describe("commands run as root where the node's user keeps its files", () => {
+  it.skipIf(process.getuid?.() !== 0)("refuse, saying whom to run them as, when another user owns the data folder; run when root owns it", async () => {
+    const dir = await tempDir();
+    const data = join(dir, "data");
+    await mkdir(data);
+    // As the package leaves /var/lib/nanocdn: the node's user owns it.
+    await chown(data, 65534, 65534);
+    const owner = (await run("getent", ["passwd", "65534"])).stdout.split(":")[0];
+    const file = join(dir, "nanocdn.toml");
+    await writeFile(file, stringify({ data, listen: `127.0.0.1:${await freePort()}` }));
+    for (const [command, harm] of [
+      ["verify", "would make folders and repaired files there that the node cannot write (uploads then fail)"],
+      ["check-config", "reads files the node cannot, and would pass them"],
+      ["serve", "would make files and folders there that the node, run as that user, cannot write"],
+      ["user add alice", "would make a users file there that only root can read"],
+    ]) {
+      const args = [...command!.split(" "), "--config", file];
+      const result = await runCli(args, { input: "a password\n" });
+      expect(result.code, command).toBe(2);
+      expect(result.stderr).toBe(
+        `nanocdn: ${data} belongs to user ${owner}, and as root \`nanocdn ${command!.replace(" alice", "")}\` ${harm}; ` +
+          `run it as the user that owns ${data}: sudo -u ${owner} nanocdn ${args.join(" ")}\n`,
+      );
+    }
+    expect(await readdir(data)).toEqual([]);
+
+    // A users file that exists keeps its owner and mode when root rewrites it.
+    await writeHtpasswd(join(data, "htpasswd"), []);
+    await chown(join(data, "htpasswd"), 65534, 65534);
+    expect((await runCli(["user", "add", "alice", "--config", file], { input: "a password\n" })).code).toBe(0);
+    expect((await stat(join(data, "htpasswd"))).uid).toBe(65534);
+
+    await chown(data, 0, 0);
+    expect((await runCli(["verify", "--config", file])).code).toBe(0);
+    expect((await runCli(["check-config", "--config", file])).code).toBe(0);
   });
 });

@@ -62,6 +62,37 @@ describe("nanocdn command line", () => {
     expect(fromEnv.stderr).toContain("peers[1] (from NANOCDN_PEERS): node id '2' appears twice");
   });
 
+  it("names an unknown key in a [[peers]] table by its peer, and the file it came from", async () => {
+    const dir = await tempDir();
+    await writeFile(
+      join(dir, "peers.toml"),
+      'cluster_secret_file = "secret"\n[[peers]]\nid = "2"\nurl = "http://10.0.0.2:8080"\nrsnyc = "rsync://10.0.0.2/x/"\n',
+    );
+    const result = await runCli(["check-config", "--config", "peers.toml"], { cwd: dir });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe("nanocdn: invalid configuration:\n  peers[0].rsnyc (from peers.toml): unknown key\n");
+  });
+
+  it("refuses an interval or time-out longer than a timer can wait (24.8 days), naming the key and the most it takes", async () => {
+    const cwd = await tempDir();
+    // Every key that ends up in a setTimeout or setInterval, by its unit.
+    const timers = {
+      seconds: { most: 2_147_483, keys: ["shutdown_grace", "scrub_interval", "full_pass_interval"] },
+      ms: {
+        most: 2_147_483_647,
+        keys: ["health_interval_ms", "peer_connect_timeout_ms", "peer_timeout_ms", "peer_read_timeout_ms", "peer_read_hedge_ms", "replication_batch_ms"],
+      },
+    };
+    for (const [unit, { most, keys }] of Object.entries(timers)) {
+      for (const key of keys) {
+        await expect(loadConfig({ env: {}, flags: { [key]: String(most) }, cwd }), key).resolves.toMatchObject({ [key]: most });
+        await expect(loadConfig({ env: {}, flags: { [key]: String(most + 1) }, cwd })).rejects.toThrow(
+          `${key} (from --${key.replaceAll("_", "-")}): must be at most ${most} ${unit} (24.8 days, the longest a timer can wait)`,
+        );
+      }
+    }
+  });
+
   it("refuses half a TLS configuration", async () => {
     const result = await runCli(["serve", "--tls-cert", "cert.pem"], { cwd: await tempDir() });
     expect(result.code).toBe(2);

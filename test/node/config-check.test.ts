@@ -7,6 +7,7 @@ import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { runCli } from "../helpers/cli.ts";
 import { bcryptLine } from "../helpers/credentials.ts";
+import { startNodeProcess } from "../helpers/node-process.ts";
 import { freePort } from "../helpers/ports.ts";
 
 const run = promisify(execFile);
@@ -70,6 +71,38 @@ describe("a configuration checked before anything is written", () => {
       expect((await readdir(dir)).sort()).toEqual(["not-a-folder", "secret"]);
     } finally {
       taken.close();
+    }
+  });
+
+  it("passes the ports the running node holds, which serve, and a configuration of another node id, refuse", async () => {
+    const dir = await tempDir();
+    const secret = join(dir, "secret");
+    await writeFile(secret, "a shared secret of some length\n");
+    const rsyncd = await freePort();
+    const node = await startNodeProcess({
+      dir,
+      config: { peers: [{ id: "2", url: "http://127.0.0.1:9" }], cluster_secret_file: secret, rsyncd_listen: `127.0.0.1:${rsyncd}` },
+    });
+    try {
+      // As an operator checks a change before `systemctl reload nanocdn`.
+      const check = await runCli(["check-config", "--config", node.configFile]);
+      expect(check.stderr).toBe("");
+      expect(check.code).toBe(0);
+      expect(check.stdout).toContain(`listen (from ${node.configFile}): 127.0.0.1:${node.port} is held by this node, which is running`);
+      expect(check.stdout).toContain(`rsyncd_listen (from ${node.configFile}): 127.0.0.1:${rsyncd} is held by this node, which is running`);
+
+      const second = await runCli(["serve", "--config", node.configFile]);
+      expect(second.code).toBe(2);
+      expect(lineAbout(second.stderr, "listen")).toContain(`127.0.0.1:${node.port} is held by this node, which is running already; stop it first`);
+
+      const other = await runCli(["check-config", "--config", node.configFile, "--node", "3"]);
+      expect(other.code).toBe(1);
+      expect(lineAbout(other.stderr, "listen")).toContain(
+        `127.0.0.1:${node.port} is in use by nanocdn node '1', not this node '3'; stop it or choose another port`,
+      );
+      expect(lineAbout(other.stderr, "rsyncd_listen")).toContain(`127.0.0.1:${rsyncd} is in use by another process`);
+    } finally {
+      await node.stop();
     }
   });
 

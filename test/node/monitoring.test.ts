@@ -88,7 +88,7 @@ describe("monitoring a node: /metrics, monitor_users, access lines", () => {
     expect(ok.stdout).toMatch(/all 1 nodes up, replication caught up/);
     expect(ok.code).toBe(0);
     const wrong = await runCli(["status", "--config", node.configFile, "--user", MONITOR], { env: { NANOCDN_PASSWORD: "wrong" } });
-    expect(wrong.stdout).toMatch(/node 1 did not answer: GET \/status answered 401/);
+    expect(wrong.stdout).toMatch(/node 1 refused the credentials of user 'watcher' \(wrong user name or password\): check --user and NANOCDN_PASSWORD/);
     expect(wrong.code).toBe(1);
   });
 

@@ -26,6 +26,10 @@ async function dpkg(...args: string[]) {
   }
 }
 
+/** The installed command as the unit runs it: as the user nanocdn. */
+const asNode = (args: string[]) =>
+  exec("setpriv", ["--reuid=nanocdn", "--regid=nanocdn", "--init-groups", "/usr/bin/nanocdn", ...args], { cwd: "/var/lib/nanocdn" });
+
 /**
  * A unix datagram socket standing in for systemd's notify socket (Node has
  * none of its own): Debian's Python prints each message it receives.
@@ -107,11 +111,19 @@ describe("the Debian package", () => {
     const users = await stat("/etc/nanocdn/htpasswd");
     expect([users.uid, users.mode & 0o777]).toEqual([0, 0o640]);
 
-    // The example configuration is good as installed (on a port free here).
+    // The example configuration is good as installed (on a port free here), checked as its header says.
     const port = await freePort();
-    const check = await exec("/usr/bin/nanocdn", ["check-config", "--listen", `127.0.0.1:${port}`]);
+    expect(await readFile("/etc/nanocdn/nanocdn.toml", "utf8")).toContain("# Check a change with `sudo -u nanocdn nanocdn check-config`");
+    const check = await asNode(["check-config", "--listen", `127.0.0.1:${port}`]);
     expect(check.stdout).toContain("data /var/lib/nanocdn");
+    // root would read files the node cannot: it is sent to the node's user.
+    await expect(exec("/usr/bin/nanocdn", ["check-config", "--listen", `127.0.0.1:${port}`])).rejects.toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining(`run it as the user that owns /var/lib/nanocdn: sudo -u nanocdn nanocdn check-config --listen 127.0.0.1:${port}`),
+    });
+    // root makes the users: the packaged users file is root's, and a rewrite keeps its owner and mode.
     await exec("sh", ["-c", `echo 'installed pw' | /usr/bin/nanocdn user add alice`]);
+    expect(await stat("/etc/nanocdn/htpasswd")).toMatchObject({ uid: 0, gid: users.gid, mode: users.mode });
     expect((await exec("/usr/bin/nanocdn", ["user", "list"])).stdout).toBe("alice\n");
 
     // As the unit runs it: as nanocdn, with a notify socket to report to.
@@ -144,6 +156,9 @@ describe("the Debian package", () => {
       });
       expect(put.status).toBe(201);
       expect((await stat("/var/lib/nanocdn/files/1/pub/installed.txt")).uid).toBe(uid);
+      // A change is checked beside the running node, before `systemctl reload nanocdn`.
+      const beside = await asNode(["check-config", "--listen", `127.0.0.1:${port}`]);
+      expect(beside.stdout).toContain(`listen (from --listen): 127.0.0.1:${port} is held by this node, which is running`);
       node.kill("SIGTERM");
       expect(await exited).toBe(0);
       await eventually(async () => expect(listener.messages()).toContain("STOPPING=1"));
@@ -164,4 +179,13 @@ describe("the Debian package", () => {
     // The files are the service's: a purge leaves them.
     expect(existsSync("/var/lib/nanocdn/files/1/pub/installed.txt")).toBe(true);
   }, 180_000);
+
+  it("installs again over a configuration the admin deleted, which dpkg does not bring back", async () => {
+    await dpkg("-i", DEB);
+    await rm("/etc/nanocdn/nanocdn.toml");
+    await dpkg("-i", DEB);
+    expect(existsSync("/etc/nanocdn/nanocdn.toml")).toBe(false);
+    expect(existsSync("/usr/bin/nanocdn")).toBe(true);
+    await dpkg("--purge", "nanocdn");
+  }, 120_000);
 });

@@ -50,6 +50,12 @@ export interface Command {
   configFlags?: boolean;
   /** More text under the options in `--help`. */
   details?: string;
+  /**
+   * A command that writes where the node's user keeps its files (or judges
+   * them for the node) runs as that user: as root, it refuses when another
+   * user owns `path` (run-as.ts). `asRoot` says what root would get wrong.
+   */
+  runAsOwnerOf?: { path(input: CommandInput): Promise<string | undefined>; asRoot: string };
   run(input: CommandInput): Promise<number>;
 }
 

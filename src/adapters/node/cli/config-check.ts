@@ -3,10 +3,11 @@ import { access, readFile, stat } from "node:fs/promises";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { createSecureContext } from "node:tls";
+import { Agent, request } from "undici";
 import { MIN_URL_SIGNING_KEY_LENGTH } from "../../../handlers/url-signing.ts";
 import { HtpasswdCredentials } from "../../htpasswd.ts";
 import { MIN_SECRET_LENGTH } from "../../../handlers/cluster-auth.ts";
-import { ConfigError, type Config, type ConfigKey, type ListenAddress } from "./config.ts";
+import { ConfigError, type Config, type ConfigKey, type ListenAddress, localUrl } from "./config.ts";
 import { keysOfFile } from "../users/url-signing-key-file.ts";
 
 /** One line about a key: its name, where its value came from, what is wrong and what to do. */
@@ -163,43 +164,105 @@ async function checkTls(config: Config): Promise<string[]> {
   return problems;
 }
 
-/** Binds the address a moment and lets it go. */
-function checkListen(config: Config, key: "listen" | "rsyncd_listen", address: ListenAddress | undefined): Promise<string[]> {
-  if (!address) return Promise.resolve([]);
-  const shown = `${address.host.includes(":") ? `[${address.host}]` : address.host}:${address.port}`;
+/** Binds the address a moment and lets it go: the error when it cannot. */
+function bindError(address: ListenAddress): Promise<NodeJS.ErrnoException | undefined> {
   return new Promise((resolve) => {
     const server = createServer();
-    server.once("error", (error: NodeJS.ErrnoException) => {
-      const fix =
-        error.code === "EADDRINUSE"
-          ? `${shown} is in use by another process; stop it or choose another port`
-          : error.code === "EACCES"
-            ? `port ${address.port} needs root or CAP_NET_BIND_SERVICE; choose a port above 1023 or grant the capability`
-            : error.code === "EADDRNOTAVAIL" || error.code === "ENOTFOUND" || error.code === "EAI_AGAIN"
-              ? `no interface of this machine has the address ${address.host}; use one it has, or 0.0.0.0`
-              : `cannot listen on ${shown} (${error.code ?? error.message})`;
-      resolve([about(config, key, fix)]);
-    });
-    server.listen({ host: address.host, port: address.port, exclusive: true }, () => server.close(() => resolve([])));
+    server.once("error", resolve);
+    server.listen({ host: address.host, port: address.port, exclusive: true }, () => server.close(() => resolve(undefined)));
   });
+}
+
+const shownAddress = (address: ListenAddress) => `${address.host.includes(":") ? `[${address.host}]` : address.host}:${address.port}`;
+
+function bindProblem(address: ListenAddress, error: NodeJS.ErrnoException): string {
+  return error.code === "EACCES"
+    ? `port ${address.port} needs root or CAP_NET_BIND_SERVICE; choose a port above 1023 or grant the capability`
+    : error.code === "EADDRNOTAVAIL" || error.code === "ENOTFOUND" || error.code === "EAI_AGAIN"
+      ? `no interface of this machine has the address ${address.host}; use one it has, or 0.0.0.0`
+      : `cannot listen on ${shownAddress(address)} (${error.code ?? error.message})`;
+}
+
+const PROBE_TIMEOUT_MS = 2000;
+
+/**
+ * The id of the nanocdn node that answers GET /check/ at the address, over
+ * https or http (both: the running node may predate a change of scheme);
+ * undefined when no node answers there.
+ */
+async function nodeAnswering(address: ListenAddress): Promise<string | undefined> {
+  // Only the node's id is asked for, and nothing secret is sent: any certificate will do.
+  const dispatcher = new Agent({
+    connect: { timeout: PROBE_TIMEOUT_MS, rejectUnauthorized: false },
+    headersTimeout: PROBE_TIMEOUT_MS,
+    bodyTimeout: PROBE_TIMEOUT_MS,
+  });
+  const ask = async (scheme: "http" | "https") => {
+    try {
+      const response = await request(`${localUrl(scheme, address).url}/check/`, { dispatcher });
+      const { node } = (await response.body.json()) as { node?: unknown };
+      return typeof node === "string" ? node : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  try {
+    const [https, http] = await Promise.all([ask("https"), ask("http")]);
+    return https ?? http;
+  } finally {
+    await dispatcher.close();
+  }
+}
+
+export interface CheckOptions {
+  /** check-config beside the running node: the ports this very node holds are as they should be. */
+  nodeMayRun?: boolean;
+}
+
+/**
+ * Both listen addresses are free, or (with `nodeMayRun`) held by this node:
+ * the one whose listen answers GET /check/ with this configuration's node id.
+ * Its rsync daemon then holds rsyncd_listen.
+ */
+async function checkListens(config: Config, { nodeMayRun = false }: CheckOptions): Promise<{ problems: string[]; notes: string[] }> {
+  const [http, rsyncd] = await Promise.all([bindError(config.listen), config.rsyncd_listen && bindError(config.rsyncd_listen)]);
+  const problems: string[] = [];
+  const notes: string[] = [];
+  let running = false;
+  const inUse = (key: "listen" | "rsyncd_listen", address: ListenAddress, holder: string | undefined) => {
+    const shown = shownAddress(address);
+    if (holder === undefined) problems.push(about(config, key, `${shown} is in use by another process; stop it or choose another port`));
+    else if (holder !== config.node) {
+      problems.push(about(config, key, `${shown} is in use by nanocdn node '${holder}', not this node '${config.node}'; stop it or choose another port`));
+    } else if (nodeMayRun) notes.push(about(config, key, `${shown} is held by this node, which is running`));
+    else problems.push(about(config, key, `${shown} is held by this node, which is running already; stop it first`));
+  };
+  if (http?.code === "EADDRINUSE") {
+    const holder = await nodeAnswering(config.listen);
+    running = holder === config.node;
+    inUse("listen", config.listen, holder);
+  } else if (http) problems.push(about(config, "listen", bindProblem(config.listen, http)));
+  if (rsyncd?.code === "EADDRINUSE") inUse("rsyncd_listen", config.rsyncd_listen!, running ? config.node : undefined);
+  else if (rsyncd) problems.push(about(config, "rsyncd_listen", bindProblem(config.rsyncd_listen!, rsyncd)));
+  return { problems, notes };
 }
 
 /**
  * Everything a node needs from its machine, checked before it creates or
  * writes anything: a start that would fail later (a port in use, a short
- * secret, a users file of garbage) fails here, one line per problem.
+ * secret, a users file of garbage) fails here, one line per problem. What
+ * is fine but worth saying (a port this node holds) comes back, one line each.
  */
-export async function checkConfig(config: Config): Promise<void> {
-  const problems = (
-    await Promise.all([
-      checkData(config),
-      checkUsers(config),
-      checkSecret(config),
-      checkUrlSigningKeys(config),
-      checkTls(config),
-      checkListen(config, "listen", config.listen),
-      checkListen(config, "rsyncd_listen", config.rsyncd_listen),
-    ])
-  ).flat();
+export async function checkConfig(config: Config, options: CheckOptions = {}): Promise<string[]> {
+  const [listens, ...others] = await Promise.all([
+    checkListens(config, options),
+    checkData(config),
+    checkUsers(config),
+    checkSecret(config),
+    checkUrlSigningKeys(config),
+    checkTls(config),
+  ]);
+  const problems = [...others.flat(), ...listens.problems];
   if (problems.length > 0) throw new ConfigError(problems);
+  return listens.notes;
 }

@@ -4,10 +4,8 @@ import { parse as parseToml } from "smol-toml";
 import { z } from "zod";
 import { DEFAULT_CACHE_MAX_AGE, DEFAULT_MAX_UPLOAD_BYTES } from "../../../handlers/app.ts";
 import { DEFAULT_READ_HEDGE_MS } from "../../../handlers/owner-routing.ts";
-import { RESERVED_SEGMENTS } from "../../../handlers/paths.ts";
+import { NODE_ID, RESERVED_SEGMENTS } from "../../../handlers/paths.ts";
 import { parseNetwork } from "../process/trusted-proxies.ts";
-
-const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
 
 const nodeId = z
   .string()
@@ -24,11 +22,32 @@ const int = (min: number) =>
       .int({ error: got("a whole number") })
       .min(min, { error: `must be at least ${min}` }),
   );
+
+/**
+ * The longest a Node timer waits: setTimeout and setInterval take a longer
+ * delay as 1 ms, so an interval of a month would run its work nonstop.
+ */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const MAX_TIMER_SECONDS = Math.floor(MAX_TIMER_MS / 1000);
+/** A delay in milliseconds that ends up in a timer. */
+const timerMs = (min: number) =>
+  int(min).pipe(z.number().max(MAX_TIMER_MS, { error: `must be at most ${MAX_TIMER_MS} ms (24.8 days, the longest a timer can wait)` }));
+/** A delay in seconds that ends up in a timer. */
+const timerSeconds = (min: number) =>
+  int(min).pipe(z.number().max(MAX_TIMER_SECONDS, { error: `must be at most ${MAX_TIMER_SECONDS} seconds (24.8 days, the longest a timer can wait)` }));
 const bool = z.preprocess((v) => (v === "true" || v === "1" ? true : v === "false" || v === "0" ? false : v), z.boolean({ error: got("true or false") }));
 
 export interface ListenAddress {
   host: string;
   port: number;
+}
+
+const WILDCARD_TO_LOOPBACK: Record<string, string> = { "0.0.0.0": "127.0.0.1", "::": "::1" };
+
+/** Where this machine reaches what listens at `address`: one on every interface answers on loopback. */
+export function localUrl(scheme: "http" | "https", address: ListenAddress): { url: string; host: string } {
+  const host = WILDCARD_TO_LOOPBACK[address.host] ?? address.host;
+  return { url: `${scheme}://${host.includes(":") ? `[${host}]` : host}:${address.port}`, host };
 }
 
 const listen = z.string().transform((value, ctx): ListenAddress => {
@@ -120,32 +139,32 @@ export const configSchema = z
     /** How long a cached answer stands before the disk is asked again (a replica may be deleted meanwhile). */
     memory_cache_revalidate_ms: int(0).default(1000),
     /** Seconds SIGTERM waits for requests in flight before it closes their connections. */
-    shutdown_grace: int(0).default(30),
+    shutdown_grace: timerSeconds(0).default(30),
     peers: z.preprocess(parsePeers, z.array(peer, { error: "expected a list of peers, each with id and url" })).default([]),
     cluster_secret_file: z.string().min(1).optional(),
     /** Keys of signed URLs, one a line: the first signs, all verify. */
     url_signing_secret_file: z.string().min(1).optional(),
     /** PEM file of a private CA that signed the peers' certificates. */
     ca_file: z.string().min(1).optional(),
-    health_interval_ms: int(50).default(1000),
+    health_interval_ms: timerMs(50).default(1000),
     health_fall: int(1).default(5),
     health_rise: int(1).default(2),
     /** Connect time-out for every node-to-node request. */
-    peer_connect_timeout_ms: int(1).default(1000),
+    peer_connect_timeout_ms: timerMs(1).default(1000),
     /** How long a peer may take to start answering a request. */
-    peer_timeout_ms: int(1).default(5000),
+    peer_timeout_ms: timerMs(1).default(5000),
     /** Nodes whose disks hold an upload before its 201; default 2 with peers to replicate to, 1 without. */
     sync_copies: int(1).optional(),
     /** Seconds between background re-hashes of every file this node holds; 0 is off. */
-    scrub_interval: int(0).default(7 * 24 * 3600),
+    scrub_interval: timerSeconds(0).default(7 * 24 * 3600),
     /** How long a peer may take to start answering a read, which then falls to the next copy. */
-    peer_read_timeout_ms: int(1).default(1000),
+    peer_read_timeout_ms: timerMs(1).default(1000),
     /** How long a read through the peers waits for one copy before it asks the next one as well. */
-    peer_read_hedge_ms: int(0).default(DEFAULT_READ_HEDGE_MS),
+    peer_read_hedge_ms: timerMs(0).default(DEFAULT_READ_HEDGE_MS),
     /** Changes wait this long to be pushed together. */
-    replication_batch_ms: int(0).default(100),
+    replication_batch_ms: timerMs(0).default(100),
     /** Seconds between full `rsync -a --delete` passes to each peer. */
-    full_pass_interval: int(1).default(600),
+    full_pass_interval: timerSeconds(1).default(600),
     replication_max_pending: int(1).default(100_000),
     /** Caps replication traffic to each peer, in KiB/s (rsync --bwlimit); 0 is no cap. */
     rsync_bwlimit: int(0).default(0),
@@ -264,21 +283,19 @@ export async function loadConfig({ file, env = process.env, flags = {}, cwd = pr
   }
   const result = configSchema.safeParse(raw, { error: typeError, reportInput: true });
   if (!result.success) {
+    const where = (key: string) => (origin[key] ? ` (from ${origin[key]})` : " (not set)");
     throw new ConfigError(
       result.error.issues.map((issue) => {
-        const keys = issue.code === "unrecognized_keys" ? issue.keys : [String(issue.path[0] ?? "")];
+        const top = issue.path[0] === undefined ? undefined : String(issue.path[0]);
         // Inside a list (peers), say which entry and field.
         const detail = issue.path
           .slice(1)
           .map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`))
           .join("");
-        return keys
-          .map((key) => {
-            const where = origin[key] ? ` (from ${origin[key]})` : " (not set)";
-            const message = issue.code === "unrecognized_keys" ? "unknown key" : issue.message;
-            return `${key}${issue.code === "unrecognized_keys" ? "" : detail}${where}: ${message}`;
-          })
-          .join("\n  ");
+        if (issue.code !== "unrecognized_keys") return `${top ?? ""}${detail}${where(top ?? "")}: ${issue.message}`;
+        // A key unknown inside a table (a peer) came from where the table came from.
+        const named = (key: string) => (top === undefined ? `${key}${where(key)}` : `${top}${detail}.${key}${where(top)}`);
+        return issue.keys.map((key) => `${named(key)}: unknown key`).join("\n  ");
       }),
     );
   }

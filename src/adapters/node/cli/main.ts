@@ -2,6 +2,7 @@ import { checkConfigCommand } from "./check-config.ts";
 import { type Command, UsageError, commandHelp, overview, parseCommandArgs, suggest } from "./command.ts";
 import { ConfigError } from "./config.ts";
 import { clusterCommand } from "./local-cluster.ts";
+import { WrongUserError, refuseWrongUser } from "./run-as.ts";
 import { serveCommand } from "./serve.ts";
 import { signCommand } from "./sign-command.ts";
 import { statusCommand } from "./status-command.ts";
@@ -77,6 +78,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(commandHelp(command));
     return 0;
   }
+  await refuseWrongUser(command, input, argv);
   return command.run(input);
 }
 
@@ -89,7 +91,7 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`nanocdn: ${error.message}\n\n${error.command ? commandHelp(error.command, true) : overview(COMMANDS)}`);
       process.exit(2);
     }
-    if (error instanceof ConfigError) {
+    if (error instanceof ConfigError || error instanceof WrongUserError) {
       process.stderr.write(`nanocdn: ${error.message}\n`);
       process.exit(2);
     }

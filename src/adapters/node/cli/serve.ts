@@ -15,6 +15,9 @@ export const CONFIG_OPTION = {
 /** The configuration file a command names: `--config`, else NANOCDN_CONFIG. */
 export const configFileOf = (options: CommandInput["options"]) => (options.config as string | undefined) ?? process.env.NANOCDN_CONFIG;
 
+/** The data folder of the configuration a command is given. */
+export const dataFolderOf = async ({ options, configFlags }: CommandInput) => (await loadConfig({ file: configFileOf(options), flags: configFlags })).data;
+
 /**
  * SIGHUP: the configuration is read again for what a running node can take
  * (log_level; the users and TLS files are read again in any case); other
@@ -39,6 +42,7 @@ export const serveCommand: Command = {
   summary: "run a node",
   options: { config: CONFIG_OPTION },
   configFlags: true,
+  runAsOwnerOf: { path: dataFolderOf, asRoot: "would make files and folders there that the node, run as that user, cannot write" },
   details:
     "Signals: SIGTERM or SIGINT stop gracefully (shutdown_grace). SIGHUP reads the htpasswd file, the URL signing keys, log_level and\n" +
     "the TLS files again and runs a full replication pass (systemctl reload); other keys need a restart.",

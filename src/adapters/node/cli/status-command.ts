@@ -1,4 +1,5 @@
 import { readFile } from "node:fs/promises";
+import { type ConnectionOptions, rootCertificates } from "node:tls";
 import { Agent, request } from "undici";
 import { ClusterAuth } from "../../../handlers/cluster-auth.ts";
 import type { Logger } from "../../../handlers/logger.ts";
@@ -8,7 +9,7 @@ import type { NodeFacts } from "../../../handlers/status.ts";
 import { nodeSignature } from "../peers/node-signature.ts";
 import { readClusterSecret } from "../process/background-services.ts";
 import type { Command } from "./command.ts";
-import { type Config, loadConfig } from "./config.ts";
+import { type Config, loadConfig, localUrl } from "./config.ts";
 import { CONFIG_OPTION, configFileOf } from "./serve.ts";
 
 /** How long each node may take to answer. */
@@ -20,23 +21,29 @@ const stderrLog: Logger = {
   error: (_fields, message) => process.stderr.write(`nanocdn: ${message}\n`),
 };
 
-const LOOPBACK: Record<string, string> = { "0.0.0.0": "127.0.0.1", "::": "::1" };
-
 /** Where this machine reaches the node the config describes, and whether that is through the loopback interface. */
 function ownAddress(config: Config): { url: string; loopback: boolean } {
-  const host = LOOPBACK[config.listen.host] ?? config.listen.host;
-  const loopback = host === "::1" || host.startsWith("127.") || host === "localhost";
-  return { url: `${config.tls_cert ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${config.listen.port}`, loopback };
+  const { url, host } = localUrl(config.tls_cert ? "https" : "http", config.listen);
+  return { url, loopback: host === "::1" || host.startsWith("127.") || host === "localhost" };
 }
 
-type Answer = { node: string; facts: NodeFacts } | { node: string; error: string };
+/** A node that answered 401 or 403 is up: what it refused is how it was asked, with the reason it gave. */
+type Answer = { node: string; facts: NodeFacts } | { node: string; error: string } | { node: string; refused: string };
 
 /** What keeps the cluster from being all up and caught up, as one line each. */
-function problemsOf(answers: Answer[]): string[] {
+function problemsOf(answers: Answer[], user: string | undefined): string[] {
   const problems: string[] = [];
   for (const answer of answers) {
     if ("error" in answer) {
       problems.push(`node ${answer.node} did not answer: ${answer.error}`);
+      continue;
+    }
+    if ("refused" in answer) {
+      problems.push(
+        user === undefined
+          ? `node ${answer.node} refused this node's signed request (${answer.refused}): every node's cluster_secret_file must hold the same secret, and their clocks must agree`
+          : `node ${answer.node} refused the credentials of user '${user}' (${answer.refused}): check --user and NANOCDN_PASSWORD`,
+      );
       continue;
     }
     const { node, facts } = answer;
@@ -55,8 +62,8 @@ function problemsOf(answers: Answer[]): string[] {
 function table(answers: Answer[]): string {
   const rows = [["node", "state", "version", "uptime", "disk free", "own files", "backlog"]];
   for (const answer of answers) {
-    if ("error" in answer) {
-      rows.push([answer.node, "DOWN", "", "", "", "", ""]);
+    if (!("facts" in answer)) {
+      rows.push([answer.node, "error" in answer ? "DOWN" : "refused", "", "", "", "", ""]);
       continue;
     }
     const { facts } = answer;
@@ -115,22 +122,34 @@ async function clusterStatus(file: string | undefined, flags: Record<string, str
     throw new Error("a node without cluster_secret_file is asked as a user: --user NAME, with NANOCDN_PASSWORD set");
   }
   const ca = config.ca_file ? await readFile(config.ca_file) : undefined;
-  const agent = (verify: boolean) =>
+  const agent = (tls: ConnectionOptions) =>
     new Agent({
-      connect: { timeout: ANSWER_TIMEOUT_MS, ...(ca && { ca }), rejectUnauthorized: verify },
+      connect: { timeout: ANSWER_TIMEOUT_MS, ...tls },
       headersTimeout: ANSWER_TIMEOUT_MS,
       bodyTimeout: ANSWER_TIMEOUT_MS,
     });
-  const verified = agent(true);
+  const verified = agent({ ...(ca && { ca }), rejectUnauthorized: true });
   const own = ownAddress(config);
-  // The node's certificate names its public host, not the loopback address this machine reaches it at.
-  const local = own.loopback ? agent(false) : verified;
+  // The node's certificate names its public host, not the address this machine reaches it at: for this
+  // node the chain is checked (its own certificate may be its anchor: self-signed) but not the name, and
+  // on loopback, where nothing can come between, not even the chain.
+  const ownCert = config.tls_cert ? await readFile(config.tls_cert).catch(() => undefined) : undefined;
+  const local = own.loopback
+    ? agent({ rejectUnauthorized: false })
+    : agent({ ca: [...(ca ? [ca] : rootCertificates), ...(ownCert ? [ownCert] : [])], checkServerIdentity: () => undefined });
   const nodes = [{ id: config.node, url: own.url, dispatcher: local }, ...config.peers.map((p) => ({ ...p, dispatcher: verified }))];
   try {
     const answers = await Promise.all(
       nodes.map(async ({ id, url, dispatcher }): Promise<Answer> => {
         try {
           const response = await request(`${url}/status`, { headers: await headersFor(), dispatcher });
+          if (response.statusCode === 401 || response.statusCode === 403) {
+            const reason = await response.body.json().then(
+              (body) => (body as { message?: unknown }).message,
+              () => undefined,
+            );
+            return { node: id, refused: typeof reason === "string" ? reason : `GET /status answered ${response.statusCode}` };
+          }
           if (response.statusCode !== 200) {
             await response.body.dump();
             return { node: id, error: `GET /status answered ${response.statusCode}` };
@@ -142,7 +161,7 @@ async function clusterStatus(file: string | undefined, flags: Record<string, str
         }
       }),
     );
-    const problems = problemsOf(answers);
+    const problems = problemsOf(answers, user);
     process.stdout.write(`${table(answers)}\n\n`);
     process.stdout.write(problems.length === 0 ? `all ${nodes.length} nodes up, replication caught up\n` : `${problems.join("\n")}\n`);
     return problems.length === 0 ? 0 : 1;

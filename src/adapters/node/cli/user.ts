@@ -1,6 +1,8 @@
+import { stat } from "node:fs/promises";
+import { dirname } from "node:path";
 import { text } from "node:stream/consumers";
 import { read } from "read";
-import { type Command, UsageError } from "./command.ts";
+import { type Command, type CommandInput, UsageError } from "./command.ts";
 import { loadConfig } from "./config.ts";
 import { CONFIG_OPTION, configFileOf } from "./serve.ts";
 import { checkUserName, listUsers, removeUser, setUser } from "../users/htpasswd-edit.ts";
@@ -32,12 +34,23 @@ async function newPassword(name: string): Promise<string> {
 
 const asFiles = (o: Record<string, string | boolean | undefined>) => ({ htpasswd: o.htpasswd as string | undefined, config: configFileOf(o) });
 
+/** The folder a new users file would be made in; none when the file exists (a rewrite keeps its owner and mode). */
+async function newUsersFileFolder({ options }: CommandInput): Promise<string | undefined> {
+  const file = await usersFile(asFiles(options));
+  const exists = await stat(file).then(
+    () => true,
+    () => false,
+  );
+  return exists ? undefined : dirname(file);
+}
+
 export const userAddCommand: Command = {
   name: "user add",
   summary: "add a user, or set a new password for one (bcrypt; password from a prompt or the first line of stdin)",
   args: "NAME",
   positionals: [1, 1],
   options,
+  runAsOwnerOf: { path: newUsersFileFolder, asRoot: "would make a users file there that only root can read" },
   async run({ options, positionals: [name] }) {
     checkUserName(name!);
     const file = await usersFile(asFiles(options));

@@ -4,7 +4,7 @@ import { connectPeers } from "../process/background-services.ts";
 import { createLogger } from "../process/logger.ts";
 import type { Command } from "./command.ts";
 import { loadConfig } from "./config.ts";
-import { CONFIG_OPTION, configFileOf } from "./serve.ts";
+import { CONFIG_OPTION, configFileOf, dataFolderOf } from "./serve.ts";
 
 /**
  * `nanocdn verify --config FILE`: re-hashes every file this node holds,
@@ -16,6 +16,7 @@ export const verifyCommand: Command = {
   summary: "re-hash every file this node holds and repair damaged copies from the peers",
   options: { config: CONFIG_OPTION },
   configFlags: true,
+  runAsOwnerOf: { path: dataFolderOf, asRoot: "would make folders and repaired files there that the node cannot write (uploads then fail)" },
   details: "Exits 0 when every file is good or was repaired, 1 when a damaged file could not be repaired.",
   run: ({ options, configFlags }) => verify(configFileOf(options), configFlags),
 };
