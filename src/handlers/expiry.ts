@@ -31,7 +31,7 @@ export function requestedDeleteAt(headers: Headers, nowMs = Date.now()): number 
   return Number(at);
 }
 
-export function isExpired(meta: BlobMeta, nowMs = Date.now()): boolean {
+export function isExpired(meta: Pick<BlobMeta, "deleteAt">, nowMs = Date.now()): boolean {
   return meta.deleteAt !== undefined && meta.deleteAt * 1000 <= nowMs;
 }
 
@@ -63,7 +63,7 @@ export function expiredAnswer(response: Response, nowMs = Date.now()): number | 
  * `Expires` for caches), and a `max-age` no longer than the time left, since
  * `max-age` outranks `Expires`.
  */
-export function expiryHeaders(meta: BlobMeta, cacheControl: string, nowMs = Date.now()): Record<string, string> {
+export function expiryHeaders(meta: Pick<BlobMeta, "deleteAt">, cacheControl: string, nowMs = Date.now()): Record<string, string> {
   if (meta.deleteAt === undefined) return { "Cache-Control": cacheControl };
   const left = Math.max(0, meta.deleteAt - Math.floor(nowMs / 1000));
   return {

@@ -134,19 +134,38 @@ async function forwardUpload(settings: Settings, { request, target }: RequestCon
   const headers: Record<string, string> = {};
   const length = request.headers.get("Content-Length");
   if (length !== null) headers["Content-Length"] = length;
+  // A body without a declared length cannot be refused before it is sent:
+  // the limit holds while it streams, and the peer gets an incomplete body,
+  // which it never stores.
+  let tooLarge: PayloadTooLargeError | undefined;
+  let sent = 0;
+  const body =
+    length === null && request.body
+      ? request.body.pipeThrough(
+          new TransformStream<Uint8Array, Uint8Array>({
+            transform(chunk, controller) {
+              sent += chunk.byteLength;
+              if (sent <= settings.maxUploadBytes) return controller.enqueue(chunk);
+              tooLarge = new PayloadTooLargeError(`body exceeds the limit of ${settings.maxUploadBytes} bytes`);
+              controller.error(tooLarge);
+            },
+          }),
+        )
+      : request.body;
   // The moment, not a delay: the peer then keeps the time the client asked for.
   if (deleteAt !== undefined) headers[DELETE_AT_HEADER] = String(deleteAt);
   settings.metrics.uploadFailedOver();
   for (const peer of candidates) {
     let response: Response;
     try {
-      response = await askPeer({ ...cluster, log: settings.log }, peer, "PUT", target, headers, request.body);
+      response = await askPeer({ ...cluster, log: settings.log }, peer, "PUT", target, headers, body);
     } catch (error) {
+      if (tooLarge) throw tooLarge;
       settings.log.warn({ peer, err: error }, "upload failover failed");
       if (!(error instanceof PeerUnreachableError && error.nothingSent)) {
         throw new OutcomeUnknownError(`the upload was passed to peer ${peer}, which did not confirm it: it may or may not be stored there`);
       }
-      if (request.body?.locked) {
+      if (body?.locked) {
         throw new StoreUnavailableError(`the local store is unavailable and peer ${peer} could not be reached`);
       }
       continue;

@@ -1,4 +1,6 @@
 import { randomBytes } from "node:crypto";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -131,6 +133,79 @@ describe("the edge in front of origin nodes", () => {
     expect([head.status, head.headers.get("X-Nanocdn-Cache"), head.headers.get("ETag")]).toEqual([200, "HIT", etag]);
   });
 
+  it("evaluates If-Match, If-Unmodified-Since and If-Range as the nodes do, whether the file is cached or not", async () => {
+    const location = await upload(`pub/${name("conditions.txt")}`, "0123456789");
+    const dayAgo = new Date(Date.now() - 86_400_000).toUTCString();
+    const refusing: Record<string, string>[] = [{ "If-Match": '"not-this-one"' }, { "If-Unmodified-Since": dayAgo }];
+    for (const cached of [false, true]) {
+      if (cached) await untilCached(location);
+      for (const headers of refusing) expect((await read(location, headers)).status, `${JSON.stringify(headers)}, cached: ${cached}`).toBe(412);
+      // A part of another file than the client holds would be spliced into it: the whole file instead.
+      const stale = await read(location, { Range: "bytes=0-1", "If-Range": '"stale"' });
+      expect([stale.status, await stale.text()]).toEqual([200, "0123456789"]);
+    }
+    const etag = (await read(location)).headers.get("ETag")!;
+    const current = await read(location, { Range: "bytes=0-1", "If-Range": etag });
+    expect([current.status, await current.text()]).toEqual([206, "01"]);
+  });
+
+  it("keeps one copy of a file however its path is spelled, and a delete purges it", async () => {
+    const location = await upload(`pub/${name("a.txt")}`, "deleted content");
+    const spelled = location.replace(/a\.txt$/, "%61.txt");
+    expect(await (await read(spelled)).text()).toBe("deleted content");
+    await untilCached(location);
+    expect((await fetch(edge.url + location, { method: "DELETE", headers: auth })).status).toBe(204);
+    for (const path of [location, spelled]) expect((await read(path)).status, path).toBe(404);
+  });
+
+  it("cuts a cached expiring file's max-age to the time left, as the nodes do", async () => {
+    const response = await fetch(`${edge.url}/upload/pub/${name("expiring.txt")}`, {
+      method: "PUT",
+      body: "for a minute",
+      headers: { ...auth, "X-Delete-After": "60" },
+    });
+    const location = response.headers.get("Location")!;
+    await untilCached(location);
+    await new Promise((resolve) => setTimeout(resolve, 2100));
+    const hit = await read(location);
+    expect(hit.headers.get("X-Nanocdn-Cache")).toBe("HIT");
+    const maxAge = Number(/max-age=(\d+)/.exec(hit.headers.get("Cache-Control")!)![1]);
+    expect(maxAge).toBeLessThanOrEqual(58);
+    expect(hit.headers.get("Expires")).toBe(new Date(Number(hit.headers.get("X-Delete-At")) * 1000).toUTCString());
+    await hit.body?.cancel();
+  });
+
+  it("refuses a chunked upload over MAX_UPLOAD_BYTES with 413 as it streams, and no origin stores it", async () => {
+    const path = `pub/${name("chunked.bin")}`;
+    const chunk = randomBytes(256 * 1024);
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let i = 0; i < 5; i++) controller.enqueue(chunk);
+        controller.close();
+      },
+    });
+    const tooLarge = await fetch(`${edge.url}/upload/${path}`, { method: "PUT", body, headers: auth, duplex: "half" } as RequestInit);
+    expect([tooLarge.status, ((await tooLarge.json()) as { error: string }).error]).toEqual([413, "too_large"]);
+    for (const id of cluster.ids) await expect(readFile(join(cluster.data(id), "files", id, path))).rejects.toThrow(/ENOENT/);
+  });
+
+  it("stores nothing of a chunked upload whose client goes away", async () => {
+    const path = `pub/${name("abandoned.bin")}`;
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        // Half the body, then the client fails.
+        if (sent++ < 2) return controller.enqueue(randomBytes(64 * 1024));
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        controller.error(new Error("the client went away"));
+      },
+    });
+    await expect(fetch(`${edge.url}/upload/${path}`, { method: "PUT", body, headers: auth, duplex: "half" } as RequestInit)).rejects.toThrow();
+    // Stored or not, the origin has answered by now.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    for (const id of cluster.ids) await expect(readFile(join(cluster.data(id), "files", id, path))).rejects.toThrow(/ENOENT/);
+  });
+
   it("refuses a private file anonymously, serves it with credentials and never caches it", async () => {
     const location = await upload(`priv/${name("secret.txt")}`, "psst");
     const anonymous = await read(location);
@@ -218,5 +293,34 @@ describe("the edge in front of origin nodes", () => {
     const uploading = await fetch(`${edge.url}/upload/pub/${name("nowhere.txt")}`, { method: "PUT", body: "x", headers: auth });
     expect(uploading.status).toBe(503);
     expect((await fetch(`${edge.url}/check/`)).status).toBe(503);
+  });
+});
+
+describe("the edge and an origin that takes a delete but answers late", () => {
+  it("says the outcome is unknown (500), never 'not done'", async () => {
+    let deleted = false;
+    const origin = createServer((request, response) => {
+      if (request.url === "/check/") return void response.end('{"status":"ok"}');
+      if (request.method !== "DELETE") return void response.writeHead(404).end();
+      setTimeout(() => {
+        deleted = true;
+        response.writeHead(204).end();
+      }, 2000);
+    });
+    await new Promise<void>((resolve) => origin.listen(0, "127.0.0.1", resolve));
+    const edge = await startEdge({
+      ORIGINS: `1=http://127.0.0.1:${(origin.address() as AddressInfo).port}`,
+      CLUSTER_SECRET,
+      HTPASSWD: bcryptLine(USER, PASSWORD),
+      ORIGIN_TIMEOUT_MS: "500",
+    });
+    try {
+      const answer = await fetch(`${edge.url}/1/pub/late.txt`, { method: "DELETE", headers: auth });
+      expect([answer.status, ((await answer.json()) as { error: string }).error]).toEqual([500, "outcome_unknown"]);
+      await eventually(async () => expect(deleted).toBe(true));
+    } finally {
+      await edge.close();
+      origin.close();
+    }
   });
 });

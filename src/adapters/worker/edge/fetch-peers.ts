@@ -9,6 +9,31 @@ export interface FetchPeersOptions {
   retryAfterMs: number;
 }
 
+/** An origin that did not start answering within the time-out. */
+class OriginTimeoutError extends Error {}
+
+/**
+ * A request body whose failure (the client gone, the size limit hit) aborts
+ * the request: workerd ends a chunked body that errors as if it were whole,
+ * and the origin would store what had come as a complete file.
+ */
+function abortedOnError(body: ReadableStream<Uint8Array>, abort: AbortController): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const next = await reader.read();
+        if (next.done) controller.close();
+        else controller.enqueue(next.value);
+      } catch (error) {
+        abort.abort(error);
+        controller.error(error);
+      }
+    },
+    cancel: (reason) => reader.cancel(reason),
+  });
+}
+
 /**
  * The origin nodes as the edge's peers, over workerd's fetch(). An isolate
  * runs no background health checks: an origin that cannot be reached, or
@@ -54,9 +79,12 @@ export class FetchPeers implements Peers {
     const base = this.#urls.get(id);
     if (base === undefined) throw new Error(`unknown origin ${id}`);
     const abort = new AbortController();
-    const timer = init.body ? undefined : setTimeout(() => abort.abort(new Error(`no answer within ${this.options.timeoutMs} ms`)), this.options.timeoutMs);
+    const timer = init.body ? undefined : setTimeout(() => abort.abort(), this.options.timeoutMs);
+    const body = init.body instanceof ReadableStream ? abortedOnError(init.body, abort) : init.body;
     try {
-      return await fetch(base + target, { ...init, redirect: "manual", signal: abort.signal });
+      return await fetch(base + target, { ...init, body, redirect: "manual", signal: abort.signal });
+    } catch (error) {
+      throw abort.signal.aborted ? new OriginTimeoutError(`no answer within ${this.options.timeoutMs} ms`, { cause: error }) : error;
     } finally {
       clearTimeout(timer);
     }
@@ -95,7 +123,9 @@ export class FetchPeers implements Peers {
     } catch (error) {
       // With a body, the origin has just answered /check/: the client may as well be the one that failed.
       if (!body) this.#failed(id, (error as Error).message);
-      throw new PeerUnreachableError(`origin ${id}: ${(error as Error).message}`, false, { cause: error });
+      // An origin that got a delete and did not answer in time may carry it out all the same.
+      const mayStillAct = error instanceof OriginTimeoutError && method !== "GET" && method !== "HEAD";
+      throw new PeerUnreachableError(`origin ${id}: ${(error as Error).message}`, false, { cause: error, mayStillAct });
     }
     // fetch()'s headers are immutable; the caller owns and trims them.
     return new Response(response.body, response);

@@ -5,7 +5,7 @@ import { ClusterAuth, MIN_SECRET_LENGTH } from "../../../handlers/cluster-auth.t
 import { errorResponse } from "../../../handlers/error-response.ts";
 import { MethodNotAllowedError } from "../../../handlers/http-errors.ts";
 import { consoleLogger } from "../../../handlers/logger.ts";
-import { parseTarget } from "../../../handlers/paths.ts";
+import { parseTarget, urlPathOf } from "../../../handlers/paths.ts";
 import { MemoryStore } from "../../../storage/memory-store.ts";
 import { HtpasswdCredentials } from "../../htpasswd.ts";
 import { numberOr, urlSignerOf } from "../bindings.ts";
@@ -83,13 +83,13 @@ function createEdge(env: EdgeEnv): Edge {
   });
   const cache = new EdgeCache(caches.default);
 
-  /** Whether the path names a public file of the origins (a cacheable one). */
-  const isPublicFile = (target: string): boolean => {
+  /** The cache key of a public file of the origins (a cacheable one): its URL in one spelling, without the query. */
+  const publicFileKey = (url: URL): string | undefined => {
     try {
-      const parsed = parseTarget(target, (id) => peers.ids.includes(id));
-      return parsed.kind === "file" && parsed.file.namespace === "pub";
+      const parsed = parseTarget(url.pathname + url.search, (id) => peers.ids.includes(id));
+      return parsed.kind === "file" && parsed.file.namespace === "pub" ? url.origin + urlPathOf(parsed.file) : undefined;
     } catch {
-      return false; // the app answers what is wrong with the path
+      return undefined; // the app answers what is wrong with the path
     }
   };
 
@@ -97,8 +97,8 @@ function createEdge(env: EdgeEnv): Edge {
     async fetch(request, ctx) {
       const url = new URL(request.url);
       const target = url.pathname + url.search;
-      const publicFile = isPublicFile(target);
-      if (publicFile && (request.method === "GET" || request.method === "HEAD")) {
+      const key = publicFileKey(url);
+      if (key !== undefined && (request.method === "GET" || request.method === "HEAD")) {
         try {
           // Wrong credentials are refused even where none are needed, as at a node.
           await identify(request, target, credentials, auth);
@@ -107,14 +107,15 @@ function createEdge(env: EdgeEnv): Edge {
         }
         return cache.read(
           request,
+          key,
           (promise) => ctx.waitUntil(promise),
           (r) => Promise.resolve(app.fetch(r, undefined)),
         );
       }
       const response = await app.fetch(request, undefined);
       // The owner's 404 also means that any copy here is stale.
-      if (publicFile && request.method === "DELETE" && (response.status === 204 || response.status === 404)) {
-        await cache.purge(request.url);
+      if (key !== undefined && request.method === "DELETE" && (response.status === 204 || response.status === 404)) {
+        await cache.purge(key);
       }
       return response;
     },
