@@ -6,8 +6,10 @@ import { constantTimeEqual, type Mac, webCryptoMac } from "../handlers/mac.ts";
 
 /**
  * Credentials from the text of an nginx/Apache htpasswd file: bcrypt
- * (`$2y$`/`$2b$`/`$2a$`), Apache MD5 (`$apr1$`), `{SHA}` and DES crypt entries.
- * Used by the Node adapter (from a file) and the worker (from a secret).
+ * (`$2y$`/`$2b$`/`$2a$`), Apache MD5 (`$apr1$`), MD5 crypt (`$1$`, as
+ * `openssl passwd -1` writes), `{SHA}` and DES crypt entries. A user named
+ * on two lines has the first (as nginx). Used by the Node adapter (from a
+ * file) and the worker (from a secret).
  */
 export class HtpasswdCredentials implements Credentials {
   readonly #hashes = new Map<string, string>();
@@ -33,6 +35,7 @@ export class HtpasswdCredentials implements Credentials {
       const hash = trimmed.slice(colon + 1).split(":")[0]!;
       if (colon <= 0 || hash === "") this.problems.push(`line ${index + 1}: not 'user:hash'`);
       else if (!HtpasswdCredentials.#supported(hash)) this.problems.push(`line ${index + 1}: unsupported hash type for '${user}'`);
+      else if (this.#hashes.has(user)) this.problems.push(`line ${index + 1}: '${user}' again; the first line counts`);
       else this.#hashes.set(user, hash);
     });
   }
@@ -42,7 +45,7 @@ export class HtpasswdCredentials implements Credentials {
   }
 
   static #supported(hash: string): boolean {
-    return /^\$2[aby]\$/.test(hash) || hash.startsWith("$apr1$") || hash.startsWith("{SHA}") || /^[./0-9A-Za-z]{13}$/.test(hash);
+    return /^\$2[aby]\$/.test(hash) || /^\$(apr)?1\$/.test(hash) || hash.startsWith("{SHA}") || /^[./0-9A-Za-z]{13}$/.test(hash);
   }
 
   async verify(user: string, password: string): Promise<boolean> {
@@ -62,12 +65,18 @@ export class HtpasswdCredentials implements Credentials {
   }
 
   static async #check(password: string, hash: string): Promise<boolean> {
+    // bcryptjs hashes a string's UTF-8 bytes itself.
     if (hash.startsWith("$2")) return bcrypt.compare(password, hash);
-    if (hash.startsWith("$apr1$")) return constantTimeEqual(apacheMd5(password, hash), hash);
+    const utf8 = new TextEncoder().encode(password);
     if (hash.startsWith("{SHA}")) {
-      const digest = await crypto.subtle.digest("SHA-1", new TextEncoder().encode(password));
+      const digest = await crypto.subtle.digest("SHA-1", utf8);
       return constantTimeEqual(`{SHA}${btoa(String.fromCharCode(...new Uint8Array(digest)))}`, hash);
     }
-    return constantTimeEqual(apacheCrypt(password, hash), hash);
+    // These take one character a byte (keeping only its low byte, so that
+    // "secretŤ" hashed as "secretd"): given the UTF-8 bytes, they compare
+    // what htpasswd and nginx compare.
+    const bytes = String.fromCharCode(...utf8);
+    if (hash.startsWith("$")) return constantTimeEqual(apacheMd5(bytes, hash), hash);
+    return constantTimeEqual(apacheCrypt(bytes, hash), hash);
   }
 }

@@ -1,4 +1,6 @@
+import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
+import apacheMd5 from "apache-md5";
 import { HtpasswdCredentials } from "../../src/adapters/htpasswd.ts";
 import { APACHE_HTPASSWD, APACHE_USERS } from "../helpers/credentials.ts";
 
@@ -19,6 +21,32 @@ describe("htpasswd credentials", () => {
     expect(credentials.users.sort()).toEqual(["alice", "bob", "carol", "dave", "erin"]);
     expect(credentials.problems).toHaveLength(2);
     expect(credentials.problems.join(" ")).not.toContain("not-supported");
+  });
+
+  it("compares a password's UTF-8 bytes, as htpasswd and nginx do, whatever the hash", async () => {
+    const line = (flag: string, user: string, password: string) => execFileSync("htpasswd", ["-nb", flag, user, password], { encoding: "utf8" }).trim();
+    const md5Crypt = execFileSync("openssl", ["passwd", "-1", "grüße"], { encoding: "utf8" }).trim();
+    const utf8 = new HtpasswdCredentials(
+      [line("-m", "anna", "grüße"), line("-d", "dora", "grüße"), line("-B", "bea", "grüße"), line("-s", "sia", "grüße"), `olga:${md5Crypt}`].join("\n"),
+    );
+    expect(utf8.problems).toEqual([]);
+    for (const user of ["anna", "dora", "bea", "sia", "olga"]) {
+      expect(await utf8.verify(user, "grüße"), user).toBe(true);
+      expect(await utf8.verify(user, "grusse"), user).toBe(false);
+    }
+    // Each of these characters has the low byte of "d" (0x64): wrong all the same.
+    const ascii = new HtpasswdCredentials([line("-m", "bob", "secretd"), line("-d", "dan", "secretd")].join("\n"));
+    for (const user of ["bob", "dan"]) {
+      expect(await ascii.verify(user, "secretd")).toBe(true);
+      for (const wrong of ["secret\u0164", "secret\u0464"]) expect(await ascii.verify(user, wrong), `${user} ${wrong}`).toBe(false);
+    }
+  });
+
+  it("takes a user's first line when the file names the user twice, as nginx does, and says so", async () => {
+    const twice = new HtpasswdCredentials([`bob:${apacheMd5("first")}`, `bob:${apacheMd5("second")}`].join("\n"));
+    expect(await twice.verify("bob", "first")).toBe(true);
+    expect(await twice.verify("bob", "second")).toBe(false);
+    expect(twice.problems).toEqual(["line 2: 'bob' again; the first line counts"]);
   });
 
   it("does not let one user's password open another user", async () => {
