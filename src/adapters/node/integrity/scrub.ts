@@ -12,7 +12,11 @@ import { fsyncFolder } from "../disk/folder-sync.ts";
 import { encodeSidecar, readSidecar, sidecarSegments } from "../disk/sidecar.ts";
 
 const NAMESPACES = ["pub", "priv"] as const;
-/** rsync's temporary name for a file it is receiving beside the final one (pushes over ssh). */
+/**
+ * rsync's temporary name for a file it is receiving beside the final one
+ * (pushes over ssh). A stored file may be named so too (`.env.backup`): it
+ * has its metadata, a temporary file never does.
+ */
 const RSYNC_TEMP_NAME = /^\..+\.[A-Za-z0-9]{6}$/;
 /** What a file costs the throttle besides its bytes. */
 const PER_FILE_BYTES = 16 * 1024;
@@ -59,8 +63,10 @@ async function* storedKeys(filesDir: string): AsyncGenerator<string> {
       const root = join(filesDir, node.name, namespace);
       const entries = await readdir(root, { recursive: true, withFileTypes: true }).catch(() => [] as Dirent[]);
       for (const entry of entries) {
-        if (!entry.isFile() || RSYNC_TEMP_NAME.test(entry.name)) continue;
-        yield `${node.name}/${namespace}/${relative(root, join(entry.parentPath, entry.name))}`;
+        if (!entry.isFile()) continue;
+        const key = `${node.name}/${namespace}/${relative(root, join(entry.parentPath, entry.name))}`;
+        if (RSYNC_TEMP_NAME.test(entry.name) && !(await lstat(join(filesDir, ...sidecarSegments(key.split("/"))!)).catch(() => undefined))) continue;
+        yield key;
       }
     }
   }
@@ -113,8 +119,7 @@ export async function scrub(options: ScrubOptions): Promise<ScrubReport> {
     if (actual === undefined) continue; // deleted meanwhile
     report.files++;
     if (recorded?.digest === undefined) {
-      await recordDigest(options, sidecarPath, { ...recorded, digest: actual });
-      report.recorded++;
+      if (await recordDigest(options, key, sidecarPath, { ...recorded, digest: actual })) report.recorded++;
       continue;
     }
     if (actual === recorded.digest) {
@@ -137,15 +142,27 @@ export async function scrub(options: ScrubOptions): Promise<ScrubReport> {
   return report;
 }
 
-/** Writes a sidecar where there is none yet (one that arrived meanwhile stays). */
-async function recordDigest(options: ScrubOptions, sidecarPath: string, sidecar: { digest: string; deleteAt?: number }): Promise<void> {
+/**
+ * Writes a sidecar where there is none with a digest: one that arrived
+ * meanwhile with its digest stays; one that holds none, or cannot be read,
+ * is replaced. True when this one was written.
+ */
+async function recordDigest(options: ScrubOptions, key: string, sidecarPath: string, sidecar: { digest: string; deleteAt?: number }): Promise<boolean> {
   const temp = join(options.tmpDir, `${randomUUID()}.meta`);
   try {
     await writeFile(temp, encodeSidecar(sidecar), { flag: "wx", mode: 0o444, flush: options.fsync });
     await mkdir(dirname(sidecarPath), { recursive: true });
-    await link(temp, sidecarPath).catch((error: NodeJS.ErrnoException) => {
-      if (error.code !== "EEXIST") throw error;
-    });
+    try {
+      await link(temp, sidecarPath);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      const existing = await readSidecar(sidecarPath);
+      if (existing?.digest !== undefined) return false;
+      if (existing === undefined) options.log.warn({ key }, "a file's metadata could not be read: written anew with its digest (an expiry it held is lost)");
+      await rename(temp, sidecarPath);
+    }
+    if (options.fsync) await fsyncFolder(dirname(sidecarPath));
+    return true;
   } finally {
     await unlink(temp).catch(() => {});
   }
