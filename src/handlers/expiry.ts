@@ -24,7 +24,8 @@ export function requestedDeleteAt(headers: Headers, nowMs = Date.now()): number 
     if (!SECONDS.test(after) || Number(after) === 0) {
       throw new BadRequestError(`${DELETE_AFTER_HEADER} takes a positive whole number of seconds`);
     }
-    return now + Number(after);
+    // Rounded up to the next whole second: the file lives at least as long as asked.
+    return Math.ceil(nowMs / 1000) + Number(after);
   }
   if (!SECONDS.test(at!)) throw new BadRequestError(`${DELETE_AT_HEADER} takes a moment in unix seconds`);
   if (Number(at) <= now) throw new BadRequestError(`${DELETE_AT_HEADER} ${at} is not in the future`);

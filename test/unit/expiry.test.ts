@@ -1,0 +1,17 @@
+import { describe, expect, it } from "vitest";
+import { isExpired, requestedDeleteAt } from "../../src/handlers/expiry.ts";
+
+describe("an upload's expiry", () => {
+  it("gives a file at least the seconds X-Delete-After asks for, wherever in a second it came", () => {
+    for (const nowMs of [1_767_225_600_000, 1_767_225_600_001, 1_767_225_600_999]) {
+      const deleteAt = requestedDeleteAt(new Headers({ "X-Delete-After": "1" }), nowMs)!;
+      expect(isExpired({ deleteAt }, nowMs + 999), String(nowMs)).toBe(false);
+      expect(isExpired({ deleteAt }, nowMs + 2000), String(nowMs)).toBe(true);
+    }
+  });
+
+  it("takes X-Delete-At as the moment it names", () => {
+    expect(requestedDeleteAt(new Headers({ "X-Delete-At": "1767225700" }), 1_767_225_600_500)).toBe(1_767_225_700);
+    expect(() => requestedDeleteAt(new Headers({ "X-Delete-At": "1767225600" }), 1_767_225_600_500)).toThrow(/not in the future/);
+  });
+});
