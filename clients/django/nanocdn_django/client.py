@@ -22,7 +22,10 @@ Where this client knows more than fetch lets the TypeScript client know:
   and deletes go to the file's owner first when its URL is known.
 - A node that does not answer ``Expect: 100-continue`` within
   ``continue_timeout`` seconds (a hung node: its kernel still accepts
-  connections) gets no byte of the body, so the upload moves on at once.
+  connections) gets no byte of the body, so the upload moves on at once;
+  unless it answers ``GET /check/`` within a second: then it is a server that
+  ignores ``Expect`` (workerd: the edge, the dev worker), which gets the body,
+  and its later uploads do not wait.
 
 Connections are kept alive per node and reused (a few idle ones per node);
 one that fails is closed. A client object may be shared between threads.
@@ -68,6 +71,8 @@ OUTCOME_UNKNOWN = "outcome_unknown"
 _STALE_CONNECTION = (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)
 CHUNK_SIZE = 64 * 1024
 USER_AGENT = "nanocdn-django/0.1"
+#: seconds a node that did not ask for an upload's body has to answer GET /check/ before it counts as hung
+CHECK_TIMEOUT = 1.0
 # Characters RFC 3986 allows in a path segment besides the unreserved ones (as the nodes write Location).
 _SEGMENT_SAFE = "!$&'()*+,;=:@"
 
@@ -196,6 +201,8 @@ class Node:
         self.host = parts.hostname
         self.port = parts.port or (443 if self.https else 80)
         self.prefix = parts.path.rstrip("/")
+        #: False once the node answered /check/ but never asked for an upload's body (workerd ignores Expect)
+        self.asks_for_body = True
 
     def __repr__(self):
         return "Node(%r)" % self.url
@@ -630,7 +637,7 @@ class NanoCdnClient:
     def _upload_to(self, node, target, what, body, attempts, headers):
         # A kept-alive connection is reused only when the node must ask for the body first
         # (100-continue): one that the node closed while idle then fails before any byte of it.
-        expect = self.expect_continue and body.size > 0
+        expect = self.expect_continue and body.size > 0 and node.asks_for_body
         reuse = expect
         while True:
             try:
@@ -687,12 +694,17 @@ class NanoCdnClient:
             except OSError as e:
                 if reused and isinstance(e, _STALE_CONNECTION):
                     raise _StaleConnection()
-                raise _Retry(
-                    Attempt(
-                        node.url,
-                        "did not ask for the body within %gs (%s); it was not sent" % (self.continue_timeout, _describe(e)),
+                if not (isinstance(e, socket.timeout) and self._answers_check(node)):
+                    raise _Retry(
+                        Attempt(
+                            node.url,
+                            "did not ask for the body within %gs (%s); it was not sent" % (self.continue_timeout, _describe(e)),
+                        )
                     )
-                )
+                # Not hung, since it answers /check/ at once: a server that ignores Expect, as workerd
+                # (the edge, the dev worker) does. The body goes now, and its next uploads do not wait.
+                node.asks_for_body = False
+                log.info("nanocdn: %s does not answer Expect: 100-continue; sending bodies without waiting", node.url)
             finally:
                 if conn.sock is not None:
                     conn.sock.settimeout(self.timeout)
@@ -729,6 +741,23 @@ class NanoCdnClient:
         response = http.client.HTTPResponse(_PreRead(fp), method="PUT")
         response.begin()
         return response
+
+    def _answers_check(self, node):
+        """Whether the node answers GET /check/ (whatever it says) within a second, on a connection of its own."""
+        try:
+            conn, _ = self._pool.take(node, reuse=False)
+        except OSError:
+            return False
+        try:
+            # A server that is up answers at once; a hung one should cost little more than continue_timeout.
+            conn.sock.settimeout(min(CHECK_TIMEOUT, self.continue_timeout))
+            conn.request("GET", node.prefix + "/check/")
+            conn.getresponse().read()
+            return True
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            conn.close()
 
     def _upload_answer(self, node, response, what, body, attempts):
         if response.status == 201:

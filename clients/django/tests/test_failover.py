@@ -3,9 +3,11 @@
 A node of the cluster SIGKILLed mid-test: tests/cluster_kill.py.
 """
 
+import json
 import os
 import socket
 import threading
+import time
 
 from django.core.files.base import ContentFile
 from django.test import SimpleTestCase
@@ -182,7 +184,8 @@ class UploadFailoverTests(SimpleTestCase):
                     break
                 body += chunk
             received.append(len(body))
-            done.set()
+            if len(received) == 2:
+                done.set()
 
         fake = FakeNode(never_continue)
         self.addCleanup(fake.close)
@@ -190,4 +193,50 @@ class UploadFailoverTests(SimpleTestCase):
             live.storage(fake.url, continue_timeout=0.5).save("failover/no-continue.txt", ContentFile(b"w" * 100))
         self.assertIn(fake.url + " did not ask for the body within 0.5s (timed out); it was not sent", str(caught.exception))
         self.assertTrue(done.wait(10))
-        self.assertEqual(received, [0])
+        # The upload's connection, and the GET /check/ that found the node answering nothing either.
+        self.assertTrue(fake.requests[-1].startswith(b"GET /check/ "))
+        self.assertEqual(received, [0, 0])
+
+
+class IgnoresExpect(FakeNode):
+    """A server that never answers ``Expect: 100-continue`` but takes the body (as workerd does), each connection in a thread."""
+
+    def __init__(self):
+        super().__init__(self._answer)
+
+    def accepted(self, conn):
+        threading.Thread(target=FakeNode.accepted, args=(self, conn), daemon=True).start()
+
+    @staticmethod
+    def _answer(conn, head):
+        if head.startswith(b"GET /check/ "):
+            conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 15\r\nConnection: close\r\n\r\n{"status":"ok"}')
+            return
+        header, _, body = head.partition(b"\r\n\r\n")
+        length = next(int(line.split(b":")[1]) for line in header.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+        while len(body) < length:
+            body += conn.recv(65536)
+        path = header.split(b" ")[1].decode().replace("/upload/", "/9/", 1)
+        answer = json.dumps({"name": path, "size": len(body), "etag": '"e"'}).encode()
+        conn.sendall(
+            b"HTTP/1.1 201 Created\r\nLocation: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+            % (path.encode(), len(answer), answer)
+        )
+
+
+class ExpectIgnoredTests(SimpleTestCase):
+    def test_a_server_that_ignores_expect_but_answers_check_gets_the_body_and_is_not_waited_on_again(self):
+        server = IgnoresExpect()
+        try:
+            s = live.storage(server.url, continue_timeout=0.5)
+            started = time.monotonic()
+            self.assertEqual(s.save("expect/first.txt", ContentFile(b"first")), "9/pub/expect/first.txt")
+            self.assertGreaterEqual(time.monotonic() - started, 0.5)
+            started = time.monotonic()
+            self.assertEqual(s.save("expect/second.txt", ContentFile(b"second")), "9/pub/expect/second.txt")
+            self.assertLess(time.monotonic() - started, 0.5)
+            puts = [r for r in server.requests if r.startswith(b"PUT ")]
+            self.assertIn(b"expect: 100-continue", puts[0].lower())
+            self.assertNotIn(b"expect: 100-continue", puts[1].lower())
+        finally:
+            server.close()
