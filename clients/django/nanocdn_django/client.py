@@ -536,18 +536,28 @@ class NanoCdnClient:
         self._release(conn, response)
         return headers
 
-    def get(self, name, offset=0, expected_size=None, first=None):
+    def get(self, name, offset=0, expected_size=None, first=None, etag=None):
         """Starts a GET of a stored file from ``offset`` on; returns ``(node, conn, response, size)``.
 
         The body is not read: the caller streams it from ``response`` and
-        closes ``conn``. ``size`` is the size of the whole file.
+        closes ``conn``. ``size`` is the size of the whole file. With ``etag``
+        (the rest of a file read before), only that file will do.
         """
         owner, namespace, _ = self._parse(name)
         what = "GET %s" % name if not offset else "GET %s from byte %d" % (name, offset)
-        extra = {"Range": "bytes=%d-" % offset} if offset else None
+        extra = {"Range": "bytes=%d-" % offset} if offset else {}
+        if offset and etag:
+            # A node that holds another file under the name (deleted and stored again) answers it whole.
+            extra["If-Range"] = etag
         node, conn, response, attempts = self._exchange(
-            "GET", name_to_target(name), what, self._headers(namespace, extra), owner, first
+            "GET", name_to_target(name), what, self._headers(namespace, extra or None), owner, first
         )
+        if offset and etag and response.status == 200:
+            conn.close()
+            raise NanoCdnReadError(
+                "%s: %s holds another file under this name now (ETag %s, not %s)" % (what, node.url, response.getheader("ETag"), etag),
+                attempts,
+            )
         if response.status == (206 if offset else 200):
             size = self._size_of(response, offset)
             if size is not None and (expected_size is None or size == expected_size):
@@ -826,6 +836,8 @@ class HttpReader(io.RawIOBase):
         self._response = response
         self.size = size
         self._position = offset
+        #: the file being read: a read that goes on elsewhere takes the rest of this one only
+        self.etag = response.getheader("ETag")
 
     def readable(self):
         return True
@@ -865,7 +877,7 @@ class HttpReader(io.RawIOBase):
         # After a broken connection, the same node first: it may have been the network, not the node.
         first = self.node if failure is not None else None
         try:
-            node, conn, response, _ = self._client.get(self.name, self._position, self.size, first=first)
+            node, conn, response, _ = self._client.get(self.name, self._position, self.size, first=first, etag=self.etag)
         except NanoCdnError as e:
             if failure is None:
                 raise

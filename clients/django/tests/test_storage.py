@@ -13,7 +13,7 @@ from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.test import SimpleTestCase
 
-from nanocdn_django import NanoCdnFileExists, NanoCdnHttpError, NanoCdnStorage, NanoCdnTooLarge, NanoCdnUnauthorized
+from nanocdn_django import NanoCdnFileExists, NanoCdnHttpError, NanoCdnReadError, NanoCdnStorage, NanoCdnTooLarge, NanoCdnUnauthorized
 
 from tests import live
 
@@ -115,6 +115,20 @@ class RoundTripTests(SimpleTestCase):
             f.raw._conn.sock.shutdown(socket.SHUT_RDWR)
             rest = f.read()
         self.assertEqual(head + rest, data)
+
+    def test_a_read_that_goes_on_never_splices_in_another_file_stored_under_the_name(self):
+        first = os.urandom(2 * 1024 * 1024)
+        name = default_storage.save("big/swapped.bin", ContentFile(first))
+        self.addCleanup(default_storage.delete, name)
+        with default_storage.open(name) as f:
+            f.read(1000)
+            # Meanwhile the name came to hold another file of the same size (deleted, stored again).
+            default_storage.delete(name)
+            self.assertEqual(default_storage.save("big/swapped.bin", ContentFile(os.urandom(len(first)))), name)
+            f.raw._conn.sock.shutdown(socket.SHUT_RDWR)
+            with self.assertRaises(NanoCdnReadError) as caught:
+                f.read()
+        self.assertIn("holds another file under this name now", str(caught.exception))
 
     def test_text_mode(self):
         name = default_storage.save("text/poem.txt", ContentFile("ligne un\nligne deux\n".encode("utf-8")))
