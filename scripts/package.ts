@@ -9,7 +9,10 @@ const ROOT = resolve(import.meta.dirname, "..");
 const OUT = join(ROOT, "out");
 const STAGE = join(OUT, "deb-root");
 const LIB = join(STAGE, "usr/lib/nanocdn");
-const { version } = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string };
+const { version, engines } = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string; engines: { node: string } };
+/** The Node.js the code needs (package.json's engines, ">=X"), as the package's dependency on Debian's nodejs. */
+const nodeVersion = /^>=\s*([\d.]+)$/.exec(engines.node)?.[1];
+if (!nodeVersion) throw new Error(`package.json engines.node is ${engines.node}; the package needs ">=X.Y.Z"`);
 
 const run = (command: string, args: string[], cwd = ROOT) => execFileSync(command, args, { cwd, stdio: ["ignore", "inherit", "inherit"] });
 const put = (from: string, to: string, mode = 0o644) => {
@@ -50,7 +53,7 @@ mkdirSync(join(STAGE, "DEBIAN"));
 const size = Number(execFileSync("du", ["-sk", "--exclude=DEBIAN", STAGE], { encoding: "utf8" }).split("\t")[0]);
 writeFileSync(
   join(STAGE, "DEBIAN/control"),
-  readFileSync(join(ROOT, "packaging/debian/control"), "utf8").replace("@VERSION@", version).replace("@SIZE@", String(size)),
+  readFileSync(join(ROOT, "packaging/debian/control"), "utf8").replace("@VERSION@", version).replace("@SIZE@", String(size)).replace("@NODE@", nodeVersion),
 );
 writeFileSync(join(STAGE, "DEBIAN/conffiles"), "/etc/nanocdn/nanocdn.toml\n");
 for (const script of ["postinst", "prerm", "postrm"]) put(`packaging/debian/${script}`, `DEBIAN/${script}`, 0o755);

@@ -4,7 +4,9 @@ import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { loadConfig } from "../../src/adapters/node/cli/config.ts";
+import { exampleConfig } from "../../src/adapters/node/cli/config-help.ts";
+import { type ConfigKey, configSchema, loadConfig } from "../../src/adapters/node/cli/config.ts";
+import { parse as parseToml } from "smol-toml";
 import { runCli } from "../helpers/cli.ts";
 import { basic } from "../helpers/credentials.ts";
 import { BIN, startNodeProcess } from "../helpers/node-process.ts";
@@ -90,6 +92,20 @@ describe("nanocdn command line", () => {
           `${key} (from --${key.replaceAll("_", "-")}): must be at most ${most} ${unit} (24.8 days, the longest a timer can wait)`,
         );
       }
+    }
+  });
+
+  it("writes an example configuration where any key's line, uncommented as it stands, is a valid value", () => {
+    const example = exampleConfig({}, "example");
+    // The plain keys; the [[peers]] table comes last.
+    const keyLines = example
+      .slice(0, example.indexOf("# [[peers]]"))
+      .split("\n")
+      .filter((line) => /^# [a-z_]+ = /.test(line));
+    expect(keyLines.length).toBeGreaterThan(30);
+    for (const line of keyLines) {
+      const [key, value] = Object.entries(parseToml(line.slice(2)))[0]!;
+      expect(configSchema.shape[key as ConfigKey].safeParse(value).success, line).toBe(true);
     }
   });
 

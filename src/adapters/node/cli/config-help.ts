@@ -7,6 +7,8 @@ interface KeyHelp {
   unset?: string;
   /** What the value is, in the usage. */
   value?: string;
+  /** A value for the example config, for a key without a default whose `value` is no valid one. */
+  example?: string | number;
 }
 
 /**
@@ -30,6 +32,7 @@ export const CONFIG_HELP: Record<ConfigKey, KeyHelp> = {
     meaning: "nodes (this one included) whose disks hold an upload before its 201; 1 answers at once and replicates afterwards",
     unset: "2 with peers to replicate to (rsync), 1 without",
     value: "N",
+    example: 2,
   },
   scrub_interval: { meaning: "seconds between background re-hashes of every file, repairing bad copies from the peers; 0 is off", value: "SECONDS" },
   fsync: { meaning: "fsync every file and its folder before answering 201", value: "BOOL" },
@@ -69,7 +72,7 @@ export const CONFIG_HELP: Record<ConfigKey, KeyHelp> = {
   replication_max_pending: { meaning: "queued paths per peer before the queue is dropped for a full pass", value: "N" },
   rsync_bwlimit: { meaning: "cap on replication traffic per transfer, KiB/s (0: none)", value: "KIBPS" },
   rsync_ssh: { meaning: "the -e command for ssh destinations", unset: "ssh", value: "COMMAND" },
-  rsyncd_listen: { meaning: "run an rsync daemon on this host:port for the peers' pushes", unset: "none", value: "HOST:PORT" },
+  rsyncd_listen: { meaning: "run an rsync daemon on this host:port for the peers' pushes", unset: "none", value: "HOST:PORT", example: "0.0.0.0:8873" },
   rsyncd_hosts_allow: { meaning: "the rsync daemon's hosts allow", unset: "any", value: "HOSTS" },
   monitor_users: { meaning: "users who may read /metrics and /status and nothing else", value: "USERS" },
   trusted_proxies: { meaning: "addresses or networks of proxies whose X-Forwarded-For the access log believes", value: "NETWORKS" },
@@ -116,8 +119,15 @@ export function exampleConfig(set: Partial<Record<ConfigKey, string | number | b
     lines.push("", `# ${help.meaning}${fallback !== undefined ? ` (default: ${fallback})` : ""}`);
     if (set[key] !== undefined) lines.push(`${key} = ${JSON.stringify(set[key])}`);
     else {
+      // A line uncommented as it stands is valid TOML and a valid value.
       const result = configSchema.shape[key].safeParse(undefined);
-      lines.push(`# ${key} = ${result.success && result.data !== undefined ? fallback : JSON.stringify(help.value ?? "")}`);
+      const value =
+        !result.success || result.data === undefined
+          ? JSON.stringify(help.example ?? help.value ?? "")
+          : Array.isArray(result.data)
+            ? JSON.stringify(result.data)
+            : fallback;
+      lines.push(`# ${key} = ${value}`);
     }
   }
   // Tables come after every plain key in TOML.
