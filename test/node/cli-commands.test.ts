@@ -51,6 +51,16 @@ describe("nanocdn help", () => {
 });
 
 describe("nanocdn user", () => {
+  it("makes a new users file readable by its folder's group, and by no one else", async () => {
+    const dir = await tempDir();
+    // As the package makes /etc/nanocdn: root's, in the node's group (here nogroup).
+    await chown(dir, 0, 65534);
+    const file = join(dir, "htpasswd");
+    expect((await runCli(["user", "add", "alice", "--htpasswd", file], { input: "s3cret pass\n" })).code).toBe(0);
+    const made = await stat(file);
+    expect([made.mode & 0o777, made.gid]).toEqual([0o640, 65534]);
+  });
+
   it("adds, lists and removes users in a file Apache's htpasswd reads, which a running node picks up", async () => {
     const dir = await tempDir();
     const file = join(dir, "htpasswd");

@@ -34,20 +34,28 @@ async function readLines(file: string, missingIsEmpty = true): Promise<string[]>
   }
 }
 
+/** A new users file: readable by the group of its folder (the node's, as the package makes /etc/nanocdn), by no one else. */
+const NEW_FILE_MODE = 0o640;
+
 /**
  * Replaces the file in one step (a temp file beside it, fsynced, renamed
  * over it), keeping its mode and owner, so a node reading it at any moment
- * sees the old users or the new ones, never a part.
+ * sees the old users or the new ones, never a part. A new file gets its
+ * folder's group: made by root in /etc/nanocdn, the node can still read it.
  */
 async function rewrite(file: string, lines: string[]): Promise<void> {
   const before = await stat(file).catch(() => undefined);
   const temp = join(dirname(file), `.${basename(file)}.${randomBytes(6).toString("hex")}`);
-  const handle = await open(temp, "wx", before ? before.mode & 0o7777 : 0o600);
+  const handle = await open(temp, "wx", before ? before.mode & 0o7777 : NEW_FILE_MODE);
   try {
     await handle.writeFile(lines.map((line) => `${line}\n`).join(""));
     if (before) {
       await handle.chmod(before.mode & 0o7777);
       if (process.getuid?.() === 0) await chown(temp, before.uid, before.gid);
+    } else {
+      await handle.chmod(NEW_FILE_MODE);
+      // Not allowed for a group this user is not in: the file keeps the user's own.
+      await handle.chown(-1, (await stat(dirname(file))).gid).catch(() => {});
     }
     await handle.sync();
   } catch (error) {
