@@ -1,4 +1,4 @@
-import { NotFoundError } from "../storage/errors.ts";
+import { NotFoundError, StoreUnavailableError } from "../storage/errors.ts";
 import type { RequestContext, Settings } from "./app.ts";
 import { type Principal, requireAuthenticated } from "./auth.ts";
 import { blobResponse, checkPreconditions } from "./blob-response.ts";
@@ -30,10 +30,21 @@ export async function readHandler(
   signedUrl = false,
 ): Promise<Response> {
   if (file.namespace === "priv" && !signedUrl) requireAuthenticated(principal, "reading a private file");
-  const local = await blobResponse(request, settings.store, file.key, {
-    cacheControl: settings.cacheControl[file.namespace],
-    servedBy: settings.nodeId,
-  });
+  let local: Response | undefined;
+  try {
+    local = await blobResponse(request, settings.store, file.key, {
+      cacheControl: settings.cacheControl[file.namespace],
+      servedBy: settings.nodeId,
+    });
+  } catch (error) {
+    // This node's copy cannot be read (a failing disk): the other copies may be whole.
+    if (!(error instanceof StoreUnavailableError) || !settings.cluster || isLocalOnly(request, principal)) throw error;
+    settings.log.warn({ key: file.key, err: error }, "cannot read this node's copy; asking the other copies");
+    return readFromPeers({ ...settings.cluster, log: settings.log }, request, file, target).catch((peersError: unknown) => {
+      // Nobody could answer for the file: say what is wrong here, not what the peers lack.
+      throw peersError instanceof TryLaterError ? error : peersError;
+    });
+  }
   if (local) return local;
   const own = file.owner === settings.nodeId;
   if (own && !settings.ownFilesComplete() && isLocalOnly(request, principal)) {

@@ -162,6 +162,24 @@ describe("handlers in-process (memory stores, peers wired app to app)", () => {
       expect((await cluster.request("1", "/9/pub/kept.txt", { method: "DELETE", headers: { Authorization: AUTH } })).status).toBe(503);
     });
 
+    it("reads another copy when its own cannot be read, and says why when there is none", async () => {
+      const unreadable = async () => {
+        throw new StoreUnavailableError("storage failed while reading a file (EIO)");
+      };
+      cluster.node("2").store.open = unreadable;
+      await cluster.place("1", "1/pub/theirs.txt", "from the owner");
+      await cluster.place("2", "1/pub/theirs.txt", "from the owner");
+      const theirs = await cluster.request("2", "/1/pub/theirs.txt");
+      expect([theirs.status, theirs.headers.get("X-Nanocdn-Served-By"), await theirs.text()]).toEqual([200, "1", "from the owner"]);
+      await cluster.place("2", "2/pub/own.txt", "replicated");
+      await cluster.place("3", "2/pub/own.txt", "replicated");
+      const own = await cluster.request("2", "/2/pub/own.txt");
+      expect([own.status, own.headers.get("X-Nanocdn-Served-By")]).toEqual([200, "3"]);
+      await cluster.place("2", "2/pub/alone.txt", "nowhere else");
+      const alone = await cluster.request("2", "/2/pub/alone.txt");
+      expect([alone.status, ((await alone.json()) as { error: string }).error]).toEqual([503, "store_unavailable"]);
+    });
+
     it("passes a delete's preconditions to the owner, which evaluates them", async () => {
       await cluster.place("1", "1/pub/kept.txt", "v1");
       const etag = (await cluster.request("1", "/1/pub/kept.txt", { method: "HEAD" })).headers.get("ETag")!;
