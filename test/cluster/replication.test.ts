@@ -149,6 +149,25 @@ describe("replication with rsync", () => {
     expect(c.nodes["1"]!.output()).not.toMatch(/stopping before every queued change/);
   });
 
+  it("neither pulls from nor pushes into a node's own folder named as a replica by mistake", async () => {
+    // Node 1 names node 2's own folder where node 2's replica of node 1's files was meant.
+    cluster = await startCluster({
+      size: 2,
+      replicate: true,
+      waitForPeers: false,
+      peer: (from, to, data) => (from === "1" ? { rsync: `${join(data(to), "files", to)}/` } : {}),
+    });
+    const c = cluster;
+    await eventually(async () => expect((await fetch(`${c.url("2")}/check/`)).status).toBe(200));
+    const mine = (await upload(c, "2", "pub/mine.txt", "node 2's own")).slice(3);
+    await eventually(async () => expect(c.nodes["1"]!.output()).toMatch(/holds \.nanocdn-owner: it is a node's own folder, not a replica of node 1's files/));
+    // A second pass of the restore, which keeps trying, meets the same refusal.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(await ownedBy(c, "2")).toContain(mine);
+    await expect(stat(join(c.data("2"), "files", "2", ".nanocdn-owner"))).resolves.toBeDefined();
+    expect(await replicaOf(c, "1", "1")).not.toContain(mine);
+  });
+
   it("retries a failing push, reports it, and recovers", async () => {
     cluster = await startCluster({ size: 2, replicate: true });
     const c = cluster;

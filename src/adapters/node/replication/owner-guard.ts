@@ -104,9 +104,22 @@ export interface OwnerGuardOptions {
  * replacing or deleting anything here. A local peer folder that does not
  * exist holds nothing (that peer never received anything from this node).
  */
-export async function pullFrom(target: ReplicationTarget, source: string, rsync: RsyncOptions): Promise<RsyncResult> {
-  if (transportOf(target.destination) === "local" && !(await exists(target.destination))) {
-    return { ok: true, code: 0, message: "" };
+/**
+ * Says what is wrong when a folder on this machine named as a replica of
+ * node `self`'s files holds an owner marker: it is a node's own folder
+ * (files/2/ where files/1/ was meant), which a push with --delete would
+ * empty and a pull would take for `self`'s files. Undefined when it is not.
+ */
+export async function ownFolderNamed(folder: string, self: string): Promise<string | undefined> {
+  if (!(await exists(join(folder, OWNER_MARKER)))) return undefined;
+  return `${folder} holds ${OWNER_MARKER}: it is a node's own folder, not a replica of node ${self}'s files; fix this peer's rsync destination`;
+}
+
+export async function pullFrom(target: ReplicationTarget, source: string, self: string, rsync: RsyncOptions): Promise<RsyncResult> {
+  if (transportOf(target.destination) === "local") {
+    if (!(await exists(target.destination))) return { ok: true, code: 0, message: "" };
+    const wrong = await ownFolderNamed(target.destination, self);
+    if (wrong) return { ok: false, code: null, message: wrong };
   }
   return runRsync([...baseArgs(rsync, target.destination, "pull"), "--ignore-existing", asFolder(target.destination), asFolder(source)], rsync);
 }
@@ -136,7 +149,7 @@ export async function ensureOwnFiles({ self, source, targets, rsync, log, keepTr
   const lastReason = new Map<string, string>();
   for (let pauseMs = START_RETRY_MS; keepTrying(); ) {
     for (const target of unpulled) {
-      const result = await pullFrom(target, source, rsync);
+      const result = await pullFrom(target, source, self, rsync);
       if (result.ok) {
         unpulled = unpulled.filter((t) => t !== target);
         continue;

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import type { Change } from "../../../handlers/app.ts";
 import type { Logger } from "../../../handlers/logger.ts";
 import { sidecarPathInNode } from "../disk/sidecar.ts";
-import { type OwnerMarker, pullFrom } from "./owner-guard.ts";
+import { type OwnerMarker, ownFolderNamed, pullFrom } from "./owner-guard.ts";
 import { asFolder, baseArgs, RSYNC_TEMP_DIR, type RsyncOptions, type RsyncResult, runRsync, transportOf } from "./rsync.ts";
 
 export interface ReplicationTarget {
@@ -385,7 +385,7 @@ export class Replicator {
   async #runFullPass(peer: PeerReplica, halting: AbortSignal): Promise<void> {
     const started = Date.now();
     if (peer.pullFirst) {
-      const pulled = await pullFrom(peer.target, this.options.source, this.#rsyncOptions(halting));
+      const pulled = await pullFrom(peer.target, this.options.source, this.options.self, this.#rsyncOptions(halting));
       if (!pulled.ok) return this.#failed(peer, pulled);
       try {
         await this.#marker!.pulled(peer.target.id);
@@ -419,6 +419,8 @@ export class Replicator {
   async #rsync(peer: PeerReplica, halting: AbortSignal, extra: string[], input?: string): Promise<RsyncResult> {
     const destination = asFolder(peer.target.destination);
     if (transportOf(destination) === "local") {
+      const wrong = await ownFolderNamed(destination, this.options.self);
+      if (wrong) return { ok: false, code: null, message: wrong };
       // A local receiver may not have started yet to prepare its replica folder.
       try {
         await mkdir(join(destination, RSYNC_TEMP_DIR), { recursive: true });
