@@ -119,6 +119,31 @@ describe("DiskStore on its own", () => {
     }
   });
 
+  it("deletes a file for its expiry only while it is an expired one", async () => {
+    const root = await mkdtemp(join(tmpdir(), "nanocdn-disk-"));
+    try {
+      const store = new DiskStore({ root, fsync: false });
+      await store.init();
+      const now = Math.floor(Date.now() / 1000);
+      await store.create("1/pub/a/fresh.txt", new Blob(["stays"]).stream(), { deleteAt: now + 3600 });
+      await store.create("1/pub/b/plain.txt", new Blob(["stays"]).stream());
+      await store.create("1/pub/c/expired.txt", new Blob(["goes"]).stream(), { deleteAt: now - 1 });
+      expect(await store.deleteIfExpired("1/pub/a/fresh.txt")).toBeUndefined();
+      expect(await store.deleteIfExpired("1/pub/b/plain.txt")).toBeUndefined();
+      expect(await store.deleteIfExpired("1/pub/d/missing.txt")).toBeUndefined();
+      expect((await store.deleteIfExpired("1/pub/c/expired.txt"))?.deleteAt).toBe(now - 1);
+      expect(await store.head("1/pub/a/fresh.txt")).toBeDefined();
+      expect(await store.head("1/pub/b/plain.txt")).toBeDefined();
+      expect(await store.head("1/pub/c/expired.txt")).toBeUndefined();
+      // Its folders and its metadata went with it; nothing stays aside.
+      expect(await readdir(join(root, "files", "1", "pub"))).toEqual(["a", "b"]);
+      expect(await readdir(join(root, "files", "1", "meta", "pub"))).toEqual(["a", "b"]);
+      expect(await store.strays()).toEqual([]);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it("never leaves a file without its metadata when a create of its name races its delete", async () => {
     const root = await mkdtemp(join(tmpdir(), "nanocdn-disk-"));
     try {

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from "node:crypto";
-import { link, lstat, lutimes, mkdir, readdir, readFile, realpath, rm, rmdir, statfs, unlink, writeFile } from "node:fs/promises";
+import { link, lstat, lutimes, mkdir, readdir, readFile, realpath, rename, rm, rmdir, statfs, unlink, writeFile } from "node:fs/promises";
 import { type BigIntStats, closeSync, constants, fstatSync, fsync, lstatSync, open, openSync, read, write } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { promisify } from "node:util";
@@ -8,6 +8,7 @@ import { limitBody } from "../../../storage/body-limit.ts";
 import { contentEtag } from "../../../storage/digest.ts";
 import { ConflictError, InsufficientStorageError, NanoCdnError, StoreUnavailableError } from "../../../storage/errors.ts";
 import { checkKey } from "../../../storage/key.ts";
+import { isExpired } from "../../../handlers/expiry.ts";
 import { FolderSyncs } from "./folder-sync.ts";
 import { encodeSidecar, readSidecar, type Sidecar, sidecarSegments } from "./sidecar.ts";
 
@@ -440,13 +441,7 @@ export class DiskStore implements BlobStore {
     const segments = checkKey(key);
     const path = this.#path(key);
     if (!(await this.#folderIsInside(path))) return false;
-    const sidecarParts = sidecarSegments(segments);
-    const sidecar = sidecarParts && (await this.#folderIsInside(join(this.filesDir, ...sidecarParts))) ? join(this.filesDir, ...sidecarParts) : undefined;
-    // Young again, the metadata tells a create of this name that comes while
-    // the blob is gone and the metadata not yet that the name is still taken
-    // (see #linkSidecar): else it could replace the metadata with its own,
-    // which this delete would then remove from under its new blob.
-    if (sidecar) await lutimes(sidecar, new Date(), new Date()).catch(() => {});
+    const sidecar = await this.#claimSidecar(segments);
     try {
       await unlink(path);
     } catch (error) {
@@ -454,13 +449,65 @@ export class DiskStore implements BlobStore {
       if (MISSING.has(code) || code === "EISDIR" || code === "EPERM") return false;
       throw unavailable(error, "deleting a file");
     }
-    await this.#pruneFolders(segments, KEPT_DEPTH);
-    // After the blob: a visible blob always has its metadata.
-    if (sidecar) {
-      await unlinkQuietly(sidecar);
-      await this.#pruneFolders(sidecarParts!, KEPT_DEPTH + 1);
-    }
+    await this.#afterRemoval(segments, sidecar);
     return true;
+  }
+
+  /**
+   * Deletes the file at `key` only while it is an expired one, and returns
+   * its metadata (for the expiry sweeper): an upload may free the name and
+   * store a new file there between the sweeper's look and its delete, and
+   * that file stays.
+   */
+  async deleteIfExpired(key: string, nowMs = Date.now()): Promise<BlobMeta | undefined> {
+    const segments = checkKey(key);
+    const path = this.#path(key);
+    if (!(await this.#folderIsInside(path))) return undefined;
+    const seen = await this.#stat(path);
+    const meta = seen && metaOf(seen, await this.#sidecar(key));
+    if (!seen || !meta || !isExpired(meta, nowMs)) return undefined;
+    const sidecar = await this.#claimSidecar(segments);
+    // Moved aside in one step: what the name holds at that moment is what is judged.
+    const aside = join(this.tmpDir, `${randomUUID()}.expired`);
+    try {
+      await rename(path, aside);
+    } catch (error) {
+      if (MISSING.has(errnoOf(error) ?? "")) return undefined;
+      throw unavailable(error, "deleting a file");
+    }
+    const moved = await lstat(aside, { bigint: true });
+    if (moved.ino !== seen.ino || moved.dev !== seen.dev) {
+      // A new file took the name after the look: it goes back as it was.
+      await link(aside, path);
+      await unlinkQuietly(aside);
+      return undefined;
+    }
+    await unlinkQuietly(aside);
+    await this.#afterRemoval(segments, sidecar);
+    return meta;
+  }
+
+  /**
+   * The metadata file of a file about to be deleted, made young again: a
+   * create of the name that comes while the file is gone and its metadata
+   * not yet then finds the name still taken (see #linkSidecar), instead of
+   * replacing the metadata with its own, which the delete would remove from
+   * under the new file.
+   */
+  async #claimSidecar(segments: readonly string[]): Promise<string | undefined> {
+    const parts = sidecarSegments(segments);
+    const sidecar = parts && join(this.filesDir, ...parts);
+    if (!sidecar || !(await this.#folderIsInside(sidecar))) return undefined;
+    await lutimes(sidecar, new Date(), new Date()).catch(() => {});
+    return sidecar;
+  }
+
+  /** Once the file is gone: its emptied folders, then its metadata (a visible file always has its metadata). */
+  async #afterRemoval(segments: readonly string[], sidecar: string | undefined): Promise<void> {
+    await this.#pruneFolders(segments, KEPT_DEPTH);
+    if (!sidecar) return;
+    await unlinkQuietly(sidecar);
+    await this.#pruneFolders(sidecarSegments(segments)!, KEPT_DEPTH + 1);
   }
 
   async #pruneFolders(segments: readonly string[], keptDepth: number): Promise<void> {

@@ -1,5 +1,4 @@
 import type { Change } from "../../../handlers/app.ts";
-import { isExpired } from "../../../handlers/expiry.ts";
 import type { Logger } from "../../../handlers/logger.ts";
 import type { DiskStore } from "../disk/disk-store.ts";
 import type { ExpiryIndex } from "./expiry-index.ts";
@@ -45,9 +44,9 @@ export function startExpirySweeper(options: ExpirySweeperOptions): () => Promise
     complete = true;
     for (const entry of await index.due(Math.floor(Date.now() / 1000))) {
       if (stopped) return;
-      const meta = await store.head(entry.key);
       // The file's own metadata decides: the name may hold another file by now, or none.
-      if (meta && isExpired(meta) && (await store.delete(entry.key))) {
+      const meta = await store.deleteIfExpired(entry.key);
+      if (meta) {
         await options.deleted({ kind: "deleted", key: entry.key });
         log.info({ key: entry.key, deleteAt: meta.deleteAt }, "expired file deleted");
       }
