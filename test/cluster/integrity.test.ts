@@ -1,12 +1,11 @@
-import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { open, readFile, stat } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { startCluster, type TestCluster } from "../helpers/cluster.ts";
 import { runCli } from "../helpers/cli.ts";
 import { basic } from "../helpers/credentials.ts";
-import { placeFile } from "../helpers/disk.ts";
+import { flipByte, placeFile } from "../helpers/disk.ts";
 import { eventually } from "../helpers/eventually.ts";
 
 const auth = { Authorization: basic() };
@@ -16,29 +15,6 @@ async function put(cluster: TestCluster, path: string, body: string): Promise<st
   expect(response.status).toBe(201);
   expect(response.headers.get("X-Nanocdn-Copies")).toBe("2");
   return response.headers.get("Location")!.slice(1);
-}
-
-/**
- * Bit rot as a disk does it: one byte changed, same size, and the
- * modification time put back to the nanosecond, so that rsync's quick check
- * sees nothing.
- */
-async function flipByte(path: string): Promise<void> {
-  const before = await stat(path, { bigint: true });
-  const file = await open(path, "r+");
-  try {
-    const byte = Buffer.alloc(1);
-    await file.read(byte, 0, 1, 0);
-    byte[0]! ^= 0x20;
-    await file.write(byte, 0, 1, 0);
-  } finally {
-    await file.close();
-  }
-  const seconds = before.mtimeNs / 1_000_000_000n;
-  const nanos = String(before.mtimeNs % 1_000_000_000n).padStart(9, "0");
-  execFileSync("touch", ["-m", "-d", `@${seconds}.${nanos}`, path]);
-  const after = await stat(path, { bigint: true });
-  expect([after.size, after.mtimeNs]).toEqual([before.size, before.mtimeNs]);
 }
 
 const sha256 = (text: string) => createHash("sha256").update(text).digest("base64");

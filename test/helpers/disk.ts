@@ -1,4 +1,5 @@
-import { mkdir, readdir, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { mkdir, open, readdir, stat, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 
 /** Every regular file below `root`, as '/'-separated paths relative to it. */
@@ -28,4 +29,27 @@ export async function storedKeys(data: string): Promise<string[]> {
 export async function placeFile(path: string, body: string | Uint8Array): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
   await writeFile(path, body);
+}
+
+/**
+ * Bit rot as a disk does it: one byte changed, same size, and the
+ * modification time put back to the nanosecond, so that rsync's quick check
+ * sees nothing.
+ */
+export async function flipByte(path: string): Promise<void> {
+  const before = await stat(path, { bigint: true });
+  const file = await open(path, "r+");
+  try {
+    const byte = Buffer.alloc(1);
+    await file.read(byte, 0, 1, 0);
+    byte[0]! ^= 0x20;
+    await file.write(byte, 0, 1, 0);
+  } finally {
+    await file.close();
+  }
+  const seconds = before.mtimeNs / 1_000_000_000n;
+  const nanos = String(before.mtimeNs % 1_000_000_000n).padStart(9, "0");
+  execFileSync("touch", ["-m", "-d", `@${seconds}.${nanos}`, path]);
+  const after = await stat(path, { bigint: true });
+  if (after.size !== before.size || after.mtimeNs !== before.mtimeNs) throw new Error(`${path}: the flip changed its size or time`);
 }

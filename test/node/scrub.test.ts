@@ -1,25 +1,13 @@
-import { mkdir, mkdtemp, open, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DiskStore } from "../../src/adapters/node/disk/disk-store.ts";
 import { readSidecar } from "../../src/adapters/node/disk/sidecar.ts";
 import { scrub } from "../../src/adapters/node/integrity/scrub.ts";
+import { flipByte } from "../helpers/disk.ts";
 
 const quiet = { info() {}, warn() {}, error() {} };
-
-/** One byte changed in place. */
-async function flipByte(path: string): Promise<void> {
-  const file = await open(path, "r+");
-  try {
-    const byte = Buffer.alloc(1);
-    await file.read(byte, 0, 1, 0);
-    byte[0]! ^= 0x20;
-    await file.write(byte, 0, 1, 0);
-  } finally {
-    await file.close();
-  }
-}
 
 describe("the scrub on one node's disk (no peers to repair from)", () => {
   let root: string;
