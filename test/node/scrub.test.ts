@@ -1,10 +1,12 @@
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DiskStore } from "../../src/adapters/node/disk/disk-store.ts";
 import { readSidecar } from "../../src/adapters/node/disk/sidecar.ts";
 import { scrub } from "../../src/adapters/node/integrity/scrub.ts";
+import { ClusterAuth } from "../../src/handlers/cluster-auth.ts";
+import type { Peers } from "../../src/handlers/peers.ts";
 import { flipByte } from "../helpers/disk.ts";
 
 const quiet = { info() {}, warn() {}, error() {} };
@@ -41,5 +43,29 @@ describe("the scrub on one node's disk (no peers to repair from)", () => {
     expect((await scrub(options())).recorded).toBe(1);
     expect((await readSidecar(sidecar))?.digest).toBeDefined();
     expect(await scrub(options())).toMatchObject({ files: 1, good: 1, recorded: 0 });
+  });
+
+  it("leaves a file stored anew under the name while a damaged one was repaired", async () => {
+    await store.create("1/pub/a.txt", new Blob(["version one"]).stream());
+    await flipByte(join(root, "files", "1", "pub", "a.txt"));
+    // A slow `touch` (a process start on a busy machine) widens the moment between the check and the swap.
+    const bin = join(root, "bin");
+    await mkdir(bin);
+    await writeFile(join(bin, "touch"), '#!/bin/sh\nsleep 0.5\nexec /usr/bin/touch "$@"\n', { mode: 0o755 });
+    const path = process.env.PATH;
+    process.env.PATH = `${bin}:${path}`;
+    try {
+      const peers: Peers = { ids: ["2"], isUp: () => true, request: async () => new Response("version one") };
+      const scrubbing = scrub({ ...options(), peers: { peers, auth: new ClusterAuth("1", "0123456789abcdef0123"), log: quiet } });
+      // Meanwhile the owner deletes the file and a client stores a new one under the name.
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      expect(await store.delete("1/pub/a.txt")).toBe(true);
+      await store.create("1/pub/a.txt", new Blob(["version TWO, newer"]).stream());
+      const report = await scrubbing;
+      expect(report.repaired).toEqual([]);
+      expect(await readFile(join(root, "files", "1", "pub", "a.txt"), "utf8")).toBe("version TWO, newer");
+    } finally {
+      process.env.PATH = path;
+    }
   });
 });

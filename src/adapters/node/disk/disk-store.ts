@@ -476,7 +476,8 @@ export class DiskStore implements BlobStore {
       throw unavailable(error, "deleting a file");
     }
     const moved = await lstat(aside, { bigint: true });
-    if (moved.ino !== seen.ino || moved.dev !== seen.dev) {
+    // A new file may get a freed inode's number, never its modification time.
+    if (moved.ino !== seen.ino || moved.dev !== seen.dev || moved.mtimeNs !== seen.mtimeNs) {
       // A new file took the name after the look: it goes back as it was.
       await link(aside, path);
       await unlinkQuietly(aside);

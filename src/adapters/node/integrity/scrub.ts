@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { createHash, randomUUID } from "node:crypto";
-import { createReadStream, type Dirent } from "node:fs";
+import { type BigIntStats, createReadStream, type Dirent } from "node:fs";
 import { link, lstat, mkdir, open, readdir, rename, unlink, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -113,7 +113,9 @@ export async function scrub(options: ScrubOptions): Promise<ScrubReport> {
     const path = join(filesDir, key);
     const sidecarPath = join(filesDir, ...sidecarSegments(key.split("/"))!);
     const recorded = await readSidecar(sidecarPath);
-    const actual = await hashFile(path, throttle);
+    // Which file is hashed: a repair replaces this one only.
+    const seen = await lstat(path, { bigint: true }).catch(() => undefined);
+    const actual = seen && (await hashFile(path, throttle));
     // Opening and stat-ing cost too: many small files are paced as well.
     await throttle(PER_FILE_BYTES);
     if (actual === undefined) continue; // deleted meanwhile
@@ -129,14 +131,16 @@ export async function scrub(options: ScrubOptions): Promise<ScrubReport> {
     // Deleted and stored again while it was read: not rot.
     if ((await readSidecar(sidecarPath))?.digest !== recorded.digest) continue;
     log.warn({ key }, "a file no longer has the digest recorded when it was stored");
-    const from = await repair(options, key, recorded.digest);
-    if (from === undefined) {
+    const outcome = await repair(options, key, recorded.digest, seen!);
+    if (outcome === undefined) {
       report.unrepaired.push(key);
       log.error({ key }, "no peer had a good copy of a damaged file; it stays damaged");
-    } else {
+    } else if ("from" in outcome) {
       report.repaired.push(key);
       options.onRepaired?.(key);
-      log.warn({ key, from }, "repaired a damaged file from a peer's copy");
+      log.warn({ key, from: outcome.from }, "repaired a damaged file from a peer's copy");
+    } else {
+      log.info({ key }, "a damaged file was stored anew while it was repaired: the new one stays");
     }
   }
   return report;
@@ -168,8 +172,14 @@ async function recordDigest(options: ScrubOptions, key: string, sidecarPath: str
   }
 }
 
-/** Replaces a bad copy with a peer's good one; resolves with the peer it came from, or undefined. */
-async function repair(options: ScrubOptions, key: string, digest: string): Promise<string | undefined> {
+/** What a repair did: the peer the good copy came from, or nothing because a new file took the name meanwhile. */
+type RepairOutcome = { from: string } | { replaced: true };
+
+/** The same file, not a new one under the name: a new file may get a freed inode's number, never its time. */
+const sameFile = (a: BigIntStats, b: BigIntStats) => a.dev === b.dev && a.ino === b.ino && a.mtimeNs === b.mtimeNs;
+
+/** Replaces a bad copy (`damaged`, as it was hashed) with a peer's good one; undefined when no peer had one. */
+async function repair(options: ScrubOptions, key: string, digest: string, damaged: BigIntStats): Promise<RepairOutcome | undefined> {
   const { peers, log } = options;
   if (!peers) return undefined;
   const address = fileOfKey(key);
@@ -200,14 +210,17 @@ async function repair(options: ScrubOptions, key: string, digest: string): Promi
       }
       const path = join(options.filesDir, key);
       // Deleted meanwhile (by its owner, or by replication): not brought back.
-      if (!(await lstat(path).catch(() => undefined))?.isFile()) return peer;
+      if (!(await lstat(path).catch(() => undefined))?.isFile()) return { from: peer };
       // The damaged copy's time, to the nanosecond: rsync's quick check
       // compares times, and a new one here would make an owner whose own
       // copy is damaged push that copy over this repaired one.
       await execFileAsync("touch", ["-m", "-r", path, temp]);
+      // Deleted and stored again since it was hashed (names are reused): the new file stays.
+      const now = await lstat(path, { bigint: true }).catch(() => undefined);
+      if (!now || !sameFile(now, damaged)) return { replaced: true };
       await rename(temp, path);
       if (options.fsync) await fsyncFolder(dirname(path));
-      return peer;
+      return { from: peer };
     } catch (error) {
       log.warn({ key, peer, err: error }, "cannot repair a damaged file from this peer");
     } finally {
