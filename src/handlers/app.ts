@@ -71,8 +71,6 @@ export interface AppOptions {
 
 export interface Settings {
   nodeId: string;
-  /** Whether a first path segment names a node (of this cluster or a former one). */
-  isNode(id: string): boolean;
   store: BlobStore;
   credentials: Credentials;
   maxUploadBytes: number;
@@ -124,7 +122,6 @@ export function settingsOf(options: AppOptions): Settings {
   const maxAge = options.cacheMaxAge ?? DEFAULT_CACHE_MAX_AGE;
   return {
     nodeId: options.nodeId,
-    isNode: isNodeId,
     store: options.store,
     credentials: options.credentials,
     maxUploadBytes: options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES,
@@ -189,7 +186,7 @@ export function createApp(options: AppOptions): Hono<Env> {
   app.all("*", async (c) => {
     const target = rawTargetOf(c);
     const request = c.req.raw;
-    const parsed = parseTarget(target, settings.isNode);
+    const parsed = parseTarget(target, isNodeId);
     const allowed = ALLOWED[parsed.kind];
     if (request.method === "OPTIONS") return new Response(null, { status: 204, headers: { Allow: allowed.join(", ") } });
     if (!allowed.includes(request.method)) throw new MethodNotAllowedError(request.method, allowed);

@@ -1,7 +1,7 @@
 import { forwardedClient, logRequest } from "./access-log.ts";
 import { type AppOptions, settingsOf } from "./app.ts";
 import { blobHeaders, isNotModified, validatorHeaders } from "./blob-response.ts";
-import { parseTarget } from "./paths.ts";
+import { isNodeId, parseTarget } from "./paths.ts";
 import type { BlobMeta } from "../storage/blob-store.ts";
 
 export interface FastResponse {
@@ -62,7 +62,7 @@ export class TargetMemo {
  */
 export function createFastReader(options: AppOptions) {
   const settings = settingsOf(options);
-  const { store, nodeId, isNode, log, metrics, trustedProxy } = settings;
+  const { store, nodeId, log, metrics, trustedProxy } = settings;
   const peek = store.peek?.bind(store);
   if (!peek) return () => undefined;
   const logging = options.accessLog ?? true;
@@ -76,7 +76,7 @@ export function createFastReader(options: AppOptions) {
     let key = keys.get(rawTarget);
     if (key !== undefined) return key;
     try {
-      const target = parseTarget(rawTarget, isNode);
+      const target = parseTarget(rawTarget, isNodeId);
       if (target.kind !== "file" || target.file.namespace !== "pub") return undefined;
       key = target.file.key;
     } catch {

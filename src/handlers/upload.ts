@@ -1,4 +1,5 @@
 import type { BlobMeta } from "../storage/blob-store.ts";
+import { limitBody } from "../storage/body-limit.ts";
 import { jsonResponse } from "./json.ts";
 import { ConflictError, PayloadTooLargeError, StoreUnavailableError } from "../storage/errors.ts";
 import type { RequestContext, Settings } from "./app.ts";
@@ -135,23 +136,19 @@ async function forwardUpload(settings: Settings, { request, target }: RequestCon
   const length = request.headers.get("Content-Length");
   if (length !== null) headers["Content-Length"] = length;
   // A body without a declared length cannot be refused before it is sent:
-  // the limit holds while it streams, and the peer gets an incomplete body,
-  // which it never stores.
-  let tooLarge: PayloadTooLargeError | undefined;
-  let sent = 0;
-  const body =
-    length === null && request.body
-      ? request.body.pipeThrough(
-          new TransformStream<Uint8Array, Uint8Array>({
-            transform(chunk, controller) {
-              sent += chunk.byteLength;
-              if (sent <= settings.maxUploadBytes) return controller.enqueue(chunk);
-              tooLarge = new PayloadTooLargeError(`body exceeds the limit of ${settings.maxUploadBytes} bytes`);
-              controller.error(tooLarge);
-            },
-          }),
-        )
-      : request.body;
+  // the store's limit holds while it streams, and the peer gets an
+  // incomplete body, which it never stores.
+  let refused: unknown;
+  let body: ReadableStream<Uint8Array> | null = request.body;
+  if (length === null && body) {
+    const limited = new TransformStream<Uint8Array, Uint8Array>();
+    limitBody(body, { maxBytes: settings.maxUploadBytes })
+      .pipeTo(limited.writable)
+      .catch((error: unknown) => {
+        refused = error;
+      });
+    body = limited.readable;
+  }
   // The moment, not a delay: the peer then keeps the time the client asked for.
   if (deleteAt !== undefined) headers[DELETE_AT_HEADER] = String(deleteAt);
   settings.metrics.uploadFailedOver();
@@ -160,7 +157,7 @@ async function forwardUpload(settings: Settings, { request, target }: RequestCon
     try {
       response = await askPeer({ ...cluster, log: settings.log }, peer, "PUT", target, headers, body);
     } catch (error) {
-      if (tooLarge) throw tooLarge;
+      if (refused instanceof PayloadTooLargeError) throw refused;
       settings.log.warn({ peer, err: error }, "upload failover failed");
       if (!(error instanceof PeerUnreachableError && error.nothingSent)) {
         throw new OutcomeUnknownError(`the upload was passed to peer ${peer}, which did not confirm it: it may or may not be stored there`);

@@ -18,21 +18,28 @@ describeBlobStore("DiskStore", async () => {
   };
 });
 
+/** A store in a new temporary folder, removed once `use` is done. */
+async function withStore(options: { fsync?: boolean }, use: (store: DiskStore, root: string) => Promise<void>): Promise<void> {
+  const root = await mkdtemp(join(tmpdir(), "nanocdn-disk-"));
+  try {
+    const store = new DiskStore({ root, ...options });
+    await store.init();
+    await use(store, root);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
 describe("DiskStore on its own", () => {
   it("never follows a symlink in place of a file (one a peer's rsync could leave in a replica)", async () => {
-    const root = await mkdtemp(join(tmpdir(), "nanocdn-disk-"));
-    try {
-      const store = new DiskStore({ root });
-      await store.init();
+    await withStore({}, async (store, root) => {
       const secret = join(root, "outside.txt");
       await writeFile(secret, "not for the web");
       await mkdir(join(root, "files", "2", "pub"), { recursive: true });
       await symlink(secret, join(root, "files", "2", "pub", "leak.txt"));
       expect(await store.head("2/pub/leak.txt")).toBeUndefined();
       expect(await store.open("2/pub/leak.txt")).toBeUndefined();
-    } finally {
-      await rm(root, { recursive: true, force: true });
-    }
+    });
   });
 
   it("never reads, writes or deletes through a symlinked folder, and works behind a symlinked data folder", async () => {
@@ -91,39 +98,27 @@ describe("DiskStore on its own", () => {
   });
 
   it("refuses a name below an existing file as a conflict, not a store failure", async () => {
-    const root = await mkdtemp(join(tmpdir(), "nanocdn-disk-"));
-    try {
-      const store = new DiskStore({ root });
-      await store.init();
+    await withStore({}, async (store) => {
       await store.create("1/pub/a", new Blob(["file"]).stream());
       await expect(store.create("1/pub/a/b", new Blob(["below"]).stream())).rejects.toBeInstanceOf(ConflictError);
       await expect(store.create("1/pub/a/b/c", new Blob(["deeper"]).stream())).rejects.toBeInstanceOf(ConflictError);
       expect(await store.strays()).toEqual([]);
-    } finally {
-      await rm(root, { recursive: true, force: true });
-    }
+    });
   });
 
   it("removes at start what a crash during a disk probe left in files/", async () => {
-    const root = await mkdtemp(join(tmpdir(), "nanocdn-disk-"));
-    try {
-      await mkdir(join(root, "files"), { recursive: true });
+    await withStore({}, async (store, root) => {
       await writeFile(join(root, "files", ".probe-4f1c"), "left by a crash");
-      const store = new DiskStore({ root });
+      // Started again after the crash.
       await store.init();
       expect(await readdir(join(root, "files"))).toEqual([]);
       await store.probe();
       expect(await readdir(join(root, "files"))).toEqual([]);
-    } finally {
-      await rm(root, { recursive: true, force: true });
-    }
+    });
   });
 
   it("deletes a file for its expiry only while it is an expired one", async () => {
-    const root = await mkdtemp(join(tmpdir(), "nanocdn-disk-"));
-    try {
-      const store = new DiskStore({ root, fsync: false });
-      await store.init();
+    await withStore({ fsync: false }, async (store, root) => {
       const now = Math.floor(Date.now() / 1000);
       await store.create("1/pub/a/fresh.txt", new Blob(["stays"]).stream(), { deleteAt: now + 3600 });
       await store.create("1/pub/b/plain.txt", new Blob(["stays"]).stream());
@@ -139,16 +134,11 @@ describe("DiskStore on its own", () => {
       expect(await readdir(join(root, "files", "1", "pub"))).toEqual(["a", "b"]);
       expect(await readdir(join(root, "files", "1", "meta", "pub"))).toEqual(["a", "b"]);
       expect(await store.strays()).toEqual([]);
-    } finally {
-      await rm(root, { recursive: true, force: true });
-    }
+    });
   });
 
   it("never leaves a file without its metadata when a create of its name races its delete", async () => {
-    const root = await mkdtemp(join(tmpdir(), "nanocdn-disk-"));
-    try {
-      const store = new DiskStore({ root, fsync: false });
-      await store.init();
+    await withStore({ fsync: false }, async (store, root) => {
       const longAgo = new Date(Date.now() - 3_600_000);
       for (let i = 0; i < 600; i++) {
         // A folder each: the delete prunes it, and the create makes it again.
@@ -167,8 +157,6 @@ describe("DiskStore on its own", () => {
         const meta = await store.head(key);
         if (meta) expect(meta.deleteAt, `round ${i}`).toBe(4_100_000_000_000);
       }
-    } finally {
-      await rm(root, { recursive: true, force: true });
-    }
+    });
   });
 });

@@ -28,13 +28,13 @@ const int = (min: number) =>
  * delay as 1 ms, so an interval of a month would run its work nonstop.
  */
 const MAX_TIMER_MS = 2 ** 31 - 1;
-const MAX_TIMER_SECONDS = Math.floor(MAX_TIMER_MS / 1000);
-/** A delay in milliseconds that ends up in a timer. */
-const timerMs = (min: number) =>
-  int(min).pipe(z.number().max(MAX_TIMER_MS, { error: `must be at most ${MAX_TIMER_MS} ms (24.8 days, the longest a timer can wait)` }));
-/** A delay in seconds that ends up in a timer. */
-const timerSeconds = (min: number) =>
-  int(min).pipe(z.number().max(MAX_TIMER_SECONDS, { error: `must be at most ${MAX_TIMER_SECONDS} seconds (24.8 days, the longest a timer can wait)` }));
+/** A delay that ends up in a timer, in `unit`s. */
+const timer = (min: number, unit: "ms" | "seconds") => {
+  const max = unit === "ms" ? MAX_TIMER_MS : Math.floor(MAX_TIMER_MS / 1000);
+  return int(min).pipe(z.number().max(max, { error: `must be at most ${max} ${unit} (24.8 days, the longest a timer can wait)` }));
+};
+const timerMs = (min: number) => timer(min, "ms");
+const timerSeconds = (min: number) => timer(min, "seconds");
 const bool = z.preprocess((v) => (v === "true" || v === "1" ? true : v === "false" || v === "0" ? false : v), z.boolean({ error: got("true or false") }));
 
 export interface ListenAddress {

@@ -146,6 +146,9 @@ function fileStream(file: OpenFile, start: number, end: number): ReadableStream<
 
 const unlinkQuietly = (path: string) => unlink(path).catch(() => {});
 
+/** Whether two looks at a name saw one file, not a new one stored under it: that may get a freed inode's number, never its time. */
+export const sameFile = (a: BigIntStats, b: BigIntStats) => a.dev === b.dev && a.ino === b.ino && a.mtimeNs === b.mtimeNs;
+
 async function writeAll(fd: number, chunk: Uint8Array, position: number): Promise<void> {
   for (let written = 0; written < chunk.byteLength; ) {
     written += (await writeFd(fd, chunk, written, chunk.byteLength - written, position + written)).bytesWritten;
@@ -464,8 +467,9 @@ export class DiskStore implements BlobStore {
     const path = this.#path(key);
     if (!(await this.#folderIsInside(path))) return undefined;
     const seen = await this.#stat(path);
-    const meta = seen && metaOf(seen, await this.#sidecar(key));
-    if (!seen || !meta || !isExpired(meta, nowMs)) return undefined;
+    if (!seen) return undefined;
+    const meta = metaOf(seen, await this.#sidecar(key));
+    if (!isExpired(meta, nowMs)) return undefined;
     const sidecar = await this.#claimSidecar(segments);
     // Moved aside in one step: what the name holds at that moment is what is judged.
     const aside = join(this.tmpDir, `${randomUUID()}.expired`);
@@ -475,9 +479,7 @@ export class DiskStore implements BlobStore {
       if (MISSING.has(errnoOf(error) ?? "")) return undefined;
       throw unavailable(error, "deleting a file");
     }
-    const moved = await lstat(aside, { bigint: true });
-    // A new file may get a freed inode's number, never its modification time.
-    if (moved.ino !== seen.ino || moved.dev !== seen.dev || moved.mtimeNs !== seen.mtimeNs) {
+    if (!sameFile(await lstat(aside, { bigint: true }), seen)) {
       // A new file took the name after the look: it goes back as it was.
       await link(aside, path);
       await unlinkQuietly(aside);

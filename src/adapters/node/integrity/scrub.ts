@@ -8,6 +8,7 @@ import { promisify } from "node:util";
 import type { Logger } from "../../../handlers/logger.ts";
 import { askPeer, type PeerContext } from "../../../handlers/owner-routing.ts";
 import { fileOfKey, urlPathOf } from "../../../handlers/paths.ts";
+import { sameFile } from "../disk/disk-store.ts";
 import { fsyncFolder } from "../disk/folder-sync.ts";
 import { encodeSidecar, readSidecar, sidecarSegments } from "../disk/sidecar.ts";
 
@@ -118,7 +119,7 @@ export async function scrub(options: ScrubOptions): Promise<ScrubReport> {
     const actual = seen && (await hashFile(path, throttle));
     // Opening and stat-ing cost too: many small files are paced as well.
     await throttle(PER_FILE_BYTES);
-    if (actual === undefined) continue; // deleted meanwhile
+    if (!seen || actual === undefined) continue; // deleted meanwhile
     report.files++;
     if (recorded?.digest === undefined) {
       if (await recordDigest(options, key, sidecarPath, { ...recorded, digest: actual })) report.recorded++;
@@ -131,7 +132,7 @@ export async function scrub(options: ScrubOptions): Promise<ScrubReport> {
     // Deleted and stored again while it was read: not rot.
     if ((await readSidecar(sidecarPath))?.digest !== recorded.digest) continue;
     log.warn({ key }, "a file no longer has the digest recorded when it was stored");
-    const outcome = await repair(options, key, recorded.digest, seen!);
+    const outcome = await repair(options, key, recorded.digest, seen);
     if (outcome === undefined) {
       report.unrepaired.push(key);
       log.error({ key }, "no peer had a good copy of a damaged file; it stays damaged");
@@ -174,9 +175,6 @@ async function recordDigest(options: ScrubOptions, key: string, sidecarPath: str
 
 /** What a repair did: the peer the good copy came from, or nothing because a new file took the name meanwhile. */
 type RepairOutcome = { from: string } | { replaced: true };
-
-/** The same file, not a new one under the name: a new file may get a freed inode's number, never its time. */
-const sameFile = (a: BigIntStats, b: BigIntStats) => a.dev === b.dev && a.ino === b.ino && a.mtimeNs === b.mtimeNs;
 
 /** Replaces a bad copy (`damaged`, as it was hashed) with a peer's good one; undefined when no peer had one. */
 async function repair(options: ScrubOptions, key: string, digest: string, damaged: BigIntStats): Promise<RepairOutcome | undefined> {

@@ -100,11 +100,6 @@ export interface OwnerGuardOptions {
 }
 
 /**
- * Copies what a peer holds of this node's files back into `source`, never
- * replacing or deleting anything here. A local peer folder that does not
- * exist holds nothing (that peer never received anything from this node).
- */
-/**
  * Says what is wrong when a folder on this machine named as a replica of
  * node `self`'s files holds an owner marker: it is a node's own folder
  * (files/2/ where files/1/ was meant), which a push with --delete would
@@ -115,6 +110,11 @@ export async function ownFolderNamed(folder: string, self: string): Promise<stri
   return `${folder} holds ${OWNER_MARKER}: it is a node's own folder, not a replica of node ${self}'s files; fix this peer's rsync destination`;
 }
 
+/**
+ * Copies what a peer holds of this node's files back into `source`, never
+ * replacing or deleting anything here. A local peer folder that does not
+ * exist holds nothing (that peer never received anything from this node).
+ */
 export async function pullFrom(target: ReplicationTarget, source: string, self: string, rsync: RsyncOptions): Promise<RsyncResult> {
   if (transportOf(target.destination) === "local") {
     if (!(await exists(target.destination))) return { ok: true, code: 0, message: "" };

@@ -486,15 +486,11 @@ export class Replicator {
    * peer due a full pass gets it at this node's next start instead.
    */
   async drain(timeoutMs: number): Promise<void> {
+    if (!this.#enabled) return;
     const deadline = Date.now() + timeoutMs;
     const unfinished = () =>
       [...this.#peers.values()].filter(
-        (peer) =>
-          this.#enabled &&
-          this.options.isUp(peer.target.id) &&
-          !peer.needsFullPass &&
-          peer.lastError === undefined &&
-          (peer.pending.size > 0 || peer.batches > 0),
+        (peer) => this.options.isUp(peer.target.id) && !peer.needsFullPass && peer.lastError === undefined && (peer.pending.size > 0 || peer.batches > 0),
       );
     const backlog = (peers: PeerReplica[]) => Object.fromEntries(peers.map((peer) => [peer.target.id, peer.pending.size + peer.inFlight.size]));
     let peers = unfinished();

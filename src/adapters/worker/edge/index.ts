@@ -84,10 +84,10 @@ function createEdge(env: EdgeEnv): Edge {
   const cache = new EdgeCache(caches.default);
 
   /** The cache key of a public file of the origins (a cacheable one): its URL in one spelling, without the query. */
-  const publicFileKey = (url: URL): string | undefined => {
+  const publicFileKey = (origin: string, target: string): string | undefined => {
     try {
-      const parsed = parseTarget(url.pathname + url.search, (id) => peers.ids.includes(id));
-      return parsed.kind === "file" && parsed.file.namespace === "pub" ? url.origin + urlPathOf(parsed.file) : undefined;
+      const parsed = parseTarget(target, (id) => peers.ids.includes(id));
+      return parsed.kind === "file" && parsed.file.namespace === "pub" ? origin + urlPathOf(parsed.file) : undefined;
     } catch {
       return undefined; // the app answers what is wrong with the path
     }
@@ -97,7 +97,7 @@ function createEdge(env: EdgeEnv): Edge {
     async fetch(request, ctx) {
       const url = new URL(request.url);
       const target = url.pathname + url.search;
-      const key = publicFileKey(url);
+      const key = publicFileKey(url.origin, target);
       if (key !== undefined && (request.method === "GET" || request.method === "HEAD")) {
         try {
           // Wrong credentials are refused even where none are needed, as at a node.
