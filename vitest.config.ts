@@ -1,11 +1,14 @@
 import { createHash } from "node:crypto";
 import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
 import { defineConfig } from "vitest/config";
+import { APACHE_HTPASSWD, APACHE_USERS } from "./test/helpers/credentials.ts";
 
-// The worker's users in the workerd tests: one, with a {SHA} htpasswd line.
+// The worker's users in the workerd tests: one with a {SHA} htpasswd line, and one with SHA-512 crypt (node:crypto in workerd).
 const WORKERD_USER = "client";
 const WORKERD_PASSWORD = "workerd-test-password";
-const htpasswd = `${WORKERD_USER}:{SHA}${createHash("sha1").update(WORKERD_PASSWORD).digest("base64")}\n`;
+const [shaCryptUser, shaCryptPassword] = APACHE_USERS.find(([, , type]) => type.includes("$6$"))!;
+const shaCryptLine = APACHE_HTPASSWD.split("\n").find((line) => line.startsWith(`${shaCryptUser}:`))!;
+const htpasswd = `${WORKERD_USER}:{SHA}${createHash("sha1").update(WORKERD_PASSWORD).digest("base64")}\n${shaCryptLine}\n`;
 
 const UNIT = ["test/unit/**/*.test.ts", "test/storage/memory-store.test.ts", "test/storage/caching-store.test.ts", "test/portability.test.ts"];
 
@@ -34,7 +37,15 @@ export default defineConfig({
         plugins: [
           cloudflareTest({
             wrangler: { configPath: "./wrangler.toml" },
-            miniflare: { bindings: { HTPASSWD: htpasswd, TEST_USER: WORKERD_USER, TEST_PASSWORD: WORKERD_PASSWORD } },
+            miniflare: {
+              bindings: {
+                HTPASSWD: htpasswd,
+                TEST_USER: WORKERD_USER,
+                TEST_PASSWORD: WORKERD_PASSWORD,
+                SHA_CRYPT_USER: shaCryptUser,
+                SHA_CRYPT_PASSWORD: shaCryptPassword,
+              },
+            },
           }),
         ],
         test: {

@@ -1,19 +1,22 @@
 import apacheCrypt from "apache-crypt";
 import apacheMd5 from "apache-md5";
 import bcrypt from "bcryptjs";
+import { encrypt as shaCrypt } from "unixcrypt";
 import type { Credentials } from "../handlers/auth.ts";
 import { constantTimeEqual, type Mac, webCryptoMac } from "../handlers/mac.ts";
 
 /**
- * Credentials from the text of an nginx/Apache htpasswd file: bcrypt
- * (`$2y$`/`$2b$`/`$2a$`), Apache MD5 (`$apr1$`), MD5 crypt (`$1$`, as
- * `openssl passwd -1` writes), `{SHA}` and DES crypt entries. A user named
- * on two lines has the first (as nginx). Used by the Node adapter (from a
- * file) and the worker (from a secret).
+ * Credentials from the text of an nginx/Apache htpasswd file, with the hash
+ * types nginx accepts on Linux: bcrypt (`$2y$`/`$2b$`/`$2a$`), Apache MD5
+ * (`$apr1$`), MD5 crypt (`$1$`, as `openssl passwd -1` writes), SHA-256 and
+ * SHA-512 crypt (`$5$`/`$6$`, `htpasswd -2`/`-5`), DES crypt, and the RFC
+ * 2307 schemes `{SHA}`, `{SSHA}` and `{PLAIN}`. A user named on two lines
+ * has the first (as nginx). Used by the Node adapter (from a file) and the
+ * worker (from a secret).
  */
 export class HtpasswdCredentials implements Credentials {
   readonly #hashes = new Map<string, string>();
-  /** Lines that were skipped, by line number and reason (never the hash itself). */
+  /** What the operator should fix, by line number: skipped lines, plain-text passwords (never a hash or a password). */
   readonly problems: string[] = [];
   // bcrypt costs tens of milliseconds by design; a client that sends the same
   // right password on every request pays it once. Keys are HMACs of the
@@ -27,25 +30,40 @@ export class HtpasswdCredentials implements Credentials {
   /** `mac` makes an HMAC function from a key; Node passes its faster, synchronous one. */
   constructor(text: string, mac: (secret: string) => Mac = webCryptoMac) {
     this.#cacheMac = mac(crypto.randomUUID() + crypto.randomUUID());
-    text.split(/\r?\n/).forEach((line, index) => {
+    for (const [index, line] of text.split(/\r?\n/).entries()) {
       const trimmed = line.trim();
-      if (trimmed === "" || trimmed.startsWith("#")) return;
+      if (trimmed === "" || trimmed.startsWith("#")) continue;
       const colon = trimmed.indexOf(":");
       const user = trimmed.slice(0, colon);
       const hash = trimmed.slice(colon + 1).split(":")[0]!;
-      if (colon <= 0 || hash === "") this.problems.push(`line ${index + 1}: not 'user:hash'`);
-      else if (!HtpasswdCredentials.#supported(hash)) this.problems.push(`line ${index + 1}: unsupported hash type for '${user}'`);
-      else if (this.#hashes.has(user)) this.problems.push(`line ${index + 1}: '${user}' again; the first line counts`);
-      else this.#hashes.set(user, hash);
-    });
+      const problem = (text: string) => this.problems.push(`line ${index + 1}: ${text}`);
+      const unusable = colon > 0 && hash !== "" && HtpasswdCredentials.#unusable(hash);
+      if (colon <= 0 || hash === "") problem("not 'user:hash'; skipped");
+      else if (unusable) problem(`${unusable} for '${user}'; skipped (rewrite it with htpasswd -B, -5 or -m)`);
+      else if (this.#hashes.has(user)) problem(`'${user}' again; the first line counts`);
+      else {
+        if (hash.startsWith("{PLAIN}")) problem(`the password of '${user}' is plain text; hash it with htpasswd -B`);
+        this.#hashes.set(user, hash);
+      }
+    }
   }
 
   get users(): string[] {
     return [...this.#hashes.keys()];
   }
 
-  static #supported(hash: string): boolean {
-    return /^\$2[aby]\$/.test(hash) || /^\$(apr)?1\$/.test(hash) || hash.startsWith("{SHA}") || /^[./0-9A-Za-z]{13}$/.test(hash);
+  /** Why a hash cannot be checked, or undefined when it can. */
+  static #unusable(hash: string): string | undefined {
+    if (/^\$2[aby]\$/.test(hash) || /^\$(apr)?1\$/.test(hash) || /^\{(SHA|PLAIN)\}/.test(hash) || /^[./0-9A-Za-z]{13}$/.test(hash)) return undefined;
+    const scheme = /^(\$[^$]*\$|\{[^}]*\})/.exec(hash)?.[1];
+    if (scheme === "$5$" || scheme === "$6$") {
+      const rounds = SHA_CRYPT.exec(hash)?.[1];
+      if (rounds === undefined) return SHA_CRYPT.test(hash) ? undefined : `a broken ${scheme} hash`;
+      // Each check computes them all, on the serving thread, and only a right password is remembered.
+      return Number(rounds) > MAX_SHA_CRYPT_ROUNDS ? `rounds=${rounds} is more than ${MAX_SHA_CRYPT_ROUNDS} (each check would stall the node)` : undefined;
+    }
+    if (scheme === "{SSHA}") return sshaParts(hash) ? undefined : "a broken {SSHA} hash";
+    return scheme ? `unsupported hash type ${scheme}` : "unsupported hash type";
   }
 
   async verify(user: string, password: string): Promise<boolean> {
@@ -67,11 +85,13 @@ export class HtpasswdCredentials implements Credentials {
   static async #check(password: string, hash: string): Promise<boolean> {
     // bcryptjs hashes a string's UTF-8 bytes itself.
     if (hash.startsWith("$2")) return bcrypt.compare(password, hash);
+    // unixcrypt hashes a string's UTF-8 bytes itself; the line was checked when read.
+    if (SHA_CRYPT.test(hash)) return constantTimeEqual(shaCrypt(password, hash.slice(0, hash.lastIndexOf("$"))), hash);
+    if (hash.startsWith("{PLAIN}")) return constantTimeEqual(`{PLAIN}${password}`, hash);
     const utf8 = new TextEncoder().encode(password);
-    if (hash.startsWith("{SHA}")) {
-      const digest = await crypto.subtle.digest("SHA-1", utf8);
-      return constantTimeEqual(`{SHA}${btoa(String.fromCharCode(...new Uint8Array(digest)))}`, hash);
-    }
+    if (hash.startsWith("{SHA}")) return constantTimeEqual(`{SHA}${await sha1Base64(utf8)}`, hash);
+    const ssha = sshaParts(hash);
+    if (ssha) return constantTimeEqual(await sha1Base64(concat(utf8, ssha.salt), ssha.salt), ssha.encoded);
     // These take one character a byte (keeping only its low byte, so that
     // "secretŤ" hashed as "secretd"): given the UTF-8 bytes, they compare
     // what htpasswd and nginx compare.
@@ -79,4 +99,37 @@ export class HtpasswdCredentials implements Credentials {
     if (hash.startsWith("$")) return constantTimeEqual(apacheMd5(bytes, hash), hash);
     return constantTimeEqual(apacheCrypt(bytes, hash), hash);
   }
+}
+
+/** `$5$`/`$6$`, with the optional rounds and a salt of up to 16 characters (glibc's crypt). */
+const SHA_CRYPT = /^\$[56]\$(?:rounds=(\d{1,9})\$)?[./0-9A-Za-z]{0,16}\$[./0-9A-Za-z]+$/;
+/** Ten times the default: one check then takes some 150 ms of the serving thread, on every wrong password. */
+const MAX_SHA_CRYPT_ROUNDS = 50_000;
+
+/** An `{SSHA}` hash: base64 of the SHA-1 digest of password and salt, followed by the salt. */
+function sshaParts(hash: string): { salt: Uint8Array; encoded: string } | undefined {
+  if (!hash.startsWith("{SSHA}")) return undefined;
+  const encoded = hash.slice("{SSHA}".length);
+  let bytes: string;
+  try {
+    bytes = atob(encoded);
+  } catch {
+    return undefined;
+  }
+  if (bytes.length <= 20) return undefined;
+  return { salt: Uint8Array.from(bytes.slice(20), (c) => c.charCodeAt(0)), encoded };
+}
+
+/** Base64 of the SHA-1 digest of `data`, followed by `suffix`. */
+async function sha1Base64(data: Uint8Array, suffix: Uint8Array = new Uint8Array()): Promise<string> {
+  // TextEncoder never returns shared memory; Web Crypto's types want that said.
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-1", data as Uint8Array<ArrayBuffer>));
+  return btoa(String.fromCharCode(...digest, ...suffix));
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const joined = new Uint8Array(a.length + b.length);
+  joined.set(a);
+  joined.set(b, a.length);
+  return joined;
 }

@@ -4,7 +4,7 @@ import vectors from "../../clients/signing-vectors.json";
 import { NanoCdnClient, NanoCdnConflictError, NanoCdnNotFoundError, NanoCdnUnauthorizedError, signPath } from "../../clients/typescript/src/index.ts";
 
 // The client inside workerd, talking to the worker (R2 behind it) through its service binding.
-const { TEST_USER, TEST_PASSWORD } = env as unknown as { TEST_USER: string; TEST_PASSWORD: string };
+const { TEST_USER, TEST_PASSWORD, SHA_CRYPT_USER, SHA_CRYPT_PASSWORD } = env as unknown as Record<string, string>;
 const BASE = "http://nanocdn.test";
 const viaWorker: typeof fetch = (input, init) => SELF.fetch(input as string, init as RequestInit<CfProperties>) as unknown as Promise<Response>;
 const client = new NanoCdnClient({ nodes: [BASE], credentials: { user: TEST_USER, password: TEST_PASSWORD }, fetch: viaWorker });
@@ -45,5 +45,17 @@ describe("the TypeScript client inside workerd", () => {
 
   it("signs URLs with workerd's WebCrypto as the shared vectors say", async () => {
     for (const v of vectors.urls) expect(await signPath(v.path, v.key, v.expires)).toBe(v.signed);
+  });
+
+  it("checks SHA-512 crypt htpasswd lines with workerd's node:crypto", async () => {
+    const put = (password: string) =>
+      SELF.fetch(`${BASE}/upload/priv/workerd/sha-crypt.txt`, {
+        method: "PUT",
+        body: "s",
+        headers: { Authorization: `Basic ${btoa(`${SHA_CRYPT_USER}:${password}`)}` },
+      });
+    expect((await put(`${SHA_CRYPT_PASSWORD}x`)).status).toBe(401);
+    expect((await put(SHA_CRYPT_PASSWORD!)).status).toBe(201);
+    expect(await client.delete("/1/priv/workerd/sha-crypt.txt")).toBe(true);
   });
 });

@@ -20,7 +20,7 @@ export class HtpasswdFile implements Credentials {
       log,
       (credentials) => {
         log.info({ file: path, users: credentials.users.length }, "htpasswd loaded");
-        for (const problem of credentials.problems) log.warn({ file: path, problem }, "htpasswd line skipped");
+        for (const problem of credentials.problems) log.warn({ file: path, problem }, "htpasswd line to fix");
         if (credentials.users.length === 0) {
           log.warn({ file: path }, "no users: uploads, deletes and private reads are refused; add one with `nanocdn user add NAME`");
         }
