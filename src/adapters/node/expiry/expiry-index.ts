@@ -1,8 +1,9 @@
-import { createHash, randomUUID } from "node:crypto";
-import { access, mkdir, readdir, readFile, rename, rmdir, unlink, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { access, mkdir, readdir, readFile, rmdir, unlink, writeFile } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
 import { FolderSyncs } from "../disk/folder-sync.ts";
 import { META_DIR, readSidecar } from "../disk/sidecar.ts";
+import { sweepStaleTemps, writeWhole } from "../disk/whole-file.ts";
 
 /** Where a node lists its files that are due for deletion. */
 export const expiryIndexDir = (data: string) => join(data, "state", "expiry");
@@ -50,10 +51,8 @@ export class ExpiryIndex {
 
   async record(key: string, deleteAt: number): Promise<void> {
     const folder = join(this.dir, String(Math.floor(deleteAt / BUCKET_SECONDS)));
-    const temp = join(folder, `.${randomUUID()}`);
     const created = await mkdir(folder, { recursive: true });
-    await writeFile(temp, key, { flush: this.#fsync });
-    await rename(temp, join(folder, `${deleteAt}-${createHash("sha256").update(key).digest("hex")}`));
+    await writeWhole(folder, `${deleteAt}-${createHash("sha256").update(key).digest("hex")}`, key, this.#fsync);
     await this.#sync(folder, created);
   }
 
@@ -72,6 +71,7 @@ export class ExpiryIndex {
     const entries: ExpiryEntry[] = [];
     for (const bucket of buckets) {
       const names = await readdir(join(this.dir, bucket)).catch(() => [] as string[]);
+      await sweepStaleTemps(join(this.dir, bucket), names);
       // An hour that is over gets no new entries (uploads only ask for the future): its emptied folder goes.
       if (names.length === 0 && Number(bucket) < current) {
         await rmdir(join(this.dir, bucket)).catch(() => {});

@@ -1,7 +1,8 @@
-import { createHash, randomUUID } from "node:crypto";
-import { mkdir, readdir, readFile, rename, unlink, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { mkdir, readdir, readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../../../handlers/logger.ts";
+import { isTempName, sweepStaleTemps, writeWhole } from "../disk/whole-file.ts";
 
 /** Sends one delete to one peer: true when it is done there (deleted, or was not there). */
 export type SendDelete = (peer: string, key: string) => Promise<boolean>;
@@ -21,9 +22,7 @@ export async function recordLegacyDelete(dir: string, peers: readonly string[], 
     peers.map(async (peer) => {
       const folder = join(dir, peer);
       await mkdir(folder, { recursive: true });
-      const temp = join(folder, `.${randomUUID()}`);
-      await writeFile(temp, key, { flush: true });
-      await rename(temp, join(folder, name));
+      await writeWhole(folder, name, key, true);
     }),
   );
 }
@@ -51,11 +50,8 @@ export class LegacyDeleteQueue {
   }
 
   async #entries(peer: string): Promise<string[]> {
-    try {
-      return (await readdir(join(this.dir, peer))).filter((name) => !name.startsWith("."));
-    } catch {
-      return [];
-    }
+    const names = await readdir(join(this.dir, peer)).catch(() => [] as string[]);
+    return names.filter((name) => !isTempName(name));
   }
 
   /** Sends what is pending for one peer; one pass at a time per peer. */
@@ -68,8 +64,10 @@ export class LegacyDeleteQueue {
   }
 
   async #flush(peer: string): Promise<void> {
+    const folder = join(this.dir, peer);
+    await sweepStaleTemps(folder, await readdir(folder).catch(() => [] as string[]));
     for (const name of await this.#entries(peer)) {
-      const path = join(this.dir, peer, name);
+      const path = join(folder, name);
       const key = await readFile(path, "utf8").catch(() => undefined);
       if (key === undefined) continue;
       let done = false;

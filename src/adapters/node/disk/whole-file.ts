@@ -1,0 +1,37 @@
+import { randomUUID } from "node:crypto";
+import { rename, stat, unlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+
+/** The temp files `writeWhole` makes: hidden, and named so no entry of a state folder looks like one. */
+const TEMP = /^\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/** A temp file this old belongs to a write that will never finish (a crash, a full disk). */
+const STALE_TEMP_MS = 3600_000;
+
+/**
+ * Writes a small state file whole: into a temp file beside it, renamed into
+ * place, so that any process of the node may write one and a reader never
+ * sees part of it. `flush` puts the bytes on disk before the name.
+ */
+export async function writeWhole(folder: string, name: string, content: string, flush: boolean): Promise<void> {
+  const temp = join(folder, `.${randomUUID()}`);
+  try {
+    await writeFile(temp, content, { flush });
+    await rename(temp, join(folder, name));
+  } catch (error) {
+    await unlink(temp).catch(() => {});
+    throw error;
+  }
+}
+
+/** Whether a name in a state folder is one of `writeWhole`'s temp files, not an entry. */
+export const isTempName = (name: string) => TEMP.test(name);
+
+/** Removes the temp files of `writeWhole` in `folder` that a crash left behind, given the folder's names. */
+export async function sweepStaleTemps(folder: string, names: readonly string[], now = Date.now()): Promise<void> {
+  for (const name of names) {
+    if (!isTempName(name)) continue;
+    const path = join(folder, name);
+    const info = await stat(path).catch(() => undefined);
+    if (info && now - info.mtimeMs > STALE_TEMP_MS) await unlink(path).catch(() => {});
+  }
+}
