@@ -37,7 +37,9 @@ import http.client
 import io
 import json
 import logging
+import os
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -311,7 +313,22 @@ class _Body:
 
     @staticmethod
     def _size_of(content):
-        size = getattr(content, "size", None)
+        """The bytes ``content`` holds from its start, or None when only reading them all tells.
+
+        A pipe, a socket or a stream that cannot seek has no size to trust:
+        Django's ``File.size`` says 0 for a pipe (the size of its file
+        descriptor) and raises for a stream that cannot seek.
+        """
+        raw = getattr(content, "file", content)
+        try:
+            if not stat.S_ISREG(os.fstat(raw.fileno()).st_mode):
+                return None
+        except (AttributeError, OSError, ValueError):
+            pass  # no file descriptor: an in-memory file, or a wrapper that says its size itself
+        try:
+            size = content.size
+        except Exception:  # Django's File computes it, and raises what its file raises
+            size = None
         if isinstance(size, int):
             return size
         try:

@@ -23,6 +23,19 @@ def fetch(url, headers=None):
         return response.read()
 
 
+class _Unseekable(io.RawIOBase):
+    """A stream read once, front to back (a download, a decompressor)."""
+
+    def __init__(self, data):
+        self._data = io.BytesIO(data)
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        return self._data.readinto(buffer)
+
+
 class RoundTripTests(SimpleTestCase):
     def test_default_storage_is_nanocdn(self):
         self.assertIsInstance(default_storage, NanoCdnStorage)
@@ -55,13 +68,19 @@ class RoundTripTests(SimpleTestCase):
             default_storage.size(name)
 
     def test_saves_file_objects_of_every_kind(self):
+        # A pipe's File says size 0 (its file descriptor's), and a stream that cannot seek has none: both are read whole.
+        reader, writer = os.pipe()
+        os.write(writer, b"from a pipe")
+        os.close(writer)
         names = [
             default_storage.save("kinds/bytes.bin", ContentFile(b"\x00\x01\x02")),
             default_storage.save("kinds/text.txt", ContentFile("héllo")),  # text: sent as UTF-8
             default_storage.save("kinds/file.bin", File(io.BytesIO(b"from a file object"), name="file.bin")),
             default_storage.save("kinds/empty.txt", ContentFile(b"")),
+            default_storage.save("kinds/pipe.bin", File(os.fdopen(reader, "rb"))),
+            default_storage.save("kinds/stream.bin", File(_Unseekable(b"from a stream"), name="stream.bin")),
         ]
-        expected = [b"\x00\x01\x02", "héllo".encode("utf-8"), b"from a file object", b""]
+        expected = [b"\x00\x01\x02", "héllo".encode("utf-8"), b"from a file object", b"", b"from a pipe", b"from a stream"]
         for name, content in zip(names, expected):
             with default_storage.open(name) as f:
                 self.assertEqual(f.read(), content, name)
