@@ -1,9 +1,9 @@
 import fresh from "fresh";
 import mime from "mime";
 import parseRange from "range-parser";
-import type { BlobMeta, BlobStore, ByteRange } from "../storage/blob-store.ts";
+import { type BlobMeta, type BlobStore, type ByteRange, isExpired } from "../storage/blob-store.ts";
 import { reprDigest } from "../storage/digest.ts";
-import { ExpiredError, expiryHeaders, isExpired } from "./expiry.ts";
+import { ExpiredError, expiryHeaders } from "./expiry.ts";
 import { PreconditionFailedError, RangeNotSatisfiableError } from "./http-errors.ts";
 
 const typesByExtension = new Map<string, string>();

@@ -32,10 +32,6 @@ export function requestedDeleteAt(headers: Headers, nowMs = Date.now()): number 
   return Number(at);
 }
 
-export function isExpired(meta: Pick<BlobMeta, "deleteAt">, nowMs = Date.now()): boolean {
-  return meta.deleteAt !== undefined && meta.deleteAt * 1000 <= nowMs;
-}
-
 /**
  * A file whose expiry has passed: gone for every reader from that moment,
  * on whichever node holds a copy, even before its owner has deleted it.

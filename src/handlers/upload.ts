@@ -4,7 +4,7 @@ import { jsonResponse } from "./json.ts";
 import { ConflictError, PayloadTooLargeError, StoreUnavailableError } from "../storage/errors.ts";
 import type { RequestContext, Settings } from "./app.ts";
 import { type Principal, requireAuthenticated } from "./auth.ts";
-import { DELETE_AT_HEADER, isExpired, requestedDeleteAt } from "./expiry.ts";
+import { DELETE_AT_HEADER, requestedDeleteAt } from "./expiry.ts";
 import { BadRequestError, OutcomeUnknownError } from "./http-errors.ts";
 import { PeerUnreachableError, type Peers } from "./peers.ts";
 import { askPeer, headerSet, relay } from "./owner-routing.ts";
@@ -79,9 +79,9 @@ export async function uploadHandler(
   const key = `${settings.nodeId}/${namespace}/${path}`;
   const location = urlPathOf(file);
   const existing = await settings.store.head(key);
-  if (existing && !isExpired(existing)) throw new ConflictError(`${location} already exists`);
   // An expired file is gone for readers already: its name is free once it is deleted here (and on the replicas).
-  if (existing && (await settings.store.delete(key))) await settings.onChange({ kind: "deleted", key });
+  // Only while it is still that expired file: a concurrent upload of the name may have replaced it, and keeps it (409).
+  if (existing && (await settings.store.deleteIfExpired(key))) await settings.onChange({ kind: "deleted", key });
   let meta: BlobMeta;
   try {
     meta = await settings.store.create(key, uploadBody(request, length), {

@@ -20,6 +20,11 @@ export interface BlobMeta {
   deleteAt?: number;
 }
 
+/** Whether a blob's expiry has passed: it is then gone for every reader, wherever a copy still lies. */
+export function isExpired(meta: Pick<BlobMeta, "deleteAt">, nowMs = Date.now()): boolean {
+  return meta.deleteAt !== undefined && meta.deleteAt * 1000 <= nowMs;
+}
+
 export interface ByteRange {
   offset: number;
   length: number;
@@ -70,6 +75,13 @@ export interface BlobStore {
   create(key: string, body: ReadableStream<Uint8Array>, options?: CreateOptions): Promise<BlobMeta>;
   /** Resolves false when there was nothing to delete. */
   delete(key: string): Promise<boolean>;
+  /**
+   * Deletes the blob at `key` only while it is an expired one, and resolves
+   * to its metadata; undefined when the key holds nothing, or a blob that is
+   * not expired: a create may have stored a new one under the freed name
+   * since the caller looked, and that one stays.
+   */
+  deleteIfExpired(key: string, nowMs?: number): Promise<BlobMeta | undefined>;
   /** Proves the store can write, read back and delete; throws with the reason when it cannot. */
   probe(): Promise<void>;
 }

@@ -148,6 +148,14 @@ export class CachingStore implements BlobStore {
     }
   }
 
+  async deleteIfExpired(key: string, nowMs?: number): Promise<BlobMeta | undefined> {
+    try {
+      return await this.inner.deleteIfExpired(key, nowMs);
+    } finally {
+      this.invalidate(key);
+    }
+  }
+
   probe(): Promise<void> {
     return this.inner.probe();
   }

@@ -1,4 +1,4 @@
-import type { BlobHandle, BlobMeta, BlobStore, ByteRange, CreateOptions } from "./blob-store.ts";
+import { type BlobHandle, type BlobMeta, type BlobStore, type ByteRange, type CreateOptions, isExpired } from "./blob-store.ts";
 import { limitBody } from "./body-limit.ts";
 import { base64Of, contentEtag } from "./digest.ts";
 import { ConflictError } from "./errors.ts";
@@ -53,6 +53,14 @@ export class MemoryStore implements BlobStore {
   async delete(key: string): Promise<boolean> {
     checkKey(key);
     return this.#entries.delete(key);
+  }
+
+  async deleteIfExpired(key: string, nowMs?: number): Promise<BlobMeta | undefined> {
+    checkKey(key);
+    const meta = this.#entries.get(key)?.meta;
+    if (!meta || !isExpired(meta, nowMs)) return undefined;
+    this.#entries.delete(key);
+    return meta;
   }
 
   async probe(): Promise<void> {}

@@ -7,7 +7,6 @@ import { ExpiryIndex } from "../../src/adapters/node/expiry/expiry-index.ts";
 import { ExpiryRecordingStore } from "../../src/adapters/node/expiry/expiry-recording-store.ts";
 import { startExpirySweeper } from "../../src/adapters/node/expiry/expiry-sweeper.ts";
 import type { Change } from "../../src/handlers/app.ts";
-import { isExpired } from "../../src/handlers/expiry.ts";
 
 const quiet = { info() {}, warn() {}, error() {} };
 
@@ -33,7 +32,7 @@ describe("the expiry sweeper", () => {
     let uploaded: Promise<void> | undefined;
     const upload = async () => {
       const existing = await serving.head(key);
-      if (existing && isExpired(existing)) await serving.delete(key);
+      if (existing) await serving.deleteIfExpired(key);
       await serving.create(key, new Blob(["NEW report"]).stream());
     };
     const racing = new Proxy(disk, {

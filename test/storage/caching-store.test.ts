@@ -113,6 +113,7 @@ describe("CachingStore", () => {
       },
       create: (key, body, opts) => inner.create(key, body, opts),
       delete: (key) => inner.delete(key),
+      deleteIfExpired: (key, nowMs) => inner.deleteIfExpired(key, nowMs),
       probe: () => inner.probe(),
     };
     const store = new CachingStore(slow, options);

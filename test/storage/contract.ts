@@ -177,6 +177,26 @@ export function describeBlobStore(name: string, setup: () => Promise<StoreFixtur
       expect(await readText(store, "1/pub/a/b/c.txt")).toBe("new");
     });
 
+    it("deletes a blob for its expiry only while it is an expired one", async () => {
+      const now = Math.floor(Date.now() / 1000);
+      await store.create("1/pub/x/fresh.txt", streamOf("stays"), { deleteAt: now + 3600 });
+      await store.create("1/pub/x/plain.txt", streamOf("stays"));
+      await store.create("1/pub/x/expired.txt", streamOf("goes"), { deleteAt: now - 1 });
+      expect(await store.deleteIfExpired("1/pub/x/fresh.txt")).toBeUndefined();
+      expect(await store.deleteIfExpired("1/pub/x/plain.txt")).toBeUndefined();
+      expect(await store.deleteIfExpired("1/pub/x/missing.txt")).toBeUndefined();
+      // The moment it is judged at may be given: an hour on, the fresh one is expired too.
+      expect((await store.deleteIfExpired("1/pub/x/expired.txt"))?.deleteAt).toBe(now - 1);
+      expect((await store.deleteIfExpired("1/pub/x/fresh.txt", (now + 3600) * 1000))?.deleteAt).toBe(now + 3600);
+      expect(await store.head("1/pub/x/plain.txt")).toBeDefined();
+      for (const gone of ["expired", "fresh"]) expect(await store.head(`1/pub/x/${gone}.txt`)).toBeUndefined();
+      // A new file under the freed name is not expired, and stays.
+      await store.create("1/pub/x/expired.txt", streamOf("new"));
+      expect(await store.deleteIfExpired("1/pub/x/expired.txt")).toBeUndefined();
+      expect(await readText(store, "1/pub/x/expired.txt")).toBe("new");
+      await expectNothingLeft();
+    });
+
     it("keeps siblings when deleting", async () => {
       await store.create("1/pub/d/one.txt", streamOf("1"));
       await store.create("1/pub/d/two.txt", streamOf("2"));

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { isExpired, requestedDeleteAt } from "../../src/handlers/expiry.ts";
+import { requestedDeleteAt } from "../../src/handlers/expiry.ts";
+import { isExpired } from "../../src/storage/blob-store.ts";
 
 describe("an upload's expiry", () => {
   it("gives a file at least the seconds X-Delete-After asks for, wherever in a second it came", () => {

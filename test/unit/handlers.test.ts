@@ -21,6 +21,42 @@ describe("handlers in-process (memory stores, peers wired app to app)", () => {
       expect(cluster.asked("2")).toEqual([]);
     });
 
+    it("gives an expired file's name to one of two uploads racing for it, and 409s the other", async () => {
+      const { store } = cluster.node("1");
+      const key = "1/pub/report.csv";
+      await store.create(key, new Blob(["old"]).stream(), { deleteAt: Math.floor(Date.now() / 1000) - 1 });
+      // Both uploads look and find the expired file; the second goes on only once the first stored its own.
+      const [head, create] = [store.head.bind(store), store.create.bind(store)];
+      let firstStored!: () => void;
+      const stored = new Promise<void>((resolve) => (firstStored = resolve));
+      let bothLooked!: () => void;
+      const looked = new Promise<void>((resolve) => (bothLooked = resolve));
+      let looks = 0;
+      store.head = async (name) => {
+        const meta = await head(name);
+        if (name !== key) return meta;
+        const look = looks++;
+        if (look === 1) bothLooked();
+        await looked;
+        if (look === 1) await stored;
+        return meta;
+      };
+      store.create = async (...args) => {
+        try {
+          return await create(...args);
+        } finally {
+          firstStored();
+        }
+      };
+      const answers = await Promise.all(["first", "second"].map((body) => cluster.request("1", "/upload/pub/report.csv", put(body))));
+      expect(answers.map((answer) => answer.status)).toEqual([201, 409]);
+      expect(await new Response(await (await store.open(key))!.body()).text()).toBe("first");
+      expect(cluster.node("1").changes).toEqual([
+        { kind: "deleted", key },
+        { kind: "created", key },
+      ]);
+    });
+
     it("refuses writes and private reads without credentials, and wrong credentials everywhere", async () => {
       expect((await cluster.request("1", "/upload/pub/a.txt", put("a", {}))).status).toBe(401);
       await cluster.place("1", "1/priv/secret.txt", "psst");

@@ -1,4 +1,4 @@
-import type { BlobHandle, BlobMeta, BlobStore, ByteRange, CreateOptions } from "../../storage/blob-store.ts";
+import { type BlobHandle, type BlobMeta, type BlobStore, type ByteRange, type CreateOptions, isExpired } from "../../storage/blob-store.ts";
 import { limitBody } from "../../storage/body-limit.ts";
 import { base64Of, contentEtag, isDigest } from "../../storage/digest.ts";
 import { ConflictError, NanoCdnError, NotFoundError } from "../../storage/errors.ts";
@@ -133,6 +133,14 @@ export class R2Store implements BlobStore {
     if (!(await this.bucket.head(key))) return false;
     await this.bucket.delete([key, DIGEST_PREFIX + key]);
     return true;
+  }
+
+  /** R2 has no conditional delete: a create of the key between the look and the delete loses its blob. */
+  async deleteIfExpired(key: string, nowMs?: number): Promise<BlobMeta | undefined> {
+    const meta = await this.head(key);
+    if (!meta || !isExpired(meta, nowMs)) return undefined;
+    await this.bucket.delete([key, DIGEST_PREFIX + key]);
+    return meta;
   }
 
   async probe(): Promise<void> {

@@ -3,12 +3,11 @@ import { link, lstat, lutimes, mkdir, readdir, readFile, realpath, rename, rm, r
 import { type BigIntStats, closeSync, constants, fstatSync, fsync, lstatSync, open, openSync, read, write } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { promisify } from "node:util";
-import type { BlobHandle, BlobMeta, BlobStore, ByteRange, CreateOptions } from "../../../storage/blob-store.ts";
+import { type BlobHandle, type BlobMeta, type BlobStore, type ByteRange, type CreateOptions, isExpired } from "../../../storage/blob-store.ts";
 import { limitBody } from "../../../storage/body-limit.ts";
 import { contentEtag } from "../../../storage/digest.ts";
 import { ConflictError, InsufficientStorageError, NanoCdnError, StoreUnavailableError } from "../../../storage/errors.ts";
 import { checkKey } from "../../../storage/key.ts";
-import { isExpired } from "../../../handlers/expiry.ts";
 import { FolderSyncs } from "./folder-sync.ts";
 import { encodeSidecar, readSidecar, type Sidecar, sidecarSegments } from "./sidecar.ts";
 

@@ -36,6 +36,10 @@ export class ExpiryRecordingStore implements BlobStore {
     return this.inner.delete(key);
   }
 
+  deleteIfExpired(key: string, nowMs?: number): Promise<BlobMeta | undefined> {
+    return this.inner.deleteIfExpired(key, nowMs);
+  }
+
   probe(): Promise<void> {
     return this.inner.probe();
   }

@@ -1,4 +1,5 @@
-import { DELETE_AT_HEADER, expiryHeaders, isExpired } from "../../../handlers/expiry.ts";
+import { DELETE_AT_HEADER, expiryHeaders } from "../../../handlers/expiry.ts";
+import { isExpired } from "../../../storage/blob-store.ts";
 
 /** Says whether the edge answered from its cache. */
 export const CACHE_HEADER = "X-Nanocdn-Cache";
