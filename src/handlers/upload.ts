@@ -1,4 +1,4 @@
-import type { BlobMeta } from "../storage/blob-store.ts";
+import { type BlobMeta, isExpired } from "../storage/blob-store.ts";
 import { limitBody } from "../storage/body-limit.ts";
 import { jsonResponse } from "./json.ts";
 import { ConflictError, PayloadTooLargeError, StoreUnavailableError } from "../storage/errors.ts";
@@ -79,8 +79,9 @@ export async function uploadHandler(
   const key = `${settings.nodeId}/${namespace}/${path}`;
   const location = urlPathOf(file);
   const existing = await settings.store.head(key);
-  // An expired file is gone for readers already: its name is free once it is deleted here (and on the replicas).
-  // Only while it is still that expired file: a concurrent upload of the name may have replaced it, and keeps it (409).
+  if (existing && !isExpired(existing)) throw new ConflictError(`${location} already exists`);
+  // An expired file is gone for readers already: its name is free once it is deleted here (and on the replicas),
+  // only while it is still that expired file: a concurrent upload of the name may have replaced it, and keeps it (409).
   if (existing && (await settings.store.deleteIfExpired(key))) await settings.onChange({ kind: "deleted", key });
   let meta: BlobMeta;
   try {
