@@ -38,8 +38,8 @@ export class HtpasswdCredentials implements Credentials {
       const hash = trimmed.slice(colon + 1).split(":")[0]!;
       const problem = (text: string) => this.problems.push(`line ${index + 1}: ${text}`);
       const unusable = colon > 0 && hash !== "" && HtpasswdCredentials.#unusable(hash);
-      if (colon <= 0 || hash === "") problem("not 'user:hash'; skipped");
-      else if (unusable) problem(`${unusable} for '${user}'; skipped (rewrite it with htpasswd -B, -5 or -m)`);
+      if (colon <= 0 || hash === "") problem("not 'user:hash', skipped");
+      else if (unusable) problem(`${unusable} for '${user}', skipped (rewrite it with htpasswd -B, -5 or -m)`);
       else if (this.#hashes.has(user)) problem(`'${user}' again; the first line counts`);
       else {
         if (hash.startsWith("{PLAIN}")) problem(`the password of '${user}' is plain text; hash it with htpasswd -B`);

@@ -111,7 +111,7 @@ describe("a configuration checked before anything is written", () => {
     await writeFile(join(dir, "users"), "alice\n<html>\n");
     const result = await runCli(["serve", "--htpasswd", "users", "--listen", `127.0.0.1:${await freePort()}`], { cwd: dir });
     expect(result.code).toBe(2);
-    expect(lineAbout(result.stderr, "htpasswd")).toContain("holds no usable user (line 1: not 'user:hash'; line 2: not 'user:hash')");
+    expect(lineAbout(result.stderr, "htpasswd")).toContain("holds no usable user (line 1: not 'user:hash', skipped; line 2: not 'user:hash', skipped)");
     expect((await readdir(dir)).sort()).toEqual(["users"]);
     // One good line is enough; the others are logged as skipped.
     await writeFile(join(dir, "users"), `alice\n${bcryptLine("bob", "pw")}\n`);

@@ -21,9 +21,9 @@ describe("htpasswd credentials", () => {
     expect(credentials.users.sort()).toEqual(APACHE_USERS.map(([user]) => user).sort());
     expect(credentials.problems).toEqual([
       "line 12: the password of 'mallory' is plain text; hash it with htpasswd -B",
-      "line 13: rounds=60000 is more than 50000 (each check would stall the node) for 'ivan'; skipped (rewrite it with htpasswd -B, -5 or -m)",
-      "line 14: unsupported hash type $y$ for 'ken'; skipped (rewrite it with htpasswd -B, -5 or -m)",
-      "line 15: not 'user:hash'; skipped",
+      "line 13: rounds=60000 is more than 50000 (each check would stall the node) for 'ivan', skipped (rewrite it with htpasswd -B, -5 or -m)",
+      "line 14: unsupported hash type $y$ for 'ken', skipped (rewrite it with htpasswd -B, -5 or -m)",
+      "line 15: not 'user:hash', skipped",
     ]);
     expect(credentials.problems.join(" ")).not.toContain("plain pass");
   });
@@ -40,9 +40,9 @@ describe("htpasswd credentials", () => {
     expect(await sha.verify("fay", "o pass")).toBe(false);
     expect(sha.users).toEqual(["ola", "fay"]);
     expect(sha.problems).toEqual([
-      "line 3: a broken $6$ hash for 'sal'; skipped (rewrite it with htpasswd -B, -5 or -m)",
-      "line 4: a broken {SSHA} hash for 'sam'; skipped (rewrite it with htpasswd -B, -5 or -m)",
-      "line 5: a broken {SSHA} hash for 'sid'; skipped (rewrite it with htpasswd -B, -5 or -m)",
+      "line 3: a broken $6$ hash for 'sal', skipped (rewrite it with htpasswd -B, -5 or -m)",
+      "line 4: a broken {SSHA} hash for 'sam', skipped (rewrite it with htpasswd -B, -5 or -m)",
+      "line 5: a broken {SSHA} hash for 'sid', skipped (rewrite it with htpasswd -B, -5 or -m)",
     ]);
   });
 
