@@ -230,7 +230,9 @@ describe("the edge in front of origin nodes", () => {
     expect(await (await read(location)).text()).toBe("soon gone");
     await untilCached(location);
     expect((await fetch(edge.url + location, { method: "DELETE" })).status).toBe(401);
-    expect((await fetch(edge.url + location, { method: "DELETE", headers: auth })).status).toBe(204);
+    const deleted = await fetch(edge.url + location, { method: "DELETE", headers: auth });
+    // Without PURGE_ZONE_ID, only this location's cache.
+    expect([deleted.status, deleted.headers.get("X-Nanocdn-Purged")]).toEqual([204, "here"]);
     const after = await read(location);
     expect([after.status, after.headers.get("X-Nanocdn-Cache")]).toEqual([404, "MISS"]);
     expect((await fetch(edge.url + location, { method: "DELETE", headers: auth })).status).toBe(404);
@@ -323,6 +325,89 @@ describe("the edge and an origin that takes a delete but answers late", () => {
     } finally {
       await edge.close();
       origin.close();
+    }
+  });
+});
+
+describe("the edge purging a delete from every Cloudflare location", () => {
+  /** An origin that takes every delete, and a stand-in for Cloudflare's API that records purges and answers as told. */
+  async function setUp(apiAnswer: { status: number; body: object }) {
+    const origin = createServer((request, response) => {
+      if (request.url === "/check/") return void response.end('{"status":"ok"}');
+      response.writeHead(request.method === "DELETE" ? 204 : 404).end();
+    });
+    const purges: { method: string; url: string; authorization: string; body: unknown }[] = [];
+    const api = createServer((request, response) => {
+      let body = "";
+      request.on("data", (chunk: Buffer) => (body += chunk.toString()));
+      request.on("end", () => {
+        purges.push({ method: request.method!, url: request.url!, authorization: request.headers.authorization ?? "", body: JSON.parse(body) });
+        response.writeHead(apiAnswer.status, { "Content-Type": "application/json" }).end(JSON.stringify(apiAnswer.body));
+      });
+    });
+    const address = async (server: typeof origin) => {
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    };
+    const edge = await startEdge({
+      ORIGINS: `1=${await address(origin)}`,
+      CLUSTER_SECRET,
+      HTPASSWD: bcryptLine(USER, PASSWORD),
+      PURGE_ZONE_ID: "zone-1",
+      PURGE_API_TOKEN: "purge-token-secret",
+      CLOUDFLARE_API: `${await address(api)}/client/v4`,
+    });
+    const close = async () => {
+      await edge.close();
+      origin.close();
+      api.close();
+    };
+    return { edge, purges, close };
+  }
+
+  it("asks Cloudflare to purge the file's one URL, however the delete spelled it, and says so", async () => {
+    const { edge, purges, close } = await setUp({ status: 200, body: { success: true, errors: [], result: { id: "zone-1" } } });
+    try {
+      const deleted = await fetch(`${edge.url}/1/pub/a%20b/%6Cogo.png?v=2`, { method: "DELETE", headers: auth });
+      expect([deleted.status, deleted.headers.get("X-Nanocdn-Purged")]).toEqual([204, "everywhere"]);
+      expect(purges).toEqual([
+        {
+          method: "POST",
+          url: "/client/v4/zones/zone-1/purge_cache",
+          authorization: "Bearer purge-token-secret",
+          body: { files: [`${edge.url}/1/pub/a%20b/logo.png`] },
+        },
+      ]);
+      // Nothing to purge for a private file (never cached) or a refused delete.
+      expect((await fetch(`${edge.url}/1/priv/secret.txt`, { method: "DELETE", headers: auth })).headers.get("X-Nanocdn-Purged")).toBeNull();
+      expect((await fetch(`${edge.url}/1/pub/x.png`, { method: "DELETE" })).status).toBe(401);
+      expect(purges).toHaveLength(1);
+    } finally {
+      await close();
+    }
+  });
+
+  it("still answers a delete Cloudflare refused to purge, says the purge stayed here, and logs why without the token", async () => {
+    const { edge, purges, close } = await setUp({ status: 403, body: { success: false, errors: [{ code: 10000, message: "Authentication error" }] } });
+    try {
+      const deleted = await fetch(`${edge.url}/1/pub/kept-elsewhere.png`, { method: "DELETE", headers: auth });
+      expect([deleted.status, deleted.headers.get("X-Nanocdn-Purged")]).toEqual([204, "here"]);
+      expect(purges).toHaveLength(1);
+      await eventually(async () => expect(edge.output()).toContain("Cloudflare did not purge a deleted file"));
+      expect(edge.output()).toContain("10000: Authentication error");
+      expect(edge.output()).not.toContain("purge-token-secret");
+    } finally {
+      await close();
+    }
+  });
+
+  it("refuses to start with a zone and no token, and says which binding is missing", async () => {
+    const edge = await startEdge({ ORIGINS: "1=http://127.0.0.1:9", CLUSTER_SECRET, PURGE_ZONE_ID: "zone-1" });
+    try {
+      expect((await fetch(`${edge.url}/check/`)).status).toBe(500);
+      await eventually(async () => expect(edge.output()).toContain("PURGE_ZONE_ID and the secret PURGE_API_TOKEN go together"));
+    } finally {
+      await edge.close();
     }
   });
 });

@@ -11,6 +11,7 @@ import { HtpasswdCredentials } from "../../htpasswd.ts";
 import { numberOr, urlSignerOf } from "../bindings.ts";
 import { EdgeCache } from "./edge-cache.ts";
 import { FetchPeers } from "./fetch-peers.ts";
+import { globalPurgeOf } from "./global-purge.ts";
 import { parseOrigins } from "./origins.ts";
 
 export interface EdgeEnv {
@@ -27,6 +28,12 @@ export interface EdgeEnv {
   MAX_UPLOAD_BYTES?: string;
   ORIGIN_TIMEOUT_MS?: string;
   ORIGIN_RETRY_MS?: string;
+  /** The zone whose cache a delete is purged from everywhere, with the secret PURGE_API_TOKEN. */
+  PURGE_ZONE_ID?: string;
+  /** An API token with the zone's Cache Purge permission (a secret). */
+  PURGE_API_TOKEN?: string;
+  /** Cloudflare's API (tests point it elsewhere). */
+  CLOUDFLARE_API?: string;
 }
 
 interface Edge {
@@ -48,11 +55,13 @@ function createEdge(env: EdgeEnv): Edge {
     throw new Error(`CLUSTER_SECRET must hold the origin nodes' cluster secret (${MIN_SECRET_LENGTH}+ characters)`);
   }
   const nodeId = env.NODE_ID ?? "edge";
+  const timeoutMs = numberOr("ORIGIN_TIMEOUT_MS", env.ORIGIN_TIMEOUT_MS, 5000);
+  const globalPurge = globalPurgeOf(env, timeoutMs, log);
   if (origins.some((o) => o.id === nodeId)) throw new Error(`NODE_ID ${nodeId} is the id of an origin; the edge needs its own`);
   const peers = new FetchPeers(
     origins,
     {
-      timeoutMs: numberOr("ORIGIN_TIMEOUT_MS", env.ORIGIN_TIMEOUT_MS, 5000),
+      timeoutMs,
       retryAfterMs: numberOr("ORIGIN_RETRY_MS", env.ORIGIN_RETRY_MS, 5000),
     },
     log,
@@ -113,11 +122,14 @@ function createEdge(env: EdgeEnv): Edge {
         );
       }
       const response = await app.fetch(request, undefined);
-      // The owner's 404 also means that any copy here is stale.
-      if (key !== undefined && request.method === "DELETE" && (response.status === 204 || response.status === 404)) {
-        await cache.purge(key);
-      }
-      return response;
+      // The owner's 404 also means that any cached copy is stale.
+      if (key === undefined || request.method !== "DELETE" || (response.status !== 204 && response.status !== 404)) return response;
+      await cache.purge(key);
+      const everywhere = (await globalPurge?.purge(key)) ?? false;
+      const answer = new Response(response.body, response);
+      // Whether other locations may still serve the file from their caches.
+      answer.headers.set("X-Nanocdn-Purged", everywhere ? "everywhere" : "here");
+      return answer;
     },
   };
 }
