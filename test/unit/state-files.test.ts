@@ -49,10 +49,12 @@ describe("small state files (real files in a temporary folder)", () => {
     expect((await readdir(bucket)).sort()).toEqual([entry, fresh].sort());
   });
 
-  it("the legacy delete queue does the same, and counts only deletes as pending", async () => {
+  it("the legacy delete queue does the same, and counts and sends only deletes", async () => {
     const dir = join(await stateFolder(), "legacy-deletes");
     await recordLegacyDelete(dir, ["2"], "pub/logo.png");
     const { fresh } = await leaveTemps(join(dir, "2"));
+    // Not a delete either: what an editor or a copy by hand may leave.
+    await writeFile(join(dir, "2", ".notes.swp"), "pub/other.png");
     const sent: string[] = [];
     const logged: string[] = [];
     const log: Logger = { info: (_fields, message) => logged.push(`${message}`), warn: () => {}, error: () => {} };
@@ -61,7 +63,7 @@ describe("small state files (real files in a temporary folder)", () => {
     await queue.flush("2");
     expect(sent).toEqual(["pub/logo.png"]);
     expect(logged).toEqual(["legacy delete delivered"]);
-    expect(await readdir(join(dir, "2"))).toEqual([fresh]);
+    expect((await readdir(join(dir, "2"))).sort()).toEqual([fresh, ".notes.swp"].sort());
     expect(await queue.pending()).toEqual({ "2": 0 });
   });
 });

@@ -23,13 +23,10 @@ export async function writeWhole(folder: string, name: string, content: string, 
   }
 }
 
-/** Whether a name in a state folder is one of `writeWhole`'s temp files, not an entry. */
-export const isTempName = (name: string) => TEMP.test(name);
-
 /** Removes the temp files of `writeWhole` in `folder` that a crash left behind, given the folder's names. */
 export async function sweepStaleTemps(folder: string, names: readonly string[], now = Date.now()): Promise<void> {
   for (const name of names) {
-    if (!isTempName(name)) continue;
+    if (!TEMP.test(name)) continue;
     const path = join(folder, name);
     const info = await stat(path).catch(() => undefined);
     if (info && now - info.mtimeMs > STALE_TEMP_MS) await unlink(path).catch(() => {});

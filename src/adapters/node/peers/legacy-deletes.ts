@@ -2,13 +2,16 @@ import { createHash } from "node:crypto";
 import { mkdir, readdir, readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../../../handlers/logger.ts";
-import { isTempName, sweepStaleTemps, writeWhole } from "../disk/whole-file.ts";
+import { sweepStaleTemps, writeWhole } from "../disk/whole-file.ts";
 
 /** Sends one delete to one peer: true when it is done there (deleted, or was not there). */
 export type SendDelete = (peer: string, key: string) => Promise<boolean>;
 
 /** Where a node keeps the legacy deletes its peers have not confirmed yet. */
 export const legacyDeletesDir = (data: string) => join(data, "state", "legacy-deletes");
+
+/** A pending delete's file name: the SHA-256 of its key. Anything else in the folder is not one. */
+const ENTRY = /^[0-9a-f]{64}$/;
 
 /**
  * Records a legacy delete for every peer; resolves once it is on disk. Each
@@ -51,7 +54,7 @@ export class LegacyDeleteQueue {
 
   async #entries(peer: string): Promise<string[]> {
     const names = await readdir(join(this.dir, peer)).catch(() => [] as string[]);
-    return names.filter((name) => !isTempName(name));
+    return names.filter((name) => ENTRY.test(name));
   }
 
   /** Sends what is pending for one peer; one pass at a time per peer. */
