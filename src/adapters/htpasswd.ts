@@ -1,9 +1,9 @@
 import apacheCrypt from "apache-crypt";
 import apacheMd5 from "apache-md5";
 import bcrypt from "bcryptjs";
-import { encrypt as shaCrypt } from "unixcrypt";
 import type { Credentials } from "../handlers/auth.ts";
 import { constantTimeEqual, type Mac, webCryptoMac } from "../handlers/mac.ts";
+import { shaCrypt } from "./sha-crypt.ts";
 
 /**
  * Credentials from the text of an nginx/Apache htpasswd file, with the hash
@@ -57,8 +57,12 @@ export class HtpasswdCredentials implements Credentials {
     if (/^\$2[aby]\$/.test(hash) || /^\$(apr)?1\$/.test(hash) || /^\{(SHA|PLAIN)\}/.test(hash) || /^[./0-9A-Za-z]{13}$/.test(hash)) return undefined;
     const scheme = /^(\$[^$]*\$|\{[^}]*\})/.exec(hash)?.[1];
     if (scheme === "$5$" || scheme === "$6$") {
-      const rounds = SHA_CRYPT.exec(hash)?.[1];
-      if (rounds === undefined) return SHA_CRYPT.test(hash) ? undefined : `a broken ${scheme} hash`;
+      const [, rounds, salt] = SHA_CRYPT.exec(hash) ?? [];
+      if (salt === undefined) return `a broken ${scheme} hash`;
+      // glibc writes back the rounds it used (1000 at least, no leading zero) and at most 16 bytes of salt:
+      // other lines match no password.
+      if (rounds !== undefined && !/^[1-9]\d{3,}$/.test(rounds)) return `a broken ${scheme} hash (rounds=${rounds})`;
+      if (new TextEncoder().encode(salt).length > 16) return `a broken ${scheme} hash (a salt of more than 16 bytes)`;
       // Each check computes them all, on the serving thread, and only a right password is remembered.
       return Number(rounds) > MAX_SHA_CRYPT_ROUNDS ? `rounds=${rounds} is more than ${MAX_SHA_CRYPT_ROUNDS} (each check would stall the node)` : undefined;
     }
@@ -85,10 +89,13 @@ export class HtpasswdCredentials implements Credentials {
   static async #check(password: string, hash: string): Promise<boolean> {
     // bcryptjs hashes a string's UTF-8 bytes itself.
     if (hash.startsWith("$2")) return bcrypt.compare(password, hash);
-    // unixcrypt hashes a string's UTF-8 bytes itself; the line was checked when read.
-    if (SHA_CRYPT.test(hash)) return constantTimeEqual(shaCrypt(password, hash.slice(0, hash.lastIndexOf("$"))), hash);
     if (hash.startsWith("{PLAIN}")) return constantTimeEqual(`{PLAIN}${password}`, hash);
     const utf8 = new TextEncoder().encode(password);
+    if (SHA_CRYPT.test(hash)) {
+      // Each round hashes the password again: a long one would hold the serving thread for seconds.
+      if (utf8.length > MAX_SHA_CRYPT_PASSWORD_BYTES) return false;
+      return constantTimeEqual(shaCrypt(password, hash) ?? "", hash);
+    }
     if (hash.startsWith("{SHA}")) return constantTimeEqual(`{SHA}${await sha1Base64(utf8)}`, hash);
     const ssha = sshaParts(hash);
     if (ssha) return constantTimeEqual(await sha1Base64(concat(utf8, ssha.salt), ssha.salt), ssha.encoded);
@@ -101,10 +108,12 @@ export class HtpasswdCredentials implements Credentials {
   }
 }
 
-/** `$5$`/`$6$`, with the optional rounds and a salt of up to 16 characters (glibc's crypt). */
-const SHA_CRYPT = /^\$[56]\$(?:rounds=(\d{1,9})\$)?[./0-9A-Za-z]{0,16}\$[./0-9A-Za-z]+$/;
+/** `$5$`/`$6$` (glibc's crypt): the rounds when given, the salt, the hash. */
+const SHA_CRYPT = /^\$[56]\$(?:rounds=(\d+)\$)?([^$]*)\$[./0-9A-Za-z]+$/;
 /** Ten times the default: one check then takes some 150 ms of the serving thread, on every wrong password. */
 const MAX_SHA_CRYPT_ROUNDS = 50_000;
+/** Longer passwords never match a SHA crypt line: Apache's htpasswd takes none (255 bytes at most). */
+const MAX_SHA_CRYPT_PASSWORD_BYTES = 256;
 
 /** An `{SSHA}` hash: base64 of the SHA-1 digest of password and salt, followed by the salt. */
 function sshaParts(hash: string): { salt: Uint8Array; encoded: string } | undefined {
@@ -116,7 +125,8 @@ function sshaParts(hash: string): { salt: Uint8Array; encoded: string } | undefi
   } catch {
     return undefined;
   }
-  if (bytes.length <= 20) return undefined;
+  // An empty salt is allowed: nginx takes it.
+  if (bytes.length < 20) return undefined;
   return { salt: Uint8Array.from(bytes.slice(20), (c) => c.charCodeAt(0)), encoded };
 }
 

@@ -1,4 +1,5 @@
 import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import apacheMd5 from "apache-md5";
 import { HtpasswdCredentials } from "../../src/adapters/htpasswd.ts";
@@ -28,22 +29,69 @@ describe("htpasswd credentials", () => {
     expect(credentials.problems.join(" ")).not.toContain("plain pass");
   });
 
-  it("reads SHA crypt lines as openssl writes them, and skips broken SHA crypt and {SSHA} lines", async () => {
-    const openssl = (flag: string, password: string) => execFileSync("openssl", ["passwd", flag, password], { encoding: "utf8" }).trim();
-    const sha = new HtpasswdCredentials(
-      [`ola:${openssl("-6", "o pass")}`, `fay:${openssl("-5", "f pass")}`, "sal:$6$rounds=5000$saltsalt$", "sam:{SSHA}c2hvcnQ=", "sid:{SSHA}not base64!"].join(
-        "\n",
-      ),
-    );
-    expect(await sha.verify("ola", "o pass")).toBe(true);
-    expect(await sha.verify("fay", "f pass")).toBe(true);
-    expect(await sha.verify("fay", "o pass")).toBe(false);
-    expect(sha.users).toEqual(["ola", "fay"]);
+  it("reads SHA crypt and {SSHA} lines as openssl and OpenLDAP write them, and skips those no password can match", async () => {
+    const openssl = (...args: string[]) => execFileSync("openssl", ["passwd", ...args], { encoding: "utf8" }).trim();
+    // {SSHA} with no salt at all: the SHA-1 digest alone, which nginx takes too.
+    const unsalted = `{SSHA}${createHash("sha1").update("u pass").digest("base64")}`;
+    const lines = [
+      `ola:${openssl("-6", "o pass")}`,
+      `fay:${openssl("-5", "f pass")}`,
+      `uma:${unsalted}`,
+      // Any salt glibc takes: htpasswd and openssl write ./0-9A-Za-z, an operator may choose others.
+      `dan:${openssl("-6", "-salt", "my-salt_1", "d pass")}`,
+      "sal:$6$rounds=5000$saltsalt$",
+      `rob:${openssl("-6", "r pass").replace("$6$", "$6$rounds=999$")}`,
+      "sam:{SSHA}c2hvcnQ=",
+      "sid:{SSHA}not base64!",
+    ];
+    const sha = new HtpasswdCredentials(lines.join("\n"));
+    for (const [user, password] of [
+      ["ola", "o pass"],
+      ["fay", "f pass"],
+      ["uma", "u pass"],
+      ["dan", "d pass"],
+    ]) {
+      expect(await sha.verify(user!, password!), user).toBe(true);
+      expect(await sha.verify(user!, `${password}!`), user).toBe(false);
+    }
+    expect(sha.users).toEqual(["ola", "fay", "uma", "dan"]);
+    const skipped = (line: number, why: string, user: string) => `line ${line}: ${why} for '${user}', skipped (rewrite it with htpasswd -B, -5 or -m)`;
     expect(sha.problems).toEqual([
-      "line 3: a broken $6$ hash for 'sal', skipped (rewrite it with htpasswd -B, -5 or -m)",
-      "line 4: a broken {SSHA} hash for 'sam', skipped (rewrite it with htpasswd -B, -5 or -m)",
-      "line 5: a broken {SSHA} hash for 'sid', skipped (rewrite it with htpasswd -B, -5 or -m)",
+      skipped(5, "a broken $6$ hash", "sal"),
+      skipped(6, "a broken $6$ hash (rounds=999)", "rob"),
+      skipped(7, "a broken {SSHA} hash", "sam"),
+      skipped(8, "a broken {SSHA} hash", "sid"),
     ]);
+  });
+
+  it("checks SHA crypt as OpenSSL computes it, for passwords of every length (32 and 64 bytes, its block sizes, included)", async () => {
+    const lines: string[] = [];
+    const passwords: [string, string][] = [];
+    for (const length of [1, 31, 32, 33, 63, 64, 65, 96, 128, 129, 255]) {
+      for (const flag of ["-5", "-6"]) {
+        const user = `u${flag}-${length}`;
+        // `length` bytes, one character of them of two bytes.
+        const password = length < 2 ? "x" : `ü${"password ".repeat(30).slice(0, length - 2)}`;
+        lines.push(`${user}:${execFileSync("openssl", ["passwd", flag, "-stdin"], { input: password, encoding: "utf8" }).trim()}`);
+        passwords.push([user, password]);
+      }
+    }
+    const credentials = new HtpasswdCredentials(lines.join("\n"));
+    expect(credentials.problems).toEqual([]);
+    for (const [user, password] of passwords) {
+      expect(await credentials.verify(user, password), user).toBe(true);
+      expect(await credentials.verify(user, password.slice(1)), user).toBe(false);
+    }
+  });
+
+  it("checks SHA crypt only for passwords of up to 256 bytes, so that a long one cannot stall the node", async () => {
+    // Apache's htpasswd itself refuses passwords of more than 255 bytes.
+    const line = (password: string) => `long:${execFileSync("openssl", ["passwd", "-6", "-stdin"], { input: password, encoding: "utf8" }).trim()}`;
+    const longest = "ü".repeat(128);
+    expect(await new HtpasswdCredentials(line(longest)).verify("long", longest)).toBe(true);
+    // Refused unhashed, even where it is the right one (hashing a 12,000-byte one took seconds at 50,000 rounds).
+    const tooLong = `${longest}x`;
+    expect(await new HtpasswdCredentials(line(tooLong)).verify("long", tooLong)).toBe(false);
   });
 
   it("compares a password's UTF-8 bytes, as htpasswd and nginx do, whatever the hash", async () => {
