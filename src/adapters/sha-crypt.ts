@@ -53,8 +53,8 @@ export function shaCrypt(password: string, setting: string): string | undefined 
   if (!parts) return undefined;
   const algorithm: Algorithm = parts[1] === "5" ? "sha256" : "sha512";
   const rounds = parts[2] === undefined ? DEFAULT_ROUNDS : Math.min(Math.max(Number(parts[2]), 1000), 999_999_999);
-  const salt = Buffer.from(parts[3]!, "utf8").subarray(0, 16);
-  const key = Buffer.from(password, "utf8");
+  const salt = new TextEncoder().encode(parts[3]!).subarray(0, 16);
+  const key = new TextEncoder().encode(password);
   const hash = () => createHash(algorithm);
 
   const b = hash().update(key).update(salt).update(key).digest();
@@ -78,5 +78,5 @@ export function shaCrypt(password: string, setting: string): string | undefined 
     c = next.digest();
   }
   const roundsPart = parts[2] === undefined ? "" : `rounds=${rounds}$`;
-  return `$${parts[1]}$${roundsPart}${salt.toString("utf8")}$${encode(c, ORDER[algorithm])}`;
+  return `$${parts[1]}$${roundsPart}${new TextDecoder().decode(salt)}$${encode(c, ORDER[algorithm])}`;
 }

@@ -330,10 +330,11 @@ describe("the edge and an origin that takes a delete but answers late", () => {
 });
 
 describe("the edge purging a delete from every Cloudflare location", () => {
-  /** An origin that takes every delete, and a stand-in for Cloudflare's API that records purges and answers as told. */
+  /** An origin that serves every name and takes every delete, and a stand-in for Cloudflare's API that records purges and answers as told. */
   async function setUp(apiAnswer: { status: number; body: object }) {
     const origin = createServer((request, response) => {
       if (request.url === "/check/") return void response.end('{"status":"ok"}');
+      if (request.method === "GET") return void response.writeHead(200, { "Cache-Control": "public, max-age=60" }).end("png");
       response.writeHead(request.method === "DELETE" ? 204 : 404).end();
     });
     const purges: { method: string; url: string; authorization: string; body: unknown }[] = [];
@@ -365,18 +366,21 @@ describe("the edge purging a delete from every Cloudflare location", () => {
     return { edge, purges, close };
   }
 
-  it("asks Cloudflare to purge the file's one URL, however the delete spelled it, and says so", async () => {
+  it("asks Cloudflare to purge the tag of the file's cached copy, however the delete spelled its name, and says so", async () => {
     const { edge, purges, close } = await setUp({ status: 200, body: { success: true, errors: [], result: { id: "zone-1" } } });
     try {
+      // Cached with a tag, by which the purge names it: Cloudflare's purge by URL misses what the Cache API stored.
+      await eventually(async () => {
+        const read = await fetch(`${edge.url}/1/pub/a%20b/logo.png`);
+        await read.body?.cancel();
+        expect(read.headers.get("X-Nanocdn-Cache")).toBe("HIT");
+      });
+      const tag = (await fetch(`${edge.url}/1/pub/a%20b/logo.png`)).headers.get("Cache-Tag");
+      expect(tag).toMatch(/^nanocdn-[0-9a-f]{40}$/);
       const deleted = await fetch(`${edge.url}/1/pub/a%20b/%6Cogo.png?v=2`, { method: "DELETE", headers: auth });
       expect([deleted.status, deleted.headers.get("X-Nanocdn-Purged")]).toEqual([204, "everywhere"]);
       expect(purges).toEqual([
-        {
-          method: "POST",
-          url: "/client/v4/zones/zone-1/purge_cache",
-          authorization: "Bearer purge-token-secret",
-          body: { files: [`${edge.url}/1/pub/a%20b/logo.png`] },
-        },
+        { method: "POST", url: "/client/v4/zones/zone-1/purge_cache", authorization: "Bearer purge-token-secret", body: { tags: [tag] } },
       ]);
       // Nothing to purge for a private file (never cached) or a refused delete.
       expect((await fetch(`${edge.url}/1/priv/secret.txt`, { method: "DELETE", headers: auth })).headers.get("X-Nanocdn-Purged")).toBeNull();
@@ -401,13 +405,19 @@ describe("the edge purging a delete from every Cloudflare location", () => {
     }
   });
 
-  it("refuses to start with a zone and no token, and says which binding is missing", async () => {
-    const edge = await startEdge({ ORIGINS: "1=http://127.0.0.1:9", CLUSTER_SECRET, PURGE_ZONE_ID: "zone-1" });
-    try {
-      expect((await fetch(`${edge.url}/check/`)).status).toBe(500);
-      await eventually(async () => expect(edge.output()).toContain("PURGE_ZONE_ID and the secret PURGE_API_TOKEN go together"));
-    } finally {
-      await edge.close();
+  it("refuses to start with a zone and no token, or an API address the token would go to in clear, and says why", async () => {
+    const cases: [Record<string, string>, string][] = [
+      [{ PURGE_ZONE_ID: "zone-1" }, "PURGE_ZONE_ID and the secret PURGE_API_TOKEN go together"],
+      [{ PURGE_ZONE_ID: "zone-1", PURGE_API_TOKEN: "t", CLOUDFLARE_API: "http://api.example.com/client/v4" }, "CLOUDFLARE_API must be an https:// address"],
+    ];
+    for (const [bindings, why] of cases) {
+      const edge = await startEdge({ ORIGINS: "1=http://127.0.0.1:9", CLUSTER_SECRET, ...bindings });
+      try {
+        expect((await fetch(`${edge.url}/check/`)).status).toBe(500);
+        await eventually(async () => expect(edge.output()).toContain(why));
+      } finally {
+        await edge.close();
+      }
     }
   });
 });

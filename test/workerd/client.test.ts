@@ -1,10 +1,13 @@
 import { env, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import vectors from "../../clients/signing-vectors.json";
+import vectors from "../../clients/signing-vectors.json" with { type: "json" };
 import { NanoCdnClient, NanoCdnConflictError, NanoCdnNotFoundError, NanoCdnUnauthorizedError, signPath } from "../../clients/typescript/src/index.ts";
 
 // The client inside workerd, talking to the worker (R2 behind it) through its service binding.
-const { TEST_USER, TEST_PASSWORD, SHA_CRYPT_USER, SHA_CRYPT_PASSWORD } = env as unknown as Record<string, string>;
+const { TEST_USER, TEST_PASSWORD, SHA_CRYPT_USER, SHA_CRYPT_PASSWORD } = env as unknown as Record<
+  "TEST_USER" | "TEST_PASSWORD" | "SHA_CRYPT_USER" | "SHA_CRYPT_PASSWORD",
+  string
+>;
 const BASE = "http://nanocdn.test";
 const viaWorker: typeof fetch = (input, init) => SELF.fetch(input as string, init as RequestInit<CfProperties>) as unknown as Promise<Response>;
 const client = new NanoCdnClient({ nodes: [BASE], credentials: { user: TEST_USER, password: TEST_PASSWORD }, fetch: viaWorker });
@@ -55,7 +58,7 @@ describe("the TypeScript client inside workerd", () => {
         headers: { Authorization: `Basic ${btoa(`${SHA_CRYPT_USER}:${password}`)}` },
       });
     expect((await put(`${SHA_CRYPT_PASSWORD}x`)).status).toBe(401);
-    expect((await put(SHA_CRYPT_PASSWORD!)).status).toBe(201);
+    expect((await put(SHA_CRYPT_PASSWORD)).status).toBe(201);
     expect(await client.delete("/1/priv/workerd/sha-crypt.txt")).toBe(true);
   });
 });

@@ -4,6 +4,17 @@ import { isExpired } from "../../../storage/blob-store.ts";
 /** Says whether the edge answered from its cache. */
 export const CACHE_HEADER = "X-Nanocdn-Cache";
 
+/**
+ * The tag a cached file carries (a hash of its cache key), by which
+ * Cloudflare's API purges it from every location: the Cache API's own
+ * delete reaches one location, and a purge by URL does not reach what the
+ * Cache API stored.
+ */
+export async function cacheTagOf(key: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key)));
+  return `nanocdn-${Array.from(digest.subarray(0, 20), (byte) => byte.toString(16).padStart(2, "0")).join("")}`;
+}
+
 /** What a client may ask of a cached file: a part of it, or whether its copy is still current. */
 const CLIENT_HEADERS = ["Range", "If-None-Match", "If-Modified-Since"];
 /**
@@ -68,8 +79,10 @@ export class EdgeCache {
     if (hit) return EdgeCache.#marked(hit, "HIT", request.method !== "HEAD");
     if (request.method === "HEAD") return EdgeCache.#marked(await origin(request), "MISS");
 
-    const whole = await origin(new Request(key));
-    if (whole.status !== 200) return EdgeCache.#marked(whole, "MISS");
+    const answer = await origin(new Request(key));
+    if (answer.status !== 200) return EdgeCache.#marked(answer, "MISS");
+    const whole = new Response(answer.body, answer);
+    whole.headers.set("Cache-Tag", await cacheTagOf(key));
     if ([...headers.keys()].length === 0) {
       // The client wants the whole file: it gets it while the cache takes its copy.
       waitUntil(this.cache.put(key, whole.clone()));

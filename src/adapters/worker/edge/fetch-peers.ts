@@ -86,7 +86,7 @@ export class FetchPeers implements Peers {
     } catch (error) {
       throw abort.signal.aborted ? new OriginTimeoutError(`no answer within ${this.options.timeoutMs} ms`, { cause: error }) : error;
     } finally {
-      clearTimeout(timer);
+      if (timer !== undefined) clearTimeout(timer);
     }
   }
 

@@ -1,4 +1,5 @@
 import type { Logger } from "../../../handlers/logger.ts";
+import { cacheTagOf } from "./edge-cache.ts";
 
 /** Cloudflare's API, where a purge by URL goes. */
 export const CLOUDFLARE_API = "https://api.cloudflare.com/client/v4";
@@ -20,9 +21,9 @@ interface CloudflareAnswer {
 
 /**
  * Removes a deleted file from the cache of every Cloudflare location, by
- * Cloudflare's purge by URL: the Cache API's own delete reaches only the
- * location that runs it, and the others would serve the file until its
- * max-age ends.
+ * Cloudflare's purge by cache tag (see cacheTagOf): the Cache API's own
+ * delete reaches only the location that runs it, and the others would
+ * serve the file until its max-age ends.
  */
 export class GlobalPurge {
   readonly #endpoint: string;
@@ -34,14 +35,14 @@ export class GlobalPurge {
     this.#endpoint = `${(options.api ?? CLOUDFLARE_API).replace(/\/+$/, "")}/zones/${encodeURIComponent(options.zoneId)}/purge_cache`;
   }
 
-  /** True once Cloudflare took the purge; false (and an error logged) when it did not. */
-  async purge(url: string): Promise<boolean> {
+  /** True once Cloudflare took the purge of the file cached under `key`; false (and an error logged) when it did not. */
+  async purge(key: string): Promise<boolean> {
     let problem: object;
     try {
       const response = await fetch(this.#endpoint, {
         method: "POST",
         headers: { Authorization: `Bearer ${this.options.token}`, "Content-Type": "application/json" },
-        body: JSON.stringify({ files: [url] }),
+        body: JSON.stringify({ tags: [await cacheTagOf(key)] }),
         signal: AbortSignal.timeout(this.options.timeoutMs),
       });
       const answer = (await response.json().catch(() => ({}))) as CloudflareAnswer;
@@ -50,7 +51,7 @@ export class GlobalPurge {
     } catch (error) {
       problem = { err: error };
     }
-    this.log.error({ url, ...problem }, "Cloudflare did not purge a deleted file: other locations may serve it until its max-age ends");
+    this.log.error({ key, ...problem }, "Cloudflare did not purge a deleted file: other locations may serve it until its max-age ends");
     return false;
   }
 }
@@ -66,5 +67,10 @@ export function globalPurgeOf(
   if (zoneId === "" && token === "") return undefined;
   if (zoneId === "" || token === "")
     throw new Error("PURGE_ZONE_ID and the secret PURGE_API_TOKEN go together: set both to purge deletes everywhere, or neither");
-  return new GlobalPurge({ zoneId, token, api: env.CLOUDFLARE_API || undefined, timeoutMs }, log);
+  const api = env.CLOUDFLARE_API || undefined;
+  // The token goes there: over TLS, or to a stand-in on this machine.
+  if (api !== undefined && !/^(https:\/\/|http:\/\/(127\.0\.0\.1|localhost|\[::1\])[:/])/.test(api)) {
+    throw new Error(`CLOUDFLARE_API must be an https:// address (or http:// on this machine), not ${JSON.stringify(api)}`);
+  }
+  return new GlobalPurge({ zoneId, token, api, timeoutMs }, log);
 }
