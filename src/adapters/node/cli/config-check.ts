@@ -9,6 +9,7 @@ import { HtpasswdCredentials } from "../../htpasswd.ts";
 import { MIN_SECRET_LENGTH } from "../../../handlers/cluster-auth.ts";
 import { ConfigError, type Config, type ConfigKey, type ListenAddress, localUrl } from "./config.ts";
 import { keysOfFile } from "../users/url-signing-key-file.ts";
+import { readPurgeToken } from "../process/edge-purge.ts";
 
 /** One line about a key: its name, where its value came from, what is wrong and what to do. */
 const about = (config: Config, key: ConfigKey, text: string) => `${key} (${config.origin[key] ? `from ${config.origin[key]}` : "default"}): ${text}`;
@@ -108,6 +109,18 @@ async function checkSecret(config: Config): Promise<string[]> {
       `the secret in ${file} has ${secret.length} characters, fewer than ${MIN_SECRET_LENGTH}; write a longer one (e.g. \`openssl rand -hex 32\`) on every node`,
     ),
   ];
+}
+
+async function checkEdgePurgeToken(config: Config): Promise<string[]> {
+  const file = config.edge_purge_token_file;
+  if (file === undefined) return [];
+  const fix = "put a Cloudflare API token that may purge the zone's cache there, mode 600";
+  try {
+    if ((await readPurgeToken(file)) !== "") return [];
+    return [about(config, "edge_purge_token_file", `${file} is empty; ${fix}`)];
+  } catch (error) {
+    return [about(config, "edge_purge_token_file", `cannot read ${file} (${errno(error)}); ${fix}`)];
+  }
 }
 
 async function checkUrlSigningKeys(config: Config): Promise<string[]> {
@@ -260,6 +273,7 @@ export async function checkConfig(config: Config, options: CheckOptions = {}): P
     checkUsers(config),
     checkSecret(config),
     checkUrlSigningKeys(config),
+    checkEdgePurgeToken(config),
     checkTls(config),
   ]);
   const problems = [...others.flat(), ...listens.problems];

@@ -1,19 +1,9 @@
 import { DELETE_AT_HEADER, expiryHeaders } from "../../../handlers/expiry.ts";
 import { isExpired } from "../../../storage/blob-store.ts";
+import { cacheTagOf } from "../../cloudflare-purge.ts";
 
 /** Says whether the edge answered from its cache. */
 export const CACHE_HEADER = "X-Nanocdn-Cache";
-
-/**
- * The tag a cached file carries (a hash of its cache key), by which
- * Cloudflare's API purges it from every location: the Cache API's own
- * delete reaches one location, and a purge by URL does not reach what the
- * Cache API stored.
- */
-export async function cacheTagOf(key: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key)));
-  return `nanocdn-${Array.from(digest.subarray(0, 20), (byte) => byte.toString(16).padStart(2, "0")).join("")}`;
-}
 
 /** What a client may ask of a cached file: a part of it, or whether its copy is still current. */
 const CLIENT_HEADERS = ["Range", "If-None-Match", "If-Modified-Since"];

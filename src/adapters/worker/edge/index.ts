@@ -4,14 +4,14 @@ import { identify } from "../../../handlers/auth.ts";
 import { ClusterAuth, MIN_SECRET_LENGTH } from "../../../handlers/cluster-auth.ts";
 import { errorResponse } from "../../../handlers/error-response.ts";
 import { MethodNotAllowedError } from "../../../handlers/http-errors.ts";
-import { consoleLogger } from "../../../handlers/logger.ts";
+import { consoleLogger, type Logger } from "../../../handlers/logger.ts";
 import { parseTarget, urlPathOf } from "../../../handlers/paths.ts";
 import { MemoryStore } from "../../../storage/memory-store.ts";
+import { CloudflarePurge, purgeApiProblem } from "../../cloudflare-purge.ts";
 import { HtpasswdCredentials } from "../../htpasswd.ts";
 import { numberOr, urlSignerOf } from "../bindings.ts";
 import { EdgeCache } from "./edge-cache.ts";
 import { FetchPeers } from "./fetch-peers.ts";
-import { globalPurgeOf } from "./global-purge.ts";
 import { parseOrigins } from "./origins.ts";
 
 export interface EdgeEnv {
@@ -34,6 +34,20 @@ export interface EdgeEnv {
   PURGE_API_TOKEN?: string;
   /** Cloudflare's API (tests point it elsewhere). */
   CLOUDFLARE_API?: string;
+}
+
+/** The purge from every location the bindings ask for: none without a zone, and a mistake worth failing on with only half of it. */
+function globalPurgeOf(env: EdgeEnv, timeoutMs: number, log: Logger): CloudflarePurge | undefined {
+  const zoneId = env.PURGE_ZONE_ID?.trim() ?? "";
+  const token = env.PURGE_API_TOKEN?.trim() ?? "";
+  if (zoneId === "" && token === "") return undefined;
+  if (zoneId === "" || token === "") {
+    throw new Error("PURGE_ZONE_ID and the secret PURGE_API_TOKEN go together: set both to purge deletes everywhere, or neither");
+  }
+  const api = env.CLOUDFLARE_API || undefined;
+  const problem = api && purgeApiProblem(api);
+  if (problem) throw new Error(`CLOUDFLARE_API ${problem}, not ${JSON.stringify(api)}`);
+  return new CloudflarePurge({ zoneId, token, api, timeoutMs }, log);
 }
 
 interface Edge {

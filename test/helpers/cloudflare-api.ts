@@ -1,0 +1,33 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+
+/** A purge request as Cloudflare's API would have received it. */
+export interface PurgeRequest {
+  method: string;
+  url: string;
+  authorization: string;
+  body: unknown;
+}
+
+export const PURGED = { status: 200, body: { success: true, errors: [], result: { id: "zone-1" } } };
+export const REFUSED = { status: 403, body: { success: false, errors: [{ code: 10000, message: "Authentication error" }] } };
+
+/** A stand-in for Cloudflare's API on a loopback port (the real one cannot be reached from here): records purges and answers as told. */
+export async function startCloudflareApi(answer: { status: number; body: object }) {
+  const purges: PurgeRequest[] = [];
+  const server = createServer((request, response) => {
+    let body = "";
+    request.on("data", (chunk: Buffer) => (body += chunk.toString()));
+    request.on("end", () => {
+      purges.push({ method: request.method!, url: request.url!, authorization: request.headers.authorization ?? "", body: JSON.parse(body) });
+      response.writeHead(answer.status, { "Content-Type": "application/json" }).end(JSON.stringify(answer.body));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    /** What a configuration takes as Cloudflare's API. */
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/client/v4`,
+    purges,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
