@@ -57,8 +57,8 @@ export class HtpasswdCredentials implements Credentials {
     if (/^\$2[aby]\$/.test(hash) || /^\$(apr)?1\$/.test(hash) || /^\{(SHA|PLAIN)\}/.test(hash) || /^[./0-9A-Za-z]{13}$/.test(hash)) return undefined;
     const scheme = /^(\$[^$]*\$|\{[^}]*\})/.exec(hash)?.[1];
     if (scheme === "$5$" || scheme === "$6$") {
-      const [, rounds, salt] = SHA_CRYPT.exec(hash) ?? [];
-      if (salt === undefined) return `a broken ${scheme} hash`;
+      const [, rounds, salt, digest] = SHA_CRYPT.exec(hash) ?? [];
+      if (salt === undefined || digest?.length !== SHA_CRYPT_DIGEST[scheme]) return `a broken ${scheme} hash`;
       // glibc writes back the rounds it used (1000 at least, no leading zero) and at most 16 bytes of salt:
       // other lines match no password.
       if (rounds !== undefined && !/^[1-9]\d{3,}$/.test(rounds)) return `a broken ${scheme} hash (rounds=${rounds})`;
@@ -92,7 +92,6 @@ export class HtpasswdCredentials implements Credentials {
     if (hash.startsWith("{PLAIN}")) return constantTimeEqual(`{PLAIN}${password}`, hash);
     const utf8 = new TextEncoder().encode(password);
     if (SHA_CRYPT.test(hash)) {
-      // Each round hashes the password again: a long one would hold the serving thread for seconds.
       if (utf8.length > MAX_SHA_CRYPT_PASSWORD_BYTES) return false;
       return constantTimeEqual(shaCrypt(password, hash) ?? "", hash);
     }
@@ -109,11 +108,17 @@ export class HtpasswdCredentials implements Credentials {
 }
 
 /** `$5$`/`$6$` (glibc's crypt): the rounds when given, the salt, the hash. */
-const SHA_CRYPT = /^\$[56]\$(?:rounds=(\d+)\$)?([^$]*)\$[./0-9A-Za-z]+$/;
+const SHA_CRYPT = /^\$[56]\$(?:rounds=(\d+)\$)?([^$]*)\$([./0-9A-Za-z]+)$/;
+/** The length of the encoded digest: a shorter or longer one is a line cut or mangled. */
+const SHA_CRYPT_DIGEST = { $5$: 43, $6$: 86 };
 /** Ten times the default: one check then takes some 150 ms of the serving thread, on every wrong password. */
 const MAX_SHA_CRYPT_ROUNDS = 50_000;
-/** Longer passwords never match a SHA crypt line: Apache's htpasswd takes none (255 bytes at most). */
-const MAX_SHA_CRYPT_PASSWORD_BYTES = 256;
+/**
+ * Longer passwords never match a SHA crypt line: every round hashes the whole
+ * password, and one of 12,000 bytes held the serving thread for seconds.
+ * Apache's htpasswd takes 255 bytes at most, openssl more.
+ */
+const MAX_SHA_CRYPT_PASSWORD_BYTES = 1024;
 
 /** An `{SSHA}` hash: base64 of the SHA-1 digest of password and salt, followed by the salt. */
 function sshaParts(hash: string): { salt: Uint8Array; encoded: string } | undefined {

@@ -2,7 +2,6 @@ import { execFile } from "node:child_process";
 import { mkdtemp, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import type { Readable } from "node:stream";
 import { promisify } from "node:util";
 import { Miniflare } from "miniflare";
 import { parse } from "smol-toml";
@@ -39,7 +38,6 @@ interface WranglerToml {
  * wrangler.toml under `bindings`.
  */
 async function launch(env: string | undefined, bindings: Record<string, string>, r2Buckets: string[] = []) {
-  let output = "";
   const outdir = await mkdtemp(join(tmpdir(), "nanocdn-worker-"));
   await promisify(execFile)(process.execPath, [WRANGLER, "deploy", "--dry-run", "--outdir", outdir, ...(env ? ["--env", env] : [])], {
     cwd: ROOT,
@@ -57,11 +55,8 @@ async function launch(env: string | undefined, bindings: Record<string, string>,
     bindings: { ...vars, ...bindings },
     host: "127.0.0.1",
     port: await freePort(),
-    handleRuntimeStdio: (stdout: Readable, stderr: Readable) => {
-      for (const stream of [stdout, stderr]) stream.on("data", (chunk: Buffer) => (output += chunk.toString()));
-    },
   });
-  return { mf, url: (await mf.ready).origin, output: () => output };
+  return { mf, url: (await mf.ready).origin };
 }
 
 /** The worker over its R2 bucket, with direct access to the bucket. */
@@ -73,13 +68,11 @@ export async function startWorker(bindings: Record<string, string>): Promise<Run
 
 export interface RunningEdge {
   url: string;
-  /** What the edge printed (its log lines) so far. */
-  output(): string;
   close(): Promise<void>;
 }
 
 /** The edge (`[env.edge]` of wrangler.toml) in workerd, with its Cache API. */
 export async function startEdge(bindings: Record<string, string>): Promise<RunningEdge> {
-  const { mf, url, output } = await launch("edge", bindings);
-  return { url, output, close: () => mf.dispose() };
+  const { mf, url } = await launch("edge", bindings);
+  return { url, close: () => mf.dispose() };
 }
