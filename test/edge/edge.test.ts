@@ -5,8 +5,7 @@ import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NanoCdnClient, NanoCdnConflictError } from "../../clients/typescript/src/index.ts";
-import { cacheTagOf } from "../../src/adapters/cloudflare-purge.ts";
-import { PURGED, REFUSED, startCloudflareApi } from "../helpers/cloudflare-api.ts";
+import { cacheTagOf } from "../../src/adapters/cache-tag.ts";
 import { CLUSTER_SECRET, startCluster, type TestCluster } from "../helpers/cluster.ts";
 import { basic, bcryptLine, PASSWORD, USER } from "../helpers/credentials.ts";
 import { placeFile } from "../helpers/disk.ts";
@@ -232,9 +231,9 @@ describe("the edge in front of origin nodes", () => {
     expect(await (await read(location)).text()).toBe("soon gone");
     await untilCached(location);
     expect((await fetch(edge.url + location, { method: "DELETE" })).status).toBe(401);
-    const deleted = await fetch(edge.url + location, { method: "DELETE", headers: auth });
-    // Without PURGE_ZONE_ID, only this location's cache.
-    expect([deleted.status, deleted.headers.get("X-Nanocdn-Purged")]).toEqual([204, "here"]);
+    // Tagged by its path, by which the owner has it purged from every location (test/node/edge-purge.test.ts).
+    expect((await read(location)).headers.get("Cache-Tag")).toBe(await cacheTagOf(location));
+    expect((await fetch(edge.url + location, { method: "DELETE", headers: auth })).status).toBe(204);
     const after = await read(location);
     expect([after.status, after.headers.get("X-Nanocdn-Cache")]).toEqual([404, "MISS"]);
     expect((await fetch(edge.url + location, { method: "DELETE", headers: auth })).status).toBe(404);
@@ -327,89 +326,6 @@ describe("the edge and an origin that takes a delete but answers late", () => {
     } finally {
       await edge.close();
       origin.close();
-    }
-  });
-});
-
-describe("the edge purging a delete from every Cloudflare location", () => {
-  /** The edge, in front of an origin that serves every name and takes every delete, purging through a stand-in for Cloudflare's API. */
-  async function setUp(apiAnswer: { status: number; body: object }) {
-    const origin = createServer((request, response) => {
-      if (request.url === "/check/") return void response.end('{"status":"ok"}');
-      if (request.method === "GET") return void response.writeHead(200, { "Cache-Control": "public, max-age=60" }).end("png");
-      response.writeHead(request.method === "DELETE" ? 204 : 404).end();
-    });
-    await new Promise<void>((resolve) => origin.listen(0, "127.0.0.1", resolve));
-    const api = await startCloudflareApi(apiAnswer);
-    const edge = await startEdge({
-      ORIGINS: `1=http://127.0.0.1:${(origin.address() as AddressInfo).port}`,
-      CLUSTER_SECRET,
-      HTPASSWD: bcryptLine(USER, PASSWORD),
-      PURGE_ZONE_ID: "zone-1",
-      PURGE_API_TOKEN: "purge-token-secret",
-      CLOUDFLARE_API: api.url,
-    });
-    const close = async () => {
-      await edge.close();
-      origin.close();
-      await api.close();
-    };
-    return { edge, purges: api.purges, close };
-  }
-
-  it("asks Cloudflare to purge the tag of the file's cached copy, however the delete spelled its name, and says so", async () => {
-    const { edge, purges, close } = await setUp(PURGED);
-    try {
-      // Cached with a tag, by which the purge names it: Cloudflare's purge by URL misses what the Cache API stored.
-      await eventually(async () => {
-        const read = await fetch(`${edge.url}/1/pub/a%20b/logo.png`);
-        await read.body?.cancel();
-        expect(read.headers.get("X-Nanocdn-Cache")).toBe("HIT");
-      });
-      const tag = (await fetch(`${edge.url}/1/pub/a%20b/logo.png`)).headers.get("Cache-Tag");
-      // The nodes compute it from the same URL, for the files they delete themselves.
-      expect(tag).toBe(await cacheTagOf(`${edge.url}/1/pub/a%20b/logo.png`));
-      const deleted = await fetch(`${edge.url}/1/pub/a%20b/%6Cogo.png?v=2`, { method: "DELETE", headers: auth });
-      expect([deleted.status, deleted.headers.get("X-Nanocdn-Purged")]).toEqual([204, "everywhere"]);
-      expect(purges).toEqual([
-        { method: "POST", url: "/client/v4/zones/zone-1/purge_cache", authorization: "Bearer purge-token-secret", body: { tags: [tag] } },
-      ]);
-      // Nothing to purge for a private file (never cached) or a refused delete.
-      expect((await fetch(`${edge.url}/1/priv/secret.txt`, { method: "DELETE", headers: auth })).headers.get("X-Nanocdn-Purged")).toBeNull();
-      expect((await fetch(`${edge.url}/1/pub/x.png`, { method: "DELETE" })).status).toBe(401);
-      expect(purges).toHaveLength(1);
-    } finally {
-      await close();
-    }
-  });
-
-  it("still answers a delete Cloudflare refused to purge, says the purge stayed here, and logs why without the token", async () => {
-    const { edge, purges, close } = await setUp(REFUSED);
-    try {
-      const deleted = await fetch(`${edge.url}/1/pub/kept-elsewhere.png`, { method: "DELETE", headers: auth });
-      expect([deleted.status, deleted.headers.get("X-Nanocdn-Purged")]).toEqual([204, "here"]);
-      expect(purges).toHaveLength(1);
-      await eventually(async () => expect(edge.output()).toContain("Cloudflare did not purge a deleted file"));
-      expect(edge.output()).toContain("10000: Authentication error");
-      expect(edge.output()).not.toContain("purge-token-secret");
-    } finally {
-      await close();
-    }
-  });
-
-  it("refuses to start with a zone and no token, or an API address the token would go to in clear, and says why", async () => {
-    const cases: [Record<string, string>, string][] = [
-      [{ PURGE_ZONE_ID: "zone-1" }, "PURGE_ZONE_ID and the secret PURGE_API_TOKEN go together"],
-      [{ PURGE_ZONE_ID: "zone-1", PURGE_API_TOKEN: "t", CLOUDFLARE_API: "http://api.example.com/client/v4" }, "CLOUDFLARE_API must be an https:// address"],
-    ];
-    for (const [bindings, why] of cases) {
-      const edge = await startEdge({ ORIGINS: "1=http://127.0.0.1:9", CLUSTER_SECRET, ...bindings });
-      try {
-        expect((await fetch(`${edge.url}/check/`)).status).toBe(500);
-        await eventually(async () => expect(edge.output()).toContain(why));
-      } finally {
-        await edge.close();
-      }
     }
   });
 });

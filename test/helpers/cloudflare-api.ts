@@ -6,21 +6,33 @@ export interface PurgeRequest {
   method: string;
   url: string;
   authorization: string;
-  body: unknown;
+  body: { tags?: string[] };
 }
 
-export const PURGED = { status: 200, body: { success: true, errors: [], result: { id: "zone-1" } } };
-export const REFUSED = { status: 403, body: { success: false, errors: [{ code: 10000, message: "Authentication error" }] } };
+interface Answer {
+  status: number;
+  body: object;
+  headers?: Record<string, string>;
+}
 
-/** A stand-in for Cloudflare's API on a loopback port (the real one cannot be reached from here): records purges and answers as told. */
-export async function startCloudflareApi(answer: { status: number; body: object }) {
+export const PURGED: Answer = { status: 200, body: { success: true, errors: [], result: { id: "zone-1" } } };
+export const REFUSED: Answer = { status: 403, body: { success: false, errors: [{ code: 10000, message: "Authentication error" }] } };
+export const SLOW_DOWN: Answer = { status: 429, body: { success: false, errors: [{ code: 971, message: "Please wait" }] }, headers: { "Retry-After": "1" } };
+
+/**
+ * A stand-in for Cloudflare's API on a loopback port (the real one cannot be
+ * reached from here): records purges and gives the answers in turn, the
+ * last one from then on.
+ */
+export async function startCloudflareApi(...answers: Answer[]) {
   const purges: PurgeRequest[] = [];
   const server = createServer((request, response) => {
     let body = "";
     request.on("data", (chunk: Buffer) => (body += chunk.toString()));
     request.on("end", () => {
       purges.push({ method: request.method!, url: request.url!, authorization: request.headers.authorization ?? "", body: JSON.parse(body) });
-      response.writeHead(answer.status, { "Content-Type": "application/json" }).end(JSON.stringify(answer.body));
+      const answer = answers[Math.min(purges.length, answers.length) - 1]!;
+      response.writeHead(answer.status, { "Content-Type": "application/json", ...answer.headers }).end(JSON.stringify(answer.body));
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));

@@ -59,14 +59,12 @@ export const CONFIG_HELP: Record<ConfigKey, KeyHelp> = {
     unset: "none (signed URLs refused)",
     value: "FILE",
   },
-  edge_url: {
+  edge_purge_zone: {
     meaning:
-      "the edge in front of the nodes, as clients reach it; with edge_purge_zone and edge_purge_token_file, the files this node deletes are purged from its caches everywhere",
+      "the Cloudflare zone (its id) of the edge's domain; with edge_purge_token_file, the public files this node deletes are purged from the edge's caches everywhere",
     unset: "none",
-    value: "URL",
-    example: "https://cdn.example.com",
+    value: "ZONE",
   },
-  edge_purge_zone: { meaning: "the Cloudflare zone (its id) of edge_url's domain", unset: "none", value: "ZONE" },
   edge_purge_token_file: { meaning: "file with a Cloudflare API token that may purge the zone's cache (mode 600)", unset: "none", value: "FILE" },
   edge_purge_api: { meaning: "where purges go: an https:// address (http:// only on this machine)", value: "URL" },
   ca_file: { meaning: "PEM file of a private CA for peers reached over https://", unset: "system CAs", value: "FILE" },

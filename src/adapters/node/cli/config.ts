@@ -5,7 +5,7 @@ import { z } from "zod";
 import { DEFAULT_CACHE_MAX_AGE, DEFAULT_MAX_UPLOAD_BYTES } from "../../../handlers/app.ts";
 import { DEFAULT_READ_HEDGE_MS } from "../../../handlers/owner-routing.ts";
 import { NODE_ID, RESERVED_SEGMENTS } from "../../../handlers/paths.ts";
-import { CLOUDFLARE_API, purgeApiProblem } from "../../cloudflare-purge.ts";
+import { CLOUDFLARE_API, isPurgeApiSafe } from "../process/edge-purge.ts";
 import { parseNetwork } from "../process/trusted-proxies.ts";
 
 const nodeId = z
@@ -145,21 +145,13 @@ export const configSchema = z
     cluster_secret_file: z.string().min(1).optional(),
     /** Keys of signed URLs, one a line: the first signs, all verify. */
     url_signing_secret_file: z.string().min(1).optional(),
-    /** The edge in front of the nodes (its address, as clients use it): this node purges the files it deletes from its caches. */
-    edge_url: z
-      .string()
-      .refine(
-        (value) => URL.canParse(value) && new URL(value).pathname === "/" && /^https?:$/.test(new URL(value).protocol),
-        "expected the edge's address, such as https://cdn.example.com",
-      )
-      .optional(),
-    /** The Cloudflare zone of edge_url's domain. */
+    /** The Cloudflare zone of the edge's domain: the public files this node deletes are purged from the edge's caches. */
     edge_purge_zone: z.string().min(1).optional(),
     /** File with a Cloudflare API token that may purge that zone's cache. */
     edge_purge_token_file: z.string().min(1).optional(),
     edge_purge_api: z
       .string()
-      .refine((value) => purgeApiProblem(value) === undefined, "expected an https:// address (or http:// on this machine): the token goes there")
+      .refine(isPurgeApiSafe, "expected an https:// address (or http:// on this machine): the token goes there")
       .default(CLOUDFLARE_API),
     /** PEM file of a private CA that signed the peers' certificates. */
     ca_file: z.string().min(1).optional(),
@@ -218,10 +210,8 @@ export const configSchema = z
     if (config.peers.length > 0 && config.cluster_secret_file === undefined) {
       ctx.addIssue({ code: "custom", path: ["cluster_secret_file"], message: "required when peers are configured" });
     }
-    const edge = ["edge_url", "edge_purge_zone", "edge_purge_token_file"] as const;
-    const unset = edge.filter((key) => config[key] === undefined);
-    if (unset.length > 0 && unset.length < edge.length) {
-      ctx.addIssue({ code: "custom", path: [unset[0]!], message: `${edge.join(", ")} go together: set all three to purge deletes from the edge, or none` });
+    if ((config.edge_purge_zone === undefined) !== (config.edge_purge_token_file === undefined)) {
+      ctx.addIssue({ code: "custom", path: ["edge_purge_zone"], message: "edge_purge_zone and edge_purge_token_file go together" });
     }
   });
 

@@ -1,6 +1,6 @@
 import { DELETE_AT_HEADER, expiryHeaders } from "../../../handlers/expiry.ts";
 import { isExpired } from "../../../storage/blob-store.ts";
-import { cacheTagOf } from "../../cloudflare-purge.ts";
+import { cacheTagOf } from "../../cache-tag.ts";
 
 /** Says whether the edge answered from its cache. */
 export const CACHE_HEADER = "X-Nanocdn-Cache";
@@ -47,7 +47,7 @@ export class EdgeCache {
    */
   async read(
     request: Request,
-    key: string,
+    { key, path }: { key: string; path: string },
     waitUntil: (promise: Promise<unknown>) => void,
     origin: (request: Request) => Promise<Response>,
   ): Promise<Response> {
@@ -72,7 +72,7 @@ export class EdgeCache {
     const answer = await origin(new Request(key));
     if (answer.status !== 200) return EdgeCache.#marked(answer, "MISS");
     const whole = new Response(answer.body, answer);
-    whole.headers.set("Cache-Tag", await cacheTagOf(key));
+    whole.headers.set("Cache-Tag", await cacheTagOf(path));
     if ([...headers.keys()].length === 0) {
       // The client wants the whole file: it gets it while the cache takes its copy.
       waitUntil(this.cache.put(key, whole.clone()));

@@ -4,10 +4,9 @@ import { identify } from "../../../handlers/auth.ts";
 import { ClusterAuth, MIN_SECRET_LENGTH } from "../../../handlers/cluster-auth.ts";
 import { errorResponse } from "../../../handlers/error-response.ts";
 import { MethodNotAllowedError } from "../../../handlers/http-errors.ts";
-import { consoleLogger, type Logger } from "../../../handlers/logger.ts";
+import { consoleLogger } from "../../../handlers/logger.ts";
 import { parseTarget, urlPathOf } from "../../../handlers/paths.ts";
 import { MemoryStore } from "../../../storage/memory-store.ts";
-import { CloudflarePurge, purgeApiProblem } from "../../cloudflare-purge.ts";
 import { HtpasswdCredentials } from "../../htpasswd.ts";
 import { numberOr, urlSignerOf } from "../bindings.ts";
 import { EdgeCache } from "./edge-cache.ts";
@@ -28,26 +27,6 @@ export interface EdgeEnv {
   MAX_UPLOAD_BYTES?: string;
   ORIGIN_TIMEOUT_MS?: string;
   ORIGIN_RETRY_MS?: string;
-  /** The zone whose cache a delete is purged from everywhere, with the secret PURGE_API_TOKEN. */
-  PURGE_ZONE_ID?: string;
-  /** An API token with the zone's Cache Purge permission (a secret). */
-  PURGE_API_TOKEN?: string;
-  /** Cloudflare's API (tests point it elsewhere). */
-  CLOUDFLARE_API?: string;
-}
-
-/** The purge from every location the bindings ask for: none without a zone, and a mistake worth failing on with only half of it. */
-function globalPurgeOf(env: EdgeEnv, timeoutMs: number, log: Logger): CloudflarePurge | undefined {
-  const zoneId = env.PURGE_ZONE_ID?.trim() ?? "";
-  const token = env.PURGE_API_TOKEN?.trim() ?? "";
-  if (zoneId === "" && token === "") return undefined;
-  if (zoneId === "" || token === "") {
-    throw new Error("PURGE_ZONE_ID and the secret PURGE_API_TOKEN go together: set both to purge deletes everywhere, or neither");
-  }
-  const api = env.CLOUDFLARE_API || undefined;
-  const problem = api && purgeApiProblem(api);
-  if (problem) throw new Error(`CLOUDFLARE_API ${problem}, not ${JSON.stringify(api)}`);
-  return new CloudflarePurge({ zoneId, token, api, timeoutMs }, log);
 }
 
 interface Edge {
@@ -69,13 +48,11 @@ function createEdge(env: EdgeEnv): Edge {
     throw new Error(`CLUSTER_SECRET must hold the origin nodes' cluster secret (${MIN_SECRET_LENGTH}+ characters)`);
   }
   const nodeId = env.NODE_ID ?? "edge";
-  const timeoutMs = numberOr("ORIGIN_TIMEOUT_MS", env.ORIGIN_TIMEOUT_MS, 5000);
-  const globalPurge = globalPurgeOf(env, timeoutMs, log);
   if (origins.some((o) => o.id === nodeId)) throw new Error(`NODE_ID ${nodeId} is the id of an origin; the edge needs its own`);
   const peers = new FetchPeers(
     origins,
     {
-      timeoutMs,
+      timeoutMs: numberOr("ORIGIN_TIMEOUT_MS", env.ORIGIN_TIMEOUT_MS, 5000),
       retryAfterMs: numberOr("ORIGIN_RETRY_MS", env.ORIGIN_RETRY_MS, 5000),
     },
     log,
@@ -106,11 +83,11 @@ function createEdge(env: EdgeEnv): Edge {
   });
   const cache = new EdgeCache(caches.default);
 
-  /** The cache key of a public file of the origins (a cacheable one): its URL in one spelling, without the query. */
-  const publicFileKey = (origin: string, target: string): string | undefined => {
+  /** The URL path of a public file of the origins (a cacheable one), in one spelling. */
+  const publicFilePath = (target: string): string | undefined => {
     try {
       const parsed = parseTarget(target, (id) => peers.ids.includes(id));
-      return parsed.kind === "file" && parsed.file.namespace === "pub" ? origin + urlPathOf(parsed.file) : undefined;
+      return parsed.kind === "file" && parsed.file.namespace === "pub" ? urlPathOf(parsed.file) : undefined;
     } catch {
       return undefined; // the app answers what is wrong with the path
     }
@@ -120,8 +97,10 @@ function createEdge(env: EdgeEnv): Edge {
     async fetch(request, ctx) {
       const url = new URL(request.url);
       const target = url.pathname + url.search;
-      const key = publicFileKey(url.origin, target);
-      if (key !== undefined && (request.method === "GET" || request.method === "HEAD")) {
+      const path = publicFilePath(target);
+      // The cache key: the file's URL without the query, so that neither a query nor another spelling makes copies.
+      const key = path === undefined ? undefined : url.origin + path;
+      if (path !== undefined && key !== undefined && (request.method === "GET" || request.method === "HEAD")) {
         try {
           // Wrong credentials are refused even where none are needed, as at a node.
           await identify(request, target, credentials, auth);
@@ -130,20 +109,15 @@ function createEdge(env: EdgeEnv): Edge {
         }
         return cache.read(
           request,
-          key,
+          { key, path },
           (promise) => ctx.waitUntil(promise),
           (r) => Promise.resolve(app.fetch(r, undefined)),
         );
       }
       const response = await app.fetch(request, undefined);
-      // The owner's 404 also means that any cached copy is stale.
-      if (key === undefined || request.method !== "DELETE" || (response.status !== 204 && response.status !== 404)) return response;
-      await cache.purge(key);
-      const everywhere = (await globalPurge?.purge(key)) ?? false;
-      const answer = new Response(response.body, response);
-      // Whether other locations may still serve the file from their caches.
-      answer.headers.set("X-Nanocdn-Purged", everywhere ? "everywhere" : "here");
-      return answer;
+      // The owner's 404 also means that any copy here is stale. Other locations are the owner's to purge.
+      if (key !== undefined && request.method === "DELETE" && (response.status === 204 || response.status === 404)) await cache.purge(key);
+      return response;
     },
   };
 }

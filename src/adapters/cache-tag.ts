@@ -1,0 +1,11 @@
+/**
+ * The tag a public file cached at the edge carries (`Cache-Tag`), made from
+ * its URL path, by which Cloudflare's API purges it from every location
+ * and under every hostname of the zone: the Cache API's own delete reaches
+ * one location, and a purge by URL does not reach what the Cache API stored.
+ * The edge tags what it stores; a node purges what it deletes.
+ */
+export async function cacheTagOf(urlPath: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(urlPath)));
+  return `nanocdn-${Array.from(digest.subarray(0, 20), (byte) => byte.toString(16).padStart(2, "0")).join("")}`;
+}
