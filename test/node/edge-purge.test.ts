@@ -30,12 +30,18 @@ describe("a node that purges the edge's caches", () => {
     try {
       for (const name of ["pub/a b/logo.png", "pub/other.png", "priv/secret.txt"]) expect((await put(node.url, name)).status).toBe(201);
       // A private file is never cached at the edge: nothing to purge.
+      const started = Date.now();
       for (const path of ["/1/priv/secret.txt", "/1/pub/a%20b/logo.png", "/1/pub/other.png"]) expect((await remove(node.url, path)).status).toBe(204);
+      const deletesTookMs = Date.now() - started;
       expect((await fetch(`${node.url}/1/pub/other.png`)).status).toBe(404);
+      const expected = [await cacheTagOf("/1/pub/a%20b/logo.png"), await cacheTagOf("/1/pub/other.png")].sort();
+      await eventually(async () => expect(api.purges.flatMap((purge) => purge.body.tags ?? []).sort()).toEqual(expected));
+      // Deleted within the two seconds a purge waits: one request (a machine that stalled that long between them sends two).
+      if (deletesTookMs < 2000) expect(api.purges).toHaveLength(1);
+      for (const purge of api.purges) {
+        expect(purge).toMatchObject({ method: "POST", url: "/client/v4/zones/zone-9/purge_cache", authorization: `Bearer ${TOKEN}` });
+      }
       await eventually(async () => expect(node.output()).toContain("deleted files purged from the edge's caches"));
-      expect(api.purges).toHaveLength(1);
-      expect(api.purges[0]).toMatchObject({ method: "POST", url: "/client/v4/zones/zone-9/purge_cache", authorization: `Bearer ${TOKEN}` });
-      expect(api.purges[0]!.body.tags!.sort()).toEqual([await cacheTagOf("/1/pub/a%20b/logo.png"), await cacheTagOf("/1/pub/other.png")].sort());
     } finally {
       await node.stop();
       await api.close();
