@@ -115,10 +115,11 @@ const SHA_CRYPT_DIGEST = { $5$: 43, $6$: 86 };
 const MAX_SHA_CRYPT_ROUNDS = 50_000;
 /**
  * Longer passwords never match a SHA crypt line: every round hashes the whole
- * password, and one of 12,000 bytes held the serving thread for seconds.
- * Apache's htpasswd takes 255 bytes at most, openssl more.
+ * password (one of 12,000 bytes held the serving thread for seconds), and
+ * the cost of a wrong one, which anyone may send, grows with it. htpasswd
+ * and openssl hash 256 bytes at most.
  */
-const MAX_SHA_CRYPT_PASSWORD_BYTES = 1024;
+const MAX_SHA_CRYPT_PASSWORD_BYTES = 256;
 
 /** An `{SSHA}` hash: base64 of the SHA-1 digest of password and salt, followed by the salt. */
 function sshaParts(hash: string): { salt: Uint8Array; encoded: string } | undefined {

@@ -22,6 +22,7 @@ import { registerNodeMetrics } from "../metrics/node-metrics.ts";
 import { createRegistry } from "../metrics/registry.ts";
 import { packageVersion } from "./version.ts";
 import { startBackgroundScrub } from "../integrity/background-scrub.ts";
+import { edgePurgeOf } from "./edge-purge.ts";
 
 const LEGACY_RETRY_MS = 5000;
 
@@ -103,6 +104,8 @@ export async function startBackgroundServices(
     diskFreeBytes: await freeBytes(filesDir),
   });
   const registry = createRegistry();
+  // One per node: the deletes of every serving process share its requests and Cloudflare's rate limit.
+  const edgePurge = await edgePurgeOf(config, log);
   const scrubbing = { filesDir, tmpDir: join(config.data, "tmp"), fsync: config.fsync, log, onRepaired };
   if (config.peers.length === 0) {
     registerNodeMetrics(registry, {
@@ -117,7 +120,10 @@ export async function startBackgroundServices(
     return {
       health,
       ownFiles: () => "complete",
-      changed: async () => 1,
+      changed: async (change) => {
+        edgePurge?.changed(change);
+        return 1;
+      },
       legacyDeleteQueued: () => {},
       fullPass: () => {},
       status: async () => ({ ...(await nodeFacts()), ownFiles: "complete", scrub: scrub.status() }),
@@ -125,6 +131,7 @@ export async function startBackgroundServices(
       async stop() {
         scrub.stop();
         await stopSweeper();
+        await edgePurge?.stop();
       },
     };
   }
@@ -174,7 +181,10 @@ export async function startBackgroundServices(
     health,
     link,
     ownFiles: () => replication.ownFiles(),
-    changed: (change) => replication.changed(change),
+    changed: (change) => {
+      edgePurge?.changed(change);
+      return replication.changed(change);
+    },
     legacyDeleteQueued: flushLegacy,
     fullPass: () => replication.fullPass(),
     registry,
@@ -192,6 +202,7 @@ export async function startBackgroundServices(
       stopChecks();
       stopRetries();
       await peers.close();
+      await edgePurge?.stop();
     },
   };
 }

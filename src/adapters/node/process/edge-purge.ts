@@ -8,17 +8,22 @@ import type { Config } from "../cli/config.ts";
 /** Cloudflare's API, where purges go. */
 export const CLOUDFLARE_API = "https://api.cloudflare.com/client/v4";
 /**
- * How long a deleted file waits to be purged: by then its delete has
- * reached the replicas (an edge that missed at the owner would fetch the
- * file there again) and a cache fill begun before the delete has landed;
- * and the deletes of that time go in one request.
+ * How long a deleted file waits to be purged: its delete reaches the
+ * replicas (which an edge may read from) and a cache fill begun before the
+ * delete lands, normally well within it.
  */
-const PURGE_DELAY_MS = 2000;
+export const PURGE_DELAY_MS = 2000;
 /** Tags a purge request may name (Cloudflare's limit). */
-const TAGS_PER_REQUEST = 100;
+export const TAGS_PER_REQUEST = 100;
+/** Between two requests at least; Cloudflare's Retry-After may ask for more, which then holds for a while. */
+const MIN_SPACING_MS = 1000;
+/** Back-off after a failure without Retry-After, doubling up to MAX_RETRY_MS. */
+const FIRST_RETRY_MS = 5000;
+const MAX_RETRY_MS = 300_000;
 /** Tags waiting at most; more are dropped (and said so): their copies expire with their max-age. */
 const MAX_WAITING = 10_000;
-const MAX_RETRY_MS = 300_000;
+/** How long a graceful stop gives the purges still waiting. */
+const STOP_FLUSH_MS = 5000;
 
 /** Whether an API address can take the token: over TLS, or on this machine (a stand-in). */
 export const isPurgeApiSafe = (api: string) => /^(https:\/\/|http:\/\/(127\.0\.0\.1|localhost|\[::1\])[:/])/.test(api);
@@ -33,104 +38,171 @@ interface CloudflareAnswer {
   errors?: { code?: number; message?: string }[];
 }
 
+export interface EdgePurgeOptions {
+  zoneId: string;
+  token: string;
+  api: string;
+  timeoutMs: number;
+  /** After this long a waiting purge is given up: the copies it was for have expired by then (cache_max_age). */
+  maxAgeMs: number;
+  /** Tests pass their own. */
+  fetch?: typeof fetch;
+  now?: () => number;
+}
+
+interface Waiting {
+  /** When it may go: PURGE_DELAY_MS after the (last) delete. */
+  dueAt: number;
+  queuedAt: number;
+}
+
 /**
  * Purges deleted public files from the edge's caches in every Cloudflare
- * location, by the tags the edge gives them: a little after their delete,
- * many in one request, and again later when Cloudflare says to slow down
- * (429) or fails; a refusal (a wrong token) is logged. Never in the way of
- * a delete. Purges still waiting when the node stops are lost: those copies
- * expire with their max-age.
+ * location, by the tags the edge gives them: each PURGE_DELAY_MS after its
+ * delete, with whatever else is due in the same request, requests at least
+ * MIN_SPACING_MS apart (more when Cloudflare's Retry-After asked for more),
+ * again later when Cloudflare says to slow down (429) or fails. A refusal
+ * (a wrong token) is logged and drops those purges. One per node, never in
+ * the way of a delete.
  */
 export class EdgePurge {
   readonly #endpoint: string;
-  readonly #waiting = new Set<string>();
+  readonly #fetch: typeof fetch;
+  readonly #now: () => number;
+  readonly #waiting = new Map<string, Waiting>();
   #timer: NodeJS.Timeout | undefined;
-  #sending = false;
-  #retryMs = 0;
+  #sending: Promise<void> | undefined;
+  #notBefore = 0;
+  #spacingMs = MIN_SPACING_MS;
+  #backoffMs = 0;
 
   constructor(
-    private readonly options: { zoneId: string; token: string; api: string; timeoutMs: number },
+    private readonly options: EdgePurgeOptions,
     private readonly log: Logger,
   ) {
     this.#endpoint = `${options.api.replace(/\/+$/, "")}/zones/${encodeURIComponent(options.zoneId)}/purge_cache`;
+    this.#fetch = options.fetch ?? fetch;
+    this.#now = options.now ?? Date.now;
   }
 
   /** Queues the purge of the file cached under `urlPath`. */
   async add(urlPath: string): Promise<void> {
-    if (this.#waiting.size >= MAX_WAITING) {
+    const tag = await cacheTagOf(urlPath);
+    const now = this.#now();
+    if (!this.#waiting.has(tag) && this.#waiting.size >= MAX_WAITING) {
       this.log.error({ file: urlPath }, "too many edge purges wait: this one is dropped, its copies expire with their max-age");
       return;
     }
-    this.#waiting.add(await cacheTagOf(urlPath));
-    this.#schedule(this.#retryMs || PURGE_DELAY_MS);
+    this.#waiting.set(tag, { dueAt: now + PURGE_DELAY_MS, queuedAt: this.#waiting.get(tag)?.queuedAt ?? now });
+    this.#schedule();
   }
 
-  #schedule(delayMs: number): void {
-    if (this.#timer || this.#sending) return;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      void this.#send();
-    }, delayMs);
+  #schedule(): void {
+    if (this.#timer || this.#sending || this.#waiting.size === 0) return;
+    const due = Math.max(Math.min(...[...this.#waiting.values()].map((w) => w.dueAt)), this.#notBefore);
+    this.#timer = setTimeout(
+      () => {
+        this.#timer = undefined;
+        this.#sending = this.#send().finally(() => {
+          this.#sending = undefined;
+          this.#schedule();
+        });
+      },
+      Math.max(0, due - this.#now()),
+    );
     this.#timer.unref();
   }
 
   async #send(): Promise<void> {
-    this.#sending = true;
-    const tags = [...this.#waiting].slice(0, TAGS_PER_REQUEST);
-    for (const tag of tags) this.#waiting.delete(tag);
+    const now = this.#now();
+    const expired = [...this.#waiting].filter(([, w]) => now - w.queuedAt > this.options.maxAgeMs).map(([tag]) => tag);
+    for (const tag of expired) this.#waiting.delete(tag);
+    if (expired.length > 0) this.log.warn({ files: expired.length }, "edge purges given up: their copies have expired meanwhile");
+    const tags = [...this.#waiting]
+      .filter(([, w]) => w.dueAt <= now)
+      .map(([tag]) => tag)
+      .slice(0, TAGS_PER_REQUEST);
+    if (tags.length === 0) return;
+    // Until its answer says otherwise, no request goes sooner than this one's spacing.
+    this.#notBefore = now + this.#spacingMs;
     let retryAfterMs: number | undefined;
     try {
-      const response = await fetch(this.#endpoint, {
+      const response = await this.#fetch(this.#endpoint, {
         method: "POST",
         headers: { Authorization: `Bearer ${this.options.token}`, "Content-Type": "application/json" },
         body: JSON.stringify({ tags }),
         signal: AbortSignal.timeout(this.options.timeoutMs),
       });
       const answer = (await response.json().catch(() => ({}))) as CloudflareAnswer;
-      if (response.ok && answer.success) {
-        this.#retryMs = 0;
-        this.log.info({ files: tags.length }, "deleted files purged from the edge's caches");
+      const problem = { files: tags.length, status: response.status, errors: (answer.errors ?? []).map(({ code, message }) => `${code}: ${message}`) };
+      if (response.status === 429 || response.status >= 500) {
+        retryAfterMs = Number(response.headers.get("Retry-After") ?? Number.NaN) * 1000;
+        this.log.warn(problem, "Cloudflare put off purging deleted files: trying again later");
       } else {
-        const problem = { status: response.status, errors: (answer.errors ?? []).map(({ code, message }) => `${code}: ${message}`) };
-        if (response.status === 429 || response.status >= 500) {
-          retryAfterMs = Number(response.headers.get("Retry-After") ?? Number.NaN) * 1000;
-          this.log.warn({ files: tags.length, ...problem }, "Cloudflare put off purging deleted files: trying again later");
-        } else {
-          this.log.error(
-            { files: tags.length, ...problem },
-            "Cloudflare refused to purge deleted files: other locations may serve them until their max-age ends",
-          );
-        }
+        for (const tag of tags) this.#waiting.delete(tag);
+        this.#backoffMs = 0;
+        // Back towards the usual pace after a Retry-After, a step a request.
+        this.#spacingMs = Math.max(MIN_SPACING_MS, this.#spacingMs / 2);
+        this.#notBefore = now + this.#spacingMs;
+        if (response.ok && answer.success) this.log.info({ files: tags.length }, "deleted files purged from the edge's caches");
+        else this.log.error(problem, "Cloudflare refused to purge deleted files: other locations may serve them until their max-age ends");
       }
     } catch (error) {
       retryAfterMs = Number.NaN;
       this.log.warn({ files: tags.length, err: error }, "Cloudflare's API could not be reached to purge deleted files: trying again later");
     }
-    if (retryAfterMs !== undefined) {
-      for (const tag of tags) this.#waiting.add(tag);
-      this.#retryMs = Number.isFinite(retryAfterMs) && retryAfterMs > 0 ? retryAfterMs : Math.min(Math.max(this.#retryMs * 2, 5000), MAX_RETRY_MS);
+    if (retryAfterMs === undefined) return;
+    if (Number.isFinite(retryAfterMs) && retryAfterMs > 0) {
+      // Cloudflare said how long; the requests after go that far apart for a while.
+      this.#spacingMs = Math.min(retryAfterMs, MAX_RETRY_MS);
+      this.#notBefore = this.#now() + this.#spacingMs;
+    } else {
+      this.#backoffMs = Math.min(Math.max(this.#backoffMs * 2, FIRST_RETRY_MS), MAX_RETRY_MS);
+      this.#notBefore = this.#now() + this.#backoffMs;
     }
-    this.#sending = false;
-    if (this.#waiting.size > 0) this.#schedule(this.#retryMs || PURGE_DELAY_MS);
+  }
+
+  /** Sends what waits, due or not, for at most `ms` (a graceful stop); what is left is said and lost. */
+  async stop(ms = STOP_FLUSH_MS): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const deadline = this.#now() + ms;
+    await this.#sending;
+    for (const waiting of this.#waiting.values()) waiting.dueAt = 0;
+    while (this.#waiting.size > 0 && this.#notBefore <= deadline && this.#now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, this.#notBefore - this.#now())));
+      await this.#send();
+    }
+    if (this.#waiting.size > 0)
+      this.log.warn({ files: this.#waiting.size }, "edge purges still waiting at the stop are lost: their copies expire with their max-age");
   }
 }
 
 /**
- * What purges the public files this node deletes from the edge's caches,
+ * The node's purges of the public files it deletes from the edge's caches,
  * when the configuration names the edge's zone (else undefined): a file
  * deleted here would be served there until its max-age ends.
  */
-export async function edgePurgeOf(config: Config, log: Logger): Promise<((change: Change) => void) | undefined> {
+export async function edgePurgeOf(config: Config, log: Logger): Promise<{ changed(change: Change): void; stop(): Promise<void> } | undefined> {
   if (config.edge_purge_zone === undefined || config.edge_purge_token_file === undefined) return undefined;
   const file = config.edge_purge_token_file;
   if ((await stat(file)).mode & 0o077) log.warn({ file }, "the edge purge token file is readable by other users; chmod 600 it");
   const purge = new EdgePurge(
-    { zoneId: config.edge_purge_zone, token: await readPurgeToken(file), api: config.edge_purge_api, timeoutMs: config.peer_timeout_ms },
+    {
+      zoneId: config.edge_purge_zone,
+      token: await readPurgeToken(file),
+      api: config.edge_purge_api,
+      timeoutMs: config.peer_timeout_ms,
+      maxAgeMs: config.cache_max_age * 1000,
+    },
     log,
   );
-  return (change) => {
-    const file = fileOfKey(change.key);
-    // The edge never caches a private file.
-    if (change.kind === "deleted" && file.namespace === "pub") void purge.add(urlPathOf(file));
+  return {
+    changed(change) {
+      const file = fileOfKey(change.key);
+      // The edge never caches a private file.
+      if (change.kind === "deleted" && file.namespace === "pub") void purge.add(urlPathOf(file));
+    },
+    stop: () => purge.stop(),
   };
 }

@@ -17,7 +17,6 @@ import { connectPeers, type BackgroundServices } from "./background-services.ts"
 import { StoreHealth } from "../disk/store-health.ts";
 import { RequestMetrics } from "../metrics/request-metrics.ts";
 import { trustedProxies } from "./trusted-proxies.ts";
-import { edgePurgeOf } from "./edge-purge.ts";
 
 /** What a serving process needs from the node-wide services, in this process or the primary. */
 export type NodeState = Pick<BackgroundServices, "ownFiles" | "changed" | "legacyDeleteQueued" | "status" | "link" | "registry"> & {
@@ -48,7 +47,6 @@ export async function startRequestServing(config: Config, log: NodeLogger, state
   await credentials.load();
   const urlSigningKeys = config.url_signing_secret_file ? new UrlSigningKeyFile(config.url_signing_secret_file, log) : undefined;
   await urlSigningKeys?.load();
-  const purgeAtEdge = await edgePurgeOf(config, log);
   const storeHealth = new StoreHealth(disk, log);
   const stopProbing = storeHealth.start(config.health_interval_ms);
 
@@ -86,10 +84,7 @@ export async function startRequestServing(config: Config, log: NodeLogger, state
     // Until every peer was pulled from, a name of its own may exist there: uploads go to a peer (under its name).
     localHealthy: () => storeHealth.healthy && state.ownFiles() === "complete",
     ownFilesComplete: () => state.ownFiles() === "complete",
-    onChange: (change) => {
-      purgeAtEdge?.(change);
-      return state.changed(change);
-    },
+    onChange: (change) => state.changed(change),
     check: async () => {
       await storeHealth.check();
       // Until then this node cannot take uploads: balancers and peers should send them elsewhere.
