@@ -112,7 +112,8 @@ export function describeLifecycle(runtime: string, getTarget: () => ApiTarget): 
           for (const method of ["GET", "HEAD"]) expect((await fetch(t().url + location, { method })).status, method).toBe(404);
         });
         const gone = await fetch(t().url + location);
-        expect(gone.headers.get("X-Delete-At")).toBe(String(deleteAt));
+        // The 404 says when while the expired file is still there; a node's sweeper may have deleted it by now (within a second).
+        expect([String(deleteAt), null]).toContain(gone.headers.get("X-Delete-At"));
         // Its name is free again.
         const again = await put(t(), location.replace(`/${t().nodeId}/`, ""), "second life");
         expect(again.status).toBe(201);
