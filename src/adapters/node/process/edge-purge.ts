@@ -75,6 +75,7 @@ export class EdgePurge {
   #notBefore = 0;
   #spacingMs = MIN_SPACING_MS;
   #backoffMs = 0;
+  #stopped = false;
 
   constructor(
     private readonly options: EdgePurgeOptions,
@@ -98,7 +99,7 @@ export class EdgePurge {
   }
 
   #schedule(): void {
-    if (this.#timer || this.#sending || this.#waiting.size === 0) return;
+    if (this.#timer || this.#sending || this.#stopped || this.#waiting.size === 0) return;
     const due = Math.max(Math.min(...[...this.#waiting.values()].map((w) => w.dueAt)), this.#notBefore);
     this.#timer = setTimeout(
       () => {
@@ -164,6 +165,8 @@ export class EdgePurge {
 
   /** Sends what waits, due or not, for at most `ms` (a graceful stop); what is left is said and lost. */
   async stop(ms = STOP_FLUSH_MS): Promise<void> {
+    // From now on only this loop sends.
+    this.#stopped = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     const deadline = this.#now() + ms;
