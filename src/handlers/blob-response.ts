@@ -44,6 +44,9 @@ export function isNotModified(ifNoneMatch: string | undefined, ifModifiedSince: 
 /** A file's modification time as HTTP dates carry it: whole seconds. */
 const httpSeconds = (date: Date) => Math.floor(date.getTime() / 1000) * 1000;
 
+/** The headers checkPreconditions evaluates: whoever passes a request on passes these with it. */
+export const PRECONDITION_HEADERS = ["If-Match", "If-Unmodified-Since"] as const;
+
 /**
  * If-Match (strong comparison; `*` matches any file) or, without it,
  * If-Unmodified-Since: evaluated before any other condition, and a false one

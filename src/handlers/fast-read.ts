@@ -1,6 +1,6 @@
 import { forwardedClient, logRequest } from "./access-log.ts";
 import { type AppOptions, settingsOf } from "./app.ts";
-import { blobHeaders, isNotModified, validatorHeaders } from "./blob-response.ts";
+import { blobHeaders, isNotModified, PRECONDITION_HEADERS, validatorHeaders } from "./blob-response.ts";
 import { isNodeId, parseTarget } from "./paths.ts";
 import type { BlobMeta } from "../storage/blob-store.ts";
 
@@ -15,7 +15,7 @@ export interface FastResponse {
  * (even wrong ones must be refused), a node's signature, ranges, preconditions that may refuse. Such reads
  * take the app's full path.
  */
-const SLOW_HEADERS = new Set(["authorization", "range", "if-range", "if-match", "if-unmodified-since", "x-nanocdn-node"]);
+const SLOW_HEADERS = new Set(["authorization", "range", "if-range", "x-nanocdn-node", ...PRECONDITION_HEADERS.map((name) => name.toLowerCase())]);
 
 /**
  * Request targets seen recently that name public files, and their keys:

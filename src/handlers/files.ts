@@ -1,7 +1,7 @@
 import { NotFoundError, StoreUnavailableError } from "../storage/errors.ts";
 import type { RequestContext, Settings } from "./app.ts";
 import { type Principal, requireAuthenticated } from "./auth.ts";
-import { blobResponse, checkPreconditions } from "./blob-response.ts";
+import { blobResponse, checkPreconditions, PRECONDITION_HEADERS } from "./blob-response.ts";
 import { OutcomeUnknownError, TryLaterError } from "./http-errors.ts";
 import { PeerUnreachableError } from "./peers.ts";
 import { askPeer, headerSet, LOCAL_ONLY_HEADER, readFromPeers, relay } from "./owner-routing.ts";
@@ -9,7 +9,6 @@ import { type FileAddress, pathOf } from "./paths.ts";
 
 const DELETE_ANSWER_HEADERS = headerSet("Content-Type", "Retry-After");
 /** What a DELETE may be conditional on: the owner that carries it out evaluates them. */
-const DELETE_PRECONDITIONS = ["If-Match", "If-Unmodified-Since"];
 
 /** A node-to-node request that must be answered from this node alone (the loop guard). */
 function isLocalOnly(request: Request, principal: Principal): boolean {
@@ -69,7 +68,7 @@ export async function deleteHandler(settings: Settings, { request, target }: Req
     throw new TryLaterError(`node ${nodeId} has not gathered all its files from the replicas yet; deletes of them wait until it has`);
   }
   const preconditions: Record<string, string> = {};
-  for (const name of DELETE_PRECONDITIONS) {
+  for (const name of PRECONDITION_HEADERS) {
     const value = request.headers.get(name);
     if (value !== null) preconditions[name] = value;
   }

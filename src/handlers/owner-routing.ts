@@ -1,4 +1,5 @@
 import { NotFoundError } from "../storage/errors.ts";
+import { PRECONDITION_HEADERS } from "./blob-response.ts";
 import type { ClusterAuth } from "./cluster-auth.ts";
 import { DELETE_AT_HEADER, ExpiredError, expiredAnswer } from "./expiry.ts";
 import { TryLaterError } from "./http-errors.ts";
@@ -9,7 +10,7 @@ import type { Peers } from "./peers.ts";
 /** Set on node-to-node requests: answer from your own disk only, never ask further (the loop guard). */
 export const LOCAL_ONLY_HEADER = "X-Nanocdn-Local-Only";
 
-const FORWARDED_REQUEST_HEADERS = ["Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since"];
+const FORWARDED_REQUEST_HEADERS = ["Range", "If-Range", "If-None-Match", "If-Modified-Since", ...PRECONDITION_HEADERS];
 /** A set of header names, as Headers spells them (lower case), for relay(). */
 export const headerSet = (...names: string[]): ReadonlySet<string> => new Set(names.map((name) => name.toLowerCase()));
 

@@ -9,7 +9,7 @@ export interface PurgeRequest {
   body: { tags?: string[] };
 }
 
-interface Answer {
+export interface Answer {
   status: number;
   body: object;
   headers?: Record<string, string>;
@@ -17,7 +17,11 @@ interface Answer {
 
 export const PURGED: Answer = { status: 200, body: { success: true, errors: [], result: { id: "zone-1" } } };
 export const REFUSED: Answer = { status: 403, body: { success: false, errors: [{ code: 10000, message: "Authentication error" }] } };
+export const FAILING: Answer = { status: 502, body: { success: false, errors: [] } };
 export const SLOW_DOWN: Answer = { status: 429, body: { success: false, errors: [{ code: 971, message: "Please wait" }] }, headers: { "Retry-After": "1" } };
+
+/** An answer as an in-process fetch returns it. */
+export const responseTo = (answer: Answer) => Response.json(answer.body, { status: answer.status, ...(answer.headers && { headers: answer.headers }) });
 
 /**
  * A stand-in for Cloudflare's API on a loopback port (the real one cannot be

@@ -2,21 +2,18 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { cacheTagOf } from "../../src/adapters/cache-tag.ts";
 import { EdgePurge, PURGE_DELAY_MS } from "../../src/adapters/node/process/edge-purge.ts";
 import type { Logger } from "../../src/handlers/logger.ts";
+import { type Answer, FAILING, PURGED, REFUSED, responseTo, SLOW_DOWN } from "../helpers/cloudflare-api.ts";
 
 /** Cloudflare's API as the purge meets it: the answers in turn (the last from then on), and when each request came. */
-function api(...answers: (() => Response)[]) {
+function api(...answers: Answer[]) {
   const requests: { at: number; tags: string[]; authorization: string }[] = [];
   const fetch = (async (_url: string, init: RequestInit) => {
     requests.push({ at: Date.now(), tags: JSON.parse(init.body as string).tags, authorization: new Headers(init.headers).get("Authorization") ?? "" });
-    return answers[Math.min(requests.length, answers.length) - 1]!();
+    return responseTo(answers[Math.min(requests.length, answers.length) - 1]!);
   }) as unknown as typeof globalThis.fetch;
   return { fetch, requests };
 }
-const ok = () => Response.json({ success: true, errors: [] });
-const slowDown = (seconds: number) => () =>
-  Response.json({ success: false, errors: [{ code: 971, message: "wait" }] }, { status: 429, headers: { "Retry-After": String(seconds) } });
-const failing = () => Response.json({ success: false, errors: [] }, { status: 502 });
-const refused = () => Response.json({ success: false, errors: [{ code: 10000, message: "Authentication error" }] }, { status: 403 });
+const slowDown = (seconds: number): Answer => ({ ...SLOW_DOWN, headers: { "Retry-After": String(seconds) } });
 
 describe("edge purges (Cloudflare's API stood in for, the clock faked)", () => {
   let logged: string[];
@@ -36,7 +33,7 @@ describe("edge purges (Cloudflare's API stood in for, the clock faked)", () => {
   const at = (ms: number) => vi.advanceTimersByTimeAsync(start + ms - Date.now());
 
   it("purges each file two seconds after its own delete, with whatever else is due then, in one request", async () => {
-    const stand = api(ok);
+    const stand = api(PURGED);
     const purge = purgeWith(stand);
     await purge.add("/1/pub/a.png");
     await purge.add("/1/pub/b.png");
@@ -58,7 +55,7 @@ describe("edge purges (Cloudflare's API stood in for, the clock faked)", () => {
   });
 
   it("names at most 100 files a request, the next a second later", async () => {
-    const stand = api(ok);
+    const stand = api(PURGED);
     const purge = purgeWith(stand);
     for (let i = 0; i < 150; i++) await purge.add(`/1/pub/${i}.png`);
     await at(PURGE_DELAY_MS + 1000);
@@ -69,7 +66,7 @@ describe("edge purges (Cloudflare's API stood in for, the clock faked)", () => {
   });
 
   it("waits as long as Retry-After says, and keeps requests that far apart for a while", async () => {
-    const stand = api(slowDown(30), ok);
+    const stand = api(slowDown(30), PURGED);
     const purge = purgeWith(stand);
     await purge.add("/1/pub/a.png");
     await at(PURGE_DELAY_MS + 29_999);
@@ -87,7 +84,7 @@ describe("edge purges (Cloudflare's API stood in for, the clock faked)", () => {
   });
 
   it("backs off on failures without Retry-After, while a refusal drops its purges and delays nothing", async () => {
-    const stand = api(failing, failing, ok, refused, ok);
+    const stand = api(FAILING, FAILING, PURGED, REFUSED, PURGED);
     const purge = purgeWith(stand);
     await purge.add("/1/pub/a.png");
     await at(PURGE_DELAY_MS + 5000 + 10_000);
@@ -104,7 +101,7 @@ describe("edge purges (Cloudflare's API stood in for, the clock faked)", () => {
   });
 
   it("gives up purges older than the cache's max-age: their copies have expired by then", async () => {
-    const stand = api(failing);
+    const stand = api(FAILING);
     const purge = purgeWith(stand, 20_000);
     await purge.add("/1/pub/a.png");
     await at(60_000);
@@ -115,7 +112,7 @@ describe("edge purges (Cloudflare's API stood in for, the clock faked)", () => {
   });
 
   it("sends what waits at a graceful stop, due or not", async () => {
-    const stand = api(ok);
+    const stand = api(PURGED);
     const purge = purgeWith(stand);
     await purge.add("/1/pub/a.png");
     const stopping = purge.stop();

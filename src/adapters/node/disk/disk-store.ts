@@ -287,8 +287,13 @@ export class DiskStore implements BlobStore {
   }
 
   async head(key: string): Promise<BlobMeta | undefined> {
+    return (await this.#look(key))?.meta;
+  }
+
+  /** The file at `key` and its metadata, as one look. */
+  async #look(key: string): Promise<{ stats: BigIntStats; meta: BlobMeta } | undefined> {
     const stats = await this.#stat(this.#path(key));
-    return stats && metaOf(stats, await this.#sidecar(key));
+    return stats && { stats, meta: metaOf(stats, await this.#sidecar(key)) };
   }
 
   async open(key: string): Promise<BlobHandle | undefined> {
@@ -464,11 +469,8 @@ export class DiskStore implements BlobStore {
   async deleteIfExpired(key: string, nowMs = Date.now()): Promise<BlobMeta | undefined> {
     const segments = checkKey(key);
     const path = this.#path(key);
-    if (!(await this.#folderIsInside(path))) return undefined;
-    const seen = await this.#stat(path);
-    if (!seen) return undefined;
-    const meta = metaOf(seen, await this.#sidecar(key));
-    if (!isExpired(meta, nowMs)) return undefined;
+    const seen = await this.#look(key);
+    if (!seen || !isExpired(seen.meta, nowMs)) return undefined;
     const sidecar = await this.#claimSidecar(segments);
     // Moved aside in one step: what the name holds at that moment is what is judged.
     const aside = join(this.tmpDir, `${randomUUID()}.expired`);
@@ -478,7 +480,7 @@ export class DiskStore implements BlobStore {
       if (MISSING.has(errnoOf(error) ?? "")) return undefined;
       throw unavailable(error, "deleting a file");
     }
-    if (!sameFile(await lstat(aside, { bigint: true }), seen)) {
+    if (!sameFile(await lstat(aside, { bigint: true }), seen.stats)) {
       // A new file took the name after the look: it goes back as it was.
       await link(aside, path);
       await unlinkQuietly(aside);
@@ -486,7 +488,7 @@ export class DiskStore implements BlobStore {
     }
     await unlinkQuietly(aside);
     await this.#afterRemoval(segments, sidecar);
-    return meta;
+    return seen.meta;
   }
 
   /**

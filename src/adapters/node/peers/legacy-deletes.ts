@@ -12,6 +12,7 @@ export const legacyDeletesDir = (data: string) => join(data, "state", "legacy-de
 
 /** A pending delete's file name: the SHA-256 of its key. Anything else in the folder is not one. */
 const ENTRY = /^[0-9a-f]{64}$/;
+const entriesOf = (names: string[]) => names.filter((name) => ENTRY.test(name));
 
 /**
  * Records a legacy delete for every peer; resolves once it is on disk. Each
@@ -48,13 +49,12 @@ export class LegacyDeleteQueue {
   /** Pending deletes per peer. */
   async pending(): Promise<Record<string, number>> {
     const counts: Record<string, number> = {};
-    for (const peer of this.peers) counts[peer] = (await this.#entries(peer)).length;
+    for (const peer of this.peers) counts[peer] = entriesOf(await this.#names(peer)).length;
     return counts;
   }
 
-  async #entries(peer: string): Promise<string[]> {
-    const names = await readdir(join(this.dir, peer)).catch(() => [] as string[]);
-    return names.filter((name) => ENTRY.test(name));
+  #names(peer: string): Promise<string[]> {
+    return readdir(join(this.dir, peer)).catch(() => [] as string[]);
   }
 
   /** Sends what is pending for one peer; one pass at a time per peer. */
@@ -68,8 +68,9 @@ export class LegacyDeleteQueue {
 
   async #flush(peer: string): Promise<void> {
     const folder = join(this.dir, peer);
-    await sweepStaleTemps(folder, await readdir(folder).catch(() => [] as string[]));
-    for (const name of await this.#entries(peer)) {
+    const names = await this.#names(peer);
+    await sweepStaleTemps(folder, names);
+    for (const name of entriesOf(names)) {
       const path = join(folder, name);
       const key = await readFile(path, "utf8").catch(() => undefined);
       if (key === undefined) continue;

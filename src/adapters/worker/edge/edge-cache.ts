@@ -1,3 +1,4 @@
+import { PRECONDITION_HEADERS } from "../../../handlers/blob-response.ts";
 import { DELETE_AT_HEADER, expiryHeaders } from "../../../handlers/expiry.ts";
 import { isExpired } from "../../../storage/blob-store.ts";
 import { cacheTagOf } from "../../cache-tag.ts";
@@ -11,7 +12,7 @@ const CLIENT_HEADERS = ["Range", "If-None-Match", "If-Modified-Since"];
  * Conditions the Cache API does not evaluate (it answers a Range whatever
  * If-Range says): a request with one goes to the origins, which do.
  */
-const ORIGIN_CONDITIONS = ["If-Match", "If-Unmodified-Since", "If-Range"];
+const ORIGIN_CONDITIONS = [...PRECONDITION_HEADERS, "If-Range"];
 
 /**
  * Public files at the edge, in the Cache API. Files never change, so a
