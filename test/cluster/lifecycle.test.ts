@@ -142,7 +142,7 @@ describe("signed URLs and expiry across a cluster", () => {
         expect(await onDisk("2", location), "on the replica").toBe(false);
         expect(await onDisk("1", location), "on the owner").toBe(false);
       }, 30_000);
-      expect(cluster.nodes["1"]!.output()).toMatch(/"recorded":1,.*"msg":"expiry index rebuilt from the files' metadata"/);
+      await eventually(async () => expect(cluster.nodes["1"]!.output()).toMatch(/"recorded":1,.*"msg":"expiry index rebuilt from the files' metadata"/));
     });
 
     it("are deleted by the owner within seconds of expiring, and the delete is replicated", async () => {

@@ -145,7 +145,7 @@ describe("replication with rsync", () => {
     const files = await replicaOf(c, "2", "1");
     expect(files).toContain(added);
     expect(files).not.toContain(old);
-    expect(c.nodes["1"]!.output()).toMatch(/"backlog":\{"2":2\},"msg":"stopping: pushing the queued changes to the peers"/);
+    await eventually(async () => expect(c.nodes["1"]!.output()).toMatch(/"backlog":\{"2":2\},"msg":"stopping: pushing the queued changes to the peers"/));
     expect(c.nodes["1"]!.output()).not.toMatch(/stopping before every queued change/);
   });
 
@@ -180,7 +180,8 @@ describe("replication with rsync", () => {
       expect(peer.backlog).toBe(1);
       expect(peer.lastError).toMatch(/cannot prepare|rsync exit/);
     });
-    expect(c.nodes["1"]!.output()).toMatch(/"msg":"replication push failed"/);
+    // A log line may reach the test through its pipe after the status that reflects it.
+    await eventually(async () => expect(c.nodes["1"]!.output()).toMatch(/"msg":"replication push failed"/));
     await rm(replica);
     await eventually(async () => expect(await replicaOf(c, "2", "1")).toContain(location.slice(3)));
     // rsync renames the file into place a moment before it exits and the node records success.
@@ -189,7 +190,7 @@ describe("replication with rsync", () => {
       expect(peer.lastError).toBeUndefined();
       expect(peer.backlog).toBe(0);
     });
-    expect(c.nodes["1"]!.output()).toMatch(/"msg":"replication recovered"/);
+    await eventually(async () => expect(c.nodes["1"]!.output()).toMatch(/"msg":"replication recovered"/));
   });
 
   it("replicates a bulk import on SIGHUP: regular files only, never a symlink", async () => {
@@ -205,7 +206,7 @@ describe("replication with rsync", () => {
     await eventually(async () => expect(await readFile(join(replica, "2019", "logo.png"), "utf8")).toBe("imported by hand"));
     await eventually(async () => expect((await nodeStatus(c, "1")).replication[0]).toMatchObject({ backlog: 0, needsFullPass: false }));
     expect((await readdir(replica)).sort()).toEqual(["2019"]);
-    expect(c.nodes["1"]!.output()).toMatch(/"signal":"SIGHUP","msg":"reloading: [^"]*full replication pass"/);
+    await eventually(async () => expect(c.nodes["1"]!.output()).toMatch(/"signal":"SIGHUP","msg":"reloading: [^"]*full replication pass"/));
   });
 
   it("restores a wiped node from the replicas and deletes no replica anywhere", async () => {
@@ -320,7 +321,7 @@ describe("replication with rsync", () => {
     await c.start("1");
     await eventually(async () => expect((await nodeStatus(c, "1")).ownFiles).toBe("complete"), 30_000);
     expect((await stat(join(own, "pub", "zz-big.bin"))).size).toBe(1 << 20);
-    expect(c.nodes["1"]!.output()).toMatch(/own folder has no owner marker/);
+    await eventually(async () => expect(c.nodes["1"]!.output()).toMatch(/own folder has no owner marker/));
     expect(await replicaOf(c, "2", "1")).toEqual(expect.arrayContaining([small.slice(3), big.slice(3)]));
   }, 90_000);
 });

@@ -99,7 +99,15 @@ export async function startNodeProcess(options: StartOptions = {}): Promise<Node
   child.stderr?.on("data", (chunk) => (output += chunk));
   const exited = new Promise<number | NodeJS.Signals>((done) => {
     child.on("error", () => done(-1));
-    child.on("exit", (code, signal) => done(code ?? signal!));
+    // The last lines may still wait in the pipes at "exit"; "close" comes once they are read,
+    // unless a process that outlived this one (a SIGKILLed primary's worker) holds them open.
+    child.on("exit", (code, signal) => {
+      const drained = setTimeout(() => done(code ?? signal!), 2000);
+      child.once("close", () => {
+        clearTimeout(drained);
+        done(code ?? signal!);
+      });
+    });
   });
   const running = () => child.exitCode === null && child.signalCode === null;
   const killGroup = () => {

@@ -34,7 +34,7 @@ describe("SIGHUP", () => {
       await eventually(async () =>
         expect(new Set([...node.output().matchAll(/"pid":(\d+),[^\n]*"users":2,"msg":"htpasswd loaded"/g)].map((m) => m[1])).size).toBe(2),
       );
-      expect(node.output()).toMatch(/"keys":\["max_upload_bytes"\],"msg":"these changed keys take effect at the next restart"/);
+      await eventually(async () => expect(node.output()).toMatch(/"keys":\["max_upload_bytes"\],"msg":"these changed keys take effect at the next restart"/));
       // Requests on fresh connections reach both processes: each now writes its access log.
       await eventually(async () => {
         for (let i = 0; i < 10; i++) await read();
