@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { startCluster, type TestCluster, nodeStatus } from "../helpers/cluster.ts";
 import { basic } from "../helpers/credentials.ts";
-import { listFiles } from "../helpers/disk.ts";
+import { listFiles, placeFile } from "../helpers/disk.ts";
 import { eventually } from "../helpers/eventually.ts";
 import { makeKey, startSshd, type TestSshd } from "../helpers/sshd.ts";
 import { processesNaming } from "../helpers/processes.ts";
@@ -79,5 +79,43 @@ describe("replication over ssh, confined by rrsync", () => {
     await c.start("1");
     await eventually(async () => expect((await nodeStatus(c, "1")).ownFiles).toBe("complete"), 30_000);
     expect(await readFile(join(dataOf("1"), "files", "1", "priv", "kept.txt"), "utf8")).toBe("kept");
+  });
+
+  it("neither pushes into nor pulls from a node's own folder that a key opens by mistake", async () => {
+    const keyDir = await mkdtemp(join(tmpdir(), "nanocdn-keys-"));
+    const keys = { "1": makeKey(keyDir, "node1"), "2": makeKey(keyDir, "node2") };
+    let dataOf: (id: string) => string = () => "";
+    const ownMarker = (id: string) => join(dataOf(id), "files", id, ".nanocdn-owner");
+    cluster = await startCluster({
+      size: 2,
+      waitForPeers: false,
+      config: (id) => ({ rsync_ssh: sshd!.sshCommand(keys[id as "1" | "2"]) }),
+      peer: () => ({ rsync: `${userInfo().username}@127.0.0.1:` }),
+      beforeStart: async (data) => {
+        dataOf = data;
+        // Both nodes hold their files already; node 1's key opens node 2's own folder, not its replica.
+        await placeFile(join(data("2"), "files", "2", "pub", "mine.txt"), "node 2's own");
+        for (const id of ["1", "2"]) await placeFile(ownMarker(id), `${JSON.stringify({ node: id, pullFrom: [] })}\n`);
+        sshd = await startSshd([
+          { publicKey: await readFile(`${keys["1"]}.pub`, "utf8"), folder: join(data("2"), "files", "2") },
+          { publicKey: await readFile(`${keys["2"]}.pub`, "utf8"), folder: join(data("1"), "files", "2") },
+        ]);
+      },
+    });
+    const c = cluster;
+    const refusal = /holds \.nanocdn-owner: it is a node's own folder, not a replica of node 1's files/;
+    const intact = async () => {
+      expect(await listFiles(join(dataOf("2"), "files", "2"))).toEqual(expect.arrayContaining([".nanocdn-owner", "pub/mine.txt"]));
+      expect(await listFiles(join(dataOf("1"), "files", "1"))).not.toContain("pub/mine.txt");
+    };
+    // The full pass, whose --delete would empty that folder.
+    await eventually(async () => expect((await nodeStatus(c, "1")).replication[0].lastError).toMatch(refusal));
+    await intact();
+    // The restore of a node that lost its marker, which would take node 2's files for node 1's.
+    await c.stop("1");
+    await rm(ownMarker("1"));
+    await c.start("1");
+    await eventually(async () => expect(c.nodes["1"]!.output()).toMatch(new RegExp(`${refusal.source}.*"msg":"cannot restore from this peer yet"`)));
+    await intact();
   });
 });

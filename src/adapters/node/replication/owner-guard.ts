@@ -3,7 +3,7 @@ import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/p
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { Logger } from "../../../handlers/logger.ts";
-import { asFolder, baseArgs, OWNER_MARKER, RSYNC_TEMP_DIR, type RsyncOptions, type RsyncResult, runRsync, transportOf } from "./rsync.ts";
+import { asFolder, baseArgs, listOverSsh, OWNER_MARKER, RSYNC_TEMP_DIR, type RsyncOptions, type RsyncResult, runRsync, transportOf } from "./rsync.ts";
 import type { ReplicationTarget } from "./replicator.ts";
 
 /**
@@ -100,14 +100,33 @@ export interface OwnerGuardOptions {
 }
 
 /**
- * Says what is wrong when a folder on this machine named as a replica of
- * node `self`'s files holds an owner marker: it is a node's own folder
- * (files/2/ where files/1/ was meant), which a push with --delete would
- * empty and a pull would take for `self`'s files. Undefined when it is not.
+ * A destination named as a replica of node `self`'s files that holds an
+ * owner marker is a node's own folder (files/2/ where files/1/ was meant):
+ * a push with --delete would empty it, and a pull would take that node's
+ * files for `self`'s. Resolves with a failed result that says so (or that
+ * the check could not be made), else undefined. On this machine the check
+ * is a stat, made before every run. Over ssh it is a listing, one run more,
+ * made before the runs that could do harm there (a full pass, a pull), not
+ * before each push. A daemon's modules are replica folders by construction.
  */
-export async function ownFolderNamed(folder: string, self: string): Promise<string | undefined> {
-  if (!(await exists(join(folder, OWNER_MARKER)))) return undefined;
-  return `${folder} holds ${OWNER_MARKER}: it is a node's own folder, not a replica of node ${self}'s files; fix this peer's rsync destination`;
+export async function refuseOwnFolder(destination: string, self: string, rsync: RsyncOptions): Promise<RsyncResult | undefined> {
+  let marked: boolean;
+  switch (transportOf(destination)) {
+    case "local":
+      marked = await exists(join(destination, OWNER_MARKER));
+      break;
+    case "ssh": {
+      const listed = await listOverSsh(destination, rsync);
+      if (!("names" in listed)) return listed;
+      marked = listed.names.includes(OWNER_MARKER);
+      break;
+    }
+    default:
+      return undefined;
+  }
+  if (!marked) return undefined;
+  const message = `${destination} holds ${OWNER_MARKER}: it is a node's own folder, not a replica of node ${self}'s files; fix this peer's rsync destination`;
+  return { ok: false, code: null, message };
 }
 
 /**
@@ -116,11 +135,9 @@ export async function ownFolderNamed(folder: string, self: string): Promise<stri
  * exist holds nothing (that peer never received anything from this node).
  */
 export async function pullFrom(target: ReplicationTarget, source: string, self: string, rsync: RsyncOptions): Promise<RsyncResult> {
-  if (transportOf(target.destination) === "local") {
-    if (!(await exists(target.destination))) return { ok: true, code: 0, message: "" };
-    const wrong = await ownFolderNamed(target.destination, self);
-    if (wrong) return { ok: false, code: null, message: wrong };
-  }
+  if (transportOf(target.destination) === "local" && !(await exists(target.destination))) return { ok: true, code: 0, message: "" };
+  const refused = await refuseOwnFolder(target.destination, self, rsync);
+  if (refused) return refused;
   return runRsync([...baseArgs(rsync, target.destination, "pull"), "--ignore-existing", asFolder(target.destination), asFolder(source)], rsync);
 }
 

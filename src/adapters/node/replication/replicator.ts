@@ -3,7 +3,7 @@ import { join } from "node:path";
 import type { Change } from "../../../handlers/app.ts";
 import type { Logger } from "../../../handlers/logger.ts";
 import { sidecarPathInNode } from "../disk/sidecar.ts";
-import { type OwnerMarker, ownFolderNamed, pullFrom } from "./owner-guard.ts";
+import { type OwnerMarker, pullFrom, refuseOwnFolder } from "./owner-guard.ts";
 import { asFolder, baseArgs, RSYNC_TEMP_DIR, type RsyncOptions, type RsyncResult, runRsync, transportOf } from "./rsync.ts";
 
 export interface ReplicationTarget {
@@ -384,6 +384,11 @@ export class Replicator {
 
   async #runFullPass(peer: PeerReplica, halting: AbortSignal): Promise<void> {
     const started = Date.now();
+    // A pull checks the destination itself; a push checks only local ones.
+    if (!peer.pullFirst && transportOf(peer.target.destination) === "ssh") {
+      const refused = await refuseOwnFolder(peer.target.destination, this.options.self, this.#rsyncOptions(halting));
+      if (refused) return this.#failed(peer, refused);
+    }
     if (peer.pullFirst) {
       const pulled = await pullFrom(peer.target, this.options.source, this.options.self, this.#rsyncOptions(halting));
       if (!pulled.ok) return this.#failed(peer, pulled);
@@ -419,8 +424,8 @@ export class Replicator {
   async #rsync(peer: PeerReplica, halting: AbortSignal, extra: string[], input?: string): Promise<RsyncResult> {
     const destination = asFolder(peer.target.destination);
     if (transportOf(destination) === "local") {
-      const wrong = await ownFolderNamed(destination, this.options.self);
-      if (wrong) return { ok: false, code: null, message: wrong };
+      const refused = await refuseOwnFolder(destination, this.options.self, this.options.rsync);
+      if (refused) return refused;
       // A local receiver may not have started yet to prepare its replica folder.
       try {
         await mkdir(join(destination, RSYNC_TEMP_DIR), { recursive: true });

@@ -150,6 +150,31 @@ export async function closeSshConnections(dir: string): Promise<void> {
   );
 }
 
+const ENDED = "ended: the peer is down or this node stops";
+
+/** What rsync said last, for logs and /status. */
+function lastLines(stderr: string): string {
+  return stderr.trim().split("\n").slice(-3).join(" | ");
+}
+
+/**
+ * The names in the top folder of `remote`, a destination over ssh (`rsync
+ * --list-only`, which rrsync allows). A folder that does not exist holds none.
+ */
+export async function listOverSsh(remote: string, options: RsyncOptions): Promise<{ names: string[] } | RsyncResult> {
+  const args = ["--list-only", `--timeout=${options.ioTimeoutS}`, "-e", sshCommand(options, remote), asFolder(remote)];
+  try {
+    const { stdout } = await execFileAsync("rsync", args, { signal: options.signal });
+    // Each line: mode, size, date, time, name.
+    return { names: stdout.split("\n").flatMap((line) => /^\S+ +\S+ \S+ \S+ (.+)$/.exec(line)?.[1] ?? []) };
+  } catch (error) {
+    const { code, stderr = "" } = error as { code?: number | string; stderr?: string };
+    if (/No such file or directory/.test(stderr)) return { names: [] };
+    const message = options.signal?.aborted ? ENDED : lastLines(stderr);
+    return { ok: false, code: typeof code === "number" ? code : null, message: message || (error as Error).message };
+  }
+}
+
 /** Runs rsync with `args`, feeding `input` on stdin; never throws for rsync's own failures. */
 export function runRsync(args: string[], options: RsyncOptions, input?: string): Promise<RsyncResult> {
   return new Promise((resolve) => {
@@ -168,14 +193,14 @@ export function runRsync(args: string[], options: RsyncOptions, input?: string):
       resolve({
         ok: false,
         code: null,
-        message: options.signal?.aborted ? "ended: the peer is down or this node stops" : `cannot run rsync: ${error.message}`,
+        message: options.signal?.aborted ? ENDED : `cannot run rsync: ${error.message}`,
       }),
     );
     child.on("close", (code) =>
       resolve({
         ok: code !== null && SUCCESS.has(code),
         code,
-        message: stderr.trim().split("\n").slice(-3).join(" | "),
+        message: lastLines(stderr),
       }),
     );
   });
