@@ -7,6 +7,7 @@ import { runCli } from "../helpers/cli.ts";
 import { basic } from "../helpers/credentials.ts";
 import { flipByte, placeFile } from "../helpers/disk.ts";
 import { eventually } from "../helpers/eventually.ts";
+import { sample } from "../helpers/metrics.ts";
 
 const auth = { Authorization: basic() };
 
@@ -53,6 +54,10 @@ describe("bit rot", () => {
     expect(read.headers.get("Repr-Digest")).toBe(`sha-256=:${sha256("rotted here")}:`);
     expect(JSON.parse(await readFile(file("1", "1/meta/pub/by-hand.txt"), "utf8"))).toEqual({ digest: sha256("imported") });
 
+    // Node 2's scrub finds its copy of the lost file damaged too, and says so.
+    const metricsOf2 = async () => (await fetch(`${c.url("2")}/metrics`, { headers: auth })).text();
+    await eventually(async () => expect(sample(await metricsOf2(), "nanocdn_scrub_damaged_files")).toBe(1), 30_000);
+
     // With every damaged copy gone (the lost file deleted by its owner), verify passes.
     expect((await fetch(`${c.url("1")}/${lost}`, { method: "DELETE", headers: auth })).status).toBe(204);
     const again = await runCli(["verify", "--config", c.nodes["1"]!.configFile]);
@@ -64,5 +69,12 @@ describe("bit rot", () => {
     await eventually(async () => expect(await readFile(file("2", scrubbed), "utf8")).toBe("rotted on the replica"), 30_000);
     const status = await (await fetch(`${c.url("2")}/status`, { headers: auth })).json();
     expect(status.scrub.repairedTotal).toBeGreaterThanOrEqual(1);
+    await eventually(async () => {
+      const metrics = await metricsOf2();
+      expect(sample(metrics, "nanocdn_scrub_repaired_files_total")).toBeGreaterThanOrEqual(1);
+      expect(sample(metrics, "nanocdn_scrub_damaged_files")).toBe(0);
+      expect(sample(metrics, "nanocdn_scrub_runs_total")).toBeGreaterThanOrEqual(2);
+      expect(sample(metrics, "nanocdn_scrub_last_finished_timestamp_seconds")).toBeGreaterThan(Date.now() / 1000 - 60);
+    });
   });
 });

@@ -7,6 +7,7 @@ import { runCli } from "../helpers/cli.ts";
 import { PURGED, REFUSED, SLOW_DOWN, startCloudflareApi } from "../helpers/cloudflare-api.ts";
 import { basic, writeHtpasswd } from "../helpers/credentials.ts";
 import { eventually } from "../helpers/eventually.ts";
+import { promtoolCheck, sample } from "../helpers/metrics.ts";
 import { startNodeProcess } from "../helpers/node-process.ts";
 import { freePort } from "../helpers/ports.ts";
 
@@ -62,6 +63,13 @@ describe("a node that purges the edge's caches", () => {
       await eventually(async () => expect(node.output()).toContain("Cloudflare refused to purge deleted files"));
       expect(node.output()).toContain("10000: Authentication error");
       expect(node.output()).not.toContain(TOKEN);
+      // Put off once, then purged; refused, then dropped.
+      const metrics = await (await fetch(`${node.url}/metrics`, { headers: auth })).text();
+      expect(sample(metrics, "nanocdn_edge_purge_failures_total")).toBe(1);
+      expect(sample(metrics, "nanocdn_edge_purged_files_total")).toBe(1);
+      expect(sample(metrics, "nanocdn_edge_purge_dropped_files_total")).toBe(1);
+      expect(sample(metrics, "nanocdn_edge_purge_waiting_files")).toBe(0);
+      expect((await promtoolCheck(metrics)).code).toBe(0);
     } finally {
       await node.stop();
       await api.close();

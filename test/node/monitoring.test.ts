@@ -238,7 +238,7 @@ describe("the README's monitoring examples", () => {
     const file = join(await mkdtemp(join(tmpdir(), "nanocdn-rules-")), "nanocdn.rules.yml");
     await writeFile(file, rules!);
     const result = spawnSync("promtool", ["check", "rules", file], { encoding: "utf8" });
-    expect(result.stdout + result.stderr).toMatch(/SUCCESS: 5 rules found/);
+    expect(result.stdout + result.stderr).toMatch(/SUCCESS: 7 rules found/);
     expect(result.status).toBe(0);
   });
 });

@@ -6,8 +6,19 @@ const SCRUB_BYTES_PER_SECOND = 32 * 1024 * 1024;
 /** Keys of damaged files /status lists, at most. */
 const LISTED = 100;
 
+/** What the runs so far found, for /metrics. */
+export interface ScrubCounts {
+  runs: number;
+  repairedTotal: number;
+  /** Damaged files the last run could not repair. */
+  damaged: number;
+  /** When the last run ended (ms since the epoch); undefined before the first. */
+  lastFinishedMs?: number;
+}
+
 export interface BackgroundScrub {
   status(): Record<string, unknown>;
+  counts(): ScrubCounts;
   stop(): void;
 }
 
@@ -15,7 +26,7 @@ export interface BackgroundScrub {
 export function startBackgroundScrub(intervalMs: number, options: Omit<ScrubOptions, "signal" | "bytesPerSecond">, log: Logger): BackgroundScrub {
   const stopped = new AbortController();
   let timer: NodeJS.Timeout | undefined;
-  let last: (ScrubReport & { finished: string }) | undefined;
+  let last: (ScrubReport & { finished: Date }) | undefined;
   let runs = 0;
   let repairedTotal = 0;
   const schedule = () => {
@@ -25,7 +36,7 @@ export function startBackgroundScrub(intervalMs: number, options: Omit<ScrubOpti
   const run = async () => {
     try {
       const report = await scrub({ ...options, bytesPerSecond: SCRUB_BYTES_PER_SECOND, signal: stopped.signal });
-      last = { ...report, finished: new Date().toISOString() };
+      last = { ...report, finished: new Date() };
       runs++;
       repairedTotal += report.repaired.length;
       log.info({ files: report.files, repaired: report.repaired.length, damaged: report.unrepaired.length }, "scrub done");
@@ -41,11 +52,17 @@ export function startBackgroundScrub(intervalMs: number, options: Omit<ScrubOpti
       runs,
       repairedTotal,
       ...(last && {
-        lastFinished: last.finished,
+        lastFinished: last.finished.toISOString(),
         files: last.files,
         repaired: last.repaired.length,
         damaged: last.unrepaired.slice(0, LISTED),
       }),
+    }),
+    counts: () => ({
+      runs,
+      repairedTotal,
+      damaged: last?.unrepaired.length ?? 0,
+      ...(last && { lastFinishedMs: last.finished.getTime() }),
     }),
     stop() {
       stopped.abort();

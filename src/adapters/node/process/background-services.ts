@@ -108,14 +108,16 @@ export async function startBackgroundServices(
   const edgePurge = await edgePurgeOf(config, log);
   const scrubbing = { filesDir, tmpDir: join(config.data, "tmp"), fsync: config.fsync, log, onRepaired };
   if (config.peers.length === 0) {
+    const scrub = startBackgroundScrub(config.scrub_interval * 1000, scrubbing, log);
     registerNodeMetrics(registry, {
       peers: () => [],
       replication: () => [],
       ownFilesComplete: () => true,
       uploadsShortOfCopies: () => 0,
       freeBytes: () => freeBytes(filesDir),
+      scrub: () => scrub.counts(),
+      ...(edgePurge && { edgePurge: () => edgePurge.counts() }),
     });
-    const scrub = startBackgroundScrub(config.scrub_interval * 1000, scrubbing, log);
     const stopSweeper = startExpirySweeper({ index: expiryIndex, store, node: config.node, mayDelete: () => true, deleted: () => {}, log });
     return {
       health,
@@ -168,14 +170,16 @@ export async function startBackgroundServices(
     deleted: (change) => replication.changed(change),
     log,
   });
+  const scrub = startBackgroundScrub(config.scrub_interval * 1000, { ...scrubbing, peers: context }, log);
   registerNodeMetrics(registry, {
     peers: () => health.snapshot(),
     replication: () => replication.status().replication,
     ownFilesComplete: () => replication.ownFiles() === "complete",
     uploadsShortOfCopies: () => replication.status().uploadsShortOfCopies,
     freeBytes: () => freeBytes(filesDir),
+    scrub: () => scrub.counts(),
+    ...(edgePurge && { edgePurge: () => edgePurge.counts() }),
   });
-  const scrub = startBackgroundScrub(config.scrub_interval * 1000, { ...scrubbing, peers: context }, log);
 
   return {
     health,

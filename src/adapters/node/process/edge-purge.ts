@@ -50,6 +50,17 @@ export interface EdgePurgeOptions {
   now?: () => number;
 }
 
+/** What the purges came to, for /metrics. */
+export interface EdgePurgeCounts {
+  waiting: number;
+  /** Files whose purge Cloudflare confirmed. */
+  purged: number;
+  /** Files whose purge was given up: refused, waiting longer than their copies live, or one too many waiting. */
+  dropped: number;
+  /** Requests that Cloudflare put off or that could not reach it (each is tried again). */
+  failedRequests: number;
+}
+
 interface Waiting {
   /** When it may go: PURGE_DELAY_MS after the (last) delete. */
   dueAt: number;
@@ -76,6 +87,9 @@ export class EdgePurge {
   #spacingMs = MIN_SPACING_MS;
   #backoffMs = 0;
   #stopped = false;
+  #purged = 0;
+  #dropped = 0;
+  #failedRequests = 0;
 
   constructor(
     private readonly options: EdgePurgeOptions,
@@ -91,6 +105,7 @@ export class EdgePurge {
     const tag = await cacheTagOf(urlPath);
     const now = this.#now();
     if (!this.#waiting.has(tag) && this.#waiting.size >= MAX_WAITING) {
+      this.#dropped++;
       this.log.error({ file: urlPath }, "too many edge purges wait: this one is dropped, its copies expire with their max-age");
       return;
     }
@@ -118,6 +133,7 @@ export class EdgePurge {
     const now = this.#now();
     const expired = [...this.#waiting].filter(([, w]) => now - w.queuedAt > this.options.maxAgeMs).map(([tag]) => tag);
     for (const tag of expired) this.#waiting.delete(tag);
+    this.#dropped += expired.length;
     if (expired.length > 0) this.log.warn({ files: expired.length }, "edge purges given up: their copies have expired meanwhile");
     const tags = [...this.#waiting]
       .filter(([, w]) => w.dueAt <= now)
@@ -137,6 +153,7 @@ export class EdgePurge {
       const answer = (await response.json().catch(() => ({}))) as CloudflareAnswer;
       const problem = { files: tags.length, status: response.status, errors: (answer.errors ?? []).map(({ code, message }) => `${code}: ${message}`) };
       if (response.status === 429 || response.status >= 500) {
+        this.#failedRequests++;
         retryAfterMs = Number(response.headers.get("Retry-After") ?? Number.NaN) * 1000;
         this.log.warn(problem, "Cloudflare put off purging deleted files: trying again later");
       } else {
@@ -145,10 +162,16 @@ export class EdgePurge {
         // Back towards the usual pace after a Retry-After, a step a request.
         this.#spacingMs = Math.max(MIN_SPACING_MS, this.#spacingMs / 2);
         this.#notBefore = now + this.#spacingMs;
-        if (response.ok && answer.success) this.log.info({ files: tags.length }, "deleted files purged from the edge's caches");
-        else this.log.error(problem, "Cloudflare refused to purge deleted files: other locations may serve them until their max-age ends");
+        if (response.ok && answer.success) {
+          this.#purged += tags.length;
+          this.log.info({ files: tags.length }, "deleted files purged from the edge's caches");
+        } else {
+          this.#dropped += tags.length;
+          this.log.error(problem, "Cloudflare refused to purge deleted files: other locations may serve them until their max-age ends");
+        }
       }
     } catch (error) {
+      this.#failedRequests++;
       retryAfterMs = Number.NaN;
       this.log.warn({ files: tags.length, err: error }, "Cloudflare's API could not be reached to purge deleted files: trying again later");
     }
@@ -179,6 +202,10 @@ export class EdgePurge {
     if (this.#waiting.size > 0)
       this.log.warn({ files: this.#waiting.size }, "edge purges still waiting at the stop are lost: their copies expire with their max-age");
   }
+
+  counts(): EdgePurgeCounts {
+    return { waiting: this.#waiting.size, purged: this.#purged, dropped: this.#dropped, failedRequests: this.#failedRequests };
+  }
 }
 
 /**
@@ -186,7 +213,10 @@ export class EdgePurge {
  * when the configuration names the edge's zone (else undefined): a file
  * deleted here would be served there until its max-age ends.
  */
-export async function edgePurgeOf(config: Config, log: Logger): Promise<{ changed(change: Change): void; stop(): Promise<void> } | undefined> {
+export async function edgePurgeOf(
+  config: Config,
+  log: Logger,
+): Promise<{ changed(change: Change): void; counts(): EdgePurgeCounts; stop(): Promise<void> } | undefined> {
   if (config.edge_purge_zone === undefined || config.edge_purge_token_file === undefined) return undefined;
   const file = config.edge_purge_token_file;
   if ((await stat(file)).mode & 0o077) log.warn({ file }, "the edge purge token file is readable by other users; chmod 600 it");
@@ -206,6 +236,7 @@ export async function edgePurgeOf(config: Config, log: Logger): Promise<{ change
       // The edge never caches a private file.
       if (change.kind === "deleted" && file.namespace === "pub") void purge.add(urlPathOf(file));
     },
+    counts: () => purge.counts(),
     stop: () => purge.stop(),
   };
 }
