@@ -7,6 +7,7 @@ import { runCli } from "../helpers/cli.ts";
 import { PURGED, REFUSED, SLOW_DOWN, startCloudflareApi } from "../helpers/cloudflare-api.ts";
 import { basic, writeHtpasswd } from "../helpers/credentials.ts";
 import { eventually } from "../helpers/eventually.ts";
+import { startForwardProxy } from "../helpers/forward-proxy.ts";
 import { promtoolCheck, sample } from "../helpers/metrics.ts";
 import { startNodeProcess } from "../helpers/node-process.ts";
 import { freePort } from "../helpers/ports.ts";
@@ -15,11 +16,15 @@ const auth = { Authorization: basic() };
 const TOKEN = "node-purge-token-secret";
 
 /** A node that purges the edge's caches through a stand-in for Cloudflare's API. */
-async function nodePurgingThrough(api: { url: string }) {
+async function nodePurgingThrough(api: { url: string }, env?: Record<string, string>) {
   const dir = await mkdtemp(join(tmpdir(), "nanocdn-edge-purge-"));
   await writeFile(join(dir, "purge.token"), `${TOKEN}\n`, { mode: 0o600 });
   // Two serving processes: their deletes go to the one queue of the node.
-  return startNodeProcess({ dir, config: { workers: 2, edge_purge_zone: "zone-9", edge_purge_token_file: join(dir, "purge.token"), edge_purge_api: api.url } });
+  return startNodeProcess({
+    dir,
+    config: { workers: 2, edge_purge_zone: "zone-9", edge_purge_token_file: join(dir, "purge.token"), edge_purge_api: api.url },
+    ...(env && { env }),
+  });
 }
 
 const put = (url: string, name: string) => fetch(`${url}/upload/${name}`, { method: "PUT", body: "x", headers: auth });
@@ -72,6 +77,22 @@ describe("a node that purges the edge's caches", () => {
       expect((await promtoolCheck(metrics)).code).toBe(0);
     } finally {
       await node.stop();
+      await api.close();
+    }
+  });
+
+  it("sends its purges through the proxy the environment names", async () => {
+    const api = await startCloudflareApi(PURGED);
+    const proxy = await startForwardProxy();
+    const node = await nodePurgingThrough(api, { HTTP_PROXY: proxy.url });
+    try {
+      expect((await put(node.url, "pub/proxied.png")).status).toBe(201);
+      expect((await remove(node.url, "/1/pub/proxied.png")).status).toBe(204);
+      await eventually(async () => expect(api.purges).toHaveLength(1));
+      expect(proxy.tunnels).toEqual([new URL(api.url).host]);
+    } finally {
+      await node.stop();
+      await proxy.close();
       await api.close();
     }
   });

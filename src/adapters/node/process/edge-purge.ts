@@ -1,4 +1,6 @@
 import { readFile, stat } from "node:fs/promises";
+// The package's own entry by path, as in http-peers.ts (Bun's built-in "undici" is partial).
+import { EnvHttpProxyAgent, fetch as undiciFetch } from "undici/index.js";
 import type { Change } from "../../../handlers/app.ts";
 import type { Logger } from "../../../handlers/logger.ts";
 import { fileOfKey, urlPathOf } from "../../../handlers/paths.ts";
@@ -45,7 +47,7 @@ export interface EdgePurgeOptions {
   timeoutMs: number;
   /** After this long a waiting purge is given up: the copies it was for have expired by then (cache_max_age). */
   maxAgeMs: number;
-  /** Tests pass their own. */
+  /** The node's goes through the environment's proxy; unit tests pass their own. */
   fetch?: typeof fetch;
   now?: () => number;
 }
@@ -220,6 +222,8 @@ export async function edgePurgeOf(
   if (config.edge_purge_zone === undefined || config.edge_purge_token_file === undefined) return undefined;
   const file = config.edge_purge_token_file;
   if ((await stat(file)).mode & 0o077) log.warn({ file }, "the edge purge token file is readable by other users; chmod 600 it");
+  // Servers often reach the Internet only through a proxy; nodes reach each other directly.
+  const proxied = new EnvHttpProxyAgent();
   const purge = new EdgePurge(
     {
       zoneId: config.edge_purge_zone,
@@ -227,6 +231,7 @@ export async function edgePurgeOf(
       api: config.edge_purge_api,
       timeoutMs: config.peer_timeout_ms,
       maxAgeMs: config.cache_max_age * 1000,
+      fetch: ((url: string, init: RequestInit) => undiciFetch(url, { ...(init as object), dispatcher: proxied })) as unknown as typeof fetch,
     },
     log,
   );
@@ -237,6 +242,9 @@ export async function edgePurgeOf(
       if (change.kind === "deleted" && file.namespace === "pub") void purge.add(urlPathOf(file));
     },
     counts: () => purge.counts(),
-    stop: () => purge.stop(),
+    async stop() {
+      await purge.stop();
+      await proxied.close();
+    },
   };
 }
