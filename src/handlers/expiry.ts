@@ -5,8 +5,10 @@ import { BadRequestError } from "./http-errors.ts";
 export const DELETE_AFTER_HEADER = "X-Delete-After";
 export const DELETE_AT_HEADER = "X-Delete-At";
 
-/** Up to the year 33658: past any real need, and far below the largest exact number. */
+/** Up to the year 33658: far below the largest exact number. */
 const SECONDS = /^\d{1,12}$/;
+/** The last second of the year 9999: HTTP dates (`Expires`) have four-digit years. */
+const LAST_DELETE_AT = 253_402_300_799;
 
 /**
  * When an upload asks its file to be deleted (unix seconds), from
@@ -25,11 +27,16 @@ export function requestedDeleteAt(headers: Headers, nowMs = Date.now()): number 
       throw new BadRequestError(`${DELETE_AFTER_HEADER} takes a positive whole number of seconds`);
     }
     // Rounded up to the next whole second: the file lives at least as long as asked.
-    return Math.ceil(nowMs / 1000) + Number(after);
+    return beforeYear10000(Math.ceil(nowMs / 1000) + Number(after), DELETE_AFTER_HEADER);
   }
   if (!SECONDS.test(at!)) throw new BadRequestError(`${DELETE_AT_HEADER} takes a moment in unix seconds`);
   if (Number(at) <= now) throw new BadRequestError(`${DELETE_AT_HEADER} ${at} is not in the future`);
-  return Number(at);
+  return beforeYear10000(Number(at), DELETE_AT_HEADER);
+}
+
+function beforeYear10000(deleteAt: number, header: string): number {
+  if (deleteAt > LAST_DELETE_AT) throw new BadRequestError(`${header} names a moment after the year 9999`);
+  return deleteAt;
 }
 
 /**

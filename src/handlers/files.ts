@@ -80,11 +80,15 @@ export async function deleteHandler(settings: Settings, { request, target }: Req
     }
     // Recorded for the peers first: deleted here but not recorded, a legacy
     // file would stay on the peers for good, while kept here a retry finds it.
-    if (file.owner === undefined && cluster && principal.kind !== "node") await cluster.mirrorLegacyDelete(file.key);
-    const deleted = await store.delete(file.key);
-    if (!deleted) throw new NotFoundError(`no file at ${pathOf(target)}`);
-    await settings.onChange({ kind: "deleted", key: file.key });
-    settings.metrics.deleted();
+    const mirrored = file.owner === undefined && cluster !== undefined && principal.kind !== "node";
+    if (mirrored) await cluster.mirrorLegacyDelete(file.key);
+    if (await store.delete(file.key)) {
+      await settings.onChange({ kind: "deleted", key: file.key });
+      settings.metrics.deleted();
+    } else if (!mirrored) {
+      throw new NotFoundError(`no file at ${pathOf(target)}`);
+    }
+    // A legacy file missing here may be on a peer (reads find it there): the delete goes to them all.
     return new Response(null, { status: 204 });
   }
   if (!cluster || isLocalOnly(request, principal) || !cluster.peers.isUp(file.owner)) {

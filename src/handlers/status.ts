@@ -2,7 +2,7 @@ import type { RequestContext, Settings } from "./app.ts";
 import { type Principal, requireObserver } from "./auth.ts";
 import { NO_STORE } from "./check.ts";
 import { NotFoundError } from "../storage/errors.ts";
-import { jsonResponse } from "./json.ts";
+import { jsonResponse, textResponse } from "./json.ts";
 import { askPeer, LOCAL_ONLY_HEADER } from "./owner-routing.ts";
 import { renderStatusPage } from "./status-page.ts";
 
@@ -145,9 +145,7 @@ export async function statusHandler(settings: Settings, { request }: RequestCont
   if (principal.kind === "node" && request.headers.has(LOCAL_ONLY_HEADER)) return jsonResponse(own, { headers: NO_STORE });
   const status: ClusterStatus = { ...own, nodes: await clusterView(settings, own) };
   if (!wantsHtml(request)) return jsonResponse(status, { headers: NO_STORE });
-  return new Response(renderStatusPage(status, new Date()), {
-    headers: { "Content-Type": "text/html; charset=utf-8", ...NO_STORE },
-  });
+  return textResponse(renderStatusPage(status, new Date()), "text/html; charset=utf-8", { headers: NO_STORE });
 }
 
 /** GET /metrics: the Prometheus text format, for the same callers as the status. */
@@ -155,5 +153,5 @@ export async function metricsHandler(settings: Settings, principal: Principal): 
   requireObserver(principal, "reading the metrics");
   const text = await settings.metrics.exposition();
   if (text === undefined) throw new NotFoundError("this runtime keeps no metrics");
-  return new Response(text, { headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8", ...NO_STORE } });
+  return textResponse(text, "text/plain; version=0.0.4; charset=utf-8", { headers: NO_STORE });
 }

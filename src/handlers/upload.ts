@@ -1,7 +1,7 @@
 import { type BlobMeta, isExpired } from "../storage/blob-store.ts";
 import { limitBody } from "../storage/body-limit.ts";
 import { jsonResponse } from "./json.ts";
-import { ConflictError, PayloadTooLargeError, StoreUnavailableError } from "../storage/errors.ts";
+import { ConflictError, NameBlockedError, PayloadTooLargeError, StoreUnavailableError } from "../storage/errors.ts";
 import type { RequestContext, Settings } from "./app.ts";
 import { type Principal, requireAuthenticated } from "./auth.ts";
 import { DELETE_AT_HEADER, requestedDeleteAt } from "./expiry.ts";
@@ -91,6 +91,7 @@ export async function uploadHandler(
       deleteAt,
     });
   } catch (error) {
+    if (error instanceof NameBlockedError) throw new NameBlockedError(`${location}: ${error.message}`);
     if (error instanceof ConflictError) throw new ConflictError(`${location} already exists`);
     if (mayForward && error instanceof StoreUnavailableError && error.bodyUntouched) {
       settings.log.warn({ err: error }, "local store refused an upload; passing it to a peer");

@@ -21,7 +21,12 @@ export class InvalidPathError extends NanoCdnError {
 
 export class ConflictError extends NanoCdnError {
   override readonly status = 409;
-  override readonly code = "exists";
+  override readonly code: string = "exists";
+}
+
+/** No file can have the name: a folder of that name holds files, or a file stands where one of its folders must be. */
+export class NameBlockedError extends ConflictError {
+  override readonly code = "name_blocked";
 }
 
 export class NotFoundError extends NanoCdnError {

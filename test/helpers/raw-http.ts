@@ -1,3 +1,4 @@
+import { connect } from "node:net";
 import { request } from "node:http";
 
 export interface RawResponse {
@@ -21,5 +22,26 @@ export function rawRequest(base: string, method: string, target: string, headers
     });
     req.on("error", reject);
     req.end(body);
+  });
+}
+
+/**
+ * Sends `text` as it is over a new connection (for what no HTTP client
+ * sends: repeated headers, no Host, a target in absolute form) and reads
+ * until the server closes it; `text` should end the connection
+ * (`Connection: close`, or HTTP/1.0).
+ */
+export function rawExchange(base: string, text: string): Promise<{ status: number; head: string; body: string }> {
+  const { hostname, port } = new URL(base);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname, () => socket.end(text));
+    const chunks: Buffer[] = [];
+    socket.on("data", (chunk: Buffer) => chunks.push(chunk));
+    socket.on("error", reject);
+    socket.on("close", () => {
+      const answer = Buffer.concat(chunks).toString();
+      const end = answer.indexOf("\r\n\r\n");
+      resolve({ status: Number(answer.split(" ")[1]), head: answer.slice(0, end), body: answer.slice(end + 4) });
+    });
   });
 }

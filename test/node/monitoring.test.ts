@@ -94,8 +94,10 @@ describe("monitoring a node: /metrics, monitor_users, access lines", () => {
 
   it("logs the client, the forwarded address from a trusted proxy, the user and the user agent", async () => {
     const headers = { "User-Agent": "access-line-test/1", "X-Forwarded-For": "203.0.113.7, 127.0.0.9" };
-    await rawRequest(node.url, "GET", "/status", { ...headers, ...monitor });
+    const status = await rawRequest(node.url, "GET", "/status", { ...headers, ...monitor });
     await rawRequest(node.url, "GET", "/1/pub/counted.txt", headers);
+    const page = await rawRequest(node.url, "GET", "/status", { ...headers, ...monitor, Accept: "text/html" });
+    const metrics = await rawRequest(node.url, "GET", "/metrics", { ...headers, ...monitor });
     await eventually(async () => {
       const lines = node
         .output()
@@ -106,6 +108,10 @@ describe("monitoring a node: /metrics, monitor_users, access lines", () => {
         expect.arrayContaining([
           expect.objectContaining({ path: "/status", status: 200, client: "127.0.0.1", forwarded: "203.0.113.7", user: MONITOR }),
           expect.objectContaining({ path: "/1/pub/counted.txt", status: 200, client: "127.0.0.1", forwarded: "203.0.113.7" }),
+          // The size of each answer, the page and the metrics included.
+          expect.objectContaining({ path: "/status", bytes: Buffer.byteLength(status.body) }),
+          expect.objectContaining({ path: "/status", bytes: Buffer.byteLength(page.body) }),
+          expect.objectContaining({ path: "/metrics", bytes: Buffer.byteLength(metrics.body) }),
         ]),
       );
     });

@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { APACHE_HTPASSWD, APACHE_USERS, basic, SKIPPED_USERS, bcryptLine, PASSWORD, USER, writeHtpasswd } from "../helpers/credentials.ts";
 import { listFiles, storedKeys } from "../helpers/disk.ts";
 import { startNodeProcess } from "../helpers/node-process.ts";
-import { rawRequest } from "../helpers/raw-http.ts";
+import { rawExchange, rawRequest } from "../helpers/raw-http.ts";
 import { makeSelfSigned } from "../helpers/tls.ts";
 import { eventually } from "../helpers/eventually.ts";
 import { processesNaming } from "../helpers/processes.ts";
@@ -65,6 +65,60 @@ describe("Node server", () => {
         "data/files/7/meta/priv/reports/2026/q3.csv",
         "data/files/7/priv/reports/2026/q3.csv",
       ]);
+    } finally {
+      await node.stop();
+    }
+  });
+
+  it("answers a request alike whether or not the file is in memory: repeated conditionals, no Host, a bad Host, an absolute target", async () => {
+    const node = await startNodeProcess();
+    try {
+      const created = await fetch(`${node.url}/upload/pub/alike.txt`, { method: "PUT", body: "alike", headers: auth });
+      const etag = created.headers.get("ETag")!;
+      // Read once: from now on the file is in memory, where plain reads are answered before the app.
+      expect(await (await fetch(`${node.url}/1/pub/alike.txt`)).text()).toBe("alike");
+      const host = `Host: 127.0.0.1:${node.port}\r\n`;
+      const old = new Date(Date.now() - 86_400_000).toUTCString();
+      const future = new Date(Date.now() + 86_400_000).toUTCString();
+      const cases: [string, string, number][] = [
+        ["two If-None-Match lines", `GET /1/pub/alike.txt HTTP/1.1\r\n${host}If-None-Match: ${etag}\r\nIf-None-Match: "other"\r\n`, 304],
+        [
+          "two If-Modified-Since lines (the first counts)",
+          `GET /1/pub/alike.txt HTTP/1.1\r\n${host}If-Modified-Since: ${old}\r\nIf-Modified-Since: ${future}\r\n`,
+          200,
+        ],
+        ["HTTP/1.0 without Host", "GET /1/pub/alike.txt HTTP/1.0\r\n", 200],
+        ["a Host with a blank", "GET /1/pub/alike.txt HTTP/1.1\r\nHost: bad host\r\n", 400],
+        ["a Host with a port past 65535", "GET /1/pub/alike.txt HTTP/1.1\r\nHost: x:99999\r\n", 400],
+        ["a target in absolute form", `GET http://cdn.example/1/pub/alike.txt HTTP/1.1\r\n${host}`, 200],
+      ];
+      for (const [what, request, status] of cases) {
+        // Credentials make the app answer; without them a file in memory may be answered before it.
+        for (const extra of ["", `Authorization: ${auth.Authorization}\r\n`]) {
+          const answer = await rawExchange(node.url, `${request}${extra}Connection: close\r\n\r\n`);
+          expect(answer.status, `${what}${extra && ", with credentials"}`).toBe(status);
+          if (status === 200) expect(answer.body).toBe("alike");
+          if (status === 400) expect(JSON.parse(answer.body)).toMatchObject({ error: "bad_request", message: expect.stringMatching(/host/i) });
+        }
+      }
+    } finally {
+      await node.stop();
+    }
+  });
+
+  it("says which name blocks an upload: a folder of that name, or a file where a folder must be", async () => {
+    const node = await startNodeProcess();
+    try {
+      expect((await fetch(`${node.url}/upload/pub/dir/file.txt`, { method: "PUT", body: "x", headers: auth })).status).toBe(201);
+      const blockers: [string, string][] = [
+        ["pub/dir", "a folder of this name holds other files"],
+        ["pub/dir/file.txt/under", "a file is in the way"],
+      ];
+      for (const [name, why] of blockers) {
+        const blocked = await fetch(`${node.url}/upload/${name}`, { method: "PUT", body: "y", headers: auth });
+        expect(blocked.status, name).toBe(409);
+        expect(await blocked.json()).toMatchObject({ error: "name_blocked", message: expect.stringContaining(why) });
+      }
     } finally {
       await node.stop();
     }

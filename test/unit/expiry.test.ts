@@ -15,4 +15,10 @@ describe("an upload's expiry", () => {
     expect(requestedDeleteAt(new Headers({ "X-Delete-At": "1767225700" }), 1_767_225_600_500)).toBe(1_767_225_700);
     expect(() => requestedDeleteAt(new Headers({ "X-Delete-At": "1767225600" }), 1_767_225_600_500)).toThrow(/not in the future/);
   });
+
+  it("refuses a moment after the year 9999, which no HTTP date (Expires) can carry", () => {
+    expect(requestedDeleteAt(new Headers({ "X-Delete-At": "253402300799" }), 1_767_225_600_500)).toBe(253_402_300_799);
+    expect(() => requestedDeleteAt(new Headers({ "X-Delete-At": "253402300800" }), 1_767_225_600_500)).toThrow(/after the year 9999/);
+    expect(() => requestedDeleteAt(new Headers({ "X-Delete-After": "999999999999" }), 1_767_225_600_500)).toThrow(/after the year 9999/);
+  });
 });

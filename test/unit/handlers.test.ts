@@ -240,6 +240,13 @@ describe("handlers in-process (memory stores, peers wired app to app)", () => {
       expect(await cluster.node("2").store.head("legacy/pub/old.txt")).toBeUndefined();
     });
 
+    it("deletes a legacy file that only a peer holds: 204, and recorded for every peer", async () => {
+      await cluster.place("1", "legacy/pub/elsewhere.txt", "on node 1 only");
+      expect((await cluster.request("2", "/pub/elsewhere.txt")).status).toBe(200);
+      expect((await cluster.request("2", "/pub/elsewhere.txt", { method: "DELETE", headers: { Authorization: AUTH } })).status).toBe(204);
+      expect(cluster.node("2").legacyDeletes).toEqual(["legacy/pub/elsewhere.txt"]);
+    });
+
     it("keeps a legacy file when its delete cannot be recorded for the peers", async () => {
       await cluster.place("2", "legacy/pub/kept.txt", "kept");
       cluster.node("2").legacyQueueBroken = true;

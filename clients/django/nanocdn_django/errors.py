@@ -81,7 +81,7 @@ class NanoCdnHttpError(NanoCdnError):
 
 
 class NanoCdnFileExists(NanoCdnHttpError, FileExistsError):
-    """409: the node that took the upload already has a file of that name."""
+    """409: the name is taken on the node that took the upload (by a file, or by a folder or file in its way)."""
 
 
 class NanoCdnFileNotFound(NanoCdnHttpError, FileNotFoundError):

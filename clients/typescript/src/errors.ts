@@ -44,7 +44,7 @@ export class NanoCdnError extends Error {
   }
 }
 
-/** 409: the name already exists on the node that took the upload; nothing was overwritten. */
+/** 409: the name is taken on the node that took the upload (by a file, or by a folder or file in its way: `code` says which); nothing was overwritten. */
 export class NanoCdnConflictError extends NanoCdnError {}
 
 /** 404: the file does not exist (only its owner node says so in a cluster). */

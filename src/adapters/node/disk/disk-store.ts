@@ -6,7 +6,7 @@ import { promisify } from "node:util";
 import { type BlobHandle, type BlobMeta, type BlobStore, type ByteRange, type CreateOptions, isExpired } from "../../../storage/blob-store.ts";
 import { limitBody } from "../../../storage/body-limit.ts";
 import { contentEtag } from "../../../storage/digest.ts";
-import { ConflictError, InsufficientStorageError, NanoCdnError, StoreUnavailableError } from "../../../storage/errors.ts";
+import { ConflictError, InsufficientStorageError, NameBlockedError, NanoCdnError, StoreUnavailableError } from "../../../storage/errors.ts";
 import { checkKey } from "../../../storage/key.ts";
 import { FolderSyncs } from "./folder-sync.ts";
 import { encodeSidecar, readSidecar, type Sidecar, sidecarSegments } from "./sidecar.ts";
@@ -31,6 +31,7 @@ const KEPT_DEPTH = 2;
 /** A sidecar without its blob is one a crash left between the two links, unless it is this young (a create in flight). */
 const STALE_SIDECAR_MS = 60_000;
 const FILE_MODE = 0o444;
+const FILE_IN_THE_WAY = "a file is in the way: one of the folders of this name is a file";
 const NEW_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 /*
  * Calls that only look (stat, open to read, close) run straight on the event
@@ -422,19 +423,22 @@ export class DiskStore implements BlobStore {
   async #linkIntoPlace(temp: string, target: string): Promise<void> {
     const dir = dirname(target);
     for (let attempt = 0; ; attempt++) {
-      if (!(await this.#folderIsInside(target))) throw new ConflictError("a folder of this name is a symlink in the store");
+      if (!(await this.#folderIsInside(target))) throw new NameBlockedError("a folder of this name is a symlink in the store");
       try {
         await link(temp, target);
         break;
       } catch (error) {
         const code = errnoOf(error);
-        if (code === "EEXIST") throw new ConflictError("a file with this name already exists");
-        if (code === "ENOTDIR") throw new ConflictError("a file is in the way: one of the folders of this name is a file");
+        if (code === "EEXIST") {
+          if ((await lstat(target).catch(() => undefined))?.isDirectory()) throw new NameBlockedError("a folder of this name holds other files");
+          throw new ConflictError("a file with this name already exists");
+        }
+        if (code === "ENOTDIR") throw new NameBlockedError(FILE_IN_THE_WAY);
         // A concurrent delete may prune the folder between mkdir and link.
         if (code !== "ENOENT" || attempt >= 3) throw error;
         const created = await mkdir(dir, { recursive: true }).catch((mkdirError: unknown) => {
           if (errnoOf(mkdirError) === "EEXIST" || errnoOf(mkdirError) === "ENOTDIR") {
-            throw new ConflictError("a file is in the way: one of the folders of this name is a file");
+            throw new NameBlockedError(FILE_IN_THE_WAY);
           }
           throw mkdirError;
         });

@@ -109,6 +109,38 @@ function lingerBeforeClose(request: IncomingMessage): void {
   };
 }
 
+let lastUsableHost = "";
+
+/**
+ * A Host header the adapter can build the request's URL from (as it
+ * checks; the app never reads it): checked before any path answers, so that
+ * a bad one gets the same 400 from each.
+ */
+function isUsableHost(host: string): boolean {
+  if (host === lastUsableHost) return true;
+  let hostname: string;
+  try {
+    hostname = new URL(`http://${host}/`).hostname;
+  } catch {
+    return false;
+  }
+  if (hostname.length !== host.length && hostname !== host.replace(/:\d+$/, "").toLowerCase()) return false;
+  lastUsableHost = host;
+  return true;
+}
+
+/**
+ * The origin form (`/path?query`) of a request target: the absolute form
+ * that requests through a proxy may use (RFC 9112 §3.2.2) loses its scheme
+ * and authority.
+ */
+function originForm(target: string): string {
+  const absolute = target.startsWith("/") ? null : /^https?:\/\/[^/?#]*/i.exec(target);
+  if (!absolute) return target;
+  const rest = target.slice(absolute[0].length);
+  return rest.startsWith("/") ? rest : `/${rest}`;
+}
+
 /**
  * Reads a small body whole, as Node reads it, and hands it to the adapter as
  * `rawBody`, which it gives the app as a one-chunk stream: turning the
@@ -141,9 +173,11 @@ export async function startHttpServer({ app, fastRead, listen, tls, log }: HttpS
   const listener = getRequestListener(
     (request, env) => {
       const { incoming } = env as { incoming: IncomingMessage };
-      return app.fetch(request, { rawTarget: incoming.url, clientAddress: incoming.socket.remoteAddress });
+      return app.fetch(request, { rawTarget: originForm(incoming.url ?? ""), clientAddress: incoming.socket.remoteAddress });
     },
     {
+      // An HTTP/1.0 request may come without Host (Node refuses HTTP/1.1 ones); the app does not use it.
+      hostname: "localhost",
       // The adapter refuses some targets (a backslash in the path) before the app runs.
       errorHandler: (error) =>
         error instanceof RequestError
@@ -157,8 +191,14 @@ export async function startHttpServer({ app, fastRead, listen, tls, log }: HttpS
   const inFlight = new Set<ServerResponse>();
   const handle = (request: IncomingMessage, response: ServerResponse) => {
     if (closing) response.shouldKeepAlive = false;
-    // Answered at once, so nothing to track for a graceful stop.
-    const fast = fastRead?.(request.method ?? "", request.url ?? "", request.rawHeaders, request.socket.remoteAddress);
+    if (request.headers.host !== undefined && !isUsableHost(request.headers.host)) {
+      const text = JSON.stringify({ error: "bad_request", message: "invalid Host header: it must be a host name or address, and a port if any" });
+      response.writeHead(400, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(text) }).end(text);
+      return;
+    }
+    // Answered at once, so nothing to track for a graceful stop. A target in absolute form is the app's.
+    const target = request.url ?? "";
+    const fast = target.startsWith("/") ? fastRead?.(request.method ?? "", target, request.rawHeaders, request.socket.remoteAddress) : undefined;
     if (fast) {
       response.writeHead(fast.status, fast.headers);
       response.end(fast.body ?? undefined);
