@@ -34,6 +34,28 @@ rmSync(join(LIB, "package-lock.json"));
 put("packaging/nanocdn", "usr/bin/nanocdn", 0o755);
 put("packaging/nanocdn.service", "lib/systemd/system/nanocdn.service");
 put("README.md", "usr/share/doc/nanocdn/README.md");
+// Debian policy 12.5: a package carries its copyright and license, in the machine-readable format.
+const license = readFileSync(join(ROOT, "LICENSE"), "utf8").trim().split("\n");
+writeFileSync(
+  join(STAGE, "usr/share/doc/nanocdn/copyright"),
+  [
+    "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/",
+    "Upstream-Name: nanocdn",
+    "",
+    "Files: *",
+    `Copyright: ${license.find((line) => line.startsWith("Copyright (c) "))!.slice("Copyright (c) ".length)}`,
+    "License: MIT",
+    "",
+    "Files: usr/lib/nanocdn/node_modules/*",
+    "Copyright: the authors of each package",
+    "License: various",
+    " The license of each package is in its folder (its package.json and LICENSE file).",
+    "",
+    "License: MIT",
+    ...license.slice(license.indexOf("") + 1).map((line) => (line === "" ? " ." : ` ${line}`)),
+    "",
+  ].join("\n"),
+);
 mkdirSync(join(STAGE, "etc/nanocdn"), { recursive: true });
 writeFileSync(
   join(STAGE, "etc/nanocdn/nanocdn.toml"),

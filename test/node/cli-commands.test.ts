@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { stringify } from "smol-toml";
 import { describe, expect, it } from "vitest";
-import { CONFIG_KEYS } from "../../src/adapters/node/cli/config.ts";
+import { CONFIG_KEYS, loadConfig } from "../../src/adapters/node/cli/config.ts";
+import { prepareLocalCluster } from "../../src/adapters/node/cli/local-cluster.ts";
 import { runCli } from "../helpers/cli.ts";
 import { basic, PASSWORD, USER, writeHtpasswd } from "../helpers/credentials.ts";
 import { eventually } from "../helpers/eventually.ts";
@@ -47,6 +48,33 @@ describe("nanocdn help", () => {
     expect(sub.stderr).toContain("did you mean 'user list'?");
     const far = await runCli(["frobnicate"]);
     expect(far.stderr).not.toContain("did you mean");
+  });
+});
+
+describe("nanocdn cluster", () => {
+  it("writes configs that load for an IPv6 host, reuses a cluster with its own ports, and refuses another size there", async () => {
+    const dir = await tempDir();
+    const first = await prepareLocalCluster({ nodes: 2, dir, basePort: 18101, host: "::1" });
+    expect(first.map(({ url }) => url)).toEqual(["http://[::1]:18101", "http://[::1]:18102"]);
+    for (const { configFile } of first) {
+      const config = await loadConfig({ file: configFile, env: {} });
+      expect(config.listen.host).toBe("::1");
+      expect(config.peers[0]!.url).toMatch(/^http:\/\/\[::1\]:1810[12]$/);
+    }
+    const again = await prepareLocalCluster({ nodes: 2, dir, basePort: 18201, host: "127.0.0.1" });
+    expect(again).toEqual(first);
+    await expect(prepareLocalCluster({ nodes: 3, dir, basePort: 18101, host: "::1" })).rejects.toThrow(
+      `${dir} holds a cluster of 2 nodes: run it with --nodes 2, or choose another --dir`,
+    );
+  });
+
+  it("exits 1 when every node has failed", async () => {
+    const dir = await tempDir();
+    const nodes = await prepareLocalCluster({ nodes: 2, dir, basePort: await freePort(), host: "127.0.0.1" });
+    for (const { configFile } of nodes) await writeFile(configFile, `${await readFile(configFile, "utf8")}\nno_such_key = 1\n`);
+    const result = await runCli(["cluster", "--nodes", "2", "--dir", dir]);
+    expect(result.stderr).toContain("no_such_key");
+    expect(result.code).toBe(1);
   });
 });
 
@@ -115,7 +143,7 @@ describe("nanocdn user", () => {
     await run("htpasswd", ["-vb", file, "carol", "typed secret"]);
   }, 60_000);
 
-  it("refuses a bad name or an empty password, changing nothing", async () => {
+  it("refuses a bad name, an empty password or a users file in a missing folder, changing nothing", async () => {
     const dir = await tempDir();
     const file = join(dir, "htpasswd");
     const colon = await runCli(["user", "add", "a:b", "--htpasswd", file], { input: "pw\n" });
@@ -125,6 +153,10 @@ describe("nanocdn user", () => {
     expect(empty.code).toBe(2);
     expect(empty.stderr).toContain("no password on stdin");
     await expect(stat(file)).rejects.toThrow(/ENOENT/);
+    const nowhere = join(dir, "missing", "htpasswd");
+    const lost = await runCli(["user", "add", "dave", "--htpasswd", nowhere], { input: "pw\n" });
+    expect(lost.code).toBe(1);
+    expect(lost.stderr).toContain(`the folder of the users file ${nowhere} does not exist; create it, or give --htpasswd a file in a folder that does`);
   });
 });
 

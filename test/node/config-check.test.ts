@@ -106,6 +106,15 @@ describe("a configuration checked before anything is written", () => {
     }
   });
 
+  it("refuses a file where a folder of the node's state belongs", async () => {
+    const dir = await tempDir();
+    await mkdir(join(dir, "data", "state"), { recursive: true });
+    await writeFile(join(dir, "data", "state", "expiry"), "x");
+    const result = await runCli(["check-config", "--data", "data", "--listen", `127.0.0.1:${await freePort()}`], { cwd: dir });
+    expect(result.code).toBe(1);
+    expect(lineAbout(result.stderr, "data")).toContain(`${join(dir, "data", "state", "expiry")} is a file, not a folder; move it away`);
+  });
+
   it("refuses an htpasswd file without one usable line", async () => {
     const dir = await tempDir();
     await writeFile(join(dir, "users"), "alice\n<html>\n");

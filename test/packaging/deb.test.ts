@@ -72,6 +72,7 @@ describe("the Debian package", () => {
       "./etc/nanocdn/nanocdn.toml",
       "./usr/lib/nanocdn/dist/adapters/node/cli/main.js",
       "./usr/lib/nanocdn/node_modules/hono/",
+      "./usr/share/doc/nanocdn/copyright",
     ]) {
       expect(contents).toContain(` ${path}`);
     }

@@ -1,7 +1,7 @@
 import { constants } from "node:fs";
 import { access, readFile, stat } from "node:fs/promises";
 import { createServer } from "node:net";
-import { dirname, join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { createSecureContext } from "node:tls";
 import { Agent, request } from "undici";
 import { MIN_URL_SIGNING_KEY_LENGTH } from "../../../handlers/url-signing.ts";
@@ -9,7 +9,10 @@ import { HtpasswdCredentials } from "../../htpasswd.ts";
 import { MIN_SECRET_LENGTH } from "../../../handlers/cluster-auth.ts";
 import { ConfigError, type Config, type ConfigKey, type ListenAddress, localUrl } from "./config.ts";
 import { keysOfFile } from "../users/url-signing-key-file.ts";
+import { expiryIndexDir } from "../expiry/expiry-index.ts";
+import { legacyDeletesDir } from "../peers/legacy-deletes.ts";
 import { readPurgeToken } from "../process/edge-purge.ts";
+import { unreadableSecret } from "../users/secret-file.ts";
 
 /** One line about a key: its name, where its value came from, what is wrong and what to do. */
 const about = (config: Config, key: ConfigKey, text: string) => `${key} (${config.origin[key] ? `from ${config.origin[key]}` : "default"}): ${text}`;
@@ -50,7 +53,15 @@ async function checkData(config: Config): Promise<string[]> {
       : [about(config, "data", `${config.data} does not exist and ${path} is not writable by ${user}; create it, owned by that user`)];
   }
   const problems: string[] = [];
-  for (const inside of ["", "files", join("files", config.node), "tmp"]) {
+  for (const inside of [
+    "",
+    "files",
+    join("files", config.node),
+    "tmp",
+    "state",
+    relative(config.data, expiryIndexDir(config.data)),
+    relative(config.data, legacyDeletesDir(config.data)),
+  ]) {
     const folder = join(config.data, inside);
     const found = await kind(folder);
     if (found === "missing") continue;
@@ -99,7 +110,7 @@ async function checkSecret(config: Config): Promise<string[]> {
   try {
     secret = (await readFile(file, "utf8")).trim();
   } catch (error) {
-    return [about(config, "cluster_secret_file", `cannot read ${file} (${errno(error)}); put the secret the nodes share there, mode 600`)];
+    return [about(config, "cluster_secret_file", unreadableSecret(file, errno(error), "the secret the nodes share"))];
   }
   if (secret.length >= MIN_SECRET_LENGTH) return [];
   return [
@@ -114,12 +125,12 @@ async function checkSecret(config: Config): Promise<string[]> {
 async function checkEdgePurgeToken(config: Config): Promise<string[]> {
   const file = config.edge_purge_token_file;
   if (file === undefined) return [];
-  const fix = "put a Cloudflare API token that may purge the zone's cache there, mode 600";
+  const token = "a Cloudflare API token that may purge the zone's cache";
   try {
     if ((await readPurgeToken(file)) !== "") return [];
-    return [about(config, "edge_purge_token_file", `${file} is empty; ${fix}`)];
+    return [about(config, "edge_purge_token_file", `${file} is empty; put ${token} there, mode 600`)];
   } catch (error) {
-    return [about(config, "edge_purge_token_file", `cannot read ${file} (${errno(error)}); ${fix}`)];
+    return [about(config, "edge_purge_token_file", unreadableSecret(file, errno(error), token))];
   }
 }
 
@@ -130,7 +141,7 @@ async function checkUrlSigningKeys(config: Config): Promise<string[]> {
   try {
     text = await readFile(file, "utf8");
   } catch (error) {
-    return [about(config, "url_signing_secret_file", `cannot read ${file} (${errno(error)}); put the keys of signed URLs there, mode 600`)];
+    return [about(config, "url_signing_secret_file", unreadableSecret(file, errno(error), "the keys of signed URLs"))];
   }
   try {
     keysOfFile(file, text);

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
-import { stringify } from "smol-toml";
+import { parse, stringify } from "smol-toml";
 import { daemonDestination } from "../replication/rsyncd.ts";
 import { createFirstUser } from "../users/first-user.ts";
 import { type Command, UsageError } from "./command.ts";
@@ -76,13 +76,30 @@ export function localNodeConfig(plan: LocalClusterPlan, id: string): Record<stri
   };
 }
 
+/** `host:port`, with an IPv6 address in brackets. */
+function hostPort(host: string, port: number): string {
+  return `${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
+/** How many nodes the cluster in `dir` has configs for (node1, node2, … in a row); 0 for a new folder. */
+async function nodesIn(dir: string): Promise<number> {
+  let count = 0;
+  while (await exists(join(localNodeDir(dir, String(count + 1)), "nanocdn.toml"))) count++;
+  return count;
+}
+
 /**
  * Writes what a cluster of `nodes` nodes on this machine needs, once: a
  * cluster secret, one htpasswd for all, and per node a config whose peers
- * are the others, replicating with rsync into their data folders. An
- * existing folder is reused as it is.
+ * are the others, replicating with rsync into their data folders. A folder
+ * that holds a cluster is reused as it is, if it has as many nodes. Resolves
+ * with each node's config file and URL.
  */
-async function prepare({ nodes, dir, basePort, host }: LocalClusterOptions): Promise<string[]> {
+export async function prepareLocalCluster({ nodes, dir, basePort, host }: LocalClusterOptions): Promise<{ configFile: string; url: string }[]> {
+  const existing = await nodesIn(dir);
+  if (existing > 0 && existing !== nodes) {
+    throw new UsageError(`${dir} holds a cluster of ${existing} nodes: run it with --nodes ${existing}, or choose another --dir`, clusterCommand);
+  }
   await mkdir(dir, { recursive: true });
   const secretFile = join(dir, "cluster.secret");
   if (!(await exists(secretFile))) await writeFile(secretFile, randomBytes(32).toString("hex"), { mode: 0o600 });
@@ -91,21 +108,24 @@ async function prepare({ nodes, dir, basePort, host }: LocalClusterOptions): Pro
   const plan: LocalClusterPlan = {
     dir,
     ids: Array.from({ length: nodes }, (_, i) => String(i + 1)),
-    listen: (id) => `${host}:${basePort + Number(id) - 1}`,
+    listen: (id) => hostPort(host, basePort + Number(id) - 1),
     htpasswd,
     clusterSecretFile: secretFile,
     replicate: true,
   };
-  const configs: string[] = [];
+  const written: { configFile: string; url: string }[] = [];
   for (const id of plan.ids) {
     const folder = localNodeDir(dir, id);
     const configFile = join(folder, "nanocdn.toml");
-    configs.push(configFile);
-    if (await exists(configFile)) continue;
-    await mkdir(folder, { recursive: true });
-    await writeFile(configFile, `# Written by \`nanocdn cluster\`; edit freely.\n${stringify(localNodeConfig(plan, id))}\n`);
+    if (existing === 0) {
+      await mkdir(folder, { recursive: true });
+      await writeFile(configFile, `# Written by \`nanocdn cluster\`; edit freely.\n${stringify(localNodeConfig(plan, id))}\n`);
+    }
+    // A reused config keeps its address, whatever --base-port and --host say now.
+    const { listen, tls_cert } = parse(await readFile(configFile, "utf8")) as { listen?: unknown; tls_cert?: unknown };
+    written.push({ configFile, url: `${tls_cert === undefined ? "http" : "https"}://${String(listen)}` });
   }
-  return configs;
+  return written;
 }
 
 /**
@@ -115,10 +135,10 @@ async function prepare({ nodes, dir, basePort, host }: LocalClusterOptions): Pro
  */
 export async function runLocalCluster(options: LocalClusterOptions): Promise<void> {
   const dir = resolve(options.dir);
-  const configs = await prepare({ ...options, dir });
+  const nodes = await prepareLocalCluster({ ...options, dir });
   const children = new Map<string, ChildProcess>();
   let stopping = false;
-  configs.forEach((configFile, index) => {
+  nodes.forEach(({ configFile }, index) => {
     const id = String(index + 1);
     const child = spawn(process.execPath, [BIN, "serve", "--config", configFile], { stdio: ["ignore", "pipe", "inherit"] });
     children.set(id, child);
@@ -131,12 +151,12 @@ export async function runLocalCluster(options: LocalClusterOptions): Promise<voi
           `nanocdn cluster: node ${id} exited (${signal ?? code}); the others go on. ` + `Start it again with: nanocdn serve --config ${configFile}\n`,
         );
       }
-      if (children.size === 0) process.exit(0);
+      // Every node gone without being asked to: the cluster failed.
+      if (children.size === 0) process.exit(stopping ? 0 : 1);
     });
   });
   process.stderr.write(
-    `nanocdn cluster: ${configs.length} nodes on ${configs.map((_, i) => `http://${options.host}:${options.basePort + i}`).join(", ")}\n` +
-      `  data and configs in ${dir}; Ctrl-C stops them all.\n`,
+    `nanocdn cluster: ${nodes.length} nodes on ${nodes.map(({ url }) => url).join(", ")}\n` + `  data and configs in ${dir}; Ctrl-C stops them all.\n`,
   );
   const stop = (signal: NodeJS.Signals) => {
     stopping = true;
@@ -151,7 +171,7 @@ export const clusterCommand: Command = {
   summary: "run a cluster on this machine, to try it out",
   options: {
     nodes: { type: "string", value: "N", default: "3", meaning: "how many nodes, 2 to 9" },
-    dir: { type: "string", value: "DIR", default: "./cluster", meaning: "where the configs and data go (reused when it exists)" },
+    dir: { type: "string", value: "DIR", default: "./cluster", meaning: "where the configs and data go (a cluster there is reused, with its own ports)" },
     "base-port": { type: "string", value: "PORT", default: "8081", meaning: "the first node's port; the others count up" },
     host: { type: "string", value: "HOST", default: "127.0.0.1", meaning: "the address every node listens on" },
   },

@@ -1,4 +1,4 @@
-import { readFile, stat } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Change } from "../../../handlers/app.ts";
 import { ClusterAuth, MIN_SECRET_LENGTH } from "../../../handlers/cluster-auth.ts";
@@ -23,6 +23,7 @@ import { createRegistry } from "../metrics/registry.ts";
 import { packageVersion } from "./version.ts";
 import { startBackgroundScrub } from "../integrity/background-scrub.ts";
 import { edgePurgeOf } from "./edge-purge.ts";
+import { warnIfWorldReadable } from "../users/secret-file.ts";
 
 const LEGACY_RETRY_MS = 5000;
 
@@ -31,7 +32,7 @@ export async function readClusterSecret(file: string, log: Logger): Promise<stri
   if (secret.length < MIN_SECRET_LENGTH) {
     throw new Error(`the cluster secret in ${file} is shorter than ${MIN_SECRET_LENGTH} characters`);
   }
-  if ((await stat(file)).mode & 0o077) log.warn({ file }, "the cluster secret file is readable by other users; chmod 600 it");
+  await warnIfWorldReadable(file, "the cluster secret file", log);
   return secret;
 }
 

@@ -46,7 +46,11 @@ const NEW_FILE_MODE = 0o640;
 async function rewrite(file: string, lines: string[]): Promise<void> {
   const before = await stat(file).catch(() => undefined);
   const temp = join(dirname(file), `.${basename(file)}.${randomBytes(6).toString("hex")}`);
-  const handle = await open(temp, "wx", before ? before.mode & 0o7777 : NEW_FILE_MODE);
+  const handle = await open(temp, "wx", before ? before.mode & 0o7777 : NEW_FILE_MODE).catch(async (error: NodeJS.ErrnoException) => {
+    // Else the message names the temp file, not what to fix.
+    if (error.code !== "ENOENT" || (await stat(dirname(file)).catch(() => undefined))) throw error;
+    throw new Error(`the folder of the users file ${file} does not exist; create it, or give --htpasswd a file in a folder that does`);
+  });
   try {
     await handle.writeFile(lines.map((line) => `${line}\n`).join(""));
     if (before) {

@@ -1,0 +1,22 @@
+import { stat } from "node:fs/promises";
+import { userInfo } from "node:os";
+import type { Logger } from "../../../handlers/logger.ts";
+
+/**
+ * A secret file (the cluster secret, the URL signing keys, the edge purge
+ * token) is for the node's user, or for root and the node's group, as the
+ * package keeps its files (root:nanocdn, mode 640): every other user of the
+ * machine reading it is worth a warning.
+ */
+export async function warnIfWorldReadable(file: string, what: string, log: Logger): Promise<void> {
+  if ((await stat(file)).mode & 0o007)
+    log.warn({ file }, `${what} is readable by every user of this machine; chmod o-rwx it (mode 600, or 640 for root and the node's group)`);
+}
+
+/** Why a secret file could not be read (`code`, an errno code), and what to do about it. */
+export function unreadableSecret(file: string, code: string | undefined, what: string): string {
+  if (code === "EACCES" || code === "EPERM") {
+    return `cannot read ${file} (${code}) as user ${userInfo().username}, who runs the node: make the file that user's (mode 600), or root's and that user's group's (mode 640)`;
+  }
+  return `cannot read ${file} (${code}); put ${what} there, mode 600`;
+}
