@@ -7,7 +7,7 @@ import { PeerUnreachableError } from "./peers.ts";
 import { askPeer, headerSet, LOCAL_ONLY_HEADER, readFromPeers, relay } from "./owner-routing.ts";
 import { type FileAddress, pathOf } from "./paths.ts";
 
-const DELETE_ANSWER_HEADERS = headerSet("Content-Type", "Retry-After");
+const DELETE_ANSWER_HEADERS = headerSet("Content-Type", "Content-Length", "Retry-After");
 /** What a DELETE may be conditional on: the owner that carries it out evaluates them. */
 
 /** A node-to-node request that must be answered from this node alone (the loop guard). */

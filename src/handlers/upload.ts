@@ -10,7 +10,8 @@ import { PeerUnreachableError, type Peers } from "./peers.ts";
 import { askPeer, headerSet, relay } from "./owner-routing.ts";
 import { type Namespace, urlPathOf } from "./paths.ts";
 
-const UPLOAD_ANSWER_HEADERS = headerSet("Content-Type", "Location", "ETag", "Retry-After", "X-Nanocdn-Copies");
+// Content-Length too: the access log and the metrics count the answer's bytes by it.
+const UPLOAD_ANSWER_HEADERS = headerSet("Content-Type", "Content-Length", "Location", "ETag", "Retry-After", "X-Nanocdn-Copies");
 
 /**
  * Bodies declared this small are read whole: a stream costs more than the

@@ -31,6 +31,7 @@ describe("a configuration checked before anything is written", () => {
     await writeFile(join(dir, "nanocdn.toml"), "node = 1\n");
     const result = await runCli(["serve", "--config", "nanocdn.toml", "--peers", "http://x"], { cwd: dir });
     expect(result.code).toBe(2);
+    expect((await runCli(["check-config", "--config", "nanocdn.toml"], { cwd: dir })).code).toBe(1);
     expect(lineAbout(result.stderr, "node")).toBe('  node (from nanocdn.toml): expected text in quotes, got 1: write "1"');
     expect(lineAbout(result.stderr, "peers[0]")).toMatch(/^ {2}peers\[0\] \(from --peers\): expected a peer, got "http:\/\/x": write id=url/);
     expect(await readdir(dir)).toEqual(["nanocdn.toml"]);

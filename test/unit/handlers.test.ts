@@ -143,6 +143,8 @@ describe("handlers in-process (memory stores, peers wired app to app)", () => {
       const created = await cluster.request("1", "/upload/pub/report.pdf", put("pdf"));
       expect(created.status).toBe(201);
       expect(created.headers.get("Location")).toBe("/2/pub/report.pdf");
+      // The peer's answer keeps its length, which the access log and the metrics count.
+      expect(Number(created.headers.get("Content-Length"))).toBe((await created.clone().arrayBuffer()).byteLength);
       expect(await cluster.node("2").store.head("2/pub/report.pdf")).toBeDefined();
       expect(await cluster.node("1").store.head("1/pub/report.pdf")).toBeUndefined();
       cluster.down.add("2");
