@@ -98,8 +98,8 @@ export function createFastReader(options: AppOptions) {
     let ifModifiedSince: string | undefined;
     let agent: string | undefined;
     let forwardedFor: string | undefined;
-    // A header sent twice is the app's: it reads repeated lines as the HTTP
-    // parser joins (or drops) them, and so must every answer to the request.
+    // A conditional sent twice is the app's: it reads repeated lines as the
+    // HTTP parser joins (or drops) them, and so must every answer to the request.
     for (let i = 0; i < rawHeaders.length; i += 2) {
       const name = rawHeaders[i]!.toLowerCase();
       if (SLOW_HEADERS.has(name)) return undefined;
@@ -110,10 +110,8 @@ export function createFastReader(options: AppOptions) {
         if (ifModifiedSince !== undefined) return undefined;
         ifModifiedSince = rawHeaders[i + 1];
       } else if (name === "user-agent") agent = rawHeaders[i + 1];
-      else if (name === "x-forwarded-for") {
-        if (forwardedFor !== undefined) return undefined;
-        forwardedFor = rawHeaders[i + 1];
-      }
+      // Proxies in a chain may each add a line; Node joins them, and so does this.
+      else if (name === "x-forwarded-for") forwardedFor = forwardedFor === undefined ? rawHeaders[i + 1] : `${forwardedFor}, ${rawHeaders[i + 1]}`;
     }
 
     const key = keyOf(rawTarget);

@@ -62,7 +62,8 @@ export interface StartOptions {
 
 /** The node's settings come from its config file and the caller's `env`, not from this process's NANOCDN_* variables. */
 function inheritedEnv(): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("NANOCDN_")));
+  // Nor a proxy of the machine's: a test that wants one says so.
+  return Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("NANOCDN_") && !/^(https?|all|no)_proxy$/i.test(key)));
 }
 
 /** Starts `nanocdn serve` as its own process, as an operator would, and waits until it answers. */

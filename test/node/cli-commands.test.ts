@@ -1,5 +1,5 @@
 import { execFile, execFileSync, spawn } from "node:child_process";
-import { chown, mkdir, mkdtemp, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -65,6 +65,10 @@ describe("nanocdn cluster", () => {
     expect(again).toEqual(first);
     await expect(prepareLocalCluster({ nodes: 3, dir, basePort: 18101, host: "::1" })).rejects.toThrow(
       `${dir} holds a cluster of 2 nodes: run it with --nodes 2, or choose another --dir`,
+    );
+    await rm(join(dir, "node2"), { recursive: true });
+    await expect(prepareLocalCluster({ nodes: 2, dir, basePort: 18101, host: "::1" })).rejects.toThrow(
+      `${dir} holds a cluster of 2 nodes without the config of node 2 (${join(dir, "node2", "nanocdn.toml")}); restore it, or choose another --dir`,
     );
   });
 

@@ -70,7 +70,7 @@ describe("a node that purges the edge's caches", () => {
       expect(node.output()).not.toContain(TOKEN);
       // Put off once, then purged; refused, then dropped.
       const metrics = await (await fetch(`${node.url}/metrics`, { headers: auth })).text();
-      expect(sample(metrics, "nanocdn_edge_purge_failures_total")).toBe(1);
+      expect(sample(metrics, "nanocdn_edge_purge_request_failures_total")).toBe(1);
       expect(sample(metrics, "nanocdn_edge_purged_files_total")).toBe(1);
       expect(sample(metrics, "nanocdn_edge_purge_dropped_files_total")).toBe(1);
       expect(sample(metrics, "nanocdn_edge_purge_waiting_files")).toBe(0);

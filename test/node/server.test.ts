@@ -88,6 +88,7 @@ describe("Node server", () => {
           200,
         ],
         ["HTTP/1.0 without Host", "GET /1/pub/alike.txt HTTP/1.0\r\n", 200],
+        ["a Host the adapter takes as it is", "GET /1/pub/alike.txt HTTP/1.1\r\nHost: 127.1\r\n", 200],
         ["a Host with a blank", "GET /1/pub/alike.txt HTTP/1.1\r\nHost: bad host\r\n", 400],
         ["a Host with a port past 65535", "GET /1/pub/alike.txt HTTP/1.1\r\nHost: x:99999\r\n", 400],
         ["a target in absolute form", `GET http://cdn.example/1/pub/alike.txt HTTP/1.1\r\n${host}`, 200],

@@ -24,7 +24,8 @@ async function kind(path: string): Promise<"file" | "folder" | "missing" | "othe
     const stats = await stat(path);
     return stats.isDirectory() ? "folder" : stats.isFile() ? "file" : "other";
   } catch (error) {
-    if (errno(error) === "ENOENT") return "missing";
+    // Below a file that stands where a folder belongs (reported itself).
+    if (errno(error) === "ENOENT" || errno(error) === "ENOTDIR") return "missing";
     throw error;
   }
 }

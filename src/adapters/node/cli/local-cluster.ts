@@ -81,10 +81,22 @@ function hostPort(host: string, port: number): string {
   return `${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
 
-/** How many nodes the cluster in `dir` has configs for (node1, node2, … in a row); 0 for a new folder. */
+const configOf = (dir: string, id: string) => join(localNodeDir(dir, id), "nanocdn.toml");
+
+/** How many nodes the cluster in `dir` has, as node 1's config says (itself and its peers); 0 for a new folder. */
 async function nodesIn(dir: string): Promise<number> {
-  let count = 0;
-  while (await exists(join(localNodeDir(dir, String(count + 1)), "nanocdn.toml"))) count++;
+  const first = await readFile(configOf(dir, "1"), "utf8").catch(() => undefined);
+  if (first === undefined) return 0;
+  const { peers } = parse(first) as { peers?: unknown[] };
+  const count = (peers?.length ?? 0) + 1;
+  for (let id = 2; id <= count; id++) {
+    if (!(await exists(configOf(dir, String(id))))) {
+      throw new UsageError(
+        `${dir} holds a cluster of ${count} nodes without the config of node ${id} (${configOf(dir, String(id))}); restore it, or choose another --dir`,
+        clusterCommand,
+      );
+    }
+  }
   return count;
 }
 
@@ -115,10 +127,9 @@ export async function prepareLocalCluster({ nodes, dir, basePort, host }: LocalC
   };
   const written: { configFile: string; url: string }[] = [];
   for (const id of plan.ids) {
-    const folder = localNodeDir(dir, id);
-    const configFile = join(folder, "nanocdn.toml");
+    const configFile = configOf(dir, id);
     if (existing === 0) {
-      await mkdir(folder, { recursive: true });
+      await mkdir(localNodeDir(dir, id), { recursive: true });
       await writeFile(configFile, `# Written by \`nanocdn cluster\`; edit freely.\n${stringify(localNodeConfig(plan, id))}\n`);
     }
     // A reused config keeps its address, whatever --base-port and --host say now.

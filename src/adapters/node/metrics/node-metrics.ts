@@ -118,7 +118,7 @@ export function registerNodeMetrics(registry: Registry, source: NodeMetricsSourc
   );
   countOf(
     registers,
-    "nanocdn_edge_purge_failures_total",
+    "nanocdn_edge_purge_request_failures_total",
     "Purge requests Cloudflare put off or that did not reach it (tried again)",
     () => edgePurge().failedRequests,
   );

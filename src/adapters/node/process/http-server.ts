@@ -110,6 +110,8 @@ function lingerBeforeClose(request: IncomingMessage): void {
 }
 
 let lastUsableHost = "";
+/** What the adapter takes without parsing (@hono/node-server's reValidHost). */
+const ADAPTER_PLAIN_HOST = /^[a-z0-9._-]+(?::(?:[1-5]\d{3,4}|[6-9]\d{3}))?$/;
 
 /**
  * A Host header the adapter can build the request's URL from (as it
@@ -117,7 +119,7 @@ let lastUsableHost = "";
  * a bad one gets the same 400 from each.
  */
 function isUsableHost(host: string): boolean {
-  if (host === lastUsableHost) return true;
+  if (host === lastUsableHost || ADAPTER_PLAIN_HOST.test(host)) return true;
   let hostname: string;
   try {
     hostname = new URL(`http://${host}/`).hostname;
@@ -132,10 +134,11 @@ function isUsableHost(host: string): boolean {
 /**
  * The origin form (`/path?query`) of a request target: the absolute form
  * that requests through a proxy may use (RFC 9112 §3.2.2) loses its scheme
- * and authority.
+ * and authority. A scheme in capitals is left alone, as the adapter leaves
+ * it (and refuses it).
  */
 function originForm(target: string): string {
-  const absolute = target.startsWith("/") ? null : /^https?:\/\/[^/?#]*/i.exec(target);
+  const absolute = target.startsWith("/") ? null : /^https?:\/\/[^/?#]*/.exec(target);
   if (!absolute) return target;
   const rest = target.slice(absolute[0].length);
   return rest.startsWith("/") ? rest : `/${rest}`;
