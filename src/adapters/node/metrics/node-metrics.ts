@@ -42,7 +42,7 @@ function gaugeOf(registers: Registry[], name: string, help: string, read: () => 
   });
 }
 
-/** The node's facts as metrics: peer health, replication, disk space. Registered once per node (in the primary). */
+/** The node's facts as metrics: peer health, replication, disk space, scrubs, edge purges. Registered once per node (in the primary). */
 export function registerNodeMetrics(registry: Registry, source: NodeMetricsSource): void {
   const registers = [registry];
   new Gauge({

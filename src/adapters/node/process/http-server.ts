@@ -119,14 +119,17 @@ const ADAPTER_PLAIN_HOST = /^[a-z0-9._-]+(?::(?:[1-5]\d{3,4}|[6-9]\d{3}))?$/;
  * a bad one gets the same 400 from each.
  */
 function isUsableHost(host: string): boolean {
-  if (host === lastUsableHost || ADAPTER_PLAIN_HOST.test(host)) return true;
-  let hostname: string;
-  try {
-    hostname = new URL(`http://${host}/`).hostname;
-  } catch {
-    return false;
+  if (host === lastUsableHost) return true;
+  if (!ADAPTER_PLAIN_HOST.test(host)) {
+    // As the adapter then checks: the URL parser must read the same name.
+    let hostname: string;
+    try {
+      hostname = new URL(`http://${host}/`).hostname;
+    } catch {
+      return false;
+    }
+    if (hostname.length !== host.length && hostname !== host.replace(/:\d+$/, "").toLowerCase()) return false;
   }
-  if (hostname.length !== host.length && hostname !== host.replace(/:\d+$/, "").toLowerCase()) return false;
   lastUsableHost = host;
   return true;
 }
