@@ -168,6 +168,18 @@ describe("replication with rsync", () => {
     expect(await replicaOf(c, "1", "1")).not.toContain(mine);
   });
 
+  it("carries a file put where a deleted file's folder was, and every upload after it", async () => {
+    cluster = await startCluster({ size: 2, replicate: true });
+    const c = cluster;
+    await upload(c, "1", "pub/a/b.txt", "in a folder");
+    // Within one batch window: a delete whose folder is a file by the time rsync looks at it.
+    expect((await fetch(`${c.url("1")}/1/pub/a/b.txt`, { method: "DELETE", headers: auth })).status).toBe(204);
+    expect((await fetch(`${c.url("1")}/upload/pub/a`, { method: "PUT", body: "a file now", headers: auth })).status).toBe(201);
+    await eventually(async () => expect(await readFile(join(c.data("2"), "files", "1", "pub", "a"), "utf8")).toBe("a file now"), 30_000);
+    const after = await fetch(`${c.url("1")}/upload/pub/after.txt`, { method: "PUT", body: "later", headers: auth });
+    expect(after.headers.get("X-Nanocdn-Copies")).toBe("2");
+  });
+
   it("retries a failing push, reports it, and recovers", async () => {
     cluster = await startCluster({ size: 2, replicate: true });
     const c = cluster;

@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -22,7 +22,8 @@ describe("replication over ssh, confined by rrsync", () => {
     await sshd?.stop();
   });
 
-  it("pushes, deletes and restores through the forced command, and a key reaches nothing else", async () => {
+  /** Two nodes replicating over ssh, each key confined by rrsync to its replica on the other node. */
+  async function startSshCluster() {
     const keyDir = await mkdtemp(join(tmpdir(), "nanocdn-keys-"));
     const keys = { "1": makeKey(keyDir, "node1"), "2": makeKey(keyDir, "node2") };
     // The folders exist before the nodes do: the cluster helper puts node N's data in <dir>/node<N>/data.
@@ -40,7 +41,12 @@ describe("replication over ssh, confined by rrsync", () => {
         ]);
       },
     });
-    const c = cluster;
+    return { keys, keyDir, dataOf };
+  }
+
+  it("pushes, deletes and restores through the forced command, and a key reaches nothing else", async () => {
+    const { keys, keyDir, dataOf } = await startSshCluster();
+    const c = cluster!;
 
     const created = await fetch(`${c.url("1")}/upload/pub/over-ssh.txt`, { method: "PUT", body: "via rrsync", headers: auth });
     expect(created.status).toBe(201);
@@ -117,5 +123,29 @@ describe("replication over ssh, confined by rrsync", () => {
     await c.start("1");
     await eventually(async () => expect(c.nodes["1"]!.output()).toMatch(new RegExp(`${refusal.source}.*"msg":"cannot restore from this peer yet"`)));
     await intact();
+  });
+
+  it("sends a file again over ssh when it was replaced within its second by one of the same size, which a full pass cannot tell", async () => {
+    const { dataOf } = await startSshCluster();
+    const c = cluster!;
+    const own = join(dataOf("1"), "files", "1");
+    const replica = join(dataOf("2"), "files", "1");
+    const put = (body: string) => fetch(`${c.url("1")}/upload/pub/s.txt`, { method: "PUT", body, headers: auth });
+    expect((await put("AAAAAAAA")).status).toBe(201);
+    await eventually(async () => expect(await readFile(join(replica, "pub", "s.txt"), "utf8")).toBe("AAAAAAAA"));
+    // The replica cannot be reached (its folder is away) while the name is deleted and uploaded again.
+    await rename(replica, `${replica}.away`);
+    await writeFile(replica, "not a folder: every push fails");
+    expect((await fetch(`${c.url("1")}/1/pub/s.txt`, { method: "DELETE", headers: auth })).status).toBe(204);
+    expect((await put("BBBBBBBB")).status).toBe(201);
+    // As if the old copy had been written in the same second: over ssh a full pass compares times to the second.
+    for (const path of [join("pub", "s.txt"), join("meta", "pub", "s.txt")]) {
+      const { mtime } = await stat(join(own, path));
+      await utimes(join(`${replica}.away`, path), mtime, mtime);
+    }
+    c.nodes["1"]!.child.kill("SIGHUP");
+    await rm(replica);
+    await rename(`${replica}.away`, replica);
+    await eventually(async () => expect(await readFile(join(replica, "pub", "s.txt"), "utf8")).toBe("BBBBBBBB"), 30_000);
   });
 });

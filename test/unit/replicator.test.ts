@@ -158,6 +158,22 @@ describe("Replicator (rsync runner injected)", () => {
     expect(status.lastError).toBeUndefined();
   });
 
+  it("follows a batch rsync could carry only in part (exit 23) with a full pass, not the same batch again", async () => {
+    // A file deleted, then a file put where its folder was: the listed path cannot even be looked at.
+    start({ targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
+    await vi.advanceTimersByTimeAsync(10);
+    rsync.runs.length = 0;
+    rsync.answer(() => ({ ok: false, code: 23, message: 'link_stat "pub/a/b" failed: Not a directory (20)' }));
+    replicator.changed({ kind: "deleted", key: "1/pub/a/b" });
+    replicator.changed({ kind: "created", key: "1/pub/a" });
+    await vi.advanceTimersByTimeAsync(100);
+    expect(rsync.runs.map((r) => r.full)).toEqual([false]);
+    rsync.answer(() => SUCCEEDED);
+    await vi.advanceTimersByTimeAsync(200);
+    expect(rsync.runs.map((r) => r.full)).toEqual([false, true]);
+    expect(replicator.status()[0]).toMatchObject({ backlog: 0, needsFullPass: false });
+  });
+
   it("keeps at most maxPending paths for a peer that is down, then catches it up with a full pass", async () => {
     start({ maxPending: 3 });
     await vi.advanceTimersByTimeAsync(10);

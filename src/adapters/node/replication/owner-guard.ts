@@ -131,14 +131,16 @@ export async function refuseOwnFolder(destination: string, self: string, rsync: 
 
 /**
  * Copies what a peer holds of this node's files back into `source`, never
- * replacing or deleting anything here. A local peer folder that does not
- * exist holds nothing (that peer never received anything from this node).
+ * deleting anything here. Of two versions of a name the newer stays, from
+ * whichever peer: a replica that was down while the name was deleted and
+ * uploaded again still holds the older one. A local peer folder that does
+ * not exist holds nothing (that peer never received anything from this node).
  */
 export async function pullFrom(target: ReplicationTarget, source: string, self: string, rsync: RsyncOptions): Promise<RsyncResult> {
   if (transportOf(target.destination) === "local" && !(await exists(target.destination))) return { ok: true, code: 0, message: "" };
   const refused = await refuseOwnFolder(target.destination, self, rsync);
   if (refused) return refused;
-  return runRsync([...baseArgs(rsync, target.destination, "pull"), "--ignore-existing", asFolder(target.destination), asFolder(source)], rsync);
+  return runRsync([...baseArgs(rsync, target.destination, "pull"), "--update", asFolder(target.destination), asFolder(source)], rsync);
 }
 
 /**

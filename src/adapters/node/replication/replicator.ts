@@ -1,4 +1,4 @@
-import { mkdir } from "node:fs/promises";
+import { lstat, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Change } from "../../../handlers/app.ts";
 import type { Logger } from "../../../handlers/logger.ts";
@@ -31,6 +31,15 @@ export interface ReplicatorOptions {
   /** Runs one rsync transfer; the unit tests pass their own. */
   runRsync?: typeof runRsync;
 }
+
+/** rsync's exit status when some of the files it was given could not be carried. */
+const PARTIAL_TRANSFER = 23;
+
+const isFile = (path: string) =>
+  lstat(path).then(
+    (info) => info.isFile(),
+    () => false,
+  );
 
 const MAX_BACKOFF_MS = 30_000;
 /**
@@ -370,6 +379,9 @@ export class Replicator {
       return;
     }
     report(batch.values(), false);
+    // Some listed paths could not be carried (a deleted file whose folder is
+    // a file now, say): the same batch would fail for good, a full pass won't.
+    if (result.code === PARTIAL_TRANSFER) peer.needsFullPass = true;
     for (const [path, pending] of batch) {
       const newer = peer.pending.get(path);
       peer.pending.set(path, {
@@ -407,10 +419,14 @@ export class Replicator {
       this.#failed(peer, result);
       return;
     }
-    // Every change made before the pass began is there now.
+    // Every change made before the pass began is there now. Over ssh the pass
+    // compares times to the second, so a file replaced within its second by
+    // one of the same size is only there once a batch has sent it (-I).
+    const toSecond = transportOf(peer.target.destination) === "ssh";
     let oldest = Number.POSITIVE_INFINITY;
     for (const [path, pending] of peer.pending) {
       if (pending.changedAt >= started) continue;
+      if (toSecond && (await isFile(join(this.options.source, path)))) continue;
       oldest = Math.min(oldest, pending.since);
       report([pending], true);
       peer.pending.delete(path);
