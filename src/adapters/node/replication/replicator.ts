@@ -74,8 +74,12 @@ const DRAIN_POLL_MS = 10;
 interface Pending {
   /** When the path was first queued: the lag of its push counts from there. */
   since: number;
-  /** When it last changed: a full pass that began before then may have missed that change. */
-  changedAt: number;
+  /**
+   * The number of its last change among all this node's changes: a full
+   * pass that began before it may have missed it. A count, not a time, so
+   * that a clock set back cannot make a pass vouch for later changes.
+   */
+  change: number;
   /** A delete: the (possibly pruned) folders above it go in the list too. */
   withFolders: boolean;
   /** Uploads waiting to hear that this path reached this peer. */
@@ -172,6 +176,8 @@ export class Replicator {
   /** The mean time between uploads that wait for copies, recent ones weighing most. */
   #waitGapMs = QUIET_GAP_MS;
   #lastWaitAt = 0;
+  /** Changes queued so far: each pending path carries the number of its last. */
+  #changes = 0;
   /** Uploads answered with fewer copies than syncCopies. */
   #shortOfCopies = 0;
   #marker: Pick<OwnerMarker, "pullFrom" | "pulled"> | undefined;
@@ -193,6 +199,7 @@ export class Replicator {
     if (!this.#enabled || !change.key.startsWith(prefix)) return 1;
     const path = change.key.slice(prefix.length);
     const now = Date.now();
+    const number = ++this.#changes;
     const { syncCopies = 1, syncWaitMs = 0 } = this.options;
     const wait = change.kind === "created" && syncCopies > 1 ? new CopyWait(syncCopies - 1) : undefined;
     if (wait) {
@@ -203,7 +210,7 @@ export class Replicator {
       const known = peer.pending.get(path);
       const entry: Pending = {
         since: known?.since ?? now,
-        changedAt: now,
+        change: number,
         withFolders: (known?.withFolders ?? false) || change.kind === "deleted",
         waits: known?.waits,
       };
@@ -386,7 +393,7 @@ export class Replicator {
       const newer = peer.pending.get(path);
       peer.pending.set(path, {
         since: pending.since,
-        changedAt: newer?.changedAt ?? pending.changedAt,
+        change: newer?.change ?? pending.change,
         withFolders: pending.withFolders || (newer?.withFolders ?? false),
         waits: newer?.waits,
       });
@@ -396,6 +403,7 @@ export class Replicator {
 
   async #runFullPass(peer: PeerReplica, halting: AbortSignal): Promise<void> {
     const started = Date.now();
+    const changesBefore = this.#changes;
     // A pull checks the destination itself; a push checks only local ones.
     if (!peer.pullFirst && transportOf(peer.target.destination) === "ssh") {
       const refused = await refuseOwnFolder(peer.target.destination, this.options.self, this.#rsyncOptions(halting));
@@ -425,7 +433,7 @@ export class Replicator {
     const toSecond = transportOf(peer.target.destination) === "ssh";
     let oldest = Number.POSITIVE_INFINITY;
     for (const [path, pending] of peer.pending) {
-      if (pending.changedAt >= started) continue;
+      if (pending.change > changesBefore) continue;
       if (toSecond && (await isFile(join(this.options.source, path)))) continue;
       oldest = Math.min(oldest, pending.since);
       report([pending], true);
