@@ -169,10 +169,11 @@ describe("replication with rsync", () => {
   });
 
   it("carries a file put where a deleted file's folder was, and every upload after it", async () => {
-    cluster = await startCluster({ size: 2, replicate: true });
+    // A delete waits a second for its batch, so the upload after it (which goes at once) shares it even on a slow machine.
+    cluster = await startCluster({ size: 2, replicate: true, config: () => ({ replication_batch_ms: 1000 }) });
     const c = cluster;
     await upload(c, "1", "pub/a/b.txt", "in a folder");
-    // Within one batch window: a delete whose folder is a file by the time rsync looks at it.
+    // One batch: a delete whose folder is a file by the time rsync looks at it.
     expect((await fetch(`${c.url("1")}/1/pub/a/b.txt`, { method: "DELETE", headers: auth })).status).toBe(204);
     expect((await fetch(`${c.url("1")}/upload/pub/a`, { method: "PUT", body: "a file now", headers: auth })).status).toBe(201);
     await eventually(async () => expect(await readFile(join(c.data("2"), "files", "1", "pub", "a"), "utf8")).toBe("a file now"), 30_000);
@@ -323,7 +324,8 @@ describe("replication with rsync", () => {
     bwlimit = 32;
     await c.start("1");
     const own = join(c.data("1"), "files", "1");
-    await eventually(async () => expect((await readdir(join(own, TEMP))).some((f) => f.includes("zz-big"))).toBe(true), 20_000);
+    // The restore stages what it pulls under rsync's temp folder, and rsync its part-copied file below that.
+    await eventually(async () => expect((await listFiles(join(own, TEMP))).some((f) => f.includes("zz-big"))).toBe(true), 20_000);
     expect(processesNaming(own)).not.toEqual([]);
     // Stopped mid-restore: the restore's rsync ends with it, and no marker vouches for half the files.
     await c.stop("1");

@@ -1,30 +1,68 @@
-import { mkdir, mkdtemp, readFile, utimes } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, utimes } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { pullFrom } from "../../src/adapters/node/replication/owner-guard.ts";
 import { RSYNC_TEMP_DIR } from "../../src/adapters/node/replication/rsync.ts";
-import { placeFile } from "../helpers/disk.ts";
+import { listFiles, placeFile } from "../helpers/disk.ts";
+
+const rsync = { connectTimeoutS: 5, ioTimeoutS: 30 };
 
 describe("a restore's pull from the replicas (real rsync)", () => {
-  it("keeps the newer of two versions of a name, whichever replica answers first", async () => {
-    // A replica that was down while the name was deleted and uploaded again still holds the first version.
+  const dirs: string[] = [];
+  afterEach(async () => {
+    for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
+  });
+
+  /** A node's own folder and two replicas of it: one stale, one current. */
+  async function replicas(): Promise<{ dir: string; own: string }> {
+    const dir = await mkdtemp(join(tmpdir(), "nanocdn-restore-"));
+    dirs.push(dir);
+    const own = join(dir, "own");
+    await mkdir(join(own, RSYNC_TEMP_DIR), { recursive: true });
+    return { dir, own };
+  }
+
+  /** Places a file and its metadata, both written at `time` (seconds, with a fraction), as an upload does. */
+  async function stored(folder: string, path: string, body: string, time: number): Promise<void> {
+    const files: [string, string][] = [
+      [path, body],
+      [join("meta", path), JSON.stringify({ digest: body })],
+    ];
+    for (const [name, content] of files) {
+      await placeFile(join(folder, name), content);
+      await utimes(join(folder, name), time, time);
+    }
+  }
+
+  it("keeps the newer of two versions of a name with its own metadata, whichever replica answers first, within one second too", async () => {
+    // A replica that was down while the name was deleted and uploaded again, 0.4 s later, still holds the first version.
+    const second = Math.floor(Date.now() / 1000) - 60;
     for (const order of [
       ["stale", "current"],
       ["current", "stale"],
     ]) {
-      const dir = await mkdtemp(join(tmpdir(), "nanocdn-restore-"));
-      const own = join(dir, "own");
-      await mkdir(join(own, RSYNC_TEMP_DIR), { recursive: true });
-      await placeFile(join(dir, "stale", "pub", "r.txt"), "version one");
-      const anHourAgo = new Date(Date.now() - 3_600_000);
-      await utimes(join(dir, "stale", "pub", "r.txt"), anHourAgo, anHourAgo);
-      await placeFile(join(dir, "current", "pub", "r.txt"), "VERSION TWO, longer");
-      for (const replica of order) {
-        const pulled = await pullFrom({ id: replica, destination: join(dir, replica) }, own, "1", { connectTimeoutS: 5, ioTimeoutS: 30 });
-        expect(pulled, replica).toMatchObject({ ok: true });
-      }
+      const { dir, own } = await replicas();
+      await stored(join(dir, "stale"), "pub/r.txt", "version one", second + 0.3);
+      await stored(join(dir, "current"), "pub/r.txt", "VERSION TWO, longer", second + 0.7);
+      for (const replica of order)
+        expect(await pullFrom({ id: replica, destination: join(dir, replica) }, own, "1", rsync), replica).toMatchObject({ ok: true });
       expect(await readFile(join(own, "pub", "r.txt"), "utf8"), order.join(" then ")).toBe("VERSION TWO, longer");
+      expect(await readFile(join(own, "meta", "pub", "r.txt"), "utf8")).toBe(JSON.stringify({ digest: "VERSION TWO, longer" }));
+      // Nothing staged is left behind.
+      expect(await listFiles(join(own, RSYNC_TEMP_DIR))).toEqual([]);
     }
+  });
+
+  it("never puts a file where a folder is, nor a folder where a file is", async () => {
+    const { dir, own } = await replicas();
+    const second = Math.floor(Date.now() / 1000);
+    await stored(own, "pub/a", "a file here", second - 10);
+    await stored(own, "pub/b/c.txt", "in a folder here", second - 10);
+    await stored(join(dir, "peer"), "pub/a/b.txt", "in a folder there", second);
+    await stored(join(dir, "peer"), "pub/b", "a file there", second);
+    await pullFrom({ id: "peer", destination: join(dir, "peer") }, own, "1", rsync);
+    expect(await readFile(join(own, "pub", "a"), "utf8")).toBe("a file here");
+    expect(await readFile(join(own, "pub", "b", "c.txt"), "utf8")).toBe("in a folder here");
   });
 });

@@ -1,8 +1,9 @@
 import { execFile } from "node:child_process";
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { lstat, mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
+import { dirname, join, resolve, sep } from "node:path";
 import { promisify } from "node:util";
 import type { Logger } from "../../../handlers/logger.ts";
+import { META_DIR, sidecarPathInNode } from "../disk/sidecar.ts";
 import { asFolder, baseArgs, listOverSsh, OWNER_MARKER, RSYNC_TEMP_DIR, type RsyncOptions, type RsyncResult, runRsync, transportOf } from "./rsync.ts";
 import type { ReplicationTarget } from "./replicator.ts";
 
@@ -131,16 +132,73 @@ export async function refuseOwnFolder(destination: string, self: string, rsync: 
 
 /**
  * Copies what a peer holds of this node's files back into `source`, never
- * deleting anything here. Of two versions of a name the newer stays, from
- * whichever peer: a replica that was down while the name was deleted and
- * uploaded again still holds the older one. A local peer folder that does
- * not exist holds nothing (that peer never received anything from this node).
+ * deleting anything here. Of two versions of a name the newer stays, to the
+ * nanosecond, whichever peer answers first: a replica that was down while
+ * the name was deleted and uploaded again still holds the older one. rsync
+ * cannot choose so (`--update` compares whole seconds, and a file and its
+ * metadata one by one), so the peer's files that differ from those here
+ * land in a staging folder first, and are moved in with their metadata. A
+ * local peer folder that does not exist holds nothing (that peer never
+ * received anything from this node).
  */
 export async function pullFrom(target: ReplicationTarget, source: string, self: string, rsync: RsyncOptions): Promise<RsyncResult> {
   if (transportOf(target.destination) === "local" && !(await exists(target.destination))) return { ok: true, code: 0, message: "" };
   const refused = await refuseOwnFolder(target.destination, self, rsync);
   if (refused) return refused;
-  return runRsync([...baseArgs(rsync, target.destination, "pull"), "--update", asFolder(target.destination), asFolder(source)], rsync);
+  // In rsync's temp folder: on the same disk, never replicated, swept at the next start if left.
+  const staging = join(source, RSYNC_TEMP_DIR, `pull-${target.id}`);
+  await rm(staging, { recursive: true, force: true });
+  await mkdir(join(staging, RSYNC_TEMP_DIR), { recursive: true });
+  try {
+    const args = [...baseArgs(rsync, target.destination, "pull"), `--compare-dest=${resolve(source)}`, asFolder(target.destination), asFolder(staging)];
+    const result = await runRsync(args, rsync);
+    // What arrived is whole, file by file, even from a run that failed later.
+    await mergeStaged(staging, source);
+    return result;
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
+}
+
+/** A file's modification time in nanoseconds; undefined when nothing is there, null for something else than a file. */
+const mtimeOf = (path: string) =>
+  lstat(path, { bigint: true }).then(
+    (info) => (info.isFile() ? info.mtimeNs : null),
+    (error: NodeJS.ErrnoException) => (error.code === "ENOENT" || error.code === "ENOTDIR" ? undefined : null),
+  );
+
+/**
+ * Moves each file of `staging` into `source` where it is newer than the
+ * file there: a blob with its metadata file (or, without one, dropping the
+ * older version's, whose digest would call the new blob damaged). A file
+ * never replaces a folder, nor a folder a file.
+ */
+async function mergeStaged(staging: string, source: string): Promise<void> {
+  const names = ((await readdir(staging, { recursive: true })) as string[]).filter((name) => !name.startsWith(RSYNC_TEMP_DIR));
+  const move = async (name: string) => {
+    await mkdir(dirname(join(source, name)), { recursive: true });
+    await rename(join(staging, name), join(source, name));
+  };
+  const isMeta = (name: string) => name.startsWith(`${META_DIR}${sep}`);
+  // Metadata files decided with their blob, whichever version stays.
+  const paired = new Set<string>();
+  for (const blob of names.filter((name) => !isMeta(name))) {
+    const staged = await mtimeOf(join(staging, blob));
+    if (typeof staged !== "bigint") continue;
+    const meta = sidecarPathInNode(blob);
+    paired.add(meta);
+    const here = await mtimeOf(join(source, blob));
+    if (here === null || (here !== undefined && here >= staged)) continue;
+    if (typeof (await mtimeOf(join(staging, meta))) === "bigint") await move(meta).catch(() => {});
+    else await unlink(join(source, meta)).catch(() => {});
+    await move(blob).catch(() => {});
+  }
+  // Metadata files alone: newer metadata of a file both hold.
+  for (const meta of names.filter((name) => isMeta(name) && !paired.has(name))) {
+    const staged = await mtimeOf(join(staging, meta));
+    const here = await mtimeOf(join(source, meta));
+    if (typeof staged === "bigint" && (here === undefined || (typeof here === "bigint" && here < staged))) await move(meta).catch(() => {});
+  }
 }
 
 /**

@@ -35,11 +35,18 @@ export interface ReplicatorOptions {
 /** rsync's exit status when some of the files it was given could not be carried. */
 const PARTIAL_TRANSFER = 23;
 
-const isFile = (path: string) =>
-  lstat(path).then(
-    (info) => info.isFile(),
-    () => false,
-  );
+/** The paths, under `folder`, that are regular files there; a few looked at at once. */
+async function filesAmong(folder: string, paths: string[]): Promise<Set<string>> {
+  const files = new Set<string>();
+  for (let i = 0; i < paths.length; i += 64) {
+    await Promise.all(
+      paths.slice(i, i + 64).map(async (path) => {
+        if ((await lstat(join(folder, path)).catch(() => undefined))?.isFile()) files.add(path);
+      }),
+    );
+  }
+  return files;
+}
 
 const MAX_BACKOFF_MS = 30_000;
 /**
@@ -386,9 +393,10 @@ export class Replicator {
       return;
     }
     report(batch.values(), false);
-    // Some listed paths could not be carried (a deleted file whose folder is
-    // a file now, say): the same batch would fail for good, a full pass won't.
-    if (result.code === PARTIAL_TRANSFER) peer.needsFullPass = true;
+    // A delete rsync could not carry (its file's folder is a file now, say)
+    // fails the same batch for good; a full pass carries it. Other partial
+    // failures (a permission on the peer) are retried as batches, which cost less.
+    if (result.code === PARTIAL_TRANSFER && [...batch.values()].some((p) => p.withFolders)) peer.needsFullPass = true;
     for (const [path, pending] of batch) {
       const newer = peer.pending.get(path);
       peer.pending.set(path, {
@@ -430,11 +438,18 @@ export class Replicator {
     // Every change made before the pass began is there now. Over ssh the pass
     // compares times to the second, so a file replaced within its second by
     // one of the same size is only there once a batch has sent it (-I).
-    const toSecond = transportOf(peer.target.destination) === "ssh";
+    const carried = [...peer.pending].filter(([, pending]) => pending.change <= changesBefore);
+    const resend =
+      transportOf(peer.target.destination) === "ssh"
+        ? await filesAmong(
+            this.options.source,
+            carried.map(([path]) => path),
+          )
+        : new Set();
     let oldest = Number.POSITIVE_INFINITY;
-    for (const [path, pending] of peer.pending) {
-      if (pending.change > changesBefore) continue;
-      if (toSecond && (await isFile(join(this.options.source, path)))) continue;
+    for (const [path, pending] of carried) {
+      // Changed again while the files were looked at: that change is still to go.
+      if (resend.has(path) || peer.pending.get(path) !== pending) continue;
       oldest = Math.min(oldest, pending.since);
       report([pending], true);
       peer.pending.delete(path);
