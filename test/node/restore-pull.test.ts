@@ -54,15 +54,34 @@ describe("a restore's pull from the replicas (real rsync)", () => {
     }
   });
 
-  it("never puts a file where a folder is, nor a folder where a file is", async () => {
+  it("keeps the newer side where a name is a file on one replica and a folder on another, in either order", async () => {
+    // The file pub/x was deleted, and pub/x/y.txt uploaded later, while the stale replica was down.
+    const second = Math.floor(Date.now() / 1000) - 60;
+    for (const order of [
+      ["stale", "current"],
+      ["current", "stale"],
+    ]) {
+      const { dir, own } = await replicas();
+      await stored(join(dir, "stale"), "pub/x", "a file, deleted since", second);
+      await stored(join(dir, "current"), "pub/x/y.txt", "in the folder that took its name", second + 5);
+      for (const replica of order)
+        expect(await pullFrom({ id: replica, destination: join(dir, replica) }, own, "1", rsync), replica).toMatchObject({ ok: true });
+      expect((await listFiles(own)).filter((f) => !f.startsWith(RSYNC_TEMP_DIR)).sort(), order.join(" then ")).toEqual(["meta/pub/x/y.txt", "pub/x/y.txt"]);
+    }
+  });
+
+  it("gives back metadata the folder lost, and keeps what it kept of the same version", async () => {
     const { dir, own } = await replicas();
-    const second = Math.floor(Date.now() / 1000);
-    await stored(own, "pub/a", "a file here", second - 10);
-    await stored(own, "pub/b/c.txt", "in a folder here", second - 10);
-    await stored(join(dir, "peer"), "pub/a/b.txt", "in a folder there", second);
-    await stored(join(dir, "peer"), "pub/b", "a file there", second);
-    await pullFrom({ id: "peer", destination: join(dir, "peer") }, own, "1", rsync);
-    expect(await readFile(join(own, "pub", "a"), "utf8")).toBe("a file here");
-    expect(await readFile(join(own, "pub", "b", "c.txt"), "utf8")).toBe("in a folder here");
+    const time = Math.floor(Date.now() / 1000) - 60;
+    await stored(join(dir, "peer"), "pub/lost-blob.txt", "blob lost here", time);
+    await stored(join(dir, "peer"), "pub/lost-meta.txt", "metadata lost here", time);
+    await stored(own, "pub/lost-blob.txt", "blob lost here", time);
+    await rm(join(own, "pub", "lost-blob.txt"));
+    await stored(own, "pub/lost-meta.txt", "metadata lost here", time);
+    await rm(join(own, "meta", "pub", "lost-meta.txt"));
+    expect(await pullFrom({ id: "peer", destination: join(dir, "peer") }, own, "1", rsync)).toMatchObject({ ok: true });
+    for (const name of ["lost-blob.txt", "lost-meta.txt"]) {
+      expect(await readFile(join(own, "meta", "pub", name), "utf8"), name).toBe(JSON.stringify({ digest: await readFile(join(own, "pub", name), "utf8") }));
+    }
   });
 });

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { lstat, mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
+import { lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, resolve, sep } from "node:path";
 import { promisify } from "node:util";
 import type { Logger } from "../../../handlers/logger.ts";
@@ -132,12 +132,13 @@ export async function refuseOwnFolder(destination: string, self: string, rsync: 
 
 /**
  * Copies what a peer holds of this node's files back into `source`, never
- * deleting anything here. Of two versions of a name the newer stays, to the
- * nanosecond, whichever peer answers first: a replica that was down while
- * the name was deleted and uploaded again still holds the older one. rsync
- * cannot choose so (`--update` compares whole seconds, and a file and its
- * metadata one by one), so the peer's files that differ from those here
- * land in a staging folder first, and are moved in with their metadata. A
+ * deleting anything here that is newer. Of two versions of a name the newer
+ * stays, to the nanosecond (Deno's clock: the millisecond), whichever peer
+ * answers first: a replica that was down while the name was deleted and
+ * uploaded again still holds the older one. rsync cannot choose so
+ * (`--update` compares whole seconds, and a file and its metadata one by
+ * one), so the peer's files land in a staging folder first (those it shares
+ * with this folder as hard links) and are moved in with their metadata. A
  * local peer folder that does not exist holds nothing (that peer never
  * received anything from this node).
  */
@@ -147,58 +148,102 @@ export async function pullFrom(target: ReplicationTarget, source: string, self: 
   if (refused) return refused;
   // In rsync's temp folder: on the same disk, never replicated, swept at the next start if left.
   const staging = join(source, RSYNC_TEMP_DIR, `pull-${target.id}`);
-  await rm(staging, { recursive: true, force: true });
-  await mkdir(join(staging, RSYNC_TEMP_DIR), { recursive: true });
   try {
-    const args = [...baseArgs(rsync, target.destination, "pull"), `--compare-dest=${resolve(source)}`, asFolder(target.destination), asFolder(staging)];
+    await rm(staging, { recursive: true, force: true });
+    await mkdir(join(staging, RSYNC_TEMP_DIR), { recursive: true });
+    const args = [...baseArgs(rsync, target.destination, "pull"), `--link-dest=${resolve(source)}`, asFolder(target.destination), asFolder(staging)];
     const result = await runRsync(args, rsync);
     // What arrived is whole, file by file, even from a run that failed later.
-    await mergeStaged(staging, source);
+    // Pulls from several peers may run at once; their merges go one by one.
+    const merged = (merges.get(source) ?? Promise.resolve()).then(() => mergeStaged(staging, source));
+    merges.set(
+      source,
+      merged.catch(() => {}),
+    );
+    await merged;
     return result;
+  } catch (error) {
+    return { ok: false, code: null, message: `cannot move what the pull brought into ${source}: ${(error as Error).message}` };
   } finally {
-    await rm(staging, { recursive: true, force: true });
+    await rm(staging, { recursive: true, force: true }).catch(() => {});
   }
 }
 
+/** The merge under way into each own folder. */
+const merges = new Map<string, Promise<void>>();
+
 /** A file's modification time in nanoseconds; undefined when nothing is there, null for something else than a file. */
-const mtimeOf = (path: string) =>
-  lstat(path, { bigint: true }).then(
-    (info) => (info.isFile() ? info.mtimeNs : null),
-    (error: NodeJS.ErrnoException) => (error.code === "ENOENT" || error.code === "ENOTDIR" ? undefined : null),
-  );
+async function mtimeOf(path: string): Promise<bigint | null | undefined> {
+  try {
+    const info = await lstat(path, { bigint: true });
+    return info.isFile() ? info.mtimeNs : null;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    if ((error as NodeJS.ErrnoException).code === "ENOTDIR") return null;
+    throw error;
+  }
+}
+
+/** The nearest folder above `name` (inside `folder`) that is a file there, if any. */
+async function fileAbove(folder: string, name: string): Promise<string | undefined> {
+  for (let above = dirname(name); above !== "."; above = dirname(above)) {
+    if (typeof (await mtimeOf(join(folder, above))) === "bigint") return above;
+  }
+  return undefined;
+}
 
 /**
- * Moves each file of `staging` into `source` where it is newer than the
- * file there: a blob with its metadata file (or, without one, dropping the
- * older version's, whose digest would call the new blob damaged). A file
- * never replaces a folder, nor a folder a file.
+ * Moves each blob of `staging` into `source` where it is newer than what is
+ * there, with its metadata file (or, when the peer has none, dropping the
+ * older version's, whose digest would call the new blob damaged). A blob
+ * whose folder is an older file here replaces that file (a name deleted and
+ * used as a folder since); a folder here is never replaced.
  */
 async function mergeStaged(staging: string, source: string): Promise<void> {
   const names = ((await readdir(staging, { recursive: true })) as string[]).filter((name) => !name.startsWith(RSYNC_TEMP_DIR));
-  const move = async (name: string) => {
-    await mkdir(dirname(join(source, name)), { recursive: true });
-    await rename(join(staging, name), join(source, name));
-  };
   const isMeta = (name: string) => name.startsWith(`${META_DIR}${sep}`);
-  // Metadata files decided with their blob, whichever version stays.
+  /** Puts the staged pair (or the blob alone) in place, back to back. */
+  const place = async (blob: string, withMeta: boolean) => {
+    const meta = sidecarPathInNode(blob);
+    await mkdir(dirname(join(source, blob)), { recursive: true });
+    if (withMeta) {
+      await mkdir(dirname(join(source, meta)), { recursive: true });
+      await rename(join(staging, meta), join(source, meta));
+    } else {
+      await rm(join(source, meta), { force: true });
+    }
+    await rename(join(staging, blob), join(source, blob));
+  };
+  /** Metadata of the same version, newer there or missing here (a digest recorded since, a file lost). */
+  const takeNewerMeta = async (meta: string) => {
+    const staged = await mtimeOf(join(staging, meta));
+    const here = await mtimeOf(join(source, meta));
+    if (typeof staged !== "bigint" || here === null || (here !== undefined && here >= staged)) return;
+    await mkdir(dirname(join(source, meta)), { recursive: true });
+    await rename(join(staging, meta), join(source, meta));
+  };
+  // Metadata files are decided with their blob, whichever version stays.
   const paired = new Set<string>();
   for (const blob of names.filter((name) => !isMeta(name))) {
     const staged = await mtimeOf(join(staging, blob));
     if (typeof staged !== "bigint") continue;
     const meta = sidecarPathInNode(blob);
     paired.add(meta);
-    const here = await mtimeOf(join(source, blob));
-    if (here === null || (here !== undefined && here >= staged)) continue;
-    if (typeof (await mtimeOf(join(staging, meta))) === "bigint") await move(meta).catch(() => {});
-    else await unlink(join(source, meta)).catch(() => {});
-    await move(blob).catch(() => {});
+    let here = await mtimeOf(join(source, blob));
+    if (here === null) {
+      // Below a file here, or a folder here: the newer side stays.
+      const above = await fileAbove(source, blob);
+      const aboveTime = above === undefined ? undefined : await mtimeOf(join(source, above));
+      if (above === undefined || typeof aboveTime !== "bigint" || aboveTime >= staged) continue;
+      await rm(join(source, above));
+      await rm(join(source, sidecarPathInNode(above)), { force: true });
+      here = undefined;
+    }
+    if (here === staged) await takeNewerMeta(meta);
+    else if (here === undefined || here < staged) await place(blob, typeof (await mtimeOf(join(staging, meta))) === "bigint");
   }
-  // Metadata files alone: newer metadata of a file both hold.
-  for (const meta of names.filter((name) => isMeta(name) && !paired.has(name))) {
-    const staged = await mtimeOf(join(staging, meta));
-    const here = await mtimeOf(join(source, meta));
-    if (typeof staged === "bigint" && (here === undefined || (typeof here === "bigint" && here < staged))) await move(meta).catch(() => {});
-  }
+  // Metadata files without their blob there.
+  for (const meta of names.filter((name) => isMeta(name) && !paired.has(name))) await takeNewerMeta(meta);
 }
 
 /**
