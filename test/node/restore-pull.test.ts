@@ -35,39 +35,50 @@ describe("a restore's pull from the replicas (real rsync)", () => {
     }
   }
 
-  it("keeps the newer of two versions of a name with its own metadata, whichever replica answers first, within one second too", async () => {
-    // A replica that was down while the name was deleted and uploaded again, 0.4 s later, still holds the first version.
-    const second = Math.floor(Date.now() / 1000) - 60;
+  /** Fills a stale and a current replica, restores an empty folder from both in each order, and checks what it holds. */
+  async function inEitherOrder(fill: (stale: string, current: string) => Promise<void>, check: (own: string, order: string) => Promise<void>) {
     for (const order of [
       ["stale", "current"],
       ["current", "stale"],
     ]) {
       const { dir, own } = await replicas();
-      await stored(join(dir, "stale"), "pub/r.txt", "version one", second + 0.3);
-      await stored(join(dir, "current"), "pub/r.txt", "VERSION TWO, longer", second + 0.7);
-      for (const replica of order)
+      await fill(join(dir, "stale"), join(dir, "current"));
+      for (const replica of order) {
         expect(await pullFrom({ id: replica, destination: join(dir, replica) }, own, "1", rsync), replica).toMatchObject({ ok: true });
-      expect(await readFile(join(own, "pub", "r.txt"), "utf8"), order.join(" then ")).toBe("VERSION TWO, longer");
-      expect(await readFile(join(own, "meta", "pub", "r.txt"), "utf8")).toBe(JSON.stringify({ digest: "VERSION TWO, longer" }));
+      }
+      await check(own, order.join(" then "));
       // Nothing staged is left behind.
       expect(await listFiles(join(own, RSYNC_TEMP_DIR))).toEqual([]);
     }
+  }
+
+  it("keeps the newer of two versions of a name with its own metadata, whichever replica answers first, within one second too", async () => {
+    // A replica that was down while the name was deleted and uploaded again, 0.4 s later, still holds the first version.
+    const second = Math.floor(Date.now() / 1000) - 60;
+    await inEitherOrder(
+      async (stale, current) => {
+        await stored(stale, "pub/r.txt", "version one", second + 0.3);
+        await stored(current, "pub/r.txt", "VERSION TWO, longer", second + 0.7);
+      },
+      async (own, order) => {
+        expect(await readFile(join(own, "pub", "r.txt"), "utf8"), order).toBe("VERSION TWO, longer");
+        expect(await readFile(join(own, "meta", "pub", "r.txt"), "utf8"), order).toBe(JSON.stringify({ digest: "VERSION TWO, longer" }));
+      },
+    );
   });
 
   it("keeps the newer side where a name is a file on one replica and a folder on another, in either order", async () => {
     // The file pub/x was deleted, and pub/x/y.txt uploaded later, while the stale replica was down.
     const second = Math.floor(Date.now() / 1000) - 60;
-    for (const order of [
-      ["stale", "current"],
-      ["current", "stale"],
-    ]) {
-      const { dir, own } = await replicas();
-      await stored(join(dir, "stale"), "pub/x", "a file, deleted since", second);
-      await stored(join(dir, "current"), "pub/x/y.txt", "in the folder that took its name", second + 5);
-      for (const replica of order)
-        expect(await pullFrom({ id: replica, destination: join(dir, replica) }, own, "1", rsync), replica).toMatchObject({ ok: true });
-      expect((await listFiles(own)).filter((f) => !f.startsWith(RSYNC_TEMP_DIR)).sort(), order.join(" then ")).toEqual(["meta/pub/x/y.txt", "pub/x/y.txt"]);
-    }
+    await inEitherOrder(
+      async (stale, current) => {
+        await stored(stale, "pub/x", "a file, deleted since", second);
+        await stored(current, "pub/x/y.txt", "in the folder that took its name", second + 5);
+      },
+      async (own, order) => {
+        expect((await listFiles(own)).filter((f) => !f.startsWith(RSYNC_TEMP_DIR)).sort(), order).toEqual(["meta/pub/x/y.txt", "pub/x/y.txt"]);
+      },
+    );
   });
 
   it("gives back metadata the folder lost, and keeps what it kept of the same version", async () => {

@@ -131,11 +131,16 @@ describe("Replicator (rsync runner injected)", () => {
     for (const run of rsync.runs) expect(run.args).toContain("--sockopts=TCP_NODELAY");
   });
 
-  it("backs off after a failed push, doubling the wait, and keeps the paths until one succeeds", async () => {
+  /** One peer, past its first full pass, whose runs from now on answer `result`. */
+  async function startFailing(result: RsyncResult) {
     start({ targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
     await vi.advanceTimersByTimeAsync(10);
     rsync.runs.length = 0;
-    rsync.answer(() => ({ ok: false, code: 10, message: "connection refused" }));
+    rsync.answer(() => result);
+  }
+
+  it("backs off after a failed push, doubling the wait, and keeps the paths until one succeeds", async () => {
+    await startFailing({ ok: false, code: 10, message: "connection refused" });
     replicator.changed({ kind: "created", key: "1/pub/a.txt" });
     await vi.advanceTimersByTimeAsync(100);
     expect(rsync.runs).toHaveLength(1);
@@ -158,12 +163,9 @@ describe("Replicator (rsync runner injected)", () => {
     expect(status.lastError).toBeUndefined();
   });
 
-  it("follows a batch rsync could carry only in part (exit 23) with a full pass, not the same batch again", async () => {
+  it("follows a batch with a delete rsync could carry only in part (exit 23) with a full pass, not the same batch again", async () => {
     // A file deleted, then a file put where its folder was: the listed path cannot even be looked at.
-    start({ targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
-    await vi.advanceTimersByTimeAsync(10);
-    rsync.runs.length = 0;
-    rsync.answer(() => ({ ok: false, code: 23, message: 'link_stat "pub/a/b" failed: Not a directory (20)' }));
+    await startFailing({ ok: false, code: 23, message: 'link_stat "pub/a/b" failed: Not a directory (20)' });
     replicator.changed({ kind: "deleted", key: "1/pub/a/b" });
     replicator.changed({ kind: "created", key: "1/pub/a" });
     await vi.advanceTimersByTimeAsync(100);
