@@ -3,7 +3,7 @@ import apacheMd5 from "apache-md5";
 import bcrypt from "bcryptjs";
 import type { Credentials } from "../handlers/auth.ts";
 import { constantTimeEqual, type Mac, webCryptoMac } from "../handlers/mac.ts";
-import { shaCrypt } from "./sha-crypt.ts";
+import { SHA_CRYPT_SETTING, shaCrypt } from "./sha-crypt.ts";
 
 /**
  * Credentials from the text of an nginx/Apache htpasswd file, with the hash
@@ -57,7 +57,7 @@ export class HtpasswdCredentials implements Credentials {
     if (/^\$2[aby]\$/.test(hash) || /^\$(apr)?1\$/.test(hash) || /^\{(SHA|PLAIN)\}/.test(hash) || /^[./0-9A-Za-z]{13}$/.test(hash)) return undefined;
     const scheme = /^(\$[^$]*\$|\{[^}]*\})/.exec(hash)?.[1];
     if (scheme === "$5$" || scheme === "$6$") {
-      const [, rounds, salt, digest] = SHA_CRYPT.exec(hash) ?? [];
+      const [, , rounds, salt, digest] = SHA_CRYPT.exec(hash) ?? [];
       if (salt === undefined || digest?.length !== SHA_CRYPT_DIGEST[scheme]) return `a broken ${scheme} hash`;
       // glibc writes back the rounds it used (1000 at least, no leading zero) and at most 16 bytes of salt:
       // other lines match no password.
@@ -107,8 +107,8 @@ export class HtpasswdCredentials implements Credentials {
   }
 }
 
-/** `$5$`/`$6$` (glibc's crypt): the rounds when given, the salt, the hash. */
-const SHA_CRYPT = /^\$[56]\$(?:rounds=(\d+)\$)?([^$]*)\$([./0-9A-Za-z]+)$/;
+/** A whole `$5$`/`$6$` line (glibc's crypt): the setting, then the hash. */
+const SHA_CRYPT = new RegExp(`${SHA_CRYPT_SETTING.source}\\$([./0-9A-Za-z]+)$`);
 /** The length of the encoded digest: a shorter or longer one is a line cut or mangled. */
 const SHA_CRYPT_DIGEST = { $5$: 43, $6$: 86 };
 /** Ten times the default: one check then takes some 150 ms of the serving thread, on every wrong password. */

@@ -8,6 +8,9 @@ import { createHash } from "node:crypto";
  * bytes wrong. node:crypto's hashes run on Node, Bun, Deno and workerd.
  */
 
+/** What a crypt(3) line of these begins with: `$5$` or `$6$`, `rounds=N$` when given, and the salt. */
+export const SHA_CRYPT_SETTING = /^\$([56])\$(?:rounds=(\d+)\$)?([^$]*)/;
+
 const ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 const DEFAULT_ROUNDS = 5000;
 
@@ -49,7 +52,7 @@ function encode(digest: Uint8Array, order: readonly number[]): string {
  * first 16 bytes, as in glibc, which writes them so.
  */
 export function shaCrypt(password: string, setting: string): string | undefined {
-  const parts = /^\$([56])\$(?:rounds=(\d+)\$)?([^$]*)/.exec(setting);
+  const parts = SHA_CRYPT_SETTING.exec(setting);
   if (!parts) return undefined;
   const algorithm: Algorithm = parts[1] === "5" ? "sha256" : "sha512";
   const rounds = parts[2] === undefined ? DEFAULT_ROUNDS : Math.min(Math.max(Number(parts[2]), 1000), 999_999_999);

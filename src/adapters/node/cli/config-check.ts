@@ -1,7 +1,7 @@
 import { constants } from "node:fs";
 import { access, readFile, stat } from "node:fs/promises";
 import { createServer } from "node:net";
-import { dirname, join, relative } from "node:path";
+import { dirname, join } from "node:path";
 import { createSecureContext } from "node:tls";
 import { Agent, request } from "undici";
 import { MIN_URL_SIGNING_KEY_LENGTH } from "../../../handlers/url-signing.ts";
@@ -54,16 +54,16 @@ async function checkData(config: Config): Promise<string[]> {
       : [about(config, "data", `${config.data} does not exist and ${path} is not writable by ${user}; create it, owned by that user`)];
   }
   const problems: string[] = [];
-  for (const inside of [
-    "",
-    "files",
-    join("files", config.node),
-    "tmp",
-    "state",
-    relative(config.data, expiryIndexDir(config.data)),
-    relative(config.data, legacyDeletesDir(config.data)),
+  const { data } = config;
+  for (const folder of [
+    data,
+    join(data, "files"),
+    join(data, "files", config.node),
+    join(data, "tmp"),
+    join(data, "state"),
+    expiryIndexDir(data),
+    legacyDeletesDir(data),
   ]) {
-    const folder = join(config.data, inside);
     const found = await kind(folder);
     if (found === "missing") continue;
     if (found !== "folder") problems.push(about(config, "data", `${folder} is a ${found}, not a folder; move it away`));

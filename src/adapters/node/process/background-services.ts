@@ -21,7 +21,7 @@ import { freeBytes } from "../disk/free-space.ts";
 import { registerNodeMetrics } from "../metrics/node-metrics.ts";
 import { createRegistry } from "../metrics/registry.ts";
 import { packageVersion } from "./version.ts";
-import { startBackgroundScrub } from "../integrity/background-scrub.ts";
+import { type BackgroundScrub, startBackgroundScrub } from "../integrity/background-scrub.ts";
 import { edgePurgeOf } from "./edge-purge.ts";
 import { warnIfWorldReadable } from "../users/secret-file.ts";
 
@@ -108,6 +108,12 @@ export async function startBackgroundServices(
   // One per node: the deletes of every serving process share its requests and Cloudflare's rate limit.
   const edgePurge = await edgePurgeOf(config, log);
   const scrubbing = { filesDir, tmpDir: join(config.data, "tmp"), fsync: config.fsync, log, onRepaired };
+  /** What the node reports whether it has peers or not. */
+  const ownMetrics = (scrub: BackgroundScrub) => ({
+    freeBytes: () => freeBytes(filesDir),
+    scrub: () => scrub.counts(),
+    ...(edgePurge && { edgePurge: () => edgePurge.counts() }),
+  });
   if (config.peers.length === 0) {
     const scrub = startBackgroundScrub(config.scrub_interval * 1000, scrubbing, log);
     registerNodeMetrics(registry, {
@@ -115,9 +121,7 @@ export async function startBackgroundServices(
       replication: () => [],
       ownFilesComplete: () => true,
       uploadsShortOfCopies: () => 0,
-      freeBytes: () => freeBytes(filesDir),
-      scrub: () => scrub.counts(),
-      ...(edgePurge && { edgePurge: () => edgePurge.counts() }),
+      ...ownMetrics(scrub),
     });
     const stopSweeper = startExpirySweeper({ index: expiryIndex, store, node: config.node, mayDelete: () => true, deleted: () => {}, log });
     return {
@@ -177,9 +181,7 @@ export async function startBackgroundServices(
     replication: () => replication.status().replication,
     ownFilesComplete: () => replication.ownFiles() === "complete",
     uploadsShortOfCopies: () => replication.status().uploadsShortOfCopies,
-    freeBytes: () => freeBytes(filesDir),
-    scrub: () => scrub.counts(),
-    ...(edgePurge && { edgePurge: () => edgePurge.counts() }),
+    ...ownMetrics(scrub),
   });
 
   return {

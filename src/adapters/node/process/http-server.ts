@@ -45,6 +45,9 @@ function continueWhenRead(request: IncomingMessage, response: ServerResponse): v
   };
 }
 
+/** The body of a 400 answered before the app runs, as the app's errors read. */
+const badRequest = (message: string) => JSON.stringify({ error: "bad_request", message });
+
 /**
  * Requests that Node's HTTP parser refuses never reach the app; they still
  * get an answer that says what was wrong.
@@ -54,7 +57,7 @@ function answerMalformed(error: NodeJS.ErrnoException, socket: Duplex): void {
     socket.destroy();
     return;
   }
-  const text = JSON.stringify({ error: "bad_request", message: `malformed HTTP request (${error.code})` });
+  const text = badRequest(`malformed HTTP request (${error.code})`);
   socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`);
 }
 
@@ -198,7 +201,7 @@ export async function startHttpServer({ app, fastRead, listen, tls, log }: HttpS
   const handle = (request: IncomingMessage, response: ServerResponse) => {
     if (closing) response.shouldKeepAlive = false;
     if (request.headers.host !== undefined && !isUsableHost(request.headers.host)) {
-      const text = JSON.stringify({ error: "bad_request", message: "invalid Host header: it must be a host name or address, and a port if any" });
+      const text = badRequest("invalid Host header: it must be a host name or address, and a port if any");
       response.writeHead(400, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(text) }).end(text);
       return;
     }
