@@ -6,6 +6,7 @@ import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { runCli } from "../helpers/cli.ts";
+import { eventually } from "../helpers/eventually.ts";
 import { bcryptLine } from "../helpers/credentials.ts";
 import { startNodeProcess } from "../helpers/node-process.ts";
 import { freePort } from "../helpers/ports.ts";
@@ -24,6 +25,35 @@ describe("a configuration checked before anything is written", () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toContain("the configuration is good");
     expect(await readdir(dir)).toEqual(["nanocdn.toml"]);
+  });
+
+  it("names NANOCDN_ variables that are no setting, and what was likely meant, in check-config and the node's log", async () => {
+    const dir = await tempDir();
+    const env = { NANOCDN_SYNC_COPY: "1", NANOCDN_OTHER_TOOL: "x" };
+    const check = await runCli(["check-config", "--listen", `127.0.0.1:${await freePort()}`], { cwd: dir, env });
+    expect(check.code).toBe(0);
+    expect(check.stdout).toContain("  NANOCDN_SYNC_COPY (environment): not a setting, so it is ignored; did you mean NANOCDN_SYNC_COPIES?\n");
+    expect(check.stdout).toContain("  NANOCDN_OTHER_TOOL (environment): not a setting, so it is ignored\n");
+    expect(check.stdout).not.toContain("NANOCDN_PASSWORD");
+
+    const node = await startNodeProcess({ dir, env: { ...env, NANOCDN_PASSWORD: "read by the status command" } });
+    try {
+      const warnings = () =>
+        node
+          .output()
+          .split("\n")
+          .filter((line) => line.includes("this environment variable is not a setting"))
+          .map((line) => JSON.parse(line) as { level: string; variable: string; meant?: string })
+          .map(({ level, variable, meant }) => [level, variable, meant ?? null]);
+      await eventually(async () =>
+        expect(warnings()).toEqual([
+          ["warn", "NANOCDN_OTHER_TOOL", null],
+          ["warn", "NANOCDN_SYNC_COPY", "NANOCDN_SYNC_COPIES"],
+        ]),
+      );
+    } finally {
+      await node.stop();
+    }
   });
 
   it("names the key, where its value came from and what to do, for values of the wrong kind", async () => {

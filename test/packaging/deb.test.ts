@@ -104,6 +104,12 @@ describe("the Debian package", () => {
     expect(`${verify.stdout}${verify.stderr}`).not.toMatch(/nanocdn/);
     const unit = await readFile("/lib/systemd/system/nanocdn.service", "utf8");
     expect(Number(/^TimeoutStopSec=(\d+)$/m.exec(unit)?.[1])).toBeGreaterThan(Number(configDefault("shutdown_grace")));
+    // A configuration the node cannot run with ends it with the status that the unit does not restart on.
+    const prevented = Number(/^RestartPreventExitStatus=(\d+)$/m.exec(unit)?.[1]);
+    await expect(asNode(["serve", "--listen", "127.0.0.1:http-alt"])).rejects.toMatchObject({
+      code: prevented,
+      stderr: expect.stringContaining("listen (from --listen)"),
+    });
 
     const { stdout: user } = await exec("getent", ["passwd", "nanocdn"]);
     expect(user).toMatch(/^nanocdn:x:\d+:\d+:nanocdn node:\/var\/lib\/nanocdn:\/usr\/sbin\/nologin$/m);

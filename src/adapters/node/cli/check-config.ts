@@ -1,6 +1,6 @@
 import type { Command } from "./command.ts";
 import { checkConfig } from "./config-check.ts";
-import { ConfigError, loadConfig } from "./config.ts";
+import { ConfigError, loadConfig, strayVariables } from "./config.ts";
 import { CONFIG_OPTION, configFileOf, dataFolderOf } from "./serve.ts";
 
 export const checkConfigCommand: Command = {
@@ -15,7 +15,10 @@ export const checkConfigCommand: Command = {
   async run({ options, configFlags }) {
     try {
       const config = await loadConfig({ file: configFileOf(options), flags: configFlags });
-      const notes = await checkConfig(config, { nodeMayRun: true });
+      const strays = strayVariables().map(
+        ({ variable, meant }) => `${variable} (environment): not a setting, so it is ignored${meant ? `; did you mean ${meant}?` : ""}`,
+      );
+      const notes = [...strays, ...(await checkConfig(config, { nodeMayRun: true }))];
       process.stdout.write(
         `nanocdn: the configuration is good: node ${config.node}, data ${config.data}, ${config.peers.length} peers\n${notes.map((note) => `  ${note}\n`).join("")}`,
       );

@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
-import { closest, distance } from "fastest-levenshtein";
 import { CONFIG_KEYS } from "./config.ts";
 import { configOptions } from "./config-help.ts";
+import { suggest } from "./suggest.ts";
 
 /** A mistake in how the command was called: the usage is printed with it. */
 export class UsageError extends Error {
@@ -60,13 +60,6 @@ export interface Command {
 }
 
 const HELP: OptionSpec = { type: "boolean", short: "h", meaning: "show this help" };
-
-/** The closest of `names` to `wrong`, when it is close enough to be what was meant. */
-export function suggest(wrong: string, names: readonly string[]): string | undefined {
-  if (names.length === 0) return undefined;
-  const best = closest(wrong, names as string[]);
-  return distance(wrong, best) <= Math.max(2, Math.floor(best.length / 3)) ? best : undefined;
-}
 
 export function parseCommandArgs(command: Command, args: string[]): CommandInput | "help" {
   const specs: Record<string, OptionSpec> = { ...command.options, help: HELP };

@@ -7,6 +7,7 @@ import { DEFAULT_READ_HEDGE_MS } from "../../../handlers/owner-routing.ts";
 import { NODE_ID, RESERVED_SEGMENTS } from "../../../handlers/paths.ts";
 import { CLOUDFLARE_API, isPurgeApiSafe } from "../process/edge-purge.ts";
 import { parseNetwork } from "../process/trusted-proxies.ts";
+import { suggest } from "./suggest.ts";
 
 const nodeId = z
   .string()
@@ -249,6 +250,22 @@ function typeError(issue: z.core.$ZodRawIssue): string | undefined {
 
 export const envName = (key: string) => `NANOCDN_${key.toUpperCase()}`;
 export const flagName = (key: string) => `--${key.replaceAll("_", "-")}`;
+
+/** What nanocdn reads from the environment besides the settings. */
+const OTHER_VARIABLES = ["NANOCDN_CONFIG", "NANOCDN_PASSWORD"];
+
+/**
+ * The `NANOCDN_` variables that name no setting, each with the one likely
+ * meant: a mistyped name is otherwise ignored in silence, and the node runs
+ * on the default. Not an error, since other tools may share the prefix.
+ */
+export function strayVariables(env: NodeJS.ProcessEnv = process.env): { variable: string; meant?: string }[] {
+  const known = [...CONFIG_KEYS.map(envName), ...OTHER_VARIABLES];
+  return Object.keys(env)
+    .filter((name) => name.startsWith("NANOCDN_") && !known.includes(name))
+    .sort()
+    .map((variable) => ({ variable, meant: suggest(variable, known) }));
+}
 
 export interface ConfigSources {
   file?: string;

@@ -1,5 +1,6 @@
 import { checkConfigCommand } from "./check-config.ts";
-import { type Command, UsageError, commandHelp, overview, parseCommandArgs, suggest } from "./command.ts";
+import { type Command, UsageError, commandHelp, overview, parseCommandArgs } from "./command.ts";
+import { suggest } from "./suggest.ts";
 import { ConfigError } from "./config.ts";
 import { clusterCommand } from "./local-cluster.ts";
 import { WrongUserError, refuseWrongUser } from "./run-as.ts";

@@ -1,7 +1,7 @@
 import cluster from "node:cluster";
 import type { Command, CommandInput } from "./command.ts";
 import { checkConfig } from "./config-check.ts";
-import { CONFIG_KEYS, type Config, type ConfigSources, loadConfig } from "./config.ts";
+import { CONFIG_KEYS, type Config, type ConfigSources, loadConfig, strayVariables } from "./config.ts";
 import { type NodeLogger, createLogger } from "../process/logger.ts";
 import { type RunningNode, startNode } from "../process/start-node.ts";
 import { notifySystemd } from "../process/systemd-notify.ts";
@@ -68,6 +68,7 @@ export const serveCommand: Command = {
     // Serving processes run this command too, once the primary has checked.
     if (cluster.isPrimary) await checkConfig(config);
     const log = createLogger(config.log_level);
+    if (cluster.isPrimary) for (const stray of strayVariables()) log.warn(stray, "this environment variable is not a setting; it is ignored");
     const node = await startNode(config, log);
     if (cluster.isPrimary) await notifySystemd("ready", log);
     let stopping = false;
