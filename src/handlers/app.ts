@@ -13,7 +13,7 @@ import { type Metrics, noMetrics } from "./metrics.ts";
 import { metricsHandler, statusHandler, type NodeFacts } from "./status.ts";
 import { deleteHandler, readHandler } from "./files.ts";
 import { uploadHandler } from "./upload.ts";
-import { type UrlSigner, verifySignedRead } from "./url-signing.ts";
+import { cacheNoLongerThanLink, type UrlSigner, verifySignedRead } from "./url-signing.ts";
 
 export const DEFAULT_MAX_UPLOAD_BYTES = 1024 ** 3;
 export const DEFAULT_CACHE_MAX_AGE = 7 * 24 * 3600;
@@ -204,8 +204,9 @@ export function createApp(options: AppOptions): Hono<Env> {
       case "file": {
         if (request.method === "DELETE") return deleteHandler(settings, context, principal, parsed.file);
         // A peer passing a read on has checked the link already (and signs the request itself).
-        const signed = parsed.file.namespace === "priv" && principal.kind !== "node" && (await verifySignedRead(target, settings.urlSigner));
-        return readHandler(settings, context, principal, parsed.file, signed);
+        const linkExpires = parsed.file.namespace === "priv" && principal.kind !== "node" ? await verifySignedRead(target, settings.urlSigner) : undefined;
+        const response = await readHandler(settings, context, principal, parsed.file, linkExpires !== undefined);
+        return linkExpires === undefined ? response : cacheNoLongerThanLink(response, linkExpires);
       }
     }
   });

@@ -1,3 +1,4 @@
+import { capMaxAge } from "./expiry.ts";
 import { ForbiddenError } from "./http-errors.ts";
 import { constantTimeEqual, type Mac, webCryptoMac } from "./mac.ts";
 import { pathOf } from "./paths.ts";
@@ -64,15 +65,15 @@ export class UrlSigner {
 
 /**
  * Checks the signature of a read whose query carries one (`expires` and
- * `signature`): true when it grants the read, false when the request is not
- * a signed one. A wrong, tampered or expired signature is a 403, never a 404,
+ * `signature`): the link's expiry (unix seconds) when it grants the read,
+ * undefined when the request is not a signed one. A wrong, tampered or expired signature is a 403, never a 404,
  * and is refused before the file is looked up.
  */
-export async function verifySignedRead(rawTarget: string, signerOf: () => Promise<UrlSigner | undefined>, nowMs = Date.now()): Promise<boolean> {
+export async function verifySignedRead(rawTarget: string, signerOf: () => Promise<UrlSigner | undefined>, nowMs = Date.now()): Promise<number | undefined> {
   const questionMark = rawTarget.indexOf("?");
-  if (questionMark < 0) return false;
+  if (questionMark < 0) return undefined;
   const query = new URLSearchParams(rawTarget.slice(questionMark + 1));
-  if (!query.has("signature") && !query.has("expires")) return false;
+  if (!query.has("signature") && !query.has("expires")) return undefined;
   // Only now: the keys may be re-read from their file, which a plain read need not wait for.
   const signer = await signerOf();
   if (!signer) throw new ForbiddenError("this node has no key for signed URLs (url_signing_secret_file)");
@@ -90,5 +91,15 @@ export async function verifySignedRead(rawTarget: string, signerOf: () => Promis
     throw new ForbiddenError("the URL's signature is wrong for this path and expiry");
   }
   if (Number(expires) * 1000 <= nowMs) throw new ForbiddenError("the signed URL has expired");
-  return true;
+  return Number(expires);
+}
+
+/**
+ * What a signed link gave, a browser keeps no longer than the link is good
+ * for: after that, the file is private again.
+ */
+export function cacheNoLongerThanLink(response: Response, expires: number, nowMs = Date.now()): Response {
+  const cacheControl = response.headers.get("Cache-Control");
+  if (cacheControl !== null) response.headers.set("Cache-Control", capMaxAge(cacheControl, expires - Math.floor(nowMs / 1000)));
+  return response;
 }

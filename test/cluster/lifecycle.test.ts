@@ -65,6 +65,10 @@ describe("signed URLs and expiry across a cluster", () => {
       expect(throughOwner.status).toBe(200);
       expect(throughOwner.headers.get("X-Nanocdn-Served-By")).toBe("1");
       expect(await throughOwner.text()).toBe("%PDF invoice");
+      // Kept no longer than the link lasts, whether served here or relayed from the owner.
+      for (const answer of [fromReplica, throughOwner]) {
+        expect(Number(/max-age=(\d+)/.exec(answer.headers.get("Cache-Control")!)![1])).toBeLessThanOrEqual(60);
+      }
       for (const id of ["2", "3"]) {
         expect((await fetch(url(id) + location)).status, `node ${id} without the signature`).toBe(401);
         expect((await fetch(url(id) + signedPath(location, inSeconds(-1)))).status, `node ${id}, expired`).toBe(403);

@@ -30,6 +30,17 @@ export function describeLifecycle(runtime: string, getTarget: () => ApiTarget): 
         const head = await fetch(link, { method: "HEAD" });
         expect(head.status).toBe(200);
         expect(head.headers.get("Content-Length")).toBe("13");
+        const revalidated = await fetch(link, { headers: { "If-None-Match": read.headers.get("ETag")! } });
+        expect(revalidated.status).toBe(304);
+        // The browser keeps the file no longer than the link lasts (the configured max-age is days).
+        for (const answer of [read, head, revalidated]) {
+          const maxAge = Number(/^private, max-age=(\d+), immutable$/.exec(answer.headers.get("Cache-Control") ?? "")?.[1]);
+          expect(maxAge).toBeGreaterThan(0);
+          expect(maxAge).toBeLessThanOrEqual(60);
+        }
+        // Read with credentials, the same file keeps the configured max-age.
+        const withCredentials = await fetch(t().url + location, { headers: { Authorization: basic() } });
+        expect(withCredentials.headers.get("Cache-Control")).toMatch(/^private, max-age=\d{3,}, immutable$/);
       });
 
       it("accepts every key of the key file (rotation)", async () => {
