@@ -54,6 +54,24 @@ export class TargetMemo {
 }
 
 /**
+ * Records an answer given without the app, as the app records its own: the
+ * request metrics and, unless the access log is off, its line. `bytes` is
+ * the body's size, `bytesOut` what was sent of it (none for HEAD).
+ */
+export function createAnswerRecorder(options: AppOptions) {
+  const { nodeId, log, metrics, trustedProxy } = settingsOf(options);
+  const logging = options.accessLog ?? true;
+  return (method: string, path: string, status: number, bytes: number, bytesOut: number, client?: string, forwardedFor?: string, agent?: string) => {
+    metrics.answered(method, status, 0, 0, bytesOut);
+    if (!logging) return;
+    const forwarded = forwardedClient(client, forwardedFor, trustedProxy);
+    logRequest(log, { method, path, status, bytes, ms: 0, node: nodeId, client, forwarded, agent });
+  };
+}
+
+export type AnswerRecorder = ReturnType<typeof createAnswerRecorder>;
+
+/**
  * The app's answer to the commonest requests, a plain or conditional GET or
  * HEAD of a public file the store holds in memory, computed without building a
  * Request, a Response or a router context: a runtime adapter may try it
@@ -62,10 +80,10 @@ export class TargetMemo {
  */
 export function createFastReader(options: AppOptions) {
   const settings = settingsOf(options);
-  const { store, nodeId, log, metrics, trustedProxy } = settings;
+  const { store, nodeId } = settings;
   const peek = store.peek?.bind(store);
   if (!peek) return () => undefined;
-  const logging = options.accessLog ?? true;
+  const record = createAnswerRecorder(options);
   const keys = new TargetMemo();
   // Files are immutable, so their headers are too: build them once per cached metadata.
   const headersOf = new WeakMap<BlobMeta, Record<string, string>>();
@@ -84,11 +102,6 @@ export function createFastReader(options: AppOptions) {
     }
     keys.set(rawTarget, key);
     return key;
-  }
-
-  function logLine(method: string, path: string, status: number, bytes: number, client?: string, forwardedFor?: string, agent?: string) {
-    const forwarded = forwardedClient(client, forwardedFor, trustedProxy);
-    logRequest(log, { method, path, status, bytes, ms: 0, node: nodeId, client, forwarded, agent });
   }
 
   /** `rawHeaders` as Node gives them: name, value, name, value, … */
@@ -127,8 +140,7 @@ export function createFastReader(options: AppOptions) {
         headers = validatorHeaders(meta, blobOptions);
         notModifiedHeadersOf.set(meta, headers);
       }
-      metrics.answered(method, 304, 0, 0, 0);
-      if (logging) logLine(method, rawTarget, 304, 0, client, forwardedFor, agent);
+      record(method, rawTarget, 304, 0, 0, client, forwardedFor, agent);
       return { status: 304, headers, body: null };
     }
     let headers = headersOf.get(meta);
@@ -136,8 +148,7 @@ export function createFastReader(options: AppOptions) {
       headers = blobHeaders(meta, key, blobOptions);
       headersOf.set(meta, headers);
     }
-    metrics.answered(method, 200, 0, 0, method === "HEAD" ? 0 : meta.size);
-    if (logging) logLine(method, rawTarget, 200, meta.size, client, forwardedFor, agent);
+    record(method, rawTarget, 200, meta.size, method === "HEAD" ? 0 : meta.size, client, forwardedFor, agent);
     return { status: 200, headers, body: method === "HEAD" ? null : snapshot.bytes };
   };
 }

@@ -7,6 +7,7 @@ import { Agent } from "undici";
 import { describe, expect, it } from "vitest";
 import { APACHE_HTPASSWD, APACHE_USERS, basic, SKIPPED_USERS, bcryptLine, PASSWORD, USER, writeHtpasswd } from "../helpers/credentials.ts";
 import { listFiles, storedKeys } from "../helpers/disk.ts";
+import { sample } from "../helpers/metrics.ts";
 import { startNodeProcess } from "../helpers/node-process.ts";
 import { rawExchange, rawRequest } from "../helpers/raw-http.ts";
 import { makeSelfSigned } from "../helpers/tls.ts";
@@ -177,6 +178,14 @@ describe("Node server", () => {
       await fetch(`${node.url}/upload/priv/log.txt`, { method: "PUT", body: "12345", headers: auth });
       await fetch(`${node.url}/upload/priv/log2.txt`, { method: "PUT", body: "x", headers: { Authorization: basic(USER, "guess-1-wrong") } });
       await fetch(`${node.url}/3/priv/log.txt`, { headers: auth });
+      // Refused before the app runs: a bad Host, and what Node's HTTP parser cannot read (a header line without a colon).
+      const badHost = await rawExchange(node.url, "GET /3/pub/host.txt HTTP/1.1\r\nHost: bad host\r\nUser-Agent: probe/1\r\nConnection: close\r\n\r\n");
+      expect(badHost.status).toBe(400);
+      const malformed = await rawExchange(node.url, "DELETE /3/pub/unparsed.txt HTTP/1.1\r\nHost: a\r\nno colon here\r\n\r\n");
+      expect(malformed.status).toBe(400);
+      expect(JSON.parse(malformed.body)).toMatchObject({ error: "bad_request", message: expect.stringContaining("malformed HTTP request") });
+      const garbage = await rawExchange(node.url, "\x00\x01 not http\r\n\r\n");
+      expect(garbage.status).toBe(400);
       // Access-log lines are written in batches, within 200 ms.
       const requestLines = () =>
         node
@@ -189,6 +198,17 @@ describe("Node server", () => {
       const requests = requestLines();
       expect(requests).toContainEqual(expect.objectContaining({ method: "PUT", path: "/upload/priv/log.txt", status: 201, node: "3", level: "info" }));
       expect(requests).toContainEqual(expect.objectContaining({ method: "PUT", path: "/upload/priv/log2.txt", status: 401 }));
+      await eventually(async () => expect(requestLines().map((l) => l.path)).toContain("-"));
+      const refused = requestLines().filter((l) => l.status === 400);
+      expect(refused).toEqual([
+        expect.objectContaining({ method: "GET", path: "/3/pub/host.txt", bytes: badHost.body.length, agent: "probe/1", client: "127.0.0.1" }),
+        expect.objectContaining({ method: "DELETE", path: "/3/pub/unparsed.txt", bytes: malformed.body.length, client: "127.0.0.1" }),
+        expect.objectContaining({ method: "-", path: "-", client: "127.0.0.1" }),
+      ]);
+      const metrics = await (await fetch(`${node.url}/metrics`, { headers: auth })).text();
+      expect(sample(metrics, 'nanocdn_http_requests_total{method="GET",status="4xx"}')).toBe(1);
+      expect(sample(metrics, 'nanocdn_http_requests_total{method="DELETE",status="4xx"}')).toBe(1);
+      expect(sample(metrics, 'nanocdn_http_requests_total{method="other",status="4xx"}')).toBe(1);
       const read = requests.find((l) => l.method === "GET" && l.path === "/3/priv/log.txt");
       expect(read).toMatchObject({ status: 200, bytes: 5 });
       expect(typeof read.ms).toBe("number");

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { getRequestListener, RequestError } from "@hono/node-server";
 import type { Hono } from "hono";
 import type { Env } from "../../../handlers/app.ts";
-import type { FastReader } from "../../../handlers/fast-read.ts";
+import type { AnswerRecorder, FastReader } from "../../../handlers/fast-read.ts";
 import { errorResponse } from "../../../handlers/error-response.ts";
 import { jsonResponse } from "../../../handlers/json.ts";
 import { SMALL_BODY_BYTES } from "../../../handlers/upload.ts";
@@ -19,6 +19,8 @@ export interface HttpServerOptions {
   app: Hono<Env>;
   /** Answers plain reads of files held in memory without going through the app. */
   fastRead?: FastReader;
+  /** Logs and counts what the server refuses before the app runs. */
+  recordAnswer?: AnswerRecorder;
   listen: ListenAddress;
   tls?: { cert: string; key: string };
   log: Logger;
@@ -48,17 +50,26 @@ function continueWhenRead(request: IncomingMessage, response: ServerResponse): v
 /** The body of a 400 answered before the app runs, as the app's errors read. */
 const badRequest = (message: string) => JSON.stringify({ error: "bad_request", message });
 
+/** The method and target of a request line, as far as they can be read; "-" for what cannot (as nginx logs it). */
+function requestLineOf(packet: Buffer | undefined): { method: string; target: string } {
+  const line = /^([A-Z]{1,20}) (\S{1,8192})/.exec(packet?.subarray(0, 8300).toString("latin1") ?? "");
+  return line ? { method: line[1]!, target: line[2]! } : { method: "-", target: "-" };
+}
+
 /**
  * Requests that Node's HTTP parser refuses never reach the app; they still
- * get an answer that says what was wrong.
+ * get an answer that says what was wrong, and a line in the access log.
  */
-function answerMalformed(error: NodeJS.ErrnoException, socket: Duplex): void {
+function answerMalformed(error: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Duplex, record?: AnswerRecorder): void {
   if (!socket.writable || !error.code?.startsWith("HPE_")) {
     socket.destroy();
     return;
   }
   const text = badRequest(`malformed HTTP request (${error.code})`);
-  socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`);
+  const bytes = Buffer.byteLength(text);
+  socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${bytes}\r\nConnection: close\r\n\r\n${text}`);
+  const { method, target } = requestLineOf(error.rawPacket);
+  record?.(method, target, 400, bytes, bytes, (socket as Socket).remoteAddress);
 }
 
 type TlsFiles = { cert: Buffer; key: Buffer };
@@ -178,7 +189,7 @@ function smallBodyLength(request: IncomingMessage): number | undefined {
 }
 
 /** Serves the app over HTTP, or HTTPS when a certificate is configured. */
-export async function startHttpServer({ app, fastRead, listen, tls, log }: HttpServerOptions): Promise<HttpServer> {
+export async function startHttpServer({ app, fastRead, recordAnswer, listen, tls, log }: HttpServerOptions): Promise<HttpServer> {
   const listener = getRequestListener(
     (request, env) => {
       const { incoming } = env as { incoming: IncomingMessage };
@@ -202,7 +213,10 @@ export async function startHttpServer({ app, fastRead, listen, tls, log }: HttpS
     if (closing) response.shouldKeepAlive = false;
     if (request.headers.host !== undefined && !isUsableHost(request.headers.host)) {
       const text = badRequest("invalid Host header: it must be a host name or address, and a port if any");
-      response.writeHead(400, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(text) }).end(text);
+      const bytes = Buffer.byteLength(text);
+      response.writeHead(400, { "Content-Type": "application/json", "Content-Length": bytes }).end(text);
+      const { method = "-", url = "-" } = request;
+      recordAnswer?.(method, url, 400, bytes, bytes, request.socket.remoteAddress, undefined, request.headers["user-agent"]);
       return;
     }
     // Answered at once, so nothing to track for a graceful stop. A target in absolute form is the app's.
@@ -242,7 +256,7 @@ export async function startHttpServer({ app, fastRead, listen, tls, log }: HttpS
       sockets.add(socket);
       socket.once("close", () => sockets.delete(socket));
     });
-    server.on("clientError", (error: NodeJS.ErrnoException, socket) => answerMalformed(error, socket));
+    server.on("clientError", (error: NodeJS.ErrnoException, socket) => answerMalformed(error, socket, recordAnswer));
     server.on("checkContinue", (request: IncomingMessage, response: ServerResponse) => {
       continueWhenRead(request, response);
       handle(request, response);

@@ -1,5 +1,5 @@
 import { type AppOptions, type PeeringOptions, createApp } from "../../../handlers/app.ts";
-import { createFastReader } from "../../../handlers/fast-read.ts";
+import { createAnswerRecorder, createFastReader } from "../../../handlers/fast-read.ts";
 import { CachingStore } from "../../../storage/caching-store.ts";
 import { StoreUnavailableError } from "../../../storage/errors.ts";
 import type { Config } from "../cli/config.ts";
@@ -104,6 +104,7 @@ export async function startRequestServing(config: Config, log: NodeLogger, state
   const http = await startHttpServer({
     app: createApp(options),
     fastRead: createFastReader(options),
+    recordAnswer: createAnswerRecorder(options),
     listen: config.listen,
     tls,
     log,
