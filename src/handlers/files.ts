@@ -1,14 +1,15 @@
 import { NotFoundError, StoreUnavailableError } from "../storage/errors.ts";
 import type { RequestContext, Settings } from "./app.ts";
 import { type Principal, requireAuthenticated } from "./auth.ts";
-import { blobResponse, checkPreconditions, PRECONDITION_HEADERS } from "./blob-response.ts";
-import { OutcomeUnknownError, TryLaterError } from "./http-errors.ts";
+import { blobResponse, checkPreconditions, isNotModified, PRECONDITION_HEADERS } from "./blob-response.ts";
+import { OutcomeUnknownError, PreconditionFailedError, TryLaterError } from "./http-errors.ts";
 import { PeerUnreachableError } from "./peers.ts";
 import { askPeer, headerSet, LOCAL_ONLY_HEADER, readFromPeers, relay } from "./owner-routing.ts";
 import { type FileAddress, pathOf } from "./paths.ts";
 
 const DELETE_ANSWER_HEADERS = headerSet("Content-Type", "Content-Length", "Retry-After");
 /** What a DELETE may be conditional on: the owner that carries it out evaluates them. */
+const DELETE_PRECONDITIONS = [...PRECONDITION_HEADERS, "If-None-Match"] as const;
 
 /** A node-to-node request that must be answered from this node alone (the loop guard). */
 function isLocalOnly(request: Request, principal: Principal): boolean {
@@ -68,7 +69,7 @@ export async function deleteHandler(settings: Settings, { request, target }: Req
     throw new TryLaterError(`node ${nodeId} has not gathered all its files from the replicas yet; deletes of them wait until it has`);
   }
   const preconditions: Record<string, string> = {};
-  for (const name of PRECONDITION_HEADERS) {
+  for (const name of DELETE_PRECONDITIONS) {
     const value = request.headers.get(name);
     if (value !== null) preconditions[name] = value;
   }
@@ -77,6 +78,10 @@ export async function deleteHandler(settings: Settings, { request, target }: Req
       const meta = await store.head(file.key);
       if (!meta) throw new NotFoundError(`no file at ${pathOf(target)}`);
       checkPreconditions(request.headers, meta);
+      // Outside GET and HEAD, a matching If-None-Match refuses the request (RFC 9110, 13.1.2).
+      if (isNotModified(preconditions["If-None-Match"], undefined, meta)) {
+        throw new PreconditionFailedError(`If-None-Match: the file's ETag is ${meta.etag}`);
+      }
     }
     // Recorded for the peers first: deleted here but not recorded, a legacy
     // file would stay on the peers for good, while kept here a retry finds it.

@@ -421,19 +421,26 @@ export function describeHttpApi(runtime: string, getTarget: () => ApiTarget): vo
         expect(recreated.status).toBe(201);
       });
 
-      it("deletes only the file If-Match or If-Unmodified-Since names: else 412 and nothing deleted", async () => {
+      it("deletes only the file If-Match, If-Unmodified-Since and If-None-Match allow: else 412 and nothing deleted", async () => {
         const created = await put(t(), `pub/${unique("conditional.txt")}`, "v1");
         const location = created.headers.get("Location")!;
         const etag = created.headers.get("ETag")!;
         const dayAgo = new Date(Date.now() - 86_400_000).toUTCString();
-        const refusing: Record<string, string>[] = [{ "If-Match": '"not-this-one"' }, { "If-Unmodified-Since": dayAgo }];
+        const refusing: Record<string, string>[] = [
+          { "If-Match": '"not-this-one"' },
+          { "If-Unmodified-Since": dayAgo },
+          { "If-None-Match": "*" },
+          { "If-None-Match": `"other", W/${etag}` },
+          { "If-Match": etag, "If-None-Match": etag },
+        ];
         for (const precondition of refusing) {
           const refused = await fetch(t().url + location, { method: "DELETE", headers: { ...auth, ...precondition } });
           expect(refused.status, JSON.stringify(precondition)).toBe(412);
           expect(await refused.json()).toMatchObject({ error: "precondition_failed" });
           expect(await (await fetch(t().url + location)).text()).toBe("v1");
         }
-        expect((await fetch(t().url + location, { method: "DELETE", headers: { ...auth, "If-Match": etag } })).status).toBe(204);
+        const allowed = { ...auth, "If-Match": etag, "If-None-Match": '"not-this-one"' };
+        expect((await fetch(t().url + location, { method: "DELETE", headers: allowed })).status).toBe(204);
         expect((await fetch(t().url + location, { method: "DELETE", headers: { ...auth, "If-Match": etag } })).status).toBe(404);
       });
 

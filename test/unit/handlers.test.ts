@@ -223,6 +223,8 @@ describe("handlers in-process (memory stores, peers wired app to app)", () => {
       const etag = (await cluster.request("1", "/1/pub/kept.txt", { method: "HEAD" })).headers.get("ETag")!;
       const conditional = (ifMatch: string) => ({ method: "DELETE", headers: { Authorization: AUTH, "If-Match": ifMatch } });
       expect((await cluster.request("2", "/1/pub/kept.txt", conditional('"not-this-one"'))).status).toBe(412);
+      const noneMatch = { method: "DELETE", headers: { Authorization: AUTH, "If-None-Match": etag } };
+      expect((await cluster.request("2", "/1/pub/kept.txt", noneMatch)).status).toBe(412);
       expect(await cluster.node("1").store.head("1/pub/kept.txt")).toBeDefined();
       expect((await cluster.request("2", "/1/pub/kept.txt", conditional(etag))).status).toBe(204);
       expect(await cluster.node("1").store.head("1/pub/kept.txt")).toBeUndefined();
