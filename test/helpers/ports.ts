@@ -31,6 +31,12 @@ export async function freePort(): Promise<number> {
   throw new Error(`no free port in ${FIRST_PORT + slice * SLICE}–${FIRST_PORT + (slice + 1) * SLICE - 1}`);
 }
 
+/** A port under 1024 that was free a moment ago on 127.0.0.1 (finding one binds it, which needs root). */
+export async function freeLowPort(): Promise<number> {
+  for (let port = 1023; port >= 900; port--) if (await bindable(port)) return port;
+  throw new Error("no free port in 900–1023, or no right to bind one");
+}
+
 /** Resolves once something accepts a TCP connection on 127.0.0.1:`port`. */
 export function tcpConnect(port: number): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { configDefault } from "../../src/adapters/node/cli/config-help.ts";
 import { basic } from "../helpers/credentials.ts";
 import { eventually } from "../helpers/eventually.ts";
-import { freePort } from "../helpers/ports.ts";
+import { freeLowPort, freePort } from "../helpers/ports.ts";
 
 const exec = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, "../..");
@@ -124,6 +124,16 @@ describe("the Debian package", () => {
     expect(await readFile("/etc/nanocdn/nanocdn.toml", "utf8")).toContain("# Check a change with `sudo -u nanocdn nanocdn check-config`");
     const check = await asNode(["check-config", "--listen", `127.0.0.1:${port}`]);
     expect(check.stdout).toContain("data /var/lib/nanocdn");
+    // A port under 1024: the unit grants the capability that the node's user lacks here; serve without it refuses.
+    const low = await freeLowPort();
+    const lowCheck = await asNode(["check-config", "--listen", `127.0.0.1:${low}`]);
+    expect(lowCheck.stdout).toContain(
+      `listen (from --listen): port ${low} needs CAP_NET_BIND_SERVICE, which the packaged unit grants and this check does not have`,
+    );
+    await expect(asNode(["serve", "--listen", `127.0.0.1:${low}`])).rejects.toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining(`port ${low} needs root or CAP_NET_BIND_SERVICE`),
+    });
     // root would read files the node cannot: it is sent to the node's user.
     await expect(exec("/usr/bin/nanocdn", ["check-config", "--listen", `127.0.0.1:${port}`])).rejects.toMatchObject({
       code: 2,

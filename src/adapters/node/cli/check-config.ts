@@ -18,7 +18,7 @@ export const checkConfigCommand: Command = {
       const strays = strayVariables().map(
         ({ variable, meant }) => `${variable} (environment): not a setting, so it is ignored${meant ? `; did you mean ${meant}?` : ""}`,
       );
-      const notes = [...strays, ...(await checkConfig(config, { nodeMayRun: true }))];
+      const notes = [...strays, ...(await checkConfig(config, { nodeMayRun: true, lowPortsGranted: true }))];
       process.stdout.write(
         `nanocdn: the configuration is good: node ${config.node}, data ${config.data}, ${config.peers.length} peers\n${notes.map((note) => `  ${note}\n`).join("")}`,
       );

@@ -242,6 +242,11 @@ async function nodeAnswering(address: ListenAddress): Promise<string | undefined
 export interface CheckOptions {
   /** check-config beside the running node: the ports this very node holds are as they should be. */
   nodeMayRun?: boolean;
+  /**
+   * check-config, run as the node's user without the capability that the
+   * packaged unit grants: a port under 1024 it cannot bind is noted, not refused.
+   */
+  lowPortsGranted?: boolean;
 }
 
 /**
@@ -249,7 +254,7 @@ export interface CheckOptions {
  * the one whose listen answers GET /check/ with this configuration's node id.
  * Its rsync daemon then holds rsyncd_listen.
  */
-async function checkListens(config: Config, { nodeMayRun = false }: CheckOptions): Promise<{ problems: string[]; notes: string[] }> {
+async function checkListens(config: Config, { nodeMayRun = false, lowPortsGranted = false }: CheckOptions): Promise<{ problems: string[]; notes: string[] }> {
   const [http, rsyncd] = await Promise.all([bindError(config.listen), config.rsyncd_listen && bindError(config.rsyncd_listen)]);
   const problems: string[] = [];
   const notes: string[] = [];
@@ -262,13 +267,18 @@ async function checkListens(config: Config, { nodeMayRun = false }: CheckOptions
     } else if (nodeMayRun) notes.push(about(config, key, `${shown} is held by this node, which is running`));
     else problems.push(about(config, key, `${shown} is held by this node, which is running already; stop it first`));
   };
+  function cannotBind(key: "listen" | "rsyncd_listen", address: ListenAddress, error: NodeJS.ErrnoException) {
+    if (error.code === "EACCES" && lowPortsGranted) {
+      notes.push(about(config, key, `port ${address.port} needs CAP_NET_BIND_SERVICE, which the packaged unit grants and this check does not have`));
+    } else problems.push(about(config, key, bindProblem(address, error)));
+  }
   if (http?.code === "EADDRINUSE") {
     const holder = await nodeAnswering(config.listen);
     running = holder === config.node;
     inUse("listen", config.listen, holder);
-  } else if (http) problems.push(about(config, "listen", bindProblem(config.listen, http)));
+  } else if (http) cannotBind("listen", config.listen, http);
   if (rsyncd?.code === "EADDRINUSE") inUse("rsyncd_listen", config.rsyncd_listen!, running ? config.node : undefined);
-  else if (rsyncd) problems.push(about(config, "rsyncd_listen", bindProblem(config.rsyncd_listen!, rsyncd)));
+  else if (rsyncd) cannotBind("rsyncd_listen", config.rsyncd_listen!, rsyncd);
   return { problems, notes };
 }
 
