@@ -11,12 +11,13 @@ import { startForwardProxy } from "../helpers/forward-proxy.ts";
 import { promtoolCheck, sample } from "../helpers/metrics.ts";
 import { startNodeProcess } from "../helpers/node-process.ts";
 import { freePort } from "../helpers/ports.ts";
+import type { Runtime } from "../helpers/runtimes.ts";
 
 const auth = { Authorization: basic() };
 const TOKEN = "node-purge-token-secret";
 
 /** A node that purges the edge's caches through a stand-in for Cloudflare's API. */
-async function nodePurgingThrough(api: { url: string }, env?: Record<string, string>) {
+async function nodePurgingThrough(api: { url: string }, { env, runtime }: { env?: Record<string, string>; runtime?: Runtime } = {}) {
   const dir = await mkdtemp(join(tmpdir(), "nanocdn-edge-purge-"));
   await writeFile(join(dir, "purge.token"), `${TOKEN}\n`, { mode: 0o600 });
   // Two serving processes: their deletes go to the one queue of the node.
@@ -24,6 +25,7 @@ async function nodePurgingThrough(api: { url: string }, env?: Record<string, str
     dir,
     config: { workers: 2, edge_purge_zone: "zone-9", edge_purge_token_file: join(dir, "purge.token"), edge_purge_api: api.url },
     ...(env && { env }),
+    ...(runtime && { runtime }),
   });
 }
 
@@ -81,10 +83,10 @@ describe("a node that purges the edge's caches", () => {
     }
   });
 
-  it("sends its purges through the proxy the environment names", async () => {
+  it.each<Runtime>(["node", "bun", "deno"])("sends its purges through the proxy the environment names, on %s", async (runtime) => {
     const api = await startCloudflareApi(PURGED);
     const proxy = await startForwardProxy();
-    const node = await nodePurgingThrough(api, { HTTP_PROXY: proxy.url });
+    const node = await nodePurgingThrough(api, { env: { HTTP_PROXY: proxy.url }, runtime });
     try {
       expect((await put(node.url, "pub/proxied.png")).status).toBe(201);
       expect((await remove(node.url, "/1/pub/proxied.png")).status).toBe(204);
