@@ -5,6 +5,30 @@ import type { Credentials } from "../handlers/auth.ts";
 import { constantTimeEqual, type Mac, webCryptoMac } from "../handlers/mac.ts";
 import { SHA_CRYPT_SETTING, shaCrypt } from "./sha-crypt.ts";
 
+/** Hash schemes of crypt(3) and RFC 2307 that nanocdn cannot check, which a refusal may name. */
+const KNOWN_SCHEMES = new Set([
+  "$y$",
+  "$gy$",
+  "$7$",
+  "$2$",
+  "$3$",
+  "$md5$",
+  "$sha1$",
+  "$argon2i$",
+  "$argon2d$",
+  "$argon2id$",
+  "{CRYPT}",
+  "{MD5}",
+  "{SMD5}",
+  "{SHA256}",
+  "{SSHA256}",
+  "{SHA512}",
+  "{SSHA512}",
+  "{BCRYPT}",
+  "{ARGON2}",
+  "{CLEARTEXT}",
+]);
+
 /**
  * Credentials from the text of an nginx/Apache htpasswd file, with the hash
  * types nginx accepts on Linux: bcrypt (`$2y$`/`$2b$`/`$2a$`), Apache MD5
@@ -67,7 +91,8 @@ export class HtpasswdCredentials implements Credentials {
       return Number(rounds) > MAX_SHA_CRYPT_ROUNDS ? `rounds=${rounds} is more than ${MAX_SHA_CRYPT_ROUNDS} (each check would stall the node)` : undefined;
     }
     if (scheme === "{SSHA}") return sshaParts(hash) ? undefined : "a broken {SSHA} hash";
-    return scheme ? `unsupported hash type ${scheme}` : "unsupported hash type";
+    // Only a scheme known by name is named: the line may hold a password in clear, shaped like one.
+    return scheme && KNOWN_SCHEMES.has(scheme) ? `unsupported hash type ${scheme}` : "unsupported hash type";
   }
 
   async verify(user: string, password: string): Promise<boolean> {

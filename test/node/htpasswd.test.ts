@@ -30,6 +30,17 @@ describe("htpasswd credentials", () => {
     expect(credentials.problems.join(" ")).not.toContain("plain pass");
   });
 
+  it("names a hash scheme it cannot check only when it is a known one: a password in clear may look like one", () => {
+    const lines = ["ken:$y$j9T$salt$digest", "ann:{SMD5}abcdefgh", "zed:$Summer2024$", "bo:{hunter2}", "cy:$s3cret$more"];
+    expect(new HtpasswdCredentials(`${lines.join("\n")}\n`).problems).toEqual([
+      "line 1: unsupported hash type $y$ for 'ken', skipped (rewrite it with htpasswd -B, -5 or -m)",
+      "line 2: unsupported hash type {SMD5} for 'ann', skipped (rewrite it with htpasswd -B, -5 or -m)",
+      "line 3: unsupported hash type for 'zed', skipped (rewrite it with htpasswd -B, -5 or -m)",
+      "line 4: unsupported hash type for 'bo', skipped (rewrite it with htpasswd -B, -5 or -m)",
+      "line 5: unsupported hash type for 'cy', skipped (rewrite it with htpasswd -B, -5 or -m)",
+    ]);
+  });
+
   it("reads SHA crypt and {SSHA} lines as openssl and OpenLDAP write them, and skips those no password can match", async () => {
     const openssl = (...args: string[]) => execFileSync("openssl", ["passwd", ...args], { encoding: "utf8" }).trim();
     // {SSHA} with no salt at all: the SHA-1 digest alone, which nginx takes too.
