@@ -258,6 +258,53 @@ describe("replication with rsync", () => {
     const read = await fetch(c.url("1") + locations[0], { headers: auth });
     expect(await read.text()).toBe("keep 0");
   });
+  it("takes its folder put back from a backup for a copy: it adds what the replicas hold, and deletes nothing there", async () => {
+    cluster = await startCluster({ size: 2, replicate: true });
+    const c = cluster;
+    const own = join(c.data("1"), "files", "1");
+    const before = await upload(c, "1", "pub/backup/before.txt", "before the backup");
+    await eventually(async () => expect(await replicaOf(c, "2", "1")).toContain(before.slice(3)));
+    // As an operator backs up a node's files (README, Backups), its owner marker with them.
+    const backup = join(c.data("1"), "..", "backup-of-1");
+    expect(spawnSync("cp", ["-a", own, backup]).status).toBe(0);
+    const after = await Promise.all([1, 2, 3].map((i) => upload(c, "1", `pub/backup/after-${i}.txt`, `after ${i}`)));
+    await eventually(async () => expect(await replicaOf(c, "2", "1")).toEqual(expect.arrayContaining(after.map((l) => l.slice(3)))));
+    await c.kill("1");
+    await rm(own, { recursive: true });
+    await rename(backup, own);
+    await c.start("1");
+    await eventually(async () => expect((await nodeStatus(c, "1")).ownFiles).toBe("complete"));
+    await eventually(async () => expect((await nodeStatus(c, "1")).replication[0].lastFullPass).toBeDefined());
+    for (const location of [before, ...after]) {
+      for (const id of ["1", "2"]) expect((await fetch(c.url(id) + location)).status, `${location} on node ${id}`).toBe(200);
+    }
+    expect(await listFiles(own)).toEqual(expect.arrayContaining(after.map((l) => l.slice(3))));
+    await eventually(async () => expect(c.nodes["1"]!.output()).toMatch(/own folder is a copy/));
+    // The marker is this node's own again: the next start trusts it.
+    await c.kill("1");
+    await c.start("1");
+    await eventually(async () => expect((await nodeStatus(c, "1")).replication[0].lastFullPass).toBeDefined());
+    expect(c.nodes["1"]!.output()).not.toMatch(/own folder is a copy|own folder has no owner marker/);
+  });
+
+  it("makes no full pass once its own folder was emptied while it runs, so the replicas keep the files", async () => {
+    cluster = await startCluster({ size: 2, replicate: true });
+    const c = cluster;
+    const locations = await Promise.all([1, 2, 3].map((i) => upload(c, "1", `pub/emptied/${i}.txt`, `kept ${i}`)));
+    await eventually(async () => expect(await replicaOf(c, "2", "1")).toEqual(expect.arrayContaining(locations.map((l) => l.slice(3)))));
+    const own = join(c.data("1"), "files", "1");
+    for (const entry of await readdir(own)) if (entry !== TEMP) await rm(join(own, entry), { recursive: true });
+    c.nodes["1"]!.child.kill("SIGHUP");
+    await eventually(async () => expect((await nodeStatus(c, "1")).replication[0].lastError).toMatch(/no longer holds the owner marker this node wrote/));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await replicaOf(c, "2", "1")).toEqual(expect.arrayContaining(locations.map((l) => l.slice(3))));
+    // Restarted, the node restores its folder from the replica.
+    await c.kill("1");
+    await c.start("1");
+    await eventually(async () => expect((await nodeStatus(c, "1")).ownFiles).toBe("complete"));
+    for (const location of locations) expect(await (await fetch(c.url("1") + location)).text()).toMatch(/^kept \d$/);
+  });
+
   it("pulls back from a peer it could not restore from before any pass deletes there", async () => {
     // Two serving processes on node 1: each must learn when the pulls owed are done.
     cluster = await startCluster({ size: 3, replicate: true, config: (id) => (id === "1" ? { workers: 2 } : {}) });

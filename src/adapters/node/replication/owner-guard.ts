@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, resolve, sep } from "node:path";
 import { promisify } from "node:util";
@@ -33,33 +34,83 @@ async function countFiles(folder: string): Promise<number> {
   return entries.filter((e) => e.isFile()).length;
 }
 
-/** The owner marker of `source`, and the peers it says are still to be pulled from. */
+/**
+ * Where a marker file sits on its disk. A marker this node wrote keeps it
+ * until the node writes the marker again; a copy of the folder (a backup
+ * put back, a folder moved with rsync or cp) has a marker with another.
+ */
+interface Placement {
+  id: string;
+  ino: string;
+  born: string;
+}
+
+async function placementOf(path: string, id: string): Promise<Placement> {
+  const info = await stat(path, { bigint: true });
+  return { id, ino: String(info.ino), born: String(info.birthtimeNs) };
+}
+
+const samePlacement = (a: Placement | undefined, b: Placement | undefined) =>
+  a !== undefined && b !== undefined && a.id === b.id && a.ino === b.ino && a.born === b.born;
+
+/**
+ * The owner marker of `source`, and the peers it says are still to be
+ * pulled from. Where this node last wrote it is recorded beside the data
+ * (`record`, in the state folder), so that a marker that came with a copy of
+ * the folder is told from its own.
+ */
 export class OwnerMarker {
   #pullFrom: string[] = [];
   #writes: Promise<void> = Promise.resolve();
+  #id: string = randomUUID();
+  #placement: Placement | undefined;
 
   constructor(
     private readonly source: string,
     private readonly self: string,
+    private readonly record: string,
   ) {}
 
-  /** False without a marker; otherwise true, with `pullFrom` as recorded (every peer if it cannot be read). */
-  async load(peers: readonly string[]): Promise<boolean> {
+  get #path(): string {
+    return join(this.source, OWNER_MARKER);
+  }
+
+  /**
+   * `absent` without a marker; `copied` when it is not the one this node
+   * wrote there (files uploaded since the copy was made are missing here,
+   * and a push with --delete would remove them from the replicas); else
+   * `here`, with `pullFrom` as recorded (every peer if it cannot be read).
+   */
+  async load(peers: readonly string[]): Promise<"absent" | "copied" | "here"> {
     let text: string;
     try {
-      text = await readFile(join(this.source, OWNER_MARKER), "utf8");
+      text = await readFile(this.#path, "utf8");
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return false;
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return "absent";
       throw error;
     }
-    let recorded: unknown;
+    let recorded: { pullFrom?: unknown; id?: unknown };
     try {
-      recorded = (JSON.parse(text) as { pullFrom?: unknown }).pullFrom ?? [];
+      recorded = JSON.parse(text) as typeof recorded;
     } catch {
-      recorded = peers; // pulling again is harmless, skipping one is not
+      recorded = { pullFrom: peers }; // pulling again is harmless, skipping one is not
     }
-    this.#pullFrom = peers.filter((id) => Array.isArray(recorded) && recorded.includes(id));
-    return true;
+    const pullFrom = recorded.pullFrom ?? [];
+    this.#pullFrom = peers.filter((id) => Array.isArray(pullFrom) && pullFrom.includes(id));
+    if (typeof recorded.id !== "string") {
+      // Written before markers said where they were written: taken as this node's, once.
+      await this.write(this.#pullFrom);
+      return "here";
+    }
+    this.#id = recorded.id;
+    const placement = await placementOf(this.#path, recorded.id);
+    const known = await readFile(this.record, "utf8").then(
+      (text) => JSON.parse(text) as Placement,
+      () => undefined,
+    );
+    if (!samePlacement(placement, known)) return "copied";
+    this.#placement = placement;
+    return "here";
   }
 
   get pullFrom(): readonly string[] {
@@ -67,18 +118,35 @@ export class OwnerMarker {
   }
 
   /**
+   * Whether the marker this node wrote is still in place: a folder emptied,
+   * replaced or unmounted while the node runs has lost it.
+   */
+  async inPlace(): Promise<boolean> {
+    await this.#writes.catch(() => {});
+    const now = await placementOf(this.#path, this.#id).catch(() => undefined);
+    return samePlacement(now, this.#placement);
+  }
+
+  /**
    * Records that everything is here but what `pullFrom` may hold. The files
-   * a restore brought reach the disk before the marker that vouches for them.
+   * a restore brought reach the disk before the marker that vouches for them,
+   * and the marker before the record of where it is (a crash between the two
+   * costs a pull from the replicas at the next start, nothing more).
    */
   async write(pullFrom: readonly string[]): Promise<void> {
     this.#pullFrom = [...pullFrom];
-    const content = `${JSON.stringify({ node: this.self, written: new Date().toISOString(), pullFrom })}\n`;
+    const content = `${JSON.stringify({ node: this.self, id: this.#id, written: new Date().toISOString(), pullFrom })}\n`;
     const write = async () => {
       // In rsync's temp folder: on the same disk, and never replicated.
       const temp = join(this.source, RSYNC_TEMP_DIR, OWNER_MARKER);
       await writeFile(temp, content);
       await promisify(execFile)("sync", ["-f", temp]);
-      await rename(temp, join(this.source, OWNER_MARKER));
+      await rename(temp, this.#path);
+      const placement = await placementOf(this.#path, this.#id);
+      await mkdir(dirname(this.record), { recursive: true });
+      await writeFile(`${this.record}.new`, `${JSON.stringify(placement)}\n`);
+      await rename(`${this.record}.new`, this.record);
+      this.#placement = placement;
     };
     this.#writes = this.#writes.then(write, write);
     return this.#writes;
@@ -93,6 +161,8 @@ export class OwnerMarker {
 export interface OwnerGuardOptions {
   self: string;
   source: string;
+  /** Where the marker's placement is recorded (see OwnerMarker). */
+  markerRecord: string;
   targets: ReplicationTarget[];
   rsync: RsyncOptions;
   log: Logger;
@@ -257,14 +327,16 @@ async function mergeStaged(staging: string, source: string): Promise<void> {
  * them before its first push with --delete there, across restarts. Resolves
  * with the marker, or undefined if it gave up (shutdown).
  */
-export async function ensureOwnFiles({ self, source, targets, rsync, log, keepTrying }: OwnerGuardOptions): Promise<OwnerMarker | undefined> {
+export async function ensureOwnFiles({ self, source, markerRecord, targets, rsync, log, keepTrying }: OwnerGuardOptions): Promise<OwnerMarker | undefined> {
   await mkdir(join(source, RSYNC_TEMP_DIR), { recursive: true });
   // What a restore cut short left half-copied.
   await sweepRsyncTemp(source, 0);
-  const marker = new OwnerMarker(source, self);
-  if (await marker.load(targets.map((t) => t.id))) return marker;
+  const marker = new OwnerMarker(source, self, markerRecord);
+  const found = await marker.load(targets.map((t) => t.id));
+  if (found === "here") return marker;
   // A new node's first start looks the same; what the restore brings back tells them apart (below).
-  log.info({ node: self }, "own folder has no owner marker: restoring it from the replicas before replicating");
+  if (found === "absent") log.info({ node: self }, "own folder has no owner marker: restoring it from the replicas before replicating");
+  else log.warn({ node: self }, "own folder is a copy (its owner marker was not written here): adding what the replicas hold before replicating");
   const started = Date.now();
   // Nothing arrives in a replica of this node's files while it does not replicate: a peer pulled from once is done.
   let unpulled = [...targets];
@@ -289,7 +361,9 @@ export async function ensureOwnFiles({ self, source, targets, rsync, log, keepTr
       const files = await countFiles(source);
       await marker.write(unpulled.map((t) => t.id));
       const fields = { node: self, peers: targets.length - unpulled.length, files };
-      if (files > 0) log.warn(fields, "own folder restored from replicas: it had lost files");
+      if (found === "copied")
+        log.warn(fields, "own folder merged with the replicas: files deleted since the copy was made are back, and go to the replicas too");
+      else if (files > 0) log.warn(fields, "own folder restored from replicas: it had lost files");
       else log.info(fields, "own folder checked against the replicas: nothing to restore");
       return marker;
     }

@@ -187,7 +187,7 @@ export class Replicator {
   #changes = 0;
   /** Uploads answered with fewer copies than syncCopies. */
   #shortOfCopies = 0;
-  #marker: Pick<OwnerMarker, "pullFrom" | "pulled"> | undefined;
+  #marker: Pick<OwnerMarker, "pullFrom" | "pulled" | "inPlace"> | undefined;
   #intervalTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: ReplicatorOptions) {
@@ -249,7 +249,7 @@ export class Replicator {
   }
 
   /** Starts pushing: a full pass to every peer now, then on the interval; the peers the marker names are pulled from first. */
-  enable(marker: Pick<OwnerMarker, "pullFrom" | "pulled">): void {
+  enable(marker: Pick<OwnerMarker, "pullFrom" | "pulled" | "inPlace">): void {
     if (this.#enabled) return;
     this.#enabled = true;
     this.#marker = marker;
@@ -427,6 +427,11 @@ export class Replicator {
       }
       peer.pullFirst = false;
       this.options.log.info({ peer: peer.target.id }, "copied back what this peer held of this node's files");
+    }
+    // The folder emptied or replaced while the node runs: --delete would empty the replicas.
+    if (!(await this.#marker!.inPlace())) {
+      const message = `${this.options.source} no longer holds the owner marker this node wrote (emptied, replaced or unmounted?); no full pass until it is back, or the node is restarted to restore from the replicas`;
+      return this.#failed(peer, { ok: false, code: null, message });
     }
     peer.needsFullPass = false;
     const result = await this.#rsync(peer, halting, ["--delete"]);

@@ -135,12 +135,14 @@ export async function startReplication(
   };
   let stopping = false;
   if (targets.length > 0) {
-    ensureOwnFiles({ self: config.node, source, targets, rsync, log, keepTrying: () => !stopping }).then(
+    const markerRecord = join(config.data, "state", "owner-marker");
+    ensureOwnFiles({ self: config.node, source, markerRecord, targets, rsync, log, keepTrying: () => !stopping }).then(
       (restored) => {
         if (!restored) return;
         marker = restored;
         replicator.enable({
           pullFrom: restored.pullFrom,
+          inPlace: () => restored.inPlace(),
           pulled: async (peer) => {
             try {
               await restored.pulled(peer);
