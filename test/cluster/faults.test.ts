@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { startCluster, type TestCluster } from "../helpers/cluster.ts";
@@ -108,6 +108,49 @@ describe("faults", () => {
     const tiny = await put("full/tiny.bin", 10);
     expect(tiny.status).toBe(201);
     expect(tiny.headers.get("Location")).toBe("/2/pub/full/tiny.bin");
+  }, 60_000);
+
+  it("a node restarted on a full disk, then on a read-only one, serves what it holds and passes uploads on", async () => {
+    let mounted: string | undefined;
+    cluster = await startCluster({
+      size: 2,
+      rsyncd: true,
+      beforeStart: async (data) => {
+        await mkdir(data("1"), { recursive: true });
+        execFileSync("mount", ["-t", "tmpfs", "-o", "size=20m", "tmpfs", data("1")]);
+        mounted = data("1");
+      },
+    });
+    cleanups.push(() => {
+      if (mounted) spawnSync("umount", ["-l", mounted]);
+    });
+    const c = cluster;
+    const held = await fetch(`${c.url("1")}/upload/pub/restart/held.txt`, { method: "PUT", body: "held", headers: auth });
+    expect(held.status).toBe(201);
+    const location = held.headers.get("Location")!;
+    const servesWhatItHolds = async (what: string) => {
+      const read = await fetch(c.url("1") + location);
+      expect([read.status, read.headers.get("X-Nanocdn-Served-By"), await read.text()], what).toEqual([200, "1", "held"]);
+      await eventually(async () => expect((await fetch(`${c.url("1")}/check/`)).status, what).toBe(503));
+      const passed = await fetch(`${c.url("1")}/upload/pub/restart/${what}.txt`, { method: "PUT", body: what, headers: auth });
+      expect([passed.status, passed.headers.get("Location")], what).toEqual([201, `/2/pub/restart/${what}.txt`]);
+    };
+
+    await c.kill("1");
+    // An upload a crash left half-written, then every byte of the disk taken.
+    await writeFile(join(c.data("1"), "tmp", "crashed.part"), "half an upload");
+    spawnSync("dd", ["if=/dev/zero", `of=${join(c.data("1"), "filler")}`, "bs=1M"]);
+    await c.start("1");
+    await servesWhatItHolds("full");
+    expect(await readdir(join(c.data("1"), "tmp"))).toEqual([]);
+
+    await c.kill("1");
+    // Refused while a process still writes there: the node's rsync daemon outlives it by a moment.
+    await eventually(async () => expect(spawnSync("mount", ["-o", "remount,ro", c.data("1")]).status).toBe(0));
+    await c.start("1");
+    await servesWhatItHolds("read-only");
+    // Its rsync daemon's files cannot be written: the node says so, and serves on.
+    await eventually(async () => expect(c.nodes["1"]!.output()).toMatch(/cannot prepare the rsync daemon; peers cannot push to this node until it runs/));
   }, 60_000);
 
   it("a node that starts uses a peer after one good probe, and says ready only when it can take an upload", async () => {

@@ -12,6 +12,7 @@ import { keysOfFile } from "../users/url-signing-key-file.ts";
 import { expiryIndexDir } from "../expiry/expiry-index.ts";
 import { legacyDeletesDir } from "../peers/legacy-deletes.ts";
 import { readPurgeToken } from "../process/edge-purge.ts";
+import { leftoverDaemon } from "../replication/rsyncd.ts";
 import { unreadableSecret } from "../users/secret-file.ts";
 
 /** One line about a key: its name, where its value came from, what is wrong and what to do. */
@@ -277,7 +278,11 @@ async function checkListens(config: Config, { nodeMayRun = false, lowPortsGrante
     running = holder === config.node;
     inUse("listen", config.listen, holder);
   } else if (http) cannotBind("listen", config.listen, http);
-  if (rsyncd?.code === "EADDRINUSE") inUse("rsyncd_listen", config.rsyncd_listen!, running ? config.node : undefined);
+  if (rsyncd?.code === "EADDRINUSE" && !running && (await leftoverDaemon(join(config.data, "state"))) !== undefined) {
+    notes.push(
+      about(config, "rsyncd_listen", `${shownAddress(config.rsyncd_listen!)} is held by the rsync daemon an earlier run of this node left; serve stops it`),
+    );
+  } else if (rsyncd?.code === "EADDRINUSE") inUse("rsyncd_listen", config.rsyncd_listen!, running ? config.node : undefined);
   else if (rsyncd) cannotBind("rsyncd_listen", config.rsyncd_listen!, rsyncd);
   return { problems, notes };
 }

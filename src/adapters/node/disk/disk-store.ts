@@ -198,15 +198,25 @@ export class DiskStore implements BlobStore {
     return this.#roomSample.room - this.#bytesSinceRoomSample;
   }
 
-  /** Creates the folders and removes uploads that a crash left half-written. */
-  async init(): Promise<void> {
-    await mkdir(this.filesDir, { recursive: true });
-    await rm(this.tmpDir, { recursive: true, force: true });
-    await mkdir(this.tmpDir, { recursive: true });
+  /**
+   * Creates the folders and removes what a crash left: uploads half-written
+   * in tmp/ (emptied in place: a full disk has no room for a new folder, a
+   * read-only one cannot remove the old), a probe's link in files/. Resolves
+   * with what could not be done: a disk that cannot be written does not stop
+   * the start, as it does not stop a running node; the node serves what it
+   * holds, and its probe fails /check/ and sends uploads to peers.
+   */
+  async init(): Promise<Error[]> {
+    const problems: Error[] = [];
+    const attempt = (work: Promise<unknown>) => work.catch((error: Error) => void problems.push(error));
+    await attempt(mkdir(this.filesDir, { recursive: true }));
+    await attempt(mkdir(this.tmpDir, { recursive: true }));
+    for (const name of await readdir(this.tmpDir).catch(() => [])) await attempt(rm(join(this.tmpDir, name), { recursive: true, force: true }));
     // A probe's link that a crash left in files/ (never a stored file: those are in folders below it).
-    for (const name of await readdir(this.filesDir)) {
+    for (const name of await readdir(this.filesDir).catch(() => [])) {
       if (name.startsWith(PROBE_PREFIX)) await unlink(join(this.filesDir, name)).catch(() => {});
     }
+    return problems;
   }
 
   #path(key: string): string {

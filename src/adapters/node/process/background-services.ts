@@ -88,7 +88,7 @@ export async function startBackgroundServices(
 ): Promise<BackgroundServices> {
   const store = new DiskStore({ root: config.data, fsync: config.fsync });
   // Removes uploads a crash left half-written: before any process serves.
-  await store.init();
+  for (const problem of await store.init()) log.warn({ err: problem }, "cannot tidy the data folder; uploads go to peers while the disk probe fails");
   const expiryIndex = new ExpiryIndex(expiryIndexDir(config.data), { fsync: config.fsync });
   if (config.htpasswdIsDefault) await createFirstUser(config.htpasswd, join(config.data, "initial-credentials"));
   const health = new PeerHealth(

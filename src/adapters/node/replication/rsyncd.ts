@@ -71,21 +71,31 @@ function rsyncdConfig(options: RsyncDaemonOptions, secretsFile: string, pidFile:
   return [...global, "", ...modules, ""].join("\n");
 }
 
+const daemonFiles = (stateDir: string) => ({ configFile: join(stateDir, "rsyncd.conf"), pidFile: join(stateDir, "rsyncd.pid") });
+
 /**
- * A daemon left running by an earlier run of this node that was killed
- * (kill -9 does not reach children) still holds the port: stop it first.
+ * The pid of a daemon that an earlier run of the node with this state
+ * folder left running (kill -9 does not reach children, and the daemon
+ * outlives its node by a moment): it may still hold the port.
  */
-async function stopOrphan(pidFile: string, configFile: string, log: Logger): Promise<void> {
+export async function leftoverDaemon(stateDir: string): Promise<number | undefined> {
+  const { configFile, pidFile } = daemonFiles(stateDir);
   const pid = Number((await readFile(pidFile, "utf8").catch(() => "")).trim());
-  if (!pid) return;
+  if (!pid) return undefined;
   const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
-  if (!cmdline.includes(`--config=${configFile}`)) return;
-  log.warn({ pid }, "stopping the rsync daemon a previous run left behind");
+  return cmdline.includes(`--config=${configFile}`) ? pid : undefined;
+}
+
+/** Stops a daemon an earlier run left running, before this one takes the port. */
+async function stopOrphan(stateDir: string, log: Logger): Promise<void> {
+  const pid = await leftoverDaemon(stateDir);
+  if (pid === undefined) return;
+  log.warn({ daemon: pid }, "stopping the rsync daemon a previous run left behind");
   process.kill(pid, "SIGTERM");
   for (let i = 0; i < 50 && (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")) !== ""; i++) {
     await new Promise((r) => setTimeout(r, 100));
   }
-  await rm(pidFile, { force: true });
+  await rm(daemonFiles(stateDir).pidFile, { force: true });
 }
 
 /** The lines the daemon writes for every push that goes well; anything else is worth a look. */
@@ -106,21 +116,36 @@ function logDaemonLine(log: Logger, line: string): void {
  * dies) until `stop`.
  */
 export async function superviseRsyncDaemon(options: RsyncDaemonOptions): Promise<{ stop(): Promise<void> }> {
-  await mkdir(options.stateDir, { recursive: true });
-  for (const id of options.peers) await mkdir(join(options.filesDir, id), { recursive: true });
   const secretsFile = join(options.stateDir, "rsyncd.secrets");
-  await writeFile(secretsFile, options.peers.map((id) => `${rsyncUser(id)}:${rsyncPassword(options.clusterSecret, id)}\n`).join(""), { mode: 0o600 });
-  const configFile = join(options.stateDir, "rsyncd.conf");
-  const pidFile = join(options.stateDir, "rsyncd.pid");
-  await stopOrphan(pidFile, configFile, options.log);
-  await writeFile(configFile, rsyncdConfig(options, secretsFile, pidFile));
+  const { configFile, pidFile } = daemonFiles(options.stateDir);
+  /** Its files, written anew at each start: a disk that cannot take them now (full, read-only) may later. */
+  const prepare = async () => {
+    await mkdir(options.stateDir, { recursive: true });
+    for (const id of options.peers) await mkdir(join(options.filesDir, id), { recursive: true });
+    await writeFile(secretsFile, options.peers.map((id) => `${rsyncUser(id)}:${rsyncPassword(options.clusterSecret, id)}\n`).join(""), { mode: 0o600 });
+    await stopOrphan(options.stateDir, options.log);
+    await writeFile(configFile, rsyncdConfig(options, secretsFile, pidFile));
+  };
 
   let child: ChildProcess | undefined;
   let stopping = false;
   let pauseMs = 500;
   let restart: NodeJS.Timeout | undefined;
-  const start = () => {
+  const later = () => {
+    restart = setTimeout(() => void start(), pauseMs);
+    restart.unref();
+    pauseMs = Math.min(pauseMs * 2, 30_000);
+  };
+  const start = async () => {
     if (stopping) return;
+    try {
+      await prepare();
+    } catch (error) {
+      if (stopping) return;
+      // The node serves on: only the peers' pushes into it wait.
+      options.log.error({ err: error, restartInMs: pauseMs }, "cannot prepare the rsync daemon; peers cannot push to this node until it runs");
+      return later();
+    }
     const started = Date.now();
     // Through a small bash that ends the daemon when its stdin closes: that
     // is, when this node process ends, even by kill -9, which children do not
@@ -155,13 +180,11 @@ export async function superviseRsyncDaemon(options: RsyncDaemonOptions): Promise
       if (stopping) return;
       if (Date.now() - started > 10_000) pauseMs = 500;
       options.log.error({ code, signal, restartInMs: pauseMs }, "rsync daemon exited; restarting");
-      restart = setTimeout(start, pauseMs);
-      restart.unref();
-      pauseMs = Math.min(pauseMs * 2, 30_000);
+      later();
     });
+    options.log.info({ listen: `${options.listen.host}:${options.listen.port}`, modules: options.peers.map(rsyncModule) }, "rsync daemon started");
   };
-  start();
-  options.log.info({ listen: `${options.listen.host}:${options.listen.port}`, modules: options.peers.map(rsyncModule) }, "rsync daemon started");
+  await start();
   return {
     async stop() {
       stopping = true;
