@@ -330,6 +330,29 @@ describe("Replicator (rsync runner injected)", () => {
     expect(replicator.shortOfCopies).toBe(2);
   });
 
+  it("with syncCopies never makes an upload wait for the retry of a peer whose pushes fail", async () => {
+    up = new Set(["2"]);
+    start({ syncCopies: 2, syncWaitMs: 5000 });
+    await vi.advanceTimersByTimeAsync(10);
+    rsync.answer(() => ({ ok: false, code: 11, message: 'write failed on "pub/huge.bin": No space left on device (28)' }));
+    const answered: Record<string, number> = {};
+    void replicator.changed({ kind: "created", key: "1/pub/huge.bin" }).then((n) => (answered.huge = n));
+    await vi.advanceTimersByTimeAsync(1);
+    expect(answered.huge).toBe(1);
+    // Peer 2 is retried after 200 ms: the next upload is answered now, and goes with that retry.
+    void replicator.changed({ kind: "created", key: "1/pub/tiny.txt" }).then((n) => (answered.tiny = n));
+    await vi.advanceTimersByTimeAsync(1);
+    expect(answered.tiny).toBe(1);
+    rsync.answer(() => SUCCEEDED);
+    await vi.advanceTimersByTimeAsync(200);
+    expect(blobsOf(runsOf("2").at(-1))?.sort()).toEqual(["pub/huge.bin", "pub/tiny.txt"]);
+    expect(replicator.status()[0]).toMatchObject({ backlog: 0 });
+    // Working again: uploads wait for their copy once more.
+    void replicator.changed({ kind: "created", key: "1/pub/after.txt" }).then((n) => (answered.after = n));
+    await vi.advanceTimersByTimeAsync(1);
+    expect(answered.after).toBe(2);
+  });
+
   it("at a graceful stop pushes what is queued to the peers that are up at once, and waits no longer than it is told", async () => {
     const warnings: string[] = [];
     start({ batchMs: 3_600_000, log: { ...quiet, warn: (_fields, message) => warnings.push(message ?? "") } });

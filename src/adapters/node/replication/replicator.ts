@@ -227,7 +227,8 @@ export class Replicator {
         peer.pending.clear();
         peer.needsFullPass = true;
         this.options.log.warn({ peer: peer.target.id }, "replication backlog too long; a full pass will catch up");
-      } else if (wait && this.options.isUp(peer.target.id)) {
+      } else if (wait && this.options.isUp(peer.target.id) && peer.backoffMs === 0) {
+        // (A peer whose pushes fail gets the path with its next retry; the upload does not wait for that.)
         wait.expect();
         entry.waits = [...(entry.waits ?? []), wait];
         this.#schedule(peer, 0, true);
