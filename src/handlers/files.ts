@@ -2,6 +2,7 @@ import { NotFoundError, StoreUnavailableError } from "../storage/errors.ts";
 import type { RequestContext, Settings } from "./app.ts";
 import { type Principal, requireAuthenticated } from "./auth.ts";
 import { blobResponse, checkPreconditions, isNotModified, PRECONDITION_HEADERS } from "./blob-response.ts";
+import { ExpiredError } from "./expiry.ts";
 import { OutcomeUnknownError, PreconditionFailedError, TryLaterError } from "./http-errors.ts";
 import { PeerUnreachableError } from "./peers.ts";
 import { askPeer, headerSet, LOCAL_ONLY_HEADER, readFromPeers, relay } from "./owner-routing.ts";
@@ -37,9 +38,11 @@ export async function readHandler(
       servedBy: settings.nodeId,
     });
   } catch (error) {
-    // This node's copy cannot be read (a failing disk): the other copies may be whole.
-    if (!(error instanceof StoreUnavailableError) || !settings.cluster || isLocalOnly(request, principal)) throw error;
-    settings.log.warn({ key: file.key, err: error }, "cannot read this node's copy; asking the other copies");
+    // This node's copy cannot be read (a failing disk): the other copies may be whole. Or it is a
+    // replica that expired: the owner may have stored a new file under the name while this node was down.
+    const askOthers = error instanceof StoreUnavailableError || (error instanceof ExpiredError && file.owner !== settings.nodeId);
+    if (!askOthers || !settings.cluster || isLocalOnly(request, principal)) throw error;
+    if (error instanceof StoreUnavailableError) settings.log.warn({ key: file.key, err: error }, "cannot read this node's copy; asking the other copies");
     return readFromPeers({ ...settings.cluster, log: settings.log }, request, file, target).catch((peersError: unknown) => {
       // Nobody could answer for the file: say what is wrong here, not what the peers lack.
       throw peersError instanceof TryLaterError ? error : peersError;

@@ -120,6 +120,8 @@ export function readFromPeers(context: PeerContext, request: Request, file: File
     let running = 0;
     let decided = false;
     let everyoneAnswered = true;
+    /** When a replica's copy expired: settles the read only if no copy is found (the name may hold a newer file). */
+    let expiredAt: number | undefined;
     let hedge: ReturnType<typeof setTimeout> | undefined;
     const stopHedge = () => {
       if (hedge !== undefined) clearTimeout(hedge);
@@ -130,6 +132,7 @@ export function readFromPeers(context: PeerContext, request: Request, file: File
       settle();
     };
     const giveUp = () => {
+      if (expiredAt !== undefined) return reject(new ExpiredError(expiredAt, path));
       if (ownerless && everyoneAnswered) return reject(new NotFoundError(`no file at ${path} on any node`));
       reject(
         new TryLaterError(
@@ -162,8 +165,9 @@ export function readFromPeers(context: PeerContext, request: Request, file: File
           return;
         }
         if (outcome.kind === "final") return decide(() => resolve(relay(outcome.response)));
-        // Any copy knows when its file expires: that 404 settles the read wherever it comes from.
-        if (outcome.kind === "expired") return decide(() => reject(new ExpiredError(outcome.deleteAt, path)));
+        // A replica that missed the owner's reuse of the name (it was down) has only the expired copy: ask on.
+        if (outcome.kind === "expired" && id === file.owner) return decide(() => reject(new ExpiredError(outcome.deleteAt, path)));
+        if (outcome.kind === "expired") expiredAt = outcome.deleteAt;
         if (outcome.kind === "missing" && id === file.owner) {
           return decide(() => reject(new NotFoundError(`no file at ${path} on its owner node ${id}`)));
         }

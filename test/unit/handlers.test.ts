@@ -111,6 +111,29 @@ describe("handlers in-process (memory stores, peers wired app to app)", () => {
       expect(cluster.asked("2")).toEqual(["1", "3"]);
     });
 
+    it("asks on past a replica's expired copy, which the owner may have replaced, and says 404 only when no copy is found", async () => {
+      const expired = { deleteAt: Math.floor(Date.now() / 1000) - 10 };
+      const stale = (id: string, key: string) => cluster.node(id).store.create(key, new Blob(["expired copy"]).stream(), expired);
+      // Node 2 was down while the name expired and was used again; the owner is down now.
+      await stale("2", "1/pub/reused.txt");
+      await cluster.place("3", "1/pub/reused.txt", "the new file");
+      cluster.down.add("1");
+      const reused = await cluster.request("2", "/1/pub/reused.txt");
+      expect([reused.status, await reused.text()]).toEqual([200, "the new file"]);
+      // Expired wherever it is found: 404, with when, as before.
+      await stale("2", "1/pub/gone.txt");
+      await stale("3", "1/pub/gone.txt");
+      const gone = await cluster.request("2", "/1/pub/gone.txt");
+      expect(gone.status).toBe(404);
+      expect(gone.headers.get("X-Delete-At")).toBe(String(expired.deleteAt));
+      // The owner's word settles it at once.
+      cluster.down.clear();
+      await stale("1", "1/pub/owned.txt");
+      await cluster.place("3", "1/pub/owned.txt", "stale replica");
+      expect((await cluster.request("2", "/1/pub/owned.txt")).status).toBe(404);
+      expect(cluster.asked("2").at(-1)).toBe("1");
+    });
+
     it("answers 503 with Retry-After, not 404, when the owner cannot be asked and no replica has it", async () => {
       cluster.down.add("1");
       const read = await cluster.request("2", "/1/pub/missing.txt");
