@@ -1,4 +1,5 @@
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { spawnSync } from "node:child_process";
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -8,6 +9,7 @@ import { scrub } from "../../src/adapters/node/integrity/scrub.ts";
 import { ClusterAuth } from "../../src/handlers/cluster-auth.ts";
 import type { Peers } from "../../src/handlers/peers.ts";
 import { flipByte } from "../helpers/disk.ts";
+import { BIN } from "../helpers/runtimes.ts";
 
 const quiet = { info() {}, warn() {}, error() {} };
 
@@ -66,6 +68,46 @@ describe("the scrub on one node's disk (no peers to repair from)", () => {
       expect(await readFile(join(root, "files", "1", "pub", "a.txt"), "utf8")).toBe("version TWO, newer");
     } finally {
       process.env.PATH = path;
+    }
+  });
+});
+
+describe("verify, run as the node's user", () => {
+  it.skipIf(process.getuid?.() !== 0)("reports a folder and a file it cannot read, checks the rest, and exits 1", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nanocdn-verify-"));
+    try {
+      // The node's user must reach the data folder through the test's temp folders.
+      await chmod(tmpdir(), 0o711);
+      await chmod(dir, 0o755);
+      const data = join(dir, "data");
+      const store = new DiskStore({ root: data, fsync: false });
+      await store.init();
+      for (const key of ["1/pub/a.txt", "1/pub/hidden/b.txt", "1/pub/locked.txt"]) await store.create(key, new Blob([key]).stream());
+      expect(spawnSync("chown", ["-R", "65534:65534", data]).status).toBe(0);
+      // Only root may read these: a folder (what it holds is not checked) and a file.
+      await chown(join(data, "files", "1", "pub", "hidden"), 0, 0);
+      await chmod(join(data, "files", "1", "pub", "hidden"), 0o700);
+      await chown(join(data, "files", "1", "pub", "locked.txt"), 0, 0);
+      await chmod(join(data, "files", "1", "pub", "locked.txt"), 0o400);
+      const verify = spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, BIN, "verify", "--data", data], {
+        encoding: "utf8",
+      });
+      // Besides the log's JSON lines (an error for each).
+      expect(verify.stdout.match(/"level":"error"[^\n]*the scrub cannot read this/g)).toHaveLength(2);
+      expect(
+        verify.stdout
+          .split("\n")
+          .filter((line) => !line.startsWith("{"))
+          .sort(),
+      ).toEqual([
+        "",
+        "1 files: 1 good, 0 digests recorded, 0 repaired, 0 damaged, 2 unreadable",
+        "unreadable 1/pub/hidden/ (EACCES): not checked",
+        "unreadable 1/pub/locked.txt (EACCES): not checked",
+      ]);
+      expect(verify.status).toBe(1);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

@@ -17,7 +17,7 @@ export const verifyCommand: Command = {
   options: { config: CONFIG_OPTION },
   configFlags: true,
   runAsOwnerOf: { path: dataFolderOf, asRoot: "would make folders and repaired files there that the node cannot write (uploads then fail)" },
-  details: "Exits 0 when every file is good or was repaired, 1 when a damaged file could not be repaired.",
+  details: "Exits 0 when every file is good or was repaired, 1 when a damaged file could not be repaired or a file or folder could not be read.",
   run: ({ options, configFlags }) => verify(configFileOf(options), configFlags),
 };
 
@@ -36,10 +36,12 @@ async function verify(file: string | undefined, flags: Record<string, string>): 
     });
     for (const key of report.repaired) console.log(`repaired ${key}`);
     for (const key of report.unrepaired) console.log(`damaged ${key} (no peer had a good copy)`);
+    for (const path of report.unreadable) console.log(`unreadable ${path}: not checked`);
     console.log(
-      `${report.files} files: ${report.good} good, ${report.recorded} digests recorded, ${report.repaired.length} repaired, ${report.unrepaired.length} damaged`,
+      `${report.files} files: ${report.good} good, ${report.recorded} digests recorded, ${report.repaired.length} repaired, ${report.unrepaired.length} damaged` +
+        (report.unreadable.length > 0 ? `, ${report.unreadable.length} unreadable` : ""),
     );
-    return report.unrepaired.length === 0 ? 0 : 1;
+    return report.unrepaired.length === 0 && report.unreadable.length === 0 ? 0 : 1;
   } finally {
     await link?.peers.close();
     await new Promise<void>((resolve) => log.flush(() => resolve()));

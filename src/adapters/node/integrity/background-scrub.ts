@@ -10,7 +10,7 @@ const LISTED = 100;
 export interface ScrubCounts {
   runs: number;
   repairedTotal: number;
-  /** Damaged files the last run could not repair. */
+  /** Damaged files the last run could not repair, and files or folders it could not read. */
   damaged: number;
   /** When the last run ended (ms since the epoch); undefined before the first. */
   lastFinishedMs?: number;
@@ -39,7 +39,10 @@ export function startBackgroundScrub(intervalMs: number, options: Omit<ScrubOpti
       last = { ...report, finished: new Date() };
       runs++;
       repairedTotal += report.repaired.length;
-      log.info({ files: report.files, repaired: report.repaired.length, damaged: report.unrepaired.length }, "scrub done");
+      log.info(
+        { files: report.files, repaired: report.repaired.length, damaged: report.unrepaired.length, unreadable: report.unreadable.length },
+        "scrub done",
+      );
     } catch (error) {
       if (stopped.signal.aborted) return;
       log.error({ err: error }, "scrub failed");
@@ -56,12 +59,14 @@ export function startBackgroundScrub(intervalMs: number, options: Omit<ScrubOpti
         files: last.files,
         repaired: last.repaired.length,
         damaged: last.unrepaired.slice(0, LISTED),
+        unreadable: last.unreadable.slice(0, LISTED),
       }),
     }),
     counts: () => ({
       runs,
       repairedTotal,
-      damaged: last?.unrepaired.length ?? 0,
+      // What could not be read may be damaged too: it must not look fine.
+      damaged: (last?.unrepaired.length ?? 0) + (last?.unreadable.length ?? 0),
       ...(last && { lastFinishedMs: last.finished.getTime() }),
     }),
     stop() {

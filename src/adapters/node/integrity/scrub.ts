@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { createHash, randomUUID } from "node:crypto";
 import { type BigIntStats, createReadStream, type Dirent } from "node:fs";
 import { link, lstat, mkdir, open, readdir, rename, unlink, writeFile } from "node:fs/promises";
-import { dirname, join, relative } from "node:path";
+import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import type { Logger } from "../../../handlers/logger.ts";
@@ -47,10 +47,17 @@ export interface ScrubReport {
   repaired: string[];
   /** Bad copies no peer had a good copy of: still bad. */
   unrepaired: string[];
+  /** Folders (ending in `/`) and files that could not be read, with why: not checked. */
+  unreadable: string[];
 }
 
-/** Every file key (`<node>/<ns>/<path>`) in the store, folders never followed through symlinks. */
-async function* storedKeys(filesDir: string): AsyncGenerator<string> {
+/**
+ * Every file key (`<node>/<ns>/<path>`) in the store, folders never followed
+ * through symlinks. A folder that cannot be read (a permission, a failing
+ * disk's EIO) is added to `unreadable` and the walk goes on: what it hides
+ * is not checked, and must not look checked.
+ */
+async function* storedKeys(filesDir: string, unreadable: Unreadable): AsyncGenerator<string> {
   let nodes: Dirent[];
   try {
     nodes = await readdir(filesDir, { withFileTypes: true });
@@ -60,15 +67,28 @@ async function* storedKeys(filesDir: string): AsyncGenerator<string> {
   }
   for (const node of nodes) {
     if (!node.isDirectory() || node.name.startsWith(".")) continue;
-    for (const namespace of NAMESPACES) {
-      const root = join(filesDir, node.name, namespace);
-      const entries = await readdir(root, { recursive: true, withFileTypes: true }).catch(() => [] as Dirent[]);
-      for (const entry of entries) {
-        if (!entry.isFile()) continue;
-        const key = `${node.name}/${namespace}/${relative(root, join(entry.parentPath, entry.name))}`;
-        if (RSYNC_TEMP_NAME.test(entry.name) && !(await lstat(join(filesDir, ...sidecarSegments(key.split("/"))!)).catch(() => undefined))) continue;
-        yield key;
-      }
+    for (const namespace of NAMESPACES) yield* filesBelow(filesDir, `${node.name}/${namespace}`, unreadable);
+  }
+}
+
+/** A folder or file that could not be read, and the error code. */
+type Unreadable = (path: string, code: string) => void;
+
+async function* filesBelow(filesDir: string, folder: string, unreadable: Unreadable): AsyncGenerator<string> {
+  let entries: Dirent[];
+  try {
+    entries = await readdir(join(filesDir, folder), { withFileTypes: true });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== "ENOENT") unreadable(`${folder}/`, code ?? (error as Error).message);
+    return;
+  }
+  for (const entry of entries) {
+    const key = `${folder}/${entry.name}`;
+    if (entry.isDirectory()) yield* filesBelow(filesDir, key, unreadable);
+    else if (entry.isFile()) {
+      if (RSYNC_TEMP_NAME.test(entry.name) && !(await lstat(join(filesDir, ...sidecarSegments(key.split("/"))!)).catch(() => undefined))) continue;
+      yield key;
     }
   }
 }
@@ -100,7 +120,7 @@ async function hashFile(path: string, throttle: (bytes: number) => Promise<void>
  */
 export async function scrub(options: ScrubOptions): Promise<ScrubReport> {
   const { filesDir, log, signal } = options;
-  const report: ScrubReport = { files: 0, good: 0, recorded: 0, repaired: [], unrepaired: [] };
+  const report: ScrubReport = { files: 0, good: 0, recorded: 0, repaired: [], unrepaired: [], unreadable: [] };
   const started = Date.now();
   let read = 0;
   const throttle = async (bytes: number) => {
@@ -109,14 +129,24 @@ export async function scrub(options: ScrubOptions): Promise<ScrubReport> {
     const due = started + (read / options.bytesPerSecond) * 1000 - Date.now();
     if (due > 0) await sleep(due);
   };
-  for await (const key of storedKeys(filesDir)) {
+  const unreadable: Unreadable = (path, code) => {
+    report.unreadable.push(`${path} (${code})`);
+    log.error({ path, code }, "the scrub cannot read this; what it holds is not checked");
+  };
+  for await (const key of storedKeys(filesDir, unreadable)) {
     signal?.throwIfAborted();
     const path = join(filesDir, key);
     const sidecarPath = join(filesDir, ...sidecarSegments(key.split("/"))!);
     const recorded = await readSidecar(sidecarPath);
     // Which file is hashed: a repair replaces this one only.
     const seen = await lstat(path, { bigint: true }).catch(() => undefined);
-    const actual = seen && (await hashFile(path, throttle));
+    let actual: string | undefined;
+    try {
+      actual = seen && (await hashFile(path, throttle));
+    } catch (error) {
+      unreadable(key, (error as NodeJS.ErrnoException).code ?? (error as Error).message);
+      continue;
+    }
     // Opening and stat-ing cost too: many small files are paced as well.
     await throttle(PER_FILE_BYTES);
     if (!seen || actual === undefined) continue; // deleted meanwhile

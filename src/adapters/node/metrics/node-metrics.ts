@@ -99,7 +99,12 @@ export function registerNodeMetrics(registry: Registry, source: NodeMetricsSourc
   });
   countOf(registers, "nanocdn_scrub_runs_total", "Scrubs of the whole store finished", () => source.scrub().runs);
   countOf(registers, "nanocdn_scrub_repaired_files_total", "Damaged files the scrub replaced with a good copy from a peer", () => source.scrub().repairedTotal);
-  gaugeOf(registers, "nanocdn_scrub_damaged_files", "Damaged files the last scrub found and could not repair", () => source.scrub().damaged);
+  gaugeOf(
+    registers,
+    "nanocdn_scrub_damaged_files",
+    "Damaged files the last scrub found and could not repair, and files or folders it could not read",
+    () => source.scrub().damaged,
+  );
   gaugeOf(
     registers,
     "nanocdn_scrub_last_finished_timestamp_seconds",
