@@ -1,5 +1,5 @@
 import { execFile, execFileSync, spawn } from "node:child_process";
-import { chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chown, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -91,6 +91,20 @@ describe("nanocdn user", () => {
     expect((await runCli(["user", "add", "alice", "--htpasswd", file], { input: "s3cret pass\n" })).code).toBe(0);
     const made = await stat(file);
     expect([made.mode & 0o777, made.gid]).toEqual([0o640, 65534]);
+  });
+
+  it("edits the file a symlinked users file points to, and leaves the symlink", async () => {
+    const dir = await tempDir();
+    const shared = join(dir, "shared-htpasswd");
+    await writeHtpasswd(shared, []);
+    const link = join(dir, "htpasswd");
+    await symlink(shared, link);
+    expect((await runCli(["user", "add", "bob", "--htpasswd", link], { input: "a password\n" })).code).toBe(0);
+    expect((await lstat(link)).isSymbolicLink()).toBe(true);
+    expect(await readFile(shared, "utf8")).toMatch(/^bob:\$2y\$/m);
+    expect((await runCli(["user", "remove", "bob", "--htpasswd", link])).code).toBe(0);
+    expect((await lstat(link)).isSymbolicLink()).toBe(true);
+    expect(await readFile(shared, "utf8")).not.toContain("bob:");
   });
 
   it("adds, lists and removes users in a file Apache's htpasswd reads, which a running node picks up", async () => {

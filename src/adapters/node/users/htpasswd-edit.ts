@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { chown, open, readFile, rename, rm, stat } from "node:fs/promises";
+import { chown, open, readFile, realpath, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import bcrypt from "bcryptjs";
 import { fsyncFolder } from "../disk/folder-sync.ts";
@@ -39,11 +39,13 @@ const NEW_FILE_MODE = 0o640;
 
 /**
  * Replaces the file in one step (a temp file beside it, fsynced, renamed
- * over it), keeping its mode and owner, so a node reading it at any moment
+ * over it), keeping its mode and owner, and a symlink to it, so a node reading it at any moment
  * sees the old users or the new ones, never a part. A new file gets its
  * folder's group: made by root in /etc/nanocdn, the node can still read it.
  */
-async function rewrite(file: string, lines: string[]): Promise<void> {
+async function rewrite(named: string, lines: string[]): Promise<void> {
+  // A symlink (a users file shared or managed elsewhere) stays one: the file it points to is replaced.
+  const file = await realpath(named).catch(() => named);
   const before = await stat(file).catch(() => undefined);
   const temp = join(dirname(file), `.${basename(file)}.${randomBytes(6).toString("hex")}`);
   const handle = await open(temp, "wx", before ? before.mode & 0o7777 : NEW_FILE_MODE).catch(async (error: NodeJS.ErrnoException) => {
