@@ -1,7 +1,8 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdir, readdir, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { runCli } from "../helpers/cli.ts";
 import { startCluster, type TestCluster } from "../helpers/cluster.ts";
 import { basic } from "../helpers/credentials.ts";
 import { eventually } from "../helpers/eventually.ts";
@@ -151,6 +152,24 @@ describe("faults", () => {
     await servesWhatItHolds("read-only");
     // Its rsync daemon's files cannot be written: the node says so, and serves on.
     await eventually(async () => expect(c.nodes["1"]!.output()).toMatch(/cannot prepare the rsync daemon; peers cannot push to this node until it runs/));
+  }, 60_000);
+
+  it("a node killed with kill -9 starts again while the rsync daemon it left still holds its port", async () => {
+    cluster = await startCluster({ size: 2, rsyncd: true });
+    const c = cluster;
+    const daemon = Number((await readFile(join(c.data("1"), "state", "rsyncd.pid"), "utf8")).trim());
+    // Stopped, it cannot end with its node: its port stays taken for as long as the test wants.
+    process.kill(daemon, "SIGSTOP");
+    cleanups.push(() => void spawnSync("kill", ["-CONT", String(daemon)]));
+    await c.kill("1");
+    const check = await runCli(["check-config", "--config", c.nodes["1"]!.configFile]);
+    expect(check.code, check.stderr).toBe(0);
+    expect(check.stdout).toContain("is held by the rsync daemon an earlier run of this node left; serve stops it");
+    process.kill(daemon, "SIGCONT");
+    await c.start("1");
+    const upload = await fetch(`${c.url("2")}/upload/pub/after-kill.txt`, { method: "PUT", body: "x", headers: auth });
+    expect(upload.status).toBe(201);
+    await eventually(async () => expect((await fetch(`${c.url("1")}/2/pub/after-kill.txt`)).headers.get("X-Nanocdn-Served-By")).toBe("1"));
   }, 60_000);
 
   it("a node that starts uses a peer after one good probe, and says ready only when it can take an upload", async () => {

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/promises";
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -158,6 +158,18 @@ describe("a configuration checked before anything is written", () => {
     // One good line is enough; the others are logged as skipped.
     await writeFile(join(dir, "users"), `alice\n${bcryptLine("bob", "pw")}\n`);
     expect((await runCli(["check-config", "--htpasswd", "users", "--listen", `127.0.0.1:${await freePort()}`], { cwd: dir })).code).toBe(0);
+  });
+
+  it("refuses a symlinked folder below files/, where every upload would be refused", async () => {
+    const dir = await tempDir();
+    await mkdir(join(dir, "data", "files"), { recursive: true });
+    await mkdir(join(dir, "elsewhere"));
+    await symlink(join(dir, "elsewhere"), join(dir, "data", "files", "1"));
+    const result = await runCli(["serve", "--data", "data", "--listen", `127.0.0.1:${await freePort()}`], { cwd: dir });
+    expect(result.code).toBe(2);
+    expect(lineAbout(result.stderr, "data")).toContain(
+      `${join(dir, "data", "files", "1")} is a symlink; the store never follows one below files/: make it a folder (mount the disk there, or point data at it)`,
+    );
   });
 
   it("refuses a store it cannot write when it has no peers to send uploads to", async () => {

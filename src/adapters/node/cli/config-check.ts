@@ -1,5 +1,5 @@
 import { constants } from "node:fs";
-import { access, readFile, stat } from "node:fs/promises";
+import { access, lstat, readFile, stat } from "node:fs/promises";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { createSecureContext } from "node:tls";
@@ -56,6 +56,15 @@ async function checkData(config: Config): Promise<string[]> {
   }
   const problems: string[] = [];
   const { data } = config;
+  // The store never goes through a symlinked folder below files/: each upload there would be refused.
+  for (const id of [config.node, ...config.peers.map((p) => p.id)]) {
+    const folder = join(data, "files", id);
+    if ((await lstat(folder).catch(() => undefined))?.isSymbolicLink()) {
+      problems.push(
+        about(config, "data", `${folder} is a symlink; the store never follows one below files/: make it a folder (mount the disk there, or point data at it)`),
+      );
+    }
+  }
   for (const folder of [
     data,
     join(data, "files"),
@@ -278,7 +287,8 @@ async function checkListens(config: Config, { nodeMayRun = false, lowPortsGrante
     running = holder === config.node;
     inUse("listen", config.listen, holder);
   } else if (http) cannotBind("listen", config.listen, http);
-  if (rsyncd?.code === "EADDRINUSE" && !running && (await leftoverDaemon(join(config.data, "state"))) !== undefined) {
+  // The node's own port is free, but its daemon's is held: a daemon its last run (killed) left.
+  if (rsyncd?.code === "EADDRINUSE" && !http && (await leftoverDaemon(join(config.data, "state"))) !== undefined) {
     notes.push(
       about(config, "rsyncd_listen", `${shownAddress(config.rsyncd_listen!)} is held by the rsync daemon an earlier run of this node left; serve stops it`),
     );
