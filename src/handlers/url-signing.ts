@@ -7,6 +7,8 @@ import { pathOf } from "./paths.ts";
 export const MIN_URL_SIGNING_KEY_LENGTH = 16;
 
 const EXPIRES = /^\d{1,12}$/;
+/** The latest expiry a link can carry (12 digits of unix seconds: the year 33658). */
+export const LAST_LINK_EXPIRES = 999_999_999_999;
 const SIGNATURE = /^[0-9a-f]{64}$/;
 
 /**

@@ -20,7 +20,7 @@ describe("nanocdn command line", () => {
   it("refuses a bad configuration with one line per bad key, naming where the value came from", async () => {
     const dir = await tempDir();
     const file = join(dir, "bad.toml");
-    await writeFile(file, 'listen = "nowhere"\nmax_upload_bytes = "lots"\nbogus = 1\n');
+    await writeFile(file, 'listen = "nowhere"\nmax_upload_bytes = "lots"\nbogus = 1\nsync-copies = 1\n');
     const result = await runCli(["serve", "--config", file, "--cache-max-age=-5"], {
       env: { NANOCDN_NODE: "../evil" },
       cwd: dir,
@@ -29,7 +29,9 @@ describe("nanocdn command line", () => {
     const lines = result.stderr.split("\n");
     expect(lines.find((l) => l.includes("listen (from"))).toContain("expected host:port");
     expect(lines.find((l) => l.includes("max_upload_bytes"))).toContain(`(from ${file}): expected a whole number, got "lots"`);
-    expect(lines.find((l) => l.includes("bogus"))).toContain("unknown key");
+    expect(lines.find((l) => l.includes("bogus"))).toMatch(/unknown key$/);
+    // A flag's spelling in the file, or a typo: the key meant.
+    expect(lines.find((l) => l.includes("sync-copies"))).toBe(`  sync-copies (from ${file}): unknown key; did you mean sync_copies?`);
     expect(lines.find((l) => l.startsWith("  node"))).toContain("(from NANOCDN_NODE)");
     expect(lines.find((l) => l.includes("cache_max_age"))).toContain("(from --cache-max-age): must be at least 0");
   });
@@ -72,7 +74,7 @@ describe("nanocdn command line", () => {
     );
     const result = await runCli(["check-config", "--config", "peers.toml"], { cwd: dir });
     expect(result.code).toBe(1);
-    expect(result.stderr).toBe("nanocdn: invalid configuration:\n  peers[0].rsnyc (from peers.toml): unknown key\n");
+    expect(result.stderr).toBe("nanocdn: invalid configuration:\n  peers[0].rsnyc (from peers.toml): unknown key; did you mean rsync?\n");
   });
 
   it("refuses an interval or time-out longer than a timer can wait (24.8 days), naming the key and the most it takes", async () => {

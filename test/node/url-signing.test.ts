@@ -47,6 +47,7 @@ describe("URL signing keys on the command line", () => {
       [["/1/pub/a.txt"], /not a private file/],
       [["/9/priv/a.txt"], /neither a node of this cluster/],
       [["/1/priv/a.txt", "--ttl", "0"], /--ttl takes a positive number of seconds[\s\S]*Usage: nanocdn sign/],
+      [["/1/priv/a.txt", "--ttl", "99999999999999"], /--ttl reaches past the last moment a link can name[\s\S]*Usage: nanocdn sign/],
       [[], /missing \/<node>\/priv\/<path>[\s\S]*Usage: nanocdn sign/],
     ];
     for (const [args, message] of cases) {
@@ -58,6 +59,10 @@ describe("URL signing keys on the command line", () => {
     await writeFile(noKeys, "");
     const unsigned = await runCli(["sign", "--config", noKeys, "/1/priv/a.txt"]);
     expect(unsigned.stderr).toMatch(/url_signing_secret_file: needed to sign URLs/);
+    // Like every command that reads the configuration, sign takes its keys as flags too.
+    const flagged = await runCli(["sign", "--config", noKeys, "--url-signing-secret-file", keyFile, "/1/priv/a.txt"]);
+    expect(flagged.code, flagged.stderr).toBe(0);
+    expect(flagged.stdout).toMatch(/^\/1\/priv\/a\.txt\?expires=\d+&signature=[0-9a-f]{64}\n$/);
   });
 
   it("are read again by every serving process on SIGHUP, changed or not", async () => {

@@ -324,7 +324,9 @@ export async function loadConfig({ file, env = process.env, flags = {}, cwd = pr
         if (issue.code !== "unrecognized_keys") return `${top ?? ""}${detail}${where(top ?? "")}: ${issue.message}`;
         // A key unknown inside a table (a peer) came from where the table came from.
         const named = (key: string) => (top === undefined ? `${key}${where(key)}` : `${top}${detail}.${key}${where(top)}`);
-        return issue.keys.map((key) => `${named(key)}: unknown key`).join("\n  ");
+        const known = top === undefined ? CONFIG_KEYS : Object.keys(peer.shape);
+        const meant = (key: string) => suggest(key.replaceAll("-", "_"), known);
+        return issue.keys.map((key) => `${named(key)}: unknown key${meant(key) ? `; did you mean ${meant(key)}?` : ""}`).join("\n  ");
       }),
     );
   }

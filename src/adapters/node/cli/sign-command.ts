@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { parseTarget, urlPathOf } from "../../../handlers/paths.ts";
-import { UrlSigner } from "../../../handlers/url-signing.ts";
+import { LAST_LINK_EXPIRES, UrlSigner } from "../../../handlers/url-signing.ts";
 import { nodeSignature } from "../peers/node-signature.ts";
 import { keysOfFile } from "../users/url-signing-key-file.ts";
 import { type Command, UsageError } from "./command.ts";
@@ -45,10 +45,14 @@ export const signCommand: Command = {
   },
   details: `Signs with the first key of url_signing_secret_file. The file is named as its upload
 returned it, or by a whole URL (whose origin is kept); a link printed as a path works on every node.`,
-  async run({ options, positionals }) {
+  configFlags: true,
+  async run({ options, positionals, configFlags }) {
     const ttl = Number(options.ttl);
     if (!Number.isInteger(ttl) || ttl < 1) throw new UsageError("--ttl takes a positive number of seconds", signCommand);
-    const config = await loadConfig({ file: configFileOf(options) });
+    if (Math.floor(Date.now() / 1000) + ttl > LAST_LINK_EXPIRES) {
+      throw new UsageError("--ttl reaches past the last moment a link can name (the year 33658); give fewer seconds", signCommand);
+    }
+    const config = await loadConfig({ file: configFileOf(options), flags: configFlags });
     console.log(await signedLink(config, positionals[0]!, ttl, options["base-url"] as string | undefined));
     return 0;
   },
