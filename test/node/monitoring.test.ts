@@ -27,7 +27,8 @@ describe("monitoring a node: /metrics, monitor_users, access lines", () => {
     // Two serving processes: /metrics must add up what both counted.
     node = await startNodeProcess({
       dir,
-      config: { htpasswd, workers: 2, monitor_users: [MONITOR], trusted_proxies: ["127.0.0.0/8"] },
+      // The second name is no user of the file: a typo, as a node must say.
+      config: { htpasswd, workers: 2, monitor_users: [MONITOR, "promethues"], trusted_proxies: ["127.0.0.0/8"] },
     });
   });
 
@@ -41,6 +42,13 @@ describe("monitoring a node: /metrics, monitor_users, access lines", () => {
     expect(response.headers.get("Content-Type")).toMatch(/^text\/plain; version=0\.0\.4/);
     return response.text();
   };
+
+  it("warns of a monitor_users name that is no user of the htpasswd file", async () => {
+    await eventually(async () =>
+      expect(node.output()).toMatch(/"level":"warn"[^\n]*"user":"promethues","msg":"monitor_users names no user of the htpasswd file/),
+    );
+    expect(node.output()).not.toMatch(new RegExp(`"user":"${MONITOR}","msg":"monitor_users names no user`));
+  });
 
   it("counts every request of every serving process, in a format promtool accepts", async () => {
     const created = await fetch(`${node.url}/upload/pub/counted.txt`, { method: "PUT", body: "twelve bytes", headers: full });

@@ -43,7 +43,7 @@ export async function startRequestServing(config: Config, log: NodeLogger, state
     maxFileBytes: config.memory_cache_file_bytes,
     revalidateMs: config.memory_cache_revalidate_ms,
   });
-  const credentials = new HtpasswdFile(config.htpasswd, log);
+  const credentials = new HtpasswdFile(config.htpasswd, log, config.monitor_users);
   await credentials.load();
   const urlSigningKeys = config.url_signing_secret_file ? new UrlSigningKeyFile(config.url_signing_secret_file, log) : undefined;
   await urlSigningKeys?.load();

@@ -12,7 +12,8 @@ import { ReloadingFile } from "./reloading-file.ts";
 export class HtpasswdFile implements Credentials {
   readonly #file: ReloadingFile<HtpasswdCredentials>;
 
-  constructor(path: string, log: Logger) {
+  /** `monitorUsers`: names that should be users of the file; a typo there would leave the user meant every right. */
+  constructor(path: string, log: Logger, monitorUsers: readonly string[] = []) {
     this.#file = new ReloadingFile(
       path,
       "htpasswd",
@@ -21,6 +22,9 @@ export class HtpasswdFile implements Credentials {
       (credentials) => {
         log.info({ file: path, users: credentials.users.length }, "htpasswd loaded");
         for (const problem of credentials.problems) log.warn({ file: path, problem }, "htpasswd line to fix");
+        for (const user of monitorUsers.filter((name) => !credentials.users.includes(name))) {
+          log.warn({ file: path, user }, "monitor_users names no user of the htpasswd file: check the spelling (the user meant may upload and delete)");
+        }
         if (credentials.users.length === 0) {
           log.warn({ file: path }, "no users: uploads, deletes and private reads are refused; add one with `nanocdn user add NAME`");
         }
