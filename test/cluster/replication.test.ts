@@ -177,6 +177,12 @@ describe("replication with rsync", () => {
     expect((await fetch(`${c.url("1")}/1/pub/a/b.txt`, { method: "DELETE", headers: auth })).status).toBe(204);
     expect((await fetch(`${c.url("1")}/upload/pub/a`, { method: "PUT", body: "a file now", headers: auth })).status).toBe(201);
     await eventually(async () => expect(await readFile(join(c.data("2"), "files", "1", "pub", "a"), "utf8")).toBe("a file now"), 30_000);
+    // Recovered (an upload during the retry's back-off would not wait for it, and get one copy).
+    await eventually(async () => {
+      const [peer] = (await nodeStatus(c, "1")).replication;
+      expect(peer).toMatchObject({ needsFullPass: false, backlog: 0 });
+      expect(peer.lastError).toBeUndefined();
+    });
     const after = await fetch(`${c.url("1")}/upload/pub/after.txt`, { method: "PUT", body: "later", headers: auth });
     expect(after.headers.get("X-Nanocdn-Copies")).toBe("2");
   });

@@ -177,6 +177,13 @@ class PeerReplica {
  * folder is complete (see owner-guard.ts), or a full pass would delete its
  * files everywhere.
  */
+/**
+ * A peer whose last push failed and that has none under way: the next one
+ * waits for its back-off. The paths go with that retry; uploads do not wait
+ * for it (one under way may still succeed, and is waited for).
+ */
+const awaitingRetry = (peer: PeerReplica) => peer.backoffMs > 0 && peer.batches === 0 && !peer.fullPassRunning;
+
 export class Replicator {
   readonly #peers = new Map<string, PeerReplica>();
   #enabled = false;
@@ -227,8 +234,7 @@ export class Replicator {
         peer.pending.clear();
         peer.needsFullPass = true;
         this.options.log.warn({ peer: peer.target.id }, "replication backlog too long; a full pass will catch up");
-      } else if (wait && this.options.isUp(peer.target.id) && peer.backoffMs === 0) {
-        // (A peer whose pushes fail gets the path with its next retry; the upload does not wait for that.)
+      } else if (wait && this.options.isUp(peer.target.id) && !awaitingRetry(peer)) {
         wait.expect();
         entry.waits = [...(entry.waits ?? []), wait];
         this.#schedule(peer, 0, true);
