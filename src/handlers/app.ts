@@ -22,6 +22,8 @@ export const DEFAULT_CACHE_MAX_AGE = 7 * 24 * 3600;
 export interface Change {
   kind: "created" | "deleted";
   key: string;
+  /** Only this node's copy of a file whose delete another node carries out (and replicates, and purges from the edge). */
+  copyOnly?: boolean;
 }
 
 export interface PeeringOptions {

@@ -83,9 +83,10 @@ function selectRange(request: Request, meta: BlobMeta): ByteRange | undefined {
   if (request.method !== "GET" || header === null || !ifRangeMatches(request.headers.get("If-Range"), meta)) {
     return undefined;
   }
-  // A unit other than bytes is ignored, as RFC 9110 asks, never refused.
-  if (header.slice(0, header.indexOf("=")).trim().toLowerCase() !== "bytes") return undefined;
-  const ranges = parseRange(meta.size, header, { combine: true });
+  // A unit other than bytes is ignored, as RFC 9110 asks, never refused; units are case-insensitive there, not in range-parser.
+  const equals = header.indexOf("=");
+  if (header.slice(0, equals).trim().toLowerCase() !== "bytes") return undefined;
+  const ranges = parseRange(meta.size, `bytes${header.slice(equals)}`, { combine: true });
   if (ranges === -1) throw new RangeNotSatisfiableError(meta.size);
   if (ranges === -2 || ranges.type !== "bytes" || ranges.length !== 1) return undefined;
   const { start, end } = ranges[0]!;

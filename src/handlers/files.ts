@@ -1,3 +1,4 @@
+import { isExpired } from "../storage/blob-store.ts";
 import { NotFoundError, StoreUnavailableError } from "../storage/errors.ts";
 import type { RequestContext, Settings } from "./app.ts";
 import { type Principal, requireAuthenticated } from "./auth.ts";
@@ -77,25 +78,28 @@ export async function deleteHandler(settings: Settings, { request, target }: Req
     if (value !== null) preconditions[name] = value;
   }
   if (file.owner === nodeId || file.owner === undefined) {
+    const mirrored = file.owner === undefined && cluster !== undefined && principal.kind !== "node";
+    const meta = await store.head(file.key);
+    // Gone for readers from that moment; the sweeper deletes it (and its replicas).
+    if (meta && isExpired(meta)) throw new ExpiredError(meta.deleteAt!, pathOf(target));
     if (Object.keys(preconditions).length > 0) {
-      const meta = await store.head(file.key);
-      if (!meta) throw new NotFoundError(`no file at ${pathOf(target)}`);
-      checkPreconditions(request.headers, meta);
+      if (meta) checkPreconditions(request.headers, meta);
+      else if (mirrored) await checkPreconditionsOnPeers(settings, request, file, target, preconditions);
+      else throw new NotFoundError(`no file at ${pathOf(target)}`);
       // Outside GET and HEAD, a matching If-None-Match refuses the request (RFC 9110, 13.1.2).
-      if (isNotModified(preconditions["If-None-Match"], undefined, meta)) {
+      if (meta && isNotModified(preconditions["If-None-Match"], undefined, meta)) {
         throw new PreconditionFailedError(`If-None-Match: the file's ETag is ${meta.etag}`);
       }
     }
     // Recorded for the peers first: deleted here but not recorded, a legacy
     // file would stay on the peers for good, while kept here a retry finds it.
-    const mirrored = file.owner === undefined && cluster !== undefined && principal.kind !== "node";
     if (mirrored) await cluster.mirrorLegacyDelete(file.key);
-    if (await store.delete(file.key)) {
-      await settings.onChange({ kind: "deleted", key: file.key });
-      settings.metrics.deleted();
-    } else if (!mirrored) {
-      throw new NotFoundError(`no file at ${pathOf(target)}`);
-    }
+    const deleted = await store.delete(file.key);
+    // A peer carrying out a legacy delete drops its copy; the node that took it (holding a copy or not) purges the edge.
+    const copyOnly = file.owner === undefined && principal.kind === "node";
+    if (deleted || mirrored) await settings.onChange({ kind: "deleted", key: file.key, ...(copyOnly && { copyOnly }) });
+    if (deleted) settings.metrics.deleted();
+    else if (!mirrored) throw new NotFoundError(`no file at ${pathOf(target)}`);
     // A legacy file missing here may be on a peer (reads find it there): the delete goes to them all.
     return new Response(null, { status: 204 });
   }
@@ -113,5 +117,28 @@ export async function deleteHandler(settings: Settings, { request, target }: Req
     }
     throw new TryLaterError(`only the owner node ${file.owner} deletes its files, and it is unreachable`);
   }
+  // Done by the owner: this node's replica goes at once, not when the owner's push arrives, so that
+  // a read here right after the 204 finds no file.
+  if (response.status === 204 && (await store.delete(file.key))) await settings.onChange({ kind: "deleted", key: file.key, copyOnly: true });
   return relay(response, DELETE_ANSWER_HEADERS);
+}
+
+/**
+ * The preconditions of a delete of a legacy file this node does not hold,
+ * as a copy on a peer answers them: that copy is the one a read here finds,
+ * so it is the one the client names.
+ */
+async function checkPreconditionsOnPeers(
+  settings: Settings,
+  request: Request,
+  file: FileAddress,
+  target: string,
+  preconditions: Record<string, string>,
+): Promise<void> {
+  const head = new Request(request.url, { method: "HEAD", headers: preconditions });
+  const answer = await readFromPeers({ ...settings.cluster!, log: settings.log }, head, file, target);
+  await answer.body?.cancel();
+  // A 304 is a matching If-None-Match, which refuses a delete.
+  if (answer.status === 412 || answer.status === 304)
+    throw new PreconditionFailedError(`the copy of ${pathOf(target)} a peer holds does not meet the request's conditions`);
 }

@@ -350,6 +350,11 @@ export function describeHttpApi(runtime: string, getTarget: () => ApiTarget): vo
         expect(await middle.text()).toBe("234");
         const suffix = await fetch(t().url + location, { headers: { Range: "bytes=-3" } });
         expect(await suffix.text()).toBe("789");
+        // Unit names are case-insensitive (RFC 9110, 14.1).
+        for (const range of ["Bytes=2-4", "BYTES=2-4"]) {
+          const spelled = await fetch(t().url + location, { headers: { Range: range } });
+          expect([spelled.status, await spelled.text()], range).toEqual([206, "234"]);
+        }
         const open = await fetch(t().url + location, { headers: { Range: "bytes=7-" } });
         expect(await open.text()).toBe("789");
         const beyond = await fetch(t().url + location, { headers: { Range: "bytes=20-30" } });

@@ -208,9 +208,14 @@ describe("handlers in-process (memory stores, peers wired app to app)", () => {
       expect((await cluster.request("2", "/1/pub/a.txt", { method: "DELETE", headers: { Authorization: AUTH } })).status).toBe(503);
       expect(await cluster.node("1").store.head("1/pub/a.txt")).toBeDefined();
       cluster.down.clear();
+      await cluster.place("2", "1/pub/a.txt", "a");
       expect((await cluster.request("2", "/1/pub/a.txt", { method: "DELETE", headers: { Authorization: AUTH } })).status).toBe(204);
       expect(await cluster.node("1").store.head("1/pub/a.txt")).toBeUndefined();
       expect(cluster.node("1").changes).toEqual([{ kind: "deleted", key: "1/pub/a.txt" }]);
+      // The node that passed the delete on drops its replica at once: a read there right after finds no file.
+      expect(await cluster.node("2").store.head("1/pub/a.txt")).toBeUndefined();
+      expect(cluster.node("2").changes).toEqual([{ kind: "deleted", key: "1/pub/a.txt", copyOnly: true }]);
+      expect((await cluster.request("2", "/1/pub/a.txt")).status).toBe(404);
     });
 
     it("serves a file of a node taken out of the cluster from the replicas, and says 404 only when every node did", async () => {
@@ -265,6 +270,29 @@ describe("handlers in-process (memory stores, peers wired app to app)", () => {
       expect((await cluster.request("2", "/pub/old.txt", { method: "DELETE", headers: { Authorization: AUTH } })).status).toBe(204);
       expect(cluster.node("2").legacyDeletes).toEqual(["legacy/pub/old.txt"]);
       expect(await cluster.node("2").store.head("legacy/pub/old.txt")).toBeUndefined();
+    });
+
+    it("evaluates a conditional delete of a legacy file that only a peer holds against that copy", async () => {
+      await cluster.place("1", "legacy/pub/held.txt", "on node 1 only");
+      const etag = (await cluster.request("2", "/pub/held.txt", { method: "HEAD" })).headers.get("ETag")!;
+      const conditional = (headers: Record<string, string>) => ({ method: "DELETE", headers: { Authorization: AUTH, ...headers } });
+      const refusals: Record<string, string>[] = [{ "If-Match": '"not-this-one"' }, { "If-None-Match": etag }];
+      for (const refusing of refusals) {
+        expect((await cluster.request("2", "/pub/held.txt", conditional(refusing))).status, JSON.stringify(refusing)).toBe(412);
+      }
+      expect(cluster.node("2").legacyDeletes).toEqual([]);
+      expect((await cluster.request("2", "/pub/held.txt", conditional({ "If-Match": etag }))).status).toBe(204);
+      expect(cluster.node("2").legacyDeletes).toEqual(["legacy/pub/held.txt"]);
+      // Held by no node at all: 404.
+      expect((await cluster.request("2", "/pub/nowhere.txt", conditional({ "If-Match": etag }))).status).toBe(404);
+    });
+
+    it("answers 404 to a delete of its own file that has expired, as reads do, before the sweeper removes it", async () => {
+      const deleteAt = Math.floor(Date.now() / 1000) - 5;
+      await cluster.node("1").store.create("1/pub/expired.txt", new Blob(["old"]).stream(), { deleteAt });
+      const answer = await cluster.request("1", "/1/pub/expired.txt", { method: "DELETE", headers: { Authorization: AUTH } });
+      expect(answer.status).toBe(404);
+      expect(answer.headers.get("X-Delete-At")).toBe(String(deleteAt));
     });
 
     it("deletes a legacy file that only a peer holds: 204, and recorded for every peer", async () => {

@@ -240,7 +240,7 @@ export async function edgePurgeOf(
     changed(change) {
       const file = fileOfKey(change.key);
       // The edge never caches a private file.
-      if (change.kind === "deleted" && file.namespace === "pub") void purge.add(urlPathOf(file));
+      if (change.kind === "deleted" && !change.copyOnly && file.namespace === "pub") void purge.add(urlPathOf(file));
     },
     counts: () => purge.counts(),
     async stop() {
