@@ -1,5 +1,6 @@
 import { mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { request } from "node:http";
+import { connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { connect } from "node:tls";
@@ -369,6 +370,35 @@ describe("Node server", () => {
         await node.stop();
       }
     });
+  });
+
+  it("takes an upload for as long as its bytes keep coming, and ends one whose body stops for client_timeout_ms", async () => {
+    const node = await startNodeProcess({ config: { client_timeout_ms: 1000 } });
+    try {
+      const { hostname, port } = new URL(node.url);
+      /** Sends the head of a 6-byte upload, then the bytes `pieces` give, one every `everyMs`; the answer, or how the connection ended. */
+      const upload = (name: string, pieces: string[], everyMs: number) =>
+        new Promise<string>((resolve) => {
+          const socket = tcpConnect(Number(port), hostname);
+          let answer = "";
+          socket.on("data", (chunk) => (answer += chunk));
+          socket.on("error", () => {});
+          socket.on("close", () => resolve(answer === "" ? "closed without an answer" : answer.split("\r\n")[0]!));
+          socket.write(`PUT /upload/pub/${name} HTTP/1.1\r\nHost: x\r\nAuthorization: ${auth.Authorization}\r\nContent-Length: 6\r\nConnection: close\r\n\r\n`);
+          for (const [i, piece] of pieces.entries()) setTimeout(() => socket.write(piece), (i + 1) * everyMs);
+        });
+      // Six bytes over 2.4 s, more than twice the idle limit in all, never idle for that long.
+      expect(await upload("slow.txt", ["a", "b", "c", "d", "e", "f"], 400)).toBe("HTTP/1.1 201 Created");
+      expect(await (await fetch(`${node.url}/1/pub/slow.txt`)).text()).toBe("abcdef");
+      // Two bytes, then nothing.
+      const started = Date.now();
+      expect(await upload("stalled.txt", ["ab"], 100)).toBe("closed without an answer");
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect((await fetch(`${node.url}/1/pub/stalled.txt`)).status).toBe(404);
+      await eventually(async () => expect(await readdir(join(node.data, "tmp"))).toEqual([]));
+    } finally {
+      await node.stop();
+    }
   });
 
   it("answers a refused upload with its status and Connection: close, never a reset, even to a client that sends it all", async () => {

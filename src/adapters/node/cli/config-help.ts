@@ -48,6 +48,10 @@ export const CONFIG_HELP: Record<ConfigKey, KeyHelp> = {
   memory_cache_file_bytes: { meaning: "larger files always stream from disk", value: "BYTES" },
   memory_cache_revalidate_ms: { meaning: "a cached file or miss is checked on disk again after this long", value: "MS" },
   shutdown_grace: { meaning: "seconds SIGTERM waits for requests in flight before closing their connections", value: "SECONDS" },
+  client_timeout_ms: {
+    meaning: "a request body that stops coming for this long ends its connection (0: never); a request has no limit on its whole time",
+    value: "MS",
+  },
   peers: {
     meaning: 'the other nodes: [[peers]] tables with id, url, rsync; in a flag or the environment JSON, or "2=http://10.0.0.2:8080 3=…"',
     unset: "none",

@@ -142,6 +142,8 @@ export const configSchema = z
     memory_cache_revalidate_ms: int(0).default(1000),
     /** Seconds SIGTERM waits for requests in flight before it closes their connections. */
     shutdown_grace: timerSeconds(0).default(30),
+    /** A request body that stops coming for this long ends its connection; 0: never. */
+    client_timeout_ms: timerMs(0).default(60_000),
     peers: z.preprocess(parsePeers, z.array(peer, { error: "expected a list of peers, each with id and url" })).default([]),
     cluster_secret_file: z.string().min(1).optional(),
     /** Keys of signed URLs, one a line: the first signs, all verify. */

@@ -21,6 +21,8 @@ export interface HttpServerOptions {
   fastRead?: FastReader;
   /** Logs and counts what the server refuses before the app runs. */
   recordAnswer?: AnswerRecorder;
+  /** A request body that stops coming for this long ends its connection; 0: never. */
+  clientTimeoutMs?: number;
   listen: ListenAddress;
   tls?: { cert: string; key: string };
   log: Logger;
@@ -108,6 +110,18 @@ function closeIfBodyUnread(request: IncomingMessage, response: ServerResponse): 
   } as ServerResponse["writeHead"];
 }
 
+/**
+ * A request body may take as long as its bytes keep coming; one that stops
+ * for `idleMs` ends its connection (what it sent is dropped, as an aborted
+ * upload is), as nginx's client_body_timeout does. Once the body is in, the
+ * answer may take its time.
+ */
+function endBodyThatStops(request: IncomingMessage, idleMs: number): void {
+  if (idleMs === 0) return;
+  request.setTimeout(idleMs, () => request.socket.destroy());
+  request.once("end", () => request.socket.setTimeout(0));
+}
+
 function lingerBeforeClose(request: IncomingMessage): void {
   const socket = request.socket;
   const destroySoon = socket.destroySoon.bind(socket);
@@ -189,7 +203,7 @@ function smallBodyLength(request: IncomingMessage): number | undefined {
 }
 
 /** Serves the app over HTTP, or HTTPS when a certificate is configured. */
-export async function startHttpServer({ app, fastRead, recordAnswer, listen, tls, log }: HttpServerOptions): Promise<HttpServer> {
+export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeoutMs = 0, listen, tls, log }: HttpServerOptions): Promise<HttpServer> {
   const listener = getRequestListener(
     (request, env) => {
       const { incoming } = env as { incoming: IncomingMessage };
@@ -233,6 +247,7 @@ export async function startHttpServer({ app, fastRead, recordAnswer, listen, tls
     response.on("close", () => inFlight.delete(response));
     if (request.headers["content-length"] !== undefined || request.headers["transfer-encoding"] !== undefined) {
       closeIfBodyUnread(request, response);
+      endBodyThatStops(request, clientTimeoutMs);
     }
     const small = smallBodyLength(request);
     if (small === undefined) {
@@ -264,6 +279,9 @@ export async function startHttpServer({ app, fastRead, recordAnswer, listen, tls
     // Clients behind load balancers keep connections open; the default 5 s
     // keep-alive is shorter than many of their idle timeouts.
     server.keepAliveTimeout = 65_000;
+    // Node ends any request after 5 minutes, a large upload on a slow link
+    // too; a body that stops coming is ended by endBodyThatStops instead.
+    server.requestTimeout = 0;
     servers.set(
       server,
       new Promise<void>((resolve) =>

@@ -105,6 +105,7 @@ export async function startRequestServing(config: Config, log: NodeLogger, state
     app: createApp(options),
     fastRead: createFastReader(options),
     recordAnswer: createAnswerRecorder(options),
+    clientTimeoutMs: config.client_timeout_ms,
     listen: config.listen,
     tls,
     log,
