@@ -372,6 +372,47 @@ describe("Node server", () => {
     });
   });
 
+  it("answers and logs once an upload whose connection ends inside its body, small or streamed", async () => {
+    const node = await startNodeProcess();
+    try {
+      const { hostname, port } = new URL(node.url);
+      /** Sends `sent` bytes of a body of `declared`, then ends its side of the connection; the answer's first line and body. */
+      const truncated = (name: string, declared: number, sent: number) =>
+        new Promise<string>((resolve) => {
+          const socket = tcpConnect(Number(port), hostname, () => {
+            socket.write(`PUT /upload/pub/${name} HTTP/1.1\r\nHost: x\r\nAuthorization: ${auth.Authorization}\r\nContent-Length: ${declared}\r\n\r\n`);
+            socket.end(Buffer.alloc(sent, 1));
+          });
+          let answer = "";
+          socket.on("data", (chunk) => (answer += chunk));
+          socket.on("error", () => {});
+          socket.on("close", () => resolve(answer));
+        });
+      const small = await truncated("cut-small.bin", 10, 3);
+      expect(small).toMatch(/^HTTP\/1\.1 400 /);
+      expect(small).toContain("the connection ended before the request's body did");
+      await truncated("cut-large.bin", 1024 * 1024, 256 * 1024);
+      const lines = () =>
+        node
+          .output()
+          .split("\n")
+          .filter((line) => line.includes('"msg":"request"'))
+          .map((line) => JSON.parse(line) as { method: string; path: string; status: number })
+          .filter((line) => line.path !== "/check/");
+      await eventually(async () =>
+        expect(lines().map((l) => l.path)).toEqual(expect.arrayContaining(["/upload/pub/cut-small.bin", "/upload/pub/cut-large.bin"])),
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      expect(lines().map(({ method, path, status }) => [method, path, status])).toEqual([
+        ["PUT", "/upload/pub/cut-small.bin", 400],
+        ["PUT", "/upload/pub/cut-large.bin", 400],
+      ]);
+      for (const name of ["cut-small.bin", "cut-large.bin"]) expect((await fetch(`${node.url}/1/pub/${name}`)).status).toBe(404);
+    } finally {
+      await node.stop();
+    }
+  });
+
   it("takes an upload for as long as its bytes keep coming, and ends one whose body stops for client_timeout_ms", async () => {
     const node = await startNodeProcess({ config: { client_timeout_ms: 1000 } });
     try {

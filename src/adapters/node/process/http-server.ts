@@ -58,19 +58,28 @@ function requestLineOf(packet: Buffer | undefined): { method: string; target: st
   return line ? { method: line[1]!, target: line[2]! } : { method: "-", target: "-" };
 }
 
+/** A request with a body on a connection, and whether the app has it yet (or the server still reads a small body whole). */
+interface BodyUnderWay {
+  request: IncomingMessage;
+  app: boolean;
+}
+
 /**
  * Requests that Node's HTTP parser refuses never reach the app; they still
- * get an answer that says what was wrong, and a line in the access log.
+ * get an answer that says what was wrong, and a line in the access log. A
+ * connection that ends inside a body (HPE_INVALID_EOF_STATE) is refused as
+ * that request; when the app is reading that body, it sees the body fail and
+ * answers and logs it, once.
  */
-function answerMalformed(error: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Duplex, record?: AnswerRecorder): void {
-  if (!socket.writable || !error.code?.startsWith("HPE_")) {
+function answerMalformed(error: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Duplex, record?: AnswerRecorder, underWay?: BodyUnderWay): void {
+  if (underWay?.app || !socket.writable || !error.code?.startsWith("HPE_")) {
     socket.destroy();
     return;
   }
-  const text = badRequest(`malformed HTTP request (${error.code})`);
+  const text = badRequest(underWay ? "the connection ended before the request's body did" : `malformed HTTP request (${error.code})`);
   const bytes = Buffer.byteLength(text);
   socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${bytes}\r\nConnection: close\r\n\r\n${text}`);
-  const { method, target } = requestLineOf(error.rawPacket);
+  const { method, target } = underWay ? { method: underWay.request.method ?? "-", target: underWay.request.url ?? "-" } : requestLineOf(error.rawPacket);
   record?.(method, target, 400, bytes, bytes, (socket as Socket).remoteAddress);
 }
 
@@ -245,24 +254,29 @@ export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeo
     response.on("finish", () => busy.delete(request.socket));
     inFlight.add(response);
     response.on("close", () => inFlight.delete(response));
+    const underWay: BodyUnderWay = { request, app: false };
     if (request.headers["content-length"] !== undefined || request.headers["transfer-encoding"] !== undefined) {
       closeIfBodyUnread(request, response);
       endBodyThatStops(request, clientTimeoutMs);
+      withBody.set(request.socket, underWay);
+      response.on("close", () => withBody.delete(request.socket));
     }
-    const small = smallBodyLength(request);
-    if (small === undefined) {
+    const app = () => {
+      underWay.app = true;
       void listener(request, response);
-      return;
-    }
+    };
+    const small = smallBodyLength(request);
+    if (small === undefined) return app();
     void readSmallBody(request, small).then((whole) => {
-      if (whole) void listener(request, response);
-      else request.socket.destroy();
+      if (whole) app();
+      else request.socket.destroySoon();
     });
   };
   // Connections with no request under way; closeIdleConnections() misses
   // those that never sent one (fetch opens such spare connections).
   const sockets = new Set<Socket>();
   const busy = new WeakSet<Socket>();
+  const withBody = new WeakMap<Duplex, BodyUnderWay>();
   /** Each server until every connection it accepted has ended: the listening one, and one replaced by a certificate swap. */
   const servers = new Map<Server, Promise<void>>();
   const open = (context?: TlsFiles): Server => {
@@ -271,7 +285,7 @@ export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeo
       sockets.add(socket);
       socket.once("close", () => sockets.delete(socket));
     });
-    server.on("clientError", (error: NodeJS.ErrnoException, socket) => answerMalformed(error, socket, recordAnswer));
+    server.on("clientError", (error: NodeJS.ErrnoException, socket) => answerMalformed(error, socket, recordAnswer, withBody.get(socket)));
     server.on("checkContinue", (request: IncomingMessage, response: ServerResponse) => {
       continueWhenRead(request, response);
       handle(request, response);
