@@ -1,3 +1,4 @@
+import { RETRY_AFTER_SECONDS } from "./error-response.ts";
 import { jsonResponse } from "./json.ts";
 import type { Settings } from "./app.ts";
 
@@ -12,7 +13,11 @@ export async function checkHandler({ check, nodeId }: Settings): Promise<Respons
     await check();
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    return jsonResponse({ status: "unavailable", node: nodeId, reason }, { status: 503, headers: NO_STORE });
+    // `status` and `reason` for load balancers and peers; `error` and `message` as every other error says it.
+    return jsonResponse(
+      { status: "unavailable", node: nodeId, reason, error: "unavailable", message: reason },
+      { status: 503, headers: { ...NO_STORE, "Retry-After": RETRY_AFTER_SECONDS } },
+    );
   }
   return jsonResponse({ status: "ok", node: nodeId }, { headers: NO_STORE });
 }

@@ -157,8 +157,11 @@ describe("Node server", () => {
         broken = await fetch(`${node.url}/check/`);
         expect(broken.status).toBe(503);
       });
-      const body = (await broken.json()) as { status: string; reason: string };
+      const body = (await broken.json()) as { status: string; reason: string; error: string; message: string };
       expect(body.status).toBe("unavailable");
+      // As every error: a code and a message, and when to try again.
+      expect([body.error, body.message]).toEqual(["unavailable", body.reason]);
+      expect(broken.headers.get("Retry-After")).toBe("2");
       expect(body.reason).toMatch(/storage failed while probing the disk \(ENOTDIR\)/);
       expect(body.reason).not.toContain(node.data);
       const upload = await fetch(`${node.url}/upload/pub/x.txt`, { method: "PUT", body: "x", headers: auth });
@@ -187,6 +190,12 @@ describe("Node server", () => {
       expect(JSON.parse(malformed.body)).toMatchObject({ error: "bad_request", message: expect.stringContaining("malformed HTTP request") });
       const garbage = await rawExchange(node.url, "\x00\x01 not http\r\n\r\n");
       expect(garbage.status).toBe(400);
+      const expecting = await rawExchange(
+        node.url,
+        "PUT /upload/pub/expect.txt HTTP/1.1\r\nHost: a\r\nExpect: a-miracle\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx",
+      );
+      expect(expecting.status).toBe(417);
+      expect(JSON.parse(expecting.body)).toMatchObject({ error: "expectation_failed" });
       // Access-log lines are written in batches, within 200 ms.
       const requestLines = () =>
         node
@@ -206,6 +215,7 @@ describe("Node server", () => {
         expect.objectContaining({ method: "DELETE", path: "/3/pub/unparsed.txt", bytes: malformed.body.length, client: "127.0.0.1" }),
         expect.objectContaining({ method: "-", path: "-", client: "127.0.0.1" }),
       ]);
+      expect(requestLines().filter((l) => l.status === 417)).toEqual([expect.objectContaining({ method: "PUT", path: "/upload/pub/expect.txt" })]);
       const metrics = await (await fetch(`${node.url}/metrics`, { headers: auth })).text();
       expect(sample(metrics, 'nanocdn_http_requests_total{method="GET",status="4xx"}')).toBe(1);
       expect(sample(metrics, 'nanocdn_http_requests_total{method="DELETE",status="4xx"}')).toBe(1);

@@ -228,6 +228,12 @@ export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeo
           : errorResponse(error, log),
     },
   );
+  /** Answers a request refused before the app runs (`text`: its JSON error), and logs and counts it as the app would. */
+  const refuse = (request: IncomingMessage, response: ServerResponse, status: number, text: string) => {
+    const bytes = Buffer.byteLength(text);
+    response.writeHead(status, { "Content-Type": "application/json", "Content-Length": bytes }).end(text);
+    recordAnswer?.(request.method ?? "-", request.url ?? "-", status, bytes, bytes, request.socket.remoteAddress, undefined, request.headers["user-agent"]);
+  };
   // Once closing, every answer says `Connection: close`, so that keep-alive
   // connections end with the request they carry instead of taking new ones.
   let closing = false;
@@ -235,12 +241,7 @@ export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeo
   const handle = (request: IncomingMessage, response: ServerResponse) => {
     if (closing) response.shouldKeepAlive = false;
     if (request.headers.host !== undefined && !isUsableHost(request.headers.host)) {
-      const text = badRequest("invalid Host header: it must be a host name or address, and a port if any");
-      const bytes = Buffer.byteLength(text);
-      response.writeHead(400, { "Content-Type": "application/json", "Content-Length": bytes }).end(text);
-      const { method = "-", url = "-" } = request;
-      recordAnswer?.(method, url, 400, bytes, bytes, request.socket.remoteAddress, undefined, request.headers["user-agent"]);
-      return;
+      return refuse(request, response, 400, badRequest("invalid Host header: it must be a host name or address, and a port if any"));
     }
     // Answered at once, so nothing to track for a graceful stop. A target in absolute form is the app's.
     const target = request.url ?? "";
@@ -286,6 +287,12 @@ export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeo
       socket.once("close", () => sockets.delete(socket));
     });
     server.on("clientError", (error: NodeJS.ErrnoException, socket) => answerMalformed(error, socket, recordAnswer, withBody.get(socket)));
+    // An expectation other than 100-continue: refused as Node would, but in JSON and in the log.
+    server.on("checkExpectation", (request: IncomingMessage, response: ServerResponse) => {
+      response.shouldKeepAlive = false;
+      const text = JSON.stringify({ error: "expectation_failed", message: `Expect: ${request.headers.expect} is not one this server meets` });
+      refuse(request, response, 417, text);
+    });
     server.on("checkContinue", (request: IncomingMessage, response: ServerResponse) => {
       continueWhenRead(request, response);
       handle(request, response);
