@@ -135,7 +135,8 @@ describe("nanocdn command line", () => {
     try {
       const result = await runCli(["serve", "--listen", `127.0.0.1:${port}`, "--workers", "2"], { cwd: await tempDir() });
       const output = result.stdout + result.stderr;
-      expect(result.code).toBe(2);
+      // Not 2 (the configuration is wrong, which the unit does not retry): the port may be free at the next start.
+      expect(result.code).toBe(1);
       expect(output).toContain(`listen (from --listen): 127.0.0.1:${port} is in use by another process`);
       expect(output).not.toContain("serving process");
     } finally {

@@ -123,7 +123,7 @@ describe("a configuration checked before anything is written", () => {
       expect(check.stdout).toContain(`rsyncd_listen (from ${node.configFile}): 127.0.0.1:${rsyncd} is held by this node, which is running`);
 
       const second = await runCli(["serve", "--config", node.configFile]);
-      expect(second.code).toBe(2);
+      expect(second.code).toBe(1);
       expect(lineAbout(second.stderr, "listen")).toContain(`127.0.0.1:${node.port} is held by this node, which is running already; stop it first`);
 
       const other = await runCli(["check-config", "--config", node.configFile, "--node", "3"]);

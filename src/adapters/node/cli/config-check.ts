@@ -264,13 +264,18 @@ export interface CheckOptions {
  * the one whose listen answers GET /check/ with this configuration's node id.
  * Its rsync daemon then holds rsyncd_listen.
  */
-async function checkListens(config: Config, { nodeMayRun = false, lowPortsGranted = false }: CheckOptions): Promise<{ problems: string[]; notes: string[] }> {
+async function checkListens(
+  config: Config,
+  { nodeMayRun = false, lowPortsGranted = false }: CheckOptions,
+): Promise<{ problems: string[]; notes: string[]; held: number }> {
   const [http, rsyncd] = await Promise.all([bindError(config.listen), config.rsyncd_listen && bindError(config.rsyncd_listen)]);
   const problems: string[] = [];
   const notes: string[] = [];
   let running = false;
+  let held = 0;
   const inUse = (key: "listen" | "rsyncd_listen", address: ListenAddress, holder: string | undefined) => {
     const shown = shownAddress(address);
+    if (holder !== config.node || !nodeMayRun) held++;
     if (holder === undefined) problems.push(about(config, key, `${shown} is in use by another process; stop it or choose another port`));
     else if (holder !== config.node) {
       problems.push(about(config, key, `${shown} is in use by nanocdn node '${holder}', not this node '${config.node}'; stop it or choose another port`));
@@ -294,7 +299,7 @@ async function checkListens(config: Config, { nodeMayRun = false, lowPortsGrante
     );
   } else if (rsyncd?.code === "EADDRINUSE") inUse("rsyncd_listen", config.rsyncd_listen!, running ? config.node : undefined);
   else if (rsyncd) cannotBind("rsyncd_listen", config.rsyncd_listen!, rsyncd);
-  return { problems, notes };
+  return { problems, notes, held };
 }
 
 /**
@@ -314,6 +319,6 @@ export async function checkConfig(config: Config, options: CheckOptions = {}): P
     checkTls(config),
   ]);
   const problems = [...others.flat(), ...listens.problems];
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (problems.length > 0) throw new ConfigError(problems, listens.held === problems.length);
   return listens.notes;
 }

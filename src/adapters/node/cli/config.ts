@@ -233,7 +233,11 @@ export type ConfigKey = keyof z.input<typeof configSchema>;
 export const CONFIG_KEYS = Object.keys(configSchema.shape) as ConfigKey[];
 
 export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
+  /** `portsHeld`: every problem is a port another process holds, which it may let go (a service manager tries again). */
+  constructor(
+    readonly problems: string[],
+    readonly portsHeld = false,
+  ) {
     super(`invalid configuration:\n  ${problems.join("\n  ")}`);
     this.name = "ConfigError";
   }

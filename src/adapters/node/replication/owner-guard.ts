@@ -104,10 +104,10 @@ export class OwnerMarker {
     }
     this.#id = recorded.id;
     const placement = await placementOf(this.#path, recorded.id);
-    const known = await readFile(this.record, "utf8").then(
-      (text) => JSON.parse(text) as Placement,
-      () => undefined,
-    );
+    // No record, or one that cannot be read: the marker is taken for a copy (a pull costs time, nothing more).
+    const known = await readFile(this.record, "utf8")
+      .then((text) => JSON.parse(text) as Placement)
+      .catch(() => undefined);
     if (!samePlacement(placement, known)) return "copied";
     this.#placement = placement;
     return "here";
