@@ -3,7 +3,7 @@ import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { runCli } from "../helpers/cli.ts";
-import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { type ClusterOptions, startCluster, type TestCluster } from "../helpers/cluster.ts";
 import { basic } from "../helpers/credentials.ts";
 import { eventually } from "../helpers/eventually.ts";
 import { withChildren } from "../helpers/processes.ts";
@@ -30,6 +30,22 @@ describe("faults", () => {
     cluster = undefined;
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
+
+  /** A cluster whose node 1 keeps its data on a disk of its own, 20 MiB, unmounted once the test is over. */
+  async function withSmallDisk(options: Omit<ClusterOptions, "beforeStart">): Promise<TestCluster> {
+    let mounted: string | undefined;
+    cleanups.push(() => {
+      if (mounted) spawnSync("umount", ["-l", mounted]);
+    });
+    return startCluster({
+      ...options,
+      beforeStart: async (data) => {
+        await mkdir(data("1"), { recursive: true });
+        execFileSync("mount", ["-t", "tmpfs", "-o", "size=20m", "tmpfs", data("1")]);
+        mounted = data("1");
+      },
+    });
+  }
 
   it("a hung owner: a delete passed to it reports an unknown outcome, and timed-out reads mark it down after a few", async () => {
     // Probes alone would take health_fall × 2 s (their time-out) to mark the hung node down.
@@ -71,19 +87,7 @@ describe("faults", () => {
   }, 60_000);
 
   it("a nearly full disk: an upload that does not fit goes to a peer unread, and /check/ fails below the reserve", async () => {
-    let mounted: string | undefined;
-    cluster = await startCluster({
-      size: 2,
-      config: (id) => (id === "1" ? { min_free_bytes: 4 * MiB } : {}),
-      beforeStart: async (data) => {
-        await mkdir(data("1"), { recursive: true });
-        execFileSync("mount", ["-t", "tmpfs", "-o", "size=20m", "tmpfs", data("1")]);
-        mounted = data("1");
-      },
-    });
-    cleanups.push(() => {
-      if (mounted) spawnSync("umount", ["-l", mounted]);
-    });
+    cluster = await withSmallDisk({ size: 2, config: (id) => (id === "1" ? { min_free_bytes: 4 * MiB } : {}) });
     const c = cluster;
     // 20 MiB disk, 4 MiB reserve: leave about 6 MiB free, room for 2 MiB.
     await writeFile(join(c.data("1"), "filler-1"), new Uint8Array(14 * MiB));
@@ -112,19 +116,7 @@ describe("faults", () => {
   }, 60_000);
 
   it("a node restarted on a full disk, then on a read-only one, serves what it holds and passes uploads on", async () => {
-    let mounted: string | undefined;
-    cluster = await startCluster({
-      size: 2,
-      rsyncd: true,
-      beforeStart: async (data) => {
-        await mkdir(data("1"), { recursive: true });
-        execFileSync("mount", ["-t", "tmpfs", "-o", "size=20m", "tmpfs", data("1")]);
-        mounted = data("1");
-      },
-    });
-    cleanups.push(() => {
-      if (mounted) spawnSync("umount", ["-l", mounted]);
-    });
+    cluster = await withSmallDisk({ size: 2, rsyncd: true });
     const c = cluster;
     const held = await fetch(`${c.url("1")}/upload/pub/restart/held.txt`, { method: "PUT", body: "held", headers: auth });
     expect(held.status).toBe(201);
