@@ -78,6 +78,9 @@ describe("faults", () => {
       stalled++;
     }
     expect(stalled).toBeLessThanOrEqual(fall);
+    // Said as a person reads it, with the code to search for.
+    const seen = (await (await fetch(`${c.url("2")}/status`, { headers: auth })).json()) as { peers: { id: string; lastError?: string }[] };
+    expect(seen.peers.find((p) => p.id === "1")?.lastError).toMatch(/^no answer within \d+ ms \((UND_ERR_HEADERS_TIMEOUT|READ_TIMEOUT)\)$/);
     // Down now (once its serving process has heard): a delete is refused as not done, without asking.
     await eventually(async () => {
       const refused = await fetch(c.url("2") + doomed, { method: "DELETE", headers: auth });

@@ -105,7 +105,7 @@ describe("watching a cluster: metrics, status page, status command, logs", () =>
     const result = await runCli(["status", "--config", cluster.nodes["1"]!.configFile]);
     expect(result.code).toBe(1);
     expect(result.stdout).toMatch(/^3\s+DOWN/m);
-    expect(result.stdout).toMatch(/node 3 did not answer: ECONNREFUSED/);
-    expect(result.stdout).toMatch(/node 1 sees node 3 down/);
+    expect(result.stdout).toContain("node 3 did not answer: connection refused (ECONNREFUSED)");
+    expect(result.stdout).toMatch(/node 1 sees node 3 down: connection refused \(ECONNREFUSED\)/);
   });
 });

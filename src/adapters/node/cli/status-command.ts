@@ -10,6 +10,7 @@ import { nodeSignature } from "../peers/node-signature.ts";
 import { readClusterSecret } from "../process/background-services.ts";
 import type { Command } from "./command.ts";
 import { type Config, loadConfig, localUrl } from "./config.ts";
+import { failureReason } from "../peers/failure-reason.ts";
 import { CONFIG_OPTION, configFileOf } from "./serve.ts";
 
 /** How long each node may take to answer. */
@@ -49,7 +50,7 @@ function problemsOf(answers: Answer[], user: string | undefined): string[] {
     const { node, facts } = answer;
     if (facts.storeHealthy === false) problems.push(`node ${node}: its store fails its probe`);
     if (facts.ownFiles !== undefined && facts.ownFiles !== "complete") problems.push(`node ${node}: own files ${facts.ownFiles}`);
-    for (const peer of facts.peers ?? []) if (!peer.up) problems.push(`node ${node} sees node ${peer.id} down${peer.lastError ? ` (${peer.lastError})` : ""}`);
+    for (const peer of facts.peers ?? []) if (!peer.up) problems.push(`node ${node} sees node ${peer.id} down${peer.lastError ? `: ${peer.lastError}` : ""}`);
     for (const r of facts.replication ?? []) {
       if (r.backlog > 0) problems.push(`node ${node}: ${r.backlog} changes wait to be pushed to node ${r.peer}`);
       if (r.needsFullPass) problems.push(`node ${node}: a full pass to node ${r.peer} is pending`);
@@ -157,7 +158,7 @@ async function clusterStatus(file: string | undefined, flags: Record<string, str
           return { node: id, facts: (await response.body.json()) as NodeFacts };
         } catch (error) {
           const { code, message } = error as { code?: string; message: string };
-          return { node: id, error: code ?? message };
+          return { node: id, error: code === undefined ? message : failureReason(code, ANSWER_TIMEOUT_MS) };
         }
       }),
     );

@@ -7,6 +7,7 @@ import { PEER_PROBE_AGENT } from "../../../handlers/access-log.ts";
 import type { Logger } from "../../../handlers/logger.ts";
 import { type PeerRequest, type Peers, PeerUnreachableError } from "../../../handlers/peers.ts";
 import type { PeerConfig } from "../cli/config.ts";
+import { failureReason, READ_TIMEOUT } from "./failure-reason.ts";
 import type { PeerHealth, PeerView } from "./peer-health.ts";
 
 export interface HttpPeersOptions {
@@ -53,7 +54,6 @@ async function responseBody(method: string, answer: Dispatcher.ResponseData): Pr
 
 /** Connection errors that say the peer is not there at all (as opposed to slow or failing). */
 const REFUSED = new Set(["ECONNREFUSED", "EHOSTUNREACH"]);
-const READ_TIMEOUT = "READ_TIMEOUT";
 /** A peer that did not answer in time: cut off, hung, or overloaded. */
 const TIMED_OUT = new Set(["UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT", READ_TIMEOUT]);
 
@@ -74,7 +74,7 @@ export class HttpPeers implements Peers {
   readonly ids: readonly string[];
   readonly #pools = new Map<string, Pool>();
 
-  readonly #readTimeoutMs: number;
+  readonly #options: HttpPeersOptions;
 
   constructor(
     peers: readonly PeerConfig[],
@@ -82,7 +82,7 @@ export class HttpPeers implements Peers {
     private readonly log: Logger,
     options: HttpPeersOptions,
   ) {
-    this.#readTimeoutMs = options.readTimeoutMs;
+    this.#options = options;
     this.ids = peers.map((p) => p.id);
     for (const peer of peers) {
       this.#pools.set(
@@ -109,7 +109,7 @@ export class HttpPeers implements Peers {
     // A read's time-out covers connecting and the first byte together, on a
     // precise timer (undici's own time-outs may fire half a second late).
     const reading = read ? new AbortController() : undefined;
-    const timer = reading && setTimeout(() => reading.abort(), this.#readTimeoutMs);
+    const timer = reading && setTimeout(() => reading.abort(), this.#options.readTimeoutMs);
     try {
       answer = await pool.request({
         method: method as Dispatcher.HttpMethod,
@@ -120,7 +120,7 @@ export class HttpPeers implements Peers {
       });
     } catch (error) {
       const code = reading?.signal.aborted ? READ_TIMEOUT : errorCode(error);
-      if (REFUSED.has(code) || TIMED_OUT.has(code)) this.view.failed(id, { refused: REFUSED.has(code), reason: code });
+      if (REFUSED.has(code) || TIMED_OUT.has(code)) this.view.failed(id, { refused: REFUSED.has(code), reason: failureReason(code, this.#timeoutOf(code)) });
       const nothingSent = REFUSED.has(code) || code === "UND_ERR_CONNECT_TIMEOUT";
       throw new PeerUnreachableError(`peer ${id}: ${code ? `${code}: ` : ""}${(error as Error).message}`, nothingSent, {
         cause: error,
@@ -134,6 +134,12 @@ export class HttpPeers implements Peers {
       for (const item of Array.isArray(value) ? value : [value ?? ""]) responseHeaders.append(name, item);
     }
     return new Response(await responseBody(method, answer), { status: answer.statusCode, headers: responseHeaders });
+  }
+
+  /** The time-out a request's failure `code` ran into. */
+  #timeoutOf(code: string): number {
+    if (code === READ_TIMEOUT) return this.#options.readTimeoutMs;
+    return code === "UND_ERR_CONNECT_TIMEOUT" ? this.#options.connectTimeoutMs : this.#options.headersTimeoutMs;
   }
 
   /** GET /check/ of one peer: resolves when it answers 200 within the time-out, else throws. */
@@ -159,14 +165,15 @@ export class HttpPeers implements Peers {
     const loop = async (id: string) => {
       while (!stopped) {
         const started = Date.now();
+        const timeoutMs = Math.min(intervalMs * 2, 2000);
         try {
-          await this.probe(id, Math.min(intervalMs * 2, 2000));
+          await this.probe(id, timeoutMs);
           health.record(id, true);
         } catch (error) {
           const code = errorCode(error);
           health.record(id, false, {
             refused: REFUSED.has(code),
-            reason: code || (error as Error).message,
+            reason: failureReason(code, code === "UND_ERR_CONNECT_TIMEOUT" ? this.#options.connectTimeoutMs : timeoutMs) || (error as Error).message,
           });
         }
         await new Promise((r) => setTimeout(r, Math.max(0, intervalMs - (Date.now() - started))).unref());
