@@ -299,7 +299,10 @@ describe("replication with rsync", () => {
     const locations = await Promise.all([1, 2, 3].map((i) => upload(c, "1", `pub/emptied/${i}.txt`, `kept ${i}`)));
     await eventually(async () => expect(await replicaOf(c, "2", "1")).toEqual(expect.arrayContaining(locations.map((l) => l.slice(3)))));
     const own = join(c.data("1"), "files", "1");
-    for (const entry of await readdir(own)) if (entry !== TEMP) await rm(join(own, entry), { recursive: true });
+    // As `rm -rf files/1/*` does: the dot files (the owner marker, rsync's temp folder) stay.
+    for (const entry of await readdir(own)) if (!entry.startsWith(".")) await rm(join(own, entry), { recursive: true });
+    // A new upload makes a new `pub/`: the folder is not empty, but it is not the one that held the files.
+    await upload(c, "1", "pub/emptied/new.txt", "new");
     c.nodes["1"]!.child.kill("SIGHUP");
     await eventually(async () => expect((await nodeStatus(c, "1")).replication[0].lastError).toMatch(/no longer holds the owner marker this node wrote/));
     await new Promise((r) => setTimeout(r, 500));
@@ -309,6 +312,7 @@ describe("replication with rsync", () => {
     await c.start("1");
     await eventually(async () => expect((await nodeStatus(c, "1")).ownFiles).toBe("complete"));
     for (const location of locations) expect(await (await fetch(c.url("1") + location)).text()).toMatch(/^kept \d$/);
+    await eventually(async () => expect(c.nodes["1"]!.output()).toMatch(/own folder is a copy/));
   });
 
   it("pulls back from a peer it could not restore from before any pass deletes there", async () => {

@@ -1,4 +1,4 @@
-import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -41,6 +41,29 @@ describe("the owner marker on disk", () => {
     expect(await new OwnerMarker(own, "1", record).load(["2"])).toBe("copied");
   });
 
+  it("is out of place once the folders beside it are gone or new, as `rm -rf files/1/*` leaves it", async () => {
+    const { own, record } = await ownFolder();
+    await mkdir(join(own, "pub", "a"), { recursive: true });
+    const marker = new OwnerMarker(own, "1", record);
+    await marker.write([]);
+    // A folder made after the record counts once a full pass has confirmed the place.
+    await mkdir(join(own, "meta", "pub"), { recursive: true });
+    await marker.confirm();
+    expect(await marker.inPlace()).toBe(true);
+    for (const emptied of ["pub", "meta"]) {
+      const renamed = `${emptied}-old`;
+      await rename(join(own, emptied), join(own, renamed));
+      await mkdir(join(own, emptied));
+      expect(await marker.inPlace(), `${emptied} made anew`).toBe(false);
+      expect(await new OwnerMarker(own, "1", record).load([]), `${emptied} made anew`).toBe("copied");
+      await rm(join(own, emptied), { recursive: true });
+      await rename(join(own, renamed), join(own, emptied));
+      expect(await marker.inPlace()).toBe(true);
+    }
+    await rm(join(own, "pub"), { recursive: true });
+    expect(await marker.inPlace()).toBe(false);
+  });
+
   it("takes a marker written before markers had an id as the node's own, once, and gives it one", async () => {
     const { own, record } = await ownFolder();
     await writeFile(join(own, OWNER_MARKER), `${JSON.stringify({ node: "1", written: "2026-01-01T00:00:00.000Z", pullFrom: ["3"] })}\n`);
@@ -50,5 +73,8 @@ describe("the owner marker on disk", () => {
     expect(await marker.inPlace()).toBe(true);
     expect(JSON.parse(await readFile(join(own, OWNER_MARKER), "utf8"))).toMatchObject({ node: "1", id: expect.any(String), pullFrom: ["3"] });
     expect(await new OwnerMarker(own, "1", record).load(["2", "3"])).toBe("here");
+    // Once: a marker without an id put back later (a backup from before) is a copy.
+    await writeFile(join(own, OWNER_MARKER), `${JSON.stringify({ node: "1", written: "2026-01-01T00:00:00.000Z", pullFrom: [] })}\n`);
+    expect(await new OwnerMarker(own, "1", record).load(["2", "3"])).toBe("copied");
   });
 });

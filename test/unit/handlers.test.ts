@@ -216,6 +216,14 @@ describe("handlers in-process (memory stores, peers wired app to app)", () => {
       expect(await cluster.node("2").store.head("1/pub/a.txt")).toBeUndefined();
       expect(cluster.node("2").changes).toEqual([{ kind: "deleted", key: "1/pub/a.txt", copyOnly: true }]);
       expect((await cluster.request("2", "/1/pub/a.txt")).status).toBe(404);
+      // The owner's 204 stands when this node cannot drop its copy (a read-only disk): the owner's push will.
+      await cluster.place("1", "1/pub/b.txt", "b");
+      await cluster.place("2", "1/pub/b.txt", "b");
+      cluster.node("2").store.delete = async () => {
+        throw new StoreUnavailableError("read-only file system");
+      };
+      expect((await cluster.request("2", "/1/pub/b.txt", { method: "DELETE", headers: { Authorization: AUTH } })).status).toBe(204);
+      expect(await cluster.node("1").store.head("1/pub/b.txt")).toBeUndefined();
     });
 
     it("serves a file of a node taken out of the cluster from the replicas, and says 404 only when every node did", async () => {

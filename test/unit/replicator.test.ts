@@ -76,7 +76,7 @@ describe("Replicator (rsync runner injected)", () => {
       runRsync: rsync.run,
       ...overrides,
     });
-    replicator.enable({ pullFrom: [], pulled: async () => {}, inPlace: async () => true });
+    replicator.enable({ pullFrom: [], pulled: async () => {}, inPlace: async () => true, confirm: async () => {} });
     return replicator;
   }
   const runsOf = (peer: string) => rsync.runs.filter((r) => r.peer === peer);

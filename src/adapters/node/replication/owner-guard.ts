@@ -34,24 +34,44 @@ async function countFiles(folder: string): Promise<number> {
   return entries.filter((e) => e.isFile()).length;
 }
 
+/** The folders of a node's own files: the node never removes them (a delete prunes only the folders below). */
+const OWN_FOLDERS = ["pub", "priv", META_DIR];
+
 /**
- * Where a marker file sits on its disk. A marker this node wrote keeps it
- * until the node writes the marker again; a copy of the folder (a backup
- * put back, a folder moved with rsync or cp) has a marker with another.
+ * Where a marker file sits on its disk, and the folders beside it. A marker
+ * this node wrote keeps its place until the node writes the marker again; a
+ * copy of the folder (a backup put back, a folder moved with rsync or cp)
+ * has a marker in another. A folder emptied with `rm -rf files/1/*`, which
+ * leaves the marker (a dot file), has lost its `pub/`, `priv/` and `meta/`.
  */
 interface Placement {
   id: string;
   ino: string;
   born: string;
+  /** The inode of each of OWN_FOLDERS, or null where there was none. */
+  folders: Record<string, string | null>;
 }
 
-async function placementOf(path: string, id: string): Promise<Placement> {
-  const info = await stat(path, { bigint: true });
-  return { id, ino: String(info.ino), born: String(info.birthtimeNs) };
+async function placementOf(source: string, id: string): Promise<Placement> {
+  const marker = await stat(join(source, OWNER_MARKER), { bigint: true });
+  const folders: Record<string, string | null> = {};
+  for (const name of OWN_FOLDERS) {
+    folders[name] = await stat(join(source, name), { bigint: true }).then(
+      (folder) => String(folder.ino),
+      () => null,
+    );
+  }
+  return { id, ino: String(marker.ino), born: String(marker.birthtimeNs), folders };
 }
 
-const samePlacement = (a: Placement | undefined, b: Placement | undefined) =>
-  a !== undefined && b !== undefined && a.id === b.id && a.ino === b.ino && a.born === b.born;
+/** `now` is where `known` was recorded: the same marker, and each folder there was then still the one it was (one made since is fine). */
+const samePlacement = (now: Placement | undefined, known: Placement | undefined) =>
+  now !== undefined &&
+  known !== undefined &&
+  now.id === known.id &&
+  now.ino === known.ino &&
+  now.born === known.born &&
+  OWN_FOLDERS.every((name) => (known.folders?.[name] ?? null) === null || now.folders[name] === known.folders[name]);
 
 /**
  * The owner marker of `source`, and the peers it says are still to be
@@ -98,12 +118,14 @@ export class OwnerMarker {
     const pullFrom = recorded.pullFrom ?? [];
     this.#pullFrom = peers.filter((id) => Array.isArray(pullFrom) && pullFrom.includes(id));
     if (typeof recorded.id !== "string") {
-      // Written before markers said where they were written: taken as this node's, once.
+      // Written before markers said where they were written: taken as this node's once,
+      // while no record says that this node has written one with an id since.
+      if (await exists(this.record)) return "copied";
       await this.write(this.#pullFrom);
       return "here";
     }
     this.#id = recorded.id;
-    const placement = await placementOf(this.#path, recorded.id);
+    const placement = await placementOf(this.source, recorded.id);
     // No record, or one that cannot be read: the marker is taken for a copy (a pull costs time, nothing more).
     const known = await readFile(this.record, "utf8")
       .then((text) => JSON.parse(text) as Placement)
@@ -118,13 +140,37 @@ export class OwnerMarker {
   }
 
   /**
-   * Whether the marker this node wrote is still in place: a folder emptied,
-   * replaced or unmounted while the node runs has lost it.
+   * Whether the marker this node wrote, and the folders beside it, are still
+   * in place: a folder emptied, replaced or unmounted while the node runs is not.
    */
   async inPlace(): Promise<boolean> {
     await this.#writes.catch(() => {});
-    const now = await placementOf(this.#path, this.#id).catch(() => undefined);
+    const now = await placementOf(this.source, this.#id).catch(() => undefined);
     return samePlacement(now, this.#placement);
+  }
+
+  /**
+   * After a push found the folder in place: records a folder made since (the
+   * first upload's `pub/`), so that from now on it is checked too. Costs
+   * nothing once every one of them is recorded.
+   */
+  confirm(): Promise<void> {
+    if (this.#placement && OWN_FOLDERS.every((name) => this.#placement!.folders[name] !== null)) return this.#writes;
+    const confirm = async () => {
+      const now = await placementOf(this.source, this.#id);
+      if (samePlacement(now, this.#placement) && OWN_FOLDERS.some((name) => now.folders[name] !== this.#placement!.folders[name])) {
+        await this.#record(now);
+      }
+    };
+    this.#writes = this.#writes.then(confirm, confirm);
+    return this.#writes;
+  }
+
+  async #record(placement: Placement): Promise<void> {
+    await mkdir(dirname(this.record), { recursive: true });
+    await writeFile(`${this.record}.new`, `${JSON.stringify(placement)}\n`);
+    await rename(`${this.record}.new`, this.record);
+    this.#placement = placement;
   }
 
   /**
@@ -142,11 +188,7 @@ export class OwnerMarker {
       await writeFile(temp, content);
       await promisify(execFile)("sync", ["-f", temp]);
       await rename(temp, this.#path);
-      const placement = await placementOf(this.#path, this.#id);
-      await mkdir(dirname(this.record), { recursive: true });
-      await writeFile(`${this.record}.new`, `${JSON.stringify(placement)}\n`);
-      await rename(`${this.record}.new`, this.record);
-      this.#placement = placement;
+      await this.#record(await placementOf(this.source, this.#id));
     };
     this.#writes = this.#writes.then(write, write);
     return this.#writes;

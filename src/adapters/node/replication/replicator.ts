@@ -194,7 +194,7 @@ export class Replicator {
   #changes = 0;
   /** Uploads answered with fewer copies than syncCopies. */
   #shortOfCopies = 0;
-  #marker: Pick<OwnerMarker, "pullFrom" | "pulled" | "inPlace"> | undefined;
+  #marker: Pick<OwnerMarker, "pullFrom" | "pulled" | "inPlace" | "confirm"> | undefined;
   #intervalTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: ReplicatorOptions) {
@@ -256,7 +256,7 @@ export class Replicator {
   }
 
   /** Starts pushing: a full pass to every peer now, then on the interval; the peers the marker names are pulled from first. */
-  enable(marker: Pick<OwnerMarker, "pullFrom" | "pulled" | "inPlace">): void {
+  enable(marker: Pick<OwnerMarker, "pullFrom" | "pulled" | "inPlace" | "confirm">): void {
     if (this.#enabled) return;
     this.#enabled = true;
     this.#marker = marker;
@@ -397,7 +397,7 @@ export class Replicator {
       peer.lastBatchLagMs = Date.now() - oldest;
       this.#succeeded(peer);
       this.options.log.info({ peer: peer.target.id, files: batch.size, lagMs: peer.lastBatchLagMs }, "replicated");
-      return;
+      return this.#confirmPlace();
     }
     report(batch.values(), false);
     // A delete rsync could not carry (its file's folder is a file now, say)
@@ -467,6 +467,7 @@ export class Replicator {
       peer.pending.delete(path);
     }
     if (oldest !== Number.POSITIVE_INFINITY) peer.lastBatchLagMs = Date.now() - oldest;
+    await this.#confirmPlace();
     peer.lastFullPass = new Date();
     this.#succeeded(peer);
     this.options.log.info({ peer: peer.target.id, ms: Date.now() - started }, "full replication pass done");
@@ -486,6 +487,11 @@ export class Replicator {
     }
     const args = [...baseArgs(this.options.rsync, destination), ...extra, asFolder(this.options.source), destination];
     return (this.options.runRsync ?? runRsync)(args, this.#rsyncOptions(halting), input);
+  }
+
+  /** A folder made since the owner marker's place was recorded (the first upload's `pub/`) is checked from now on. */
+  async #confirmPlace(): Promise<void> {
+    await this.#marker!.confirm().catch((error: unknown) => this.options.log.warn({ err: error }, "cannot record the own folder's place"));
   }
 
   #rsyncOptions(halting: AbortSignal): RsyncOptions {

@@ -146,6 +146,8 @@ export async function superviseRsyncDaemon(options: RsyncDaemonOptions): Promise
       options.log.error({ err: error, restartInMs: pauseMs }, "cannot prepare the rsync daemon; peers cannot push to this node until it runs");
       return later();
     }
+    // Stopped while preparing (which may wait for a leftover daemon to go).
+    if (stopping) return;
     const started = Date.now();
     // Through a small bash that ends the daemon when its stdin closes: that
     // is, when this node process ends, even by kill -9, which children do not

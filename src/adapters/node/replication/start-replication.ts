@@ -143,6 +143,7 @@ export async function startReplication(
         replicator.enable({
           pullFrom: restored.pullFrom,
           inPlace: () => restored.inPlace(),
+          confirm: () => restored.confirm(),
           pulled: async (peer) => {
             try {
               await restored.pulled(peer);
