@@ -155,7 +155,7 @@ export class OwnerMarker {
    * nothing once every one of them is recorded.
    */
   confirm(): Promise<void> {
-    if (this.#placement && OWN_FOLDERS.every((name) => this.#placement!.folders[name] !== null)) return this.#writes;
+    if (this.#placement && OWN_FOLDERS.every((name) => this.#placement!.folders[name] !== null)) return Promise.resolve();
     const confirm = async () => {
       const now = await placementOf(this.source, this.#id);
       if (samePlacement(now, this.#placement) && OWN_FOLDERS.some((name) => now.folders[name] !== this.#placement!.folders[name])) {
