@@ -51,18 +51,20 @@ export const PRECONDITION_HEADERS = ["If-Match", "If-Unmodified-Since"] as const
  * If-Match (strong comparison; `*` matches any file) or, without it,
  * If-Unmodified-Since: evaluated before any other condition, and a false one
  * refuses the request (RFC 9110, 13.2.2), so that a client deletes or reads
- * only the file it knows, not a newer one under the same name.
+ * only the file it knows, not a newer one under the same name. Then, for a
+ * method other than GET and HEAD (where it makes a 304), a matching
+ * If-None-Match refuses the request too (13.1.2).
  */
-export function checkPreconditions(headers: Headers, meta: BlobMeta): void {
+export function checkPreconditions(headers: Headers, meta: BlobMeta, method = "GET"): void {
   const ifMatch = headers.get("If-Match");
   if (ifMatch !== null) {
     const tags = ifMatch.split(",").map((tag) => tag.trim());
     if (!tags.includes("*") && !tags.includes(meta.etag)) throw new PreconditionFailedError(`If-Match: the file's ETag is ${meta.etag}`);
-    return;
-  }
-  const since = Date.parse(headers.get("If-Unmodified-Since") ?? "");
-  if (httpSeconds(meta.lastModified) > since) {
+  } else if (httpSeconds(meta.lastModified) > Date.parse(headers.get("If-Unmodified-Since") ?? "")) {
     throw new PreconditionFailedError(`If-Unmodified-Since: the file was modified at ${httpDate(meta.lastModified)}`);
+  }
+  if (method !== "GET" && method !== "HEAD" && isNotModified(headers.get("If-None-Match") ?? undefined, undefined, meta)) {
+    throw new PreconditionFailedError(`If-None-Match: the file's ETag is ${meta.etag}`);
   }
 }
 

@@ -2,7 +2,7 @@ import { isExpired } from "../storage/blob-store.ts";
 import { NotFoundError, StoreUnavailableError } from "../storage/errors.ts";
 import type { RequestContext, Settings } from "./app.ts";
 import { type Principal, requireAuthenticated } from "./auth.ts";
-import { blobResponse, checkPreconditions, isNotModified, PRECONDITION_HEADERS } from "./blob-response.ts";
+import { blobResponse, checkPreconditions, PRECONDITION_HEADERS } from "./blob-response.ts";
 import { ExpiredError } from "./expiry.ts";
 import { OutcomeUnknownError, PreconditionFailedError, TryLaterError } from "./http-errors.ts";
 import { PeerUnreachableError } from "./peers.ts";
@@ -83,13 +83,9 @@ export async function deleteHandler(settings: Settings, { request, target }: Req
     // Gone for readers from that moment; the sweeper deletes it (and its replicas).
     if (meta && isExpired(meta)) throw new ExpiredError(meta.deleteAt!, pathOf(target));
     if (Object.keys(preconditions).length > 0) {
-      if (meta) checkPreconditions(request.headers, meta);
+      if (meta) checkPreconditions(request.headers, meta, "DELETE");
       else if (mirrored) await checkPreconditionsOnPeers(settings, request, file, target, preconditions);
       else throw new NotFoundError(`no file at ${pathOf(target)}`);
-      // Outside GET and HEAD, a matching If-None-Match refuses the request (RFC 9110, 13.1.2).
-      if (meta && isNotModified(preconditions["If-None-Match"], undefined, meta)) {
-        throw new PreconditionFailedError(`If-None-Match: the file's ETag is ${meta.etag}`);
-      }
     }
     // Recorded for the peers first: deleted here but not recorded, a legacy
     // file would stay on the peers for good, while kept here a retry finds it.

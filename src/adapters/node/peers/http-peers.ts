@@ -136,10 +136,10 @@ export class HttpPeers implements Peers {
     return new Response(await responseBody(method, answer), { status: answer.statusCode, headers: responseHeaders });
   }
 
-  /** The time-out a request's failure `code` ran into. */
-  #timeoutOf(code: string): number {
+  /** The time-out a request's failure `code` ran into (`headersTimeoutMs`: the one that request waited for its answer with). */
+  #timeoutOf(code: string, headersTimeoutMs = this.#options.headersTimeoutMs): number {
     if (code === READ_TIMEOUT) return this.#options.readTimeoutMs;
-    return code === "UND_ERR_CONNECT_TIMEOUT" ? this.#options.connectTimeoutMs : this.#options.headersTimeoutMs;
+    return code === "UND_ERR_CONNECT_TIMEOUT" ? this.#options.connectTimeoutMs : headersTimeoutMs;
   }
 
   /** GET /check/ of one peer: resolves when it answers 200 within the time-out, else throws. */
@@ -173,7 +173,7 @@ export class HttpPeers implements Peers {
           const code = errorCode(error);
           health.record(id, false, {
             refused: REFUSED.has(code),
-            reason: failureReason(code, code === "UND_ERR_CONNECT_TIMEOUT" ? this.#options.connectTimeoutMs : timeoutMs) || (error as Error).message,
+            reason: failureReason(code, this.#timeoutOf(code, timeoutMs)) || (error as Error).message,
           });
         }
         await new Promise((r) => setTimeout(r, Math.max(0, intervalMs - (Date.now() - started))).unref());

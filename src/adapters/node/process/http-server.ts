@@ -49,8 +49,8 @@ function continueWhenRead(request: IncomingMessage, response: ServerResponse): v
   };
 }
 
-/** The body of a 400 answered before the app runs, as the app's errors read. */
-const badRequest = (message: string) => JSON.stringify({ error: "bad_request", message });
+/** The body of an error answered before the app runs, as the app's errors read. */
+const errorBody = (error: string, message: string) => `${JSON.stringify({ error, message })}\n`;
 
 /** The method and target of a request line, as far as they can be read; "-" for what cannot (as nginx logs it). */
 function requestLineOf(packet: Buffer | undefined): { method: string; target: string } {
@@ -76,7 +76,7 @@ function answerMalformed(error: NodeJS.ErrnoException & { rawPacket?: Buffer }, 
     socket.destroy();
     return;
   }
-  const text = badRequest(underWay ? "the connection ended before the request's body did" : `malformed HTTP request (${error.code})`);
+  const text = errorBody("bad_request", underWay ? "the connection ended before the request's body did" : `malformed HTTP request (${error.code})`);
   const bytes = Buffer.byteLength(text);
   socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${bytes}\r\nConnection: close\r\n\r\n${text}`);
   const { method, target } = underWay ? { method: underWay.request.method ?? "-", target: underWay.request.url ?? "-" } : requestLineOf(error.rawPacket);
@@ -228,8 +228,9 @@ export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeo
           : errorResponse(error, log),
     },
   );
-  /** Answers a request refused before the app runs (`text`: its JSON error), and logs and counts it as the app would. */
-  const refuse = (request: IncomingMessage, response: ServerResponse, status: number, text: string) => {
+  /** Answers a request refused before the app runs, and logs and counts it as the app would. */
+  const refuse = (request: IncomingMessage, response: ServerResponse, status: number, error: string, message: string) => {
+    const text = errorBody(error, message);
     const bytes = Buffer.byteLength(text);
     response.writeHead(status, { "Content-Type": "application/json", "Content-Length": bytes }).end(text);
     recordAnswer?.(request.method ?? "-", request.url ?? "-", status, bytes, bytes, request.socket.remoteAddress, undefined, request.headers["user-agent"]);
@@ -241,7 +242,7 @@ export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeo
   const handle = (request: IncomingMessage, response: ServerResponse) => {
     if (closing) response.shouldKeepAlive = false;
     if (request.headers.host !== undefined && !isUsableHost(request.headers.host)) {
-      return refuse(request, response, 400, badRequest("invalid Host header: it must be a host name or address, and a port if any"));
+      return refuse(request, response, 400, "bad_request", "invalid Host header: it must be a host name or address, and a port if any");
     }
     // Answered at once, so nothing to track for a graceful stop. A target in absolute form is the app's.
     const target = request.url ?? "";
@@ -290,8 +291,7 @@ export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeo
     // An expectation other than 100-continue: refused as Node would, but in JSON and in the log.
     server.on("checkExpectation", (request: IncomingMessage, response: ServerResponse) => {
       response.shouldKeepAlive = false;
-      const text = JSON.stringify({ error: "expectation_failed", message: `Expect: ${request.headers.expect} is not one this server meets` });
-      refuse(request, response, 417, text);
+      refuse(request, response, 417, "expectation_failed", `Expect: ${request.headers.expect} is not one this server meets`);
     });
     server.on("checkContinue", (request: IncomingMessage, response: ServerResponse) => {
       continueWhenRead(request, response);
