@@ -45,3 +45,20 @@ export function rawExchange(base: string, text: string): Promise<{ status: numbe
     });
   });
 }
+
+/**
+ * Sends `text`, several requests, in one write, so that all of them reach
+ * the server before it answers the first; the last should carry
+ * `Connection: close`. The client does not end its side: Node drops the
+ * requests of a connection whose client did. Resolves with all it read.
+ */
+export function rawPipeline(base: string, text: string): Promise<string> {
+  const { hostname, port } = new URL(base);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname, () => socket.write(text));
+    let answer = "";
+    socket.on("data", (chunk) => (answer += chunk));
+    socket.on("error", reject);
+    socket.on("close", () => resolve(answer));
+  });
+}

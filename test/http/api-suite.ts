@@ -1,7 +1,7 @@
 import { request } from "node:http";
 import { describe, expect, it } from "vitest";
 import { basic } from "../helpers/credentials.ts";
-import { rawRequest } from "../helpers/raw-http.ts";
+import { rawPipeline, rawRequest } from "../helpers/raw-http.ts";
 import { eventually } from "../helpers/eventually.ts";
 
 /** A running nanocdn node, whatever the runtime, as the HTTP suite sees it. */
@@ -459,6 +459,35 @@ export function describeHttpApi(runtime: string, getTarget: () => ApiTarget): vo
         expect(keys).toContain(`${t().nodeId}/pub/${folder}/one.txt`);
         expect(keys.some((k) => k.includes(`${folder}/deeper`))).toBe(false);
         expect((await fetch(`${base}/one.txt`)).status).toBe(200);
+      });
+    });
+
+    describe("pipelined requests", () => {
+      it("handles them in order when one of them changes files", async () => {
+        const [kept, added, large] = [unique("piped-kept.txt"), unique("piped.txt"), unique("piped-large.txt")];
+        expect((await put(t(), `pub/${kept}`, "old")).status).toBe(201);
+        // Read once: where files read are held in memory, the next reads of it are answered before the app.
+        expect(await (await fetch(`${t().url}/${t().nodeId}/pub/${kept}`)).text()).toBe("old");
+        const upload = (name: string, body: string) =>
+          `PUT /upload/pub/${name} HTTP/1.1\r\nHost: x\r\nAuthorization: ${auth.Authorization}\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+        const other = (method: string, name: string, last = false) =>
+          `${method} /${t().nodeId}/pub/${name} HTTP/1.1\r\nHost: x\r\nAuthorization: ${auth.Authorization}\r\n${last ? "Connection: close\r\n" : ""}\r\n`;
+        const answer = await rawPipeline(
+          t().url,
+          [
+            upload(added, "piped"),
+            other("GET", added),
+            other("DELETE", kept),
+            other("GET", kept),
+            upload(large, "L".repeat(256 * 1024)),
+            other("HEAD", large),
+            other("DELETE", added),
+            other("GET", added, true),
+          ].join(""),
+        );
+        const statuses = [...answer.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+        expect(statuses).toEqual([201, 200, 204, 404, 201, 200, 204, 404]);
+        expect(answer).toContain("\r\n\r\npipedHTTP/1.1 204");
       });
     });
 

@@ -211,6 +211,59 @@ function smallBodyLength(request: IncomingMessage): number | undefined {
   return Number.isInteger(length) && length > 0 && length <= SMALL_BODY_BYTES ? length : undefined;
 }
 
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS", "TRACE"]);
+
+/** The requests of one connection that the app is handling, and those pipelined behind them. */
+interface Lane {
+  running: number;
+  unsafe: boolean;
+  waiting: { unsafe: boolean; start: () => void }[];
+}
+
+/**
+ * Pipelined requests of a connection are handled one after another once
+ * one of them may change files: RFC 9112 §9.3.2 allows handling them side by
+ * side only when all are safe, and a GET sent right behind the PUT of its
+ * name must find the file. Node's parser hands them over as they arrive.
+ */
+class ConnectionLanes {
+  readonly #lanes = new WeakMap<Duplex, Lane>();
+
+  /** Whether a request of this connection is under way or waiting. */
+  busy(socket: Duplex): boolean {
+    return this.#lanes.has(socket);
+  }
+
+  /** Holds `start` back (true) while the connection's earlier requests must end first. */
+  wait(request: IncomingMessage, start: () => void): boolean {
+    const lane = this.#lanes.get(request.socket);
+    if (lane === undefined) return false;
+    const unsafe = !SAFE_METHODS.has(request.method ?? "");
+    if (lane.waiting.length === 0 && ConnectionLanes.#mayStart(lane, unsafe)) return false;
+    lane.waiting.push({ unsafe, start });
+    return true;
+  }
+
+  /** Counts a request the app handles until its answer ends, then starts what waited for it. */
+  enter(request: IncomingMessage, response: ServerResponse): void {
+    const socket = request.socket;
+    const lane = this.#lanes.get(socket) ?? { running: 0, unsafe: false, waiting: [] };
+    this.#lanes.set(socket, lane);
+    lane.running++;
+    lane.unsafe ||= !SAFE_METHODS.has(request.method ?? "");
+    response.once("close", () => {
+      if (--lane.running === 0) lane.unsafe = false;
+      if (socket.destroyed) lane.waiting.length = 0;
+      while (lane.waiting.length > 0 && ConnectionLanes.#mayStart(lane, lane.waiting[0]!.unsafe)) lane.waiting.shift()!.start();
+      if (lane.running === 0 && lane.waiting.length === 0) this.#lanes.delete(socket);
+    });
+  }
+
+  static #mayStart(lane: Lane, unsafe: boolean): boolean {
+    return lane.running === 0 || !(lane.unsafe || unsafe);
+  }
+}
+
 /** Serves the app over HTTP, or HTTPS when a certificate is configured. */
 export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeoutMs = 0, listen, tls, log }: HttpServerOptions): Promise<HttpServer> {
   const listener = getRequestListener(
@@ -240,6 +293,10 @@ export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeo
   let closing = false;
   const inFlight = new Set<ServerResponse>();
   const handle = (request: IncomingMessage, response: ServerResponse) => {
+    if (lanes.wait(request, () => serve(request, response))) return;
+    serve(request, response);
+  };
+  const serve = (request: IncomingMessage, response: ServerResponse) => {
     if (closing) response.shouldKeepAlive = false;
     if (request.headers.host !== undefined && !isUsableHost(request.headers.host)) {
       return refuse(request, response, 400, "bad_request", "invalid Host header: it must be a host name or address, and a port if any");
@@ -252,8 +309,7 @@ export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeo
       response.end(fast.body ?? undefined);
       return;
     }
-    busy.add(request.socket);
-    response.on("finish", () => busy.delete(request.socket));
+    lanes.enter(request, response);
     inFlight.add(response);
     response.on("close", () => inFlight.delete(response));
     const underWay: BodyUnderWay = { request, app: false };
@@ -277,7 +333,7 @@ export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeo
   // Connections with no request under way; closeIdleConnections() misses
   // those that never sent one (fetch opens such spare connections).
   const sockets = new Set<Socket>();
-  const busy = new WeakSet<Socket>();
+  const lanes = new ConnectionLanes();
   const withBody = new WeakMap<Duplex, BodyUnderWay>();
   /** Each server until every connection it accepted has ended: the listening one, and one replaced by a certificate swap. */
   const servers = new Map<Server, Promise<void>>();
@@ -386,7 +442,7 @@ export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeo
       }, graceMs);
       server.close();
       for (const each of all) each.closeIdleConnections();
-      for (const socket of sockets) if (!busy.has(socket)) socket.destroy();
+      for (const socket of sockets) if (!lanes.busy(socket)) socket.destroy();
       await Promise.all(ended);
       clearTimeout(force);
     },
