@@ -1,11 +1,15 @@
 import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { parse as parseToml } from "smol-toml";
 import { afterEach, describe, expect, it } from "vitest";
 import { runCli } from "../helpers/cli.ts";
 import { type ClusterOptions, startCluster, type TestCluster } from "../helpers/cluster.ts";
 import { basic } from "../helpers/credentials.ts";
 import { eventually } from "../helpers/eventually.ts";
+import { startNodeProcess } from "../helpers/node-process.ts";
+import { freePort } from "../helpers/ports.ts";
 import { withChildren } from "../helpers/processes.ts";
 
 const auth = { Authorization: basic() };
@@ -165,6 +169,37 @@ describe("faults", () => {
     const upload = await fetch(`${c.url("2")}/upload/pub/after-kill.txt`, { method: "PUT", body: "x", headers: auth });
     expect(upload.status).toBe(201);
     await eventually(async () => expect((await fetch(`${c.url("1")}/2/pub/after-kill.txt`)).headers.get("X-Nanocdn-Served-By")).toBe("1"));
+  }, 60_000);
+
+  it("a second node on the data folder of a running one is refused, whatever its ports; the lock of a node gone is taken over", async () => {
+    cluster = await startCluster({ size: 2, rsyncd: true });
+    const c = cluster;
+    const first = c.nodes["1"]!;
+    const daemon = Number((await readFile(join(c.data("1"), "state", "rsyncd.pid"), "utf8")).trim());
+    const config = parseToml(await readFile(first.configFile, "utf8"));
+    const port = await freePort();
+    const second = await startNodeProcess({
+      port,
+      config: { ...config, listen: `127.0.0.1:${port}`, rsyncd_listen: `127.0.0.1:${await freePort()}` },
+    }).then(
+      async (node) => {
+        await node.stop();
+        return "started";
+      },
+      (error: Error) => error.message,
+    );
+    expect(second).toContain(`the data folder ${c.data("1")} is in use by the nanocdn node running as pid ${first.pid}`);
+    // The running node lost nothing: its rsync daemon still takes its peer's pushes.
+    expect(existsSync(`/proc/${daemon}`)).toBe(true);
+    const upload = await fetch(`${c.url("2")}/upload/pub/beside.txt`, { method: "PUT", body: "x", headers: auth });
+    expect(upload.headers.get("X-Nanocdn-Copies")).toBe("2");
+
+    // Killed, it leaves its lock; a lock whose pid another process has now is stale too.
+    await c.kill("1");
+    await writeFile(join(c.data("1"), "state", "serve.pid"), `${process.pid} 1\n`);
+    await c.start("1");
+    expect((await fetch(`${c.url("1")}/2/pub/beside.txt`)).status).toBe(200);
+    expect((await readFile(join(c.data("1"), "state", "serve.pid"), "utf8")).split(" ")[0]).toBe(String(c.nodes["1"]!.pid));
   }, 60_000);
 
   it("a node that starts uses a peer after one good probe, and says ready only when it can take an upload", async () => {

@@ -2,6 +2,7 @@ import cluster from "node:cluster";
 import type { Command, CommandInput } from "./command.ts";
 import { checkConfig } from "./config-check.ts";
 import { CONFIG_KEYS, type Config, type ConfigSources, loadConfig, strayVariables } from "./config.ts";
+import { lockDataFolder } from "../process/data-folder-lock.ts";
 import { type NodeLogger, createLogger } from "../process/logger.ts";
 import { type RunningNode, startNode } from "../process/start-node.ts";
 import { notifySystemd } from "../process/systemd-notify.ts";
@@ -67,6 +68,7 @@ export const serveCommand: Command = {
     const config = await loadConfig(sources);
     // Serving processes run this command too, once the primary has checked.
     if (cluster.isPrimary) await checkConfig(config);
+    const lock = cluster.isPrimary ? await lockDataFolder(config.data) : undefined;
     const log = createLogger(config.log_level);
     if (cluster.isPrimary) for (const stray of strayVariables()) log.warn(stray, "this environment variable is not a setting; it is ignored");
     const node = await startNode(config, log);
@@ -83,6 +85,7 @@ export const serveCommand: Command = {
       log.info({ signal }, "shutting down: finishing requests in flight");
       if (cluster.isPrimary) void notifySystemd("stopping", log);
       await node.close();
+      await lock?.release();
       log.info({}, "stopped");
       log.flush(() => process.exit(0));
     };

@@ -1,0 +1,70 @@
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+
+/** The lock of a data folder's running node, in its state folder. */
+export const lockFileOf = (data: string) => join(data, "state", "serve.pid");
+
+/**
+ * When process `pid` started, in clock ticks since boot (/proc/<pid>/stat,
+ * field 22): with its pid, it names one process for good, where a pid
+ * alone is handed out again. Undefined where the process, or /proc, is not.
+ */
+async function startTicks(pid: number | "self"): Promise<string | undefined> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => undefined);
+  // The command name (field 2) is in parentheses and may hold spaces and parentheses.
+  return stat?.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+}
+
+/** Whether the process a lock names still runs. */
+async function holds(pid: number, ticks: string | undefined, proc: boolean): Promise<boolean> {
+  if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid) return false;
+  if (proc) return ticks !== undefined && (await startTicks(pid)) === ticks;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+export class DataFolderInUseError extends Error {
+  constructor(data: string, pid: number) {
+    super(`the data folder ${data} is in use by the nanocdn node running as pid ${pid}; stop that node first, or give this one a data folder of its own`);
+    this.name = "DataFolderInUseError";
+  }
+}
+
+export interface DataFolderLock {
+  /** Gives the folder up (a graceful stop); a lock another start has taken over since is left alone. */
+  release(): Promise<void>;
+}
+
+/**
+ * One running node per data folder. A second one, on other ports, would
+ * stop the first one's rsync daemon as a leftover and replicate the same
+ * files beside it. The lock is a pid file, as nginx's and PostgreSQL's are,
+ * with the process's start time beside its pid: one whose process has
+ * ended (a crash, kill -9), or whose pid another process has now, is
+ * taken over.
+ */
+export async function lockDataFolder(data: string): Promise<DataFolderLock> {
+  const file = lockFileOf(data);
+  await mkdir(dirname(file), { recursive: true });
+  const own = await startTicks("self");
+  const content = `${process.pid} ${own ?? "-"}\n`;
+  for (;;) {
+    try {
+      await writeFile(file, content, { flag: "wx" });
+      return {
+        release: async () => {
+          if ((await readFile(file, "utf8").catch(() => "")) === content) await rm(file, { force: true });
+        },
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    }
+    const [pid, ticks] = (await readFile(file, "utf8").catch(() => "")).trim().split(" ");
+    if (await holds(Number(pid), ticks, own !== undefined)) throw new DataFolderInUseError(data, Number(pid));
+    await rm(file, { force: true });
+  }
+}
