@@ -95,7 +95,20 @@ export interface Settings {
  * exactly as received, `clientAddress` the address the connection came from.
  */
 export type Env = {
-  Bindings: { rawTarget?: string; clientAddress?: string } | undefined;
+  Bindings:
+    | {
+        rawTarget?: string;
+        clientAddress?: string;
+        /**
+         * Where the runtime can tell: calls `report` once the answer has
+         * gone out whole (with nothing), or its connection ended first
+         * (with the body bytes sent). The access log and metrics then give
+         * what the client got and the time the transfer took, as nginx's
+         * do; elsewhere they give the answer's length and the time to its start.
+         */
+        whenSent?: (report: (cutAt?: number) => void) => void;
+      }
+    | undefined;
   Variables: { principal?: Principal };
 };
 
@@ -161,28 +174,33 @@ export function createApp(options: AppOptions): Hono<Env> {
   app.use(async (c, next) => {
     const started = performance.now();
     await next();
-    const ms = performance.now() - started;
     const { method } = c.req;
-    const bytes = Number(c.res.headers.get("Content-Length") ?? 0);
+    const { status } = c.res;
+    const record = (bytes: number) => {
+      const ms = performance.now() - started;
+      metrics.answered(method, status, ms / 1000, Number(c.req.header("Content-Length") ?? 0) || 0, bytes);
+      if (!logging) return;
+      const client = c.env?.clientAddress;
+      const principal = c.get("principal");
+      logRequest(log, {
+        method,
+        path: rawTargetOf(c),
+        status,
+        bytes,
+        ms,
+        node: nodeId,
+        client,
+        forwarded: forwardedClient(client, c.req.header("X-Forwarded-For"), settings.trustedProxy),
+        user: principal?.kind === "user" || principal?.kind === "monitor" ? principal.user : undefined,
+        peer: principal?.kind === "node" ? principal.node : undefined,
+        agent: c.req.header("User-Agent"),
+      });
+    };
     // A HEAD answer carries the file's length and no body. (Asking the
     // Response for its body would make the adapter build a full one.)
-    metrics.answered(method, c.res.status, ms / 1000, Number(c.req.header("Content-Length") ?? 0) || 0, method === "HEAD" ? 0 : bytes);
-    if (!logging) return;
-    const client = c.env?.clientAddress;
-    const principal = c.get("principal");
-    logRequest(log, {
-      method,
-      path: rawTargetOf(c),
-      status: c.res.status,
-      bytes,
-      ms,
-      node: nodeId,
-      client,
-      forwarded: forwardedClient(client, c.req.header("X-Forwarded-For"), settings.trustedProxy),
-      user: principal?.kind === "user" || principal?.kind === "monitor" ? principal.user : undefined,
-      peer: principal?.kind === "node" ? principal.node : undefined,
-      agent: c.req.header("User-Agent"),
-    });
+    const whole = method === "HEAD" ? 0 : Number(c.res.headers.get("Content-Length") ?? 0);
+    if (c.env?.whenSent) c.env.whenSent((cutAt) => record(Math.min(cutAt ?? whole, whole)));
+    else record(whole);
   });
 
   app.all("*", async (c) => {

@@ -56,13 +56,13 @@ export class TargetMemo {
 /**
  * Records an answer given without the app, as the app records its own: the
  * request metrics and, unless the access log is off, its line. `bytes` is
- * the body's size, `bytesOut` what was sent of it (none for HEAD).
+ * the body sent (none for HEAD).
  */
 export function createAnswerRecorder(options: AppOptions) {
   const { nodeId, log, metrics, trustedProxy } = settingsOf(options);
   const logging = options.accessLog ?? true;
-  return (method: string, path: string, status: number, bytes: number, bytesOut: number, client?: string, forwardedFor?: string, agent?: string) => {
-    metrics.answered(method, status, 0, 0, bytesOut);
+  return (method: string, path: string, status: number, bytes: number, client?: string, forwardedFor?: string, agent?: string) => {
+    metrics.answered(method, status, 0, 0, bytes);
     if (!logging) return;
     const forwarded = forwardedClient(client, forwardedFor, trustedProxy);
     logRequest(log, { method, path, status, bytes, ms: 0, node: nodeId, client, forwarded, agent });
@@ -140,7 +140,7 @@ export function createFastReader(options: AppOptions) {
         headers = validatorHeaders(meta, blobOptions);
         notModifiedHeadersOf.set(meta, headers);
       }
-      record(method, rawTarget, 304, 0, 0, client, forwardedFor, agent);
+      record(method, rawTarget, 304, 0, client, forwardedFor, agent);
       return { status: 304, headers, body: null };
     }
     let headers = headersOf.get(meta);
@@ -148,7 +148,7 @@ export function createFastReader(options: AppOptions) {
       headers = blobHeaders(meta, key, blobOptions);
       headersOf.set(meta, headers);
     }
-    record(method, rawTarget, 200, meta.size, method === "HEAD" ? 0 : meta.size, client, forwardedFor, agent);
+    record(method, rawTarget, 200, method === "HEAD" ? 0 : meta.size, client, forwardedFor, agent);
     return { status: 200, headers, body: method === "HEAD" ? null : snapshot.bytes };
   };
 }

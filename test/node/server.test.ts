@@ -16,6 +16,7 @@ import { eventually } from "../helpers/eventually.ts";
 import { processesNaming } from "../helpers/processes.ts";
 
 const auth = { Authorization: basic() };
+const MiB = 1024 * 1024;
 
 /** Starts an upload of `declared` bytes and sends only `sent` of them; the request stays open. */
 function startUpload(url: string, path: string, declared: number, sent: number) {
@@ -234,6 +235,55 @@ describe("Node server", () => {
       expect(node.output()).not.toContain(Buffer.from(`${USER}:${PASSWORD}`).toString("base64"));
       const hash = (await readFile(join(dirname(node.configFile), "htpasswd"), "utf8")).trim().split(":")[1]!;
       expect(node.output()).not.toContain(hash);
+    } finally {
+      await node.stop();
+    }
+  });
+
+  it("logs the bytes a download sent and the time until its end, a download cut short too", async () => {
+    const node = await startNodeProcess();
+    try {
+      // More than the kernel's buffers hold: a client that stops reading holds the transfer up.
+      const size = 32 * MiB;
+      expect((await fetch(`${node.url}/upload/priv/large.bin`, { method: "PUT", body: Buffer.alloc(size, 7), headers: auth })).status).toBe(201);
+      const { hostname, port } = new URL(node.url);
+      /** GETs the file; with `cutAt`, ends the connection once that much has come, else reads it all with a pause. */
+      const download = (method: string, cutAt?: number) =>
+        new Promise<number>((resolve) => {
+          const socket = tcpConnect(Number(port), hostname, () =>
+            socket.write(`${method} /1/priv/large.bin HTTP/1.1\r\nHost: x\r\nAuthorization: ${auth.Authorization}\r\nConnection: close\r\n\r\n`),
+          );
+          let received = 0;
+          socket.on("data", (chunk: Buffer) => {
+            received += chunk.length;
+            if (cutAt !== undefined && received >= cutAt) socket.destroy();
+            else if (received === chunk.length && method === "GET") {
+              socket.pause();
+              setTimeout(() => socket.resume(), 800);
+            }
+          });
+          socket.on("error", () => {});
+          socket.on("close", () => resolve(received));
+        });
+      expect(await download("GET")).toBeGreaterThan(size);
+      expect(await download("GET", 256 * 1024)).toBeLessThan(size);
+      await download("HEAD");
+      const lines = () =>
+        node
+          .output()
+          .split("\n")
+          .filter((line) => line.includes('"msg":"request"'))
+          .map((line) => JSON.parse(line) as { method: string; path: string; bytes: number; ms: number })
+          .filter((line) => line.path === "/1/priv/large.bin");
+      await eventually(async () => expect(lines()).toHaveLength(3));
+      const [whole, cut, head] = lines();
+      expect(whole).toMatchObject({ method: "GET", bytes: size });
+      expect(whole!.ms).toBeGreaterThanOrEqual(700);
+      expect(cut!.method).toBe("GET");
+      expect(cut!.bytes).toBeLessThan(size);
+      expect(head).toMatchObject({ method: "HEAD", bytes: 0 });
+      const metrics = await (await fetch(`${node.url}/metrics`, { headers: auth })).text();
+      expect(sample(metrics, "nanocdn_http_sent_bytes_total")).toBeLessThan(2 * size + 1000);
     } finally {
       await node.stop();
     }

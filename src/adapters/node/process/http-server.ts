@@ -80,7 +80,29 @@ function answerMalformed(error: NodeJS.ErrnoException & { rawPacket?: Buffer }, 
   const bytes = Buffer.byteLength(text);
   socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${bytes}\r\nConnection: close\r\n\r\n${text}`);
   const { method, target } = underWay ? { method: underWay.request.method ?? "-", target: underWay.request.url ?? "-" } : requestLineOf(error.rawPacket);
-  record?.(method, target, 400, bytes, bytes, (socket as Socket).remoteAddress);
+  record?.(method, target, 400, bytes, (socket as Socket).remoteAddress);
+}
+
+/**
+ * Calls the `report` given to the returned function once the answer has
+ * gone out whole (with nothing), or its connection ended first (with the
+ * body bytes sent: the connection's bytes since the request came, less the
+ * head); at once if that has happened already.
+ */
+function watchSent(request: IncomingMessage, response: ServerResponse): (report: (cutAt?: number) => void) => void {
+  const socket = request.socket;
+  const before = socket.bytesWritten;
+  let outcome: { cutAt?: number } | undefined;
+  let waiting: ((cutAt?: number) => void) | undefined;
+  response.once("close", () => {
+    const head = (response as ServerResponse & { _header?: string | null })._header?.length ?? 0;
+    outcome = response.writableFinished ? {} : { cutAt: Math.max(0, socket.bytesWritten - before - head) };
+    waiting?.(outcome.cutAt);
+  });
+  return (report) => {
+    if (outcome) report(outcome.cutAt);
+    else waiting = report;
+  };
 }
 
 type TlsFiles = { cert: Buffer; key: Buffer };
@@ -268,8 +290,12 @@ class ConnectionLanes {
 export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeoutMs = 0, listen, tls, log }: HttpServerOptions): Promise<HttpServer> {
   const listener = getRequestListener(
     (request, env) => {
-      const { incoming } = env as { incoming: IncomingMessage };
-      return app.fetch(request, { rawTarget: originForm(incoming.url ?? ""), clientAddress: incoming.socket.remoteAddress });
+      const { incoming, outgoing } = env as { incoming: IncomingMessage; outgoing: ServerResponse };
+      return app.fetch(request, {
+        rawTarget: originForm(incoming.url ?? ""),
+        clientAddress: incoming.socket.remoteAddress,
+        whenSent: watchSent(incoming, outgoing),
+      });
     },
     {
       // An HTTP/1.0 request may come without Host (Node refuses HTTP/1.1 ones); the app does not use it.
@@ -286,7 +312,7 @@ export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeo
     const text = errorBody(error, message);
     const bytes = Buffer.byteLength(text);
     response.writeHead(status, { "Content-Type": "application/json", "Content-Length": bytes }).end(text);
-    recordAnswer?.(request.method ?? "-", request.url ?? "-", status, bytes, bytes, request.socket.remoteAddress, undefined, request.headers["user-agent"]);
+    recordAnswer?.(request.method ?? "-", request.url ?? "-", status, bytes, request.socket.remoteAddress, undefined, request.headers["user-agent"]);
   };
   // Once closing, every answer says `Connection: close`, so that keep-alive
   // connections end with the request they carry instead of taking new ones.
