@@ -28,6 +28,11 @@ describe("the owner marker on disk", () => {
     const loaded = new OwnerMarker(own, "1", record);
     expect(await loaded.load(["2", "3"])).toBe("here");
     expect(loaded.pullFrom).toEqual(["2"]);
+    // Recorded by a runtime that gives birth times to the millisecond (Deno): the same marker, read by one that gives nanoseconds.
+    const exact = await readFile(record, "utf8");
+    const born = (JSON.parse(exact) as { born: string }).born;
+    await writeFile(record, exact.replace(born, String((BigInt(born) / 1_000_000n) * 1_000_000n)));
+    expect(await new OwnerMarker(own, "1", record).load(["2"])).toBe("here");
 
     // Copied away and back, as a backup put back is: the same content, not the same file.
     const backup = join(dir, "backup");

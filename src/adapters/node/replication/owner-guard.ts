@@ -64,13 +64,22 @@ async function placementOf(source: string, id: string): Promise<Placement> {
   return { id, ino: String(marker.ino), born: String(marker.birthtimeNs), folders };
 }
 
+/** A birth time in nanoseconds, to the millisecond: Deno gives no finer, so a node moved to it (or from it) keeps its marker. */
+const bornMs = (born: string) => {
+  try {
+    return BigInt(born) / 1_000_000n;
+  } catch {
+    return undefined;
+  }
+};
+
 /** `now` is where `known` was recorded: the same marker, and each folder there was then still the one it was (one made since is fine). */
 const samePlacement = (now: Placement | undefined, known: Placement | undefined) =>
   now !== undefined &&
   known !== undefined &&
   now.id === known.id &&
   now.ino === known.ino &&
-  now.born === known.born &&
+  bornMs(now.born) === bornMs(known.born) &&
   OWN_FOLDERS.every((name) => (known.folders?.[name] ?? null) === null || now.folders[name] === known.folders[name]);
 
 /**
