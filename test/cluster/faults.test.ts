@@ -149,8 +149,9 @@ describe("faults", () => {
     await eventually(async () => expect(spawnSync("mount", ["-o", "remount,ro", c.data("1")]).status).toBe(0));
     await c.start("1");
     await servesWhatItHolds("read-only");
-    // Its rsync daemon's files cannot be written: the node says so, and serves on.
+    // Its rsync daemon's files and its lock cannot be written: the node says so, and serves on.
     await eventually(async () => expect(c.nodes["1"]!.output()).toMatch(/cannot prepare the rsync daemon; peers cannot push to this node until it runs/));
+    expect(c.nodes["1"]!.output()).toMatch(/cannot write the data folder's lock/);
   }, 60_000);
 
   it("a node killed with kill -9 starts again while the rsync daemon it left still holds its port", async () => {

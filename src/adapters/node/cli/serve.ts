@@ -68,8 +68,8 @@ export const serveCommand: Command = {
     const config = await loadConfig(sources);
     // Serving processes run this command too, once the primary has checked.
     if (cluster.isPrimary) await checkConfig(config);
-    const lock = cluster.isPrimary ? await lockDataFolder(config.data) : undefined;
     const log = createLogger(config.log_level);
+    const lock = cluster.isPrimary ? await lockDataFolder(config.data, log) : undefined;
     if (cluster.isPrimary) for (const stray of strayVariables()) log.warn(stray, "this environment variable is not a setting; it is ignored");
     const node = await startNode(config, log);
     if (cluster.isPrimary) await notifySystemd("ready", log);

@@ -1,5 +1,6 @@
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import type { Logger } from "../../../handlers/logger.ts";
 
 /** The lock of a data folder's running node, in its state folder. */
 export const lockFileOf = (data: string) => join(data, "state", "serve.pid");
@@ -45,15 +46,20 @@ export interface DataFolderLock {
  * files beside it. The lock is a pid file, as nginx's and PostgreSQL's are,
  * with the process's start time beside its pid: one whose process has
  * ended (a crash, kill -9), or whose pid another process has now, is
- * taken over.
+ * taken over. A node whose disk cannot take the file (read-only, full)
+ * still starts, as it starts to serve what it holds, and says so.
  */
-export async function lockDataFolder(data: string): Promise<DataFolderLock> {
+export async function lockDataFolder(data: string, log: Logger): Promise<DataFolderLock> {
   const file = lockFileOf(data);
-  await mkdir(dirname(file), { recursive: true });
   const own = await startTicks("self");
   const content = `${process.pid} ${own ?? "-"}\n`;
+  const unlocked = (error: unknown) => {
+    log.warn({ err: error, file }, "cannot write the data folder's lock: a second node started on this data folder would not be refused");
+    return { release: async () => {} };
+  };
   for (;;) {
     try {
+      await mkdir(dirname(file), { recursive: true });
       await writeFile(file, content, { flag: "wx" });
       return {
         release: async () => {
@@ -61,10 +67,18 @@ export async function lockDataFolder(data: string): Promise<DataFolderLock> {
         },
       };
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") {
+        // Made but not written (a full disk): an empty lock would only be taken over.
+        await rm(file, { force: true }).catch(() => {});
+        return unlocked(error);
+      }
     }
     const [pid, ticks] = (await readFile(file, "utf8").catch(() => "")).trim().split(" ");
     if (await holds(Number(pid), ticks, own !== undefined)) throw new DataFolderInUseError(data, Number(pid));
-    await rm(file, { force: true });
+    try {
+      await rm(file, { force: true });
+    } catch (error) {
+      return unlocked(error);
+    }
   }
 }
