@@ -190,6 +190,12 @@ describe("faults", () => {
       (error: Error) => error.message,
     );
     expect(second).toContain(`the data folder ${c.data("1")} is in use by the nanocdn node running as pid ${first.pid}`);
+    // A holder that could not read its start time is judged by its pid alone.
+    const lock = join(c.data("1"), "state", "serve.pid");
+    await writeFile(lock, `${first.pid} -\n`);
+    await expect(
+      startNodeProcess({ port, config: { ...config, listen: `127.0.0.1:${port}`, rsyncd_listen: `127.0.0.1:${await freePort()}` } }),
+    ).rejects.toThrow(`is in use by the nanocdn node running as pid ${first.pid}`);
     // The running node lost nothing: its rsync daemon still takes its peer's pushes.
     expect(existsSync(`/proc/${daemon}`)).toBe(true);
     const upload = await fetch(`${c.url("2")}/upload/pub/beside.txt`, { method: "PUT", body: "x", headers: auth });
@@ -197,10 +203,10 @@ describe("faults", () => {
 
     // Killed, it leaves its lock; a lock whose pid another process has now is stale too.
     await c.kill("1");
-    await writeFile(join(c.data("1"), "state", "serve.pid"), `${process.pid} 1\n`);
+    await writeFile(lock, `${process.pid} 1\n`);
     await c.start("1");
     expect((await fetch(`${c.url("1")}/2/pub/beside.txt`)).status).toBe(200);
-    expect((await readFile(join(c.data("1"), "state", "serve.pid"), "utf8")).split(" ")[0]).toBe(String(c.nodes["1"]!.pid));
+    expect((await readFile(lock, "utf8")).split(" ")[0]).toBe(String(c.nodes["1"]!.pid));
   }, 60_000);
 
   it("a node that starts uses a peer after one good probe, and says ready only when it can take an upload", async () => {

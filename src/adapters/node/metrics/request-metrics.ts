@@ -54,7 +54,11 @@ export class RequestMetrics implements Metrics {
         },
       });
     counter("nanocdn_http_received_bytes_total", "Request body bytes, as declared by Content-Length", () => this.#bytesIn);
-    counter("nanocdn_http_sent_bytes_total", "Response body bytes sent (a download cut short counts what it got)", () => this.#bytesOut);
+    counter(
+      "nanocdn_http_sent_bytes_total",
+      "Response body bytes sent (a download cut short counts what went out before its connection ended)",
+      () => this.#bytesOut,
+    );
     counter("nanocdn_uploads_total", "Files stored by this node", () => this.#uploads);
     counter("nanocdn_deletes_total", "Files this node deleted", () => this.#deletes);
     counter("nanocdn_uploads_failed_over_total", "Uploads passed to a peer because this node's store could not take them", () => this.#failedOver);

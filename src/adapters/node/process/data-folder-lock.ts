@@ -1,9 +1,9 @@
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { link, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Logger } from "../../../handlers/logger.ts";
 
 /** The lock of a data folder's running node, in its state folder. */
-export const lockFileOf = (data: string) => join(data, "state", "serve.pid");
+const lockFileOf = (data: string) => join(data, "state", "serve.pid");
 
 /**
  * When process `pid` started, in clock ticks since boot (/proc/<pid>/stat,
@@ -19,7 +19,8 @@ async function startTicks(pid: number | "self"): Promise<string | undefined> {
 /** Whether the process a lock names still runs. */
 async function holds(pid: number, ticks: string | undefined, proc: boolean): Promise<boolean> {
   if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid) return false;
-  if (proc) return ticks !== undefined && (await startTicks(pid)) === ticks;
+  // A holder that could not read its own start time wrote "-": only its pid tells.
+  if (proc && ticks !== "-") return ticks !== undefined && (await startTicks(pid)) === ticks;
   try {
     process.kill(pid, 0);
     return true;
@@ -57,26 +58,31 @@ export async function lockDataFolder(data: string, log: Logger): Promise<DataFol
     log.warn({ err: error, file }, "cannot write the data folder's lock: a second node started on this data folder would not be refused");
     return { release: async () => {} };
   };
+  // Written whole beside it, then linked into place (never replacing): no start ever reads a lock half-written.
+  const whole = `${file}.${process.pid}`;
   for (;;) {
+    let failure: NodeJS.ErrnoException;
     try {
       await mkdir(dirname(file), { recursive: true });
-      await writeFile(file, content, { flag: "wx" });
+      await writeFile(whole, content);
+      await link(whole, file);
       return {
         release: async () => {
           if ((await readFile(file, "utf8").catch(() => "")) === content) await rm(file, { force: true });
         },
       };
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") {
-        // Made but not written (a full disk): an empty lock would only be taken over.
-        await rm(file, { force: true }).catch(() => {});
-        return unlocked(error);
-      }
+      failure = error as NodeJS.ErrnoException;
+    } finally {
+      await rm(whole, { force: true }).catch(() => {});
     }
-    const [pid, ticks] = (await readFile(file, "utf8").catch(() => "")).trim().split(" ");
-    if (await holds(Number(pid), ticks, own !== undefined)) throw new DataFolderInUseError(data, Number(pid));
+    const held = await readFile(file, "utf8").catch(() => undefined);
+    const [pid, ticks] = (held ?? "").trim().split(" ");
+    if (held !== undefined && (await holds(Number(pid), ticks, own !== undefined))) throw new DataFolderInUseError(data, Number(pid));
+    if (failure.code !== "EEXIST") return unlocked(failure);
     try {
-      await rm(file, { force: true });
+      // Another start may have taken it over meanwhile: only the lock judged stale goes.
+      if (held !== undefined && (await readFile(file, "utf8").catch(() => "")) === held) await rm(file, { force: true });
     } catch (error) {
       return unlocked(error);
     }

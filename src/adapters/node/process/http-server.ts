@@ -72,7 +72,11 @@ interface BodyUnderWay {
  * answers and logs it, once.
  */
 function answerMalformed(error: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Duplex, record?: AnswerRecorder, underWay?: BodyUnderWay): void {
-  if (underWay?.app || !socket.writable || !error.code?.startsWith("HPE_")) {
+  // Requests after one that closes its connection are not handled (RFC 9112 §9.6); its own answer still goes out.
+  if (error.code === "HPE_CLOSED_CONNECTION") return;
+  // As Node's own handler: no answer of its own in the middle of another one's (pipelined garbage behind a download).
+  const answering = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage?.headersSent === true;
+  if (underWay?.app || answering || !socket.writable || !error.code?.startsWith("HPE_")) {
     socket.destroy();
     return;
   }
@@ -95,6 +99,7 @@ function watchSent(request: IncomingMessage, response: ServerResponse): (report:
   let outcome: { cutAt?: number } | undefined;
   let waiting: ((cutAt?: number) => void) | undefined;
   response.once("close", () => {
+    // The head as sent (Node keeps it on the response; there is no public way to its length).
     const head = (response as ServerResponse & { _header?: string | null })._header?.length ?? 0;
     outcome = response.writableFinished ? {} : { cutAt: Math.max(0, socket.bytesWritten - before - head) };
     waiting?.(outcome.cutAt);
@@ -233,20 +238,19 @@ function smallBodyLength(request: IncomingMessage): number | undefined {
   return Number.isInteger(length) && length > 0 && length <= SMALL_BODY_BYTES ? length : undefined;
 }
 
-const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS", "TRACE"]);
-
-/** The requests of one connection that the app is handling, and those pipelined behind them. */
+/** The request of a connection that the app is handling, if any, and those pipelined behind it. */
 interface Lane {
-  running: number;
-  unsafe: boolean;
-  waiting: { unsafe: boolean; start: () => void }[];
+  running: boolean;
+  waiting: (() => void)[];
 }
 
 /**
- * Pipelined requests of a connection are handled one after another once
- * one of them may change files: RFC 9112 §9.3.2 allows handling them side by
- * side only when all are safe, and a GET sent right behind the PUT of its
- * name must find the file. Node's parser hands them over as they arrive.
+ * Pipelined requests of a connection are handled one after another. Node's
+ * parser hands them over as they arrive, but a GET sent right behind the
+ * PUT of its name must find the file (RFC 9112 §9.3.2 allows side by side
+ * only for safe methods), and Node sends the answers in order anyway: one
+ * computed early would wait in memory, and its access-log line would count
+ * the bytes of the answer before it.
  */
 class ConnectionLanes {
   readonly #lanes = new WeakMap<Duplex, Lane>();
@@ -256,33 +260,27 @@ class ConnectionLanes {
     return this.#lanes.has(socket);
   }
 
-  /** Holds `start` back (true) while the connection's earlier requests must end first. */
+  /** Holds `start` back (true) while an earlier request of the connection is under way. */
   wait(request: IncomingMessage, start: () => void): boolean {
     const lane = this.#lanes.get(request.socket);
     if (lane === undefined) return false;
-    const unsafe = !SAFE_METHODS.has(request.method ?? "");
-    if (lane.waiting.length === 0 && ConnectionLanes.#mayStart(lane, unsafe)) return false;
-    lane.waiting.push({ unsafe, start });
+    lane.waiting.push(start);
     return true;
   }
 
-  /** Counts a request the app handles until its answer ends, then starts what waited for it. */
+  /** Marks the connection busy until this answer ends, then starts what waited for it. */
   enter(request: IncomingMessage, response: ServerResponse): void {
     const socket = request.socket;
-    const lane = this.#lanes.get(socket) ?? { running: 0, unsafe: false, waiting: [] };
+    const lane = this.#lanes.get(socket) ?? { running: false, waiting: [] };
     this.#lanes.set(socket, lane);
-    lane.running++;
-    lane.unsafe ||= !SAFE_METHODS.has(request.method ?? "");
+    lane.running = true;
     response.once("close", () => {
-      if (--lane.running === 0) lane.unsafe = false;
-      if (socket.destroyed) lane.waiting.length = 0;
-      while (lane.waiting.length > 0 && ConnectionLanes.#mayStart(lane, lane.waiting[0]!.unsafe)) lane.waiting.shift()!.start();
-      if (lane.running === 0 && lane.waiting.length === 0) this.#lanes.delete(socket);
+      lane.running = false;
+      // An answer that ended its connection (Connection: close, a graceful stop) is its last: Node answers nothing after it.
+      if (socket.destroyed || !response.shouldKeepAlive) lane.waiting.length = 0;
+      while (!lane.running && lane.waiting.length > 0) lane.waiting.shift()!();
+      if (!lane.running) this.#lanes.delete(socket);
     });
-  }
-
-  static #mayStart(lane: Lane, unsafe: boolean): boolean {
-    return lane.running === 0 || !(lane.unsafe || unsafe);
   }
 }
 

@@ -69,7 +69,7 @@ const bornMs = (born: string) => {
   try {
     return BigInt(born) / 1_000_000n;
   } catch {
-    return undefined;
+    return born; // a broken record matches no marker's
   }
 };
 
