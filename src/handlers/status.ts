@@ -23,6 +23,8 @@ export interface ReplicationFacts {
   lastSuccess?: string;
   lastError?: string;
   lastBatchLagMs?: number;
+  /** Files tried alone since a push of theirs failed on their own account. */
+  stuck?: string[];
 }
 
 /** What a node knows of itself, from its runtime adapter; every field is optional (workerd knows little). */

@@ -1,6 +1,6 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { afterEach, describe, expect, it } from "vitest";
@@ -35,8 +35,8 @@ describe("faults", () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
 
-  /** A cluster whose node 1 keeps its data on a disk of its own, 20 MiB, unmounted once the test is over. */
-  async function withSmallDisk(options: Omit<ClusterOptions, "beforeStart">): Promise<TestCluster> {
+  /** A cluster whose node `id` keeps its data on a disk of its own, 20 MiB, unmounted once the test is over. */
+  async function withSmallDisk(options: Omit<ClusterOptions, "beforeStart">, id = "1"): Promise<TestCluster> {
     let mounted: string | undefined;
     cleanups.push(() => {
       if (mounted) spawnSync("umount", ["-l", mounted]);
@@ -44,9 +44,9 @@ describe("faults", () => {
     return startCluster({
       ...options,
       beforeStart: async (data) => {
-        await mkdir(data("1"), { recursive: true });
-        execFileSync("mount", ["-t", "tmpfs", "-o", "size=20m", "tmpfs", data("1")]);
-        mounted = data("1");
+        await mkdir(data(id), { recursive: true });
+        execFileSync("mount", ["-t", "tmpfs", "-o", "size=20m", "tmpfs", data(id)]);
+        mounted = data(id);
       },
     });
   }
@@ -120,6 +120,41 @@ describe("faults", () => {
     const tiny = await put("full/tiny.bin", 10);
     expect(tiny.status).toBe(201);
     expect(tiny.headers.get("Location")).toBe("/2/pub/full/tiny.bin");
+  }, 60_000);
+
+  it("a file that does not fit a peer's disk holds up no other upload to it, and gets there once it fits", async () => {
+    cluster = await withSmallDisk({ size: 2, rsyncd: true }, "2");
+    const c = cluster;
+    // 10 MiB of node 2's 20 taken: a 12 MiB file does not fit there.
+    await writeFile(join(c.data("2"), "filler"), Buffer.alloc(10 * MiB));
+    const big = await fetch(`${c.url("1")}/upload/pub/apart/big.bin`, { method: "PUT", body: Buffer.alloc(12 * MiB, 1), headers: auth });
+    expect([big.status, big.headers.get("X-Nanocdn-Copies")]).toEqual([201, "1"]);
+    const onTwo = (path: string) => existsSync(join(c.data("2"), "files", "1", "pub", "apart", path));
+    const replicationToTwo = async () =>
+      (
+        (await (await fetch(`${c.url("1")}/status`, { headers: auth })).json()) as { replication: { peer: string; stuck?: string[]; lastError?: string }[] }
+      ).replication.find((r) => r.peer === "2")!;
+    await eventually(async () => expect((await replicationToTwo()).stuck).toEqual(["pub/apart/big.bin"]));
+    expect((await replicationToTwo()).lastError).toContain("No space left on device");
+    // Uploads after it get their second copy before their 201, as before; so does a full pass (SIGHUP).
+    for (const name of ["small-1.txt", "small-2.txt"]) {
+      await eventually(async () => {
+        const small = await fetch(`${c.url("1")}/upload/pub/apart/${name}`, { method: "PUT", body: name, headers: auth });
+        expect([201, 409]).toContain(small.status);
+        expect(onTwo(name)).toBe(true);
+      });
+    }
+    const third = await fetch(`${c.url("1")}/upload/pub/apart/small-3.txt`, { method: "PUT", body: "3", headers: auth });
+    expect(third.headers.get("X-Nanocdn-Copies")).toBe("2");
+    await rm(join(c.data("2"), "files", "1", "pub", "apart", "small-1.txt"), { force: true });
+    c.nodes["1"]!.child.kill("SIGHUP");
+    await eventually(async () => expect(onTwo("small-1.txt")).toBe(true));
+    expect(onTwo("big.bin")).toBe(false);
+    // Room made: the next try (at once on SIGHUP) carries it.
+    await rm(join(c.data("2"), "filler"));
+    c.nodes["1"]!.child.kill("SIGHUP");
+    await eventually(async () => expect(onTwo("big.bin")).toBe(true));
+    await eventually(async () => expect((await replicationToTwo()).stuck).toBeUndefined());
   }, 60_000);
 
   it("a node restarted on a full disk, then on a read-only one, serves what it holds and passes uploads on", async () => {

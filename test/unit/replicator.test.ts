@@ -176,6 +176,53 @@ describe("Replicator (rsync runner injected)", () => {
     expect(replicator.status()[0]).toMatchObject({ backlog: 0, needsFullPass: false });
   });
 
+  it("sets apart a file the peer cannot write, so that the others go on, and tries it alone until it gets through", async () => {
+    await startFailing(SUCCEEDED);
+    const noSpace = { ok: false, code: 11, message: 'write failed on "/r/1/pub/big.bin": No space left on device (28)' };
+    let fits = false;
+    // rsync names each file as it starts it: the run ends at the big one.
+    rsync.answer(() => {
+      const run = rsync.runs.at(-1)!;
+      const big = run.full ? !run.args.includes("--exclude=/pub/big.bin") : run.paths.includes("pub/big.bin");
+      return fits || !big ? SUCCEEDED : { ...noSpace, lastFile: run.full ? "pub/big.bin" : "meta/pub/big.bin" };
+    });
+    replicator.changed({ kind: "created", key: "1/pub/big.bin" });
+    replicator.changed({ kind: "created", key: "1/pub/small-1.txt" });
+    await vi.advanceTimersByTimeAsync(100);
+    expect(blobsOf(rsync.runs[0])).toEqual(["pub/big.bin", "pub/small-1.txt"]);
+    // The retry, 200 ms on, carries the others only; so do the batches after it.
+    await vi.advanceTimersByTimeAsync(200);
+    expect(blobsOf(rsync.runs[1])).toEqual(["pub/small-1.txt"]);
+    replicator.changed({ kind: "created", key: "1/pub/small-2.txt" });
+    await vi.advanceTimersByTimeAsync(100);
+    expect(blobsOf(rsync.runs[2])).toEqual(["pub/small-2.txt"]);
+    expect(replicator.status()[0]).toMatchObject({ backlog: 1, stuck: ["pub/big.bin"], lastError: expect.stringContaining("No space left") });
+    // Alone, one second after it failed.
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(rsync.runs.slice(3).map(blobsOf)).toEqual([["pub/big.bin"]]);
+    // Room made on the peer, and a full pass asked for (SIGHUP): it is tried at once too.
+    fits = true;
+    replicator.fullPass("2");
+    await vi.advanceTimersByTimeAsync(100);
+    const full = rsync.runs.find((r) => r.full)!;
+    expect(full.args).toEqual(expect.arrayContaining(["--exclude=/pub/big.bin", "--exclude=/meta/pub/big.bin"]));
+    expect(blobsOf(rsync.runs.at(-1))).toEqual(["pub/big.bin"]);
+    expect(replicator.status()[0]).toMatchObject({ backlog: 0 });
+    expect(replicator.status()[0]!.stuck).toBeUndefined();
+  });
+
+  it("sets apart the file a full pass ended at, and leaves it out of the next", async () => {
+    await startFailing({ ok: false, code: 11, message: "No space left on device (28)", lastFile: "pub/huge.bin" });
+    replicator.fullPass("2");
+    await vi.advanceTimersByTimeAsync(10);
+    rsync.answer(() => SUCCEEDED);
+    await vi.advanceTimersByTimeAsync(200);
+    const [failed, next] = rsync.runs.filter((r) => r.full);
+    expect(failed!.args).not.toContain("--exclude=/pub/huge.bin");
+    expect(next!.args).toContain("--exclude=/pub/huge.bin");
+    expect(replicator.status()[0]).toMatchObject({ needsFullPass: false, stuck: ["pub/huge.bin"] });
+  });
+
   it("keeps at most maxPending paths for a peer that is down, then catches it up with a full pass", async () => {
     start({ maxPending: 3 });
     await vi.advanceTimersByTimeAsync(10);

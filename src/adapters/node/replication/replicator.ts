@@ -2,9 +2,9 @@ import { lstat, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Change } from "../../../handlers/app.ts";
 import type { Logger } from "../../../handlers/logger.ts";
-import { sidecarPathInNode } from "../disk/sidecar.ts";
+import { META_DIR, sidecarPathInNode } from "../disk/sidecar.ts";
 import { type OwnerMarker, pullFrom, refuseOwnFolder } from "./owner-guard.ts";
-import { asFolder, baseArgs, RSYNC_TEMP_DIR, type RsyncOptions, type RsyncResult, runRsync, transportOf } from "./rsync.ts";
+import { asFolder, baseArgs, FILE_IO_ERROR, RSYNC_TEMP_DIR, type RsyncOptions, type RsyncResult, runRsync, transportOf } from "./rsync.ts";
 
 export interface ReplicationTarget {
   id: string;
@@ -49,6 +49,13 @@ async function filesAmong(folder: string, paths: string[]): Promise<Set<string>>
 }
 
 const MAX_BACKOFF_MS = 30_000;
+/** A file set apart (see Stuck) is tried again after this, doubling up to STUCK_MAX_BACKOFF_MS. */
+const STUCK_MIN_BACKOFF_MS = 1000;
+const STUCK_MAX_BACKOFF_MS = 5 * 60_000;
+/** Files set apart at most per peer: beyond, one that fails holds the others up again (a peer's disk that is full takes none anyway). */
+const MAX_STUCK = 100;
+/** How long a file set apart waits when its peer is busy with a full pass or a delete, or down. */
+const STUCK_BUSY_WAIT_MS = 1000;
 /**
  * Batches to one peer that may run at once while uploads wait for their
  * copies: a run takes some 10 ms through a daemon (40 ms into a local
@@ -125,6 +132,23 @@ function report(pending: Iterable<Pending>, ok: boolean): void {
   }
 }
 
+/**
+ * A file whose push failed on its own account: rsync ends a whole run at a
+ * file the peer cannot write (it does not fit the peer's disk, say), so
+ * every retry of a batch or full pass that carries it fails the same way,
+ * and later uploads would reach that peer only once it fits. It is set
+ * apart, tried alone on its own back-off, and left out of full passes,
+ * while the others go on; once it gets through, the others set apart are
+ * tried with the next batch.
+ */
+interface Stuck {
+  pending: Pending;
+  backoffMs: number;
+  retryAt: number;
+  /** What rsync said, for /status until the file gets through. */
+  reason: string;
+}
+
 /** What one peer's replication looks like to an operator. */
 export interface PeerReplicationStatus {
   peer: string;
@@ -137,7 +161,11 @@ export interface PeerReplicationStatus {
   lastError?: string;
   lastBatchLagMs?: number;
   lastFullPass?: string;
+  /** Files set apart (see Stuck), the first STATUS_STUCK of them. */
+  stuck?: string[];
 }
+
+const STATUS_STUCK = 20;
 
 class PeerReplica {
   pending = new Map<string, Pending>();
@@ -152,6 +180,8 @@ class PeerReplica {
   fullPassRunning = false;
   /** Each ends one run under way to this peer. */
   readonly haltings = new Set<AbortController>();
+  readonly stuck = new Map<string, Stuck>();
+  stuckTimer: NodeJS.Timeout | undefined;
   timer: NodeJS.Timeout | undefined;
   timerAt = 0;
   backoffMs = 0;
@@ -221,7 +251,10 @@ export class Replicator {
       this.#lastWaitAt = now;
     }
     for (const peer of this.#peers.values()) {
-      const known = peer.pending.get(path);
+      // A file set apart that changes again goes the usual way.
+      const apart = peer.stuck.get(path)?.pending;
+      peer.stuck.delete(path);
+      const known = peer.pending.get(path) ?? apart;
       const entry: Pending = {
         since: known?.since ?? now,
         change: number,
@@ -276,6 +309,8 @@ export class Replicator {
       peer.needsFullPass = true;
       peer.backoffMs = 0;
       this.#schedule(peer, 0, true);
+      for (const stuck of peer.stuck.values()) stuck.retryAt = Date.now();
+      this.#scheduleStuck(peer);
     }
   }
 
@@ -372,7 +407,8 @@ export class Replicator {
     }
   }
 
-  async #sendBatch(peer: PeerReplica, batch: Map<string, Pending>, halting: AbortSignal): Promise<void> {
+  /** Pushes `batch`; `alone` when it is one file set apart, tried again. */
+  async #sendBatch(peer: PeerReplica, batch: Map<string, Pending>, halting: AbortSignal, alone?: Stuck): Promise<void> {
     const list = new Set<string>();
     // A file's metadata travels with it, in the same batch.
     for (const [path, { withFolders }] of batch) {
@@ -397,6 +433,7 @@ export class Replicator {
       peer.lastBatchLagMs = Date.now() - oldest;
       this.#succeeded(peer);
       this.options.log.info({ peer: peer.target.id, files: batch.size, lagMs: peer.lastBatchLagMs }, "replicated");
+      if (alone) this.#rejoin(peer);
       return this.#confirmPlace();
     }
     report(batch.values(), false);
@@ -404,7 +441,9 @@ export class Replicator {
     // fails the same batch for good; a full pass carries it. Other partial
     // failures (a permission on the peer) are retried as batches, which cost less.
     if (result.code === PARTIAL_TRANSFER && [...batch.values()].some((p) => p.withFolders)) peer.needsFullPass = true;
+    const apart = alone ? [...batch.keys()][0] : this.#culprit(peer, result, (path) => batch.has(path));
     for (const [path, pending] of batch) {
+      if (path === apart) continue;
       const newer = peer.pending.get(path);
       peer.pending.set(path, {
         since: pending.since,
@@ -413,7 +452,80 @@ export class Replicator {
         waits: newer?.waits,
       });
     }
-    this.#failed(peer, result);
+    if (apart !== undefined) this.#setApart(peer, apart, batch.get(apart)!, result, alone);
+    // One file set apart that failed again says nothing of the peer: its other pushes keep their pace.
+    if (!alone) this.#failed(peer, result);
+  }
+
+  /**
+   * The file a run that ended at a file the peer could not write was
+   * sending (rsync names each file as it starts it), as a path of this
+   * node's folder that `listed` takes; none for other failures, or once
+   * MAX_STUCK are set apart.
+   */
+  #culprit(peer: PeerReplica, result: RsyncResult, listed: (path: string) => boolean): string | undefined {
+    if (result.code !== FILE_IO_ERROR || result.lastFile === undefined || peer.stuck.size >= MAX_STUCK) return undefined;
+    // A file's metadata fails with it: the file is what is set apart.
+    const path = result.lastFile.startsWith(`${META_DIR}/`) ? result.lastFile.slice(META_DIR.length + 1) : result.lastFile;
+    return listed(path) ? path : undefined;
+  }
+
+  #setApart(peer: PeerReplica, path: string, pending: Pending, result: RsyncResult, previous?: Stuck): void {
+    // Changed again meanwhile: the newer change goes the usual way.
+    if (peer.pending.has(path)) return;
+    const backoffMs = previous ? Math.min(previous.backoffMs * 2, STUCK_MAX_BACKOFF_MS) : STUCK_MIN_BACKOFF_MS;
+    const reason = `${path}: rsync exit ${result.code}: ${result.message}`;
+    peer.stuck.set(path, { pending: { ...pending, waits: undefined }, backoffMs, retryAt: Date.now() + backoffMs, reason });
+    peer.lastError = reason;
+    this.options.log.warn(
+      { peer: peer.target.id, path, code: result.code, reason: result.message, retryInMs: backoffMs },
+      "a file cannot be pushed to this peer: it is tried alone, and the others go on",
+    );
+    this.#scheduleStuck(peer);
+  }
+
+  /** A file set apart got through: whatever stopped it may have stopped the others, so they go with the next batch. */
+  #rejoin(peer: PeerReplica): void {
+    for (const [path, stuck] of peer.stuck) if (!peer.pending.has(path)) peer.pending.set(path, stuck.pending);
+    peer.stuck.clear();
+    clearTimeout(peer.stuckTimer);
+  }
+
+  #scheduleStuck(peer: PeerReplica, delayMs?: number): void {
+    clearTimeout(peer.stuckTimer);
+    peer.stuckTimer = undefined;
+    if (!this.#enabled || peer.stuck.size === 0) return;
+    const due = Math.min(...[...peer.stuck.values()].map((stuck) => stuck.retryAt));
+    peer.stuckTimer = setTimeout(() => void this.#retryStuck(peer), delayMs ?? Math.max(0, due - Date.now()));
+    peer.stuckTimer.unref();
+  }
+
+  /** Pushes the file set apart that is due, alone, as a batch beside the others. */
+  async #retryStuck(peer: PeerReplica): Promise<void> {
+    peer.stuckTimer = undefined;
+    if (!this.options.isUp(peer.target.id) || peer.fullPassRunning || peer.deleting || peer.batches >= MAX_CONCURRENT_BATCHES) {
+      return this.#scheduleStuck(peer, STUCK_BUSY_WAIT_MS);
+    }
+    const now = Date.now();
+    const [path, stuck] = [...peer.stuck].filter(([, s]) => s.retryAt <= now).sort(([, a], [, b]) => a.retryAt - b.retryAt)[0] ?? [];
+    if (path === undefined || stuck === undefined) return this.#scheduleStuck(peer);
+    peer.stuck.delete(path);
+    peer.batches++;
+    peer.inFlight.add(path);
+    const halting = new AbortController();
+    peer.haltings.add(halting);
+    try {
+      await this.#sendBatch(peer, new Map([[path, stuck.pending]]), halting.signal, stuck);
+    } catch (error) {
+      this.options.log.error({ peer: peer.target.id, err: error }, "replication run failed");
+    } finally {
+      peer.batches--;
+      peer.inFlight.delete(path);
+      peer.haltings.delete(halting);
+    }
+    this.#scheduleStuck(peer);
+    // A full pass waits for the batches under way; the last one to end starts it.
+    if (peer.pending.size > 0 || peer.needsFullPass) this.#schedule(peer, this.options.batchMs);
   }
 
   async #runFullPass(peer: PeerReplica, halting: AbortSignal): Promise<void> {
@@ -441,9 +553,11 @@ export class Replicator {
       return this.#failed(peer, { ok: false, code: null, message });
     }
     peer.needsFullPass = false;
-    const result = await this.#rsync(peer, halting, ["--delete"]);
+    const result = await this.#rsync(peer, halting, ["--delete", ...this.#leftOut(peer)]);
     if (!result.ok) {
       peer.needsFullPass = true;
+      const apart = this.#culprit(peer, result, (path) => !peer.stuck.has(path));
+      if (apart !== undefined) this.#setApart(peer, apart, { since: Date.now(), change: this.#changes, withFolders: false }, result);
       this.#failed(peer, result);
       return;
     }
@@ -473,6 +587,15 @@ export class Replicator {
     this.options.log.info({ peer: peer.target.id, ms: Date.now() - started }, "full replication pass done");
   }
 
+  /**
+   * The files set apart, left out of a full pass (which then leaves their
+   * copies there alone too). A name rsync would read as a pattern (`*`,
+   * `?`, `[`, a backslash) is not left out: the pass fails on it again.
+   */
+  #leftOut(peer: PeerReplica): string[] {
+    return [...peer.stuck.keys()].filter((path) => !/[*?[\\]/.test(path)).flatMap((path) => [`--exclude=/${path}`, `--exclude=/${sidecarPathInNode(path)}`]);
+  }
+
   async #rsync(peer: PeerReplica, halting: AbortSignal, extra: string[], input?: string): Promise<RsyncResult> {
     const destination = asFolder(peer.target.destination);
     if (transportOf(destination) === "local") {
@@ -485,7 +608,8 @@ export class Replicator {
         return { ok: false, code: null, message: `cannot prepare ${destination}: ${(error as Error).message}` };
       }
     }
-    const args = [...baseArgs(this.options.rsync, destination), ...extra, asFolder(this.options.source), destination];
+    // Each file named as rsync starts it: a run that ends at a file the peer cannot write says which.
+    const args = [...baseArgs(this.options.rsync, destination), "--out-format=%n", ...extra, asFolder(this.options.source), destination];
     return (this.options.runRsync ?? runRsync)(args, this.#rsyncOptions(halting), input);
   }
 
@@ -500,9 +624,11 @@ export class Replicator {
   }
 
   #succeeded(peer: PeerReplica): void {
-    if (peer.lastError !== undefined) this.options.log.info({ peer: peer.target.id }, "replication recovered");
+    // A file still set apart goes on saying why.
+    const apart = peer.stuck.values().next().value?.reason;
+    if (peer.lastError !== undefined && apart === undefined) this.options.log.info({ peer: peer.target.id }, "replication recovered");
     peer.lastSuccess = new Date();
-    peer.lastError = undefined;
+    peer.lastError = apart;
     peer.backoffMs = 0;
   }
 
@@ -528,13 +654,14 @@ export class Replicator {
     return [...this.#peers.values()].map((peer) => ({
       peer: peer.target.id,
       transport: transportOf(peer.target.destination),
-      backlog: peer.pending.size,
+      backlog: peer.pending.size + peer.stuck.size,
       needsFullPass: peer.needsFullPass,
       failures: peer.failures,
       ...(peer.lastSuccess && { lastSuccess: peer.lastSuccess.toISOString() }),
       ...(peer.lastError !== undefined && { lastError: peer.lastError }),
       ...(peer.lastBatchLagMs !== undefined && { lastBatchLagMs: peer.lastBatchLagMs }),
       ...(peer.lastFullPass && { lastFullPass: peer.lastFullPass.toISOString() }),
+      ...(peer.stuck.size > 0 && { stuck: [...peer.stuck.keys()].slice(0, STATUS_STUCK) }),
     }));
   }
 
@@ -552,7 +679,7 @@ export class Replicator {
     const deadline = Date.now() + timeoutMs;
     const unfinished = () =>
       [...this.#peers.values()].filter(
-        (peer) => this.options.isUp(peer.target.id) && !peer.needsFullPass && peer.lastError === undefined && (peer.pending.size > 0 || peer.batches > 0),
+        (peer) => this.options.isUp(peer.target.id) && !peer.needsFullPass && peer.backoffMs === 0 && (peer.pending.size > 0 || peer.batches > 0),
       );
     const backlog = (peers: PeerReplica[]) => Object.fromEntries(peers.map((peer) => [peer.target.id, peer.pending.size + peer.inFlight.size]));
     let peers = unfinished();
@@ -570,6 +697,7 @@ export class Replicator {
     clearInterval(this.#intervalTimer);
     for (const peer of this.#peers.values()) {
       clearTimeout(peer.timer);
+      clearTimeout(peer.stuckTimer);
       report(peer.pending.values(), false);
     }
     this.#enabled = false;

@@ -68,6 +68,19 @@ export interface RsyncResult {
   code: number | null;
   /** The last lines rsync wrote to stderr, for logs and /status. */
   message: string;
+  /** With `--out-format=%n`: the last file rsync began to send (a failed run's likely cause). */
+  lastFile?: string;
+}
+
+/** rsync's exit status when the receiver could not write a file (no space left, a quota, an I/O error): the run ends there. */
+export const FILE_IO_ERROR = 11;
+
+/** The last file named in `--out-format=%n` output: not a folder, nor a deletion the receiver reports. */
+function lastFileOf(stdout: string): string | undefined {
+  return stdout
+    .split("\n")
+    .reverse()
+    .find((line) => line !== "" && !line.endsWith("/") && !line.startsWith("deleting "));
 }
 
 /**
@@ -179,13 +192,17 @@ export async function listOverSsh(remote: string, options: RsyncOptions): Promis
 export function runRsync(args: string[], options: RsyncOptions, input?: string): Promise<RsyncResult> {
   return new Promise((resolve) => {
     const child = spawn("rsync", args, {
-      stdio: ["pipe", "ignore", "pipe"],
+      stdio: ["pipe", "pipe", "pipe"],
       env: { ...process.env, ...(options.password !== undefined && { RSYNC_PASSWORD: options.password }) },
       signal: options.signal,
     });
     let stderr = "";
     child.stderr.on("data", (chunk: Buffer) => {
       stderr = (stderr + chunk.toString()).slice(-4000);
+    });
+    let stdout = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      stdout = (stdout + chunk.toString()).slice(-8192);
     });
     child.stdin.on("error", () => {});
     child.stdin.end(input);
@@ -201,6 +218,7 @@ export function runRsync(args: string[], options: RsyncOptions, input?: string):
         ok: code !== null && SUCCESS.has(code),
         code,
         message: lastLines(stderr),
+        lastFile: lastFileOf(stdout),
       }),
     );
   });
