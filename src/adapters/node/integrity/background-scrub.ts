@@ -1,5 +1,8 @@
+import { readFile } from "node:fs/promises";
+import { basename, dirname } from "node:path";
 import type { Logger } from "../../../handlers/logger.ts";
-import { scrub, type ScrubOptions, type ScrubReport } from "./scrub.ts";
+import { writeWhole } from "../disk/whole-file.ts";
+import { scrub, type ScrubOptions } from "./scrub.ts";
 
 /** A background scrub reads at most this much a second: readers come first. */
 const SCRUB_BYTES_PER_SECOND = 32 * 1024 * 1024;
@@ -16,17 +19,63 @@ export interface ScrubCounts {
   lastFinishedMs?: number;
 }
 
+/**
+ * What the last run found, as /status and /metrics give it. It is kept in
+ * a file: after a restart the damaged-files gauge still counts what that
+ * run found (an alert on it stays firing), not 0 until the next run.
+ */
+interface LastRun {
+  finished: string;
+  files: number;
+  repaired: number;
+  /** The first LISTED of each, and how many there were. */
+  damaged: string[];
+  unreadable: string[];
+  damagedCount: number;
+  unreadableCount: number;
+}
+
+function isLastRun(value: unknown): value is LastRun {
+  const run = value as Partial<LastRun> | null;
+  return (
+    typeof run?.finished === "string" &&
+    typeof run.files === "number" &&
+    typeof run.repaired === "number" &&
+    Array.isArray(run.damaged) &&
+    Array.isArray(run.unreadable) &&
+    typeof run.damagedCount === "number" &&
+    typeof run.unreadableCount === "number"
+  );
+}
+
 export interface BackgroundScrub {
   status(): Record<string, unknown>;
   counts(): ScrubCounts;
   stop(): void;
 }
 
-/** Scrubs the store every `intervalMs` (the first run one interval after the start), one run at a time. */
-export function startBackgroundScrub(intervalMs: number, options: Omit<ScrubOptions, "signal" | "bytesPerSecond">, log: Logger): BackgroundScrub {
+/**
+ * Scrubs the store every `intervalMs` (the first run one interval after the
+ * start), one run at a time; what the last run found is kept in `record`.
+ */
+export function startBackgroundScrub(
+  intervalMs: number,
+  options: Omit<ScrubOptions, "signal" | "bytesPerSecond">,
+  record: string,
+  log: Logger,
+): BackgroundScrub {
   const stopped = new AbortController();
   let timer: NodeJS.Timeout | undefined;
-  let last: (ScrubReport & { finished: Date }) | undefined;
+  let last: LastRun | undefined;
+  void readFile(record, "utf8")
+    .then(
+      (text) => {
+        const kept: unknown = JSON.parse(text);
+        if (isLastRun(kept)) last ??= kept;
+      },
+      () => {}, // none yet
+    )
+    .catch((error: unknown) => log.warn({ err: error, file: record }, "cannot read what the last scrub found; the next scrub will say"));
   let runs = 0;
   let repairedTotal = 0;
   const schedule = () => {
@@ -36,7 +85,18 @@ export function startBackgroundScrub(intervalMs: number, options: Omit<ScrubOpti
   const run = async () => {
     try {
       const report = await scrub({ ...options, bytesPerSecond: SCRUB_BYTES_PER_SECOND, signal: stopped.signal });
-      last = { ...report, finished: new Date() };
+      last = {
+        finished: new Date().toISOString(),
+        files: report.files,
+        repaired: report.repaired.length,
+        damaged: report.unrepaired.slice(0, LISTED),
+        unreadable: report.unreadable.slice(0, LISTED),
+        damagedCount: report.unrepaired.length,
+        unreadableCount: report.unreadable.length,
+      };
+      await writeWhole(dirname(record), basename(record), JSON.stringify(last), options.fsync).catch((error: unknown) =>
+        log.warn({ err: error, file: record }, "cannot keep what the scrub found; a restart will show none until the next scrub"),
+      );
       runs++;
       repairedTotal += report.repaired.length;
       log.info(
@@ -55,19 +115,19 @@ export function startBackgroundScrub(intervalMs: number, options: Omit<ScrubOpti
       runs,
       repairedTotal,
       ...(last && {
-        lastFinished: last.finished.toISOString(),
+        lastFinished: last.finished,
         files: last.files,
-        repaired: last.repaired.length,
-        damaged: last.unrepaired.slice(0, LISTED),
-        unreadable: last.unreadable.slice(0, LISTED),
+        repaired: last.repaired,
+        damaged: last.damaged,
+        unreadable: last.unreadable,
       }),
     }),
     counts: () => ({
       runs,
       repairedTotal,
       // What could not be read may be damaged too: it must not look fine.
-      damaged: (last?.unrepaired.length ?? 0) + (last?.unreadable.length ?? 0),
-      ...(last && { lastFinishedMs: last.finished.getTime() }),
+      damaged: (last?.damagedCount ?? 0) + (last?.unreadableCount ?? 0),
+      ...(last && { lastFinishedMs: Date.parse(last.finished) }),
     }),
     stop() {
       stopped.abort();

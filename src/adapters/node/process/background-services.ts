@@ -108,6 +108,7 @@ export async function startBackgroundServices(
   // One per node: the deletes of every serving process share its requests and Cloudflare's rate limit.
   const edgePurge = await edgePurgeOf(config, log);
   const scrubbing = { filesDir, tmpDir: join(config.data, "tmp"), fsync: config.fsync, log, onRepaired };
+  const scrubRecord = join(config.data, "state", "scrub-last.json");
   /** What the node reports whether it has peers or not. */
   const ownMetrics = (scrub: BackgroundScrub) => ({
     freeBytes: () => freeBytes(filesDir),
@@ -115,7 +116,7 @@ export async function startBackgroundServices(
     ...(edgePurge && { edgePurge: () => edgePurge.counts() }),
   });
   if (config.peers.length === 0) {
-    const scrub = startBackgroundScrub(config.scrub_interval * 1000, scrubbing, log);
+    const scrub = startBackgroundScrub(config.scrub_interval * 1000, scrubbing, scrubRecord, log);
     registerNodeMetrics(registry, {
       peers: () => [],
       replication: () => [],
@@ -175,7 +176,7 @@ export async function startBackgroundServices(
     deleted: (change) => replication.changed(change),
     log,
   });
-  const scrub = startBackgroundScrub(config.scrub_interval * 1000, { ...scrubbing, peers: context }, log);
+  const scrub = startBackgroundScrub(config.scrub_interval * 1000, { ...scrubbing, peers: context }, scrubRecord, log);
   registerNodeMetrics(registry, {
     peers: () => health.snapshot(),
     replication: () => replication.status().replication,
