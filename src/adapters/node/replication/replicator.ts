@@ -149,6 +149,11 @@ interface Stuck {
   reason: string;
 }
 
+const reasonOf = (path: string, result: RsyncResult) => `${path}: rsync exit ${result.code}: ${result.message}`;
+
+/** A path as an rsync pattern that matches it alone: with `*`, `?` or `[` in it, rsync reads a pattern, where a backslash escapes. */
+const literalPattern = (path: string) => path.replace(/[*?[\\]/g, (c) => (c === "\\" ? "[\\\\]" : `\\${c}`));
+
 /** What one peer's replication looks like to an operator. */
 export interface PeerReplicationStatus {
   peer: string;
@@ -182,6 +187,8 @@ class PeerReplica {
   readonly haltings = new Set<AbortController>();
   readonly stuck = new Map<string, Stuck>();
   stuckTimer: NodeJS.Timeout | undefined;
+  /** A file set apart is being tried alone: batches go on beside it, a full pass waits for it. */
+  lone = false;
   timer: NodeJS.Timeout | undefined;
   timerAt = 0;
   backoffMs = 0;
@@ -354,7 +361,7 @@ export class Replicator {
       return;
     }
     // A full pass waits for the batches under way; the last one to end starts it.
-    if (peer.needsFullPass && peer.batches > 0) return;
+    if (peer.needsFullPass && (peer.batches > 0 || peer.lone)) return;
     const halting = new AbortController();
     peer.haltings.add(halting);
     try {
@@ -431,54 +438,75 @@ export class Replicator {
       report(batch.values(), true);
       const oldest = Math.min(...[...batch.values()].map((p) => p.since));
       peer.lastBatchLagMs = Date.now() - oldest;
+      if (alone) this.#rejoin(peer);
       this.#succeeded(peer);
       this.options.log.info({ peer: peer.target.id, files: batch.size, lagMs: peer.lastBatchLagMs }, "replicated");
-      if (alone) this.#rejoin(peer);
       return this.#confirmPlace();
     }
-    report(batch.values(), false);
+    if (alone) {
+      // It failed again, which says nothing of the peer: its other pushes keep their pace.
+      const [path, pending] = [...batch][0]!;
+      report([pending], false);
+      // Ended because the peer went down or the node stops: no fault of the file's.
+      if (halting.aborted) return this.#setApart(peer, path, pending, alone.reason, alone.backoffMs);
+      return this.#setApart(peer, path, pending, reasonOf(path, result), Math.min(alone.backoffMs * 2, STUCK_MAX_BACKOFF_MS));
+    }
     // A delete rsync could not carry (its file's folder is a file now, say)
     // fails the same batch for good; a full pass carries it. Other partial
     // failures (a permission on the peer) are retried as batches, which cost less.
     if (result.code === PARTIAL_TRANSFER && [...batch.values()].some((p) => p.withFolders)) peer.needsFullPass = true;
-    const apart = alone ? [...batch.keys()][0] : this.#culprit(peer, result, (path) => batch.has(path));
+    const apart = await this.#culprit(peer, result, (path) => batch.has(path));
+    // With the file that ended the run set apart, the others go again with the
+    // next batch (#run schedules it) with no back-off, and uploads waiting for them keep waiting.
+    report(apart === undefined ? batch.values() : [batch.get(apart)!], false);
     for (const [path, pending] of batch) {
       if (path === apart) continue;
       const newer = peer.pending.get(path);
+      const waits = [...(pending.waits ?? []), ...(newer?.waits ?? [])];
       peer.pending.set(path, {
         since: pending.since,
         change: newer?.change ?? pending.change,
         withFolders: pending.withFolders || (newer?.withFolders ?? false),
-        waits: newer?.waits,
+        waits: waits.length > 0 ? waits : undefined,
       });
     }
-    if (apart !== undefined) this.#setApart(peer, apart, batch.get(apart)!, result, alone);
-    // One file set apart that failed again says nothing of the peer: its other pushes keep their pace.
-    if (!alone) this.#failed(peer, result);
+    if (apart === undefined) return this.#failed(peer, result);
+    this.#setApart(peer, apart, batch.get(apart)!, reasonOf(apart, result), STUCK_MIN_BACKOFF_MS);
   }
 
   /**
    * The file a run that ended at a file the peer could not write was
-   * sending (rsync names each file as it starts it), as a path of this
-   * node's folder that `listed` takes; none for other failures, or once
-   * MAX_STUCK are set apart.
+   * writing: the one the receiver names ("write failed on …", a path of its
+   * own, so the longest tail of it that `listed` takes), else the last one
+   * rsync started (it may run ahead of the receiver). None for other
+   * failures, or once MAX_STUCK are set apart.
    */
-  #culprit(peer: PeerReplica, result: RsyncResult, listed: (path: string) => boolean): string | undefined {
-    if (result.code !== FILE_IO_ERROR || result.lastFile === undefined || peer.stuck.size >= MAX_STUCK) return undefined;
-    // A file's metadata fails with it: the file is what is set apart.
-    const path = result.lastFile.startsWith(`${META_DIR}/`) ? result.lastFile.slice(META_DIR.length + 1) : result.lastFile;
-    return listed(path) ? path : undefined;
+  async #culprit(peer: PeerReplica, result: RsyncResult, listed: (path: string) => boolean | Promise<boolean>): Promise<string | undefined> {
+    if (result.code !== FILE_IO_ERROR || peer.stuck.size >= MAX_STUCK) return undefined;
+    const named = result.unwritable?.split("/").filter((part) => part !== "") ?? [];
+    const candidates = [...named.map((_, i) => named.slice(i).join("/")), ...(result.lastFile === undefined ? [] : [result.lastFile])];
+    for (const candidate of candidates) {
+      // A file's metadata fails with it: the file is what is set apart.
+      const path = candidate.startsWith(`${META_DIR}/`) ? candidate.slice(META_DIR.length + 1) : candidate;
+      if (await listed(path)) return path;
+    }
+    return undefined;
   }
 
-  #setApart(peer: PeerReplica, path: string, pending: Pending, result: RsyncResult, previous?: Stuck): void {
-    // Changed again meanwhile: the newer change goes the usual way.
-    if (peer.pending.has(path)) return;
-    const backoffMs = previous ? Math.min(previous.backoffMs * 2, STUCK_MAX_BACKOFF_MS) : STUCK_MIN_BACKOFF_MS;
-    const reason = `${path}: rsync exit ${result.code}: ${result.message}`;
-    peer.stuck.set(path, { pending: { ...pending, waits: undefined }, backoffMs, retryAt: Date.now() + backoffMs, reason });
+  /** Sets `path` apart, to be tried alone in `backoffMs`; a newer change of it, queued meanwhile, goes with it. */
+  #setApart(peer: PeerReplica, path: string, pending: Pending, reason: string, backoffMs: number): void {
+    const newer = peer.pending.get(path);
+    peer.pending.delete(path);
+    if (newer) report([newer], false);
+    const entry: Pending = {
+      since: Math.min(pending.since, newer?.since ?? pending.since),
+      change: newer?.change ?? pending.change,
+      withFolders: pending.withFolders || (newer?.withFolders ?? false),
+    };
+    peer.stuck.set(path, { pending: entry, backoffMs, retryAt: Date.now() + backoffMs, reason });
     peer.lastError = reason;
     this.options.log.warn(
-      { peer: peer.target.id, path, code: result.code, reason: result.message, retryInMs: backoffMs },
+      { peer: peer.target.id, path, reason, retryInMs: backoffMs },
       "a file cannot be pushed to this peer: it is tried alone, and the others go on",
     );
     this.#scheduleStuck(peer);
@@ -500,17 +528,18 @@ export class Replicator {
     peer.stuckTimer.unref();
   }
 
-  /** Pushes the file set apart that is due, alone, as a batch beside the others. */
+  /** Pushes the file set apart that is due, alone, beside the batches. */
   async #retryStuck(peer: PeerReplica): Promise<void> {
     peer.stuckTimer = undefined;
-    if (!this.options.isUp(peer.target.id) || peer.fullPassRunning || peer.deleting || peer.batches >= MAX_CONCURRENT_BATCHES) {
+    // A batch with deletes may prune the folder it goes into.
+    if (!this.options.isUp(peer.target.id) || peer.fullPassRunning || peer.deleting || peer.lone) {
       return this.#scheduleStuck(peer, STUCK_BUSY_WAIT_MS);
     }
     const now = Date.now();
     const [path, stuck] = [...peer.stuck].filter(([, s]) => s.retryAt <= now).sort(([, a], [, b]) => a.retryAt - b.retryAt)[0] ?? [];
     if (path === undefined || stuck === undefined) return this.#scheduleStuck(peer);
     peer.stuck.delete(path);
-    peer.batches++;
+    peer.lone = true;
     peer.inFlight.add(path);
     const halting = new AbortController();
     peer.haltings.add(halting);
@@ -519,7 +548,7 @@ export class Replicator {
     } catch (error) {
       this.options.log.error({ peer: peer.target.id, err: error }, "replication run failed");
     } finally {
-      peer.batches--;
+      peer.lone = false;
       peer.inFlight.delete(path);
       peer.haltings.delete(halting);
     }
@@ -556,9 +585,14 @@ export class Replicator {
     const result = await this.#rsync(peer, halting, ["--delete", ...this.#leftOut(peer)]);
     if (!result.ok) {
       peer.needsFullPass = true;
-      const apart = this.#culprit(peer, result, (path) => !peer.stuck.has(path));
-      if (apart !== undefined) this.#setApart(peer, apart, { since: Date.now(), change: this.#changes, withFolders: false }, result);
-      this.#failed(peer, result);
+      const apart = await this.#culprit(
+        peer,
+        result,
+        async (path) => !peer.stuck.has(path) && (await lstat(join(this.options.source, path)).catch(() => undefined))?.isFile() === true,
+      );
+      if (apart === undefined) return this.#failed(peer, result);
+      // The pass goes again after the batch interval (#run schedules it), without that file.
+      this.#setApart(peer, apart, { since: Date.now(), change: this.#changes, withFolders: false }, reasonOf(apart, result), STUCK_MIN_BACKOFF_MS);
       return;
     }
     // Every change made before the pass began is there now. Over ssh the pass
@@ -587,13 +621,9 @@ export class Replicator {
     this.options.log.info({ peer: peer.target.id, ms: Date.now() - started }, "full replication pass done");
   }
 
-  /**
-   * The files set apart, left out of a full pass (which then leaves their
-   * copies there alone too). A name rsync would read as a pattern (`*`,
-   * `?`, `[`, a backslash) is not left out: the pass fails on it again.
-   */
+  /** The files set apart, left out of a full pass (which then leaves their copies there alone too). */
   #leftOut(peer: PeerReplica): string[] {
-    return [...peer.stuck.keys()].filter((path) => !/[*?[\\]/.test(path)).flatMap((path) => [`--exclude=/${path}`, `--exclude=/${sidecarPathInNode(path)}`]);
+    return [...peer.stuck.keys()].flatMap((path) => [`--exclude=/${literalPattern(path)}`, `--exclude=/${literalPattern(sidecarPathInNode(path))}`]);
   }
 
   async #rsync(peer: PeerReplica, halting: AbortSignal, extra: string[], input?: string): Promise<RsyncResult> {
@@ -608,8 +638,8 @@ export class Replicator {
         return { ok: false, code: null, message: `cannot prepare ${destination}: ${(error as Error).message}` };
       }
     }
-    // Each file named as rsync starts it: a run that ends at a file the peer cannot write says which.
-    const args = [...baseArgs(this.options.rsync, destination), "--out-format=%n", ...extra, asFolder(this.options.source), destination];
+    // Each file named as rsync starts it, as it is (-8: not escaped): a run that ends at a file the peer cannot write says which.
+    const args = [...baseArgs(this.options.rsync, destination), "--out-format=%n", "-8", ...extra, asFolder(this.options.source), destination];
     return (this.options.runRsync ?? runRsync)(args, this.#rsyncOptions(halting), input);
   }
 

@@ -68,8 +68,10 @@ export interface RsyncResult {
   code: number | null;
   /** The last lines rsync wrote to stderr, for logs and /status. */
   message: string;
-  /** With `--out-format=%n`: the last file rsync began to send (a failed run's likely cause). */
+  /** With `--out-format=%n`: the last file rsync began to send. */
   lastFile?: string;
+  /** The file the receiver said it could not write, as it names it (a path of its own). */
+  unwritable?: string;
 }
 
 /** rsync's exit status when the receiver could not write a file (no space left, a quota, an I/O error): the run ends there. */
@@ -196,13 +198,16 @@ export function runRsync(args: string[], options: RsyncOptions, input?: string):
       env: { ...process.env, ...(options.password !== undefined && { RSYNC_PASSWORD: options.password }) },
       signal: options.signal,
     });
+    // As text: a character split between two chunks stays whole.
+    child.stderr.setEncoding("utf8");
+    child.stdout.setEncoding("utf8");
     let stderr = "";
-    child.stderr.on("data", (chunk: Buffer) => {
-      stderr = (stderr + chunk.toString()).slice(-4000);
+    child.stderr.on("data", (chunk: string) => {
+      stderr = (stderr + chunk).slice(-4000);
     });
     let stdout = "";
-    child.stdout.on("data", (chunk: Buffer) => {
-      stdout = (stdout + chunk.toString()).slice(-8192);
+    child.stdout.on("data", (chunk: string) => {
+      stdout = (stdout + chunk).slice(-8192);
     });
     child.stdin.on("error", () => {});
     child.stdin.end(input);
@@ -219,6 +224,7 @@ export function runRsync(args: string[], options: RsyncOptions, input?: string):
         code,
         message: lastLines(stderr),
         lastFile: lastFileOf(stdout),
+        unwritable: [...stderr.matchAll(/write failed on "(.+?)"(?: \(in [^)]*\))?: /g)].at(-1)?.[1],
       }),
     );
   });
