@@ -211,6 +211,28 @@ describe("Replicator (rsync runner injected)", () => {
     expect(replicator.status()[0]!.stuck).toBeUndefined();
   });
 
+  it("keeps a file listed while it is tried alone, and a newer change of it goes the usual way", async () => {
+    start({ targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }], syncCopies: 2 });
+    await vi.advanceTimersByTimeAsync(10);
+    rsync.runs.length = 0;
+    const noSpace: RsyncResult = { ok: false, code: 11, message: "No space left on device (28)", unwritable: "pub/re.bin" };
+    rsync.answer(() => noSpace);
+    void replicator.changed({ kind: "created", key: "1/pub/re.bin" });
+    await vi.advanceTimersByTimeAsync(100);
+    const held = holdRuns();
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(blobsOf(rsync.runs.at(-1))).toEqual(["pub/re.bin"]);
+    expect(replicator.status()[0]).toMatchObject({ backlog: 1, stuck: ["pub/re.bin"], lastError: expect.stringContaining("No space left") });
+    // Deleted and stored anew, small, while the old one is tried: the old one's failure is not the new one's.
+    void replicator.changed({ kind: "deleted", key: "1/pub/re.bin" });
+    const copies = replicator.changed({ kind: "created", key: "1/pub/re.bin" });
+    held.shift()!(noSpace);
+    rsync.answer(() => SUCCEEDED);
+    await vi.advanceTimersByTimeAsync(200);
+    expect(await copies).toBe(2);
+    expect(replicator.status()[0]!.stuck).toBeUndefined();
+  });
+
   it("sets apart the file a full pass ended at, queued or not, and leaves it out of the next at once", async () => {
     await mkdir(join(folder, "own", "pub"), { recursive: true });
     for (const name of ["huge.bin", "we[ir]d*.bin"]) await writeFile(join(folder, "own", "pub", name), "x");

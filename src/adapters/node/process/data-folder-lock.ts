@@ -1,6 +1,11 @@
-import { link, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { link, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import { dirname, join } from "node:path";
 import type { Logger } from "../../../handlers/logger.ts";
+
+/** A takeover guard older than this was left by a start that died during one; while younger, others wait this long and look again. */
+const STALE_GUARD_MS = 10_000;
+const GUARD_PAUSE_MS = 20;
 
 /** The lock of a data folder's running node, in its state folder. */
 const lockFileOf = (data: string) => join(data, "state", "serve.pid");
@@ -60,6 +65,7 @@ export async function lockDataFolder(data: string, log: Logger): Promise<DataFol
   };
   // Written whole beside it, then linked into place (never replacing): no start ever reads a lock half-written.
   const whole = `${file}.${process.pid}`;
+  const guard = `${file}.takeover`;
   for (;;) {
     let failure: NodeJS.ErrnoException;
     try {
@@ -80,11 +86,25 @@ export async function lockDataFolder(data: string, log: Logger): Promise<DataFol
     const [pid, ticks] = (held ?? "").trim().split(" ");
     if (held !== undefined && (await holds(Number(pid), ticks, own !== undefined))) throw new DataFolderInUseError(data, Number(pid));
     if (failure.code !== "EEXIST") return unlocked(failure);
+    if (held === undefined) continue; // gone meanwhile
+    // One start at a time takes a stale lock over: two that both read it
+    // could each remove the other's fresh one.
     try {
-      // Another start may have taken it over meanwhile: only the lock judged stale goes.
-      if (held !== undefined && (await readFile(file, "utf8").catch(() => "")) === held) await rm(file, { force: true });
+      await writeFile(guard, content, { flag: "wx" });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") return unlocked(error);
+      // A takeover takes milliseconds: an old guard is one a start left when it died.
+      const since = (await stat(guard).catch(() => undefined))?.mtimeMs ?? Date.now();
+      if (Date.now() - since > STALE_GUARD_MS) await rm(guard, { force: true }).catch(() => {});
+      else await sleep(GUARD_PAUSE_MS);
+      continue;
+    }
+    try {
+      if ((await readFile(file, "utf8").catch(() => undefined)) === held) await rm(file, { force: true });
     } catch (error) {
       return unlocked(error);
+    } finally {
+      await rm(guard, { force: true }).catch(() => {});
     }
   }
 }

@@ -438,7 +438,7 @@ export class Replicator {
       report(batch.values(), true);
       const oldest = Math.min(...[...batch.values()].map((p) => p.since));
       peer.lastBatchLagMs = Date.now() - oldest;
-      if (alone) this.#rejoin(peer);
+      if (alone) this.#rejoin(peer, [...batch.keys()][0]!, alone);
       this.#succeeded(peer);
       this.options.log.info({ peer: peer.target.id, files: batch.size, lagMs: peer.lastBatchLagMs }, "replicated");
       return this.#confirmPlace();
@@ -446,7 +446,8 @@ export class Replicator {
     if (alone) {
       // It failed again, which says nothing of the peer: its other pushes keep their pace.
       const [path, pending] = [...batch][0]!;
-      report([pending], false);
+      // A newer change of it took its place meanwhile: that goes the usual way.
+      if (peer.stuck.get(path) !== alone) return;
       // Ended because the peer went down or the node stops: no fault of the file's.
       if (halting.aborted) return this.#setApart(peer, path, pending, alone.reason, alone.backoffMs);
       return this.#setApart(peer, path, pending, reasonOf(path, result), Math.min(alone.backoffMs * 2, STUCK_MAX_BACKOFF_MS));
@@ -471,7 +472,8 @@ export class Replicator {
       });
     }
     if (apart === undefined) return this.#failed(peer, result);
-    this.#setApart(peer, apart, batch.get(apart)!, reasonOf(apart, result), STUCK_MIN_BACKOFF_MS);
+    // A newer change of it, queued while the batch ran, goes the usual way: what failed was older.
+    if (!peer.pending.has(apart)) this.#setApart(peer, apart, batch.get(apart)!, reasonOf(apart, result), STUCK_MIN_BACKOFF_MS);
   }
 
   /**
@@ -493,17 +495,9 @@ export class Replicator {
     return undefined;
   }
 
-  /** Sets `path` apart, to be tried alone in `backoffMs`; a newer change of it, queued meanwhile, goes with it. */
+  /** Sets `path` apart (or keeps it there), to be tried alone in `backoffMs`. */
   #setApart(peer: PeerReplica, path: string, pending: Pending, reason: string, backoffMs: number): void {
-    const newer = peer.pending.get(path);
-    peer.pending.delete(path);
-    if (newer) report([newer], false);
-    const entry: Pending = {
-      since: Math.min(pending.since, newer?.since ?? pending.since),
-      change: newer?.change ?? pending.change,
-      withFolders: pending.withFolders || (newer?.withFolders ?? false),
-    };
-    peer.stuck.set(path, { pending: entry, backoffMs, retryAt: Date.now() + backoffMs, reason });
+    peer.stuck.set(path, { pending: { ...pending, waits: undefined }, backoffMs, retryAt: Date.now() + backoffMs, reason });
     peer.lastError = reason;
     this.options.log.warn(
       { peer: peer.target.id, path, reason, retryInMs: backoffMs },
@@ -513,8 +507,10 @@ export class Replicator {
   }
 
   /** A file set apart got through: whatever stopped it may have stopped the others, so they go with the next batch. */
-  #rejoin(peer: PeerReplica): void {
-    for (const [path, stuck] of peer.stuck) if (!peer.pending.has(path)) peer.pending.set(path, stuck.pending);
+  #rejoin(peer: PeerReplica, path: string, carried: Stuck): void {
+    // Unless a newer change took its place meanwhile (which goes the usual way), it is done.
+    if (peer.stuck.get(path) === carried) peer.stuck.delete(path);
+    for (const [other, stuck] of peer.stuck) if (!peer.pending.has(other)) peer.pending.set(other, stuck.pending);
     peer.stuck.clear();
     clearTimeout(peer.stuckTimer);
   }
@@ -538,7 +534,7 @@ export class Replicator {
     const now = Date.now();
     const [path, stuck] = [...peer.stuck].filter(([, s]) => s.retryAt <= now).sort(([, a], [, b]) => a.retryAt - b.retryAt)[0] ?? [];
     if (path === undefined || stuck === undefined) return this.#scheduleStuck(peer);
-    peer.stuck.delete(path);
+    // It stays listed (and left out of full passes) while it is tried.
     peer.lone = true;
     peer.inFlight.add(path);
     const halting = new AbortController();
@@ -592,7 +588,13 @@ export class Replicator {
       );
       if (apart === undefined) return this.#failed(peer, result);
       // The pass goes again after the batch interval (#run schedules it), without that file.
-      this.#setApart(peer, apart, { since: Date.now(), change: this.#changes, withFolders: false }, reasonOf(apart, result), STUCK_MIN_BACKOFF_MS);
+      // Its change queued before the pass began goes apart with it (the pass carried that);
+      // a later one goes the usual way, and the next pass looks again.
+      const queued = peer.pending.get(apart);
+      if (queued !== undefined && queued.change > changesBefore) return;
+      peer.pending.delete(apart);
+      if (queued) report([queued], false);
+      this.#setApart(peer, apart, queued ?? { since: Date.now(), change: changesBefore, withFolders: false }, reasonOf(apart, result), STUCK_MIN_BACKOFF_MS);
       return;
     }
     // Every change made before the pass began is there now. Over ssh the pass

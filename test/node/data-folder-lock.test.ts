@@ -1,0 +1,45 @@
+import { spawn } from "node:child_process";
+import { mkdir, mkdtemp, readdir, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { describe, expect, it } from "vitest";
+
+const MODULE = pathToFileURL(resolve(import.meta.dirname, "../../dist/adapters/node/process/data-folder-lock.js")).href;
+
+/** A process that tries to lock `data` at the moment `at` (ms since the epoch), says "held" or "refused", and keeps a lock it got for `holdMs`. */
+function contender(data: string, at: number, holdMs: number): Promise<string> {
+  const script = `
+    const { lockDataFolder } = await import(${JSON.stringify(MODULE)});
+    while (Date.now() < ${at}) {}
+    try {
+      await lockDataFolder(${JSON.stringify(data)}, { info() {}, warn() {}, error() {} });
+      console.log("held");
+      setTimeout(() => {}, ${holdMs});
+    } catch (error) {
+      console.log(error.name === "DataFolderInUseError" ? "refused" : error.message);
+    }`;
+  return new Promise((done, fail) => {
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script]);
+    let out = "";
+    child.stdout.on("data", (chunk) => (out += chunk));
+    child.on("error", fail);
+    child.on("close", () => done(out.trim()));
+  });
+}
+
+describe("the data folder's lock", () => {
+  it("goes to exactly one of several nodes started at the same moment over a stale lock", async () => {
+    for (let trial = 0; trial < 12; trial++) {
+      const data = await mkdtemp(join(tmpdir(), "nanocdn-lock-"));
+      await mkdir(join(data, "state"));
+      // Left by a node that died: its pid is gone.
+      await writeFile(join(data, "state", "serve.pid"), "999999999 12345\n");
+      const at = Date.now() + 400;
+      const answers = await Promise.all([1, 2, 3].map(() => contender(data, at, 500)));
+      expect(answers.sort(), `trial ${trial}`).toEqual(["held", "refused", "refused"]);
+      // Nothing of the takeover is left beside the lock.
+      expect(await readdir(join(data, "state"))).toEqual(["serve.pid"]);
+    }
+  }, 60_000);
+});
