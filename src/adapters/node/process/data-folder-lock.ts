@@ -1,10 +1,9 @@
-import { link, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { link, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { dirname, join } from "node:path";
 import type { Logger } from "../../../handlers/logger.ts";
 
-/** A takeover guard older than this was left by a start that died during one; while younger, others wait this long and look again. */
-const STALE_GUARD_MS = 10_000;
+/** While another start takes a stale lock over, how long others wait before they look again. */
 const GUARD_PAUSE_MS = 20;
 
 /** The lock of a data folder's running node, in its state folder. */
@@ -57,54 +56,98 @@ export interface DataFolderLock {
  */
 export async function lockDataFolder(data: string, log: Logger): Promise<DataFolderLock> {
   const file = lockFileOf(data);
+  const guard = `${file}.takeover`;
   const own = await startTicks("self");
   const content = `${process.pid} ${own ?? "-"}\n`;
   const unlocked = (error: unknown) => {
     log.warn({ err: error, file }, "cannot write the data folder's lock: a second node started on this data folder would not be refused");
     return { release: async () => {} };
   };
-  // Written whole beside it, then linked into place (never replacing): no start ever reads a lock half-written.
-  const whole = `${file}.${process.pid}`;
-  const guard = `${file}.takeover`;
+  /** The process a lock or guard names is running: its content, if it is (undefined: no such file). */
+  const running = async (path: string): Promise<{ alive: boolean; text?: string }> => {
+    const text = await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") return undefined;
+      throw error;
+    });
+    const [pid, ticks] = (text ?? "").trim().split(" ");
+    return { alive: text !== undefined && (await holds(Number(pid), ticks, own !== undefined)), text };
+  };
   for (;;) {
-    let failure: NodeJS.ErrnoException;
     try {
-      await mkdir(dirname(file), { recursive: true });
-      await writeFile(whole, content);
-      await link(whole, file);
+      await placeWhole(file, content);
       return {
         release: async () => {
           if ((await readFile(file, "utf8").catch(() => "")) === content) await rm(file, { force: true });
         },
       };
     } catch (error) {
-      failure = error as NodeJS.ErrnoException;
-    } finally {
-      await rm(whole, { force: true }).catch(() => {});
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") {
+        // A live holder refuses the start even where this one cannot write.
+        const { alive, text } = await running(file).catch(() => ({ alive: false, text: undefined }));
+        if (alive) throw new DataFolderInUseError(data, Number(text!.split(" ")[0]));
+        return unlocked(error);
+      }
     }
-    const held = await readFile(file, "utf8").catch(() => undefined);
-    const [pid, ticks] = (held ?? "").trim().split(" ");
-    if (held !== undefined && (await holds(Number(pid), ticks, own !== undefined))) throw new DataFolderInUseError(data, Number(pid));
-    if (failure.code !== "EEXIST") return unlocked(failure);
-    if (held === undefined) continue; // gone meanwhile
+    let lock: { alive: boolean; text?: string };
+    try {
+      lock = await running(file);
+    } catch (error) {
+      return unlocked(error); // there, but not readable: it cannot be judged
+    }
+    if (lock.alive) throw new DataFolderInUseError(data, Number(lock.text!.split(" ")[0]));
+    if (lock.text === undefined) continue; // gone meanwhile
     // One start at a time takes a stale lock over: two that both read it
     // could each remove the other's fresh one.
     try {
-      await writeFile(guard, content, { flag: "wx" });
+      await placeWhole(guard, content);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") return unlocked(error);
-      // A takeover takes milliseconds: an old guard is one a start left when it died.
-      const since = (await stat(guard).catch(() => undefined))?.mtimeMs ?? Date.now();
-      if (Date.now() - since > STALE_GUARD_MS) await rm(guard, { force: true }).catch(() => {});
-      else await sleep(GUARD_PAUSE_MS);
+      try {
+        const taker = await running(guard);
+        // A start that died taking over left it: moved aside, and removed if it is still that one.
+        if (!taker.alive && taker.text !== undefined) await removeIfStill(guard, taker.text);
+        else await sleep(GUARD_PAUSE_MS);
+      } catch (failure) {
+        return unlocked(failure);
+      }
       continue;
     }
     try {
-      if ((await readFile(file, "utf8").catch(() => undefined)) === held) await rm(file, { force: true });
+      // Under the guard nobody else removes it, and a lock is never replaced, only removed: what was read is there.
+      if ((await readFile(file, "utf8").catch(() => undefined)) === lock.text) await rm(file, { force: true });
     } catch (error) {
       return unlocked(error);
     } finally {
       await rm(guard, { force: true }).catch(() => {});
     }
   }
+}
+
+/** Writes `content` beside `path`, then links it into place (never replacing): nobody ever reads it half-written. EEXIST when `path` is there. */
+async function placeWhole(path: string, content: string): Promise<void> {
+  const whole = `${path}.${process.pid}`;
+  try {
+    await mkdir(dirname(path), { recursive: true });
+    await writeFile(whole, content);
+    await link(whole, path);
+  } finally {
+    await rm(whole, { force: true }).catch(() => {});
+  }
+}
+
+/**
+ * Removes `path` if it still holds `text`: moved aside first, so that one put
+ * there meanwhile goes back instead (unless yet another took its place in
+ * that moment: only after a start died while taking a lock over).
+ */
+async function removeIfStill(path: string, text: string): Promise<void> {
+  const aside = `${path}.aside.${process.pid}`;
+  try {
+    await rename(path, aside);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw error;
+  }
+  if ((await readFile(aside, "utf8").catch(() => text)) !== text) await link(aside, path).catch(() => {});
+  await rm(aside, { force: true });
 }

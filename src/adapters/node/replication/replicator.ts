@@ -377,9 +377,20 @@ export class Replicator {
       peer.fullPassRunning = false;
       peer.haltings.delete(halting);
     }
-    // An upload waiting for its copies does not wait for the batch interval too.
-    const waited = [...peer.pending.values()].some((p) => p.waits !== undefined);
-    if (peer.pending.size > 0 || peer.needsFullPass) this.#schedule(peer, waited ? 0 : this.options.batchMs, waited);
+    this.#next(peer);
+  }
+
+  /**
+   * Schedules what is left to push. An upload waiting for its copies does not
+   * wait for the batch interval too. A path a run under way carries goes once
+   * that run ends (which calls this again), not in a run started meanwhile
+   * that would find nothing to carry.
+   */
+  #next(peer: PeerReplica): void {
+    const left = [...peer.pending].filter(([path]) => !peer.inFlight.has(path));
+    if (left.length === 0 && !peer.needsFullPass) return;
+    const waited = left.some(([, pending]) => pending.waits !== undefined);
+    this.#schedule(peer, waited ? 0 : this.options.batchMs, waited);
   }
 
   /**
@@ -550,7 +561,7 @@ export class Replicator {
     }
     this.#scheduleStuck(peer);
     // A full pass waits for the batches under way; the last one to end starts it.
-    if (peer.pending.size > 0 || peer.needsFullPass) this.#schedule(peer, this.options.batchMs);
+    this.#next(peer);
   }
 
   async #runFullPass(peer: PeerReplica, halting: AbortSignal): Promise<void> {
@@ -587,11 +598,9 @@ export class Replicator {
         async (path) => !peer.stuck.has(path) && (await lstat(join(this.options.source, path)).catch(() => undefined))?.isFile() === true,
       );
       if (apart === undefined) return this.#failed(peer, result);
-      // The pass goes again after the batch interval (#run schedules it), without that file.
-      // Its change queued before the pass began goes apart with it (the pass carried that);
-      // a later one goes the usual way, and the next pass looks again.
+      // The pass goes again after the batch interval (#run schedules it), without
+      // that file; its queued change goes apart with it (the pass read what the disk holds now).
       const queued = peer.pending.get(apart);
-      if (queued !== undefined && queued.change > changesBefore) return;
       peer.pending.delete(apart);
       if (queued) report([queued], false);
       this.#setApart(peer, apart, queued ?? { since: Date.now(), change: changesBefore, withFolders: false }, reasonOf(apart, result), STUCK_MIN_BACKOFF_MS);
