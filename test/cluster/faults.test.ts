@@ -214,10 +214,10 @@ describe("faults", () => {
     const daemon = Number((await readFile(join(c.data("1"), "state", "rsyncd.pid"), "utf8")).trim());
     const config = parseToml(await readFile(first.configFile, "utf8"));
     const port = await freePort();
-    const second = await startNodeProcess({
-      port,
-      config: { ...config, listen: `127.0.0.1:${port}`, rsyncd_listen: `127.0.0.1:${await freePort()}` },
-    }).then(
+    /** Node 1's configuration on other ports. */
+    const startSecond = async () =>
+      startNodeProcess({ port, config: { ...config, listen: `127.0.0.1:${port}`, rsyncd_listen: `127.0.0.1:${await freePort()}` } });
+    const second = await startSecond().then(
       async (node) => {
         await node.stop();
         return "started";
@@ -228,9 +228,7 @@ describe("faults", () => {
     // A holder that could not read its start time is judged by its pid alone.
     const lock = join(c.data("1"), "state", "serve.pid");
     await writeFile(lock, `${first.pid} -\n`);
-    await expect(
-      startNodeProcess({ port, config: { ...config, listen: `127.0.0.1:${port}`, rsyncd_listen: `127.0.0.1:${await freePort()}` } }),
-    ).rejects.toThrow(`is in use by the nanocdn node running as pid ${first.pid}`);
+    await expect(startSecond()).rejects.toThrow(`is in use by the nanocdn node running as pid ${first.pid}`);
     // The running node lost nothing: its rsync daemon still takes its peer's pushes.
     expect(existsSync(`/proc/${daemon}`)).toBe(true);
     const upload = await fetch(`${c.url("2")}/upload/pub/beside.txt`, { method: "PUT", body: "x", headers: auth });

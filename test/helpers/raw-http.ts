@@ -26,39 +26,33 @@ export function rawRequest(base: string, method: string, target: string, headers
 }
 
 /**
- * Sends `text` as it is over a new connection (for what no HTTP client
- * sends: repeated headers, no Host, a target in absolute form) and reads
- * until the server closes it; `text` should end the connection
- * (`Connection: close`, or HTTP/1.0).
+ * Sends `text` as it is over a new connection and resolves with all the
+ * server sent once it closes the connection. `endSide` ends the client's
+ * side after the text; Node drops the requests of a connection whose client
+ * did, so pipelined requests keep it open and the last one carries
+ * `Connection: close`.
  */
-export function rawExchange(base: string, text: string): Promise<{ status: number; head: string; body: string }> {
+function exchange(base: string, text: string, endSide: boolean): Promise<string> {
   const { hostname, port } = new URL(base);
   return new Promise((resolve, reject) => {
-    const socket = connect(Number(port), hostname, () => socket.end(text));
+    const socket = connect(Number(port), hostname, () => (endSide ? socket.end(text) : socket.write(text)));
     const chunks: Buffer[] = [];
     socket.on("data", (chunk: Buffer) => chunks.push(chunk));
     socket.on("error", reject);
-    socket.on("close", () => {
-      const answer = Buffer.concat(chunks).toString();
-      const end = answer.indexOf("\r\n\r\n");
-      resolve({ status: Number(answer.split(" ")[1]), head: answer.slice(0, end), body: answer.slice(end + 4) });
-    });
+    socket.on("close", () => resolve(Buffer.concat(chunks).toString()));
   });
 }
 
 /**
- * Sends `text`, several requests, in one write, so that all of them reach
- * the server before it answers the first; the last should carry
- * `Connection: close`. The client does not end its side: Node drops the
- * requests of a connection whose client did. Resolves with all it read.
+ * One request as it is (for what no HTTP client sends: repeated headers, no
+ * Host, a target in absolute form); `text` should end the connection
+ * (`Connection: close`, or HTTP/1.0).
  */
-export function rawPipeline(base: string, text: string): Promise<string> {
-  const { hostname, port } = new URL(base);
-  return new Promise((resolve, reject) => {
-    const socket = connect(Number(port), hostname, () => socket.write(text));
-    let answer = "";
-    socket.on("data", (chunk) => (answer += chunk));
-    socket.on("error", reject);
-    socket.on("close", () => resolve(answer));
-  });
+export async function rawExchange(base: string, text: string): Promise<{ status: number; head: string; body: string }> {
+  const answer = await exchange(base, text, true);
+  const end = answer.indexOf("\r\n\r\n");
+  return { status: Number(answer.split(" ")[1]), head: answer.slice(0, end), body: answer.slice(end + 4) };
 }
+
+/** Several requests in one write, so that all reach the server before it answers the first; all it answered. */
+export const rawPipeline = (base: string, text: string): Promise<string> => exchange(base, text, false);

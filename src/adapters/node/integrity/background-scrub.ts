@@ -1,5 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { basename, dirname } from "node:path";
+import { z } from "zod";
 import type { Logger } from "../../../handlers/logger.ts";
 import { writeWhole } from "../disk/whole-file.ts";
 import { scrub, type ScrubOptions } from "./scrub.ts";
@@ -23,30 +24,18 @@ export interface ScrubCounts {
  * What the last run found, as /status and /metrics give it. It is kept in
  * a file: after a restart the damaged-files gauge still counts what that
  * run found (an alert on it stays firing), not 0 until the next run.
+ * `damaged` and `unreadable` hold the first LISTED of each; the counts, all.
  */
-interface LastRun {
-  finished: string;
-  files: number;
-  repaired: number;
-  /** The first LISTED of each, and how many there were. */
-  damaged: string[];
-  unreadable: string[];
-  damagedCount: number;
-  unreadableCount: number;
-}
-
-function isLastRun(value: unknown): value is LastRun {
-  const run = value as Partial<LastRun> | null;
-  return (
-    typeof run?.finished === "string" &&
-    typeof run.files === "number" &&
-    typeof run.repaired === "number" &&
-    Array.isArray(run.damaged) &&
-    Array.isArray(run.unreadable) &&
-    typeof run.damagedCount === "number" &&
-    typeof run.unreadableCount === "number"
-  );
-}
+const lastRunSchema = z.object({
+  finished: z.string(),
+  files: z.number(),
+  repaired: z.number(),
+  damaged: z.array(z.string()),
+  unreadable: z.array(z.string()),
+  damagedCount: z.number(),
+  unreadableCount: z.number(),
+});
+type LastRun = z.infer<typeof lastRunSchema>;
 
 export interface BackgroundScrub {
   status(): Record<string, unknown>;
@@ -70,8 +59,8 @@ export function startBackgroundScrub(
   void readFile(record, "utf8")
     .then(
       (text) => {
-        const kept: unknown = JSON.parse(text);
-        if (isLastRun(kept)) last ??= kept;
+        const kept = lastRunSchema.safeParse(JSON.parse(text));
+        if (kept.success) last ??= kept.data;
       },
       () => {}, // none yet
     )

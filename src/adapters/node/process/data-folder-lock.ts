@@ -40,6 +40,13 @@ export class DataFolderInUseError extends Error {
   }
 }
 
+/** What a lock or guard file holds (undefined: there is none), the pid it names, and whether that process still runs. */
+interface Holder {
+  text?: string;
+  pid: number;
+  alive: boolean;
+}
+
 export interface DataFolderLock {
   /** Gives the folder up (a graceful stop); a lock another start has taken over since is left alone. */
   release(): Promise<void>;
@@ -63,16 +70,16 @@ export async function lockDataFolder(data: string, log: Logger): Promise<DataFol
     log.warn({ err: error, file }, "cannot write the data folder's lock: a second node started on this data folder would not be refused");
     return { release: async () => {} };
   };
-  /** The process a lock or guard names is running: its content, if it is (undefined: no such file). */
-  const running = async (path: string): Promise<{ alive: boolean; text?: string }> => {
+  const holderOf = async (path: string): Promise<Holder> => {
     const text = await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
       if (error.code === "ENOENT") return undefined;
       throw error;
     });
     const [pid, ticks] = (text ?? "").trim().split(" ");
-    return { alive: text !== undefined && (await holds(Number(pid), ticks, own !== undefined)), text };
+    return { text, pid: Number(pid), alive: text !== undefined && (await holds(Number(pid), ticks, own !== undefined)) };
   };
   for (;;) {
+    let failure: NodeJS.ErrnoException;
     try {
       await placeWhole(file, content);
       return {
@@ -81,20 +88,17 @@ export async function lockDataFolder(data: string, log: Logger): Promise<DataFol
         },
       };
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") {
-        // A live holder refuses the start even where this one cannot write.
-        const { alive, text } = await running(file).catch(() => ({ alive: false, text: undefined }));
-        if (alive) throw new DataFolderInUseError(data, Number(text!.split(" ")[0]));
-        return unlocked(error);
-      }
+      failure = error as NodeJS.ErrnoException;
     }
-    let lock: { alive: boolean; text?: string };
+    let lock: Holder;
     try {
-      lock = await running(file);
+      lock = await holderOf(file);
     } catch (error) {
       return unlocked(error); // there, but not readable: it cannot be judged
     }
-    if (lock.alive) throw new DataFolderInUseError(data, Number(lock.text!.split(" ")[0]));
+    // A live holder refuses the start, even where this one could not have written its own.
+    if (lock.alive) throw new DataFolderInUseError(data, lock.pid);
+    if (failure.code !== "EEXIST") return unlocked(failure);
     if (lock.text === undefined) continue; // gone meanwhile
     // One start at a time takes a stale lock over: two that both read it
     // could each remove the other's fresh one.
@@ -103,7 +107,7 @@ export async function lockDataFolder(data: string, log: Logger): Promise<DataFol
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") return unlocked(error);
       try {
-        const taker = await running(guard);
+        const taker = await holderOf(guard);
         // A start that died taking over left it: moved aside, and removed if it is still that one.
         if (!taker.alive && taker.text !== undefined) await removeIfStill(guard, taker.text);
         else await sleep(GUARD_PAUSE_MS);

@@ -1,10 +1,11 @@
 import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { dirname, join, resolve, sep } from "node:path";
+import { basename, dirname, join, resolve, sep } from "node:path";
 import { promisify } from "node:util";
 import type { Logger } from "../../../handlers/logger.ts";
 import { META_DIR, sidecarPathInNode } from "../disk/sidecar.ts";
+import { writeWhole } from "../disk/whole-file.ts";
 import { asFolder, baseArgs, listOverSsh, OWNER_MARKER, RSYNC_TEMP_DIR, type RsyncOptions, type RsyncResult, runRsync, transportOf } from "./rsync.ts";
 import type { ReplicationTarget } from "./replicator.ts";
 
@@ -177,8 +178,7 @@ export class OwnerMarker {
 
   async #record(placement: Placement): Promise<void> {
     await mkdir(dirname(this.record), { recursive: true });
-    await writeFile(`${this.record}.new`, `${JSON.stringify(placement)}\n`);
-    await rename(`${this.record}.new`, this.record);
+    await writeWhole(dirname(this.record), basename(this.record), `${JSON.stringify(placement)}\n`, false);
     this.#placement = placement;
   }
 
