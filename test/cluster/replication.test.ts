@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { readdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -455,6 +455,43 @@ describe("the rsync daemon transport", () => {
         expect.objectContaining({ level: "warn", rsyncd: "auth failed on module from-1 from localhost (127.0.0.1) for node2: no matching rule" }),
       ]),
     );
+  });
+
+  it("has the peer fsync its copy before the 201 when the uploading node fsyncs, and not when it does not", async () => {
+    cluster = await startCluster({ size: 2, rsyncd: true, config: (id) => (id === "2" ? { fsync: false } : {}) });
+    const c = cluster;
+    // Each node's rsync daemon, and the receivers it forks, under strace.
+    const traces = Object.fromEntries(
+      await Promise.all(
+        ["1", "2"].map(async (id) => {
+          const daemon = (await readFile(join(c.data(id), "state", "rsyncd.pid"), "utf8")).trim();
+          const log = join(c.dir, `fsync-${id}.log`);
+          const tracer = spawn("strace", ["-f", "-y", "-e", "trace=fsync,fdatasync", "-o", log, "-p", daemon], { stdio: ["ignore", "ignore", "pipe"] });
+          let said = "";
+          tracer.stderr.on("data", (chunk) => (said += chunk));
+          await eventually(async () => expect(said).toContain("attached"));
+          return [id, { tracer, log }] as const;
+        }),
+      ),
+    );
+    const stored = async (id: string, path: string) => {
+      const response = await fetch(`${c.url(id)}/upload/pub/${path}`, { method: "PUT", body: path, headers: auth });
+      expect([response.status, response.headers.get("X-Nanocdn-Copies")]).toEqual([201, "2"]);
+    };
+    await stored("1", "durable/a.txt");
+    await stored("1", "durable/b.txt");
+    await stored("2", "cached/c.txt");
+    const fsynced = async (id: string) => {
+      const { tracer, log } = traces[id]!;
+      const exited = new Promise((resolve) => tracer.once("exit", resolve));
+      tracer.kill("SIGINT");
+      await exited;
+      return [...(await readFile(log, "utf8")).matchAll(/fsync\(\d+<[^>]*\/([^/>]+)\.[A-Za-z0-9]{6}>\) = 0/g)].map((m) => m[1]).sort();
+    };
+    // rsync writes a temp file (name.XXXXXX), fsyncs it, then renames it into
+    // place: each upload's file, and its metadata under the same name.
+    expect(await fsynced("2")).toEqual(["a.txt", "a.txt", "b.txt", "b.txt"]);
+    expect(await fsynced("1")).toEqual([]);
   });
 
   it("leaves no partial file visible when the receiver is killed during a push", async () => {

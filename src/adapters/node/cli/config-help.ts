@@ -35,7 +35,7 @@ export const CONFIG_HELP: Record<ConfigKey, KeyHelp> = {
     example: 2,
   },
   scrub_interval: { meaning: "seconds between background re-hashes of every file, repairing bad copies from the peers; 0 is off", value: "SECONDS" },
-  fsync: { meaning: "fsync every file and its folder before answering 201", value: "BOOL" },
+  fsync: { meaning: "fsync every file and its folder before answering 201, and have the peers' rsync fsync their copies", value: "BOOL" },
   min_free_bytes: { meaning: "/check/ fails below this much free disk space", value: "BYTES" },
   min_free_percent: {
     meaning: "the disk's reserve is the larger of min_free_bytes and this percentage of its size: /check/ fails and uploads go to peers below it",
