@@ -1,23 +1,34 @@
-import { chmod, mkdtemp, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { unreadableSecret, warnIfWorldReadable } from "../../src/adapters/node/users/secret-file.ts";
+import { unreadableSecret, warnIfOthersRead } from "../../src/adapters/node/users/secret-file.ts";
 import type { Logger } from "../../src/handlers/logger.ts";
 
 describe("a secret file", () => {
-  it("may be the node's user's or group's (600, 640), and a warning says when every user can read it", async () => {
+  it("may be the node's user's or group's (600, 640), and a warning says when every user, or another group, can read it", async () => {
     const file = join(await mkdtemp(join(tmpdir(), "nanocdn-secret-")), "cluster.secret");
     await writeFile(file, "a secret of the cluster\n");
     const warned: string[] = [];
     const log: Logger = { info: () => {}, warn: (_fields, message) => warned.push(message ?? ""), error: () => {} };
-    for (const mode of [0o600, 0o640, 0o644, 0o604]) {
-      await chmod(file, mode);
-      await warnIfWorldReadable(file, "the cluster secret file", log);
+    const other = process.getgid!() + 4242;
+    for (const [mode, gid] of [
+      [0o600, process.getgid!()],
+      [0o640, process.getgid!()],
+      [0o600, other],
+      [0o644, process.getgid!()],
+      [0o604, process.getgid!()],
+      [0o640, other],
+    ]) {
+      await chmod(file, mode!);
+      // As root (which the suite runs as) a file may be given any group.
+      await chown(file, process.getuid!(), gid!);
+      await warnIfOthersRead(file, "the cluster secret file", log);
     }
-    expect(warned).toEqual(
-      Array(2).fill("the cluster secret file is readable by every user of this machine; chmod o-rwx it (mode 600, or 640 for root and the node's group)"),
-    );
+    expect(warned).toEqual([
+      ...Array(2).fill("the cluster secret file is readable by every user of this machine; chmod o-rwx it (mode 600, or 640 for root and the node's group)"),
+      `the cluster secret file is readable by the members of group #${other}, not the node's; chmod g-rwx it, or chgrp it to the node's group`,
+    ]);
   });
 
   it("that cannot be read says who must be able to, or what to put there", () => {

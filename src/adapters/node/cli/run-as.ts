@@ -1,6 +1,5 @@
-import { execFile } from "node:child_process";
 import { stat } from "node:fs/promises";
-import { promisify } from "node:util";
+import { accountName } from "../users/account-name.ts";
 import type { Command, CommandInput } from "./command.ts";
 import { ConfigError } from "./config.ts";
 
@@ -9,16 +8,6 @@ export class WrongUserError extends Error {
   constructor(message: string) {
     super(message);
     this.name = "WrongUserError";
-  }
-}
-
-/** The name of user `uid`, else `#uid` (which sudo -u takes too). */
-async function userName(uid: number): Promise<string> {
-  try {
-    const { stdout } = await promisify(execFile)("getent", ["passwd", String(uid)]);
-    return stdout.split(":")[0] || `#${uid}`;
-  } catch {
-    return `#${uid}`;
   }
 }
 
@@ -49,7 +38,7 @@ export async function refuseWrongUser(command: Command, input: CommandInput, arg
     () => 0,
   );
   if (owner === 0) return;
-  const name = await userName(owner);
+  const name = await accountName("passwd", owner);
   throw new WrongUserError(
     `${path} belongs to user ${name}, and as root \`nanocdn ${command.name}\` ${command.runAsOwnerOf.asRoot}; ` +
       `run it as the user that owns ${path}: sudo -u ${quoted(name)} nanocdn ${argv.map(quoted).join(" ")}`,

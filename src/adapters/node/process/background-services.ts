@@ -23,7 +23,7 @@ import { createRegistry } from "../metrics/registry.ts";
 import { packageVersion } from "./version.ts";
 import { type BackgroundScrub, startBackgroundScrub } from "../integrity/background-scrub.ts";
 import { edgePurgeOf } from "./edge-purge.ts";
-import { warnIfWorldReadable } from "../users/secret-file.ts";
+import { warnIfOthersRead } from "../users/secret-file.ts";
 
 const LEGACY_RETRY_MS = 5000;
 
@@ -32,7 +32,7 @@ export async function readClusterSecret(file: string, log: Logger): Promise<stri
   if (secret.length < MIN_SECRET_LENGTH) {
     throw new Error(`the cluster secret in ${file} is shorter than ${MIN_SECRET_LENGTH} characters`);
   }
-  await warnIfWorldReadable(file, "the cluster secret file", log);
+  await warnIfOthersRead(file, "the cluster secret file", log);
   return secret;
 }
 

@@ -6,7 +6,7 @@ import type { Logger } from "../../../handlers/logger.ts";
 import { fileOfKey, urlPathOf } from "../../../handlers/paths.ts";
 import { cacheTagOf } from "../../cache-tag.ts";
 import type { Config } from "../cli/config.ts";
-import { warnIfWorldReadable } from "../users/secret-file.ts";
+import { warnIfOthersRead } from "../users/secret-file.ts";
 
 /** Cloudflare's API, where purges go. */
 export const CLOUDFLARE_API = "https://api.cloudflare.com/client/v4";
@@ -222,7 +222,7 @@ export async function edgePurgeOf(
 ): Promise<{ changed(change: Change): void; counts(): EdgePurgeCounts; stop(): Promise<void> } | undefined> {
   if (config.edge_purge_zone === undefined || config.edge_purge_token_file === undefined) return undefined;
   const file = config.edge_purge_token_file;
-  await warnIfWorldReadable(file, "the edge purge token file", log);
+  await warnIfOthersRead(file, "the edge purge token file", log);
   // Servers often reach the Internet only through a proxy; nodes reach each other directly.
   const proxied = new EnvHttpProxyAgent();
   const purge = new EdgePurge(

@@ -1,16 +1,23 @@
 import { stat } from "node:fs/promises";
 import { userInfo } from "node:os";
 import type { Logger } from "../../../handlers/logger.ts";
+import { accountName } from "./account-name.ts";
 
 /**
  * A secret file (the cluster secret, the URL signing keys, the edge purge
  * token) is for the node's user, or for root and the node's group, as the
- * package keeps its files (root:nanocdn, mode 640): every other user of the
- * machine reading it is worth a warning.
+ * package keeps its files (root:nanocdn, mode 640): any other user of the
+ * machine who can read it, every user or the members of another group, is
+ * worth a warning.
  */
-export async function warnIfWorldReadable(file: string, what: string, log: Logger): Promise<void> {
-  if ((await stat(file)).mode & 0o007)
+export async function warnIfOthersRead(file: string, what: string, log: Logger): Promise<void> {
+  const { mode, gid } = await stat(file);
+  if (mode & 0o007) {
     log.warn({ file }, `${what} is readable by every user of this machine; chmod o-rwx it (mode 600, or 640 for root and the node's group)`);
+  } else if (mode & 0o070 && gid !== process.getgid?.()) {
+    const group = await accountName("group", gid);
+    log.warn({ file, group }, `${what} is readable by the members of group ${group}, not the node's; chmod g-rwx it, or chgrp it to the node's group`);
+  }
 }
 
 /** Why a secret file could not be read (`code`, an errno code), and what to do about it. */

@@ -1,6 +1,6 @@
 import type { Logger } from "../../../handlers/logger.ts";
 import { parseUrlSigningKeys, UrlSigner } from "../../../handlers/url-signing.ts";
-import { warnIfWorldReadable } from "./secret-file.ts";
+import { warnIfOthersRead } from "./secret-file.ts";
 import { nodeSignature } from "../peers/node-signature.ts";
 import { ReloadingFile } from "./reloading-file.ts";
 
@@ -39,7 +39,7 @@ export class UrlSigningKeyFile {
   /** Reads the keys for the first time; throws when the file cannot be read or holds no usable key. */
   async load(): Promise<UrlSigner> {
     const { signer } = await this.#file.load();
-    await warnIfWorldReadable(this.path, "the URL signing key file", this.log);
+    await warnIfOthersRead(this.path, "the URL signing key file", this.log);
     return signer;
   }
 
