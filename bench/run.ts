@@ -65,6 +65,7 @@ const ORDER = [
   "get-owner",
   "put-fsync",
   "put-front",
+  "put-peer-cached",
   "put-sync1",
   "put-local",
   "put-nofsync",

@@ -457,30 +457,35 @@ describe("the rsync daemon transport", () => {
     );
   });
 
-  it("has the peer fsync its copy before the 201 when the uploading node fsyncs, and not when it does not", async () => {
-    cluster = await startCluster({ size: 2, rsyncd: true, config: (id) => (id === "2" ? { fsync: false } : {}) });
+  it("has the peers fsync their copies, unless peer_fsync or fsync is false", async () => {
+    const settings: Record<string, Record<string, unknown>> = { "1": {}, "2": { peer_fsync: false }, "3": { fsync: false } };
+    cluster = await startCluster({ size: 3, rsyncd: true, config: (id) => settings[id]! });
     const c = cluster;
     // Each node's rsync daemon, and the receivers it forks, under strace.
     const traces = Object.fromEntries(
       await Promise.all(
-        ["1", "2"].map(async (id) => {
+        ["1", "2", "3"].map(async (id) => {
           const daemon = (await readFile(join(c.data(id), "state", "rsyncd.pid"), "utf8")).trim();
           const log = join(c.dir, `fsync-${id}.log`);
           const tracer = spawn("strace", ["-f", "-y", "-e", "trace=fsync,fdatasync", "-o", log, "-p", daemon], { stdio: ["ignore", "ignore", "pipe"] });
           let said = "";
           tracer.stderr.on("data", (chunk) => (said += chunk));
-          await eventually(async () => expect(said).toContain("attached"));
+          await eventually(async () => expect(said, said).toContain("attached"));
           return [id, { tracer, log }] as const;
         }),
       ),
     );
-    const stored = async (id: string, path: string) => {
-      const response = await fetch(`${c.url(id)}/upload/pub/${path}`, { method: "PUT", body: path, headers: auth });
-      expect([response.status, response.headers.get("X-Nanocdn-Copies")]).toEqual([201, "2"]);
-    };
-    await stored("1", "durable/a.txt");
-    await stored("1", "durable/b.txt");
-    await stored("2", "cached/c.txt");
+    for (const [id, name] of [
+      ["1", "a.txt"],
+      ["1", "b.txt"],
+      ["2", "c.txt"],
+      ["3", "d.txt"],
+    ] as const) {
+      await upload(c, id, `pub/${name}`, name);
+      for (const peer of ["1", "2", "3"].filter((p) => p !== id)) {
+        await eventually(async () => expect(await replicaOf(c, peer, id)).toContain(`pub/${name}`));
+      }
+    }
     const fsynced = async (id: string) => {
       const { tracer, log } = traces[id]!;
       const exited = new Promise((resolve) => tracer.once("exit", resolve));
@@ -489,8 +494,9 @@ describe("the rsync daemon transport", () => {
       return [...(await readFile(log, "utf8")).matchAll(/fsync\(\d+<[^>]*\/([^/>]+)\.[A-Za-z0-9]{6}>\) = 0/g)].map((m) => m[1]).sort();
     };
     // rsync writes a temp file (name.XXXXXX), fsyncs it, then renames it into
-    // place: each upload's file, and its metadata under the same name.
+    // place: each of node 1's uploads, and its metadata under the same name.
     expect(await fsynced("2")).toEqual(["a.txt", "a.txt", "b.txt", "b.txt"]);
+    expect(await fsynced("3")).toEqual(["a.txt", "a.txt", "b.txt", "b.txt"]);
     expect(await fsynced("1")).toEqual([]);
   });
 

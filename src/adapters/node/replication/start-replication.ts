@@ -107,8 +107,7 @@ export async function startReplication(
     sshControlDir,
     password: rsyncPassword(secret, config.node),
     bwlimit: config.rsync_bwlimit,
-    // A peer's copy counts towards a 201 as a copy on a disk, as the local one does.
-    fsync: config.fsync,
+    fsync: config.peer_fsync ?? config.fsync,
     ...rsyncTimeouts(config),
     signal: stopped.signal,
   };
