@@ -121,6 +121,20 @@ describe("Replicator (rsync runner injected)", () => {
     expect(replicator.status().find((s) => s.peer === "2")).toMatchObject({ backlog: 0, needsFullPass: false });
   });
 
+  it("asks the peer's rsync to fsync the copies of a batch, not those of a full pass, with peerFsync", async () => {
+    for (const peerFsync of [true, false]) {
+      start({ peerFsync });
+      await vi.advanceTimersByTimeAsync(10);
+      replicator.changed({ kind: "created", key: "1/pub/a.txt" });
+      await vi.advanceTimersByTimeAsync(200);
+      const [full, batch] = runsOf("2");
+      expect([full!.full, batch!.full]).toEqual([true, false]);
+      expect([full!.args.includes("--fsync"), batch!.args.includes("--fsync")], `peerFsync ${peerFsync}`).toEqual([false, peerFsync]);
+      replicator.stop();
+      rsync.runs.length = 0;
+    }
+  });
+
   it("turns off Nagle's algorithm on its connections to a peer's rsync daemon", async () => {
     // Else each run waits on delayed ACKs (some 40 ms each) where the protocol turns around; the daemon sets it on its side too.
     start();

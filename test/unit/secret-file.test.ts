@@ -1,7 +1,8 @@
-import { chmod, chown, mkdtemp, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, stat, writeFile } from "node:fs/promises";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { accountName } from "../../src/adapters/node/users/account-name.ts";
 import { unreadableSecret, warnIfOthersRead } from "../../src/adapters/node/users/secret-file.ts";
 import type { Logger } from "../../src/handlers/logger.ts";
 
@@ -11,23 +12,26 @@ describe("a secret file", () => {
     await writeFile(file, "a secret of the cluster\n");
     const warned: string[] = [];
     const log: Logger = { info: () => {}, warn: (_fields, message) => warned.push(message ?? ""), error: () => {} };
-    const other = process.getgid!() + 4242;
-    for (const [mode, gid] of [
-      [0o600, process.getgid!()],
-      [0o640, process.getgid!()],
-      [0o600, other],
-      [0o644, process.getgid!()],
-      [0o604, process.getgid!()],
-      [0o640, other],
-    ]) {
-      await chmod(file, mode!);
-      // As root (which the suite runs as) a file may be given any group.
-      await chown(file, process.getuid!(), gid!);
-      await warnIfOthersRead(file, "the cluster secret file", log);
+    // The file's group is this process's; a node's user that has it as its own or as a supplementary group, or another.
+    const group = (await stat(file)).gid;
+    const node = { uid: 4242, gids: [group + 1, group] };
+    const outsider = { uid: 4242, gids: [group + 1, group + 2] };
+    const root = { uid: 0, gids: [0] };
+    for (const [mode, reader] of [
+      [0o600, outsider],
+      [0o640, node],
+      [0o640, root],
+      [0o644, node],
+      [0o604, root],
+      [0o620, outsider],
+      [0o640, outsider],
+    ] as const) {
+      await chmod(file, mode);
+      await warnIfOthersRead(file, "the cluster secret file", log, reader);
     }
     expect(warned).toEqual([
       ...Array(2).fill("the cluster secret file is readable by every user of this machine; chmod o-rwx it (mode 600, or 640 for root and the node's group)"),
-      `the cluster secret file is readable by the members of group #${other}, not the node's; chmod g-rwx it, or chgrp it to the node's group`,
+      `the cluster secret file is readable by the members of group ${await accountName("group", group)}, not the node's; chmod g-rwx it, or chgrp it to the node's group`,
     ]);
   });
 

@@ -26,6 +26,13 @@ export interface ReplicatorOptions {
   syncCopies?: number;
   /** How long an upload waits for its copies at most. */
   syncWaitMs?: number;
+  /**
+   * Batches ask the peer's rsync to fsync each copy before renaming it into
+   * place (rsync 3.2.4 or later at both ends). Full passes do not: they carry
+   * bulk catch-ups, a fsync per file would slow them several times over, and
+   * no upload waits for them.
+   */
+  peerFsync?: boolean;
   isUp(id: string): boolean;
   log: Logger;
   /** Runs one rsync transfer; the unit tests pass their own. */
@@ -444,7 +451,8 @@ export class Replicator {
     // Deepest first, so a file is handled before the folder that held it.
     const ordered = [...list].sort((a, b) => b.split("/").length - a.split("/").length);
     // Every listed path changed (-I: never skip one for looking unchanged).
-    const result = await this.#rsync(peer, halting, ["--files-from=-", "--from0", "-I", "--delete-missing-args", "--force"], ordered.join("\0"));
+    const flags = ["--files-from=-", "--from0", "-I", "--delete-missing-args", "--force", ...(this.options.peerFsync ? ["--fsync"] : [])];
+    const result = await this.#rsync(peer, halting, flags, ordered.join("\0"));
     if (result.ok) {
       report(batch.values(), true);
       const oldest = Math.min(...[...batch.values()].map((p) => p.since));

@@ -59,8 +59,6 @@ export interface RsyncOptions {
   password?: string;
   /** KiB/s; 0 or undefined for no cap. */
   bwlimit?: number;
-  /** A push's receiver fsyncs each file before renaming it into place (rsync 3.2.4 or later at both ends). */
-  fsync?: boolean;
   /** Ends a run under way (SIGTERM to rsync): the peer is marked down, or the node stops. */
   signal?: AbortSignal;
 }
@@ -117,10 +115,6 @@ export function baseArgs(options: RsyncOptions, remote: string, direction: "push
     ...(transportOf(remote) === "daemon" ? [`--contimeout=${options.connectTimeoutS}`, "--sockopts=TCP_NODELAY"] : []),
     ...(transportOf(remote) === "ssh" ? ["-e", sshCommand(options, remote)] : []),
     ...(options.bwlimit ? [`--bwlimit=${options.bwlimit}`] : []),
-    // Not for a restore's pull, which syncs the whole disk once before its
-    // marker vouches for the files (owner-guard.ts): a fsync per file would
-    // make restoring a whole node take hours.
-    ...(options.fsync && direction === "push" ? ["--fsync"] : []),
   ];
 }
 
@@ -230,7 +224,7 @@ export function runRsync(args: string[], options: RsyncOptions, input?: string):
         code,
         message: lastLines(stderr),
         lastFile: lastFileOf(stdout),
-        unwritable: [...stderr.matchAll(/write failed on "(.+?)"(?: \(in [^)]*\))?: /g)].at(-1)?.[1],
+        unwritable: [...stderr.matchAll(/(?:write|fsync) failed on "(.+?)"(?: \(in [^)]*\))?: /g)].at(-1)?.[1],
       }),
     );
   });

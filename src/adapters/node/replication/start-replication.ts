@@ -107,7 +107,6 @@ export async function startReplication(
     sshControlDir,
     password: rsyncPassword(secret, config.node),
     bwlimit: config.rsync_bwlimit,
-    fsync: config.peer_fsync ?? config.fsync,
     ...rsyncTimeouts(config),
     signal: stopped.signal,
   };
@@ -121,6 +120,7 @@ export async function startReplication(
     maxPending: config.replication_max_pending,
     syncCopies: config.sync_copies,
     syncWaitMs: syncWaitMs(config),
+    peerFsync: config.peer_fsync ?? config.fsync,
     isUp: (id) => health.isUp(id),
     log,
   });
