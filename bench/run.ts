@@ -65,7 +65,7 @@ const ORDER = [
   "get-owner",
   "put-fsync",
   "put-front",
-  "put-peer-cached",
+  "put-peer-fsync",
   "put-sync1",
   "put-local",
   "put-nofsync",

@@ -457,9 +457,8 @@ describe("the rsync daemon transport", () => {
     );
   });
 
-  it("has the peers fsync the copies uploads wait for, unless peer_fsync or fsync is false", async () => {
-    const settings: Record<string, Record<string, unknown>> = { "1": {}, "2": { peer_fsync: false }, "3": { fsync: false } };
-    cluster = await startCluster({ size: 3, rsyncd: true, config: (id) => settings[id]! });
+  it("has the peers fsync the copies uploads wait for with peer_fsync = true, and not by default", async () => {
+    cluster = await startCluster({ size: 3, rsyncd: true, config: (id) => (id === "1" ? { peer_fsync: true } : {}) });
     const c = cluster;
     // Uploads, not the start-up full passes, are what is watched.
     for (const id of ["1", "2", "3"]) {

@@ -8,7 +8,7 @@ interface KeyHelp {
   /** What the value is, in the usage. */
   value?: string;
   /** A value for the example config, for a key without a default whose `value` is no valid one. */
-  example?: string | number | boolean;
+  example?: string | number;
 }
 
 /**
@@ -36,7 +36,7 @@ export const CONFIG_HELP: Record<ConfigKey, KeyHelp> = {
   },
   scrub_interval: { meaning: "seconds between background re-hashes of every file, repairing bad copies from the peers; 0 is off", value: "SECONDS" },
   fsync: { meaning: "fsync every file and its folder before answering 201", value: "BOOL" },
-  peer_fsync: { meaning: "the peers' rsync fsyncs each copy this node pushes before renaming it into place", unset: "as fsync", value: "BOOL", example: true },
+  peer_fsync: { meaning: "the peers' rsync fsyncs the copy of each upload before renaming it into place (slower uploads)", value: "BOOL" },
   min_free_bytes: { meaning: "/check/ fails below this much free disk space", value: "BYTES" },
   min_free_percent: {
     meaning: "the disk's reserve is the larger of min_free_bytes and this percentage of its size: /check/ fails and uploads go to peers below it",

@@ -121,8 +121,8 @@ export const configSchema = z
     tls_cert: z.string().min(1).optional(),
     tls_key: z.string().min(1).optional(),
     fsync: bool.default(true),
-    /** Whether the peers' rsync fsyncs the copies this node pushes; unset: as fsync. */
-    peer_fsync: bool.optional(),
+    /** Whether the peers' rsync fsyncs the copies of this node's uploads. */
+    peer_fsync: bool.default(false),
     min_free_bytes: int(0).default(0),
     /** The disk's reserve is the larger of min_free_bytes and this share of its size. */
     min_free_percent: int(0)

@@ -120,7 +120,7 @@ export async function startReplication(
     maxPending: config.replication_max_pending,
     syncCopies: config.sync_copies,
     syncWaitMs: syncWaitMs(config),
-    peerFsync: config.peer_fsync ?? config.fsync,
+    peerFsync: config.peer_fsync,
     isUp: (id) => health.isUp(id),
     log,
   });
