@@ -28,7 +28,7 @@ export interface ReplicatorOptions {
   syncWaitMs?: number;
   /**
    * Batches ask the peer's rsync to fsync each copy before renaming it into
-   * place (rsync 3.2.4 or later at both ends). Full passes do not: they carry
+   * place (rsync 3.2.4 or later at both ends; an older one fails every push). Full passes do not: they carry
    * bulk catch-ups, a fsync per file would slow them several times over, and
    * no upload waits for them.
    */
