@@ -56,6 +56,35 @@ describe("a configuration checked before anything is written", () => {
     }
   });
 
+  it("wants rsync on the machine when the node replicates, and rsync 3.2.4 or newer for peer_fsync", async () => {
+    const dir = await tempDir();
+    await writeFile(join(dir, "cluster.secret"), "a secret the nodes share, long enough\n", { mode: 0o600 });
+    const peers = `[{"id":"2","url":"http://127.0.0.1:9","rsync":"${join(dir, "replica")}"}]`;
+    const check = (path: string, flags: string[] = []) =>
+      runCli(["check-config", "--listen", "127.0.0.1:0", "--peers", peers, "--cluster-secret-file", "cluster.secret", ...flags], {
+        cwd: dir,
+        env: { PATH: path },
+      });
+    // The rsync of this machine passes either way.
+    expect((await check(process.env.PATH!, ["--peer-fsync", "true"])).code).toBe(0);
+    // None on PATH.
+    const none = await check(join(dir, "empty"));
+    expect([none.code, lineAbout(none.stderr, "peers")?.trim()]).toEqual([
+      1,
+      "peers (from --peers): replicates with rsync, which is not installed here (none on PATH); install it, e.g. `apt install rsync`",
+    ]);
+    // One older than --fsync: a stand-in that answers --version as rsync 3.2.3 does.
+    const old = join(dir, "old-rsync");
+    await mkdir(old);
+    await writeFile(join(old, "rsync"), "#!/bin/sh\necho 'rsync  version 3.2.3  protocol version 31'\n", { mode: 0o755 });
+    expect((await check(old)).code).toBe(0);
+    const refused = await check(old, ["--peer-fsync", "true"]);
+    expect([refused.code, lineAbout(refused.stderr, "peer_fsync")?.trim()]).toEqual([
+      1,
+      "peer_fsync (from --peer-fsync): needs rsync 3.2.4 or newer (its --fsync), and this machine's rsync is version 3.2.3; upgrade rsync on every node, or set peer_fsync = false",
+    ]);
+  });
+
   it("names the key, where its value came from and what to do, for values of the wrong kind", async () => {
     const dir = await tempDir();
     await writeFile(join(dir, "nanocdn.toml"), "node = 1\n");

@@ -12,6 +12,7 @@ import { keysOfFile } from "../users/url-signing-key-file.ts";
 import { expiryIndexDir } from "../expiry/expiry-index.ts";
 import { legacyDeletesDir } from "../peers/legacy-deletes.ts";
 import { readPurgeToken } from "../process/edge-purge.ts";
+import { atLeast, rsyncVersion } from "../replication/rsync.ts";
 import { leftoverDaemon } from "../replication/rsyncd.ts";
 import { unreadableSecret } from "../users/secret-file.ts";
 
@@ -143,6 +144,32 @@ async function checkEdgePurgeToken(config: Config): Promise<string[]> {
   } catch (error) {
     return [about(config, "edge_purge_token_file", unreadableSecret(file, errno(error), token))];
   }
+}
+
+/** rsync on this machine, when the node pushes or receives with it; 3.2.4 (its --fsync) for peer_fsync. */
+async function checkRsync(config: Config): Promise<string[]> {
+  const pushes = config.peers.some((peer) => peer.rsync !== undefined);
+  if (!pushes && config.rsyncd_listen === undefined) return [];
+  const version = await rsyncVersion();
+  if (version === undefined) {
+    return [
+      about(
+        config,
+        pushes ? "peers" : "rsyncd_listen",
+        "replicates with rsync, which is not installed here (none on PATH); install it, e.g. `apt install rsync`",
+      ),
+    ];
+  }
+  if (pushes && config.peer_fsync && !atLeast(version, "3.2.4")) {
+    return [
+      about(
+        config,
+        "peer_fsync",
+        `needs rsync 3.2.4 or newer (its --fsync), and this machine's rsync is version ${version}; upgrade rsync on every node, or set peer_fsync = false`,
+      ),
+    ];
+  }
+  return [];
 }
 
 async function checkUrlSigningKeys(config: Config): Promise<string[]> {
@@ -314,6 +341,7 @@ export async function checkConfig(config: Config, options: CheckOptions = {}): P
     checkData(config),
     checkUsers(config),
     checkSecret(config),
+    checkRsync(config),
     checkUrlSigningKeys(config),
     checkEdgePurgeToken(config),
     checkTls(config),

@@ -32,6 +32,24 @@ export function transportOf(destination: string): Transport {
   return "local";
 }
 
+/** The version of the rsync on PATH, e.g. "3.2.7"; undefined when there is none. */
+export async function rsyncVersion(): Promise<string | undefined> {
+  try {
+    const { stdout } = await execFileAsync("rsync", ["--version"]);
+    return /version (\d+\.\d+\.\d+)/.exec(stdout)?.[1] ?? "unknown";
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
+  }
+}
+
+/** Whether version `have` ("3.2.7") is at least `need`. */
+export function atLeast(have: string, need: string): boolean {
+  const [a, b] = [have, need].map((v) => v.split(".").map(Number));
+  for (let i = 0; i < b!.length; i++) if ((a![i] ?? 0) !== b![i]) return (a![i] ?? 0) > b![i]!;
+  return true;
+}
+
 /** A destination folder spelt with exactly one trailing slash, as rsync wants for "the contents of". */
 export function asFolder(location: string): string {
   return location.replace(/\/*$/, "/");
