@@ -65,18 +65,37 @@ describe("a configuration checked before anything is written", () => {
         cwd: dir,
         env: { PATH: path },
       });
-    // The rsync of this machine passes either way.
-    expect((await check(process.env.PATH!, ["--peer-fsync", "true"])).code).toBe(0);
-    // None on PATH.
+    // Stand-ins that answer --version as rsync 3.2.4 and 3.2.3 do (the one on PATH may be either), and a broken one.
+    const rsyncSaying = async (name: string, script: string) => {
+      await mkdir(join(dir, name));
+      await writeFile(join(dir, name, "rsync"), `#!/bin/sh\n${script}\n`, { mode: 0o755 });
+      return join(dir, name);
+    };
+    const current = await rsyncSaying("current", "echo 'rsync  version 3.2.4  protocol version 31'");
+    const old = await rsyncSaying("old", "echo 'rsync  version 3.2.3  protocol version 31'");
+    const broken = await rsyncSaying("broken", "echo 'error while loading shared libraries: libpopt.so.0' >&2; exit 127");
+    expect((await check(current, ["--peer-fsync", "true"])).code).toBe(0);
+    // None on PATH: a node that replicates, or only receives, is refused; one without peers is not.
     const none = await check(join(dir, "empty"));
     expect([none.code, lineAbout(none.stderr, "peers")?.trim()]).toEqual([
       1,
       "peers (from --peers): replicates with rsync, which is not installed here (none on PATH); install it, e.g. `apt install rsync`",
     ]);
-    // One older than --fsync: a stand-in that answers --version as rsync 3.2.3 does.
-    const old = join(dir, "old-rsync");
-    await mkdir(old);
-    await writeFile(join(old, "rsync"), "#!/bin/sh\necho 'rsync  version 3.2.3  protocol version 31'\n", { mode: 0o755 });
+    const receives = await runCli(["check-config", "--listen", "127.0.0.1:0", "--rsyncd-listen", "127.0.0.1:0"], {
+      cwd: dir,
+      env: { PATH: join(dir, "empty") },
+    });
+    expect([receives.code, lineAbout(receives.stderr, "rsyncd_listen")?.trim()]).toEqual([
+      1,
+      "rsyncd_listen (from --rsyncd-listen): replicates with rsync, which is not installed here (none on PATH); install it, e.g. `apt install rsync`",
+    ]);
+    expect((await runCli(["check-config", "--listen", "127.0.0.1:0"], { cwd: dir, env: { PATH: join(dir, "empty") } })).code).toBe(0);
+    const failing = await check(broken);
+    expect([failing.code, lineAbout(failing.stderr, "peers")?.trim()]).toEqual([
+      1,
+      "peers (from --peers): replicates with rsync, and `rsync --version` fails here (Command failed: rsync --version); reinstall rsync",
+    ]);
+    // One older than --fsync: fine without peer_fsync.
     expect((await check(old)).code).toBe(0);
     const refused = await check(old, ["--peer-fsync", "true"]);
     expect([refused.code, lineAbout(refused.stderr, "peer_fsync")?.trim()]).toEqual([

@@ -135,6 +135,22 @@ describe("Replicator (rsync runner injected)", () => {
     }
   });
 
+  it("with peerFsync sends again, in a batch, an upload a full pass carried while the upload waited for its copy", async () => {
+    start({ peerFsync: true, syncCopies: 2, targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
+    await vi.advanceTimersByTimeAsync(10);
+    rsync.runs.length = 0;
+    // The upload comes as a full pass is due: the pass starts first, and carries it.
+    replicator.fullPass("2");
+    let copies: number | undefined;
+    void replicator.changed({ kind: "created", key: "1/pub/a.txt" }).then((n) => (copies = n));
+    await vi.advanceTimersByTimeAsync(200);
+    expect(rsync.runs.map((run) => [run.full, run.args.includes("--fsync"), blobsOf(run)])).toEqual([
+      [true, false, []],
+      [false, true, ["pub/a.txt"]],
+    ]);
+    expect(copies).toBe(2);
+  });
+
   it("turns off Nagle's algorithm on its connections to a peer's rsync daemon", async () => {
     // Else each run waits on delayed ACKs (some 40 ms each) where the protocol turns around; the daemon sets it on its side too.
     start();

@@ -150,7 +150,13 @@ async function checkEdgePurgeToken(config: Config): Promise<string[]> {
 async function checkRsync(config: Config): Promise<string[]> {
   const pushes = config.peers.some((peer) => peer.rsync !== undefined);
   if (!pushes && config.rsyncd_listen === undefined) return [];
-  const version = await rsyncVersion();
+  let version: string | undefined;
+  try {
+    version = await rsyncVersion();
+  } catch (error) {
+    const message = `replicates with rsync, and \`rsync --version\` fails here (${(error as Error).message.split("\n")[0]}); reinstall rsync`;
+    return [about(config, pushes ? "peers" : "rsyncd_listen", message)];
+  }
   if (version === undefined) {
     return [
       about(
@@ -165,7 +171,7 @@ async function checkRsync(config: Config): Promise<string[]> {
       about(
         config,
         "peer_fsync",
-        `needs rsync 3.2.4 or newer (its --fsync), and this machine's rsync is version ${version}; upgrade rsync on every node, or set peer_fsync = false`,
+        `needs rsync 3.2.4 or newer (its --fsync), and this machine's rsync is ${version === "unknown" ? "of a version it does not say" : `version ${version}`}; upgrade rsync on every node, or set peer_fsync = false`,
       ),
     ];
   }

@@ -28,9 +28,10 @@ export interface ReplicatorOptions {
   syncWaitMs?: number;
   /**
    * Batches ask the peer's rsync to fsync each copy before renaming it into
-   * place (rsync 3.2.4 or later at both ends; an older one fails every push). Full passes do not: they carry
-   * bulk catch-ups, a fsync per file would slow them several times over, and
-   * no upload waits for them.
+   * place (rsync 3.2.4 or later at both ends; an older one fails every
+   * push). Full passes do not: they carry bulk catch-ups, and a fsync per
+   * file would slow them several times over; an upload that waits for a
+   * copy a full pass carried is sent again by a batch.
    */
   peerFsync?: boolean;
   isUp(id: string): boolean;
@@ -497,10 +498,10 @@ export class Replicator {
 
   /**
    * The file a run that ended at a file the peer could not write was
-   * writing: the one the receiver names ("write failed on …", a path of its
-   * own, so the longest tail of it that `listed` takes), else the last one
-   * rsync started (it may run ahead of the receiver). None for other
-   * failures, or once MAX_STUCK are set apart.
+   * writing: the one the receiver names ("write failed on …" or "fsync
+   * failed on …", a path of its own, so the longest tail of it that
+   * `listed` takes), else the last one rsync started (it may run ahead of
+   * the receiver). None for other failures, or once MAX_STUCK are set apart.
    */
   async #culprit(peer: PeerReplica, result: RsyncResult, listed: (path: string) => boolean | Promise<boolean>): Promise<string | undefined> {
     if (result.code !== FILE_IO_ERROR || peer.stuck.size >= MAX_STUCK) return undefined;
@@ -629,6 +630,8 @@ export class Replicator {
     for (const [path, pending] of carried) {
       // Changed again while the files were looked at: that change is still to go.
       if (resend.has(path) || peer.pending.get(path) !== pending) continue;
+      // An upload waits for a fsynced copy, which the pass did not make: a batch sends it again.
+      if (this.options.peerFsync && pending.waits !== undefined) continue;
       oldest = Math.min(oldest, pending.since);
       report([pending], true);
       peer.pending.delete(path);

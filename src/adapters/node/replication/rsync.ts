@@ -32,7 +32,7 @@ export function transportOf(destination: string): Transport {
   return "local";
 }
 
-/** The version of the rsync on PATH, e.g. "3.2.7"; undefined when there is none. */
+/** The version of the rsync on PATH, e.g. "3.2.7" ("unknown" when it does not say); undefined when there is none. */
 export async function rsyncVersion(): Promise<string | undefined> {
   try {
     const { stdout } = await execFileAsync("rsync", ["--version"]);
@@ -88,12 +88,17 @@ export interface RsyncResult {
   message: string;
   /** With `--out-format=%n`: the last file rsync began to send. */
   lastFile?: string;
-  /** The file the receiver said it could not write, as it names it (a path of its own). */
+  /** The file the receiver said it could not write or fsync, as it names it (a path of its own). */
   unwritable?: string;
 }
 
 /** rsync's exit status when the receiver could not write a file (no space left, a quota, an I/O error): the run ends there. */
 export const FILE_IO_ERROR = 11;
+
+/** The last file the receiver says it could not write or fsync (`write failed on "…" (in module): …`), as it names it. */
+export function unwritableOf(stderr: string): string | undefined {
+  return [...stderr.matchAll(/(?:write|fsync) failed on "(.+?)"(?: \(in [^)]*\))?: /g)].at(-1)?.[1];
+}
 
 /** The last file named in `--out-format=%n` output: not a folder, nor a deletion the receiver reports. */
 function lastFileOf(stdout: string): string | undefined {
@@ -242,7 +247,7 @@ export function runRsync(args: string[], options: RsyncOptions, input?: string):
         code,
         message: lastLines(stderr),
         lastFile: lastFileOf(stdout),
-        unwritable: [...stderr.matchAll(/(?:write|fsync) failed on "(.+?)"(?: \(in [^)]*\))?: /g)].at(-1)?.[1],
+        unwritable: unwritableOf(stderr),
       }),
     );
   });

@@ -17,7 +17,7 @@ const thisProcess = (): Reader => ({ uid: process.getuid?.() ?? -1, gids: [proce
  * package keeps its files (root:nanocdn, mode 640): any other user of the
  * machine who can read it, every user or the members of another group, is
  * worth a warning. Root (`sudo nanocdn status`) cannot tell which group the
- * node runs as, and is told only of the first.
+ * node runs as, and is warned only of a file every user can read.
  */
 export async function warnIfOthersRead(file: string, what: string, log: Logger, reader: Reader = thisProcess()): Promise<void> {
   const { mode, gid } = await stat(file);

@@ -1,0 +1,31 @@
+import { describe, expect, it } from "vitest";
+import { atLeast, unwritableOf } from "../../src/adapters/node/replication/rsync.ts";
+
+describe("what rsync says", () => {
+  it("names the last file the receiver could not write or fsync, as the receiver names it", () => {
+    const stderr = [
+      'rsync: [receiver] write failed on "pub/big.bin" (in from-1): No space left on device (28)',
+      "rsync error: error in file IO (code 11) at receiver.c(380) [receiver=3.2.7]",
+    ].join("\n");
+    expect(unwritableOf(stderr)).toBe("pub/big.bin");
+    expect(unwritableOf('rsync: [receiver] fsync failed on "/srv/replica/1/pub/a b.txt": Input/output error (5)\n')).toBe("/srv/replica/1/pub/a b.txt");
+    expect(
+      unwritableOf('write failed on "pub/one.bin": No space left on device (28)\nfsync failed on "pub/two.bin" (in from-1): Input/output error (5)\n'),
+    ).toBe("pub/two.bin");
+    expect(unwritableOf("rsync: [sender] read error: Connection reset by peer (104)\n")).toBeUndefined();
+  });
+
+  it("compares versions part by part, a missing part counting as 0", () => {
+    const cases: [string, string, boolean][] = [
+      ["3.2.4", "3.2.4", true],
+      ["3.2.3", "3.2.4", false],
+      ["3.2.10", "3.2.4", true],
+      ["3.10.0", "3.2.4", true],
+      ["4.0.0", "3.2.4", true],
+      ["2.6.9", "3.2.4", false],
+      ["3.2", "3.2.4", false],
+      ["3.3", "3.2.4", true],
+    ];
+    expect(cases.map(([have, need]) => [have, need, atLeast(have, need)])).toEqual(cases);
+  });
+});
