@@ -264,30 +264,6 @@ describe("replication with rsync", () => {
     const read = await fetch(c.url("1") + locations[0], { headers: auth });
     expect(await read.text()).toBe("keep 0");
   });
-  it("takes a replica folder on this machine that is missing (its disk not mounted) for a peer not there yet, not for an empty one", async () => {
-    cluster = await startCluster({ size: 2, replicate: true });
-    const c = cluster;
-    const location = await upload(c, "1", "priv/kept.txt", "kept");
-    await eventually(async () => expect(await replicaOf(c, "2", "1")).toContain("priv/kept.txt"));
-    await c.kill("1");
-    await rm(c.data("1"), { recursive: true });
-    const replica = join(c.data("2"), "files", "1");
-    await rename(replica, `${replica}.unmounted`);
-    await c.start("1");
-    // Its only replica cannot be read: it keeps restoring (pushing and deleting nothing), and says why.
-    await eventually(async () =>
-      expect(c.nodes["1"]!.output()).toContain(
-        `"peer":"2","code":null,"reason":"${replica} does not exist: its node has not started yet, or its disk is not mounted","msg":"cannot restore from this peer yet"`,
-      ),
-    );
-    expect((await nodeStatus(c, "1")).ownFiles).toBe("restoring");
-    // The disk is back: the pull brings the file home, and the replica lost nothing.
-    await rename(`${replica}.unmounted`, replica);
-    await eventually(async () => expect((await nodeStatus(c, "1")).ownFiles).toBe("complete"), 20_000);
-    expect(await (await fetch(c.url("1") + location, { headers: auth })).text()).toBe("kept");
-    expect(await replicaOf(c, "2", "1")).toContain("priv/kept.txt");
-  }, 90_000);
-
   it("takes its folder put back from a backup for a copy: it adds what the replicas hold, and deletes nothing there", async () => {
     cluster = await startCluster({ size: 2, replicate: true });
     const c = cluster;

@@ -260,16 +260,11 @@ export async function refuseOwnFolder(destination: string, self: string, rsync: 
  * (`--update` compares whole seconds, and a file and its metadata one by
  * one), so the peer's files land in a staging folder first (those it shares
  * with this folder as hard links) and are moved in with their metadata. A
- * peer folder on this machine that does not exist is one that cannot be
- * read yet, as a peer that does not answer: its node has not started (it
- * makes the folder), or its disk is not mounted. Taken for empty, it would
- * let a wiped node write its marker, and the full passes after it delete
- * that replica once the disk is back.
+ * local peer folder that does not exist holds nothing (that peer never
+ * received anything from this node).
  */
 export async function pullFrom(target: ReplicationTarget, source: string, self: string, rsync: RsyncOptions): Promise<RsyncResult> {
-  if (transportOf(target.destination) === "local" && !(await exists(target.destination))) {
-    return { ok: false, code: null, message: `${target.destination} does not exist: its node has not started yet, or its disk is not mounted` };
-  }
+  if (transportOf(target.destination) === "local" && !(await exists(target.destination))) return { ok: true, code: 0, message: "" };
   const refused = await refuseOwnFolder(target.destination, self, rsync);
   if (refused) return refused;
   // In rsync's temp folder: on the same disk, never replicated, swept at the next start if left.
