@@ -93,7 +93,7 @@ describe("a configuration checked before anything is written", () => {
     const failing = await check(broken);
     expect([failing.code, lineAbout(failing.stderr, "peers")?.trim()]).toEqual([
       1,
-      "peers (from --peers): replicates with rsync, and `rsync --version` fails here (Command failed: rsync --version); reinstall rsync",
+      "peers (from --peers): replicates with rsync, and `rsync --version` fails here (error while loading shared libraries: libpopt.so.0); reinstall rsync",
     ]);
     // One older than --fsync: fine without peer_fsync.
     expect((await check(old)).code).toBe(0);

@@ -154,8 +154,10 @@ async function checkRsync(config: Config): Promise<string[]> {
   try {
     version = await rsyncVersion();
   } catch (error) {
-    const message = `replicates with rsync, and \`rsync --version\` fails here (${(error as Error).message.split("\n")[0]}); reinstall rsync`;
-    return [about(config, pushes ? "peers" : "rsyncd_listen", message)];
+    // What rsync itself said (a missing library, say), else how it failed.
+    const { stderr, message } = error as Error & { stderr?: string };
+    const said = `${stderr ?? ""}\n${message}`.split("\n").find((line) => line.trim() !== "");
+    return [about(config, pushes ? "peers" : "rsyncd_listen", `replicates with rsync, and \`rsync --version\` fails here (${said}); reinstall rsync`)];
   }
   if (version === undefined) {
     return [
