@@ -135,20 +135,41 @@ describe("Replicator (rsync runner injected)", () => {
     }
   });
 
-  it("with peerFsync sends again, in a batch, an upload a full pass carried while the upload waited for its copy", async () => {
+  it("with peerFsync sends an upload waiting for its copy in a batch before a full pass that would carry it unsynced", async () => {
     start({ peerFsync: true, syncCopies: 2, targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
     await vi.advanceTimersByTimeAsync(10);
     rsync.runs.length = 0;
-    // The upload comes as a full pass is due: the pass starts first, and carries it.
+    // The upload comes as a full pass is due.
     replicator.fullPass("2");
     let copies: number | undefined;
     void replicator.changed({ kind: "created", key: "1/pub/a.txt" }).then((n) => (copies = n));
     await vi.advanceTimersByTimeAsync(200);
     expect(rsync.runs.map((run) => [run.full, run.args.includes("--fsync"), blobsOf(run)])).toEqual([
-      [true, false, []],
       [false, true, ["pub/a.txt"]],
+      [true, false, []],
     ]);
     expect(copies).toBe(2);
+  });
+
+  it("with peerFsync sends an upload waiting for its copy before full passes asked for again and again", async () => {
+    start({ peerFsync: true, syncCopies: 2, syncWaitMs: 5000, targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
+    await vi.advanceTimersByTimeAsync(10);
+    rsync.runs.length = 0;
+    const held = holdRuns();
+    replicator.fullPass("2");
+    await vi.advanceTimersByTimeAsync(1);
+    let copies: number | undefined;
+    void replicator.changed({ kind: "created", key: "1/pub/a.txt" }).then((n) => (copies = n));
+    // The peer flaps: a pass is asked for again while each run is under way.
+    for (let i = 0; i < 20 && copies === undefined; i++) {
+      replicator.fullPass("2");
+      for (const release of held.splice(0)) release(SUCCEEDED);
+      await vi.advanceTimersByTimeAsync(5);
+    }
+    expect(copies).toBe(2);
+    const batch = rsync.runs.find((run) => !run.full);
+    expect([batch?.args.includes("--fsync"), blobsOf(batch)]).toEqual([true, ["pub/a.txt"]]);
+    expect(Date.now() - (rsync.runs[0]?.at ?? 0)).toBeLessThan(1000);
   });
 
   it("turns off Nagle's algorithm on its connections to a peer's rsync daemon", async () => {

@@ -30,8 +30,8 @@ export interface ReplicatorOptions {
    * Batches ask the peer's rsync to fsync each copy before renaming it into
    * place (rsync 3.2.4 or later at both ends; an older one fails every
    * push). Full passes do not: they carry bulk catch-ups, and a fsync per
-   * file would slow them several times over; an upload that waits for a
-   * copy a full pass carried is sent again by a batch.
+   * file would slow them several times over; an upload that waits for its
+   * copy goes in a batch before the next full pass (see #run).
    */
   peerFsync?: boolean;
   isUp(id: string): boolean;
@@ -368,12 +368,16 @@ export class Replicator {
       report(peer.pending.values(), false);
       return;
     }
+    // With peerFsync an upload waiting for its copy goes in a batch (which
+    // fsyncs) before a full pass (which does not): passes asked for again and
+    // again (a flapping peer) would otherwise hold it off.
+    const fullPass = peer.needsFullPass && !(this.options.peerFsync && [...peer.pending.values()].some((p) => p.waits !== undefined));
     // A full pass waits for the batches under way; the last one to end starts it.
-    if (peer.needsFullPass && (peer.batches > 0 || peer.lone)) return;
+    if (fullPass && (peer.batches > 0 || peer.lone)) return;
     const halting = new AbortController();
     peer.haltings.add(halting);
     try {
-      if (peer.needsFullPass) {
+      if (fullPass) {
         peer.fullPassRunning = true;
         await this.#runFullPass(peer, halting.signal);
       } else {
@@ -630,8 +634,6 @@ export class Replicator {
     for (const [path, pending] of carried) {
       // Changed again while the files were looked at: that change is still to go.
       if (resend.has(path) || peer.pending.get(path) !== pending) continue;
-      // An upload waits for a fsynced copy, which the pass did not make: a batch sends it again.
-      if (this.options.peerFsync && pending.waits !== undefined) continue;
       oldest = Math.min(oldest, pending.since);
       report([pending], true);
       peer.pending.delete(path);
