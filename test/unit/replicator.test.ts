@@ -227,6 +227,21 @@ describe("Replicator (rsync runner injected)", () => {
     expect(replicator.status()[0]).toMatchObject({ backlog: 0, needsFullPass: false });
   });
 
+  it("with peerFsync still follows a batch that needs a full pass (exit 23) with the pass, while uploads wait for copies", async () => {
+    start({ peerFsync: true, syncCopies: 2, targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
+    await vi.advanceTimersByTimeAsync(10);
+    rsync.runs.length = 0;
+    rsync.answer(() => ({ ok: false, code: 23, message: 'link_stat "pub/a/b" failed: Not a directory (20)' }));
+    replicator.changed({ kind: "deleted", key: "1/pub/a/b" });
+    await vi.advanceTimersByTimeAsync(100);
+    rsync.answer(() => SUCCEEDED);
+    // An upload comes: it does not wait for a peer backing off, so it does not take the full pass's turn.
+    void replicator.changed({ kind: "created", key: "1/pub/a" });
+    await vi.advanceTimersByTimeAsync(400);
+    expect(rsync.runs.map((r) => r.full).slice(0, 2)).toEqual([false, true]);
+    expect(replicator.status()[0]).toMatchObject({ needsFullPass: false });
+  });
+
   it("sets apart a file the peer cannot write, so that the others go on, and tries it alone until it gets through", async () => {
     await startFailing(SUCCEEDED);
     const noSpace = { ok: false, code: 11, message: 'write failed on "/r/1/pub/big.bin": No space left on device (28)' };
