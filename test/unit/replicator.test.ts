@@ -136,9 +136,7 @@ describe("Replicator (rsync runner injected)", () => {
   });
 
   it("with peerFsync sends an upload waiting for its copy in a batch before a full pass that would carry it unsynced", async () => {
-    start({ peerFsync: true, syncCopies: 2, targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
-    await vi.advanceTimersByTimeAsync(10);
-    rsync.runs.length = 0;
+    await startOnePeer({ peerFsync: true, syncCopies: 2 });
     // The upload comes as a full pass is due.
     replicator.fullPass("2");
     let copies: number | undefined;
@@ -152,9 +150,7 @@ describe("Replicator (rsync runner injected)", () => {
   });
 
   it("with peerFsync sends an upload waiting for its copy before full passes asked for again and again", async () => {
-    start({ peerFsync: true, syncCopies: 2, syncWaitMs: 5000, targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
-    await vi.advanceTimersByTimeAsync(10);
-    rsync.runs.length = 0;
+    await startOnePeer({ peerFsync: true, syncCopies: 2 });
     const held = holdRuns();
     replicator.fullPass("2");
     await vi.advanceTimersByTimeAsync(1);
@@ -183,10 +179,15 @@ describe("Replicator (rsync runner injected)", () => {
   });
 
   /** One peer, past its first full pass, whose runs from now on answer `result`. */
-  async function startFailing(result: RsyncResult) {
-    start({ targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
+  /** Starts with one peer, past its first full pass. */
+  async function startOnePeer(overrides: Partial<ReplicatorOptions> = {}) {
+    start({ targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }], ...overrides });
     await vi.advanceTimersByTimeAsync(10);
     rsync.runs.length = 0;
+  }
+
+  async function startFailing(result: RsyncResult) {
+    await startOnePeer();
     rsync.answer(() => result);
   }
 
@@ -228,9 +229,7 @@ describe("Replicator (rsync runner injected)", () => {
   });
 
   it("with peerFsync still follows a batch that needs a full pass (exit 23) with the pass, while uploads wait for copies", async () => {
-    start({ peerFsync: true, syncCopies: 2, targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
-    await vi.advanceTimersByTimeAsync(10);
-    rsync.runs.length = 0;
+    await startOnePeer({ peerFsync: true, syncCopies: 2 });
     rsync.answer(() => ({ ok: false, code: 23, message: 'link_stat "pub/a/b" failed: Not a directory (20)' }));
     replicator.changed({ kind: "deleted", key: "1/pub/a/b" });
     await vi.advanceTimersByTimeAsync(100);

@@ -150,6 +150,7 @@ async function checkEdgePurgeToken(config: Config): Promise<string[]> {
 async function checkRsync(config: Config): Promise<string[]> {
   const pushes = config.peers.some((peer) => peer.rsync !== undefined);
   if (!pushes && config.rsyncd_listen === undefined) return [];
+  const key = pushes ? "peers" : "rsyncd_listen";
   let version: string | undefined;
   try {
     version = await rsyncVersion();
@@ -157,16 +158,10 @@ async function checkRsync(config: Config): Promise<string[]> {
     // What rsync itself said (a missing library, say), else how it failed.
     const { stderr, message } = error as Error & { stderr?: string };
     const said = `${stderr ?? ""}\n${message}`.split("\n").find((line) => line.trim() !== "");
-    return [about(config, pushes ? "peers" : "rsyncd_listen", `replicates with rsync, and \`rsync --version\` fails here (${said}); reinstall rsync`)];
+    return [about(config, key, `replicates with rsync, and \`rsync --version\` fails here (${said}); reinstall rsync`)];
   }
   if (version === undefined) {
-    return [
-      about(
-        config,
-        pushes ? "peers" : "rsyncd_listen",
-        "replicates with rsync, which is not installed here (none on PATH); install it, e.g. `apt install rsync`",
-      ),
-    ];
+    return [about(config, key, "replicates with rsync, which is not installed here (none on PATH); install it, e.g. `apt install rsync`")];
   }
   if (pushes && config.peer_fsync && !atLeast(version, "3.2.4")) {
     return [
