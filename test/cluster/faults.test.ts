@@ -202,7 +202,8 @@ describe("faults", () => {
     const check = await runCli(["check-config", "--config", c.nodes["1"]!.configFile]);
     expect(check.code, check.stderr).toBe(0);
     expect(check.stdout).toContain("is held by the rsync daemon an earlier run of this node left; serve stops it");
-    process.kill(daemon, "SIGCONT");
+    // Still stopped, so it holds the port until the new start stops it (a daemon let go on its own dies a
+    // moment later, which a start could meet half-way: its pid file gone, its port not yet free).
     await c.start("1");
     const upload = await fetch(`${c.url("2")}/upload/pub/after-kill.txt`, { method: "PUT", body: "x", headers: auth });
     expect(upload.status).toBe(201);

@@ -91,7 +91,9 @@ async function stopOrphan(stateDir: string, log: Logger): Promise<void> {
   const pid = await leftoverDaemon(stateDir);
   if (pid === undefined) return;
   log.warn({ daemon: pid }, "stopping the rsync daemon a previous run left behind");
+  // SIGCONT too, as systemd sends it: a stopped daemon would hold the signal, and the port, for good.
   process.kill(pid, "SIGTERM");
+  process.kill(pid, "SIGCONT");
   for (let i = 0; i < 50 && (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")) !== ""; i++) {
     await new Promise((r) => setTimeout(r, 100));
   }
