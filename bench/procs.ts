@@ -268,19 +268,30 @@ export interface Memory {
 
 const TRANSFERS = new Set(["rsync", "ssh"]);
 
+const LAUNCHER = "nanocdn-launcher";
+
+function cmdlineOf(pid: number): string[] | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+  } catch {
+    return undefined;
+  }
+}
+
 /**
- * An rsync or ssh run moving files. The rsync daemon a node runs for its
- * peers is not one (it stays, as the seed's daemons do); the children it
- * forks for each connection are.
+ * An rsync or ssh run moving files, or the bash that waits for one: a node
+ * starts its runs from a long-lived bash (`nanocdn-launcher`), which forks
+ * itself once per run. The rsync daemon a node runs for its peers is not
+ * one (it stays, as the seed's daemons do), nor the long-lived bash; the
+ * children the daemon forks for each connection are.
  */
 function isTransfer(p: ProcStat, tree: ProcStat[]): boolean {
+  const parent = tree.find((q) => q.pid === p.ppid);
+  if (p.comm === "bash") return parent?.comm === "bash" && cmdlineOf(parent.pid)?.includes(LAUNCHER) === true;
   if (!TRANSFERS.has(p.comm)) return false;
-  if (p.comm !== "rsync" || tree.some((parent) => parent.pid === p.ppid && parent.comm === "rsync")) return true;
-  try {
-    return !readFileSync(`/proc/${p.pid}/cmdline`, "utf8").split("\0").includes("--daemon");
-  } catch {
-    return true;
-  }
+  if (p.comm !== "rsync" || parent?.comm === "rsync") return true;
+  const args = cmdlineOf(p.pid);
+  return args === undefined || !args.includes("--daemon");
 }
 
 /**

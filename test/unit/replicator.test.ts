@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { Logger } from "../../src/handlers/logger.ts";
-import { Replicator, type ReplicatorOptions } from "../../src/adapters/node/replication/replicator.ts";
+import { defaultMaxBatches, Replicator, type ReplicatorOptions } from "../../src/adapters/node/replication/replicator.ts";
 import type { RsyncOptions, RsyncResult } from "../../src/adapters/node/replication/rsync.ts";
 
 const quiet: Logger = { info() {}, warn() {}, error() {} };
@@ -360,7 +360,7 @@ describe("Replicator (rsync runner injected)", () => {
   });
 
   it("with syncCopies sends an upload's batch beside the ones under way at once while uploads come seldom, and gathers them while they come fast", async () => {
-    start({ syncCopies: 2, syncWaitMs: 60_000, targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
+    start({ syncCopies: 2, syncWaitMs: 60_000, maxBatches: 4, targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
     await vi.advanceTimersByTimeAsync(10);
     rsync.runs.length = 0;
     let held = holdRuns();
@@ -404,7 +404,7 @@ describe("Replicator (rsync runner injected)", () => {
   });
 
   it("with syncCopies runs a few batches at most beside each other, never two with the same path, and one with deletes alone", async () => {
-    start({ syncCopies: 2, syncWaitMs: 60_000, targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
+    start({ syncCopies: 2, syncWaitMs: 60_000, maxBatches: 4, targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
     await vi.advanceTimersByTimeAsync(10);
     rsync.runs.length = 0;
     const held = holdRuns();
@@ -438,6 +438,31 @@ describe("Replicator (rsync runner injected)", () => {
     held[5]!(SUCCEEDED);
     await vi.advanceTimersByTimeAsync(1);
     expect(answered).toContain("f");
+  });
+
+  it("with one batch at a time, sends the uploads that came during a run together once it ends; one at a time on two cores or fewer", async () => {
+    expect([1, 2, 3, 4, 16].map((cores) => defaultMaxBatches(cores))).toEqual([1, 1, 4, 4, 4]);
+    start({ syncCopies: 2, syncWaitMs: 60_000, maxBatches: 1, targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
+    await vi.advanceTimersByTimeAsync(10);
+    rsync.runs.length = 0;
+    const held = holdRuns();
+    const answered: string[] = [];
+    const upload = (name: string) => void replicator.changed({ kind: "created", key: `1/pub/${name}.txt` }).then(() => answered.push(name));
+    upload("a");
+    await vi.advanceTimersByTimeAsync(1);
+    // Seldom or not, those behind it wait for the run under way.
+    for (const name of ["b", "c", "d"]) {
+      upload(name);
+      await vi.advanceTimersByTimeAsync(30);
+    }
+    expect(rsync.runs.map(blobsOf)).toEqual([["pub/a.txt"]]);
+    held[0]!(SUCCEEDED);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(answered).toEqual(["a"]);
+    expect(rsync.runs.map(blobsOf)).toEqual([["pub/a.txt"], ["pub/b.txt", "pub/c.txt", "pub/d.txt"]]);
+    held[1]!(SUCCEEDED);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(answered).toEqual(["a", "b", "c", "d"]);
   });
 
   it("counts a path as carried by a full pass only when it last changed before the pass began, whatever the clock does", async () => {

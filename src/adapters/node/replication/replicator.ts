@@ -1,4 +1,5 @@
 import { lstat, mkdir } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { Change } from "../../../handlers/app.ts";
 import type { Logger } from "../../../handlers/logger.ts";
@@ -34,6 +35,8 @@ export interface ReplicatorOptions {
    * copy goes in a batch before the next full pass (see #run).
    */
   peerFsync?: boolean;
+  /** Batches to one peer that may run at once while uploads wait for their copies (defaultMaxBatches). */
+  maxBatches?: number;
   isUp(id: string): boolean;
   log: Logger;
   /** Runs one rsync transfer; the unit tests pass their own. */
@@ -66,12 +69,20 @@ const MAX_STUCK = 100;
 const STUCK_BUSY_WAIT_MS = 1000;
 /**
  * Batches to one peer that may run at once while uploads wait for their
- * copies: a run takes some 10 ms through a daemon (40 ms into a local
- * folder, where rsync waits on its own processes), so a batch started
- * beside the one under way answers an upload in about one run instead of
- * two. Without waiting uploads one batch runs at a time.
+ * copies, by default: a run takes some 10 ms through a daemon on an idle
+ * machine (40 ms into a local folder, where rsync waits on its own
+ * processes), so a batch started beside the one under way answers an upload
+ * in about one run instead of two, where a core is free for it. On two cores
+ * or fewer one at a time: a run is mostly the start of rsync's processes
+ * (from 8 ms of CPU on one test machine to 40 on another), and runs side by
+ * side only share the cores with the uploads. Side by side on a 2-core
+ * machine (two nodes, 4 KiB uploads), one at a time answered 1.5-2x more
+ * uploads a second from 8 and 64 clients at once, and as many from 2.
+ * Without waiting uploads one batch runs at a time.
  */
-const MAX_CONCURRENT_BATCHES = 4;
+export function defaultMaxBatches(cores = availableParallelism()): number {
+  return cores > 2 ? 4 : 1;
+}
 /**
  * While uploads that wait for copies come in fast (on average more than two
  * within SIDE_BATCH_WAIT_MS), a batch beside those under way starts at once
@@ -242,7 +253,10 @@ export class Replicator {
   #marker: Pick<OwnerMarker, "pullFrom" | "pulled" | "inPlace" | "confirm"> | undefined;
   #intervalTimer: NodeJS.Timeout | undefined;
 
+  readonly #maxBatches: number;
+
   constructor(private readonly options: ReplicatorOptions) {
+    this.#maxBatches = options.maxBatches ?? defaultMaxBatches();
     for (const target of options.targets) this.#peers.set(target.id, new PeerReplica(target));
   }
 
@@ -337,7 +351,7 @@ export class Replicator {
   #schedule(peer: PeerReplica, delayMs: number, replace = false): void {
     if (!this.#enabled || peer.fullPassRunning) return;
     // Another batch beside the ones under way only for uploads waiting for their copies (replace).
-    if (peer.batches > 0 && !(replace && peer.batches < MAX_CONCURRENT_BATCHES)) return;
+    if (peer.batches > 0 && !(replace && peer.batches < this.#maxBatches)) return;
     if (peer.batches > 0 && peer.pending.size < SIDE_BATCH_MIN_PATHS && this.#waitGapMs < SIDE_BATCH_WAIT_MS / 2) {
       delayMs = Math.max(delayMs, SIDE_BATCH_WAIT_MS);
     }

@@ -1,8 +1,9 @@
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { createHash, createHmac } from "node:crypto";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { type Launch, spawnLaunch } from "../process/launcher.ts";
 
 const execFileAsync = promisify(execFile);
 
@@ -79,6 +80,8 @@ export interface RsyncOptions {
   bwlimit?: number;
   /** Ends a run under way (SIGTERM to rsync): the peer is marked down, or the node stops. */
   signal?: AbortSignal;
+  /** How rsync is started: Node's own spawn unless given. */
+  launch?: Launch;
 }
 
 export interface RsyncResult {
@@ -214,41 +217,9 @@ export async function listOverSsh(remote: string, options: RsyncOptions): Promis
 }
 
 /** Runs rsync with `args`, feeding `input` on stdin; never throws for rsync's own failures. */
-export function runRsync(args: string[], options: RsyncOptions, input?: string): Promise<RsyncResult> {
-  return new Promise((resolve) => {
-    const child = spawn("rsync", args, {
-      stdio: ["pipe", "pipe", "pipe"],
-      env: { ...process.env, ...(options.password !== undefined && { RSYNC_PASSWORD: options.password }) },
-      signal: options.signal,
-    });
-    // As text: a character split between two chunks stays whole.
-    child.stderr.setEncoding("utf8");
-    child.stdout.setEncoding("utf8");
-    let stderr = "";
-    child.stderr.on("data", (chunk: string) => {
-      stderr = (stderr + chunk).slice(-4000);
-    });
-    let stdout = "";
-    child.stdout.on("data", (chunk: string) => {
-      stdout = (stdout + chunk).slice(-8192);
-    });
-    child.stdin.on("error", () => {});
-    child.stdin.end(input);
-    child.on("error", (error) =>
-      resolve({
-        ok: false,
-        code: null,
-        message: options.signal?.aborted ? ENDED : `cannot run rsync: ${error.message}`,
-      }),
-    );
-    child.on("close", (code) =>
-      resolve({
-        ok: code !== null && SUCCESS.has(code),
-        code,
-        message: lastLines(stderr),
-        lastFile: lastFileOf(stdout),
-        unwritable: unwritableOf(stderr),
-      }),
-    );
-  });
+export async function runRsync(args: string[], options: RsyncOptions, input?: string): Promise<RsyncResult> {
+  const env = options.password === undefined ? undefined : { RSYNC_PASSWORD: options.password };
+  const { code, stdout, stderr, error } = await (options.launch ?? spawnLaunch)("rsync", args, { input, env, signal: options.signal });
+  if (error !== undefined) return { ok: false, code: null, message: options.signal?.aborted ? ENDED : `cannot run rsync: ${error}` };
+  return { ok: code !== null && SUCCESS.has(code), code, message: lastLines(stderr), lastFile: lastFileOf(stdout), unwritable: unwritableOf(stderr) };
 }

@@ -8,6 +8,7 @@ import { ensureOwnFiles, type OwnerMarker, sweepRsyncTemp } from "./owner-guard.
 import { type PeerReplicationStatus, Replicator } from "./replicator.ts";
 import { closeSshConnections, RSYNC_TEMP_DIR, rsyncPassword, transportOf } from "./rsync.ts";
 import { superviseRsyncDaemon } from "./rsyncd.ts";
+import { Launcher } from "../process/launcher.ts";
 
 const TEMP_MAX_AGE_MS = 3600_000;
 /**
@@ -102,6 +103,7 @@ export async function startReplication(
   const sshControlDir = join(config.data, "state", "ssh");
   if (targets.some((t) => transportOf(t.destination) === "ssh")) await mkdir(sshControlDir, { recursive: true, mode: 0o700 });
   const stopped = new AbortController();
+  const launcher = await Launcher.open();
   const rsync = {
     ssh: config.rsync_ssh,
     sshControlDir,
@@ -109,6 +111,7 @@ export async function startReplication(
     bwlimit: config.rsync_bwlimit,
     ...rsyncTimeouts(config),
     signal: stopped.signal,
+    launch: launcher.launch,
   };
   const replicator = new Replicator({
     self: config.node,
@@ -176,7 +179,7 @@ export async function startReplication(
       await replicator.drain(DRAIN_MS);
       replicator.stop();
       stopped.abort();
-      await Promise.all([daemon?.stop(), closeSshConnections(sshControlDir)]);
+      await Promise.all([daemon?.stop(), closeSshConnections(sshControlDir), launcher.close()]);
     },
   };
 }

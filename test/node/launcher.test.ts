@@ -1,0 +1,116 @@
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { mkdtemp, readdir, readFile, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { Launcher, spawnLaunch } from "../../src/adapters/node/process/launcher.ts";
+import { eventually } from "../helpers/eventually.ts";
+
+/** Pids of the bash processes launchers of this test process run. */
+function launcherBashes(): number[] {
+  return readdirSync("/proc").flatMap((name) => {
+    if (!/^\d+$/.test(name)) return [];
+    try {
+      const args = readFileSync(`/proc/${name}/cmdline`, "utf8").split("\0");
+      const parent = /^\d+ \(.*\) \S (\d+)/.exec(readFileSync(`/proc/${name}/stat`, "utf8"))?.[1];
+      return args[0] === "bash" && args.includes("nanocdn-launcher") && Number(parent) === process.pid ? [Number(name)] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
+// What every program sees: its arguments one per line, an environment variable on stderr, its stdin back on stdout.
+const ECHO = ["-c", 'printf "<%s>\\n" "$@"; printf "X=%s" "$X" >&2; cat; exit 3', "sh"];
+const AWKWARD = ["two words", 'it\'s "quoted"', "new\nline", "", "ünïcode", "$HOME `id` \\ *"];
+
+describe("a launcher: short-lived programs started by one bash", () => {
+  let parent: string;
+  let dir: string;
+  let launcher: Launcher;
+
+  beforeEach(async () => {
+    parent = await mkdtemp(join(tmpdir(), "nanocdn-launcher-"));
+    launcher = await Launcher.open(parent);
+    dir = join(parent, (await readdir(parent))[0]!);
+  });
+  afterEach(() => launcher.close());
+
+  it("passes arguments, environment and input as they are, and returns the exit status and outputs, as Node's spawn does", async () => {
+    const options = { env: { X: "a=b c" }, input: "in\0put\n" };
+    const launched = await launcher.launch("sh", [...ECHO, ...AWKWARD], options);
+    expect(launched).toEqual(await spawnLaunch("sh", [...ECHO, ...AWKWARD], options));
+    expect(launched).toEqual({ code: 3, stdout: `${AWKWARD.map((arg) => `<${arg}>\n`).join("")}in\0put\n`, stderr: "X=a=b c" });
+    // Nothing given: stdin is empty (printf prints its format once).
+    expect((await launcher.launch("sh", ECHO)).stdout).toBe("<>\n");
+    // Its files go with it.
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it("runs programs side by side and keeps the end of long outputs", async () => {
+    const started = Date.now();
+    const results = await Promise.all(Array.from({ length: 5 }, (_, i) => launcher.launch("sh", ["-c", `sleep 1; echo ${i}`])));
+    expect(results.map((r) => r.stdout)).toEqual(["0\n", "1\n", "2\n", "3\n", "4\n"]);
+    expect(Date.now() - started).toBeLessThan(4500);
+    const long = await launcher.launch("sh", ["-c", "seq 1 100000"]);
+    expect(long.stdout.length).toBeLessThanOrEqual(8192);
+    expect(long.stdout.endsWith("99999\n100000\n")).toBe(true);
+  });
+
+  it("ends a program when its signal aborts, answering at once", async () => {
+    const pidFile = join(parent, "pid");
+    const halting = new AbortController();
+    const running = launcher.launch("sh", ["-c", `echo $$ > ${pidFile}; exec sleep 60`], { signal: halting.signal });
+    let pid = 0;
+    await eventually(async () => {
+      pid = Number(await readFile(pidFile, "utf8"));
+      expect(pid).toBeGreaterThan(0);
+    });
+    expect(existsSync(`/proc/${pid}`)).toBe(true);
+    halting.abort();
+    expect(await running).toMatchObject({ code: null, error: "ended" });
+    await eventually(async () => expect(existsSync(`/proc/${pid}`)).toBe(false));
+    // Aborted before it began: it never runs.
+    const early = await launcher.launch("sh", ["-c", `echo started > ${pidFile}`], { signal: AbortSignal.abort() });
+    expect(early.code).toBeNull();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await readFile(pidFile, "utf8")).toBe(`${pid}\n`);
+    await eventually(async () => expect(await readdir(dir)).toEqual([]));
+  });
+
+  it("answers the runs of a bash that died, and starts a new one for the next", async () => {
+    const running = launcher.launch("sleep", ["60"]);
+    let bashes: number[] = [];
+    await eventually(async () => {
+      bashes = launcherBashes();
+      expect(bashes).toHaveLength(1);
+    });
+    const bash = bashes[0]!;
+    process.kill(bash, "SIGKILL");
+    expect(await running).toMatchObject({ code: null, error: expect.stringContaining("SIGKILL") });
+    expect(await launcher.launch("sh", ["-c", "echo again"])).toEqual({ code: 0, stdout: "again\n", stderr: "" });
+    expect(launcherBashes()).not.toContain(bash);
+  });
+
+  it("says why a program could not start, and takes its folder away when closed", async () => {
+    expect(dir).toMatch(/\/nanocdn-runs-\w+$/);
+    const missing = await launcher.launch("/nonexistent/program", []);
+    expect(missing.code).toBe(127);
+    expect(missing.stderr).toContain("/nonexistent/program");
+    await launcher.close();
+    expect(await readdir(parent)).toEqual([]);
+    expect(await launcher.launch("true", [])).toMatchObject({ code: null, error: "the node is stopping" });
+  });
+
+  it("keeps its files in memory, in a folder of its own", async () => {
+    const inMemory = await Launcher.open();
+    try {
+      // A program's stdout is the file its output goes to.
+      const { stdout } = await inMemory.launch("readlink", ["/proc/self/fd/1"]);
+      expect(stdout).toMatch(/^\/dev\/shm\/nanocdn-runs-\w+\/1\.out\n$/);
+      expect((await stat(dirname(stdout))).mode & 0o777).toBe(0o700);
+    } finally {
+      await inMemory.close();
+    }
+  });
+});
