@@ -92,11 +92,15 @@ describe("a launcher: short-lived programs started by one bash", () => {
     expect(launcherBashes()).not.toContain(bash);
   });
 
-  it("says why a program could not start, and takes its folder away when closed", async () => {
+  it("says why a program could not start or be given its arguments, and takes its folder away when closed", async () => {
     expect(dir).toMatch(/\/nanocdn-runs-\w+$/);
     const missing = await launcher.launch("/nonexistent/program", []);
     expect(missing.code).toBe(127);
     expect(missing.stderr).toContain("/nonexistent/program");
+    // A NUL would end a field early; the next field would be taken for a program.
+    expect(await launcher.launch("sh", ["-c", "echo never", "a\0touch /tmp/x"])).toMatchObject({ code: null, error: expect.stringContaining("NUL") });
+    expect(await launcher.launch("sh", ["-c", "echo never"], { env: { X: "\0" } })).toMatchObject({ code: null, error: expect.stringContaining("NUL") });
+    expect(await launcher.launch("sh", ["-c", "echo still in step"])).toEqual({ code: 0, stdout: "still in step\n", stderr: "" });
     await launcher.close();
     expect(await readdir(parent)).toEqual([]);
     expect(await launcher.launch("true", [])).toMatchObject({ code: null, error: "the node is stopping" });

@@ -107,6 +107,10 @@ export class Launcher {
 
   readonly launch: Launch = async (file, args, { input, env = {}, signal } = {}) => {
     if (this.#closed) return { code: null, stdout: "", stderr: "", error: "the node is stopping" };
+    const entries = Object.entries(env).map(([key, value]) => `${key}=${value}`);
+    // NUL ends a field for the bash (and no argument or variable can hold one, as Node's spawn says too).
+    if ([file, ...entries, ...args].some((field) => field.includes("\0")))
+      return { code: null, stdout: "", stderr: "", error: "an argument or environment variable holds a NUL character" };
     const id = String(++this.#lastId);
     const path = (kind: string) => join(this.#dir, `${id}.${kind}`);
     const cleanup = () => Promise.all(["in", "out", "err"].map((kind) => unlink(path(kind)).catch(() => {})));
@@ -132,7 +136,6 @@ export class Launcher {
         resolve(undefined);
       };
       this.#jobs.set(id, job);
-      const entries = Object.entries(env).map(([key, value]) => `${key}=${value}`);
       this.#started().stdin!.write(`${[id, file, input === undefined ? "" : "1", entries.length, ...entries, args.length, ...args].join("\0")}\0`);
       this.#holdOpen();
       if (signal?.aborted) halt();
@@ -194,8 +197,8 @@ export class Launcher {
     const bash = this.#bash;
     if (!bash) return;
     const method = this.#jobs.size > 0 ? "ref" : "unref";
-    bash[method]();
-    for (const stream of [bash.stdin, bash.stdout]) (stream as { ref?(): void; unref?(): void } | null)?.[method]?.();
+    // Not every runtime's streams (or children) can be unref'd.
+    for (const handle of [bash, bash.stdin, bash.stdout]) (handle as { ref?(): void; unref?(): void } | null)?.[method]?.();
   }
 }
 
