@@ -22,7 +22,7 @@ export interface LaunchOptions {
   signal?: AbortSignal;
 }
 
-/** Runs `file` with `args` to its end, keeping the last `OUTPUT_TAIL` characters of each output. */
+/** Runs `file` with `args` to its end, keeping the last 8 KiB (OUTPUT_TAIL) of each output. */
 export type Launch = (file: string, args: string[], options?: LaunchOptions) => Promise<Ran>;
 
 const OUTPUT_TAIL = 8192;
@@ -135,13 +135,17 @@ export class Launcher {
         if (job.pid !== undefined) kill(job.pid);
         resolve(undefined);
       };
+      // Aborted before it began (while its input was written, say): it never starts.
+      if (signal?.aborted) return resolve(undefined);
       this.#jobs.set(id, job);
       this.#started().stdin!.write(`${[id, file, input === undefined ? "" : "1", entries.length, ...entries, args.length, ...args].join("\0")}\0`);
       this.#holdOpen();
-      if (signal?.aborted) halt();
-      else signal?.addEventListener("abort", halt, { once: true });
+      signal?.addEventListener("abort", halt, { once: true });
     });
-    if (ended === undefined) return { code: null, stdout: "", stderr: "", error: "ended" };
+    if (ended === undefined) {
+      if (!this.#jobs.has(id)) await cleanup();
+      return { code: null, stdout: "", stderr: "", error: "ended" };
+    }
     const [stdout, stderr] = await Promise.all([tail(path("out")), tail(path("err"))]);
     await cleanup();
     return { code: ended.code, stdout, stderr, ...(ended.error !== undefined && { error: ended.error }) };
