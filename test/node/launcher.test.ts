@@ -1,5 +1,6 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { mkdtemp, readdir, readFile, stat } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -78,8 +79,8 @@ describe("a launcher: short-lived programs started by one bash", () => {
     await eventually(async () => expect(await readdir(dir)).toEqual([]));
   });
 
-  it("answers the runs of a bash that died, and starts a new one for the next", async () => {
-    const running = launcher.launch("sleep", ["60"]);
+  it("hears from the runs of a bash that died, starts a new one for the next, and answers a run whose subshell was killed", async () => {
+    const running = launcher.launch("sh", ["-c", "sleep 1; echo done"]);
     let bashes: number[] = [];
     await eventually(async () => {
       bashes = launcherBashes();
@@ -87,13 +88,50 @@ describe("a launcher: short-lived programs started by one bash", () => {
     });
     const bash = bashes[0]!;
     process.kill(bash, "SIGKILL");
-    expect(await running).toMatchObject({ code: null, error: expect.stringContaining("SIGKILL") });
+    // The subshell that waits for it still says how it ended.
+    expect(await running).toEqual({ code: 0, stdout: "done\n", stderr: "" });
     expect(await launcher.launch("sh", ["-c", "echo again"])).toEqual({ code: 0, stdout: "again\n", stderr: "" });
     expect(launcherBashes()).not.toContain(bash);
+    // Nothing will say how this one ended: it is answered once its process is gone.
+    const pidFile = join(parent, "pid");
+    const lost = launcher.launch("sh", ["-c", `echo $$ > ${pidFile}; exec sleep 2`]);
+    let pid = 0;
+    await eventually(async () => {
+      pid = Number(await readFile(pidFile, "utf8"));
+      expect(pid).toBeGreaterThan(0);
+    });
+    const subshell = Number(/^\d+ \(.*\) \S (\d+)/.exec(readFileSync(`/proc/${pid}/stat`, "utf8"))![1]);
+    process.kill(subshell, "SIGKILL");
+    expect(await lost).toMatchObject({ code: null, error: expect.stringContaining("without reporting") });
+  });
+
+  it("starts a run with Node's spawn when its folder was taken away, and gives the next runs a new one", async () => {
+    await rm(dir, { recursive: true });
+    expect(await launcher.launch("cat", [], { input: "through spawn" })).toEqual({ code: 0, stdout: "through spawn", stderr: "" });
+    const { stdout } = await launcher.launch("sh", ["-c", "cat; readlink /proc/self/fd/1"], { input: "x" });
+    expect(stdout).toMatch(new RegExp(`^x${parent}/nanocdn-runs-${process.pid}-\\w+/\\d+\\.out\n$`));
+    expect(stdout).not.toContain(dir);
+  });
+
+  it("sweeps the folders that processes gone left, and runs the program, not a function of that name", async () => {
+    const gone = spawn("true");
+    await new Promise((resolve) => gone.on("exit", resolve));
+    const names = [`nanocdn-runs-${gone.pid}-left`, `nanocdn-runs-${process.pid}-mine`, "something-else"];
+    for (const name of names) await mkdir(join(parent, name));
+    await writeFile(join(parent, names[0]!, "3.in"), "a list of names");
+    const another = await Launcher.open(parent);
+    process.env["BASH_FUNC_sh%%"] = "() { echo a function; }";
+    try {
+      expect((await readdir(parent)).filter((name) => names.includes(name)).sort()).toEqual(names.slice(1).sort());
+      expect(await another.launch("sh", ["-c", "echo the program"])).toMatchObject({ stdout: "the program\n" });
+    } finally {
+      delete process.env["BASH_FUNC_sh%%"];
+      await another.close();
+    }
   });
 
   it("says why a program could not start or be given its arguments, and takes its folder away when closed", async () => {
-    expect(dir).toMatch(/\/nanocdn-runs-\w+$/);
+    expect(dir).toMatch(new RegExp(`/nanocdn-runs-${process.pid}-\\w+$`));
     const missing = await launcher.launch("/nonexistent/program", []);
     expect(missing.code).toBe(127);
     expect(missing.stderr).toContain("/nonexistent/program");
@@ -111,7 +149,7 @@ describe("a launcher: short-lived programs started by one bash", () => {
     try {
       // A program's stdout is the file its output goes to.
       const { stdout } = await inMemory.launch("readlink", ["/proc/self/fd/1"]);
-      expect(stdout).toMatch(/^\/dev\/shm\/nanocdn-runs-\w+\/1\.out\n$/);
+      expect(stdout).toMatch(new RegExp(`^/dev/shm/nanocdn-runs-${process.pid}-\\w+/1\\.out\n$`));
       expect((await stat(dirname(stdout))).mode & 0o777).toBe(0o700);
     } finally {
       await inMemory.close();

@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { Logger } from "../../src/handlers/logger.ts";
 import { defaultMaxBatches, Replicator, type ReplicatorOptions } from "../../src/adapters/node/replication/replicator.ts";
 import type { RsyncOptions, RsyncResult } from "../../src/adapters/node/replication/rsync.ts";
+import type { Launch } from "../../src/adapters/node/process/launcher.ts";
 
 const quiet: Logger = { info() {}, warn() {}, error() {} };
 
@@ -15,6 +16,8 @@ interface Run {
   full: boolean;
   paths: string[];
   args: string[];
+  /** How rsync was to be started: the launcher given, or none for Node's spawn. */
+  launch?: Launch;
 }
 
 /** What rsync answers for a run that went well. */
@@ -37,6 +40,7 @@ function fakeRsync() {
       full: args.includes("--delete"),
       paths: input ? input.split("\0") : [],
       args,
+      launch: options.launch,
     });
     return answer(options);
   };
@@ -357,6 +361,18 @@ describe("Replicator (rsync runner injected)", () => {
     await vi.advanceTimersByTimeAsync(1);
     expect(rsync.runs.map((r) => r.peer).sort()).toEqual(["2", "3"]);
     expect(copies).toBe(2);
+  });
+
+  it("starts batches with the launcher it is given, and full passes without it", async () => {
+    const launch: Launch = async () => ({ code: 0, stdout: "", stderr: "" });
+    start({ launch });
+    await vi.advanceTimersByTimeAsync(10);
+    replicator.changed({ kind: "created", key: "1/pub/a.txt" });
+    await vi.advanceTimersByTimeAsync(100);
+    expect(runsOf("2").map((r) => [r.full, r.launch === launch])).toEqual([
+      [true, false],
+      [false, true],
+    ]);
   });
 
   it("with syncCopies sends an upload's batch beside the ones under way at once while uploads come seldom, and gathers them while they come fast", async () => {

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtemp, open, rm, stat, unlink, writeFile } from "node:fs/promises";
+import { lstat, mkdtemp, open, readdir, rm, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -50,31 +50,39 @@ export const spawnLaunch: Launch = (file, args, { input, env, signal } = {}) =>
   });
 
 /**
- * The bash that starts the programs: it reads each one's id, file,
+ * The bash that starts the programs: it reads each one's id, folder, file,
  * environment and arguments as NUL-ended fields, starts it in the
- * background with its outputs in files of the folder, and prints its
- * pid, then its exit status.
+ * background with its outputs in files of the folder, and prints its pid,
+ * then its exit status. `command`: a function of that name exported into
+ * the environment is not run in its place.
  */
-const SCRIPT = `dir=$1
-field() { IFS= read -r -d '' "$1"; }
-while field id && field file && field input && field n; do
+const SCRIPT = `field() { IFS= read -r -d '' "$1"; }
+while field id && field dir && field file && field input && field n; do
   env=(); for ((i = 0; i < n; i++)); do field kv; env+=("$kv"); done
   field n
   args=(); for ((i = 0; i < n; i++)); do field arg; args+=("$arg"); done
   {
     for kv in "\${env[@]}"; do export "$kv"; done
     if [ -n "$input" ]; then in="$dir/$id.in"; else in=/dev/null; fi
-    "$file" "\${args[@]}" <"$in" >"$dir/$id.out" 2>"$dir/$id.err" &
+    command "$file" "\${args[@]}" <"$in" >"$dir/$id.out" 2>"$dir/$id.err" &
     echo "$id pid $!"
     wait $!
     echo "$id exit $?"
   } &
 done`;
 
+const FOLDER_PREFIX = "nanocdn-runs-";
+/** How often runs under way are looked at for one whose process is gone without a report (its bash subshell was killed). */
+const WATCH_MS = 2000;
+
 interface Job {
+  /** The bash it was handed to: once that bash and its subshells are all gone, nothing will report its end. */
+  bash: ChildProcess;
   pid?: number;
   /** Its caller stopped waiting (the signal): it is ended as soon as its pid is known. */
   halted?: boolean;
+  /** Its process was found gone, without a report, at the last look. */
+  missing?: boolean;
   finish(code: number | null, error?: string): void;
 }
 
@@ -83,47 +91,62 @@ interface Job {
  * spawn forks this whole process and blocks the event loop until the child
  * has exec'd: 4-5 ms on an idle 2-core test machine and 15-20 ms under
  * upload load, for every rsync run. bash is a few MiB and forks in a fraction
- * of that, outside the event loop. The outputs go through files in a
- * private folder in memory (/dev/shm): on the data disk, a full disk would
- * stop the pushes of what it holds.
+ * of that, outside the event loop. The inputs and outputs go through files
+ * in a private folder in memory (/dev/shm, else the temp folder), named
+ * after this process so that the folders of processes gone are swept. A run
+ * that cannot have its files starts with Node's spawn instead.
  */
 export class Launcher {
-  readonly #dir: string;
+  #dir: string;
+  readonly #parent: string;
   #bash: ChildProcess | undefined;
   readonly #jobs = new Map<string, Job>();
   #lastId = 0;
   #closed = false;
+  #watch: NodeJS.Timeout | undefined;
 
-  private constructor(dir: string) {
+  private constructor(parent: string, dir: string) {
+    this.#parent = parent;
     this.#dir = dir;
   }
 
-  /** A launcher with its own new folder in `parent`: /dev/shm where there is one, else the temp folder. */
+  /** A launcher with a new folder of its own in `parent` (/dev/shm where it can, else the temp folder). */
   static async open(parent?: string): Promise<Launcher> {
-    const where = parent ?? ((await stat(SHARED_MEMORY).catch(() => undefined))?.isDirectory() ? SHARED_MEMORY : tmpdir());
-    // mkdtemp: a name nobody else can have made first in a folder everyone may write to, readable by this user only.
-    return new Launcher(await mkdtemp(join(where, "nanocdn-runs-")));
+    for (const where of parent === undefined ? [SHARED_MEMORY, tmpdir()] : [parent]) {
+      await sweepLeftovers(where);
+      const dir = await newFolder(where).catch(() => undefined);
+      if (dir !== undefined) return new Launcher(where, dir);
+    }
+    return new Launcher(tmpdir(), await newFolder(tmpdir()));
   }
 
-  readonly launch: Launch = async (file, args, { input, env = {}, signal } = {}) => {
+  readonly launch: Launch = async (file, args, options = {}) => {
+    const { input, env = {}, signal } = options;
     if (this.#closed) return { code: null, stdout: "", stderr: "", error: "the node is stopping" };
     const entries = Object.entries(env).map(([key, value]) => `${key}=${value}`);
     // NUL ends a field for the bash (and no argument or variable can hold one, as Node's spawn says too).
     if ([file, ...entries, ...args].some((field) => field.includes("\0")))
       return { code: null, stdout: "", stderr: "", error: "an argument or environment variable holds a NUL character" };
     const id = String(++this.#lastId);
-    const path = (kind: string) => join(this.#dir, `${id}.${kind}`);
-    const cleanup = () => Promise.all(["in", "out", "err"].map((kind) => unlink(path(kind)).catch(() => {})));
+    const dir = this.#dir;
     if (input !== undefined) {
       try {
-        await writeFile(path("in"), input);
+        await writeFile(join(dir, `${id}.in`), input);
       } catch (error) {
-        return { code: null, stdout: "", stderr: "", error: `cannot write its input: ${(error as Error).message}` };
+        // Its folder was taken away (a cleaner, logind's RemoveIPC): the next runs get a new one.
+        if ((error as NodeJS.ErrnoException).code === "ENOENT") this.#dir = await newFolder(this.#parent).catch(() => this.#dir);
+        return spawnLaunch(file, args, options);
       }
     }
+    const path = (kind: string) => join(dir, `${id}.${kind}`);
+    const cleanup = () => Promise.all(["in", "out", "err"].map((kind) => unlink(path(kind)).catch(() => {})));
     const ended = await new Promise<{ code: number | null; error?: string } | undefined>((resolve) => {
+      const bash = this.#started();
       const job: Job = {
+        bash,
         finish: (code, error) => {
+          this.#jobs.delete(id);
+          this.#holdOpen();
           signal?.removeEventListener("abort", halt);
           // A halted run's caller has its answer already.
           if (job.halted) void cleanup();
@@ -136,9 +159,12 @@ export class Launcher {
         resolve(undefined);
       };
       // Aborted before it began (while its input was written, say): it never starts.
-      if (signal?.aborted) return resolve(undefined);
+      if (signal?.aborted) {
+        resolve(undefined);
+        return;
+      }
       this.#jobs.set(id, job);
-      this.#started().stdin!.write(`${[id, file, input === undefined ? "" : "1", entries.length, ...entries, args.length, ...args].join("\0")}\0`);
+      bash.stdin!.write(`${[id, dir, file, input === undefined ? "" : "1", entries.length, ...entries, args.length, ...args].join("\0")}\0`);
       this.#holdOpen();
       signal?.addEventListener("abort", halt, { once: true });
     });
@@ -160,7 +186,7 @@ export class Launcher {
 
   #started(): ChildProcess {
     if (this.#bash) return this.#bash;
-    const bash = spawn("bash", ["-c", SCRIPT, "nanocdn-launcher", this.#dir], { stdio: ["pipe", "pipe", "ignore"] });
+    const bash = spawn("bash", ["-c", SCRIPT, "nanocdn-launcher"], { stdio: ["pipe", "pipe", "ignore"] });
     this.#bash = bash;
     bash.stdin!.on("error", () => {});
     bash.stdout!.setEncoding("utf8");
@@ -170,15 +196,27 @@ export class Launcher {
       partial = lines.pop()!;
       for (const line of lines) this.#report(line);
     });
-    const gone = (error: string) => {
-      if (this.#bash !== bash) return;
-      this.#bash = undefined;
-      // Its runs may still go on, orphaned, but nothing reports their end any more.
-      for (const job of this.#jobs.values()) job.finish(null, error);
-      this.#jobs.clear();
+    let reason = "bash, which starts the programs, ended";
+    const ended = (why: string) => {
+      if (this.#bash === bash) this.#bash = undefined;
+      reason = why;
     };
-    bash.on("error", (error) => gone(`cannot run bash: ${error.message}`));
-    bash.on("exit", (code, signal) => gone(`bash, which starts the programs, ended (${signal ?? `exit ${code}`})`));
+    /** What has not reported by now never will: its subshell is gone (or never was). */
+    const unreported = () => {
+      for (const job of this.#jobs.values()) {
+        if (job.bash !== bash) continue;
+        if (job.pid !== undefined) kill(job.pid);
+        job.finish(null, reason);
+      }
+    };
+    bash.on("error", (error) => {
+      ended(`cannot run bash: ${error.message}`);
+      unreported();
+    });
+    // The runs it started go on, and report through the subshells that wait for them.
+    bash.on("exit", (code, signal) => ended(`bash, which starts the programs, ended (${signal ?? `exit ${code}`})`));
+    // Its output is closed once it and every subshell are gone.
+    bash.on("close", unreported);
     return bash;
   }
 
@@ -190,19 +228,63 @@ export class Launcher {
       job.pid = Number(value);
       if (job.halted) kill(job.pid);
     } else if (what === "exit") {
-      this.#jobs.delete(id);
-      this.#holdOpen();
       job.finish(Number(value));
     }
   }
 
-  /** The bash keeps this process alive only while a run it started is under way. */
+  /** While runs are under way: the bash keeps this process alive, and a run whose subshell was killed is found. */
   #holdOpen(): void {
+    const running = this.#jobs.size > 0;
     const bash = this.#bash;
-    if (!bash) return;
-    const method = this.#jobs.size > 0 ? "ref" : "unref";
+    const method = running ? "ref" : "unref";
     // Not every runtime's streams (or children) can be unref'd.
-    for (const handle of [bash, bash.stdin, bash.stdout]) (handle as { ref?(): void; unref?(): void } | null)?.[method]?.();
+    if (bash) for (const handle of [bash, bash.stdin, bash.stdout]) (handle as { ref?(): void; unref?(): void } | null)?.[method]?.();
+    if (running && !this.#watch) {
+      this.#watch = setInterval(() => this.#look(), WATCH_MS);
+      this.#watch.unref();
+    } else if (!running && this.#watch) {
+      clearInterval(this.#watch);
+      this.#watch = undefined;
+    }
+  }
+
+  /** A run whose process is gone at two looks in a row, with no report, ended without one. */
+  #look(): void {
+    for (const job of [...this.#jobs.values()]) {
+      if (job.pid === undefined) continue;
+      if (alive(job.pid)) job.missing = false;
+      else if (!job.missing) job.missing = true;
+      else job.finish(null, "it ended without reporting how (the bash subshell that waited for it was killed)");
+    }
+  }
+}
+
+/** A new folder in `parent`, named after this process, readable by this user only. */
+function newFolder(parent: string): Promise<string> {
+  // mkdtemp: a name nobody else can have made first in a folder everyone may write to.
+  return mkdtemp(join(parent, `${FOLDER_PREFIX}${process.pid}-`));
+}
+
+/** Takes away the folders that processes of this user, now gone, left in `parent` (a SIGKILL skips close()). */
+async function sweepLeftovers(parent: string): Promise<void> {
+  const names = await readdir(parent).catch(() => [] as string[]);
+  await Promise.all(
+    names.map(async (name) => {
+      const pid = new RegExp(`^${FOLDER_PREFIX}(\\d+)-`).exec(name)?.[1];
+      if (pid === undefined || alive(Number(pid))) return;
+      const info = await lstat(join(parent, name)).catch(() => undefined);
+      if (info?.isDirectory() && info.uid === process.getuid?.()) await rm(join(parent, name), { recursive: true, force: true }).catch(() => {});
+    }),
+  );
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it is there, someone else's.
+    return (error as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

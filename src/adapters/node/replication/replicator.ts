@@ -5,6 +5,7 @@ import type { Change } from "../../../handlers/app.ts";
 import type { Logger } from "../../../handlers/logger.ts";
 import { META_DIR, sidecarPathInNode } from "../disk/sidecar.ts";
 import { type OwnerMarker, pullFrom, refuseOwnFolder } from "./owner-guard.ts";
+import type { Launch } from "../process/launcher.ts";
 import { asFolder, baseArgs, FILE_IO_ERROR, RSYNC_TEMP_DIR, type RsyncOptions, type RsyncResult, runRsync, transportOf } from "./rsync.ts";
 
 export interface ReplicationTarget {
@@ -41,6 +42,12 @@ export interface ReplicatorOptions {
   log: Logger;
   /** Runs one rsync transfer; the unit tests pass their own. */
   runRsync?: typeof runRsync;
+  /**
+   * Starts the batches' rsync runs (see launcher.ts). Full passes and pulls,
+   * whose output grows with the files they carry and which run seldom, use
+   * Node's spawn: the launcher's files stay small.
+   */
+  launch?: Launch;
 }
 
 /** rsync's exit status when some of the files it was given could not be carried. */
@@ -678,7 +685,8 @@ export class Replicator {
     }
     // Each file named as rsync starts it, as it is (-8: not escaped): a run that ends at a file the peer cannot write says which.
     const args = [...baseArgs(this.options.rsync, destination), "--out-format=%n", "-8", ...extra, asFolder(this.options.source), destination];
-    return (this.options.runRsync ?? runRsync)(args, this.#rsyncOptions(halting), input);
+    const options = { ...this.#rsyncOptions(halting), ...(input !== undefined && { launch: this.options.launch }) };
+    return (this.options.runRsync ?? runRsync)(args, options, input);
   }
 
   /** A folder made since the owner marker's place was recorded (the first upload's `pub/`) is checked from now on. */

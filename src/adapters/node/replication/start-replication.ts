@@ -111,7 +111,6 @@ export async function startReplication(
     bwlimit: config.rsync_bwlimit,
     ...rsyncTimeouts(config),
     signal: stopped.signal,
-    launch: launcher.launch,
   };
   const replicator = new Replicator({
     self: config.node,
@@ -124,6 +123,7 @@ export async function startReplication(
     syncCopies: config.sync_copies,
     syncWaitMs: syncWaitMs(config),
     peerFsync: config.peer_fsync,
+    launch: launcher.launch,
     isUp: (id) => health.isUp(id),
     log,
   });
