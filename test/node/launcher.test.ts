@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Launcher, spawnLaunch } from "../../src/adapters/node/process/launcher.ts";
+import { Launcher, spawnLaunch } from "../../src/adapters/node/replication/launcher.ts";
 import { eventually } from "../helpers/eventually.ts";
 
 /** Pids of the bash processes launchers of this test process run. */

@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { Logger } from "../../src/handlers/logger.ts";
 import { defaultMaxBatches, Replicator, type ReplicatorOptions } from "../../src/adapters/node/replication/replicator.ts";
 import type { RsyncOptions, RsyncResult } from "../../src/adapters/node/replication/rsync.ts";
-import type { Launch } from "../../src/adapters/node/process/launcher.ts";
+import type { Launch } from "../../src/adapters/node/replication/launcher.ts";
 
 const quiet: Logger = { info() {}, warn() {}, error() {} };
 

@@ -5,7 +5,7 @@ import type { Change } from "../../../handlers/app.ts";
 import type { Logger } from "../../../handlers/logger.ts";
 import { META_DIR, sidecarPathInNode } from "../disk/sidecar.ts";
 import { type OwnerMarker, pullFrom, refuseOwnFolder } from "./owner-guard.ts";
-import type { Launch } from "../process/launcher.ts";
+import type { Launch } from "./launcher.ts";
 import { asFolder, baseArgs, FILE_IO_ERROR, RSYNC_TEMP_DIR, type RsyncOptions, type RsyncResult, runRsync, transportOf } from "./rsync.ts";
 
 export interface ReplicationTarget {

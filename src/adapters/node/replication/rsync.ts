@@ -3,7 +3,7 @@ import { createHash, createHmac } from "node:crypto";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { type Launch, spawnLaunch } from "../process/launcher.ts";
+import { type Launch, spawnLaunch } from "./launcher.ts";
 
 const execFileAsync = promisify(execFile);
 

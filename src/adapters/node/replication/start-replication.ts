@@ -8,7 +8,7 @@ import { ensureOwnFiles, type OwnerMarker, sweepRsyncTemp } from "./owner-guard.
 import { type PeerReplicationStatus, Replicator } from "./replicator.ts";
 import { closeSshConnections, RSYNC_TEMP_DIR, rsyncPassword, transportOf } from "./rsync.ts";
 import { superviseRsyncDaemon } from "./rsyncd.ts";
-import { Launcher } from "../process/launcher.ts";
+import { Launcher } from "./launcher.ts";
 
 const TEMP_MAX_AGE_MS = 3600_000;
 /**
