@@ -37,11 +37,15 @@ describe("a launcher: short-lived programs started by one bash", () => {
   });
   afterEach(() => launcher.close());
 
-  it("passes arguments, environment and input as they are, and returns the exit status and outputs, as Node's spawn does", async () => {
+  it("passes arguments, environment and input as they are, and returns the exit status or signal and the outputs, as Node's spawn does", async () => {
     const options = { env: { X: "a=b c" }, input: "in\0put\n" };
     const launched = await launcher.launch("sh", [...ECHO, ...AWKWARD], options);
     expect(launched).toEqual(await spawnLaunch("sh", [...ECHO, ...AWKWARD], options));
     expect(launched).toEqual({ code: 3, stdout: `${AWKWARD.map((arg) => `<${arg}>\n`).join("")}in\0put\n`, stderr: "X=a=b c" });
+    // Ended by a signal: bash's 128 + N, told as Node tells it.
+    const killed = await launcher.launch("sh", ["-c", "echo going; kill -KILL $$"]);
+    expect(killed).toEqual({ code: null, killedBy: "SIGKILL", stdout: "going\n", stderr: "" });
+    expect(killed).toEqual(await spawnLaunch("sh", ["-c", "echo going; kill -KILL $$"]));
     // Nothing given: stdin is empty (printf prints its format once).
     expect((await launcher.launch("sh", ECHO)).stdout).toBe("<>\n");
     // Its files go with it.

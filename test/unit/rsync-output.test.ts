@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { atLeast, unwritableOf } from "../../src/adapters/node/replication/rsync.ts";
+import { atLeast, runRsync, unwritableOf } from "../../src/adapters/node/replication/rsync.ts";
 
 describe("what rsync says", () => {
   it("names the last file the receiver could not write or fsync, as the receiver names it", () => {
@@ -13,6 +13,15 @@ describe("what rsync says", () => {
       unwritableOf('write failed on "pub/one.bin": No space left on device (28)\nfsync failed on "pub/two.bin" (in from-1): Input/output error (5)\n'),
     ).toBe("pub/two.bin");
     expect(unwritableOf("rsync: [sender] read error: Connection reset by peer (104)\n")).toBeUndefined();
+  });
+
+  it("says which signal ended an rsync run, and what it said before", async () => {
+    const options = { connectTimeoutS: 1, ioTimeoutS: 1 };
+    const ended = (stderr: string) => async () => ({ code: null, killedBy: "SIGKILL" as const, stdout: "", stderr });
+    expect(await runRsync([], { ...options, launch: ended("") })).toEqual({ ok: false, code: null, message: "rsync was ended by SIGKILL" });
+    expect((await runRsync([], { ...options, launch: ended("rsync: [sender] sending pub/a.txt\n") })).message).toBe(
+      "rsync was ended by SIGKILL: rsync: [sender] sending pub/a.txt",
+    );
   });
 
   it("compares versions part by part, a missing part counting as 0", () => {

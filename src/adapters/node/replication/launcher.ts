@@ -1,12 +1,14 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { lstat, mkdtemp, open, readdir, rm, unlink, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { constants, tmpdir } from "node:os";
 import { join } from "node:path";
 
 /** How a short-lived program ended, with the ends of what it wrote. */
 export interface Ran {
-  /** Its exit status; null when it could not be started, or was ended by a signal under Node's spawn. */
+  /** Its exit status; null when it could not be started, or was ended by a signal. */
   code: number | null;
+  /** The signal that ended it (SIGKILL from the OOM killer, say). */
+  killedBy?: NodeJS.Signals;
   stdout: string;
   stderr: string;
   /** Why it could not be started. */
@@ -46,7 +48,7 @@ export const spawnLaunch: Launch = (file, args, { input, env, signal } = {}) =>
     child.stdin.on("error", () => {});
     child.stdin.end(input);
     child.on("error", (error) => resolve({ code: null, stdout, stderr, error: error.message }));
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
+    child.on("close", (code, killedBy) => resolve({ code, stdout, stderr, ...(killedBy && { killedBy }) }));
   });
 
 /**
@@ -72,6 +74,7 @@ while field id && field dir && field file && field input && field n; do
 done`;
 
 const FOLDER_PREFIX = "nanocdn-runs-";
+const SIGNAL_NAMES = new Map(Object.entries(constants.signals).map(([name, number]) => [number, name as NodeJS.Signals]));
 /** How often runs under way are looked at for one whose process is gone without a report (its bash subshell was killed). */
 const WATCH_MS = 2000;
 
@@ -83,7 +86,7 @@ interface Job {
   halted?: boolean;
   /** Its process was found gone, without a report, at the last look. */
   missing?: boolean;
-  finish(code: number | null, error?: string): void;
+  finish(status: number | null, error?: string): void;
 }
 
 /**
@@ -140,17 +143,17 @@ export class Launcher {
     }
     const path = (kind: string) => join(dir, `${id}.${kind}`);
     const cleanup = () => Promise.all(["in", "out", "err"].map((kind) => unlink(path(kind)).catch(() => {})));
-    const ended = await new Promise<{ code: number | null; error?: string } | undefined>((resolve) => {
+    const ended = await new Promise<{ status: number | null; error?: string } | undefined>((resolve) => {
       const bash = this.#started();
       const job: Job = {
         bash,
-        finish: (code, error) => {
+        finish: (status, error) => {
           this.#jobs.delete(id);
           this.#holdOpen();
           signal?.removeEventListener("abort", halt);
           // A halted run's caller has its answer already.
           if (job.halted) void cleanup();
-          else resolve({ code, error });
+          else resolve({ status, error });
         },
       };
       const halt = () => {
@@ -174,7 +177,15 @@ export class Launcher {
     }
     const [stdout, stderr] = await Promise.all([tail(path("out")), tail(path("err"))]);
     await cleanup();
-    return { code: ended.code, stdout, stderr, ...(ended.error !== undefined && { error: ended.error }) };
+    // bash says 128 + N for a program that signal N ended.
+    const killedBy = ended.status !== null && ended.status > 128 ? SIGNAL_NAMES.get(ended.status - 128) : undefined;
+    return {
+      code: killedBy ? null : ended.status,
+      stdout,
+      stderr,
+      ...(killedBy && { killedBy }),
+      ...(ended.error !== undefined && { error: ended.error }),
+    };
   };
 
   /** No more runs; the bash ends once it has started those it was given, and the folder goes. */

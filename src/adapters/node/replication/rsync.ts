@@ -219,7 +219,8 @@ export async function listOverSsh(remote: string, options: RsyncOptions): Promis
 /** Runs rsync with `args`, feeding `input` on stdin; never throws for rsync's own failures. */
 export async function runRsync(args: string[], options: RsyncOptions, input?: string): Promise<RsyncResult> {
   const env = options.password === undefined ? undefined : { RSYNC_PASSWORD: options.password };
-  const { code, stdout, stderr, error } = await (options.launch ?? spawnLaunch)("rsync", args, { input, env, signal: options.signal });
+  const { code, killedBy, stdout, stderr, error } = await (options.launch ?? spawnLaunch)("rsync", args, { input, env, signal: options.signal });
   if (error !== undefined) return { ok: false, code: null, message: options.signal?.aborted ? ENDED : `cannot run rsync: ${error}` };
+  if (killedBy) return { ok: false, code: null, message: [`rsync was ended by ${killedBy}`, lastLines(stderr)].filter(Boolean).join(": ") };
   return { ok: code !== null && SUCCESS.has(code), code, message: lastLines(stderr), lastFile: lastFileOf(stdout), unwritable: unwritableOf(stderr) };
 }
