@@ -376,9 +376,7 @@ describe("Replicator (rsync runner injected)", () => {
   });
 
   it("with syncCopies sends an upload's batch beside the ones under way at once while uploads come seldom, and gathers them while they come fast", async () => {
-    start({ syncCopies: 2, syncWaitMs: 60_000, maxBatches: 4, targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
-    await vi.advanceTimersByTimeAsync(10);
-    rsync.runs.length = 0;
+    await startOnePeer({ syncCopies: 2, syncWaitMs: 60_000, maxBatches: 4 });
     let held = holdRuns();
     const releaseAll = () => {
       for (const release of held.splice(0)) release(SUCCEEDED);
@@ -420,9 +418,7 @@ describe("Replicator (rsync runner injected)", () => {
   });
 
   it("with syncCopies runs a few batches at most beside each other, never two with the same path, and one with deletes alone", async () => {
-    start({ syncCopies: 2, syncWaitMs: 60_000, maxBatches: 4, targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
-    await vi.advanceTimersByTimeAsync(10);
-    rsync.runs.length = 0;
+    await startOnePeer({ syncCopies: 2, syncWaitMs: 60_000, maxBatches: 4 });
     const held = holdRuns();
     const answered: string[] = [];
     // Uploads seldom enough to go at once, each while the batches before it still run.
@@ -458,9 +454,7 @@ describe("Replicator (rsync runner injected)", () => {
 
   it("with one batch at a time, sends the uploads that came during a run together once it ends; one at a time on two cores or fewer", async () => {
     expect([1, 2, 3, 4, 16].map((cores) => defaultMaxBatches(cores))).toEqual([1, 1, 4, 4, 4]);
-    start({ syncCopies: 2, syncWaitMs: 60_000, maxBatches: 1, targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
-    await vi.advanceTimersByTimeAsync(10);
-    rsync.runs.length = 0;
+    await startOnePeer({ syncCopies: 2, syncWaitMs: 60_000, maxBatches: 1 });
     const held = holdRuns();
     const answered: string[] = [];
     const upload = (name: string) => void replicator.changed({ kind: "created", key: `1/pub/${name}.txt` }).then(() => answered.push(name));

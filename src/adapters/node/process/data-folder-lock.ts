@@ -2,6 +2,7 @@ import { link, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { dirname, join } from "node:path";
 import type { Logger } from "../../../handlers/logger.ts";
+import { pidRuns } from "./pid.ts";
 
 /** While another start takes a stale lock over, how long others wait before they look again. */
 const GUARD_PAUSE_MS = 20;
@@ -25,12 +26,7 @@ async function holds(pid: number, ticks: string | undefined, proc: boolean): Pro
   if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid) return false;
   // A holder that could not read its own start time wrote "-": only its pid tells.
   if (proc && ticks !== "-") return ticks !== undefined && (await startTicks(pid)) === ticks;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
+  return pidRuns(pid);
 }
 
 export class DataFolderInUseError extends Error {

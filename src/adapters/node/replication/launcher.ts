@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { lstat, mkdtemp, open, readdir, rm, unlink, writeFile } from "node:fs/promises";
 import { constants, tmpdir } from "node:os";
 import { join } from "node:path";
+import { pidRuns } from "../process/pid.ts";
 
 /** How a short-lived program ended, with the ends of what it wrote. */
 export interface Ran {
@@ -115,12 +116,9 @@ export class Launcher {
 
   /** A launcher with a new folder of its own in `parent` (/dev/shm where it can, else the temp folder). */
   static async open(parent?: string): Promise<Launcher> {
-    for (const where of parent === undefined ? [SHARED_MEMORY, tmpdir()] : [parent]) {
-      await sweepLeftovers(where);
-      const dir = await newFolder(where).catch(() => undefined);
-      if (dir !== undefined) return new Launcher(where, dir);
-    }
-    return new Launcher(tmpdir(), await newFolder(tmpdir()));
+    if (parent === undefined) return Launcher.open(SHARED_MEMORY).catch(() => Launcher.open(tmpdir()));
+    await sweepLeftovers(parent);
+    return new Launcher(parent, await newFolder(parent));
   }
 
   readonly launch: Launch = async (file, args, options = {}) => {
@@ -263,7 +261,7 @@ export class Launcher {
   #look(): void {
     for (const job of [...this.#jobs.values()]) {
       if (job.pid === undefined) continue;
-      if (alive(job.pid)) job.missing = false;
+      if (pidRuns(job.pid)) job.missing = false;
       else if (!job.missing) job.missing = true;
       else job.finish(null, "it ended without reporting how (the bash subshell that waited for it was killed)");
     }
@@ -282,21 +280,11 @@ async function sweepLeftovers(parent: string): Promise<void> {
   await Promise.all(
     names.map(async (name) => {
       const pid = new RegExp(`^${FOLDER_PREFIX}(\\d+)-`).exec(name)?.[1];
-      if (pid === undefined || alive(Number(pid))) return;
+      if (pid === undefined || pidRuns(Number(pid))) return;
       const info = await lstat(join(parent, name)).catch(() => undefined);
       if (info?.isDirectory() && info.uid === process.getuid?.()) await rm(join(parent, name), { recursive: true, force: true }).catch(() => {});
     }),
   );
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: it is there, someone else's.
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 function kill(pid: number): void {

@@ -103,7 +103,8 @@ export async function startReplication(
   const sshControlDir = join(config.data, "state", "ssh");
   if (targets.some((t) => transportOf(t.destination) === "ssh")) await mkdir(sshControlDir, { recursive: true, mode: 0o700 });
   const stopped = new AbortController();
-  const launcher = await Launcher.open();
+  // Only a node that pushes starts rsync runs.
+  const launcher = targets.length > 0 ? await Launcher.open() : undefined;
   const rsync = {
     ssh: config.rsync_ssh,
     sshControlDir,
@@ -123,7 +124,7 @@ export async function startReplication(
     syncCopies: config.sync_copies,
     syncWaitMs: syncWaitMs(config),
     peerFsync: config.peer_fsync,
-    launch: launcher.launch,
+    launch: launcher?.launch,
     isUp: (id) => health.isUp(id),
     log,
   });
@@ -179,7 +180,7 @@ export async function startReplication(
       await replicator.drain(DRAIN_MS);
       replicator.stop();
       stopped.abort();
-      await Promise.all([daemon?.stop(), closeSshConnections(sshControlDir), launcher.close()]);
+      await Promise.all([daemon?.stop(), closeSshConnections(sshControlDir), launcher?.close()]);
     },
   };
 }
