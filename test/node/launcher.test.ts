@@ -84,12 +84,12 @@ describe("a launcher: short-lived programs started by one bash", () => {
   });
 
   it("hears from the runs of a bash that died, starts a new one for the next, and answers a run whose subshell was killed", async () => {
-    const running = launcher.launch("sh", ["-c", "sleep 1; echo done"]);
-    let bashes: number[] = [];
-    await eventually(async () => {
-      bashes = launcherBashes();
-      expect(bashes).toHaveLength(1);
-    });
+    const pidFile = join(parent, "pid");
+    const running = launcher.launch("sh", ["-c", `echo $$ > ${pidFile}; sleep 1; echo done`]);
+    // Killed once the run has started: a run the bash had not yet started would never report.
+    await eventually(async () => expect(Number(await readFile(pidFile, "utf8"))).toBeGreaterThan(0));
+    const bashes = launcherBashes();
+    expect(bashes).toHaveLength(1);
     const bash = bashes[0]!;
     process.kill(bash, "SIGKILL");
     // The subshell that waits for it still says how it ended.
@@ -97,7 +97,7 @@ describe("a launcher: short-lived programs started by one bash", () => {
     expect(await launcher.launch("sh", ["-c", "echo again"])).toEqual({ code: 0, stdout: "again\n", stderr: "" });
     expect(launcherBashes()).not.toContain(bash);
     // Nothing will say how this one ended: it is answered once its process is gone.
-    const pidFile = join(parent, "pid");
+    await rm(pidFile);
     const lost = launcher.launch("sh", ["-c", `echo $$ > ${pidFile}; exec sleep 2`]);
     let pid = 0;
     await eventually(async () => {
