@@ -2,9 +2,13 @@ import { mkdir, mkdtemp, readFile, rm, utimes } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { type Launch, spawnLaunch } from "../../src/adapters/node/replication/launcher.ts";
 import { pullFrom } from "../../src/adapters/node/replication/owner-guard.ts";
-import { RSYNC_TEMP_DIR } from "../../src/adapters/node/replication/rsync.ts";
+import { RSYNC_TEMP_DIR, rsyncPassword } from "../../src/adapters/node/replication/rsync.ts";
+import { daemonDestination, superviseRsyncDaemon } from "../../src/adapters/node/replication/rsyncd.ts";
 import { listFiles, placeFile } from "../helpers/disk.ts";
+import { eventually } from "../helpers/eventually.ts";
+import { freePort } from "../helpers/ports.ts";
 
 const rsync = { connectTimeoutS: 5, ioTimeoutS: 30 };
 
@@ -94,5 +98,44 @@ describe("a restore's pull from the replicas (real rsync)", () => {
     for (const name of ["lost-blob.txt", "lost-meta.txt"]) {
       expect(await readFile(join(own, "meta", "pub", name), "utf8"), name).toBe(JSON.stringify({ digest: await readFile(join(own, "pub", name), "utf8") }));
     }
+  });
+
+  it("from a peer's daemon that does not listen yet fails at once, without starting rsync, and pulls once it does", async () => {
+    const { dir, own } = await replicas();
+    const port = await freePort();
+    const runs: string[][] = [];
+    const launch: Launch = (file, args, options) => {
+      runs.push(args);
+      return spawnLaunch(file, args, options);
+    };
+    const secret = "a cluster secret";
+    const peer = { id: "2", destination: daemonDestination("1", `127.0.0.1:${port}`) };
+    const options = { ...rsync, launch, password: rsyncPassword(secret, "1") };
+    expect(await pullFrom(peer, own, "1", options)).toEqual({
+      ok: false,
+      code: null,
+      message: `cannot connect to the rsync daemon at 127.0.0.1:${port}: connection refused (ECONNREFUSED)`,
+    });
+    expect(runs).toEqual([]);
+    expect(await listFiles(own)).toEqual([]);
+    const time = Math.floor(Date.now() / 1000) - 60;
+    await stored(join(dir, "files", "1"), "pub/kept.txt", "held by the peer", time);
+    const quiet = { info() {}, warn() {}, error() {} };
+    const filesDir = join(dir, "files");
+    const daemon = await superviseRsyncDaemon({
+      listen: { host: "127.0.0.1", port },
+      filesDir,
+      stateDir: join(dir, "state"),
+      peers: ["1"],
+      clusterSecret: secret,
+      log: quiet,
+    });
+    try {
+      await eventually(async () => expect(await pullFrom(peer, own, "1", options)).toMatchObject({ ok: true }));
+    } finally {
+      await daemon.stop();
+    }
+    expect(runs.length).toBeGreaterThan(0);
+    expect(await readFile(join(own, "pub", "kept.txt"), "utf8")).toBe("held by the peer");
   });
 });

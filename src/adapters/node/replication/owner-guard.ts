@@ -6,7 +6,18 @@ import { promisify } from "node:util";
 import type { Logger } from "../../../handlers/logger.ts";
 import { META_DIR, sidecarPathInNode } from "../disk/sidecar.ts";
 import { writeWhole } from "../disk/whole-file.ts";
-import { asFolder, baseArgs, listOverSsh, OWNER_MARKER, RSYNC_TEMP_DIR, type RsyncOptions, type RsyncResult, runRsync, transportOf } from "./rsync.ts";
+import {
+  asFolder,
+  baseArgs,
+  daemonUnreachable,
+  listOverSsh,
+  OWNER_MARKER,
+  RSYNC_TEMP_DIR,
+  type RsyncOptions,
+  type RsyncResult,
+  runRsync,
+  transportOf,
+} from "./rsync.ts";
 import type { ReplicationTarget } from "./replicator.ts";
 
 /**
@@ -267,6 +278,9 @@ export async function pullFrom(target: ReplicationTarget, source: string, self: 
   if (transportOf(target.destination) === "local" && !(await exists(target.destination))) return { ok: true, code: 0, message: "" };
   const refused = await refuseOwnFolder(target.destination, self, rsync);
   if (refused) return refused;
+  // A new cluster's nodes pull from each other while their daemons start.
+  const unreachable = transportOf(target.destination) === "daemon" ? await daemonUnreachable(target.destination, rsync) : undefined;
+  if (unreachable) return unreachable;
   // In rsync's temp folder: on the same disk, never replicated, swept at the next start if left.
   const staging = join(source, RSYNC_TEMP_DIR, `pull-${target.id}`);
   try {

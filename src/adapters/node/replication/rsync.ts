@@ -1,8 +1,10 @@
 import { execFile } from "node:child_process";
 import { createHash, createHmac } from "node:crypto";
 import { readdir } from "node:fs/promises";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { failureReason } from "../peers/failure-reason.ts";
 import { type Launch, spawnLaunch } from "./launcher.ts";
 
 const execFileAsync = promisify(execFile);
@@ -215,6 +217,36 @@ export async function listOverSsh(remote: string, options: RsyncOptions): Promis
     return { ok: false, code: typeof code === "number" ? code : null, message: message || (error as Error).message };
   }
 }
+
+/**
+ * Whether the rsync daemon of `remote` (an `rsync://` destination) takes a
+ * connection, asked with a connect of this process: undefined when it does,
+ * else the failure. A daemon that is not up yet refuses in well under a
+ * millisecond, where an rsync run first spends its whole start (20-40 ms of
+ * CPU on a small machine, and 0.2 s of waiting while a new cluster's nodes
+ * start side by side) to learn the same. The daemon logs the connection as
+ * any other ("connect from …").
+ */
+export function daemonUnreachable(remote: string, { connectTimeoutS, signal }: RsyncOptions): Promise<RsyncResult | undefined> {
+  const url = new URL(remote);
+  const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
+  const port = Number(url.port || RSYNC_DAEMON_PORT);
+  return new Promise((resolve) => {
+    const socket = connect({ host, port, timeout: connectTimeoutS * 1000, signal });
+    const failed = (reason: string) => {
+      socket.destroy();
+      resolve({ ok: false, code: null, message: signal?.aborted ? ENDED : `cannot connect to the rsync daemon at ${url.host}: ${reason}` });
+    };
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(undefined);
+    });
+    socket.once("timeout", () => failed(`no connection within ${connectTimeoutS} s`));
+    socket.once("error", (error: NodeJS.ErrnoException) => failed(failureReason(error.code ?? error.message, connectTimeoutS * 1000)));
+  });
+}
+
+const RSYNC_DAEMON_PORT = 873;
 
 /** Runs rsync with `args`, feeding `input` on stdin; never throws for rsync's own failures. */
 export async function runRsync(args: string[], options: RsyncOptions, input?: string): Promise<RsyncResult> {
