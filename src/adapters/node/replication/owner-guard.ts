@@ -407,6 +407,7 @@ export async function ensureOwnFiles({ self, source, markerRecord, targets, rsyn
   let unpulled = [...targets];
   const lastReason = new Map<string, string>();
   for (let pauseMs = START_RETRY_MS; keepTrying(); ) {
+    const roundStarted = Date.now();
     for (const target of unpulled) {
       const result = await pullFrom(target, source, self, rsync);
       if (result.ok) {
@@ -432,7 +433,8 @@ export async function ensureOwnFiles({ self, source, markerRecord, targets, rsyn
       else log.info(fields, "own folder checked against the replicas: nothing to restore");
       return marker;
     }
-    await new Promise((r) => setTimeout(r, pauseMs));
+    // A pull that succeeded in this round may have taken longer than the pause: the others are due already.
+    await new Promise((r) => setTimeout(r, Math.max(0, pauseMs - (Date.now() - roundStarted))));
     if (!waitingForAll) pauseMs = Math.min(pauseMs * 2, MAX_RETRY_MS);
   }
   return undefined;
