@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { type Launch, spawnLaunch } from "../../src/adapters/node/replication/launcher.ts";
 import { pullFrom } from "../../src/adapters/node/replication/owner-guard.ts";
-import { RSYNC_TEMP_DIR, rsyncPassword } from "../../src/adapters/node/replication/rsync.ts";
+import { daemonUnreachable, RSYNC_TEMP_DIR, rsyncPassword } from "../../src/adapters/node/replication/rsync.ts";
 import { daemonDestination, superviseRsyncDaemon } from "../../src/adapters/node/replication/rsyncd.ts";
 import { listFiles, placeFile } from "../helpers/disk.ts";
 import { eventually } from "../helpers/eventually.ts";
@@ -118,6 +118,14 @@ describe("a restore's pull from the replicas (real rsync)", () => {
     });
     expect(runs).toEqual([]);
     expect(await listFiles(own)).toEqual([]);
+    // Where rsync would connect another way, or to an address URL cannot parse, rsync itself decides.
+    expect(await daemonUnreachable("rsync://node1@[fe80::1%eth0]:873/from-1/", rsync)).toBeUndefined();
+    process.env.RSYNC_PROXY = "proxy.invalid:3128";
+    try {
+      expect(await daemonUnreachable(peer.destination, rsync)).toBeUndefined();
+    } finally {
+      delete process.env.RSYNC_PROXY;
+    }
     const time = Math.floor(Date.now() / 1000) - 60;
     await stored(join(dir, "files", "1"), "pub/kept.txt", "held by the peer", time);
     const quiet = { info() {}, warn() {}, error() {} };

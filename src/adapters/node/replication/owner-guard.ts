@@ -407,7 +407,8 @@ export async function ensureOwnFiles({ self, source, markerRecord, targets, rsyn
   let unpulled = [...targets];
   const lastReason = new Map<string, string>();
   for (let pauseMs = START_RETRY_MS; keepTrying(); ) {
-    const roundStarted = Date.now();
+    const roundStarted = performance.now();
+    const before = unpulled.length;
     for (const target of unpulled) {
       const result = await pullFrom(target, source, self, rsync);
       if (result.ok) {
@@ -433,8 +434,10 @@ export async function ensureOwnFiles({ self, source, markerRecord, targets, rsyn
       else log.info(fields, "own folder checked against the replicas: nothing to restore");
       return marker;
     }
-    // A pull that succeeded in this round may have taken longer than the pause: the others are due already.
-    await new Promise((r) => setTimeout(r, Math.max(0, pauseMs - (Date.now() - roundStarted))));
+    // A pull that succeeded in this round may have taken longer than the
+    // pause: the others are due already. Failures keep their whole pause.
+    const spentMs = unpulled.length < before ? performance.now() - roundStarted : 0;
+    await new Promise((r) => setTimeout(r, Math.max(0, pauseMs - spentMs)));
     if (!waitingForAll) pauseMs = Math.min(pauseMs * 2, MAX_RETRY_MS);
   }
   return undefined;

@@ -227,7 +227,9 @@ export async function listOverSsh(remote: string, options: RsyncOptions): Promis
  * start side by side) to learn the same. The daemon logs the connection as
  * any other ("connect from …").
  */
-export function daemonUnreachable(remote: string, { connectTimeoutS, signal }: RsyncOptions): Promise<RsyncResult | undefined> {
+export async function daemonUnreachable(remote: string, { connectTimeoutS, signal }: RsyncOptions): Promise<RsyncResult | undefined> {
+  // rsync reaches the daemon another way, or takes a destination that URL does not (a scoped IPv6 address): rsync decides.
+  if (process.env.RSYNC_PROXY || process.env.RSYNC_CONNECT_PROG || !URL.canParse(remote)) return undefined;
   const url = new URL(remote);
   const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
   const port = Number(url.port || RSYNC_DAEMON_PORT);
