@@ -1,10 +1,10 @@
-import { mkdir, mkdtemp, readFile, rm, utimes } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { type Launch, spawnLaunch } from "../../src/adapters/node/replication/launcher.ts";
-import { pullFrom } from "../../src/adapters/node/replication/owner-guard.ts";
-import { daemonUnreachable, RSYNC_TEMP_DIR, rsyncPassword } from "../../src/adapters/node/replication/rsync.ts";
+import { ensureOwnFiles, pullFrom } from "../../src/adapters/node/replication/owner-guard.ts";
+import { daemonUnreachable, OWNER_MARKER, RSYNC_TEMP_DIR, rsyncPassword } from "../../src/adapters/node/replication/rsync.ts";
 import { daemonDestination, superviseRsyncDaemon } from "../../src/adapters/node/replication/rsyncd.ts";
 import { listFiles, placeFile } from "../helpers/disk.ts";
 import { eventually } from "../helpers/eventually.ts";
@@ -97,6 +97,42 @@ describe("a restore's pull from the replicas (real rsync)", () => {
     expect(await pullFrom({ id: "peer", destination: join(dir, "peer") }, own, "1", rsync)).toMatchObject({ ok: true });
     for (const name of ["lost-blob.txt", "lost-meta.txt"]) {
       expect(await readFile(join(own, "meta", "pub", name), "utf8"), name).toBe(JSON.stringify({ digest: await readFile(join(own, "pub", name), "utf8") }));
+    }
+  });
+
+  it("writes the owner marker after a sync of the disk when the folder holds files, and without one when it holds none", async () => {
+    const { dir, own } = await replicas();
+    // Every `sync` the restore runs is noted, then run.
+    const bin = join(dir, "bin");
+    const syncs = join(dir, "syncs");
+    await mkdir(bin);
+    await writeFile(join(bin, "sync"), `#!/bin/sh\necho "$@" >> ${syncs}\nPATH=/usr/bin:/bin exec sync "$@"\n`, { mode: 0o755 });
+    const path = process.env.PATH;
+    process.env.PATH = `${bin}:${path}`;
+    const quiet = { info() {}, warn() {}, error() {} };
+    const restore = (source: string, replica: string) =>
+      ensureOwnFiles({
+        self: "1",
+        source,
+        markerRecord: join(dir, `record-of-${source.split("/").pop()}`),
+        targets: [{ id: "2", destination: replica }],
+        rsync,
+        log: quiet,
+        keepTrying: () => true,
+      });
+    try {
+      await mkdir(join(dir, "empty"));
+      expect(await restore(own, join(dir, "empty"))).toBeDefined();
+      expect(await readFile(join(own, OWNER_MARKER), "utf8")).toContain('"pullFrom":[]');
+      expect(await readFile(syncs, "utf8").catch(() => "none")).toBe("none");
+      const other = join(dir, "other");
+      await mkdir(join(other, RSYNC_TEMP_DIR), { recursive: true });
+      await stored(join(dir, "full"), "pub/back.txt", "brought back", Math.floor(Date.now() / 1000) - 60);
+      expect(await restore(other, join(dir, "full"))).toBeDefined();
+      expect(await readFile(join(other, "pub", "back.txt"), "utf8")).toBe("brought back");
+      expect(await readFile(syncs, "utf8")).toBe(`-f ${join(other, RSYNC_TEMP_DIR, OWNER_MARKER)}\n`);
+    } finally {
+      process.env.PATH = path;
     }
   });
 

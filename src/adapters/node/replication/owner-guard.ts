@@ -198,15 +198,18 @@ export class OwnerMarker {
    * a restore brought reach the disk before the marker that vouches for them,
    * and the marker before the record of where it is (a crash between the two
    * costs a pull from the replicas at the next start, nothing more).
+   * `flush: false` for a folder that holds no file: a marker lost then costs
+   * the same pull, and a new node is spared a `sync -f` (a process, and a
+   * journal commit) before it takes uploads.
    */
-  async write(pullFrom: readonly string[]): Promise<void> {
+  async write(pullFrom: readonly string[], { flush = true } = {}): Promise<void> {
     this.#pullFrom = [...pullFrom];
     const content = `${JSON.stringify({ node: this.self, id: this.#id, written: new Date().toISOString(), pullFrom })}\n`;
     const write = async () => {
       // In rsync's temp folder: on the same disk, and never replicated.
       const temp = join(this.source, RSYNC_TEMP_DIR, OWNER_MARKER);
       await writeFile(temp, content);
-      await promisify(execFile)("sync", ["-f", temp]);
+      if (flush) await promisify(execFile)("sync", ["-f", temp]);
       await rename(temp, this.#path);
       await this.#record(await placementOf(this.source, this.#id));
     };
@@ -426,7 +429,10 @@ export async function ensureOwnFiles({ self, source, markerRecord, targets, rsyn
     const waitingForAll = Date.now() - started < ALL_PEERS_WAIT_MS;
     if (unpulled.length === 0 || (unpulled.length < targets.length && !waitingForAll)) {
       const files = await countFiles(source);
-      await marker.write(unpulled.map((t) => t.id));
+      await marker.write(
+        unpulled.map((t) => t.id),
+        { flush: files > 0 },
+      );
       const fields = { node: self, peers: targets.length - unpulled.length, files };
       if (found === "copied")
         log.warn(fields, "own folder merged with the replicas: files deleted since the copy was made are back, and go to the replicas too");
