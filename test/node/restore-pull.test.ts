@@ -11,6 +11,7 @@ import { eventually } from "../helpers/eventually.ts";
 import { freePort } from "../helpers/ports.ts";
 
 const rsync = { connectTimeoutS: 5, ioTimeoutS: 30 };
+const quiet = { info() {}, warn() {}, error() {} };
 
 describe("a restore's pull from the replicas (real rsync)", () => {
   const dirs: string[] = [];
@@ -109,7 +110,6 @@ describe("a restore's pull from the replicas (real rsync)", () => {
     await writeFile(join(bin, "sync"), `#!/bin/sh\necho "$@" >> ${syncs}\nPATH=/usr/bin:/bin exec sync "$@"\n`, { mode: 0o755 });
     const path = process.env.PATH;
     process.env.PATH = `${bin}:${path}`;
-    const quiet = { info() {}, warn() {}, error() {} };
     const restore = (source: string, replica: string) =>
       ensureOwnFiles({
         self: "1",
@@ -164,7 +164,6 @@ describe("a restore's pull from the replicas (real rsync)", () => {
     }
     const time = Math.floor(Date.now() / 1000) - 60;
     await stored(join(dir, "files", "1"), "pub/kept.txt", "held by the peer", time);
-    const quiet = { info() {}, warn() {}, error() {} };
     const filesDir = join(dir, "files");
     const daemon = await superviseRsyncDaemon({
       listen: { host: "127.0.0.1", port },

@@ -182,7 +182,6 @@ describe("Replicator (rsync runner injected)", () => {
     for (const run of rsync.runs) expect(run.args).toContain("--sockopts=TCP_NODELAY");
   });
 
-  /** One peer, past its first full pass, whose runs from now on answer `result`. */
   /** Starts with one peer, past its first full pass. */
   async function startOnePeer(overrides: Partial<ReplicatorOptions> = {}) {
     start({ targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }], ...overrides });
@@ -190,9 +189,15 @@ describe("Replicator (rsync runner injected)", () => {
     rsync.runs.length = 0;
   }
 
+  /** One peer, past its first full pass, whose runs from now on answer `result`. */
   async function startFailing(result: RsyncResult) {
     await startOnePeer();
     rsync.answer(() => result);
+  }
+
+  /** Uploads `1/pub/<name>.txt`; its name goes into `answered`, if given, once replication answers it. */
+  function upload(name: string, answered?: string[]): void {
+    void replicator.changed({ kind: "created", key: `1/pub/${name}.txt` }).then(() => answered?.push(name));
   }
 
   it("backs off after a failed push, doubling the wait, and keeps the paths until one succeeds", async () => {
@@ -381,7 +386,6 @@ describe("Replicator (rsync runner injected)", () => {
     const releaseAll = () => {
       for (const release of held.splice(0)) release(SUCCEEDED);
     };
-    const upload = (name: string) => void replicator.changed({ kind: "created", key: `1/pub/${name}.txt` });
     // One every 20 ms: each goes at once, beside the runs still under way.
     for (const [i, name] of ["a", "b", "c"].entries()) {
       upload(name);
@@ -423,7 +427,7 @@ describe("Replicator (rsync runner injected)", () => {
     const answered: string[] = [];
     // Uploads seldom enough to go at once, each while the batches before it still run.
     for (const name of ["a", "b", "c", "d", "e"]) {
-      void replicator.changed({ kind: "created", key: `1/pub/${name}.txt` }).then(() => answered.push(name));
+      upload(name, answered);
       await vi.advanceTimersByTimeAsync(20);
     }
     expect(rsync.runs.map(blobsOf)).toEqual([["pub/a.txt"], ["pub/b.txt"], ["pub/c.txt"], ["pub/d.txt"]]);
@@ -440,7 +444,7 @@ describe("Replicator (rsync runner injected)", () => {
     expect(answered.sort()).toEqual(["a", "b", "c", "d"]);
     expect(rsync.runs.slice(4).map(blobsOf)).toEqual([["pub/e.txt", "pub/a.txt"]]);
     // Nothing runs beside the batch with the delete either.
-    void replicator.changed({ kind: "created", key: "1/pub/f.txt" }).then(() => answered.push("f"));
+    upload("f", answered);
     await vi.advanceTimersByTimeAsync(50);
     expect(rsync.runs).toHaveLength(5);
     held[4]!(SUCCEEDED);
@@ -457,12 +461,11 @@ describe("Replicator (rsync runner injected)", () => {
     await startOnePeer({ syncCopies: 2, syncWaitMs: 60_000, maxBatches: 1 });
     const held = holdRuns();
     const answered: string[] = [];
-    const upload = (name: string) => void replicator.changed({ kind: "created", key: `1/pub/${name}.txt` }).then(() => answered.push(name));
-    upload("a");
+    upload("a", answered);
     await vi.advanceTimersByTimeAsync(1);
     // Seldom or not, those behind it wait for the run under way.
     for (const name of ["b", "c", "d"]) {
-      upload(name);
+      upload(name, answered);
       await vi.advanceTimersByTimeAsync(30);
     }
     expect(rsync.runs.map(blobsOf)).toEqual([["pub/a.txt"]]);

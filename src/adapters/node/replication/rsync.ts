@@ -218,6 +218,8 @@ export async function listOverSsh(remote: string, options: RsyncOptions): Promis
   }
 }
 
+const RSYNC_DAEMON_PORT = 873;
+
 /**
  * Whether the rsync daemon of `remote` (an `rsync://` destination) takes a
  * connection, asked with a connect of this process: undefined when it does,
@@ -247,8 +249,6 @@ export async function daemonUnreachable(remote: string, { connectTimeoutS, signa
     socket.once("error", (error: NodeJS.ErrnoException) => failed(failureReason(error.code ?? error.message, connectTimeoutS * 1000)));
   });
 }
-
-const RSYNC_DAEMON_PORT = 873;
 
 /** Runs rsync with `args`, feeding `input` on stdin; never throws for rsync's own failures. */
 export async function runRsync(args: string[], options: RsyncOptions, input?: string): Promise<RsyncResult> {
