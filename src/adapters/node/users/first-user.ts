@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, stat, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { hashPassword } from "./htpasswd-edit.ts";
 
@@ -36,12 +36,15 @@ export async function announceFirstUser(user: FirstUser, usersFile: string, copy
  * creates one user with a random password. Returns false when the htpasswd
  * file already exists.
  */
-export async function createFirstUser(htpasswd: string, copy: string): Promise<boolean> {
-  const user = generateFirstUser();
+export async function createFirstUser(htpasswd: string, copy: string, generate = generateFirstUser): Promise<boolean> {
+  // Its bcrypt hash takes some 0.1 s of CPU: made on the first start only, not on every one.
+  if (await stat(htpasswd).catch(() => undefined)) return false;
+  const user = generate();
   await mkdir(dirname(htpasswd), { recursive: true });
   try {
     await writeFile(htpasswd, `${user.htpasswdLine}\n`, { flag: "wx", mode: 0o600 });
   } catch (error) {
+    // Another process made it meanwhile.
     if ((error as NodeJS.ErrnoException).code === "EEXIST") return false;
     throw error;
   }

@@ -1,0 +1,39 @@
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { createFirstUser, generateFirstUser } from "../../src/adapters/node/users/first-user.ts";
+
+describe("the first user of a node started on the defaults", () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), "nanocdn-first-user-"));
+    // The password banner goes to stderr, for the operator: not into the test output.
+    vi.spyOn(process.stderr, "write").mockImplementation(() => true);
+  });
+  afterEach(async () => {
+    vi.restoreAllMocks();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("is made on the first start only: later starts hash no password", async () => {
+    const htpasswd = join(dir, "data", "htpasswd");
+    const copy = join(dir, "data", "initial-credentials");
+    const made: string[] = [];
+    const generate = () => {
+      const user = generateFirstUser();
+      made.push(user.password);
+      return user;
+    };
+    expect(await createFirstUser(htpasswd, copy, generate)).toBe(true);
+    expect(made).toHaveLength(1);
+    const line = await readFile(htpasswd, "utf8");
+    expect(line).toMatch(/^admin:\$2y\$10\$.{53}\n$/);
+    expect((await stat(htpasswd)).mode & 0o777).toBe(0o600);
+    expect(await readFile(copy, "utf8")).toBe(`admin:${made[0]}\n`);
+
+    expect(await createFirstUser(htpasswd, copy, generate)).toBe(false);
+    expect(made).toHaveLength(1);
+    expect(await readFile(htpasswd, "utf8")).toBe(line);
+  });
+});
