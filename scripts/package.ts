@@ -4,6 +4,7 @@ import { execFileSync } from "node:child_process";
 import { chmodSync, cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { exampleConfig } from "../src/adapters/node/cli/config-help.ts";
+import { bundleNode } from "./bundle.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const OUT = join(ROOT, "out");
@@ -27,6 +28,7 @@ cpSync(join(ROOT, "bin"), join(LIB, "bin"), { recursive: true });
 // What the node runs, compiled afresh: no type declarations, no source maps, nothing left from older builds.
 const tsc = join(ROOT, "node_modules/typescript/bin/tsc");
 run(process.execPath, [tsc, "-p", "tsconfig.build.json", "--outDir", join(LIB, "dist"), "--declaration", "false", "--sourceMap", "false"]);
+await bundleNode(join(LIB, "dist"));
 for (const file of ["package.json", "package-lock.json"]) cpSync(join(ROOT, file), join(LIB, file));
 run("npm", ["ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline"], LIB);
 rmSync(join(LIB, "package-lock.json"));

@@ -3,11 +3,12 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
+import { bundleNode } from "../scripts/bundle.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 
 /**
- * Builds dist/ from the sources. Every test run gets its own temp folder (test processes inherit TMPDIR),
+ * Builds dist/ from the sources, and the bundle that bin/nanocdn.mjs runs. Every test run gets its own temp folder (test processes inherit TMPDIR),
  * removed at the end: the suite starts many nodes, each with a data folder.
  */
 export default async function setup(): Promise<() => Promise<void>> {
@@ -16,6 +17,7 @@ export default async function setup(): Promise<() => Promise<void>> {
   for (const project of ["tsconfig.build.json", "clients/typescript"]) {
     await promisify(execFile)(process.execPath, [join(ROOT, "node_modules/typescript/bin/tsc"), "-p", project], { cwd: ROOT });
   }
+  await bundleNode();
   const root = await mkdtemp(join(tmpdir(), "nanocdn-tests-"));
   process.env.TMPDIR = root;
   return () => rm(root, { recursive: true, force: true });

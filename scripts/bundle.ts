@@ -1,0 +1,32 @@
+// Bundles the node's program (its CLI, all it imports, its npm packages) into
+// one file, which bin/nanocdn.mjs runs. Node.js 20 has no compile cache, and a
+// node loaded from the some 460 modules of dist/ and node_modules/ spent about
+// 0.45 s of CPU finding, reading and linking them before it listened: from the
+// one file it starts with about 0.65 s of CPU instead of 1.1 (AMD EPYC, 2 cores). Not
+// minified, so that stack traces in the log stay readable (minifying saved
+// nothing measurable).
+import { join, resolve } from "node:path";
+import { build } from "esbuild";
+
+const ROOT = resolve(import.meta.dirname, "..");
+
+/**
+ * Writes `<dist>/adapters/node/cli/nanocdn.mjs`: beside the compiled main.js,
+ * so that the paths the code resolves from its own place (package.json, the
+ * bin) hold in both.
+ */
+export async function bundleNode(dist = join(ROOT, "dist")): Promise<void> {
+  await build({
+    entryPoints: [join(ROOT, "src/adapters/node/cli/main.ts")],
+    outfile: join(dist, "adapters/node/cli/nanocdn.mjs"),
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    // CommonJS packages inside an ES module bundle call require() for Node's built-ins.
+    banner: { js: 'import { createRequire as __nanocdnRequire } from "node:module";\nconst require = __nanocdnRequire(import.meta.url);' },
+    logLevel: "warning",
+  });
+}
+
+if (process.argv[1] === import.meta.filename) await bundleNode(process.argv[2]);
