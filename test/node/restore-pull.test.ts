@@ -1,3 +1,4 @@
+import { getEventListeners } from "node:events";
 import { mkdir, mkdtemp, readFile, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -154,6 +155,17 @@ describe("a restore's pull from the replicas (real rsync)", () => {
     });
     expect(runs).toEqual([]);
     expect(await listFiles(own)).toEqual([]);
+    // A restore probes every 100 ms while its peers start, with the signal that ends the node's runs:
+    // no probe leaves a listener on it, and a probe after it fired ends at once.
+    const stopping = new AbortController();
+    for (let i = 0; i < 12; i++) await daemonUnreachable(peer.destination, { ...rsync, signal: stopping.signal });
+    expect(getEventListeners(stopping.signal, "abort")).toEqual([]);
+    stopping.abort();
+    expect(await daemonUnreachable(peer.destination, { ...rsync, signal: stopping.signal })).toEqual({
+      ok: false,
+      code: null,
+      message: "ended: the peer is down or this node stops",
+    });
     // Where rsync would connect another way, or to an address URL cannot parse, rsync itself decides.
     expect(await daemonUnreachable("rsync://node1@[fe80::1%eth0]:873/from-1/", rsync)).toBeUndefined();
     process.env.RSYNC_PROXY = "proxy.invalid:3128";

@@ -236,15 +236,20 @@ export async function daemonUnreachable(remote: string, { connectTimeoutS, signa
   const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
   const port = Number(url.port || RSYNC_DAEMON_PORT);
   return new Promise((resolve) => {
-    const socket = connect({ host, port, timeout: connectTimeoutS * 1000, signal });
-    const failed = (reason: string) => {
+    // Not connect()'s own `signal` option: Node.js 20 keeps its listener on the
+    // signal until that aborts, and this signal lives as long as the node, so
+    // each probe (every 100 ms while peers start) would leave one behind.
+    const socket = connect({ host, port, timeout: connectTimeoutS * 1000 });
+    const settle = (result: RsyncResult | undefined) => {
+      signal?.removeEventListener("abort", ended);
       socket.destroy();
-      resolve({ ok: false, code: null, message: signal?.aborted ? ENDED : `cannot connect to the rsync daemon at ${url.host}: ${reason}` });
+      resolve(result);
     };
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(undefined);
-    });
+    const failed = (reason: string) => settle({ ok: false, code: null, message: `cannot connect to the rsync daemon at ${url.host}: ${reason}` });
+    const ended = () => settle({ ok: false, code: null, message: ENDED });
+    if (signal?.aborted) return ended();
+    signal?.addEventListener("abort", ended, { once: true });
+    socket.once("connect", () => settle(undefined));
     socket.once("timeout", () => failed(`no connection within ${connectTimeoutS} s`));
     socket.once("error", (error: NodeJS.ErrnoException) => failed(failureReason(error.code ?? error.message, connectTimeoutS * 1000)));
   });
