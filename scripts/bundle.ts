@@ -5,6 +5,7 @@
 // one file it starts with about 0.65 s of CPU instead of 1.1 (AMD EPYC, 2 cores). Not
 // minified, so that stack traces in the log stay readable (minifying saved
 // nothing measurable).
+import { realpathSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { build } from "esbuild";
 
@@ -29,4 +30,5 @@ export async function bundleNode(dist = join(ROOT, "dist")): Promise<void> {
   });
 }
 
-if (process.argv[1] === import.meta.filename) await bundleNode(process.argv[2]);
+// Run as a script (by a path that may go through a symlink), not imported.
+if (process.argv[1] !== undefined && realpathSync(process.argv[1]) === import.meta.filename) await bundleNode(process.argv[2]);

@@ -38,6 +38,7 @@ put("packaging/nanocdn.service", "lib/systemd/system/nanocdn.service");
 put("README.md", "usr/share/doc/nanocdn/README.md");
 // Debian policy 12.5: a package carries its copyright and license, in the machine-readable format.
 const license = readFileSync(join(ROOT, "LICENSE"), "utf8").trim().split("\n");
+const copyright = license.find((line) => line.startsWith("Copyright (c) "))!.slice("Copyright (c) ".length);
 writeFileSync(
   join(STAGE, "usr/share/doc/nanocdn/copyright"),
   [
@@ -45,13 +46,19 @@ writeFileSync(
     "Upstream-Name: nanocdn",
     "",
     "Files: *",
-    `Copyright: ${license.find((line) => line.startsWith("Copyright (c) "))!.slice("Copyright (c) ".length)}`,
+    `Copyright: ${copyright}`,
     "License: MIT",
     "",
     "Files: usr/lib/nanocdn/node_modules/*",
     "Copyright: the authors of each package",
     "License: various",
     " The license of each package is in its folder (its package.json and LICENSE file).",
+    "",
+    "Files: usr/lib/nanocdn/dist/adapters/node/cli/nanocdn.mjs",
+    `Copyright: ${copyright}, and the authors of each package it holds`,
+    "License: MIT and various",
+    " The code of nanocdn (MIT) bundled with the npm packages it runs; each package's",
+    " license is in its folder under usr/lib/nanocdn/node_modules/.",
     "",
     "License: MIT",
     ...license.slice(license.indexOf("") + 1).map((line) => (line === "" ? " ." : ` ${line}`)),

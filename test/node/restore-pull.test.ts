@@ -156,7 +156,7 @@ describe("a restore's pull from the replicas (real rsync)", () => {
     expect(runs).toEqual([]);
     expect(await listFiles(own)).toEqual([]);
     // A restore probes every 100 ms while its peers start, with the signal that ends the node's runs:
-    // no probe leaves a listener on it, and a probe after it fired ends at once.
+    // no probe leaves a listener on it, and once it fired a probe says the node stops.
     const stopping = new AbortController();
     for (let i = 0; i < 12; i++) await daemonUnreachable(peer.destination, { ...rsync, signal: stopping.signal });
     expect(getEventListeners(stopping.signal, "abort")).toEqual([]);

@@ -71,6 +71,7 @@ describe("the Debian package", () => {
       "./lib/systemd/system/nanocdn.service",
       "./etc/nanocdn/nanocdn.toml",
       "./usr/lib/nanocdn/dist/adapters/node/cli/main.js",
+      "./usr/lib/nanocdn/dist/adapters/node/cli/nanocdn.mjs",
       "./usr/lib/nanocdn/node_modules/hono/",
       "./usr/share/doc/nanocdn/copyright",
     ]) {
@@ -85,6 +86,11 @@ describe("the Debian package", () => {
     ]) {
       expect(contents).not.toContain(absent);
     }
+    // The bundle the node runs holds its packages' code too: the copyright file says so for it.
+    const { stdout: copyright } = await exec("sh", ["-c", 'dpkg-deb --fsys-tarfile "$1" | tar -xO ./usr/share/doc/nanocdn/copyright', "sh", DEB]);
+    expect(copyright).toMatch(
+      /^Files: usr\/lib\/nanocdn\/dist\/adapters\/node\/cli\/nanocdn\.mjs\nCopyright: .+, and the authors of each package it holds\nLicense: MIT and various\n/m,
+    );
     const { stdout: control } = await exec("dpkg-deb", ["--field", DEB, "Depends", "Version", "Architecture"]);
     // The Node.js that package.json's engines asks for (undici needs 20.18.1).
     expect(control).toContain("Depends: nodejs (>= 20.18.1), rsync, passwd");

@@ -235,6 +235,7 @@ export async function daemonUnreachable(remote: string, { connectTimeoutS, signa
   const url = new URL(remote);
   const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
   const port = Number(url.port || RSYNC_DAEMON_PORT);
+  if (signal?.aborted) return { ok: false, code: null, message: ENDED };
   return new Promise((resolve) => {
     // Not connect()'s own `signal` option: Node.js 20 keeps its listener on the
     // signal until that aborts, and this signal lives as long as the node, so
@@ -247,7 +248,6 @@ export async function daemonUnreachable(remote: string, { connectTimeoutS, signa
     };
     const failed = (reason: string) => settle({ ok: false, code: null, message: `cannot connect to the rsync daemon at ${url.host}: ${reason}` });
     const ended = () => settle({ ok: false, code: null, message: ENDED });
-    if (signal?.aborted) return ended();
     signal?.addEventListener("abort", ended, { once: true });
     socket.once("connect", () => settle(undefined));
     socket.once("timeout", () => failed(`no connection within ${connectTimeoutS} s`));
