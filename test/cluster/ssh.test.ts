@@ -85,7 +85,8 @@ describe("replication over ssh, confined by rrsync", () => {
     await c.start("1");
     await eventually(async () => expect((await nodeStatus(c, "1")).ownFiles).toBe("complete"), 30_000);
     expect(await readFile(join(dataOf("1"), "files", "1", "priv", "kept.txt"), "utf8")).toBe("kept");
-  });
+    // Some 20 s on an idle 2-core machine: two node starts, a restore and a dozen ssh transfers.
+  }, 90_000);
 
   it("neither pushes into nor pulls from a node's own folder that a key opens by mistake", async () => {
     const keyDir = await mkdtemp(join(tmpdir(), "nanocdn-keys-"));
