@@ -1,10 +1,10 @@
 // Bundles the node's program (its CLI, all it imports, its npm packages) into
 // one file, which bin/nanocdn.mjs runs. Node.js 20 has no compile cache, and a
-// node loaded from the some 460 modules of dist/ and node_modules/ spent about
-// 0.45 s of CPU finding, reading and linking them before it listened: from the
-// one file it starts with about 0.65 s of CPU instead of 1.1 (AMD EPYC, 2 cores). Not
-// minified, so that stack traces in the log stay readable (minifying saved
-// nothing measurable).
+// node loaded from some 460 modules of dist/ and node_modules/ spent about
+// 0.45 s of CPU finding, reading and linking them before it listened: from
+// the one file it starts with about 0.65 s of CPU instead of 1.1 (AMD EPYC,
+// 2 cores). Not minified, so that stack traces in the log stay readable
+// (minifying saved nothing measurable).
 import { realpathSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { build } from "esbuild";

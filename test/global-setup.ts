@@ -8,7 +8,8 @@ import { bundleNode } from "../scripts/bundle.ts";
 const ROOT = resolve(import.meta.dirname, "..");
 
 /**
- * Builds dist/ from the sources, and the bundle that bin/nanocdn.mjs runs. Every test run gets its own temp folder (test processes inherit TMPDIR),
+ * Builds dist/ from the sources, with the bundle that bin/nanocdn.mjs runs.
+ * Every test run gets its own temp folder (test processes inherit TMPDIR),
  * removed at the end: the suite starts many nodes, each with a data folder.
  */
 export default async function setup(): Promise<() => Promise<void>> {
