@@ -1,5 +1,6 @@
-// Builds the Debian package out/nanocdn_<version>_all.deb: the compiled
-// code, its production dependencies, the unit, an example configuration.
+// Builds the Debian package out/nanocdn_<version>_all.deb: the node bundled
+// in one file, its production dependencies (with their licences), the unit,
+// an example configuration.
 import { execFileSync } from "node:child_process";
 import { chmodSync, cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -25,9 +26,7 @@ const put = (from: string, to: string, mode = 0o644) => {
 rmSync(STAGE, { recursive: true, force: true });
 mkdirSync(LIB, { recursive: true });
 cpSync(join(ROOT, "bin"), join(LIB, "bin"), { recursive: true });
-// What the node runs, compiled afresh: no type declarations, no source maps, nothing left from older builds.
-const tsc = join(ROOT, "node_modules/typescript/bin/tsc");
-run(process.execPath, [tsc, "-p", "tsconfig.build.json", "--outDir", join(LIB, "dist"), "--declaration", "false", "--sourceMap", "false"]);
+// What the node runs, bundled afresh from the sources: the bin imports nothing else of dist/.
 await bundleNode(join(LIB, "dist"));
 for (const file of ["package.json", "package-lock.json"]) cpSync(join(ROOT, file), join(LIB, file));
 run("npm", ["ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline"], LIB);
