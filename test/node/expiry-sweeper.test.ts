@@ -7,8 +7,7 @@ import { ExpiryIndex } from "../../src/adapters/node/expiry/expiry-index.ts";
 import { ExpiryRecordingStore } from "../../src/adapters/node/expiry/expiry-recording-store.ts";
 import { startExpirySweeper } from "../../src/adapters/node/expiry/expiry-sweeper.ts";
 import type { Change } from "../../src/handlers/app.ts";
-
-const quiet = { info() {}, warn() {}, error() {} };
+import { quiet } from "../helpers/quiet-log.ts";
 
 describe("the expiry sweeper", () => {
   let root: string;

@@ -10,9 +10,9 @@ import { daemonDestination, superviseRsyncDaemon } from "../../src/adapters/node
 import { listFiles, placeFile } from "../helpers/disk.ts";
 import { eventually } from "../helpers/eventually.ts";
 import { freePort } from "../helpers/ports.ts";
+import { quiet } from "../helpers/quiet-log.ts";
 
 const rsync = { connectTimeoutS: 5, ioTimeoutS: 30 };
-const quiet = { info() {}, warn() {}, error() {} };
 
 describe("a restore's pull from the replicas (real rsync)", () => {
   const dirs: string[] = [];

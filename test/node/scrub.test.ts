@@ -10,8 +10,7 @@ import { ClusterAuth } from "../../src/handlers/cluster-auth.ts";
 import type { Peers } from "../../src/handlers/peers.ts";
 import { flipByte } from "../helpers/disk.ts";
 import { BIN } from "../helpers/runtimes.ts";
-
-const quiet = { info() {}, warn() {}, error() {} };
+import { quiet } from "../helpers/quiet-log.ts";
 
 describe("the scrub on one node's disk (no peers to repair from)", () => {
   let root: string;

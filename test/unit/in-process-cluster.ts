@@ -2,11 +2,11 @@ import type { Hono } from "hono";
 import { type Change, createApp, type Env } from "../../src/handlers/app.ts";
 import type { Credentials } from "../../src/handlers/auth.ts";
 import { ClusterAuth } from "../../src/handlers/cluster-auth.ts";
-import type { Logger } from "../../src/handlers/logger.ts";
 import { PeerUnreachableError, type PeerRequest, type Peers } from "../../src/handlers/peers.ts";
 import { MemoryStore } from "../../src/storage/memory-store.ts";
 import { Registry } from "prom-client";
 import { RequestMetrics } from "../../src/adapters/node/metrics/request-metrics.ts";
+import { quiet } from "../helpers/quiet-log.ts";
 
 export const USER = "alice";
 export const PASSWORD = "correct horse";
@@ -14,7 +14,6 @@ export const AUTH = `Basic ${btoa(`${USER}:${PASSWORD}`)}`;
 const SECRET = "in-process-cluster-secret";
 
 const credentials: Credentials = { verify: async (user, password) => user === USER && password === PASSWORD };
-const quiet: Logger = { info() {}, warn() {}, error() {} };
 
 /** A request one node sent another, as the fake peers saw it. */
 export interface PeerCall {

@@ -2,12 +2,10 @@ import { lstat, mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import type { Logger } from "../../src/handlers/logger.ts";
 import { defaultMaxBatches, Replicator, type ReplicatorOptions } from "../../src/adapters/node/replication/replicator.ts";
 import type { RsyncOptions, RsyncResult } from "../../src/adapters/node/replication/rsync.ts";
 import type { Launch } from "../../src/adapters/node/replication/launcher.ts";
-
-const quiet: Logger = { info() {}, warn() {}, error() {} };
+import { quiet } from "../helpers/quiet-log.ts";
 
 /** One rsync run the replicator asked for: whether it was a full pass, and the listed paths of a batch. */
 interface Run {
