@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { bundleNode } from "../scripts/bundle.ts";
+import { killLeftovers } from "./helpers/processes.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 
@@ -11,6 +12,9 @@ const ROOT = resolve(import.meta.dirname, "..");
  * Builds dist/ from the sources, with the bundle that bin/nanocdn.mjs runs.
  * Every test run gets its own temp folder (test processes inherit TMPDIR),
  * removed at the end: the suite starts many nodes, each with a data folder.
+ * A node still running then (its test timed out before stopping it) is
+ * killed first, and named, so that it neither outlives the run nor keeps the
+ * folder from being removed.
  */
 export default async function setup(): Promise<() => Promise<void>> {
   // The nodes the tests start run the compiled sources, and `nanocdn/client` is the built client package:
@@ -21,5 +25,10 @@ export default async function setup(): Promise<() => Promise<void>> {
   await bundleNode();
   const root = await mkdtemp(join(tmpdir(), "nanocdn-tests-"));
   process.env.TMPDIR = root;
-  return () => rm(root, { recursive: true, force: true });
+  return async () => {
+    const left = await killLeftovers(root);
+    if (left.length > 0)
+      console.warn(`killed ${left.length} process(es) the tests left running:\n${left.map(({ pid, command }) => `  ${pid} ${command}`).join("\n")}`);
+    await rm(root, { recursive: true, force: true });
+  };
 }
