@@ -78,9 +78,11 @@ export async function withCluster<T>(
   body: (cluster: BenchCluster) => Promise<T>,
 ): Promise<T> {
   const cluster = await startCluster({ ...spec, root: ctx.root, credentials: ctx.credentials, workers: ctx.opts.workers });
-  ctx.shared.processesSeen = Math.max(ctx.shared.processesSeen, cluster.nodes[0]!.memory().processes);
   try {
-    return await body(cluster);
+    const result = await body(cluster);
+    // Counted after the phase: the bash that starts a node's rsync runs is there from its first push on.
+    ctx.shared.processesSeen = Math.max(ctx.shared.processesSeen, cluster.nodes[0]!.memory().processes);
+    return result;
   } finally {
     await cluster.stop();
     await keepLogs(ctx, spec.name, cluster);
