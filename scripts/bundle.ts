@@ -14,10 +14,11 @@ const ROOT = resolve(import.meta.dirname, "..");
 /**
  * Writes `<dist>/adapters/node/cli/nanocdn.mjs`: beside the compiled main.js,
  * so that the paths the code resolves from its own place (package.json, the
- * bin) hold in both.
+ * bin) hold in both. Resolves with the folders of the npm packages it holds
+ * (whose licences travel with it).
  */
-export async function bundleNode(dist = join(ROOT, "dist")): Promise<void> {
-  await build({
+export async function bundleNode(dist = join(ROOT, "dist")): Promise<string[]> {
+  const { metafile } = await build({
     entryPoints: [join(ROOT, "src/adapters/node/cli/main.ts")],
     outfile: join(dist, "adapters/node/cli/nanocdn.mjs"),
     bundle: true,
@@ -27,7 +28,17 @@ export async function bundleNode(dist = join(ROOT, "dist")): Promise<void> {
     // CommonJS packages inside an ES module bundle call require() for Node's built-ins.
     banner: { js: 'import { createRequire as __nanocdnRequire } from "node:module";\nconst require = __nanocdnRequire(import.meta.url);' },
     logLevel: "warning",
+    // The module paths in its comments are relative to this: the same wherever the build was started.
+    absWorkingDir: ROOT,
+    metafile: true,
   });
+  const packages = new Set<string>();
+  for (const input of Object.keys(metafile.inputs)) {
+    // The innermost node_modules/<name> (or node_modules/@scope/<name>) of the path.
+    const folder = /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(input)?.[1];
+    if (folder) packages.add(join(ROOT, folder));
+  }
+  return [...packages].sort();
 }
 
 // Run as a script (by a path that may go through a symlink), not imported.

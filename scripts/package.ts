@@ -1,8 +1,8 @@
 // Builds the Debian package out/nanocdn_<version>_all.deb: the node bundled
-// in one file, its production dependencies (with their licences), the unit,
-// an example configuration.
+// in one file with its npm packages (whose licences go into the package's
+// documentation), the unit, an example configuration.
 import { execFileSync } from "node:child_process";
-import { chmodSync, cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { exampleConfig } from "../src/adapters/node/cli/config-help.ts";
 import { bundleNode } from "./bundle.ts";
@@ -16,7 +16,7 @@ const { version, engines } = JSON.parse(readFileSync(join(ROOT, "package.json"),
 const nodeVersion = /^>=\s*([\d.]+)$/.exec(engines.node)?.[1];
 if (!nodeVersion) throw new Error(`package.json engines.node is ${engines.node}; the package needs ">=X.Y.Z"`);
 
-const run = (command: string, args: string[], cwd = ROOT) => execFileSync(command, args, { cwd, stdio: ["ignore", "inherit", "inherit"] });
+const run = (command: string, args: string[]) => execFileSync(command, args, { cwd: ROOT, stdio: ["ignore", "inherit", "inherit"] });
 const put = (from: string, to: string, mode = 0o644) => {
   mkdirSync(join(STAGE, to, ".."), { recursive: true });
   cpSync(join(ROOT, from), join(STAGE, to));
@@ -26,11 +26,19 @@ const put = (from: string, to: string, mode = 0o644) => {
 rmSync(STAGE, { recursive: true, force: true });
 mkdirSync(LIB, { recursive: true });
 cpSync(join(ROOT, "bin"), join(LIB, "bin"), { recursive: true });
-// What the node runs, bundled afresh from the sources: the bin imports nothing else of dist/.
-await bundleNode(join(LIB, "dist"));
-for (const file of ["package.json", "package-lock.json"]) cpSync(join(ROOT, file), join(LIB, file));
-run("npm", ["ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline"], LIB);
-rmSync(join(LIB, "package-lock.json"));
+// What the node runs, bundled afresh from the sources: the bin imports nothing else of dist/,
+// and nothing of node_modules/. package.json says the version.
+const bundled = await bundleNode(join(LIB, "dist"));
+cpSync(join(ROOT, "package.json"), join(LIB, "package.json"));
+// Each bundled package's package.json (name, version, authors, licence) and licence files.
+const PACKAGES_DOC = "usr/share/doc/nanocdn/packages";
+for (const folder of bundled) {
+  const { name, version: packageVersion } = JSON.parse(readFileSync(join(folder, "package.json"), "utf8")) as { name: string; version: string };
+  const into = join(STAGE, PACKAGES_DOC, `${name}@${packageVersion}`);
+  mkdirSync(into, { recursive: true });
+  for (const file of readdirSync(folder))
+    if (file === "package.json" || /^(licen[cs]e|copying|notice)/i.test(file)) cpSync(join(folder, file), join(into, file));
+}
 
 put("packaging/nanocdn", "usr/bin/nanocdn", 0o755);
 put("packaging/nanocdn.service", "lib/systemd/system/nanocdn.service");
@@ -48,16 +56,12 @@ writeFileSync(
     `Copyright: ${copyright}`,
     "License: MIT",
     "",
-    "Files: usr/lib/nanocdn/node_modules/*",
-    "Copyright: the authors of each package",
-    "License: various",
-    " The license of each package is in its folder (its package.json and LICENSE file).",
-    "",
     "Files: usr/lib/nanocdn/dist/adapters/node/cli/nanocdn.mjs",
     `Copyright: ${copyright}, and the authors of each package it holds`,
     "License: MIT and various",
-    " The code of nanocdn (MIT) bundled with the npm packages it runs; each package's",
-    " license is in its folder under usr/lib/nanocdn/node_modules/.",
+    " The code of nanocdn (MIT) bundled with the npm packages it runs. Each package",
+    ` has a folder <name>@<version> in /${PACKAGES_DOC}/: its package.json`,
+    " (authors, license) and the license files it ships.",
     "",
     "License: MIT",
     ...license.slice(license.indexOf("") + 1).map((line) => (line === "" ? " ." : ` ${line}`)),
