@@ -36,7 +36,9 @@ export async function bundleNode(dist = join(ROOT, "dist")): Promise<string[]> {
   for (const input of Object.keys(metafile.inputs)) {
     // The innermost node_modules/<name> (or node_modules/@scope/<name>) of the path.
     const folder = /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(input)?.[1];
-    if (folder) packages.add(join(ROOT, folder));
+    if (folder) packages.add(resolve(ROOT, folder));
+    // Code from anywhere else (a linked package) would travel without its licence.
+    else if (!input.startsWith("src/")) throw new Error(`the bundle takes ${input}, which is neither nanocdn's source nor an npm package`);
   }
   return [...packages].sort();
 }

@@ -30,15 +30,29 @@ cpSync(join(ROOT, "bin"), join(LIB, "bin"), { recursive: true });
 // and nothing of node_modules/. package.json says the version.
 const bundled = await bundleNode(join(LIB, "dist"));
 cpSync(join(ROOT, "package.json"), join(LIB, "package.json"));
-// Each bundled package's package.json (name, version, authors, licence) and licence files.
+// Each bundled package's package.json (name, version, authors, licence) and licence files; a
+// package without one states its licence in its README.
 const PACKAGES_DOC = "usr/share/doc/nanocdn/packages";
+const LICENCE_FILE = /^(licen[cs]e|copying|notice)\b/i;
+const bundledLicences = new Set<string>();
 for (const folder of bundled) {
-  const { name, version: packageVersion } = JSON.parse(readFileSync(join(folder, "package.json"), "utf8")) as { name: string; version: string };
-  const into = join(STAGE, PACKAGES_DOC, `${name}@${packageVersion}`);
+  const meta = JSON.parse(readFileSync(join(folder, "package.json"), "utf8")) as { name: string; version: string; license?: string };
+  // Named in the copyright file's License fields, which take short names joined by "and".
+  if (!/^[A-Za-z0-9.+-]+$/.test(meta.license ?? ""))
+    throw new Error(`${meta.name}: its licence (${meta.license}) is not one short name; name it in the copyright file by hand`);
+  bundledLicences.add(meta.license!);
+  const files = readdirSync(folder);
+  const licences = files.filter((file) => LICENCE_FILE.test(file));
+  const texts = licences.length > 0 ? licences : files.filter((file) => /^readme\b/i.test(file));
+  if (texts.length === 0) throw new Error(`${meta.name}: no licence file and no README to carry its licence from ${folder}`);
+  const into = join(STAGE, PACKAGES_DOC, `${meta.name}@${meta.version}`);
   mkdirSync(into, { recursive: true });
-  for (const file of readdirSync(folder))
-    if (file === "package.json" || /^(licen[cs]e|copying|notice)/i.test(file)) cpSync(join(folder, file), join(into, file));
+  for (const file of ["package.json", ...texts]) cpSync(join(folder, file), join(into, file));
 }
+/** Licence texts every Debian system holds (base-files). */
+const COMMON_LICENSES = new Set(["Apache-2.0", "CC0-1.0", "MPL-2.0"]);
+const otherLicences = [...bundledLicences].filter((name) => name !== "MIT").sort();
+const allLicences = ["MIT", ...otherLicences].join(" and ");
 
 put("packaging/nanocdn", "usr/bin/nanocdn", 0o755);
 put("packaging/nanocdn.service", "lib/systemd/system/nanocdn.service");
@@ -58,13 +72,25 @@ writeFileSync(
     "",
     "Files: usr/lib/nanocdn/dist/adapters/node/cli/nanocdn.mjs",
     `Copyright: ${copyright}, and the authors of each package it holds`,
-    "License: MIT and various",
-    " The code of nanocdn (MIT) bundled with the npm packages it runs. Each package",
-    ` has a folder <name>@<version> in /${PACKAGES_DOC}/: its package.json`,
-    " (authors, license) and the license files it ships.",
+    `License: ${allLicences}`,
+    "Comment: The code of nanocdn (MIT) bundled with the npm packages it runs. Each",
+    ` package has a folder <name>@<version> in /${PACKAGES_DOC}/: its package.json`,
+    " (authors, the license that applies to it) and its license text.",
+    "",
+    `Files: ${PACKAGES_DOC}/*`,
+    "Copyright: the authors of each package, as its folder names them",
+    `License: ${allLicences}`,
+    "Comment: Each folder's license is the one its package.json names.",
     "",
     "License: MIT",
     ...license.slice(license.indexOf("") + 1).map((line) => (line === "" ? " ." : ` ${line}`)),
+    ...otherLicences.flatMap((name) => [
+      "",
+      `License: ${name}`,
+      COMMON_LICENSES.has(name)
+        ? ` On Debian systems, the complete text is in /usr/share/common-licenses/${name}.`
+        : ` The complete text, with each package's copyright notice, is in the folder of each package under this license in /${PACKAGES_DOC}/.`,
+    ]),
     "",
   ].join("\n"),
 );

@@ -87,8 +87,11 @@ describe("the Debian package", () => {
     // The bundle the node runs holds its packages' code too: the copyright file says so for it.
     const { stdout: copyright } = await exec("sh", ["-c", 'dpkg-deb --fsys-tarfile "$1" | tar -xO ./usr/share/doc/nanocdn/copyright', "sh", DEB]);
     expect(copyright).toMatch(
-      /^Files: usr\/lib\/nanocdn\/dist\/adapters\/node\/cli\/nanocdn\.mjs\nCopyright: .+, and the authors of each package it holds\nLicense: MIT and various\n/m,
+      /^Files: usr\/lib\/nanocdn\/dist\/adapters\/node\/cli\/nanocdn\.mjs\nCopyright: .+, and the authors of each package it holds\nLicense: MIT and Apache-2\.0 and BSD-3-Clause and ISC\n/m,
     );
+    expect(copyright).toMatch(/^Files: usr\/share\/doc\/nanocdn\/packages\/\*\nCopyright: .+\nLicense: MIT and Apache-2\.0 and BSD-3-Clause and ISC\n/m);
+    // Each short name in a License field has its text, or says where it is.
+    for (const name of ["MIT", "Apache-2.0", "BSD-3-Clause", "ISC"]) expect(copyright).toMatch(new RegExp(`^License: ${name.replace(".", "\\.")}\n `, "m"));
     // Each package in it has its package.json and licence beside the copyright file, at the version bundled.
     for (const name of ["hono", "@hono/node-server", "undici", "pino", "zod", "prom-client", "bcryptjs"]) {
       const { version: bundled } = JSON.parse(await readFile(join(ROOT, "node_modules", name, "package.json"), "utf8")) as { version: string };
@@ -96,8 +99,20 @@ describe("the Debian package", () => {
       expect(contents).toContain(` ${folder}package.json`);
       expect(contents).toContain(` ${folder}LICENSE`);
     }
-    // One that ships no licence file still has its package.json, which names its licence.
-    expect(contents).toMatch(/ \.\/usr\/share\/doc\/nanocdn\/packages\/unix-crypt-td-js@[^/]+\/package\.json\n/);
+    // Every folder there holds a licence text beside its package.json; one without a licence file has it in its README.
+    const docs = new Map<string, string[]>();
+    for (const [, folder, file] of contents.matchAll(/ \.\/usr\/share\/doc\/nanocdn\/packages\/((?:@[^/\n]+\/)?[^/@\n]+@[^/\n]+)\/([^/\n]+)\n/g)) {
+      docs.set(folder!, [...(docs.get(folder!) ?? []), file!]);
+    }
+    expect(docs.size).toBeGreaterThan(20);
+    for (const [folder, files] of docs) {
+      expect(files, folder).toContain("package.json");
+      expect(
+        files.filter((file) => file !== "package.json"),
+        folder,
+      ).not.toEqual([]);
+    }
+    expect([...docs].find(([folder]) => folder.startsWith("unix-crypt-td-js@"))?.[1]).toContain("README.markdown");
     const { stdout: control } = await exec("dpkg-deb", ["--field", DEB, "Depends", "Version", "Architecture"]);
     // The Node.js that package.json's engines asks for (undici needs 20.18.1).
     expect(control).toContain("Depends: nodejs (>= 20.18.1), rsync, passwd");
