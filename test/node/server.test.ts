@@ -1,4 +1,5 @@
-import { mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { randomUUID } from "node:crypto";
+import { mkdtemp, readFile, readdir, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { request } from "node:http";
 import { connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
@@ -371,10 +372,19 @@ describe("Node server", () => {
     await node.exited;
     await upload.response.catch(() => {});
     expect(await listFiles(join(node.data, "files"))).toEqual([]);
+    // A state file's temp that a crash left (as writeWhole names them), and one another process may be writing now.
+    const state = join(node.data, "state");
+    const [stale, fresh] = [`.${randomUUID()}`, `.${randomUUID()}`];
+    await writeFile(join(state, stale), "half");
+    await utimes(join(state, stale), new Date(Date.now() - 2 * 3600_000), new Date(Date.now() - 2 * 3600_000));
+    await writeFile(join(state, fresh), "half");
     const again = await startNodeProcess({ config: { data: node.data } });
     try {
       expect(await storedKeys(node.data)).toEqual([]);
       expect((await fetch(`${again.url}/1/pub/crash.bin`)).status).toBe(404);
+      const left = await readdir(state);
+      expect(left).not.toContain(stale);
+      expect(left).toContain(fresh);
     } finally {
       await again.stop();
     }

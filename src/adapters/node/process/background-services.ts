@@ -1,4 +1,4 @@
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Change } from "../../../handlers/app.ts";
 import { ClusterAuth, MIN_SECRET_LENGTH } from "../../../handlers/cluster-auth.ts";
@@ -7,6 +7,7 @@ import { askPeer } from "../../../handlers/owner-routing.ts";
 import { fileOfKey, urlPathOf } from "../../../handlers/paths.ts";
 import type { Config } from "../cli/config.ts";
 import { DiskStore } from "../disk/disk-store.ts";
+import { sweepStaleTemps } from "../disk/whole-file.ts";
 import { ExpiryIndex, expiryIndexDir } from "../expiry/expiry-index.ts";
 import { startExpirySweeper } from "../expiry/expiry-sweeper.ts";
 import { createFirstUser } from "../users/first-user.ts";
@@ -89,6 +90,9 @@ export async function startBackgroundServices(
   const store = new DiskStore({ root: config.data, fsync: config.fsync });
   // Removes uploads a crash left half-written: before any process serves.
   for (const problem of await store.init()) log.warn({ err: problem }, "cannot tidy the data folder; uploads go to peers while the disk probe fails");
+  // And the state files a crash left half-written there (the owner marker's record, the last scrub's).
+  const stateDir = join(config.data, "state");
+  await sweepStaleTemps(stateDir, await readdir(stateDir).catch(() => []));
   const expiryIndex = new ExpiryIndex(expiryIndexDir(config.data), { fsync: config.fsync });
   if (config.htpasswdIsDefault) await createFirstUser(config.htpasswd, join(config.data, "initial-credentials"));
   const health = new PeerHealth(
@@ -108,7 +112,7 @@ export async function startBackgroundServices(
   // One per node: the deletes of every serving process share its requests and Cloudflare's rate limit.
   const edgePurge = await edgePurgeOf(config, log);
   const scrubbing = { filesDir, tmpDir: join(config.data, "tmp"), fsync: config.fsync, log, onRepaired };
-  const scrubRecord = join(config.data, "state", "scrub-last.json");
+  const scrubRecord = join(stateDir, "scrub-last.json");
   /** What the node reports whether it has peers or not. */
   const ownMetrics = (scrub: BackgroundScrub) => ({
     freeBytes: () => freeBytes(filesDir),
