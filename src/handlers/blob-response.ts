@@ -88,7 +88,15 @@ function selectRange(request: Request, meta: BlobMeta): ByteRange | undefined {
   // A unit other than bytes is ignored, as RFC 9110 asks, never refused; units are case-insensitive there, not in range-parser.
   const equals = header.indexOf("=");
   if (header.slice(0, equals).trim().toLowerCase() !== "bytes") return undefined;
-  const ranges = parseRange(meta.size, `bytes${header.slice(equals)}`, { combine: true });
+  // A suffix longer than the file asks for all of it (RFC 9110, 14.1.3), where range-parser finds it unsatisfiable.
+  const specs = header
+    .slice(equals + 1)
+    .split(",")
+    .map((spec) => {
+      const suffix = /^\s*-\s*(\d+)\s*$/.exec(spec)?.[1];
+      return suffix !== undefined && Number(suffix) > meta.size ? `-${meta.size}` : spec;
+    });
+  const ranges = parseRange(meta.size, `bytes=${specs.join(",")}`, { combine: true });
   if (ranges === -1) throw new RangeNotSatisfiableError(meta.size);
   if (ranges === -2 || ranges.type !== "bytes" || ranges.length !== 1) return undefined;
   const { start, end } = ranges[0]!;

@@ -350,6 +350,12 @@ export function describeHttpApi(runtime: string, getTarget: () => ApiTarget): vo
         expect(await middle.text()).toBe("234");
         const suffix = await fetch(t().url + location, { headers: { Range: "bytes=-3" } });
         expect(await suffix.text()).toBe("789");
+        // A suffix longer than the file is all of it (RFC 9110, 14.1.3), as nginx and S3 answer.
+        const longer = await fetch(t().url + location, { headers: { Range: "bytes=-100" } });
+        expect([longer.status, longer.headers.get("Content-Range"), await longer.text()]).toEqual([206, "bytes 0-9/10", "0123456789"]);
+        const none = await fetch(t().url + location, { headers: { Range: "bytes=-0" } });
+        expect(none.status).toBe(416);
+        await none.body?.cancel();
         // Unit names are case-insensitive (RFC 9110, 14.1).
         for (const range of ["Bytes=2-4", "BYTES=2-4"]) {
           const spelled = await fetch(t().url + location, { headers: { Range: range } });
