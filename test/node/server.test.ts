@@ -42,6 +42,26 @@ function startUpload(url: string, path: string, declared: number, sent: number) 
   return { req, response, finish: () => req.end(Buffer.alloc(declared - sent, 3)) };
 }
 
+/**
+ * Sends `head` over a new connection, reads the answer's head, then ends the
+ * client's side without sending a body, and resolves with all the server sent
+ * until it closed the connection.
+ */
+function answersUntilClosed(base: string, head: string): Promise<string> {
+  const { hostname, port } = new URL(base);
+  return new Promise((resolve, reject) => {
+    const socket = tcpConnect(Number(port), hostname, () => socket.write(head));
+    let text = "";
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk: string) => {
+      text += chunk;
+      if (text.includes("\r\n\r\n") && !socket.writableEnded) socket.end();
+    });
+    socket.on("error", reject);
+    socket.on("close", () => resolve(text));
+  });
+}
+
 function highWaterRss(pid: number): Promise<number> {
   return readFile(`/proc/${pid}/status`, "utf8").then((s) => Number(/VmHWM:\s+(\d+) kB/.exec(s)![1]) * 1024);
 }
@@ -192,6 +212,17 @@ describe("Node server", () => {
       expect(JSON.parse(malformed.body)).toMatchObject({ error: "bad_request", message: expect.stringContaining("malformed HTTP request") });
       const garbage = await rawExchange(node.url, "\x00\x01 not http\r\n\r\n");
       expect(garbage.status).toBe(400);
+      // Refused by the HTTP adapter before the app: a backslash in the path.
+      const backslash = await rawExchange(node.url, "GET /3/pub/back\\slash.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+      expect(backslash.status).toBe(400);
+      expect(JSON.parse(backslash.body)).toMatchObject({ error: "invalid_path" });
+      // An upload refused before its body, whose client then ends the connection without sending it
+      // (as curl does after a refusal): one answer, one line, and nothing after them.
+      const refusedEarly = await answersUntilClosed(
+        node.url,
+        "PUT /upload/pub/never.txt HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 11\r\n\r\n",
+      );
+      expect(refusedEarly.match(/^HTTP\/1\.1 \d+/gm)).toEqual(["HTTP/1.1 401"]);
       const expecting = await rawExchange(
         node.url,
         "PUT /upload/pub/expect.txt HTTP/1.1\r\nHost: a\r\nExpect: a-miracle\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx",
@@ -211,15 +242,18 @@ describe("Node server", () => {
       expect(requests).toContainEqual(expect.objectContaining({ method: "PUT", path: "/upload/priv/log.txt", status: 201, node: "3", level: "info" }));
       expect(requests).toContainEqual(expect.objectContaining({ method: "PUT", path: "/upload/priv/log2.txt", status: 401 }));
       await eventually(async () => expect(requestLines().map((l) => l.path)).toContain("-"));
+      await eventually(async () => expect(requestLines().map((l) => l.path)).toContain("/upload/pub/never.txt"));
+      expect(requestLines().filter((l) => l.path === "/upload/pub/never.txt")).toEqual([expect.objectContaining({ method: "PUT", status: 401 })]);
       const refused = requestLines().filter((l) => l.status === 400);
       expect(refused).toEqual([
         expect.objectContaining({ method: "GET", path: "/3/pub/host.txt", bytes: badHost.body.length, agent: "probe/1", client: "127.0.0.1" }),
         expect.objectContaining({ method: "DELETE", path: "/3/pub/unparsed.txt", bytes: malformed.body.length, client: "127.0.0.1" }),
         expect.objectContaining({ method: "-", path: "-", client: "127.0.0.1" }),
+        expect.objectContaining({ method: "GET", path: "/3/pub/back\\slash.txt", bytes: backslash.body.length, client: "127.0.0.1" }),
       ]);
       expect(requestLines().filter((l) => l.status === 417)).toEqual([expect.objectContaining({ method: "PUT", path: "/upload/pub/expect.txt" })]);
       const metrics = await (await fetch(`${node.url}/metrics`, { headers: auth })).text();
-      expect(sample(metrics, 'nanocdn_http_requests_total{method="GET",status="4xx"}')).toBe(1);
+      expect(sample(metrics, 'nanocdn_http_requests_total{method="GET",status="4xx"}')).toBe(2);
       expect(sample(metrics, 'nanocdn_http_requests_total{method="DELETE",status="4xx"}')).toBe(1);
       expect(sample(metrics, 'nanocdn_http_requests_total{method="other",status="4xx"}')).toBe(1);
       const read = requests.find((l) => l.method === "GET" && l.path === "/3/priv/log.txt");

@@ -87,6 +87,9 @@ function answerMalformed(error: NodeJS.ErrnoException & { rawPacket?: Buffer }, 
   record?.(method, target, 400, bytes, (socket as Socket).remoteAddress);
 }
 
+/** The head of an answer as sent: Node keeps it on the response, and there is no public way to its length. */
+const headLength = (response: ServerResponse) => (response as ServerResponse & { _header?: string | null })._header?.length ?? 0;
+
 /**
  * Calls the `report` given to the returned function once the answer has
  * gone out whole (with nothing), or its connection ended first (with the
@@ -99,9 +102,7 @@ function watchSent(request: IncomingMessage, response: ServerResponse): (report:
   let outcome: { cutAt?: number } | undefined;
   let waiting: ((cutAt?: number) => void) | undefined;
   response.once("close", () => {
-    // The head as sent (Node keeps it on the response; there is no public way to its length).
-    const head = (response as ServerResponse & { _header?: string | null })._header?.length ?? 0;
-    outcome = response.writableFinished ? {} : { cutAt: Math.max(0, socket.bytesWritten - before - head) };
+    outcome = response.writableFinished ? {} : { cutAt: Math.max(0, socket.bytesWritten - before - headLength(response)) };
     waiting?.(outcome.cutAt);
   });
   return (report) => {
@@ -286,9 +287,11 @@ class ConnectionLanes {
 
 /** Serves the app over HTTP, or HTTPS when a certificate is configured. */
 export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeoutMs = 0, listen, tls, log }: HttpServerOptions): Promise<HttpServer> {
+  const reachedApp = new WeakSet<IncomingMessage>();
   const listener = getRequestListener(
     (request, env) => {
       const { incoming, outgoing } = env as { incoming: IncomingMessage; outgoing: ServerResponse };
+      reachedApp.add(incoming);
       return app.fetch(request, {
         rawTarget: originForm(incoming.url ?? ""),
         clientAddress: incoming.socket.remoteAddress,
@@ -305,12 +308,15 @@ export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeo
           : errorResponse(error, log),
     },
   );
-  /** Answers a request refused before the app runs, and logs and counts it as the app would. */
+  /** Logs and counts a request answered without the app, as the app would. */
+  const record = (request: IncomingMessage, status: number, bytes: number) =>
+    recordAnswer?.(request.method ?? "-", request.url ?? "-", status, bytes, request.socket.remoteAddress, undefined, request.headers["user-agent"]);
+  /** Answers a request refused before the app runs. */
   const refuse = (request: IncomingMessage, response: ServerResponse, status: number, error: string, message: string) => {
     const text = errorBody(error, message);
     const bytes = Buffer.byteLength(text);
     response.writeHead(status, { "Content-Type": "application/json", "Content-Length": bytes }).end(text);
-    recordAnswer?.(request.method ?? "-", request.url ?? "-", status, bytes, request.socket.remoteAddress, undefined, request.headers["user-agent"]);
+    record(request, status, bytes);
   };
   // Once closing, every answer says `Connection: close`, so that keep-alive
   // connections end with the request they carry instead of taking new ones.
@@ -325,9 +331,12 @@ export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeo
     if (request.headers.host !== undefined && !isUsableHost(request.headers.host)) {
       return refuse(request, response, 400, "bad_request", "invalid Host header: it must be a host name or address, and a port if any");
     }
+    // With a body (on a GET, say) the app answers: the body's fate is tracked there, below.
+    const contentLength = request.headers["content-length"];
+    const withABody = (contentLength !== undefined && contentLength !== "0") || request.headers["transfer-encoding"] !== undefined;
     // Answered at once, so nothing to track for a graceful stop. A target in absolute form is the app's.
     const target = request.url ?? "";
-    const fast = target.startsWith("/") ? fastRead?.(request.method ?? "", target, request.rawHeaders, request.socket.remoteAddress) : undefined;
+    const fast = target.startsWith("/") && !withABody ? fastRead?.(request.method ?? "", target, request.rawHeaders, request.socket.remoteAddress) : undefined;
     if (fast) {
       response.writeHead(fast.status, fast.headers);
       response.end(fast.body ?? undefined);
@@ -337,15 +346,24 @@ export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeo
     inFlight.add(response);
     response.on("close", () => inFlight.delete(response));
     const underWay: BodyUnderWay = { request, app: false };
-    if (request.headers["content-length"] !== undefined || request.headers["transfer-encoding"] !== undefined) {
+    if (contentLength !== undefined || request.headers["transfer-encoding"] !== undefined) {
       closeIfBodyUnread(request, response);
       endBodyThatStops(request, clientTimeoutMs);
       withBody.set(request.socket, underWay);
-      response.on("close", () => withBody.delete(request.socket));
+      // A connection that ends with this answer (its body unread) keeps the
+      // entry: what comes after on it, the rest of that body or its end, is
+      // no request to answer again (RFC 9112, 9.6).
+      response.on("close", () => {
+        if (response.shouldKeepAlive) withBody.delete(request.socket);
+      });
     }
     const app = () => {
       underWay.app = true;
-      void listener(request, response);
+      const before = request.socket.bytesWritten;
+      void listener(request, response).then(() => {
+        // Refused by the adapter before the app (a backslash in the path): logged and counted all the same.
+        if (!reachedApp.has(request)) record(request, response.statusCode, Math.max(0, request.socket.bytesWritten - before - headLength(response)));
+      });
     };
     const small = smallBodyLength(request);
     if (small === undefined) return app();
