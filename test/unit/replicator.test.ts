@@ -592,4 +592,29 @@ describe("Replicator (rsync runner injected)", () => {
     expect(rsync.runs.at(-1)).toMatchObject({ full: true });
     expect(replicator.status()[0]).toMatchObject({ backlog: 0, needsFullPass: false });
   });
+
+  it("ends the runs under way when the node stops, and keeps nothing per run on the node's stop signal", async () => {
+    const stopping = new AbortController();
+    start({ rsync: { connectTimeoutS: 1, ioTimeoutS: 10, signal: stopping.signal } });
+    await vi.advanceTimersByTimeAsync(10);
+    for (let i = 0; i < 20; i++) {
+      replicator.changed({ kind: "created", key: `1/pub/${i}.txt` });
+      await vi.advanceTimersByTimeAsync(200);
+    }
+    expect(rsync.runs.length).toBeGreaterThan(20);
+    // A signal made with AbortSignal.any stays listed on each one it combines, for as long as the node runs (Node.js 20).
+    const node = stopping.signal as unknown as Record<symbol, Set<unknown> | undefined>;
+    const kept = Object.getOwnPropertySymbols(node).filter((symbol) => symbol.description === "kDependantSignals");
+    expect(kept.map((symbol) => node[symbol]!.size).filter((size) => size > 0)).toEqual([]);
+
+    // The runs of the next batch, one per peer, held under way.
+    const held: { signal?: AbortSignal; end: (result: RsyncResult) => void }[] = [];
+    rsync.answer((options) => new Promise((end) => held.push({ signal: options.signal, end })));
+    replicator.changed({ kind: "created", key: "1/pub/last.txt" });
+    await vi.advanceTimersByTimeAsync(200);
+    expect(held.map(({ signal }) => signal?.aborted)).toEqual([false, false]);
+    stopping.abort();
+    expect(held.map(({ signal }) => signal?.aborted)).toEqual([true, true]);
+    for (const { end } of held) end(SUCCEEDED);
+  });
 });

@@ -265,6 +265,19 @@ export class Replicator {
   constructor(private readonly options: ReplicatorOptions) {
     this.#maxBatches = options.maxBatches ?? defaultMaxBatches();
     for (const target of options.targets) this.#peers.set(target.id, new PeerReplica(target));
+    // The node's stop ends every run under way. (Not AbortSignal.any of the two per run: on
+    // Node.js 20 each combined signal leaves some 50 bytes behind on the long-lived one.)
+    options.rsync.signal?.addEventListener("abort", () => {
+      for (const peer of this.#peers.values()) for (const halting of peer.haltings) halting.abort();
+    });
+  }
+
+  /** A run's own signal, which `halt` (its peer marked down) and the node's stop end. */
+  #halting(peer: PeerReplica): AbortController {
+    const halting = new AbortController();
+    if (this.options.rsync.signal?.aborted) halting.abort();
+    peer.haltings.add(halting);
+    return halting;
   }
 
   /**
@@ -395,8 +408,7 @@ export class Replicator {
     const fullPass = peer.needsFullPass && !(this.options.peerFsync && [...peer.pending.values()].some((p) => p.waits !== undefined));
     // A full pass waits for the batches under way; the last one to end starts it.
     if (fullPass && (peer.batches > 0 || peer.lone)) return;
-    const halting = new AbortController();
-    peer.haltings.add(halting);
+    const halting = this.#halting(peer);
     try {
       if (fullPass) {
         peer.fullPassRunning = true;
@@ -582,8 +594,7 @@ export class Replicator {
     // It stays listed (and left out of full passes) while it is tried.
     peer.lone = true;
     peer.inFlight.add(path);
-    const halting = new AbortController();
-    peer.haltings.add(halting);
+    const halting = this.#halting(peer);
     try {
       await this.#sendBatch(peer, new Map([[path, stuck.pending]]), halting.signal, stuck);
     } catch (error) {
@@ -695,8 +706,7 @@ export class Replicator {
   }
 
   #rsyncOptions(halting: AbortSignal): RsyncOptions {
-    const { signal } = this.options.rsync;
-    return { ...this.options.rsync, signal: signal ? AbortSignal.any([signal, halting]) : halting };
+    return { ...this.options.rsync, signal: halting };
   }
 
   #succeeded(peer: PeerReplica): void {
