@@ -27,7 +27,7 @@ const blobsOf = (run: Run | undefined) => run?.paths.filter((p) => !p.startsWith
 /** A stand-in for rsync that records each run and answers what the test says. */
 function fakeRsync() {
   const runs: Run[] = [];
-  type Answer = (options: RsyncOptions) => RsyncResult | Promise<RsyncResult>;
+  type Answer = (options: RsyncOptions, args: string[]) => RsyncResult | Promise<RsyncResult>;
   let answer: Answer = () => SUCCEEDED;
   const run: NonNullable<ReplicatorOptions["runRsync"]> = async (args, options, input) => {
     // A daemon destination: a local folder would make the replicator touch the disk, which fake timers cannot wait for.
@@ -40,7 +40,7 @@ function fakeRsync() {
       args,
       launch: options.launch,
     });
-    return answer(options);
+    return answer(options, args);
   };
   return { runs, run, answer: (a: Answer) => (answer = a) };
 }
@@ -197,6 +197,36 @@ describe("Replicator (rsync runner injected)", () => {
   function upload(name: string, answered?: string[]): void {
     void replicator.changed({ kind: "created", key: `1/pub/${name}.txt` }).then(() => answered?.push(name));
   }
+
+  it("lets the batches through while a full pass fails again and again, and tries the pass on its own back-off", async () => {
+    await startOnePeer({ syncCopies: 2 });
+    // rsync's exit 23 from a folder it cannot read, naming no file to set apart.
+    rsync.answer((_, args) => (args.includes("--delete") ? { ok: false, code: 23, message: "some files/attrs were not transferred" } : SUCCEEDED));
+    const passes = () => rsync.runs.filter((run) => run.full).length;
+    replicator.fullPass();
+    await vi.advanceTimersByTimeAsync(10);
+    expect(passes()).toBe(1);
+    // Right after a failure an upload does not wait for its copy; it goes in a batch all the same, before the pass's next try.
+    expect(await replicator.changed({ kind: "created", key: "1/pub/a.txt" })).toBe(1);
+    await vi.advanceTimersByTimeAsync(250);
+    expect(rsync.runs.filter((run) => !run.full).map(blobsOf)).toEqual([["pub/a.txt"]]);
+    // The batches work, so the next upload waits for its copy, and has it.
+    const copies = replicator.changed({ kind: "created", key: "1/pub/b.txt" });
+    await vi.advanceTimersByTimeAsync(50);
+    expect(await copies).toBe(2);
+    // Tried again 1 s after the first failure, then 2 s after the second.
+    expect(passes()).toBe(1);
+    await vi.advanceTimersByTimeAsync(700);
+    expect(passes()).toBe(2);
+    await vi.advanceTimersByTimeAsync(1980);
+    expect(passes()).toBe(2);
+    await vi.advanceTimersByTimeAsync(30);
+    expect(passes()).toBe(3);
+    rsync.answer(() => SUCCEEDED);
+    await vi.advanceTimersByTimeAsync(4000);
+    expect(passes()).toBe(4);
+    expect(replicator.status()[0]).toMatchObject({ needsFullPass: false, backlog: 0 });
+  });
 
   it("backs off after a failed push, doubling the wait, and keeps the paths until one succeeds", async () => {
     await startFailing({ ok: false, code: 10, message: "connection refused" });

@@ -67,6 +67,8 @@ async function filesAmong(folder: string, paths: string[]): Promise<Set<string>>
 }
 
 const MAX_BACKOFF_MS = 30_000;
+/** A full pass that failed (and set no file apart) is tried again after this, doubling up to MAX_BACKOFF_MS; batches go meanwhile. */
+const PASS_RETRY_MIN_MS = 1000;
 /** A file set apart (see Stuck) is tried again after this, doubling up to STUCK_MAX_BACKOFF_MS. */
 const STUCK_MIN_BACKOFF_MS = 1000;
 const STUCK_MAX_BACKOFF_MS = 5 * 60_000;
@@ -201,6 +203,9 @@ const STATUS_STUCK = 20;
 class PeerReplica {
   pending = new Map<string, Pending>();
   needsFullPass = true;
+  /** A full pass that failed waits until then (and batches go before it), on its own back-off. */
+  passRetryAt = 0;
+  passBackoffMs = 0;
   /** Its replica may hold files this node lost: copy them back before a pass deletes anything there. */
   pullFirst = false;
   /** Batches under way, and the paths they carry: a path is never in two at once, so a delete cannot overtake its upload. */
@@ -356,6 +361,7 @@ export class Replicator {
     for (const peer of this.#peers.values()) {
       if (id !== undefined && peer.target.id !== id) continue;
       peer.needsFullPass = true;
+      peer.passRetryAt = 0;
       peer.backoffMs = 0;
       this.#schedule(peer, 0, true);
       for (const stuck of peer.stuck.values()) stuck.retryAt = Date.now();
@@ -377,8 +383,9 @@ export class Replicator {
     }
     const at = Date.now() + Math.max(delayMs, peer.backoffMs);
     if (peer.timer) {
-      // A run due sooner takes these paths too.
-      if (!replace || peer.timerAt <= at) return;
+      // A run due sooner takes these paths too. One due later (a failed full
+      // pass's next try, say) is brought forward.
+      if (peer.timerAt <= at) return;
       clearTimeout(peer.timer);
     }
     peer.timerAt = at;
@@ -405,7 +412,8 @@ export class Replicator {
     // With peerFsync an upload waiting for its copy goes in a batch (which
     // fsyncs) before a full pass (which does not): passes asked for again and
     // again (a flapping peer) would otherwise hold it off.
-    const fullPass = peer.needsFullPass && !(this.options.peerFsync && [...peer.pending.values()].some((p) => p.waits !== undefined));
+    const fullPass =
+      peer.needsFullPass && Date.now() >= peer.passRetryAt && !(this.options.peerFsync && [...peer.pending.values()].some((p) => p.waits !== undefined));
     // A full pass waits for the batches under way; the last one to end starts it.
     if (fullPass && (peer.batches > 0 || peer.lone)) return;
     const halting = this.#halting(peer);
@@ -435,7 +443,9 @@ export class Replicator {
     const left = [...peer.pending].filter(([path]) => !peer.inFlight.has(path));
     if (left.length === 0 && !peer.needsFullPass) return;
     const waited = left.some(([, pending]) => pending.waits !== undefined);
-    this.#schedule(peer, waited ? 0 : this.options.batchMs, waited);
+    // Nothing but a failed pass to try again: at its time.
+    const passInMs = left.length === 0 ? peer.passRetryAt - Date.now() : 0;
+    this.#schedule(peer, waited ? 0 : Math.max(this.options.batchMs, passInMs), waited);
   }
 
   /**
@@ -642,7 +652,15 @@ export class Replicator {
         result,
         async (path) => !peer.stuck.has(path) && (await lstat(join(this.options.source, path)).catch(() => undefined))?.isFile() === true,
       );
-      if (apart === undefined) return this.#failed(peer, result);
+      if (apart === undefined) {
+        // One that fails again and again (a folder rsync cannot read, a disk
+        // that fails to read) must not hold every change up: the batches go
+        // while it waits for its next try. It got this far, so the
+        // destination is checked and owes no pull.
+        peer.passBackoffMs = Math.min(Math.max(peer.passBackoffMs * 2, PASS_RETRY_MIN_MS), MAX_BACKOFF_MS);
+        peer.passRetryAt = Date.now() + peer.passBackoffMs;
+        return this.#failed(peer, result);
+      }
       // The pass goes again after the batch interval (#run schedules it), without
       // that file; its queued change goes apart with it (the pass read what the disk holds now).
       const queued = peer.pending.get(apart);
@@ -672,6 +690,8 @@ export class Replicator {
     }
     if (oldest !== Number.POSITIVE_INFINITY) peer.lastBatchLagMs = Date.now() - oldest;
     await this.#confirmPlace();
+    peer.passBackoffMs = 0;
+    peer.passRetryAt = 0;
     peer.lastFullPass = new Date();
     this.#succeeded(peer);
     this.options.log.info({ peer: peer.target.id, ms: Date.now() - started }, "full replication pass done");
