@@ -132,6 +132,8 @@ describe("the Debian package", () => {
     expect(`${verify.stdout}${verify.stderr}`).not.toMatch(/nanocdn/);
     const unit = await readFile("/lib/systemd/system/nanocdn.service", "utf8");
     expect(Number(/^TimeoutStopSec=(\d+)$/m.exec(unit)?.[1])).toBeGreaterThan(Number(configDefault("shutdown_grace")));
+    // SIGTERM to the node's main process alone, as the tests stop nodes: it ends its own serving processes, rsync runs and daemon.
+    expect(unit).toMatch(/^KillMode=mixed$/m);
     // A configuration the node cannot run with ends it with the status that the unit does not restart on.
     const prevented = Number(/^RestartPreventExitStatus=(\d+)$/m.exec(unit)?.[1]);
     await expect(asNode(["serve", "--listen", "127.0.0.1:http-alt"])).rejects.toMatchObject({
