@@ -450,7 +450,9 @@ describe("Replicator (rsync runner injected)", () => {
   });
 
   it("with syncCopies runs a few batches at most beside each other, never two with the same path, and one with deletes alone", async () => {
-    await startOnePeer({ syncCopies: 2, syncWaitMs: 60_000, maxBatches: 4 });
+    // Asked at every run's start: how often the replicator looks for work.
+    const isUp = vi.fn((id: string) => up.has(id));
+    await startOnePeer({ syncCopies: 2, syncWaitMs: 60_000, maxBatches: 4, isUp });
     const held = holdRuns();
     const answered: string[] = [];
     // Uploads seldom enough to go at once, each while the batches before it still run.
@@ -471,10 +473,13 @@ describe("Replicator (rsync runner injected)", () => {
     await vi.advanceTimersByTimeAsync(1);
     expect(answered.sort()).toEqual(["a", "b", "c", "d"]);
     expect(rsync.runs.slice(4).map(blobsOf)).toEqual([["pub/e.txt", "pub/a.txt"]]);
-    // Nothing runs beside the batch with the delete either.
+    // Nothing runs beside the batch with the delete either, and nothing
+    // looks again and again meanwhile: its end sends what waits.
+    isUp.mockClear();
     upload("f", answered);
     await vi.advanceTimersByTimeAsync(50);
     expect(rsync.runs).toHaveLength(5);
+    expect(isUp.mock.calls.length).toBeLessThan(5);
     held[4]!(SUCCEEDED);
     await vi.advanceTimersByTimeAsync(1);
     expect(answered).toContain("e");

@@ -136,6 +136,8 @@ export class Launcher {
       } catch (error) {
         // Its folder was taken away (a cleaner, logind's RemoveIPC): the next runs get a new one.
         if ((error as NodeJS.ErrnoException).code === "ENOENT") this.#dir = await newFolder(this.#parent).catch(() => this.#dir);
+        // What a full /dev/shm took of it would stay there until the node stops.
+        else await unlink(join(dir, `${id}.in`)).catch(() => {});
         return spawnLaunch(file, args, options);
       }
     }

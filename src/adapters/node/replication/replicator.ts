@@ -417,12 +417,13 @@ export class Replicator {
     // A full pass waits for the batches under way; the last one to end starts it.
     if (fullPass && (peer.batches > 0 || peer.lone)) return;
     const halting = this.#halting(peer);
+    let carried = true;
     try {
       if (fullPass) {
         peer.fullPassRunning = true;
         await this.#runFullPass(peer, halting.signal);
       } else {
-        await this.#runBatch(peer, halting.signal);
+        carried = await this.#runBatch(peer, halting.signal);
       }
     } catch (error) {
       log.error({ peer: id, err: error }, "replication run failed");
@@ -430,7 +431,9 @@ export class Replicator {
       peer.fullPassRunning = false;
       peer.haltings.delete(halting);
     }
-    this.#next(peer);
+    // Nothing could go beside the runs under way (one carries deletes): the
+    // end of those schedules what waits, rather than a retry every moment.
+    if (carried || peer.batches === 0) this.#next(peer);
   }
 
   /**
@@ -466,9 +469,10 @@ export class Replicator {
     return batch;
   }
 
-  async #runBatch(peer: PeerReplica, halting: AbortSignal): Promise<void> {
+  /** Whether it had anything to carry. */
+  async #runBatch(peer: PeerReplica, halting: AbortSignal): Promise<boolean> {
     const batch = this.#takeBatch(peer);
-    if (batch.size === 0) return;
+    if (batch.size === 0) return false;
     peer.batches++;
     peer.deleting = [...batch.values()].some((p) => p.withFolders);
     try {
@@ -478,6 +482,7 @@ export class Replicator {
       peer.deleting = false;
       for (const path of batch.keys()) peer.inFlight.delete(path);
     }
+    return true;
   }
 
   /** Pushes `batch`; `alone` when it is one file set apart, tried again. */
