@@ -1,5 +1,5 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -115,6 +115,24 @@ describe("a launcher: short-lived programs started by one bash", () => {
     const { stdout } = await launcher.launch("sh", ["-c", "cat; readlink /proc/self/fd/1"], { input: "x" });
     expect(stdout).toMatch(new RegExp(`^x${parent}/nanocdn-runs-${process.pid}-\\w+/\\d+\\.out\n$`));
     expect(stdout).not.toContain(dir);
+  });
+
+  it("starts a run with Node's spawn when its input does not fit in its folder, and leaves none of it there", async () => {
+    // A full /dev/shm: a folder on a file system of 64 KiB.
+    const small = await mkdtemp(join(tmpdir(), "nanocdn-launcher-full-"));
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", small]);
+    const full = await Launcher.open(small);
+    try {
+      const input = "x".repeat(256 * 1024);
+      const ran = await full.launch("wc", ["-c"], { input });
+      expect([ran.code, ran.stdout.trim()]).toEqual([0, String(input.length)]);
+      const [folder] = await readdir(small);
+      expect(await readdir(join(small, folder!))).toEqual([]);
+    } finally {
+      await full.close();
+      execFileSync("umount", [small]);
+      await rm(small, { recursive: true, force: true });
+    }
   });
 
   it("sweeps the folders that processes gone left, and runs the program, not a function of that name", async () => {
