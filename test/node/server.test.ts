@@ -143,6 +143,11 @@ describe("Node server", () => {
         const blocked = await fetch(`${node.url}/upload/${name}`, { method: "PUT", body: "y", headers: auth });
         expect(blocked.status, name).toBe(409);
         expect(await blocked.json()).toMatchObject({ error: "name_blocked", message: expect.stringContaining(why) });
+        // Before the body: a client that waits for 100 Continue never sends it.
+        const head = `PUT /upload/${name} HTTP/1.1\r\nHost: a\r\nAuthorization: ${auth.Authorization}\r\nExpect: 100-continue\r\nContent-Length: 2000000\r\n\r\n`;
+        const early = await answersUntilClosed(node.url, head);
+        expect(early.match(/^HTTP\/1\.1 \d+/gm), name).toEqual(["HTTP/1.1 409"]);
+        expect(early).toContain("name_blocked");
       }
     } finally {
       await node.stop();

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
 import { link, lstat, lutimes, mkdir, readdir, readFile, realpath, rename, rm, rmdir, statfs, unlink, writeFile } from "node:fs/promises";
-import { type BigIntStats, closeSync, constants, fstatSync, fsync, lstatSync, open, openSync, read, write } from "node:fs";
+import { type BigIntStats, closeSync, constants, fstatSync, fsync, lstatSync, open, openSync, read, type Stats, write } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { promisify } from "node:util";
 import { type BlobHandle, type BlobMeta, type BlobStore, type ByteRange, type CreateOptions, isExpired } from "../../../storage/blob-store.ts";
@@ -32,6 +32,7 @@ const KEPT_DEPTH = 2;
 const STALE_SIDECAR_MS = 60_000;
 const FILE_MODE = 0o444;
 const FILE_IN_THE_WAY = "a file is in the way: one of the folders of this name is a file";
+const FOLDER_IN_THE_WAY = "a folder of this name holds other files";
 const NEW_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 /*
  * Calls that only look (stat, open to read, close) run straight on the event
@@ -145,6 +146,23 @@ function fileStream(file: OpenFile, start: number, end: number): ReadableStream<
 }
 
 const unlinkQuietly = (path: string) => unlink(path).catch(() => {});
+
+/**
+ * Refuses, before its body is read (its client may wait to send it), a name
+ * no file can have: a folder holds it, or a file stands where one of its
+ * folders must be. The link into place finds the same, and what comes
+ * about meanwhile.
+ */
+function refuseBlockedName(target: string): void {
+  let found: Stats | undefined;
+  try {
+    found = lstatSync(target, { throwIfNoEntry: false });
+  } catch (error) {
+    if (errnoOf(error) === "ENOTDIR") throw new NameBlockedError(FILE_IN_THE_WAY);
+    return; // the create says what else is wrong
+  }
+  if (found?.isDirectory()) throw new NameBlockedError(FOLDER_IN_THE_WAY);
+}
 
 /** Whether two looks at a name saw one file, not a new one stored under it: that may get a freed inode's number, never its time. */
 export const sameFile = (a: BigIntStats, b: BigIntStats) => a.dev === b.dev && a.ino === b.ino && a.mtimeNs === b.mtimeNs;
@@ -340,6 +358,7 @@ export class DiskStore implements BlobStore {
 
   async create(key: string, body: ReadableStream<Uint8Array>, options?: CreateOptions): Promise<BlobMeta> {
     const target = this.#path(key);
+    refuseBlockedName(target);
     const sidecarTarget = this.#sidecarPath(key);
     const temp = join(this.tmpDir, `${randomUUID()}.part`);
     const sidecarTemp = `${temp}.meta`;
@@ -440,7 +459,7 @@ export class DiskStore implements BlobStore {
       } catch (error) {
         const code = errnoOf(error);
         if (code === "EEXIST") {
-          if ((await lstat(target).catch(() => undefined))?.isDirectory()) throw new NameBlockedError("a folder of this name holds other files");
+          if ((await lstat(target).catch(() => undefined))?.isDirectory()) throw new NameBlockedError(FOLDER_IN_THE_WAY);
           throw new ConflictError("a file with this name already exists");
         }
         if (code === "ENOTDIR") throw new NameBlockedError(FILE_IN_THE_WAY);
