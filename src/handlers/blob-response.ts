@@ -32,8 +32,29 @@ function httpDate(date: Date): string {
   return text;
 }
 
+const DAY = "(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)";
+const MONTH = "(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)";
+const TIME = "\\d\\d:\\d\\d:\\d\\d";
+/** The three forms of an HTTP-date (RFC 9110, 5.6.7): IMF-fixdate, RFC 850's and asctime's. */
+const HTTP_DATE = new RegExp(
+  `^(?:${DAY}, \\d\\d ${MONTH} \\d{4} ${TIME} GMT|(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day, \\d\\d-${MONTH}-\\d\\d ${TIME} GMT|${DAY} ${MONTH} [ \\d]\\d ${TIME} \\d{4})$`,
+);
+
+/**
+ * An HTTP-date in milliseconds, or undefined for anything else: a condition
+ * whose date is not one is ignored (RFC 9110, 13.1.3, 13.1.4), where a
+ * lenient parse would read `2099` as a year.
+ */
+function httpDateMs(value: string | null | undefined): number | undefined {
+  if (!value || !HTTP_DATE.test(value)) return undefined;
+  // asctime's form names no zone: it is GMT, not this machine's.
+  const ms = Date.parse(value.endsWith(" GMT") ? value : `${value} GMT`);
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
 /** Whether a conditional GET or HEAD (If-None-Match, If-Modified-Since) gets a 304. */
-export function isNotModified(ifNoneMatch: string | undefined, ifModifiedSince: string | undefined, meta: BlobMeta): boolean {
+export function isNotModified(ifNoneMatch: string | undefined, since: string | undefined, meta: BlobMeta): boolean {
+  const ifModifiedSince = httpDateMs(since) === undefined ? undefined : since;
   if (ifNoneMatch === undefined && ifModifiedSince === undefined) return false;
   // The request's Cache-Control is left out on purpose: `no-cache` there is
   // addressed to caches (and fetch() adds it to every conditional request),
@@ -60,7 +81,7 @@ export function checkPreconditions(headers: Headers, meta: BlobMeta, method = "G
   if (ifMatch !== null) {
     const tags = ifMatch.split(",").map((tag) => tag.trim());
     if (!tags.includes("*") && !tags.includes(meta.etag)) throw new PreconditionFailedError(`If-Match: the file's ETag is ${meta.etag}`);
-  } else if (httpSeconds(meta.lastModified) > Date.parse(headers.get("If-Unmodified-Since") ?? "")) {
+  } else if (httpSeconds(meta.lastModified) > (httpDateMs(headers.get("If-Unmodified-Since")) ?? Number.POSITIVE_INFINITY)) {
     throw new PreconditionFailedError(`If-Unmodified-Since: the file was modified at ${httpDate(meta.lastModified)}`);
   }
   if (method !== "GET" && method !== "HEAD" && isNotModified(headers.get("If-None-Match") ?? undefined, undefined, meta)) {
@@ -72,7 +93,7 @@ export function checkPreconditions(headers: Headers, meta: BlobMeta, method = "G
 function ifRangeMatches(value: string | null, meta: BlobMeta): boolean {
   if (value === null) return true;
   if (value.startsWith('"') || value.startsWith("W/")) return value === meta.etag;
-  return Date.parse(value) === httpSeconds(meta.lastModified);
+  return httpDateMs(value) === httpSeconds(meta.lastModified);
 }
 
 /**

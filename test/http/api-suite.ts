@@ -339,6 +339,15 @@ export function describeHttpApi(runtime: string, getTarget: () => ApiTarget): vo
         });
         expect(older.status).toBe(200);
         await older.body?.cancel();
+        // The date in asctime's form (RFC 9110, 5.6.7) counts; what is no HTTP-date is ignored (13.1.3), a bare year too.
+        const [day, date, month, year, time] = lastModified.replace(",", "").split(" ");
+        const asctime = await fetch(t().url + location, { headers: { "If-Modified-Since": `${day} ${month} ${date!.replace(/^0/, " ")} ${time} ${year}` } });
+        expect(asctime.status).toBe(304);
+        for (const since of ["2099", "tomorrow", `${lastModified} and more`]) {
+          const ignored = await fetch(t().url + location, { headers: { "If-Modified-Since": since } });
+          expect(ignored.status, since).toBe(200);
+          await ignored.body?.cancel();
+        }
       });
 
       it("serves single byte ranges with 206 and refuses unsatisfiable ones with 416", async () => {
@@ -398,6 +407,8 @@ export function describeHttpApi(runtime: string, getTarget: () => ApiTarget): vo
           { "If-Match": `"other", ${etag}` },
           { "If-Match": "*" },
           { "If-Unmodified-Since": dayAhead },
+          // No HTTP-date: ignored (RFC 9110, 13.1.4).
+          { "If-Unmodified-Since": "1999" },
         ];
         for (const headers of holding) {
           const read = await fetch(t().url + location, { headers });
