@@ -54,7 +54,9 @@ function httpDateMs(value: string | null | undefined): number | undefined {
 
 /** Whether a conditional GET or HEAD (If-None-Match, If-Modified-Since) gets a 304. */
 export function isNotModified(ifNoneMatch: string | undefined, since: string | undefined, meta: BlobMeta): boolean {
-  const ifModifiedSince = httpDateMs(since) === undefined ? undefined : since;
+  // Given to fresh as IMF-fixdate: it would read asctime's form in this machine's zone.
+  const sinceMs = httpDateMs(since);
+  const ifModifiedSince = sinceMs === undefined ? undefined : new Date(sinceMs).toUTCString();
   if (ifNoneMatch === undefined && ifModifiedSince === undefined) return false;
   // The request's Cache-Control is left out on purpose: `no-cache` there is
   // addressed to caches (and fetch() adds it to every conditional request),
@@ -108,7 +110,7 @@ function selectRange(request: Request, meta: BlobMeta): ByteRange | undefined {
   }
   // A unit other than bytes is ignored, as RFC 9110 asks, never refused; units are case-insensitive there, not in range-parser.
   const equals = header.indexOf("=");
-  if (header.slice(0, equals).trim().toLowerCase() !== "bytes") return undefined;
+  if (equals < 0 || header.slice(0, equals).trim().toLowerCase() !== "bytes") return undefined;
   // A suffix longer than the file asks for all of it (RFC 9110, 14.1.3), where range-parser finds it unsatisfiable.
   const specs = header
     .slice(equals + 1)

@@ -154,6 +154,32 @@ describe("Node server", () => {
     }
   });
 
+  it("answers a pipelined upload whose body the connection cut short as that upload, once", async () => {
+    const node = await startNodeProcess();
+    try {
+      const put = (name: string, length: number, body: string) =>
+        `PUT /upload/pub/${name} HTTP/1.1\r\nHost: a\r\nAuthorization: ${auth.Authorization}\r\nContent-Length: ${length}\r\n\r\n${body}`;
+      // One write: a whole upload, then one whose 100 bytes stop after 2; the client ends its side once the first is answered.
+      const answers = await answersUntilClosed(node.url, put("first.txt", 5, "hello") + put("second.txt", 100, "he"));
+      expect(answers.match(/^HTTP\/1\.1 \d+/gm)).toEqual(["HTTP/1.1 201", "HTTP/1.1 400"]);
+      expect(answers).toContain("the connection ended before the request's body did");
+      const lines = () =>
+        node
+          .output()
+          .split("\n")
+          .filter((l) => l.includes('"msg":"request"'))
+          .map((l) => JSON.parse(l) as { method: string; path: string; status: number });
+      await eventually(async () => expect(lines().map((l) => l.path)).toContain("/upload/pub/second.txt"));
+      expect(lines().filter((l) => l.method !== "GET")).toEqual([
+        expect.objectContaining({ method: "PUT", path: "/upload/pub/first.txt", status: 201 }),
+        expect.objectContaining({ method: "PUT", path: "/upload/pub/second.txt", status: 400 }),
+      ]);
+      expect(await storedKeys(node.data)).toEqual(["1/meta/pub/first.txt", "1/pub/first.txt"]);
+    } finally {
+      await node.stop();
+    }
+  });
+
   it("re-reads the htpasswd file when it changes, without a restart", async () => {
     const node = await startNodeProcess();
     try {

@@ -154,14 +154,15 @@ const unlinkQuietly = (path: string) => unlink(path).catch(() => {});
  * about meanwhile.
  */
 function refuseBlockedName(target: string): void {
-  let found: Stats | undefined;
+  let found: Stats;
   try {
-    found = lstatSync(target, { throwIfNoEntry: false });
+    // Not throwIfNoEntry: newer Node.js versions answer ENOTDIR with undefined too.
+    found = lstatSync(target);
   } catch (error) {
     if (errnoOf(error) === "ENOTDIR") throw new NameBlockedError(FILE_IN_THE_WAY);
-    return; // the create says what else is wrong
+    return; // a new name (ENOENT), or what the create will say
   }
-  if (found?.isDirectory()) throw new NameBlockedError(FOLDER_IN_THE_WAY);
+  if (found.isDirectory()) throw new NameBlockedError(FOLDER_IN_THE_WAY);
 }
 
 /** Whether two looks at a name saw one file, not a new one stored under it: that may get a freed inode's number, never its time. */

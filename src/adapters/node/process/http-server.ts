@@ -354,7 +354,8 @@ export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeo
       // entry: what comes after on it, the rest of that body or its end, is
       // no request to answer again (RFC 9112, 9.6).
       response.on("close", () => {
-        if (response.shouldKeepAlive) withBody.delete(request.socket);
+        // Only its own entry: a pipelined request that came next may have set its own already.
+        if (response.shouldKeepAlive && withBody.get(request.socket) === underWay) withBody.delete(request.socket);
       });
     }
     const app = () => {
