@@ -57,4 +57,55 @@ describe("the expiry sweeper", () => {
     // The expired file's delete is replicated, nothing else.
     expect(deleted.length).toBeLessThanOrEqual(1);
   });
+
+  it("deletes an upload whose body came in after its expiry, and goes past a file it cannot delete", async () => {
+    const disk = new DiskStore({ root, fsync: false });
+    await disk.init();
+    const index = new ExpiryIndex(join(root, "state", "expiry"), { fsync: false });
+    await index.rebuild(disk.filesDir, "1");
+    const serving = new ExpiryRecordingStore(disk, index);
+    const deleted: string[] = [];
+    const warned: string[] = [];
+    const log = { ...quiet, warn: (fields: object) => warned.push(String((fields as { key?: string }).key)) };
+    // A file the disk will not let go of, due first.
+    const now = Math.floor(Date.now() / 1000);
+    await serving.create("1/pub/stuck.txt", new Blob(["stuck"]).stream(), { deleteAt: now - 10 });
+    const failing = new Proxy(disk, {
+      get(target, name) {
+        const value = Reflect.get(target, name, target);
+        if (name !== "deleteIfExpired" || typeof value !== "function") return typeof value === "function" ? value.bind(target) : value;
+        return async (key: string, ...rest: unknown[]) => {
+          if (key === "1/pub/stuck.txt") throw new Error("EIO");
+          return value.apply(target, [key, ...rest]);
+        };
+      },
+    });
+    const stop = startExpirySweeper({
+      index,
+      store: failing,
+      node: "1",
+      mayDelete: () => true,
+      deleted: (change) => deleted.push(change.key),
+      log,
+      intervalMs: 50,
+    });
+    try {
+      // An upload due in a second whose body takes two: the sweeps in between find no file yet.
+      const slowBody = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          await new Promise((resolve) => setTimeout(resolve, 2000));
+          controller.enqueue(new TextEncoder().encode("slow"));
+          controller.close();
+        },
+      });
+      await serving.create("1/pub/slow.txt", slowBody, { deleteAt: Math.floor(Date.now() / 1000) + 1 });
+      await expect.poll(() => deleted, { timeout: 5000 }).toEqual(["1/pub/slow.txt"]);
+      expect(await disk.head("1/pub/slow.txt")).toBeUndefined();
+      // The file it could not delete was tried at every sweep, and is still listed.
+      expect(warned.filter((key) => key === "1/pub/stuck.txt").length).toBeGreaterThan(1);
+      expect((await index.due(now)).map((entry) => entry.key)).toEqual(["1/pub/stuck.txt"]);
+    } finally {
+      await stop();
+    }
+  });
 });

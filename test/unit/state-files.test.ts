@@ -66,4 +66,21 @@ describe("small state files (real files in a temporary folder)", () => {
     expect((await readdir(join(dir, "2"))).sort()).toEqual([fresh, ".notes.swp"].sort());
     expect(await queue.pending()).toEqual({ "2": 0 });
   });
+
+  it("the legacy delete queue goes past a delete the peer refuses, and keeps it for the next pass", async () => {
+    const dir = join(await stateFolder(), "legacy-deletes");
+    for (const key of ["pub/a.png", "pub/refused.png", "pub/z.png"]) await recordLegacyDelete(dir, ["2"], key);
+    const sent: string[] = [];
+    const warned: string[] = [];
+    const log: Logger = { info: () => {}, warn: (fields) => warned.push(String((fields as { key?: string }).key)), error: () => {} };
+    // The peer answers 500 for one file (a disk error there), 204 for the others.
+    const queue = new LegacyDeleteQueue(dir, ["2"], async (_peer, key) => sent.push(key) > 0 && key !== "pub/refused.png", log);
+    await queue.flush("2");
+    expect(sent.sort()).toEqual(["pub/a.png", "pub/refused.png", "pub/z.png"]);
+    expect(warned).toEqual(["pub/refused.png"]);
+    expect(await queue.pending()).toEqual({ "2": 1 });
+    sent.length = 0;
+    await queue.flush("2");
+    expect(sent).toEqual(["pub/refused.png"]);
+  });
 });

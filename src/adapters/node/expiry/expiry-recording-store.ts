@@ -1,4 +1,4 @@
-import type { BlobHandle, BlobMeta, BlobStore, CreateOptions } from "../../../storage/blob-store.ts";
+import { type BlobHandle, type BlobMeta, type BlobStore, type CreateOptions, isExpired } from "../../../storage/blob-store.ts";
 import { StoreUnavailableError } from "../../../storage/errors.ts";
 import type { ExpiryIndex } from "./expiry-index.ts";
 
@@ -22,14 +22,21 @@ export class ExpiryRecordingStore implements BlobStore {
   }
 
   async create(key: string, body: ReadableStream<Uint8Array>, options?: CreateOptions): Promise<BlobMeta> {
-    if (options?.deleteAt !== undefined) {
+    const deleteAt = options?.deleteAt;
+    if (deleteAt !== undefined) {
       try {
-        await this.index.record(key, options.deleteAt);
+        await this.index.record(key, deleteAt);
       } catch (error) {
         throw new StoreUnavailableError("recording the file's expiry failed", { cause: error, bodyUntouched: true });
       }
     }
-    return this.inner.create(key, body, options);
+    const meta = await this.inner.create(key, body, options);
+    // A body slower than the expiry itself: the sweeper may have found the
+    // entry due before the file was there, and dropped it. Listed again, it
+    // goes at the next sweep. (The file is stored: a failure here leaves it
+    // to a rebuild of the index rather than fail the upload.)
+    if (deleteAt !== undefined && isExpired(meta)) await this.index.record(key, deleteAt).catch(() => {});
+    return meta;
   }
 
   delete(key: string): Promise<boolean> {

@@ -44,13 +44,18 @@ export function startExpirySweeper(options: ExpirySweeperOptions): () => Promise
     complete = true;
     for (const entry of await index.due(Math.floor(Date.now() / 1000))) {
       if (stopped) return;
-      // The file's own metadata decides: the name may hold another file by now, or none.
-      const meta = await store.deleteIfExpired(entry.key);
-      if (meta) {
-        await options.deleted({ kind: "deleted", key: entry.key });
-        log.info({ key: entry.key, deleteAt: meta.deleteAt }, "expired file deleted");
+      try {
+        // The file's own metadata decides: the name may hold another file by now, or none.
+        const meta = await store.deleteIfExpired(entry.key);
+        if (meta) {
+          await options.deleted({ kind: "deleted", key: entry.key });
+          log.info({ key: entry.key, deleteAt: meta.deleteAt }, "expired file deleted");
+        }
+        await index.remove(entry);
+      } catch (error) {
+        // Kept for the next sweep; the files due after it go on (they come soonest first).
+        log.warn({ err: error, key: entry.key }, "cannot delete an expired file; will retry");
       }
-      await index.remove(entry);
     }
   }
 

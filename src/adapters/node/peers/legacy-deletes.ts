@@ -78,10 +78,15 @@ export class LegacyDeleteQueue {
       try {
         done = await this.send(peer, key);
       } catch (error) {
+        // The peer cannot be reached: the rest waits too.
         this.log.warn({ peer, key, err: error }, "legacy delete not delivered yet; will retry");
         return;
       }
-      if (!done) return;
+      if (!done) {
+        // Refused for this file (a disk error there): the others go on, and it is retried.
+        this.log.warn({ peer, key }, "peer did not take a legacy delete; will retry");
+        continue;
+      }
       await unlink(path).catch(() => {});
       this.log.info({ peer, key }, "legacy delete delivered");
     }
