@@ -107,6 +107,20 @@ describe("nanocdn user", () => {
     expect(await readFile(shared, "utf8")).not.toContain("bob:");
   });
 
+  it("keeps every user when several commands edit the file at once", async () => {
+    const dir = await tempDir();
+    const file = join(dir, "htpasswd");
+    await writeHtpasswd(file, []);
+    const names = ["u1", "u2", "u3", "u4", "u5", "u6"];
+    const added = await Promise.all(names.map((name) => runCli(["user", "add", name, "--htpasswd", file], { input: `password of ${name}\n` })));
+    expect(added.map(({ code }) => code)).toEqual(names.map(() => 0));
+    expect((await runCli(["user", "list", "--htpasswd", file])).stdout.split("\n").filter(Boolean).sort()).toEqual(names);
+    await Promise.all(["u2", "u5"].map((name) => runCli(["user", "remove", name, "--htpasswd", file])));
+    expect((await runCli(["user", "list", "--htpasswd", file])).stdout.split("\n").filter(Boolean).sort()).toEqual(["u1", "u3", "u4", "u6"]);
+    // No lock left behind.
+    expect((await readdir(dir)).sort()).toEqual(["htpasswd"]);
+  });
+
   it("adds, lists and removes users in a file Apache's htpasswd reads, which a running node picks up", async () => {
     const dir = await tempDir();
     const file = join(dir, "htpasswd");

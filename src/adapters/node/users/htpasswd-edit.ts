@@ -75,25 +75,62 @@ async function rewrite(named: string, lines: string[]): Promise<void> {
   await fsyncFolder(dirname(file));
 }
 
+/** A lock this old was left by an edit that died (an edit holds it for milliseconds). */
+const STALE_LOCK_MS = 10_000;
+const LOCK_RETRY_MS = 20;
+
+/**
+ * Runs `edit` (read, change, replace) holding `<file>.lock`, beside the file
+ * a symlink leads to: two commands editing the users at once take turns,
+ * where each would otherwise replace the file with its own edit and lose
+ * the other's.
+ */
+async function editAlone<T>(named: string, edit: () => Promise<T>): Promise<T> {
+  const lock = `${await realpath(named).catch(() => named)}.lock`;
+  for (;;) {
+    try {
+      await (await open(lock, "wx", 0o600)).close();
+      break;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      // No folder: the edit says what to fix.
+      if (code === "ENOENT") return edit();
+      if (code !== "EEXIST") throw error;
+      const held = await stat(lock).catch(() => undefined);
+      if (held && Date.now() - held.mtimeMs > STALE_LOCK_MS) await rm(lock, { force: true });
+      else await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS));
+    }
+  }
+  try {
+    return await edit();
+  } finally {
+    await rm(lock, { force: true });
+  }
+}
+
 /** Adds the user, or sets a new password for one that exists; true when it was added. */
 export async function setUser(file: string, name: string, password: string): Promise<boolean> {
   checkUserName(name);
-  const lines = await readLines(file);
   const entry = `${name}:${hashPassword(password)}`;
-  const at = lines.findIndex((line) => userOf(line) === name);
-  if (at >= 0) lines[at] = entry;
-  else lines.push(entry);
-  await rewrite(file, lines);
-  return at < 0;
+  return editAlone(file, async () => {
+    const lines = await readLines(file);
+    const at = lines.findIndex((line) => userOf(line) === name);
+    if (at >= 0) lines[at] = entry;
+    else lines.push(entry);
+    await rewrite(file, lines);
+    return at < 0;
+  });
 }
 
 /** Removes the user; false when there was none of that name. */
 export async function removeUser(file: string, name: string): Promise<boolean> {
-  const lines = await readLines(file);
-  const kept = lines.filter((line) => userOf(line) !== name);
-  if (kept.length === lines.length) return false;
-  await rewrite(file, kept);
-  return true;
+  return editAlone(file, async () => {
+    const lines = await readLines(file);
+    const kept = lines.filter((line) => userOf(line) !== name);
+    if (kept.length === lines.length) return false;
+    await rewrite(file, kept);
+    return true;
+  });
 }
 
 export async function listUsers(file: string): Promise<string[]> {
