@@ -1,5 +1,5 @@
 import { execFile, execFileSync, spawn } from "node:child_process";
-import { chown, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { chmod, chown, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -119,6 +119,43 @@ describe("nanocdn user", () => {
     expect((await runCli(["user", "list", "--htpasswd", file])).stdout.split("\n").filter(Boolean).sort()).toEqual(["u1", "u3", "u4", "u6"]);
     // No lock left behind.
     expect((await readdir(dir)).sort()).toEqual(["htpasswd"]);
+  });
+
+  it("keeps the bytes of the other lines, whatever their encoding, and adds a UTF-8 name as UTF-8", async () => {
+    const file = join(await tempDir(), "htpasswd");
+    // Latin-1, as an old file may be: Apache and nginx read it as bytes.
+    const latin1 = Buffer.from("# Benutzer M\xfcller\nm\xfcller:{PLAIN}x\n", "latin1");
+    await writeFile(file, latin1);
+    expect((await runCli(["user", "add", "zoë", "--htpasswd", file], { input: "a password\n" })).code).toBe(0);
+    const after = await readFile(file);
+    expect(after.subarray(0, latin1.length)).toEqual(latin1);
+    expect(after.subarray(latin1.length).toString("utf8")).toMatch(/^zoë:\$2y\$/);
+    expect((await runCli(["user", "list", "--htpasswd", file])).stdout).toContain("zoë\n");
+    expect((await runCli(["user", "remove", "zoë", "--htpasswd", file])).code).toBe(0);
+    expect(await readFile(file)).toEqual(latin1);
+  });
+
+  it("keeps the file's group when a member of it edits the file, not root", async () => {
+    // In /tmp itself: the test run's own temp folder is closed to other users.
+    const dir = await mkdtemp(join("/tmp", "nanocdn-users-"));
+    try {
+      await chmod(dir, 0o777);
+      const file = join(dir, "htpasswd");
+      await writeHtpasswd(file, []);
+      // nobody's file, read by the node through group 100.
+      await chown(file, 65534, 100);
+      await chmod(file, 0o640);
+      const edit = spawn("setpriv", ["--reuid=65534", "--regid=65534", "--groups=65534,100", process.execPath, BIN, "user", "add", "bob", "--htpasswd", file], {
+        stdio: ["pipe", "ignore", "inherit"],
+      });
+      edit.stdin!.end("a password\n");
+      expect(await new Promise((resolve) => edit.on("close", resolve))).toBe(0);
+      const after = await stat(file);
+      expect([after.uid, after.gid, after.mode & 0o777]).toEqual([65534, 100, 0o640]);
+      expect(await readFile(file, "utf8")).toMatch(/^bob:\$2y\$/m);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("adds, lists and removes users in a file Apache's htpasswd reads, which a running node picks up", async () => {

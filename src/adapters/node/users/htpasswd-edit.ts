@@ -24,9 +24,18 @@ const userOf = (line: string) => {
   return trimmed.startsWith("#") || colon <= 0 ? undefined : trimmed.slice(0, colon);
 };
 
+/*
+ * The file is read and written byte for byte (as latin1, one character a
+ * byte): Apache and nginx read it as bytes, and a line in another encoding
+ * (a Latin-1 comment, a user named so) must come back as it was. What this
+ * code adds is UTF-8, carried the same way.
+ */
+const asBytes = (text: string) => Buffer.from(text, "utf8").toString("latin1");
+const fromBytes = (bytes: string) => Buffer.from(bytes, "latin1").toString("utf8");
+
 async function readLines(file: string, missingIsEmpty = true): Promise<string[]> {
   try {
-    const text = await readFile(file, "utf8");
+    const text = await readFile(file, "latin1");
     return text === "" ? [] : text.replace(/\r?\n$/, "").split(/\r?\n/);
   } catch (error) {
     if (missingIsEmpty && (error as NodeJS.ErrnoException).code === "ENOENT") return [];
@@ -54,10 +63,12 @@ async function rewrite(named: string, lines: string[]): Promise<void> {
     throw new Error(`the folder of the users file ${file} does not exist; create it, or give --htpasswd a file in a folder that does`);
   });
   try {
-    await handle.writeFile(lines.map((line) => `${line}\n`).join(""));
+    await handle.writeFile(lines.map((line) => `${line}\n`).join(""), "latin1");
     if (before) {
       await handle.chmod(before.mode & 0o7777);
       if (process.getuid?.() === 0) await chown(temp, before.uid, before.gid);
+      // Its group, through which the node may read it: allowed to a member of that group.
+      else await handle.chown(-1, before.gid).catch(() => {});
     } else {
       await handle.chmod(NEW_FILE_MODE);
       // Not allowed for a group this user is not in: the file keeps the user's own.
@@ -111,10 +122,10 @@ async function editAlone<T>(named: string, edit: () => Promise<T>): Promise<T> {
 /** Adds the user, or sets a new password for one that exists; true when it was added. */
 export async function setUser(file: string, name: string, password: string): Promise<boolean> {
   checkUserName(name);
-  const entry = `${name}:${hashPassword(password)}`;
+  const entry = asBytes(`${name}:${hashPassword(password)}`);
   return editAlone(file, async () => {
     const lines = await readLines(file);
-    const at = lines.findIndex((line) => userOf(line) === name);
+    const at = lines.findIndex((line) => userOf(line) === asBytes(name));
     if (at >= 0) lines[at] = entry;
     else lines.push(entry);
     await rewrite(file, lines);
@@ -126,7 +137,7 @@ export async function setUser(file: string, name: string, password: string): Pro
 export async function removeUser(file: string, name: string): Promise<boolean> {
   return editAlone(file, async () => {
     const lines = await readLines(file);
-    const kept = lines.filter((line) => userOf(line) !== name);
+    const kept = lines.filter((line) => userOf(line) !== asBytes(name));
     if (kept.length === lines.length) return false;
     await rewrite(file, kept);
     return true;
@@ -134,5 +145,8 @@ export async function removeUser(file: string, name: string): Promise<boolean> {
 }
 
 export async function listUsers(file: string): Promise<string[]> {
-  return (await readLines(file, false)).map(userOf).filter((user): user is string => user !== undefined);
+  return (await readLines(file, false)).flatMap((line) => {
+    const user = userOf(line);
+    return user === undefined ? [] : [fromBytes(user)];
+  });
 }
