@@ -16,12 +16,17 @@ describe("the expiry sweeper", () => {
   });
   afterEach(() => rm(root, { recursive: true, force: true }));
 
-  it("never deletes a new upload of an expired name, whenever in its sweep the upload lands", async () => {
+  /** Node 1's store on disk, its expiry index, and the store uploads go through, which records expiries. */
+  async function stores() {
     const disk = new DiskStore({ root, fsync: false });
     await disk.init();
     const index = new ExpiryIndex(join(root, "state", "expiry"), { fsync: false });
     await index.rebuild(disk.filesDir, "1");
-    const serving = new ExpiryRecordingStore(disk, index);
+    return { disk, index, serving: new ExpiryRecordingStore(disk, index) };
+  }
+
+  it("never deletes a new upload of an expired name, whenever in its sweep the upload lands", async () => {
+    const { disk, index, serving } = await stores();
     const key = "1/pub/report.csv";
     await serving.create(key, new Blob(["old report"]).stream(), { deleteAt: Math.floor(Date.now() / 1000) - 1 });
 
@@ -59,11 +64,7 @@ describe("the expiry sweeper", () => {
   });
 
   it("deletes an upload whose body came in after its expiry, and goes past a file it cannot delete", async () => {
-    const disk = new DiskStore({ root, fsync: false });
-    await disk.init();
-    const index = new ExpiryIndex(join(root, "state", "expiry"), { fsync: false });
-    await index.rebuild(disk.filesDir, "1");
-    const serving = new ExpiryRecordingStore(disk, index);
+    const { disk, index, serving } = await stores();
     const deleted: string[] = [];
     const warned: string[] = [];
     const log = { ...quiet, warn: (fields: object) => warned.push(String((fields as { key?: string }).key)) };
