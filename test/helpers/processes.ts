@@ -1,4 +1,3 @@
-import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -8,24 +7,26 @@ export interface ProcessLine {
   command: string;
 }
 
-function pgrep(args: string[]): ProcessLine[] {
-  // Exit status 1 is "none found": an empty list.
-  return spawnSync("pgrep", ["-a", ...args], { encoding: "utf8" })
-    .stdout.split("\n")
-    .filter((line) => line !== "")
-    .map((line) => {
-      const space = line.indexOf(" ");
-      return { pid: Number(line.slice(0, space)), command: line.slice(space + 1) };
-    });
-}
-
-interface Seen extends ProcessLine {
+export interface Seen extends ProcessLine {
+  /** The process that started it. */
+  ppid: number;
   /** Its working folder, when this process may read it. */
   cwd?: string;
 }
 
+/** The parent and the state (R, S, Z…) of `pid`, from /proc/<pid>/stat: its name, in parentheses, may hold anything. */
+function statOf(pid: number): { ppid: number; state: string } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const [state = "", ppid = ""] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return { ppid: Number(ppid), state };
+  } catch {
+    return undefined; // ended
+  }
+}
+
 /** Every process on the machine but this one, as /proc shows them. */
-function allProcesses(): Seen[] {
+export function allProcesses(): Seen[] {
   const seen: Seen[] = [];
   for (const entry of readdirSync("/proc")) {
     const pid = Number(entry);
@@ -36,13 +37,15 @@ function allProcesses(): Seen[] {
     } catch {
       continue; // ended meanwhile
     }
+    const stat = statOf(pid);
+    if (!stat) continue;
     let cwd: string | undefined;
     try {
       cwd = readlinkSync(`/proc/${pid}/cwd`);
     } catch {
       // ended, or not this user's
     }
-    seen.push({ pid, command, cwd });
+    seen.push({ pid, command, ppid: stat.ppid, cwd });
   }
   return seen;
 }
@@ -56,11 +59,8 @@ export function processesNaming(text: string): ProcessLine[] {
 
 /** Whether `pid` still runs: an ended process its parent has not reaped yet (a zombie) holds nothing open. */
 function running(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/s.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
+  const stat = statOf(pid);
+  return stat !== undefined && stat.state !== "Z";
 }
 
 /**
@@ -94,5 +94,5 @@ export async function killLeftovers(folder: string): Promise<ProcessLine[]> {
 
 /** `pid` and the processes it started (a node's serving processes, its rsync runs). */
 export function withChildren(pid: number): number[] {
-  return [pid, ...pgrep(["-P", String(pid)]).map((child) => child.pid)];
+  return [pid, ...allProcesses().flatMap((child) => (child.ppid === pid ? [child.pid] : []))];
 }

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { execFileSync, spawn } from "node:child_process";
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -6,20 +6,13 @@ import { dirname, join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Launcher, spawnLaunch } from "../../src/adapters/node/replication/launcher.ts";
 import { eventually } from "../helpers/eventually.ts";
+import { allProcesses } from "../helpers/processes.ts";
 
 /** Pids of the bash processes launchers of this test process run. */
-function launcherBashes(): number[] {
-  return readdirSync("/proc").flatMap((name) => {
-    if (!/^\d+$/.test(name)) return [];
-    try {
-      const args = readFileSync(`/proc/${name}/cmdline`, "utf8").split("\0");
-      const parent = /^\d+ \(.*\) \S (\d+)/.exec(readFileSync(`/proc/${name}/stat`, "utf8"))?.[1];
-      return args[0] === "bash" && args.includes("nanocdn-launcher") && Number(parent) === process.pid ? [Number(name)] : [];
-    } catch {
-      return [];
-    }
-  });
-}
+const launcherBashes = () =>
+  allProcesses()
+    .filter(({ command, ppid }) => ppid === process.pid && command.startsWith("bash ") && command.endsWith(" nanocdn-launcher"))
+    .map(({ pid }) => pid);
 
 // What every program sees: its arguments one per line, an environment variable on stderr, its stdin back on stdout.
 const ECHO = ["-c", 'printf "<%s>\\n" "$@"; printf "X=%s" "$X" >&2; cat; exit 3', "sh"];

@@ -11,7 +11,7 @@ import { APACHE_HTPASSWD, APACHE_USERS, basic, SKIPPED_USERS, bcryptLine, PASSWO
 import { listFiles, storedKeys } from "../helpers/disk.ts";
 import { sample } from "../helpers/metrics.ts";
 import { startNodeProcess } from "../helpers/node-process.ts";
-import { rawExchange, rawPipeline, rawRequest } from "../helpers/raw-http.ts";
+import { rawExchange, rawPipeline, rawRequest, rawUntilAnswered } from "../helpers/raw-http.ts";
 import { makeSelfSigned } from "../helpers/tls.ts";
 import { eventually } from "../helpers/eventually.ts";
 import { processesNaming } from "../helpers/processes.ts";
@@ -40,26 +40,6 @@ function startUpload(url: string, path: string, declared: number, sent: number) 
   response.catch(() => {});
   req.write(Buffer.alloc(sent, 3));
   return { req, response, finish: () => req.end(Buffer.alloc(declared - sent, 3)) };
-}
-
-/**
- * Sends `head` over a new connection, reads the answer's head, then ends the
- * client's side without sending a body, and resolves with all the server sent
- * until it closed the connection.
- */
-function answersUntilClosed(base: string, head: string): Promise<string> {
-  const { hostname, port } = new URL(base);
-  return new Promise((resolve, reject) => {
-    const socket = tcpConnect(Number(port), hostname, () => socket.write(head));
-    let text = "";
-    socket.setEncoding("utf8");
-    socket.on("data", (chunk: string) => {
-      text += chunk;
-      if (text.includes("\r\n\r\n") && !socket.writableEnded) socket.end();
-    });
-    socket.on("error", reject);
-    socket.on("close", () => resolve(text));
-  });
 }
 
 function highWaterRss(pid: number): Promise<number> {
@@ -145,7 +125,7 @@ describe("Node server", () => {
         expect(await blocked.json()).toMatchObject({ error: "name_blocked", message: expect.stringContaining(why) });
         // Before the body: a client that waits for 100 Continue never sends it.
         const head = `PUT /upload/${name} HTTP/1.1\r\nHost: a\r\nAuthorization: ${auth.Authorization}\r\nExpect: 100-continue\r\nContent-Length: 2000000\r\n\r\n`;
-        const early = await answersUntilClosed(node.url, head);
+        const early = await rawUntilAnswered(node.url, head);
         expect(early.match(/^HTTP\/1\.1 \d+/gm), name).toEqual(["HTTP/1.1 409"]);
         expect(early).toContain("name_blocked");
       }
@@ -160,7 +140,7 @@ describe("Node server", () => {
       const put = (name: string, length: number, body: string) =>
         `PUT /upload/pub/${name} HTTP/1.1\r\nHost: a\r\nAuthorization: ${auth.Authorization}\r\nContent-Length: ${length}\r\n\r\n${body}`;
       // One write: a whole upload, then one whose 100 bytes stop after 2; the client ends its side once the first is answered.
-      const answers = await answersUntilClosed(node.url, put("first.txt", 5, "hello") + put("second.txt", 100, "he"));
+      const answers = await rawUntilAnswered(node.url, put("first.txt", 5, "hello") + put("second.txt", 100, "he"));
       expect(answers.match(/^HTTP\/1\.1 \d+/gm)).toEqual(["HTTP/1.1 201", "HTTP/1.1 400"]);
       expect(answers).toContain("the connection ended before the request's body did");
       const lines = () =>
@@ -249,7 +229,7 @@ describe("Node server", () => {
       expect(JSON.parse(backslash.body)).toMatchObject({ error: "invalid_path" });
       // An upload refused before its body, whose client then ends the connection without sending it
       // (as curl does after a refusal): one answer, one line, and nothing after them.
-      const refusedEarly = await answersUntilClosed(
+      const refusedEarly = await rawUntilAnswered(
         node.url,
         "PUT /upload/pub/never.txt HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 11\r\n\r\n",
       );
