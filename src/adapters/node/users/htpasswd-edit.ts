@@ -48,13 +48,12 @@ const NEW_FILE_MODE = 0o640;
 
 /**
  * Replaces the file in one step (a temp file beside it, fsynced, renamed
- * over it), keeping its mode and owner, and a symlink to it, so a node reading it at any moment
- * sees the old users or the new ones, never a part. A new file gets its
+ * over it), keeping its mode and owner, so a node reading it at any moment
+ * sees the old users or the new ones, never a part. `file` is the file
+ * itself, not a symlink to it (see editAlone). A new file gets its
  * folder's group: made by root in /etc/nanocdn, the node can still read it.
  */
-async function rewrite(named: string, lines: string[]): Promise<void> {
-  // A symlink (a users file shared or managed elsewhere) stays one: the file it points to is replaced.
-  const file = await realpath(named).catch(() => named);
+async function rewrite(file: string, lines: string[]): Promise<void> {
   const before = await stat(file).catch(() => undefined);
   const temp = join(dirname(file), `.${basename(file)}.${randomBytes(6).toString("hex")}`);
   const handle = await open(temp, "wx", before ? before.mode & 0o7777 : NEW_FILE_MODE).catch(async (error: NodeJS.ErrnoException) => {
@@ -91,13 +90,15 @@ const STALE_LOCK_MS = 10_000;
 const LOCK_RETRY_MS = 20;
 
 /**
- * Runs `edit` (read, change, replace) holding `<file>.lock`, beside the file
- * a symlink leads to: two commands editing the users at once take turns,
- * where each would otherwise replace the file with its own edit and lose
- * the other's.
+ * Runs `edit` (read, change, replace) holding `<file>.lock`: two commands
+ * editing the users at once take turns, where each would otherwise replace
+ * the file with its own edit and lose the other's. A symlink (a users file
+ * shared or managed elsewhere) stays one: `edit` gets the file it leads to,
+ * and the lock is beside that.
  */
-async function editAlone<T>(named: string, edit: () => Promise<T>): Promise<T> {
-  const lock = `${await realpath(named).catch(() => named)}.lock`;
+async function editAlone<T>(named: string, edit: (file: string) => Promise<T>): Promise<T> {
+  const file = await realpath(named).catch(() => named);
+  const lock = `${file}.lock`;
   for (;;) {
     try {
       await (await open(lock, "wx", 0o600)).close();
@@ -105,7 +106,7 @@ async function editAlone<T>(named: string, edit: () => Promise<T>): Promise<T> {
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       // No folder: the edit says what to fix.
-      if (code === "ENOENT") return edit();
+      if (code === "ENOENT") return edit(file);
       if (code !== "EEXIST") throw error;
       const held = await stat(lock).catch(() => undefined);
       if (held && Date.now() - held.mtimeMs > STALE_LOCK_MS) await rm(lock, { force: true });
@@ -113,17 +114,17 @@ async function editAlone<T>(named: string, edit: () => Promise<T>): Promise<T> {
     }
   }
   try {
-    return await edit();
+    return await edit(file);
   } finally {
     await rm(lock, { force: true });
   }
 }
 
 /** Adds the user, or sets a new password for one that exists; true when it was added. */
-export async function setUser(file: string, name: string, password: string): Promise<boolean> {
+export async function setUser(named: string, name: string, password: string): Promise<boolean> {
   checkUserName(name);
   const entry = asBytes(`${name}:${hashPassword(password)}`);
-  return editAlone(file, async () => {
+  return editAlone(named, async (file) => {
     const lines = await readLines(file);
     const at = lines.findIndex((line) => userOf(line) === asBytes(name));
     if (at >= 0) lines[at] = entry;
@@ -134,8 +135,8 @@ export async function setUser(file: string, name: string, password: string): Pro
 }
 
 /** Removes the user; false when there was none of that name. */
-export async function removeUser(file: string, name: string): Promise<boolean> {
-  return editAlone(file, async () => {
+export async function removeUser(named: string, name: string): Promise<boolean> {
+  return editAlone(named, async (file) => {
     const lines = await readLines(file);
     const kept = lines.filter((line) => userOf(line) !== asBytes(name));
     if (kept.length === lines.length) return false;
