@@ -21,7 +21,7 @@ describe("nanocdn command line", () => {
     const dir = await tempDir();
     const file = join(dir, "bad.toml");
     await writeFile(file, 'listen = "nowhere"\nmax_upload_bytes = "lots"\nbogus = 1\nsync-copies = 1\n');
-    const result = await runCli(["serve", "--config", file, "--cache-max-age=-5"], {
+    const result = await runCli(["serve", "--config", file, "--cache-max-age=-5", "--workers", "300"], {
       env: { NANOCDN_NODE: "../evil" },
       cwd: dir,
     });
@@ -34,13 +34,18 @@ describe("nanocdn command line", () => {
     expect(lines.find((l) => l.includes("sync-copies"))).toBe(`  sync-copies (from ${file}): unknown key; did you mean sync_copies?`);
     expect(lines.find((l) => l.startsWith("  node"))).toContain("(from NANOCDN_NODE)");
     expect(lines.find((l) => l.includes("cache_max_age"))).toContain("(from --cache-max-age): must be at least 0");
+    expect(lines.find((l) => l.includes("workers"))).toBe("  workers (from --workers): must be at most 256");
   });
 
-  it("takes IPv6 listen addresses in brackets", async () => {
+  it("takes IPv6 listen addresses in brackets, and no port 0", async () => {
     const cwd = await tempDir();
     const config = await loadConfig({ env: {}, flags: { listen: "[::1]:8081" }, cwd });
     expect(config.listen).toEqual({ host: "::1", port: 8081 });
     await expect(loadConfig({ env: {}, flags: { listen: "::1:8081" }, cwd })).rejects.toThrow(/expected host:port/);
+    // A port the system picks could be found by no peer, nor by `nanocdn status`.
+    await expect(loadConfig({ env: {}, flags: { rsyncd_listen: "127.0.0.1:0" }, cwd })).rejects.toThrow(
+      "rsyncd_listen (from --rsyncd-listen): port 0 takes whichever port is free",
+    );
   });
 
   it("refuses a cluster configuration naming itself, an id twice, a bad URL or no secret", async () => {

@@ -1,10 +1,12 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/promises";
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
+import { bindError } from "../../src/adapters/node/process/port-probe.ts";
+import { daemonPortHolder } from "../../src/adapters/node/replication/rsyncd.ts";
 import { runCli } from "../helpers/cli.ts";
 import { eventually } from "../helpers/eventually.ts";
 import { bcryptLine } from "../helpers/credentials.ts";
@@ -60,8 +62,9 @@ describe("a configuration checked before anything is written", () => {
     const dir = await tempDir();
     await writeFile(join(dir, "cluster.secret"), "a secret the nodes share, long enough\n", { mode: 0o600 });
     const peers = `[{"id":"2","url":"http://127.0.0.1:9","rsync":"${join(dir, "replica")}"}]`;
+    const listen = `127.0.0.1:${await freePort()}`;
     const check = (path: string, flags: string[] = []) =>
-      runCli(["check-config", "--listen", "127.0.0.1:0", "--peers", peers, "--cluster-secret-file", "cluster.secret", ...flags], {
+      runCli(["check-config", "--listen", listen, "--peers", peers, "--cluster-secret-file", "cluster.secret", ...flags], {
         cwd: dir,
         env: { PATH: path },
       });
@@ -81,7 +84,7 @@ describe("a configuration checked before anything is written", () => {
       1,
       "peers (from --peers): replicates with rsync, which is not installed here (none on PATH); install it, e.g. `apt install rsync`",
     ]);
-    const receives = await runCli(["check-config", "--listen", "127.0.0.1:0", "--rsyncd-listen", "127.0.0.1:0"], {
+    const receives = await runCli(["check-config", "--listen", listen, "--rsyncd-listen", `127.0.0.1:${await freePort()}`], {
       cwd: dir,
       env: { PATH: join(dir, "empty") },
     });
@@ -89,7 +92,7 @@ describe("a configuration checked before anything is written", () => {
       1,
       "rsyncd_listen (from --rsyncd-listen): replicates with rsync, which is not installed here (none on PATH); install it, e.g. `apt install rsync`",
     ]);
-    expect((await runCli(["check-config", "--listen", "127.0.0.1:0"], { cwd: dir, env: { PATH: join(dir, "empty") } })).code).toBe(0);
+    expect((await runCli(["check-config", "--listen", listen], { cwd: dir, env: { PATH: join(dir, "empty") } })).code).toBe(0);
     const failing = await check(broken);
     expect([failing.code, lineAbout(failing.stderr, "peers")?.trim()]).toEqual([
       1,
@@ -182,6 +185,39 @@ describe("a configuration checked before anything is written", () => {
       expect(lineAbout(other.stderr, "rsyncd_listen")).toContain(`127.0.0.1:${rsyncd} is in use by another process`);
     } finally {
       await node.stop();
+    }
+  });
+
+  it("waits for the port of an rsync daemon on its way out, which removes its pid file a moment before it lets go of the port", async () => {
+    const state = join(await tempDir(), "state");
+    await mkdir(state);
+    const pidFile = join(state, "rsyncd.pid");
+    await writeFile(join(state, "rsyncd.conf"), `pid file = ${pidFile}\nuse chroot = no\n[from-2]\n  path = ${state}\n`);
+    const listen = { host: "127.0.0.1", port: await freePort() };
+    const daemon = spawn("rsync", ["--daemon", "--no-detach", `--config=${join(state, "rsyncd.conf")}`, `--address=${listen.host}`, `--port=${listen.port}`], {
+      // A socket as its stdin would make it serve that one connection, as under inetd.
+      stdio: "ignore",
+    });
+    try {
+      await eventually(async () => expect(await daemonPortHolder(state, listen)).toBe("leftover"));
+      // Stopped, its pid file taken away as it would do on its way out: the port is held until it goes on.
+      daemon.kill("SIGSTOP");
+      daemon.kill("SIGTERM");
+      await rm(pidFile);
+      expect((await bindError(listen))?.code).toBe("EADDRINUSE");
+      daemon.kill("SIGCONT");
+      expect(await daemonPortHolder(state, listen)).toBe("nobody");
+      expect(await bindError(listen)).toBeUndefined();
+    } finally {
+      daemon.kill("SIGKILL");
+    }
+
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(listen.port, listen.host, resolve));
+    try {
+      expect(await daemonPortHolder(state, listen)).toBe("other");
+    } finally {
+      taken.close();
     }
   });
 

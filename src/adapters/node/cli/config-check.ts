@@ -1,6 +1,5 @@
 import { constants } from "node:fs";
 import { access, lstat, readFile, stat } from "node:fs/promises";
-import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { createSecureContext } from "node:tls";
 import { Agent, request } from "undici";
@@ -13,7 +12,8 @@ import { expiryIndexDir } from "../expiry/expiry-index.ts";
 import { legacyDeletesDir } from "../peers/legacy-deletes.ts";
 import { readPurgeToken } from "../process/edge-purge.ts";
 import { atLeast, rsyncVersion } from "../replication/rsync.ts";
-import { leftoverDaemon } from "../replication/rsyncd.ts";
+import { bindError } from "../process/port-probe.ts";
+import { daemonPortHolder } from "../replication/rsyncd.ts";
 import { unreadableSecret } from "../users/secret-file.ts";
 
 /** One line about a key: its name, where its value came from, what is wrong and what to do. */
@@ -229,15 +229,6 @@ async function checkTls(config: Config): Promise<string[]> {
   return problems;
 }
 
-/** Binds the address a moment and lets it go: the error when it cannot. */
-function bindError(address: ListenAddress): Promise<NodeJS.ErrnoException | undefined> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once("error", resolve);
-    server.listen({ host: address.host, port: address.port, exclusive: true }, () => server.close(() => resolve(undefined)));
-  });
-}
-
 const shownAddress = (address: ListenAddress) => `${address.host.includes(":") ? `[${address.host}]` : address.host}:${address.port}`;
 
 function bindProblem(address: ListenAddress, error: NodeJS.ErrnoException): string {
@@ -322,12 +313,13 @@ async function checkListens(
     running = holder === config.node;
     inUse("listen", config.listen, holder);
   } else if (http) cannotBind("listen", config.listen, http);
-  // The node's own port is free, but its daemon's is held: a daemon its last run (killed) left.
-  if (rsyncd?.code === "EADDRINUSE" && !http && (await leftoverDaemon(join(config.data, "state"))) !== undefined) {
+  // The node's own port is free, but its daemon's is held: maybe by a daemon its last run (killed) left.
+  const holder = rsyncd?.code === "EADDRINUSE" && !http ? await daemonPortHolder(join(config.data, "state"), config.rsyncd_listen!) : undefined;
+  if (holder === "leftover") {
     notes.push(
       about(config, "rsyncd_listen", `${shownAddress(config.rsyncd_listen!)} is held by the rsync daemon an earlier run of this node left; serve stops it`),
     );
-  } else if (rsyncd?.code === "EADDRINUSE") inUse("rsyncd_listen", config.rsyncd_listen!, running ? config.node : undefined);
+  } else if (rsyncd?.code === "EADDRINUSE" && holder !== "nobody") inUse("rsyncd_listen", config.rsyncd_listen!, running ? config.node : undefined);
   else if (rsyncd) cannotBind("rsyncd_listen", config.rsyncd_listen!, rsyncd);
   return { problems, notes, held };
 }

@@ -59,6 +59,13 @@ const listen = z.string().transform((value, ctx): ListenAddress => {
     ctx.addIssue({ code: "custom", message: "expected host:port, e.g. 127.0.0.1:8080 or [::1]:8080" });
     return z.NEVER;
   }
+  if (port === 0) {
+    ctx.addIssue({
+      code: "custom",
+      message: "port 0 takes whichever port is free, where peers and `nanocdn status` cannot find the node; choose one, e.g. 127.0.0.1:8080",
+    });
+    return z.NEVER;
+  }
   return { host: match[1] ?? match[2]!, port };
 });
 
@@ -134,7 +141,9 @@ export const configSchema = z
     workers: z
       .preprocess(
         (v) => (typeof v === "string" && /^\s*\d+\s*$/.test(v) ? Number(v) : v),
-        z.union([z.literal("auto"), z.number().int().min(1).max(256)], { error: got('"auto" or a number of processes') }),
+        z.union([z.literal("auto"), z.number().int().min(1, { error: "must be at least 1" }).max(256, { error: "must be at most 256" })], {
+          error: got('"auto" or a number of processes'),
+        }),
       )
       .default("auto"),
     /** Memory per serving process for small files; 0 keeps no file bytes (metadata and misses are still kept briefly). */

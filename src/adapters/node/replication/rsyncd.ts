@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import type { Logger } from "../../../handlers/logger.ts";
 import type { ListenAddress } from "../cli/config.ts";
+import { portFreedWithin } from "../process/port-probe.ts";
 import { parseNetwork } from "../process/trusted-proxies.ts";
 import { rsyncPassword } from "./rsync.ts";
 
@@ -78,7 +79,7 @@ const daemonFiles = (stateDir: string) => ({ configFile: join(stateDir, "rsyncd.
  * folder left running (kill -9 does not reach children, and the daemon
  * outlives its node by a moment): it may still hold the port.
  */
-export async function leftoverDaemon(stateDir: string): Promise<number | undefined> {
+async function leftoverDaemon(stateDir: string): Promise<number | undefined> {
   const { configFile, pidFile } = daemonFiles(stateDir);
   const pid = Number((await readFile(pidFile, "utf8").catch(() => "")).trim());
   if (!pid) return undefined;
@@ -86,8 +87,25 @@ export async function leftoverDaemon(stateDir: string): Promise<number | undefin
   return cmdline.includes(`--config=${configFile}`) ? pid : undefined;
 }
 
+/**
+ * rsync's daemon, told to stop (as its node's end tells it), sleeps 400 ms,
+ * then removes its pid file a moment before its port is free: a port that
+ * no daemon of this folder holds may be on its way to free for that long.
+ */
+const DAEMON_LEAVING_MS = 2000;
+
+/**
+ * Who holds the daemon's port while the node's own is free: the daemon an
+ * earlier run of this node left, nobody once a leaving daemon let go, or
+ * another process.
+ */
+export async function daemonPortHolder(stateDir: string, listen: ListenAddress): Promise<"leftover" | "nobody" | "other"> {
+  if ((await leftoverDaemon(stateDir)) !== undefined) return "leftover";
+  return (await portFreedWithin(listen, DAEMON_LEAVING_MS)) ? "nobody" : "other";
+}
+
 /** Stops a daemon an earlier run left running, before this one takes the port. */
-async function stopOrphan(stateDir: string, log: Logger): Promise<void> {
+async function stopOrphan(stateDir: string, listen: ListenAddress, log: Logger): Promise<void> {
   const pid = await leftoverDaemon(stateDir);
   if (pid === undefined) return;
   log.warn({ daemon: pid }, "stopping the rsync daemon a previous run left behind");
@@ -98,6 +116,8 @@ async function stopOrphan(stateDir: string, log: Logger): Promise<void> {
     await new Promise((r) => setTimeout(r, 100));
   }
   await rm(daemonFiles(stateDir).pidFile, { force: true });
+  // An exiting process loses its command line before its sockets.
+  await portFreedWithin(listen, DAEMON_LEAVING_MS);
 }
 
 /** The lines the daemon writes for every push that goes well; anything else is worth a look. */
@@ -125,7 +145,7 @@ export async function superviseRsyncDaemon(options: RsyncDaemonOptions): Promise
     await mkdir(options.stateDir, { recursive: true });
     for (const id of options.peers) await mkdir(join(options.filesDir, id), { recursive: true });
     await writeFile(secretsFile, options.peers.map((id) => `${rsyncUser(id)}:${rsyncPassword(options.clusterSecret, id)}\n`).join(""), { mode: 0o600 });
-    await stopOrphan(options.stateDir, options.log);
+    await stopOrphan(options.stateDir, options.listen, options.log);
     await writeFile(configFile, rsyncdConfig(options, secretsFile, pidFile));
   };
 
