@@ -606,6 +606,27 @@ describe("Replicator (rsync runner injected)", () => {
     expect(warnings).toEqual(["stopping before every queued change reached the peers; the next start's full pass carries them"]);
   });
 
+  it("at a graceful stop tries a peer whose last push failed once more at once, not after its back-off", async () => {
+    start({ targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
+    await vi.advanceTimersByTimeAsync(10);
+    rsync.runs.length = 0;
+    rsync.answer(() => ({ ok: false, code: 10, message: "connection refused" }));
+    replicator.changed({ kind: "deleted", key: "1/pub/a.txt" });
+    for (let i = 0; i < 100 && rsync.runs.length < 4; i++) await vi.advanceTimersByTimeAsync(50);
+    // Four failures: the next try is 1.6 s away, and the changes since wait for it.
+    replicator.changed({ kind: "deleted", key: "1/pub/b.txt" });
+    await vi.advanceTimersByTimeAsync(100);
+    expect(rsync.runs).toHaveLength(4);
+    rsync.answer(() => SUCCEEDED);
+    let drained = false;
+    void replicator.drain(1000).then(() => (drained = true));
+    await vi.advanceTimersByTimeAsync(50);
+    expect(rsync.runs).toHaveLength(5);
+    expect(blobsOf(rsync.runs.at(-1))?.sort()).toEqual(["pub/a.txt", "pub/b.txt"]);
+    expect(drained).toBe(true);
+    expect(replicator.status()[0]).toMatchObject({ backlog: 0 });
+  });
+
   it("ends a push to a peer that is marked down, and starts the catch-up pass at once when it is back", async () => {
     start({ targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
     await vi.advanceTimersByTimeAsync(10);

@@ -783,11 +783,13 @@ export class Replicator {
    * for (`sync_copies = 1`, a third node), answered just before the stop
    * then reaches the peers now, not at this node's next start: else the
    * peers would go on serving a deleted file while this node is down. A
-   * peer due a full pass gets it at this node's next start instead.
+   * peer whose last push failed gets one more try now, not after its
+   * back-off. A peer due a full pass gets it at this node's next start instead.
    */
   async drain(timeoutMs: number): Promise<void> {
     if (!this.#enabled) return;
     const deadline = Date.now() + timeoutMs;
+    for (const peer of this.#peers.values()) if (peer.batches === 0 && this.options.isUp(peer.target.id)) peer.backoffMs = 0;
     const unfinished = () =>
       [...this.#peers.values()].filter(
         (peer) => this.options.isUp(peer.target.id) && !peer.needsFullPass && peer.backoffMs === 0 && (peer.pending.size > 0 || peer.batches > 0),
