@@ -319,8 +319,9 @@ async function checkListens(
     notes.push(
       about(config, "rsyncd_listen", `${shownAddress(config.rsyncd_listen!)} is held by the rsync daemon an earlier run of this node left; serve stops it`),
     );
-  } else if (rsyncd?.code === "EADDRINUSE" && holder !== "nobody") inUse("rsyncd_listen", config.rsyncd_listen!, running ? config.node : undefined);
-  else if (rsyncd) cannotBind("rsyncd_listen", config.rsyncd_listen!, rsyncd);
+  } else if (rsyncd?.code === "EADDRINUSE") {
+    if (holder !== "nobody") inUse("rsyncd_listen", config.rsyncd_listen!, running ? config.node : undefined);
+  } else if (rsyncd) cannotBind("rsyncd_listen", config.rsyncd_listen!, rsyncd);
   return { problems, notes, held };
 }
 
