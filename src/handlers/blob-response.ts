@@ -108,6 +108,11 @@ function selectRange(request: Request, meta: BlobMeta): ByteRange | undefined {
   if (request.method !== "GET" || header === null || !ifRangeMatches(request.headers.get("If-Range"), meta)) {
     return undefined;
   }
+  return rangeOf(header, meta.size);
+}
+
+/** What a GET's `Range` header asks of a file of `size` bytes, by selectRange's rules. */
+export function rangeOf(header: string, size: number): ByteRange | undefined {
   // A unit other than bytes is ignored, as RFC 9110 asks, never refused; units are case-insensitive there, not in range-parser.
   const equals = header.indexOf("=");
   if (equals < 0 || header.slice(0, equals).trim().toLowerCase() !== "bytes") return undefined;
@@ -117,10 +122,10 @@ function selectRange(request: Request, meta: BlobMeta): ByteRange | undefined {
     .split(",")
     .map((spec) => {
       const suffix = /^\s*-\s*(\d+)\s*$/.exec(spec)?.[1];
-      return suffix !== undefined && Number(suffix) > meta.size ? `-${meta.size}` : spec;
+      return suffix !== undefined && Number(suffix) > size ? `-${size}` : spec;
     });
-  const ranges = parseRange(meta.size, `bytes=${specs.join(",")}`, { combine: true });
-  if (ranges === -1) throw new RangeNotSatisfiableError(meta.size);
+  const ranges = parseRange(size, `bytes=${specs.join(",")}`, { combine: true });
+  if (ranges === -1) throw new RangeNotSatisfiableError(size);
   if (ranges === -2 || ranges.type !== "bytes" || ranges.length !== 1) return undefined;
   const { start, end } = ranges[0]!;
   return { offset: start, length: end - start + 1 };

@@ -44,7 +44,8 @@ describe("the edge in front of origin nodes", () => {
     edge = await startEdge({
       ORIGINS: cluster.ids.map((id) => `${id}=${cluster.url(id)}`).join(","),
       CLUSTER_SECRET,
-      HTPASSWD: bcryptLine(USER, PASSWORD),
+      HTPASSWD: `${bcryptLine(USER, PASSWORD)}\n${bcryptLine("watcher", "watching only")}\n`,
+      MONITOR_USERS: "watcher",
       // Every request tries every origin again: the tests kill nodes and want each kill seen at once.
       ORIGIN_RETRY_MS: "0",
       ORIGIN_TIMEOUT_MS: "3000",
@@ -78,6 +79,18 @@ describe("the edge in front of origin nodes", () => {
     const hit = await read(location);
     expect(hit.headers.get("X-Nanocdn-Cache")).toBe("HIT");
     expect(Buffer.from(await hit.arrayBuffer()).equals(bytes)).toBe(true);
+  });
+
+  it("gives monitor users no more rights than a node does, though the origins see only the edge's signature", async () => {
+    const location = await upload(`priv/${name("watched.txt")}`, "not for monitors");
+    const monitor = { Authorization: basic("watcher", "watching only") };
+    const refused = [
+      await fetch(`${edge.url}/upload/pub/${name("by-monitor.txt")}`, { method: "PUT", body: "x", headers: monitor }),
+      await read(location, monitor),
+      await fetch(edge.url + location, { method: "DELETE", headers: monitor }),
+    ];
+    expect(refused.map((r) => r.status)).toEqual([403, 403, 403]);
+    expect(await readFile(onDisk(ownerOf(location), location), "utf8")).toBe("not for monitors");
   });
 
   it("serves the TypeScript client configured with the edge's one URL", async () => {
@@ -132,6 +145,20 @@ describe("the edge in front of origin nodes", () => {
     expect([queried.status, queried.headers.get("X-Nanocdn-Cache"), await queried.text()]).toEqual([200, "HIT", "0123456789"]);
     const head = await fetch(edge.url + location, { method: "HEAD" });
     expect([head.status, head.headers.get("X-Nanocdn-Cache"), head.headers.get("ETag")]).toEqual([200, "HIT", etag]);
+  });
+
+  it("answers the Range headers a node ignores or refuses as the node does, whether the file is cached or not", async () => {
+    const answerOf = async (response: Response) => [response.status, response.headers.get("Content-Range"), await response.text()];
+    for (const range of ["bytes=0-1,4-5", "items=0-1", "bytes=5-2", "bytes=20-", "bytes=0-1,2-3"]) {
+      const location = await upload(`pub/${name("odd-ranges.txt")}`, "0123456789");
+      const atNode = await answerOf(await fetch(cluster.url(ownerOf(location)) + location, { headers: { Range: range } }));
+      expect(await answerOf(await read(location, { Range: range })), `${range}, not cached`).toEqual(atNode);
+      await untilCached(location);
+      const cached = await read(location, { Range: range });
+      expect([cached.headers.get("X-Nanocdn-Cache"), ...(await answerOf(cached))], `${range}, cached`).toEqual(["HIT", ...atNode]);
+      const head = await fetch(edge.url + location, { method: "HEAD", headers: { Range: range } });
+      expect([head.status, head.headers.get("Content-Length")], `HEAD, ${range}`).toEqual([200, "10"]);
+    }
   });
 
   it("evaluates If-Match, If-Unmodified-Since and If-Range as the nodes do, whether the file is cached or not", async () => {
@@ -298,6 +325,39 @@ describe("the edge in front of origin nodes", () => {
     const uploading = await fetch(`${edge.url}/upload/pub/${name("nowhere.txt")}`, { method: "PUT", body: "x", headers: auth });
     expect(uploading.status).toBe(503);
     expect((await fetch(`${edge.url}/check/`)).status).toBe(503);
+  });
+});
+
+describe("the edge and an origin that records what it gets", () => {
+  it("passes an upload on with its Content-Length, not chunked", async () => {
+    const received: { length?: string; chunked?: string; body?: string } = {};
+    const origin = createServer((request, response) => {
+      if (request.url === "/check/") return void response.end('{"status":"ok"}');
+      const chunks: Buffer[] = [];
+      request.on("data", (chunk: Buffer) => chunks.push(chunk));
+      request.on("end", () => {
+        Object.assign(received, {
+          length: request.headers["content-length"],
+          chunked: request.headers["transfer-encoding"],
+          body: Buffer.concat(chunks).toString(),
+        });
+        response.writeHead(201, { Location: "/1/pub/sized.txt" }).end();
+      });
+    });
+    await new Promise<void>((resolve) => origin.listen(0, "127.0.0.1", resolve));
+    const edge = await startEdge({
+      ORIGINS: `1=http://127.0.0.1:${(origin.address() as AddressInfo).port}`,
+      CLUSTER_SECRET,
+      HTPASSWD: bcryptLine(USER, PASSWORD),
+    });
+    try {
+      const upload = await fetch(`${edge.url}/upload/pub/sized.txt`, { method: "PUT", body: "twelve bytes", headers: auth });
+      expect(upload.status).toBe(201);
+      expect(received).toEqual({ length: "12", chunked: undefined, body: "twelve bytes" });
+    } finally {
+      await edge.close();
+      origin.close();
+    }
   });
 });
 

@@ -51,4 +51,19 @@ describe("R2Store uploads", () => {
     expect(meta.digest).toMatch(/^[A-Za-z0-9+/]{43}=$/);
     await bucket.delete(["1/pub/streamed.bin", ".digest/1/pub/streamed.bin"]);
   });
+
+  it("answers an upload whose digest R2 refused with the file as later reads name it, not with a failure", async () => {
+    const refusing = new Proxy(bucket, {
+      get(target, name) {
+        if (name !== "put") return Reflect.get(target, name).bind(target);
+        return (key: string, value: ReadableStream, options: R2PutOptions) =>
+          key.startsWith(".digest/") ? Promise.reject(new Error("R2 is unavailable")) : target.put(key, value, options);
+      },
+    });
+    const store = new R2Store(refusing);
+    const meta = await store.create("1/pub/no-digest.txt", new Blob(["kept"]).stream(), { length: 4 });
+    expect(meta.digest).toBeUndefined();
+    expect((await store.head("1/pub/no-digest.txt"))?.etag).toBe(meta.etag);
+    await bucket.delete("1/pub/no-digest.txt");
+  });
 });

@@ -12,3 +12,8 @@ export function urlSignerOf(keys: string | undefined): () => Promise<UrlSigner |
   const signer = keys ? new UrlSigner(parseUrlSigningKeys(keys)) : undefined;
   return async () => signer;
 }
+
+/** Names in a text binding, separated by commas or spaces (as a node's monitor_users in its environment). */
+export function namesOf(value: string | undefined): string[] {
+  return (value ?? "").split(/[\s,]+/).filter((name) => name !== "");
+}

@@ -122,8 +122,15 @@ export class R2Store implements BlobStore {
     }
     let digest = customMetadata.digest;
     if (streamedDigest) {
-      digest = base64Of(new Uint8Array(await streamedDigest));
-      await this.bucket.put(DIGEST_PREFIX + key, digest);
+      // The file is stored whatever happens now: a digest R2 did not take
+      // is left out of the answer too, which then names the file as every
+      // later read will (R2's own ETag), instead of failing an upload that
+      // a retry would find taken.
+      const streamed = base64Of(new Uint8Array(await streamedDigest));
+      digest = await this.bucket.put(DIGEST_PREFIX + key, streamed).then(
+        () => streamed,
+        () => undefined,
+      );
     }
     return metaOf(object, digest);
   }

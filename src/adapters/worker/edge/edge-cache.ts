@@ -1,13 +1,15 @@
-import { PRECONDITION_HEADERS } from "../../../handlers/blob-response.ts";
+import { PRECONDITION_HEADERS, rangeOf } from "../../../handlers/blob-response.ts";
+import { errorResponse } from "../../../handlers/error-response.ts";
 import { DELETE_AT_HEADER, expiryHeaders } from "../../../handlers/expiry.ts";
-import { isExpired } from "../../../storage/blob-store.ts";
+import type { Logger } from "../../../handlers/logger.ts";
+import { type ByteRange, isExpired } from "../../../storage/blob-store.ts";
 import { cacheTagOf } from "../../cache-tag.ts";
 
 /** Says whether the edge answered from its cache. */
 export const CACHE_HEADER = "X-Nanocdn-Cache";
 
-/** What a client may ask of a cached file: a part of it, or whether its copy is still current. */
-const CLIENT_HEADERS = ["Range", "If-None-Match", "If-Modified-Since"];
+/** What a client may ask of a cached file: whether its copy is still current (a part, `Range`, is worked out here). */
+const CLIENT_CONDITIONS = ["If-None-Match", "If-Modified-Since"];
 /**
  * Conditions the Cache API does not evaluate (it answers a Range whatever
  * If-Range says): a request with one goes to the origins, which do.
@@ -23,7 +25,10 @@ const ORIGIN_CONDITIONS = [...PRECONDITION_HEADERS, "If-Range"];
  * or keep one that a delete purged.
  */
 export class EdgeCache {
-  constructor(private readonly cache: Cache) {}
+  constructor(
+    private readonly cache: Cache,
+    private readonly log: Logger,
+  ) {}
 
   /** A cached answer as of now: an expiring file's max-age cut to the time left; undefined once it has expired. */
   static #current(hit: Response): Response | undefined {
@@ -54,10 +59,12 @@ export class EdgeCache {
   ): Promise<Response> {
     if (ORIGIN_CONDITIONS.some((name) => request.headers.has(name))) return EdgeCache.#marked(await origin(request), "MISS");
     const headers = new Headers();
-    for (const name of CLIENT_HEADERS) {
+    for (const name of CLIENT_CONDITIONS) {
       const value = request.headers.get(name);
       if (value !== null) headers.set(name, value);
     }
+    // A HEAD is answered whole, as a node answers it.
+    const range = request.method === "GET" ? request.headers.get("Range") : null;
     const lookup = new Request(key, { headers });
     const cached = await this.cache.match(lookup);
     const hit = cached && EdgeCache.#current(cached);
@@ -67,14 +74,15 @@ export class EdgeCache {
       waitUntil(this.cache.delete(key));
     }
     if (hit && request.method === "HEAD") await hit.body?.cancel();
-    if (hit) return EdgeCache.#marked(hit, "HIT", request.method !== "HEAD");
+    const part = hit && (await this.#part(hit, key, range));
+    if (part) return EdgeCache.#marked(part, "HIT", request.method !== "HEAD");
     if (request.method === "HEAD") return EdgeCache.#marked(await origin(request), "MISS");
 
     const answer = await origin(new Request(key));
     if (answer.status !== 200) return EdgeCache.#marked(answer, "MISS");
     const whole = new Response(answer.body, answer);
     whole.headers.set("Cache-Tag", await cacheTagOf(path));
-    if ([...headers.keys()].length === 0) {
+    if ([...headers.keys()].length === 0 && range === null) {
       // The client wants the whole file: it gets it while the cache takes its copy.
       waitUntil(this.cache.put(key, whole.clone()));
       return EdgeCache.#marked(whole, "MISS");
@@ -85,7 +93,27 @@ export class EdgeCache {
       () => this.cache.match(lookup),
       () => undefined,
     );
-    return EdgeCache.#marked(stored ?? (await origin(request)), "MISS");
+    return EdgeCache.#marked((stored && (await this.#part(stored, key, range))) ?? (await origin(request)), "MISS");
+  }
+
+  /**
+   * The answer to a GET's `Range` from a cached answer: the part the nodes
+   * would send (one range; several, or another unit, get the whole file,
+   * where the Cache API would answer multipart or 416), or their 416. A 304, or no
+   * `Range`, is the cached answer itself. Undefined if the copy is gone meanwhile.
+   */
+  async #part(cached: Response, key: string, range: string | null): Promise<Response | undefined> {
+    if (range === null || cached.status !== 200) return cached;
+    let part: ByteRange | undefined;
+    try {
+      part = rangeOf(range, Number(cached.headers.get("Content-Length")));
+    } catch (error) {
+      await cached.body?.cancel();
+      return errorResponse(error, this.log);
+    }
+    if (!part) return cached;
+    await cached.body?.cancel();
+    return this.cache.match(new Request(key, { headers: { Range: `bytes=${part.offset}-${part.offset + part.length - 1}` } }));
   }
 
   /** Removes this location's copy of a file (a delete through the edge). */

@@ -75,12 +75,14 @@ export class FetchPeers implements Peers {
    * may stream for long). A request with a body has none: the origin answers
    * once the whole body is stored, however long the client takes to send it.
    */
-  async #fetch(id: string, target: string, init: RequestInit): Promise<Response> {
+  async #fetch(id: string, target: string, init: RequestInit, length?: string): Promise<Response> {
     const base = this.#urls.get(id);
     if (base === undefined) throw new Error(`unknown origin ${id}`);
     const abort = new AbortController();
     const timer = init.body ? undefined : setTimeout(() => abort.abort(), this.options.timeoutMs);
-    const body = init.body instanceof ReadableStream ? abortedOnError(init.body, abort) : init.body;
+    let body = init.body instanceof ReadableStream ? abortedOnError(init.body, abort) : init.body;
+    // Without a declared length workerd sends a stream chunked; the last stage must be the one that declares it.
+    if (body instanceof ReadableStream && length !== undefined) body = body.pipeThrough(new FixedLengthStream(Number(length)));
     try {
       return await fetch(base + target, { ...init, body, redirect: "manual", signal: abort.signal });
     } catch (error) {
@@ -114,12 +116,7 @@ export class FetchPeers implements Peers {
     const length = headers["Content-Length"];
     let response: Response;
     try {
-      response = await this.#fetch(id, target, {
-        method,
-        headers,
-        // Without a declared length workerd would send the body chunked.
-        body: body && length !== undefined ? body.pipeThrough(new FixedLengthStream(Number(length))) : body,
-      });
+      response = await this.#fetch(id, target, { method, headers, body }, length);
     } catch (error) {
       // With a body, the origin has just answered /check/: the client may as well be the one that failed.
       if (!body) this.#failed(id, (error as Error).message);

@@ -8,7 +8,7 @@ import { consoleLogger } from "../../../handlers/logger.ts";
 import { parseTarget, urlPathOf } from "../../../handlers/paths.ts";
 import { MemoryStore } from "../../../storage/memory-store.ts";
 import { HtpasswdCredentials } from "../../htpasswd.ts";
-import { numberOr, urlSignerOf } from "../bindings.ts";
+import { namesOf, numberOr, urlSignerOf } from "../bindings.ts";
 import { EdgeCache } from "./edge-cache.ts";
 import { FetchPeers } from "./fetch-peers.ts";
 import { parseOrigins } from "./origins.ts";
@@ -20,6 +20,11 @@ export interface EdgeEnv {
   CLUSTER_SECRET?: string;
   /** The users, in htpasswd format (a secret): the edge checks passwords itself. */
   HTPASSWD?: string;
+  /**
+   * The nodes' monitor_users: the edge decides what a user may do, and the
+   * origins see its signature, not the user, so it must know them too.
+   */
+  MONITOR_USERS?: string;
   /** The origin nodes' keys of signed URLs (a secret, in the format of their url_signing_secret_file): the edge checks links itself. */
   URL_SIGNING_SECRET?: string;
   /** The edge's name in the origins' view (never an origin's id). */
@@ -65,6 +70,7 @@ function createEdge(env: EdgeEnv): Edge {
     store: new MemoryStore(),
     localHealthy: () => false,
     credentials,
+    monitorUsers: namesOf(env.MONITOR_USERS),
     maxUploadBytes: numberOr("MAX_UPLOAD_BYTES", env.MAX_UPLOAD_BYTES, DEFAULT_MAX_UPLOAD_BYTES),
     log,
     urlSigner: urlSignerOf(env.URL_SIGNING_SECRET),
@@ -81,7 +87,7 @@ function createEdge(env: EdgeEnv): Edge {
         throw new Error("no origin node answers /check/");
       }),
   });
-  const cache = new EdgeCache(caches.default);
+  const cache = new EdgeCache(caches.default, log);
 
   /** The URL path of a public file of the origins (a cacheable one), in one spelling. */
   const publicFilePath = (target: string): string | undefined => {
