@@ -1,4 +1,5 @@
 import { mkdir, mkdtemp, readdir, rm, symlink, utimes, writeFile } from "node:fs/promises";
+import { execFileSync, spawn } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DiskStore } from "../../src/adapters/node/disk/disk-store.ts";
@@ -39,6 +40,27 @@ describe("DiskStore on its own", () => {
       await symlink(secret, join(root, "files", "2", "pub", "leak.txt"));
       expect(await store.head("2/pub/leak.txt")).toBeUndefined();
       expect(await store.open("2/pub/leak.txt")).toBeUndefined();
+    });
+  });
+
+  it("answers a named pipe in place of a file, or of its metadata, at once, as no file", async () => {
+    await withStore({}, async (store, root) => {
+      await store.create("2/pub/plain.txt", new Blob(["plain"]).stream());
+      const folder = join(root, "files", "2", "pub");
+      const sidecar = join(root, "files", "2", "meta", "pub", "plain.txt");
+      await rm(sidecar);
+      execFileSync("mkfifo", [join(folder, "pipe.bin"), sidecar]);
+      // A writer that comes only later: an open that waited for one would return no sooner.
+      const writer = spawn("sh", ["-c", `sleep 5; exec 3>'${join(folder, "pipe.bin")}'`], { stdio: "ignore" });
+      try {
+        const started = Date.now();
+        expect(await store.open("2/pub/pipe.bin")).toBeUndefined();
+        expect(await store.head("2/pub/pipe.bin")).toBeUndefined();
+        expect((await store.head("2/pub/plain.txt"))?.size).toBe(5);
+        expect(Date.now() - started).toBeLessThan(4000);
+      } finally {
+        writer.kill("SIGKILL");
+      }
     });
   });
 

@@ -30,6 +30,8 @@ export interface DiskStoreOptions {
 const KEPT_DEPTH = 2;
 /** A sidecar without its blob is one a crash left between the two links, unless it is this young (a create in flight). */
 const STALE_SIDECAR_MS = 60_000;
+/** A name that keeps changing under a read is read as it was at the last look, rather than for ever. */
+const MAX_TORN_RETRIES = 3;
 const FILE_MODE = 0o444;
 const FILE_IN_THE_WAY = "a file is in the way: one of the folders of this name is a file";
 const FOLDER_IN_THE_WAY = "a folder of this name holds other files";
@@ -322,15 +324,43 @@ export class DiskStore implements BlobStore {
 
   /** The file at `key` and its metadata, as one look. */
   async #look(key: string): Promise<{ stats: BigIntStats; meta: BlobMeta } | undefined> {
-    const stats = await this.#stat(this.#path(key));
-    return stats && { stats, meta: metaOf(stats, await this.#sidecar(key)) };
+    const path = this.#path(key);
+    for (let attempt = 0; ; attempt++) {
+      const stats = await this.#stat(path);
+      if (!stats) return undefined;
+      const sidecar = await this.#sidecar(key);
+      if (attempt < MAX_TORN_RETRIES && !(await this.#stillAt(path, stats))) continue;
+      return { stats, meta: metaOf(stats, sidecar) };
+    }
+  }
+
+  /**
+   * Whether `path` still names the file whose stats were taken: the
+   * metadata is read by name after the file, and a delete and a new upload
+   * of the name in between would pair one file's bytes with the other's
+   * digest (and ETag, which caches then keep).
+   */
+  async #stillAt(path: string, stats: BigIntStats): Promise<boolean> {
+    const now = await this.#stat(path);
+    return now !== undefined && sameFile(now, stats);
   }
 
   async open(key: string): Promise<BlobHandle | undefined> {
+    for (let attempt = 0; ; attempt++) {
+      const opened = await this.#open(key);
+      if (opened === undefined || opened.current || attempt >= MAX_TORN_RETRIES) return opened?.handle;
+      await opened.handle.close();
+    }
+  }
+
+  /** The file at `key`, open, and whether its name still held it once its metadata was read. */
+  async #open(key: string): Promise<{ handle: BlobHandle; current: boolean } | undefined> {
     const path = this.#path(key);
     let fd: number;
     try {
-      fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+      // O_NONBLOCK: a named pipe copied into the store would otherwise hold
+      // this open, and the whole event loop with it, until a writer came.
+      fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     } catch (error) {
       if (MISSING.has(errnoOf(error) ?? "") || errnoOf(error) === "ELOOP") return undefined;
       throw unavailable(error, "opening a file");
@@ -350,11 +380,13 @@ export class DiskStore implements BlobStore {
       file.close();
       return undefined;
     }
-    return {
+    const size = Number(stats.size);
+    const handle: BlobHandle = {
       meta: metaOf(stats, sidecar),
-      body: async (range?: ByteRange) => fileStream(file, range?.offset ?? 0, range ? range.offset + range.length : Number(stats.size)),
+      body: async (range?: ByteRange) => fileStream(file, range?.offset ?? 0, range ? range.offset + range.length : size),
       close: async () => file.close(),
     };
+    return { handle, current: await this.#stillAt(path, stats) };
   }
 
   async create(key: string, body: ReadableStream<Uint8Array>, options?: CreateOptions): Promise<BlobMeta> {
@@ -443,7 +475,9 @@ export class DiskStore implements BlobStore {
     } catch (error) {
       if (!(error instanceof ConflictError) || (await this.#stat(blob))) throw error;
       const found = await lstat(target).catch(() => undefined);
-      if (!found?.isFile() || Date.now() - found.mtimeMs < STALE_SIDECAR_MS) throw error;
+      // ctime, which the link itself sets: mtime is when the temp was
+      // written, which a long fsync of a large upload may leave far behind.
+      if (!found?.isFile() || Date.now() - found.ctimeMs < STALE_SIDECAR_MS) throw error;
       await unlinkQuietly(target);
       await this.#linkIntoPlace(temp, target);
     }
@@ -514,10 +548,15 @@ export class DiskStore implements BlobStore {
       if (MISSING.has(errnoOf(error) ?? "")) return undefined;
       throw unavailable(error, "deleting a file");
     }
-    if (!sameFile(await lstat(aside, { bigint: true }), seen.stats)) {
-      // A new file took the name after the look: it goes back as it was.
-      await link(aside, path);
-      await unlinkQuietly(aside);
+    const moved = await lstat(aside, { bigint: true });
+    if (!sameFile(moved, seen.stats)) {
+      // A new file took the name after the look, or a folder of new files
+      // below it (a folder cannot be linked): it goes back as it was.
+      if (moved.isDirectory()) await rename(aside, path);
+      else {
+        await link(aside, path);
+        await unlinkQuietly(aside);
+      }
       return undefined;
     }
     await unlinkQuietly(aside);

@@ -38,7 +38,8 @@ export function encodeSidecar(sidecar: Sidecar): string {
 export async function readSidecar(path: string): Promise<Sidecar | undefined> {
   let text: string;
   try {
-    text = await readFile(path, { encoding: "utf8", flag: constants.O_RDONLY | constants.O_NOFOLLOW });
+    // O_NONBLOCK: a named pipe in its place reads as empty instead of holding a thread until a writer comes.
+    text = await readFile(path, { encoding: "utf8", flag: constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK });
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === "ENOENT" || code === "ENOTDIR" || code === "ELOOP" || code === "EISDIR") return undefined;

@@ -1,0 +1,125 @@
+import { mkdtemp, readdir, rm, utimes } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { DiskStore } from "../../src/adapters/node/disk/disk-store.ts";
+import { ConflictError } from "../../src/storage/errors.ts";
+
+/**
+ * The store's races, each forced at its one window: a hook runs just before
+ * the store's own call of readFile, rename or link on a path, as another
+ * request (or process) would run there. Everything else is the real disk.
+ */
+type Hook = (path: string) => Promise<void> | void;
+const hooks: { readFile?: Hook; rename?: Hook; link?: Hook } = {};
+
+vi.mock("node:fs/promises", async (importOriginal) => {
+  const actual = await importOriginal<typeof import("node:fs/promises")>();
+  const hooked =
+    <A extends unknown[], R>(name: keyof typeof hooks, call: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      const hook = hooks[name];
+      if (hook) await hook(String(args[name === "readFile" ? 0 : 1]));
+      return call(...args);
+    };
+  return {
+    ...actual,
+    readFile: hooked("readFile", actual.readFile as (...args: unknown[]) => Promise<unknown>),
+    rename: hooked("rename", actual.rename),
+    link: hooked("link", actual.link),
+  };
+});
+
+const text = (value: string) => new Blob([value]).stream();
+let root: string | undefined;
+
+async function newStore(): Promise<DiskStore> {
+  root = await mkdtemp(join(tmpdir(), "nanocdn-races-"));
+  const store = new DiskStore({ root });
+  await store.init();
+  return store;
+}
+
+afterEach(async () => {
+  delete hooks.readFile;
+  delete hooks.rename;
+  delete hooks.link;
+  if (root) await rm(root, { recursive: true, force: true });
+});
+
+/** Runs `action` once, the first time the hook sees a path ending in `suffix`. */
+function once(suffix: string, action: () => Promise<unknown>): Hook {
+  let done = false;
+  return async (path) => {
+    if (done || !path.endsWith(suffix)) return;
+    done = true;
+    await action();
+  };
+}
+
+describe("DiskStore races, each forced at its window", () => {
+  it("never pairs a file's bytes with the metadata of the file that took its name meanwhile", async () => {
+    const store = await newStore();
+    const first = await store.create("1/pub/v.txt", text("version one"));
+    const replace = async () => {
+      await store.delete("1/pub/v.txt");
+      await store.create("1/pub/v.txt", text("version two!"));
+    };
+    // Between the file's open (or stat) and the read of its metadata by name.
+    hooks.readFile = once("meta/pub/v.txt", replace);
+    const handle = (await store.open("1/pub/v.txt"))!;
+    const body = await new Response(await handle.body()).text();
+    await handle.close();
+    expect([body, handle.meta.size]).toEqual(["version two!", 12]);
+    expect(handle.meta.etag).not.toBe(first.etag);
+    expect(handle.meta.etag).toBe((await store.head("1/pub/v.txt"))!.etag);
+
+    const second = (await store.head("1/pub/v.txt"))!;
+    hooks.readFile = once("meta/pub/v.txt", async () => {
+      await store.delete("1/pub/v.txt");
+      await store.create("1/pub/v.txt", text("3"));
+    });
+    const looked = (await store.head("1/pub/v.txt"))!;
+    expect([looked.size, looked.etag === second.etag]).toEqual([1, false]);
+  });
+
+  it("puts a folder back that took an expired file's name just before the sweep moved it aside", async () => {
+    const store = await newStore();
+    await store.create("1/pub/k", text("expiring"), { deleteAt: Math.floor(Date.now() / 1000) - 1 });
+    // Deleted by its owner, and the name then used as a folder, between the sweep's look and its move.
+    hooks.rename = once(".expired", async () => {
+      await store.delete("1/pub/k");
+      await store.create("1/pub/k/child.txt", text("a new file"));
+    });
+    expect(await store.deleteIfExpired("1/pub/k")).toBeUndefined();
+    const child = (await store.open("1/pub/k/child.txt"))!;
+    expect(await new Response(await child.body()).text()).toBe("a new file");
+    await child.close();
+    expect(await store.strays()).toEqual([]);
+  });
+
+  it("keeps the metadata of an upload whose fsync took longer than a leftover's age, against a second upload of the name", async () => {
+    const store = await newStore();
+    const answers: Record<string, unknown> = {};
+    let firstSidecarLinked = false;
+    hooks.link = async (path) => {
+      if (!path.endsWith("meta/pub/slow.bin") || firstSidecarLinked) {
+        // The first upload's blob link: the second upload of the name comes first.
+        if (path.endsWith("pub/slow.bin") && !path.includes("/meta/") && firstSidecarLinked && !("second" in answers)) {
+          answers.second = await store.create("1/pub/slow.bin", text("second")).catch((error: unknown) => error);
+        }
+        return;
+      }
+      firstSidecarLinked = true;
+      // Its metadata was written two minutes ago, before a long fsync.
+      const temps = await readdir(join(root!, "tmp"));
+      const old = new Date(Date.now() - 120_000);
+      for (const temp of temps) await utimes(join(root!, "tmp", temp), old, old);
+    };
+    answers.first = await store.create("1/pub/slow.bin", text("first"), { deleteAt: Math.floor(Date.now() / 1000) + 3600 });
+    expect(answers.second).toBeInstanceOf(ConflictError);
+    const stored = (await store.head("1/pub/slow.bin"))!;
+    expect([stored.size, stored.deleteAt]).toEqual([5, (answers.first as { deleteAt: number }).deleteAt]);
+    expect(stored.etag).toBe((answers.first as { etag: string }).etag);
+  });
+});
