@@ -409,6 +409,34 @@ describe("Node server", () => {
     expect((await readFile(join(node.data, "files", "1", "pub", "inflight.bin"))).length).toBe(256 * 1024);
   });
 
+  it("sends the whole of a file from memory to a slow reader before a graceful stop closes its connection", async () => {
+    const size = 16 * 1024 * 1024;
+    const node = await startNodeProcess({ config: { memory_cache_bytes: 2 * size, memory_cache_file_bytes: size, shutdown_grace: 20 } });
+    const body = Buffer.alloc(size, 7);
+    expect((await fetch(`${node.url}/upload/pub/large.bin`, { method: "PUT", body, headers: auth })).status).toBe(201);
+    // Read once: now it is in memory, and an answer is written whole at once.
+    expect((await (await fetch(`${node.url}/1/pub/large.bin`)).arrayBuffer()).byteLength).toBe(size);
+    const { hostname, port } = new URL(node.url);
+    const reader = tcpConnect(Number(port), hostname);
+    await new Promise((resolve) => reader.once("connect", resolve));
+    reader.write("GET /1/pub/large.bin HTTP/1.1\r\nHost: a\r\n\r\n");
+    // Not read for now: the kernel's buffers fill, and the rest waits in the node.
+    reader.pause();
+    const received: Buffer[] = [];
+    reader.on("data", (chunk: Buffer) => received.push(chunk));
+    const ended = new Promise((resolve) => reader.once("close", resolve));
+    await new Promise((r) => setTimeout(r, 500));
+    node.child.kill("SIGTERM");
+    await new Promise((r) => setTimeout(r, 1000));
+    reader.resume();
+    await ended;
+    const answer = Buffer.concat(received);
+    const head = answer.indexOf("\r\n\r\n");
+    expect(answer.subarray(0, head).toString()).toMatch(/^HTTP\/1\.1 200/);
+    expect(answer.length - head - 4).toBe(size);
+    expect(await node.exited).toBe(0);
+  });
+
   it("never shows a partial file after a crash, and sweeps temp files at the next start", async () => {
     const node = await startNodeProcess();
     const upload = startUpload(node.url, "/upload/pub/crash.bin", 4 * 1024 * 1024, 1024 * 1024);

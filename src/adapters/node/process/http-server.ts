@@ -1,7 +1,7 @@
 import { readFile, stat } from "node:fs/promises";
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
-import type { AddressInfo, Socket } from "node:net";
+import { type AddressInfo, Server as NetServer, type Socket } from "node:net";
 import type { Server as TlsServer } from "node:tls";
 import type { Duplex } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -373,8 +373,9 @@ export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeo
       else request.socket.destroySoon();
     });
   };
-  // Connections with no request under way; closeIdleConnections() misses
-  // those that never sent one (fetch opens such spare connections).
+  // Every connection, to end those with no request under way at a stop:
+  // closeIdleConnections() misses those that never sent one (fetch opens
+  // such spare connections).
   const sockets = new Set<Socket>();
   const lanes = new ConnectionLanes();
   const withBody = new WeakMap<Duplex, BodyUnderWay>();
@@ -483,9 +484,16 @@ export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeo
       const force = setTimeout(() => {
         for (const each of all) each.closeAllConnections();
       }, graceMs);
-      server.close();
-      for (const each of all) each.closeIdleConnections();
-      for (const socket of sockets) if (!lanes.busy(socket)) socket.destroy();
+      // net.Server's close: it stops listening and leaves the connections to
+      // the loop below. http.Server's own also closes "idle" ones, among
+      // them answers written whole but not yet all sent (a file from memory
+      // to a slow reader), which it would cut; those end once sent.
+      NetServer.prototype.close.call(server);
+      for (const socket of sockets) {
+        if (lanes.busy(socket)) continue;
+        if (socket.writableLength > 0) socket.end();
+        else socket.destroy();
+      }
       await Promise.all(ended);
       clearTimeout(force);
     },
