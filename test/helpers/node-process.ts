@@ -4,8 +4,9 @@ import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "smol-toml";
+import { Agent, fetch as undiciFetch } from "undici";
 import { writeHtpasswd } from "./credentials.ts";
-import { freePort, tcpConnect } from "./ports.ts";
+import { freePort } from "./ports.ts";
 import { type Runtime, runtimeCommand } from "./runtimes.ts";
 
 export { BIN } from "./runtimes.ts";
@@ -160,6 +161,9 @@ function readSince(file: string, from: number): string {
   }
 }
 
+/** Start-up checks only: the tests that care verify certificates themselves. */
+const anyCertificate = new Agent({ connect: { rejectUnauthorized: false } });
+
 async function waitUntilUp(node: NodeProcess, waitFor: "healthy" | "listening", timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let ended = false;
@@ -168,7 +172,12 @@ async function waitUntilUp(node: NodeProcess, waitFor: "healthy" | "listening", 
     if (ended) throw new Error(`node exited during start-up:\n${node.output()}`);
     try {
       if (waitFor === "listening") {
-        await tcpConnect(node.port);
+        // An answer, whatever it says, over HTTP or HTTPS: a bare connect can reach the start's own check of the port, which binds it a moment.
+        const answers = async (scheme: string) => {
+          const response = await undiciFetch(`${scheme}://127.0.0.1:${node.port}/check/`, { dispatcher: anyCertificate, signal: AbortSignal.timeout(2000) });
+          await response.body?.cancel();
+        };
+        await answers("http").catch(() => answers("https"));
         return;
       }
       const response = await fetch(`${node.url}/check/`);
