@@ -5,6 +5,7 @@ import { startCluster, type TestCluster } from "../helpers/cluster.ts";
 import { basic, PASSWORD, USER } from "../helpers/credentials.ts";
 import { eventually } from "../helpers/eventually.ts";
 import { promtoolCheck, sample } from "../helpers/metrics.ts";
+import { START_CHECK_AGENT } from "../helpers/node-process.ts";
 
 /** Debian's Chromium: browsers downloaded by npm packages are not used. */
 const CHROMIUM = process.env.NANOCDN_TEST_CHROMIUM ?? "/usr/bin/chromium";
@@ -32,7 +33,7 @@ describe("watching a cluster: metrics, status page, status command, logs", () =>
         `node ${id}`,
       ).toEqual([]);
       expect(
-        lines.filter((l) => l.includes('"path":"/check/"')),
+        lines.filter((l) => l.includes('"path":"/check/"') && !l.includes(`"agent":"${START_CHECK_AGENT}"`)),
         `node ${id}`,
       ).toEqual([]);
       expect(

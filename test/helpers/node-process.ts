@@ -161,6 +161,9 @@ function readSince(file: string, from: number): string {
   }
 }
 
+/** The User-Agent of the start's check that a node answers: its access-log line is the test's, not the node's. */
+export const START_CHECK_AGENT = "nanocdn-test-start";
+
 /** Start-up checks only: the tests that care verify certificates themselves. */
 const anyCertificate = new Agent({ connect: { rejectUnauthorized: false } });
 
@@ -174,7 +177,11 @@ async function waitUntilUp(node: NodeProcess, waitFor: "healthy" | "listening", 
       if (waitFor === "listening") {
         // An answer, whatever it says, over HTTP or HTTPS: a bare connect can reach the start's own check of the port, which binds it a moment.
         const answers = async (scheme: string) => {
-          const response = await undiciFetch(`${scheme}://127.0.0.1:${node.port}/check/`, { dispatcher: anyCertificate, signal: AbortSignal.timeout(2000) });
+          const response = await undiciFetch(`${scheme}://127.0.0.1:${node.port}/check/`, {
+            headers: { "User-Agent": START_CHECK_AGENT },
+            dispatcher: anyCertificate,
+            signal: AbortSignal.timeout(2000),
+          });
           await response.body?.cancel();
         };
         await answers("http").catch(() => answers("https"));
