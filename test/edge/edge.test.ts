@@ -196,13 +196,16 @@ describe("the edge in front of origin nodes", () => {
     await untilCached(location);
     await new Promise((resolve) => setTimeout(resolve, 2100));
     const asked = Math.floor(Date.now() / 1000);
-    const hit = await read(location);
-    expect(hit.headers.get("X-Nanocdn-Cache")).toBe("HIT");
-    const maxAge = Number(/max-age=(\d+)/.exec(hit.headers.get("Cache-Control")!)![1]);
-    // As stored, it said 60 or more.
-    expect(maxAge).toBeLessThanOrEqual(Number(hit.headers.get("X-Delete-At")) - asked);
-    expect(hit.headers.get("Expires")).toBe(new Date(Number(hit.headers.get("X-Delete-At")) * 1000).toUTCString());
-    await hit.body?.cancel();
+    // A part of it too, which the edge asks its cache for in a second lookup.
+    for (const headers of [{}, { Range: "bytes=0-2" }]) {
+      const hit = await read(location, headers);
+      expect(hit.headers.get("X-Nanocdn-Cache")).toBe("HIT");
+      const maxAge = Number(/max-age=(\d+)/.exec(hit.headers.get("Cache-Control")!)![1]);
+      // As stored, it said 60 or more.
+      expect(maxAge, JSON.stringify(headers)).toBeLessThanOrEqual(Number(hit.headers.get("X-Delete-At")) - asked);
+      expect(hit.headers.get("Expires")).toBe(new Date(Number(hit.headers.get("X-Delete-At")) * 1000).toUTCString());
+      await hit.body?.cancel();
+    }
   });
 
   it("refuses a chunked upload over MAX_UPLOAD_BYTES with 413 as it streams, and no origin stores it", async () => {

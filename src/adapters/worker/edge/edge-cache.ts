@@ -113,7 +113,8 @@ export class EdgeCache {
     }
     if (!part) return cached;
     await cached.body?.cancel();
-    return this.cache.match(new Request(key, { headers: { Range: `bytes=${part.offset}-${part.offset + part.length - 1}` } }));
+    const partial = await this.cache.match(new Request(key, { headers: { Range: `bytes=${part.offset}-${part.offset + part.length - 1}` } }));
+    return partial && EdgeCache.#current(partial);
   }
 
   /** Removes this location's copy of a file (a delete through the edge). */
