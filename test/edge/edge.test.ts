@@ -197,7 +197,7 @@ describe("the edge in front of origin nodes", () => {
     await new Promise((resolve) => setTimeout(resolve, 2100));
     const asked = Math.floor(Date.now() / 1000);
     // A part of it too, which the edge asks its cache for in a second lookup.
-    for (const headers of [{}, { Range: "bytes=0-2" }]) {
+    for (const headers of [{}, { Range: "bytes=0-2" }] as Record<string, string>[]) {
       const hit = await read(location, headers);
       expect(hit.headers.get("X-Nanocdn-Cache")).toBe("HIT");
       const maxAge = Number(/max-age=(\d+)/.exec(hit.headers.get("Cache-Control")!)![1]);

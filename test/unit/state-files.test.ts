@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from "node:fs/promises
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { writeWhole } from "../../src/adapters/node/disk/whole-file.ts";
+import { removeEntriesOlderThan, writeWhole } from "../../src/adapters/node/disk/whole-file.ts";
 import { ExpiryIndex } from "../../src/adapters/node/expiry/expiry-index.ts";
 import { LegacyDeleteQueue, recordLegacyDelete } from "../../src/adapters/node/peers/legacy-deletes.ts";
 import type { Logger } from "../../src/handlers/logger.ts";
@@ -35,6 +35,18 @@ describe("small state files (real files in a temporary folder)", () => {
     await mkdir(join(folder, "taken"));
     await expect(writeWhole(folder, "taken", "x", false)).rejects.toThrow();
     expect(await readdir(folder)).toEqual(["taken"]);
+  });
+
+  it("the temp folder's sweep removes what nothing wrote to for its age, folders too, and keeps an upload still written to", async () => {
+    const folder = await stateFolder();
+    const { fresh } = await leaveTemps(folder);
+    await mkdir(join(folder, "stale-folder"));
+    const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+    await utimes(join(folder, "stale-folder"), twoHoursAgo, twoHoursAgo);
+    await removeEntriesOlderThan(folder, 3600_000);
+    expect(await readdir(folder)).toEqual([fresh]);
+    // A folder not there (yet) is nothing to sweep.
+    await expect(removeEntriesOlderThan(join(folder, "missing"), 0)).resolves.toBeUndefined();
   });
 
   it("the expiry index removes the temp files a crash left, not one being written, and lists only entries", async () => {

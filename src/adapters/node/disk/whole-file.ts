@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { rename, stat, unlink, writeFile } from "node:fs/promises";
+import { readdir, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
 /** The temp files `writeWhole` makes: hidden, and named so no entry of a state folder looks like one. */
@@ -30,5 +30,18 @@ export async function sweepStaleTemps(folder: string, names: readonly string[], 
     const path = join(folder, name);
     const info = await stat(path).catch(() => undefined);
     if (info && now - info.mtimeMs > STALE_TEMP_MS) await unlink(path).catch(() => {});
+  }
+}
+
+/**
+ * Removes what in `folder` nothing has written to for `maxAgeMs` (0: all of
+ * it): the temp files of transfers and uploads that will never finish. One
+ * still under way keeps writing, so it stays young.
+ */
+export async function removeEntriesOlderThan(folder: string, maxAgeMs: number): Promise<void> {
+  for (const name of await readdir(folder).catch(() => [] as string[])) {
+    const path = join(folder, name);
+    const info = await stat(path).catch(() => undefined);
+    if (info && Date.now() - info.mtimeMs > maxAgeMs) await rm(path, { recursive: true, force: true });
   }
 }

@@ -5,7 +5,7 @@ import { basename, dirname, join, resolve, sep } from "node:path";
 import { promisify } from "node:util";
 import type { Logger } from "../../../handlers/logger.ts";
 import { META_DIR, sidecarPathInNode } from "../disk/sidecar.ts";
-import { writeWhole } from "../disk/whole-file.ts";
+import { removeEntriesOlderThan, writeWhole } from "../disk/whole-file.ts";
 import {
   asFolder,
   baseArgs,
@@ -451,10 +451,5 @@ export async function ensureOwnFiles({ self, source, markerRecord, targets, rsyn
 
 /** Removes rsync temp files older than `maxAgeMs` that an interrupted transfer left in a replica folder. */
 export async function sweepRsyncTemp(folder: string, maxAgeMs: number): Promise<void> {
-  const temp = join(folder, RSYNC_TEMP_DIR);
-  for (const name of await readdir(temp).catch(() => [] as string[])) {
-    const path = join(temp, name);
-    const info = await stat(path).catch(() => undefined);
-    if (info && Date.now() - info.mtimeMs > maxAgeMs) await rm(path, { recursive: true, force: true });
-  }
+  await removeEntriesOlderThan(join(folder, RSYNC_TEMP_DIR), maxAgeMs);
 }
