@@ -179,16 +179,19 @@ describe.each<{ runtime: Runtime }>([{ runtime: "bun" }, { runtime: "deno" }])("
   });
 });
 
-describe.each<{ runtime: Runtime }>([{ runtime: "node" }, { runtime: "bun" }, { runtime: "deno" }])(
-  "a node on $runtime asked to stop as it starts",
-  ({ runtime }) => {
-    it("stops gracefully on a SIGTERM sent as soon as it accepts connections", async () => {
-      // The first serving process accepts while the primary may still wait for the second one;
-      // a signal then must not end the primary before its handler is in place.
-      const node = await startNodeProcess({ runtime, config: { workers: 2 }, waitFor: "listening" });
-      const code = await node.stop("SIGTERM", 20_000);
-      expect(code, node.output().slice(-3000)).toBe(0);
-      expect(node.output()).toMatch(/"msg":"stopped"/);
-    });
-  },
-);
+describe.each<{ runtime: Runtime; workers: number }>(
+  (["node", "bun", "deno"] as const).flatMap((runtime) => [
+    { runtime, workers: 2 },
+    { runtime, workers: 1 },
+  ]),
+)("a node on $runtime with $workers serving process(es) asked to stop as it starts", ({ runtime, workers }) => {
+  it("stops gracefully on a SIGTERM sent as soon as it accepts connections", async () => {
+    // The first serving process accepts while the primary may still wait for the second one;
+    // a signal then must not end the primary before its handler is in place. One process
+    // serves and stops its HTTP server itself.
+    const node = await startNodeProcess({ runtime, config: { workers }, waitFor: "listening" });
+    const code = await node.stop("SIGTERM", 20_000);
+    expect(code, node.output().slice(-3000)).toBe(0);
+    expect(node.output()).toMatch(/"msg":"stopped"/);
+  });
+});

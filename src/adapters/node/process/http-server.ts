@@ -1,7 +1,7 @@
 import { readFile, stat } from "node:fs/promises";
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
-import { type AddressInfo, Server as NetServer, type Socket } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { Server as TlsServer } from "node:tls";
 import type { Duplex } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -484,11 +484,12 @@ export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeo
       const force = setTimeout(() => {
         for (const each of all) each.closeAllConnections();
       }, graceMs);
-      // net.Server's close: it stops listening and leaves the connections to
-      // the loop below. http.Server's own also closes "idle" ones, among
+      // close() also closes the connections http.Server takes as idle, among
       // them answers written whole but not yet all sent (a file from memory
-      // to a slow reader), which it would cut; those end once sent.
-      NetServer.prototype.close.call(server);
+      // to a slow reader), which it would cut: the loop below ends each
+      // connection itself, those once sent.
+      server.closeIdleConnections = () => {};
+      server.close();
       for (const socket of sockets) {
         if (lanes.busy(socket)) continue;
         if (socket.writableLength > 0) socket.end();
