@@ -6,6 +6,9 @@ import { reprDigest } from "../storage/digest.ts";
 import { ExpiredError, expiryHeaders } from "./expiry.ts";
 import { PreconditionFailedError, RangeNotSatisfiableError } from "./http-errors.ts";
 
+/** Names the node whose disk served a file's bytes. */
+export const SERVED_BY_HEADER = "X-Nanocdn-Served-By";
+
 const typesByExtension = new Map<string, string>();
 
 export function contentTypeOf(path: string): string {
@@ -137,7 +140,7 @@ export function validatorHeaders(meta: BlobMeta, { cacheControl, servedBy }: Blo
     ETag: meta.etag,
     "Last-Modified": httpDate(meta.lastModified),
     ...expiryHeaders(meta, cacheControl),
-    "X-Nanocdn-Served-By": servedBy,
+    [SERVED_BY_HEADER]: servedBy,
   };
 }
 

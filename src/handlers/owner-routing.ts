@@ -1,5 +1,5 @@
 import { NotFoundError } from "../storage/errors.ts";
-import { PRECONDITION_HEADERS } from "./blob-response.ts";
+import { PRECONDITION_HEADERS, SERVED_BY_HEADER } from "./blob-response.ts";
 import type { ClusterAuth } from "./cluster-auth.ts";
 import { DELETE_AT_HEADER, ExpiredError, expiredAnswer } from "./expiry.ts";
 import { TryLaterError } from "./http-errors.ts";
@@ -26,7 +26,7 @@ const READ_ANSWER_HEADERS = headerSet(
   "Expires",
   DELETE_AT_HEADER,
   "X-Content-Type-Options",
-  "X-Nanocdn-Served-By",
+  SERVED_BY_HEADER,
 );
 /** Answers of a peer that settle a read; anything else moves on to the next source. */
 const FINAL_STATUSES = new Set([200, 206, 304, 412, 416]);

@@ -1,6 +1,6 @@
-import { PRECONDITION_HEADERS, rangeOf } from "../../../handlers/blob-response.ts";
+import { PRECONDITION_HEADERS, rangeOf, SERVED_BY_HEADER } from "../../../handlers/blob-response.ts";
 import { errorResponse } from "../../../handlers/error-response.ts";
-import { DELETE_AT_HEADER, expiryHeaders } from "../../../handlers/expiry.ts";
+import { capMaxAge, DELETE_AT_HEADER, expiryHeaders } from "../../../handlers/expiry.ts";
 import type { Logger } from "../../../handlers/logger.ts";
 import { type ByteRange, isExpired } from "../../../storage/blob-store.ts";
 import { cacheTagOf } from "../../cache-tag.ts";
@@ -10,6 +10,8 @@ export const CACHE_HEADER = "X-Nanocdn-Cache";
 
 /** What a client may ask of a cached file: whether its copy is still current (a part, `Range`, is worked out here). */
 const CLIENT_CONDITIONS = ["If-None-Match", "If-Modified-Since"];
+/** How long the cache keeps a copy that another node than the file's owner served. */
+const REPLICA_COPY_SECONDS = 60;
 /**
  * Conditions the Cache API does not evaluate (it answers a Range whatever
  * If-Range says): a request with one goes to the origins, which do.
@@ -53,7 +55,7 @@ export class EdgeCache {
    */
   async read(
     request: Request,
-    { key, path }: { key: string; path: string },
+    { key, path, owner }: { key: string; path: string; owner?: string },
     waitUntil: (promise: Promise<unknown>) => void,
     origin: (request: Request) => Promise<Response>,
   ): Promise<Response> {
@@ -82,6 +84,11 @@ export class EdgeCache {
     if (answer.status !== 200) return EdgeCache.#marked(answer, "MISS");
     const whole = new Response(answer.body, answer);
     whole.headers.set("Cache-Tag", await cacheTagOf(path));
+    // Another node's copy may be one a delete has not reached yet (the
+    // owner's purge may have come before this read): kept a minute only.
+    const servedBy = answer.headers.get(SERVED_BY_HEADER);
+    if (owner !== undefined && servedBy !== owner)
+      whole.headers.set("Cache-Control", capMaxAge(whole.headers.get("Cache-Control") ?? "", REPLICA_COPY_SECONDS));
     if ([...headers.keys()].length === 0 && range === null) {
       // The client wants the whole file: it gets it while the cache takes its copy.
       waitUntil(this.cache.put(key, whole.clone()));

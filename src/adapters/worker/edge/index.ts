@@ -89,11 +89,11 @@ function createEdge(env: EdgeEnv): Edge {
   });
   const cache = new EdgeCache(caches.default, log);
 
-  /** The URL path of a public file of the origins (a cacheable one), in one spelling. */
-  const publicFilePath = (target: string): string | undefined => {
+  /** A public file of the origins (a cacheable one): its URL path in one spelling, and its owner node (none for a legacy file). */
+  const publicFile = (target: string): { path: string; owner?: string } | undefined => {
     try {
       const parsed = parseTarget(target, (id) => peers.ids.includes(id));
-      return parsed.kind === "file" && parsed.file.namespace === "pub" ? urlPathOf(parsed.file) : undefined;
+      return parsed.kind === "file" && parsed.file.namespace === "pub" ? { path: urlPathOf(parsed.file), owner: parsed.file.owner } : undefined;
     } catch {
       return undefined; // the app answers what is wrong with the path
     }
@@ -103,10 +103,10 @@ function createEdge(env: EdgeEnv): Edge {
     async fetch(request, ctx) {
       const url = new URL(request.url);
       const target = url.pathname + url.search;
-      const path = publicFilePath(target);
+      const file = publicFile(target);
       // The cache key: the file's URL without the query, so that neither a query nor another spelling makes copies.
-      const key = path === undefined ? undefined : url.origin + path;
-      if (path !== undefined && key !== undefined && (request.method === "GET" || request.method === "HEAD")) {
+      const key = file === undefined ? undefined : url.origin + file.path;
+      if (file !== undefined && key !== undefined && (request.method === "GET" || request.method === "HEAD")) {
         try {
           // Wrong credentials are refused even where none are needed, as at a node.
           await identify(request, target, credentials, auth);
@@ -115,7 +115,7 @@ function createEdge(env: EdgeEnv): Edge {
         }
         return cache.read(
           request,
-          { key, path },
+          { key, ...file },
           (promise) => ctx.waitUntil(promise),
           (r) => Promise.resolve(app.fetch(r, undefined)),
         );
