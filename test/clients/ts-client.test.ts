@@ -252,6 +252,19 @@ describe("NanoCdnClient", () => {
     expect(missing).toMatchObject({ status: 404, code: "not_found", node: one });
   });
 
+  it("refuses a path or name with '.', '..' or empty segments, which fetch would resolve into another name (a private file made public)", async () => {
+    const cdn = client([one]);
+    const leak = unique("contract.pdf");
+    for (const path of [`../pub/${leak}`, `./${leak}`, `a//${leak}`]) {
+      await expect(cdn.put(path, "secret", { namespace: "priv" }), path).rejects.toThrow(TypeError);
+    }
+    expect((await fetch(`${one}/1/pub/${leak}`)).status).toBe(404);
+    for (const name of [`/1/priv/../pub/${leak}`, `/1/priv/%2e%2e/pub/${leak}`, `/1/pub//${leak}`]) {
+      await expect(cdn.get(name), name).rejects.toThrow(TypeError);
+      await expect(cdn.delete(name), name).rejects.toThrow(TypeError);
+    }
+  });
+
   it("uploads bytes, ArrayBuffers and Blobs, and reads private files with credentials only", async () => {
     const cdn = client([one]);
     const bytes = new Uint8Array([0, 1, 2, 255]);

@@ -147,12 +147,41 @@ function baseUrl(url: string, option: string): string {
   return `${parsed.origin}${parsed.pathname.replace(/\/+$/, "")}`;
 }
 
+/**
+ * Whether a path segment is one a URL parser resolves away (`.`, `..`, also
+ * written `%2e`) or empty: fetch() would send another path than the one
+ * meant, `priv/../pub/a.pdf` as `pub/a.pdf`, which the node never sees to refuse.
+ */
+function resolvedAway(segment: string, encoded: boolean): boolean {
+  let plain = segment;
+  if (encoded) {
+    try {
+      plain = decodeURIComponent(segment);
+    } catch {
+      return false;
+    }
+  }
+  return plain === "" || plain === "." || plain === "..";
+}
+
 function encodePath(path: string): string {
-  return path.split("/").map(encodeURIComponent).join("/");
+  const segments = path.split("/");
+  if (segments.some((segment) => resolvedAway(segment, false))) {
+    throw new TypeError(`'${path}' cannot be stored: no leading '/', empty, '.' or '..' segments`);
+  }
+  return segments.map(encodeURIComponent).join("/");
 }
 
 function checkName(name: string): void {
-  if (!name.startsWith("/")) throw new TypeError(`'${name}' is not a stored name like /1/pub/file.txt`);
+  if (
+    !name.startsWith("/") ||
+    name
+      .slice(1)
+      .split("/")
+      .some((segment) => resolvedAway(segment, true))
+  ) {
+    throw new TypeError(`'${name}' is not a stored name like /1/pub/file.txt`);
+  }
 }
 
 /** `/1/pub/…` and the legacy `/pub/…`. */
