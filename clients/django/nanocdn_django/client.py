@@ -194,6 +194,12 @@ class Node:
 
     def __init__(self, url):
         parts = urlsplit(url)
+        if parts.username is not None or parts.password is not None:
+            # Said without the URL: it holds a password, which would then show in errors and links.
+            raise ValueError(
+                "a node URL takes no user or password (it would show in every error and link): "
+                "give them with the 'username' and 'password' options"
+            )
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("a node URL must look like http(s)://host[:port][/prefix], not %r" % url)
         if parts.query or parts.fragment:

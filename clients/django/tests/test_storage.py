@@ -260,4 +260,9 @@ class NameTests(SimpleTestCase):
         with override_settings(NANOCDN={"NODES": ["ftp://x"]}):
             with self.assertRaisesRegex(ImproperlyConfigured, "node URL"):
                 NanoCdnStorage().client
+        # A password in a node URL would be sent nowhere, and shown in every error and link.
+        with override_settings(NANOCDN={"NODES": ["https://app:s3cret@cdn1.example.com"]}):
+            with self.assertRaisesRegex(ImproperlyConfigured, "takes no user or password") as caught:
+                NanoCdnStorage().client
+            self.assertNotIn("s3cret", str(caught.exception))
         self.assertTrue(re.match(r"^http://127\.0\.0\.1:\d+$", default_storage.config["base_url"]))
