@@ -66,7 +66,10 @@ ORIGIN_NOT_REACHED = (521, 522, 523)
 #: answers that mean "not me, not now": the request goes to the next node
 RETRY_STATUSES = frozenset((502, 503, 504) + ORIGIN_NOT_REACHED)
 #: answers after which an upload was certainly not stored
-UPLOAD_RETRY_STATUSES = frozenset((502, 503, 504, 507) + ORIGIN_NOT_REACHED)
+UPLOAD_RETRY_STATUSES = frozenset((503, 507) + ORIGIN_NOT_REACHED)
+#: a proxy's answers (nanocdn gives neither) when the node behind it failed or took too long once
+#: the request was on its way: it may have stored the upload
+PROXY_GAVE_UP = frozenset((502, 504))
 #: the code of the 500 a node answers when a peer it passed the upload to failed after the body went out
 OUTCOME_UNKNOWN = "outcome_unknown"
 #: failures of a kept-alive connection that the node closed while it was idle: the request never arrived
@@ -817,6 +820,13 @@ class NanoCdnClient:
         attempt = _answer_attempt(node, response)
         if response.status in UPLOAD_RETRY_STATUSES:
             raise _Retry(attempt)
+        if response.status in PROXY_GAVE_UP:
+            self._failed(node.url)
+            raise NanoCdnUploadUncertain(
+                "%s: a proxy in front of the node at %s answered %d: the node behind it may or may not have stored "
+                "the file, so it was not sent to another node" % (what, node.url, response.status),
+                attempts + [attempt],
+            )
         self._worked(node.url)
         attempts = attempts + [attempt]
         if response.status == 500 and attempt.code == OUTCOME_UNKNOWN:

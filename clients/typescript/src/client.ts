@@ -125,7 +125,12 @@ const ORIGIN_NOT_REACHED = [521, 522, 523];
 /** Answers after which another node may do better. */
 const TRY_ANOTHER_NODE = new Set([502, 503, 504, ...ORIGIN_NOT_REACHED]);
 /** Answers nanocdn gives to an upload only when it stored nothing, so another node may take it. */
-const NOTHING_STORED = new Set([502, 503, 504, 507, ...ORIGIN_NOT_REACHED]);
+const NOTHING_STORED = new Set([503, 507, ...ORIGIN_NOT_REACHED]);
+/**
+ * A proxy's answers (nanocdn gives neither) when the node behind it failed
+ * or took too long once the request was on its way: it may have stored it.
+ */
+const PROXY_GAVE_UP = new Set([502, 504]);
 /** The code of the 500 a node answers when a peer it passed the upload to failed after the body went out. */
 const OUTCOME_UNKNOWN = "outcome_unknown";
 
@@ -426,10 +431,16 @@ export class NanoCdnClient {
           { node, cause: error },
         );
       }
-      if (NOTHING_STORED.has(response.status)) {
+      if (NOTHING_STORED.has(response.status) || PROXY_GAVE_UP.has(response.status)) {
         this.#health.failed(node);
         attempts.push({ node, status: response.status, message: (await errorBody(response)).message });
-        return undefined;
+        if (NOTHING_STORED.has(response.status)) return undefined;
+        throw new NanoCdnUncertainUploadError(
+          `${operation}: a proxy in front of the node at ${node} answered ${response.status}, so the node behind it may or may not have stored the file; ` +
+            "it was not sent to another node, which could store it a second time under another name",
+          attempts,
+          { status: response.status, node },
+        );
       }
       this.#health.answered(node);
       if (response.ok) return await this.#stored(node, response, source, attempts);
