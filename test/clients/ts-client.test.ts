@@ -451,6 +451,33 @@ describe("NanoCdnClient", () => {
     await expect(client([dead, one]).get("/1/pub/x", { signal: controller.signal })).rejects.toThrow("changed my mind");
   });
 
+  it("ends a download whose node stops sending mid-body after timeoutMs, but never holds a slow reader against the node", async () => {
+    const size = 16 * 1024 * 1024;
+    const node = await startFreezableNode({ config: { node: "8", memory_cache_bytes: 0 } });
+    try {
+      const cdn = client([node.url], { timeoutMs: 1000 });
+      const { name } = await cdn.put(unique("large.bin"), new Uint8Array(size).fill(3), { namespace: "pub" });
+      const slow = await cdn.get(name);
+      const reader = slow.body.getReader();
+      let received = (await reader.read()).value!.byteLength;
+      // A reader that pauses longer than timeoutMs loses nothing.
+      await new Promise((r) => setTimeout(r, 1500));
+      for (let next = await reader.read(); !next.done; next = await reader.read()) received += next.value.byteLength;
+      expect(received).toBe(size);
+
+      const stalled = await cdn.get(name);
+      const stalledReader = stalled.body.getReader();
+      await stalledReader.read();
+      node.freeze();
+      const failure = await (async () => {
+        for (;;) if ((await stalledReader.read()).done) return "ended";
+      })().catch((error: unknown) => error);
+      expect((failure as Error).message).toContain("the node sent nothing for 1000 ms");
+    } finally {
+      await node.kill();
+    }
+  });
+
   it("sends nothing to a hung node (SIGSTOP, connections still accepted): ten uploads land on the other node, none uncertain", async () => {
     const hung = await startFreezableNode({ config: { node: "7" } });
     try {

@@ -9,7 +9,7 @@ import {
   NanoCdnUnavailableError,
   NanoCdnUncertainUploadError,
 } from "./errors.ts";
-import { type AttemptSignal, attemptSignal, describeNetworkError, failedBeforeRequest } from "./network.ts";
+import { type AttemptSignal, attemptSignal, describeNetworkError, failedBeforeRequest, stallLimited } from "./network.ts";
 import { NodeHealth } from "./node-health.ts";
 import { signPath } from "./signing.ts";
 
@@ -495,13 +495,16 @@ export class NanoCdnClient {
   async get(name: string, options: RequestOptions = {}): Promise<NanoCdnFile> {
     const { response, node, attempts, attempt } = await this.#firstAnswer("GET", name, options.signal);
     if (response.ok && response.body) {
-      // From here the body streams at the reader's pace; only the caller's signal may end it.
+      // From here the body streams at the reader's pace: the caller's signal
+      // may end it, and a node that sends nothing for timeoutMs while the
+      // reader waits.
       attempt.disarm();
+      const body = stallLimited(response.body, this.#timeoutMs, attempt);
       return {
         ...fileInfo(name, node, response.headers),
-        body: response.body,
-        text: () => response.text(),
-        bytes: async () => new Uint8Array(await response.arrayBuffer()),
+        body,
+        text: () => new Response(body).text(),
+        bytes: async () => new Uint8Array(await new Response(body).arrayBuffer()),
       };
     }
     try {

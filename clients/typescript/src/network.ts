@@ -74,6 +74,8 @@ export interface AttemptSignal {
   signal: AbortSignal;
   /** Stops the time-out from aborting the attempt any more, e.g. once a download's headers are in. */
   disarm(): void;
+  /** Ends the attempt now (a download whose node stopped sending). */
+  abort(reason: unknown): void;
 }
 
 /**
@@ -90,5 +92,32 @@ export function attemptSignal(timeoutMs: number, caller: AbortSignal | undefined
   return {
     signal: caller ? AbortSignal.any([timer.signal, caller]) : timer.signal,
     disarm: () => timeout.removeEventListener("abort", onTimeout),
+    abort: (reason) => timer.abort(reason),
   };
+}
+
+/**
+ * The body of a download, which fails once the node has sent nothing for
+ * `idleMs` while the reader waited for it (a node stopped or cut off
+ * mid-transfer): the reader's own pace is never held against the node.
+ */
+export function stallLimited(body: ReadableStream<Uint8Array>, idleMs: number, attempt: AttemptSignal): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const stalled = setTimeout(() => attempt.abort(new DOMException(`the node sent nothing for ${idleMs} ms`, "TimeoutError")), idleMs);
+        try {
+          const next = await reader.read();
+          if (next.done) controller.close();
+          else controller.enqueue(next.value);
+        } finally {
+          clearTimeout(stalled);
+        }
+      },
+      cancel: (reason) => reader.cancel(reason),
+    },
+    // Asks the node for bytes only when the reader does.
+    { highWaterMark: 0 },
+  );
 }
