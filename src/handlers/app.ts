@@ -1,4 +1,5 @@
 import { Hono, type Context } from "hono";
+import { accepts } from "hono/accepts";
 import type { BlobStore } from "../storage/blob-store.ts";
 import { forwardedClient, logRequest } from "./access-log.ts";
 import { type Credentials, identify, type Principal } from "./auth.ts";
@@ -118,6 +119,9 @@ export interface RequestContext {
   target: string;
 }
 
+/** What GET /status answers in, by the request's Accept (its q-values weighed). */
+const STATUS_FORMATS: Parameters<typeof accepts>[1] = { header: "Accept", supports: ["application/json", "text/html"], default: "application/json" };
+
 const ALLOWED: Record<Target["kind"], readonly string[]> = {
   upload: ["PUT"],
   check: ["GET", "HEAD"],
@@ -216,7 +220,8 @@ export function createApp(options: AppOptions): Hono<Env> {
     const context: RequestContext = { request, target };
     switch (parsed.kind) {
       case "status":
-        return statusHandler(settings, context, principal);
+        // A page for a browser; JSON for whoever prefers it, or takes anything (curl's */*).
+        return statusHandler(settings, context, principal, accepts(c, STATUS_FORMATS) === "text/html");
       case "metrics":
         return metricsHandler(settings, principal);
       case "upload":

@@ -132,21 +132,17 @@ async function clusterView(settings: Settings, own: NodeFacts): Promise<NodeView
   ];
 }
 
-function wantsHtml(request: Request): boolean {
-  return /\btext\/html\b/i.test(request.headers.get("Accept") ?? "");
-}
-
 /**
  * GET /status: what an operator or a monitoring system wants to know. A peer
  * asking (signed, local-only) gets this node's own facts; anyone else the
- * cluster as this node sees it, as JSON or, for a browser, as a page.
+ * cluster as this node sees it, as JSON or, for a browser (`asPage`), as a page.
  */
-export async function statusHandler(settings: Settings, { request }: RequestContext, principal: Principal): Promise<Response> {
+export async function statusHandler(settings: Settings, { request }: RequestContext, principal: Principal, asPage: boolean): Promise<Response> {
   requireObserver(principal, "reading the status");
   const own: ClusterStatus = { node: settings.nodeId, ...(await settings.status()) };
   if (principal.kind === "node" && request.headers.has(LOCAL_ONLY_HEADER)) return jsonResponse(own, { headers: NO_STORE });
   const status: ClusterStatus = { ...own, nodes: await clusterView(settings, own) };
-  if (!wantsHtml(request)) return jsonResponse(status, { headers: NO_STORE });
+  if (!asPage) return jsonResponse(status, { headers: NO_STORE });
   return textResponse(renderStatusPage(status, new Date()), "text/html; charset=utf-8", { headers: NO_STORE });
 }
 

@@ -73,6 +73,20 @@ describe("monitoring a node: /metrics, monitor_users, access lines", () => {
     expect(check.code).toBe(0);
   });
 
+  it("answers /status as a page to a client that prefers HTML, and as JSON to one that prefers JSON or takes anything", async () => {
+    const browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    for (const [accept, type] of [
+      [browser, "text/html"],
+      ["application/json, text/html;q=0.1", "application/json"],
+      ["*/*", "application/json"],
+      ["text/html;q=0", "application/json"],
+    ] as const) {
+      const answer = await fetch(`${node.url}/status`, { headers: { ...monitor, Accept: accept } });
+      await answer.body?.cancel();
+      expect(answer.headers.get("Content-Type"), accept).toContain(type);
+    }
+  });
+
   it("lets monitor users read /metrics and /status only, full users too, and nobody anonymous", async () => {
     expect((await fetch(`${node.url}/metrics`)).status).toBe(401);
     expect((await fetch(`${node.url}/status`)).status).toBe(401);
