@@ -335,7 +335,12 @@ describe("NanoCdnClient", () => {
     const stored = await cdn.put(unique("moved.txt"), "moved on", { namespace: "pub" });
     expect(stored.owner).toBe("2");
     // Its health probe answered (503: a node that answers is sent the upload), then the upload was refused.
-    expect(stored.attempts[0]).toEqual({ node: broken.url, status: 503, message: expect.stringMatching(/ENOTDIR|store cannot take uploads/) });
+    expect(stored.attempts[0]).toEqual({
+      node: broken.url,
+      status: 503,
+      message: expect.stringMatching(/ENOTDIR|store cannot take uploads/),
+      retryAfterSeconds: 2,
+    });
     // Any node of the cluster reads it: node 1 from its replica, or from node 2 before that.
     const reader = client([one]);
     expect(await (await reader.get(stored.name)).text()).toBe("moved on");
@@ -356,7 +361,7 @@ describe("NanoCdnClient", () => {
     await connections.close();
     expect(error).toBeInstanceOf(NanoCdnUnavailableError);
     const { attempts, message } = error as NanoCdnError;
-    expect(attempts).toEqual([{ node: broken.url, status: 503, message: expect.any(String) }]);
+    expect(attempts).toEqual([{ node: broken.url, status: 503, message: expect.any(String), retryAfterSeconds: 2 }]);
     expect(message).toMatch(/nothing was stored, but the body is a ReadableStream already read too far/);
     expect(await client([two]).exists(`/2/pub/${path}`)).toBe(false);
   });
@@ -376,10 +381,12 @@ describe("NanoCdnClient", () => {
     const { attempts, message } = error as NanoCdnUnavailableError;
     expect(attempts).toEqual([
       { node: dead, message: expect.stringContaining("ECONNREFUSED") },
-      { node: broken.url, status: 503, message: expect.any(String) },
+      { node: broken.url, status: 503, message: expect.any(String), retryAfterSeconds: 2 },
     ]);
     expect(message).toContain(`${dead} failed: connect ECONNREFUSED`);
-    expect(message).toContain(`${broken.url} answered 503`);
+    expect(message).toMatch(new RegExp(`${broken.url} answered 503: .* \\(Retry-After: 2s\\)`));
+    // When to try again, as the nodes said.
+    expect((error as NanoCdnUnavailableError).retryAfterSeconds).toBe(2);
 
     const otherDead = await deadUrl();
     const read = await client([dead, otherDead])
@@ -387,6 +394,7 @@ describe("NanoCdnClient", () => {
       .catch((e: unknown) => e);
     expect(read).toBeInstanceOf(NanoCdnUnavailableError);
     expect((read as NanoCdnError).attempts.map((a) => a.node)).toEqual([dead, otherDead]);
+    expect((read as NanoCdnUnavailableError).retryAfterSeconds).toBeUndefined();
   });
 
   it("does not send an upload elsewhere when the connection broke after it started", async () => {
@@ -656,7 +664,7 @@ describe("NanoCdnClient on a two-node cluster", () => {
     const unavailable = await cdn.get(pending).catch((e: unknown) => e);
     expect(unavailable).toBeInstanceOf(NanoCdnUnavailableError);
     expect((unavailable as NanoCdnError).attempts).toEqual([
-      { node: two, status: 503, message: expect.stringMatching(/owner node 1 is unreachable/) },
+      { node: two, status: 503, message: expect.stringMatching(/owner node 1 is unreachable/), retryAfterSeconds: 2 },
       { node: one, message: expect.stringContaining("ECONNREFUSED") },
     ]);
     await expect(cdn.exists(pending)).rejects.toBeInstanceOf(NanoCdnUnavailableError);
@@ -687,7 +695,7 @@ describe("NanoCdnClient on a two-node cluster", () => {
     const { attempts, message } = refused as NanoCdnUnavailableError;
     expect(attempts).toEqual([
       { node: one, message: expect.stringContaining("ECONNREFUSED") },
-      { node: two, status: 503, message: "only the owner node 1 deletes its files, and it is unreachable" },
+      { node: two, status: 503, message: "only the owner node 1 deletes its files, and it is unreachable", retryAfterSeconds: 2 },
     ]);
     expect(message).toContain(`DELETE ${pub.name}: no node could answer`);
     expect(message).toContain(`${one} failed: connect ECONNREFUSED`);

@@ -243,10 +243,18 @@ function errorClassFor(status: number): typeof NanoCdnError {
   return NanoCdnError;
 }
 
+/** A node's error answer as an attempt: its status, its message, and its Retry-After when it gave one in seconds. */
+async function answerAttempt(node: string, response: Response): Promise<{ attempt: NanoCdnAttempt; code?: string }> {
+  const { code, message } = await errorBody(response);
+  const retryAfter = response.headers.get("Retry-After")?.trim() ?? "";
+  const attempt = { node, status: response.status, message, ...(/^\d+$/.test(retryAfter) && { retryAfterSeconds: Number(retryAfter) }) };
+  return { attempt, code };
+}
+
 /** Turns a final error answer into the typed error, recording it as the last attempt. */
 async function failure(operation: string, node: string, response: Response, attempts: NanoCdnAttempt[]) {
-  const { code, message } = await errorBody(response);
-  attempts.push({ node, status: response.status, message });
+  const { attempt, code } = await answerAttempt(node, response);
+  attempts.push(attempt);
   const ErrorClass = errorClassFor(response.status);
   return new ErrorClass(`${operation} failed`, attempts, { status: response.status, code, node });
 }
@@ -433,7 +441,7 @@ export class NanoCdnClient {
       }
       if (NOTHING_STORED.has(response.status) || PROXY_GAVE_UP.has(response.status)) {
         this.#health.failed(node);
-        attempts.push({ node, status: response.status, message: (await errorBody(response)).message });
+        attempts.push((await answerAttempt(node, response)).attempt);
         if (NOTHING_STORED.has(response.status)) return undefined;
         throw new NanoCdnUncertainUploadError(
           `${operation}: a proxy in front of the node at ${node} answered ${response.status}, so the node behind it may or may not have stored the file; ` +
@@ -578,7 +586,7 @@ export class NanoCdnClient {
         return { response, node, attempts, attempt };
       }
       this.#health.failed(node);
-      attempts.push({ node, status: response.status, message: (await errorBody(response)).message });
+      attempts.push((await answerAttempt(node, response)).attempt);
       attempt.disarm();
       if (signal?.aborted) throw signal.reason;
     }

@@ -6,10 +6,13 @@ export interface NanoCdnAttempt {
   status?: number;
   /** The node's own error message, what went wrong on the wire, or what the node did. */
   message: string;
+  /** Its `Retry-After`, in seconds, when it sent one (a 503 does). */
+  retryAfterSeconds?: number;
 }
 
-export function formatAttempt({ node, status, message }: NanoCdnAttempt): string {
-  return status === undefined ? `${node} failed: ${message}` : `${node} answered ${status}: ${message}`;
+export function formatAttempt({ node, status, message, retryAfterSeconds }: NanoCdnAttempt): string {
+  const retry = retryAfterSeconds === undefined ? "" : ` (Retry-After: ${retryAfterSeconds}s)`;
+  return status === undefined ? `${node} failed: ${message}` : `${node} answered ${status}: ${message}${retry}`;
 }
 
 export interface NanoCdnErrorOptions {
@@ -57,11 +60,17 @@ export class NanoCdnUnauthorizedError extends NanoCdnError {}
 export class NanoCdnTooLargeError extends NanoCdnError {}
 
 /**
- * No node could do it: each was unreachable or answered 502/503/504 (507 for
- * uploads). For an upload this means nothing was stored, so trying again
- * later is safe.
+ * No node could do it: each was unreachable or answered 502/503/504 (for
+ * uploads 503 or 507). For an upload this means nothing was stored, so
+ * trying again later is safe.
  */
-export class NanoCdnUnavailableError extends NanoCdnError {}
+export class NanoCdnUnavailableError extends NanoCdnError {
+  /** The longest `Retry-After` (seconds) a node sent: when trying again is worth it; undefined if none said. */
+  get retryAfterSeconds(): number | undefined {
+    const said = this.attempts.flatMap((attempt) => (attempt.retryAfterSeconds === undefined ? [] : [attempt.retryAfterSeconds]));
+    return said.length > 0 ? Math.max(...said) : undefined;
+  }
+}
 
 /**
  * The connection broke or timed out once the upload may have reached the
