@@ -439,10 +439,11 @@ export class NanoCdnClient {
           { node, cause: error },
         );
       }
-      if (NOTHING_STORED.has(response.status) || PROXY_GAVE_UP.has(response.status)) {
+      const proxyGaveUp = PROXY_GAVE_UP.has(response.status);
+      if (proxyGaveUp || NOTHING_STORED.has(response.status)) {
         this.#health.failed(node);
         attempts.push((await answerAttempt(node, response)).attempt);
-        if (NOTHING_STORED.has(response.status)) return undefined;
+        if (!proxyGaveUp) return undefined;
         throw new NanoCdnUncertainUploadError(
           `${operation}: a proxy in front of the node at ${node} answered ${response.status}, so the node behind it may or may not have stored the file; ` +
             "it was not sent to another node, which could store it a second time under another name",

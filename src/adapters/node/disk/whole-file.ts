@@ -4,8 +4,12 @@ import { join } from "node:path";
 
 /** The temp files `writeWhole` makes: hidden, and named so no entry of a state folder looks like one. */
 const TEMP = /^\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-/** A temp file this old belongs to a write that will never finish (a crash, a full disk). */
-const STALE_TEMP_MS = 3600_000;
+/**
+ * A temp file nothing has written to for this long belongs to a write that
+ * will never finish (a crash, a full disk, a process gone); one under way
+ * keeps writing, so it stays young.
+ */
+export const STALE_TEMP_MS = 3600_000;
 
 /**
  * Writes a small state file whole: into a temp file beside it, renamed into
@@ -24,22 +28,21 @@ export async function writeWhole(folder: string, name: string, content: string, 
 }
 
 /** Removes the temp files of `writeWhole` in `folder` that a crash left behind, given the folder's names. */
-export async function sweepStaleTemps(folder: string, names: readonly string[], now = Date.now()): Promise<void> {
-  for (const name of names) {
-    if (!TEMP.test(name)) continue;
-    const path = join(folder, name);
-    const info = await stat(path).catch(() => undefined);
-    if (info && now - info.mtimeMs > STALE_TEMP_MS) await unlink(path).catch(() => {});
-  }
+export async function sweepStaleTemps(folder: string, names: readonly string[]): Promise<void> {
+  await removeStale(
+    folder,
+    names.filter((name) => TEMP.test(name)),
+    STALE_TEMP_MS,
+  ).catch(() => {});
 }
 
-/**
- * Removes what in `folder` nothing has written to for `maxAgeMs` (0: all of
- * it): the temp files of transfers and uploads that will never finish. One
- * still under way keeps writing, so it stays young.
- */
+/** Removes what in `folder` nothing has written to for `maxAgeMs` (0: all of it): temp files of transfers and uploads. */
 export async function removeEntriesOlderThan(folder: string, maxAgeMs: number): Promise<void> {
-  for (const name of await readdir(folder).catch(() => [] as string[])) {
+  await removeStale(folder, await readdir(folder).catch(() => []), maxAgeMs);
+}
+
+async function removeStale(folder: string, names: readonly string[], maxAgeMs: number): Promise<void> {
+  for (const name of names) {
     const path = join(folder, name);
     const info = await stat(path).catch(() => undefined);
     if (info && Date.now() - info.mtimeMs > maxAgeMs) await rm(path, { recursive: true, force: true });

@@ -7,7 +7,7 @@ import { askPeer } from "../../../handlers/owner-routing.ts";
 import { fileOfKey, urlPathOf } from "../../../handlers/paths.ts";
 import type { Config } from "../cli/config.ts";
 import { DiskStore } from "../disk/disk-store.ts";
-import { removeEntriesOlderThan, sweepStaleTemps } from "../disk/whole-file.ts";
+import { removeEntriesOlderThan, STALE_TEMP_MS, sweepStaleTemps } from "../disk/whole-file.ts";
 import { ExpiryIndex, expiryIndexDir } from "../expiry/expiry-index.ts";
 import { startExpirySweeper } from "../expiry/expiry-sweeper.ts";
 import { createFirstUser } from "../users/first-user.ts";
@@ -27,8 +27,6 @@ import { edgePurgeOf } from "./edge-purge.ts";
 import { warnIfOthersRead } from "../users/secret-file.ts";
 
 const LEGACY_RETRY_MS = 5000;
-/** A temp file nothing wrote to for this long belongs to an upload (or repair) that will never finish. */
-const STALE_TMP_MS = 3600_000;
 
 export async function readClusterSecret(file: string, log: Logger): Promise<string> {
   const secret = (await readFile(file, "utf8")).trim();
@@ -97,8 +95,8 @@ export async function startBackgroundServices(
   await sweepStaleTemps(stateDir, await readdir(stateDir).catch(() => []));
   // Later, what a serving process that died (and the node not with it) left in tmp/: up to a whole upload each.
   const tmpSweeper = setInterval(
-    () => void removeEntriesOlderThan(store.tmpDir, STALE_TMP_MS).catch((error: unknown) => log.warn({ err: error }, "cannot sweep the temp folder")),
-    STALE_TMP_MS,
+    () => void removeEntriesOlderThan(store.tmpDir, STALE_TEMP_MS).catch((error: unknown) => log.warn({ err: error }, "cannot sweep the temp folder")),
+    STALE_TEMP_MS,
   );
   tmpSweeper.unref();
   const expiryIndex = new ExpiryIndex(expiryIndexDir(config.data), { fsync: config.fsync });

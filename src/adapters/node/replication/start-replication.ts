@@ -3,6 +3,7 @@ import { join } from "node:path";
 import type { Change } from "../../../handlers/app.ts";
 import type { Logger } from "../../../handlers/logger.ts";
 import type { Config } from "../cli/config.ts";
+import { STALE_TEMP_MS } from "../disk/whole-file.ts";
 import type { PeerHealth } from "../peers/peer-health.ts";
 import { ensureOwnFiles, type OwnerMarker, sweepRsyncTemp } from "./owner-guard.ts";
 import { type PeerReplicationStatus, Replicator } from "./replicator.ts";
@@ -10,7 +11,6 @@ import { closeSshConnections, RSYNC_TEMP_DIR, rsyncPassword, transportOf } from 
 import { superviseRsyncDaemon } from "./rsyncd.ts";
 import { Launcher } from "./launcher.ts";
 
-const TEMP_MAX_AGE_MS = 3600_000;
 /**
  * How long a graceful stop waits for queued changes to reach the peers,
  * after the requests in flight (`shutdown_grace`, 30 s by default): within
@@ -80,11 +80,11 @@ export async function startReplication(
   }
   const sweeper = setInterval(() => {
     for (const peer of config.peers) {
-      sweepRsyncTemp(join(filesDir, peer.id), TEMP_MAX_AGE_MS).catch((error: unknown) =>
+      sweepRsyncTemp(join(filesDir, peer.id), STALE_TEMP_MS).catch((error: unknown) =>
         log.warn({ peer: peer.id, err: error }, "cannot sweep rsync's temp files"),
       );
     }
-  }, TEMP_MAX_AGE_MS);
+  }, STALE_TEMP_MS);
   sweeper.unref();
   const daemon = config.rsyncd_listen
     ? await superviseRsyncDaemon({
