@@ -1,4 +1,4 @@
-import { isExpired } from "../storage/blob-store.ts";
+import { isExpired, sameVersion } from "../storage/blob-store.ts";
 import { NotFoundError, StoreUnavailableError } from "../storage/errors.ts";
 import type { RequestContext, Settings } from "./app.ts";
 import { type Principal, requireAuthenticated } from "./auth.ts";
@@ -82,7 +82,8 @@ export async function deleteHandler(settings: Settings, { request, target }: Req
     const meta = await store.head(file.key);
     // Gone for readers from that moment; the sweeper deletes it (and its replicas).
     if (meta && isExpired(meta)) throw new ExpiredError(meta.deleteAt!, pathOf(target));
-    if (Object.keys(preconditions).length > 0) {
+    const conditional = Object.keys(preconditions).length > 0;
+    if (conditional) {
       if (meta) checkPreconditions(request.headers, meta, "DELETE");
       else if (mirrored) await checkPreconditionsOnPeers(settings, request, file, target, preconditions);
       else throw new NotFoundError(`no file at ${pathOf(target)}`);
@@ -90,7 +91,8 @@ export async function deleteHandler(settings: Settings, { request, target }: Req
     // Recorded for the peers first: deleted here but not recorded, a legacy
     // file would stay on the peers for good, while kept here a retry finds it.
     if (mirrored) await cluster.mirrorLegacyDelete(file.key);
-    const deleted = await store.delete(file.key);
+    // Conditions hold for the file judged, not for one stored under its name since: that one stays.
+    const deleted = conditional && meta ? (await store.deleteIf(file.key, (found) => sameVersion(found, meta))) !== undefined : await store.delete(file.key);
     // A peer carrying out a legacy delete drops its copy; the node that took it (holding a copy or not) purges the edge.
     const copyOnly = file.owner === undefined && principal.kind === "node";
     if (deleted || mirrored) await settings.onChange({ kind: "deleted", key: file.key, ...(copyOnly && { copyOnly }) });

@@ -83,7 +83,7 @@ export async function uploadHandler(
   if (existing && !isExpired(existing)) throw new ConflictError(`${location} already exists`);
   // An expired file is gone for readers already: its name is free once it is deleted here (and on the replicas),
   // only while it is still that expired file: a concurrent upload of the name may have replaced it, and keeps it (409).
-  if (existing && (await settings.store.deleteIfExpired(key))) await settings.onChange({ kind: "deleted", key });
+  if (existing && (await settings.store.deleteIf(key, (found) => isExpired(found)))) await settings.onChange({ kind: "deleted", key });
   let meta: BlobMeta;
   try {
     meta = await settings.store.create(key, uploadBody(request, length), {

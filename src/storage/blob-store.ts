@@ -25,6 +25,16 @@ export function isExpired(meta: Pick<BlobMeta, "deleteAt">, nowMs = Date.now()):
   return meta.deleteAt !== undefined && meta.deleteAt * 1000 <= nowMs;
 }
 
+/**
+ * Whether two looks at a key found the same stored blob. The content tag
+ * alone cannot tell: a name deleted and stored again with the same bytes
+ * keeps its tag but not its date or expiry.
+ */
+export function sameVersion(a: BlobMeta | undefined, b: BlobMeta | undefined): boolean {
+  if (!a || !b) return a === b;
+  return a.etag === b.etag && a.lastModified.getTime() === b.lastModified.getTime() && a.deleteAt === b.deleteAt && a.digest === b.digest;
+}
+
 export interface ByteRange {
   offset: number;
   length: number;
@@ -76,12 +86,12 @@ export interface BlobStore {
   /** Resolves false when there was nothing to delete. */
   delete(key: string): Promise<boolean>;
   /**
-   * Deletes the blob at `key` only while it is an expired one, and resolves
-   * to its metadata; undefined when the key holds nothing, or a blob that is
-   * not expired: a create may have stored a new one under the freed name
-   * since the caller looked, and that one stays.
+   * Deletes the blob at `key` only while `holds` is true of it, and resolves
+   * to its metadata; undefined when the key holds nothing, or a blob `holds`
+   * refuses. What is judged is what is deleted: a delete and a new create of
+   * the name since the caller looked leave the new blob in place.
    */
-  deleteIfExpired(key: string, nowMs?: number): Promise<BlobMeta | undefined>;
+  deleteIf(key: string, holds: (meta: BlobMeta) => boolean): Promise<BlobMeta | undefined>;
   /** Proves the store can write, read back and delete; throws with the reason when it cannot. */
   probe(): Promise<void>;
 }

@@ -1,4 +1,4 @@
-import type { BlobHandle, BlobMeta, BlobSnapshot, BlobStore, ByteRange, CreateOptions } from "./blob-store.ts";
+import { type BlobHandle, type BlobMeta, type BlobSnapshot, type BlobStore, type ByteRange, type CreateOptions, sameVersion } from "./blob-store.ts";
 
 export interface CachingStoreOptions {
   /** Memory for cached file bytes, in all. */
@@ -148,9 +148,9 @@ export class CachingStore implements BlobStore {
     }
   }
 
-  async deleteIfExpired(key: string, nowMs?: number): Promise<BlobMeta | undefined> {
+  async deleteIf(key: string, holds: (meta: BlobMeta) => boolean): Promise<BlobMeta | undefined> {
     try {
-      return await this.inner.deleteIfExpired(key, nowMs);
+      return await this.inner.deleteIf(key, holds);
     } finally {
       this.invalidate(key);
     }
@@ -159,16 +159,6 @@ export class CachingStore implements BlobStore {
   probe(): Promise<void> {
     return this.inner.probe();
   }
-}
-
-/**
- * Whether two looks at a key found the same stored blob. The content tag
- * alone cannot tell: a name deleted and stored again with the same bytes
- * keeps its tag but not its date or expiry.
- */
-function sameVersion(a: BlobMeta | undefined, b: BlobMeta | undefined): boolean {
-  if (!a || !b) return a === b;
-  return a.etag === b.etag && a.lastModified.getTime() === b.lastModified.getTime() && a.deleteAt === b.deleteAt && a.digest === b.digest;
 }
 
 function memoryHandle(meta: BlobMeta, bytes: Uint8Array<ArrayBuffer>): BlobHandle {

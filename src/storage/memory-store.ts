@@ -1,4 +1,4 @@
-import { type BlobHandle, type BlobMeta, type BlobStore, type ByteRange, type CreateOptions, isExpired } from "./blob-store.ts";
+import type { BlobHandle, BlobMeta, BlobStore, ByteRange, CreateOptions } from "./blob-store.ts";
 import { limitBody } from "./body-limit.ts";
 import { base64Of, contentEtag } from "./digest.ts";
 import { ConflictError } from "./errors.ts";
@@ -55,10 +55,10 @@ export class MemoryStore implements BlobStore {
     return this.#entries.delete(key);
   }
 
-  async deleteIfExpired(key: string, nowMs?: number): Promise<BlobMeta | undefined> {
+  async deleteIf(key: string, holds: (meta: BlobMeta) => boolean): Promise<BlobMeta | undefined> {
     checkKey(key);
     const meta = this.#entries.get(key)?.meta;
-    if (!meta || !isExpired(meta, nowMs)) return undefined;
+    if (!meta || !holds(meta)) return undefined;
     this.#entries.delete(key);
     return meta;
   }

@@ -7,6 +7,7 @@ import { ExpiryIndex } from "../../src/adapters/node/expiry/expiry-index.ts";
 import { ExpiryRecordingStore } from "../../src/adapters/node/expiry/expiry-recording-store.ts";
 import { startExpirySweeper } from "../../src/adapters/node/expiry/expiry-sweeper.ts";
 import type { Change } from "../../src/handlers/app.ts";
+import { isExpired } from "../../src/storage/blob-store.ts";
 import { quiet } from "../helpers/quiet-log.ts";
 
 describe("the expiry sweeper", () => {
@@ -36,7 +37,7 @@ describe("the expiry sweeper", () => {
     let uploaded: Promise<void> | undefined;
     const upload = async () => {
       const existing = await serving.head(key);
-      if (existing) await serving.deleteIfExpired(key);
+      if (existing) await serving.deleteIf(key, (meta) => isExpired(meta));
       await serving.create(key, new Blob(["NEW report"]).stream());
     };
     const racing = new Proxy(disk, {
@@ -74,7 +75,7 @@ describe("the expiry sweeper", () => {
     const failing = new Proxy(disk, {
       get(target, name) {
         const value = Reflect.get(target, name, target);
-        if (name !== "deleteIfExpired" || typeof value !== "function") return typeof value === "function" ? value.bind(target) : value;
+        if (name !== "deleteIf" || typeof value !== "function") return typeof value === "function" ? value.bind(target) : value;
         return async (key: string, ...rest: unknown[]) => {
           if (key === "1/pub/stuck.txt") throw new Error("EIO");
           return value.apply(target, [key, ...rest]);

@@ -113,7 +113,7 @@ describe("CachingStore", () => {
       },
       create: (key, body, opts) => inner.create(key, body, opts),
       delete: (key) => inner.delete(key),
-      deleteIfExpired: (key, nowMs) => inner.deleteIfExpired(key, nowMs),
+      deleteIf: (key, holds) => inner.deleteIf(key, holds),
       probe: () => inner.probe(),
     };
     const store = new CachingStore(slow, options);

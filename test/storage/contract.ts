@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { BlobStore } from "../../src/storage/blob-store.ts";
+import { type BlobMeta, type BlobStore, isExpired, sameVersion } from "../../src/storage/blob-store.ts";
 import { ConflictError, IncompleteBodyError, InvalidPathError, PayloadTooLargeError } from "../../src/storage/errors.ts";
 
 export interface StoreFixture {
@@ -177,23 +177,33 @@ export function describeBlobStore(name: string, setup: () => Promise<StoreFixtur
       expect(await readText(store, "1/pub/a/b/c.txt")).toBe("new");
     });
 
-    it("deletes a blob for its expiry only while it is an expired one", async () => {
+    it("deletes a blob on a condition only while the blob the name holds meets it", async () => {
       const now = Math.floor(Date.now() / 1000);
       await store.create("1/pub/x/fresh.txt", streamOf("stays"), { deleteAt: now + 3600 });
       await store.create("1/pub/x/plain.txt", streamOf("stays"));
       await store.create("1/pub/x/expired.txt", streamOf("goes"), { deleteAt: now - 1 });
-      expect(await store.deleteIfExpired("1/pub/x/fresh.txt")).toBeUndefined();
-      expect(await store.deleteIfExpired("1/pub/x/plain.txt")).toBeUndefined();
-      expect(await store.deleteIfExpired("1/pub/x/missing.txt")).toBeUndefined();
-      // The moment it is judged at may be given: an hour on, the fresh one is expired too.
-      expect((await store.deleteIfExpired("1/pub/x/expired.txt"))?.deleteAt).toBe(now - 1);
-      expect((await store.deleteIfExpired("1/pub/x/fresh.txt", (now + 3600) * 1000))?.deleteAt).toBe(now + 3600);
+      const expired = (meta: BlobMeta) => isExpired(meta);
+      expect(await store.deleteIf("1/pub/x/fresh.txt", expired)).toBeUndefined();
+      expect(await store.deleteIf("1/pub/x/plain.txt", expired)).toBeUndefined();
+      expect(await store.deleteIf("1/pub/x/missing.txt", expired)).toBeUndefined();
+      expect((await store.deleteIf("1/pub/x/expired.txt", expired))?.deleteAt).toBe(now - 1);
+      // An hour on, the fresh one is expired too.
+      expect((await store.deleteIf("1/pub/x/fresh.txt", (meta) => isExpired(meta, (now + 3600) * 1000)))?.deleteAt).toBe(now + 3600);
       expect(await store.head("1/pub/x/plain.txt")).toBeDefined();
       for (const gone of ["expired", "fresh"]) expect(await store.head(`1/pub/x/${gone}.txt`)).toBeUndefined();
       // A new file under the freed name is not expired, and stays.
       await store.create("1/pub/x/expired.txt", streamOf("new"));
-      expect(await store.deleteIfExpired("1/pub/x/expired.txt")).toBeUndefined();
+      expect(await store.deleteIf("1/pub/x/expired.txt", expired)).toBeUndefined();
       expect(await readText(store, "1/pub/x/expired.txt")).toBe("new");
+      // Nor is it the blob a caller judged before it was deleted and the name stored again.
+      const judged = await store.head("1/pub/x/plain.txt");
+      await store.delete("1/pub/x/plain.txt");
+      await store.create("1/pub/x/plain.txt", streamOf("other"));
+      expect(await store.deleteIf("1/pub/x/plain.txt", (meta) => sameVersion(meta, judged))).toBeUndefined();
+      expect(await readText(store, "1/pub/x/plain.txt")).toBe("other");
+      const current = await store.head("1/pub/x/plain.txt");
+      expect((await store.deleteIf("1/pub/x/plain.txt", (meta) => sameVersion(meta, current)))?.etag).toBe(current!.etag);
+      expect(await store.head("1/pub/x/plain.txt")).toBeUndefined();
       await expectNothingLeft();
     });
 

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { DiskStore } from "../../src/adapters/node/disk/disk-store.ts";
+import { isExpired, sameVersion } from "../../src/storage/blob-store.ts";
 import { ConflictError } from "../../src/storage/errors.ts";
 
 /**
@@ -83,15 +84,29 @@ describe("DiskStore races, each forced at its window", () => {
     expect([looked.size, looked.etag === second.etag]).toEqual([1, false]);
   });
 
+  it("puts a file back that took the name of the one judged just before the delete moved it aside", async () => {
+    const store = await newStore();
+    const judged = await store.create("1/pub/j.txt", text("judged"));
+    hooks.rename = once(".deleted", async () => {
+      await store.delete("1/pub/j.txt");
+      await store.create("1/pub/j.txt", text("stored since"));
+    });
+    expect(await store.deleteIf("1/pub/j.txt", (meta) => sameVersion(meta, judged))).toBeUndefined();
+    const kept = (await store.open("1/pub/j.txt"))!;
+    expect(await new Response(await kept.body()).text()).toBe("stored since");
+    await kept.close();
+    expect(await store.strays()).toEqual([]);
+  });
+
   it("puts a folder back that took an expired file's name just before the sweep moved it aside", async () => {
     const store = await newStore();
     await store.create("1/pub/k", text("expiring"), { deleteAt: Math.floor(Date.now() / 1000) - 1 });
     // Deleted by its owner, and the name then used as a folder, between the sweep's look and its move.
-    hooks.rename = once(".expired", async () => {
+    hooks.rename = once(".deleted", async () => {
       await store.delete("1/pub/k");
       await store.create("1/pub/k/child.txt", text("a new file"));
     });
-    expect(await store.deleteIfExpired("1/pub/k")).toBeUndefined();
+    expect(await store.deleteIf("1/pub/k", (meta) => isExpired(meta))).toBeUndefined();
     const child = (await store.open("1/pub/k/child.txt"))!;
     expect(await new Response(await child.body()).text()).toBe("a new file");
     await child.close();

@@ -3,6 +3,7 @@ import { execFileSync, spawn } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DiskStore } from "../../src/adapters/node/disk/disk-store.ts";
+import { isExpired } from "../../src/storage/blob-store.ts";
 import { encodeSidecar } from "../../src/adapters/node/disk/sidecar.ts";
 import { describeBlobStore } from "./contract.ts";
 import { ConflictError } from "../../src/storage/errors.ts";
@@ -144,7 +145,7 @@ describe("DiskStore on its own", () => {
       const now = Math.floor(Date.now() / 1000);
       await store.create("1/pub/a/fresh.txt", new Blob(["stays"]).stream(), { deleteAt: now + 3600 });
       await store.create("1/pub/c/expired.txt", new Blob(["goes"]).stream(), { deleteAt: now - 1 });
-      expect((await store.deleteIfExpired("1/pub/c/expired.txt"))?.deleteAt).toBe(now - 1);
+      expect((await store.deleteIf("1/pub/c/expired.txt", (meta) => isExpired(meta)))?.deleteAt).toBe(now - 1);
       expect(await readdir(join(root, "files", "1", "pub"))).toEqual(["a"]);
       expect(await readdir(join(root, "files", "1", "meta", "pub"))).toEqual(["a"]);
       expect(await store.strays()).toEqual([]);

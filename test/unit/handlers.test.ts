@@ -266,6 +266,27 @@ describe("handlers in-process (memory stores, peers wired app to app)", () => {
       expect(await cluster.node("1").store.head("1/pub/kept.txt")).toBeUndefined();
     });
 
+    it("deletes on its conditions only the file they were judged on, not one stored under its name meanwhile", async () => {
+      const { store } = cluster.node("1");
+      const key = "1/pub/report.csv";
+      await store.create(key, new Blob(["first"]).stream());
+      const etag = (await cluster.request("1", "/1/pub/report.csv", { method: "HEAD" })).headers.get("ETag")!;
+      // Another client deletes the file and uploads the name again right after the conditions are judged.
+      const head = store.head.bind(store);
+      store.head = async (name) => {
+        const meta = await head(name);
+        store.head = head;
+        await store.delete(key);
+        await store.create(key, new Blob(["second"]).stream());
+        return meta;
+      };
+      const answer = await cluster.request("1", "/1/pub/report.csv", { method: "DELETE", headers: { Authorization: AUTH, "If-Match": etag } });
+      // As if it had come just after the other delete: the file it names is gone.
+      expect(answer.status).toBe(404);
+      expect(await new Response(await (await store.open(key))!.body()).text()).toBe("second");
+      expect(cluster.node("1").changes.filter((change) => change.kind === "deleted")).toEqual([]);
+    });
+
     it("passes a read's If-Match to the copy it asks, whose 412 settles the read", async () => {
       await cluster.place("1", "1/pub/read.txt", "v1");
       const read = await cluster.request("2", "/1/pub/read.txt", { headers: { "If-Match": '"not-this-one"' } });

@@ -1,4 +1,4 @@
-import { type BlobHandle, type BlobMeta, type BlobStore, type ByteRange, type CreateOptions, isExpired } from "../../storage/blob-store.ts";
+import type { BlobHandle, BlobMeta, BlobStore, ByteRange, CreateOptions } from "../../storage/blob-store.ts";
 import { limitBody } from "../../storage/body-limit.ts";
 import { base64Of, contentEtag, isDigest } from "../../storage/digest.ts";
 import { ConflictError, NanoCdnError, NotFoundError } from "../../storage/errors.ts";
@@ -143,9 +143,9 @@ export class R2Store implements BlobStore {
   }
 
   /** R2 has no conditional delete: a create of the key between the look and the delete loses its blob. */
-  async deleteIfExpired(key: string, nowMs?: number): Promise<BlobMeta | undefined> {
+  async deleteIf(key: string, holds: (meta: BlobMeta) => boolean): Promise<BlobMeta | undefined> {
     const meta = await this.head(key);
-    if (!meta || !isExpired(meta, nowMs)) return undefined;
+    if (!meta || !holds(meta)) return undefined;
     await this.bucket.delete([key, DIGEST_PREFIX + key]);
     return meta;
   }

@@ -3,7 +3,7 @@ import { link, lstat, lutimes, mkdir, readdir, readFile, realpath, rename, rm, r
 import { type BigIntStats, closeSync, constants, fstatSync, fsync, lstatSync, open, openSync, read, type Stats, write } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { promisify } from "node:util";
-import { type BlobHandle, type BlobMeta, type BlobStore, type ByteRange, type CreateOptions, isExpired } from "../../../storage/blob-store.ts";
+import type { BlobHandle, BlobMeta, BlobStore, ByteRange, CreateOptions } from "../../../storage/blob-store.ts";
 import { limitBody } from "../../../storage/body-limit.ts";
 import { contentEtag } from "../../../storage/digest.ts";
 import { ConflictError, InsufficientStorageError, NameBlockedError, NanoCdnError, StoreUnavailableError } from "../../../storage/errors.ts";
@@ -529,19 +529,19 @@ export class DiskStore implements BlobStore {
   }
 
   /**
-   * Deletes the file at `key` only while it is an expired one, and returns
-   * its metadata (for the expiry sweeper): an upload may free the name and
-   * store a new file there between the sweeper's look and its delete, and
-   * that file stays.
+   * Deletes the file at `key` only while `holds` is true of it, and returns
+   * its metadata: a delete and an upload may free the name and store a new
+   * file there between the caller's look and this delete, and that file
+   * stays.
    */
-  async deleteIfExpired(key: string, nowMs = Date.now()): Promise<BlobMeta | undefined> {
+  async deleteIf(key: string, holds: (meta: BlobMeta) => boolean): Promise<BlobMeta | undefined> {
     const segments = checkKey(key);
     const path = this.#path(key);
     const seen = await this.#look(key);
-    if (!seen || !isExpired(seen.meta, nowMs)) return undefined;
+    if (!seen || !holds(seen.meta)) return undefined;
     const sidecar = await this.#claimSidecar(segments);
     // Moved aside in one step: what the name holds at that moment is what is judged.
-    const aside = join(this.tmpDir, `${randomUUID()}.expired`);
+    const aside = join(this.tmpDir, `${randomUUID()}.deleted`);
     try {
       await rename(path, aside);
     } catch (error) {

@@ -43,8 +43,8 @@ export class ExpiryRecordingStore implements BlobStore {
     return this.inner.delete(key);
   }
 
-  deleteIfExpired(key: string, nowMs?: number): Promise<BlobMeta | undefined> {
-    return this.inner.deleteIfExpired(key, nowMs);
+  deleteIf(key: string, holds: (meta: BlobMeta) => boolean): Promise<BlobMeta | undefined> {
+    return this.inner.deleteIf(key, holds);
   }
 
   probe(): Promise<void> {

@@ -1,4 +1,5 @@
 import type { Change } from "../../../handlers/app.ts";
+import { isExpired } from "../../../storage/blob-store.ts";
 import type { Logger } from "../../../handlers/logger.ts";
 import type { DiskStore } from "../disk/disk-store.ts";
 import type { ExpiryIndex } from "./expiry-index.ts";
@@ -46,7 +47,7 @@ export function startExpirySweeper(options: ExpirySweeperOptions): () => Promise
       if (stopped) return;
       try {
         // The file's own metadata decides: the name may hold another file by now, or none.
-        const meta = await store.deleteIfExpired(entry.key);
+        const meta = await store.deleteIf(entry.key, (found) => isExpired(found));
         if (meta) {
           await options.deleted({ kind: "deleted", key: entry.key });
           log.info({ key: entry.key, deleteAt: meta.deleteAt }, "expired file deleted");
