@@ -132,6 +132,23 @@ async function clusterView(settings: Settings, own: NodeFacts): Promise<NodeView
   ];
 }
 
+/** A private file's name, from its `priv/` on to the quote or line that ends it: a key listed, a path in an error. */
+const PRIVATE_NAME = /(^|[^\w.-])priv\/[^"\n]*/g;
+
+/**
+ * The facts as a monitor user may see them: they read no private file, and
+ * a file's name can say as much as the file (an invoice named for its
+ * customer). The lists keep their length, so counts still add up.
+ */
+function withoutPrivateNames<T>(value: T): T {
+  if (typeof value === "string") return value.replace(PRIVATE_NAME, "$1priv/…") as T;
+  if (Array.isArray(value)) return value.map(withoutPrivateNames) as T;
+  if (typeof value === "object" && value !== null && Object.getPrototypeOf(value) === Object.prototype) {
+    return Object.fromEntries(Object.entries(value).map(([key, fact]) => [key, withoutPrivateNames(fact)])) as T;
+  }
+  return value;
+}
+
 /**
  * GET /status: what an operator or a monitoring system wants to know. A peer
  * asking (signed, local-only) gets this node's own facts; anyone else the
@@ -141,7 +158,8 @@ export async function statusHandler(settings: Settings, { request }: RequestCont
   requireObserver(principal, "reading the status");
   const own: ClusterStatus = { node: settings.nodeId, ...(await settings.status()) };
   if (principal.kind === "node" && request.headers.has(LOCAL_ONLY_HEADER)) return jsonResponse(own, { headers: NO_STORE });
-  const status: ClusterStatus = { ...own, nodes: await clusterView(settings, own) };
+  const whole: ClusterStatus = { ...own, nodes: await clusterView(settings, own) };
+  const status = principal.kind === "monitor" ? withoutPrivateNames(whole) : whole;
   if (!asPage) return jsonResponse(status, { headers: NO_STORE });
   return textResponse(renderStatusPage(status, new Date()), "text/html; charset=utf-8", { headers: NO_STORE });
 }

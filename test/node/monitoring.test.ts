@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../helpers/cli.ts";
 import { basic, bcryptLine, PASSWORD, USER, writeHtpasswd } from "../helpers/credentials.ts";
+import { flipByte } from "../helpers/disk.ts";
 import { eventually } from "../helpers/eventually.ts";
 import { promtoolCheck, sample } from "../helpers/metrics.ts";
 import { type NodeProcess, startNodeProcess } from "../helpers/node-process.ts";
@@ -268,5 +269,30 @@ describe("the README's monitoring examples", () => {
     const result = spawnSync("promtool", ["check", "rules", file], { encoding: "utf8" });
     expect(result.stdout + result.stderr).toMatch(/SUCCESS: 7 rules found/);
     expect(result.status).toBe(0);
+  });
+});
+
+describe("what /status tells a monitor user", () => {
+  it("names no private file, where a full user sees which", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nanocdn-monitoring-"));
+    const htpasswd = join(dir, "htpasswd");
+    await writeHtpasswd(htpasswd, [bcryptLine(USER, PASSWORD), bcryptLine(MONITOR, MONITOR_PASSWORD)]);
+    // A lone node scrubbing every second: what it finds damaged it cannot repair, and lists.
+    const node = await startNodeProcess({ dir, config: { htpasswd, monitor_users: [MONITOR], scrub_interval: 1 } });
+    try {
+      for (const path of ["priv/invoices/acme corp.pdf", "pub/logo.png"]) {
+        expect((await fetch(`${node.url}/upload/${path}`, { method: "PUT", body: "bytes", headers: full })).status).toBe(201);
+        await flipByte(join(node.data, "files", "1", path));
+      }
+      const status = async (headers: Record<string, string>) =>
+        (await (await fetch(`${node.url}/status`, { headers })).json()) as { scrub: { damaged: string[] } };
+      const damaged = ["1/priv/invoices/acme corp.pdf", "1/pub/logo.png"];
+      await eventually(async () => expect((await status(full)).scrub?.damaged?.sort()).toEqual(damaged), 30_000);
+      const seen = await status(monitor);
+      expect(seen.scrub.damaged.sort()).toEqual(["1/priv/…", "1/pub/logo.png"]);
+      expect(JSON.stringify(seen)).not.toMatch(/invoices|acme/);
+    } finally {
+      await node.stop();
+    }
   });
 });
