@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { readdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -9,6 +9,7 @@ import { basic } from "../helpers/credentials.ts";
 import { listFiles, placeFile } from "../helpers/disk.ts";
 import { eventually } from "../helpers/eventually.ts";
 import { processesNaming } from "../helpers/processes.ts";
+import { type SyscallTrace, traceSyscalls } from "../helpers/strace.ts";
 
 const auth = { Authorization: basic() };
 const TEMP = ".nanocdn-rsync-tmp";
@@ -467,23 +468,12 @@ describe("the rsync daemon transport", () => {
       });
     }
     // Each node's rsync daemon, and the receivers it forks, under strace.
-    const tracers = await Promise.all(
-      ["1", "2", "3"].map(async (id) => {
-        const daemon = (await readFile(join(c.data(id), "state", "rsyncd.pid"), "utf8")).trim();
-        const log = join(c.dir, `fsync-${id}.log`);
-        const tracer = spawn("strace", ["-f", "-y", "-e", "trace=fsync", "-o", log, "-p", daemon], { stdio: ["ignore", "ignore", "pipe"] });
-        const exited = new Promise((resolve) => tracer.once("close", resolve));
-        let said = "";
-        tracer.on("error", (error) => (said += String(error)));
-        tracer.stderr.on("data", (chunk) => (said += chunk));
-        return { id, log, exited, stop: () => tracer.kill("SIGINT"), said: () => said };
-      }),
-    );
+    const tracers = new Map<string, SyscallTrace>();
+    const traces = new Map<string, string>();
     try {
-      for (const tracer of tracers) {
-        await eventually(async () => expect(tracer.said(), tracer.said()).toMatch(/attached|Operation not permitted/));
-        // Refused for good (no CAP_SYS_PTRACE, Yama's ptrace_scope): say so rather than wait.
-        if (!tracer.said().includes("attached")) throw new Error(`strace cannot attach (run the tests as root): ${tracer.said()}`);
+      for (const id of ["1", "2", "3"]) {
+        const daemon = (await readFile(join(c.data(id), "state", "rsyncd.pid"), "utf8")).trim();
+        tracers.set(id, await traceSyscalls(daemon, join(c.dir, `fsync-${id}.log`)));
       }
       for (const [id, name] of [
         ["1", "a.txt"],
@@ -497,18 +487,14 @@ describe("the rsync daemon transport", () => {
         }
       }
     } finally {
-      for (const tracer of tracers) tracer.stop();
-      await Promise.all(tracers.map((tracer) => tracer.exited));
+      for (const [id, tracer] of tracers) traces.set(id, await tracer.stop());
     }
     // rsync writes a temp file (name.XXXXXX, an upload's file and its
     // metadata alike), fsyncs it, then renames it into place.
-    const fsynced = async (id: string) => {
-      const trace = await readFile(tracers.find((tracer) => tracer.id === id)!.log, "utf8");
-      return [...new Set([...trace.matchAll(/fsync\(\d+<[^>]*\/([^/>]+)\.[A-Za-z0-9]{6}>/g)].map((m) => m[1]))].sort();
-    };
-    expect(await fsynced("2")).toEqual(["a.txt", "b.txt"]);
-    expect(await fsynced("3")).toEqual(["a.txt", "b.txt"]);
-    expect(await fsynced("1")).toEqual([]);
+    const fsynced = (id: string) => [...new Set([...traces.get(id)!.matchAll(/fsync\(\d+<[^>]*\/([^/>]+)\.[A-Za-z0-9]{6}>/g)].map((m) => m[1]))].sort();
+    expect(fsynced("2")).toEqual(["a.txt", "b.txt"]);
+    expect(fsynced("3")).toEqual(["a.txt", "b.txt"]);
+    expect(fsynced("1")).toEqual([]);
   });
 
   it("leaves no partial file visible when the receiver is killed during a push", async () => {

@@ -524,7 +524,7 @@ export class DiskStore implements BlobStore {
       if (MISSING.has(code) || code === "EISDIR" || code === "EPERM") return false;
       throw unavailable(error, "deleting a file");
     }
-    await this.#afterRemoval(segments, sidecar);
+    await this.#afterRemoval(path, segments, sidecar);
     return true;
   }
 
@@ -560,7 +560,7 @@ export class DiskStore implements BlobStore {
       return undefined;
     }
     await unlinkQuietly(aside);
-    await this.#afterRemoval(segments, sidecar);
+    await this.#afterRemoval(path, segments, sidecar);
     return seen.meta;
   }
 
@@ -579,8 +579,20 @@ export class DiskStore implements BlobStore {
     return sidecar;
   }
 
-  /** Once the file is gone: its emptied folders, then its metadata (a visible file always has its metadata). */
-  async #afterRemoval(segments: readonly string[], sidecar: string | undefined): Promise<void> {
+  /**
+   * Once the file is gone: its folder synced (a power cut would bring a
+   * deleted file back, and the owner's next full pass would hand it to the
+   * peers again), its emptied folders, then its metadata (a visible file
+   * always has its metadata; a leftover one without its file is stale).
+   */
+  async #afterRemoval(path: string, segments: readonly string[], sidecar: string | undefined): Promise<void> {
+    if (this.#fsync) {
+      try {
+        await this.#folderSyncs.sync(dirname(path));
+      } catch (error) {
+        throw unavailable(error, "syncing a folder after a delete");
+      }
+    }
     await this.#pruneFolders(segments, KEPT_DEPTH);
     if (!sidecar) return;
     await unlinkQuietly(sidecar);

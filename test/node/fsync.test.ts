@@ -1,0 +1,62 @@
+import { join, relative } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { basic } from "../helpers/credentials.ts";
+import { type NodeProcess, startNodeProcess } from "../helpers/node-process.ts";
+import { traceSyscalls } from "../helpers/strace.ts";
+
+const auth = { Authorization: basic() };
+
+/**
+ * What a trace says, in order: each fsync that succeeded (the path of its
+ * descriptor, relative to the data folder) and each HTTP answer the
+ * process began to write, by its status line.
+ */
+function events(trace: string, data: string): string[] {
+  const lines = trace.split("\n");
+  const seen: { at: number; what: string }[] = [];
+  lines.forEach((line, index) => {
+    const answer = /^\d+\s+writev?\(.*"HTTP\/1\.1 (\d{3})/.exec(line);
+    if (answer) seen.push({ at: index, what: `answer ${answer[1]}` });
+    const sync = /^(\d+)\s+fsync\(\d+<([^>]+)>/.exec(line);
+    if (!sync) return;
+    // Interleaved with other threads' calls, the call's end is a line of its own.
+    const end = / = 0$/.test(line)
+      ? index
+      : lines.findIndex((later, at) => at > index && later.startsWith(`${sync[1]} `) && /fsync resumed>.* = 0$/.test(later));
+    if (end >= 0) seen.push({ at: end, what: `fsync ${relative(data, sync[2]!)}` });
+  });
+  return seen.sort((a, b) => a.at - b.at).map((event) => event.what);
+}
+
+describe("fsync = true (the default)", () => {
+  let node: NodeProcess | undefined;
+  afterEach(async () => {
+    await node?.stop();
+    node = undefined;
+  });
+
+  it("makes an upload durable before its 201, and a delete before its 204", async () => {
+    node = await startNodeProcess({ config: { workers: 1 } });
+    const { url, data } = node;
+    expect((await fetch(`${url}/upload/pub/old/gone.txt`, { method: "PUT", headers: auth, body: "to delete" })).status).toBe(201);
+    const tracer = await traceSyscalls(node.pid, join(data, "..", "calls.log"), ["fsync", "write", "writev"]);
+    let trace = "";
+    try {
+      const put = await fetch(`${url}/upload/pub/new/kept.txt`, { method: "PUT", headers: auth, body: "to keep" });
+      expect(put.status).toBe(201);
+      expect((await fetch(`${url}/1/pub/old/gone.txt`, { method: "DELETE", headers: auth })).status).toBe(204);
+    } finally {
+      trace = await tracer.stop();
+    }
+    const seen = events(trace, data);
+    const created = seen.indexOf("answer 201");
+    const deleted = seen.indexOf("answer 204");
+    expect(created, trace).toBeGreaterThan(0);
+    const beforeCreated = seen.slice(0, created);
+    // The file and its metadata (temp files, linked into place after), then the folders that name them.
+    expect(beforeCreated.filter((event) => /^fsync tmp\/[\w-]+\.part(\.meta)?$/.test(event))).toHaveLength(2);
+    for (const folder of ["files/1/pub/new", "files/1/meta/pub/new", "files/1/pub", "files/1/meta/pub"])
+      expect(beforeCreated, folder).toContain(`fsync ${folder}`);
+    expect(seen.slice(created + 1, deleted), trace).toContain("fsync files/1/pub/old");
+  });
+});
