@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { startCluster, type TestCluster } from "../helpers/cluster.ts";
@@ -91,5 +91,23 @@ describe("bit rot", () => {
       expect(sample(metrics, "nanocdn_scrub_runs_total")).toBeGreaterThanOrEqual(2);
       expect(sample(metrics, "nanocdn_scrub_last_finished_timestamp_seconds")).toBeGreaterThan(Date.now() / 1000 - 60);
     });
+  });
+
+  it("writes a file's metadata it cannot read anew with the expiry a peer's copy has", async () => {
+    cluster = await startCluster({ size: 2, replicate: true, config: { scrub_interval: 0 } });
+    const c = cluster;
+    const deleteAt = Math.floor(Date.now() / 1000) + 3600;
+    const headers = { ...auth, "X-Delete-At": String(deleteAt) };
+    const created = await fetch(`${c.url("1")}/upload/pub/expiring.txt`, { method: "PUT", body: "gone in an hour", headers });
+    expect([created.status, created.headers.get("X-Nanocdn-Copies")]).toEqual([201, "2"]);
+    // Node 1's metadata of it cut short; node 2's copy is whole.
+    const sidecar = join(c.data("1"), "files", "1", "meta", "pub", "expiring.txt");
+    await rm(sidecar);
+    await writeFile(sidecar, '{"digest":');
+    const verified = await runCli(["verify", "--config", c.nodes["1"]!.configFile]);
+    expect(verified.code, verified.stdout + verified.stderr).toBe(0);
+    expect(verified.stdout).toContain("1 files: 0 good, 1 digests recorded");
+    expect(JSON.parse(await readFile(sidecar, "utf8"))).toEqual({ digest: sha256("gone in an hour"), deleteAt });
+    expect((await fetch(`${c.url("1")}/1/pub/expiring.txt`, { method: "HEAD" })).headers.get("X-Delete-At")).toBe(String(deleteAt));
   });
 });

@@ -8,6 +8,8 @@ import { promisify } from "node:util";
 import type { Logger } from "../../../handlers/logger.ts";
 import { askPeer, type PeerContext } from "../../../handlers/owner-routing.ts";
 import { fileOfKey, urlPathOf } from "../../../handlers/paths.ts";
+import { DELETE_AT_HEADER } from "../../../handlers/expiry.ts";
+import { reprDigest } from "../../../storage/digest.ts";
 import { sameFile } from "../disk/disk-store.ts";
 import { fsyncFolder } from "../disk/folder-sync.ts";
 import { encodeSidecar, readSidecar, sidecarSegments } from "../disk/sidecar.ts";
@@ -152,7 +154,10 @@ export async function scrub(options: ScrubOptions): Promise<ScrubReport> {
     if (!seen || actual === undefined) continue; // deleted meanwhile
     report.files++;
     if (recorded?.digest === undefined) {
-      if (await recordDigest(options, key, sidecarPath, { ...recorded, digest: actual })) report.recorded++;
+      // Metadata that is there but cannot be read may have held an expiry: a peer's copy of the same content tells it.
+      const lost = recorded === undefined && (await lstat(sidecarPath).catch(() => undefined)) !== undefined;
+      const expiry = lost ? await expiryFromPeers(options, key, actual) : undefined;
+      if (await recordDigest(options, key, sidecarPath, { ...recorded, ...expiry, digest: actual }, expiry !== undefined)) report.recorded++;
       continue;
     }
     if (actual === recorded.digest) {
@@ -180,9 +185,16 @@ export async function scrub(options: ScrubOptions): Promise<ScrubReport> {
 /**
  * Writes a sidecar where there is none with a digest: one that arrived
  * meanwhile with its digest stays; one that holds none, or cannot be read,
- * is replaced. True when this one was written.
+ * is replaced. True when this one was written. `expiryKnown`: a peer told
+ * whether the file expires, for metadata that could not be read.
  */
-async function recordDigest(options: ScrubOptions, key: string, sidecarPath: string, sidecar: { digest: string; deleteAt?: number }): Promise<boolean> {
+async function recordDigest(
+  options: ScrubOptions,
+  key: string,
+  sidecarPath: string,
+  sidecar: { digest: string; deleteAt?: number },
+  expiryKnown: boolean,
+): Promise<boolean> {
   const temp = join(options.tmpDir, `${randomUUID()}.meta`);
   try {
     await writeFile(temp, encodeSidecar(sidecar), { flag: "wx", mode: 0o444, flush: options.fsync });
@@ -193,7 +205,14 @@ async function recordDigest(options: ScrubOptions, key: string, sidecarPath: str
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
       const existing = await readSidecar(sidecarPath);
       if (existing?.digest !== undefined) return false;
-      if (existing === undefined) options.log.warn({ key }, "a file's metadata could not be read: written anew with its digest (an expiry it held is lost)");
+      if (existing === undefined && expiryKnown) {
+        options.log.warn(
+          { key, deleteAt: sidecar.deleteAt },
+          "a file's metadata could not be read: written anew with its digest, and its expiry as a peer's copy has it",
+        );
+      } else if (existing === undefined) {
+        options.log.warn({ key }, "a file's metadata could not be read: written anew with its digest (no peer's copy told its expiry: one it held is lost)");
+      }
       await rename(temp, sidecarPath);
     }
     if (options.fsync) await fsyncFolder(dirname(sidecarPath));
@@ -206,14 +225,40 @@ async function recordDigest(options: ScrubOptions, key: string, sidecarPath: str
 /** What a repair did: the peer the good copy came from, or nothing because a new file took the name meanwhile. */
 type RepairOutcome = { from: string } | { replaced: true };
 
+/** The peers that may hold a copy of `key`, its owner first. */
+function sourcesOf(peers: PeerContext, key: string): readonly string[] {
+  const owner = fileOfKey(key).owner;
+  return owner !== undefined && peers.peers.ids.includes(owner) ? [owner, ...peers.peers.ids.filter((id) => id !== owner)] : peers.peers.ids;
+}
+
+/**
+ * Whether the file expires, and when, as the first peer holding a copy of
+ * the same content (`digest`) says; undefined when none does.
+ */
+async function expiryFromPeers(options: ScrubOptions, key: string, digest: string): Promise<{ deleteAt?: number } | undefined> {
+  const { peers, log } = options;
+  if (!peers) return undefined;
+  for (const peer of sourcesOf(peers, key)) {
+    try {
+      const response = await askPeer(peers, peer, "HEAD", urlPathOf(fileOfKey(key)));
+      await response.body?.cancel();
+      if (response.status !== 200 || response.headers.get("Repr-Digest") !== reprDigest(digest)) continue;
+      const deleteAt = response.headers.get(DELETE_AT_HEADER);
+      if (deleteAt === null) return {};
+      if (Number.isSafeInteger(Number(deleteAt))) return { deleteAt: Number(deleteAt) };
+    } catch (error) {
+      log.warn({ key, peer, err: error }, "cannot ask this peer for a file's expiry");
+    }
+  }
+  return undefined;
+}
+
 /** Replaces a bad copy (`damaged`, as it was hashed) with a peer's good one; undefined when no peer had one. */
 async function repair(options: ScrubOptions, key: string, digest: string, damaged: BigIntStats): Promise<RepairOutcome | undefined> {
   const { peers, log } = options;
   if (!peers) return undefined;
   const address = fileOfKey(key);
-  const owner = address.owner;
-  const sources = owner !== undefined && peers.peers.ids.includes(owner) ? [owner, ...peers.peers.ids.filter((id) => id !== owner)] : peers.peers.ids;
-  for (const peer of sources) {
+  for (const peer of sourcesOf(peers, key)) {
     const temp = join(options.tmpDir, `${randomUUID()}.repair`);
     try {
       const response = await askPeer(peers, peer, "GET", urlPathOf(address));
