@@ -1,4 +1,4 @@
-import { isExpired, sameVersion } from "../storage/blob-store.ts";
+import { type BlobMeta, isExpired, sameVersion } from "../storage/blob-store.ts";
 import { NotFoundError, StoreUnavailableError } from "../storage/errors.ts";
 import type { RequestContext, Settings } from "./app.ts";
 import { type Principal, requireAuthenticated } from "./auth.ts";
@@ -91,8 +91,7 @@ export async function deleteHandler(settings: Settings, { request, target }: Req
     // Recorded for the peers first: deleted here but not recorded, a legacy
     // file would stay on the peers for good, while kept here a retry finds it.
     if (mirrored) await cluster.mirrorLegacyDelete(file.key);
-    // Conditions hold for the file judged, not for one stored under its name since: that one stays.
-    const deleted = conditional && meta ? (await store.deleteIf(file.key, (found) => sameVersion(found, meta))) !== undefined : await store.delete(file.key);
+    const deleted = conditional && meta ? await deleteJudged(settings, file.key, meta, target) : await store.delete(file.key);
     // A peer carrying out a legacy delete drops its copy; the node that took it (holding a copy or not) purges the edge.
     const copyOnly = file.owner === undefined && principal.kind === "node";
     if (deleted || mirrored) await settings.onChange({ kind: "deleted", key: file.key, ...(copyOnly && { copyOnly }) });
@@ -125,6 +124,17 @@ export async function deleteHandler(settings: Settings, { request, target }: Req
     }
   }
   return relay(response, DELETE_ANSWER_HEADERS);
+}
+
+/**
+ * Deletes the file whose metadata a delete's conditions were judged on, and
+ * not one stored under its name since (or changed since): that one stays,
+ * and the conditions, judged on another file, fail.
+ */
+async function deleteJudged(settings: Settings, key: string, judged: BlobMeta, target: string): Promise<boolean> {
+  if (await settings.store.deleteIf(key, (found) => sameVersion(found, judged))) return true;
+  if (await settings.store.head(key)) throw new PreconditionFailedError(`${pathOf(target)} changed while it was being deleted; it is kept`);
+  return false;
 }
 
 /**

@@ -132,8 +132,10 @@ async function clusterView(settings: Settings, own: NodeFacts): Promise<NodeView
   ];
 }
 
-/** A private file's name, from its `priv/` on to the quote or line that ends it: a key listed, a path in an error. */
-const PRIVATE_NAME = /(^|[^\w.-])priv\/[^"\n]*/g;
+/** A quoted path in an error (rsync quotes its paths, temporary names included, which do not say `priv/`). */
+const QUOTED = /"[^"\n]*"/g;
+/** A key or path from its `priv/` to its end (a name may hold anything, quotes and spaces too). */
+const PRIVATE_NAME = /(^|[^\w.-])priv\/.*$/s;
 
 /**
  * The facts as a monitor user may see them: they read no private file, and
@@ -141,7 +143,7 @@ const PRIVATE_NAME = /(^|[^\w.-])priv\/[^"\n]*/g;
  * customer). The lists keep their length, so counts still add up.
  */
 function withoutPrivateNames<T>(value: T): T {
-  if (typeof value === "string") return value.replace(PRIVATE_NAME, "$1priv/…") as T;
+  if (typeof value === "string") return value.replace(QUOTED, '"…"').replace(PRIVATE_NAME, "$1priv/…") as T;
   if (Array.isArray(value)) return value.map(withoutPrivateNames) as T;
   if (typeof value === "object" && value !== null && Object.getPrototypeOf(value) === Object.prototype) {
     return Object.fromEntries(Object.entries(value).map(([key, fact]) => [key, withoutPrivateNames(fact)])) as T;

@@ -52,6 +52,7 @@ describe("fsync = true (the default)", () => {
     const created = seen.indexOf("answer 201");
     const deleted = seen.indexOf("answer 204");
     expect(created, trace).toBeGreaterThan(0);
+    expect(deleted, trace).toBeGreaterThan(created);
     const beforeCreated = seen.slice(0, created);
     // The file and its metadata (temp files, linked into place after), then the folders that name them.
     expect(beforeCreated.filter((event) => /^fsync tmp\/[\w-]+\.part(\.meta)?$/.test(event))).toHaveLength(2);

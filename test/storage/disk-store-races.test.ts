@@ -1,8 +1,10 @@
 import { mkdtemp, readdir, rm, utimes } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { DiskStore } from "../../src/adapters/node/disk/disk-store.ts";
+import { FolderSyncs, fsyncFolder } from "../../src/adapters/node/disk/folder-sync.ts";
+import { quiet } from "../helpers/quiet-log.ts";
 import { isExpired, sameVersion } from "../../src/storage/blob-store.ts";
 import { ConflictError } from "../../src/storage/errors.ts";
 
@@ -12,7 +14,8 @@ import { ConflictError } from "../../src/storage/errors.ts";
  * request (or process) would run there. Everything else is the real disk.
  */
 type Hook = (path: string) => Promise<void> | void;
-const hooks: { readFile?: Hook; rename?: Hook; link?: Hook } = {};
+/** Each runs just before the store's call of that name on a path; `unlinked` just after an unlink. */
+const hooks: { readFile?: Hook; rename?: Hook; link?: Hook; unlinked?: Hook } = {};
 
 vi.mock("node:fs/promises", async (importOriginal) => {
   const actual = await importOriginal<typeof import("node:fs/promises")>();
@@ -28,6 +31,10 @@ vi.mock("node:fs/promises", async (importOriginal) => {
     readFile: hooked("readFile", actual.readFile as (...args: unknown[]) => Promise<unknown>),
     rename: hooked("rename", actual.rename),
     link: hooked("link", actual.link),
+    unlink: async (path: string) => {
+      await actual.unlink(path);
+      await hooks.unlinked?.(String(path));
+    },
   };
 });
 
@@ -45,6 +52,7 @@ afterEach(async () => {
   delete hooks.readFile;
   delete hooks.rename;
   delete hooks.link;
+  delete hooks.unlinked;
   if (root) await rm(root, { recursive: true, force: true });
 });
 
@@ -84,18 +92,58 @@ describe("DiskStore races, each forced at its window", () => {
     expect([looked.size, looked.etag === second.etag]).toEqual([1, false]);
   });
 
-  it("puts a file back that took the name of the one judged just before the delete moved it aside", async () => {
+  it("puts a file back that took the name of the one judged just before the delete moved it aside, into its folder made again", async () => {
     const store = await newStore();
-    const judged = await store.create("1/pub/j.txt", text("judged"));
+    const judged = await store.create("1/pub/r/j.txt", text("judged"));
+    await store.create("1/pub/r/sibling.txt", text("the folder's other file"));
     hooks.rename = once(".deleted", async () => {
-      await store.delete("1/pub/j.txt");
-      await store.create("1/pub/j.txt", text("stored since"));
+      await store.delete("1/pub/r/j.txt");
+      await store.create("1/pub/r/j.txt", text("stored since"));
+      // While that new file is aside, the folder's last other file is deleted, and the emptied folder pruned.
+      hooks.link = once("r/j.txt", () => store.delete("1/pub/r/sibling.txt"));
     });
-    expect(await store.deleteIf("1/pub/j.txt", (meta) => sameVersion(meta, judged))).toBeUndefined();
-    const kept = (await store.open("1/pub/j.txt"))!;
+    expect(await store.deleteIf("1/pub/r/j.txt", (meta) => sameVersion(meta, judged))).toBeUndefined();
+    const kept = (await store.open("1/pub/r/j.txt"))!;
     expect(await new Response(await kept.body()).text()).toBe("stored since");
     await kept.close();
+    expect(await store.head("1/pub/r/sibling.txt")).toBeUndefined();
     expect(await store.strays()).toEqual([]);
+  });
+
+  it("syncs the folder above when a delete beside it pruned the deleted file's folder first", async () => {
+    const synced: string[] = [];
+    root = await mkdtemp(join(tmpdir(), "nanocdn-races-"));
+    const sync = async (path: string) => {
+      await fsyncFolder(path);
+      synced.push(relative(join(root!, "files"), path));
+    };
+    const store = new DiskStore({ root, folderSyncs: new FolderSyncs(sync) });
+    await store.init();
+    await store.create("1/pub/r/a.txt", text("a"));
+    await store.create("1/pub/r/b.txt", text("b"));
+    synced.length = 0;
+    // Right after a.txt is unlinked, b.txt is deleted whole: its delete prunes the emptied folder before a's sync.
+    hooks.unlinked = once("pub/r/a.txt", () => store.delete("1/pub/r/b.txt"));
+    expect(await store.delete("1/pub/r/a.txt")).toBe(true);
+    expect(synced).toEqual(["1/pub/r", "1/pub"]);
+    await expect(readdir(join(root, "files", "1", "pub"))).resolves.toEqual([]);
+  });
+
+  it("keeps a delete the disk cannot sync, and says so", async () => {
+    let failing = false;
+    const errors: string[] = [];
+    root = await mkdtemp(join(tmpdir(), "nanocdn-races-"));
+    const eio = () => Object.assign(new Error("EIO: i/o error, fsync"), { code: "EIO" });
+    const log = { ...quiet, error: (_: object, message?: string) => void errors.push(message ?? "") };
+    const store = new DiskStore({ root, log, folderSyncs: new FolderSyncs(async () => (failing ? Promise.reject(eio()) : undefined)) });
+    await store.init();
+    await store.create("1/pub/kept-gone.txt", text("x"));
+    failing = true;
+    // Readers no longer find it: the delete stands, and the failure is logged.
+    expect(await store.delete("1/pub/kept-gone.txt")).toBe(true);
+    expect(await store.head("1/pub/kept-gone.txt")).toBeUndefined();
+    expect(errors).toEqual(["cannot sync the folder of a deleted file: a power cut may bring the file back"]);
+    await expect(readdir(join(root, "files", "1", "meta", "pub"))).resolves.toEqual([]);
   });
 
   it("puts a folder back that took an expired file's name just before the sweep moved it aside", async () => {

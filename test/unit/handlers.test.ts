@@ -266,7 +266,7 @@ describe("handlers in-process (memory stores, peers wired app to app)", () => {
       expect(await cluster.node("1").store.head("1/pub/kept.txt")).toBeUndefined();
     });
 
-    it("deletes on its conditions only the file they were judged on, not one stored under its name meanwhile", async () => {
+    it("deletes on its conditions only the file they were judged on, and refuses with 412 when another took its name meanwhile", async () => {
       const { store } = cluster.node("1");
       const key = "1/pub/report.csv";
       await store.create(key, new Blob(["first"]).stream());
@@ -281,10 +281,20 @@ describe("handlers in-process (memory stores, peers wired app to app)", () => {
         return meta;
       };
       const answer = await cluster.request("1", "/1/pub/report.csv", { method: "DELETE", headers: { Authorization: AUTH, "If-Match": etag } });
-      // As if it had come just after the other delete: the file it names is gone.
-      expect(answer.status).toBe(404);
+      // Its conditions were judged on a file no longer there: they fail for the one that is.
+      expect(answer.status).toBe(412);
       expect(await new Response(await (await store.open(key))!.body()).text()).toBe("second");
       expect(cluster.node("1").changes.filter((change) => change.kind === "deleted")).toEqual([]);
+      // Deleted by another client in that moment, and not stored again: 404, as for any missing file.
+      const again = (await cluster.request("1", "/1/pub/report.csv", { method: "HEAD" })).headers.get("ETag")!;
+      store.head = async (name) => {
+        const meta = await head(name);
+        store.head = head;
+        await store.delete(key);
+        return meta;
+      };
+      const gone = await cluster.request("1", "/1/pub/report.csv", { method: "DELETE", headers: { Authorization: AUTH, "If-Match": again } });
+      expect(gone.status).toBe(404);
     });
 
     it("passes a read's If-Match to the copy it asks, whose 412 settles the read", async () => {

@@ -1,7 +1,10 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import { trustedProxies } from "../../src/adapters/node/process/trusted-proxies.ts";
 import { forwardedClient } from "../../src/handlers/access-log.ts";
+import { createApp } from "../../src/handlers/app.ts";
 import { renderStatusPage } from "../../src/handlers/status-page.ts";
+import { MemoryStore } from "../../src/storage/memory-store.ts";
+import { quiet } from "../helpers/quiet-log.ts";
 import { AUTH, InProcessCluster } from "./in-process-cluster.ts";
 
 /** The value of one sample in a Prometheus text exposition. */
@@ -67,6 +70,48 @@ describe("the status page", () => {
     expect(html).toContain("&lt;script&gt;");
     expect(html).toContain('<tr data-node="2" data-up="false">');
     expect(html).toMatch(/<title>[^<]*1 of 2 nodes down/);
+  });
+});
+
+describe("the status a monitor user reads", () => {
+  const secret = ["invoices", "acme", "Ab12Cd", "wife"];
+  const facts = {
+    peers: [{ id: "2", up: false, since: "2026-12-02T05:00:00.000Z", lastError: 'GET /check/ failed: "1/priv/invoices/acme.pdf"' }],
+    replication: [
+      {
+        peer: "2",
+        backlog: 3,
+        stuck: ["1/priv/invoices/acme corp.pdf", '1/priv/notes/"wife".txt', "1/pub/logo.png"],
+        lastError: 'rsync exit 23: rename "/1/.nanocdn-rsync-tmp/.acme.pdf.Ab12Cd" -> "1/priv/invoices/acme.pdf": Permission denied (13)',
+      },
+    ],
+    scrub: { damaged: ["1/priv/invoices/acme.pdf"], unreadable: ["1/priv/invoices/ (EACCES)"], damagedCount: 1 },
+  };
+  const users = new Map([
+    ["alice", "full"],
+    ["watcher", "watch"],
+  ]);
+  const app = createApp({
+    nodeId: "1",
+    store: new MemoryStore(),
+    credentials: { verify: async (user, password) => users.get(user) === password },
+    monitorUsers: ["watcher"],
+    log: quiet,
+    accessLog: false,
+    status: async () => structuredClone(facts),
+  });
+  const read = (user: string, accept = "application/json") =>
+    app.request("/status", { headers: { Authorization: `Basic ${btoa(`${user}:${users.get(user)}`)}`, Accept: accept } });
+
+  it("names no private file, in lists, errors, quoted temporary names or the page; a full user reads them all", async () => {
+    const seen = (await (await read("watcher")).json()) as typeof facts;
+    expect(seen.replication[0]!.stuck).toEqual(["1/priv/…", "1/priv/…", "1/pub/logo.png"]);
+    expect(seen.scrub).toEqual({ damaged: ["1/priv/…"], unreadable: ["1/priv/…"], damagedCount: 1 });
+    expect(seen.replication[0]!.lastError).toBe('rsync exit 23: rename "…" -> "…": Permission denied (13)');
+    const page = await (await read("watcher", "text/html")).text();
+    for (const told of [JSON.stringify(seen), page]) for (const word of secret) expect(told).not.toContain(word);
+    const whole = await (await read("alice")).text();
+    for (const word of secret) expect(whole).toContain(word);
   });
 });
 

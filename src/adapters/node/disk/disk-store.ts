@@ -8,6 +8,7 @@ import { limitBody } from "../../../storage/body-limit.ts";
 import { contentEtag } from "../../../storage/digest.ts";
 import { ConflictError, InsufficientStorageError, NameBlockedError, NanoCdnError, StoreUnavailableError } from "../../../storage/errors.ts";
 import { checkKey } from "../../../storage/key.ts";
+import type { Logger } from "../../../handlers/logger.ts";
 import { FolderSyncs } from "./folder-sync.ts";
 import { encodeSidecar, readSidecar, type Sidecar, sidecarSegments } from "./sidecar.ts";
 
@@ -24,6 +25,10 @@ export interface DiskStoreOptions {
   minFreeBytes?: number;
   /** Percent of the disk's size. */
   minFreePercent?: number;
+  /** Where a delete the disk could not make durable is reported. */
+  log?: Logger;
+  /** Syncs folders, sharing each one's fsync among the writes waiting for it (tests count the syncs, or make them fail). */
+  folderSyncs?: FolderSyncs;
 }
 
 /** Key segments that stay when a delete prunes empty folders: `<node>/<namespace>` (`<node>/meta/<namespace>` for sidecars). */
@@ -189,11 +194,14 @@ export class DiskStore implements BlobStore {
   #realFilesDir: string | undefined;
   /** Folders found inside the store lately, and when. */
   readonly #insideFolders = new Map<string, number>();
-  readonly #folderSyncs = new FolderSyncs();
+  readonly #folderSyncs: FolderSyncs;
+  readonly #log: Logger | undefined;
   #roomSample: { at: number; room: number } | undefined;
   #bytesSinceRoomSample = 0;
 
-  constructor({ root, fsync = true, minFreeBytes = 0, minFreePercent = 0 }: DiskStoreOptions) {
+  constructor({ root, fsync = true, minFreeBytes = 0, minFreePercent = 0, log, folderSyncs = new FolderSyncs() }: DiskStoreOptions) {
+    this.#log = log;
+    this.#folderSyncs = folderSyncs;
     this.filesDir = join(root, "files");
     this.tmpDir = join(root, "tmp");
     this.#fsync = fsync;
@@ -550,18 +558,35 @@ export class DiskStore implements BlobStore {
     }
     const moved = await lstat(aside, { bigint: true });
     if (!sameFile(moved, seen.stats)) {
-      // A new file took the name after the look, or a folder of new files
-      // below it (a folder cannot be linked): it goes back as it was.
-      if (moved.isDirectory()) await rename(aside, path);
-      else {
-        await link(aside, path);
-        await unlinkQuietly(aside);
-      }
+      await this.#putBack(aside, path, moved.isDirectory());
       return undefined;
     }
     await unlinkQuietly(aside);
     await this.#afterRemoval(path, segments, sidecar);
     return seen.meta;
+  }
+
+  /**
+   * Puts back under its name what a delete moved aside and must keep: a new
+   * file that took the name after the look, or a folder of new files below
+   * it (which cannot be linked). Its folder, pruned meanwhile by a delete of
+   * its last other file, is made again. Synced, as it is an upload's.
+   */
+  async #putBack(aside: string, path: string, isFolder: boolean): Promise<void> {
+    const dir = dirname(path);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if (isFolder) await rename(aside, path);
+        else await link(aside, path);
+        break;
+      } catch (error) {
+        if (errnoOf(error) !== "ENOENT" || attempt >= 3) throw unavailable(error, "putting back a file a delete must keep");
+        const created = await mkdir(dir, { recursive: true });
+        if (created && this.#fsync) await this.#folderSyncs.syncNames(dir, created);
+      }
+    }
+    if (!isFolder) await unlinkQuietly(aside);
+    if (this.#fsync) await this.#folderSyncs.sync(dir);
   }
 
   /**
@@ -586,17 +611,32 @@ export class DiskStore implements BlobStore {
    * always has its metadata; a leftover one without its file is stale).
    */
   async #afterRemoval(path: string, segments: readonly string[], sidecar: string | undefined): Promise<void> {
-    if (this.#fsync) {
-      try {
-        await this.#folderSyncs.sync(dirname(path));
-      } catch (error) {
-        throw unavailable(error, "syncing a folder after a delete");
-      }
-    }
+    if (this.#fsync) await this.#syncRemoval(dirname(path));
     await this.#pruneFolders(segments, KEPT_DEPTH);
     if (!sidecar) return;
     await unlinkQuietly(sidecar);
     await this.#pruneFolders(sidecarSegments(segments)!, KEPT_DEPTH + 1);
+  }
+
+  /**
+   * Syncs the folder a file was removed from or, when a delete beside it
+   * has pruned that folder meanwhile, the nearest one left: the journal
+   * commit that forces carries the removal either way. A disk that fails it
+   * does not undo the delete, which readers see already: the failure is
+   * logged, and the store's probe, which fsyncs too, takes such a disk out
+   * of service.
+   */
+  async #syncRemoval(folder: string): Promise<void> {
+    for (let dir = folder; ; dir = dirname(dir)) {
+      try {
+        await this.#folderSyncs.sync(dir);
+        return;
+      } catch (error) {
+        if (MISSING.has(errnoOf(error) ?? "") && dir !== this.filesDir) continue;
+        this.#log?.error({ err: error, folder: relative(this.filesDir, dir) }, "cannot sync the folder of a deleted file: a power cut may bring the file back");
+        return;
+      }
+    }
   }
 
   async #pruneFolders(segments: readonly string[], keptDepth: number): Promise<void> {

@@ -87,7 +87,7 @@ export async function startBackgroundServices(
   /** A damaged file was replaced: serving processes drop what they may hold of it in memory. */
   onRepaired: (key: string) => void = () => {},
 ): Promise<BackgroundServices> {
-  const store = new DiskStore({ root: config.data, fsync: config.fsync });
+  const store = new DiskStore({ root: config.data, fsync: config.fsync, log });
   // Removes uploads a crash left half-written: before any process serves.
   for (const problem of await store.init()) log.warn({ err: problem }, "cannot tidy the data folder; uploads go to peers while the disk probe fails");
   // And the state files a crash left half-written there (the owner marker's record, the last scrub's).

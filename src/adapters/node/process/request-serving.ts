@@ -37,7 +37,7 @@ export interface RequestServing {
 
 /** One process's HTTP side: the store (with its memory cache), users, peers, the app and its server. */
 export async function startRequestServing(config: Config, log: NodeLogger, state: NodeState): Promise<RequestServing> {
-  const disk = new DiskStore({ root: config.data, fsync: config.fsync, minFreeBytes: config.min_free_bytes, minFreePercent: config.min_free_percent });
+  const disk = new DiskStore({ root: config.data, fsync: config.fsync, minFreeBytes: config.min_free_bytes, minFreePercent: config.min_free_percent, log });
   const store = new CachingStore(new ExpiryRecordingStore(disk, new ExpiryIndex(expiryIndexDir(config.data), { fsync: config.fsync })), {
     maxBytes: config.memory_cache_bytes,
     maxFileBytes: config.memory_cache_file_bytes,
