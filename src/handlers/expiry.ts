@@ -62,16 +62,16 @@ export function expiredAnswer(response: Response, nowMs = Date.now()): number | 
   return Number(value) * 1000 <= nowMs ? Number(value) : undefined;
 }
 
-/**
- * What a read of an expiring file shows: the moment (`X-Delete-At`, and
- * `Expires` for caches), and a `max-age` no longer than the time left, since
- * `max-age` outranks `Expires`.
- */
 /** `cacheControl` with its max-age lowered to `seconds` where it is longer. */
 export function capMaxAge(cacheControl: string, seconds: number): string {
   return cacheControl.replace(/max-age=(\d+)/, (_, maxAge: string) => `max-age=${Math.max(0, Math.min(Number(maxAge), seconds))}`);
 }
 
+/**
+ * What a read of an expiring file shows: the moment (`X-Delete-At`, and
+ * `Expires` for caches), and a `max-age` no longer than the time left, since
+ * `max-age` outranks `Expires`.
+ */
 export function expiryHeaders(meta: Pick<BlobMeta, "deleteAt">, cacheControl: string, nowMs = Date.now()): Record<string, string> {
   if (meta.deleteAt === undefined) return { "Cache-Control": cacheControl };
   const left = Math.max(0, meta.deleteAt - Math.floor(nowMs / 1000));

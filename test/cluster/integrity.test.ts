@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { startCluster, type TestCluster } from "../helpers/cluster.ts";
@@ -93,21 +93,44 @@ describe("bit rot", () => {
     });
   });
 
-  it("writes a file's metadata it cannot read anew with the expiry a peer's copy has", async () => {
+  it("writes a file's metadata it cannot read anew with the expiry a peer's copy has, and lists it for the sweeper", async () => {
+    // The sweeper of node 1 looks every second; here it finds nothing due.
     cluster = await startCluster({ size: 2, replicate: true, config: { scrub_interval: 0 } });
     const c = cluster;
-    const deleteAt = Math.floor(Date.now() / 1000) + 3600;
-    const headers = { ...auth, "X-Delete-At": String(deleteAt) };
-    const created = await fetch(`${c.url("1")}/upload/pub/expiring.txt`, { method: "PUT", body: "gone in an hour", headers });
-    expect([created.status, created.headers.get("X-Nanocdn-Copies")]).toEqual([201, "2"]);
-    // Node 1's metadata of it cut short; node 2's copy is whole.
-    const sidecar = join(c.data("1"), "files", "1", "meta", "pub", "expiring.txt");
-    await rm(sidecar);
-    await writeFile(sidecar, '{"digest":');
+    const now = Math.floor(Date.now() / 1000);
+    const later = now + 3600;
+    const soon = now + 3;
+    for (const [name, deleteAt] of [
+      ["later.txt", later],
+      ["soon.txt", soon],
+    ] as const) {
+      const headers = { ...auth, "X-Delete-At": String(deleteAt) };
+      const created = await fetch(`${c.url("1")}/upload/pub/${name}`, { method: "PUT", body: name, headers });
+      expect([created.status, created.headers.get("X-Nanocdn-Copies")]).toEqual([201, "2"]);
+    }
+    // Node 1's metadata of both cut short, and its expiry index lost; node 2's copies are whole.
+    const sidecar = (name: string) => join(c.data("1"), "files", "1", "meta", "pub", name);
+    for (const name of ["later.txt", "soon.txt"]) {
+      await rm(sidecar(name));
+      await writeFile(sidecar(name), '{"digest":');
+    }
+    const index = join(c.data("1"), "state", "expiry");
+    const entries = async () => (await readdir(index, { recursive: true })).filter((name) => /\/\d+-[0-9a-f]{64}$/.test(name)).sort();
+    const listed = await entries();
+    expect(listed).toHaveLength(2);
+    for (const entry of listed) await rm(join(index, entry));
+    // soon.txt expires: node 2 then answers a peer's HEAD of it with the 404 that says when.
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, (soon + 1) * 1000 - Date.now())));
     const verified = await runCli(["verify", "--config", c.nodes["1"]!.configFile]);
     expect(verified.code, verified.stdout + verified.stderr).toBe(0);
-    expect(verified.stdout).toContain("1 files: 0 good, 1 digests recorded");
-    expect(JSON.parse(await readFile(sidecar, "utf8"))).toEqual({ digest: sha256("gone in an hour"), deleteAt });
-    expect((await fetch(`${c.url("1")}/1/pub/expiring.txt`, { method: "HEAD" })).headers.get("X-Delete-At")).toBe(String(deleteAt));
+    expect(verified.stdout).toContain("2 files: 0 good, 2 digests recorded");
+    expect(JSON.parse(await readFile(sidecar("later.txt"), "utf8"))).toEqual({ digest: sha256("later.txt"), deleteAt: later });
+    expect(JSON.parse(await readFile(sidecar("soon.txt"), "utf8"))).toEqual({ digest: sha256("soon.txt"), deleteAt: soon });
+    expect((await fetch(`${c.url("1")}/1/pub/later.txt`, { method: "HEAD" })).headers.get("X-Delete-At")).toBe(String(later));
+    expect(await entries()).toEqual(listed);
+    // Listed again, the expired one goes at the sweeper's next look, on both nodes.
+    for (const id of ["1", "2"]) {
+      await eventually(async () => expect(await readFile(join(c.data(id), "files", "1", "pub", "soon.txt")).catch(() => "gone")).toBe("gone"), 10_000);
+    }
   });
 });

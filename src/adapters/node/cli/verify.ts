@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { ExpiryIndex, expiryIndexDir } from "../expiry/expiry-index.ts";
 import { scrub } from "../integrity/scrub.ts";
 import { connectPeers } from "../process/background-services.ts";
 import { createLogger } from "../process/logger.ts";
@@ -32,6 +33,7 @@ async function verify(file: string | undefined, flags: Record<string, string>): 
       tmpDir: join(config.data, "tmp"),
       fsync: config.fsync,
       peers: link && { peers: link.peers, auth: link.auth, log },
+      ownExpiries: { node: config.node, index: new ExpiryIndex(expiryIndexDir(config.data), { fsync: config.fsync }) },
       log,
     });
     for (const key of report.repaired) console.log(`repaired ${key}`);

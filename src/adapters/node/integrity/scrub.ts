@@ -8,11 +8,12 @@ import { promisify } from "node:util";
 import type { Logger } from "../../../handlers/logger.ts";
 import { askPeer, type PeerContext } from "../../../handlers/owner-routing.ts";
 import { fileOfKey, urlPathOf } from "../../../handlers/paths.ts";
-import { DELETE_AT_HEADER } from "../../../handlers/expiry.ts";
+import { DELETE_AT_HEADER, expiredAnswer } from "../../../handlers/expiry.ts";
 import { reprDigest } from "../../../storage/digest.ts";
 import { sameFile } from "../disk/disk-store.ts";
 import { fsyncFolder } from "../disk/folder-sync.ts";
 import { encodeSidecar, readSidecar, sidecarSegments } from "../disk/sidecar.ts";
+import type { ExpiryIndex } from "../expiry/expiry-index.ts";
 
 const NAMESPACES = ["pub", "priv"] as const;
 /**
@@ -39,6 +40,12 @@ export interface ScrubOptions {
   signal?: AbortSignal;
   /** A damaged file was replaced (memory caches of it are stale). */
   onRepaired?(key: string): void;
+  /**
+   * This node's expiry index: an expiry given back to one of its own files
+   * is listed again, since the sweeper, finding the file without one, may
+   * have dropped its entry.
+   */
+  ownExpiries?: { node: string; index: ExpiryIndex };
 }
 
 export interface ScrubReport {
@@ -157,7 +164,11 @@ export async function scrub(options: ScrubOptions): Promise<ScrubReport> {
       // Metadata that is there but cannot be read may have held an expiry: a peer's copy of the same content tells it.
       const lost = recorded === undefined && (await lstat(sidecarPath).catch(() => undefined)) !== undefined;
       const expiry = lost ? await expiryFromPeers(options, key, actual) : undefined;
-      if (await recordDigest(options, key, sidecarPath, { ...recorded, ...expiry, digest: actual }, expiry !== undefined)) report.recorded++;
+      if (await recordDigest(options, key, sidecarPath, { ...recorded, ...expiry, digest: actual }, expiry !== undefined)) {
+        report.recorded++;
+        const own = options.ownExpiries;
+        if (expiry?.deleteAt !== undefined && own && key.startsWith(`${own.node}/`)) await own.index.record(key, expiry.deleteAt);
+      }
       continue;
     }
     if (actual === recorded.digest) {
@@ -233,7 +244,9 @@ function sourcesOf(peers: PeerContext, key: string): readonly string[] {
 
 /**
  * Whether the file expires, and when, as the first peer holding a copy of
- * the same content (`digest`) says; undefined when none does.
+ * the same content (`digest`) says, or one whose copy of the name has
+ * expired already (its 404 says when, not what it held); undefined when
+ * none does.
  */
 async function expiryFromPeers(options: ScrubOptions, key: string, digest: string): Promise<{ deleteAt?: number } | undefined> {
   const { peers, log } = options;
@@ -242,6 +255,8 @@ async function expiryFromPeers(options: ScrubOptions, key: string, digest: strin
     try {
       const response = await askPeer(peers, peer, "HEAD", urlPathOf(fileOfKey(key)));
       await response.body?.cancel();
+      const expired = expiredAnswer(response);
+      if (expired !== undefined) return { deleteAt: expired };
       if (response.status !== 200 || response.headers.get("Repr-Digest") !== reprDigest(digest)) continue;
       const deleteAt = response.headers.get(DELETE_AT_HEADER);
       if (deleteAt === null) return {};

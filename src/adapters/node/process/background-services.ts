@@ -117,7 +117,14 @@ export async function startBackgroundServices(
   const registry = createRegistry();
   // One per node: the deletes of every serving process share its requests and Cloudflare's rate limit.
   const edgePurge = await edgePurgeOf(config, log);
-  const scrubbing = { filesDir, tmpDir: join(config.data, "tmp"), fsync: config.fsync, log, onRepaired };
+  const scrubbing = {
+    filesDir,
+    tmpDir: join(config.data, "tmp"),
+    fsync: config.fsync,
+    log,
+    onRepaired,
+    ownExpiries: { node: config.node, index: expiryIndex },
+  };
   const scrubRecord = join(stateDir, "scrub-last.json");
   /** What the node reports whether it has peers or not. */
   const ownMetrics = (scrub: BackgroundScrub) => ({
