@@ -163,7 +163,7 @@ export async function scrub(options: ScrubOptions): Promise<ScrubReport> {
     if (recorded?.digest === undefined) {
       // Metadata that is there but cannot be read may have held an expiry: a peer's copy of the same content tells it.
       const lost = recorded === undefined && (await lstat(sidecarPath).catch(() => undefined)) !== undefined;
-      const expiry = lost ? await expiryFromPeers(options, key, actual) : undefined;
+      const expiry = lost ? await expiryFromPeers(options, key, actual, Number(seen.mtimeMs)) : undefined;
       if (await recordDigest(options, key, sidecarPath, { ...recorded, ...expiry, digest: actual }, expiry !== undefined)) {
         report.recorded++;
         const own = options.ownExpiries;
@@ -245,10 +245,12 @@ function sourcesOf(peers: PeerContext, key: string): readonly string[] {
 /**
  * Whether the file expires, and when, as the first peer holding a copy of
  * the same content (`digest`) says, or one whose copy of the name has
- * expired already (its 404 says when, not what it held); undefined when
- * none does.
+ * expired already: its 404 says when, not what it held, so that moment
+ * counts only if it came after this file was stored (`storedAtMs`, its
+ * mtime, which replication keeps), as every upload's expiry does.
+ * Undefined when no peer tells.
  */
-async function expiryFromPeers(options: ScrubOptions, key: string, digest: string): Promise<{ deleteAt?: number } | undefined> {
+async function expiryFromPeers(options: ScrubOptions, key: string, digest: string, storedAtMs: number): Promise<{ deleteAt?: number } | undefined> {
   const { peers, log } = options;
   if (!peers) return undefined;
   for (const peer of sourcesOf(peers, key)) {
@@ -256,7 +258,7 @@ async function expiryFromPeers(options: ScrubOptions, key: string, digest: strin
       const response = await askPeer(peers, peer, "HEAD", urlPathOf(fileOfKey(key)));
       await response.body?.cancel();
       const expired = expiredAnswer(response);
-      if (expired !== undefined) return { deleteAt: expired };
+      if (expired !== undefined && expired * 1000 > storedAtMs) return { deleteAt: expired };
       if (response.status !== 200 || response.headers.get("Repr-Digest") !== reprDigest(digest)) continue;
       const deleteAt = response.headers.get(DELETE_AT_HEADER);
       if (deleteAt === null) return {};
