@@ -19,13 +19,19 @@ Where this client knows more than fetch lets the TypeScript client know:
 - A read whose connection breaks mid-body goes on from the same byte with a
   Range request, on the same node first, then on the others.
 - A node that failed is asked after the others for ``cooldown`` seconds; reads
-  and deletes go to the file's owner first when its URL is known.
+  and deletes go to the file's owner first when its URL is known: configured
+  (``{node id: URL}``), or learnt from a node's own ``GET /check/`` answer,
+  which names its id (never from an upload's Location alone: a node whose
+  store fails passes the upload to a peer, whose name it answers).
 - A node that does not answer ``Expect: 100-continue`` within
   ``continue_timeout`` seconds (a hung node: its kernel still accepts
   connections) gets no byte of the body, so the upload moves on at once;
   unless it answers ``GET /check/`` within a second: then it is a server that
-  ignores ``Expect`` (workerd: the edge, the dev worker), which gets the body,
-  and its later uploads do not wait.
+  ignores ``Expect`` (workerd: the edge, the dev worker), or one that was slow
+  that once, which gets the body. Its uploads for the next
+  ``EXPECT_AGAIN_AFTER`` seconds (5 minutes) do not wait; then one sends
+  ``Expect`` again, so a node that was only slow gets it back (and a server
+  that ignores it costs one wait per 5 minutes).
 
 Connections are kept alive per node and reused (a few idle ones per node);
 one that fails is closed. A client object may be shared between threads.
@@ -78,6 +84,9 @@ CHUNK_SIZE = 64 * 1024
 USER_AGENT = "nanocdn-django/0.1"
 #: seconds a node that did not ask for an upload's body has to answer GET /check/ before it counts as hung
 CHECK_TIMEOUT = 1.0
+#: seconds that a node which took an upload's body without asking for it (it answered GET /check/ instead of
+#: 100 Continue) gets uploads without ``Expect: 100-continue``; then one upload sends Expect again
+EXPECT_AGAIN_AFTER = 300.0
 # Characters RFC 3986 allows in a path segment besides the unreserved ones (as the nodes write Location).
 _SEGMENT_SAFE = "!$&'()*+,;=:@"
 
@@ -212,8 +221,6 @@ class Node:
         self.host = parts.hostname
         self.port = parts.port or (443 if self.https else 80)
         self.prefix = parts.path.rstrip("/")
-        #: False once the node answered /check/ but never asked for an upload's body (workerd ignores Expect)
-        self.asks_for_body = True
 
     def __repr__(self):
         return "Node(%r)" % self.url
@@ -385,13 +392,16 @@ class NanoCdnClient:
     ``nodes``: base URLs, asked in this order (a node that failed in the last
     ``cooldown`` seconds is asked last), or a dict ``{node id: base URL}``.
     Reads and deletes of a file go first to its owner (the first segment of
-    its name) when the client knows the owner's URL: from that dict, or
-    learnt from the Location of earlier uploads. ``timeout``: seconds to wait
+    its name) when the client knows the owner's URL: from that dict (never
+    changed), or learnt from the node itself: after a node took an upload of
+    a node id with no known URL, the client asks it ``GET /check/`` (once per
+    URL), whose answer names its id. ``timeout``: seconds to wait
     for an answer or for the next bytes of one. ``connect_timeout``: seconds to wait
     for a connection. ``continue_timeout``: seconds a node has to ask for the
     body of an upload (``100 Continue``) before the upload moves on, unsent.
     ``socket_options``: ``(level, option, value)`` tuples set on each socket
-    before it connects.
+    before it connects. ``clock``: monotonic seconds, for the cooldown and for
+    when to send ``Expect`` again (tests pass one they control).
     """
 
     def __init__(
@@ -406,13 +416,19 @@ class NanoCdnClient:
         ssl_context=None,
         socket_options=(),
         continue_timeout=3.0,
+        clock=time.monotonic,
     ):
+        #: node id -> base URL: configured, or learnt from the node's own GET /check/
         self._owner_urls = {}
         if isinstance(nodes, str):
             nodes = [n for n in (p.strip() for p in nodes.split(",")) if n]
         if isinstance(nodes, dict):
             self._owner_urls = {str(k): str(v).rstrip("/") for k, v in nodes.items()}
             nodes = list(nodes.values())
+        #: the node ids of the configured map, whose URLs nothing learnt replaces
+        self._configured_owners = frozenset(self._owner_urls)
+        #: base URL -> the node id its GET /check/ named (None: it named none)
+        self._node_ids = {}
         self.nodes = [n if isinstance(n, Node) else Node(n) for n in nodes]
         if not self.nodes:
             raise ValueError("nanocdn needs at least one node URL")
@@ -427,7 +443,10 @@ class NanoCdnClient:
         if username is not None:
             token = ("%s:%s" % (username, password or "")).encode("utf-8")
             self._authorization = "Basic " + base64.b64encode(token).decode("ascii")
+        self.clock = clock
         self._failed_at = {}
+        #: base URL -> when (``clock``) the node took an upload's body without asking for it
+        self._skips_expect_since = {}
         self._lock = threading.Lock()
 
     # -- node order -------------------------------------------------------
@@ -440,7 +459,7 @@ class NanoCdnClient:
         the configured order, the nodes that failed in the last ``cooldown``
         seconds last.
         """
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             recent = {url for url, at in self._failed_at.items() if now - at < self.cooldown}
             owner_url = self._owner_urls.get(owner) if owner is not None else None
@@ -450,14 +469,34 @@ class NanoCdnClient:
             ordered.sort(key=lambda n: n.url != lead)
         return ordered
 
-    def _learn_owner(self, name, url):
+    def _learn_owner(self, name, node):
+        """After ``node`` took an upload now named ``name``: learns where the owner is, if ``node`` is that owner.
+
+        The Location names the node that stored the file, which is not the
+        node asked when that one passed the upload to a peer (its store
+        failed). So the URL is learnt from the node's GET /check/, which names
+        its own id, asked once per URL (a node that gives no answer within a
+        second is not asked again); a configured URL is never replaced.
+        """
         owner = name.split("/", 1)[0]
         with self._lock:
-            self._owner_urls[owner] = url
+            if owner in self._configured_owners or self._owner_urls.get(owner) == node.url:
+                return
+            if node.url in self._node_ids:
+                return  # its id is known, and is another one (or none)
+        if not self._check(node, reuse=True):
+            self._identified(node, None)
+
+    def _identified(self, node, node_id):
+        """``node``'s GET /check/ named ``node_id`` (None: no id): its files are there, unless configured elsewhere."""
+        with self._lock:
+            self._node_ids[node.url] = node_id
+            if node_id is not None and node_id not in self._configured_owners:
+                self._owner_urls[node_id] = node.url
 
     def _failed(self, url):
         with self._lock:
-            self._failed_at[url] = time.monotonic()
+            self._failed_at[url] = self.clock()
 
     def _worked(self, url):
         with self._lock:
@@ -660,12 +699,16 @@ class NanoCdnClient:
                         "%s: the content cannot be rewound to try another node" % what, attempts
                     )
                 try:
-                    return self._upload_to(node, target, what, body, attempts, headers)
+                    stored = self._upload_to(node, target, what, body, attempts, headers)
                 except _Retry as retry:
                     self._failed(node.url)
                     attempts.append(retry.attempt)
                     if node is not nodes[-1]:
                         log.warning("nanocdn: %s: %s; trying the next node", what, retry.attempt)
+                    continue
+                # Once the upload's connection is back in the pool, for the GET /check/ this may ask.
+                self._learn_owner(stored.name, node)
+                return stored
             raise NanoCdnUnavailable("%s: no node could take it" % what, attempts)
         finally:
             body.close()
@@ -673,7 +716,7 @@ class NanoCdnClient:
     def _upload_to(self, node, target, what, body, attempts, headers):
         # A kept-alive connection is reused only when the node must ask for the body first
         # (100-continue): one that the node closed while idle then fails before any byte of it.
-        expect = self.expect_continue and body.size > 0 and node.asks_for_body
+        expect = self.expect_continue and body.size > 0 and self._sends_expect(node)
         reuse = expect
         while True:
             try:
@@ -696,6 +739,24 @@ class NanoCdnClient:
                     self._release(conn, response)
                 else:
                     conn.close()
+
+    def _sends_expect(self, node):
+        """Whether an upload to ``node`` sends ``Expect: 100-continue`` (see EXPECT_AGAIN_AFTER)."""
+        now = self.clock()
+        with self._lock:
+            since = self._skips_expect_since.get(node.url)
+            if since is None:
+                return True
+            if now - since < EXPECT_AGAIN_AFTER:
+                return False
+            # This upload asks again. The others meanwhile go on without waiting: one wait per interval at most.
+            self._skips_expect_since[node.url] = now
+            return True
+
+    def _answered_expect(self, node):
+        """``node`` answered an upload's ``Expect: 100-continue`` (asked for the body, or refused): the next ones send it too."""
+        with self._lock:
+            self._skips_expect_since.pop(node.url, None)
 
     def _upload_on(self, conn, reused, node, target, what, body, attempts, expect, headers):
         """Sends the upload on ``conn``; ``(response, reusable)``: the node's answer, and whether ``conn`` may serve again."""
@@ -722,6 +783,7 @@ class NanoCdnClient:
                     raise _StaleConnection()
                 if not head:
                     raise _Retry(Attempt(node.url, "closed the connection before asking for the body; it was not sent"))
+                self._answered_expect(node)
                 parts = head.split(None, 2)
                 if len(parts) < 2 or parts[1] != b"100":
                     return self._response(head, reader), False
@@ -738,9 +800,15 @@ class NanoCdnClient:
                         )
                     )
                 # Not hung, since it answers /check/ at once: a server that ignores Expect, as workerd
-                # (the edge, the dev worker) does. The body goes now, and its next uploads do not wait.
-                node.asks_for_body = False
-                log.info("nanocdn: %s does not answer Expect: 100-continue; sending bodies without waiting", node.url)
+                # (the edge, the dev worker) does, or a node that was slow this once. The body goes now,
+                # and its uploads of the next EXPECT_AGAIN_AFTER seconds do not wait.
+                with self._lock:
+                    self._skips_expect_since[node.url] = self.clock()
+                log.info(
+                    "nanocdn: %s did not answer Expect: 100-continue; sending bodies without waiting for %gs",
+                    node.url,
+                    EXPECT_AGAIN_AFTER,
+                )
             finally:
                 if conn.sock is not None:
                     conn.sock.settimeout(self.timeout)
@@ -780,20 +848,41 @@ class NanoCdnClient:
 
     def _answers_check(self, node):
         """Whether the node answers GET /check/ (whatever it says) within a second, on a connection of its own."""
-        try:
-            conn, _ = self._pool.take(node, reuse=False)
-        except OSError:
-            return False
-        try:
-            # A server that is up answers at once; a hung one should cost little more than continue_timeout.
-            conn.sock.settimeout(min(CHECK_TIMEOUT, self.continue_timeout))
-            conn.request("GET", node.prefix + "/check/")
-            conn.getresponse().read()
+        return self._check(node, reuse=False)
+
+    def _check(self, node, reuse):
+        """Asks ``node`` GET /check/, and notes the node id its answer names; whether it answered within a second.
+
+        Any answer counts (a node whose store fails answers 503, and names
+        itself too). ``reuse``: whether a kept-alive connection may serve.
+        """
+        while True:
+            try:
+                conn, reused = self._pool.take(node, reuse)
+            except OSError:
+                return False
+            try:
+                # A server that is up answers at once; a hung one should cost little more than continue_timeout.
+                conn.sock.settimeout(min(CHECK_TIMEOUT, self.continue_timeout))
+                conn.request("GET", node.prefix + "/check/", headers=self._headers(None))
+                response = conn.getresponse()
+                data = response.read(64 * 1024)
+                if conn.sock is not None:  # None once an answer with Connection: close was read
+                    conn.sock.settimeout(self.timeout)
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                if reused and isinstance(e, _STALE_CONNECTION):
+                    reuse = False
+                    continue
+                return False
+            self._release(conn, response)
+            try:
+                info = json.loads(data.decode("utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                info = None
+            node_id = info.get("node") if isinstance(info, dict) else None
+            self._identified(node, node_id if isinstance(node_id, str) and node_id else None)
             return True
-        except (OSError, http.client.HTTPException):
-            return False
-        finally:
-            conn.close()
 
     def _upload_answer(self, node, response, what, body, attempts):
         if response.status == 201:
@@ -815,7 +904,6 @@ class NanoCdnClient:
             if attempts:
                 log.warning("nanocdn: %s: taken by %s after %s", what, node.url, "; ".join(map(str, attempts)))
             name = target_to_name(location)
-            self._learn_owner(name, node.url)
             return Stored(name, info.get("size", body.size), response.getheader("ETag"), node.url)
         attempt = _answer_attempt(node, response)
         if response.status in UPLOAD_RETRY_STATUSES:
@@ -858,6 +946,14 @@ class HttpReader(io.RawIOBase):
     the next node that answers (any node serves any file in a cluster); if none
     can, :class:`NanoCdnReadError` says how far it got and what each node said.
     Never returns a truncated file silently.
+
+    The connection goes back to the pool from the read that reaches the end
+    of the body, never from ``close()``: ``close()`` is also what the garbage
+    collector calls for a file nobody closed, and when such a file was part of
+    a reference cycle (a model instance and its ``FieldFile`` are one), the
+    same collection has already finalized the connection's socket (closed it:
+    fd -1). Given back then, that dead connection would fail the next request
+    to the node with ``EBADF``.
     """
 
     def __init__(self, client, name, node, conn, response, size, offset=0):
@@ -898,13 +994,22 @@ class HttpReader(io.RawIOBase):
         return position
 
     def _drop(self):
-        if self._conn is not None:
-            # Read to its end, the answer leaves a connection fit for the next request; else it is closed.
-            if self._response is not None:
-                self._client._release(self._conn, self._response)
-            else:
-                self._conn.close()
+        """Closes the connection, if the body was not read to its end (see the class docstring)."""
+        conn = self._conn
         self._conn = self._response = None
+        if conn is not None:
+            conn.close()
+
+    def _give_back(self):
+        """The body was read to its end: the connection serves the next request."""
+        conn, response = self._conn, self._response
+        self._conn = self._response = None
+        try:
+            response.read()  # nothing is left: this only marks the answer complete (an empty body's too)
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            return
+        self._client._release(conn, response)
 
     def _reopen(self, failure=None):
         # After a broken connection, the same node first: it may have been the network, not the node.
@@ -923,7 +1028,11 @@ class HttpReader(io.RawIOBase):
     def readinto(self, buffer):
         if self.closed:
             raise ValueError("I/O operation on closed file")
-        if self._position >= self.size or len(buffer) == 0:
+        if self._position >= self.size:
+            if self._conn is not None:
+                self._give_back()
+            return 0
+        if len(buffer) == 0:
             return 0
         if self._response is None:
             self._reopen()
@@ -934,6 +1043,8 @@ class HttpReader(io.RawIOBase):
                 if n == 0:
                     raise http.client.IncompleteRead(b"", self.size - self._position)
                 self._position += n
+                if self._position >= self.size:
+                    self._give_back()
                 return n
             except (OSError, http.client.HTTPException) as e:
                 failure = "the connection to %s broke after %d of %d bytes (%s)" % (

@@ -10,6 +10,8 @@ import urllib.request
 from django.core.files.base import ContentFile
 from django.test import SimpleTestCase
 
+from nanocdn_django import NanoCdnStorage
+
 from tests import live
 
 
@@ -128,3 +130,22 @@ class ClusterTests(SimpleTestCase):
             self.assertEqual(self.via2.open(name).read(), b"passed on")
             self.assertFalse(os.path.exists(live.stored_path(self.node1, "1/pub/cluster/passed-on.txt")))
         self.via2.delete(name)
+
+    def test_an_upload_passed_on_leaves_reads_of_the_owners_files_with_the_owner(self):
+        # Node 1, whose store fails, answers with node 2's name: node 2 owns the file, at node 2's URL.
+        self.addCleanup(live.wait_until_cluster_ready)
+        by_id = NanoCdnStorage(nodes={"1": self.node1.url, "2": self.node2.url}, username=live.USER, password=live.PASSWORD)
+        with live.broken_store(self.node1):
+            name = by_id.save("cluster/owner.txt", ContentFile(b"passed on"))
+        self.addCleanup(self.via2.delete, name)
+        self.assertEqual(name, "2/pub/cluster/owner.txt")
+        with by_id.open(name) as f:
+            self.assertEqual(f.read(), b"passed on")
+            self.assertEqual(f.node, self.node2.url)
+        # Listed without ids, node 1 is learnt to be node 1 (its /check/ says so), and nothing more.
+        listed = live.storage(self.node1.url, self.node2.url)
+        with live.broken_store(self.node1):
+            name = listed.save("cluster/owner-listed.txt", ContentFile(b"passed on"))
+        self.addCleanup(self.via2.delete, name)
+        self.assertEqual(name, "2/pub/cluster/owner-listed.txt")
+        self.assertEqual(listed.client._owner_urls, {"1": self.node1.url})

@@ -1,5 +1,6 @@
 """Kept-alive connections: reused per node, replaced when the node closed them while idle, closed after a failure."""
 
+import gc
 import threading
 
 from django.core.exceptions import ImproperlyConfigured
@@ -85,7 +86,18 @@ class KeepAliveTests(SimpleTestCase):
             self.assertEqual(f.read(), b"kept alive")
         self.assertEqual(client.upload("pub", "b.txt", b"x").name, "7/pub/b.txt")
         self.assertTrue(client.delete("7/pub/a.txt"))
-        self.assertEqual([m for m, _ in node.requests], ["PUT", "HEAD", "GET", "PUT", "DELETE"])
+        # After the first upload, the client asked the node once which node it is (GET /check/).
+        self.assertEqual(
+            node.requests,
+            [
+                ("PUT", "/upload/pub/a.txt"),
+                ("GET", "/check/"),
+                ("HEAD", "/7/pub/a.txt"),
+                ("GET", "/7/pub/a.txt"),
+                ("PUT", "/upload/pub/b.txt"),
+                ("DELETE", "/7/pub/a.txt"),
+            ],
+        )
         self.assertEqual(node.connections, 1)
 
     def test_a_connection_the_node_closed_while_idle_is_replaced_without_an_error(self):
@@ -96,8 +108,9 @@ class KeepAliveTests(SimpleTestCase):
         self.assertTrue(client.delete("7/pub/a.txt"))
         self.assertEqual(client.upload("pub", "c.txt", b"0123456789").name, "7/pub/c.txt")
         self.assertEqual(client.upload("pub", "d.txt", b"0123456789").name, "7/pub/d.txt")
-        self.assertEqual([m for m, _ in node.requests], ["HEAD"] * 3 + ["DELETE", "PUT", "PUT"])
-        self.assertEqual(node.connections, 6)
+        # The GET is the /check/ after the first upload.
+        self.assertEqual([m for m, _ in node.requests], ["HEAD"] * 3 + ["DELETE", "PUT", "GET", "PUT"])
+        self.assertEqual(node.connections, 7)
 
     def test_a_connection_that_failed_is_not_reused(self):
         # A read left half-way (the connection is mid-answer) and a node's error answer both close theirs.
@@ -107,6 +120,23 @@ class KeepAliveTests(SimpleTestCase):
             self.assertEqual(f.read(4), b"kept")
         self.assertIsNotNone(client.head("7/pub/a.txt"))
         self.assertEqual(node.connections, 2)
+
+    def test_a_file_the_garbage_collector_closes_leaves_no_dead_connection_in_the_pool(self):
+        # A model instance and its FieldFile refer to each other, so a file opened through the field and
+        # never closed is closed by the garbage collector, which finalizes its connection's socket too
+        # (fd -1). Given back to the pool then, that connection failed the next request with EBADF.
+        node = self.node()
+        client = self.cdn(node.url)
+        for read, connections in ((lambda f: f.read(), 1), (lambda f: f.read(4), 2)):
+            f = client.open("7/pub/a.txt")
+            read(f)
+            cycle = [f]
+            cycle.append(cycle)
+            del f, cycle
+            self.assertGreater(gc.collect(), 0)
+            self.assertIsNotNone(client.head("7/pub/a.txt"))
+            # A file read to its end gave its connection back at once; one left half-way had it closed.
+            self.assertEqual(node.connections, connections)
 
 
 class StaticFilesTests(SimpleTestCase):

@@ -12,7 +12,8 @@ import time
 from django.core.files.base import ContentFile
 from django.test import SimpleTestCase
 
-from nanocdn_django import NanoCdnUnavailable, NanoCdnUploadUncertain
+from nanocdn_django import NanoCdnClient, NanoCdnUnavailable, NanoCdnUploadUncertain
+from nanocdn_django.client import EXPECT_AGAIN_AFTER
 
 from tests import live
 from tests.loopback_server import LoopbackServer
@@ -199,20 +200,28 @@ class UploadFailoverTests(SimpleTestCase):
 
 
 class IgnoresExpect(FakeNode):
-    """A server that never answers ``Expect: 100-continue`` but takes the body (as workerd does), each connection in a thread."""
+    """A server that never answers ``Expect: 100-continue`` but takes the body (as workerd does), each connection in a thread.
 
-    def __init__(self):
+    With ``slow_once`` (seconds), a node that was slow once instead: it asks
+    for the first body that late, and for the next ones at once.
+    """
+
+    def __init__(self, slow_once=None):
+        self.slow_once = slow_once
         super().__init__(self._answer)
 
     def accepted(self, conn):
         threading.Thread(target=FakeNode.accepted, args=(self, conn), daemon=True).start()
 
-    @staticmethod
-    def _answer(conn, head):
+    def _answer(self, conn, head):
         if head.startswith(b"GET /check/ "):
             conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 15\r\nConnection: close\r\n\r\n{"status":"ok"}')
             return
         header, _, body = head.partition(b"\r\n\r\n")
+        if self.slow_once is not None and b"expect: 100-continue" in header.lower():
+            delay, self.slow_once = self.slow_once, 0
+            time.sleep(delay)
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
         length = next(int(line.split(b":")[1]) for line in header.split(b"\r\n") if line.lower().startswith(b"content-length:"))
         while len(body) < length:
             body += conn.recv(65536)
@@ -222,6 +231,10 @@ class IgnoresExpect(FakeNode):
             b"HTTP/1.1 201 Created\r\nLocation: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
             % (path.encode(), len(answer), answer)
         )
+
+    def expects(self):
+        """For each upload so far, whether it sent ``Expect: 100-continue``."""
+        return [b"expect: 100-continue" in r.lower() for r in self.requests if r.startswith(b"PUT ")]
 
 
 class ExpectIgnoredTests(SimpleTestCase):
@@ -240,3 +253,69 @@ class ExpectIgnoredTests(SimpleTestCase):
             self.assertNotIn(b"expect: 100-continue", puts[1].lower())
         finally:
             server.close()
+
+    def test_expect_is_sent_again_after_five_minutes_to_a_node_that_took_a_body_without_asking(self):
+        now = [1000.0]
+        for server, expects in ((IgnoresExpect(), [True, False, True, False]), (IgnoresExpect(slow_once=0.8), [True, False, True, True])):
+            self.addCleanup(server.close)
+            client = NanoCdnClient([server.url], live.USER, live.PASSWORD, continue_timeout=0.5, clock=lambda: now[0])
+            self.addCleanup(client.close)
+            seconds = []
+            for i in range(4):
+                if i == 2:  # one interval after the upload that did not wait for the node to ask
+                    now[0] += EXPECT_AGAIN_AFTER
+                started = time.monotonic()
+                self.assertEqual(client.upload("pub", "again/%d.txt" % i, b"upload %d" % i).name, "9/pub/again/%d.txt" % i)
+                seconds.append(time.monotonic() - started)
+                now[0] += 1
+            # The third upload asked again. Workerd still ignores Expect: the third waited, the fourth did not.
+            # The node that was only slow once asked for the third body at once, and the fourth sent Expect too.
+            self.assertEqual(server.expects(), expects)
+            self.assertGreaterEqual(seconds[0], 0.5)
+            self.assertLess(seconds[1], 0.5)
+            self.assertEqual(seconds[2] >= 0.5, expects == [True, False, True, False])
+            self.assertLess(seconds[3], 0.5)
+
+
+class OwnerNode(FakeNode):
+    """A node that says in GET /check/ that it is ``node_id``, and answers uploads with ``answer`` (a status line and headers)."""
+
+    def __init__(self, node_id, answer):
+        self.node_id = node_id
+        self.answer = answer
+        super().__init__(self._answer)
+
+    def _answer(self, conn, head):
+        if head.startswith(b"GET /check/ "):
+            body = json.dumps({"status": "ok", "node": self.node_id}).encode()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+            return
+        read_body(conn, head)
+        conn.sendall(self.answer + b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+
+
+class OwnerTests(SimpleTestCase):
+    def test_the_node_that_took_an_upload_is_the_owner_only_if_it_says_so_itself(self):
+        # Node 2 cannot store (503); node 8 takes the upload and answers with node 2's name, as a node whose
+        # store fails does once it passed the upload on to node 2.
+        node2 = OwnerNode("2", b"HTTP/1.1 503 Service Unavailable\r\n")
+        node8 = OwnerNode("8", b"HTTP/1.1 201 Created\r\nLocation: /2/pub/owner/a.txt\r\n")
+        for fake in (node2, node8):
+            self.addCleanup(fake.close)
+        client = NanoCdnClient([node2.url, node8.url], live.USER, live.PASSWORD, cooldown=0)
+        self.addCleanup(client.close)
+        self.assertEqual(client.upload("pub", "owner/a.txt", b"passed on").name, "2/pub/owner/a.txt")
+        # Node 8's /check/ says it is node 8: reads of its files go to it first, those of node 2 keep the list's order.
+        self.assertTrue(node8.requests[-1].startswith(b"GET /check/ "))
+        self.assertEqual([n.url for n in client.ordered_nodes(owner="8")], [node8.url, node2.url])
+        self.assertEqual([n.url for n in client.ordered_nodes(owner="2")], [node2.url, node8.url])
+        # Its id is known now: the next upload asks no /check/.
+        client.upload("pub", "owner/b.txt", b"passed on")
+        self.assertEqual([r.split(b" ")[0] for r in node8.requests], [b"PUT", b"GET", b"PUT"])
+
+        # A configured map is never changed: node 2's files stay at node 2's URL, and no /check/ is asked.
+        configured = NanoCdnClient({"2": node2.url, "8": node8.url}, live.USER, live.PASSWORD, cooldown=0)
+        self.addCleanup(configured.close)
+        configured.upload("pub", "owner/c.txt", b"passed on")
+        self.assertEqual([n.url for n in configured.ordered_nodes(owner="2")], [node2.url, node8.url])
+        self.assertEqual([r.split(b" ")[0] for r in node8.requests], [b"PUT", b"GET", b"PUT", b"PUT"])
