@@ -1,10 +1,25 @@
 import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { FolderSyncs } from "../../src/adapters/node/disk/folder-sync.ts";
 import { encodeSidecar } from "../../src/adapters/node/disk/sidecar.ts";
 import { ExpiryIndex } from "../../src/adapters/node/expiry/expiry-index.ts";
+
+/** Runs just before the index writes an entry into a folder. */
+let beforeWrite: ((folder: string) => Promise<void>) | undefined;
+vi.mock("../../src/adapters/node/disk/whole-file.ts", async (importOriginal) => {
+  const actual = await importOriginal<typeof import("../../src/adapters/node/disk/whole-file.ts")>();
+  return {
+    ...actual,
+    writeWhole: async (folder: string, name: string, content: string, flush: boolean) => {
+      const hook = beforeWrite;
+      beforeWrite = undefined;
+      await hook?.(folder);
+      return actual.writeWhole(folder, name, content, flush);
+    },
+  };
+});
 
 const made: string[] = [];
 afterEach(async () => {
@@ -44,6 +59,16 @@ describe("expiry index (files on disk, fsyncs counted)", () => {
     await index.record("1/pub/b.txt", at + 1);
     expect(synced.sort()).toEqual([join(state, "expiry"), bucket].sort());
     expect((await index.due(at + 1)).map((e) => e.key)).toEqual(["1/pub/a.txt", "1/pub/b.txt"]);
+  });
+
+  it("records an entry whose hour's folder a sweep removed right as it was written", async () => {
+    const { index } = await indexWith(true);
+    await index.record("1/pub/first.txt", at);
+    await index.remove((await index.due(at))[0]!);
+    // The hour is over by the time the next entry of it is written: a sweep then removes its emptied folder.
+    beforeWrite = async () => void (await index.due(at + hour));
+    await index.record("1/pub/late.txt", at);
+    expect((await index.due(at + hour)).map((e) => e.key)).toEqual(["1/pub/late.txt"]);
   });
 
   it("without fsync, writes the same entries and syncs no folder", async () => {

@@ -51,9 +51,18 @@ export class ExpiryIndex {
 
   async record(key: string, deleteAt: number): Promise<void> {
     const folder = join(this.dir, String(Math.floor(deleteAt / BUCKET_SECONDS)));
-    const created = await mkdir(folder, { recursive: true });
-    await writeWhole(folder, `${deleteAt}-${createHash("sha256").update(key).digest("hex")}`, key, this.#fsync);
-    await this.#sync(folder, created);
+    for (let attempt = 0; ; attempt++) {
+      const created = await mkdir(folder, { recursive: true });
+      try {
+        await writeWhole(folder, `${deleteAt}-${createHash("sha256").update(key).digest("hex")}`, key, this.#fsync);
+      } catch (error) {
+        // An upload checked its expiry just before the hour turned; a sweep after it removed the hour's emptied folder.
+        if ((error as NodeJS.ErrnoException).code === "ENOENT" && attempt < 3) continue;
+        throw error;
+      }
+      await this.#sync(folder, created);
+      return;
+    }
   }
 
   /** Makes what was just named in `folder` durable, and the folder's own name (`created`: the first folder `mkdir` made). */
