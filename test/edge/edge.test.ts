@@ -397,3 +397,50 @@ describe("the edge and an origin that takes a delete but answers late", () => {
     }
   });
 });
+
+describe("the edge and an origin that deletes a file while the edge's cache takes it in, slowly", () => {
+  it("asks the origins again after a fill that took longer than the purge waits, and drops a file they no longer have", async () => {
+    let deleted = false;
+    let gets = 0;
+    const origin = createServer((request, response) => {
+      if (request.url === "/check/") return void response.end('{"status":"ok","node":"1"}');
+      if (deleted) return void response.writeHead(404, { "Content-Type": "application/json" }).end('{"error":"not_found","message":"no file"}');
+      gets++;
+      const headers = {
+        "Content-Type": "text/plain",
+        "Content-Length": "10",
+        "Cache-Control": "public, max-age=604800, immutable",
+        ETag: '"slow"',
+        "X-Nanocdn-Served-By": "1",
+      };
+      response.writeHead(200, headers);
+      if (request.method === "HEAD") return void response.end();
+      response.write("first");
+      // The owner deletes the file while the rest is on its way; the purge at +2 s comes before the copy is stored.
+      setTimeout(() => {
+        deleted = true;
+        response.end("-last");
+      }, 2500);
+    });
+    await new Promise<void>((resolve) => origin.listen(0, "127.0.0.1", resolve));
+    const edge = await startEdge({
+      ORIGINS: `1=http://127.0.0.1:${(origin.address() as AddressInfo).port}`,
+      CLUSTER_SECRET,
+      HTPASSWD: bcryptLine(USER, PASSWORD),
+    });
+    try {
+      const miss = await fetch(`${edge.url}/1/pub/slow.txt`);
+      expect([miss.headers.get("X-Nanocdn-Cache"), await miss.text()]).toEqual(["MISS", "first-last"]);
+      // Stored, then dropped once the origin said 404: the next read asks the origin, which has no file.
+      await eventually(async () => {
+        const again = await fetch(`${edge.url}/1/pub/slow.txt`);
+        await again.body?.cancel();
+        expect([again.status, again.headers.get("X-Nanocdn-Cache")]).toEqual([404, "MISS"]);
+      });
+      expect(gets).toBe(1);
+    } finally {
+      await edge.close();
+      origin.close();
+    }
+  });
+});

@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { cacheTagOf } from "../../src/adapters/cache-tag.ts";
-import { EdgePurge, PURGE_DELAY_MS } from "../../src/adapters/node/process/edge-purge.ts";
+import { PURGE_DELAY_MS } from "../../src/adapters/cache-tag.ts";
+import { EdgePurge } from "../../src/adapters/node/process/edge-purge.ts";
 import type { Logger } from "../../src/handlers/logger.ts";
 import { type Answer, FAILING, PURGED, REFUSED, responseTo, SLOW_DOWN } from "../helpers/cloudflare-api.ts";
 

@@ -4,18 +4,12 @@ import { EnvHttpProxyAgent, fetch as undiciFetch } from "undici/index.js";
 import type { Change } from "../../../handlers/app.ts";
 import type { Logger } from "../../../handlers/logger.ts";
 import { fileOfKey, urlPathOf } from "../../../handlers/paths.ts";
-import { cacheTagOf } from "../../cache-tag.ts";
+import { cacheTagOf, PURGE_DELAY_MS } from "../../cache-tag.ts";
 import type { Config } from "../cli/config.ts";
 import { warnIfOthersRead } from "../users/secret-file.ts";
 
 /** Cloudflare's API, where purges go. */
 export const CLOUDFLARE_API = "https://api.cloudflare.com/client/v4";
-/**
- * How long a deleted file waits to be purged: its delete reaches the
- * replicas (which an edge may read from) and a cache fill begun before the
- * delete lands, normally well within it.
- */
-export const PURGE_DELAY_MS = 2000;
 /** Tags a purge request may name (Cloudflare's limit). */
 export const TAGS_PER_REQUEST = 100;
 /** Between two requests at least; Cloudflare's Retry-After may ask for more, which then holds for a while. */

@@ -3,7 +3,7 @@ import { errorResponse } from "../../../handlers/error-response.ts";
 import { capMaxAge, DELETE_AT_HEADER, expiryHeaders } from "../../../handlers/expiry.ts";
 import type { Logger } from "../../../handlers/logger.ts";
 import { type ByteRange, isExpired } from "../../../storage/blob-store.ts";
-import { cacheTagOf } from "../../cache-tag.ts";
+import { cacheTagOf, PURGE_DELAY_MS } from "../../cache-tag.ts";
 
 /** Says whether the edge answered from its cache. */
 export const CACHE_HEADER = "X-Nanocdn-Cache";
@@ -80,6 +80,7 @@ export class EdgeCache {
     if (part) return EdgeCache.#marked(part, "HIT", request.method !== "HEAD");
     if (request.method === "HEAD") return EdgeCache.#marked(await origin(request), "MISS");
 
+    const fillStarted = Date.now();
     const answer = await origin(new Request(key));
     if (answer.status !== 200) return EdgeCache.#marked(answer, "MISS");
     const whole = new Response(answer.body, answer);
@@ -91,7 +92,7 @@ export class EdgeCache {
       whole.headers.set("Cache-Control", capMaxAge(whole.headers.get("Cache-Control") ?? "", REPLICA_COPY_SECONDS));
     if ([...headers.keys()].length === 0 && range === null) {
       // The client wants the whole file: it gets it while the cache takes its copy.
-      waitUntil(this.cache.put(key, whole.clone()));
+      waitUntil(this.cache.put(key, whole.clone()).then(() => this.#afterSlowFill(key, fillStarted, origin)));
       return EdgeCache.#marked(whole, "MISS");
     }
     // A part, or a conditional answer: the cache works it out from the whole file once stored.
@@ -100,7 +101,21 @@ export class EdgeCache {
       () => this.cache.match(lookup),
       () => undefined,
     );
+    if (stored) waitUntil(this.#afterSlowFill(key, fillStarted, origin));
     return EdgeCache.#marked((stored && (await this.#part(stored, key, range))) ?? (await origin(request)), "MISS");
+  }
+
+  /**
+   * A copy whose fill took longer than a deleted file waits for its purge
+   * may have been stored after that purge, and would stay for its max-age:
+   * the origins are asked once more, and a file they no longer have leaves
+   * this location's cache.
+   */
+  async #afterSlowFill(key: string, startedAt: number, origin: (request: Request) => Promise<Response>): Promise<void> {
+    if (Date.now() - startedAt < PURGE_DELAY_MS) return;
+    const answer = await origin(new Request(key, { method: "HEAD" }));
+    await answer.body?.cancel();
+    if (answer.status === 404) await this.cache.delete(key);
   }
 
   /**
