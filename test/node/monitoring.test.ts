@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rename, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -291,6 +291,30 @@ describe("what /status tells a monitor user", () => {
       const seen = await status(monitor);
       expect(seen.scrub.damaged.sort()).toEqual(["1/priv/…", "1/pub/logo.png"]);
       expect(JSON.stringify(seen)).not.toMatch(/invoices|acme/);
+    } finally {
+      await node.stop();
+    }
+  });
+});
+
+describe("a node whose files folder is gone from under it", () => {
+  it("still answers /status and /metrics, saying its store fails, and keeps serving", async () => {
+    // Two serving processes: the status comes from the primary, which must not fall with it.
+    const node = await startNodeProcess({ config: { workers: 2 } });
+    try {
+      const files = join(node.data, "files");
+      await rename(files, `${files}.away`);
+      await eventually(async () => {
+        const status = await fetch(`${node.url}/status`, { headers: full });
+        expect(status.status).toBe(200);
+        expect(((await status.json()) as { storeHealthy?: boolean }).storeHealthy).toBe(false);
+      });
+      const metrics = await fetch(`${node.url}/metrics`, { headers: full });
+      expect(metrics.status).toBe(200);
+      expect(sample(await metrics.text(), "nanocdn_store_free_bytes")).toBe(0);
+      expect((await fetch(`${node.url}/check/`)).status).toBe(503);
+      await rename(`${files}.away`, files);
+      await eventually(async () => expect((await fetch(`${node.url}/check/`)).status).toBe(200));
     } finally {
       await node.stop();
     }

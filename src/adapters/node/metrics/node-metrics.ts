@@ -94,7 +94,11 @@ export function registerNodeMetrics(registry: Registry, source: NodeMetricsSourc
     help: "Free space for the store's files, as unprivileged users see it",
     registers,
     async collect() {
-      this.set(await source.freeBytes());
+      // 0 while the folder cannot be looked at (a disk gone: no room for the store), and the other metrics still answer.
+      await source.freeBytes().then(
+        (bytes) => this.set(bytes),
+        () => this.reset(),
+      );
     },
   });
   countOf(registers, "nanocdn_scrub_runs_total", "Scrubs of the whole store finished", () => source.scrub().runs);

@@ -112,7 +112,8 @@ export async function startBackgroundServices(
     version: packageVersion(),
     startedAt: startedAt.toISOString(),
     uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
-    diskFreeBytes: await freeBytes(filesDir),
+    // A data folder gone from under the node (a disk unmounted): the status still answers, and says the store fails.
+    diskFreeBytes: await freeBytes(filesDir).catch(() => undefined),
   });
   const registry = createRegistry();
   // One per node: the deletes of every serving process share its requests and Cloudflare's rate limit.

@@ -102,7 +102,13 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
           services.health.failed(message.id, message.failure);
           break;
         case "status":
-          void services.status().then((status) => send(worker, { t: "done", ask: message.ask, value: { ...status, workers: count } }));
+          void services.status().then(
+            (status) => send(worker, { t: "done", ask: message.ask, value: { ...status, workers: count } }),
+            (error: unknown) => {
+              log.error({ err: error }, "cannot gather the node's status");
+              send(worker, { t: "done", ask: message.ask });
+            },
+          );
           break;
         case "metrics":
           void nodeMetrics().then(
