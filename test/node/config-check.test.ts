@@ -118,6 +118,20 @@ describe("a configuration checked before anything is written", () => {
     expect(await readdir(dir)).toEqual(["nanocdn.toml"]);
   });
 
+  it("refuses an rsync daemon on the port the node listens on, on that address or on every one", async () => {
+    const dir = await tempDir();
+    await writeFile(join(dir, "nanocdn.toml"), 'listen = "127.0.0.1:18473"\n');
+    for (const rsyncd of ["127.0.0.1:18473", "0.0.0.0:18473"]) {
+      const result = await runCli(["check-config", "--config", "nanocdn.toml", "--rsyncd-listen", rsyncd], { cwd: dir });
+      expect([result.code, lineAbout(result.stderr, "rsyncd_listen")?.trim()], rsyncd).toEqual([
+        1,
+        "rsyncd_listen (from --rsyncd-listen): takes the port of listen: give the rsync daemon a port of its own",
+      ]);
+    }
+    const apart = await runCli(["check-config", "--config", "nanocdn.toml", "--rsyncd-listen", "127.0.0.2:18473"], { cwd: dir });
+    expect(lineAbout(apart.stderr, "rsyncd_listen"), apart.stderr).toBeUndefined();
+  });
+
   it("refuses a data path that is a file, a missing users file, a port in use and a short secret, creating nothing", async () => {
     const dir = await tempDir();
     await writeFile(join(dir, "not-a-folder"), "x");

@@ -46,6 +46,11 @@ export interface ListenAddress {
 
 const WILDCARD_TO_LOOPBACK: Record<string, string> = { "0.0.0.0": "127.0.0.1", "::": "::1" };
 
+/** Whether two listening addresses would take one port: the same port on the same address, or on every address. */
+function sharePort(a: ListenAddress, b: ListenAddress): boolean {
+  return a.port === b.port && (a.host === b.host || a.host in WILDCARD_TO_LOOPBACK || b.host in WILDCARD_TO_LOOPBACK);
+}
+
 /** Where this machine reaches what listens at `address`: one on every interface answers on loopback. */
 export function localUrl(scheme: "http" | "https", address: ListenAddress): { url: string; host: string } {
   const host = WILDCARD_TO_LOOPBACK[address.host] ?? address.host;
@@ -223,6 +228,9 @@ export const configSchema = z
     }
     if (config.peers.length > 0 && config.cluster_secret_file === undefined) {
       ctx.addIssue({ code: "custom", path: ["cluster_secret_file"], message: "required when peers are configured" });
+    }
+    if (config.rsyncd_listen !== undefined && sharePort(config.listen, config.rsyncd_listen)) {
+      ctx.addIssue({ code: "custom", path: ["rsyncd_listen"], message: "takes the port of listen: give the rsync daemon a port of its own" });
     }
     if ((config.edge_purge_zone === undefined) !== (config.edge_purge_token_file === undefined)) {
       ctx.addIssue({ code: "custom", path: ["edge_purge_zone"], message: "edge_purge_zone and edge_purge_token_file go together" });
