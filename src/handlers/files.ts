@@ -103,6 +103,8 @@ export async function deleteHandler(settings: Settings, { request, target }: Req
   if (!cluster || isLocalOnly(request, principal) || !cluster.peers.isUp(file.owner)) {
     throw new TryLaterError(`only the owner node ${file.owner} deletes its files, and it is unreachable`);
   }
+  // The copy here now: after the owner's 204 it goes, but not one of a new upload that replication brought meanwhile.
+  const copy = await store.head(file.key).catch(() => undefined);
   let response: Response;
   try {
     response = await askPeer({ ...cluster, log: settings.log }, file.owner, "DELETE", target, preconditions);
@@ -116,9 +118,9 @@ export async function deleteHandler(settings: Settings, { request, target }: Req
   }
   // Done by the owner: this node's replica goes at once, not when the owner's push arrives, so that
   // a read here right after the 204 finds no file. Only a courtesy: the 204 stands if it fails.
-  if (response.status === 204) {
+  if (response.status === 204 && copy) {
     try {
-      if (await store.delete(file.key)) await settings.onChange({ kind: "deleted", key: file.key, copyOnly: true });
+      if (await store.deleteIf(file.key, (found) => sameVersion(found, copy))) await settings.onChange({ kind: "deleted", key: file.key, copyOnly: true });
     } catch (error) {
       settings.log.warn({ key: file.key, err: error }, "cannot drop this node's copy of a file its owner deleted; the owner's push will");
     }

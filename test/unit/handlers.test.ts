@@ -297,6 +297,25 @@ describe("handlers in-process (memory stores, peers wired app to app)", () => {
       expect(gone.status).toBe(404);
     });
 
+    it("drops its own copy after the owner's 204, but not a new upload's that replication brought meanwhile", async () => {
+      const key = "1/pub/reused.txt";
+      await cluster.place("1", key, "v1");
+      await cluster.place("2", key, "v1");
+      // The owner deletes; before node 2 hears back, the name is uploaded again and pushed to node 2.
+      const owner = cluster.node("1").app;
+      const request = owner.request.bind(owner);
+      owner.request = (async (...args: Parameters<typeof request>) => {
+        const answer = await request(...args);
+        owner.request = request;
+        await cluster.place("1", key, "v2");
+        await cluster.node("2").store.delete(key);
+        await cluster.place("2", key, "v2");
+        return answer;
+      }) as typeof request;
+      expect((await cluster.request("2", "/1/pub/reused.txt", { method: "DELETE", headers: { Authorization: AUTH } })).status).toBe(204);
+      expect(await new Response(await (await cluster.node("2").store.open(key))!.body()).text()).toBe("v2");
+    });
+
     it("passes a read's If-Match to the copy it asks, whose 412 settles the read", async () => {
       await cluster.place("1", "1/pub/read.txt", "v1");
       const read = await cluster.request("2", "/1/pub/read.txt", { headers: { "If-Match": '"not-this-one"' } });
