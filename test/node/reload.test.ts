@@ -6,6 +6,8 @@ import { describe, expect, it } from "vitest";
 import { basic, bcryptLine, PASSWORD, USER } from "../helpers/credentials.ts";
 import { eventually } from "../helpers/eventually.ts";
 import { startNodeProcess } from "../helpers/node-process.ts";
+import { withChildren } from "../helpers/processes.ts";
+import { rawRequest } from "../helpers/raw-http.ts";
 import { makeSelfSigned } from "../helpers/tls.ts";
 
 describe("SIGHUP", () => {
@@ -60,6 +62,37 @@ describe("SIGHUP", () => {
       expect(node.output()).not.toContain("TLS certificate reloaded");
       node.child.kill("SIGHUP");
       await eventually(async () => expect(node.output().match(/"msg":"TLS certificate reloaded"/g)).toHaveLength(2));
+    } finally {
+      await node.stop();
+    }
+  });
+});
+
+describe("a serving process that replaces one that died", () => {
+  it("runs with the configuration the node started with, not the file as edited since", async () => {
+    const node = await startNodeProcess({ config: { workers: 2, max_upload_bytes: 1000 } });
+    try {
+      // Edited for the next restart: another node id and a smaller limit.
+      const file = await readFile(node.configFile, "utf8");
+      await writeFile(node.configFile, `${file.replace(/^(node|max_upload_bytes)\s*=.*$/gm, "")}\nnode = "7"\nmax_upload_bytes = 3\n`);
+      const serving = () => withChildren(node.pid).slice(1);
+      const [victim, survivor] = serving();
+      process.kill(victim!, "SIGKILL");
+      let replacement: number | undefined;
+      await eventually(async () => {
+        replacement = serving().find((pid) => pid !== victim && pid !== survivor);
+        expect(serving()).toHaveLength(2);
+        expect(replacement).toBeDefined();
+      });
+      // A new connection each, until the replacement (its pid in the access log) has taken one.
+      const answers: unknown[] = [];
+      await eventually(async () => {
+        const i = answers.length;
+        const answer = await rawRequest(node.url, "PUT", `/upload/pub/after-${i}.txt`, { Authorization: basic() }, "ten bytes!");
+        answers.push([answer.status, answer.headers.location]);
+        expect(node.output()).toContain(`"pid":${replacement},"method":"PUT"`);
+      });
+      expect(answers).toEqual(answers.map((_, i) => [201, `/1/pub/after-${i}.txt`]));
     } finally {
       await node.stop();
     }

@@ -5,6 +5,7 @@ import { CONFIG_KEYS, type Config, type ConfigSources, loadConfig, strayVariable
 import { lockDataFolder } from "../process/data-folder-lock.ts";
 import { type NodeLogger, createLogger } from "../process/logger.ts";
 import { type RunningNode, startNode } from "../process/start-node.ts";
+import { CONFIG_AT_FORK } from "../process/messages.ts";
 import { notifySystemd } from "../process/systemd-notify.ts";
 
 export const CONFIG_OPTION = {
@@ -65,7 +66,8 @@ export const serveCommand: Command = {
     }
 
     const sources = { file: configFileOf(options), flags: configFlags };
-    const config = await loadConfig(sources);
+    const forked = process.env[CONFIG_AT_FORK];
+    const config: Config = cluster.isPrimary || forked === undefined ? await loadConfig(sources) : JSON.parse(forked);
     // Serving processes run this command too, once the primary has checked.
     if (cluster.isPrimary) await checkConfig(config);
     const log = createLogger(config.log_level);

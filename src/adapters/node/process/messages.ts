@@ -4,6 +4,12 @@ import type { OwnFiles } from "../replication/start-replication.ts";
 
 /** The node's own-files state when a serving process was forked: it serves before the primary's first message arrives. */
 export const OWN_FILES_AT_FORK = "NANOCDN_INTERNAL_OWN_FILES";
+/**
+ * The configuration the primary checked and runs with, as JSON: a serving
+ * process started later, to replace one that died, must not read the file
+ * as it is by then (an edit meant for the next restart, or a broken one).
+ */
+export const CONFIG_AT_FORK = "NANOCDN_INTERNAL_CONFIG";
 
 /** Messages between the primary (which owns the node-wide services) and its serving processes. */
 export type ToWorker =

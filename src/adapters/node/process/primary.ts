@@ -2,7 +2,7 @@ import cluster, { type Worker } from "node:cluster";
 import type { Config } from "../cli/config.ts";
 import { startBackgroundServices } from "./background-services.ts";
 import type { NodeLogger } from "./logger.ts";
-import { OWN_FILES_AT_FORK, Questions, type ToPrimary, type ToWorker } from "./messages.ts";
+import { CONFIG_AT_FORK, OWN_FILES_AT_FORK, Questions, type ToPrimary, type ToWorker } from "./messages.ts";
 import type { RunningNode } from "./start-node.ts";
 import { ProcessReports } from "../metrics/process-reports.ts";
 import { aggregatedExposition, type MetricsJson } from "../metrics/registry.ts";
@@ -78,7 +78,7 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
   let pauseMs = 0;
   const fork = () => {
     const startedAt = Date.now();
-    const worker = cluster.fork({ [OWN_FILES_AT_FORK]: services.ownFiles() });
+    const worker = cluster.fork({ [OWN_FILES_AT_FORK]: services.ownFiles(), [CONFIG_AT_FORK]: JSON.stringify(config) });
     reports.started(worker.id);
     worker.on("error", (error) => log.warn({ worker: worker.process.pid, err: error }, "serving process channel failed"));
     worker.on("message", (message: ToPrimary) => {

@@ -143,7 +143,8 @@ export async function startReplication(
     const markerRecord = join(config.data, "state", "owner-marker");
     ensureOwnFiles({ self: config.node, source, markerRecord, targets, rsync, log, keepTrying: () => !stopping }).then(
       (restored) => {
-        if (!restored) return;
+        // A restore that ended as the node stopped: nothing may start now.
+        if (!restored || stopping) return;
         marker = restored;
         replicator.enable({
           pullFrom: restored.pullFrom,
