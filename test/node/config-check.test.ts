@@ -118,6 +118,16 @@ describe("a configuration checked before anything is written", () => {
     expect(await readdir(dir)).toEqual(["nanocdn.toml"]);
   });
 
+  it("exits 1, for the service manager to try again, on an address this machine does not have yet", async () => {
+    const dir = await tempDir();
+    await writeFile(join(dir, "nanocdn.toml"), 'listen = "10.255.255.1:18080"\n');
+    const result = await runCli(["serve", "--config", "nanocdn.toml"], { cwd: dir });
+    expect([result.code, lineAbout(result.stderr, "listen")?.trim()]).toEqual([
+      1,
+      "listen (from nanocdn.toml): no interface of this machine has the address 10.255.255.1 (yet); use one it has, or 0.0.0.0",
+    ]);
+  });
+
   it("refuses an rsync daemon on the port the node listens on, on that address or on every one", async () => {
     const dir = await tempDir();
     await writeFile(join(dir, "nanocdn.toml"), 'listen = "127.0.0.1:18473"\n');

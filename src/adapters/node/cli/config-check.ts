@@ -231,12 +231,27 @@ async function checkTls(config: Config): Promise<string[]> {
 
 const shownAddress = (address: ListenAddress) => `${address.host.includes(":") ? `[${address.host}]` : address.host}:${address.port}`;
 
+/**
+ * Binding errors that may pass by themselves: an address this machine does
+ * not have yet (a virtual address, an IPv6 address still being checked, a
+ * late DHCP lease) and a name DNS cannot resolve just now. The service
+ * manager starts the node again (exit 1), where a wrong value stops it (2).
+ */
+const MAY_PASS = new Set(["EADDRNOTAVAIL", "EAI_AGAIN"]);
+
 function bindProblem(address: ListenAddress, error: NodeJS.ErrnoException): string {
-  return error.code === "EACCES"
-    ? `port ${address.port} needs root or CAP_NET_BIND_SERVICE; choose a port above 1023 or grant the capability`
-    : error.code === "EADDRNOTAVAIL" || error.code === "ENOTFOUND" || error.code === "EAI_AGAIN"
-      ? `no interface of this machine has the address ${address.host}; use one it has, or 0.0.0.0`
-      : `cannot listen on ${shownAddress(address)} (${error.code ?? error.message})`;
+  switch (error.code) {
+    case "EACCES":
+      return `port ${address.port} needs root or CAP_NET_BIND_SERVICE; choose a port above 1023 or grant the capability`;
+    case "EADDRNOTAVAIL":
+      return `no interface of this machine has the address ${address.host} (yet); use one it has, or 0.0.0.0`;
+    case "ENOTFOUND":
+      return `the name ${address.host} does not resolve; use an address, or a name this machine resolves`;
+    case "EAI_AGAIN":
+      return `the name ${address.host} cannot be resolved now (DNS did not answer); check the resolver, or use an address`;
+    default:
+      return `cannot listen on ${shownAddress(address)} (${error.code ?? error.message})`;
+  }
 }
 
 const PROBE_TIMEOUT_MS = 2000;
@@ -288,15 +303,16 @@ export interface CheckOptions {
 async function checkListens(
   config: Config,
   { nodeMayRun = false, lowPortsGranted = false }: CheckOptions,
-): Promise<{ problems: string[]; notes: string[]; held: number }> {
+): Promise<{ problems: string[]; notes: string[]; passing: number }> {
   const [http, rsyncd] = await Promise.all([bindError(config.listen), config.rsyncd_listen && bindError(config.rsyncd_listen)]);
   const problems: string[] = [];
   const notes: string[] = [];
   let running = false;
-  let held = 0;
+  /** Problems that may pass by themselves: ports held, addresses not up yet. */
+  let passing = 0;
   const inUse = (key: "listen" | "rsyncd_listen", address: ListenAddress, holder: string | undefined) => {
     const shown = shownAddress(address);
-    if (holder !== config.node || !nodeMayRun) held++;
+    if (holder !== config.node || !nodeMayRun) passing++;
     if (holder === undefined) problems.push(about(config, key, `${shown} is in use by another process; stop it or choose another port`));
     else if (holder !== config.node) {
       problems.push(about(config, key, `${shown} is in use by nanocdn node '${holder}', not this node '${config.node}'; stop it or choose another port`));
@@ -306,7 +322,10 @@ async function checkListens(
   function cannotBind(key: "listen" | "rsyncd_listen", address: ListenAddress, error: NodeJS.ErrnoException) {
     if (error.code === "EACCES" && lowPortsGranted) {
       notes.push(about(config, key, `port ${address.port} needs CAP_NET_BIND_SERVICE, which the packaged unit grants and this check does not have`));
-    } else problems.push(about(config, key, bindProblem(address, error)));
+    } else {
+      if (MAY_PASS.has(error.code ?? "")) passing++;
+      problems.push(about(config, key, bindProblem(address, error)));
+    }
   }
   if (http?.code === "EADDRINUSE") {
     const holder = await nodeAnswering(config.listen);
@@ -322,7 +341,7 @@ async function checkListens(
   } else if (rsyncd?.code === "EADDRINUSE") {
     if (holder !== "nobody") inUse("rsyncd_listen", config.rsyncd_listen!, running ? config.node : undefined);
   } else if (rsyncd) cannotBind("rsyncd_listen", config.rsyncd_listen!, rsyncd);
-  return { problems, notes, held };
+  return { problems, notes, passing };
 }
 
 /**
@@ -343,6 +362,6 @@ export async function checkConfig(config: Config, options: CheckOptions = {}): P
     checkTls(config),
   ]);
   const problems = [...others.flat(), ...listens.problems];
-  if (problems.length > 0) throw new ConfigError(problems, listens.held === problems.length);
+  if (problems.length > 0) throw new ConfigError(problems, listens.passing === problems.length);
   return listens.notes;
 }

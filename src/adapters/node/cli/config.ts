@@ -252,10 +252,13 @@ export type ConfigKey = keyof z.input<typeof configSchema>;
 export const CONFIG_KEYS = Object.keys(configSchema.shape) as ConfigKey[];
 
 export class ConfigError extends Error {
-  /** `portsHeld`: every problem is a port another process holds, which it may let go (a service manager tries again). */
+  /**
+   * `mayPass`: every problem may pass by itself (a port another process
+   * holds, an address or a name not up yet): a service manager tries again.
+   */
   constructor(
     readonly problems: string[],
-    readonly portsHeld = false,
+    readonly mayPass = false,
   ) {
     super(`invalid configuration:\n  ${problems.join("\n  ")}`);
     this.name = "ConfigError";

@@ -95,7 +95,7 @@ main(process.argv.slice(2)).then(
     if (error instanceof ConfigError || error instanceof WrongUserError) {
       process.stderr.write(`nanocdn: ${error.message}\n`);
       // A port another process holds may be free on the next try: not the status a service manager gives up on.
-      process.exit(error instanceof ConfigError && error.portsHeld ? 1 : 2);
+      process.exit(error instanceof ConfigError && error.mayPass ? 1 : 2);
     }
     const message = error instanceof Error ? error.message : String(error);
     process.stderr.write(`nanocdn: ${message}\n`);
