@@ -1,5 +1,7 @@
 import { execFile, execFileSync, spawn } from "node:child_process";
 import { chmod, chown, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -245,6 +247,34 @@ const ownAddress = Object.values(networkInterfaces())
   .find((address) => address?.family === "IPv4" && !address.internal)?.address;
 
 describe("nanocdn status", () => {
+  it("counts a peer whose URL answers as another node as down, and says which", async () => {
+    const dir = await tempDir();
+    await writeFile(join(dir, "secret"), "the secret the nodes share\n");
+    // Node 3 where node 2's URL points: the peers' URLs swapped, say.
+    const other = createServer((_, response) => void response.writeHead(200, { "Content-Type": "application/json" }).end('{"status":"ok","node":"3"}'));
+    await new Promise<void>((resolve) => other.listen(0, "127.0.0.1", resolve));
+    const node = await startNodeProcess({
+      dir,
+      config: { peers: [{ id: "2", url: `http://127.0.0.1:${(other.address() as AddressInfo).port}` }], cluster_secret_file: join(dir, "secret") },
+      waitFor: "listening",
+    });
+    try {
+      const reason = "this URL answers as node 3, not 2: check the peer's url in the configuration";
+      await eventually(async () => {
+        const status = (await (await fetch(`${node.url}/status`, { headers: { Authorization: basic() } })).json()) as {
+          peers: { id: string; up: boolean; lastError?: string }[];
+        };
+        expect(status.peers).toEqual([expect.objectContaining({ id: "2", up: false, lastError: expect.stringContaining(reason) })]);
+      }, 15_000);
+      const shown = await runCli(["status", "--config", node.configFile, "--user", USER], { env: { NANOCDN_PASSWORD: PASSWORD } });
+      expect(shown.stdout).toMatch(/^2 +DOWN/m);
+      expect(shown.code).toBe(1);
+    } finally {
+      await node.stop();
+      other.close();
+    }
+  });
+
   it("says the node refused the credentials or the signature, not that it is down", async () => {
     const dir = await tempDir();
     await writeFile(join(dir, "secret"), "the secret the nodes share\n");

@@ -155,7 +155,12 @@ async function clusterStatus(file: string | undefined, flags: Record<string, str
             await response.body.dump();
             return { node: id, error: `GET /status answered ${response.statusCode}` };
           }
-          return { node: id, facts: (await response.body.json()) as NodeFacts };
+          const facts = (await response.body.json()) as NodeFacts & { node?: unknown };
+          // Another node at this URL (peers' URLs swapped): its facts are not this one's.
+          if (typeof facts.node === "string" && facts.node !== id) {
+            return { node: id, error: `${url} answers as node ${facts.node}: check node ${id}'s url in the configuration` };
+          }
+          return { node: id, facts };
         } catch (error) {
           const { code, message } = error as { code?: string; message: string };
           return { node: id, error: code === undefined ? message : failureReason(code, ANSWER_TIMEOUT_MS) };

@@ -142,7 +142,12 @@ export class HttpPeers implements Peers {
     return code === "UND_ERR_CONNECT_TIMEOUT" ? this.#options.connectTimeoutMs : headersTimeoutMs;
   }
 
-  /** GET /check/ of one peer: resolves when it answers 200 within the time-out, else throws. */
+  /**
+   * GET /check/ of one peer: resolves when it answers 200 within the
+   * time-out, as that peer: the node id its answer names must be `id`
+   * (peers' URLs swapped in the configuration would have this node send
+   * another node's reads, deletes and owner questions to the wrong one).
+   */
   async probe(id: string, timeoutMs: number): Promise<void> {
     const answer = await this.#pools.get(id)!.request({
       method: "GET",
@@ -151,8 +156,10 @@ export class HttpPeers implements Peers {
       headersTimeout: timeoutMs,
       bodyTimeout: timeoutMs,
     });
-    await answer.body.dump();
+    const text = await answer.body.text();
     if (answer.statusCode !== 200) throw new Error(`/check/ answered ${answer.statusCode}`);
+    const named = nodeNamedIn(text);
+    if (named !== undefined && named !== id) throw new Error(`this URL answers as node ${named}, not ${id}: check the peer's url in the configuration`);
   }
 
   async close(): Promise<void> {
@@ -183,5 +190,15 @@ export class HttpPeers implements Peers {
     return () => {
       stopped = true;
     };
+  }
+}
+
+/** The node id a /check/ answer names, if it is one (`{"status":…,"node":"2"}`). */
+function nodeNamedIn(text: string): string | undefined {
+  try {
+    const node = (JSON.parse(text) as { node?: unknown } | null)?.node;
+    return typeof node === "string" ? node : undefined;
+  } catch {
+    return undefined;
   }
 }
