@@ -48,7 +48,7 @@ export interface AppOptions {
   accessLog?: boolean;
   cluster?: PeeringOptions;
   /** False while the local store fails its probe: uploads then go to a peer. */
-  localHealthy?(): boolean;
+  localHealthy?(): boolean | Promise<boolean>;
   /**
    * False while this node restores its own files from the replicas: until
    * then it cannot say 404 for its own names, nor delete them.
@@ -80,7 +80,7 @@ export interface Settings {
   cacheControl: { pub: string; priv: string };
   log: Logger;
   cluster: PeeringOptions | undefined;
-  localHealthy(): boolean;
+  localHealthy(): boolean | Promise<boolean>;
   ownFilesComplete(): boolean;
   check(): Promise<void>;
   onChange(change: Change): Promise<number | undefined> | undefined;

@@ -70,7 +70,7 @@ export async function uploadHandler(
   }
   const deleteAt = requestedDeleteAt(request.headers);
   const mayForward = settings.cluster !== undefined && principal.kind !== "node";
-  if (!settings.localHealthy()) {
+  if (!(await settings.localHealthy())) {
     if (mayForward) return forwardUpload(settings, context, deleteAt);
     // An upload a peer passed on is never passed on again (the loop guard).
     throw new StoreUnavailableError("this node's store cannot take uploads now");

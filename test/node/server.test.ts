@@ -179,7 +179,8 @@ describe("Node server", () => {
   });
 
   it("fails /check/ with the reason while the disk cannot be written, and recovers", async () => {
-    const node = await startNodeProcess();
+    // Probes on the interval seldom: what a request asks decides.
+    const node = await startNodeProcess({ config: { health_interval_ms: 60_000 } });
     try {
       const tmp = join(node.data, "tmp");
       await rm(tmp, { recursive: true });
@@ -202,7 +203,11 @@ describe("Node server", () => {
       expect(upload.headers.get("Retry-After")).not.toBeNull();
       await rm(tmp);
       await rename(await mkdtemp(join(node.data, "t")), tmp);
-      await eventually(async () => expect((await fetch(`${node.url}/check/`)).status).toBe(200));
+      // Repaired: the next upload finds it so (its store is probed again), not the interval's next probe.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const after = await fetch(`${node.url}/upload/pub/x.txt`, { method: "PUT", body: "x", headers: auth });
+      expect(after.status).toBe(201);
+      expect((await fetch(`${node.url}/check/`)).status).toBe(200);
     } finally {
       await node.stop();
     }
