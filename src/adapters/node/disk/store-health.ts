@@ -12,6 +12,9 @@ const FRESH_MS = 250;
 export class StoreHealth {
   #healthy = true;
   #last: { at: number; outcome: Promise<void> } | undefined;
+  /** Probes started, and the latest whose verdict stands: one that ends after a later one (its disk calls queued behind others) is too old to count. */
+  #started = 0;
+  #decided = 0;
 
   constructor(
     private readonly store: BlobStore,
@@ -26,10 +29,16 @@ export class StoreHealth {
   check(): Promise<void> {
     const now = Date.now();
     if (this.#last && now - this.#last.at < FRESH_MS) return this.#last.outcome;
+    const probe = ++this.#started;
+    const decide = (healthy: boolean, error?: unknown) => {
+      if (probe < this.#decided) return;
+      this.#decided = probe;
+      this.#set(healthy, error);
+    };
     const outcome = this.store.probe().then(
-      () => this.#set(true),
+      () => decide(true),
       (error: unknown) => {
-        this.#set(false, error);
+        decide(false, error);
         throw error;
       },
     );
