@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { createServer } from "node:http";
+import { createServer, type RequestListener } from "node:http";
 import type { AddressInfo } from "node:net";
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -336,10 +336,28 @@ describe("the edge in front of origin nodes", () => {
   });
 });
 
+/** The edge in front of one stand-in origin, node 1, which `handle` answers; both are closed after `use`. */
+async function withOrigin(handle: RequestListener, bindings: Record<string, string>, use: (edge: RunningEdge) => Promise<void>): Promise<void> {
+  const origin = createServer(handle);
+  await new Promise<void>((resolve) => origin.listen(0, "127.0.0.1", resolve));
+  const edge = await startEdge({
+    ORIGINS: `1=http://127.0.0.1:${(origin.address() as AddressInfo).port}`,
+    CLUSTER_SECRET,
+    HTPASSWD: bcryptLine(USER, PASSWORD),
+    ...bindings,
+  });
+  try {
+    await use(edge);
+  } finally {
+    await edge.close();
+    origin.close();
+  }
+}
+
 describe("the edge and an origin that records what it gets", () => {
   it("passes an upload on with its Content-Length, not chunked", async () => {
     const received: { length?: string; chunked?: string; body?: string } = {};
-    const origin = createServer((request, response) => {
+    const record: RequestListener = (request, response) => {
       if (request.url === "/check/") return void response.end('{"status":"ok"}');
       const chunks: Buffer[] = [];
       request.on("data", (chunk: Buffer) => chunks.push(chunk));
@@ -351,50 +369,31 @@ describe("the edge and an origin that records what it gets", () => {
         });
         response.writeHead(201, { Location: "/1/pub/sized.txt" }).end();
       });
-    });
-    await new Promise<void>((resolve) => origin.listen(0, "127.0.0.1", resolve));
-    const edge = await startEdge({
-      ORIGINS: `1=http://127.0.0.1:${(origin.address() as AddressInfo).port}`,
-      CLUSTER_SECRET,
-      HTPASSWD: bcryptLine(USER, PASSWORD),
-    });
-    try {
+    };
+    await withOrigin(record, {}, async (edge) => {
       const upload = await fetch(`${edge.url}/upload/pub/sized.txt`, { method: "PUT", body: "twelve bytes", headers: auth });
       expect(upload.status).toBe(201);
       expect(received).toEqual({ length: "12", chunked: undefined, body: "twelve bytes" });
-    } finally {
-      await edge.close();
-      origin.close();
-    }
+    });
   });
 });
 
 describe("the edge and an origin that takes a delete but answers late", () => {
   it("says the outcome is unknown (500), never 'not done'", async () => {
     let deleted = false;
-    const origin = createServer((request, response) => {
+    const late: RequestListener = (request, response) => {
       if (request.url === "/check/") return void response.end('{"status":"ok"}');
       if (request.method !== "DELETE") return void response.writeHead(404).end();
       setTimeout(() => {
         deleted = true;
         response.writeHead(204).end();
       }, 2000);
-    });
-    await new Promise<void>((resolve) => origin.listen(0, "127.0.0.1", resolve));
-    const edge = await startEdge({
-      ORIGINS: `1=http://127.0.0.1:${(origin.address() as AddressInfo).port}`,
-      CLUSTER_SECRET,
-      HTPASSWD: bcryptLine(USER, PASSWORD),
-      ORIGIN_TIMEOUT_MS: "500",
-    });
-    try {
+    };
+    await withOrigin(late, { ORIGIN_TIMEOUT_MS: "500" }, async (edge) => {
       const answer = await fetch(`${edge.url}/1/pub/late.txt`, { method: "DELETE", headers: auth });
       expect([answer.status, ((await answer.json()) as { error: string }).error]).toEqual([500, "outcome_unknown"]);
       await eventually(async () => expect(deleted).toBe(true));
-    } finally {
-      await edge.close();
-      origin.close();
-    }
+    });
   });
 });
 
@@ -402,7 +401,7 @@ describe("the edge and an origin that deletes a file while the edge's cache take
   it("asks the origins again after a fill that took longer than the purge waits, and drops a file they no longer have", async () => {
     let deleted = false;
     let gets = 0;
-    const origin = createServer((request, response) => {
+    const slow: RequestListener = (request, response) => {
       if (request.url === "/check/") return void response.end('{"status":"ok","node":"1"}');
       if (deleted) return void response.writeHead(404, { "Content-Type": "application/json" }).end('{"error":"not_found","message":"no file"}');
       gets++;
@@ -421,14 +420,8 @@ describe("the edge and an origin that deletes a file while the edge's cache take
         deleted = true;
         response.end("-last");
       }, 2500);
-    });
-    await new Promise<void>((resolve) => origin.listen(0, "127.0.0.1", resolve));
-    const edge = await startEdge({
-      ORIGINS: `1=http://127.0.0.1:${(origin.address() as AddressInfo).port}`,
-      CLUSTER_SECRET,
-      HTPASSWD: bcryptLine(USER, PASSWORD),
-    });
-    try {
+    };
+    await withOrigin(slow, {}, async (edge) => {
       const miss = await fetch(`${edge.url}/1/pub/slow.txt`);
       expect([miss.headers.get("X-Nanocdn-Cache"), await miss.text()]).toEqual(["MISS", "first-last"]);
       // Stored, then dropped once the origin said 404: the next read asks the origin, which has no file.
@@ -438,9 +431,6 @@ describe("the edge and an origin that deletes a file while the edge's cache take
         expect([again.status, again.headers.get("X-Nanocdn-Cache")]).toEqual([404, "MISS"]);
       });
       expect(gets).toBe(1);
-    } finally {
-      await edge.close();
-      origin.close();
-    }
+    });
   });
 });
