@@ -53,7 +53,11 @@ describe("bit rot", () => {
     const read = await fetch(`${c.url("1")}/${rotted}`);
     expect(await read.text()).toBe("rotted here");
     expect(read.headers.get("Repr-Digest")).toBe(`sha-256=:${sha256("rotted here")}:`);
-    expect(JSON.parse(await readFile(file("1", "1/meta/pub/by-hand.txt"), "utf8"))).toEqual({ digest: sha256("imported") });
+    expect(JSON.parse(await readFile(file("1", "1/meta/pub/by-hand.txt"), "utf8"))).toEqual({
+      digest: sha256("imported"),
+      size: 8,
+      mtimeNs: expect.any(String),
+    });
 
     // Node 2's scrub finds its copy of the lost file damaged too, and says so.
     const metricsOf2 = async () => (await fetch(`${c.url("2")}/metrics`, { headers: auth })).text();
@@ -124,8 +128,12 @@ describe("bit rot", () => {
     const verified = await runCli(["verify", "--config", c.nodes["1"]!.configFile]);
     expect(verified.code, verified.stdout + verified.stderr).toBe(0);
     expect(verified.stdout).toContain("2 files: 0 good, 2 digests recorded");
-    expect(JSON.parse(await readFile(sidecar("later.txt"), "utf8"))).toEqual({ digest: sha256("later.txt"), deleteAt: later });
-    expect(JSON.parse(await readFile(sidecar("soon.txt"), "utf8"))).toEqual({ digest: sha256("soon.txt"), deleteAt: soon });
+    for (const [name, deleteAt] of [
+      ["later.txt", later],
+      ["soon.txt", soon],
+    ] as const) {
+      expect(JSON.parse(await readFile(sidecar(name), "utf8"))).toEqual({ digest: sha256(name), deleteAt, size: name.length, mtimeNs: expect.any(String) });
+    }
     expect((await fetch(`${c.url("1")}/1/pub/later.txt`, { method: "HEAD" })).headers.get("X-Delete-At")).toBe(String(later));
     expect(await entries()).toEqual(listed);
     // Listed again, the expired one goes at the sweeper's next look, on both nodes.

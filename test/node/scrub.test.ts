@@ -36,6 +36,16 @@ describe("the scrub on one node's disk (no peers to repair from)", () => {
     expect(report.unrepaired.sort()).toEqual(["1/pub/.env.backup", "1/pub/env.backup"]);
   });
 
+  it("leaves a file whose metadata is a replacement's, come ahead of its bytes, for a later run", async () => {
+    await store.create("1/pub/swapped.txt", new Blob(["old bytes"]).stream());
+    const sidecar = join(root, "files", "1", "meta", "pub", "swapped.txt");
+    const replacement = { ...(await readSidecar(sidecar)), digest: `${"n".repeat(43)}=`, size: 10, mtimeNs: "1" };
+    await rm(sidecar);
+    await writeFile(sidecar, JSON.stringify(replacement));
+    expect(await scrub(options())).toMatchObject({ files: 0, unrepaired: [], recorded: 0 });
+    expect(await readSidecar(sidecar)).toEqual(replacement);
+  });
+
   it("writes anew metadata it cannot read, and counts only what it wrote", async () => {
     await store.create("1/pub/a.txt", new Blob(["kept"]).stream());
     const sidecar = join(root, "files", "1", "meta", "pub", "a.txt");

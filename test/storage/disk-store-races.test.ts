@@ -175,7 +175,7 @@ describe("DiskStore races, each forced at its window", () => {
       }
       firstSidecarLinked = true;
       // Its metadata was written two minutes ago, before a long fsync.
-      const temps = await readdir(join(root!, "tmp"));
+      const temps = (await readdir(join(root!, "tmp"))).filter((temp) => temp.endsWith(".meta"));
       const old = new Date(Date.now() - 120_000);
       for (const temp of temps) await utimes(join(root!, "tmp", temp), old, old);
     };

@@ -120,6 +120,21 @@ describe("DiskStore on its own", () => {
     }
   });
 
+  it("takes no metadata written for another file: a replacement's, come ahead of its bytes", async () => {
+    await withStore({ fsync: false }, async (store, root) => {
+      const old = await store.create("1/pub/swapped.txt", new Blob(["old bytes"]).stream());
+      expect(old.digest).toBeDefined();
+      // What a push of a deleted and re-uploaded name leaves for a moment: the new metadata beside the old file.
+      const sidecar = join(root, "files", "1", "meta", "pub", "swapped.txt");
+      await rm(sidecar);
+      await writeFile(sidecar, encodeSidecar({ digest: `${"n".repeat(43)}=`, deleteAt: 4_000_000_000, size: 10, mtimeNs: "1" }));
+      const handle = (await store.open("1/pub/swapped.txt"))!;
+      expect(await new Response(await handle.body()).text()).toBe("old bytes");
+      expect([handle.meta.digest, handle.meta.deleteAt, handle.meta.etag === old.etag]).toEqual([undefined, undefined, false]);
+      expect((await store.head("1/pub/swapped.txt"))?.digest).toBeUndefined();
+    });
+  });
+
   it("refuses a name below an existing file as a conflict, not a store failure", async () => {
     await withStore({}, async (store) => {
       await store.create("1/pub/a", new Blob(["file"]).stream());

@@ -10,7 +10,7 @@ import { ConflictError, InsufficientStorageError, NameBlockedError, NanoCdnError
 import { checkKey } from "../../../storage/key.ts";
 import type { Logger } from "../../../handlers/logger.ts";
 import { FolderSyncs } from "./folder-sync.ts";
-import { encodeSidecar, readSidecar, type Sidecar, sidecarSegments } from "./sidecar.ts";
+import { describes, encodeSidecar, readSidecar, type Sidecar, sidecarSegments } from "./sidecar.ts";
 
 export interface DiskStoreOptions {
   /** The data folder: blobs live in `<root>/files`, uploads in progress in `<root>/tmp`. */
@@ -82,8 +82,10 @@ function etagOf(stats: BigIntStats): string {
   return `"${stats.size.toString(16)}-${stats.mtimeNs.toString(16)}"`;
 }
 
-function metaOf(stats: BigIntStats, sidecar: Sidecar | undefined): BlobMeta {
+function metaOf(stats: BigIntStats, found: Sidecar | undefined): BlobMeta {
   const meta: BlobMeta = { size: Number(stats.size), lastModified: new Date(Number(stats.mtimeMs)), etag: etagOf(stats) };
+  // Metadata of another file (a replacement's, come ahead of its bytes) says nothing of this one.
+  const sidecar = found && describes(found, stats) ? found : undefined;
   if (sidecar?.digest !== undefined) {
     meta.digest = sidecar.digest;
     meta.etag = contentEtag(sidecar.digest);
@@ -431,15 +433,18 @@ export class DiskStore implements BlobStore {
           await writeAll(fd, chunk, size);
           size += chunk.byteLength;
         }
+        // The inode the link will name, written whole: its metadata now (its
+        // size and mtime go into its sidecar), so nothing can fail after the link.
+        stats = fstatSync(fd, { bigint: true });
         sidecar.digest = hash.digest("base64");
         if (options?.deleteAt !== undefined) sidecar.deleteAt = options.deleteAt;
+        sidecar.size = Number(stats.size);
+        sidecar.mtimeNs = stats.mtimeNs.toString();
         if (sidecarTarget) {
           sidecarFd = await openFd(sidecarTemp, NEW_FILE, FILE_MODE);
           await writeAll(sidecarFd, Buffer.from(encodeSidecar(sidecar)), 0);
         }
         if (this.#fsync) await Promise.all([fsyncFd(fd), sidecarFd !== undefined && fsyncFd(sidecarFd)]);
-        // The inode the link will name: its metadata now, so nothing can fail after the link.
-        stats = fstatSync(fd, { bigint: true });
       } finally {
         closeSync(fd);
         if (sidecarFd !== undefined) closeSync(sidecarFd);

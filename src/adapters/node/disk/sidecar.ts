@@ -12,6 +12,20 @@ export const META_DIR = "meta";
 export interface Sidecar {
   digest?: string;
   deleteAt?: number;
+  /**
+   * The file it was written for: its size and nanosecond mtime (a decimal
+   * string), which replication keeps. Metadata that names another file is
+   * not this file's: a replica may get a re-uploaded name's new metadata
+   * before its new bytes (rsync sends `meta/` first), and must not serve the
+   * old bytes under the new digest and ETag meanwhile.
+   */
+  size?: number;
+  mtimeNs?: string;
+}
+
+/** Whether `sidecar` belongs to the file with these stats; metadata that names no file (older versions, the scrub's for files copied in by hand before) belongs to any. */
+export function describes(sidecar: Sidecar, file: { size: bigint; mtimeNs: bigint }): boolean {
+  return sidecar.mtimeNs === undefined || (sidecar.mtimeNs === file.mtimeNs.toString() && sidecar.size === Number(file.size));
 }
 
 /** The sidecar's key segments for a blob's, or undefined for a key too short to have a namespace. */
@@ -52,9 +66,10 @@ export async function readSidecar(path: string): Promise<Sidecar | undefined> {
     return undefined;
   }
   if (typeof parsed !== "object" || parsed === null) return undefined;
-  const { digest, deleteAt } = parsed as Record<string, unknown>;
+  const { digest, deleteAt, size, mtimeNs } = parsed as Record<string, unknown>;
   return {
     ...(isDigest(digest) && { digest }),
     ...(Number.isSafeInteger(deleteAt) && { deleteAt: deleteAt as number }),
+    ...(Number.isSafeInteger(size) && typeof mtimeNs === "string" && /^\d{1,30}$/.test(mtimeNs) && { size: size as number, mtimeNs }),
   };
 }

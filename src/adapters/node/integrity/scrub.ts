@@ -12,7 +12,7 @@ import { DELETE_AT_HEADER, expiredAnswer } from "../../../handlers/expiry.ts";
 import { reprDigest } from "../../../storage/digest.ts";
 import { sameFile } from "../disk/disk-store.ts";
 import { fsyncFolder } from "../disk/folder-sync.ts";
-import { encodeSidecar, readSidecar, sidecarSegments } from "../disk/sidecar.ts";
+import { describes, encodeSidecar, readSidecar, type Sidecar, sidecarSegments } from "../disk/sidecar.ts";
 import type { ExpiryIndex } from "../expiry/expiry-index.ts";
 
 const NAMESPACES = ["pub", "priv"] as const;
@@ -159,12 +159,15 @@ export async function scrub(options: ScrubOptions): Promise<ScrubReport> {
     // Opening and stat-ing cost too: many small files are paced as well.
     await throttle(PER_FILE_BYTES);
     if (!seen || actual === undefined) continue; // deleted meanwhile
+    // Metadata of a replacement whose bytes have not arrived yet (rsync sends metadata first): checked once they have.
+    if (recorded && !describes(recorded, seen)) continue;
     report.files++;
     if (recorded?.digest === undefined) {
       // Metadata that is there but cannot be read may have held an expiry: a peer's copy of the same content tells it.
       const lost = recorded === undefined && (await lstat(sidecarPath).catch(() => undefined)) !== undefined;
       const expiry = lost ? await expiryFromPeers(options, key, actual, Number(seen.mtimeMs)) : undefined;
-      if (await recordDigest(options, key, sidecarPath, { ...recorded, ...expiry, digest: actual }, expiry !== undefined)) {
+      const sidecar = { ...recorded, ...expiry, digest: actual, size: Number(seen.size), mtimeNs: seen.mtimeNs.toString() };
+      if (await recordDigest(options, key, sidecarPath, sidecar, expiry !== undefined)) {
         report.recorded++;
         const own = options.ownExpiries;
         if (expiry?.deleteAt !== undefined && own && key.startsWith(`${own.node}/`)) await own.index.record(key, expiry.deleteAt);
@@ -203,7 +206,7 @@ async function recordDigest(
   options: ScrubOptions,
   key: string,
   sidecarPath: string,
-  sidecar: { digest: string; deleteAt?: number },
+  sidecar: Sidecar & { digest: string },
   expiryKnown: boolean,
 ): Promise<boolean> {
   const temp = join(options.tmpDir, `${randomUUID()}.meta`);
