@@ -313,6 +313,30 @@ describe("Replicator (rsync runner injected)", () => {
     expect(replicator.status()[0]!.stuck).toBeUndefined();
   });
 
+  it("sets apart the files a run left out (exit 23), so that uploads into other folders keep getting their copies", async () => {
+    await startOnePeer({ syncCopies: 2 });
+    // The peer may not write into its pub/locked/ (a permission, an immutable folder): rsync carries the rest.
+    rsync.answer(() => {
+      const run = rsync.runs.at(-1)!;
+      const locked = run.full ? [] : run.paths.filter((path) => path.startsWith("pub/locked/"));
+      if (locked.length === 0) return SUCCEEDED;
+      // As the receiver names them: a path of its own (test/unit/rsync-output.test.ts has its words).
+      return { ok: false, code: 23, message: "some files/attrs were not transferred", refused: locked.map((path) => `/srv/replicas/1/${path}`) };
+    });
+    const copies: Record<string, number | undefined> = {};
+    for (const name of ["locked/a", "open/b"]) void replicator.changed({ kind: "created", key: `1/pub/${name}.txt` }).then((n) => (copies[name] = n));
+    await vi.advanceTimersByTimeAsync(100);
+    expect(blobsOf(rsync.runs[0])).toEqual(["pub/locked/a.txt", "pub/open/b.txt"]);
+    // The one left out is set apart at once; the other goes again with the next batch, with no back-off.
+    await vi.advanceTimersByTimeAsync(100);
+    expect(blobsOf(rsync.runs[1])).toEqual(["pub/open/b.txt"]);
+    expect(copies).toEqual({ "locked/a": 1, "open/b": 2 });
+    void replicator.changed({ kind: "created", key: "1/pub/open/c.txt" }).then((n) => (copies["open/c"] = n));
+    await vi.advanceTimersByTimeAsync(100);
+    expect(copies["open/c"]).toBe(2);
+    expect(replicator.status()[0]).toMatchObject({ backlog: 1, stuck: ["pub/locked/a.txt"] });
+  });
+
   it("keeps a file listed while it is tried alone, and a newer change of it goes the usual way", async () => {
     start({ targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }], syncCopies: 2 });
     await vi.advanceTimersByTimeAsync(10);

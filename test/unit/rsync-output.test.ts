@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { atLeast, runRsync, unwritableOf } from "../../src/adapters/node/replication/rsync.ts";
+import { atLeast, refusedFilesOf, runRsync, unwritableOf } from "../../src/adapters/node/replication/rsync.ts";
 
 describe("what rsync says", () => {
   it("names the last file the receiver could not write or fsync, as the receiver names it", () => {
@@ -13,6 +13,17 @@ describe("what rsync says", () => {
       unwritableOf('write failed on "pub/one.bin": No space left on device (28)\nfsync failed on "pub/two.bin" (in from-1): Input/output error (5)\n'),
     ).toBe("pub/two.bin");
     expect(unwritableOf("rsync: [sender] read error: Connection reset by peer (104)\n")).toBeUndefined();
+  });
+
+  it("names the files a run left out (exit 23) as the receiver names them, a temporary name as its file's", () => {
+    // rsync 3.5.0, into a folder it may not write into: through a daemon (its temp dir), and beside the file (ssh, a local folder).
+    const stderr = [
+      'rsync: [receiver] rename ".nanocdn-rsync-tmp/y.xVw5er" (in nanocdn) -> "pub/b/y": Operation not permitted (1)',
+      'rsync: [receiver] mkstemp "/srv/replicas/1/pub/c d/.z.txt.bgLyOw" failed: Operation not permitted (1)',
+      'rsync: [receiver] mkstemp "meta/pub/e/.w.Ab12Cd" (in nanocdn) failed: Permission denied (13)',
+      "rsync error: some files/attrs were not transferred (see previous errors) (code 23) at main.c(1394) [sender=3.5.0]",
+    ].join("\n");
+    expect(refusedFilesOf(stderr)).toEqual(["pub/b/y", "/srv/replicas/1/pub/c d/z.txt", "meta/pub/e/w"]);
   });
 
   it("says which signal ended an rsync run, and what it said before", async () => {

@@ -6,7 +6,7 @@ import type { Logger } from "../../../handlers/logger.ts";
 import { META_DIR, sidecarPathInNode } from "../disk/sidecar.ts";
 import { type OwnerMarker, pullFrom, refuseOwnFolder } from "./owner-guard.ts";
 import type { Launch } from "./launcher.ts";
-import { asFolder, baseArgs, FILE_IO_ERROR, RSYNC_TEMP_DIR, type RsyncOptions, type RsyncResult, runRsync, transportOf } from "./rsync.ts";
+import { asFolder, baseArgs, FILE_IO_ERROR, PARTIAL_TRANSFER, RSYNC_TEMP_DIR, type RsyncOptions, type RsyncResult, runRsync, transportOf } from "./rsync.ts";
 
 export interface ReplicationTarget {
   id: string;
@@ -49,9 +49,6 @@ export interface ReplicatorOptions {
    */
   launch?: Launch;
 }
-
-/** rsync's exit status when some of the files it was given could not be carried. */
-const PARTIAL_TRANSFER = 23;
 
 /** The paths, under `folder`, that are regular files there; a few looked at at once. */
 async function filesAmong(folder: string, paths: string[]): Promise<Set<string>> {
@@ -528,12 +525,12 @@ export class Replicator {
     // fails the same batch for good; a full pass carries it. Other partial
     // failures (a permission on the peer) are retried as batches, which cost less.
     if (result.code === PARTIAL_TRANSFER && [...batch.values()].some((p) => p.withFolders)) peer.needsFullPass = true;
-    const apart = await this.#culprit(peer, result, (path) => batch.has(path));
-    // With the file that ended the run set apart, the others go again with the
+    const apart = await this.#culprits(peer, result, (path) => batch.has(path));
+    // With the files that failed the run set apart, the others go again with the
     // next batch (#run schedules it) with no back-off, and uploads waiting for them keep waiting.
-    report(apart === undefined ? batch.values() : [batch.get(apart)!], false);
+    report(apart.length === 0 ? batch.values() : apart.map((path) => batch.get(path)!), false);
     for (const [path, pending] of batch) {
-      if (path === apart) continue;
+      if (apart.includes(path)) continue;
       const newer = peer.pending.get(path);
       const waits = [...(pending.waits ?? []), ...(newer?.waits ?? [])];
       peer.pending.set(path, {
@@ -543,28 +540,51 @@ export class Replicator {
         waits: waits.length > 0 ? waits : undefined,
       });
     }
-    if (apart === undefined) return this.#failed(peer, result);
-    // A newer change of it, queued while the batch ran, goes the usual way: what failed was older.
-    if (!peer.pending.has(apart)) this.#setApart(peer, apart, batch.get(apart)!, reasonOf(apart, result), STUCK_MIN_BACKOFF_MS);
+    if (apart.length === 0) return this.#failed(peer, result);
+    for (const path of apart) {
+      // A newer change of it, queued while the batch ran, goes the usual way: what failed was older.
+      if (!peer.pending.has(path)) this.#setApart(peer, path, batch.get(path)!, reasonOf(path, result), STUCK_MIN_BACKOFF_MS);
+    }
   }
 
   /**
-   * The file a run that ended at a file the peer could not write was
-   * writing: the one the receiver names ("write failed on …" or "fsync
-   * failed on …", a path of its own, so the longest tail of it that
-   * `listed` takes), else the last one rsync started (it may run ahead of
-   * the receiver). None for other failures, or once MAX_STUCK are set apart.
+   * The files a failed run failed on, to set apart. A run that ended at a
+   * file the peer could not write (exit 11): the one the receiver names
+   * ("write failed on …" or "fsync failed on …"), else the last one rsync
+   * started (it may run ahead of the receiver). A run that left some out
+   * (exit 23: a folder there it may not write into): each one the receiver
+   * could not put in place; the others arrived. A name is a path of the
+   * receiver's own, so the longest tail of it that `listed` takes counts.
+   * None for other failures, or once MAX_STUCK are set apart.
    */
-  async #culprit(peer: PeerReplica, result: RsyncResult, listed: (path: string) => boolean | Promise<boolean>): Promise<string | undefined> {
-    if (result.code !== FILE_IO_ERROR || peer.stuck.size >= MAX_STUCK) return undefined;
-    const named = result.unwritable?.split("/").filter((part) => part !== "") ?? [];
-    const candidates = [...named.map((_, i) => named.slice(i).join("/")), ...(result.lastFile === undefined ? [] : [result.lastFile])];
-    for (const candidate of candidates) {
-      // A file's metadata fails with it: the file is what is set apart.
-      const path = candidate.startsWith(`${META_DIR}/`) ? candidate.slice(META_DIR.length + 1) : candidate;
-      if (await listed(path)) return path;
+  async #culprits(peer: PeerReplica, result: RsyncResult, listed: (path: string) => boolean | Promise<boolean>): Promise<string[]> {
+    if (peer.stuck.size >= MAX_STUCK) return [];
+    const tailsOf = (name: string) => {
+      const parts = name.split("/").filter((part) => part !== "");
+      return parts.map((_, i) => parts.slice(i).join("/"));
+    };
+    const firstListed = async (candidates: string[]) => {
+      for (const candidate of candidates) {
+        // A file's metadata fails with it: the file is what is set apart.
+        const path = candidate.startsWith(`${META_DIR}/`) ? candidate.slice(META_DIR.length + 1) : candidate;
+        if (await listed(path)) return path;
+      }
+      return undefined;
+    };
+    if (result.code === FILE_IO_ERROR) {
+      const path = await firstListed([
+        ...(result.unwritable === undefined ? [] : tailsOf(result.unwritable)),
+        ...(result.lastFile === undefined ? [] : [result.lastFile]),
+      ]);
+      return path === undefined ? [] : [path];
     }
-    return undefined;
+    if (result.code !== PARTIAL_TRANSFER) return [];
+    const found = new Set<string>();
+    for (const name of result.refused ?? []) {
+      const path = await firstListed(tailsOf(name));
+      if (path !== undefined) found.add(path);
+    }
+    return [...found].slice(0, MAX_STUCK - peer.stuck.size);
   }
 
   /** Sets `path` apart (or keeps it there), to be tried alone in `backoffMs`. */
@@ -652,12 +672,12 @@ export class Replicator {
     const result = await this.#rsync(peer, halting, ["--delete", ...this.#leftOut(peer)]);
     if (!result.ok) {
       peer.needsFullPass = true;
-      const apart = await this.#culprit(
+      const apart = await this.#culprits(
         peer,
         result,
         async (path) => !peer.stuck.has(path) && (await lstat(join(this.options.source, path)).catch(() => undefined))?.isFile() === true,
       );
-      if (apart === undefined) {
+      if (apart.length === 0) {
         // One that fails again and again (a folder rsync cannot read, a disk
         // that fails to read) must not hold every change up: the batches go
         // while it waits for its next try. It got this far, so the
@@ -667,11 +687,13 @@ export class Replicator {
         return this.#failed(peer, result);
       }
       // The pass goes again after the batch interval (#run schedules it), without
-      // that file; its queued change goes apart with it (the pass read what the disk holds now).
-      const queued = peer.pending.get(apart);
-      peer.pending.delete(apart);
-      if (queued) report([queued], false);
-      this.#setApart(peer, apart, queued ?? { since: Date.now(), change: changesBefore, withFolders: false }, reasonOf(apart, result), STUCK_MIN_BACKOFF_MS);
+      // those files; their queued changes go apart with them (the pass read what the disk holds now).
+      for (const path of apart) {
+        const queued = peer.pending.get(path);
+        peer.pending.delete(path);
+        if (queued) report([queued], false);
+        this.#setApart(peer, path, queued ?? { since: Date.now(), change: changesBefore, withFolders: false }, reasonOf(path, result), STUCK_MIN_BACKOFF_MS);
+      }
       return;
     }
     // Every change made before the pass began is there now. Over ssh the pass

@@ -95,14 +95,31 @@ export interface RsyncResult {
   lastFile?: string;
   /** The file the receiver said it could not write or fsync, as it names it (a path of its own). */
   unwritable?: string;
+  /** The files the receiver says it could not put in place (exit 23), as it names them. */
+  refused?: string[];
 }
 
 /** rsync's exit status when the receiver could not write a file (no space left, a quota, an I/O error): the run ends there. */
 export const FILE_IO_ERROR = 11;
+/** rsync's exit status when some files or attributes were not transferred (a folder on the peer it may not write into, a delete it could not carry); the others were. */
+export const PARTIAL_TRANSFER = 23;
 
 /** The last file the receiver says it could not write or fsync (`write failed on "…" (in module): …`), as it names it. */
 export function unwritableOf(stderr: string): string | undefined {
   return [...stderr.matchAll(/(?:write|fsync) failed on "(.+?)"(?: \(in [^)]*\))?: /g)].at(-1)?.[1];
+}
+
+/**
+ * The files a run that left some out (exit 23) names as not put in place on
+ * the receiving side: the target of a rename that failed, or a temporary
+ * file it could not create beside its file (`.name.XXXXXX`, pushes over
+ * ssh), as the file's own name.
+ */
+export function refusedFilesOf(stderr: string): string[] {
+  const found = new Set<string>();
+  for (const [, target] of stderr.matchAll(/rename "[^"]*"(?: \(in [^)]*\))? -> "(.+?)"(?: \(in [^)]*\))?: /g)) found.add(target!);
+  for (const [, temp] of stderr.matchAll(/mkstemp "(.+?)"(?: \(in [^)]*\))? failed/g)) found.add(temp!.replace(/(^|\/)\.([^/]+)\.[A-Za-z0-9]{6}$/, "$1$2"));
+  return [...found];
 }
 
 /** The last file named in `--out-format=%n` output: not a folder, nor a deletion the receiver reports. */
@@ -261,5 +278,12 @@ export async function runRsync(args: string[], options: RsyncOptions, input?: st
   const { code, killedBy, stdout, stderr, error } = await (options.launch ?? spawnLaunch)("rsync", args, { input, env, signal: options.signal });
   if (error !== undefined) return { ok: false, code: null, message: options.signal?.aborted ? ENDED : `cannot run rsync: ${error}` };
   if (killedBy) return { ok: false, code: null, message: [`rsync was ended by ${killedBy}`, lastLines(stderr)].filter(Boolean).join(": ") };
-  return { ok: code !== null && SUCCESS.has(code), code, message: lastLines(stderr), lastFile: lastFileOf(stdout), unwritable: unwritableOf(stderr) };
+  return {
+    ok: code !== null && SUCCESS.has(code),
+    code,
+    message: lastLines(stderr),
+    lastFile: lastFileOf(stdout),
+    unwritable: unwritableOf(stderr),
+    refused: code === PARTIAL_TRANSFER ? refusedFilesOf(stderr) : undefined,
+  };
 }
