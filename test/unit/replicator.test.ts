@@ -651,6 +651,22 @@ describe("Replicator (rsync runner injected)", () => {
     expect(replicator.status()[0]).toMatchObject({ backlog: 0 });
   });
 
+  it("at a graceful stop pushes what is queued to a peer whose full pass keeps failing, and leaves the pass", async () => {
+    start({ targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
+    // Every full pass fails (a folder rsync cannot read, naming no file to set apart).
+    rsync.answer((_, args) => (args.includes("--delete") ? { ok: false, code: 23, message: "some files/attrs were not transferred" } : SUCCEEDED));
+    await vi.advanceTimersByTimeAsync(10);
+    // The pass is due again when the stop comes, with a delete just answered queued.
+    replicator.fullPass("2");
+    replicator.changed({ kind: "deleted", key: "1/pub/gone.txt" });
+    rsync.runs.length = 0;
+    let drained = false;
+    void replicator.drain(1000).then(() => (drained = true));
+    await vi.advanceTimersByTimeAsync(50);
+    expect(rsync.runs.map((run) => [run.full, blobsOf(run)?.[0]])).toEqual([[false, "pub/gone.txt"]]);
+    expect(drained).toBe(true);
+  });
+
   it("ends a push to a peer that is marked down, and starts the catch-up pass at once when it is back", async () => {
     start({ targets: [{ id: "2", destination: "rsync://peer-2/nanocdn/1" }] });
     await vi.advanceTimersByTimeAsync(10);

@@ -252,6 +252,8 @@ const awaitingRetry = (peer: PeerReplica) => peer.backoffMs > 0 && peer.batches 
 export class Replicator {
   readonly #peers = new Map<string, PeerReplica>();
   #enabled = false;
+  /** A graceful stop is pushing what is queued: batches only. */
+  #draining = false;
   /** The mean time between uploads that wait for copies, recent ones weighing most. */
   #waitGapMs = QUIET_GAP_MS;
   #lastWaitAt = 0;
@@ -409,8 +411,12 @@ export class Replicator {
     // With peerFsync an upload waiting for its copy goes in a batch (which
     // fsyncs) before a full pass (which does not): passes asked for again and
     // again (a flapping peer) would otherwise hold it off.
+    // A graceful stop sends what is queued, and leaves a full pass to the next start.
     const fullPass =
-      peer.needsFullPass && Date.now() >= peer.passRetryAt && !(this.options.peerFsync && [...peer.pending.values()].some((p) => p.waits !== undefined));
+      !this.#draining &&
+      peer.needsFullPass &&
+      Date.now() >= peer.passRetryAt &&
+      !(this.options.peerFsync && [...peer.pending.values()].some((p) => p.waits !== undefined));
     // A full pass waits for the batches under way; the last one to end starts it.
     if (fullPass && (peer.batches > 0 || peer.lone)) return;
     const halting = this.#halting(peer);
@@ -806,16 +812,17 @@ export class Replicator {
    * then reaches the peers now, not at this node's next start: else the
    * peers would go on serving a deleted file while this node is down. A
    * peer whose last push failed gets one more try now, not after its
-   * back-off. A peer due a full pass gets it at this node's next start instead.
+   * back-off. A peer due a full pass (one failing again and again, say)
+   * gets its queued changes as batches now, and the pass at this node's next
+   * start.
    */
   async drain(timeoutMs: number): Promise<void> {
     if (!this.#enabled) return;
+    this.#draining = true;
     const deadline = Date.now() + timeoutMs;
     for (const peer of this.#peers.values()) if (peer.batches === 0 && this.options.isUp(peer.target.id)) peer.backoffMs = 0;
     const unfinished = () =>
-      [...this.#peers.values()].filter(
-        (peer) => this.options.isUp(peer.target.id) && !peer.needsFullPass && peer.backoffMs === 0 && (peer.pending.size > 0 || peer.batches > 0),
-      );
+      [...this.#peers.values()].filter((peer) => this.options.isUp(peer.target.id) && peer.backoffMs === 0 && (peer.pending.size > 0 || peer.batches > 0));
     const backlog = (peers: PeerReplica[]) => Object.fromEntries(peers.map((peer) => [peer.target.id, peer.pending.size + peer.inFlight.size]));
     let peers = unfinished();
     if (peers.length === 0) return;
