@@ -170,6 +170,31 @@ describe("Replicator (rsync runner injected)", () => {
     expect(Date.now() - (rsync.runs[0]?.at ?? 0)).toBeLessThan(1000);
   });
 
+  it("with peerFsync lets one batch of waiting uploads go before a due full pass, then the pass, though uploads keep coming", async () => {
+    await startOnePeer({ peerFsync: true, syncCopies: 2 });
+    const held = holdRuns();
+    replicator.fullPass("2");
+    const names: string[] = [];
+    const copies: Record<string, number | undefined> = {};
+    const uploadOne = () => {
+      const name = `pub/u${names.length}.txt`;
+      names.push(name);
+      void replicator.changed({ kind: "created", key: `1/${name}` }).then((n) => (copies[name] = n));
+    };
+    uploadOne();
+    // An upload comes while each run is under way, for a while; then they stop.
+    for (let i = 0; i < 12; i++) {
+      await vi.advanceTimersByTimeAsync(5);
+      if (i < 6) uploadOne();
+      for (const release of held.splice(0)) release(SUCCEEDED);
+    }
+    expect(rsync.runs.slice(0, 2).map((run) => run.full)).toEqual([false, true]);
+    // Each upload got its copy from a batch, which the peer fsyncs; none from the pass.
+    const fsynced = rsync.runs.filter((run) => !run.full && run.args.includes("--fsync")).flatMap((run) => blobsOf(run) ?? []);
+    expect(fsynced.sort()).toEqual([...names].sort());
+    expect(Object.values(copies)).toEqual(names.map(() => 2));
+  });
+
   it("turns off Nagle's algorithm on its connections to a peer's rsync daemon", async () => {
     // Else each run waits on delayed ACKs (some 40 ms each) where the protocol turns around; the daemon sets it on its side too.
     start();

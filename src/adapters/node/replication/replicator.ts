@@ -203,6 +203,8 @@ class PeerReplica {
   /** A full pass that failed waits until then (and batches go before it), on its own back-off. */
   passRetryAt = 0;
   passBackoffMs = 0;
+  /** A due pass let a batch of waiting uploads go first (with peerFsync): it goes next. */
+  passPutOff = false;
   /** Its replica may hold files this node lost: copy them back before a pass deletes anything there. */
   pullFirst = false;
   /** Batches under way, and the paths they carry: a path is never in two at once, so a delete cannot overtake its upload. */
@@ -408,15 +410,15 @@ export class Replicator {
       report(peer.pending.values(), false);
       return;
     }
-    // With peerFsync an upload waiting for its copy goes in a batch (which
-    // fsyncs) before a full pass (which does not): passes asked for again and
-    // again (a flapping peer) would otherwise hold it off.
     // A graceful stop sends what is queued, and leaves a full pass to the next start.
-    const fullPass =
-      !this.#draining &&
-      peer.needsFullPass &&
-      Date.now() >= peer.passRetryAt &&
-      !(this.options.peerFsync && [...peer.pending.values()].some((p) => p.waits !== undefined));
+    const passDue = !this.#draining && peer.needsFullPass && Date.now() >= peer.passRetryAt;
+    // With peerFsync uploads waiting for their copies go in a batch (which
+    // fsyncs) before a due full pass (which does not), once: passes asked for
+    // again and again (a flapping peer) would otherwise hold them off, and
+    // uploads that keep coming would hold the pass off for good.
+    const uploadsFirst = passDue && this.options.peerFsync === true && !peer.passPutOff && [...peer.pending.values()].some((p) => p.waits !== undefined);
+    const fullPass = passDue && !uploadsFirst;
+    if (passDue) peer.passPutOff = uploadsFirst;
     // A full pass waits for the batches under way; the last one to end starts it.
     if (fullPass && (peer.batches > 0 || peer.lone)) return;
     const halting = this.#halting(peer);
@@ -717,6 +719,8 @@ export class Replicator {
     for (const [path, pending] of carried) {
       // Changed again while the files were looked at: that change is still to go.
       if (resend.has(path) || peer.pending.get(path) !== pending) continue;
+      // An upload waiting for a copy the peer fsyncs goes in a batch after the pass.
+      if (this.options.peerFsync && pending.waits !== undefined) continue;
       oldest = Math.min(oldest, pending.since);
       report([pending], true);
       peer.pending.delete(path);
