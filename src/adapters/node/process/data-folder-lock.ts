@@ -78,6 +78,8 @@ export async function lockDataFolder(data: string, log: Logger): Promise<DataFol
     let failure: NodeJS.ErrnoException;
     try {
       await placeWhole(file, content);
+      // Its own guard, should a start that moved it aside (taking it for a dead one's) have put it back after this one was done with it.
+      await removeHeldGuard(guard, content);
       return {
         release: async () => {
           if ((await readFile(file, "utf8").catch(() => "")) === content) await rm(file, { force: true });
@@ -105,8 +107,11 @@ export async function lockDataFolder(data: string, log: Logger): Promise<DataFol
       try {
         const taker = await holderOf(guard);
         // A start that died taking over left it: moved aside, and removed if it is still that one.
-        if (!taker.alive && taker.text !== undefined) await removeIfStill(guard, taker.text);
-        else await sleep(GUARD_PAUSE_MS);
+        if (!taker.alive && taker.text !== undefined) {
+          const putBack = await removeIfStill(guard, taker.text);
+          // Put back for a start that holds the lock by now, and so needs it no more.
+          if (putBack !== undefined && (await readFile(file, "utf8").catch(() => undefined)) === putBack) await removeHeldGuard(guard, putBack);
+        } else await sleep(GUARD_PAUSE_MS);
       } catch (failure) {
         return unlocked(failure);
       }
@@ -121,6 +126,16 @@ export async function lockDataFolder(data: string, log: Logger): Promise<DataFol
       await rm(guard, { force: true }).catch(() => {});
     }
   }
+}
+
+/**
+ * Removes the takeover guard of the start that holds the lock now (its
+ * `text`). No start can take a live lock over, so no guard matters any
+ * more: a plain look and remove will do, where moving it aside would race
+ * the others' own removal of theirs.
+ */
+async function removeHeldGuard(guard: string, text: string): Promise<void> {
+  if ((await readFile(guard, "utf8").catch(() => undefined)) === text) await rm(guard, { force: true }).catch(() => {});
 }
 
 /** Writes `content` beside `path`, then links it into place (never replacing): nobody ever reads it half-written. EEXIST when `path` is there. */
@@ -138,16 +153,24 @@ async function placeWhole(path: string, content: string): Promise<void> {
 /**
  * Removes `path` if it still holds `text`: moved aside first, so that one put
  * there meanwhile goes back instead (unless yet another took its place in
- * that moment: only after a start died while taking a lock over).
+ * that moment: only after a start died while taking a lock over). Resolves
+ * with what it put back, if it did.
  */
-async function removeIfStill(path: string, text: string): Promise<void> {
+async function removeIfStill(path: string, text: string): Promise<string | undefined> {
   const aside = `${path}.aside.${process.pid}`;
   try {
     await rename(path, aside);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw error;
   }
-  if ((await readFile(aside, "utf8").catch(() => text)) !== text) await link(aside, path).catch(() => {});
+  const found = await readFile(aside, "utf8").catch(() => text);
+  const putBack =
+    found !== text &&
+    (await link(aside, path).then(
+      () => true,
+      () => false,
+    ));
   await rm(aside, { force: true });
+  return putBack ? found : undefined;
 }
