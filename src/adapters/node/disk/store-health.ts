@@ -25,6 +25,16 @@ export class StoreHealth {
     return this.#healthy;
   }
 
+  /**
+   * Whether the store works, as far as an upload must know: a store that
+   * failed its last probe is probed again (at most every FRESH_MS), so one
+   * repaired since takes uploads at once, not at the interval's next probe.
+   */
+  async healthyNow(): Promise<boolean> {
+    if (!this.#healthy) await this.check().catch(() => {});
+    return this.#healthy;
+  }
+
   /** Resolves when the store passes its probe; rejects with the reason otherwise. */
   check(): Promise<void> {
     const now = Date.now();

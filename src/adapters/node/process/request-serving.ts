@@ -82,12 +82,7 @@ export async function startRequestServing(config: Config, log: NodeLogger, state
     accessLog: config.access_log,
     cluster,
     // Until every peer was pulled from, a name of its own may exist there: uploads go to a peer (under its name).
-    // A store that failed its last probe is probed again (at most every 250 ms) before an upload
-    // goes elsewhere: one repaired since takes uploads at once, not at the next interval's probe.
-    localHealthy: async () => {
-      if (!storeHealth.healthy) await storeHealth.check().catch(() => {});
-      return storeHealth.healthy && state.ownFiles() === "complete";
-    },
+    localHealthy: async () => (await storeHealth.healthyNow()) && state.ownFiles() === "complete",
     ownFilesComplete: () => state.ownFiles() === "complete",
     onChange: (change) => state.changed(change),
     check: async () => {
