@@ -83,6 +83,15 @@ export interface ClusterSpec {
 
 export type Transport = "local" | "rsyncd";
 
+/**
+ * The nodes' `workers` for the bench's `--workers` (checked already: "auto" or
+ * a number). The launcher's own default is one serving process; the bench
+ * runs what a user gets unless told otherwise.
+ */
+export function workersSetting(workers: string | undefined): "auto" | number {
+  return workers === undefined || workers === "auto" ? "auto" : Number(workers);
+}
+
 export async function startCluster(spec: ClusterSpec): Promise<BenchCluster> {
   const cluster = await configureCluster(spec);
   try {
@@ -117,9 +126,7 @@ export async function configureCluster(spec: ClusterSpec): Promise<BenchCluster>
     replicate: spec.replicate,
     ...(rsyncd.size > 0 && { rsyncd: (id: string) => `127.0.0.1:${rsyncd.get(id)}` }),
   };
-  // The launcher's own default is one serving process; the bench runs what a user gets unless told otherwise.
-  const workers = spec.workers === undefined ? "auto" : /^\d+$/.test(spec.workers) ? Number(spec.workers) : spec.workers;
-  const configOf = (id: string) => ({ ...localNodeConfig(plan, id), workers, ...spec.config });
+  const configOf = (id: string) => ({ ...localNodeConfig(plan, id), workers: workersSetting(spec.workers), ...spec.config });
 
   const nodes = ids.map((id) => makeNode(id, localNodeDir(dir, id), ports.get(id)!, configOf(id), spec.nodeArgs?.(id) ?? [], spec.runtime));
   const cluster: BenchCluster = {

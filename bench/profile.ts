@@ -1,4 +1,4 @@
-// `npx tsx bench/profile.ts <get|put|owner> [--duration 8] [--workers N] [--top 20]`
+// `npx tsx bench/profile.ts <get|put|replicated-put|owner> [--duration 8] [--workers N] [--top 20]`
 //
 // Where a row of the benchmark is far off, this says why: it runs one load of
 // that row against nanocdn nodes started with `node --cpu-prof`, stops them
@@ -60,7 +60,9 @@ async function main(): Promise<void> {
     allowPositionals: true,
   });
   const scenario = positionals[0] ?? "put";
-  if (!["get", "put", "owner"].includes(scenario)) throw new Error("scenario: get, put or owner");
+  if (!["get", "put", "replicated-put", "owner"].includes(scenario)) throw new Error("scenario: get, put, replicated-put or owner");
+  // replicated-put: two nodes, each upload waiting for its copy on the other (sync_copies = 2), fsync off to see the CPU alone.
+  const put = scenario === "put" || scenario === "replicated-put";
   installExitHandlers((error) => process.stderr.write(`profile failed: ${String(error)}\n`));
   ensureTools((l) => process.stderr.write(`${l}\n`));
   const root = await mkdtemp(join(tmpdir(), "nanobench-profile-"));
@@ -69,25 +71,25 @@ async function main(): Promise<void> {
   const cluster = await startCluster({
     root,
     name: scenario,
-    size: scenario === "owner" ? 2 : 1,
-    replicate: false,
+    size: scenario === "owner" || scenario === "replicated-put" ? 2 : 1,
+    replicate: scenario === "replicated-put",
     credentials,
     workers: values.workers ?? process.env.BENCH_WORKERS,
-    config: scenario === "put" ? { fsync: false } : {},
+    config: put ? { fsync: false } : {},
     nodeArgs: (id) => ["--cpu-prof", `--cpu-prof-dir=${join(profiles, `node${id}`)}`],
   });
   atCleanup(() => cluster.stop());
   const n1 = cluster.node("1");
   const settings = { threads: 2, connections: 64, warmupS: 1, durationS: Number(values.duration), scratch: root };
   let result: Side;
-  if (scenario === "put") {
+  if (put) {
     result = await measure(settings, {
       url: n1.url,
       script: "put.lua",
       headers: { Authorization: credentials.header },
       env: { BENCH_PUT_PREFIX: "/upload/pub/profile", BENCH_BODY_BYTES: "4096" },
       warmupEnv: { BENCH_PUT_PREFIX: "/upload/pub/profile-warmup", BENCH_BODY_BYTES: "4096" },
-      cpuSeconds: () => n1.cpuSeconds(),
+      cpuSeconds: () => cluster.nodes.reduce((s, n) => s + n.cpuSeconds(), 0),
     });
   } else {
     const { location } = await upload(n1, "pub/profile/4k.bin", new Uint8Array(randomBytes(4096)), credentials.header);

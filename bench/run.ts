@@ -59,6 +59,8 @@ const ORDER = [
   "get-4k",
   "get-4k-front",
   "get-4k-nolog",
+  "get-4k-full-cache",
+  "cache-hot-lookup",
   "get-100k",
   "head",
   "get-304",

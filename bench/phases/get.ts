@@ -1,9 +1,12 @@
 // Reads of a file node 1 holds: GET 4 KiB and 100 KiB, HEAD and a 304, on
 // node 1 of a replicating 2-node cluster, against the seed's nginx node 1
-// reached directly; GET 4 KiB through the seed's haproxy front; and the
-// memory of both at rest.
+// reached directly; GET 4 KiB through the seed's haproxy front; GET 4 KiB
+// again once node 1's memory cache is full, as a node serving many files
+// keeps it; and the memory of both at rest.
 
-import { upload } from "../nanocdn.ts";
+import { servingProcessCount } from "../../src/adapters/node/process/start-node.ts";
+import { FILL_NAMES, measureHotLookup } from "../cache-lookup.ts";
+import { upload, workersSetting } from "../nanocdn.ts";
 import { sleep } from "../net.ts";
 import { memoryText } from "../notes.ts";
 import { TARGETS } from "../options.ts";
@@ -68,11 +71,47 @@ export function getPhase(ctx: BenchContext): Promise<Row[]> {
       { url: ref4k, headers: { "If-None-Match": gEtag }, ...reference },
     );
     rows.push(throughputRow("get-304", "GET 304 (If-None-Match: its ETag)", notModified.n, notModified.g));
-    for (const r of [get4k, get100k, head, notModified]) {
+    await fillMemoryCaches(n1.url, ctx.opts.workers);
+    const fullCache = await pair(ctx, "GET 4 KiB, full memory cache", { url: url4k, ...nodeTarget(n1) }, { url: ref4k, ...reference });
+    rows.push(
+      throughputRow("get-4k-full-cache", "GET 4 KiB, node 1's memory cache full (seed: nginx direct)", fullCache.n, fullCache.g, {
+        minRatio: TARGETS.get4kRatio,
+      }),
+    );
+    const lookup = await measureHotLookup();
+    rows.push({
+      id: "cache-hot-lookup",
+      label: "memory cache: one lookup of a hot file, cache full (16,384 entries) / one entry (in-process, no HTTP)",
+      nanocdn: `${Math.round(lookup.fullNs)} ns / ${Math.round(lookup.oneEntryNs)} ns`,
+      reference: "—",
+      ratio: "—",
+      target: "full <= 2x one entry",
+      met: lookup.fullNs <= 2 * lookup.oneEntryNs,
+      data: lookup,
+    });
+    for (const r of [get4k, get100k, head, notModified, fullCache]) {
       if (r.n.memoryMax) ctx.memory.get.push(r.n.memoryMax);
       if (r.g.memoryMax) ctx.memory.referenceGet.push(r.g.memoryMax);
     }
     if (front.memoryMax) ctx.memory.referenceGet.push(front.memoryMax);
     return rows;
   });
+}
+
+/**
+ * Fills the memory cache of each of a node's serving processes, as reads of
+ * many files do: the node remembers each name that held nothing, for a while.
+ * Connections are spread over the processes, so each gets about its share.
+ */
+async function fillMemoryCaches(base: string, workers: string | undefined): Promise<void> {
+  const count = FILL_NAMES * servingProcessCount(workersSetting(workers));
+  let next = 0;
+  const client = async () => {
+    while (next < count) {
+      const response = await fetch(`${base}/1/pub/bench/absent/${next++}.bin`);
+      await response.arrayBuffer();
+      if (response.status !== 404) throw new Error(`a GET of a name never stored answered ${response.status}`);
+    }
+  };
+  await Promise.all(Array.from({ length: 32 }, client));
 }

@@ -120,14 +120,12 @@ export function rangeOf(header: string, size: number): ByteRange | undefined {
   const equals = header.indexOf("=");
   if (equals < 0 || header.slice(0, equals).trim().toLowerCase() !== "bytes") return undefined;
   // A suffix longer than the file asks for all of it (RFC 9110, 14.1.3), where range-parser finds it unsatisfiable.
-  const specs = header
-    .slice(equals + 1)
-    .split(",")
-    .map((spec) => {
-      const suffix = /^\s*-\s*(\d+)\s*$/.exec(spec)?.[1];
-      return suffix !== undefined && Number(suffix) > size ? `-${size}` : spec;
-    });
-  const ranges = parseRange(size, `bytes=${specs.join(",")}`, { combine: true });
+  const specs = header.slice(equals + 1).split(",");
+  const suffixes = specs.map((spec) => /^\s*-\s*(\d+)\s*$/.exec(spec)?.[1]);
+  // Of an empty file, a suffix of some length is the one satisfiable range (14.1.1): it is all of it, nothing.
+  if (size === 0 && suffixes.some((suffix) => suffix !== undefined && Number(suffix) > 0)) return undefined;
+  const asked = specs.map((spec, i) => (suffixes[i] !== undefined && Number(suffixes[i]) > size ? `-${size}` : spec));
+  const ranges = parseRange(size, `bytes=${asked.join(",")}`, { combine: true });
   if (ranges === -1) throw new RangeNotSatisfiableError(size);
   if (ranges === -2 || ranges.type !== "bytes" || ranges.length !== 1) return undefined;
   const { start, end } = ranges[0]!;

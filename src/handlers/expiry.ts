@@ -14,9 +14,12 @@ const LAST_DELETE_AT = 253_402_300_799;
  * When an upload asks its file to be deleted (unix seconds), from
  * `X-Delete-After: <seconds>` or `X-Delete-At: <unix seconds>`, or undefined
  * for a file that stays. A value that is not a whole number, both headers at
- * once, or a moment that is not in the future are refused with 400.
+ * once, or a moment that is not in the future are refused with 400; but a
+ * peer's moment is taken as it is (`fromPeer`): it passes an upload on with
+ * `X-Delete-At` from its own clock, which may be behind this one, for an
+ * expiry that was valid where the client gave it.
  */
-export function requestedDeleteAt(headers: Headers, nowMs = Date.now()): number | undefined {
+export function requestedDeleteAt(headers: Headers, nowMs = Date.now(), fromPeer = false): number | undefined {
   const after = headers.get(DELETE_AFTER_HEADER)?.trim();
   const at = headers.get(DELETE_AT_HEADER)?.trim();
   if (after === undefined && at === undefined) return undefined;
@@ -30,7 +33,7 @@ export function requestedDeleteAt(headers: Headers, nowMs = Date.now()): number 
     return beforeYear10000(Math.ceil(nowMs / 1000) + Number(after), DELETE_AFTER_HEADER);
   }
   if (!SECONDS.test(at!)) throw new BadRequestError(`${DELETE_AT_HEADER} takes a moment in unix seconds`);
-  if (Number(at) <= now) throw new BadRequestError(`${DELETE_AT_HEADER} ${at} is not in the future`);
+  if (Number(at) <= now && !fromPeer) throw new BadRequestError(`${DELETE_AT_HEADER} ${at} is not in the future`);
   return beforeYear10000(Number(at), DELETE_AT_HEADER);
 }
 

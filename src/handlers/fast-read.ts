@@ -8,6 +8,8 @@ export interface FastResponse {
   status: number;
   headers: Record<string, string>;
   body: Uint8Array | null;
+  /** Records the answer (metrics, access log) once it has gone, with the time it took: its body counts whole, handed to the connection at once. */
+  answered(ms: number): void;
 }
 
 /**
@@ -56,16 +58,16 @@ export class TargetMemo {
 /**
  * Records an answer given without the app, as the app records its own: the
  * request metrics and, unless the access log is off, its line. `bytes` is
- * the body sent (none for HEAD).
+ * the body sent (none for HEAD); `ms`, the time until it had gone, when known.
  */
 export function createAnswerRecorder(options: AppOptions) {
   const { nodeId, log, metrics, trustedProxy } = settingsOf(options);
   const logging = options.accessLog ?? true;
-  return (method: string, path: string, status: number, bytes: number, client?: string, forwardedFor?: string, agent?: string) => {
-    metrics.answered(method, status, 0, 0, bytes);
+  return (method: string, path: string, status: number, bytes: number, client?: string, forwardedFor?: string, agent?: string, ms = 0) => {
+    metrics.answered(method, status, ms / 1000, 0, bytes);
     if (!logging) return;
     const forwarded = forwardedClient(client, forwardedFor, trustedProxy);
-    logRequest(log, { method, path, status, bytes, ms: 0, node: nodeId, client, forwarded, agent });
+    logRequest(log, { method, path, status, bytes, ms, node: nodeId, client, forwarded, agent });
   };
 }
 
@@ -140,16 +142,20 @@ export function createFastReader(options: AppOptions) {
         headers = validatorHeaders(meta, blobOptions);
         notModifiedHeadersOf.set(meta, headers);
       }
-      record(method, rawTarget, 304, 0, client, forwardedFor, agent);
-      return { status: 304, headers, body: null };
+      return { status: 304, headers, body: null, answered: (ms) => record(method, rawTarget, 304, 0, client, forwardedFor, agent, ms) };
     }
     let headers = headersOf.get(meta);
     if (!headers) {
       headers = blobHeaders(meta, key, blobOptions);
       headersOf.set(meta, headers);
     }
-    record(method, rawTarget, 200, method === "HEAD" ? 0 : meta.size, client, forwardedFor, agent);
-    return { status: 200, headers, body: method === "HEAD" ? null : snapshot.bytes };
+    const body = method === "HEAD" ? null : snapshot.bytes;
+    return {
+      status: 200,
+      headers,
+      body,
+      answered: (ms) => record(method, rawTarget, 200, body?.byteLength ?? 0, client, forwardedFor, agent, ms),
+    };
   };
 }
 

@@ -6,7 +6,7 @@ import { blobResponse, checkPreconditions, PRECONDITION_HEADERS } from "./blob-r
 import { ExpiredError } from "./expiry.ts";
 import { OutcomeUnknownError, PreconditionFailedError, TryLaterError } from "./http-errors.ts";
 import { PeerUnreachableError } from "./peers.ts";
-import { askPeer, headerSet, LOCAL_ONLY_HEADER, readFromPeers, relay } from "./owner-routing.ts";
+import { askPeer, headerSet, LOCAL_ONLY_HEADER, readFromPeers, refusedThisNode, relay } from "./owner-routing.ts";
 import { type FileAddress, pathOf } from "./paths.ts";
 
 const DELETE_ANSWER_HEADERS = headerSet("Content-Type", "Content-Length", "Retry-After");
@@ -115,6 +115,9 @@ export async function deleteHandler(settings: Settings, { request, target }: Req
       throw new OutcomeUnknownError(`the delete was passed to the owner node ${file.owner}, which did not confirm it: it may or may not be done`);
     }
     throw new TryLaterError(`only the owner node ${file.owner} deletes its files, and it is unreachable`);
+  }
+  if (await refusedThisNode(response, file.owner, settings.log)) {
+    throw new TryLaterError(`only the owner node ${file.owner} deletes its files, and it refused this node's request`);
   }
   // Done by the owner: this node's replica goes at once, not when the owner's push arrives, so that
   // a read here right after the 204 finds no file. Only a courtesy: the 204 stands if it fails.

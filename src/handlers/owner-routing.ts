@@ -54,6 +54,22 @@ export async function askPeer(
 }
 
 /**
+ * Whether a peer refused this node's signed request (401, 403): it takes no
+ * request of this node (another cluster secret, clocks a minute apart).
+ * Never the client's doing, so never passed on as its answer: the peer
+ * counts as one that cannot act, and the operator is told why.
+ */
+export async function refusedThisNode(response: Response, peer: string, log: Logger): Promise<boolean> {
+  if (response.status !== 401 && response.status !== 403) return false;
+  await response.body?.cancel();
+  log.error(
+    { peer, status: response.status },
+    "a peer refused this node's signed request: every node's cluster_secret_file must hold the same secret, and their clocks must agree",
+  );
+  return true;
+}
+
+/**
  * A peer's answer passed on to the client, with only the headers that
  * describe the answer. The response itself goes on (its headers trimmed in
  * place), so a body the peer sent as bytes stays bytes.

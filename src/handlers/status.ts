@@ -37,6 +37,8 @@ export interface NodeFacts {
   ownFiles?: string;
   peers?: PeerHealthFacts[];
   replication?: ReplicationFacts[];
+  /** Why the facts above are missing: the part of the node that gathers them did not answer. */
+  factsError?: string;
   [fact: string]: unknown;
 }
 
@@ -111,7 +113,7 @@ async function askPeerFacts(settings: Settings, id: string): Promise<NodeFacts |
 
 /** The whole cluster as this node sees it: itself, then every peer with its health, its own facts (if it answers) and the replication to it. */
 async function clusterView(settings: Settings, own: NodeFacts): Promise<NodeView[]> {
-  const self: NodeView = { node: settings.nodeId, self: true, up: true, ...pick(own) };
+  const self: NodeView = { node: settings.nodeId, self: true, up: true, ...pick(own), ...(own.factsError !== undefined && { lastError: own.factsError }) };
   const peers = own.peers ?? [];
   const answers = await Promise.all(peers.map((peer) => (peer.up ? peerFacts(settings, peer.id) : undefined)));
   return [
@@ -126,6 +128,7 @@ async function clusterView(settings: Settings, own: NodeFacts): Promise<NodeView
         since: peer.since,
         ...(peer.lastError !== undefined && { lastError: peer.lastError }),
         ...(facts && pick(facts)),
+        ...(facts?.factsError !== undefined && { lastError: facts.factsError }),
         ...(replication && { replication }),
       };
     }),

@@ -7,7 +7,7 @@ import { type Principal, requireAuthenticated } from "./auth.ts";
 import { DELETE_AT_HEADER, requestedDeleteAt } from "./expiry.ts";
 import { BadRequestError, OutcomeUnknownError } from "./http-errors.ts";
 import { PeerUnreachableError, type Peers } from "./peers.ts";
-import { askPeer, headerSet, relay } from "./owner-routing.ts";
+import { askPeer, headerSet, refusedThisNode, relay } from "./owner-routing.ts";
 import { type Namespace, urlPathOf } from "./paths.ts";
 
 // Content-Length too: the access log and the metrics count the answer's bytes by it.
@@ -68,8 +68,9 @@ export async function uploadHandler(
   if (length !== undefined && length > settings.maxUploadBytes) {
     throw new PayloadTooLargeError(`body of ${length} bytes exceeds the limit of ${settings.maxUploadBytes} bytes`);
   }
-  const deleteAt = requestedDeleteAt(request.headers);
-  const mayForward = settings.cluster !== undefined && principal.kind !== "node";
+  const fromPeer = principal.kind === "node";
+  const deleteAt = requestedDeleteAt(request.headers, Date.now(), fromPeer);
+  const mayForward = settings.cluster !== undefined && !fromPeer;
   if (!(await settings.localHealthy())) {
     if (mayForward) return forwardUpload(settings, context, deleteAt);
     // An upload a peer passed on is never passed on again (the loop guard).
@@ -168,6 +169,11 @@ async function forwardUpload(settings: Settings, { request, target }: RequestCon
       if (body?.locked) {
         throw new StoreUnavailableError(`the local store is unavailable and peer ${peer} could not be reached`);
       }
+      continue;
+    }
+    // Refused before it read the body: nothing is stored there.
+    if (await refusedThisNode(response, peer, settings.log)) {
+      if (body?.locked) throw new StoreUnavailableError(`the local store is unavailable and peer ${peer} refused this node's request`);
       continue;
     }
     return relay(response, UPLOAD_ANSWER_HEADERS);

@@ -3,7 +3,7 @@ import { cp, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { STEADY_PEERS, startCluster, type TestCluster } from "../helpers/cluster.ts";
 import { basic, PASSWORD, USER } from "../helpers/credentials.ts";
 import { eventually } from "../helpers/eventually.ts";
 import { type FreezableNode, startFreezableNode } from "../helpers/hung-node.ts";
@@ -107,7 +107,7 @@ describe("Django storage backend (clients/django)", () => {
     // would pass the upload to node 2 instead of answering 503). Node 4 on its own, serving HTTPS.
     // Node 5 on its own, in its own process group, which a test stops (SIGSTOP) as a hung machine.
     const started = await Promise.allSettled([
-      startCluster({ size: 2, replicate: true, config: { max_upload_bytes: MAX_UPLOAD_BYTES } }),
+      startCluster({ size: 2, replicate: true, config: { max_upload_bytes: MAX_UPLOAD_BYTES, ...STEADY_PEERS } }),
       startNodeProcess({ config: { node: "3", max_upload_bytes: MAX_UPLOAD_BYTES } }),
       startNodeProcess({ config: { node: "4", tls_cert: cert, tls_key: key }, waitFor: "listening" }),
       startFreezableNode({ config: { node: "5", max_upload_bytes: MAX_UPLOAD_BYTES } }),

@@ -1,4 +1,7 @@
-import { access, mkdir, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { access, mkdir, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent, fetch as undiciFetch } from "undici";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -11,20 +14,22 @@ import {
   NanoCdnUnauthorizedError,
   NanoCdnUnavailableError,
   NanoCdnUncertainUploadError,
+  signingKey,
 } from "../../clients/typescript/src/index.ts";
-import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { STEADY_PEERS, startCluster, type TestCluster } from "../helpers/cluster.ts";
 import { startFreezableNode } from "../helpers/hung-node.ts";
 import { basic, PASSWORD, USER } from "../helpers/credentials.ts";
 import { placeFile } from "../helpers/disk.ts";
 import { eventually } from "../helpers/eventually.ts";
 import { type NodeProcess, startNodeProcess } from "../helpers/node-process.ts";
 import { freePort } from "../helpers/ports.ts";
+import { URL_SIGNING_KEY_FILE } from "../helpers/signed-urls.ts";
 
 // Nodes 1 and 2 are a real two-node cluster replicating with rsync, as in
-// production: any of them answers for any file. A few independent nodes stand
-// in for what a healthy cluster cannot be made to show on purpose: a node that
-// answers 503 to uploads (a cluster node would pass them to its peer), and
-// nodes that die in the middle of an upload.
+// production: any of them answers for any file, and serves signed links. A
+// few independent nodes stand in for what a healthy cluster cannot be made to
+// show on purpose: a node that answers 503 to uploads (a cluster node would
+// pass them to its peer), and nodes that die in the middle of an upload.
 
 const credentials = { user: USER, password: PASSWORD };
 const auth = { Authorization: basic() };
@@ -55,6 +60,32 @@ function client(nodes: string[], options: Partial<NanoCdnClientOptions> = {}): N
 
 async function deadUrl(): Promise<string> {
   return `http://127.0.0.1:${await freePort()}`;
+}
+
+interface StandIn {
+  url: string;
+  /** Method and target of each request received. */
+  requests: string[];
+  close(): Promise<void>;
+}
+
+/** An HTTP server on a loopback port in the place of a node: a proxy in front of a dead one, or a node doing what a real one is not made to do. */
+async function startStandIn(handle: (request: IncomingMessage, response: ServerResponse) => void): Promise<StandIn> {
+  const requests: string[] = [];
+  const server = createServer((request, response) => {
+    requests.push(`${request.method} ${request.url}`);
+    handle(request, response);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    requests,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
 }
 
 /** Reads a stream chunk by chunk, as a caller of get() would. */
@@ -198,7 +229,12 @@ async function notYetReplicated(path: string, body: string | Uint8Array): Promis
 }
 
 beforeAll(async () => {
-  const started = await Promise.allSettled([startCluster({ size: 2, replicate: true }), ...["5", "9"].map((node) => startNodeProcess({ config: { node } }))]);
+  const keyFile = join(await mkdtemp(join(tmpdir(), "nanocdn-keys-")), "url-signing.keys");
+  await writeFile(keyFile, URL_SIGNING_KEY_FILE, { mode: 0o600 });
+  const started = await Promise.allSettled([
+    startCluster({ size: 2, replicate: true, config: { url_signing_secret_file: keyFile, ...STEADY_PEERS } }),
+    ...["5", "9"].map((node) => startNodeProcess({ config: { node } })),
+  ]);
   const failed = started.find((s) => s.status === "rejected");
   if (failed) {
     // Stop the ones that did start: afterAll cannot know them.
@@ -281,6 +317,62 @@ describe("NanoCdnClient", () => {
     expect(refused).toBeInstanceOf(NanoCdnUnauthorizedError);
     expect(refused).toMatchObject({ status: 401, node: one });
     await expect(anonymous.put(unique("e.txt"), "x", { namespace: "pub" })).rejects.toBeInstanceOf(NanoCdnUnauthorizedError);
+  });
+
+  it("says how many nodes' disks hold an upload: one for a lone node, two in the cluster (sync_copies)", async () => {
+    expect(await client([spare.url]).put(unique("lone.txt"), "one copy", { namespace: "pub" })).toMatchObject({ owner: "9", copies: 1 });
+    // A node that saw its peer down a moment ago answers with one copy, as it should.
+    await clusterReady();
+    expect(await client([one]).put(unique("twice.txt"), "two copies", { namespace: "pub" })).toMatchObject({ owner: "1", copies: 2 });
+  });
+
+  it("signs a link to a private file named with a space and an accent as fetch sends it, and refuses an expiry the nodes cannot read", async () => {
+    const key = signingKey(URL_SIGNING_KEY_FILE);
+    const cdn = client([one]);
+    const path = unique("un reçu.txt");
+    const stored = await cdn.put(path, "signed for", { namespace: "priv" });
+    expect(stored.name).toBe(`/1/priv/${encodeURI(path)}`);
+    for (const name of [`/1/priv/${path}`, stored.name]) {
+      const link = await cdn.signUrl(name, { ttlSeconds: 60, key });
+      expect(new URL(link).pathname, name).toBe(stored.name);
+      const response = await fetch(link);
+      expect(response.status, name).toBe(200);
+      expect(await response.text()).toBe("signed for");
+    }
+    await expect(cdn.signUrl(stored.name, { ttlSeconds: 1e13, key })).rejects.toThrow(TypeError);
+  });
+
+  it("refuses an expiry the nodes would refuse before sending anything, and takes the last one they take", async () => {
+    const counter = await startStandIn((_, response) => response.end());
+    try {
+      const cdn = client([counter.url]);
+      const refused = [
+        { deleteAt: new Date(Date.now() - 86_400_000) },
+        // Milliseconds where seconds are meant: past the year 9999.
+        { deleteAt: Date.now() + 3_600_000 },
+        { deleteAt: new Date("+010000-01-01T00:00:00Z") },
+        { deleteAfter: 1e13 },
+      ];
+      for (const expiry of refused) {
+        await expect(cdn.put(unique("never.txt"), "x", { namespace: "pub", ...expiry }), JSON.stringify(expiry)).rejects.toThrow(TypeError);
+      }
+      expect(counter.requests).toEqual([]);
+    } finally {
+      await counter.close();
+    }
+    const { name } = await client([one]).put(unique("late.txt"), "x", { namespace: "pub", deleteAt: new Date("9999-12-31T23:59:59Z") });
+    expect((await fetch(one + name, { method: "HEAD" })).headers.get("X-Delete-At")).toBe("253402300799");
+  });
+
+  it("calls a caller's fetch as a plain function, as a browser's fetch and a workerd service binding need", async () => {
+    function strictFetch(this: unknown, input: string | URL | Request, init?: RequestInit): Promise<Response> {
+      // What a browser's or workerd's fetch does when called as a method of another object.
+      if (this !== undefined && this !== globalThis) throw new TypeError("Illegal invocation");
+      return fetch(input, init);
+    }
+    const cdn = client([one], { fetch: strictFetch });
+    const stored = await cdn.put(unique("plain-fetch.txt"), "called plainly", { namespace: "pub" });
+    expect(await (await cdn.get(stored.name)).text()).toBe("called plainly");
   });
 
   it("spreads uploads over the nodes, one node further each time", async () => {
@@ -459,17 +551,81 @@ describe("NanoCdnClient", () => {
     await expect(client([dead, one]).get("/1/pub/x", { signal: controller.signal })).rejects.toThrow("changed my mind");
   });
 
+  it("reports an upload the caller aborted once its body was sent as uncertain, and one aborted before as aborted", async () => {
+    const bodies: string[] = [];
+    // The caller gives up once the whole body is there, however long the machine took to send it.
+    const caller = new AbortController();
+    // A node that stores the upload, then is slow to say so (waiting for its copy on a peer, say).
+    const slow = await startStandIn((request, response) => {
+      if (request.url === "/check/") return void response.end('{"status":"ok"}');
+      let body = "";
+      request.on("data", (chunk: Buffer) => {
+        body += chunk;
+      });
+      request.on("end", () => {
+        bodies.push(body);
+        caller.abort(new DOMException("the caller gave up", "TimeoutError"));
+        setTimeout(() => {
+          response.writeHead(201, { Location: "/4/pub/slow.txt" });
+          response.end();
+        }, 500);
+      });
+    });
+    try {
+      const path = unique("aborted-late.txt");
+      const error = await client([slow.url, two])
+        .put(path, "may be stored", { namespace: "pub", signal: caller.signal })
+        .catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(NanoCdnUncertainUploadError);
+      expect(error).toMatchObject({ node: slow.url, cause: { name: "TimeoutError" } });
+      expect((error as NanoCdnError).attempts).toEqual([{ node: slow.url, message: "aborted by the caller's signal" }]);
+      expect(bodies).toEqual(["may be stored"]);
+      expect(await client([two]).exists(`/2/pub/${path}`)).toBe(false);
+
+      const early = client([slow.url], { probeTimeoutMs: 0 }).put(unique("aborted-early.txt"), "x", {
+        namespace: "pub",
+        signal: AbortSignal.abort(new Error("changed my mind")),
+      });
+      await expect(early).rejects.toThrow("changed my mind");
+      await expect(early).rejects.not.toBeInstanceOf(NanoCdnError);
+      expect(slow.requests.filter((r) => r.startsWith("PUT"))).toHaveLength(1);
+    } finally {
+      await slow.close();
+    }
+  });
+
+  it("sends no upload to a node whose proxy answers its probe that the node is down (502, 504, 521-523): the next node takes it", async () => {
+    for (const status of [502, 504, 521, 522, 523]) {
+      const proxy = await startStandIn((_, response) => {
+        response.writeHead(status, { "Content-Type": "text/html" });
+        response.end(`<html>${status} from the proxy</html>`);
+      });
+      try {
+        const stored = await client([proxy.url, two]).put(unique("behind-proxy.txt"), "past the proxy", { namespace: "pub" });
+        expect(stored, String(status)).toMatchObject({ owner: "2", node: two });
+        expect(stored.attempts).toEqual([
+          { node: proxy.url, status, message: `<html>${status} from the proxy</html> (GET /check/, asked before the upload; nothing was sent)` },
+          { node: two, status: 201, message: `stored as ${stored.name}` },
+        ]);
+        expect(proxy.requests).toEqual(["GET /check/"]);
+      } finally {
+        await proxy.close();
+      }
+    }
+  });
+
   it("ends a download whose node stops sending mid-body after timeoutMs, but never holds a slow reader against the node", async () => {
     const size = 16 * 1024 * 1024;
     const node = await startFreezableNode({ config: { node: "8", memory_cache_bytes: 0 } });
     try {
-      const cdn = client([node.url], { timeoutMs: 1000 });
-      const { name } = await cdn.put(unique("large.bin"), new Uint8Array(size).fill(3), { namespace: "pub" });
+      const { name } = await client([node.url]).put(unique("large.bin"), new Uint8Array(size).fill(3), { namespace: "pub" });
+      // Long enough for a loaded machine's disk to feed a healthy read without a pause as long.
+      const cdn = client([node.url], { timeoutMs: 2000 });
       const slow = await cdn.get(name);
       const reader = slow.body.getReader();
       let received = (await reader.read()).value!.byteLength;
       // A reader that pauses longer than timeoutMs loses nothing.
-      await new Promise((r) => setTimeout(r, 1500));
+      await new Promise((r) => setTimeout(r, 3000));
       for (let next = await reader.read(); !next.done; next = await reader.read()) received += next.value.byteLength;
       expect(received).toBe(size);
 
@@ -480,7 +636,7 @@ describe("NanoCdnClient", () => {
       const failure = await (async () => {
         for (;;) if ((await stalledReader.read()).done) return "ended";
       })().catch((error: unknown) => error);
-      expect((failure as Error).message).toContain("the node sent nothing for 1000 ms");
+      expect((failure as Error).message).toContain("the node sent nothing for 2000 ms");
     } finally {
       await node.kill();
     }
@@ -639,9 +795,10 @@ describe("NanoCdnClient on a two-node cluster", () => {
     const priv = await viaOne.put(unique("before.bin"), bytes, { namespace: "priv" });
     const ofTwo = await client([two]).put(unique("of-two.txt"), "stored by 2", { namespace: "pub" });
     expect([pub.owner, priv.owner, ofTwo.owner]).toEqual(["1", "1", "2"]);
-    const pending = await notYetReplicated(`pub/${unique("not-pushed.txt")}`, "not on node 2");
     await servedFromOwnDisk("2", pub.name);
     await servedFromOwnDisk("2", priv.name);
+    // Placed last: a full pass (node 1 runs one whenever it sees node 2 come back) would carry it.
+    const pending = await notYetReplicated(`pub/${unique("not-pushed.txt")}`, "not on node 2");
     expect(await onDisk("2", pending)).toBe(false);
 
     await cluster.kill("1");

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { nodeStatus, startCluster, type TestCluster } from "../helpers/cluster.ts";
 import { runCli } from "../helpers/cli.ts";
 import { basic } from "../helpers/credentials.ts";
 import { flipByte, placeFile } from "../helpers/disk.ts";
@@ -40,9 +40,16 @@ describe("bit rot", () => {
     // A file copied in by hand has no recorded digest: verify records one.
     await placeFile(file("1", "1/pub/by-hand.txt"), "imported");
 
+    const lastPass = async () => (await nodeStatus(c, "1")).replication[0].lastFullPass as string | undefined;
+    await eventually(async () => expect(await lastPass()).toBeDefined());
     await flipByte(file("1", rotted));
     await flipByte(file("1", lost));
     await flipByte(file("2", lost));
+    // A full pass after the rot leaves node 2's good copy alone: replication never spreads a bad one.
+    const before = await lastPass();
+    process.kill(c.nodes["1"]!.pid, "SIGHUP");
+    await eventually(async () => expect(await lastPass()).not.toBe(before));
+    expect(await readFile(file("2", rotted), "utf8")).toBe("rotted here");
     const verified = await runCli(["verify", "--config", c.nodes["1"]!.configFile]);
     expect(verified.code, verified.stdout + verified.stderr).toBe(1);
     expect(verified.stdout).toContain(`repaired ${rotted}`);
@@ -103,7 +110,8 @@ describe("bit rot", () => {
     const c = cluster;
     const now = Math.floor(Date.now() / 1000);
     const later = now + 3600;
-    const soon = now + 3;
+    // Far enough for both uploads and the damage below to come first on a loaded machine, or the sweeper deletes it.
+    const soon = now + 8;
     for (const [name, deleteAt] of [
       ["later.txt", later],
       ["soon.txt", soon],

@@ -8,6 +8,7 @@ import { CLUSTER_SECRET, startCluster, type TestCluster, nodeStatus } from "../h
 import { basic } from "../helpers/credentials.ts";
 import { listFiles, placeFile } from "../helpers/disk.ts";
 import { eventually } from "../helpers/eventually.ts";
+import { sample } from "../helpers/metrics.ts";
 import { processesNaming } from "../helpers/processes.ts";
 import { type SyscallTrace, traceSyscalls } from "../helpers/strace.ts";
 
@@ -37,25 +38,20 @@ describe("replication with rsync", () => {
     cluster = undefined;
   });
 
-  it("puts an upload on every peer's disk within a second, and carries deletes", async () => {
+  // How soon: the benchmark's lag row (a timed test would fail on a loaded machine).
+  it("puts an upload on every peer's disk, and carries deletes", async () => {
     cluster = await startCluster({ size: 3, replicate: true });
     const c = cluster;
-    // Time the fast path in steady state, not behind the start-up full passes.
+    // The batches of the steady state, not the start-up full passes.
     await eventually(async () => {
       for (const peer of (await nodeStatus(c, "1")).replication) expect(peer.lastFullPass).toBeDefined();
     });
-    const started = Date.now();
     const location = await upload(c, "1", "pub/tickets/2026/t-1.pdf", "%PDF ticket");
     const path = location.slice("/1/".length);
-    await eventually(
-      async () => {
-        expect(await replicaOf(c, "2", "1")).toContain(path);
-        expect(await replicaOf(c, "3", "1")).toContain(path);
-      },
-      5000,
-      10,
-    );
-    expect(Date.now() - started).toBeLessThan(1000);
+    await eventually(async () => {
+      expect(await replicaOf(c, "2", "1")).toContain(path);
+      expect(await replicaOf(c, "3", "1")).toContain(path);
+    });
     expect(await readFile(join(c.data("3"), "files", location.slice(1)), "utf8")).toBe("%PDF ticket");
     // Same bytes, same mtime: every copy answers with the owner's ETag.
     const fromOwner = await fetch(c.url("1") + location);
@@ -202,6 +198,9 @@ describe("replication with rsync", () => {
     });
     // A log line may reach the test through its pipe after the status that reflects it.
     await eventually(async () => expect(c.nodes["1"]!.output()).toMatch(/"msg":"replication push failed"/));
+    // What the NanocdnReplicationFailing alert reads.
+    const metrics = await (await fetch(`${c.url("1")}/metrics`, { headers: auth })).text();
+    expect(sample(metrics, 'nanocdn_replication_failures_total{peer="2"}')).toBeGreaterThanOrEqual(1);
     await rm(replica);
     await eventually(async () => expect(await replicaOf(c, "2", "1")).toContain(location.slice(3)));
     // rsync renames the file into place a moment before it exits and the node records success.
@@ -213,7 +212,7 @@ describe("replication with rsync", () => {
     await eventually(async () => expect(c.nodes["1"]!.output()).toMatch(/"msg":"replication recovered"/));
   });
 
-  it("replicates a bulk import on SIGHUP: regular files only, never a symlink", async () => {
+  it("replicates a bulk import on SIGHUP: regular files only, never a symlink, pipe or device", async () => {
     cluster = await startCluster({ size: 2, replicate: true });
     const c = cluster;
     await eventually(async () => expect((await nodeStatus(c, "1")).replication[0].lastFullPass).toBeDefined());
@@ -221,6 +220,10 @@ describe("replication with rsync", () => {
     await placeFile(join(imported, "2019", "logo.png"), "imported by hand");
     await symlink("/etc/passwd", join(imported, "passwd"));
     await symlink("/etc", join(imported, "etc"));
+    // A named pipe, and a device with /dev/null's numbers (the suite runs as root).
+    for (const made of [spawnSync("mkfifo", [join(imported, "pipe")]), spawnSync("mknod", [join(imported, "null"), "c", "1", "3"])]) {
+      expect(made.status, String(made.stderr)).toBe(0);
+    }
     c.nodes["1"]!.child.kill("SIGHUP");
     const replica = join(c.data("2"), "files", "1", "pub", "import");
     await eventually(async () => expect(await readFile(join(replica, "2019", "logo.png"), "utf8")).toBe("imported by hand"));
@@ -338,8 +341,10 @@ describe("replication with rsync", () => {
     expect(await listFiles(join(c.data("1"), "files", "1"))).toContain("pub/everywhere.txt");
     const marker = join(c.data("1"), "files", "1", ".nanocdn-owner");
     expect(JSON.parse(await readFile(marker, "utf8"))).toMatchObject({ node: "1", pullFrom: ["3"] });
-    // It serves, but cannot know yet whether a name of its own is gone for good, or taken.
+    // It serves, but cannot know yet whether a name of its own is gone for good, or taken; its metrics say so.
     expect((await fetch(`${c.url("1")}/check/`)).status).toBe(200);
+    const metricsOf1 = async () => (await fetch(`${c.url("1")}/metrics`, { headers: auth })).text();
+    expect(sample(await metricsOf1(), "nanocdn_own_files_complete")).toBe(0);
     const missing = await fetch(`${c.url("1")}/1/pub/only-on-3.txt`);
     expect(missing.status).toBe(503);
     const deleting = await fetch(`${c.url("1")}${kept}`, { method: "DELETE", headers: auth });
@@ -360,6 +365,7 @@ describe("replication with rsync", () => {
     expect(await replicaOf(c, "3", "1")).toContain("pub/only-on-3.txt");
     await eventually(async () => expect(JSON.parse(await readFile(marker, "utf8"))).toMatchObject({ pullFrom: [] }));
     await eventually(async () => expect((await nodeStatus(c, "1")).ownFiles).toBe("complete"));
+    expect(sample(await metricsOf1(), "nanocdn_own_files_complete")).toBe(1);
     // Every serving process knows: reads, deletes and misses of its own names are its own again.
     for (let i = 0; i < 4; i++) {
       expect(await (await fetch(`${c.url("1")}/1/pub/only-on-3.txt`)).text()).toBe("last copy");

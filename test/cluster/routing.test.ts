@@ -1,3 +1,4 @@
+import { createHmac } from "node:crypto";
 import { createServer, type IncomingHttpHeaders, request } from "node:http";
 import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -324,8 +325,29 @@ describe("cluster routing", () => {
       const otherPath = await new ClusterAuth("2", CLUSTER_SECRET).sign("GET", "/1/priv/other.txt");
       expect((await fetch(url("1") + location, { headers: otherPath })).status).toBe(401);
       const [timestamp, mac] = genuine["X-Nanocdn-Signature"]!.split(".");
-      const stale = { ...genuine, "X-Nanocdn-Signature": `${Number(timestamp) - 120_000}.${mac}` };
-      expect((await fetch(url("1") + location, { headers: stale })).status).toBe(401);
+      const moved = { ...genuine, "X-Nanocdn-Signature": `${Number(timestamp) - 120_000}.${mac}` };
+      expect((await fetch(url("1") + location, { headers: moved })).status).toBe(401);
+      // Signed rightly, by a clock some seconds behind: taken; a captured request two minutes on: refused.
+      const signedAgo = (ms: number) => {
+        const at = String(Date.now() - ms);
+        const hmac = createHmac("sha256", CLUSTER_SECRET).update(`2\n${at}\nGET\n${location}`).digest("hex");
+        return { ...genuine, "X-Nanocdn-Signature": `${at}.${hmac}` };
+      };
+      expect((await fetch(url("1") + location, { headers: signedAgo(20_000) })).status).toBe(200);
+      expect((await fetch(url("1") + location, { headers: signedAgo(120_000) })).status).toBe(401);
+    });
+
+    it("takes an upload a peer passes on with an X-Delete-At that its clock, behind this one's, put in the past", async () => {
+      const past = String(Math.floor(Date.now() / 1000) - 5);
+      const target = `/upload/pub/${name("skewed.txt")}`;
+      const signed = await new ClusterAuth("2", CLUSTER_SECRET).sign("PUT", target);
+      const passedOn = await fetch(url("1") + target, { method: "PUT", body: "expires at once", headers: { ...signed, "X-Delete-At": past } });
+      expect(passedOn.status).toBe(201);
+      // Expired already here: gone for every reader.
+      expect((await fetch(url("1") + passedOn.headers.get("Location")!)).status).toBe(404);
+      // From a client, a moment in the past is a mistake to say.
+      const fromClient = await fetch(`${url("1")}/upload/pub/${name("past.txt")}`, { method: "PUT", body: "x", headers: { ...auth, "X-Delete-At": past } });
+      expect(fromClient.status).toBe(400);
     });
 
     it("logs peer health changes", async () => {
@@ -377,6 +399,36 @@ describe("what a node sends to its peers", () => {
     } finally {
       await running.stop();
       fakePeer.close();
+    }
+  });
+});
+
+describe("a peer that refuses this node's signed requests (another cluster secret, a clock far off)", () => {
+  it("answers a delete it passes to that owner 503, never the owner's 401 as the client's own", async () => {
+    const refusing = createServer((req, res) => {
+      if (req.url === "/check/") return res.end('{"status":"ok","node":"2"}');
+      res
+        .writeHead(401, { "Content-Type": "application/json" })
+        .end('{"error":"unauthorized","message":"node-to-node request with a missing, stale or wrong signature"}');
+    });
+    const port = await freePort();
+    await new Promise<void>((r) => refusing.listen(port, "127.0.0.1", r));
+    const secretDir = await (await import("node:fs/promises")).mkdtemp("/tmp/nanocdn-secret-");
+    await writeFile(join(secretDir, "s"), CLUSTER_SECRET, { mode: 0o600 });
+    const node = await startNodeProcess({
+      config: { node: "1", peers: [{ id: "2", url: `http://127.0.0.1:${port}` }], cluster_secret_file: join(secretDir, "s") },
+    });
+    try {
+      const deleted = await fetch(`${node.url}/2/pub/x.txt`, { method: "DELETE", headers: auth });
+      expect(deleted.status).toBe(503);
+      expect(await deleted.json()).toMatchObject({
+        error: "try_later",
+        message: "only the owner node 2 deletes its files, and it refused this node's request",
+      });
+      await eventually(async () => expect(node.output()).toContain("a peer refused this node's signed request"));
+    } finally {
+      await node.stop();
+      refusing.close();
     }
   });
 });

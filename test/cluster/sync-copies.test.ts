@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { startCluster, type TestCluster, nodeStatus } from "../helpers/cluster.ts";
 import { basic } from "../helpers/credentials.ts";
 import { eventually } from "../helpers/eventually.ts";
+import { sample } from "../helpers/metrics.ts";
 
 const auth = { Authorization: basic() };
 
@@ -55,6 +56,12 @@ describe("synchronous copies", () => {
     expect(alone.copies).toBe("1");
     expect(await fetch(c.url("1") + alone.location).then((r) => r.text())).toBe("on one disk");
     expect((await nodeStatus(c, "1")).uploadsShortOfCopies).toBe(1);
+    // What the alert reads, and the line that says which file.
+    const metrics = await (await fetch(`${c.url("1")}/metrics`, { headers: auth })).text();
+    expect(sample(metrics, "nanocdn_uploads_degraded_total")).toBe(1);
+    await eventually(async () =>
+      expect(c.nodes["1"]!.output()).toMatch(/"key":"1\/pub\/alone\.txt","copies":1,"wanted":2,"msg":"upload answered with fewer copies than sync_copies"/),
+    );
   });
 
   it("with sync_copies = 1 answers at once and replicates afterwards", async () => {

@@ -136,10 +136,27 @@ describe("the edge in front of origin nodes", () => {
     await rm(onDisk(ownerOf(location), location));
     const again = await read(location, { Range: "bytes=-3" });
     expect([again.status, again.headers.get("X-Nanocdn-Cache"), await again.text()]).toEqual([206, "HIT", "789"]);
-    for (const headers of [{ "If-None-Match": etag }, { "If-Modified-Since": lastModified }] as Record<string, string>[]) {
+    // The nodes' rules, not the Cache API's: a date in either older form HTTP allows is read, and an
+    // If-None-Match naming another file wins over an If-Modified-Since that would say "current".
+    const date = new Date(lastModified);
+    const [weekday, day, month, year, time] = date.toUTCString().split(/,? /);
+    const rfc850 = `${new Intl.DateTimeFormat("en-US", { weekday: "long", timeZone: "UTC" }).format(date)}, ${day}-${month}-${year!.slice(2)} ${time} GMT`;
+    const asctime = `${weekday} ${month} ${String(date.getUTCDate()).padStart(2, " ")} ${time} ${year}`;
+    for (const headers of [
+      { "If-None-Match": etag },
+      { "If-Modified-Since": lastModified },
+      { "If-Modified-Since": rfc850 },
+      { "If-Modified-Since": asctime },
+    ] as Record<string, string>[]) {
       const notModified = await read(location, headers);
-      expect([notModified.status, notModified.headers.get("X-Nanocdn-Cache")]).toEqual([304, "HIT"]);
+      expect([notModified.status, notModified.headers.get("X-Nanocdn-Cache"), notModified.headers.get("ETag")], JSON.stringify(headers)).toEqual([
+        304,
+        "HIT",
+        etag,
+      ]);
     }
+    const another = await read(location, { "If-None-Match": '"another"', "If-Modified-Since": "Fri, 01 Jan 2100 00:00:00 GMT" });
+    expect([another.status, another.headers.get("X-Nanocdn-Cache"), await another.text()]).toEqual([200, "HIT", "0123456789"]);
     // The query is not part of the cache key: it cannot make the edge fetch a file again.
     const queried = await read(`${location}?v=2`);
     expect([queried.status, queried.headers.get("X-Nanocdn-Cache"), await queried.text()]).toEqual([200, "HIT", "0123456789"]);
@@ -378,6 +395,28 @@ describe("the edge and an origin that records what it gets", () => {
   });
 });
 
+describe("the edge and an origin whose answers a cache may keep for a week", () => {
+  it("asks the origin past Cloudflare's cache, which no purge of the edge reaches", async () => {
+    const asked: { url?: string; method?: string; cacheControl?: string }[] = [];
+    const record: RequestListener = (request, response) => {
+      asked.push({ url: request.url, method: request.method, cacheControl: request.headers["cache-control"] });
+      if (request.url === "/check/") return void response.end('{"status":"ok"}');
+      if (request.method === "DELETE") return void response.writeHead(204).end();
+      response.writeHead(200, { "Content-Type": "text/plain", "Cache-Control": "public, max-age=604800, immutable" }).end("hello");
+    };
+    await withOrigin(record, {}, async (edge) => {
+      const read = await fetch(`${edge.url}/1/pub/kept.txt`);
+      expect([read.status, await read.text()]).toEqual([200, "hello"]);
+      expect((await fetch(`${edge.url}/1/pub/kept.txt`, { method: "DELETE", headers: auth })).status).toBe(204);
+      const upload = await fetch(`${edge.url}/upload/pub/kept.txt`, { method: "PUT", body: "x", headers: auth });
+      await upload.body?.cancel();
+    });
+    // workerd says no-store to Cloudflare's cache as no-cache to the origin.
+    expect(asked.map(({ method }) => method)).toEqual(expect.arrayContaining(["GET", "DELETE", "PUT"]));
+    for (const request of asked) expect(request.cacheControl, `${request.method} ${request.url}`).toBe("no-cache");
+  });
+});
+
 describe("the edge and an origin that takes a delete but answers late", () => {
   it("says the outcome is unknown (500), never 'not done'", async () => {
     let deleted = false;
@@ -431,6 +470,86 @@ describe("the edge and an origin that deletes a file while the edge's cache take
         expect([again.status, again.headers.get("X-Nanocdn-Cache")]).toEqual([404, "MISS"]);
       });
       expect(gets).toBe(1);
+    });
+  });
+});
+
+describe("the edge and an origin whose answer breaks off", () => {
+  it("keeps no copy of the part that came, for a whole read or a range", async () => {
+    const served = new Map<string, number>();
+    const breaking: RequestListener = (request, response) => {
+      if (request.url === "/check/") return void response.end('{"status":"ok","node":"1"}');
+      const times = (served.get(request.url!) ?? 0) + 1;
+      served.set(request.url!, times);
+      response.writeHead(200, {
+        "Content-Type": "text/plain",
+        "Content-Length": "10",
+        "Cache-Control": "public, max-age=604800, immutable",
+        ETag: '"whole"',
+        "X-Nanocdn-Served-By": "1",
+      });
+      // The first answer for each file loses its connection half-way (the node restarts).
+      if (times > 1) return void response.end("0123456789");
+      response.write("01234", () => setTimeout(() => response.destroy(), 50));
+    };
+    await withOrigin(breaking, {}, async (edge) => {
+      const broken = await fetch(`${edge.url}/1/pub/broken.txt`);
+      expect(broken.headers.get("X-Nanocdn-Cache")).toBe("MISS");
+      // What this client gets of the broken answer is workerd's business; what the cache keeps is the edge's.
+      await broken.arrayBuffer().catch(() => undefined);
+      // Not stored: the next read goes to the origin, and only the whole file is kept.
+      await eventually(async () => {
+        const again = await fetch(`${edge.url}/1/pub/broken.txt`);
+        expect([again.headers.get("X-Nanocdn-Cache"), await again.text()]).toEqual(["MISS", "0123456789"]);
+      });
+      await eventually(async () => {
+        const cached = await fetch(`${edge.url}/1/pub/broken.txt`);
+        expect([cached.headers.get("X-Nanocdn-Cache"), await cached.text()]).toEqual(["HIT", "0123456789"]);
+      });
+
+      // A range on a miss is cut from the stored copy: none is stored, so the origin answers the request
+      // itself (this one ignores ranges, as HTTP allows), not the cache from the part that came.
+      const part = await fetch(`${edge.url}/1/pub/broken-range.txt`, { headers: { Range: "bytes=6-8" } });
+      expect([part.status, await part.text()]).toEqual([200, "0123456789"]);
+      expect(served.get("/1/pub/broken-range.txt")).toBe(2);
+      const whole = await fetch(`${edge.url}/1/pub/broken-range.txt`);
+      expect(await whole.text()).toBe("0123456789");
+    });
+  });
+});
+
+describe("the edge and a delete that overtakes a read through the same location", () => {
+  it("keeps no copy that a fill begun before the delete stored after it", async () => {
+    let deleted = false;
+    const origin: RequestListener = (request, response) => {
+      if (request.url === "/check/") return void response.end('{"status":"ok","node":"1"}');
+      if (request.method === "DELETE") {
+        deleted = true;
+        return void response.writeHead(204).end();
+      }
+      if (deleted) return void response.writeHead(404, { "Content-Type": "application/json" }).end('{"error":"not_found","message":"no file"}');
+      response.writeHead(200, {
+        "Content-Type": "text/plain",
+        "Content-Length": "10",
+        "Cache-Control": "public, max-age=604800, immutable",
+        ETag: '"overtaken"',
+        "X-Nanocdn-Served-By": "1",
+      });
+      // Slow, but not slow enough for the edge to ask the origins again after it.
+      response.write("01234");
+      setTimeout(() => response.end("56789"), 800);
+    };
+    await withOrigin(origin, {}, async (edge) => {
+      const reading = fetch(`${edge.url}/1/pub/overtaken.txt`).then(async (r) => [r.headers.get("X-Nanocdn-Cache"), await r.text()]);
+      await new Promise((r) => setTimeout(r, 300));
+      const deleting = await fetch(`${edge.url}/1/pub/overtaken.txt`, { method: "DELETE", headers: auth });
+      expect(deleting.status).toBe(204);
+      expect(await reading).toEqual(["MISS", "0123456789"]);
+      await eventually(async () => {
+        const after = await fetch(`${edge.url}/1/pub/overtaken.txt`);
+        await after.body?.cancel();
+        expect([after.status, after.headers.get("X-Nanocdn-Cache")]).toEqual([404, "MISS"]);
+      }, 10_000);
     });
   });
 });

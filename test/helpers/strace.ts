@@ -9,12 +9,16 @@ export interface SyscallTrace {
 
 /**
  * Traces some system calls (`fsync` by default) of a running process, its
- * threads and the children it forks from now on. Resolves once strace is
- * attached; refused for good (no CAP_SYS_PTRACE, Yama's ptrace_scope), it
- * throws and says so rather than waiting.
+ * threads and the children it forks from now on; with `delayMs`, each of
+ * them waits that long before it runs (a disk that hangs). Resolves once
+ * strace is attached; refused for good (no CAP_SYS_PTRACE, Yama's
+ * ptrace_scope), it throws and says so rather than waiting.
  */
-export async function traceSyscalls(pid: number | string, log: string, calls = ["fsync"]): Promise<SyscallTrace> {
-  const tracer = spawn("strace", ["-f", "-y", "-e", `trace=${calls.join(",")}`, "-o", log, "-p", String(pid)], { stdio: ["ignore", "ignore", "pipe"] });
+export async function traceSyscalls(pid: number | string, log: string, calls = ["fsync"], { delayMs }: { delayMs?: number } = {}): Promise<SyscallTrace> {
+  const delay = delayMs === undefined ? [] : ["-e", `inject=${calls.join(",")}:delay_enter=${delayMs * 1000}`];
+  const tracer = spawn("strace", ["-f", "-y", "-e", `trace=${calls.join(",")}`, ...delay, "-o", log, "-p", String(pid)], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   const exited = new Promise((resolve) => tracer.once("close", resolve));
   let said = "";
   tracer.on("error", (error) => (said += String(error)));

@@ -387,6 +387,13 @@ export function describeHttpApi(runtime: string, getTarget: () => ApiTarget): vo
           expect(other.status, range).toBe(200);
           await other.body?.cancel();
         }
+        // Of an empty file, a suffix of some length is the one range that can be met (14.1.1): all of it.
+        const empty = (await stored("")).location;
+        const suffixOfEmpty = await fetch(t().url + empty, { headers: { Range: "bytes=-5" } });
+        expect([suffixOfEmpty.status, await suffixOfEmpty.text()]).toEqual([200, ""]);
+        const startOfEmpty = await fetch(t().url + empty, { headers: { Range: "bytes=0-" } });
+        expect([startOfEmpty.status, startOfEmpty.headers.get("Content-Range")]).toEqual([416, "bytes */0"]);
+        await startOfEmpty.body?.cancel();
       });
 
       it("refuses with 412 a read whose If-Match or If-Unmodified-Since does not hold", async () => {

@@ -48,6 +48,14 @@ describe("workerd's bindings", () => {
     expect(await listKeys(worker.bucket as Parameters<typeof listKeys>[0])).not.toContain("1/pub/by-monitor.txt");
   });
 
+  it("keeps no metrics: /metrics answers 404, to a monitor user too", async () => {
+    for (const headers of [{ Authorization: basic(MONITOR, MONITOR_PASSWORD) }, { Authorization: basic() }]) {
+      const answer = await fetch(`${worker.url}/metrics`, { headers });
+      expect(answer.status).toBe(404);
+      await answer.body?.cancel();
+    }
+  });
+
   it("answers every request with a JSON 500 while a binding is wrong, saying which in the log only", async () => {
     const wrong = await startWorker({ MAX_UPLOAD_BYTES: "lots" });
     try {

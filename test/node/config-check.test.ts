@@ -11,7 +11,7 @@ import { runCli } from "../helpers/cli.ts";
 import { eventually } from "../helpers/eventually.ts";
 import { bcryptLine } from "../helpers/credentials.ts";
 import { startNodeProcess } from "../helpers/node-process.ts";
-import { freePort } from "../helpers/ports.ts";
+import { freePort, tcpConnect } from "../helpers/ports.ts";
 
 const run = promisify(execFile);
 const tempDir = () => mkdtemp(join(tmpdir(), "nanocdn-check-"));
@@ -224,7 +224,9 @@ describe("a configuration checked before anything is written", () => {
       stdio: "ignore",
     });
     try {
-      await eventually(async () => expect(await daemonPortHolder(state, listen)).toBe("leftover"));
+      // Asked only once it listens: the question binds the port, and would take it from a daemon still starting.
+      await eventually(() => tcpConnect(listen.port));
+      expect(await daemonPortHolder(state, listen)).toBe("leftover");
       // Stopped, its pid file taken away as it would do on its way out: the port is held until it goes on.
       daemon.kill("SIGSTOP");
       daemon.kill("SIGTERM");

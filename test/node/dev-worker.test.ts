@@ -38,9 +38,10 @@ describe("npm run dev:worker", () => {
     }
   });
 
-  it("starts on loopback with telemetry off and a first user it prints once", () => {
+  it("starts on loopback with telemetry off and a first user whose password it keeps out of its output, a pipe here", () => {
     expect(output).toContain(`Ready on http://127.0.0.1:${port}`);
-    expect(output).toMatch(/password: \S+/);
+    expect(output).toContain("password: in ");
+    expect(output).toContain(join(".wrangler", "initial-credentials"));
     expect(output).not.toMatch(/metrics|telemetry/i);
   });
 

@@ -1,8 +1,9 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DiskStore } from "../../src/adapters/node/disk/disk-store.ts";
+import { encodeSidecar } from "../../src/adapters/node/disk/sidecar.ts";
 import { ExpiryIndex } from "../../src/adapters/node/expiry/expiry-index.ts";
 import { ExpiryRecordingStore } from "../../src/adapters/node/expiry/expiry-recording-store.ts";
 import { startExpirySweeper } from "../../src/adapters/node/expiry/expiry-sweeper.ts";
@@ -16,6 +17,22 @@ describe("the expiry sweeper", () => {
     root = await mkdtemp(join(tmpdir(), "nanocdn-sweeper-"));
   });
   afterEach(() => rm(root, { recursive: true, force: true }));
+
+  it("marks its index complete only once it could read the metadata it is rebuilt from", async () => {
+    const filesDir = join(root, "files");
+    const metaDir = join(filesDir, "1", "meta");
+    // What a failing disk answers in its place: an error other than "no such folder".
+    await mkdir(join(filesDir, "1"), { recursive: true });
+    await writeFile(metaDir, "not a folder");
+    const index = new ExpiryIndex(join(root, "state", "expiry"), { fsync: false });
+    await expect(index.rebuild(filesDir, "1")).rejects.toMatchObject({ code: "ENOTDIR" });
+    expect(await index.isComplete()).toBe(false);
+    await rm(metaDir);
+    await mkdir(join(metaDir, "pub"), { recursive: true });
+    await writeFile(join(metaDir, "pub", "a.txt"), encodeSidecar({ deleteAt: 4_000_000_000 }));
+    expect(await index.rebuild(filesDir, "1")).toBe(1);
+    expect(await index.isComplete()).toBe(true);
+  });
 
   /** Node 1's store on disk, its expiry index, and the store uploads go through, which records expiries. */
   async function stores() {

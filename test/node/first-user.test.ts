@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { createFirstUser, generateFirstUser } from "../../src/adapters/node/users/first-user.ts";
+import { announceFirstUser, createFirstUser, generateFirstUser } from "../../src/adapters/node/users/first-user.ts";
 
 describe("the first user of a node started on the defaults", () => {
   let dir: string;
@@ -35,5 +35,22 @@ describe("the first user of a node started on the defaults", () => {
     expect(await createFirstUser(htpasswd, copy, generate)).toBe(false);
     expect(made).toHaveLength(1);
     expect(await readFile(htpasswd, "utf8")).toBe(line);
+  });
+
+  it("prints the password to a terminal only: any other output is a log", async () => {
+    const user = generateFirstUser();
+    const copy = join(dir, "initial-credentials");
+    const printed = () =>
+      vi
+        .mocked(process.stderr.write)
+        .mock.calls.map(([text]) => String(text))
+        .join("");
+    await announceFirstUser(user, "users", copy, false);
+    expect(printed()).not.toContain(user.password);
+    expect(printed()).toContain(`password: in ${copy}`);
+    vi.mocked(process.stderr.write).mockClear();
+    await announceFirstUser(user, "users", copy, true);
+    expect(printed()).toContain(`password: ${user.password}\n`);
+    expect(await readFile(copy, "utf8")).toBe(`admin:${user.password}\n`);
   });
 });

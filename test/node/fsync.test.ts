@@ -60,4 +60,24 @@ describe("fsync = true (the default)", () => {
       expect(beforeCreated, folder).toContain(`fsync ${folder}`);
     expect(seen.slice(created + 1, deleted), trace).toContain("fsync files/1/pub/old");
   });
+
+  it("makes an upload's expiry durable before the file it is for", async () => {
+    node = await startNodeProcess({ config: { workers: 1 } });
+    const { url, data } = node;
+    const tracer = await traceSyscalls(node.pid, join(data, "..", "expiry-calls.log"), ["fsync", "write", "writev"]);
+    let trace = "";
+    try {
+      const put = await fetch(`${url}/upload/pub/expiring.txt`, { method: "PUT", headers: { ...auth, "X-Delete-After": "3600" }, body: "gone in an hour" });
+      expect(put.status).toBe(201);
+    } finally {
+      trace = await tracer.stop();
+    }
+    const seen = events(trace, data);
+    // The entry's name in the expiry index is on disk before the file's bytes are synced, so a power cut cannot keep the file without it.
+    const entry = seen.findIndex((event) => /^fsync state\/expiry\/\d+$/.test(event));
+    const file = seen.findIndex((event) => /^fsync tmp\/[\w-]+\.part$/.test(event));
+    expect(entry, trace).toBeGreaterThanOrEqual(0);
+    expect(file, trace).toBeGreaterThan(entry);
+    expect(seen.indexOf("answer 201"), trace).toBeGreaterThan(file);
+  });
 });

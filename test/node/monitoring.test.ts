@@ -3,8 +3,10 @@ import { readFileSync } from "node:fs";
 import { mkdtemp, readFile, rename, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Agent } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../helpers/cli.ts";
+import { traceSyscalls } from "../helpers/strace.ts";
 import { basic, bcryptLine, PASSWORD, USER, writeHtpasswd } from "../helpers/credentials.ts";
 import { flipByte } from "../helpers/disk.ts";
 import { eventually } from "../helpers/eventually.ts";
@@ -113,6 +115,57 @@ describe("monitoring a node: /metrics, monitor_users, access lines", () => {
     const wrong = await runCli(["status", "--config", node.configFile, "--user", MONITOR], { env: { NANOCDN_PASSWORD: "wrong" } });
     expect(wrong.stdout).toMatch(/node 1 refused the credentials of user 'watcher' \(wrong user name or password\): check --user and NANOCDN_PASSWORD/);
     expect(wrong.code).toBe(1);
+  });
+
+  it("answers /status within seconds while the disk hangs, and says what it could not learn", async () => {
+    const trace = await traceSyscalls(node.pid, join(node.data, "..", "statfs.trace"), ["statfs"], { delayMs: 20_000 });
+    try {
+      // Several at once, as from a monitor and a page: they share one statfs, so the others of libuv's threads stay free.
+      const [status, page, cli, metrics] = await Promise.all([
+        fetch(`${node.url}/status`, { headers: full }).then((r) => r.json()),
+        fetch(`${node.url}/status`, { headers: { ...full, Accept: "text/html" } }).then((r) => r.text()),
+        runCli(["status", "--config", node.configFile, "--user", MONITOR], { env: { NANOCDN_PASSWORD: MONITOR_PASSWORD } }),
+        fetch(`${node.url}/metrics`, { headers: full }).then((r) => r.text()),
+      ]);
+      // No room known is no room: the disk-space alert fires, and the other metrics still answer.
+      expect(sample(metrics, "nanocdn_store_free_bytes")).toBe(0);
+      expect(sample(metrics, "nanocdn_own_files_complete")).toBe(1);
+      const hung = `the free space of ${join(node.data, "files")} is unknown: statfs did not answer within 1 s (a hung disk?)`;
+      expect(status.factsError).toBe(hung);
+      expect(status.diskFreeBytes).toBeUndefined();
+      expect(status.nodes[0]).toMatchObject({ node: "1", self: true, lastError: hung });
+      expect(page).toContain("statfs did not answer within 1 s");
+      expect(cli.stdout).toMatch(/^1\s+up, no facts/m);
+      expect(cli.stdout).toContain(`node 1: ${hung}`);
+      expect(cli.code).toBe(1);
+      // The files are still served meanwhile.
+      expect((await fetch(`${node.url}/1/pub/nope.txt`)).status).toBe(404);
+      const started = (await trace.stop()).match(/statfs\(/g) ?? [];
+      expect(started.length).toBeLessThanOrEqual(2);
+    } finally {
+      await trace.stop();
+    }
+    const recovered = await (await fetch(`${node.url}/status`, { headers: full })).json();
+    expect(recovered.factsError).toBeUndefined();
+    expect(recovered.diskFreeBytes).toBeGreaterThan(0);
+  });
+
+  it("answers /status on a kept-alive connection while the primary process is stopped, and says why it knows little", async () => {
+    const agent = new Agent({ connections: 1 });
+    try {
+      // The primary accepts connections and hands them on: a stopped one hands on no new ones.
+      expect((await fetch(`${node.url}/check/`, { dispatcher: agent } as RequestInit)).status).toBe(200);
+      process.kill(node.pid, "SIGSTOP");
+      try {
+        const status = await (await fetch(`${node.url}/status`, { headers: full, dispatcher: agent } as RequestInit)).json();
+        expect(status.factsError).toMatch(/^the node's primary process did not tell its facts within 2 s: it is stopped, overloaded, or waits on a hung disk$/);
+        expect(status.version).toBeUndefined();
+      } finally {
+        process.kill(node.pid, "SIGCONT");
+      }
+    } finally {
+      await agent.close();
+    }
   });
 
   it("logs the client, the forwarded address from a trusted proxy, the user and the user agent", async () => {

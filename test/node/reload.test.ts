@@ -76,6 +76,8 @@ describe("a serving process that replaces one that died", () => {
       const file = await readFile(node.configFile, "utf8");
       await writeFile(node.configFile, `${file.replace(/^(node|max_upload_bytes)\s*=.*$/gm, "")}\nnode = "7"\nmax_upload_bytes = 3\n`);
       const serving = () => withChildren(node.pid).slice(1);
+      // Started: both listen (a death before that fails the start instead).
+      await eventually(async () => expect(node.output()).toContain("nanocdn node listening"));
       const [victim, survivor] = serving();
       process.kill(victim!, "SIGKILL");
       let replacement: number | undefined;

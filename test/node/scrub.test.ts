@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -23,6 +23,15 @@ describe("the scrub on one node's disk (no peers to repair from)", () => {
   });
   afterEach(() => rm(root, { recursive: true, force: true }));
 
+  it("reads no faster than its cap, so that readers come first", async () => {
+    for (let i = 0; i < 3; i++) await store.create(`1/pub/mib-${i}.bin`, new Blob([new Uint8Array(1024 * 1024)]).stream());
+    const started = Date.now();
+    const report = await scrub({ ...options(), bytesPerSecond: 1024 * 1024 });
+    expect(report.good).toBe(3);
+    // 3 MiB at 1 MiB/s: the first MiB may go at once, the rest takes its time (a slow machine only takes longer).
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
+  });
+
   it("checks a stored file named like rsync's temporary files, and skips only those", async () => {
     for (const key of ["1/pub/.env.backup", "1/pub/env.backup"]) {
       await store.create(key, new Blob(["secret=1"]).stream());
@@ -34,6 +43,25 @@ describe("the scrub on one node's disk (no peers to repair from)", () => {
     const report = await scrub(options());
     expect(report.files).toBe(2);
     expect(report.unrepaired.sort()).toEqual(["1/pub/.env.backup", "1/pub/env.backup"]);
+  });
+
+  it("goes through no symlinked folder: a namespace or a metadata folder placed in the store by hand", async () => {
+    const outside = join(root, "outside");
+    await mkdir(join(outside, "pub"), { recursive: true });
+    await writeFile(join(outside, "pub", "passwd.txt"), "not the store's");
+    await mkdir(join(root, "files", "2"), { recursive: true });
+    await symlink(join(outside, "pub"), join(root, "files", "2", "pub"));
+    // Node 3's file is real, but its metadata folder leads outside.
+    await mkdir(join(root, "files", "3", "pub"), { recursive: true });
+    await writeFile(join(root, "files", "3", "pub", "real.txt"), "copied in by hand");
+    await symlink(outside, join(root, "files", "3", "meta"));
+    const report = await scrub(options());
+    expect(report).toMatchObject({ files: 0, recorded: 0 });
+    expect(report.unreadable.sort()).toEqual([
+      "2/pub/ (a symlink, not followed)",
+      "3/pub/real.txt (its metadata's folder is reached through a symlink, not followed)",
+    ]);
+    expect(await readdir(outside, { recursive: true })).toEqual(["pub", "pub/passwd.txt"]);
   });
 
   it("leaves a file whose metadata is a replacement's, come ahead of its bytes, for a later run", async () => {

@@ -134,7 +134,10 @@ describe("the Debian package", () => {
     expect(Number(/^TimeoutStopSec=(\d+)$/m.exec(unit)?.[1])).toBeGreaterThan(Number(configDefault("shutdown_grace")));
     // SIGTERM to the node's main process alone, as the tests stop nodes: it ends its own serving processes, rsync runs and daemon.
     expect(unit).toMatch(/^KillMode=mixed$/m);
-    // A configuration the node cannot run with ends it with the status that the unit does not restart on.
+    // A node that stops on an error is started again after 5 seconds (as the README says)...
+    expect(unit).toMatch(/^Restart=on-failure$/m);
+    expect(unit).toMatch(/^RestartSec=5$/m);
+    // ...unless a configuration the node cannot run with ended it, with the status that the unit does not restart on.
     const prevented = Number(/^RestartPreventExitStatus=(\d+)$/m.exec(unit)?.[1]);
     await expect(asNode(["serve", "--listen", "127.0.0.1:http-alt"])).rejects.toMatchObject({
       code: prevented,

@@ -127,6 +127,27 @@ describe("CachingStore", () => {
     expect(store.peek("1/pub/racy.txt")).toBeUndefined();
   });
 
+  it("evicts the least recently used first: a file read again stays, however many come after it", async () => {
+    const store = new CachingStore(new MemoryStore(), { maxBytes: 100, maxFileBytes: 10, revalidateMs: 60_000 });
+    const fill = async (name: string) => {
+      await store.create(name, text("x".repeat(10)));
+      await read(store, name);
+    };
+    for (let i = 0; i < 10; i++) await fill(`1/pub/${i}`);
+    // Ten files of 10 bytes fill 100 bytes. The oldest, read again, is no longer the least recently used.
+    expect(store.peek("1/pub/0")).toBeDefined();
+    await fill("1/pub/10");
+    expect(store.peek("1/pub/1")).toBeUndefined();
+    expect(store.peek("1/pub/0")).toBeDefined();
+    // A file read between every two new ones stays through many times the cache's size of them.
+    for (let i = 11; i < 100; i++) {
+      await fill(`1/pub/${i}`);
+      expect(store.peek("1/pub/0"), `after 1/pub/${i}`).toBeDefined();
+    }
+    expect(store.peek("1/pub/90")).toBeUndefined();
+    expect(store.peek("1/pub/99")).toBeDefined();
+  });
+
   it("keeps at most maxBytes in memory and streams larger files", async () => {
     const inner = new MemoryStore();
     const store = new CachingStore(inner, { maxBytes: 100, maxFileBytes: 60, revalidateMs: 60_000 });

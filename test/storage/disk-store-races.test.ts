@@ -1,9 +1,10 @@
-import { mkdtemp, readdir, rm, utimes } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, relative } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { DiskStore } from "../../src/adapters/node/disk/disk-store.ts";
 import { FolderSyncs, fsyncFolder } from "../../src/adapters/node/disk/folder-sync.ts";
+import { encodeSidecar } from "../../src/adapters/node/disk/sidecar.ts";
 import { quiet } from "../helpers/quiet-log.ts";
 import { isExpired, sameVersion } from "../../src/storage/blob-store.ts";
 import { ConflictError } from "../../src/storage/errors.ts";
@@ -159,6 +160,28 @@ describe("DiskStore races, each forced at its window", () => {
     expect(await new Response(await child.body()).text()).toBe("a new file");
     await child.close();
     expect(await store.strays()).toEqual([]);
+  });
+
+  it("gives the file of one of two uploads of a name its own metadata, where a crash left old metadata without a file", async () => {
+    // Not forced at one window: the two uploads race over the leftover, and each round may interleave them differently.
+    for (let round = 0; round < 200; round++) {
+      const store = await newStore();
+      const leftover = join(root!, "files", "1", "meta", "pub", "a.txt");
+      await mkdir(dirname(leftover), { recursive: true });
+      await writeFile(leftover, encodeSidecar({ deleteAt: 1 }), { mode: 0o444 });
+      const { ctimeMs } = await stat(leftover);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      // The clock moves on by just over a minute: the leftover is old, metadata the uploads link now is not.
+      const clock = vi.spyOn(Date, "now").mockReturnValue(Math.ceil(ctimeMs) + 60_002);
+      const results = await Promise.allSettled(["first", "second"].map((body) => store.create("1/pub/a.txt", text(body), { deleteAt: 4_000_000_000 })));
+      clock.mockRestore();
+      const stored = results.flatMap((result) => (result.status === "fulfilled" ? [result.value] : []));
+      expect(stored, `round ${round}`).toHaveLength(1);
+      expect(results.find((result) => result.status === "rejected")?.reason, `round ${round}`).toBeInstanceOf(ConflictError);
+      const meta = await store.head("1/pub/a.txt");
+      expect([meta?.etag, meta?.deleteAt], `round ${round}`).toEqual([stored[0]!.etag, 4_000_000_000]);
+      await rm(root!, { recursive: true, force: true });
+    }
   });
 
   it("keeps the metadata of an upload whose fsync took longer than a leftover's age, against a second upload of the name", async () => {

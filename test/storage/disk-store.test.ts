@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readdir, rm, symlink, utimes, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, stat, symlink, utimes, writeFile } from "node:fs/promises";
 import { execFileSync, spawn } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -132,6 +132,23 @@ describe("DiskStore on its own", () => {
       expect(await new Response(await handle.body()).text()).toBe("old bytes");
       expect([handle.meta.digest, handle.meta.deleteAt, handle.meta.etag === old.etag]).toEqual([undefined, undefined, false]);
       expect((await store.head("1/pub/swapped.txt"))?.digest).toBeUndefined();
+    });
+  });
+
+  it("keeps a file's metadata, its expiry too, through a copy that kept whole seconds of its mtime only, as a restore from a backup", async () => {
+    await withStore({ fsync: false }, async (store, root) => {
+      const stored = await store.create("1/pub/restored.txt", new Blob(["restored"]).stream(), { deleteAt: 4_000_000_000 });
+      const path = join(root, "files", "1", "pub", "restored.txt");
+      const { mtimeMs } = await stat(path);
+      // As tar and most backup tools restore it: the same second, no nanoseconds.
+      const second = new Date(Math.floor(mtimeMs / 1000) * 1000);
+      await utimes(path, second, second);
+      const meta = await store.head("1/pub/restored.txt");
+      expect([meta?.digest, meta?.deleteAt]).toEqual([stored.digest, 4_000_000_000]);
+      // Another second, or nanoseconds of its own: another file, whose metadata this is not.
+      const later = new Date(second.getTime() + 1000);
+      await utimes(path, later, later);
+      expect((await store.head("1/pub/restored.txt"))?.deleteAt).toBeUndefined();
     });
   });
 

@@ -16,6 +16,12 @@ describe("an upload's expiry", () => {
     expect(() => requestedDeleteAt(new Headers({ "X-Delete-At": "1767225600" }), 1_767_225_600_500)).toThrow(/not in the future/);
   });
 
+  it("takes a past X-Delete-At from a peer, whose clock may be behind (the file is expired at once)", () => {
+    const passedOn = new Headers({ "X-Delete-At": "1767225598" });
+    expect(requestedDeleteAt(passedOn, 1_767_225_600_500, true)).toBe(1_767_225_598);
+    expect(() => requestedDeleteAt(passedOn, 1_767_225_600_500)).toThrow(/not in the future/);
+  });
+
   it("refuses a moment after the year 9999, which no HTTP date (Expires) can carry", () => {
     expect(requestedDeleteAt(new Headers({ "X-Delete-At": "253402300799" }), 1_767_225_600_500)).toBe(253_402_300_799);
     expect(() => requestedDeleteAt(new Headers({ "X-Delete-At": "253402300800" }), 1_767_225_600_500)).toThrow(/after the year 9999/);

@@ -212,6 +212,21 @@ describe("Replicator (rsync runner injected)", () => {
     rsync.runs.length = 0;
   }
 
+  /**
+   * From now on the peer may not write into its pub/locked/ (a permission, an
+   * immutable folder): a batch carrying files there ends with exit 23, naming
+   * them as the receiver does, a path of its own (test/unit/rsync-output.test.ts
+   * has its words), and rsync carries the rest.
+   */
+  function refuseLocked() {
+    rsync.answer(() => {
+      const run = rsync.runs.at(-1)!;
+      const locked = run.full ? [] : run.paths.filter((path) => path.startsWith("pub/locked/"));
+      if (locked.length === 0) return SUCCEEDED;
+      return { ok: false, code: 23, message: "some files/attrs were not transferred", refused: locked.map((path) => `/srv/replicas/1/${path}`) };
+    });
+  }
+
   /** One peer, past its first full pass, whose runs from now on answer `result`. */
   async function startFailing(result: RsyncResult) {
     await startOnePeer();
@@ -340,14 +355,7 @@ describe("Replicator (rsync runner injected)", () => {
 
   it("sets apart the files a run left out (exit 23), so that uploads into other folders keep getting their copies", async () => {
     await startOnePeer({ syncCopies: 2 });
-    // The peer may not write into its pub/locked/ (a permission, an immutable folder): rsync carries the rest.
-    rsync.answer(() => {
-      const run = rsync.runs.at(-1)!;
-      const locked = run.full ? [] : run.paths.filter((path) => path.startsWith("pub/locked/"));
-      if (locked.length === 0) return SUCCEEDED;
-      // As the receiver names them: a path of its own (test/unit/rsync-output.test.ts has its words).
-      return { ok: false, code: 23, message: "some files/attrs were not transferred", refused: locked.map((path) => `/srv/replicas/1/${path}`) };
-    });
+    refuseLocked();
     const copies: Record<string, number | undefined> = {};
     for (const name of ["locked/a", "open/b"]) void replicator.changed({ kind: "created", key: `1/pub/${name}.txt` }).then((n) => (copies[name] = n));
     await vi.advanceTimersByTimeAsync(100);
@@ -360,6 +368,27 @@ describe("Replicator (rsync runner injected)", () => {
     await vi.advanceTimersByTimeAsync(100);
     expect(copies["open/c"]).toBe(2);
     expect(replicator.status()[0]).toMatchObject({ backlog: 1, stuck: ["pub/locked/a.txt"] });
+  });
+
+  it("sets apart 100 files at most: beyond, a file that fails holds the others up again", async () => {
+    await startOnePeer({ syncCopies: 2 });
+    refuseLocked();
+    for (let i = 0; i < 101; i++) void replicator.changed({ kind: "created", key: `1/pub/locked/${i}.txt` });
+    await vi.advanceTimersByTimeAsync(100);
+    expect(blobsOf(rsync.runs[0])).toHaveLength(101);
+    // 100 set apart; the one beyond goes again at once, and fails its run whole: a back-off.
+    expect(blobsOf(rsync.runs[1])).toEqual(["pub/locked/100.txt"]);
+    expect(replicator.status()[0]).toMatchObject({ backlog: 101, lastError: expect.stringContaining("rsync exit 23") });
+    expect(replicator.status()[0]!.stuck).toHaveLength(20);
+    // An upload meanwhile goes with it, and fails with it.
+    let copies: number | undefined;
+    void replicator.changed({ kind: "created", key: "1/pub/open/b.txt" }).then((n) => (copies = n));
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(copies).toBe(1);
+    const carrying = rsync.runs.filter((run) => blobsOf(run)?.includes("pub/open/b.txt"));
+    expect(carrying.length).toBeGreaterThan(0);
+    for (const run of carrying) expect(blobsOf(run)).toEqual(["pub/locked/100.txt", "pub/open/b.txt"]);
+    expect(replicator.status()[0]!.backlog).toBe(102);
   });
 
   it("keeps a file listed while it is tried alone, and a newer change of it goes the usual way", async () => {

@@ -66,4 +66,54 @@ describe("R2Store uploads", () => {
     expect((await store.head("1/pub/no-digest.txt"))?.etag).toBe(meta.etag);
     await bucket.delete("1/pub/no-digest.txt");
   });
+
+  it("never names a file with the digest a delete left behind of the file before it", async () => {
+    const stream = (text: string) => new Blob([text]).stream();
+    // A delete that lands between a create's object and its digest leaves that digest alone.
+    let objectStored!: () => void;
+    const stored = new Promise<void>((resolve) => (objectStored = resolve));
+    let releaseDigest!: () => void;
+    const digestHeld = new Promise<void>((resolve) => (releaseDigest = resolve));
+    const slowDigest = new Proxy(bucket, {
+      get(target, name) {
+        if (name !== "put") return Reflect.get(target, name).bind(target);
+        return async (key: string, value: ReadableStream, options: R2PutOptions) => {
+          if (key.startsWith(".digest/")) await digestHeld;
+          const put = await target.put(key, value, options);
+          if (!key.startsWith(".digest/")) objectStored();
+          return put;
+        };
+      },
+    });
+    const creating = new R2Store(slowDigest).create("1/pub/orphan.txt", stream("old bytes!"), { length: 10 });
+    await stored;
+    expect(await new R2Store(bucket).delete("1/pub/orphan.txt")).toBe(true);
+    releaseDigest();
+    const old = await creating;
+    expect(await listKeys(bucket)).toContain(".digest/1/pub/orphan.txt");
+    // The next file of that name, whose own digest R2 refuses.
+    const refusing = new Proxy(bucket, {
+      get(target, name) {
+        if (name !== "put") return Reflect.get(target, name).bind(target);
+        return (key: string, value: ReadableStream, options: R2PutOptions) =>
+          key.startsWith(".digest/") ? Promise.reject(new Error("R2 is unavailable")) : target.put(key, value, options);
+      },
+    });
+    const next = await new R2Store(refusing).create("1/pub/orphan.txt", stream("NEW BYTES!"), { length: 10 });
+    const read = await new R2Store(bucket).head("1/pub/orphan.txt");
+    expect(read?.digest).toBeUndefined();
+    expect(read?.etag).toBe(next.etag);
+    expect(read?.etag).not.toBe(old.etag);
+    await bucket.delete(["1/pub/orphan.txt", ".digest/1/pub/orphan.txt"]);
+  });
+
+  it("reads a range of the file its handle was opened on, never of one stored under the name since", async () => {
+    const store = new R2Store(bucket);
+    await store.create("1/pub/swap.txt", new Blob(["AAAAAAAAAA"]).stream(), { length: 10 });
+    const handle = (await store.open("1/pub/swap.txt"))!;
+    expect(await store.delete("1/pub/swap.txt")).toBe(true);
+    await store.create("1/pub/swap.txt", new Blob(["BBBBBBBBBB"]).stream(), { length: 10 });
+    await expect(handle.body({ offset: 0, length: 4 })).rejects.toThrow(/was deleted while being read/);
+    await store.delete("1/pub/swap.txt");
+  });
 });

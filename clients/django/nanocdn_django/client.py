@@ -32,6 +32,11 @@ Where this client knows more than fetch lets the TypeScript client know:
   ``EXPECT_AGAIN_AFTER`` seconds (5 minutes) do not wait; then one sends
   ``Expect`` again, so a node that was only slow gets it back (and a server
   that ignores it costs one wait per 5 minutes).
+- An upload sent without ``Expect`` (``expect_continue=False``, an empty
+  body, or those 5 minutes) first asks ``GET /check/`` of a node that has
+  answered nothing in the last second: one that does not answer it, or a
+  proxy's ``502``/``504``/``521``-``523`` for it, gets no byte of the upload,
+  which moves on.
 
 Connections are kept alive per node and reused (a few idle ones per node);
 one that fails is closed. A client object may be shared between threads.
@@ -43,6 +48,7 @@ import http.client
 import io
 import json
 import logging
+import math
 import os
 import socket
 import stat
@@ -84,6 +90,8 @@ CHUNK_SIZE = 64 * 1024
 USER_AGENT = "nanocdn-django/0.1"
 #: seconds a node that did not ask for an upload's body has to answer GET /check/ before it counts as hung
 CHECK_TIMEOUT = 1.0
+#: an upload sent without ``Expect: 100-continue`` first asks GET /check/ of a node not heard from for this many seconds
+PROBE_AFTER = 1.0
 #: seconds that a node which took an upload's body without asking for it (it answered GET /check/ instead of
 #: 100 Continue) gets uploads without ``Expect: 100-continue``; then one upload sends Expect again
 EXPECT_AGAIN_AFTER = 300.0
@@ -179,6 +187,10 @@ def _answer_attempt(node, response, body=None):
     return Attempt(node.url, outcome, status=response.status, code=code, retry_after=retry)
 
 
+#: the latest expiry the nodes take (the last second of the year 9999, as HTTP dates have four-digit years)
+LAST_DELETE_AT = 253402300799
+
+
 def expiry_headers(delete_after=None, delete_at=None):
     """The headers that make the nodes delete an upload later; ValueError for a value they would refuse."""
     if delete_after is not None and delete_at is not None:
@@ -189,6 +201,8 @@ def expiry_headers(delete_after=None, delete_at=None):
         valid = isinstance(delete_after, (int, float)) and not isinstance(delete_after, bool)
         if not valid or not float(delete_after).is_integer() or delete_after <= 0:
             raise ValueError("delete_after must be a whole number of seconds above 0, not %r" % (delete_after,))
+        if math.ceil(time.time()) + delete_after > LAST_DELETE_AT:
+            raise ValueError("delete_after: %r seconds from now is after the year 9999" % (delete_after,))
         return {"X-Delete-After": str(int(delete_after))}
     if delete_at is not None:
         if isinstance(delete_at, datetime.datetime):
@@ -197,6 +211,10 @@ def expiry_headers(delete_after=None, delete_at=None):
             delete_at = int(delete_at.timestamp())
         if isinstance(delete_at, bool) or not isinstance(delete_at, int) or delete_at <= 0:
             raise ValueError("delete_at must be a datetime or unix seconds, not %r" % (delete_at,))
+        if delete_at <= int(time.time()):
+            raise ValueError("delete_at: %r is not in the future" % (delete_at,))
+        if delete_at > LAST_DELETE_AT:
+            raise ValueError("delete_at: %r is after the year 9999" % (delete_at,))
         return {"X-Delete-At": str(delete_at)}
     return {}
 
@@ -229,15 +247,23 @@ class Node:
 class Stored:
     """The answer to an upload: the stored name (``<node>/<ns>/<path>``) and what the node said about it."""
 
-    def __init__(self, name, size, etag, node):
+    def __init__(self, name, size, etag, node, copies=None):
         self.name = name
         self.size = size
         self.etag = etag
         #: base URL of the node that took the upload
         self.node = node
+        #: how many nodes' disks held the file when it was answered (fewer than the nodes' sync_copies: some were
+        #: down, and replication delivers it later); None when the answer did not say (a server without copies)
+        self.copies = copies
 
     def __repr__(self):
-        return "Stored(%r, size=%r, node=%r)" % (self.name, self.size, self.node)
+        return "Stored(%r, size=%r, node=%r, copies=%r)" % (self.name, self.size, self.node, self.copies)
+
+
+def _copies(response):
+    value = response.getheader("X-Nanocdn-Copies")
+    return int(value) if value is not None and value.isascii() and value.isdigit() else None
 
 
 class _StaleConnection(Exception):
@@ -445,6 +471,8 @@ class NanoCdnClient:
             self._authorization = "Basic " + base64.b64encode(token).decode("ascii")
         self.clock = clock
         self._failed_at = {}
+        #: base URL -> when (``clock``) the node last answered a request of this client
+        self._answered_at = {}
         #: base URL -> when (``clock``) the node took an upload's body without asking for it
         self._skips_expect_since = {}
         self._lock = threading.Lock()
@@ -501,6 +529,17 @@ class NanoCdnClient:
     def _worked(self, url):
         with self._lock:
             self._failed_at.pop(url, None)
+        self._heard_from(url)
+
+    def _heard_from(self, url):
+        """The node answered something (a 503 of a store that fails included): it is there."""
+        with self._lock:
+            self._answered_at[url] = self.clock()
+
+    def _answered_lately(self, node):
+        with self._lock:
+            at = self._answered_at.get(node.url)
+        return at is not None and self.clock() - at < PROBE_AFTER
 
     # -- connections ------------------------------------------------------
 
@@ -717,6 +756,12 @@ class NanoCdnClient:
         # A kept-alive connection is reused only when the node must ask for the body first
         # (100-continue): one that the node closed while idle then fails before any byte of it.
         expect = self.expect_continue and body.size > 0 and self._sends_expect(node)
+        # Without Expect nothing tells a dead node behind a proxy from a live one before the body
+        # has gone (the proxy's 502 after it leaves the upload uncertain): ask first, as Expect would.
+        if not expect and not self._answered_lately(node) and not self._check(node, reuse=True):
+            raise _Retry(
+                Attempt(node.url, "did not answer GET /check/, asked before an upload without Expect; nothing was sent")
+            )
         reuse = expect
         while True:
             try:
@@ -724,7 +769,7 @@ class NanoCdnClient:
             except OSError as e:
                 raise _Retry(Attempt(node.url, "could not connect (%s); nothing was sent" % _describe(e)))
             try:
-                response, reusable = self._upload_on(conn, reused, node, target, what, body, attempts, expect, headers)
+                response, reusable, whole = self._upload_on(conn, reused, node, target, what, body, attempts, expect, headers)
             except _StaleConnection:
                 conn.close()
                 reuse = False
@@ -733,7 +778,7 @@ class NanoCdnClient:
                 conn.close()
                 raise
             try:
-                return self._upload_answer(node, response, what, body, attempts)
+                return self._upload_answer(node, response, what, body, attempts, whole)
             finally:
                 if reusable:
                     self._release(conn, response)
@@ -759,7 +804,8 @@ class NanoCdnClient:
             self._skips_expect_since.pop(node.url, None)
 
     def _upload_on(self, conn, reused, node, target, what, body, attempts, expect, headers):
-        """Sends the upload on ``conn``; ``(response, reusable)``: the node's answer, and whether ``conn`` may serve again."""
+        """Sends the upload on ``conn``; ``(response, reusable, whole)``: the node's answer, whether ``conn`` may
+        serve again, and whether the whole body went before the answer came."""
         try:
             conn.putrequest("PUT", node.prefix + target, skip_accept_encoding=True)
             for key, value in headers.items():
@@ -786,7 +832,7 @@ class NanoCdnClient:
                 self._answered_expect(node)
                 parts = head.split(None, 2)
                 if len(parts) < 2 or parts[1] != b"100":
-                    return self._response(head, reader), False
+                    return self._response(head, reader), False, False
                 while reader.readline(65537) not in (b"\r\n", b"\n", b""):
                     pass
             except OSError as e:
@@ -819,7 +865,7 @@ class NanoCdnClient:
         except OSError as e:
             # The node may have answered before it closed (a refusal): read that answer if there is one.
             try:
-                return conn.getresponse(), False
+                return conn.getresponse(), False, False
             except (OSError, http.client.HTTPException):
                 raise _Retry(
                     Attempt(
@@ -829,7 +875,7 @@ class NanoCdnClient:
                     )
                 )
         try:
-            return conn.getresponse(), True
+            return conn.getresponse(), True, True
         except (OSError, http.client.HTTPException) as e:
             self._failed(node.url)
             raise NanoCdnUploadUncertain(
@@ -847,14 +893,16 @@ class NanoCdnClient:
         return response
 
     def _answers_check(self, node):
-        """Whether the node answers GET /check/ (whatever it says) within a second, on a connection of its own."""
+        """Whether the node answers GET /check/ (whatever it says) within a second, on a connection of its own (see _check)."""
         return self._check(node, reuse=False)
 
     def _check(self, node, reuse):
         """Asks ``node`` GET /check/, and notes the node id its answer names; whether it answered within a second.
 
-        Any answer counts (a node whose store fails answers 503, and names
-        itself too). ``reuse``: whether a kept-alive connection may serve.
+        Any answer of the node counts (a node whose store fails answers 503,
+        and names itself too); a proxy's that the node behind it failed or
+        could not be reached (502, 504, 521-523) does not. ``reuse``: whether
+        a kept-alive connection may serve.
         """
         while True:
             try:
@@ -876,15 +924,18 @@ class NanoCdnClient:
                     continue
                 return False
             self._release(conn, response)
+            if response.status in PROXY_GAVE_UP or response.status in ORIGIN_NOT_REACHED:
+                return False
             try:
                 info = json.loads(data.decode("utf-8"))
             except (ValueError, UnicodeDecodeError):
                 info = None
             node_id = info.get("node") if isinstance(info, dict) else None
             self._identified(node, node_id if isinstance(node_id, str) and node_id else None)
+            self._heard_from(node.url)
             return True
 
-    def _upload_answer(self, node, response, what, body, attempts):
+    def _upload_answer(self, node, response, what, body, attempts, whole):
         if response.status == 201:
             try:
                 data = response.read()
@@ -904,9 +955,10 @@ class NanoCdnClient:
             if attempts:
                 log.warning("nanocdn: %s: taken by %s after %s", what, node.url, "; ".join(map(str, attempts)))
             name = target_to_name(location)
-            return Stored(name, info.get("size", body.size), response.getheader("ETag"), node.url)
+            return Stored(name, info.get("size", body.size), response.getheader("ETag"), node.url, _copies(response))
         attempt = _answer_attempt(node, response)
-        if response.status in UPLOAD_RETRY_STATUSES:
+        # A proxy that gave up before it had the whole body: the node behind it cannot have stored an incomplete one.
+        if response.status in UPLOAD_RETRY_STATUSES or (response.status in PROXY_GAVE_UP and not whole):
             raise _Retry(attempt)
         if response.status in PROXY_GAVE_UP:
             self._failed(node.url)

@@ -150,6 +150,9 @@ class NanoCdnStorage(Storage):
         for key in ("timeout", "connect_timeout", "cooldown", "continue_timeout", "signed_url_ttl"):
             if not isinstance(config[key], (int, float)) or config[key] < 0:
                 raise ImproperlyConfigured("nanocdn option %r must be a number of seconds, not %r" % (key, config[key]))
+        # A link that expires as it is made is refused at once.
+        if config["signed_url_ttl"] < 1:
+            raise ImproperlyConfigured("nanocdn option 'signed_url_ttl' must be 1 second or more, not %r" % (config["signed_url_ttl"],))
         try:
             expiry_headers(config["delete_after"])
         except ValueError as e:

@@ -36,10 +36,11 @@ class NodeOneKilledTests(TestCase):
         self.assertEqual(big_name, "1/pub/kill/big.bin")
         of_2 = live.storage(node2.url).save("kill/of-2.txt", ContentFile(b"stored on 2"))
         self.assertEqual(of_2, "2/pub/kill/of-2.txt")
-        pending = live.place_unreplicated(node1, "1/pub/kill/not-pushed.txt", b"not on node 2")
-        pending_big = live.place_unreplicated(node1, "1/pub/kill/big-not-pushed.bin", big)
         for name in (doc.file.name, secret, big_name):
             live.wait_until_replicated(name, on=node2)
+        # Placed last: a full pass (node 1 runs one whenever it sees node 2 come back) would carry them.
+        pending = live.place_unreplicated(node1, "1/pub/kill/not-pushed.txt", b"not on node 2")
+        pending_big = live.place_unreplicated(node1, "1/pub/kill/big-not-pushed.bin", big)
 
         # Two reads under way from node 1 when it dies. A small receive buffer keeps most of the
         # 8 MiB on node 1's side, so the connections break with megabytes still to come.

@@ -8,12 +8,13 @@ import os
 import socket
 import threading
 import time
+from unittest import mock
 
 from django.core.files.base import ContentFile
 from django.test import SimpleTestCase
 
 from nanocdn_django import NanoCdnClient, NanoCdnUnavailable, NanoCdnUploadUncertain
-from nanocdn_django.client import EXPECT_AGAIN_AFTER
+from nanocdn_django.client import EXPECT_AGAIN_AFTER, PROBE_AFTER
 
 from tests import live
 from tests.loopback_server import LoopbackServer
@@ -62,6 +63,17 @@ def read_body(conn, head):
             break
         body += chunk
     return body
+
+
+def read_until_closed(conn):
+    """Everything the client sends until it closes the connection (or 10 seconds pass)."""
+    conn.settimeout(10)
+    received = b""
+    while True:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return received
+        received += chunk
 
 
 class UploadFailoverTests(SimpleTestCase):
@@ -137,6 +149,75 @@ class UploadFailoverTests(SimpleTestCase):
         self.assertEqual(len(fake.requests), 1)
         s.delete(name)
 
+    def test_a_proxys_502_or_504_before_the_body_moves_on(self):
+        """A proxy whose node is down refuses before it asks for the body: nothing was sent, so the next node takes it."""
+        for status in (b"502 Bad Gateway", b"504 Gateway Timeout"):
+            received = []
+            done = threading.Event()
+
+            def gateway_failed(conn, head, status=status, received=received, done=done):
+                conn.sendall(b"HTTP/1.1 %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n" % status)
+                conn.shutdown(socket.SHUT_WR)
+                received.append(len(read_until_closed(conn)))
+                done.set()
+
+            fake = FakeNode(gateway_failed)
+            self.addCleanup(fake.close)
+            s = live.storage(fake.url, live.node("2").url)
+            stored = s.client.upload("pub", "failover/gateway.txt", b"g" * 5000)
+            self.assertEqual([stored.name, stored.node], ["2/pub/failover/gateway.txt", live.node("2").url], status)
+            s.delete(stored.name)
+            self.assertTrue(done.wait(10), status)
+            self.assertEqual(received, [0], status)
+
+    def test_the_check_probe_takes_a_proxys_502_for_no_answer(self):
+        """A node that does not ask for the body, behind a proxy whose GET /check/ says its node failed: hung, not slow."""
+        received = []
+        done = threading.Event()
+
+        def hung_behind_a_proxy(conn, head):
+            if head.startswith(b"GET /check/ "):
+                conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                return
+            received.append(len(read_until_closed(conn)))  # until the client gives up and closes
+            done.set()
+
+        class Proxy(FakeNode):
+            """Each connection in a thread: the GET /check/ is answered while the upload waits."""
+
+            def accepted(self, conn):
+                threading.Thread(target=FakeNode.accepted, args=(self, conn), daemon=True).start()
+
+        fake = Proxy(hung_behind_a_proxy)
+        self.addCleanup(fake.close)
+        s = live.storage(fake.url, live.node("2").url, continue_timeout=0.5)
+        # Watched, since a /check/ that timed out would end the same way: the proxy's 502 was read.
+        with mock.patch.object(s.client, "_release", wraps=s.client._release) as released:
+            stored = s.client.upload("pub", "failover/hung-behind-proxy.txt", b"h" * 100)
+        self.assertIn(502, [call.args[1].status for call in released.call_args_list])
+        self.assertEqual(stored.name, "2/pub/failover/hung-behind-proxy.txt")
+        s.delete(stored.name)
+        self.assertTrue(done.wait(10))
+        self.assertEqual(received, [0])
+        self.assertTrue(any(r.startswith(b"GET /check/ ") for r in fake.requests))
+        # Not taken for a server that ignores Expect: its next upload waits for 100 Continue again.
+        self.assertTrue(s.client._sends_expect(s.client.nodes[0]))
+
+    def test_an_upload_without_expect_asks_check_first_and_a_proxys_502_moves_it_on(self):
+        """Expect switched off, or an empty body: a node behind a proxy whose node is down gets no byte of the upload."""
+
+        def gateway_failed(conn, head):
+            conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+        for content, options in ((b"w" * 100, {"expect_continue": False}), (b"", {})):
+            fake = FakeNode(gateway_failed)
+            self.addCleanup(fake.close)
+            s = live.storage(fake.url, live.node("2").url, **options)
+            stored = s.client.upload("pub", "failover/unprobed-%d.txt" % len(content), content)
+            self.assertEqual([stored.name, stored.node], ["2/pub/failover/unprobed-%d.txt" % len(content), live.node("2").url])
+            s.delete(stored.name)
+            self.assertEqual([r.split(b" ", 2)[:2] for r in fake.requests], [[b"GET", b"/check/"]], options)
+
     def test_body_sent_then_connection_lost_is_not_retried(self):
         """The node may have stored it: raise, do not store a second copy elsewhere."""
 
@@ -177,14 +258,7 @@ class UploadFailoverTests(SimpleTestCase):
         done = threading.Event()
 
         def never_continue(conn, head):
-            conn.settimeout(10)
-            body = b""
-            while True:  # until the client gives up and closes
-                chunk = conn.recv(65536)
-                if not chunk:
-                    break
-                body += chunk
-            received.append(len(body))
+            received.append(len(read_until_closed(conn)))  # until the client gives up and closes
             if len(received) == 2:
                 done.set()
 
@@ -202,12 +276,15 @@ class UploadFailoverTests(SimpleTestCase):
 class IgnoresExpect(FakeNode):
     """A server that never answers ``Expect: 100-continue`` but takes the body (as workerd does), each connection in a thread.
 
-    With ``slow_once`` (seconds), a node that was slow once instead: it asks
-    for the first body that late, and for the next ones at once.
+    With ``slow_once``, a node that was slow once instead: it asks for the
+    first body only once the client, tired of waiting for that, asked
+    ``GET /check/``; for the next ones at once.
     """
 
-    def __init__(self, slow_once=None):
+    def __init__(self, slow_once=False):
         self.slow_once = slow_once
+        self.was_slow = False
+        self.checked = threading.Event()
         super().__init__(self._answer)
 
     def accepted(self, conn):
@@ -216,11 +293,13 @@ class IgnoresExpect(FakeNode):
     def _answer(self, conn, head):
         if head.startswith(b"GET /check/ "):
             conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 15\r\nConnection: close\r\n\r\n{"status":"ok"}')
+            self.checked.set()
             return
         header, _, body = head.partition(b"\r\n\r\n")
-        if self.slow_once is not None and b"expect: 100-continue" in header.lower():
-            delay, self.slow_once = self.slow_once, 0
-            time.sleep(delay)
+        if self.slow_once and b"expect: 100-continue" in header.lower():
+            if not self.was_slow:
+                self.was_slow = True
+                self.checked.wait(10)
             conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
         length = next(int(line.split(b":")[1]) for line in header.split(b"\r\n") if line.lower().startswith(b"content-length:"))
         while len(body) < length:
@@ -232,33 +311,47 @@ class IgnoresExpect(FakeNode):
             % (path.encode(), len(answer), answer)
         )
 
-    def expects(self):
-        """For each upload so far, whether it sent ``Expect: 100-continue``."""
-        return [b"expect: 100-continue" in r.lower() for r in self.requests if r.startswith(b"PUT ")]
+    def exchanges(self):
+        """The uploads and probes so far, in order: ``PUT+Expect``, ``PUT`` or ``CHECK``.
+
+        A ``CHECK`` right after a ``PUT+Expect`` means that upload waited
+        ``continue_timeout`` for 100 Continue in vain.
+        """
+        kinds = []
+        for r in self.requests:
+            if r.startswith(b"GET /check/ "):
+                kinds.append("CHECK")
+            elif r.startswith(b"PUT "):
+                kinds.append("PUT+Expect" if b"expect: 100-continue" in r.lower() else "PUT")
+        return kinds
 
 
 class ExpectIgnoredTests(SimpleTestCase):
+    # How long an upload waits for 100 Continue.
+    CONTINUE_TIMEOUT = 1.5
+
     def test_a_server_that_ignores_expect_but_answers_check_gets_the_body_and_is_not_waited_on_again(self):
         server = IgnoresExpect()
         try:
-            s = live.storage(server.url, continue_timeout=0.5)
+            s = live.storage(server.url, continue_timeout=self.CONTINUE_TIMEOUT)
             started = time.monotonic()
             self.assertEqual(s.save("expect/first.txt", ContentFile(b"first")), "9/pub/expect/first.txt")
-            self.assertGreaterEqual(time.monotonic() - started, 0.5)
-            started = time.monotonic()
+            self.assertGreaterEqual(time.monotonic() - started, self.CONTINUE_TIMEOUT)
             self.assertEqual(s.save("expect/second.txt", ContentFile(b"second")), "9/pub/expect/second.txt")
-            self.assertLess(time.monotonic() - started, 0.5)
-            puts = [r for r in server.requests if r.startswith(b"PUT ")]
-            self.assertIn(b"expect: 100-continue", puts[0].lower())
-            self.assertNotIn(b"expect: 100-continue", puts[1].lower())
+            # The second went without Expect, and unprobed: the node had just answered.
+            self.assertEqual(server.exchanges(), ["PUT+Expect", "CHECK", "PUT"])
         finally:
             server.close()
 
     def test_expect_is_sent_again_after_five_minutes_to_a_node_that_took_a_body_without_asking(self):
         now = [1000.0]
-        for server, expects in ((IgnoresExpect(), [True, False, True, False]), (IgnoresExpect(slow_once=0.8), [True, False, True, True])):
+        # Uploads without Expect ask GET /check/ first: each comes a second after the node's last answer.
+        for server, exchanges, third_waited in (
+            (IgnoresExpect(), ["PUT+Expect", "CHECK", "CHECK", "PUT", "PUT+Expect", "CHECK", "CHECK", "PUT"], True),
+            (IgnoresExpect(slow_once=True), ["PUT+Expect", "CHECK", "CHECK", "PUT", "PUT+Expect", "PUT+Expect"], False),
+        ):
             self.addCleanup(server.close)
-            client = NanoCdnClient([server.url], live.USER, live.PASSWORD, continue_timeout=0.5, clock=lambda: now[0])
+            client = NanoCdnClient([server.url], live.USER, live.PASSWORD, continue_timeout=self.CONTINUE_TIMEOUT, clock=lambda: now[0])
             self.addCleanup(client.close)
             seconds = []
             for i in range(4):
@@ -270,11 +363,22 @@ class ExpectIgnoredTests(SimpleTestCase):
                 now[0] += 1
             # The third upload asked again. Workerd still ignores Expect: the third waited, the fourth did not.
             # The node that was only slow once asked for the third body at once, and the fourth sent Expect too.
-            self.assertEqual(server.expects(), expects)
-            self.assertGreaterEqual(seconds[0], 0.5)
-            self.assertLess(seconds[1], 0.5)
-            self.assertEqual(seconds[2] >= 0.5, expects == [True, False, True, False])
-            self.assertLess(seconds[3], 0.5)
+            self.assertEqual(server.exchanges(), exchanges)
+            self.assertGreaterEqual(seconds[0], self.CONTINUE_TIMEOUT)
+            if third_waited:
+                self.assertGreaterEqual(seconds[2], self.CONTINUE_TIMEOUT)
+
+    def test_an_upload_without_expect_asks_check_only_of_a_node_not_heard_from_for_a_while(self):
+        now = [1000.0]
+        server = IgnoresExpect()
+        self.addCleanup(server.close)
+        client = NanoCdnClient([server.url], live.USER, live.PASSWORD, expect_continue=False, clock=lambda: now[0])
+        self.addCleanup(client.close)
+        for i, later in enumerate((0, PROBE_AFTER / 2, PROBE_AFTER)):
+            now[0] += later
+            self.assertEqual(client.upload("pub", "probed/%d.txt" % i, b"upload %d" % i).name, "9/pub/probed/%d.txt" % i)
+        # Half a second after the first upload's answer the second went unprobed; a second after that, the third was probed.
+        self.assertEqual(server.exchanges(), ["CHECK", "PUT", "PUT", "CHECK", "PUT"])
 
 
 class OwnerNode(FakeNode):

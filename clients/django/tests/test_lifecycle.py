@@ -35,6 +35,16 @@ class SigningTests(SimpleTestCase):
         for v in VECTORS["urls"]:
             self.assertEqual(url_signature(v["key"], v["path"], v["expires"]), v["signature"], v["path"])
             self.assertEqual(sign_path(v["path"], v["key"], v["expires"]), v["signed"], v["path"])
+        # Signed as a browser sends it: percent-encoded.
+        v = VECTORS["urls"][1]
+        self.assertEqual(sign_path("/12/priv/a b/été.txt", v["key"], v["expires"]), v["signed"])
+        for path in ("/1/priv/a?b.pdf", "/1/priv/a#b.pdf", "/1/priv/../pub/a.pdf", "/1/priv/./a.pdf"):
+            with self.assertRaisesRegex(ValueError, "not the path of a private file", msg=path):
+                sign_path(path, v["key"], v["expires"])
+        # Twelve digits at most, as the nodes take.
+        self.assertIn("?expires=999999999999&", sign_path("/1/priv/a.pdf", v["key"], 999999999999))
+        with self.assertRaisesRegex(ValueError, "up to 999999999999"):
+            sign_path("/1/priv/a.pdf", v["key"], 10**12)
         for v in VECTORS["keys"]:
             if v["key"] is None:
                 with self.assertRaisesRegex(ValueError, "holds no key"):
@@ -59,6 +69,10 @@ class SigningTests(SimpleTestCase):
         self.assertEqual(s.url("1/pub/logo.png"), "https://cdn.example.com/1/pub/logo.png")
         plain = live.storage("http://127.0.0.1:9", base_url="https://cdn.example.com")
         self.assertEqual(plain.url("1/priv/x.pdf"), "https://cdn.example.com/1/priv/x.pdf")
+        # A link that would expire as it is made is a configuration error too.
+        for ttl in (0, 0.5):
+            with self.assertRaisesRegex(ImproperlyConfigured, "signed_url_ttl"):
+                live.storage("http://127.0.0.1:9", url_signing_secret_file=secret, signed_url_ttl=ttl).url(name)
         # A key file without a key is a configuration error, said as such.
         empty = live.storage("http://127.0.0.1:9", url_signing_secret_file=self.secret_file("\n \n"))
         with self.assertRaisesRegex(ImproperlyConfigured, "url_signing_secret_file.*holds no key"):
@@ -95,7 +109,19 @@ class ExpiryTests(SimpleTestCase):
             [["x-delete-after: 86400"], ["x-delete-after: 60"], ["x-delete-after: 3600"], ["x-delete-at: 1893553445"], []],
         )
         sent = len(fake.requests)
-        for bad in ({"delete_after": 0}, {"delete_after": 1.5}, {"delete_at": datetime.datetime(2030, 1, 1)}, {"delete_after": 5, "delete_at": 1893553445}):
+        bad_values = (
+            {"delete_after": 0},
+            {"delete_after": 1.5},
+            {"delete_at": datetime.datetime(2030, 1, 1)},
+            {"delete_after": 5, "delete_at": 1893553445},
+            # What the nodes refuse: a time past, and one after the year 9999.
+            {"delete_at": 1},
+            {"delete_at": int(time.time())},
+            {"delete_at": 253402300800},
+            {"delete_after": 10**12},
+            {"delete_after": 1e20},
+        )
+        for bad in bad_values:
             with self.assertRaises(ValueError, msg=bad):
                 s.save("expiry/bad.txt", ContentFile(b"x"), **bad)
         self.assertEqual(len(fake.requests), sent)

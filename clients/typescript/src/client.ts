@@ -54,7 +54,11 @@ export interface NanoCdnClientOptions {
    * is always kept). A stream read further than this fails instead.
    */
   streamReplayBytes?: number;
-  /** The fetch to use (a test double, a worker's service binding); defaults to the global one. */
+  /**
+   * The fetch to use (a test double, a worker's service binding bound to it:
+   * `env.NODE.fetch.bind(env.NODE)`); defaults to the global one. It is
+   * called as a plain function, never with the client as `this`.
+   */
   fetch?: typeof fetch;
 }
 
@@ -93,6 +97,12 @@ export interface PutResult {
   node: string;
   size: number;
   etag: string | undefined;
+  /**
+   * How many nodes' disks held the file when the node answered
+   * (`X-Nanocdn-Copies`); below the nodes' `sync_copies`, the others get it
+   * later by replication. Undefined when the answer did not say.
+   */
+  copies?: number;
   /** Every node tried, the one that stored the file last. */
   attempts: readonly NanoCdnAttempt[];
 }
@@ -131,6 +141,8 @@ const NOTHING_STORED = new Set([503, 507, ...ORIGIN_NOT_REACHED]);
  * or took too long once the request was on its way: it may have stored it.
  */
 const PROXY_GAVE_UP = new Set([502, 504]);
+/** Said of a node that failed its probe. */
+const PROBE_NOTE = "(GET /check/, asked before the upload; nothing was sent)";
 /** The code of the 500 a node answers when a peer it passed the upload to failed after the body went out. */
 const OUTCOME_UNKNOWN = "outcome_unknown";
 
@@ -140,6 +152,12 @@ const DEFAULT_PROBE_TIMEOUT_MS = 2_000;
 const DEFAULT_PROBE_AFTER_MS = 1_000;
 const DEFAULT_COOLDOWN_MS = 30_000;
 const MAX_ERROR_TEXT = 300;
+/**
+ * The latest expiry the nodes take, the last second of the year 9999 (HTTP
+ * dates have four-digit years): LAST_DELETE_AT of src/handlers/expiry.ts,
+ * copied because this package stands alone.
+ */
+const LAST_DELETE_AT = 253_402_300_799;
 
 function baseUrl(url: string, option: string): string {
   let parsed: URL;
@@ -195,16 +213,23 @@ function isPublic(name: string): boolean {
   return first === "pub" || (first !== "priv" && second === "pub");
 }
 
-/** The expiry headers of an upload, checked here so that a mistake fails before anything is sent. */
+/**
+ * The expiry headers of an upload, checked here by the nodes' rules (see
+ * src/handlers/expiry.ts) so that a mistake fails before anything is sent.
+ */
 function expiryHeaders({ deleteAfter, deleteAt }: PutOptions): Record<string, string> {
   if (deleteAfter !== undefined && deleteAt !== undefined) throw new TypeError("give deleteAfter or deleteAt, not both");
   if (deleteAfter !== undefined) {
     if (!Number.isSafeInteger(deleteAfter) || deleteAfter <= 0) throw new TypeError(`deleteAfter: ${deleteAfter} is not a whole number of seconds above 0`);
+    // The nodes count from the next whole second.
+    if (Math.ceil(Date.now() / 1000) + deleteAfter > LAST_DELETE_AT) throw new TypeError(`deleteAfter: ${deleteAfter} seconds from now is after the year 9999`);
     return { "X-Delete-After": String(deleteAfter) };
   }
   if (deleteAt !== undefined) {
     const seconds = deleteAt instanceof Date ? Math.floor(deleteAt.getTime() / 1000) : deleteAt;
     if (!Number.isSafeInteger(seconds) || seconds <= 0) throw new TypeError(`deleteAt: ${String(deleteAt)} is not a time (a Date, or unix seconds)`);
+    if (seconds <= Math.floor(Date.now() / 1000)) throw new TypeError(`deleteAt: ${String(deleteAt)} is not in the future`);
+    if (seconds > LAST_DELETE_AT) throw new TypeError(`deleteAt: ${String(deleteAt)} is after the year 9999`);
     return { "X-Delete-At": String(seconds) };
   }
   return {};
@@ -321,8 +346,9 @@ export class NanoCdnClient {
     this.#streamReplayBytes = options.streamReplayBytes ?? STREAM_REPLAY_BYTES;
     this.#probeTimeoutMs = options.probeTimeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
     this.#health = new NodeHealth(options.cooldownMs ?? DEFAULT_COOLDOWN_MS, options.probeAfterMs ?? DEFAULT_PROBE_AFTER_MS);
-    // Bound, because a browser's fetch refuses to run with another `this`.
-    this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
+    const custom = options.fetch;
+    // Never called as a method of the client: a browser's or workerd's fetch refuses to run with another `this`.
+    this.#fetch = (input, init) => (custom ?? fetch)(input, init);
     this.#nextUpload = options.startAt ?? Math.floor(Math.random() * this.nodes.length);
   }
 
@@ -334,7 +360,8 @@ export class NanoCdnClient {
 
   /**
    * A link to a private file that works without credentials for
-   * `ttlSeconds`, on any node: `publicBaseUrl` + name + `?expires=…&signature=…`.
+   * `ttlSeconds`, on any node: `publicBaseUrl` + name (percent-encoded, as
+   * sent: `a b.pdf` becomes `a%20b.pdf`) + `?expires=…&signature=…`.
    */
   async signUrl(name: string, options: SignUrlOptions): Promise<string> {
     if (!(options.ttlSeconds > 0)) throw new TypeError(`ttlSeconds: ${options.ttlSeconds} is not a number of seconds above 0`);
@@ -382,22 +409,29 @@ export class NanoCdnClient {
 
   /**
    * Whether `node` answers at all, asked with `GET /check/` unless it answered
-   * a moment ago. Any answer will do, a 503 included: a node whose store fails
-   * still passes uploads on, and otherwise refuses them before storing anything.
+   * a moment ago. Any answer of the node will do, a 503 included: a node whose
+   * store fails still passes uploads on, and otherwise refuses them before
+   * storing anything. A proxy's "the node behind me failed" is no answer of
+   * the node: sent the upload, the proxy would fail it too, as uncertain.
    */
   async #answersProbe(node: string, attempts: NanoCdnAttempt[], signal: AbortSignal | undefined): Promise<boolean> {
     if (this.#probeTimeoutMs <= 0 || this.#health.answeredRecently(node)) return true;
     const attempt = attemptSignal(this.#probeTimeoutMs, signal);
     try {
       const response = await this.#fetch(`${node}/check/`, { signal: attempt.signal });
+      if (PROXY_GAVE_UP.has(response.status) || ORIGIN_NOT_REACHED.includes(response.status)) {
+        this.#health.failed(node);
+        const { attempt: answered } = await answerAttempt(node, response);
+        attempts.push({ ...answered, message: `${answered.message} ${PROBE_NOTE}` });
+        return false;
+      }
       await response.body?.cancel();
       this.#health.answered(node);
       return true;
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
       this.#health.failed(node);
-      const failure = describeNetworkError(error, this.#probeTimeoutMs);
-      attempts.push({ node, message: `${failure} (GET /check/, asked before the upload; nothing was sent)` });
+      attempts.push({ node, message: `${describeNetworkError(error, this.#probeTimeoutMs)} ${PROBE_NOTE}` });
       return false;
     } finally {
       attempt.disarm();
@@ -414,6 +448,8 @@ export class NanoCdnClient {
     attempts: NanoCdnAttempt[],
     signal: AbortSignal | undefined,
   ): Promise<PutResult | undefined> {
+    // Until fetch is called nothing has gone out, so the caller's reason is the whole story.
+    signal?.throwIfAborted();
     const attempt = attemptSignal(this.#uploadTimeoutMs, signal);
     try {
       let response: Response;
@@ -427,7 +463,16 @@ export class NanoCdnClient {
         };
         response = await this.#fetch(node + target, init);
       } catch (error) {
-        if (signal?.aborted) throw signal.reason;
+        if (signal?.aborted) {
+          // As with uploadTimeoutMs: the node may have the whole body by now, and store it.
+          attempts.push({ node, message: "aborted by the caller's signal" });
+          throw new NanoCdnUncertainUploadError(
+            `${operation}: the caller's signal aborted the upload once it may have reached ${node}, so the file may or may not be stored there; ` +
+              "it was not sent to another node, which could store it a second time under another name",
+            attempts,
+            { node, cause: signal.reason },
+          );
+        }
         if (source.sourceFailure) throw this.#sourceFailed(operation, source.sourceFailure.error, attempts);
         this.#health.failed(node);
         attempts.push({ node, message: describeNetworkError(error, this.#uploadTimeoutMs) });
@@ -489,6 +534,7 @@ export class NanoCdnClient {
       });
     }
     attempts.push({ node, status: response.status, message: `stored as ${name}` });
+    const copies = response.headers.get("X-Nanocdn-Copies")?.trim() ?? "";
     return {
       name,
       url: this.url(name),
@@ -496,6 +542,7 @@ export class NanoCdnClient {
       node,
       size: typeof answer?.size === "number" ? answer.size : source.size,
       etag: typeof answer?.etag === "string" ? answer.etag : (response.headers.get("ETag") ?? undefined),
+      ...(/^\d+$/.test(copies) && { copies: Number(copies) }),
       attempts,
     };
   }

@@ -32,9 +32,24 @@ export async function urlSignature(key: string, path: string, expires: number): 
   return hex(await crypto.subtle.sign("HMAC", hmac, encoder.encode(`GET\n${expires}\n${path}`)));
 }
 
-/** `path` with the query that makes it readable without credentials until `expires` (unix seconds). */
+/**
+ * The latest `expires` the nodes take (the year 33658): LAST_LINK_EXPIRES of
+ * src/handlers/url-signing.ts, copied because this package stands alone.
+ */
+const LAST_LINK_EXPIRES = 999_999_999_999;
+
+/**
+ * `path` with the query that makes it readable without credentials until
+ * `expires` (unix seconds). `path` may be percent-encoded or not
+ * (`/1/priv/a b.pdf`): what is signed, and returned, is the path as fetch
+ * and browsers send it, for that is what the node checks.
+ */
 export async function signPath(path: string, key: string, expires: number): Promise<string> {
-  if (!/^\/[^/]+\/priv\/./.test(path)) throw new TypeError(`'${path}' is not the name of a private file like /1/priv/file.txt`);
-  if (!Number.isSafeInteger(expires) || expires < 0) throw new TypeError(`expires: ${expires} is not a time in unix seconds`);
-  return `${path}?expires=${expires}&signature=${await urlSignature(key, path, expires)}`;
+  // A `?` or `#` would start the query or the fragment: the link would name another file.
+  const sent = path.startsWith("/") && !/[?#]/.test(path) ? new URL(`http://x${path}`).pathname : "";
+  if (!/^\/[^/]+\/priv\/./.test(sent)) throw new TypeError(`'${path}' is not the name of a private file like /1/priv/file.txt`);
+  if (!Number.isInteger(expires) || expires < 0 || expires > LAST_LINK_EXPIRES) {
+    throw new TypeError(`expires: ${expires} is not a time in unix seconds up to ${LAST_LINK_EXPIRES}`);
+  }
+  return `${sent}?expires=${expires}&signature=${await urlSignature(key, sent, expires)}`;
 }

@@ -14,7 +14,9 @@ const PROBE_PREFIX = ".probe/";
 /**
  * The digest of a body streamed into R2 is known only once the put is done,
  * too late for the object's custom metadata: it goes into a small object
- * here, outside the key space of files too.
+ * here, outside the key space of files too, naming the object it is of
+ * (R2's ETag, in its custom metadata `of`). A delete between the two puts
+ * can leave it behind, and it must not name a later file of that key.
  */
 const DIGEST_PREFIX = ".digest/";
 
@@ -44,7 +46,14 @@ export class R2Store implements BlobStore {
     const recorded = object.customMetadata?.digest;
     if (isDigest(recorded)) return recorded;
     const beside = await this.bucket.get(DIGEST_PREFIX + key);
-    const text = await beside?.text();
+    if (!beside) return undefined;
+    const of = beside.customMetadata?.of;
+    // One written before digests named their object has no `of`.
+    if (of !== undefined && of !== object.etag) {
+      await beside.body.cancel();
+      return undefined;
+    }
+    const text = await beside.text();
     return isDigest(text) ? text : undefined;
   }
 
@@ -70,8 +79,9 @@ export class R2Store implements BlobStore {
       body: async (range?: ByteRange) => {
         if (!range) return withLength(object.body, object.size);
         await object.body.cancel();
-        const part = await this.bucket.get(key, { range });
-        if (!part) throw new NotFoundError(`${key} was deleted while being read`);
+        // The same object: the key may hold another file by now, whose bytes would go out under this one's metadata.
+        const part = await this.bucket.get(key, { range, onlyIf: { etagMatches: object.etag } });
+        if (!part || !("body" in part)) throw new NotFoundError(`${key} was deleted while being read`);
         return withLength(part.body, range.length);
       },
       close: () => object.body.cancel(),
@@ -127,7 +137,7 @@ export class R2Store implements BlobStore {
       // later read will (R2's own ETag), instead of failing an upload that
       // a retry would find taken.
       const streamed = base64Of(new Uint8Array(await streamedDigest));
-      digest = await this.bucket.put(DIGEST_PREFIX + key, streamed).then(
+      digest = await this.bucket.put(DIGEST_PREFIX + key, streamed, { customMetadata: { of: object.etag } }).then(
         () => streamed,
         () => undefined,
       );

@@ -122,6 +122,9 @@ export type PeerConfig = z.output<typeof peer>;
 const list = <T extends z.ZodType<string>>(item: T) =>
   z.preprocess((v) => (typeof v === "string" ? v.split(/[\s,]+/).filter((w) => w !== "") : v), z.array(item, { error: "expected a list" }));
 
+export const DEFAULT_MEMORY_CACHE_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_MEMORY_CACHE_FILE_BYTES = 128 * 1024;
+
 export const configSchema = z
   .object({
     node: nodeId.default("1"),
@@ -152,8 +155,8 @@ export const configSchema = z
       )
       .default("auto"),
     /** Memory per serving process for small files; 0 keeps no file bytes (metadata and misses are still kept briefly). */
-    memory_cache_bytes: int(0).default(16 * 1024 * 1024),
-    memory_cache_file_bytes: int(0).default(128 * 1024),
+    memory_cache_bytes: int(0).default(DEFAULT_MEMORY_CACHE_BYTES),
+    memory_cache_file_bytes: int(0).default(DEFAULT_MEMORY_CACHE_FILE_BYTES),
     /** How long a cached answer stands before the disk is asked again (a replica may be deleted meanwhile). */
     memory_cache_revalidate_ms: int(0).default(1000),
     /** Seconds SIGTERM waits for requests in flight before it closes their connections. */

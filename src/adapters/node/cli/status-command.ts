@@ -48,6 +48,7 @@ function problemsOf(answers: Answer[], user: string | undefined): string[] {
       continue;
     }
     const { node, facts } = answer;
+    if (facts.factsError !== undefined) problems.push(`node ${node}: ${facts.factsError}`);
     if (facts.storeHealthy === false) problems.push(`node ${node}: its store fails its probe`);
     if (facts.ownFiles !== undefined && facts.ownFiles !== "complete") problems.push(`node ${node}: own files ${facts.ownFiles}`);
     for (const peer of facts.peers ?? []) if (!peer.up) problems.push(`node ${node} sees node ${peer.id} down${peer.lastError ? `: ${peer.lastError}` : ""}`);
@@ -71,7 +72,7 @@ function table(answers: Answer[]): string {
     const backlog = (facts.replication ?? []).reduce((sum, r) => sum + r.backlog, 0);
     rows.push([
       answer.node,
-      "up",
+      facts.factsError === undefined ? "up" : "up, no facts",
       facts.version ?? "",
       formatDuration(facts.uptimeSeconds),
       formatBytes(facts.diskFreeBytes),

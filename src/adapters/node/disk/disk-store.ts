@@ -187,15 +187,73 @@ async function writeAll(fd: number, chunk: Uint8Array, position: number): Promis
 const INSIDE_RECHECK_MS = 1000;
 const MAX_INSIDE_FOLDERS = 10_000;
 
+/**
+ * Whether the folder that holds a path is the one its place in `filesDir`
+ * names, and not reached through a symlinked folder (one copied into the
+ * store by hand): reads, writes and deletes never leave the store. The
+ * final name itself is for the caller to check (lstat, O_NOFOLLOW).
+ * Resolving costs a stat per level: a folder found inside is trusted for a
+ * moment.
+ */
+export class InsideFolders {
+  #realFilesDir: string | undefined;
+  /** Folders found inside the store lately, and when. */
+  readonly #checked = new Map<string, number>();
+
+  constructor(private readonly filesDir: string) {}
+
+  async holds(path: string): Promise<boolean> {
+    const wanted = dirname(path);
+    const checked = this.#checked.get(wanted);
+    if (checked !== undefined && Date.now() - checked < INSIDE_RECHECK_MS) return true;
+    let realFilesDir: string;
+    try {
+      // The data folder itself may well sit behind a symlink.
+      realFilesDir = this.#realFilesDir ??= await realpath(this.filesDir);
+    } catch (error) {
+      throw unavailable(error, "resolving the store's folder");
+    }
+    const { inside, judged } = await this.#judge(realFilesDir, wanted);
+    // One not there yet is looked at again: a symlink may take its place.
+    if (inside && judged === wanted) {
+      if (this.#checked.size >= MAX_INSIDE_FOLDERS) this.#checked.clear();
+      this.#checked.set(wanted, Date.now());
+    }
+    return inside;
+  }
+
+  /** A folder that does not exist yet is judged by its nearest existing ancestor, which mkdir would go through: `judged` says which folder was. */
+  async #judge(realFilesDir: string, wanted: string): Promise<{ inside: boolean; judged: string }> {
+    for (let folder = wanted, looks = 0; ; looks++) {
+      let real: string;
+      try {
+        real = await realpath(folder);
+      } catch (error) {
+        const code = errnoOf(error) ?? "";
+        if (code === "ELOOP") return { inside: false, judged: folder };
+        if (!MISSING.has(code) || looks > 64) throw unavailable(error, "resolving a folder");
+        const entry = await lstat(folder).catch(() => undefined);
+        // A symlink to nowhere, which mkdir would follow.
+        if (entry?.isSymbolicLink()) return { inside: false, judged: folder };
+        // Missing: judge the folder above. (Made meanwhile by a concurrent upload: look again.)
+        if (!entry) {
+          if (folder === this.filesDir) return { inside: true, judged: folder };
+          folder = dirname(folder);
+        }
+        continue;
+      }
+      return { inside: real === join(realFilesDir, relative(this.filesDir, folder)), judged: folder };
+    }
+  }
+}
+
 export class DiskStore implements BlobStore {
   readonly filesDir: string;
   readonly tmpDir: string;
   readonly #fsync: boolean;
   readonly #minFreeBytes: number;
   readonly #minFreePercent: number;
-  #realFilesDir: string | undefined;
-  /** Folders found inside the store lately, and when. */
-  readonly #insideFolders = new Map<string, number>();
+  readonly #insideFolders: InsideFolders;
   readonly #folderSyncs: FolderSyncs;
   readonly #log: Logger | undefined;
   #roomSample: { at: number; room: number } | undefined;
@@ -205,6 +263,7 @@ export class DiskStore implements BlobStore {
     this.#log = log;
     this.#folderSyncs = folderSyncs;
     this.filesDir = join(root, "files");
+    this.#insideFolders = new InsideFolders(this.filesDir);
     this.tmpDir = join(root, "tmp");
     this.#fsync = fsync;
     this.#minFreeBytes = minFreeBytes;
@@ -262,7 +321,7 @@ export class DiskStore implements BlobStore {
   async #sidecar(key: string): Promise<Sidecar | undefined> {
     const path = this.#sidecarPath(key);
     // Metadata from behind a symlinked folder could say anything (an expiry, a digest): none is better.
-    if (!path || !(await this.#folderIsInside(path))) return undefined;
+    if (!path || !(await this.#insideFolders.holds(path))) return undefined;
     try {
       return await readSidecar(path);
     } catch (error) {
@@ -270,57 +329,11 @@ export class DiskStore implements BlobStore {
     }
   }
 
-  /**
-   * Whether the folder that holds `path` is the one its key names, and not
-   * reached through a symlinked folder (one copied into the store by hand):
-   * reads, writes and deletes never leave the store. The final name itself
-   * is checked by lstat and O_NOFOLLOW. A folder that does not exist yet is
-   * judged by its nearest existing ancestor, which mkdir would go through.
-   */
-  async #folderIsInside(path: string): Promise<boolean> {
-    const wanted = dirname(path);
-    // Resolving costs a stat per level: a folder found inside is trusted for a moment.
-    const checked = this.#insideFolders.get(wanted);
-    if (checked !== undefined && Date.now() - checked < INSIDE_RECHECK_MS) return true;
-    let realFilesDir: string;
-    try {
-      // The data folder itself may well sit behind a symlink.
-      realFilesDir = this.#realFilesDir ??= await realpath(this.filesDir);
-    } catch (error) {
-      throw unavailable(error, "resolving the store's folder");
-    }
-    for (let folder = wanted, looks = 0; ; looks++) {
-      let real: string;
-      try {
-        real = await realpath(folder);
-      } catch (error) {
-        const code = errnoOf(error) ?? "";
-        if (code === "ELOOP") return false;
-        if (!MISSING.has(code) || looks > 64) throw unavailable(error, "resolving a folder");
-        const entry = await lstat(folder).catch(() => undefined);
-        // A symlink to nowhere, which mkdir would follow.
-        if (entry?.isSymbolicLink()) return false;
-        // Missing: judge the folder above. (Made meanwhile by a concurrent upload: look again.)
-        if (!entry) {
-          if (folder === this.filesDir) return true;
-          folder = dirname(folder);
-        }
-        continue;
-      }
-      const inside = real === join(realFilesDir, relative(this.filesDir, folder));
-      if (inside && folder === wanted) {
-        if (this.#insideFolders.size >= MAX_INSIDE_FOLDERS) this.#insideFolders.clear();
-        this.#insideFolders.set(wanted, Date.now());
-      }
-      return inside;
-    }
-  }
-
   async #stat(path: string): Promise<BigIntStats | undefined> {
     try {
       // Without an exception for a missing file: building one costs more than the call.
       const stats = lstatSync(path, { bigint: true, throwIfNoEntry: false });
-      if (!stats?.isFile() || !(await this.#folderIsInside(path))) return undefined;
+      if (!stats?.isFile() || !(await this.#insideFolders.holds(path))) return undefined;
       return stats;
     } catch (error) {
       if (MISSING.has(errnoOf(error) ?? "")) return undefined;
@@ -380,7 +393,7 @@ export class DiskStore implements BlobStore {
     let sidecar: Sidecar | undefined;
     try {
       stats = fstatSync(fd, { bigint: true });
-      if (!stats.isFile() || !(await this.#folderIsInside(path))) stats = undefined;
+      if (!stats.isFile() || !(await this.#insideFolders.holds(path))) stats = undefined;
       else sidecar = await this.#sidecar(key);
     } catch (error) {
       file.close();
@@ -396,7 +409,13 @@ export class DiskStore implements BlobStore {
       body: async (range?: ByteRange) => fileStream(file, range?.offset ?? 0, range ? range.offset + range.length : size),
       close: async () => file.close(),
     };
-    return { handle, current: await this.#stillAt(path, stats) };
+    try {
+      return { handle, current: await this.#stillAt(path, stats) };
+    } catch (error) {
+      // The folder failing its second look (EIO, ELOOP, EACCES): the caller never gets the handle to close.
+      file.close();
+      throw error;
+    }
   }
 
   async create(key: string, body: ReadableStream<Uint8Array>, options?: CreateOptions): Promise<BlobMeta> {
@@ -459,7 +478,7 @@ export class DiskStore implements BlobStore {
       await this.#linkIntoPlace(temp, target);
       if (this.#fsync) await this.#syncFolders(target, sidecarTarget);
     } catch (error) {
-      if (sidecarLinked) await unlinkQuietly(sidecarTarget!);
+      if (sidecarLinked) await this.#unlinkOwnSidecar(sidecarTarget!, sidecarTemp);
       throw unavailable(error, "writing a file");
     } finally {
       await Promise.all([unlinkQuietly(temp), sidecarTarget && unlinkQuietly(sidecarTemp)]);
@@ -487,20 +506,41 @@ export class DiskStore implements BlobStore {
       await this.#linkIntoPlace(temp, target);
     } catch (error) {
       if (!(error instanceof ConflictError) || (await this.#stat(blob))) throw error;
-      const found = await lstat(target).catch(() => undefined);
+      const found = await lstat(target, { bigint: true }).catch(() => undefined);
       // ctime, which the link itself sets: mtime is when the temp was
       // written, which a long fsync of a large upload may leave far behind.
-      if (!found?.isFile() || Date.now() - found.ctimeMs < STALE_SIDECAR_MS) throw error;
-      await unlinkQuietly(target);
+      if (!found?.isFile() || Date.now() - Number(found.ctimeMs) < STALE_SIDECAR_MS) throw error;
+      // Moved aside in one step, and judged there: another create of the
+      // name may have replaced the leftover with its own meanwhile, which
+      // stays (and the name is taken).
+      const aside = join(this.tmpDir, `${randomUUID()}.stale`);
+      try {
+        await rename(target, aside);
+      } catch (renameError) {
+        if (MISSING.has(errnoOf(renameError) ?? "")) throw error;
+        throw renameError;
+      }
+      const moved = await lstat(aside, { bigint: true });
+      if (!sameFile(moved, found)) {
+        await this.#putBack(aside, target, false);
+        throw error;
+      }
+      await unlinkQuietly(aside);
       await this.#linkIntoPlace(temp, target);
     }
+  }
+
+  /** Removes the sidecar this create linked (`temp` is a second name of it), and not one another create put there since. */
+  async #unlinkOwnSidecar(target: string, temp: string): Promise<void> {
+    const [ours, there] = await Promise.all([lstat(temp, { bigint: true }), lstat(target, { bigint: true })].map((look) => look.catch(() => undefined)));
+    if (ours && there && sameFile(ours, there)) await unlinkQuietly(target);
   }
 
   /** link(2) never replaces an existing name: that is what makes create-only atomic. */
   async #linkIntoPlace(temp: string, target: string): Promise<void> {
     const dir = dirname(target);
     for (let attempt = 0; ; attempt++) {
-      if (!(await this.#folderIsInside(target))) throw new NameBlockedError("a folder of this name is a symlink in the store");
+      if (!(await this.#insideFolders.holds(target))) throw new NameBlockedError("a folder of this name is a symlink in the store");
       try {
         await link(temp, target);
         break;
@@ -528,7 +568,7 @@ export class DiskStore implements BlobStore {
   async delete(key: string): Promise<boolean> {
     const segments = checkKey(key);
     const path = this.#path(key);
-    if (!(await this.#folderIsInside(path))) return false;
+    if (!(await this.#insideFolders.holds(path))) return false;
     const sidecar = await this.#claimSidecar(segments);
     try {
       await unlink(path);
@@ -604,7 +644,7 @@ export class DiskStore implements BlobStore {
   async #claimSidecar(segments: readonly string[]): Promise<string | undefined> {
     const parts = sidecarSegments(segments);
     const sidecar = parts && join(this.filesDir, ...parts);
-    if (!sidecar || !(await this.#folderIsInside(sidecar))) return undefined;
+    if (!sidecar || !(await this.#insideFolders.holds(sidecar))) return undefined;
     await lutimes(sidecar, new Date(), new Date()).catch(() => {});
     return sidecar;
   }

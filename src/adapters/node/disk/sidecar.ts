@@ -23,9 +23,21 @@ export interface Sidecar {
   mtimeNs?: string;
 }
 
-/** Whether `sidecar` belongs to the file with these stats; metadata that names no file (older versions, the scrub's for files copied in by hand before) belongs to any. */
+const NS_PER_S = 1_000_000_000n;
+
+/**
+ * Whether `sidecar` belongs to the file with these stats; metadata that
+ * names no file (older versions, the scrub's for files copied in by hand
+ * before) belongs to any. A file whose mtime is a whole second, the one its
+ * metadata names cut to the second, is that file as a copy or restore that
+ * keeps whole seconds only (GNU tar, many backup tools) left it: a file
+ * written here has nanoseconds, so this does not mistake another for it.
+ */
 export function describes(sidecar: Sidecar, file: { size: bigint; mtimeNs: bigint }): boolean {
-  return sidecar.mtimeNs === undefined || (sidecar.mtimeNs === file.mtimeNs.toString() && sidecar.size === Number(file.size));
+  if (sidecar.mtimeNs === undefined) return true;
+  if (sidecar.size !== Number(file.size)) return false;
+  const recorded = BigInt(sidecar.mtimeNs);
+  return recorded === file.mtimeNs || (file.mtimeNs % NS_PER_S === 0n && recorded / NS_PER_S === file.mtimeNs / NS_PER_S);
 }
 
 /** The sidecar's key segments for a blob's, or undefined for a key too short to have a namespace. */

@@ -112,7 +112,11 @@ export class ExpiryIndex {
   /** Lists every file of `files/<node>/` whose metadata has an expiry, then marks the index complete. */
   async rebuild(filesDir: string, node: string): Promise<number> {
     const metaDir = join(filesDir, node, META_DIR);
-    const found = await readdir(metaDir, { recursive: true, withFileTypes: true }).catch(() => []);
+    // No folder yet: no file. Any other failure (EIO, EACCES) is not "none", and must not mark the index complete.
+    const found = await readdir(metaDir, { recursive: true, withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") return [];
+      throw error;
+    });
     let recorded = 0;
     const files = found.filter((entry) => entry.isFile());
     // Several at once: with fsync, their syncs share the disk's journal commits.

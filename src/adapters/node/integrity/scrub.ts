@@ -10,7 +10,7 @@ import { askPeer, type PeerContext } from "../../../handlers/owner-routing.ts";
 import { fileOfKey, urlPathOf } from "../../../handlers/paths.ts";
 import { DELETE_AT_HEADER, expiredAnswer } from "../../../handlers/expiry.ts";
 import { reprDigest } from "../../../storage/digest.ts";
-import { sameFile } from "../disk/disk-store.ts";
+import { InsideFolders, sameFile } from "../disk/disk-store.ts";
 import { fsyncFolder } from "../disk/folder-sync.ts";
 import { describes, encodeSidecar, readSidecar, type Sidecar, sidecarSegments } from "../disk/sidecar.ts";
 import type { ExpiryIndex } from "../expiry/expiry-index.ts";
@@ -76,7 +76,12 @@ async function* storedKeys(filesDir: string, unreadable: Unreadable): AsyncGener
   }
   for (const node of nodes) {
     if (!node.isDirectory() || node.name.startsWith(".")) continue;
-    for (const namespace of NAMESPACES) yield* filesBelow(filesDir, `${node.name}/${namespace}`, unreadable);
+    for (const namespace of NAMESPACES) {
+      const folder = `${node.name}/${namespace}`;
+      // readdir would go through it; below, the entries' own types keep the walk in.
+      if ((await lstat(join(filesDir, folder)).catch(() => undefined))?.isSymbolicLink()) unreadable(`${folder}/`, "a symlink, not followed");
+      else yield* filesBelow(filesDir, folder, unreadable);
+    }
   }
 }
 
@@ -142,10 +147,16 @@ export async function scrub(options: ScrubOptions): Promise<ScrubReport> {
     report.unreadable.push(`${path} (${code})`);
     log.error({ path, code }, "the scrub cannot read this; what it holds is not checked");
   };
+  const insideFolders = new InsideFolders(filesDir);
   for await (const key of storedKeys(filesDir, unreadable)) {
     signal?.throwIfAborted();
     const path = join(filesDir, key);
     const sidecarPath = join(filesDir, ...sidecarSegments(key.split("/"))!);
+    // Metadata read or written through a symlinked folder would be another's, outside the store.
+    if (!(await insideFolders.holds(sidecarPath))) {
+      unreadable(key, "its metadata's folder is reached through a symlink, not followed");
+      continue;
+    }
     const recorded = await readSidecar(sidecarPath);
     // Which file is hashed: a repair replaces this one only.
     const seen = await lstat(path, { bigint: true }).catch(() => undefined);

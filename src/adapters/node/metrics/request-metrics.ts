@@ -67,7 +67,7 @@ export class RequestMetrics implements Metrics {
       name: DURATION,
       get: async () => ({
         name: DURATION,
-        help: "Time from request to answer (reads answered from memory before the router count as 0)",
+        help: "Time from request to the end of its answer's transfer",
         type: "histogram",
         aggregator: "sum",
         values: this.#durationValues(),

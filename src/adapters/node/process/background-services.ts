@@ -18,7 +18,7 @@ import { PeerHealth, type PeerView } from "../peers/peer-health.ts";
 import { type OwnFiles, type Replication, startReplication } from "../replication/start-replication.ts";
 import type { NodeFacts } from "../../../handlers/status.ts";
 import type { Registry } from "prom-client";
-import { freeBytes } from "../disk/free-space.ts";
+import { FreeSpace, FreeSpaceUnknownError } from "../disk/free-space.ts";
 import { registerNodeMetrics } from "../metrics/node-metrics.ts";
 import { createRegistry } from "../metrics/registry.ts";
 import { packageVersion } from "./version.ts";
@@ -108,13 +108,21 @@ export async function startBackgroundServices(
   );
   const startedAt = new Date();
   const filesDir = join(config.data, "files");
-  const nodeFacts = async (): Promise<NodeFacts> => ({
-    version: packageVersion(),
-    startedAt: startedAt.toISOString(),
-    uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
-    // A data folder gone from under the node (a disk unmounted): the status still answers, and says the store fails.
-    diskFreeBytes: await freeBytes(filesDir).catch(() => undefined),
-  });
+  const freeSpace = new FreeSpace(filesDir);
+  const nodeFacts = async (): Promise<NodeFacts> => {
+    const facts: NodeFacts = {
+      version: packageVersion(),
+      startedAt: startedAt.toISOString(),
+      uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
+    };
+    try {
+      facts.diskFreeBytes = await freeSpace.bytes();
+    } catch (error) {
+      // A data folder gone from under the node (a disk unmounted) is the store's probe's to report; a hung one is not seen there.
+      if (error instanceof FreeSpaceUnknownError) facts.factsError = error.message;
+    }
+    return facts;
+  };
   const registry = createRegistry();
   // One per node: the deletes of every serving process share its requests and Cloudflare's rate limit.
   const edgePurge = await edgePurgeOf(config, log);
@@ -129,7 +137,7 @@ export async function startBackgroundServices(
   const scrubRecord = join(stateDir, "scrub-last.json");
   /** What the node reports whether it has peers or not. */
   const ownMetrics = (scrub: BackgroundScrub) => ({
-    freeBytes: () => freeBytes(filesDir),
+    freeBytes: () => freeSpace.bytes(),
     scrub: () => scrub.counts(),
     ...(edgePurge && { edgePurge: () => edgePurge.counts() }),
   });

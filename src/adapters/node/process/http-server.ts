@@ -64,6 +64,14 @@ interface BodyUnderWay {
   app: boolean;
 }
 
+/** Answers a connection Node gives no response object for, in JSON as every error, and closes it; the body's length. */
+function endWithError(socket: Duplex, status: string, error: string, message: string): number {
+  const text = errorBody(error, message);
+  const bytes = Buffer.byteLength(text);
+  socket.end(`HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${bytes}\r\nConnection: close\r\n\r\n${text}`);
+  return bytes;
+}
+
 /**
  * Requests that Node's HTTP parser refuses never reach the app; they still
  * get an answer that says what was wrong, and a line in the access log. A
@@ -80,9 +88,12 @@ function answerMalformed(error: NodeJS.ErrnoException & { rawPacket?: Buffer }, 
     socket.destroy();
     return;
   }
-  const text = errorBody("bad_request", underWay ? "the connection ended before the request's body did" : `malformed HTTP request (${error.code})`);
-  const bytes = Buffer.byteLength(text);
-  socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${bytes}\r\nConnection: close\r\n\r\n${text}`);
+  const bytes = endWithError(
+    socket,
+    "400 Bad Request",
+    "bad_request",
+    underWay ? "the connection ended before the request's body did" : `malformed HTTP request (${error.code})`,
+  );
   const { method, target } = underWay ? { method: underWay.request.method ?? "-", target: underWay.request.url ?? "-" } : requestLineOf(error.rawPacket);
   record?.(method, target, 400, bytes, (socket as Socket).remoteAddress);
 }
@@ -148,15 +159,21 @@ function closeIfBodyUnread(request: IncomingMessage, response: ServerResponse): 
 }
 
 /**
- * A request body may take as long as its bytes keep coming; one that stops
- * for `idleMs` ends its connection (what it sent is dropped, as an aborted
- * upload is), as nginx's client_body_timeout does. Once the body is in, the
- * answer may take its time.
+ * A request body may take as long as its bytes keep coming, and an answer
+ * as long as the client keeps reading it; one that stops for `idleMs` ends
+ * its connection, as nginx's client_body_timeout and send_timeout do: what
+ * a body sent is dropped (as an aborted upload is), and a client that
+ * stopped reading a download holds its file open no longer. Between the
+ * two, the node may take its time (a synchronous copy, a peer's answer).
  */
-function endBodyThatStops(request: IncomingMessage, idleMs: number): void {
+function endWhatStalls(request: IncomingMessage, response: ServerResponse, idleMs: number): void {
   if (idleMs === 0) return;
+  // Node says so to the request only while its body is still coming.
   request.setTimeout(idleMs, () => request.socket.destroy());
-  request.once("end", () => request.socket.setTimeout(0));
+  // Node's socket suppresses the time-out while its writes make progress: this is an answer nobody reads.
+  response.on("timeout", () => {
+    if (response.headersSent) response.socket?.destroy();
+  });
 }
 
 function lingerBeforeClose(request: IncomingMessage): void {
@@ -338,17 +355,24 @@ export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeo
     const target = request.url ?? "";
     const fast = target.startsWith("/") && !withABody ? fastRead?.(request.method ?? "", target, request.rawHeaders, request.socket.remoteAddress) : undefined;
     if (fast) {
+      const started = performance.now();
       response.writeHead(fast.status, fast.headers);
       response.end(fast.body ?? undefined);
+      // Most go to the kernel whole at once, and cost nothing more here: only one left waiting on its reader is watched.
+      if (response.writableFinished) fast.answered(performance.now() - started);
+      else {
+        endWhatStalls(request, response, clientTimeoutMs);
+        response.once("close", () => fast.answered(performance.now() - started));
+      }
       return;
     }
+    endWhatStalls(request, response, clientTimeoutMs);
     lanes.enter(request, response);
     inFlight.add(response);
     response.on("close", () => inFlight.delete(response));
     const underWay: BodyUnderWay = { request, app: false };
     if (contentLength !== undefined || request.headers["transfer-encoding"] !== undefined) {
       closeIfBodyUnread(request, response);
-      endBodyThatStops(request, clientTimeoutMs);
       withBody.set(request.socket, underWay);
       // A connection that ends with this answer (its body unread) keeps the
       // entry: what comes after on it, the rest of that body or its end, is
@@ -377,6 +401,13 @@ export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeo
   // closeIdleConnections() misses those that never sent one (fetch opens
   // such spare connections).
   const sockets = new Set<Socket>();
+  /**
+   * TLS connections still in their handshake, by the client's address and
+   * port: no HTTP request can come on them before a stop ends, yet they
+   * would hold it for Node's 120 s handshake time-out.
+   */
+  const handshaking = new Map<string, Socket>();
+  const peerOf = (socket: Socket) => `${socket.remoteAddress}:${socket.remotePort}`;
   const lanes = new ConnectionLanes();
   const withBody = new WeakMap<Duplex, BodyUnderWay>();
   /** Each server until every connection it accepted has ended: the listening one, and one replaced by a certificate swap. */
@@ -384,10 +415,24 @@ export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeo
   const open = (context?: TlsFiles): Server => {
     const server: Server = context ? createHttpsServer(context, handle) : createHttpServer(handle);
     server.on(context ? "secureConnection" : "connection", (socket: Socket) => {
+      if (context) handshaking.delete(peerOf(socket));
       sockets.add(socket);
       socket.once("close", () => sockets.delete(socket));
     });
+    if (context)
+      server.on("connection", (socket: Socket) => {
+        const peer = peerOf(socket);
+        handshaking.set(peer, socket);
+        socket.once("close", () => {
+          if (handshaking.get(peer) === socket) handshaking.delete(peer);
+        });
+      });
     server.on("clientError", (error: NodeJS.ErrnoException, socket) => answerMalformed(error, socket, recordAnswer, withBody.get(socket)));
+    // Node would drop the connection without a word, or a line in the log.
+    server.on("connect", (request: IncomingMessage, socket: Duplex) => {
+      socket.on("error", () => {});
+      record(request, 501, endWithError(socket, "501 Not Implemented", "not_implemented", "CONNECT is not served: this is no proxy"));
+    });
     // An expectation other than 100-continue: refused as Node would, but in JSON and in the log.
     server.on("checkExpectation", (request: IncomingMessage, response: ServerResponse) => {
       response.shouldKeepAlive = false;
@@ -401,7 +446,7 @@ export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeo
     // keep-alive is shorter than many of their idle timeouts.
     server.keepAliveTimeout = 65_000;
     // Node ends any request after 5 minutes, a large upload on a slow link
-    // too; a body that stops coming is ended by endBodyThatStops instead.
+    // too; a body that stops coming is ended by endWhatStalls instead.
     server.requestTimeout = 0;
     servers.set(
       server,
@@ -477,7 +522,16 @@ export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeo
     reloadCertificate: async () => certificate?.reload(),
     close: async (graceMs) => {
       closing = true;
-      for (const response of inFlight) if (!response.headersSent) response.shouldKeepAlive = false;
+      for (const response of inFlight) {
+        if (!response.headersSent) response.shouldKeepAlive = false;
+        // Already answering with keep-alive: its connection ends once the answer has gone, not at the end of the grace.
+        else {
+          const socket = response.socket;
+          response.once("close", () => {
+            if (socket && !lanes.busy(socket)) socket.end();
+          });
+        }
+      }
       certificate?.stop();
       const all = [...servers.keys()];
       const ended = [...servers.values()];
@@ -490,6 +544,7 @@ export async function startHttpServer({ app, fastRead, recordAnswer, clientTimeo
       // connection itself, those once sent.
       server.closeIdleConnections = () => {};
       server.close();
+      for (const socket of handshaking.values()) socket.destroy();
       for (const socket of sockets) {
         if (lanes.busy(socket)) continue;
         if (socket.writableLength > 0) socket.end();

@@ -29,7 +29,7 @@ export type ToPrimary =
   | { t: "done"; ask: number; value?: unknown };
 
 /** How long a question to the other side of the channel waits before it goes on without the answer. */
-const ANSWER_WAIT_MS = 2000;
+export const ANSWER_WAIT_MS = 2000;
 
 /** Questions sent over a process channel and their answers, matched by number. */
 export class Questions {

@@ -76,6 +76,12 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
   // Until every serving process listens, a death fails the start instead of being restarted.
   let started = false;
   let pauseMs = 0;
+  /**
+   * Replacements waiting out their pause. They hold the primary open: with
+   * every serving process dead, nothing else may (a node without peers), and
+   * it would exit 0, which systemd's Restart=on-failure takes as a stop.
+   */
+  const restarts = new Set<NodeJS.Timeout>();
   const fork = () => {
     const startedAt = Date.now();
     const worker = cluster.fork({ [OWN_FILES_AT_FORK]: services.ownFiles(), [CONFIG_AT_FORK]: JSON.stringify(config) });
@@ -130,7 +136,12 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
       // One that dies young (a broken config, a full disk) is not restarted in a tight loop.
       pauseMs = Date.now() - startedAt < 10_000 ? Math.min(Math.max(pauseMs * 2, 500), 30_000) : 0;
       log.error({ worker: worker.process.pid, code, signal, restartInMs: pauseMs }, "a serving process died; starting another");
-      setTimeout(fork, pauseMs).unref();
+      const restart = setTimeout(() => {
+        restarts.delete(restart);
+        // A stop begun meanwhile starts no process that nothing would stop.
+        if (!stopping) fork();
+      }, pauseMs);
+      restarts.add(restart);
     });
   };
   await new Promise<void>((resolve, reject) => {
@@ -170,6 +181,8 @@ export async function startPrimary(config: Config, log: NodeLogger, count: numbe
     },
     async close() {
       stopping = true;
+      for (const restart of restarts) clearTimeout(restart);
+      restarts.clear();
       await Promise.all(
         Object.values(cluster.workers ?? {}).map(
           (worker) =>

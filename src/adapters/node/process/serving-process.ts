@@ -2,7 +2,7 @@ import type { Config } from "../cli/config.ts";
 import { PeerHealth } from "../peers/peer-health.ts";
 import { OWN_FILES_STATES, type OwnFiles, syncWaitMs } from "../replication/start-replication.ts";
 import type { NodeLogger } from "./logger.ts";
-import { OWN_FILES_AT_FORK, Questions, type ToPrimary, type ToWorker } from "./messages.ts";
+import { ANSWER_WAIT_MS, OWN_FILES_AT_FORK, Questions, type ToPrimary, type ToWorker } from "./messages.ts";
 import { type NodeState, type RequestServing, startRequestServing } from "./request-serving.ts";
 import type { NodeFacts } from "../../../handlers/status.ts";
 import { createRegistry } from "../metrics/registry.ts";
@@ -34,7 +34,11 @@ export async function startServingProcess(config: Config, log: NodeLogger): Prom
     // The primary answers once the change is replicated as sync_copies asks.
     changed: (change) => questions.ask<number>((ask) => toPrimary({ t: "changed", change, ask }), syncWaitMs(config)),
     legacyDeleteQueued: () => toPrimary({ t: "legacy" }),
-    status: async () => (await questions.ask<NodeFacts>((ask) => toPrimary({ t: "status", ask }))) ?? {},
+    // A hung disk (statfs) or a stopped primary: the status still answers, and says why it knows little.
+    status: async () =>
+      (await questions.ask<NodeFacts>((ask) => toPrimary({ t: "status", ask }))) ?? {
+        factsError: `the node's primary process did not tell its facts within ${ANSWER_WAIT_MS / 1000} s: it is stopped, overloaded, or waits on a hung disk`,
+      },
     registry,
     exposition: async () => {
       const text = await questions.ask<string>((ask) => toPrimary({ t: "metrics", ask }), METRICS_GATHERING_MS);

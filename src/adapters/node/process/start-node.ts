@@ -25,8 +25,8 @@ export interface RunningNode {
  * little CPU left to gain (the primary, rsync and the kernel share the same
  * two cores).
  */
-function servingProcessCount(config: Config): number {
-  if (config.workers !== "auto") return config.workers;
+export function servingProcessCount(workers: Config["workers"]): number {
+  if (workers !== "auto") return workers;
   const cores = availableParallelism();
   return cores > 2 ? cores : 1;
 }
@@ -40,7 +40,7 @@ export async function startNode(config: Config, log: NodeLogger): Promise<Runnin
     const serving = await startServingProcess(config, log);
     return { url: serving.url, fullPass: () => {}, reload: (level) => serving.reload(level), close: () => serving.close() };
   }
-  const count = servingProcessCount(config);
+  const count = servingProcessCount(config.workers);
   const node = count > 1 ? await startPrimary(config, log, count) : await startSingle(config, log);
   log.info({ url: node.url, node: config.node, data: config.data, peers: config.peers.map((p) => p.id), processes: count }, "nanocdn node listening");
   return node;

@@ -18,16 +18,18 @@ export function generateFirstUser(): FirstUser {
 
 /**
  * Keeps a copy of the password readable only by the owner, for the operator
- * to pick up, and prints it once.
+ * to pick up, and prints it once when standard error is a terminal. Anything
+ * else there is a log (systemd's journal, a file, a container's output) that
+ * others may read and that is kept: it only learns where the copy is.
  */
-export async function announceFirstUser(user: FirstUser, usersFile: string, copy: string): Promise<void> {
+export async function announceFirstUser(user: FirstUser, usersFile: string, copy: string, toTerminal = process.stderr.isTTY === true): Promise<void> {
   await mkdir(dirname(copy), { recursive: true });
   await writeFile(copy, `${FIRST_USER}:${user.password}\n`, { mode: 0o600 });
+  const password = toTerminal
+    ? `  password: ${user.password}\n  A copy of the password is in ${copy} (mode 600); delete it once you have noted it.\n`
+    : `  password: in ${copy} (mode 600; not printed, since this output is not a terminal); delete it once you have noted it.\n`;
   process.stderr.write(
-    `\nnanocdn: created the first user for uploads and private reads:\n` +
-      `  user:     ${FIRST_USER}\n  password: ${user.password}\n` +
-      `  The users are in ${usersFile}.\n` +
-      `  A copy of the password is in ${copy} (mode 600); delete it once you have noted it.\n\n`,
+    `\nnanocdn: created the first user for uploads and private reads:\n  user:     ${FIRST_USER}\n${password}  The users are in ${usersFile}.\n\n`,
   );
 }
 

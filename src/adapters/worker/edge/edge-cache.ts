@@ -1,4 +1,4 @@
-import { PRECONDITION_HEADERS, rangeOf, SERVED_BY_HEADER } from "../../../handlers/blob-response.ts";
+import { isNotModified, PRECONDITION_HEADERS, rangeOf, SERVED_BY_HEADER } from "../../../handlers/blob-response.ts";
 import { errorResponse } from "../../../handlers/error-response.ts";
 import { capMaxAge, DELETE_AT_HEADER, expiryHeaders } from "../../../handlers/expiry.ts";
 import type { Logger } from "../../../handlers/logger.ts";
@@ -8,8 +8,8 @@ import { cacheTagOf, PURGE_DELAY_MS } from "../../cache-tag.ts";
 /** Says whether the edge answered from its cache. */
 export const CACHE_HEADER = "X-Nanocdn-Cache";
 
-/** What a client may ask of a cached file: whether its copy is still current (a part, `Range`, is worked out here). */
-const CLIENT_CONDITIONS = ["If-None-Match", "If-Modified-Since"];
+/** What a node's 304 carries of its 200, as RFC 9110 (15.4.5) asks. */
+const NOT_MODIFIED_HEADERS = ["ETag", "Last-Modified", "Cache-Control", "Expires", DELETE_AT_HEADER, SERVED_BY_HEADER];
 /** How long the cache keeps a copy that another node than the file's owner served. */
 const REPLICA_COPY_SECONDS = 60;
 /**
@@ -17,6 +17,36 @@ const REPLICA_COPY_SECONDS = 60;
  * If-Range says): a request with one goes to the origins, which do.
  */
 const ORIGIN_CONDITIONS = [...PRECONDITION_HEADERS, "If-Range"];
+
+/**
+ * The cache's copy of an origin's answer, and whether its body came whole:
+ * workerd ends the body of an answer whose connection broke off as if it
+ * were complete, and the cache would keep the part that came as the file,
+ * under its ETag, for its max-age. Its length is checked against the one
+ * announced (a FixedLengthStream, which keeps it known to the cache); a
+ * copy that did not come whole is deleted once stored.
+ */
+function checkedCopy(answer: Response): { copy: Response; cameWhole: Promise<boolean> } {
+  const declared = answer.headers.get("Content-Length");
+  if (answer.body === null || declared === null || answer.headers.has("Content-Encoding")) return { copy: answer, cameWhole: Promise.resolve(true) };
+  const expected = Number(declared);
+  let received = 0;
+  const counted = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      received += chunk.byteLength;
+      controller.enqueue(chunk);
+    },
+  });
+  const checked = new FixedLengthStream(expected);
+  const cameWhole = answer.body
+    .pipeThrough(counted)
+    .pipeTo(checked.writable)
+    .then(
+      () => received === expected,
+      () => false,
+    );
+  return { copy: new Response(checked.readable, answer), cameWhole };
+}
 
 /**
  * Public files at the edge, in the Cache API. Files never change, so a
@@ -60,15 +90,14 @@ export class EdgeCache {
     origin: (request: Request) => Promise<Response>,
   ): Promise<Response> {
     if (ORIGIN_CONDITIONS.some((name) => request.headers.has(name))) return EdgeCache.#marked(await origin(request), "MISS");
-    const headers = new Headers();
-    for (const name of CLIENT_CONDITIONS) {
-      const value = request.headers.get(name);
-      if (value !== null) headers.set(name, value);
-    }
+    // Whether the client's copy is current is worked out here by the nodes' rules, not by the Cache API's.
+    const conditions = {
+      ifNoneMatch: request.headers.get("If-None-Match") ?? undefined,
+      ifModifiedSince: request.headers.get("If-Modified-Since") ?? undefined,
+    };
     // A HEAD is answered whole, as a node answers it.
     const range = request.method === "GET" ? request.headers.get("Range") : null;
-    const lookup = new Request(key, { headers });
-    const cached = await this.cache.match(lookup);
+    const cached = await this.cache.match(key);
     const hit = cached && EdgeCache.#current(cached);
     if (cached && !hit) {
       // Expired: gone for readers, as at the nodes, who answer so.
@@ -76,8 +105,8 @@ export class EdgeCache {
       waitUntil(this.cache.delete(key));
     }
     if (hit && request.method === "HEAD") await hit.body?.cancel();
-    const part = hit && (await this.#part(hit, key, range));
-    if (part) return EdgeCache.#marked(part, "HIT", request.method !== "HEAD");
+    const fromCache = hit && (await this.#answer(hit, key, range, conditions));
+    if (fromCache) return EdgeCache.#marked(fromCache, "HIT", request.method !== "HEAD");
     if (request.method === "HEAD") return EdgeCache.#marked(await origin(request), "MISS");
 
     const fillStarted = Date.now();
@@ -90,19 +119,62 @@ export class EdgeCache {
     const servedBy = answer.headers.get(SERVED_BY_HEADER);
     if (owner !== undefined && servedBy !== owner)
       whole.headers.set("Cache-Control", capMaxAge(whole.headers.get("Cache-Control") ?? "", REPLICA_COPY_SECONDS));
-    if ([...headers.keys()].length === 0 && range === null) {
+    if (conditions.ifNoneMatch === undefined && conditions.ifModifiedSince === undefined && range === null) {
       // The client wants the whole file: it gets it while the cache takes its copy.
-      waitUntil(this.cache.put(key, whole.clone()).then(() => this.#afterSlowFill(key, fillStarted, origin)));
+      const { copy, cameWhole } = checkedCopy(whole.clone());
+      waitUntil(
+        this.cache.put(key, copy).then(
+          async () => ((await cameWhole) ? this.#afterSlowFill(key, fillStarted, origin) : this.#drop(key)),
+          () => this.#drop(key),
+        ),
+      );
       return EdgeCache.#marked(whole, "MISS");
     }
     // A part, or a conditional answer: the cache works it out from the whole file once stored.
     // Should the cache refuse the file (too large for it), the origins answer the request as it is.
-    const stored = await this.cache.put(key, whole).then(
-      () => this.cache.match(lookup),
-      () => undefined,
+    const { copy, cameWhole } = checkedCopy(whole);
+    const stored = await this.cache.put(key, copy).then(
+      async () => {
+        if (await cameWhole) return this.cache.match(key);
+        await this.#drop(key);
+        return undefined;
+      },
+      () => this.#drop(key).then(() => undefined),
     );
     if (stored) waitUntil(this.#afterSlowFill(key, fillStarted, origin));
-    return EdgeCache.#marked((stored && (await this.#part(stored, key, range))) ?? (await origin(request)), "MISS");
+    return EdgeCache.#marked((stored && (await this.#answer(stored, key, range, conditions))) ?? (await origin(request)), "MISS");
+  }
+
+  /** A cached file's answer to a GET or HEAD: a 304 when the client's copy is current, else the file or the part its `Range` asks. */
+  async #answer(
+    cached: Response,
+    key: string,
+    range: string | null,
+    { ifNoneMatch, ifModifiedSince }: { ifNoneMatch?: string; ifModifiedSince?: string },
+  ): Promise<Response | undefined> {
+    const etag = cached.headers.get("ETag");
+    const lastModified = cached.headers.get("Last-Modified");
+    if (etag === null || lastModified === null || !isNotModified(ifNoneMatch, ifModifiedSince, { etag, lastModified: new Date(lastModified), size: 0 }))
+      return this.#part(cached, key, range);
+    await cached.body?.cancel();
+    const headers = new Headers();
+    for (const name of NOT_MODIFIED_HEADERS) {
+      const value = cached.headers.get(name);
+      if (value !== null) headers.set(name, value);
+    }
+    return new Response(null, { status: 304, headers });
+  }
+
+  /**
+   * Deletes a copy that should not have been stored. workerd's put may settle
+   * (a body that broke off) before its copy is there to delete: the copy is
+   * looked for once more then.
+   */
+  async #drop(key: string): Promise<void> {
+    if (await this.cache.delete(key)) return;
+    const late = await this.cache.match(key);
+    await late?.body?.cancel();
+    if (late) await this.cache.delete(key);
   }
 
   /**
@@ -121,8 +193,8 @@ export class EdgeCache {
   /**
    * The answer to a GET's `Range` from a cached answer: the part the nodes
    * would send (one range; several, or another unit, get the whole file,
-   * where the Cache API would answer multipart or 416), or their 416. A 304, or no
-   * `Range`, is the cached answer itself. Undefined if the copy is gone meanwhile.
+   * where the Cache API would answer multipart or 416), or their 416. No
+   * `Range`: the cached answer itself. Undefined if the copy is gone meanwhile.
    */
   async #part(cached: Response, key: string, range: string | null): Promise<Response | undefined> {
     if (range === null || cached.status !== 200) return cached;

@@ -84,7 +84,8 @@ export class FetchPeers implements Peers {
     // Without a declared length workerd sends a stream chunked; the last stage must be the one that declares it.
     if (body instanceof ReadableStream && length !== undefined) body = body.pipeThrough(new FixedLengthStream(Number(length)));
     try {
-      return await fetch(base + target, { ...init, body, redirect: "manual", signal: abort.signal });
+      // no-store: Cloudflare would otherwise cache the origin's answers by their Cache-Control (a week) where no purge reaches.
+      return await fetch(base + target, { ...init, body, redirect: "manual", cache: "no-store", signal: abort.signal });
     } catch (error) {
       throw abort.signal.aborted ? new OriginTimeoutError(`no answer within ${this.options.timeoutMs} ms`, { cause: error }) : error;
     } finally {

@@ -7,6 +7,7 @@ import { MethodNotAllowedError } from "../../../handlers/http-errors.ts";
 import { consoleLogger } from "../../../handlers/logger.ts";
 import { parseTarget, urlPathOf } from "../../../handlers/paths.ts";
 import { MemoryStore } from "../../../storage/memory-store.ts";
+import { PURGE_DELAY_MS } from "../../cache-tag.ts";
 import { HtpasswdCredentials } from "../../htpasswd.ts";
 import { namesOf, numberOr, urlSignerOf } from "../bindings.ts";
 import { EdgeCache } from "./edge-cache.ts";
@@ -122,7 +123,11 @@ function createEdge(env: EdgeEnv): Edge {
       }
       const response = await app.fetch(request, undefined);
       // The owner's 404 also means that any copy here is stale. Other locations are the owner's to purge.
-      if (key !== undefined && request.method === "DELETE" && (response.status === 204 || response.status === 404)) await cache.purge(key);
+      if (key !== undefined && request.method === "DELETE" && (response.status === 204 || response.status === 404)) {
+        await cache.purge(key);
+        // A fill of this location begun before the delete may store its copy after it: purged again once such a fill has landed.
+        ctx.waitUntil(new Promise((resolve) => setTimeout(resolve, PURGE_DELAY_MS)).then(() => cache.purge(key)));
+      }
       return response;
     },
   };
