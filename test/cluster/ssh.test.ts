@@ -132,8 +132,16 @@ describe("replication over ssh, confined by rrsync", () => {
     const own = join(dataOf("1"), "files", "1");
     const replica = join(dataOf("2"), "files", "1");
     const put = (body: string) => fetch(`${c.url("1")}/upload/pub/s.txt`, { method: "PUT", body, headers: auth });
+    // No run may be under way when the folder goes away: one whose receiver is
+    // already in it would apply the delete below to the copy the test keeps.
+    const idle = async () => {
+      const [peer] = (await nodeStatus(c, "1")).replication;
+      expect(peer).toMatchObject({ needsFullPass: false, backlog: 0, lastFullPass: expect.any(String) });
+    };
+    await eventually(idle);
     expect((await put("AAAAAAAA")).status).toBe(201);
     await eventually(async () => expect(await readFile(join(replica, "pub", "s.txt"), "utf8")).toBe("AAAAAAAA"));
+    await eventually(idle);
     // The replica cannot be reached (its folder is away) while the name is deleted and uploaded again.
     await rename(replica, `${replica}.away`);
     await writeFile(replica, "not a folder: every push fails");
