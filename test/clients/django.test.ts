@@ -3,9 +3,8 @@ import { cp, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { STEADY_PEERS, startCluster, type TestCluster } from "../helpers/cluster.ts";
-import { basic, PASSWORD, USER } from "../helpers/credentials.ts";
-import { eventually } from "../helpers/eventually.ts";
+import { STEADY_PEERS, startCluster, type TestCluster, untilSettled } from "../helpers/cluster.ts";
+import { PASSWORD, USER } from "../helpers/credentials.ts";
 import { type FreezableNode, startFreezableNode } from "../helpers/hung-node.ts";
 import { type NodeProcess, startNodeProcess } from "../helpers/node-process.ts";
 import { makeSelfSigned } from "../helpers/tls.ts";
@@ -20,7 +19,6 @@ const CLIENT = resolve(import.meta.dirname, "../../clients/django");
 const SUITE_TIMEOUT_MS = 150_000;
 /** Nodes 1-3 refuse bodies over this (413), so that the suite can see a refusal. */
 const MAX_UPLOAD_BYTES = 10 * 1024 * 1024;
-const STATUS_HEADERS = { Authorization: basic() };
 
 interface RunResult {
   code: number | null;
@@ -51,31 +49,6 @@ function runPythonSuite(env: Record<string, string>, labels: string[] = []): Pro
       done({ code, signal, output });
     });
   });
-}
-
-/**
- * Until both nodes of the cluster take uploads themselves (their stores passed
- * their last probe), have their own files, see each other up and have pushed
- * a full pass to each other: from then on only uploads and deletes make a
- * node push anything (tests/live.py puts files on node 1's disk that must stay
- * unreplicated).
- */
-async function clusterReady(cluster: TestCluster): Promise<void> {
-  await eventually(async () => {
-    for (const id of cluster.ids) {
-      const status = await (await fetch(`${cluster.url(id)}/status`, { headers: STATUS_HEADERS })).json();
-      expect(status.storeHealthy, `node ${id} has a working store`).toBe(true);
-      expect(status.ownFiles, `node ${id} has its own files`).toBe("complete");
-      expect(
-        status.peers.map((p: { up: boolean }) => p.up),
-        `node ${id} sees its peer up`,
-      ).toEqual([true]);
-      for (const push of status.replication) {
-        expect(push.needsFullPass, `node ${id} pushed a full pass to ${push.peer}`).toBe(false);
-        expect(push.lastFullPass).toBeDefined();
-      }
-    }
-  }, 30_000);
 }
 
 /** Neither exited nor killed by a signal (a killed process has no exit code either). */
@@ -118,7 +91,7 @@ describe("Django storage backend (clients/django)", () => {
     if (fifth!.status === "fulfilled") freezable = fifth!.value as FreezableNode;
     const failed = started.find((result) => result.status === "rejected");
     if (failed) throw (failed as PromiseRejectedResult).reason;
-    await clusterReady(cluster!);
+    await untilSettled(cluster!);
     const entry = (id: string, node: NodeProcess, clustered: boolean) => ({
       id,
       url: node.url,
@@ -160,7 +133,7 @@ describe("Django storage backend (clients/django)", () => {
     "keeps reading, saving and refusing deletes as it should when node 1 of the cluster is SIGKILLed mid-test",
     async () => {
       // The nodes must be as a fresh start would leave them (a test above broke node 1's store a while).
-      await clusterReady(cluster!);
+      await untilSettled(cluster!);
       const labels = ["tests.cluster_kill"];
       const result = await runPythonSuite(env, labels);
       expectPassed(result, labels, /^Ran 1 test in /m);

@@ -16,7 +16,7 @@ import {
   NanoCdnUncertainUploadError,
   signingKey,
 } from "../../clients/typescript/src/index.ts";
-import { STEADY_PEERS, startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { nodeStatus, STEADY_PEERS, startCluster, type TestCluster, untilSettled } from "../helpers/cluster.ts";
 import { startFreezableNode } from "../helpers/hung-node.ts";
 import { basic, PASSWORD, USER } from "../helpers/credentials.ts";
 import { placeFile } from "../helpers/disk.ts";
@@ -164,42 +164,6 @@ async function killed(node: NodeProcess): Promise<void> {
   await new Promise((r) => setTimeout(r, 50));
 }
 
-async function status(id: string): Promise<{
-  storeHealthy: boolean;
-  ownFiles: string;
-  peers: { id: string; up: boolean }[];
-  replication: { peer: string; needsFullPass: boolean; lastFullPass?: string }[];
-}> {
-  const response = await fetch(`${cluster.url(id)}/status`, { headers: auth });
-  expect(response.status).toBe(200);
-  return response.json();
-}
-
-/**
- * Until every node of the cluster takes uploads itself (its store passed its
- * last probe: a node whose store failed passes uploads to its peer until the
- * next probe), has its own files complete, sees its peer up and has pushed a
- * full pass to it: after that only uploads and deletes send anything, so a
- * file put on a node's disk by hand stays unreplicated.
- */
-async function clusterReady(): Promise<void> {
-  await eventually(async () => {
-    for (const id of cluster.ids) {
-      const node = await status(id);
-      expect(node.storeHealthy, `node ${id} has a working store`).toBe(true);
-      expect(node.ownFiles, `node ${id} has its own files`).toBe("complete");
-      expect(
-        node.peers.map((p) => p.up),
-        `node ${id} sees its peers up`,
-      ).toEqual([true]);
-      for (const peer of node.replication) {
-        expect(peer.needsFullPass, `node ${id} pushed a full pass to ${peer.peer}`).toBe(false);
-        expect(peer.lastFullPass).toBeDefined();
-      }
-    }
-  }, 30_000);
-}
-
 /** Until node `id` answers for `name` from its own disk: replicated, and seen by the serving process. */
 async function servedFromOwnDisk(id: string, name: string): Promise<void> {
   await eventually(async () => {
@@ -253,7 +217,7 @@ beforeAll(async () => {
   two = cluster.url("2");
   await breakStore(broken.data);
   dead = await deadUrl();
-  await clusterReady();
+  await untilSettled(cluster);
 }, 90_000);
 
 afterAll(async () => {
@@ -322,7 +286,7 @@ describe("NanoCdnClient", () => {
   it("says how many nodes' disks hold an upload: one for a lone node, two in the cluster (sync_copies)", async () => {
     expect(await client([spare.url]).put(unique("lone.txt"), "one copy", { namespace: "pub" })).toMatchObject({ owner: "9", copies: 1 });
     // A node that saw its peer down a moment ago answers with one copy, as it should.
-    await clusterReady();
+    await untilSettled(cluster);
     expect(await client([one]).put(unique("twice.txt"), "two copies", { namespace: "pub" })).toMatchObject({ owner: "1", copies: 2 });
   });
 
@@ -694,7 +658,7 @@ describe("NanoCdnClient on a two-node cluster", () => {
   afterEach(async () => {
     const node = cluster.nodes["1"]!;
     if (node.child.exitCode !== null || node.child.signalCode !== null) await cluster.start("1");
-    await clusterReady();
+    await untilSettled(cluster);
   }, 60_000);
 
   it("reads a file uploaded through node 1 through node 2: at once, and from node 2's own copy once replicated", async () => {
@@ -804,7 +768,7 @@ describe("NanoCdnClient on a two-node cluster", () => {
     await cluster.kill("1");
     // Node 2 notices at its next health check (reads do not wait for that; it makes the test
     // deterministic, and by then the client's idle connections to node 1 are closed too).
-    await eventually(async () => expect((await status("2")).peers).toEqual([expect.objectContaining({ id: "1", up: false })]));
+    await eventually(async () => expect((await nodeStatus(cluster, "2")).peers).toEqual([expect.objectContaining({ id: "1", up: false })]));
 
     // Node 1 first, as in a client's configuration that does not know it died.
     const cdn = client([one, two]);
@@ -865,7 +829,7 @@ describe("NanoCdnClient on a two-node cluster", () => {
 
     // Node 1 back: it catches node 2 up (the file it had not pushed included) and takes its deletes again.
     await cluster.start("1");
-    await clusterReady();
+    await untilSettled(cluster);
     await servedFromOwnDisk("2", pending);
     expect(await client([two]).delete(pub.name)).toBe(true);
     expect(await client([one]).exists(pub.name)).toBe(false);

@@ -4,7 +4,7 @@ import { readdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { rsyncPassword } from "../../src/adapters/node/replication/rsync.ts";
-import { CLUSTER_SECRET, startCluster, type TestCluster, nodeStatus } from "../helpers/cluster.ts";
+import { CLUSTER_SECRET, startCluster, type TestCluster, nodeStatus, untilSettled } from "../helpers/cluster.ts";
 import { basic } from "../helpers/credentials.ts";
 import { listFiles, placeFile } from "../helpers/disk.ts";
 import { eventually } from "../helpers/eventually.ts";
@@ -327,7 +327,9 @@ describe("replication with rsync", () => {
     await eventually(async () => {
       for (const id of ["2", "3"]) expect(await replicaOf(c, id, "1")).toContain(kept.slice(3));
     });
-    // A file node 1 lost that only node 3 still holds (say node 2 was restored from an old backup).
+    // A file node 1 lost that only node 3 still holds (say node 2 was restored
+    // from an old backup): placed once no pass is under way that would delete it.
+    await untilSettled(c);
     await placeFile(join(c.data("3"), "files", "1", "pub", "only-on-3.txt"), "last copy");
     await c.kill("1");
     await rm(c.data("1"), { recursive: true });

@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { startCluster, type TestCluster, nodeStatus } from "../helpers/cluster.ts";
+import { startCluster, type TestCluster, nodeStatus, untilSettled } from "../helpers/cluster.ts";
 import { basic } from "../helpers/credentials.ts";
 import { listFiles, placeFile } from "../helpers/disk.ts";
 import { eventually } from "../helpers/eventually.ts";
@@ -134,14 +134,10 @@ describe("replication over ssh, confined by rrsync", () => {
     const put = (body: string) => fetch(`${c.url("1")}/upload/pub/s.txt`, { method: "PUT", body, headers: auth });
     // No run may be under way when the folder goes away: one whose receiver is
     // already in it would apply the delete below to the copy the test keeps.
-    const idle = async () => {
-      const [peer] = (await nodeStatus(c, "1")).replication;
-      expect(peer).toMatchObject({ needsFullPass: false, backlog: 0, lastFullPass: expect.any(String) });
-    };
-    await eventually(idle);
+    await untilSettled(c);
     expect((await put("AAAAAAAA")).status).toBe(201);
     await eventually(async () => expect(await readFile(join(replica, "pub", "s.txt"), "utf8")).toBe("AAAAAAAA"));
-    await eventually(idle);
+    await untilSettled(c);
     // The replica cannot be reached (its folder is away) while the name is deleted and uploaded again.
     await rename(replica, `${replica}.away`);
     await writeFile(replica, "not a folder: every push fails");

@@ -148,6 +148,34 @@ export async function nodeStatus(cluster: TestCluster, id: string): Promise<any>
 }
 
 /**
+ * Until every node takes uploads itself (its store passed its last probe),
+ * has its own files, sees its peers up, has pushed a full pass to each and
+ * has nothing queued: from then on only uploads and deletes make a node push
+ * anything, so a file a test puts on a disk by hand stays unreplicated, and
+ * no run under way touches a replica folder a test moves.
+ */
+export async function untilSettled(cluster: TestCluster): Promise<void> {
+  await eventually(async () => {
+    for (const id of cluster.ids) {
+      const status = await nodeStatus(cluster, id);
+      expect(status.storeHealthy, `node ${id} has a working store`).toBe(true);
+      expect(status.ownFiles, `node ${id} has its own files`).toBe("complete");
+      expect(
+        status.peers.every((p: { up: boolean }) => p.up),
+        `node ${id} sees its peers up`,
+      ).toBe(true);
+      for (const push of status.replication) {
+        expect(push, `node ${id} pushed a full pass to ${push.peer} and has nothing queued`).toMatchObject({
+          needsFullPass: false,
+          backlog: 0,
+          lastFullPass: expect.any(String),
+        });
+      }
+    }
+  }, 30_000);
+}
+
+/**
  * Nodes that start together first find each other refusing connections and
  * mark each other down; tests begin once every node sees every peer up again.
  */
