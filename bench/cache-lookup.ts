@@ -7,8 +7,10 @@ import { DEFAULT_MEMORY_CACHE_BYTES, DEFAULT_MEMORY_CACHE_FILE_BYTES } from "../
 import { CachingStore, cacheEntries } from "../src/storage/caching-store.ts";
 import { MemoryStore } from "../src/storage/memory-store.ts";
 
-/** Names that hold nothing, a quarter more than a serving process's cache keeps with the defaults: reading them fills it. */
-export const FILL_NAMES = Math.ceil(cacheEntries(DEFAULT_MEMORY_CACHE_BYTES) * 1.25);
+/** How many files a serving process's cache keeps with the defaults. */
+export const CACHE_ENTRIES = cacheEntries(DEFAULT_MEMORY_CACHE_BYTES);
+/** Names that hold nothing, a quarter more than that: reading them fills it. */
+export const FILL_NAMES = Math.ceil(CACHE_ENTRIES * 1.25);
 const HOT = "1/pub/bench/hot.bin";
 const PEEKS = 200_000;
 

@@ -5,7 +5,7 @@
 // keeps it; and the memory of both at rest.
 
 import { servingProcessCount } from "../../src/adapters/node/process/start-node.ts";
-import { FILL_NAMES, measureHotLookup } from "../cache-lookup.ts";
+import { CACHE_ENTRIES, FILL_NAMES, measureHotLookup } from "../cache-lookup.ts";
 import { upload, workersSetting } from "../nanocdn.ts";
 import { sleep } from "../net.ts";
 import { memoryText } from "../notes.ts";
@@ -81,7 +81,7 @@ export function getPhase(ctx: BenchContext): Promise<Row[]> {
     const lookup = await measureHotLookup();
     rows.push({
       id: "cache-hot-lookup",
-      label: "memory cache: one lookup of a hot file, cache full (16,384 entries) / one entry (in-process, no HTTP)",
+      label: `memory cache: one lookup of a hot file, cache full (${CACHE_ENTRIES.toLocaleString("en")} entries) / one entry (in-process, no HTTP)`,
       nanocdn: `${Math.round(lookup.fullNs)} ns / ${Math.round(lookup.oneEntryNs)} ns`,
       reference: "—",
       ratio: "—",
