@@ -7,9 +7,9 @@ import { traceSyscalls } from "../helpers/strace.ts";
 const auth = { Authorization: basic() };
 
 /**
- * What a trace says, in order: each fsync that succeeded (the path of its
- * descriptor, relative to the data folder) and each HTTP answer the
- * process began to write, by its status line.
+ * What a trace says, in order: each fsync and unlink that succeeded, when it
+ * ended (the path of its descriptor or its argument, relative to the data
+ * folder), and each HTTP answer the process began to write, by its status line.
  */
 function events(trace: string, data: string): string[] {
   const lines = trace.split("\n");
@@ -17,13 +17,15 @@ function events(trace: string, data: string): string[] {
   lines.forEach((line, index) => {
     const answer = /^\d+\s+writev?\(.*"HTTP\/1\.1 (\d{3})/.exec(line);
     if (answer) seen.push({ at: index, what: `answer ${answer[1]}` });
-    const sync = /^(\d+)\s+fsync\(\d+<([^>]+)>/.exec(line);
-    if (!sync) return;
+    const call = /^(\d+)\s+(?:(fsync)\(\d+<([^>]+)>|(unlink)\("([^"]+)")/.exec(line);
+    if (!call) return;
+    const [, thread, fsync, descriptor, unlink, argument] = call;
+    const name = (fsync ?? unlink)!;
     // Interleaved with other threads' calls, the call's end is a line of its own.
     const end = / = 0$/.test(line)
       ? index
-      : lines.findIndex((later, at) => at > index && later.startsWith(`${sync[1]} `) && /fsync resumed>.* = 0$/.test(later));
-    if (end >= 0) seen.push({ at: end, what: `fsync ${relative(data, sync[2]!)}` });
+      : lines.findIndex((later, at) => at > index && later.startsWith(`${thread} `) && new RegExp(`${name} resumed>.* = 0$`).test(later));
+    if (end >= 0) seen.push({ at: end, what: `${name} ${relative(data, (descriptor ?? argument)!)}` });
   });
   return seen.sort((a, b) => a.at - b.at).map((event) => event.what);
 }
@@ -39,7 +41,7 @@ describe("fsync = true (the default)", () => {
     node = await startNodeProcess({ config: { workers: 1 } });
     const { url, data } = node;
     expect((await fetch(`${url}/upload/pub/old/gone.txt`, { method: "PUT", headers: auth, body: "to delete" })).status).toBe(201);
-    const tracer = await traceSyscalls(node.pid, join(data, "..", "calls.log"), ["fsync", "write", "writev"]);
+    const tracer = await traceSyscalls(node.pid, join(data, "..", "calls.log"), ["fsync", "unlink", "write", "writev"]);
     let trace = "";
     try {
       const put = await fetch(`${url}/upload/pub/new/kept.txt`, { method: "PUT", headers: auth, body: "to keep" });
@@ -58,7 +60,12 @@ describe("fsync = true (the default)", () => {
     expect(beforeCreated.filter((event) => /^fsync tmp\/[\w-]+\.part(\.meta)?$/.test(event))).toHaveLength(2);
     for (const folder of ["files/1/pub/new", "files/1/meta/pub/new", "files/1/pub", "files/1/meta/pub"])
       expect(beforeCreated, folder).toContain(`fsync ${folder}`);
-    expect(seen.slice(created + 1, deleted), trace).toContain("fsync files/1/pub/old");
+    // The file, then its metadata, both before the fsync that commits their removal.
+    const removal = seen.slice(created + 1, deleted);
+    const synced = removal.indexOf("fsync files/1/pub/old");
+    expect(synced, trace).toBeGreaterThan(0);
+    expect(removal.slice(0, synced), trace).toEqual(expect.arrayContaining(["unlink files/1/pub/old/gone.txt", "unlink files/1/meta/pub/old/gone.txt"]));
+    expect(removal.indexOf("unlink files/1/pub/old/gone.txt")).toBeLessThan(removal.indexOf("unlink files/1/meta/pub/old/gone.txt"));
   });
 
   it("makes an upload's expiry durable before the file it is for", async () => {

@@ -650,17 +650,18 @@ export class DiskStore implements BlobStore {
   }
 
   /**
-   * Once the file is gone: its folder synced (a power cut would bring a
-   * deleted file back, and the owner's next full pass would hand it to the
-   * peers again), its emptied folders, then its metadata (a visible file
-   * always has its metadata; a leftover one without its file is stale).
+   * Once the file is gone: its metadata (after the file, as a visible file
+   * always has its metadata), then the file's folder synced, which commits
+   * both removals (a power cut would bring a deleted file back, and the
+   * owner's next full pass would hand it to the peers again; a metadata
+   * file left behind would keep the name taken until it is stale), then
+   * the emptied folders.
    */
   async #afterRemoval(path: string, segments: readonly string[], sidecar: string | undefined): Promise<void> {
+    if (sidecar) await unlinkQuietly(sidecar);
     if (this.#fsync) await this.#syncRemoval(dirname(path));
     await this.#pruneFolders(segments, KEPT_DEPTH);
-    if (!sidecar) return;
-    await unlinkQuietly(sidecar);
-    await this.#pruneFolders(sidecarSegments(segments)!, KEPT_DEPTH + 1);
+    if (sidecar) await this.#pruneFolders(sidecarSegments(segments)!, KEPT_DEPTH + 1);
   }
 
   /**
