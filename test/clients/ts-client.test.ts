@@ -1,6 +1,5 @@
 import { access, mkdir, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent, fetch as undiciFetch } from "undici";
@@ -21,6 +20,7 @@ import { startFreezableNode } from "../helpers/hung-node.ts";
 import { basic, PASSWORD, USER } from "../helpers/credentials.ts";
 import { placeFile } from "../helpers/disk.ts";
 import { eventually } from "../helpers/eventually.ts";
+import { listenOnLoopback } from "../helpers/loopback.ts";
 import { type NodeProcess, startNodeProcess } from "../helpers/node-process.ts";
 import { freePort } from "../helpers/ports.ts";
 import { URL_SIGNING_KEY_FILE } from "../helpers/signed-urls.ts";
@@ -76,16 +76,7 @@ async function startStandIn(handle: (request: IncomingMessage, response: ServerR
     requests.push(`${request.method} ${request.url}`);
     handle(request, response);
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    requests,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  return { ...(await listenOnLoopback(server)), requests };
 }
 
 /** Reads a stream chunk by chunk, as a caller of get() would. */

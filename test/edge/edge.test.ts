@@ -1,6 +1,5 @@
 import { randomBytes } from "node:crypto";
 import { createServer, type RequestListener } from "node:http";
-import type { AddressInfo } from "node:net";
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -10,6 +9,7 @@ import { CLUSTER_SECRET, startCluster, type TestCluster } from "../helpers/clust
 import { basic, bcryptLine, PASSWORD, USER } from "../helpers/credentials.ts";
 import { placeFile } from "../helpers/disk.ts";
 import { eventually } from "../helpers/eventually.ts";
+import { listenOnLoopback } from "../helpers/loopback.ts";
 import { type RunningEdge, startEdge } from "../helpers/worker.ts";
 
 const auth = { Authorization: basic() };
@@ -355,10 +355,9 @@ describe("the edge in front of origin nodes", () => {
 
 /** The edge in front of one stand-in origin, node 1, which `handle` answers; both are closed after `use`. */
 async function withOrigin(handle: RequestListener, bindings: Record<string, string>, use: (edge: RunningEdge) => Promise<void>): Promise<void> {
-  const origin = createServer(handle);
-  await new Promise<void>((resolve) => origin.listen(0, "127.0.0.1", resolve));
+  const origin = await listenOnLoopback(createServer(handle));
   const edge = await startEdge({
-    ORIGINS: `1=http://127.0.0.1:${(origin.address() as AddressInfo).port}`,
+    ORIGINS: `1=${origin.url}`,
     CLUSTER_SECRET,
     HTPASSWD: bcryptLine(USER, PASSWORD),
     ...bindings,
@@ -367,7 +366,7 @@ async function withOrigin(handle: RequestListener, bindings: Record<string, stri
     await use(edge);
   } finally {
     await edge.close();
-    origin.close();
+    await origin.close();
   }
 }
 

@@ -1,5 +1,5 @@
 import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
+import { listenOnLoopback } from "./loopback.ts";
 
 /** A purge request as Cloudflare's API would have received it. */
 export interface PurgeRequest {
@@ -39,11 +39,11 @@ export async function startCloudflareApi(...answers: Answer[]) {
       response.writeHead(answer.status, { "Content-Type": "application/json", ...answer.headers }).end(JSON.stringify(answer.body));
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { url, close } = await listenOnLoopback(server);
   return {
     /** What a configuration takes as Cloudflare's API. */
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/client/v4`,
+    url: `${url}/client/v4`,
     purges,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close,
   };
 }

@@ -1,5 +1,6 @@
 import { createServer } from "node:http";
-import { type AddressInfo, connect } from "node:net";
+import { connect } from "node:net";
+import { listenOnLoopback } from "./loopback.ts";
 
 /**
  * An HTTP proxy on a loopback port, as `HTTPS_PROXY` or `HTTP_PROXY` names
@@ -21,14 +22,5 @@ export async function startForwardProxy() {
     onward.on("error", () => client.destroy());
     client.on("error", () => onward.destroy());
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    tunnels,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  return { ...(await listenOnLoopback(server)), tunnels };
 }
