@@ -97,7 +97,7 @@ describe("DiskStore races, each forced at its window", () => {
     const store = await newStore();
     const judged = await store.create("1/pub/r/j.txt", text("judged"));
     await store.create("1/pub/r/sibling.txt", text("the folder's other file"));
-    hooks.rename = once(".deleted", async () => {
+    hooks.rename = once(".removed", async () => {
       await store.delete("1/pub/r/j.txt");
       await store.create("1/pub/r/j.txt", text("stored since"));
       // While that new file is aside, the folder's last other file is deleted, and the emptied folder pruned.
@@ -151,7 +151,7 @@ describe("DiskStore races, each forced at its window", () => {
     const store = await newStore();
     await store.create("1/pub/k", text("expiring"), { deleteAt: Math.floor(Date.now() / 1000) - 1 });
     // Deleted by its owner, and the name then used as a folder, between the sweep's look and its move.
-    hooks.rename = once(".deleted", async () => {
+    hooks.rename = once(".removed", async () => {
       await store.delete("1/pub/k");
       await store.create("1/pub/k/child.txt", text("a new file"));
     });

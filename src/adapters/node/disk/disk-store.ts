@@ -510,22 +510,9 @@ export class DiskStore implements BlobStore {
       // ctime, which the link itself sets: mtime is when the temp was
       // written, which a long fsync of a large upload may leave far behind.
       if (!found?.isFile() || Date.now() - Number(found.ctimeMs) < STALE_SIDECAR_MS) throw error;
-      // Moved aside in one step, and judged there: another create of the
-      // name may have replaced the leftover with its own meanwhile, which
-      // stays (and the name is taken).
-      const aside = join(this.tmpDir, `${randomUUID()}.stale`);
-      try {
-        await rename(target, aside);
-      } catch (renameError) {
-        if (MISSING.has(errnoOf(renameError) ?? "")) throw error;
-        throw renameError;
-      }
-      const moved = await lstat(aside, { bigint: true });
-      if (!sameFile(moved, found)) {
-        await this.#putBack(aside, target, false);
-        throw error;
-      }
-      await unlinkQuietly(aside);
+      // Another create of the name may have replaced the leftover with its
+      // own meanwhile, which stays (and the name is taken).
+      if (!(await this.#removeIfStill(target, found, "writing a file"))) throw error;
       await this.#linkIntoPlace(temp, target);
     }
   }
@@ -593,26 +580,36 @@ export class DiskStore implements BlobStore {
     const seen = await this.#look(key);
     if (!seen || !holds(seen.meta)) return undefined;
     const sidecar = await this.#claimSidecar(segments);
-    // Moved aside in one step: what the name holds at that moment is what is judged.
-    const aside = join(this.tmpDir, `${randomUUID()}.deleted`);
-    try {
-      await rename(path, aside);
-    } catch (error) {
-      if (MISSING.has(errnoOf(error) ?? "")) return undefined;
-      throw unavailable(error, "deleting a file");
-    }
-    const moved = await lstat(aside, { bigint: true });
-    if (!sameFile(moved, seen.stats)) {
-      await this.#putBack(aside, path, moved.isDirectory());
-      return undefined;
-    }
-    await unlinkQuietly(aside);
+    if (!(await this.#removeIfStill(path, seen.stats, "deleting a file"))) return undefined;
     await this.#afterRemoval(path, segments, sidecar);
     return seen.meta;
   }
 
   /**
-   * Puts back under its name what a delete moved aside and must keep: a new
+   * Removes what `path` names only while it is still the file `seen`, and
+   * says whether it did. Moved aside in one step and judged there, so what
+   * the name holds at that moment is what is judged: a file that took the
+   * name since the look is put back.
+   */
+  async #removeIfStill(path: string, seen: BigIntStats, what: string): Promise<boolean> {
+    const aside = join(this.tmpDir, `${randomUUID()}.removed`);
+    try {
+      await rename(path, aside);
+    } catch (error) {
+      if (MISSING.has(errnoOf(error) ?? "")) return false;
+      throw unavailable(error, what);
+    }
+    const moved = await lstat(aside, { bigint: true });
+    if (!sameFile(moved, seen)) {
+      await this.#putBack(aside, path, moved.isDirectory());
+      return false;
+    }
+    await unlinkQuietly(aside);
+    return true;
+  }
+
+  /**
+   * Puts back under its name what a removal moved aside and must keep: a new
    * file that took the name after the look, or a folder of new files below
    * it (which cannot be linked). Its folder, pruned meanwhile by a delete of
    * its last other file, is made again. Synced, as it is an upload's.
