@@ -34,11 +34,19 @@ export interface SeedStack {
   lsyncdDelay: number;
   /** Restarts both lsyncd with `delay` (seconds), and waits until their start-up sync has pushed everything. */
   setLsyncdDelay(delay: number): Promise<void>;
+  /**
+   * Waits until lsyncd has pushed every change and the stack idles; the ms
+   * that took. After a PUT load lsyncd works on for a minute or more, and
+   * nothing else may be measured on the same cores meanwhile.
+   */
+  settle(): Promise<number>;
   /** Every process of the stack. */
   memory(): Memory;
   cpuSeconds(): number;
   stop(): Promise<void>;
 }
+
+const SETTLE_POLL_MS = 500;
 
 const mimeTypes = () => (existsSync("/etc/nginx/mime.types") ? "include /etc/nginx/mime.types;" : "types { application/octet-stream bin; }");
 
@@ -246,19 +254,30 @@ export async function startSeedStack(options: { dir: string; htpasswd: string; l
       200,
     );
 
-    const settle = () =>
-      until(
+    const cpuSeconds = () => all().reduce((sum, { proc }) => sum + treeCpuSeconds(proc.pid), 0);
+    const settle = async () => {
+      const started = Date.now();
+      // lsyncd writes its status file once a second at most, and reads the
+      // kernel's queue of file events only as fast as it can: a "0 delays"
+      // counts once the whole stack spent under 2 % of a core between two looks.
+      let cpu: number | undefined;
+      await until(
         "lsyncd to have nothing left to push",
         async () => {
+          const [before, now] = [cpu, cpuSeconds()];
+          cpu = now;
+          if (before === undefined || now - before > 0.02 * (SETTLE_POLL_MS / 1000)) return false;
           for (const node of nodes) {
             const status = await readFile(join(node.dir, "lsyncd.status"), "utf8").catch(() => "");
             if (!/There are 0 delays/.test(status)) return false;
           }
           return true;
         },
-        180_000,
-        200,
+        900_000,
+        SETTLE_POLL_MS,
       );
+      return Date.now() - started;
+    };
     const startLsyncd = async (delay: number) => {
       lsyncds = [];
       for (const node of nodes) {
@@ -286,8 +305,9 @@ export async function startSeedStack(options: { dir: string; htpasswd: string; l
         stack.lsyncdDelay = delay;
       },
       memory: () => sumMemory(all().map(({ proc, comm }) => nodeMemory(proc.pid, comm))),
+      settle,
       // Whole trees: the rsync runs of lsyncd and of the receiving daemons are the stack's replication work.
-      cpuSeconds: () => all().reduce((sum, { proc }) => sum + treeCpuSeconds(proc.pid), 0),
+      cpuSeconds,
       stop: stopAll,
     };
     return stack;

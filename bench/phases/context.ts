@@ -64,6 +64,17 @@ export async function measureOne(ctx: BenchContext, label: string, side: string,
   return result;
 }
 
+/**
+ * A PUT load against the seed's stack. lsyncd then pushes those uploads for
+ * a minute or more on the same cores, so nothing is measured until it is done.
+ */
+export async function measureSeedPut(ctx: BenchContext, label: string, target: Target): Promise<Side> {
+  const result = await measureOne(ctx, label, "reference", target);
+  const waitedMs = await ctx.seed.settle();
+  ctx.say(`    the seed's lsyncd pushed those uploads in ${(waitedMs / 1000).toFixed(1)} s more; measuring on`);
+  return result;
+}
+
 /** The same load against nanocdn, then against the reference. */
 export async function pair(ctx: BenchContext, label: string, nano: Target, reference: Target): Promise<{ n: Side; g: Side }> {
   const n = await measureOne(ctx, label, "nanocdn", nano);

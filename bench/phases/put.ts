@@ -8,14 +8,14 @@ import { TARGETS } from "../options.ts";
 import type { Transport } from "../nanocdn.ts";
 import { msText, type Row } from "../report.ts";
 import { type Side, throughputRow } from "../throughput.ts";
-import { type BenchContext, checkPut, measureOne, nodeTarget, putLoad, uploadTarget, withCluster } from "./context.ts";
+import { type BenchContext, checkPut, measureOne, measureSeedPut, nodeTarget, putLoad, uploadTarget, withCluster } from "./context.ts";
 
 export async function putPhase(ctx: BenchContext): Promise<Row[]> {
   const rows: Row[] = [];
   const prefix = `bench-put-${Date.now()}`;
   const { seed } = ctx;
   const [seed1, seed2] = [seed.nodes[0]!, seed.nodes[1]!];
-  const reference = await measureOne(ctx, "PUT 4 KiB, nginx direct", "reference", {
+  const reference = await measureSeedPut(ctx, "PUT 4 KiB, nginx direct", {
     url: seed1.url,
     ...putLoad(ctx, `/upload/pub/${prefix}`),
     ...nodeTarget(seed),
@@ -23,7 +23,7 @@ export async function putPhase(ctx: BenchContext): Promise<Row[]> {
   await checkPut(join(seed1.files, "1", "pub", prefix), reference);
   if (reference.memoryMax) ctx.memory.referencePut.push(reference.memoryMax);
   // The front spreads uploads over both nodes.
-  const front = await measureOne(ctx, "PUT 4 KiB, via the front", "reference", {
+  const front = await measureSeedPut(ctx, "PUT 4 KiB, via the front", {
     url: seed.frontUrl,
     ...putLoad(ctx, `/upload/pub/${prefix}-front`),
     ...nodeTarget(seed),
@@ -99,7 +99,7 @@ export async function putPhase(ctx: BenchContext): Promise<Row[]> {
   );
 
   // nginx without auth_basic: what checking the password on every request costs it.
-  const noAuth = await measureOne(ctx, "PUT 4 KiB, no auth", "reference", {
+  const noAuth = await measureSeedPut(ctx, "PUT 4 KiB, no auth", {
     url: seed1.url,
     ...putLoad(ctx, `/upload-noauth/pub/${prefix}-noauth`),
     ...nodeTarget(seed),

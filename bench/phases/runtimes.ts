@@ -8,7 +8,7 @@ import type { Runtime } from "../../test/helpers/runtimes.ts";
 import { upload } from "../nanocdn.ts";
 import { int, type Row } from "../report.ts";
 import { type Side, throughputRow } from "../throughput.ts";
-import { type BenchContext, checkGet, checkPut, measureOne, nodeTarget, putLoad, uploadTarget, withCluster } from "./context.ts";
+import { type BenchContext, checkGet, checkPut, measureOne, measureSeedPut, nodeTarget, putLoad, uploadTarget, withCluster } from "./context.ts";
 
 const RUNTIMES: [Runtime, string][] = [
   ["node", "Node"],
@@ -28,7 +28,7 @@ export async function runtimesPhase(ctx: BenchContext): Promise<Row[]> {
   const seed1 = seed.nodes[0]!;
   const prefix = `bench-runtimes-${Date.now()}`;
   const refGet = await measureOne(ctx, "GET 4 KiB, nginx direct", "reference", { url: `${seed1.url}/1/pub/bench/4k.bin`, ...nodeTarget(seed) });
-  const refPut = await measureOne(ctx, "PUT 4 KiB, nginx direct", "reference", {
+  const refPut = await measureSeedPut(ctx, "PUT 4 KiB, nginx direct", {
     url: seed1.url,
     ...putLoad(ctx, `/upload/pub/${prefix}`),
     ...nodeTarget(seed),
