@@ -160,7 +160,10 @@ function makeNode(id: string, dir: string, port: number, config: Record<string, 
     async start() {
       await mkdir(dir, { recursive: true });
       try {
-        proc = await startNodeProcess({ dir, port, config, nodeArgs, runtime, logFile, processGroup: true, timeoutMs: 60_000 });
+        // As the installed `nanocdn` command starts a node (packaging/nanocdn): on a
+        // machine of one or two cores the node is one process, which no primary sizes.
+        const env = { UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? "32" };
+        proc = await startNodeProcess({ dir, port, config, nodeArgs, runtime, logFile, env, processGroup: true, timeoutMs: 60_000 });
       } catch (error) {
         throw new Error(`nanocdn node ${id} did not start: ${(error as Error).message.split("\n").slice(-30).join("\n")}`);
       }

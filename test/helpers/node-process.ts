@@ -63,8 +63,10 @@ export interface StartOptions {
 
 /** The node's settings come from its config file and the caller's `env`, not from this process's NANOCDN_* variables. */
 function inheritedEnv(): NodeJS.ProcessEnv {
-  // Nor a proxy of the machine's: a test that wants one says so.
-  return Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("NANOCDN_") && !/^(https?|all|no)_proxy$/i.test(key)));
+  // Nor a proxy or a thread pool size of the machine's: a test that wants one says so.
+  return Object.fromEntries(
+    Object.entries(process.env).filter(([key]) => !key.startsWith("NANOCDN_") && key !== "UV_THREADPOOL_SIZE" && !/^(https?|all|no)_proxy$/i.test(key)),
+  );
 }
 
 /** Starts `nanocdn serve` as its own process, as an operator would, and waits until it answers. */

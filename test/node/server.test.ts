@@ -499,6 +499,29 @@ describe("Node server", () => {
     }
   }, 60_000);
 
+  it("starts its serving processes with 32 threads for file system calls, or as many as UV_THREADPOOL_SIZE says", async () => {
+    for (const [env, size] of [
+      [{}, 32],
+      [{ UV_THREADPOOL_SIZE: "6" }, 6],
+    ] as const) {
+      const node = await startNodeProcess({ config: { workers: 2 }, env });
+      try {
+        await eventually(async () => expect(node.output()).toContain("nanocdn node listening"));
+        const serving = processesNaming(node.configFile).filter(({ pid }) => pid !== node.pid);
+        expect(serving).toHaveLength(2);
+        // Each has read its files: its pool runs, with the threads it was given.
+        for (const { pid } of serving) {
+          expect((await readFile(`/proc/${pid}/environ`, "latin1")).split("\0")).toContain(`UV_THREADPOOL_SIZE=${size}`);
+          const threads = await readdir(`/proc/${pid}/task`);
+          expect(threads.length).toBeGreaterThanOrEqual(size);
+          expect(threads.length).toBeLessThan(size + 16);
+        }
+      } finally {
+        await node.stop();
+      }
+    }
+  });
+
   it("sends the whole of a file from memory to a slow reader before a graceful stop closes its connection", async () => {
     const size = 16 * 1024 * 1024;
     const node = await startNodeProcess({ config: { memory_cache_bytes: 2 * size, memory_cache_file_bytes: size, shutdown_grace: 20 } });

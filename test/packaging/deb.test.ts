@@ -189,7 +189,7 @@ describe("the Debian package", () => {
       ["--reuid=nanocdn", "--regid=nanocdn", "--init-groups", "/usr/bin/nanocdn", "serve", "--listen", `127.0.0.1:${port}`, "--workers", "2"],
       {
         cwd: "/var/lib/nanocdn",
-        env: { ...process.env, NOTIFY_SOCKET: socket },
+        env: { ...process.env, UV_THREADPOOL_SIZE: undefined, NOTIFY_SOCKET: socket },
         stdio: ["ignore", "pipe", "pipe"],
       },
     );
@@ -200,6 +200,8 @@ describe("the Debian package", () => {
     try {
       await eventually(async () => expect(listener.messages()).toContain("READY=1"), 30_000);
       expect(listener.messages().match(/READY=1/g)).toHaveLength(1);
+      // The installed command sizes the node's thread pool for concurrent fsyncs (setpriv and the command exec it: the same pid).
+      expect((await readFile(`/proc/${node.pid}/environ`, "latin1")).split("\0")).toContain("UV_THREADPOOL_SIZE=32");
       const put = await fetch(`http://127.0.0.1:${port}/upload/pub/installed.txt`, {
         method: "PUT",
         body: "from the package",
