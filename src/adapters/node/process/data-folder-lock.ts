@@ -95,7 +95,11 @@ export async function lockDataFolder(data: string, log: Logger): Promise<DataFol
       return unlocked(error); // there, but not readable: it cannot be judged
     }
     // A live holder refuses the start, even where this one could not have written its own.
-    if (lock.alive) throw new DataFolderInUseError(data, lock.pid);
+    if (lock.alive) {
+      // Its own guard goes first, should a start that moved it aside have put it back after this one was done with it.
+      await removeHeldGuard(guard, content);
+      throw new DataFolderInUseError(data, lock.pid);
+    }
     if (failure.code !== "EEXIST") return unlocked(failure);
     if (lock.text === undefined) continue; // gone meanwhile
     // One start at a time takes a stale lock over: two that both read it
@@ -109,8 +113,9 @@ export async function lockDataFolder(data: string, log: Logger): Promise<DataFol
         // A start that died taking over left it: moved aside, and removed if it is still that one.
         if (!taker.alive && taker.text !== undefined) {
           const putBack = await removeIfStill(guard, taker.text);
-          // Put back for a start that holds the lock by now, and so needs it no more.
-          if (putBack !== undefined && (await readFile(file, "utf8").catch(() => undefined)) === putBack) await removeHeldGuard(guard, putBack);
+          // Put back while a live start holds the lock (the guard's own, or another
+          // that won the race): no takeover can remove a live lock, so no guard matters.
+          if (putBack !== undefined && (await holderOf(file)).alive) await removeHeldGuard(guard, putBack);
         } else await sleep(GUARD_PAUSE_MS);
       } catch (failure) {
         return unlocked(failure);
