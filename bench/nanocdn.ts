@@ -160,8 +160,8 @@ function makeNode(id: string, dir: string, port: number, config: Record<string, 
     async start() {
       await mkdir(dir, { recursive: true });
       try {
-        // As the installed `nanocdn` command starts a node (packaging/nanocdn): on a
-        // machine of one or two cores the node is one process, which no primary sizes.
+        // As bin/nanocdn.mjs run as a program (`npx nanocdn`, the installed command)
+        // starts a node: on one or two cores the node is one process, which no primary sizes.
         const env = { UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? "32" };
         proc = await startNodeProcess({ dir, port, config, nodeArgs, runtime, logFile, env, processGroup: true, timeoutMs: 60_000 });
       } catch (error) {

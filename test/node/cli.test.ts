@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdtemp, readFile, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, stat, writeFile } from "node:fs/promises";
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -179,7 +179,8 @@ describe("nanocdn command line", () => {
     await requirePortFree(8080);
     const cwd = await tempDir();
     const start = () => {
-      const child = spawn(process.execPath, [BIN, "serve"], { cwd, stdio: ["ignore", "pipe", "pipe"] });
+      // As `npx nanocdn serve` runs it: the bin as a program.
+      const child = spawn(BIN, ["serve"], { cwd, env: { ...process.env, UV_THREADPOOL_SIZE: undefined }, stdio: ["ignore", "pipe", "pipe"] });
       let output = "";
       child.stdout.on("data", (c) => (output += c));
       child.stderr.on("data", (c) => (output += c));
@@ -193,6 +194,9 @@ describe("nanocdn command line", () => {
     try {
       await waitUp(first.output);
       expect(first.output()).toContain('"url":"http://127.0.0.1:8080"');
+      // The bin's shell line started Node.js (in its own place) with 32 threads for file system calls, and they run.
+      expect((await readFile(`/proc/${first.child.pid}/environ`, "latin1")).split("\0")).toContain("UV_THREADPOOL_SIZE=32");
+      expect((await readdir(`/proc/${first.child.pid}/task`)).length).toBeGreaterThanOrEqual(32);
       expect((await stat(join(cwd, "data", "htpasswd"))).mode & 0o777).toBe(0o600);
       const copy = join(cwd, "data", "initial-credentials");
       expect((await stat(copy)).mode & 0o777).toBe(0o600);

@@ -15,8 +15,8 @@ import { aggregatedExposition, type MetricsJson } from "../metrics/registry.ts";
  * commit more than 4 fsyncs together. nginx's thread pools default to 32
  * threads. With 32, on a 2-core virtual machine, fsynced uploads answered
  * before the peer's copy went about 1.4 times as fast, those that wait for it
- * about 1.2 times. The installed `nanocdn` command (packaging/nanocdn) starts
- * a node with the same number.
+ * about 1.2 times. bin/nanocdn.mjs, run as a program, starts a node with the
+ * same number.
  */
 const SERVING_THREAD_POOL_SIZE = "32";
 
